@@ -1,0 +1,64 @@
+"""The shape of lakecdp's configuration; unknown keys are errors, not silently ignored."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lakecdp.config.durations import parse_duration
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LakeSettings(_Strict):
+    root: str = "./lake"
+    engine: Literal["delta-rs", "delta-spark"] = "delta-rs"
+    storage_options: dict[str, str] = Field(default_factory=dict)
+
+
+class LandingSettings(_Strict):
+    root: str = "./landing"
+
+
+class SparkSettings(_Strict):
+    master: str = "local[*]"
+    app_name: str = "lakecdp"
+    shuffle_partitions: int = Field(default=4, ge=1)
+    driver_memory: str = "4g"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class EventSettings(_Strict):
+    max_future_skew: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(days=400)
+
+    @field_validator("max_future_skew", "max_age", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class DemoSettings(_Strict):
+    customers: int = Field(default=2000, ge=1)
+    days: int = Field(default=30, ge=1)
+    seed: int = 7
+    end: datetime = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+    @field_validator("end")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. '2026-11-01T00:00:00Z'")
+        return value.astimezone(timezone.utc)
+
+
+class Settings(_Strict):
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    landing: LandingSettings = Field(default_factory=LandingSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+    segments: list[dict[str, Any]] = Field(default_factory=list)

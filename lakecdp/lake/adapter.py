@@ -1,0 +1,114 @@
+"""`Lake`: the only way lakecdp reads and writes tables."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+from lakecdp.config.models import LakeSettings
+from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where
+from lakecdp.lake.tables import TableSpec, table
+
+
+class Lake:
+    """Tables under one root, each a folder named after the table."""
+
+    def __init__(self, root: str, engine: LakeEngine) -> None:
+        self.root = root if "://" in root else os.path.abspath(root)
+        self.engine = engine
+
+    @property
+    def spark(self) -> SparkSession:
+        return self.engine.spark
+
+    def path(self, name: str) -> str:
+        return f"{self.root.rstrip('/')}/{table(name).name}"
+
+    def spec(self, name: str) -> TableSpec:
+        return table(name)
+
+    def exists(self, name: str) -> bool:
+        return self.engine.exists(self.path(name))
+
+    def create(self, name: str) -> None:
+        """Create the table empty (no-op when it exists)."""
+        self.engine.create(table(name), self.path(name))
+
+    def read(self, name: str, *, version: int | None = None, as_of: datetime | None = None) -> DataFrame:
+        """The table as a Spark DataFrame; optionally as of a version or a point in time."""
+        if version is not None and as_of is not None:
+            raise LakeError(f"table {name}: pass version or as_of, not both")
+        return self.engine.read(table(name), self.path(name), version=version, as_of=as_of)
+
+    def append(self, name: str, df: DataFrame, *, txn: AppTxn | None = None) -> None:
+        """Append rows; with `txn`, a replay of an already committed (app_id, version) is a no-op."""
+        spec = table(name)
+        if not self.exists(name):
+            self.engine.create(spec, self.path(name))
+        self.engine.append(spec, self.path(name), df, txn)
+
+    def merge(
+        self,
+        name: str,
+        df: DataFrame,
+        *,
+        txn: AppTxn | None = None,
+        update_columns: Sequence[str] | None = None,
+        delete_missing: Where | None = None,
+    ) -> None:
+        """Upsert on the table's keys.
+
+        Args:
+            update_columns: columns a match overwrites (None = all, [] = none: insert-only).
+            delete_missing: also delete target rows matching this filter that the source lacks,
+                in the same commit (e.g. {"segment": [...]} to replace those segments' members).
+        """
+        self.engine.merge(table(name), self.path(name), df, txn, update_columns, delete_missing)
+
+    def delete(self, name: str, where: Where) -> int:
+        """Delete rows matching {column: value | [values]}; returns the number deleted."""
+        _check_columns(name, where)
+        return self.engine.delete(table(name), self.path(name), where)
+
+    def overwrite_partition(self, name: str, df: DataFrame, partition: Where, *, txn: AppTxn | None = None) -> None:
+        """Replace exactly the given partition(s) with `df` (an idempotent rewrite for reruns)."""
+        self.engine.overwrite_partition(table(name), self.path(name), df, partition, txn)
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        return self.engine.history(self.path(name))
+
+    def version(self, name: str) -> int:
+        """Current table version, -1 when the table does not exist yet."""
+        return self.engine.version(self.path(name))
+
+    def committed_version(self, name: str, app_id: str) -> int | None:
+        """The last version committed by application `app_id`, None if it never committed."""
+        return self.engine.committed_version(self.path(name), app_id)
+
+    def vacuum(self, name: str, *, retention_hours: int = 168) -> list[str]:
+        return self.engine.vacuum(self.path(name), retention_hours)
+
+    def optimize(self, name: str) -> dict[str, Any]:
+        return self.engine.optimize(table(name), self.path(name))
+
+
+def open_lake(spark: SparkSession, settings: LakeSettings, *, root: str | None = None) -> Lake:
+    """The Lake for the configured engine (delta-rs by default)."""
+    if settings.engine == "delta-spark":
+        from lakecdp.lake.delta_spark import DeltaSparkEngine
+
+        engine: LakeEngine = DeltaSparkEngine(spark, settings.storage_options)
+    else:
+        from lakecdp.lake.delta_rs import DeltaRsEngine
+
+        engine = DeltaRsEngine(spark, settings.storage_options)
+    return Lake(root or settings.root, engine)
+
+
+def _check_columns(name: str, where: Where) -> None:
+    unknown = [c for c in where if c not in table(name).columns]
+    if unknown:
+        raise LakeError(f"table {name}: no columns {unknown}")

@@ -1,0 +1,186 @@
+"""Engine `delta-rs`: Spark computes, delta-rs (the `deltalake` package) commits.
+
+Spark reads a table's active Parquet files straight from the Delta log; writes leave Spark
+as Arrow and are committed by delta-rs, so no Delta jars are needed on the classpath.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+from pyspark.sql import DataFrame
+from pyspark.sql.pandas.types import to_arrow_schema
+
+from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, render_where
+from lakecdp.lake.tables import TableSpec
+
+
+class DeltaRsEngine(LakeEngine):
+    name = "delta-rs"
+
+    def _table(self, path: str, version: int | None = None) -> DeltaTable:
+        return DeltaTable(path, version=version, storage_options=self.storage_options or None)
+
+    def exists(self, path: str) -> bool:
+        return DeltaTable.is_deltatable(path, storage_options=self.storage_options or None)
+
+    def create(self, spec: TableSpec, path: str) -> None:
+        DeltaTable.create(
+            path,
+            schema=arrow_schema(spec),
+            partition_by=list(spec.partition_by) or None,
+            mode="ignore",
+            name=spec.name,
+            description=spec.description or None,
+            storage_options=self.storage_options or None,
+        )
+
+    def read(self, spec: TableSpec, path: str, *, version: int | None, as_of: datetime | None) -> DataFrame:
+        if not self.exists(path):
+            return self.spark.createDataFrame([], spec.schema)
+        dt = self._table(path, version)
+        if as_of is not None:
+            dt.load_as_version(as_of)
+        uris = dt.file_uris()
+        if not uris:
+            return self.spark.createDataFrame([], spec.schema)
+        if not _is_local(path):
+            # Spark has no S3A classes here (hadoop-aws is a Maven jar): go through Arrow.
+            return self.spark.createDataFrame(dt.to_pyarrow_table(), schema=spec.schema)
+        reader = self.spark.read.schema(spec.schema)
+        if spec.partition_by:
+            # delta-rs keeps partition values in hive-style folders, not in the files.
+            reader = reader.option("basePath", _local(path))
+        return reader.parquet(*[_local(uri) for uri in uris]).select(*spec.columns)
+
+    def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None:
+        if self._already_committed(path, txn):
+            return
+        write_deltalake(
+            path,
+            to_arrow(spec, df),
+            mode="append",
+            partition_by=list(spec.partition_by) or None,
+            storage_options=self.storage_options or None,
+            commit_properties=_commit(txn),
+        )
+
+    def merge(
+        self,
+        spec: TableSpec,
+        path: str,
+        df: DataFrame,
+        txn: AppTxn | None,
+        update_columns: Sequence[str] | None,
+        delete_missing: Where | None,
+    ) -> None:
+        if self._already_committed(path, txn):
+            return
+        self.create(spec, path)
+        on = " AND ".join(f't."{k}" = s."{k}"' for k in spec.keys)
+        merger = self._table(path).merge(
+            source=to_arrow(spec, df), predicate=on, source_alias="s", target_alias="t", commit_properties=_commit(txn)
+        )
+        if update_columns is None:
+            merger = merger.when_matched_update_all()
+        elif update_columns:
+            merger = merger.when_matched_update(updates={c: f's."{c}"' for c in update_columns})
+        merger = merger.when_not_matched_insert_all()
+        if delete_missing is not None:
+            merger = merger.when_not_matched_by_source_delete(render_where(delete_missing, '"', alias="t"))
+        merger.execute()
+
+    def delete(self, spec: TableSpec, path: str, where: Where) -> int:
+        if not self.exists(path):
+            return 0
+        metrics = self._table(path).delete(render_where(where, '"'))
+        return int(metrics.get("num_deleted_rows", 0))
+
+    def overwrite_partition(self, spec: TableSpec, path: str, df: DataFrame, partition: Where, txn: AppTxn | None) -> None:
+        if self._already_committed(path, txn):
+            return
+        _check_partition(spec, partition)
+        self.create(spec, path)
+        write_deltalake(
+            path,
+            to_arrow(spec, df),
+            mode="overwrite",
+            predicate=render_where(partition, '"'),
+            partition_by=list(spec.partition_by) or None,
+            storage_options=self.storage_options or None,
+            commit_properties=_commit(txn),
+        )
+
+    def history(self, path: str) -> list[dict[str, Any]]:
+        return self._table(path).history() if self.exists(path) else []
+
+    def version(self, path: str) -> int:
+        return self._table(path).version() if self.exists(path) else -1
+
+    def committed_version(self, path: str, app_id: str) -> int | None:
+        if not self.exists(path):
+            return None
+        return self._table(path).transaction_version(app_id)
+
+    def vacuum(self, path: str, retention_hours: int) -> list[str]:
+        if not self.exists(path):
+            return []
+        return self._table(path).vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False)
+
+    def optimize(self, spec: TableSpec, path: str) -> dict[str, Any]:
+        if not self.exists(path):
+            return {}
+        return self._table(path).optimize.compact()
+
+    def _already_committed(self, path: str, txn: AppTxn | None) -> bool:
+        if txn is None:
+            return False
+        committed = self.committed_version(path, txn.app_id)
+        return committed is not None and committed >= txn.version
+
+
+def arrow_schema(spec: TableSpec) -> pa.Schema:
+    """The Arrow schema delta-rs writes for a table (UTC microsecond timestamps)."""
+    schema = to_arrow_schema(spec.schema, timezone="UTC")
+    return pa.schema([f.with_nullable(sf.nullable) for f, sf in zip(schema, spec.schema.fields)])
+
+
+def to_arrow(spec: TableSpec, df: DataFrame) -> pa.Table:
+    """Collect a DataFrame as Arrow in the table's schema, refusing nulls in non-null columns."""
+    data = conform(spec, df).toArrow()
+    for field in spec.schema.fields:
+        if not field.nullable and pc.sum(pc.is_null(data.column(field.name))).as_py():
+            raise LakeError(f"table {spec.name}: column {field.name} is declared non-null but the data has nulls")
+    target = arrow_schema(spec)
+    try:
+        return data.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise LakeError(f"table {spec.name}: data does not fit the declared schema: {exc}") from None
+
+
+def _commit(txn: AppTxn | None) -> CommitProperties | None:
+    if txn is None:
+        return None
+    return CommitProperties(app_transactions=[Transaction(app_id=txn.app_id, version=txn.version)])
+
+
+def _check_partition(spec: TableSpec, partition: Where) -> None:
+    unknown = set(partition) - set(spec.partition_by)
+    if not spec.partition_by or unknown:
+        raise LakeError(f"table {spec.name}: {sorted(unknown or partition)} are not its partition columns {list(spec.partition_by)}")
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def _local(uri: str) -> str:
+    return uri.removeprefix("file://")
+
+
+__all__ = ["DeltaRsEngine", "TableNotFoundError", "arrow_schema", "to_arrow"]

@@ -1,0 +1,165 @@
+"""Every lakecdp table, declared once: name, schema, partitioning, keys."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pyspark.sql import types as T
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    schema: T.StructType
+    keys: tuple[str, ...]
+    partition_by: tuple[str, ...] = ()
+    description: str = ""
+    columns: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(f.name for f in self.schema.fields)
+        object.__setattr__(self, "columns", names)
+        for name in (self.name, *names):
+            if not _IDENTIFIER.match(name):
+                raise ValueError(f"table {self.name}: {name!r} is not a lower_snake_case identifier")
+        missing = [c for c in (*self.keys, *self.partition_by) if c not in names]
+        if missing:
+            raise ValueError(f"table {self.name}: keys/partition columns {missing} are not in the schema")
+
+
+def _fields(*specs: tuple[str, T.DataType, bool]) -> T.StructType:
+    return T.StructType([T.StructField(name, dtype, nullable) for name, dtype, nullable in specs])
+
+
+S, TS, D, L, DBL, I, B = T.StringType(), T.TimestampType(), T.DateType(), T.LongType(), T.DoubleType(), T.IntegerType(), T.BooleanType()
+
+EVENTS = TableSpec(
+    name="events",
+    description="Bronze: every valid event exactly once, Segment spec flattened; event time in `timestamp`.",
+    keys=("message_id",),
+    partition_by=("event_date",),
+    schema=_fields(
+        ("message_id", S, False),
+        ("type", S, False),
+        ("event", S, True),
+        ("customer_id", S, False),
+        ("user_id", S, True),
+        ("anonymous_id", S, True),
+        ("timestamp", TS, False),
+        ("received_at", TS, False),
+        ("sent_at", TS, True),
+        ("page_name", S, True),
+        ("url", S, True),
+        ("category", S, True),
+        ("product_id", S, True),
+        ("price", DBL, True),
+        ("quantity", I, True),
+        ("cart_id", S, True),
+        ("order_id", S, True),
+        ("revenue", DBL, True),
+        ("search_query", S, True),
+        ("campaign_id", S, True),
+        ("time_on_page_s", DBL, True),
+        ("scroll_depth_pct", I, True),
+        ("device_type", S, True),
+        ("country", S, True),
+        ("city", S, True),
+        ("timezone", S, True),
+        ("properties_json", S, True),
+        ("traits_json", S, True),
+        ("context_json", S, True),
+        ("source_file", S, True),
+        ("event_date", D, False),
+    ),
+)
+
+QUARANTINE = TableSpec(
+    name="quarantine",
+    description="Events that failed validation, raw, with the reason; nothing is dropped silently.",
+    keys=("quarantine_id",),
+    partition_by=("quarantine_date",),
+    schema=_fields(
+        ("quarantine_id", S, False),
+        ("message_id", S, True),
+        ("reason", S, False),
+        ("raw", S, True),
+        ("source_file", S, True),
+        ("quarantined_at", TS, False),
+        ("quarantine_date", D, False),
+    ),
+)
+
+PROFILE_FEATURES = TableSpec(
+    name="profile_features",
+    description="One row per customer: activity counts, RFM, cart state, last activity.",
+    keys=("customer_id",),
+    schema=_fields(
+        ("customer_id", S, False),
+        ("first_seen_at", TS, True),
+        ("last_activity_at", TS, True),
+        ("events_total", L, False),
+        ("page_views", L, False),
+        ("product_views", L, False),
+        ("searches", L, False),
+        ("cart_adds", L, False),
+        ("checkouts_started", L, False),
+        ("orders", L, False),
+        ("email_opens", L, False),
+        ("email_clicks", L, False),
+        ("recency_days", DBL, True),
+        ("frequency", L, False),
+        ("monetary", DBL, False),
+        ("avg_order_value", DBL, True),
+        ("last_order_at", TS, True),
+        ("last_cart_add_at", TS, True),
+        ("has_open_cart", B, False),
+        ("open_cart_value", DBL, False),
+        ("last_category_viewed", S, True),
+        ("top_device_type", S, True),
+        ("country", S, True),
+        ("timezone", S, True),
+        ("as_of", TS, False),
+    ),
+)
+
+SEGMENT_MEMBERSHIP = TableSpec(
+    name="segment_membership",
+    description="Current members of every segment (a row per segment x customer).",
+    keys=("segment", "customer_id"),
+    schema=_fields(
+        ("segment", S, False),
+        ("customer_id", S, False),
+        ("entered_at", TS, False),
+        ("rule_version", S, False),
+        ("reason", S, True),
+        ("evaluated_at", TS, False),
+    ),
+)
+
+SEGMENT_TRANSITIONS = TableSpec(
+    name="segment_transitions",
+    description="History: who entered or exited which segment, when, under which rule version, and why.",
+    keys=("segment", "customer_id", "at", "transition"),
+    schema=_fields(
+        ("segment", S, False),
+        ("customer_id", S, False),
+        ("transition", S, False),
+        ("at", TS, False),
+        ("rule_version", S, False),
+        ("reason", S, True),
+    ),
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec for spec in (EVENTS, QUARANTINE, PROFILE_FEATURES, SEGMENT_MEMBERSHIP, SEGMENT_TRANSITIONS)
+}
+
+
+def table(name: str) -> TableSpec:
+    """The declared table called `name`."""
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; declared tables: {', '.join(sorted(TABLES))}") from None

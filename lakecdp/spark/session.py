@@ -1,0 +1,57 @@
+"""Build the SparkSession every job, test and DAG uses."""
+from __future__ import annotations
+
+import os
+
+from pyspark.sql import SparkSession
+
+from lakecdp.config.models import SparkSettings
+
+# delta-spark's session wiring (https://docs.delta.io/latest/delta-batch.html#configure-sparksession)
+DELTA_SPARK_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = False) -> SparkSession:
+    """Create (or reuse) the process's SparkSession: loopback-bound, no UI, UTC, few partitions.
+
+    Args:
+        delta_spark: add Delta's SQL extension and catalog (only for engine `delta-spark`;
+            the jars must be on the classpath, e.g. via spark.jars.packages in conf).
+    """
+    settings = settings or SparkSettings()
+    # Bind to loopback: this machine (and CI) have no other usable interface for Spark.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    conf = {
+        "spark.master": settings.master,
+        "spark.app.name": settings.app_name,
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.memory": settings.driver_memory,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
+        "spark.default.parallelism": str(settings.shuffle_partitions),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    }
+    if delta_spark:
+        conf.update(DELTA_SPARK_CONF)
+    conf.update(settings.conf)
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
+def stop_session() -> None:
+    """Stop the active session, if any."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()

@@ -1,0 +1,38 @@
+"""Shared fixtures: one SparkSession per test session (start-up costs seconds)."""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+
+DATASET_END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from lakecdp.config.models import SparkSettings
+    from lakecdp.spark import build_session
+
+    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="2g"))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(params=["delta-rs", "delta-spark"])
+def lake(request, spark, tmp_path):
+    """A Lake in a temp folder, once per engine; delta-spark skips without its jars."""
+    from lakecdp.config.models import LakeSettings
+    from lakecdp.lake import open_lake
+    from lakecdp.lake.delta_spark import delta_jars_available
+
+    if request.param == "delta-spark" and not delta_jars_available(spark):
+        pytest.skip(
+            "delta-spark engine: Delta jars (io.delta:delta-spark_2.13) are not on the Spark classpath; "
+            "they come from Maven Central, which this machine cannot reach"
+        )
+    return open_lake(spark, LakeSettings(engine=request.param), root=str(tmp_path / "lake"))

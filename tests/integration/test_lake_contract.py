@@ -1,0 +1,150 @@
+"""One contract, run against every lake engine."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from deltalake import DeltaTable
+
+from lakecdp.lake import AppTxn, LakeError
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def quarantine_rows(spark, lake, rows):
+    """rows: (quarantine_id, message_id, raw, day)."""
+    records = [
+        {
+            "quarantine_id": qid,
+            "message_id": mid,
+            "reason": "bad json",
+            "raw": raw,
+            "source_file": None,
+            "quarantined_at": T0 + timedelta(minutes=i),
+            "quarantine_date": day,
+        }
+        for i, (qid, mid, raw, day) in enumerate(rows)
+    ]
+    return spark.createDataFrame(records, lake.spec("quarantine").schema)
+
+
+def member_rows(spark, lake, rows):
+    """rows: (segment, customer_id, rule_version)."""
+    records = [
+        {"segment": s, "customer_id": c, "entered_at": T0, "rule_version": v, "reason": None, "evaluated_at": T0}
+        for s, c, v in rows
+    ]
+    return spark.createDataFrame(records, lake.spec("segment_membership").schema)
+
+
+def ids(df, column):
+    return sorted(row[column] for row in df.select(column).collect())
+
+
+def test_missing_table_reads_empty_with_declared_schema(lake):
+    df = lake.read("quarantine")
+    assert df.count() == 0
+    assert df.schema.names == list(lake.spec("quarantine").columns)
+    assert lake.version("quarantine") == -1
+
+
+def test_append_round_trips_values_partitions_and_nulls(spark, lake):
+    lake.append("quarantine", quarantine_rows(spark, lake, [("q1", "m1", "{x", date(2026, 11, 1)), ("q2", None, None, date(2026, 10, 31))]))
+    rows = {r.quarantine_id: r for r in lake.read("quarantine").collect()}
+    assert rows["q1"].quarantine_date == date(2026, 11, 1)
+    assert rows["q2"].quarantine_date == date(2026, 10, 31)
+    assert rows["q2"].message_id is None and rows["q2"].raw is None
+    assert rows["q1"].quarantined_at.replace(tzinfo=timezone.utc) == T0
+    # the same table is readable by delta-rs directly (engine-neutral Delta)
+    assert DeltaTable(lake.path("quarantine")).to_pyarrow_table().num_rows == 2
+
+
+def test_app_transaction_commits_a_batch_exactly_once(spark, lake):
+    batch0 = quarantine_rows(spark, lake, [("q1", "m1", "a", date(2026, 11, 1))])
+    batch1 = quarantine_rows(spark, lake, [("q2", "m2", "b", date(2026, 11, 1))])
+    lake.append("quarantine", batch0, txn=AppTxn("query-1", 0))
+    lake.append("quarantine", batch0, txn=AppTxn("query-1", 0))  # replay after a crash
+    lake.append("quarantine", batch1, txn=AppTxn("query-1", 1))
+    lake.append("quarantine", batch1, txn=AppTxn("query-2", 0))  # another query is independent
+    assert ids(lake.read("quarantine"), "quarantine_id") == ["q1", "q2", "q2"]
+    assert lake.committed_version("quarantine", "query-1") == 1
+    assert lake.committed_version("quarantine", "never") is None
+
+
+def test_merge_upserts_on_keys_and_can_replace_a_scope(spark, lake):
+    lake.merge("segment_membership", member_rows(spark, lake, [("a", "c1", "v1"), ("a", "c2", "v1"), ("b", "c1", "v1")]))
+    lake.merge("segment_membership", member_rows(spark, lake, [("a", "c2", "v2"), ("a", "c3", "v2")]), delete_missing={"segment": ["a"]})
+    rows = {(r.segment, r.customer_id): r.rule_version for r in lake.read("segment_membership").collect()}
+    # c1 left segment a; segment b is outside the replaced scope and untouched
+    assert rows == {("a", "c2"): "v2", ("a", "c3"): "v2", ("b", "c1"): "v1"}
+
+
+def test_merge_insert_only_keeps_existing_rows(spark, lake):
+    lake.merge("segment_membership", member_rows(spark, lake, [("a", "c1", "v1")]))
+    lake.merge("segment_membership", member_rows(spark, lake, [("a", "c1", "v2"), ("a", "c9", "v2")]), update_columns=[])
+    rows = {r.customer_id: r.rule_version for r in lake.read("segment_membership").collect()}
+    assert rows == {"c1": "v1", "c9": "v2"}
+
+
+def test_merge_with_app_transaction_is_idempotent(spark, lake):
+    df = member_rows(spark, lake, [("a", "c1", "v1")])
+    lake.merge("segment_membership", df, txn=AppTxn("seg", 5))
+    version = lake.version("segment_membership")
+    lake.merge("segment_membership", df, txn=AppTxn("seg", 5))
+    assert lake.version("segment_membership") == version
+
+
+def test_delete_quotes_values(spark, lake):
+    lake.append("quarantine", quarantine_rows(spark, lake, [("q1", "o'brien", None, date(2026, 11, 1)), ("q2", "m2", None, date(2026, 11, 1)), ("q3", "m3", None, date(2026, 11, 1))]))
+    assert lake.delete("quarantine", {"message_id": ["o'brien", "m3"]}) == 2
+    assert ids(lake.read("quarantine"), "quarantine_id") == ["q2"]
+    with pytest.raises(LakeError, match="no columns"):
+        lake.delete("quarantine", {"nope": 1})
+
+
+def test_overwrite_partition_replaces_only_that_partition(spark, lake):
+    lake.append("quarantine", quarantine_rows(spark, lake, [("q1", "m1", None, date(2026, 11, 1)), ("q2", "m2", None, date(2026, 10, 31))]))
+    replacement = quarantine_rows(spark, lake, [("q3", "m3", None, date(2026, 11, 1)), ("q4", "m4", None, date(2026, 11, 1))])
+    lake.overwrite_partition("quarantine", replacement, {"quarantine_date": date(2026, 11, 1)})
+    lake.overwrite_partition("quarantine", replacement, {"quarantine_date": date(2026, 11, 1)})  # rerun: same end state
+    assert ids(lake.read("quarantine"), "quarantine_id") == ["q2", "q3", "q4"]
+
+
+def test_history_and_time_travel(spark, lake):
+    lake.append("quarantine", quarantine_rows(spark, lake, [("q1", "m1", None, date(2026, 11, 1))]))
+    first_version = lake.version("quarantine")
+    lake.append("quarantine", quarantine_rows(spark, lake, [("q2", "m2", None, date(2026, 11, 1))]))
+    assert lake.version("quarantine") == first_version + 1
+    assert len(lake.history("quarantine")) >= 2
+    assert ids(lake.read("quarantine", version=first_version), "quarantine_id") == ["q1"]
+    assert ids(lake.read("quarantine", as_of=datetime.now(timezone.utc)), "quarantine_id") == ["q1", "q2"]
+
+
+def test_optimize_compacts_and_vacuum_drops_unreferenced_files(spark, lake):
+    for i in range(3):
+        lake.append("quarantine", quarantine_rows(spark, lake, [(f"q{i}", f"m{i}", None, date(2026, 11, 1))]))
+    files_before = len(DeltaTable(lake.path("quarantine")).file_uris())
+    lake.optimize("quarantine")
+    files_after = len(DeltaTable(lake.path("quarantine")).file_uris())
+    assert files_after < files_before
+    lake.vacuum("quarantine", retention_hours=0)
+    table_dir = lake.path("quarantine")
+    import pathlib
+
+    on_disk = [p for p in pathlib.Path(table_dir).rglob("*.parquet")]
+    assert len(on_disk) == files_after
+    assert ids(lake.read("quarantine"), "quarantine_id") == ["q0", "q1", "q2"]
+
+
+def test_writes_refuse_data_that_breaks_the_declaration(spark, lake):
+    bad = quarantine_rows(spark, lake, [("q1", "m1", None, date(2026, 11, 1))])
+    with pytest.raises(LakeError, match="lacks columns"):
+        lake.append("quarantine", bad.drop("reason"))
+    from pyspark.sql import functions as F
+
+    if lake.engine.name == "delta-rs":
+        with pytest.raises(LakeError, match="reason is declared non-null"):
+            lake.append("quarantine", bad.withColumn("reason", F.lit(None).cast("string")))
+    assert lake.read("quarantine").count() == 0

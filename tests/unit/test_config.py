@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from lakecdp.config import ConfigError, load_settings, parse_duration
+
+REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def make_conf(tmp_path: Path, base: dict[str, str], local: dict[str, str] | None = None) -> Path:
+    for folder, files in (("base", base), ("local", local or {})):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (tmp_path / folder / name).write_text(text)
+    return tmp_path
+
+
+def test_committed_conf_loads_with_defaults():
+    settings = load_settings(REPO_CONF, env={})
+    assert settings.lake.engine == "delta-rs"
+    assert settings.events.max_future_skew == timedelta(minutes=5)
+
+
+def test_local_files_then_env_override_base(tmp_path):
+    conf = make_conf(
+        tmp_path,
+        {"pipeline.yaml": "lake:\n  root: /base\nspark:\n  shuffle_partitions: 4\n"},
+        {"mine.yaml": "lake:\n  root: /local\n"},
+    )
+    settings = load_settings(conf, env={"LAKECDP__SPARK__SHUFFLE_PARTITIONS": "8", "UNRELATED": "x"})
+    assert settings.lake.root == "/local"
+    assert settings.spark.shuffle_partitions == 8
+
+
+def test_errors_name_file_key_and_fix(tmp_path):
+    conf = make_conf(tmp_path, {"pipeline.yaml": "lake:\n  engine: delta\n  rooot: /x\n"})
+    with pytest.raises(ConfigError) as excinfo:
+        load_settings(conf, env={})
+    message = str(excinfo.value)
+    assert "pipeline.yaml: lake.engine" in message and "'delta'" in message
+    assert "lake.rooot" in message and "check its spelling" in message
+
+
+def test_env_override_errors_name_the_variable(tmp_path):
+    conf = make_conf(tmp_path, {"pipeline.yaml": "spark:\n  shuffle_partitions: 4\n"})
+    with pytest.raises(ConfigError, match="env LAKECDP__SPARK__SHUFFLE_PARTITIONS: spark.shuffle_partitions"):
+        load_settings(conf, env={"LAKECDP__SPARK__SHUFFLE_PARTITIONS": "many"})
+
+
+def test_a_section_defined_in_two_base_files_is_an_error(tmp_path):
+    conf = make_conf(tmp_path, {"a.yaml": "lake:\n  root: /a\n", "b.yaml": "lake:\n  root: /b\n"})
+    with pytest.raises(ConfigError, match="also defined in"):
+        load_settings(conf, env={})
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    conf = make_conf(tmp_path, {"pipeline.yaml": "lake: [unclosed\n"})
+    with pytest.raises(ConfigError, match="pipeline.yaml: not valid YAML"):
+        load_settings(conf, env={})
+
+
+@pytest.mark.parametrize(("text", "expected"), [("48h", timedelta(hours=48)), ("7d", timedelta(days=7)), ("90s", timedelta(seconds=90)), ("1.5h", timedelta(minutes=90))])
+def test_parse_duration(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "48", "h", "-3h", "3 hours", None])
+def test_parse_duration_rejects_nonsense(text):
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
