@@ -1,2 +1,46 @@
-def main(argv=None):
-    return 0
+"""The `lakecdp` command: each capability registers its own subcommands."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from lakecdp.config import ConfigError, load_settings
+from lakecdp.lake.engine import LakeError
+from lakecdp.segments.rules import RuleError
+
+# Each module has `register(commands)` adding subparsers whose defaults carry
+# `handler(args, settings) -> int`. Modules keep heavy imports (pyspark, sklearn) inside handlers
+# so `lakecdp --help` stays fast.
+COMMAND_MODULES = (
+    "lakecdp.commands",
+    "lakecdp.segments.commands",
+    "lakecdp.stream.commands",
+    "lakecdp.collector.commands",
+    "lakecdp.importer.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lakecdp", description="Lakehouse customer-data pipeline for email personalization.")
+    parser.add_argument("--conf", type=Path, help="config folder (default: ./conf or $LAKECDP_CONF_DIR)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.conf)
+        return int(args.handler(args, settings) or 0)
+    except (ConfigError, RuleError, LakeError) as exc:
+        # Config and rule errors already name the file, key and fix: no traceback needed.
+        print(f"lakecdp: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

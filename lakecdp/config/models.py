@@ -41,6 +41,18 @@ class EventSettings(_Strict):
         return parse_duration(value)
 
 
+class StreamSettings(_Strict):
+    checkpoint_root: str | None = None      # default: <lake.root>/_checkpoints
+    trigger: timedelta = timedelta(seconds=1)
+    max_files_per_trigger: int = Field(default=20, ge=1)
+    full_refresh_above: int = Field(default=5000, ge=1)   # touched customers beyond this: recompute all
+
+    @field_validator("trigger", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
 class DemoSettings(_Strict):
     customers: int = Field(default=2000, ge=1)
     days: int = Field(default=30, ge=1)
@@ -60,5 +72,10 @@ class Settings(_Strict):
     landing: LandingSettings = Field(default_factory=LandingSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     events: EventSettings = Field(default_factory=EventSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    # Validated by their own capability (segments.rules, models.settings, collector.settings),
+    # whose errors name conf/base/<section>.yaml and the key.
     segments: list[dict[str, Any]] = Field(default_factory=list)
+    models: dict[str, Any] = Field(default_factory=dict)
+    collector: dict[str, Any] = Field(default_factory=dict)

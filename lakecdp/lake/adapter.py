@@ -68,6 +68,10 @@ class Lake:
         """
         self.engine.merge(table(name), self.path(name), df, txn, update_columns, delete_missing)
 
+    def overwrite(self, name: str, df: DataFrame, *, txn: AppTxn | None = None) -> None:
+        """Replace the whole table's contents in one commit (older versions stay readable)."""
+        self.engine.overwrite(table(name), self.path(name), df, txn)
+
     def delete(self, name: str, where: Where) -> int:
         """Delete rows matching {column: value | [values]}; returns the number deleted."""
         _check_columns(name, where)

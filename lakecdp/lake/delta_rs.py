@@ -95,6 +95,19 @@ class DeltaRsEngine(LakeEngine):
             merger = merger.when_not_matched_by_source_delete(render_where(delete_missing, '"', alias="t"))
         merger.execute()
 
+    def overwrite(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None:
+        if self._already_committed(path, txn):
+            return
+        self.create(spec, path)
+        write_deltalake(
+            path,
+            to_arrow(spec, df),
+            mode="overwrite",
+            partition_by=list(spec.partition_by) or None,
+            storage_options=self.storage_options or None,
+            commit_properties=_commit(txn),
+        )
+
     def delete(self, spec: TableSpec, path: str, where: Where) -> int:
         if not self.exists(path):
             return 0

@@ -94,6 +94,12 @@ class DeltaSparkEngine(LakeEngine):
         with self._txn(txn):
             builder.execute()
 
+    def overwrite(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None:
+        writer = conform(spec, df).write.format("delta").mode("overwrite").partitionBy(*spec.partition_by)
+        if txn is not None:
+            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
+        writer.save(path)
+
     def delete(self, spec: TableSpec, path: str, where: Where) -> int:
         if not self.exists(path):
             return 0

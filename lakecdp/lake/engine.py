@@ -61,6 +61,9 @@ class LakeEngine(ABC):
     ) -> None: ...
 
     @abstractmethod
+    def overwrite(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None: ...
+
+    @abstractmethod
     def delete(self, spec: TableSpec, path: str, where: Where) -> int: ...
 
     @abstractmethod

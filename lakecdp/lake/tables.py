@@ -47,6 +47,7 @@ EVENTS = TableSpec(
         ("customer_id", S, False),
         ("user_id", S, True),
         ("anonymous_id", S, True),
+        ("previous_id", S, True),
         ("timestamp", TS, False),
         ("received_at", TS, False),
         ("sent_at", TS, True),
@@ -152,8 +153,66 @@ SEGMENT_TRANSITIONS = TableSpec(
     ),
 )
 
+CUSTOMERS = TableSpec(
+    name="customers",
+    description="CRM attributes per customer (imported or from identify traits); holds contact PII.",
+    keys=("customer_id",),
+    schema=_fields(
+        ("customer_id", S, False),
+        ("email", S, True),
+        ("first_name", S, True),
+        ("last_name", S, True),
+        ("country", S, True),
+        ("city", S, True),
+        ("signup_date", D, True),
+        ("marketing_opt_in", B, True),
+        ("source", S, False),
+        ("updated_at", TS, False),
+    ),
+)
+
+IDENTITY_LINKS = TableSpec(
+    name="identity_links",
+    description="Identity graph: which anonymous/device ids belong to which customer, and the merge log.",
+    keys=("anonymous_id", "customer_id"),
+    schema=_fields(
+        ("anonymous_id", S, False),
+        ("customer_id", S, False),
+        ("linked_at", TS, False),
+        ("source_message_id", S, True),
+        ("is_active", B, False),
+        ("unmerged_at", TS, True),
+    ),
+)
+
+PROFILE_SCORES = TableSpec(
+    name="profile_scores",
+    description="Model outputs per customer: purchase-intent probability and decile, behaviour cluster.",
+    keys=("customer_id",),
+    schema=_fields(
+        ("customer_id", S, False),
+        ("intent_probability", DBL, True),
+        ("intent_decile", I, True),
+        ("cluster_id", I, True),
+        ("cluster_label", S, True),
+        ("intent_model_version", S, True),
+        ("cluster_model_version", S, True),
+        ("scored_at", TS, False),
+    ),
+)
+
 TABLES: dict[str, TableSpec] = {
-    spec.name: spec for spec in (EVENTS, QUARANTINE, PROFILE_FEATURES, SEGMENT_MEMBERSHIP, SEGMENT_TRANSITIONS)
+    spec.name: spec
+    for spec in (
+        EVENTS,
+        QUARANTINE,
+        CUSTOMERS,
+        IDENTITY_LINKS,
+        PROFILE_FEATURES,
+        PROFILE_SCORES,
+        SEGMENT_MEMBERSHIP,
+        SEGMENT_TRANSITIONS,
+    )
 }
 
 

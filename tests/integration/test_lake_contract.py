@@ -148,3 +148,11 @@ def test_writes_refuse_data_that_breaks_the_declaration(spark, lake):
         with pytest.raises(LakeError, match="reason is declared non-null"):
             lake.append("quarantine", bad.withColumn("reason", F.lit(None).cast("string")))
     assert lake.read("quarantine").count() == 0
+
+
+def test_overwrite_replaces_everything_and_keeps_history(spark, lake):
+    lake.append("quarantine", quarantine_rows(spark, lake, [("q1", "m1", None, date(2026, 11, 1)), ("q2", "m2", None, date(2026, 10, 31))]))
+    before = lake.version("quarantine")
+    lake.overwrite("quarantine", quarantine_rows(spark, lake, [("q3", "m3", None, date(2026, 11, 2))]))
+    assert ids(lake.read("quarantine"), "quarantine_id") == ["q3"]
+    assert ids(lake.read("quarantine", version=before), "quarantine_id") == ["q1", "q2"]

@@ -1,0 +1,1 @@
+"""Events: the Segment-spec wire format, validation, and the bronze/quarantine split."""

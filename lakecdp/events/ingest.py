@@ -1,0 +1,89 @@
+"""Edge: landing-zone JSON lines -> bronze `events` + `quarantine`, exactly once per batch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, functions as F
+
+from lakecdp.config.models import EventSettings
+from lakecdp.events.normalize import filter_new_messages, parse_lines, to_bronze, to_quarantine, with_rejection_reason
+from lakecdp.lake import AppTxn, Lake
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    lines: int
+    events: int
+    quarantined: int
+    duplicates: int
+
+
+def read_landing_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
+    """Landing files as (raw, source_file): one row per JSON line."""
+    return spark.read.text(paths).select(
+        F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file")
+    )
+
+
+@dataclass
+class PreparedBatch:
+    """A validated batch, cached until released: its bronze rows and its rejects."""
+
+    checked: DataFrame
+    valid: DataFrame
+    rejected: DataFrame
+
+    def release(self) -> None:
+        self.checked.unpersist()
+
+
+def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSettings) -> PreparedBatch:
+    """Parse and validate raw lines (pure: nothing is written)."""
+    checked = with_rejection_reason(
+        parse_lines(lines, received_at=received_at),
+        max_future_skew=settings.max_future_skew,
+        max_age=settings.max_age,
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    return PreparedBatch(
+        checked=checked,
+        valid=to_bronze(checked.filter(F.col("reason").isNull())),
+        rejected=to_quarantine(checked.filter(F.col("reason").isNotNull()), quarantined_at=received_at),
+    )
+
+
+def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None) -> IngestResult:
+    """New valid events -> bronze, new rejects -> quarantine; with `txn`, a replayed batch is a no-op."""
+    fresh = filter_new_messages(batch.valid, lake.read("events")).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
+        counts = batch.checked.agg(F.count("*").alias("lines"), F.count("reason").alias("rejected")).first()
+        fresh_count = fresh.count()
+        lake.append("events", fresh, txn=txn)
+        if counts["rejected"] or txn is not None:
+            lake.append("quarantine", rejected, txn=txn)
+        return IngestResult(
+            lines=counts["lines"],
+            events=fresh_count,
+            quarantined=counts["rejected"],
+            duplicates=counts["lines"] - counts["rejected"] - fresh_count,
+        )
+    finally:
+        fresh.unpersist()
+
+
+def ingest_lines(
+    lake: Lake,
+    lines: DataFrame,
+    *,
+    received_at: datetime,
+    settings: EventSettings,
+    txn: AppTxn | None = None,
+) -> IngestResult:
+    """Validate a batch of raw lines; valid new events go to bronze, the rest to quarantine."""
+    batch = prepare_batch(lines, received_at=received_at, settings=settings)
+    try:
+        return commit_batch(lake, batch, txn=txn)
+    finally:
+        batch.release()

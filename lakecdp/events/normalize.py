@@ -1,0 +1,126 @@
+"""Pure transforms from raw JSON lines to bronze events and quarantine rows."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pyspark.sql import Column, DataFrame, functions as F
+
+from lakecdp.events.schema import EVENT_TYPES, MAX_EVENT_BYTES, RAW_EVENT_SCHEMA
+
+_NUMERIC_PROPERTIES = {
+    "price": "double",
+    "quantity": "int",
+    "revenue": "double",
+    "total": "double",
+    "time_on_page_s": "double",
+    "scroll_depth_pct": "int",
+}
+
+
+def parse_lines(lines: DataFrame, *, received_at: datetime) -> DataFrame:
+    """(raw, source_file) lines -> raw + parsed struct `e` + received_at.
+
+    `received_at` is when lakecdp took the batch; a line's own receivedAt (stamped by the
+    collector) wins when present.
+    """
+    parsed = F.from_json(F.col("raw"), RAW_EVENT_SCHEMA, {"mode": "PERMISSIVE"})
+    return (
+        lines.withColumn("e", parsed)
+        .withColumn("is_json_object", F.col("raw").rlike(r"^\s*\{") & F.get_json_object("raw", "$").isNotNull())
+        .withColumn(
+            "received_at",
+            F.coalesce(F.col("e.receivedAt").try_cast("timestamp"), F.lit(received_at).cast("timestamp")),
+        )
+        .withColumn("event_ts", F.col("e.timestamp").try_cast("timestamp"))
+    )
+
+
+def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_age: timedelta) -> DataFrame:
+    """Add `reason`: null for a valid event, else the first rule it breaks, in words a sender can act on."""
+    e = F.col("e")
+    is_too_large = F.octet_length("raw") > MAX_EVENT_BYTES
+    has_identity = F.coalesce(e.userId, e.anonymousId).isNotNull() & (F.trim(F.coalesce(e.userId, e.anonymousId)) != "")
+    is_future = F.col("event_ts") > F.col("received_at") + F.expr(f"INTERVAL {int(max_future_skew.total_seconds())} SECONDS")
+    is_too_old = F.col("event_ts") < F.col("received_at") - F.expr(f"INTERVAL {int(max_age.total_seconds())} SECONDS")
+    checks: list[tuple[Column, str]] = [
+        (is_too_large, f"event is larger than {MAX_EVENT_BYTES // 1024} KB"),
+        (~F.col("is_json_object"), "not a JSON object"),
+        (e.messageId.isNull() | (F.trim(e.messageId) == ""), "missing messageId"),
+        (e.type.isNull(), "missing type"),
+        (~e.type.isin(*EVENT_TYPES), F.concat(F.lit("unknown type '"), F.substring(e.type, 1, 40), F.lit("'"))),
+        ((e.type == "track") & (e.event.isNull() | (F.trim(e.event) == "")), "track event without an event name"),
+        (~has_identity, "missing both userId and anonymousId"),
+        (e.timestamp.isNull(), "missing timestamp"),
+        (F.col("event_ts").isNull(), "timestamp is not ISO-8601"),
+        (is_future, f"timestamp is more than {max_future_skew} in the future"),
+        (is_too_old, f"timestamp is older than {max_age.days} days"),
+    ]
+    for name, dtype in _NUMERIC_PROPERTIES.items():
+        raw = e.properties[name]
+        checks.append((raw.isNotNull() & raw.try_cast(dtype).isNull(), f"properties.{name} is not a number"))
+    reason: Column = F.lit(None).cast("string")
+    for failed, message in reversed(checks):
+        reason = F.when(failed, message if isinstance(message, Column) else F.lit(message)).otherwise(reason)
+    return parsed.withColumn("reason", reason)
+
+
+def to_bronze(valid: DataFrame) -> DataFrame:
+    """Valid parsed events -> rows of the `events` table."""
+    e = F.col("e")
+    props = e.properties
+    revenue = F.coalesce(props.revenue.try_cast("double"), props.total.try_cast("double"))
+    return valid.select(
+        e.messageId.alias("message_id"),
+        e.type.alias("type"),
+        F.when(e.type == "page", F.coalesce(e.event, F.lit("Page Viewed"))).otherwise(e.event).alias("event"),
+        F.coalesce(e.userId, e.anonymousId).alias("customer_id"),
+        e.userId.alias("user_id"),
+        e.anonymousId.alias("anonymous_id"),
+        e.previousId.alias("previous_id"),
+        F.col("event_ts").alias("timestamp"),
+        F.col("received_at"),
+        e.sentAt.try_cast("timestamp").alias("sent_at"),
+        F.when(e.type.isin("page", "screen"), e["name"]).alias("page_name"),
+        props.url.alias("url"),
+        props.category.alias("category"),
+        props.product_id.alias("product_id"),
+        props.price.try_cast("double").alias("price"),
+        props.quantity.try_cast("int").alias("quantity"),
+        props.cart_id.alias("cart_id"),
+        props.order_id.alias("order_id"),
+        revenue.alias("revenue"),
+        props.query.alias("search_query"),
+        props.campaign_id.alias("campaign_id"),
+        props.time_on_page_s.try_cast("double").alias("time_on_page_s"),
+        props.scroll_depth_pct.try_cast("int").alias("scroll_depth_pct"),
+        e.context.device.type.alias("device_type"),
+        e.context.location.country.alias("country"),
+        e.context.location.city.alias("city"),
+        e.context.timezone.alias("timezone"),
+        F.get_json_object("raw", "$.properties").alias("properties_json"),
+        F.get_json_object("raw", "$.traits").alias("traits_json"),
+        F.get_json_object("raw", "$.context").alias("context_json"),
+        F.col("source_file"),
+        F.to_date("event_ts").alias("event_date"),
+    )
+
+
+def to_quarantine(rejected: DataFrame, *, quarantined_at: datetime) -> DataFrame:
+    """Rejected lines -> rows of the `quarantine` table (raw kept so a fix can replay it)."""
+    return rejected.select(
+        F.sha2(F.concat_ws("\u0000", F.coalesce("source_file", F.lit("")), F.col("raw")), 256).alias("quarantine_id"),
+        F.col("e.messageId").alias("message_id"),
+        F.col("reason"),
+        F.col("raw"),
+        F.col("source_file"),
+        F.lit(quarantined_at).cast("timestamp").alias("quarantined_at"),
+        F.lit(quarantined_at.date()).alias("quarantine_date"),
+    )
+
+
+def filter_new_messages(bronze_rows: DataFrame, existing_ids: DataFrame) -> DataFrame:
+    """Drop duplicates inside the batch and messages already in bronze (at-least-once senders retry)."""
+    return (
+        bronze_rows.dropDuplicates(["message_id"])
+        .join(existing_ids.select("message_id"), on="message_id", how="left_anti")
+    )

@@ -1,0 +1,44 @@
+"""The wire format lakecdp accepts: Segment's spec (https://segment.com/docs/connections/spec/common/)."""
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+EVENT_TYPES = ("track", "identify", "page", "screen", "alias", "group")
+
+# Segment's documented limit for one call (https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/#max-request-size)
+MAX_EVENT_BYTES = 32 * 1024
+
+# Numeric properties arrive as text so a wrong type becomes a quarantine reason, not a silent null.
+_PROPERTIES = T.StructType(
+    [
+        T.StructField(name, T.StringType())
+        for name in (
+            "url", "path", "category", "product_id", "price", "quantity", "cart_id", "order_id",
+            "revenue", "total", "value", "query", "campaign_id", "time_on_page_s", "scroll_depth_pct",
+        )
+    ]
+)
+_CONTEXT = T.StructType(
+    [
+        T.StructField("device", T.StructType([T.StructField("type", T.StringType())])),
+        T.StructField("location", T.StructType([T.StructField("country", T.StringType()), T.StructField("city", T.StringType())])),
+        T.StructField("timezone", T.StringType()),
+    ]
+)
+
+RAW_EVENT_SCHEMA = T.StructType(
+    [
+        T.StructField("messageId", T.StringType()),
+        T.StructField("type", T.StringType()),
+        T.StructField("event", T.StringType()),
+        T.StructField("name", T.StringType()),
+        T.StructField("userId", T.StringType()),
+        T.StructField("anonymousId", T.StringType()),
+        T.StructField("previousId", T.StringType()),
+        T.StructField("timestamp", T.StringType()),
+        T.StructField("sentAt", T.StringType()),
+        T.StructField("receivedAt", T.StringType()),
+        T.StructField("properties", _PROPERTIES),
+        T.StructField("context", _CONTEXT),
+    ]
+)

@@ -1,0 +1,90 @@
+"""Edge: the pipeline steps that read and write the lake, shared by the demo, the stream and jobs.
+
+Every step takes the evaluation instant explicitly (event time, from the injectable clock)
+and, when given a set of touched customers, recomputes only those.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, functions as F
+
+from lakecdp.identity import links_from_events, resolve_customer_ids
+from lakecdp.lake import AppTxn, Lake
+from lakecdp.profiles import build_profile_features
+from lakecdp.segments.compile import evaluate_segments
+from lakecdp.segments.membership import plan_membership
+from lakecdp.segments.rules import Segment
+
+
+def resolved_events(lake: Lake, customers: Sequence[str] | None = None) -> DataFrame:
+    """Bronze events with anonymous ids resolved through active identity links."""
+    events = resolve_customer_ids(lake.read("events"), lake.read("identity_links"))
+    return events if customers is None else events.filter(F.col("customer_id").isin(list(customers)))
+
+
+def update_identity_links(lake: Lake, batch_events: DataFrame, *, txn: AppTxn | None = None) -> list[str]:
+    """Record links found in a batch (insert-only: an unmerged link stays unmerged); return ids they touch."""
+    links = links_from_events(batch_events).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        rows = links.select("anonymous_id", "customer_id").collect()
+        if rows or txn is not None:
+            lake.merge("identity_links", links, update_columns=[], txn=txn)
+        return sorted({r.anonymous_id for r in rows} | {r.customer_id for r in rows})
+    finally:
+        links.unpersist()
+
+
+def touched_customers(lake: Lake, batch_events: DataFrame, linked_ids: Sequence[str]) -> list[str]:
+    """Every profile key a batch can change: its events' own ids, their resolved ids, newly linked ids."""
+    resolved = resolve_customer_ids(batch_events, lake.read("identity_links"))
+    ids = {r.customer_id for r in resolved.select("customer_id").distinct().collect()}
+    ids |= {r.customer_id for r in batch_events.select("customer_id").distinct().collect()}
+    return sorted(ids | set(linked_ids))
+
+
+def refresh_profiles(lake: Lake, as_of: datetime, *, customers: Sequence[str] | None = None, txn: AppTxn | None = None) -> int:
+    """Recompute profile_features as of `as_of` (all customers, or just `customers`); return rows written."""
+    profiles = build_profile_features(resolved_events(lake, customers), as_of).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        if customers is None:
+            lake.overwrite("profile_features", profiles, txn=txn)
+        else:
+            # Touched ids that no longer own events (an anonymous id just linked) lose their row.
+            lake.merge("profile_features", profiles, txn=txn, delete_missing={"customer_id": list(customers)})
+        return profiles.count()
+    finally:
+        profiles.unpersist()
+
+
+def refresh_membership(
+    lake: Lake,
+    segments: list[Segment],
+    as_of: datetime,
+    *,
+    customers: Sequence[str] | None = None,
+    txn: AppTxn | None = None,
+) -> dict[str, int]:
+    """Evaluate `segments` as of `as_of`; append transitions and replace the evaluated members.
+
+    Returns, per segment, the members among the evaluated customers.
+    """
+    names = [s.name for s in segments]
+    profiles = lake.read("profile_features")
+    current = lake.read("segment_membership").filter(F.col("segment").isin(names))
+    scope: dict[str, list[str]] = {"segment": names}
+    if customers is not None:
+        profiles = profiles.filter(F.col("customer_id").isin(list(customers)))
+        current = current.filter(F.col("customer_id").isin(list(customers)))
+        scope["customer_id"] = list(customers)
+    evaluated = evaluate_segments(resolved_events(lake, customers), profiles, segments, as_of).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        membership, transitions = plan_membership(evaluated, current, as_of)
+        lake.append("segment_transitions", transitions, txn=txn)
+        lake.merge("segment_membership", membership, update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn)
+        sizes = dict(evaluated.filter("is_member").groupBy("segment").count().collect())
+        return {name: sizes.get(name, 0) for name in names}
+    finally:
+        evaluated.unpersist()

@@ -1,0 +1,31 @@
+"""`lakecdp sql`: every declared table queryable by name, through Spark SQL or DuckDB."""
+from __future__ import annotations
+
+from lakecdp.config import Settings
+from lakecdp.lake import TABLES
+
+
+def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: str, limit: int) -> str:
+    """Run `query` with each existing table registered under its own name; return a text table."""
+    root = (lake_root or settings.lake.root).rstrip("/")
+    if engine == "duckdb":
+        import duckdb
+        from deltalake import DeltaTable
+
+        connection = duckdb.connect()
+        for name in TABLES:
+            path = f"{root}/{name}"
+            if DeltaTable.is_deltatable(path, storage_options=settings.lake.storage_options or None):
+                # DuckDB scans the Arrow dataset of the table's current Delta snapshot.
+                dataset = DeltaTable(path, storage_options=settings.lake.storage_options or None).to_pyarrow_dataset()
+                connection.register(name, dataset)
+        return str(connection.sql(query).limit(limit))
+
+    from lakecdp.lake import open_lake
+    from lakecdp.spark import build_session
+
+    lake = open_lake(build_session(settings.spark), settings.lake, root=root)
+    for name in TABLES:
+        if lake.exists(name):
+            lake.read(name).createOrReplaceTempView(name)
+    return lake.spark.sql(query)._show_string(n=limit, truncate=40)

@@ -1,0 +1,123 @@
+"""Rules -> Spark Column expressions (never SQL strings), evaluated in one pass over events."""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, functions as F
+
+from lakecdp.segments.rules import Absence, AllOf, AnyOf, AtLeastOf, Attribute, EventCount, EventMatch, Not, Rule, Segment
+
+_COMPARE = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+@dataclass
+class _Leaves:
+    """Aggregations one segment needs over events, and the per-leaf values that explain it."""
+
+    prefix: str
+    aggregations: list[Column] = field(default_factory=list)
+    explain: dict[str, Column] = field(default_factory=dict)
+
+    def name(self) -> str:
+        """A unique column name for the next leaf's aggregate."""
+        return f"{self.prefix}__{len(self.aggregations)}"
+
+    def explain_as(self, label: str, value: Column) -> None:
+        """Record what a leaf saw under a readable label (unique within the segment)."""
+        unique = label if label not in self.explain else f"{label} #{len(self.explain)}"
+        self.explain[unique] = value
+
+
+def _describe(match: EventMatch) -> str:
+    where = "".join(f", {column}={value}" for column, value in match.where)
+    return f"{match.event}{where}"
+
+
+def _matches(match: EventMatch) -> Column:
+    conditions = [F.col("event") == match.event] + [F.col(column) == F.lit(value) for column, value in match.where]
+    return reduce(operator.and_, conditions)
+
+
+def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
+    if isinstance(rule, EventCount):
+        name = leaves.name()
+        in_window = F.lit(True) if rule.within is None else F.col("timestamp") > as_of - F.make_dt_interval(secs=F.lit(rule.within.total_seconds()))
+        leaves.aggregations.append(F.count(F.when(_matches(rule.match) & in_window, True)).alias(name))
+        count = F.coalesce(F.col(name), F.lit(0))
+        window = f" within {rule.within}" if rule.within is not None else ""
+        leaves.explain_as(f"count({_describe(rule.match)}){window}", count)
+        holds = F.lit(True)
+        if rule.at_least is not None:
+            holds = holds & (count >= rule.at_least)
+        if rule.at_most is not None:
+            holds = holds & (count <= rule.at_most)
+        return holds
+    if isinstance(rule, Absence):
+        name = leaves.name()
+        last_did, last_then = f"{name}_did", f"{name}_then_not"
+        leaves.aggregations += [
+            F.max(F.when(_matches(rule.did), F.col("timestamp"))).alias(last_did),
+            F.max(F.when(_matches(rule.then_not), F.col("timestamp"))).alias(last_then),
+        ]
+        leaves.explain_as(f"last {_describe(rule.did)}", F.col(last_did))
+        leaves.explain_as(f"last {_describe(rule.then_not)}", F.col(last_then))
+        # In from the instant `within` has passed since the latest `did` with no `then_not` since it.
+        has_waited = F.col(last_did) <= as_of - F.make_dt_interval(secs=F.lit(rule.within.total_seconds()))
+        has_no_follow_up = F.col(last_then).isNull() | (F.col(last_then) < F.col(last_did))
+        return F.coalesce(F.col(last_did).isNotNull() & has_waited & has_no_follow_up, F.lit(False))
+    if isinstance(rule, Attribute):
+        leaves.explain_as(rule.column, F.col(rule.column))
+        if rule.op == "in":
+            holds = F.col(rule.column).isin(list(rule.value))
+        else:
+            holds = _COMPARE[rule.op](F.col(rule.column), F.lit(rule.value))
+        return F.coalesce(holds, F.lit(False))
+    if isinstance(rule, (AllOf, AnyOf)):
+        combine = operator.and_ if isinstance(rule, AllOf) else operator.or_
+        return reduce(combine, [_compile(child, as_of, leaves) for child in rule.rules])
+    if isinstance(rule, Not):
+        return ~_compile(rule.rule, as_of, leaves)
+    if isinstance(rule, AtLeastOf):
+        hits = [F.when(_compile(child, as_of, leaves), 1).otherwise(0) for child in rule.rules]
+        return reduce(operator.add, hits) >= rule.n
+    raise TypeError(f"unknown rule node {type(rule).__name__}")
+
+
+def evaluate_segments(events: DataFrame, profiles: DataFrame, segments: list[Segment], as_of: datetime) -> DataFrame:
+    """Every customer x segment as of `as_of`: (segment, customer_id, is_member, reason, rule_version).
+
+    One aggregation pass over events serves all segments; `reason` is JSON of the values
+    each condition saw, so a membership can be explained later.
+    """
+    as_of_ts = F.lit(as_of).cast("timestamp")
+    compiled = []
+    all_leaves: list[Column] = []
+    for segment in segments:
+        leaves = _Leaves(prefix=segment.name)
+        predicate = _compile(segment.rule, as_of_ts, leaves)
+        compiled.append((segment, predicate, leaves))
+        all_leaves += leaves.aggregations
+    seen = events.filter(F.col("timestamp") <= as_of_ts)
+    per_customer = seen.groupBy("customer_id").agg(*all_leaves) if all_leaves else seen.select("customer_id").distinct()
+    customers = per_customer.join(profiles, on="customer_id", how="full")
+    evaluated = [
+        customers.select(
+            F.lit(segment.name).alias("segment"),
+            F.col("customer_id"),
+            predicate.alias("is_member"),
+            F.to_json(F.struct(*[value.alias(label) for label, value in leaves.explain.items()])).alias("reason"),
+            F.lit(segment.version).alias("rule_version"),
+        )
+        for segment, predicate, leaves in compiled
+    ]
+    return reduce(DataFrame.unionByName, evaluated)

@@ -1,0 +1,225 @@
+"""The segment rule language: YAML in conf/base/segments.yaml -> validated rule trees.
+
+A rule is one of
+  event count   {event: NAME, where: {prop: value}, within: 24h, at_least: N, at_most: M}
+  absence       {did: {event: A, where: ...}, then_not: {event: B}, within: 48h}
+  attribute     {profile: COLUMN, op: ">=", value: 200}   (a column of profile_features)
+  all / any     {all: [rule, ...]}, {any: [rule, ...]}
+  not           {not: rule}
+  N of M        {at_least: N, of: [rule, ...]}
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Union
+
+from lakecdp.config.durations import parse_duration
+from lakecdp.lake.tables import EVENTS, PROFILE_FEATURES
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+OPERATORS = ("==", "!=", ">", ">=", "<", "<=", "in")
+# Event properties a `where` may filter on: the flattened bronze columns.
+WHERE_COLUMNS = tuple(c for c in EVENTS.columns if c not in {"message_id", "timestamp", "received_at", "sent_at", "event_date"})
+
+
+class RuleError(ValueError):
+    """A rule that cannot be compiled, with the file, segment, key and fix."""
+
+
+@dataclass(frozen=True)
+class EventMatch:
+    event: str
+    where: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class EventCount:
+    match: EventMatch
+    within: timedelta | None
+    at_least: int | None
+    at_most: int | None
+
+
+@dataclass(frozen=True)
+class Absence:
+    did: EventMatch
+    then_not: EventMatch
+    within: timedelta
+
+
+@dataclass(frozen=True)
+class Attribute:
+    column: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class AllOf:
+    rules: tuple["Rule", ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    rules: tuple["Rule", ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    rule: "Rule"
+
+
+@dataclass(frozen=True)
+class AtLeastOf:
+    n: int
+    rules: tuple["Rule", ...]
+
+
+Rule = Union[EventCount, Absence, Attribute, AllOf, AnyOf, Not, AtLeastOf]
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    description: str
+    rule: Rule
+    version: str
+
+
+def parse_segments(raw: list[dict[str, Any]], source: str = "conf/base/segments.yaml") -> list[Segment]:
+    """Validate the `segments:` list; every error names the file, the segment, the key and the fix."""
+    if not isinstance(raw, list):
+        raise RuleError(f"{source}: segments: must be a list of segments. Fix: start each segment with '- name: ...'.")
+    segments, seen = [], set()
+    for index, entry in enumerate(raw):
+        where = f"{source}: segments[{index}]"
+        if not isinstance(entry, dict):
+            raise RuleError(f"{where}: must be a mapping with name, description and rule.")
+        name = entry.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise RuleError(f"{where}.name: {name!r} is not a valid segment name. Fix: use lower_snake_case, e.g. cart_abandoned_48h.")
+        where = f"{source}: segment '{name}'"
+        if name in seen:
+            raise RuleError(f"{where}: defined twice. Fix: rename one of them.")
+        seen.add(name)
+        _no_unknown(entry, {"name", "description", "rule"}, where, "")
+        if "rule" not in entry:
+            raise RuleError(f"{where}: has no rule. Fix: add a 'rule:' key.")
+        rule = _parse_rule(entry["rule"], where, "rule")
+        canonical = json.dumps(entry["rule"], sort_keys=True, default=str)
+        segments.append(
+            Segment(
+                name=name,
+                description=str(entry.get("description", "")),
+                rule=rule,
+                version=hashlib.sha256(canonical.encode()).hexdigest()[:12],
+            )
+        )
+    return segments
+
+
+def _parse_rule(node: Any, where: str, key: str) -> Rule:
+    if not isinstance(node, dict):
+        raise RuleError(f"{where}: {key}: must be a mapping, got {node!r}. Fix: see the rule forms in conf/base/segments.yaml.")
+    if "all" in node or "any" in node:
+        op = "all" if "all" in node else "any"
+        _no_unknown(node, {op}, where, key)
+        children = _parse_list(node[op], where, f"{key}.{op}")
+        return AllOf(children) if op == "all" else AnyOf(children)
+    if "not" in node:
+        _no_unknown(node, {"not"}, where, key)
+        return Not(_parse_rule(node["not"], where, f"{key}.not"))
+    if "of" in node:
+        _no_unknown(node, {"at_least", "of"}, where, key)
+        children = _parse_list(node["of"], where, f"{key}.of")
+        n = _positive_int(node.get("at_least"), where, f"{key}.at_least")
+        if n > len(children):
+            raise RuleError(f"{where}: {key}.at_least: {n} of {len(children)} criteria can never hold. Fix: lower at_least or add criteria.")
+        return AtLeastOf(n, children)
+    if "did" in node:
+        _no_unknown(node, {"did", "then_not", "within"}, where, key)
+        if "then_not" not in node or "within" not in node:
+            raise RuleError(f"{where}: {key}: an absence rule needs did, then_not and within. Fix: e.g. within: 48h.")
+        return Absence(
+            did=_parse_match(node["did"], where, f"{key}.did"),
+            then_not=_parse_match(node["then_not"], where, f"{key}.then_not"),
+            within=_window(node["within"], where, f"{key}.within"),
+        )
+    if "event" in node:
+        _no_unknown(node, {"event", "where", "within", "at_least", "at_most"}, where, key)
+        at_least = node.get("at_least", 1 if "at_most" not in node else None)
+        at_least = None if at_least is None else _non_negative_int(at_least, where, f"{key}.at_least")
+        at_most = None if node.get("at_most") is None else _non_negative_int(node["at_most"], where, f"{key}.at_most")
+        if at_least is not None and at_most is not None and at_least > at_most:
+            raise RuleError(f"{where}: {key}: at_least {at_least} > at_most {at_most} can never hold.")
+        within = _window(node["within"], where, f"{key}.within") if "within" in node else None
+        match = _parse_match({k: node[k] for k in ("event", "where") if k in node}, where, key)
+        return EventCount(match, within, at_least, at_most)
+    if "profile" in node:
+        _no_unknown(node, {"profile", "op", "value"}, where, key)
+        column = node["profile"]
+        if column not in PROFILE_FEATURES.columns:
+            raise RuleError(f"{where}: {key}.profile: unknown profile column {column!r}. Fix: use one of {', '.join(PROFILE_FEATURES.columns)}.")
+        op = node.get("op", "==")
+        if op not in OPERATORS:
+            raise RuleError(f"{where}: {key}.op: {op!r} is not an operator. Fix: use one of {', '.join(OPERATORS)}.")
+        if "value" not in node:
+            raise RuleError(f"{where}: {key}.value: missing. Fix: add the value to compare with.")
+        if op == "in" and not isinstance(node["value"], list):
+            raise RuleError(f"{where}: {key}.value: 'in' needs a list.")
+        return Attribute(column, op, node["value"])
+    raise RuleError(
+        f"{where}: {key}: {sorted(node)} is not a rule. Fix: use one of event / did+then_not / profile / all / any / not / at_least+of."
+    )
+
+
+def _parse_match(node: Any, where: str, key: str) -> EventMatch:
+    if not isinstance(node, dict) or not isinstance(node.get("event"), str) or not node["event"].strip():
+        raise RuleError(f"{where}: {key}.event: missing event name. Fix: e.g. event: Product Added.")
+    _no_unknown(node, {"event", "where"}, where, key)
+    filters = node.get("where") or {}
+    if not isinstance(filters, dict):
+        raise RuleError(f"{where}: {key}.where: must be a mapping of property: value.")
+    for column in filters:
+        if column not in WHERE_COLUMNS:
+            raise RuleError(f"{where}: {key}.where.{column}: not an event property lakecdp keeps. Fix: use one of {', '.join(WHERE_COLUMNS)}.")
+    return EventMatch(node["event"], tuple(sorted(filters.items())))
+
+
+def _parse_list(node: Any, where: str, key: str) -> tuple[Rule, ...]:
+    if not isinstance(node, list) or not node:
+        raise RuleError(f"{where}: {key}: must be a non-empty list of rules.")
+    return tuple(_parse_rule(child, where, f"{key}[{i}]") for i, child in enumerate(node))
+
+
+def _window(value: Any, where: str, key: str) -> timedelta:
+    try:
+        window = parse_duration(value)
+    except ValueError as exc:
+        raise RuleError(f"{where}: {key}: {exc}.") from None
+    if window <= timedelta(0) or window > timedelta(days=730):
+        raise RuleError(f"{where}: {key}: {value!r} is impossible. Fix: use a window between 1s and 730d.")
+    return window
+
+
+def _positive_int(value: Any, where: str, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise RuleError(f"{where}: {key}: {value!r} must be a whole number >= 1.")
+    return value
+
+
+def _non_negative_int(value: Any, where: str, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise RuleError(f"{where}: {key}: {value!r} must be a whole number >= 0.")
+    return value
+
+
+def _no_unknown(node: dict, allowed: set[str], where: str, key: str) -> None:
+    unknown = sorted(set(node) - allowed)
+    if unknown:
+        prefix = f"{key}." if key else ""
+        raise RuleError(f"{where}: {prefix}{unknown[0]}: unknown field. Fix: allowed here are {', '.join(sorted(allowed))}.")

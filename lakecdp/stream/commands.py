@@ -1,0 +1,42 @@
+"""`lakecdp stream run`."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from lakecdp.config import Settings
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    stream = commands.add_parser("stream", help="run the events stream")
+    actions = stream.add_subparsers(dest="stream_command", required=True)
+    run = actions.add_parser("run", help="landing zone -> bronze -> identities -> profiles -> segments")
+    run.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    run.add_argument("--source", help="folder of *.jsonl files (default: <landing.root>/events)")
+    run.add_argument("--checkpoint", help="checkpoint folder (default: <lake>/_checkpoints/events)")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--until-idle", "--once", dest="until_idle", action="store_true", help="process what is there, then stop")
+    mode.add_argument("--timeout", type=float, help="run continuously for at most this many seconds")
+    run.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from lakecdp.lake import open_lake
+    from lakecdp.spark import build_session
+    from lakecdp.stream.job import default_checkpoint, run_stream
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lake_root = args.lake or settings.lake.root
+    spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
+    lake = open_lake(spark, settings.lake, root=lake_root)
+    result = run_stream(
+        spark,
+        lake,
+        settings,
+        source=args.source or f"{settings.landing.root.rstrip('/')}/events",
+        checkpoint=args.checkpoint or default_checkpoint(settings, lake.root, "events"),
+        mode="until-idle" if args.until_idle else "continuous",
+        timeout_seconds=args.timeout,
+    )
+    print(f"{len(result.batches)} batches, {result.events:,} new events")
+    return 0

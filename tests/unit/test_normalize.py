@@ -1,0 +1,93 @@
+"""Validation and flattening on inline lines (real Spark, tiny data)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from lakecdp.events.normalize import filter_new_messages, parse_lines, to_bronze, to_quarantine, with_rejection_reason
+
+RECEIVED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def event(**overrides):
+    base = {
+        "type": "track",
+        "event": "Product Viewed",
+        "messageId": "m1",
+        "userId": "cust_1",
+        "anonymousId": "anon_1",
+        "timestamp": "2026-11-01T11:00:00.000Z",
+        "properties": {"category": "shoes", "price": 59.9, "product_id": "p1"},
+        "context": {"device": {"type": "mobile"}, "location": {"country": "DE", "city": "Berlin"}, "timezone": "Europe/Berlin"},
+    }
+    base.update(overrides)
+    return json.dumps({k: v for k, v in base.items() if v is not None})
+
+
+def check(spark, lines):
+    df = spark.createDataFrame([(line, "f.jsonl") for line in lines], "raw string, source_file string")
+    parsed = parse_lines(df, received_at=RECEIVED)
+    return with_rejection_reason(parsed, max_future_skew=timedelta(minutes=5), max_age=timedelta(days=400))
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (event(), None),
+        ('{"type": "track", ', "not a JSON object"),
+        ("[1, 2]", "not a JSON object"),
+        (event(messageId=None), "missing messageId"),
+        (event(messageId="  "), "missing messageId"),
+        (event(type="purchase"), "unknown type 'purchase'"),
+        (event(event=None), "track event without an event name"),
+        (event(userId=None, anonymousId=None), "missing both userId and anonymousId"),
+        (event(timestamp=None), "missing timestamp"),
+        (event(timestamp="yesterday"), "timestamp is not ISO-8601"),
+        (event(timestamp="2026-11-02T12:00:00Z"), "in the future"),
+        (event(timestamp="2020-01-01T00:00:00Z"), "older than 400 days"),
+        (event(properties={"price": "cheap"}), "properties.price is not a number"),
+        (event(properties={"note": "x" * 40_000}), "larger than 32 KB"),
+        (event(userId="ユーザー😀", properties={"category": "naïve ☃"}), None),
+        (event(type="identify", event=None), None),
+        (None, "not a JSON object"),
+    ],
+)
+def test_rejection_reasons(spark, line, reason):
+    row = check(spark, [line]).first()
+    if reason is None:
+        assert row.reason is None
+    else:
+        assert row.reason is not None and reason in row.reason
+
+
+def test_bronze_flattens_the_segment_shape(spark):
+    checked = check(spark, [event(), event(messageId="m2", type="page", event=None, name="Product", properties={"url": "https://shop.example/p1", "time_on_page_s": 12.5, "scroll_depth_pct": 80})])
+    rows = {r.message_id: r for r in to_bronze(checked).collect()}
+    assert rows["m1"].customer_id == "cust_1"
+    assert rows["m1"].price == pytest.approx(59.9)
+    assert rows["m1"].device_type == "mobile" and rows["m1"].country == "DE"
+    assert rows["m1"].event_date.isoformat() == "2026-11-01"
+    assert rows["m2"].event == "Page Viewed" and rows["m2"].page_name == "Product"
+    assert rows["m2"].scroll_depth_pct == 80 and rows["m2"].time_on_page_s == pytest.approx(12.5)
+
+
+def test_anonymous_events_are_keyed_by_anonymous_id(spark):
+    checked = check(spark, [event(userId=None)])
+    assert to_bronze(checked).first().customer_id == "anon_1"
+
+
+def test_quarantine_keeps_raw_and_reason(spark):
+    checked = check(spark, ['{"broken', event(messageId=None)])
+    rows = to_quarantine(checked.filter("reason is not null"), quarantined_at=RECEIVED).collect()
+    assert sorted(r.reason for r in rows) == ["missing messageId", "not a JSON object"]
+    assert {r.raw for r in rows} >= {'{"broken'}
+    assert all(r.quarantine_id and r.quarantine_date.isoformat() == "2026-11-01" for r in rows)
+
+
+def test_duplicates_within_batch_and_against_bronze_are_dropped(spark):
+    checked = check(spark, [event(), event(), event(messageId="m2"), event(messageId="m3")])
+    existing = spark.createDataFrame([("m3",), (None,)], "message_id string")
+    fresh = filter_new_messages(to_bronze(checked), existing)
+    assert sorted(r.message_id for r in fresh.collect()) == ["m1", "m2"]
