@@ -138,7 +138,8 @@ class ShoppingSession:
         """When an anonymous visitor logs in: never, mid-browse, or (if ordering) by checkout."""
         if not self.is_anonymous:
             return None
-        must_log_in = will_order or self.customer.behaviour_type == "new_explorer" and not self.state.has_identified
+        is_signing_up = self.customer.behaviour_type == "new_explorer" and not self.state.has_identified
+        must_log_in = will_order or is_signing_up
         if must_log_in or chance(self.rng, ANONYMOUS_LOGIN_RATE):
             return between(self.rng, 0, product_views)
         return None

@@ -17,10 +17,25 @@ def register(commands: argparse._SubParsersAction) -> None:
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--until-idle", "--once", dest="until_idle", action="store_true", help="process what is there, then stop")
     mode.add_argument("--timeout", type=float, help="run continuously for at most this many seconds")
+    run.add_argument(
+        "--as-of",
+        type=_instant,
+        help="freeze the pipeline clock at this instant (replays and backfills of historical data)",
+    )
     run.set_defaults(handler=_run)
 
 
+def _instant(text: str):
+    from datetime import datetime
+
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-11-01T00:00:00+00:00")
+    return value
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from lakecdp.clock import FrozenClock, SystemClock
     from lakecdp.lake import open_lake
     from lakecdp.spark import build_session
     from lakecdp.stream.job import default_checkpoint, run_stream
@@ -37,6 +52,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         checkpoint=args.checkpoint or default_checkpoint(settings, lake.root, "events"),
         mode="until-idle" if args.until_idle else "continuous",
         timeout_seconds=args.timeout,
+        clock=FrozenClock(args.as_of) if args.as_of else SystemClock(),
     )
     print(f"{len(result.batches)} batches, {result.events:,} new events")
     return 0

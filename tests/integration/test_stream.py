@@ -1,0 +1,96 @@
+"""The events stream: exactly once through kill -9 at random moments."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from pyspark.testing import assertDataFrameEqual
+
+from lakecdp.config import load_settings
+from lakecdp.generate import GeneratorSettings, write_dataset
+from lakecdp.lake import open_lake
+from lakecdp.pipeline import resolved_events
+from lakecdp.profiles import build_profile_features
+from lakecdp.segments import evaluate_segments, parse_segments
+
+pytestmark = pytest.mark.integration
+
+GENERATED = GeneratorSettings(customers=40, days=5, seed=11)
+BAD_LINES = '{"type": "track", "messageId": "bad-1"\n{"type": "track", "event": "X", "messageId": "bad-2", "timestamp": "soon", "userId": "u"}\n'
+
+
+def stream_command(lake: Path, source: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "lakecdp.cli", "stream", "run", "--until-idle",
+        "--lake", str(lake), "--source", str(source), "--checkpoint", str(lake / "_checkpoints" / "events"),
+        "--as-of", GENERATED.end.isoformat(),
+    ]
+
+
+def run_and_kill(command: list[str], env: dict[str, str], after_seconds: float | None, log: Path) -> int:
+    """Run the stream in its own process group; SIGKILL the whole group (JVM included) after a delay."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return process.wait(timeout=after_seconds if after_seconds is not None else 600)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return -9
+
+
+@pytest.fixture(scope="module")
+def crashed_and_restarted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stream")
+    summary = write_dataset(GENERATED, root / "landing", events_per_file=500)
+    (root / "landing" / "events" / "zz-bad.jsonl").write_text(BAD_LINES)
+    env = {**os.environ, "LAKECDP__STREAM__MAX_FILES_PER_TRIGGER": "1", "LAKECDP__SPARK__SHUFFLE_PARTITIONS": "2"}
+    command = stream_command(root / "lake", root / "landing" / "events")
+    rng = random.Random(20261123)
+    outcomes = [run_and_kill(command, env, rng.uniform(14, 26), root / "stream.log") for _ in range(2)]
+    final = run_and_kill(command, env, None, root / "stream.log")
+    assert final == 0, (root / "stream.log").read_text()[-3000:]
+    return root, summary, outcomes
+
+
+def input_message_ids(events_dir: Path) -> list[str]:
+    import json
+
+    ids = []
+    for path in sorted(events_dir.glob("part-*.jsonl")):
+        ids += [json.loads(line)["messageId"] for line in path.read_text().splitlines()]
+    return ids
+
+
+def test_bronze_equals_input_exactly_after_kills(crashed_and_restarted):
+    root, summary, outcomes = crashed_and_restarted
+    assert -9 in outcomes, "no run was killed: the test did not exercise a crash"
+    bronze = DeltaTable(str(root / "lake" / "events")).to_pyarrow_table(columns=["message_id"]).column(0).to_pylist()
+    expected = input_message_ids(root / "landing" / "events")
+    assert len(bronze) == len(set(bronze)), "duplicates in bronze"
+    assert sorted(bronze) == sorted(expected)
+    quarantine = DeltaTable(str(root / "lake" / "quarantine")).to_pyarrow_table(columns=["reason"]).column(0).to_pylist()
+    assert sorted(quarantine) == ["not a JSON object", "timestamp is not ISO-8601"]
+
+
+def test_profiles_and_membership_equal_a_batch_recompute(crashed_and_restarted, spark):
+    root, _, _ = crashed_and_restarted
+    settings = load_settings(env={})
+    lake = open_lake(spark, settings.lake, root=str(root / "lake"))
+    events = resolved_events(lake)
+    expected_profiles = build_profile_features(events, GENERATED.end)
+    assertDataFrameEqual(lake.read("profile_features"), expected_profiles, checkRowOrder=False)
+    segments = parse_segments(settings.segments)
+    expected_members = (
+        evaluate_segments(events, expected_profiles, segments, GENERATED.end)
+        .filter("is_member")
+        .select("segment", "customer_id")
+    )
+    assertDataFrameEqual(lake.read("segment_membership").select("segment", "customer_id"), expected_members, checkRowOrder=False)
