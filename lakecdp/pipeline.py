@@ -79,12 +79,35 @@ def refresh_membership(
         profiles = profiles.filter(F.col("customer_id").isin(list(customers)))
         current = current.filter(F.col("customer_id").isin(list(customers)))
         scope["customer_id"] = list(customers)
-    evaluated = evaluate_segments(resolved_events(lake, customers), profiles, segments, as_of).persist(StorageLevel.MEMORY_AND_DISK)
+    scores = lake.read("profile_scores")
+    if customers is not None:
+        scores = scores.filter(F.col("customer_id").isin(list(customers)))
+    evaluated = evaluate_segments(resolved_events(lake, customers), profiles, segments, as_of, scores).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
     try:
         membership, transitions = plan_membership(evaluated, current, as_of)
         lake.append("segment_transitions", transitions, txn=txn)
         lake.merge("segment_membership", membership, update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn)
+        due = evaluated.filter(F.col("next_check_at").isNotNull()).select(
+            "segment", "customer_id", F.col("next_check_at").alias("due_at"), "rule_version"
+        )
+        lake.merge("segment_timers", due, delete_missing=scope, txn=txn)
         sizes = dict(evaluated.filter("is_member").groupBy("segment").count().collect())
         return {name: sizes.get(name, 0) for name in names}
     finally:
         evaluated.unpersist()
+
+
+def fire_due_timers(lake: Lake, segments: list[Segment], now: datetime) -> list[str]:
+    """Re-evaluate the customers whose membership time alone may have changed by `now`.
+
+    This is what flips "added to cart, no purchase within 48 h" at hour 48 with no new event.
+    Returns the customers re-evaluated.
+    """
+    due = lake.read("segment_timers").filter(F.col("due_at") <= F.lit(now).cast("timestamp"))
+    customers = sorted({row.customer_id for row in due.select("customer_id").distinct().collect()})
+    if customers:
+        refresh_profiles(lake, now, customers=customers)
+        refresh_membership(lake, segments, now, customers=customers)
+    return customers

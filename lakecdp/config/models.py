@@ -46,8 +46,9 @@ class StreamSettings(_Strict):
     trigger: timedelta = timedelta(seconds=1)
     max_files_per_trigger: int = Field(default=20, ge=1)
     full_refresh_above: int = Field(default=5000, ge=1)   # touched customers beyond this: recompute all
+    timer_interval: timedelta = timedelta(seconds=20)
 
-    @field_validator("trigger", mode="before")
+    @field_validator("trigger", "timer_interval", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)
@@ -79,3 +80,4 @@ class Settings(_Strict):
     segments: list[dict[str, Any]] = Field(default_factory=list)
     models: dict[str, Any] = Field(default_factory=dict)
     collector: dict[str, Any] = Field(default_factory=dict)
+    esp: dict[str, Any] = Field(default_factory=dict)

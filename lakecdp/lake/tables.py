@@ -181,6 +181,18 @@ SEGMENT_TRANSITIONS = TableSpec(
     ),
 )
 
+SEGMENT_TIMERS = TableSpec(
+    name="segment_timers",
+    description="When time alone can next change a customer's membership (absence deadlines, windows sliding).",
+    keys=("segment", "customer_id"),
+    schema=_fields(
+        ("segment", S, False),
+        ("customer_id", S, False),
+        ("due_at", TS, False),
+        ("rule_version", S, False),
+    ),
+)
+
 CUSTOMERS = TableSpec(
     name="customers",
     description="CRM attributes per customer (imported or from identify traits); holds contact PII.",
@@ -229,6 +241,45 @@ PROFILE_SCORES = TableSpec(
     ),
 )
 
+EXPORT_LOG = TableSpec(
+    name="export_log",
+    description="ESP exports, append-only: a `pending` row per member of every planned batch, written before "
+    "sending, then one `sent` or `failed` row (with the ESP's reason) once the batch is done. No plain emails.",
+    keys=("batch_id", "customer_id", "state"),
+    schema=_fields(
+        ("run_id", S, False),
+        ("destination", S, False),
+        ("segment", S, False),
+        ("batch_id", S, False),
+        ("batch_seq", I, False),
+        ("batch_kind", S, False),
+        ("idempotency_key", S, False),
+        ("customer_id", S, False),
+        ("action", S, False),
+        ("identifier", S, False),
+        ("payload_hash", S, True),
+        ("state", S, False),
+        ("reason", S, True),
+        ("is_retryable", B, True),
+        ("attempts", I, True),
+        ("planned_at", TS, False),
+        ("recorded_at", TS, False),
+    ),
+)
+
+EXPORT_SUPPRESSIONS = TableSpec(
+    name="export_suppressions",
+    description="Addresses no export may reach (hard bounces, complaints), by normalized email SHA-256.",
+    keys=("email_sha256",),
+    schema=_fields(
+        ("email_sha256", S, False),
+        ("customer_id", S, True),
+        ("reason", S, False),
+        ("source", S, False),
+        ("suppressed_at", TS, False),
+    ),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -240,6 +291,9 @@ TABLES: dict[str, TableSpec] = {
         PROFILE_SCORES,
         SEGMENT_MEMBERSHIP,
         SEGMENT_TRANSITIONS,
+        SEGMENT_TIMERS,
+        EXPORT_LOG,
+        EXPORT_SUPPRESSIONS,
     )
 }
 

@@ -8,7 +8,7 @@ from functools import reduce
 
 from pyspark.sql import Column, DataFrame, functions as F
 
-from lakecdp.segments.rules import Absence, AllOf, AnyOf, AtLeastOf, Attribute, EventCount, EventMatch, Not, Rule, Segment
+from lakecdp.segments.rules import Absence, AllOf, AnyOf, AtLeastOf, Attribute, EventCount, EventMatch, InSegment, Not, Rule, Segment
 
 _COMPARE = {
     "==": operator.eq,
@@ -25,8 +25,11 @@ class _Leaves:
     """Aggregations one segment needs over events, and the per-leaf values that explain it."""
 
     prefix: str
+    segments: dict[str, Segment]
     aggregations: list[Column] = field(default_factory=list)
     explain: dict[str, Column] = field(default_factory=dict)
+    # Instants at which a leaf's value can change by the passage of time alone.
+    changes_at: list[Column] = field(default_factory=list)
 
     def name(self) -> str:
         """A unique column name for the next leaf's aggregate."""
@@ -43,6 +46,10 @@ def _describe(match: EventMatch) -> str:
     return f"{match.event}{where}"
 
 
+def _interval(window) -> Column:
+    return F.make_dt_interval(secs=F.lit(window.total_seconds()))
+
+
 def _matches(match: EventMatch) -> Column:
     conditions = [F.col("event") == match.event] + [F.col(column) == F.lit(value) for column, value in match.where]
     return reduce(operator.and_, conditions)
@@ -51,8 +58,13 @@ def _matches(match: EventMatch) -> Column:
 def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
     if isinstance(rule, EventCount):
         name = leaves.name()
-        in_window = F.lit(True) if rule.within is None else F.col("timestamp") > as_of - F.make_dt_interval(secs=F.lit(rule.within.total_seconds()))
+        in_window = F.lit(True) if rule.within is None else F.col("timestamp") > as_of - _interval(rule.within)
         leaves.aggregations.append(F.count(F.when(_matches(rule.match) & in_window, True)).alias(name))
+        if rule.within is not None:
+            # The count drops when its oldest event slides out of the window.
+            oldest = f"{name}_oldest"
+            leaves.aggregations.append(F.min(F.when(_matches(rule.match) & in_window, F.col("timestamp"))).alias(oldest))
+            leaves.changes_at.append(F.col(oldest) + _interval(rule.within))
         count = F.coalesce(F.col(name), F.lit(0))
         window = f" within {rule.within}" if rule.within is not None else ""
         leaves.explain_as(f"count({_describe(rule.match)}){window}", count)
@@ -72,8 +84,10 @@ def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
         leaves.explain_as(f"last {_describe(rule.did)}", F.col(last_did))
         leaves.explain_as(f"last {_describe(rule.then_not)}", F.col(last_then))
         # In from the instant `within` has passed since the latest `did` with no `then_not` since it.
-        has_waited = F.col(last_did) <= as_of - F.make_dt_interval(secs=F.lit(rule.within.total_seconds()))
+        has_waited = F.col(last_did) <= as_of - _interval(rule.within)
         has_no_follow_up = F.col(last_then).isNull() | (F.col(last_then) < F.col(last_did))
+        # Turns true `within` after the latest `did` unless `then_not` came first.
+        leaves.changes_at.append(F.when(has_no_follow_up, F.col(last_did) + _interval(rule.within)))
         return F.coalesce(F.col(last_did).isNotNull() & has_waited & has_no_follow_up, F.lit(False))
     if isinstance(rule, Attribute):
         leaves.explain_as(rule.column, F.col(rule.column))
@@ -82,6 +96,15 @@ def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
         else:
             holds = _COMPARE[rule.op](F.col(rule.column), F.lit(rule.value))
         return F.coalesce(holds, F.lit(False))
+    if isinstance(rule, InSegment):
+        # Inlined: the referenced rule is evaluated on the same per-customer row, so order
+        # never matters (cycles are rejected when rules are parsed).
+        inner = _Leaves(prefix=f"{leaves.prefix}__in_{rule.segment}", segments=leaves.segments)
+        holds = _compile(leaves.segments[rule.segment].rule, as_of, inner)
+        leaves.aggregations += inner.aggregations
+        leaves.changes_at += inner.changes_at
+        leaves.explain_as(f"in {rule.segment}", holds)
+        return holds
     if isinstance(rule, (AllOf, AnyOf)):
         combine = operator.and_ if isinstance(rule, AllOf) else operator.or_
         return reduce(combine, [_compile(child, as_of, leaves) for child in rule.rules])
@@ -93,23 +116,41 @@ def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
     raise TypeError(f"unknown rule node {type(rule).__name__}")
 
 
-def evaluate_segments(events: DataFrame, profiles: DataFrame, segments: list[Segment], as_of: datetime) -> DataFrame:
-    """Every customer x segment as of `as_of`: (segment, customer_id, is_member, reason, rule_version).
+def _next_check(changes_at: list[Column], as_of: Column) -> Column:
+    future = [F.when(change > as_of, change) for change in changes_at]
+    if not future:
+        return F.lit(None).cast("timestamp")
+    return future[0] if len(future) == 1 else F.least(*future)
+
+
+def evaluate_segments(
+    events: DataFrame,
+    profiles: DataFrame,
+    segments: list[Segment],
+    as_of: datetime,
+    scores: DataFrame | None = None,
+    *,
+    all_segments: list[Segment] | None = None,
+) -> DataFrame:
+    """Every customer x segment as of `as_of`: (segment, customer_id, is_member, reason, rule_version, next_check_at).
 
     One aggregation pass over events serves all segments; `reason` is JSON of the values
-    each condition saw, so a membership can be explained later.
+    each condition saw, so a membership can be explained later; `next_check_at` is the
+    earliest later instant at which time alone can change the answer (its timer), else null.
     """
     as_of_ts = F.lit(as_of).cast("timestamp")
     compiled = []
     all_leaves: list[Column] = []
     for segment in segments:
-        leaves = _Leaves(prefix=segment.name)
+        leaves = _Leaves(prefix=segment.name, segments={s.name: s for s in (all_segments or segments)})
         predicate = _compile(segment.rule, as_of_ts, leaves)
         compiled.append((segment, predicate, leaves))
         all_leaves += leaves.aggregations
     seen = events.filter(F.col("timestamp") <= as_of_ts)
     per_customer = seen.groupBy("customer_id").agg(*all_leaves) if all_leaves else seen.select("customer_id").distinct()
     customers = per_customer.join(profiles, on="customer_id", how="full")
+    if scores is not None:
+        customers = customers.join(scores.drop("scored_at"), on="customer_id", how="left")
     evaluated = [
         customers.select(
             F.lit(segment.name).alias("segment"),
@@ -117,6 +158,7 @@ def evaluate_segments(events: DataFrame, profiles: DataFrame, segments: list[Seg
             predicate.alias("is_member"),
             F.to_json(F.struct(*[value.alias(label) for label, value in leaves.explain.items()])).alias("reason"),
             F.lit(segment.version).alias("rule_version"),
+            _next_check(leaves.changes_at, as_of_ts).alias("next_check_at"),
         )
         for segment, predicate, leaves in compiled
     ]

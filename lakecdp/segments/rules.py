@@ -3,7 +3,9 @@
 A rule is one of
   event count   {event: NAME, where: {prop: value}, within: 24h, at_least: N, at_most: M}
   absence       {did: {event: A, where: ...}, then_not: {event: B}, within: 48h}
-  attribute     {profile: COLUMN, op: ">=", value: 200}   (a column of profile_features)
+  attribute     {profile: COLUMN, op: ">=", value: 200}   (a column of profile_features or
+                profile_scores, e.g. intent_probability, intent_decile, cluster_id)
+  membership    {in_segment: OTHER_SEGMENT}               (no cycles)
   all / any     {all: [rule, ...]}, {any: [rule, ...]}
   not           {not: rule}
   N of M        {at_least: N, of: [rule, ...]}
@@ -18,11 +20,12 @@ from datetime import timedelta
 from typing import Any, Union
 
 from lakecdp.config.durations import parse_duration
-from lakecdp.lake.tables import EVENTS, PROFILE_FEATURES
+from lakecdp.lake.tables import EVENTS, PROFILE_FEATURES, PROFILE_SCORES
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 OPERATORS = ("==", "!=", ">", ">=", "<", "<=", "in")
 # Event properties a `where` may filter on: the flattened bronze columns.
+ATTRIBUTE_COLUMNS = tuple(c for c in (*PROFILE_FEATURES.columns, *PROFILE_SCORES.columns) if c not in {"customer_id", "as_of"})
 WHERE_COLUMNS = tuple(c for c in EVENTS.columns if c not in {"message_id", "timestamp", "received_at", "sent_at", "event_date"})
 
 
@@ -59,6 +62,11 @@ class Attribute:
 
 
 @dataclass(frozen=True)
+class InSegment:
+    segment: str
+
+
+@dataclass(frozen=True)
 class AllOf:
     rules: tuple["Rule", ...]
 
@@ -79,7 +87,7 @@ class AtLeastOf:
     rules: tuple["Rule", ...]
 
 
-Rule = Union[EventCount, Absence, Attribute, AllOf, AnyOf, Not, AtLeastOf]
+Rule = Union[EventCount, Absence, Attribute, InSegment, AllOf, AnyOf, Not, AtLeastOf]
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,7 @@ def parse_segments(raw: list[dict[str, Any]], source: str = "conf/base/segments.
     """Validate the `segments:` list; every error names the file, the segment, the key and the fix."""
     if not isinstance(raw, list):
         raise RuleError(f"{source}: segments: must be a list of segments. Fix: start each segment with '- name: ...'.")
-    segments, seen = [], set()
+    parsed, seen = [], set()
     for index, entry in enumerate(raw):
         where = f"{source}: segments[{index}]"
         if not isinstance(entry, dict):
@@ -111,7 +119,7 @@ def parse_segments(raw: list[dict[str, Any]], source: str = "conf/base/segments.
             raise RuleError(f"{where}: has no rule. Fix: add a 'rule:' key.")
         rule = _parse_rule(entry["rule"], where, "rule")
         canonical = json.dumps(entry["rule"], sort_keys=True, default=str)
-        segments.append(
+        parsed.append(
             Segment(
                 name=name,
                 description=str(entry.get("description", "")),
@@ -119,7 +127,37 @@ def parse_segments(raw: list[dict[str, Any]], source: str = "conf/base/segments.
                 version=hashlib.sha256(canonical.encode()).hexdigest()[:12],
             )
         )
-    return segments
+    _check_references(parsed, source)
+    return parsed
+
+
+def references(rule: Rule) -> set[str]:
+    """Names of the segments a rule refers to with in_segment."""
+    if isinstance(rule, InSegment):
+        return {rule.segment}
+    if isinstance(rule, Not):
+        return references(rule.rule)
+    if isinstance(rule, (AllOf, AnyOf, AtLeastOf)):
+        return set().union(*(references(child) for child in rule.rules))
+    return set()
+
+
+def _check_references(segments: list[Segment], source: str) -> None:
+    by_name = {s.name: s for s in segments}
+    for segment in segments:
+        for name in sorted(references(segment.rule)):
+            if name not in by_name:
+                raise RuleError(f"{source}: segment '{segment.name}': in_segment: unknown segment {name!r}. Fix: define it or correct the name.")
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            cycle = " -> ".join((*path[path.index(name):], name))
+            raise RuleError(f"{source}: segment '{name}': in_segment cycle {cycle}. Fix: remove one of these references.")
+        for child in sorted(references(by_name[name].rule)):
+            visit(child, (*path, name))
+
+    for segment in segments:
+        visit(segment.name, ())
 
 
 def _parse_rule(node: Any, where: str, key: str) -> Rule:
@@ -162,8 +200,8 @@ def _parse_rule(node: Any, where: str, key: str) -> Rule:
     if "profile" in node:
         _no_unknown(node, {"profile", "op", "value"}, where, key)
         column = node["profile"]
-        if column not in PROFILE_FEATURES.columns:
-            raise RuleError(f"{where}: {key}.profile: unknown profile column {column!r}. Fix: use one of {', '.join(PROFILE_FEATURES.columns)}.")
+        if column not in ATTRIBUTE_COLUMNS:
+            raise RuleError(f"{where}: {key}.profile: unknown profile column {column!r}. Fix: use one of {', '.join(ATTRIBUTE_COLUMNS)}.")
         op = node.get("op", "==")
         if op not in OPERATORS:
             raise RuleError(f"{where}: {key}.op: {op!r} is not an operator. Fix: use one of {', '.join(OPERATORS)}.")
@@ -172,8 +210,13 @@ def _parse_rule(node: Any, where: str, key: str) -> Rule:
         if op == "in" and not isinstance(node["value"], list):
             raise RuleError(f"{where}: {key}.value: 'in' needs a list.")
         return Attribute(column, op, node["value"])
+    if "in_segment" in node:
+        _no_unknown(node, {"in_segment"}, where, key)
+        if not isinstance(node["in_segment"], str):
+            raise RuleError(f"{where}: {key}.in_segment: must be a segment name.")
+        return InSegment(node["in_segment"])
     raise RuleError(
-        f"{where}: {key}: {sorted(node)} is not a rule. Fix: use one of event / did+then_not / profile / all / any / not / at_least+of."
+        f"{where}: {key}: {sorted(node)} is not a rule. Fix: use one of event / did+then_not / profile / in_segment / all / any / not / at_least+of."
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from lakecdp.clock import Clock, SystemClock
 from lakecdp.config import Settings
 from lakecdp.events.ingest import commit_batch, prepare_batch
 from lakecdp.lake import AppTxn, Lake
-from lakecdp.pipeline import refresh_membership, refresh_profiles, touched_customers, update_identity_links
+from lakecdp.pipeline import fire_due_timers, refresh_membership, refresh_profiles, touched_customers, update_identity_links
 from lakecdp.segments import parse_segments
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,20 @@ class BatchProcessor:
     def __init__(self, lake: Lake, settings: Settings, checkpoint: str, clock: Clock, run: StreamRun) -> None:
         self.lake, self.settings, self.checkpoint, self.clock, self.run = lake, settings, checkpoint, clock, run
         self.segments = parse_segments(settings.segments)
+        # Batches and timer ticks both write membership: one at a time.
+        self.lock = threading.Lock()
+
+    def fire_timers(self) -> None:
+        with self.lock:
+            fired = fire_due_timers(self.lake, self.segments, self.clock.now())
+        if fired:
+            log.info("timers: re-evaluated %s customers whose membership time may have changed", len(fired))
 
     def __call__(self, lines: DataFrame, batch_id: int) -> None:
+        with self.lock:
+            self._process(lines, batch_id)
+
+    def _process(self, lines: DataFrame, batch_id: int) -> None:
         txn = AppTxn(f"lakecdp-stream-{_query_id(self.checkpoint)}", batch_id)
         now = self.clock.now()
         timer = _StepTimer()
@@ -113,22 +126,36 @@ def run_stream(
         .load(source)
         .select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
     )
-    writer = lines.writeStream.option("checkpointLocation", checkpoint).foreachBatch(
-        BatchProcessor(lake, settings, checkpoint, clock or SystemClock(), run)
-    )
+    processor = BatchProcessor(lake, settings, checkpoint, clock or SystemClock(), run)
+    writer = lines.writeStream.option("checkpointLocation", checkpoint).foreachBatch(processor)
     if mode == "until-idle":
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{int(settings.stream.trigger.total_seconds() * 1000)} milliseconds")
     query = writer.queryName(f"lakecdp_events_{abs(hash(checkpoint)) % 10_000}").start()
+    stop_timers = threading.Event()
+    if mode == "continuous":
+        # Time-driven flips (absence deadlines, windows sliding) need no new event: a tick
+        # every stream.timer_interval re-evaluates the customers whose timers are due.
+        threading.Thread(target=_tick_timers, args=(processor, settings, stop_timers), daemon=True, name="segment-timers").start()
     try:
         query.awaitTermination(timeout_seconds)
     finally:
+        stop_timers.set()
         if query.isActive:
             query.stop()
     if query.exception() is not None:
         raise RuntimeError(f"stream stopped with an error: {query.exception()}")
     return run
+
+
+def _tick_timers(processor: BatchProcessor, settings: Settings, stop: threading.Event) -> None:
+    interval = settings.stream.timer_interval.total_seconds()
+    while not stop.wait(interval):
+        try:
+            processor.fire_timers()
+        except Exception:  # noqa: BLE001 - a failed tick is retried at the next one; the stream goes on
+            log.exception("timer tick failed; retrying at the next tick")
 
 
 def default_checkpoint(settings: Settings, lake_root: str, name: str) -> str:

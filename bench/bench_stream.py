@@ -1,0 +1,148 @@
+"""Benchmark the events stream: sustained throughput, event -> profile latency, DuckDB baseline.
+
+    .venv/bin/python bench/bench_stream.py [--customers 4000] [--days 30] [--rate 2000] [--seconds 40]
+
+Prints figures; asserts nothing. Targets (issue 3): >= 50k events/s through the stream on
+2 cores; p95 event-received -> profile-updated <= 2 s at 2k events/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+def throughput(spark, settings, work: Path, customers: int, days: int) -> tuple[int, float, dict]:
+    from lakecdp.clock import FrozenClock
+    from lakecdp.generate import GeneratorSettings, write_dataset
+    from lakecdp.lake import open_lake
+    from lakecdp.stream import run_stream
+
+    generated = GeneratorSettings(customers=customers, days=days, seed=3)
+    summary = write_dataset(generated, work / "landing", events_per_file=100_000)
+    lake = open_lake(spark, settings.lake, root=str(work / "lake"))
+    started = time.perf_counter()
+    run = run_stream(spark, lake, settings, source=str(work / "landing" / "events"), checkpoint=str(work / "ckpt"), clock=FrozenClock(generated.end))
+    seconds = time.perf_counter() - started
+    steps: dict[str, float] = {}
+    for batch in run.batches:
+        for step, spent in batch["seconds"].items():
+            steps[step] = steps.get(step, 0.0) + spent
+    return summary.events, seconds, steps
+
+
+def duckdb_baseline(work: Path) -> tuple[int, float]:
+    """The same core profile aggregates computed by DuckDB over the bronze Parquet files."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    events = DeltaTable(str(work / "lake" / "events")).to_pyarrow_dataset()
+    started = time.perf_counter()
+    rows = duckdb.sql(
+        """
+        SELECT customer_id, count(*) AS events_total,
+               count(*) FILTER (WHERE event = 'Product Viewed') AS product_views,
+               count(*) FILTER (WHERE event = 'Product Added') AS cart_adds,
+               count(*) FILTER (WHERE event = 'Order Completed') AS orders,
+               coalesce(sum(revenue) FILTER (WHERE event = 'Order Completed'), 0) AS monetary,
+               max(timestamp) FILTER (WHERE event = 'Order Completed') AS last_order_at,
+               max(timestamp) AS last_activity_at
+        FROM events GROUP BY customer_id
+        """
+    ).fetchall()
+    return len(rows), time.perf_counter() - started
+
+
+def latency(spark, settings, work: Path, rate: int, seconds: int) -> list[float]:
+    """Publish files at `rate` events/s while the stream runs continuously; per event, file publish -> batch done."""
+    from lakecdp.generate import GeneratorSettings, generate_dataset
+    from lakecdp.lake import open_lake
+    from lakecdp.stream.job import BatchProcessor, StreamRun
+
+    source = work / "live"
+    source.mkdir(parents=True)
+    dataset = generate_dataset(GeneratorSettings(customers=2000, days=30, seed=5))
+    lake = open_lake(spark, settings.lake, root=str(work / "live_lake"))
+    published: dict[str, float] = {}
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def publisher() -> None:
+        tick, index, events = 0.5, 0, dataset.events
+        per_file = int(rate * tick)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not stop.is_set():
+            chunk = events[index : index + per_file]
+            index += per_file
+            name = f"part-{index:09d}.jsonl"
+            tmp = source / f".{name}.tmp"
+            tmp.write_text("\n".join(json.dumps(e) for e in chunk) + "\n")
+            os.replace(tmp, source / name)
+            published[str(source / name)] = time.time()
+            time.sleep(tick)
+
+    original_call = BatchProcessor.__call__
+
+    def timed_call(self, lines, batch_id):
+        files = [r.source_file.removeprefix("file:") for r in lines.select("source_file").distinct().collect()]
+        original_call(self, lines, batch_id)
+        done = time.time()
+        for path in files:
+            if path in published:
+                latencies.extend([done - published[path]] * int(rate * 0.5))
+
+    BatchProcessor.__call__ = timed_call  # measure around the real batch body
+    try:
+        from lakecdp.stream import run_stream
+
+        thread = threading.Thread(target=publisher, daemon=True)
+        thread.start()
+        run_stream(spark, lake, settings, source=str(source), checkpoint=str(work / "live_ckpt"), mode="continuous", timeout_seconds=seconds + 20)
+        stop.set()
+    finally:
+        BatchProcessor.__call__ = original_call
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=4000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=40)
+    args = parser.parse_args()
+
+    from lakecdp.config import load_settings
+    from lakecdp.spark import build_session
+
+    settings = load_settings(overrides={"stream": {"trigger": "0.5s", "max_files_per_trigger": 1000}})
+    spark = build_session(settings.spark)
+    work = Path(tempfile.mkdtemp(prefix="lakecdp-bench-"))
+    try:
+        events, seconds, steps = throughput(spark, settings, work, args.customers, args.days)
+        print(f"stream throughput: {events:,} events in {seconds:.1f} s = {events / seconds:,.0f} events/s (target >= 50,000)")
+        print("  time by step: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
+        rows, duck_seconds = duckdb_baseline(work)
+        print(f"duckdb baseline: core profile aggregates for {rows:,} customers over {events:,} events in {duck_seconds:.2f} s = {events / duck_seconds:,.0f} events/s")
+        latencies = sorted(latency(spark, settings, work, args.rate, args.seconds))
+        if latencies:
+            p50 = statistics.median(latencies)
+            p95 = latencies[int(0.95 * (len(latencies) - 1))]
+            print(f"latency at {args.rate:,} events/s (file published -> profile and segments updated): p50 {p50:.2f} s, p95 {p95:.2f} s over {len(latencies):,} events (target p95 <= 2 s)")
+        else:
+            print("latency: no batches completed")
+    finally:
+        spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Segment HTTP tracking API bodies -> the JSON lines the landing zone holds (pure: no I/O).
+
+The wire format is Segment's HTTP tracking API:
+https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/
+Checks here are the cheap ones a sender can fix at once; the bronze path
+(lakecdp/events/normalize.py) re-checks everything and quarantines what still fails
+(timestamps too far in the future or past, non-numeric prices, ...).
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from lakecdp.events.schema import EVENT_TYPES, MAX_EVENT_BYTES
+
+# "The batch endpoint accepts a maximum of 500KB per request, with a limit of 32KB per event"
+# (http-api docs, #max-request-size). MAX_EVENT_BYTES (32 KB) is shared with the bronze check.
+MAX_BATCH_BYTES = 500 * 1024
+# /v1/import is the older name of /v1/batch (http-api docs, #import): same body, same limits.
+BATCH_ENDPOINTS = ("batch", "import")
+SINGLE_ENDPOINTS = EVENT_TYPES  # /v1/track, /v1/identify, /v1/page, /v1/screen, /v1/alias, /v1/group
+
+# The ISO-8601 shapes both Python and Spark's timestamp cast read the same way (Spark reads
+# neither basic format 20261101T100000Z nor times without seconds).
+_ISO_8601 = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?)?$")
+_OBJECT_FIELDS = ("properties", "traits", "context", "integrations")
+_ID_FIELDS = ("userId", "anonymousId", "previousId", "groupId", "messageId")
+
+
+class RejectedRequest(Exception):
+    """A request the collector refuses, with an HTTP status and a reason the sender can act on."""
+
+    def __init__(self, status: int, code: str, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.index = status, code, message, index
+
+    def body(self) -> dict[str, Any]:
+        # "error"/"index" for people; "code"/"message" because Segment's SDKs read those two.
+        body: dict[str, Any] = {"error": self.message, "code": self.code, "message": self.message}
+        if self.index is not None:
+            body["index"] = self.index
+        return body
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One request's messages and the batch-level fields that apply to each of them."""
+
+    messages: list[Any]
+    defaults: dict[str, Any]
+    is_batch: bool
+
+
+def parse_json_body(data: bytes) -> Any:
+    """The request body as JSON; NaN/Infinity and broken JSON are 400s."""
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise RejectedRequest(400, "invalid_json", "body is not UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as exc:
+        raise RejectedRequest(400, "invalid_json", f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise RejectedRequest(400, "invalid_json", "body is nested too deeply") from None
+    except ValueError as exc:
+        raise RejectedRequest(400, "invalid_json", str(exc)) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"body is not valid JSON: {name} is not a JSON number")
+
+
+def body_write_key(body: Any) -> str | None:
+    """The `writeKey` a sender may put in the body instead of the Authorization header."""
+    key = body.get("writeKey") if isinstance(body, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
+def envelope(body: Any, endpoint: str) -> Envelope:
+    """Split a /v1/<endpoint> body into its messages; a per-type endpoint sets the message type."""
+    if not isinstance(body, dict):
+        raise RejectedRequest(400, "invalid_body", "body must be a JSON object")
+    if endpoint in BATCH_ENDPOINTS:
+        batch = body.get("batch")
+        if not isinstance(batch, list):
+            raise RejectedRequest(400, "invalid_body", "batch body needs a 'batch' array of messages")
+        # Batch-level context, integrations and sentAt apply to every message that lacks them.
+        defaults = {k: body[k] for k in ("context", "integrations", "sentAt") if body.get(k) is not None}
+        for key in ("context", "integrations"):
+            if key in defaults and not isinstance(defaults[key], dict):
+                raise RejectedRequest(400, "invalid_body", f"batch-level {key} must be a JSON object")
+        return Envelope(messages=batch, defaults=defaults, is_batch=True)
+    if endpoint not in SINGLE_ENDPOINTS:
+        raise RejectedRequest(404, "unknown_endpoint", f"no endpoint /v1/{endpoint}")
+    return Envelope(messages=[{**body, "type": endpoint}], defaults={}, is_batch=False)
+
+
+def landing_lines(envelope_: Envelope, *, source: str, received_at: datetime, new_id: Callable[[], str] | None = None) -> list[bytes]:
+    """Validate and stamp every message; any invalid message rejects the whole request.
+
+    Rejecting the whole batch (instead of landing the valid part) means a 200 always covers
+    every message sent, so a client that fixes the message at `index` and resends the same
+    batch neither loses nor duplicates anything (retried messages keep their messageId).
+    """
+    new_id = new_id or (lambda: str(uuid.uuid4()))
+    received = iso_ms(received_at)
+    lines = []
+    for index, message in enumerate(envelope_.messages):
+        where = index if envelope_.is_batch else None
+        reason = message_problem(message)
+        if reason:
+            raise RejectedRequest(400, "invalid_event", _at(reason, where), index=where)
+        line = _serialize(stamp(message, envelope_.defaults, source=source, received_at=received, new_id=new_id))
+        if line is None:
+            raise RejectedRequest(400, "invalid_event", _at("event has text that is not valid Unicode (a lone surrogate)", where), index=where)
+        if len(line) > MAX_EVENT_BYTES:
+            raise RejectedRequest(
+                400,
+                "event_too_large",
+                _at(f"event is {len(line):,} bytes once stamped; the limit is {MAX_EVENT_BYTES // 1024} KB per event "
+                    "(Segment HTTP API max request size): trim its properties or traits", where),
+                index=where,
+            )
+        lines.append(line)
+    return lines
+
+
+def message_problem(message: Any) -> str | None:
+    """The first thing wrong with one message, in words a sender can act on; None when valid."""
+    if not isinstance(message, dict):
+        return "event is not a JSON object"
+    kind = message.get("type")
+    if kind is None or kind == "":
+        return f"missing type: set type to one of {', '.join(EVENT_TYPES)}"
+    if kind not in EVENT_TYPES:
+        shown = str(kind)[:40]
+        return f"unknown type '{shown}': use one of {', '.join(EVENT_TYPES)}"
+    for field in _ID_FIELDS:
+        value = message.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            return f"{field} must be a string"
+    for field in _OBJECT_FIELDS:
+        if message.get(field) is not None and not isinstance(message[field], dict):
+            return f"{field} must be a JSON object"
+    if not (_present(message.get("userId")) or _present(message.get("anonymousId"))):
+        return "missing both userId and anonymousId: set at least one"
+    if kind == "track" and not (isinstance(message.get("event"), str) and message["event"].strip()):
+        return "track event without an event name: set 'event', e.g. 'Order Completed'"
+    if kind == "alias" and not _present(message.get("previousId")):
+        return "alias without previousId: set the id being merged into userId"
+    if kind == "group" and not _present(message.get("groupId")):
+        return "group without groupId"
+    timestamp = message.get("timestamp")
+    if timestamp is not None and not is_iso_8601(timestamp):
+        return f"timestamp {str(timestamp)[:40]!r} is not ISO-8601: send e.g. 2026-11-01T10:00:00.000Z"
+    return None
+
+
+def stamp(message: Mapping[str, Any], defaults: Mapping[str, Any], *, source: str, received_at: str, new_id: Callable[[], str]) -> dict[str, Any]:
+    """A valid message as it lands: receivedAt, messageId, timestamp and context.source filled in."""
+    # writeKey is a credential: it never lands.
+    event = {k: v for k, v in message.items() if k != "writeKey"}
+    for key in ("context", "integrations"):
+        if key in defaults:
+            event[key] = {**defaults[key], **(event.get(key) or {})}
+    if event.get("sentAt") is None and "sentAt" in defaults:
+        event["sentAt"] = defaults["sentAt"]
+    for field in _ID_FIELDS:
+        if isinstance(event.get(field), int):
+            event[field] = str(event[field])
+    if not _present(event.get("messageId")):
+        event["messageId"] = new_id()
+    if event.get("timestamp") is None:
+        event["timestamp"] = received_at
+    # The collector, not the sender, decides these two.
+    event["receivedAt"] = received_at
+    event["context"] = {**(event.get("context") or {}), "source": source}
+    return event
+
+
+def is_iso_8601(value: Any) -> bool:
+    """True for the ISO-8601 timestamps both this collector and Spark read."""
+    if not isinstance(value, str) or not _ISO_8601.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def iso_ms(at: datetime) -> str:
+    """UTC ISO-8601 with milliseconds and Z, as Segment stamps receivedAt."""
+    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _serialize(event: dict[str, Any]) -> bytes | None:
+    try:
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        return None
+
+
+def _present(value: Any) -> bool:
+    return value is not None and str(value).strip() != ""
+
+
+def _at(reason: str, index: int | None) -> str:
+    return reason if index is None else f"batch[{index}]: {reason}"

@@ -1,0 +1,1 @@
+"""History import: CRM customers -> `customers`, historical orders -> bronze `events` as Order Completed."""

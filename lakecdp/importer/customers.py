@@ -1,0 +1,133 @@
+"""CRM customers -> the `customers` table: checks and shaping are pure; `import_customers` does the I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from pyspark.sql import DataFrame, functions as F
+
+from lakecdp.clock import Clock, SystemClock
+from lakecdp.importer.checks import clean_text, filter_valid, first_row_of, problem_rows, with_missing_columns, with_problems
+from lakecdp.importer.readers import ROW_COLUMN, read_rows
+from lakecdp.importer.report import default_report_path, write_reject_report
+from lakecdp.lake import Lake, table
+
+REQUIRED_COLUMNS = ("customer_id", "email")
+OPTIONAL_COLUMNS = ("first_name", "last_name", "country", "city", "signup_date", "marketing_opt_in")
+SOURCE = "crm-import"
+MAX_ID_CHARS = 128
+# The HTML standard's "valid e-mail address", with a dot required in the domain: a
+# syntax check only (https://html.spec.whatwg.org/multipage/input.html#valid-e-mail-address).
+EMAIL_PATTERN = (
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+TRUE_WORDS = ("true", "t", "yes", "y", "1")
+FALSE_WORDS = ("false", "f", "no", "n", "0")
+# Compared to decide whether an import changes a customer (source/updated_at are bookkeeping).
+ATTRIBUTE_COLUMNS = ("email", "first_name", "last_name", "country", "city", "signup_date", "marketing_opt_in")
+
+
+@dataclass(frozen=True)
+class CustomerImportResult:
+    rows: int
+    rejected_rows: int
+    new: int
+    updated: int
+    unchanged: int
+    report_path: Path
+    report_rows: int
+    ignored_columns: tuple[str, ...] = ()
+
+
+def with_customer_checks(rows: DataFrame, *, today: date) -> DataFrame:
+    """Raw text rows -> typed, cleaned customer columns plus `problems` (empty when the row is valid)."""
+    opt_in_text = F.lower(clean_text("marketing_opt_in"))
+    signup_text = clean_text("signup_date")
+    typed = with_missing_columns(rows, OPTIONAL_COLUMNS).select(
+        ROW_COLUMN,
+        clean_text("customer_id").alias("customer_id"),
+        # Addresses are matched case-insensitively downstream (ESPs lower-case them too).
+        F.lower(clean_text("email")).alias("email"),
+        clean_text("first_name").alias("first_name"),
+        clean_text("last_name").alias("last_name"),
+        F.upper(clean_text("country")).alias("country"),
+        clean_text("city").alias("city"),
+        signup_text.alias("signup_date_text"),
+        F.when(signup_text.rlike(r"^\d{4}-\d{2}-\d{2}$"), signup_text.try_cast("date")).alias("signup_date"),
+        opt_in_text.alias("marketing_opt_in_text"),
+        F.when(opt_in_text.isin(*TRUE_WORDS), True).when(opt_in_text.isin(*FALSE_WORDS), False).alias("marketing_opt_in"),
+    ).withColumn("first_row", first_row_of("customer_id"))
+    is_duplicate = F.col("customer_id").isNotNull() & (F.col(ROW_COLUMN) != F.col("first_row"))
+    checks = [
+        (F.col("customer_id").isNull(), "customer_id", "missing customer_id"),
+        (F.length("customer_id") > MAX_ID_CHARS, "customer_id", f"longer than {MAX_ID_CHARS} characters"),
+        (is_duplicate, "customer_id", F.concat(F.lit("duplicate customer_id (first at row "), F.col("first_row").cast("string"), F.lit(")"))),
+        (~F.col("email").rlike(EMAIL_PATTERN), "email", "not a valid email address"),
+        (F.col("signup_date_text").isNotNull() & F.col("signup_date").isNull(), "signup_date", "not a date: write YYYY-MM-DD"),
+        (F.col("signup_date") > F.lit(today), "signup_date", "is in the future"),
+        (F.col("marketing_opt_in_text").isNotNull() & F.col("marketing_opt_in").isNull(), "marketing_opt_in", "not a boolean: write true or false"),
+        (~F.col("country").rlike(r"^[A-Z]{2}$"), "country", "not an ISO 3166-1 alpha-2 code, e.g. US"),
+    ]
+    return with_problems(typed, checks)
+
+
+def to_customer_rows(checked: DataFrame, *, updated_at: datetime, source: str = SOURCE) -> DataFrame:
+    """Valid checked rows -> rows of the `customers` table, in its declared column order."""
+    return (
+        filter_valid(checked)
+        .withColumn("source", F.lit(source))
+        .withColumn("updated_at", F.lit(updated_at).cast("timestamp"))
+        .select(*table("customers").columns)
+    )
+
+
+def filter_changed_customers(incoming: DataFrame, existing: DataFrame) -> DataFrame:
+    """Drop rows identical (null-safe, attribute by attribute) to what the table holds: re-imports are no-ops."""
+    same_customer = F.col("new.customer_id") == F.col("old.customer_id")
+    same_attributes = [F.col(f"new.{c}").eqNullSafe(F.col(f"old.{c}")) for c in ATTRIBUTE_COLUMNS]
+    condition = same_customer
+    for same in same_attributes:
+        condition = condition & same
+    return incoming.alias("new").join(existing.alias("old"), on=condition, how="left_anti")
+
+
+def import_customers(lake: Lake, path: str | Path, *, clock: Clock | None = None, report_path: str | Path | None = None) -> CustomerImportResult:
+    """Check a CRM file, merge its valid rows into `customers`, write the reject report."""
+    clock = clock or SystemClock()
+    now = clock.now()
+    rows = read_rows(path, required=REQUIRED_COLUMNS, optional=OPTIONAL_COLUMNS)
+    checked = with_customer_checks(lake.spark.createDataFrame(rows.table), today=now.date()).cache()
+    try:
+        valid = to_customer_rows(checked, updated_at=now)
+        existing = lake.read("customers").select("customer_id", *ATTRIBUTE_COLUMNS)
+        changed = (
+            filter_changed_customers(valid, existing)
+            .join(existing.select("customer_id", F.lit(True).alias("is_update")), on="customer_id", how="left")
+            .cache()
+        )
+        try:
+            counts = changed.agg(F.count("*").alias("changed"), F.count("is_update").alias("updated")).first()
+            if counts["changed"]:
+                lake.merge("customers", changed.drop("is_update"))
+        finally:
+            changed.unpersist()
+        valid_count = filter_valid(checked).count()
+        problems = [(r[ROW_COLUMN], r["column"], r["reason"]) for r in problem_rows(checked).collect()]
+    finally:
+        checked.unpersist()
+    problems += [(u.row, u.column, u.reason) for u in rows.unreadable]
+    report = Path(report_path) if report_path else default_report_path(path)
+    report_rows = write_reject_report(report, problems)
+    total = rows.table.num_rows + len(rows.unreadable)
+    return CustomerImportResult(
+        rows=total,
+        rejected_rows=total - valid_count,
+        new=counts["changed"] - counts["updated"],
+        updated=counts["updated"],
+        unchanged=valid_count - counts["changed"],
+        report_path=report,
+        report_rows=report_rows,
+        ignored_columns=tuple(rows.ignored_columns),
+    )

@@ -1,0 +1,192 @@
+"""The real collector (uvicorn on 127.0.0.1) fed by Segment's own Python SDK, then bronze; and SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import requests
+import segment.analytics as analytics
+from segment.analytics.client import Client
+from segment.analytics.request import APIError
+
+from lakecdp.collector.app import CollectorConfig, create_app
+from lakecdp.collector.landing import LandingWriter
+from lakecdp.collector.server import CollectorThread
+from lakecdp.config.models import EventSettings, LakeSettings
+from lakecdp.events.ingest import ingest_lines, read_landing_lines
+from lakecdp.lake import open_lake
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+KEY = "wk_integration_key"
+
+
+@pytest.fixture
+def sdk_defaults():
+    """The SDK's module-level client is global: restore it after the test."""
+    yield
+    analytics.default_client = None
+    analytics.write_key, analytics.host, analytics.sync_mode = None, None, False
+
+
+def landed_events(folder: Path) -> list[dict]:
+    return [json.loads(text) for path in sorted(folder.glob("part-*.jsonl")) for text in path.read_text().splitlines()]
+
+
+def test_segment_sdk_events_reach_bronze_exactly_once(spark, tmp_path, sdk_defaults):
+    events_dir = tmp_path / "landing" / "events"
+    writer = LandingWriter(events_dir, roll_bytes=64_000, roll_seconds=3600)
+    app = create_app(CollectorConfig(write_keys={KEY: "web"}), writer)
+    errors: list[Exception] = []
+    with CollectorThread(app) as server:
+        analytics.write_key, analytics.host, analytics.sync_mode = KEY, server.url, True
+        analytics.identify("cust_1", {"email": "ada@example.com", "plan": "pro"})
+        analytics.page("cust_1", "Shop", "Home", {"url": "https://shop.example.com/"})
+        analytics.track("cust_1", "Product Viewed", {"product_id": "p_1", "category": "shoes", "price": 59.5})
+        with pytest.raises(APIError) as rejected:  # the SDK surfaces our 401 as Segment's
+            Client("not-a-key", host=server.url, sync_mode=True).track("cust_1", "Product Viewed")
+        assert rejected.value.status == 401 and rejected.value.code == "unauthorized"
+
+        batching = Client(KEY, host=server.url, gzip=True, upload_size=100, on_error=lambda e, batch: errors.append(e))
+        for n in range(250):
+            batching.track(anonymous_id=f"anon_{n % 7}", event="Product Added", properties={"product_id": f"p_{n}", "quantity": 1})
+        batching.flush()
+        batching.join()
+        # An SDK retry after a lost response resends the same messageIds.
+        retried = [e for e in landed_events_in_progress(events_dir) if e["type"] == "track"][:40]
+        resend = requests.post(f"{server.url}/v1/batch", json={"batch": retried}, auth=(KEY, ""), timeout=10)
+        assert resend.status_code == 200
+    assert errors == []
+    assert not list(events_dir.glob(".inprogress-*")), "shutdown publishes the open file"
+    assert len(list(events_dir.glob("part-*.jsonl"))) >= 2, "64 KB files roll during the run"
+
+    landed = landed_events(events_dir)
+    assert len(landed) == 3 + 250 + 40
+    lake = open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
+    lines = read_landing_lines(spark, [str(p) for p in sorted(events_dir.glob("part-*.jsonl"))])
+    result = ingest_lines(lake, lines, received_at=datetime.now(timezone.utc), settings=EventSettings())
+    assert (result.events, result.quarantined, result.duplicates) == (253, 0, 40)
+
+    bronze = {row["message_id"]: row for row in lake.read("events").collect()}
+    assert set(bronze) == {e["messageId"] for e in landed}
+    viewed = next(r for r in bronze.values() if r["event"] == "Product Viewed")
+    assert (viewed["customer_id"], viewed["category"], viewed["price"]) == ("cust_1", "shoes", 59.5)
+    assert json.loads(viewed["context_json"])["source"] == "web"
+    assert viewed["received_at"] is not None and viewed["timestamp"] <= viewed["received_at"]
+    identify = next(r for r in bronze.values() if r["type"] == "identify")
+    assert json.loads(identify["traits_json"])["plan"] == "pro"
+    assert next(r for r in bronze.values() if r["type"] == "page")["page_name"] == "Home"
+    assert sum(r["event"] == "Product Added" for r in bronze.values()) == 250
+
+
+def landed_events_in_progress(folder: Path) -> list[dict]:
+    """Lines acknowledged so far, published or not (the server is still running)."""
+    paths = sorted(folder.glob("part-*.jsonl")) + sorted(folder.glob(".inprogress-*.tmp"))
+    return [json.loads(text) for path in paths for text in path.read_text().splitlines()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_sigkill_loses_no_acknowledged_event(tmp_path):
+    """kill -9 mid-traffic: every messageId that got a 200 is in a published file after the next start."""
+    events_dir = tmp_path / "events"
+    port = free_port()
+    env = {
+        **os.environ,
+        "LAKECDP_WRITE_KEY": KEY,
+        # Nothing rolls during the run: every acknowledged line is in the in-progress file at the kill.
+        "LAKECDP__COLLECTOR__ROLL_BYTES": str(64 * 1024 * 1024),
+        "LAKECDP__COLLECTOR__ROLL_SECONDS": "3600",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lakecdp.cli", "--conf", str(REPO / "conf"), "collect", "serve",
+         "--port", str(port), "--events-dir", str(events_dir)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, server)
+        acknowledged: list[str] = []
+        stop = threading.Event()
+
+        def sender() -> None:
+            with requests.Session() as session:
+                while not stop.is_set():
+                    batch = [{"type": "track", "event": "Product Viewed", "userId": "cust_1",
+                              "messageId": str(uuid.uuid4()), "properties": {"pad": "x" * 200}} for _ in range(25)]
+                    try:
+                        response = session.post(f"{url}/v1/batch", json={"batch": batch}, auth=(KEY, ""), timeout=5)
+                    except requests.RequestException:
+                        return
+                    if response.status_code == 200:
+                        acknowledged.extend(m["messageId"] for m in batch)
+
+        senders = [threading.Thread(target=sender) for _ in range(4)]
+        for thread in senders:
+            thread.start()
+        deadline = time.monotonic() + 20
+        while len(acknowledged) < 5_000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.send_signal(signal.SIGKILL)  # while requests are still in flight
+        server.wait(10)
+        stop.set()
+        for thread in senders:
+            thread.join(10)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert len(acknowledged) >= 5_000
+    assert list(events_dir.glob(".inprogress-*.tmp")) and not list(events_dir.glob("part-*")), "the kill left the file in progress"
+
+    writer = LandingWriter(events_dir, roll_bytes=64 * 1024 * 1024, roll_seconds=3600)
+    recovered = writer.start()  # what the next `collect serve` does first
+    writer.close()
+    assert recovered and not list(events_dir.glob(".inprogress-*"))
+    landed = [e["messageId"] for e in landed_events(events_dir)]  # every line parses: no torn tail
+    missing = set(acknowledged) - set(landed)
+    assert not missing, f"{len(missing)} acknowledged events lost"
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"collector exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise AssertionError("collector did not become healthy")
+
+
+def test_every_timestamp_shape_the_collector_accepts_is_one_spark_reads(spark):
+    """The collector's cheap check must not pass what bronze would then quarantine."""
+    from pyspark.sql import functions as F
+
+    from lakecdp.collector.messages import is_iso_8601
+
+    shapes = [
+        "2026-11-01T10:00:00Z", "2026-11-01T10:00:00.123Z", "2026-11-01T10:00:00.123456789Z",
+        "2026-11-01T10:00:00+02:00", "2026-11-01T10:00:00-0530", "2026-11-01 10:00:00", "2026-11-01",
+        "2026-11-23T12:11:08.814000+00:00",  # what Segment's Python SDK sends (datetime.isoformat)
+    ]
+    refused = ["20261101T100000Z", "2026-11-01T10:00Z", "2026-11-01T10Z", "2026", "2026-02-30T00:00:00Z", "yesterday"]
+    assert all(is_iso_8601(s) for s in shapes) and not any(is_iso_8601(s) for s in refused)
+    parsed = spark.createDataFrame([(s,) for s in shapes], "ts string").select(F.col("ts").try_cast("timestamp").alias("t"))
+    assert parsed.filter(F.col("t").isNull()).count() == 0

@@ -1,0 +1,89 @@
+"""Time-exact segments: a rule that becomes true by the passage of time alone flips on its timer."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakecdp.config.models import EventSettings, LakeSettings
+from lakecdp.events.ingest import ingest_lines
+from lakecdp.lake import open_lake
+from lakecdp.pipeline import fire_due_timers, refresh_membership, refresh_profiles, touched_customers, update_identity_links
+from lakecdp.segments import parse_segments
+
+pytestmark = pytest.mark.integration
+
+T = datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc)
+H = timedelta(hours=1)
+RULES = [
+    {"name": "cart_abandoned_48h", "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"}},
+    {"name": "viewed_shoes_24h", "rule": {"event": "Product Viewed", "where": {"category": "shoes"}, "within": "24h"}},
+    {"name": "abandoners_who_browse_shoes", "rule": {"all": [{"in_segment": "cart_abandoned_48h"}, {"in_segment": "viewed_shoes_24h"}]}},
+]
+
+
+def line(message_id, customer, event, at, **properties):
+    return json.dumps({"type": "track", "event": event, "messageId": message_id, "userId": customer,
+                       "timestamp": at.isoformat().replace("+00:00", "Z"), "properties": properties})
+
+
+@pytest.fixture
+def pipeline(spark, tmp_path):
+    lake = open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
+    segments = parse_segments(RULES)
+
+    def send(now, *lines):
+        """Process lines as one stream batch would, with the clock at `now`."""
+        df = spark.createDataFrame([(raw, "t.jsonl") for raw in lines], "raw string, source_file string")
+        ingest_lines(lake, df, received_at=now, settings=EventSettings())
+        batch = lake.read("events").filter(F.col("message_id").isin([json.loads(x)["messageId"] for x in lines]))
+        customers = touched_customers(lake, batch, update_identity_links(lake, batch))
+        refresh_profiles(lake, now, customers=customers)
+        refresh_membership(lake, segments, now, customers=customers)
+
+    def members(segment):
+        return sorted(r.customer_id for r in lake.read("segment_membership").filter(f"segment = '{segment}'").collect())
+
+    return lake, segments, send, members
+
+
+def test_cart_abandonment_flips_at_hour_48_without_a_new_event(pipeline):
+    lake, segments, send, members = pipeline
+    send(T + H, line("m1", "abandoner", "Product Added", T, category="shoes", price="80"),
+         line("m2", "buyer", "Product Added", T, category="shoes", price="80"))
+    send(T + 20 * H, line("m3", "buyer", "Order Completed", T + 20 * H, revenue="80"))
+    assert members("cart_abandoned_48h") == []
+    timers = {r.customer_id: r.due_at.replace(tzinfo=timezone.utc) for r in lake.read("segment_timers").collect()}
+    assert timers == {"abandoner": T + 48 * H}  # the buyer can no longer flip by time alone
+
+    assert fire_due_timers(lake, segments, T + 48 * H - timedelta(seconds=1)) == []
+    assert members("cart_abandoned_48h") == []
+
+    assert fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=30)) == ["abandoner"]
+    assert members("cart_abandoned_48h") == ["abandoner"]
+    entered = lake.read("segment_transitions").filter("transition = 'entered'").collect()
+    assert [(r.customer_id, r.at.replace(tzinfo=timezone.utc)) for r in entered] == [("abandoner", T + 48 * H + timedelta(seconds=30))]
+    assert lake.read("segment_timers").count() == 0
+
+
+def test_a_window_sliding_past_exits_the_customer_and_a_late_event_corrects_membership(pipeline):
+    lake, segments, send, members = pipeline
+    send(T, line("v1", "browser", "Product Viewed", T - H, category="shoes"))
+    assert members("viewed_shoes_24h") == ["browser"]
+    fire_due_timers(lake, segments, T + 23 * H + timedelta(seconds=10))  # T - H + 24 h: the view slides out
+    assert members("viewed_shoes_24h") == []
+    exited = lake.read("segment_transitions").filter("transition = 'exited'").collect()
+    assert [r.customer_id for r in exited] == ["browser"]
+    # a late event (sent 2 h after it happened) still counts by event time
+    send(T + 25 * H, line("v2", "browser", "Product Viewed", T + 23 * H, category="shoes"))
+    assert members("viewed_shoes_24h") == ["browser"]
+
+
+def test_segment_references_combine_memberships(pipeline):
+    lake, segments, send, members = pipeline
+    send(T + 49 * H, line("a1", "both", "Product Added", T, category="home", price="20"),
+         line("a2", "both", "Product Viewed", T + 48 * H, category="shoes"),
+         line("a3", "only_cart", "Product Added", T, category="home", price="20"))
+    assert members("abandoners_who_browse_shoes") == ["both"]
