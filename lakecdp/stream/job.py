@@ -110,12 +110,13 @@ def run_stream(
     mode: Mode = "until-idle",
     clock: Clock | None = None,
     timeout_seconds: float | None = None,
+    stop: threading.Event | None = None,
 ) -> StreamRun:
     """Stream `source` (a folder of *.jsonl files) through the pipeline.
 
     Args:
         mode: "until-idle" processes every file present at start and stops (backfills, tests);
-            "continuous" keeps polling every `stream.trigger` until stopped or `timeout_seconds`.
+            "continuous" keeps polling every `stream.trigger` until `stop` is set or `timeout_seconds` pass.
     """
     Path(source).mkdir(parents=True, exist_ok=True)
     run = StreamRun()
@@ -138,8 +139,11 @@ def run_stream(
         # Time-driven flips (absence deadlines, windows sliding) need no new event: a tick
         # every stream.timer_interval re-evaluates the customers whose timers are due.
         threading.Thread(target=_tick_timers, args=(processor, settings, stop_timers), daemon=True, name="segment-timers").start()
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     try:
-        query.awaitTermination(timeout_seconds)
+        while not query.awaitTermination(1):
+            if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() >= deadline):
+                break
     finally:
         stop_timers.set()
         if query.isActive:

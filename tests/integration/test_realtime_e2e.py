@@ -1,0 +1,75 @@
+"""A new user's path: Segment SDK -> collector -> landing -> continuous stream -> profile, within seconds."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import segment.analytics as analytics
+from pyspark.sql import functions as F
+
+from lakecdp.collector.app import CollectorConfig, create_app
+from lakecdp.collector.landing import LandingWriter
+from lakecdp.collector.server import CollectorThread
+from lakecdp.config import load_settings
+from lakecdp.lake import open_lake
+from lakecdp.stream import run_stream
+
+pytestmark = pytest.mark.integration
+KEY = "wk_e2e"
+
+
+def wait_for(predicate, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"not true within {timeout} s")
+
+
+def test_sdk_events_change_the_profile_while_the_stream_runs(spark, tmp_path):
+    settings = load_settings(env={}, overrides={"stream": {"trigger": "0.5s", "timer_interval": "2s"}})
+    events_dir = tmp_path / "landing" / "events"
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            run_stream(spark, lake, settings, source=str(events_dir), checkpoint=str(tmp_path / "ckpt"), mode="continuous", stop=stop, timeout_seconds=300)
+        except BaseException as exc:  # surfaced by the assertion below
+            failures.append(exc)
+
+    events_dir.mkdir(parents=True)
+    runner = threading.Thread(target=stream, daemon=True)
+    runner.start()
+    writer = LandingWriter(events_dir, roll_bytes=1_000_000, roll_seconds=0.5)
+    try:
+        with CollectorThread(create_app(CollectorConfig(write_keys={KEY: "web"}), writer)) as server:
+            client = analytics.Client(KEY, host=server.url, sync_mode=True)
+            now = datetime.now(timezone.utc)
+            client.identify("cust_e2e", {"first_name": "Ada"}, anonymous_id="device_1", timestamp=now - timedelta(minutes=5))
+            client.track(anonymous_id="device_1", event="Product Viewed", properties={"category": "shoes", "price": 80}, timestamp=now - timedelta(minutes=4))
+            client.track("cust_e2e", "Product Added", {"category": "shoes", "price": 80, "quantity": 1}, timestamp=now - timedelta(minutes=3))
+
+            def profile():
+                rows = lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").collect()
+                return rows[0] if rows and rows[0].cart_adds == 1 else None
+
+            seconds = wait_for(lambda: failures or profile() is not None, timeout=120)
+            assert not failures, failures
+            row = profile()
+            assert row.product_views == 1, "the anonymous view was stitched to the customer"
+            assert row.has_open_cart and row.open_cart_value == pytest.approx(80.0)
+            assert lake.read("profile_features").filter(F.col("customer_id") == "device_1").count() == 0
+            print(f"event sent -> profile updated in {seconds:.1f} s")
+
+            client.track("cust_e2e", "Order Completed", {"order_id": "o1", "revenue": 80}, timestamp=datetime.now(timezone.utc))
+            wait_for(lambda: (profile_row := lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").first()) is not None and profile_row.orders == 1, timeout=120)
+            assert not lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").first().has_open_cart
+    finally:
+        stop.set()
+        runner.join(timeout=60)
+    assert not failures, failures
