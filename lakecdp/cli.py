@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "lakecdp.commands",
     "lakecdp.segments.commands",
     "lakecdp.stream.commands",
+    "lakecdp.triggers.commands",
     "lakecdp.collector.commands",
     "lakecdp.importer.commands",
 )

@@ -17,6 +17,7 @@ from lakecdp.profiles import build_profile_features
 from lakecdp.segments.compile import evaluate_segments
 from lakecdp.segments.membership import plan_membership
 from lakecdp.segments.rules import Segment
+from lakecdp.triggers.outbox import entries_to_enqueue
 
 
 def resolved_events(lake: Lake, customers: Sequence[str] | None = None) -> DataFrame:
@@ -88,6 +89,9 @@ def refresh_membership(
     try:
         membership, transitions = plan_membership(evaluated, current, as_of)
         lake.append("segment_transitions", transitions, txn=txn)
+        if any(s.trigger is not None for s in segments):
+            # Insert-only: a replayed entry never resets a send that already went out.
+            lake.merge("trigger_outbox", entries_to_enqueue(transitions, segments, as_of), update_columns=[], txn=txn)
         lake.merge("segment_membership", membership, update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn)
         due = evaluated.filter(F.col("next_check_at").isNotNull()).select(
             "segment", "customer_id", F.col("next_check_at").alias("due_at"), "rule_version"

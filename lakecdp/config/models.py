@@ -80,4 +80,7 @@ class Settings(_Strict):
     segments: list[dict[str, Any]] = Field(default_factory=list)
     models: dict[str, Any] = Field(default_factory=dict)
     collector: dict[str, Any] = Field(default_factory=dict)
+    triggers: dict[str, Any] = Field(default_factory=dict)
     esp: dict[str, Any] = Field(default_factory=dict)
+    content: dict[str, Any] = Field(default_factory=dict)       # lakecdp.content.settings
+    experiments: dict[str, Any] = Field(default_factory=dict)   # lakecdp.experiments.settings

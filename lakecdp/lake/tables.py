@@ -193,6 +193,24 @@ SEGMENT_TIMERS = TableSpec(
     ),
 )
 
+TRIGGER_OUTBOX = TableSpec(
+    name="trigger_outbox",
+    description="Durable outbox of trigger sends: pending until re-checked and sent, else cancelled or failed with a reason.",
+    keys=("trigger_id",),
+    schema=_fields(
+        ("trigger_id", S, False),
+        ("segment", S, False),
+        ("customer_id", S, False),
+        ("destination", S, False),
+        ("entered_at", TS, False),
+        ("due_at", TS, False),
+        ("state", S, False),
+        ("attempts", I, False),
+        ("reason", S, True),
+        ("updated_at", TS, False),
+    ),
+)
+
 CUSTOMERS = TableSpec(
     name="customers",
     description="CRM attributes per customer (imported or from identify traits); holds contact PII.",
@@ -280,6 +298,50 @@ EXPORT_SUPPRESSIONS = TableSpec(
     ),
 )
 
+RECOMMENDATIONS = TableSpec(
+    name="recommendations",
+    description="Nightly product recommendations per customer (rank 1 = best): rule, item-to-item CF, "
+    "category fallback or popularity, with the catalog fields content needs. Bought and out-of-stock items excluded.",
+    keys=("customer_id", "rank"),
+    schema=_fields(
+        ("customer_id", S, False),
+        ("rank", I, False),
+        ("product_id", S, False),
+        ("product_name", S, True),
+        ("category", S, True),
+        ("price", DBL, True),
+        ("score", DBL, False),
+        ("source", S, False),
+        ("generated_at", TS, False),
+    ),
+)
+
+EXPERIMENT_ASSIGNMENTS = TableSpec(
+    name="experiment_assignments",
+    description="Materialized experiment variants (deterministic hash of experiment and customer), "
+    "so exports, triggers and analysis read the variant each customer had.",
+    keys=("experiment", "customer_id"),
+    schema=_fields(
+        ("experiment", S, False),
+        ("customer_id", S, False),
+        ("variant", S, False),
+        ("assigned_at", TS, False),
+    ),
+)
+
+GLOBAL_HOLDOUT = TableSpec(
+    name="global_holdout",
+    description="Persistent stratified global holdout draws, one per epoch (re-draw schedule in conf/base/experiments.yaml).",
+    keys=("epoch", "customer_id"),
+    schema=_fields(
+        ("epoch", S, False),
+        ("customer_id", S, False),
+        ("stratum", S, False),
+        ("is_holdout", B, False),
+        ("drawn_at", TS, False),
+    ),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -292,8 +354,12 @@ TABLES: dict[str, TableSpec] = {
         SEGMENT_MEMBERSHIP,
         SEGMENT_TRANSITIONS,
         SEGMENT_TIMERS,
+        TRIGGER_OUTBOX,
         EXPORT_LOG,
         EXPORT_SUPPRESSIONS,
+        RECOMMENDATIONS,
+        EXPERIMENT_ASSIGNMENTS,
+        GLOBAL_HOLDOUT,
     )
 }
 

@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Any, Union
 
 from lakecdp.config.durations import parse_duration
@@ -91,11 +91,24 @@ Rule = Union[EventCount, Absence, Attribute, InSegment, AllOf, AnyOf, Not, AtLea
 
 
 @dataclass(frozen=True)
+class TriggerSpec:
+    """Send to `destination` when a customer enters the segment (see lakecdp/triggers)."""
+
+    destination: str
+    delay: timedelta = timedelta(0)
+    cap_max: int | None = None            # at most cap_max sends per customer ...
+    cap_per: timedelta | None = None      # ... within this window
+    quiet_start: time | None = None       # local time in the customer's zone
+    quiet_end: time | None = None
+
+
+@dataclass(frozen=True)
 class Segment:
     name: str
     description: str
     rule: Rule
     version: str
+    trigger: TriggerSpec | None = None
 
 
 def parse_segments(raw: list[dict[str, Any]], source: str = "conf/base/segments.yaml") -> list[Segment]:
@@ -114,7 +127,7 @@ def parse_segments(raw: list[dict[str, Any]], source: str = "conf/base/segments.
         if name in seen:
             raise RuleError(f"{where}: defined twice. Fix: rename one of them.")
         seen.add(name)
-        _no_unknown(entry, {"name", "description", "rule"}, where, "")
+        _no_unknown(entry, {"name", "description", "rule", "trigger"}, where, "")
         if "rule" not in entry:
             raise RuleError(f"{where}: has no rule. Fix: add a 'rule:' key.")
         rule = _parse_rule(entry["rule"], where, "rule")
@@ -125,10 +138,43 @@ def parse_segments(raw: list[dict[str, Any]], source: str = "conf/base/segments.
                 description=str(entry.get("description", "")),
                 rule=rule,
                 version=hashlib.sha256(canonical.encode()).hexdigest()[:12],
+                trigger=_parse_trigger(entry["trigger"], where) if entry.get("trigger") is not None else None,
             )
         )
     _check_references(parsed, source)
     return parsed
+
+
+def _parse_trigger(node: Any, where: str) -> TriggerSpec:
+    if not isinstance(node, dict):
+        raise RuleError(f"{where}: trigger: must be a mapping with at least a destination.")
+    _no_unknown(node, {"destination", "delay", "frequency_cap", "quiet_hours"}, where, "trigger")
+    if not isinstance(node.get("destination"), str):
+        raise RuleError(f"{where}: trigger.destination: missing. Fix: name a destination from conf/base/triggers.yaml.")
+    delay = parse_duration(node.get("delay", "0s")) if node.get("delay") not in (None, 0, "0") else timedelta(0)
+    cap_max = cap_per = quiet_start = quiet_end = None
+    if node.get("frequency_cap") is not None:
+        cap = node["frequency_cap"]
+        if not isinstance(cap, dict):
+            raise RuleError(f"{where}: trigger.frequency_cap: write {{max: 1, per: 7d}}.")
+        _no_unknown(cap, {"max", "per"}, where, "trigger.frequency_cap")
+        cap_max = _positive_int(cap.get("max"), where, "trigger.frequency_cap.max")
+        cap_per = _window(cap.get("per"), where, "trigger.frequency_cap.per")
+    if node.get("quiet_hours") is not None:
+        quiet = node["quiet_hours"]
+        if not isinstance(quiet, dict):
+            raise RuleError(f"{where}: trigger.quiet_hours: write {{start: '21:00', end: '08:00'}}.")
+        _no_unknown(quiet, {"start", "end"}, where, "trigger.quiet_hours")
+        quiet_start = _clock_time(quiet.get("start"), where, "trigger.quiet_hours.start")
+        quiet_end = _clock_time(quiet.get("end"), where, "trigger.quiet_hours.end")
+    return TriggerSpec(node["destination"], delay, cap_max, cap_per, quiet_start, quiet_end)
+
+
+def _clock_time(value: Any, where: str, key: str) -> time:
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError:
+        raise RuleError(f"{where}: {key}: {value!r} is not a time of day. Fix: write it as 'HH:MM', e.g. '21:00'.") from None
 
 
 def references(rule: Rule) -> set[str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from pyspark.sql import SparkSession
 
@@ -24,6 +25,11 @@ def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = 
     settings = settings or SparkSettings()
     # Bind to loopback: this machine (and CI) have no other usable interface for Spark.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # PySpark turns timestamps into naive datetimes in the *process* time zone; pinning the
+    # process to UTC makes those naive values UTC, matching spark.sql.session.timeZone.
+    if os.environ.get("TZ") != "UTC":
+        os.environ["TZ"] = "UTC"
+        time.tzset()
     conf = {
         "spark.master": settings.master,
         "spark.app.name": settings.app_name,

@@ -68,8 +68,14 @@ class BatchProcessor:
         self.lock = threading.Lock()
 
     def fire_timers(self) -> None:
+        """Time-driven work: due segment timers, then due trigger sends."""
+        from lakecdp.triggers.dispatch import dispatch_due
+
         with self.lock:
-            fired = fire_due_timers(self.lake, self.segments, self.clock.now())
+            now = self.clock.now()
+            fired = fire_due_timers(self.lake, self.segments, now)
+            if any(s.trigger is not None for s in self.segments):
+                dispatch_due(self.lake, self.settings, self.segments, now)
         if fired:
             log.info("timers: re-evaluated %s customers whose membership time may have changed", len(fired))
 

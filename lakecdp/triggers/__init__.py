@@ -1,0 +1,1 @@
+"""Triggers: segment entries -> durable outbox -> re-checked, consented, capped sends."""

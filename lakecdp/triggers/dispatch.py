@@ -1,0 +1,110 @@
+"""Edge: send due triggers, re-checking membership, consent, caps and quiet hours at send time."""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import requests
+from pyspark.sql import functions as F
+
+from lakecdp.config import Settings
+from lakecdp.lake import Lake
+from lakecdp.pipeline import refresh_membership, refresh_profiles
+from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, consent_block_reason
+from lakecdp.segments.rules import Segment
+from lakecdp.triggers.outbox import is_capped, quiet_until
+from lakecdp.triggers.settings import trigger_settings
+from lakecdp.triggers.webhook import SendResult, send_webhook
+
+log = logging.getLogger(__name__)
+
+LEFT_SEGMENT = "left the segment before sending"
+CAPPED = "frequency cap reached"
+
+
+@dataclass
+class DispatchReport:
+    outcomes: Counter = field(default_factory=Counter)   # state or reason -> count (no customer data)
+
+
+def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: datetime, session: requests.Session | None = None) -> DispatchReport:
+    """Send every pending trigger due by `now`; record sent / cancelled (why) / failed (ESP reason)."""
+    report = DispatchReport()
+    outbox = lake.read("trigger_outbox")
+    due = [r.asDict() for r in outbox.filter((F.col("state") == "pending") & (F.col("due_at") <= F.lit(now).cast("timestamp"))).collect()]
+    if not due:
+        return report
+    by_name = {s.name: s for s in segments}
+    config = trigger_settings(settings.triggers)
+    customers = sorted({row["customer_id"] for row in due})
+    # Re-check against the latest events: a purchase after the entry cancels the send.
+    refresh_profiles(lake, now, customers=customers)
+    refresh_membership(lake, segments, now, customers=customers)
+    members = {(r.segment, r.customer_id) for r in lake.read("segment_membership").filter(F.col("customer_id").isin(customers)).collect()}
+    blocked = _consent_blocks(lake, settings, customers)
+    zones = {r.customer_id: r.timezone for r in lake.read("profile_features").filter(F.col("customer_id").isin(customers)).select("customer_id", "timezone").collect()}
+    sent_before: dict[tuple[str, str], list[datetime]] = {}
+    for r in outbox.filter((F.col("state") == "sent") & F.col("customer_id").isin(customers)).collect():
+        sent_before.setdefault((r.segment, r.customer_id), []).append(r.updated_at.replace(tzinfo=now.tzinfo))
+    session = session or requests.Session()
+    updates = []
+    for row in due:
+        spec = by_name[row["segment"]].trigger if row["segment"] in by_name else None
+        key = (row["segment"], row["customer_id"])
+        if spec is None or key not in members:
+            updates.append(_finish(row, "cancelled", LEFT_SEGMENT if spec else "segment no longer triggers", now))
+        elif row["customer_id"] in blocked:
+            updates.append(_finish(row, "cancelled", f"no consent: {blocked[row['customer_id']]}", now))
+        elif is_capped(sent_before.get(key, []), now, spec):
+            updates.append(_finish(row, "cancelled", CAPPED, now))
+        elif (resume := quiet_until(now, spec, zones.get(row["customer_id"]))) is not None:
+            updates.append({**row, "due_at": resume.replace(tzinfo=None), "reason": "postponed: quiet hours", "updated_at": now})
+        else:
+            updates.append(_send(row, config, session, now))
+            if updates[-1]["state"] == "sent":
+                sent_before.setdefault(key, []).append(now)
+    for update in updates:
+        report.outcomes[update["state"] if update["state"] != "pending" else f"pending ({update['reason']})"] += 1
+    lake.merge("trigger_outbox", lake.spark.createDataFrame(updates, lake.spec("trigger_outbox").schema))
+    log.info("triggers dispatched: %s", dict(report.outcomes))
+    return report
+
+
+def _send(row: dict, config, session: requests.Session, now: datetime) -> dict:
+    destination = config.destinations.get(row["destination"])
+    if destination is None:
+        return _finish(row, "failed", f"unknown destination {row['destination']!r} (conf/base/triggers.yaml)", now)
+    payload = {
+        "trigger_id": row["trigger_id"],
+        "segment": row["segment"],
+        "customer_id": row["customer_id"],
+        "entered_at": row["entered_at"].isoformat() + "Z",
+    }
+    result: SendResult = send_webhook(destination, payload, row["trigger_id"], session)
+    attempts = row["attempts"] + 1
+    if result.ok:
+        return {**_finish(row, "sent", None, now), "attempts": attempts}
+    if result.retryable and attempts < config.max_attempts:
+        backoff = config.retry_after * (2 ** (attempts - 1))
+        return {**row, "attempts": attempts, "reason": result.reason, "due_at": (now + backoff).replace(tzinfo=None), "updated_at": now}
+    return {**_finish(row, "failed", result.reason, now), "attempts": attempts}
+
+
+def _finish(row: dict, state: str, reason: str | None, now: datetime) -> dict:
+    return {**row, "state": state, "reason": reason, "updated_at": now}
+
+
+def _consent_blocks(lake: Lake, settings: Settings, customers: list[str]) -> dict[str, str]:
+    """customer_id -> why they may not be contacted now."""
+    consent = (settings.esp or {}).get("consent", {})
+    status = consent_block_reason(
+        lake.read("customers").filter(F.col("customer_id").isin(customers)),
+        lake.read("events").filter(F.col("customer_id").isin(customers)),
+        opt_in_events=consent.get("opt_in_events", OPT_IN_EVENTS),
+        opt_out_events=consent.get("opt_out_events", OPT_OUT_EVENTS),
+    )
+    known = {r.customer_id: r.block_reason for r in status.collect()}
+    reasons = {c: known.get(c, NO_RECORD) for c in customers}
+    return {c: reason for c, reason in reasons.items() if reason is not None}

@@ -1,0 +1,49 @@
+"""Edge: the signed webhook a trigger sends to."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import requests
+
+from lakecdp.triggers.settings import WebhookDestination
+
+SIGNATURE_HEADER = "X-Lakecdp-Signature"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    retryable: bool
+    reason: str | None = None
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>"> (timestamped so receivers can refuse replays)."""
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def send_webhook(destination: WebhookDestination, payload: dict, idempotency_key: str, session: requests.Session) -> SendResult:
+    """POST the payload signed; 2xx is sent, 429/5xx/network errors are retryable, other 4xx permanent."""
+    secret = os.environ.get(destination.secret_env)
+    if not secret:
+        return SendResult(False, False, f"environment variable {destination.secret_env} (webhook secret) is not set")
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": idempotency_key,
+        SIGNATURE_HEADER: sign(secret, int(time.time()), body),
+    }
+    try:
+        response = session.post(destination.url, data=body, headers=headers, timeout=destination.timeout.total_seconds())
+    except requests.RequestException as exc:
+        return SendResult(False, True, f"network error: {type(exc).__name__}")
+    if 200 <= response.status_code < 300:
+        return SendResult(True, False)
+    retryable = response.status_code == 429 or response.status_code >= 500
+    return SendResult(False, retryable, f"HTTP {response.status_code}: {response.text[:200]}")

@@ -1,0 +1,106 @@
+"""Cart-abandonment triggers end to end: entry by timer, durable outbox, re-check, consent, exactly once."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakecdp.config import load_settings
+from lakecdp.events.ingest import ingest_lines
+from lakecdp.lake import open_lake
+from lakecdp.pipeline import fire_due_timers, refresh_membership, refresh_profiles, touched_customers, update_identity_links
+from lakecdp.segments import parse_segments
+from lakecdp.triggers.dispatch import dispatch_due
+
+pytestmark = pytest.mark.integration
+
+SECRET = "test-webhook-secret"
+T = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)  # 11:00 in Berlin: outside quiet hours 48 h later too
+H = timedelta(hours=1)
+RULES = [{
+    "name": "cart_abandoned_48h",
+    "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"},
+    "trigger": {"destination": "cart_webhook", "delay": "1h", "frequency_cap": {"max": 1, "per": "7d"}, "quiet_hours": {"start": "21:00", "end": "08:00"}},
+}]
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Checks the signature; counts deliveries per idempotency key."""
+
+    deliveries: list[dict] = []
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        timestamp, signature = (part.split("=", 1)[1] for part in self.headers["X-Lakecdp-Signature"].split(","))
+        expected = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(signature, expected):
+            self.send_response(401)
+            self.end_headers()
+            return
+        Receiver.deliveries.append({"key": self.headers["Idempotency-Key"], **json.loads(body)})
+        self.send_response(202)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def receiver():
+    Receiver.deliveries = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hooks/cart"
+    server.shutdown()
+
+
+def line(message_id, customer, event, at, **properties):
+    return json.dumps({"type": "track", "event": event, "messageId": message_id, "userId": customer,
+                       "timestamp": at.isoformat().replace("+00:00", "Z"), "properties": properties,
+                       "context": {"timezone": "Europe/Berlin"}})
+
+
+def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, tmp_path, receiver, monkeypatch):
+    monkeypatch.setenv("LAKECDP_TRIGGER_WEBHOOK_SECRET", SECRET)
+    settings = load_settings(env={}, overrides={"triggers": {"destinations": {"cart_webhook": {"url": receiver}}}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    segments = parse_segments(RULES)
+    crm = [("abandoner", True), ("late_buyer", True), ("early_buyer", True), ("no_consent", False)]
+    lake.merge("customers", spark.createDataFrame(
+        [{"customer_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test", "updated_at": T} for c, ok in crm],
+        lake.spec("customers").schema))
+
+    def send(now, *lines):
+        df = spark.createDataFrame([(raw, "t.jsonl") for raw in lines], "raw string, source_file string")
+        ingest_lines(lake, df, received_at=now, settings=settings.events)
+        batch = lake.read("events").filter(F.col("message_id").isin([json.loads(x)["messageId"] for x in lines]))
+        customers = touched_customers(lake, batch, update_identity_links(lake, batch))
+        refresh_profiles(lake, now, customers=customers)
+        refresh_membership(lake, segments, now, customers=customers)
+
+    send(T + H, *[line(f"add-{c}", c, "Product Added", T, category="shoes", price="80") for c, _ in crm])
+    send(T + 20 * H, line("buy-early", "early_buyer", "Order Completed", T + 20 * H, revenue="80"))
+    fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=20))  # hour 48: entries by time alone
+    outbox = {r.customer_id: r for r in lake.read("trigger_outbox").collect()}
+    assert set(outbox) == {"abandoner", "late_buyer", "no_consent"}
+    assert all(r.state == "pending" and r.due_at.replace(tzinfo=timezone.utc) == T + 49 * H + timedelta(seconds=20) for r in outbox.values())
+
+    send(T + 48.5 * H, line("buy-late", "late_buyer", "Order Completed", T + 48.5 * H, revenue="80"))  # after it was queued
+    assert dispatch_due(lake, settings, segments, T + 49 * H).outcomes == {}  # not due yet
+    report = dispatch_due(lake, settings, segments, T + 49.5 * H)
+    states = {r.customer_id: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
+    assert states["abandoner"] == ("sent", None)
+    assert states["late_buyer"][0] == "cancelled" and "left the segment" in states["late_buyer"][1]
+    assert states["no_consent"][0] == "cancelled" and states["no_consent"][1].startswith("no consent")
+    assert report.outcomes["sent"] == 1 and report.outcomes["cancelled"] == 2
+
+    dispatch_due(lake, settings, segments, T + 60 * H)  # nothing left to send: no second delivery
+    assert [(d["customer_id"], d["segment"]) for d in Receiver.deliveries] == [("abandoner", "cart_abandoned_48h")]
+    assert Receiver.deliveries[0]["key"] == outbox["abandoner"].trigger_id
+    assert "email" not in Receiver.deliveries[0]
