@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "lakecdp.segments.commands",
     "lakecdp.stream.commands",
     "lakecdp.triggers.commands",
+    "lakecdp.identity.commands",
     "lakecdp.collector.commands",
     "lakecdp.importer.commands",
 )

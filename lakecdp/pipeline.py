@@ -38,6 +38,22 @@ def update_identity_links(lake: Lake, batch_events: DataFrame, *, txn: AppTxn | 
         links.unpersist()
 
 
+def unmerge_identity(lake: Lake, anonymous_id: str, customer_id: str, segments: list[Segment], now: datetime) -> bool:
+    """Deactivate a wrong link (kept in the log as unmerged) and recompute both sides; False if no such link."""
+    links = lake.read("identity_links")
+    active = links.filter(
+        (F.col("anonymous_id") == anonymous_id) & (F.col("customer_id") == customer_id) & F.col("is_active")
+    ).withColumn("is_active", F.lit(False)).withColumn("unmerged_at", F.lit(now).cast("timestamp"))
+    if active.isEmpty():
+        return False
+    lake.merge("identity_links", active)
+    # The anonymous id may fall back to another (later) link, so recompute every id involved.
+    involved = {anonymous_id, customer_id} | {r.customer_id for r in links.filter(F.col("anonymous_id") == anonymous_id).collect()}
+    refresh_profiles(lake, now, customers=sorted(involved))
+    refresh_membership(lake, segments, now, customers=sorted(involved))
+    return True
+
+
 def touched_customers(lake: Lake, batch_events: DataFrame, linked_ids: Sequence[str]) -> list[str]:
     """Every profile key a batch can change: its events' own ids, their resolved ids, newly linked ids."""
     resolved = resolve_customer_ids(batch_events, lake.read("identity_links"))

@@ -87,3 +87,25 @@ def test_segment_references_combine_memberships(pipeline):
          line("a2", "both", "Product Viewed", T + 48 * H, category="shoes"),
          line("a3", "only_cart", "Product Added", T, category="home", price="20"))
     assert members("abandoners_who_browse_shoes") == ["both"]
+
+
+def test_a_wrong_identity_merge_is_split_back_out(pipeline):
+    from lakecdp.pipeline import unmerge_identity
+
+    lake, segments, send, members = pipeline
+    identify = json.dumps({"type": "identify", "messageId": "i1", "userId": "cust_a", "anonymousId": "shared_tablet",
+                           "timestamp": (T - 2 * H).isoformat().replace("+00:00", "Z"), "traits": {"first_name": "A"}})
+    view = json.dumps({"type": "track", "event": "Product Viewed", "messageId": "v1", "anonymousId": "shared_tablet",
+                       "timestamp": (T - H).isoformat().replace("+00:00", "Z"), "properties": {"category": "shoes"}})
+    send(T, identify, view)
+    profiles = {r.customer_id: r for r in lake.read("profile_features").collect()}
+    assert "shared_tablet" not in profiles and profiles["cust_a"].product_views == 1
+    assert members("viewed_shoes_24h") == ["cust_a"]
+
+    assert unmerge_identity(lake, "shared_tablet", "cust_a", segments, T + H)
+    profiles = {r.customer_id: r for r in lake.read("profile_features").collect()}
+    assert profiles["cust_a"].product_views == 0 and profiles["shared_tablet"].product_views == 1
+    assert members("viewed_shoes_24h") == ["shared_tablet"]
+    [link] = lake.read("identity_links").collect()
+    assert link.is_active is False and link.unmerged_at is not None  # the merge log keeps the history
+    assert not unmerge_identity(lake, "shared_tablet", "cust_a", segments, T + 2 * H)
