@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "lakecdp.stream.commands",
     "lakecdp.triggers.commands",
     "lakecdp.identity.commands",
+    "lakecdp.privacy.commands",
     "lakecdp.collector.commands",
     "lakecdp.importer.commands",
 )

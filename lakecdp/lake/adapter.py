@@ -98,6 +98,10 @@ class Lake:
     def optimize(self, name: str) -> dict[str, Any]:
         return self.engine.optimize(table(name), self.path(name))
 
+    def purge_history(self, name: str) -> None:
+        """Forget every old version: vacuum all unreferenced files and expire the log (erasure)."""
+        self.engine.purge_history(self.path(name))
+
 
 def open_lake(spark: SparkSession, settings: LakeSettings, *, root: str | None = None) -> Lake:
     """The Lake for the configured engine (delta-rs by default)."""

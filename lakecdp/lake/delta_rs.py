@@ -150,6 +150,18 @@ class DeltaRsEngine(LakeEngine):
             return {}
         return self._table(path).optimize.compact()
 
+    def purge_history(self, path: str) -> None:
+        if not self.exists(path):
+            return
+        self.vacuum(path, 0)
+        table = self._table(path)
+        # Old commits hold deleted values (file stats, delete predicates): checkpoint the
+        # current state, drop every older log file, then restore the default log retention.
+        table.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"})
+        table.create_checkpoint()
+        table.cleanup_metadata()
+        table.alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})
+
     def _already_committed(self, path: str, txn: AppTxn | None) -> bool:
         if txn is None:
             return False

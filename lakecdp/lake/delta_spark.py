@@ -148,6 +148,12 @@ class DeltaSparkEngine(LakeEngine):
         metrics = self._delta.forPath(self.spark, path).optimize().executeCompaction().collect()
         return metrics[0].asDict(recursive=True) if metrics else {}
 
+    def purge_history(self, path: str) -> None:
+        raise LakeError(
+            "purging Delta history is implemented for the delta-rs engine only; on delta-spark run "
+            "VACUUM ... RETAIN 0 HOURS and expire the log with delta.logRetentionDuration on the cluster"
+        )
+
     @contextmanager
     def _txn(self, txn: AppTxn | None) -> Iterator[None]:
         if txn is None:

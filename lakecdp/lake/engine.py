@@ -84,6 +84,9 @@ class LakeEngine(ABC):
     @abstractmethod
     def optimize(self, spec: TableSpec, path: str) -> dict[str, Any]: ...
 
+    @abstractmethod
+    def purge_history(self, path: str) -> None: ...
+
 
 def sql_literal(value: Any) -> str:
     """Render a Python value as a SQL literal both Spark SQL and DataFusion accept."""

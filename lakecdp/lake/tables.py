@@ -211,6 +211,26 @@ TRIGGER_OUTBOX = TableSpec(
     ),
 )
 
+ERASURE_REQUESTS = TableSpec(
+    name="erasure_requests",
+    description="Queued right-to-erasure requests; a row leaves the queue when the erasure is done.",
+    keys=("request_id",),
+    schema=_fields(("request_id", S, False), ("customer_id", S, False), ("requested_at", TS, False)),
+)
+
+ERASURE_LOG = TableSpec(
+    name="erasure_log",
+    description="Proof of completed erasures: what was deleted and when, holding no identifier of the customer.",
+    keys=("request_id",),
+    schema=_fields(
+        ("request_id", S, False),
+        ("requested_at", TS, False),
+        ("completed_at", TS, False),
+        ("rows_deleted_json", S, False),
+        ("landing_lines_deleted", L, False),
+    ),
+)
+
 CUSTOMERS = TableSpec(
     name="customers",
     description="CRM attributes per customer (imported or from identify traits); holds contact PII.",
@@ -355,6 +375,8 @@ TABLES: dict[str, TableSpec] = {
         SEGMENT_TRANSITIONS,
         SEGMENT_TIMERS,
         TRIGGER_OUTBOX,
+        ERASURE_REQUESTS,
+        ERASURE_LOG,
         EXPORT_LOG,
         EXPORT_SUPPRESSIONS,
         RECOMMENDATIONS,

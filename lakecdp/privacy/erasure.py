@@ -1,0 +1,98 @@
+"""Right to erasure: queue a request, then delete the customer everywhere, with a PII-free proof."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from lakecdp.lake import TABLES, Lake
+
+log = logging.getLogger(__name__)
+
+ID_COLUMNS = ("customer_id", "user_id", "anonymous_id", "previous_id")
+RAW_COLUMNS = {"quarantine": ("raw", "quarantine_id")}   # table -> (free-text column, key column)
+
+
+@dataclass(frozen=True)
+class ErasureProof:
+    request_id: str
+    completed_at: datetime
+    rows_deleted: dict[str, int]
+    landing_lines_deleted: int
+
+
+def request_erasure(lake: Lake, customer_id: str, now: datetime) -> str:
+    """Queue an erasure; returns the request id (the only thing the proof will keep)."""
+    request_id = uuid.uuid4().hex
+    row = {"request_id": request_id, "customer_id": customer_id, "requested_at": now}
+    lake.append("erasure_requests", lake.spark.createDataFrame([row], lake.spec("erasure_requests").schema))
+    return request_id
+
+
+def process_erasures(lake: Lake, landing_root: str | None, now: datetime) -> list[ErasureProof]:
+    """Erase every queued customer from every table and landing file, purge history, record proofs."""
+    proofs = []
+    for request in lake.read("erasure_requests").collect():
+        identifiers = _identifiers(lake, request.customer_id)
+        deleted = {name: _erase_from_table(lake, name, identifiers) for name in TABLES if name not in {"erasure_requests", "erasure_log"}}
+        lines = _erase_from_landing(Path(landing_root), identifiers) if landing_root else 0
+        lake.delete("erasure_requests", {"request_id": request.request_id})
+        for name in TABLES:
+            if name != "erasure_log" and (deleted.get(name) or name == "erasure_requests"):
+                lake.purge_history(name)
+        proof = ErasureProof(request.request_id, now, {k: v for k, v in deleted.items() if v}, lines)
+        lake.append("erasure_log", lake.spark.createDataFrame([{
+            "request_id": proof.request_id,
+            "requested_at": request.requested_at,
+            "completed_at": now,
+            "rows_deleted_json": json.dumps(proof.rows_deleted, sort_keys=True),
+            "landing_lines_deleted": lines,
+        }], lake.spec("erasure_log").schema))
+        log.info("erasure %s done: %s rows in %s tables, %s landing lines", proof.request_id, sum(proof.rows_deleted.values()), len(proof.rows_deleted), lines)
+        proofs.append(proof)
+    return proofs
+
+
+def _identifiers(lake: Lake, customer_id: str) -> set[str]:
+    """The customer id, every device id ever linked to it, and their contact email."""
+    links = lake.read("identity_links").filter(F.col("customer_id") == customer_id).select("anonymous_id").collect()
+    emails = lake.read("customers").filter(F.col("customer_id") == customer_id).select("email").collect()
+    return {customer_id} | {r.anonymous_id for r in links} | {r.email for r in emails if r.email}
+
+
+def _erase_from_table(lake: Lake, name: str, identifiers: set[str]) -> int:
+    spec = lake.spec(name)
+    if not lake.exists(name):
+        return 0
+    deleted = 0
+    for column in (c for c in ID_COLUMNS if c in spec.columns):
+        deleted += lake.delete(name, {column: sorted(identifiers)})
+    if name in RAW_COLUMNS:
+        text, key = RAW_COLUMNS[name]
+        mentions = F.lit(False)
+        for identifier in identifiers:
+            mentions = mentions | F.col(text).contains(identifier)
+        keys = [r[key] for r in lake.read(name).filter(mentions).select(key).collect()]
+        if keys:
+            deleted += lake.delete(name, {key: keys})
+    return deleted
+
+
+def _erase_from_landing(root: Path, identifiers: set[str]) -> int:
+    """Rewrite landing files without the lines that mention the customer (atomic replace)."""
+    removed = 0
+    for path in root.rglob("*.jsonl"):
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not any(identifier in line for identifier in identifiers)]
+        if len(kept) != len(lines):
+            tmp = path.with_name(f".{path.name}.erasure.tmp")
+            tmp.write_text("".join(kept))
+            os.replace(tmp, path)
+            removed += len(lines) - len(kept)
+    return removed
