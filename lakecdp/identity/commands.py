@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from lakecdp.cli_args import open_lake_for
 from lakecdp.config import Settings
 
 
@@ -23,9 +24,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     from pyspark.sql import functions as F
 
-    from lakecdp.segments.commands import _lake
 
-    links = _lake(args, settings).read("identity_links")
+    links = open_lake_for(args, settings).read("identity_links")
     rows = links.filter((F.col("anonymous_id") == args.id) | (F.col("customer_id") == args.id)).orderBy("linked_at").collect()
     if not rows:
         print(f"no identity links for {args.id}")
@@ -39,9 +39,8 @@ def _unmerge(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.pipeline import unmerge_identity
     from lakecdp.segments import parse_segments
-    from lakecdp.segments.commands import _lake
 
-    if not unmerge_identity(_lake(args, settings), args.anonymous_id, args.customer_id, parse_segments(settings.segments), SystemClock().now()):
+    if not unmerge_identity(open_lake_for(args, settings), args.anonymous_id, args.customer_id, parse_segments(settings.segments), SystemClock().now()):
         print(f"no active link {args.anonymous_id} -> {args.customer_id}")
         return 1
     print(f"unmerged {args.anonymous_id} from {args.customer_id}; both profiles and their segments recomputed")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from lakecdp.cli_args import open_lake_for
 from lakecdp.config import Settings
 
 
@@ -22,9 +23,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _erase(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.privacy.erasure import request_erasure
-    from lakecdp.segments.commands import _lake
 
-    request_id = request_erasure(_lake(args, settings), args.customer, SystemClock().now())
+    request_id = request_erasure(open_lake_for(args, settings), args.customer, SystemClock().now())
     print(f"erasure request {request_id} queued; run `lakecdp privacy process-erasures`")
     return 0
 
@@ -32,9 +32,8 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
 def _process(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.privacy.erasure import process_erasures
-    from lakecdp.segments.commands import _lake
 
-    proofs = process_erasures(_lake(args, settings), args.landing or settings.landing.root, SystemClock().now())
+    proofs = process_erasures(open_lake_for(args, settings), args.landing or settings.landing.root, SystemClock().now())
     for proof in proofs:
         print(f"{proof.request_id}: {sum(proof.rows_deleted.values())} rows in {len(proof.rows_deleted)} tables, {proof.landing_lines_deleted} landing lines")
     print(f"{len(proofs)} erasure(s) processed")

@@ -2,16 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 
+from lakecdp.cli_args import instant, open_lake_for
 from lakecdp.config import Settings
-
-
-def _instant(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-11-01T00:00:00+00:00")
-    return value
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,14 +14,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     validate.set_defaults(handler=_validate)
     preview = actions.add_parser("preview", help="sizes the rules would have, without saving")
     preview.add_argument("--lake", help="lake root (default: lake.root from conf)")
-    preview.add_argument("--as-of", type=_instant, help="evaluation instant (default: demo.end)")
+    preview.add_argument("--as-of", type=instant, help="evaluation instant (default: demo.end)")
     preview.add_argument("--days", type=int, default=0, help="also show the size at the end of each of the last N days")
     preview.set_defaults(handler=_preview)
 
     explain = actions.add_parser("explain", help="why is (or isn't) a customer in a segment")
     explain.add_argument("customer")
     explain.add_argument("segment")
-    explain.add_argument("--as-of", type=_instant, help="answer as of this instant (default: now, from the tables)")
+    explain.add_argument("--as-of", type=instant, help="answer as of this instant (default: now, from the tables)")
     explain.add_argument("--lake", help="lake root (default: lake.root from conf)")
     explain.set_defaults(handler=_explain)
 
@@ -39,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     tick = actions.add_parser("tick", help="fire due segment timers (time-driven entries and exits)")
     tick.add_argument("--lake", help="lake root (default: lake.root from conf)")
-    tick.add_argument("--as-of", type=_instant, help="the instant to fire timers for (default: now)")
+    tick.add_argument("--as-of", type=instant, help="the instant to fire timers for (default: now)")
     tick.set_defaults(handler=_tick)
 
 
@@ -49,13 +42,6 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
     for segment in parse_segments(settings.segments):
         print(f"ok  {segment.name:<28} version {segment.version}  {segment.description}")
     return 0
-
-
-def _lake(args: argparse.Namespace, settings: Settings):
-    from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
-
-    return open_lake(build_session(settings.spark), settings.lake, root=args.lake)
 
 
 def _sizes_as_of(lake, segments, as_of) -> dict[str, int]:
@@ -79,7 +65,7 @@ def _preview(args: argparse.Namespace, settings: Settings) -> int:
 
     segments = parse_segments(settings.segments)
     as_of = args.as_of or settings.demo.end
-    lake = _lake(args, settings)
+    lake = open_lake_for(args, settings)
     instants = [as_of - timedelta(days=d) for d in range(args.days, 0, -1)] + [as_of]
     columns = [(instant, _sizes_as_of(lake, segments, instant)) for instant in instants]
     print("segment sizes (not saved):")
@@ -105,7 +91,7 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
     if segment is None:
         print(f"lakecdp: no segment {args.segment!r}; known: {', '.join(s.name for s in segments)}")
         return 2
-    lake = _lake(args, settings)
+    lake = open_lake_for(args, settings)
     recorded = membership_as_of(lake.read("segment_transitions"), args.customer, args.segment, args.as_of)
     when = args.as_of.isoformat() if args.as_of else "now"
     if recorded is None:
@@ -132,7 +118,7 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.segments.insights import daily_sizes, overlaps
 
-    lake = _lake(args, settings)
+    lake = open_lake_for(args, settings)
     sizes = daily_sizes(lake.read("segment_transitions")).orderBy("segment", "day").toPandas()
     pairs = overlaps(lake.read("segment_membership")).orderBy("segment_a", "segment_b").toPandas()
     print("sizes over time (entries, exits, size at end of day, churn):")
@@ -163,6 +149,6 @@ def _tick(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.segments import parse_segments
 
     now = args.as_of or SystemClock().now()
-    fired = fire_due_timers(_lake(args, settings), parse_segments(settings.segments), now)
+    fired = fire_due_timers(open_lake_for(args, settings), parse_segments(settings.segments), now)
     print(f"{len(fired)} customers re-evaluated by timers due at or before {now.isoformat()}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from lakecdp.cli_args import instant
 from lakecdp.config import Settings
 
 
@@ -19,19 +20,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     mode.add_argument("--timeout", type=float, help="run continuously for at most this many seconds")
     run.add_argument(
         "--as-of",
-        type=_instant,
+        type=instant,
         help="freeze the pipeline clock at this instant (replays and backfills of historical data)",
     )
     run.set_defaults(handler=_run)
-
-
-def _instant(text: str):
-    from datetime import datetime
-
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-11-01T00:00:00+00:00")
-    return value
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

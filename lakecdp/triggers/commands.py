@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import argparse
 
+from lakecdp.cli_args import instant, open_lake_for
 from lakecdp.config import Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from lakecdp.segments.commands import _instant
-
     triggers = commands.add_parser("triggers", help="send due trigger messages, show the outbox")
     actions = triggers.add_subparsers(dest="triggers_command", required=True)
     dispatch = actions.add_parser("dispatch", help="re-check and send every trigger due now")
     dispatch.add_argument("--lake", help="lake root (default: lake.root from conf)")
-    dispatch.add_argument("--as-of", type=_instant, help="the dispatch instant (default: now)")
+    dispatch.add_argument("--as-of", type=instant, help="the dispatch instant (default: now)")
     dispatch.set_defaults(handler=_dispatch)
     status = actions.add_parser("status", help="outbox counts by segment and state")
     status.add_argument("--lake", help="lake root (default: lake.root from conf)")
@@ -23,17 +22,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.segments import parse_segments
-    from lakecdp.segments.commands import _lake
     from lakecdp.triggers.dispatch import dispatch_due
 
-    report = dispatch_due(_lake(args, settings), settings, parse_segments(settings.segments), args.as_of or SystemClock().now())
+    report = dispatch_due(open_lake_for(args, settings), settings, parse_segments(settings.segments), args.as_of or SystemClock().now())
     print("nothing due" if not report.outcomes else "\n".join(f"{n:>6}  {outcome}" for outcome, n in sorted(report.outcomes.items())))
     return 0
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.segments.commands import _lake
 
-    outbox = _lake(args, settings).read("trigger_outbox")
+    outbox = open_lake_for(args, settings).read("trigger_outbox")
     print(outbox.groupBy("segment", "state", "reason").count().orderBy("segment", "state").toPandas().to_string(index=False))
     return 0

@@ -1,0 +1,33 @@
+"""Argument types and helpers shared by every `lakecdp` subcommand."""
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timezone
+
+from lakecdp.config import Settings
+
+
+def instant(text: str) -> datetime:
+    """An ISO-8601 instant with a zone ('2026-11-01T00:00:00Z' or '+00:00'); a bare date means 00:00 UTC."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 date or time, e.g. 2026-11-01T00:00:00Z") from None
+    if len(text) == 10:
+        return value.replace(tzinfo=timezone.utc)
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-11-01T00:00:00Z")
+    return value.astimezone(timezone.utc)
+
+
+def add_lake_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
+
+
+def open_lake_for(args: argparse.Namespace, settings: Settings):
+    """The configured lake (root overridden by --lake) on the shared SparkSession."""
+    from lakecdp.lake import open_lake
+    from lakecdp.spark import build_session
+
+    spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
+    return open_lake(spark, settings.lake, root=getattr(args, "lake", None))
