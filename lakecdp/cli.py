@@ -22,6 +22,11 @@ COMMAND_MODULES = (
     "lakecdp.privacy.commands",
     "lakecdp.collector.commands",
     "lakecdp.importer.commands",
+    "lakecdp.export.commands",
+    "lakecdp.quality.commands",
+    "models.commands",
+    "lakecdp.content.commands",
+    "lakecdp.experiments.commands",
 )
 
 

@@ -1,0 +1,63 @@
+"""What the lakecdp DAGs share: default args, the assets that chain them, the as-of instant, the gate.
+
+Only constants and small functions: importing this does no work (no Spark, DB or config).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow.sdk import Asset
+
+START_DATE = datetime(2026, 11, 1, tzinfo=timezone.utc)
+TAGS = ["lakecdp"]
+
+# Retries are for flaky infrastructure (a Spark executor lost, an object store hiccup); a failed
+# quality gate fails at once instead (AirflowFailException), since retrying cannot fix the data.
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "lakecdp",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+    "execution_timeout": timedelta(hours=1),
+}
+
+# Champion models changed (lakecdp_retrain promoted at least one): lakecdp_score runs on it.
+MODELS = Asset(name="lakecdp_models", uri="lakecdp://models/champions", group="lakecdp")
+# Score drift above models.drift.psi_threshold (lakecdp_score): lakecdp_retrain runs on it.
+MODEL_DRIFT = Asset(name="lakecdp_model_drift", uri="lakecdp://models/drift", group="lakecdp")
+# profile_scores passed its gate and predictive segments were refreshed: lakecdp_export runs on it.
+SCORES = Asset(name="lakecdp_profile_scores", uri="lakecdp://lake/profile_scores", group="lakecdp")
+
+
+def as_of_instant(context: Mapping[str, Any], *assets: Asset) -> datetime:
+    """The run's as-of: the producer's as-of when an asset event triggered it, else data_interval_end.
+
+    Never now(): a rerun of a run sees the same instant. Runs without a data interval (asset-
+    triggered ones whose producer stated no as-of) use the run's own run_after, fixed at creation.
+    """
+    events = context.get("triggering_asset_events") or {}
+    for asset in assets:
+        for event in reversed(list(events.get(asset) or [])):
+            stated = (event.extra or {}).get("as_of")
+            if stated:
+                return datetime.fromisoformat(stated).astimezone(timezone.utc)
+    end = context.get("data_interval_end")
+    if end is None:
+        end = context["dag_run"].run_after
+    return datetime.fromtimestamp(end.timestamp(), tz=timezone.utc)
+
+
+def run_gate(checkpoint: str, as_of: datetime, versions: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Run a quality checkpoint; a failed gate fails the task without retries and stops everything downstream."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from lakecdp.quality.runner import QualityGateFailed
+    from lakecdp_airflow import steps
+
+    try:
+        return steps.quality_gate(steps.open_pipeline(), checkpoint, as_of, versions)
+    except QualityGateFailed as exc:
+        raise AirflowFailException(str(exc)) from exc

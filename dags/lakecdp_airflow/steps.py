@@ -1,0 +1,426 @@
+"""What each lakecdp DAG task does, as plain functions returning small dicts (versions, paths, counts).
+
+No Airflow here and nothing at import: every lakecdp/models import sits inside a function, so
+the DAG processor never loads Spark, Great Expectations or sklearn. Heavy steps run the
+functions behind `lakecdp train|score|export run` in-process, or `spark-submit jobs/<job>.py`
+when $LAKECDP_SPARK_SUBMIT names a spark-submit command (e.g. "spark-submit --master spark://127.0.0.1:7077").
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("lakecdp.airflow")
+
+SPARK_SUBMIT_ENV = "LAKECDP_SPARK_SUBMIT"
+JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
+MODEL_CARDS_FOLDER = "_model_cards"
+EXPORT_REPORTS_FOLDER = "_export_reports"
+# Delta's own default: VACUUM never deletes files a reader of the last 7 days may still need.
+MIN_VACUUM_RETENTION_HOURS = 168
+
+
+def iso(instant: datetime) -> str:
+    return instant.astimezone(timezone.utc).isoformat()
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Settings and the lake, opened inside a task (never at import)."""
+
+    settings: Any
+    lake: Any
+
+    @cached_property
+    def model_settings(self) -> Any:
+        from models.settings import parse_model_settings
+
+        return parse_model_settings(self.settings.models)
+
+    @cached_property
+    def registry(self) -> Any:
+        from models.registry import ModelRegistry
+
+        # Same default as `lakecdp train|score`: <lake root>/_models.
+        return ModelRegistry(self.model_settings.registry_root or f"{self.lake.root.rstrip('/')}/_models")
+
+    def store(self, folder: str) -> Any:
+        from lakecdp.quality.results import ResultStore
+
+        return ResultStore(f"{self.lake.root.rstrip('/')}/{folder}", self.settings.lake.storage_options)
+
+
+def open_pipeline() -> Pipeline:
+    """load_settings() + the one SparkSession (reused when one is active, e.g. under dag.test()) + the lake."""
+    from lakecdp.config import load_settings
+    from lakecdp.lake import open_lake
+    from lakecdp.spark import build_session
+
+    settings = load_settings()
+    spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
+    return Pipeline(settings, open_lake(spark, settings.lake))
+
+
+# ---- spark-submit ------------------------------------------------------------------------------
+def spark_submit_command(env: dict[str, str] | None = None) -> list[str] | None:
+    """The configured spark-submit command line, or None to run in-process."""
+    value = (os.environ if env is None else env).get(SPARK_SUBMIT_ENV, "").strip()
+    return shlex.split(value) if value else None
+
+
+def job_command(submit: Sequence[str], job: str, args: Sequence[str]) -> list[str]:
+    """`<spark-submit ...> jobs/<job>.py <args>`: the thin entry points beside jobs/stream_events.py."""
+    script = JOBS_DIR / f"{job}.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} does not exist; jobs/ holds one entry point per job (train, score, export)")
+    return [*submit, str(script), *args]
+
+
+def run_job(submit: Sequence[str], job: str, args: Sequence[str]) -> None:
+    """Run a job with spark-submit; its output goes to the task log, a non-zero exit raises."""
+    command = job_command(submit, job, args)
+    log.info("running %s", shlex.join(command))
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    for line in (completed.stdout + completed.stderr).splitlines()[-200:]:
+        log.info("%s: %s", job, line)
+    if completed.returncode != 0:
+        raise RuntimeError(f"spark-submit jobs/{job}.py exited with {completed.returncode} (its output is in the log above)")
+
+
+# ---- quality gates -----------------------------------------------------------------------------
+def quality_gate(p: Pipeline, checkpoint: str, as_of: datetime, versions: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Run a checkpoint of expectations/ (raises QualityGateFailed naming the failed expectations)."""
+    from lakecdp.quality.runner import quality_run, run_checkpoint
+
+    results = run_checkpoint(quality_run(p.lake, p.settings, as_of=as_of, versions=versions), checkpoint)
+    for result in results:
+        log.info("quality %s: passed on %s rows (%s); results %s", result.suite, result.row_count, result.source, result.paths.get("html"))
+    return [r.to_xcom() for r in results]
+
+
+# ---- retrain -----------------------------------------------------------------------------------
+def training_set(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+    """Pin the point-in-time training set: its snapshots (event time <= each) and the input table versions."""
+    from models.snapshots import plan_snapshots
+    from models.training import event_span, model_inputs
+
+    versions = {name: p.lake.version(name) for name in ("events", "identity_links", "profile_features")}
+    events, _ = model_inputs(p.lake, p.model_settings)
+    first, last = event_span(events)
+    plan = plan_snapshots(as_of, first, p.model_settings)
+    return {
+        "as_of": iso(as_of),
+        "versions": versions,
+        "first_event_at": iso(first),
+        "last_event_at": iso(last),
+        "train_snapshots": [iso(s) for s in plan.train],
+        "validation_snapshot": iso(plan.validation),
+    }
+
+
+def trained_versions(registry: Any, as_of: datetime, events_version: int | None = None) -> dict[str, Any]:
+    """The newest registered version of each model trained for `as_of` (and on `events_version`, when given)."""
+    from models.clustering import MODEL_NAME as CLUSTER_MODEL
+    from models.intent import MODEL_NAME as INTENT_MODEL
+    from models.registry import ModelRef
+
+    found = {}
+    for name in (CLUSTER_MODEL, INTENT_MODEL):
+        for version in reversed(registry.versions(name)):
+            card = registry.card(ModelRef(name, version))
+            same_instant = card.get("as_of") and instant(card["as_of"]) == as_of
+            same_data = events_version is None or (card.get("training_data") or {}).get("delta_version") == events_version
+            if same_instant and same_data:
+                found[name] = ModelRef(name, version)
+                break
+    return found
+
+
+def train(p: Pipeline, as_of: datetime, events_version: int) -> dict[str, Any]:
+    """Train K-Means and the intent model, evaluate and promote if better (models.training.train_models).
+
+    A rerun of the same data interval on the same bronze version reuses what that run registered.
+    """
+    from lakecdp.clock import FrozenClock
+    from models.training import train_models
+
+    registry = p.registry
+    refs = trained_versions(registry, as_of, events_version)
+    reused = len(refs) == 2
+    if reused:
+        log.info("models for as_of %s on events v%s are already registered (%s): reusing them", iso(as_of), events_version, ", ".join(map(str, refs.values())))
+    else:
+        submit = spark_submit_command()
+        if submit:
+            run_job(submit, "train", ["--as-of", iso(as_of), "--lake", p.lake.root])
+            refs = trained_versions(registry, as_of)
+        else:
+            outcome = train_models(p.lake, p.model_settings, registry, clock=FrozenClock(as_of), as_of=as_of, log=log.info)
+            refs = {r.ref.name: r.ref for r in (outcome.clusters, outcome.intent)}
+    models = {}
+    for name, ref in sorted(refs.items()):
+        card = registry.card(ref)
+        promotion = card.get("promotion") or {}
+        models[name] = {
+            "ref": str(ref), "version": ref.version, "promoted": bool(promotion.get("promoted")), "reason": promotion.get("reason"),
+            "card_html": str(registry.card_html_path(ref)), "events_version": (card.get("training_data") or {}).get("delta_version"),
+        }
+    return {"as_of": iso(as_of), "registry": str(registry.root), "reused": reused, "models": models}
+
+
+def evaluate(p: Pipeline, trained: dict[str, Any]) -> dict[str, Any]:
+    """Each trained version's validation metric next to the champion's on the same window, from its card."""
+    from models.registry import ModelRef
+
+    registry, metric = p.registry, p.model_settings.intent.selection_metric
+    evaluation = {}
+    for name, model in trained["models"].items():
+        ref = ModelRef(name, model["version"])
+        card = registry.card(ref)
+        promotion = card.get("promotion") or {}
+        validation = card.get("validation") or {}
+        if "silhouette" in validation:
+            measure, value, champion_value = "silhouette", validation["silhouette"], promotion.get("champion_silhouette")
+        else:
+            measure, value, champion_value = metric, (validation.get(card.get("family", "")) or {}).get(metric), promotion.get("champion_value")
+        champion = registry.champion(name)
+        evaluation[name] = {
+            "ref": str(ref), "metric": measure, "value": value, "champion_value": champion_value,
+            "promoted": model["promoted"], "reason": model["reason"], "champion": str(champion) if champion else None,
+        }
+        log.info("%s: %s %s vs champion %s -> %s (%s)", ref, measure, value, champion_value, "promoted" if model["promoted"] else "kept champion", model["reason"])
+    return evaluation
+
+
+def publish_model_cards(p: Pipeline, trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Copy each trained version's card to <lake root>/_model_cards/ (<model>.html = latest) with an index.json."""
+    import json
+
+    store = p.store(MODEL_CARDS_FOLDER)
+    cards = {}
+    for name, model in trained["models"].items():
+        page = Path(model["card_html"]).read_text()
+        store.write_text(f"{name}/{model['version']}.html", page)
+        cards[name] = store.write_text(f"{name}.html", page)
+    index = {"as_of": trained["as_of"], "models": evaluation, "cards": cards}
+    return {"index": store.write_text("index.json", json.dumps(index, indent=2, sort_keys=True, default=str)), "cards": cards}
+
+
+# ---- score -------------------------------------------------------------------------------------
+def score(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+    """Score every profile as of `as_of` with the champions into profile_scores (models.scoring.score_lake)."""
+    from lakecdp.clock import FrozenClock
+    from models.clustering import MODEL_NAME as CLUSTER_MODEL
+    from models.intent import MODEL_NAME as INTENT_MODEL
+    from models.scoring import score_lake
+
+    submit = spark_submit_command()
+    if submit:
+        run_job(submit, "score", ["--as-of", iso(as_of), "--lake", p.lake.root])
+    else:
+        # scored_at = the interval's as-of, so a rerun writes identical rows.
+        score_lake(p.lake, p.model_settings, p.registry, clock=FrozenClock(as_of), as_of=as_of)
+    champions = {name: p.registry.champion(name) for name in (INTENT_MODEL, CLUSTER_MODEL)}
+    reasons = []
+    for ref in champions.values():
+        drift = p.registry.drift(ref) if ref else {}
+        if drift.get("needs_retraining"):
+            reasons += [f"{ref}: {r}" for r in (drift.get("latest") or {}).get("reasons", [])[:3]]
+    return {
+        "as_of": iso(as_of),
+        "profile_scores_version": p.lake.version("profile_scores"),
+        "models": {name: str(ref) for name, ref in champions.items()},
+        "needs_retraining": bool(reasons),
+        "drift_reasons": reasons,
+    }
+
+
+def _children(rule: Any) -> Iterator[Any]:
+    from lakecdp.segments.rules import Not
+
+    yield from getattr(rule, "rules", ())
+    if isinstance(rule, Not):
+        yield rule.rule
+
+
+def _walk(rule: Any) -> Iterator[Any]:
+    yield rule
+    for child in _children(rule):
+        yield from _walk(child)
+
+
+def predictive_segments(segments: Sequence[Any]) -> list[Any]:
+    """Segments whose rules read model scores (directly or via in_segment), plus the segments they need to compile."""
+    from lakecdp.lake.tables import PROFILE_SCORES
+    from lakecdp.segments.rules import Attribute, InSegment
+
+    score_columns = set(PROFILE_SCORES.columns) - {"customer_id"}
+    by_name = {s.name: s for s in segments}
+    uses = {s.name: {r.segment for r in _walk(s.rule) if isinstance(r, InSegment)} for s in segments}
+    predictive = {s.name for s in segments if any(isinstance(r, Attribute) and r.column in score_columns for r in _walk(s.rule))}
+    while True:   # a segment built on a predictive one is predictive too
+        grown = predictive | {name for name, refs in uses.items() if refs & predictive}
+        if grown == predictive:
+            break
+        predictive = grown
+    needed, stack = set(predictive), list(predictive)
+    while stack:  # ... and everything they reference must be evaluated with them
+        for ref in uses[stack.pop()]:
+            if ref not in needed:
+                needed.add(ref)
+                stack.append(ref)
+    return [by_name[name] for name in by_name if name in needed]
+
+
+def refresh_predictive_segments(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+    """Re-evaluate membership of the segments that read scores, as of `as_of` (lakecdp.pipeline.refresh_membership)."""
+    from lakecdp.pipeline import refresh_membership
+    from lakecdp.segments import parse_segments
+
+    chosen = predictive_segments(parse_segments(p.settings.segments))
+    if not chosen:
+        log.info("no segment rule reads profile_scores (conf/base/segments.yaml): no membership to refresh")
+        sizes: dict[str, int] = {}
+    else:
+        sizes = refresh_membership(p.lake, chosen, as_of)
+        log.info("refreshed %s as of %s: %s", ", ".join(s.name for s in chosen), iso(as_of), sizes)
+    return {
+        "as_of": iso(as_of),
+        "segments": sizes,
+        "segment_membership_version": p.lake.version("segment_membership"),
+        "profile_scores_version": p.lake.version("profile_scores"),
+    }
+
+
+# ---- export ------------------------------------------------------------------------------------
+def export(p: Pipeline, report_name: str) -> dict[str, Any]:
+    """Export the diff to every enabled ESP destination (lakecdp.export.runner.ExportRunner.run) and keep its report.
+
+    Uses the wall clock, unlike the other steps: consent is checked and requests are signed at
+    the moment of sending (webhook receivers reject stale timestamps).
+    """
+    import json
+
+    store = p.store(EXPORT_REPORTS_FOLDER)
+    submit = spark_submit_command()
+    if submit:
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(folder) / "report.json"
+            try:
+                run_job(submit, "export", ["--lake", p.lake.root, "--report", str(local)])
+            finally:
+                report = json.loads(local.read_text()) if local.is_file() else None
+                if report is not None:
+                    store.write_text(f"{report_name}.json", json.dumps(report, indent=2, sort_keys=True))
+    else:
+        from lakecdp.clock import SystemClock
+        from lakecdp.export.adapters import Runtime
+        from lakecdp.export.runner import ExportRunner
+        from lakecdp.export.settings import load_esp_settings
+
+        esp = load_esp_settings(p.settings.esp, segment_names=[s.get("name") for s in p.settings.segments])
+        if not esp.enabled():
+            log.info("no ESP destination is enabled (conf/base/esp.yaml, conf/local/esp.yaml): nothing to send")
+        outcome = ExportRunner(p.lake, esp, Runtime(env=os.environ, clock=SystemClock())).run()
+        log.info("%s", outcome.format())
+        report = outcome.to_dict()
+        store.write_text(f"{report_name}.json", outcome.to_json())
+        if not outcome.ok:
+            # Unfinished batches stay pending in export_log; the retry resumes them under the same ids.
+            raise RuntimeError(f"export run {outcome.run_id} stopped for {sorted(outcome.errors)}: {outcome.errors}")
+    return {
+        "run_id": report["run_id"],
+        "report": store.uri(f"{report_name}.json"),
+        "destinations": sorted(report.get("destinations") or {}),
+        "export_log_version": p.lake.version("export_log"),
+    }
+
+
+def export_report(p: Pipeline, exported: dict[str, Any]) -> dict[str, Any]:
+    """Counts per destination from the run report (no addresses, no customer ids)."""
+    import json
+
+    report = json.loads(p.store(EXPORT_REPORTS_FOLDER).read_text(exported["report"].rsplit("/", 1)[-1]) or "{}")
+    summary = {}
+    for destination, segments in sorted((report.get("destinations") or {}).items()):
+        summary[destination] = {
+            "sent": sum(sum(c["sent"].values()) for c in segments.values()),
+            "failed": sum(c["failed"] for c in segments.values()),
+            "skipped": sum(sum(c["skipped_by_reason"].values()) for c in segments.values()),
+            "held": sum(c["held"] for c in segments.values()),
+            "segments": sorted(segments),
+        }
+        log.info("export %s -> %s: %s", report.get("run_id"), destination, summary[destination])
+    return {"run_id": report.get("run_id"), "report": exported["report"], "destinations": summary, "errors": report.get("errors") or {}}
+
+
+# ---- maintenance -------------------------------------------------------------------------------
+def existing_tables(p: Pipeline) -> list[str]:
+    from lakecdp.lake import TABLES
+
+    return [name for name in TABLES if p.lake.exists(name)]
+
+
+def process_erasure_queue(p: Pipeline) -> dict[str, Any]:
+    """Erase every queued customer (lakecdp.privacy.erasure), when that capability and its queue table exist."""
+    try:
+        from lakecdp.privacy.erasure import process_erasures
+    except ImportError as exc:
+        log.info("erasure queue: lakecdp.privacy.erasure is not available (%s); skipped", exc)
+        return {"skipped": "lakecdp.privacy.erasure not available"}
+    from lakecdp.clock import SystemClock
+    from lakecdp.lake import TABLES
+
+    if "erasure_requests" not in TABLES or not p.lake.exists("erasure_requests"):
+        log.info("erasure queue: no erasure_requests table yet (nothing was ever requested); skipped")
+        return {"skipped": "no erasure_requests table"}
+    # The proof records when the deletion really happened, so this uses the wall clock.
+    proofs = process_erasures(p.lake, p.settings.landing.root, SystemClock().now())
+    log.info("erasure queue: %s request(s) processed", len(proofs))
+    return {"processed": len(proofs), "request_ids": [proof.request_id for proof in proofs]}
+
+
+def optimize_tables(p: Pipeline) -> dict[str, Any]:
+    """Compact small files of every existing table (bin-packing; readers are unaffected)."""
+    done = {}
+    for name in existing_tables(p):
+        metrics = p.lake.optimize(name) or {}
+        done[name] = {"files_added": metrics.get("numFilesAdded", 0), "files_removed": metrics.get("numFilesRemoved", 0), "version": p.lake.version(name)}
+    return done
+
+
+def vacuum_tables(p: Pipeline, retention_hours: int) -> dict[str, Any]:
+    """Delete files no version younger than `retention_hours` references (never below Delta's 7 days)."""
+    if retention_hours < MIN_VACUUM_RETENTION_HOURS:
+        raise ValueError(f"vacuum retention {retention_hours} h is below {MIN_VACUUM_RETENTION_HOURS} h: readers and time travel of the last week would break")
+    return {name: {"files_deleted": len(p.lake.vacuum(name, retention_hours=retention_hours))} for name in existing_tables(p)}
+
+
+def checkpoint_tables(p: Pipeline) -> dict[str, Any]:
+    """Write a Delta checkpoint of every table at its current version (faster log replay for every reader)."""
+    if p.settings.lake.engine != "delta-rs":
+        log.info("engine %s writes Delta checkpoints itself (every 10 commits); skipped", p.settings.lake.engine)
+        return {"skipped": f"engine {p.settings.lake.engine}"}
+    from deltalake import DeltaTable
+
+    done = {}
+    options = p.settings.lake.storage_options or None
+    for name in existing_tables(p):
+        # The lake adapter has no checkpoint operation yet: delta-rs directly, on the adapter's path.
+        table = DeltaTable(p.lake.path(name), storage_options=options)
+        table.create_checkpoint()
+        done[name] = {"checkpoint_version": table.version()}
+    return done

@@ -1,0 +1,64 @@
+"""lakecdp_export: quality gate on membership and export batches -> export to every ESP destination -> report."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import dag, task
+
+from lakecdp_airflow.common import DEFAULT_ARGS, SCORES, START_DATE, TAGS, as_of_instant, run_gate
+
+DOC_MD = """
+### lakecdp_export
+Runs whenever `lakecdp_score` publishes asset `lakecdp_profile_scores` (scores passed their gate and
+predictive segments were refreshed).
+
+1. **quality_gate** - checkpoint `export` (expectations/segment_membership.yaml, export_batches.yaml):
+   membership, and every planned batch of the dry-run plan (ids, duplicates, addresses, batch sizes, and
+   consent re-derived independently: no consent-withdrawn customer may be in an upsert). A failure names
+   the failed expectations; nothing is sent.
+2. **export_to_destinations** - `lakecdp.export.runner.ExportRunner.run`, as `lakecdp export run` runs it:
+   the diff since the last export to every enabled destination in conf esp.yaml, write-ahead logged in
+   `export_log`; a retry resumes unfinished batches under their own idempotency keys.
+3. **export_report** - counts per destination from the run report kept under `<lake root>/_export_reports/`.
+
+`LAKECDP_SPARK_SUBMIT` set: the export runs through `jobs/export.py`. XCom carries run ids, versions, paths.
+"""
+
+
+@dag(
+    dag_id="lakecdp_export",
+    schedule=[SCORES],
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=[*TAGS, "export", "quality"],
+    doc_md=DOC_MD,
+)
+def lakecdp_export() -> None:
+    @task
+    def quality_gate(**context: Any) -> dict[str, Any]:
+        from lakecdp_airflow import steps
+
+        as_of = as_of_instant(context, SCORES)
+        return {"as_of": steps.iso(as_of), "suites": run_gate("export", as_of)}
+
+    @task(execution_timeout=timedelta(hours=3))
+    def export_to_destinations(gate: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from lakecdp_airflow import steps
+
+        attempt = f"{context['dag_run'].run_id}-try{context['ti'].try_number}"
+        return steps.export(steps.open_pipeline(), re.sub(r"[^A-Za-z0-9_.-]+", "_", attempt))
+
+    @task
+    def export_report(exported: dict[str, Any]) -> dict[str, Any]:
+        from lakecdp_airflow import steps
+
+        return steps.export_report(steps.open_pipeline(), exported)
+
+    export_report(export_to_destinations(quality_gate()))
+
+
+lakecdp_export()

@@ -1,0 +1,66 @@
+"""lakecdp_maintenance: erasure queue -> optimize/compact -> vacuum within retention -> Delta checkpoints."""
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import CronTriggerTimetable, Param, dag, task
+
+from lakecdp_airflow.common import DEFAULT_ARGS, START_DATE, TAGS
+
+DOC_MD = """
+### lakecdp_maintenance
+Daily at 01:30 UTC, before scoring and retraining.
+
+1. **process_erasure_queue** - erases every customer queued in `erasure_requests`
+   (`lakecdp.privacy.erasure`, as `lakecdp privacy process-erasures`); skipped with a log line while
+   that capability or its queue table does not exist. First, so the steps below compact and vacuum
+   what it deleted.
+2. **optimize_tables** - compacts small files of every existing table.
+3. **vacuum_tables** - deletes files no version younger than `vacuum_retention_hours` needs
+   (param, at least 168 h: Delta's default, which keeps a week of time travel and slow readers safe).
+4. **checkpoint_tables** - writes a Delta checkpoint per table (delta-rs engine; delta-spark writes its own).
+
+Every step is idempotent: a rerun finds nothing more to do.
+"""
+
+
+@dag(
+    dag_id="lakecdp_maintenance",
+    schedule=CronTriggerTimetable("30 1 * * *", timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={"vacuum_retention_hours": Param(168, type="integer", minimum=168, description="VACUUM retention (>= 168 h)")},
+    tags=[*TAGS, "maintenance", "privacy"],
+    doc_md=DOC_MD,
+)
+def lakecdp_maintenance() -> None:
+    @task
+    def process_erasure_queue() -> dict[str, Any]:
+        from lakecdp_airflow import steps
+
+        return steps.process_erasure_queue(steps.open_pipeline())
+
+    @task
+    def optimize_tables() -> dict[str, Any]:
+        from lakecdp_airflow import steps
+
+        return steps.optimize_tables(steps.open_pipeline())
+
+    @task
+    def vacuum_tables(**context: Any) -> dict[str, Any]:
+        from lakecdp_airflow import steps
+
+        return steps.vacuum_tables(steps.open_pipeline(), int(context["params"]["vacuum_retention_hours"]))
+
+    @task
+    def checkpoint_tables() -> dict[str, Any]:
+        from lakecdp_airflow import steps
+
+        return steps.checkpoint_tables(steps.open_pipeline())
+
+    process_erasure_queue() >> optimize_tables() >> vacuum_tables() >> checkpoint_tables()
+
+
+lakecdp_maintenance()

@@ -1,0 +1,84 @@
+"""lakecdp_score: batch-score every profile -> quality gate on scores -> refresh predictive segments (asset)."""
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+
+from lakecdp_airflow.common import DEFAULT_ARGS, MODEL_DRIFT, MODELS, SCORES, START_DATE, TAGS, as_of_instant, run_gate
+
+DOC_MD = """
+### lakecdp_score
+Daily at 04:00 UTC, and right after `lakecdp_retrain` promoted new champions (asset `lakecdp_models`,
+whose as-of it then uses).
+
+1. **score_profiles** - `models.scoring.score_lake` as `lakecdp score --as-of` runs it: every profile's
+   intent probability, decile and cluster as of `data_interval_end`, merged into `profile_scores`
+   (scored_at = that instant, so a rerun writes the same rows); drift is measured on the way.
+2. **quality_gate** - checkpoint `scores` (expectations/profile_scores.yaml) on the version step 1 wrote.
+3. **refresh_predictive_segments** - re-evaluates the segments whose rules read scores, then emits
+   asset `lakecdp_profile_scores`, which runs `lakecdp_export`.
+4. **flag_drift** - emits asset `lakecdp_model_drift` (which runs `lakecdp_retrain`) only when drift
+   exceeds `models.drift.psi_threshold`.
+
+`LAKECDP_SPARK_SUBMIT` set: scoring runs through `jobs/score.py`. XCom carries versions only.
+"""
+
+
+@dag(
+    dag_id="lakecdp_score",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 4 * * *", timezone="UTC"), assets=MODELS),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=[*TAGS, "models", "segments", "quality"],
+    doc_md=DOC_MD,
+)
+def lakecdp_score() -> None:
+    @task
+    def score_profiles(**context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from lakecdp_airflow import steps
+        from models.registry import RegistryError
+
+        try:
+            return steps.score(steps.open_pipeline(), as_of_instant(context, MODELS))
+        except RegistryError as exc:   # no champion yet: only lakecdp_retrain can fix that
+            raise AirflowFailException(str(exc)) from exc
+
+    @task
+    def quality_gate(scored: dict[str, Any]) -> list[dict[str, Any]]:
+        from lakecdp_airflow import steps
+
+        return run_gate("scores", steps.instant(scored["as_of"]), {"profile_scores": scored["profile_scores_version"]})
+
+    @task(outlets=[SCORES])
+    def refresh_predictive_segments(scored: dict[str, Any], **context: Any) -> dict[str, Any]:
+        from lakecdp_airflow import steps
+
+        refreshed = steps.refresh_predictive_segments(steps.open_pipeline(), steps.instant(scored["as_of"]))
+        context["outlet_events"][SCORES].extra = {
+            "as_of": scored["as_of"],
+            "profile_scores_version": refreshed["profile_scores_version"],
+            "segment_membership_version": refreshed["segment_membership_version"],
+        }
+        return refreshed
+
+    @task(outlets=[MODEL_DRIFT])
+    def flag_drift(scored: dict[str, Any], **context: Any) -> list[str]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if not scored["needs_retraining"]:
+            raise AirflowSkipException("no drift above models.drift.psi_threshold")
+        context["outlet_events"][MODEL_DRIFT].extra = {"as_of": scored["as_of"], "reasons": scored["drift_reasons"][:5]}
+        return scored["drift_reasons"]
+
+    scored = score_profiles()
+    gate = quality_gate(scored)
+    gate >> refresh_predictive_segments(scored)
+    gate >> flag_drift(scored)
+
+
+lakecdp_score()

@@ -1,0 +1,79 @@
+"""One customer's content from the current snapshot: decision, ESP merge fields, rendered HTML."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from lakecdp.clock import Clock, SystemClock
+from lakecdp.config import Settings
+from lakecdp.content.engine import ContentEngine, Decision
+from lakecdp.content.store import SnapshotLoader, SnapshotStore
+
+
+class ContentService:
+    """The content engine over a refreshing in-memory snapshot."""
+
+    def __init__(self, engine: ContentEngine, store: SnapshotStore, clock: Clock) -> None:
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+
+    def decide(self, customer_id: str, *, now: datetime | None = None) -> Decision:
+        return self.engine.decide(self.store.snapshot.get(customer_id), customer_id, now=now or self.clock.now())
+
+    def merge_fields(self, customer_id: str, *, now: datetime | None = None) -> dict[str, str]:
+        return self.engine.merge_fields(self.decide(customer_id, now=now))
+
+    def render(self, customer_id: str, *, now: datetime | None = None) -> str:
+        return self.engine.render(self.decide(customer_id, now=now))
+
+    def answer(self, customer_id: str) -> dict[str, Any]:
+        """The content API's JSON body for one customer."""
+        snapshot = self.store.snapshot
+        decision = self.engine.decide(snapshot.get(customer_id), customer_id, now=self.clock.now())
+        body = decision.as_json(self.engine.settings)
+        body["snapshot_loaded_at"] = snapshot.loaded_at.isoformat()
+        return body
+
+
+def open_content_service(settings: Settings, *, lake_root: str | None = None, clock: Clock | None = None) -> ContentService:
+    """Parse content and experiment settings, load the snapshot from the lake (delta-rs, no Spark)."""
+    from lakecdp.content.settings import parse_content_settings
+    from lakecdp.experiments.assign import load_assigner
+
+    clock = clock or SystemClock()
+    root = lake_root or settings.lake.root
+    content = parse_content_settings(settings.content)
+    engine = ContentEngine(content, load_assigner(settings, at=clock.now(), lake_root=root))
+    loader = SnapshotLoader(root, content, clock, settings.lake.storage_options)
+    return ContentService(engine, SnapshotStore(loader, content.api.refresh_interval), clock)
+
+
+_services: dict[str, ContentService] = {}
+
+
+def merge_fields(
+    customer_id: str,
+    service: ContentService | None = None,
+    *,
+    settings: Settings | None = None,
+    lake_root: str | None = None,
+) -> dict[str, str]:
+    """Chosen block ids, token values and experiment variants for one customer as ESP merge fields.
+
+    Pass a ContentService when calling for many customers; without one, a service over
+    `lake_root` (default lake.root) is opened once per process and refreshed on each call.
+    """
+    if service is None:
+        if settings is None:
+            from lakecdp.config import load_settings
+
+            settings = load_settings()
+        root = lake_root or settings.lake.root
+        service = _services.get(root)
+        if service is None:
+            service = _services[root] = open_content_service(settings, lake_root=root)
+        else:
+            # Exports call this at the moment content leaves: at most one refresh interval stale.
+            service.store.refresh_if_older_than(service.store.interval)
+    return service.merge_fields(customer_id)

@@ -1,0 +1,254 @@
+"""The `content:` section of conf/base/content.yaml: blocks, slots, tokens, API and recommendations."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lakecdp.config import ConfigError, parse_duration
+from lakecdp.content.targeting import parse_condition
+
+CONF_FILE = "conf/base/content.yaml"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,60}$")
+# Mailchimp caps merge tags at 10 characters; other ESPs allow more, so stay within the strictest.
+_MERGE_FIELD = re.compile(r"^[A-Z][A-Z0-9_]{0,9}$")
+
+BLOCK_KINDS = ("hero_banner", "loyalty_offer", "product_grid", "urgency_discount", "generic_message")
+# Where a token's value comes from. A fixed list: configuration picks a source, it cannot add code.
+TOKEN_SOURCES = ("customer", "profile", "score", "cart_items", "recommended_products", "discount_code")
+CUSTOMER_TOKEN_FIELDS = ("first_name", "country", "city")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("needs a time zone, e.g. '2026-11-01T00:00:00Z'")
+    return value.astimezone(timezone.utc)
+
+
+class TokenSpec(_Strict):
+    source: str
+    fallback: str | list[Any] = ""
+    merge_field: str
+    limit: int = Field(default=4, ge=1, le=20)   # list tokens: at most this many items
+    prefix: str = "VIP"                          # discount_code: the personal code's prefix
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        kind, _, field = value.partition(".")
+        if kind not in TOKEN_SOURCES:
+            raise ValueError(f"unknown source {value!r}; use one of customer.<field>, profile.<column>, score.<column>, "
+                             "cart_items, recommended_products, discount_code")
+        if kind in ("customer", "profile", "score") and not _NAME.match(field):
+            raise ValueError(f"{value!r} needs a column, e.g. {kind}.first_name")
+        if kind == "customer" and field not in CUSTOMER_TOKEN_FIELDS:
+            raise ValueError(f"customer.{field} is not available to templates; allowed: {', '.join(CUSTOMER_TOKEN_FIELDS)}")
+        if kind not in ("customer", "profile", "score") and field:
+            raise ValueError(f"{kind} takes no column")
+        return value
+
+    @field_validator("merge_field")
+    @classmethod
+    def _merge_field(cls, value: str) -> str:
+        if not _MERGE_FIELD.match(value):
+            raise ValueError("merge fields are UPPER_CASE, at most 10 characters (Mailchimp's merge-tag limit)")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.match(r"^[A-Z0-9]{1,10}$", value):
+            raise ValueError("a discount-code prefix is 1-10 upper-case letters or digits")
+        return value
+
+    @property
+    def kind(self) -> str:
+        return self.source.partition(".")[0]
+
+    @property
+    def field(self) -> str:
+        return self.source.partition(".")[2]
+
+    @property
+    def is_list(self) -> bool:
+        return self.kind in ("cart_items", "recommended_products")
+
+
+class BlockSpec(_Strict):
+    kind: Literal["hero_banner", "loyalty_offer", "product_grid", "urgency_discount", "generic_message"]
+    slot: str
+    priority: int = 0
+    channels: tuple[str, ...] = ("email",)
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    target: dict[str, Any] | None = None   # None: every customer (what fallbacks use)
+    description: str = ""
+    template: str
+
+    @field_validator("valid_from", "valid_until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return _aware(value)
+
+    def is_valid_at(self, at: datetime) -> bool:
+        return (self.valid_from is None or self.valid_from <= at) and (self.valid_until is None or at < self.valid_until)
+
+
+class SlotSpec(_Strict):
+    fallback: str
+    description: str = ""
+    merge_field: str | None = None   # carries the chosen block id; default BLK_<SLOT> cut to 10 characters
+
+    @field_validator("merge_field")
+    @classmethod
+    def _merge_field(cls, value: str | None) -> str | None:
+        if value is not None and not _MERGE_FIELD.match(value):
+            raise ValueError("merge fields are UPPER_CASE, at most 10 characters (Mailchimp's merge-tag limit)")
+        return value
+
+
+class ApiSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=1, le=65535)
+    refresh_interval: timedelta = timedelta(seconds=30)
+
+    @field_validator("refresh_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class RecRule(_Strict):
+    """Bought A -> recommend B: by product id or by category."""
+
+    if_bought: str | None = None
+    if_bought_category: str | None = None
+    recommend: tuple[str, ...] = ()
+    recommend_category: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> "RecRule":
+        if (self.if_bought is None) == (self.if_bought_category is None):
+            raise ValueError("give exactly one of if_bought (a product id) or if_bought_category")
+        if bool(self.recommend) == (self.recommend_category is not None):
+            raise ValueError("give exactly one of recommend (product ids) or recommend_category")
+        return self
+
+
+class RecsSettings(_Strict):
+    k: int = Field(default=8, ge=1, le=100)
+    catalog: str | None = None               # CSV/Parquet with product_id, name, category, price[, in_stock]
+    view_weight: float = Field(default=1.0, ge=0)
+    cart_weight: float = Field(default=3.0, ge=0)
+    order_weight: float = Field(default=5.0, ge=0)
+    lookback: timedelta = timedelta(days=90)   # interactions older than this are ignored
+    max_items_per_customer: int = Field(default=50, ge=2)   # caps the pairs one heavy customer adds
+    neighbours: int = Field(default=30, ge=1)
+    min_cooccurrence: int = Field(default=2, ge=1)
+    shrinkage: float = Field(default=5.0, ge=0)   # damps similarities resting on few customers
+    cold_item_interactions: int = Field(default=3, ge=0)   # items seen by fewer customers are "cold"
+    rule_score: float = 1000.0
+    rules: tuple[RecRule, ...] = ()
+    test_days: int = Field(default=7, ge=1)    # `recs evaluate`: the last N days are the test period
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class ExperimentGate(_Strict):
+    """Customers in `generic_variants` of `experiment` get the generic email: the experiment's control arm."""
+
+    experiment: str
+    generic_variants: tuple[str, ...] = ("control",)
+
+
+class ConsentEvents(_Strict):
+    opt_in_events: tuple[str, ...] = ("Subscribed",)
+    opt_out_events: tuple[str, ...] = ("Unsubscribed",)
+
+
+class ContentSettings(_Strict):
+    channel: str = "email"
+    shop_url: str = "https://shop.example.com"
+    subject: str = "Picked for you"
+    tokens: dict[str, TokenSpec] = Field(default_factory=dict)
+    slots: dict[str, SlotSpec] = Field(default_factory=dict)
+    blocks: dict[str, BlockSpec] = Field(default_factory=dict)
+    experiments: dict[str, str] = Field(default_factory=dict)   # experiment -> merge field carrying its variant
+    experiment_gate: ExperimentGate | None = None
+    consent: ConsentEvents = Field(default_factory=ConsentEvents)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    recommendations: RecsSettings = Field(default_factory=RecsSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ContentSettings":
+        for name in (*self.tokens, *self.slots, *self.blocks):
+            if not _NAME.match(name):
+                raise ValueError(f"{name}: token, slot and block names are lower_snake_case")
+        for slot, spec in self.slots.items():
+            fallback = self.blocks.get(spec.fallback)
+            if fallback is None:
+                raise ValueError(f"slots.{slot}.fallback: block {spec.fallback!r} is not defined under blocks")
+            if fallback.slot != slot:
+                raise ValueError(f"slots.{slot}.fallback: block {spec.fallback!r} belongs to slot {fallback.slot!r}")
+            if fallback.target is not None or fallback.valid_from or fallback.valid_until:
+                raise ValueError(f"blocks.{spec.fallback}: a slot fallback must hold for everyone, always (no target, no validity window)")
+        tokens = frozenset(self.tokens)
+        for name, block in self.blocks.items():
+            if block.slot not in self.slots:
+                raise ValueError(f"blocks.{name}.slot: {block.slot!r} is not declared under slots ({', '.join(self.slots)})")
+            if block.target is not None:
+                parse_condition(block.target, tokens=tokens, path=f"blocks.{name}.target")
+        fields = [t.merge_field for t in self.tokens.values()] + list(self.experiments.values())
+        fields += [block_merge_field(slot, spec) for slot, spec in self.slots.items()]
+        duplicated = sorted({f for f in fields if fields.count(f) > 1})
+        if duplicated:
+            raise ValueError(f"tokens: merge fields {duplicated} are used twice; each token, slot and experiment needs its own")
+        for merge_field in self.experiments.values():
+            if not _MERGE_FIELD.match(merge_field):
+                raise ValueError(f"experiments: merge field {merge_field!r} must be UPPER_CASE, at most 10 characters")
+        return self
+
+
+def block_merge_field(slot: str, spec: SlotSpec) -> str:
+    """The ESP merge field carrying the block id chosen for a slot, e.g. BLK_HERO."""
+    return spec.merge_field or f"BLK_{slot.upper()}"[:10]
+
+
+def parse_content_settings(section: dict[str, Any] | None) -> ContentSettings:
+    """Validate the `content:` section; errors name conf/base/content.yaml, the key and the fix."""
+    try:
+        return ContentSettings.model_validate(section or {})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in ("content", *error["loc"]))
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "value_error" and not error["loc"] and ": " in message:
+            # Cross-key checks say which key they are about: "blocks.x.target.op: ..."
+            where, message = message.split(": ", 1)
+            key = f"content.{where}"
+        if error["type"] == "extra_forbidden":
+            fix = f"remove '{error['loc'][-1]}' or check its spelling (the keys are documented in {CONF_FILE})"
+        elif error["type"] == "value_error":
+            fix = f"change {key} as the message says"
+        else:
+            fix = f"set {key} to a valid value"
+        got = error.get("input")
+        got_text = "" if isinstance(got, (dict, list)) or error["type"] == "value_error" else f" (got {got!r})"
+        lines.append(f"{CONF_FILE}: {key}: {message}{got_text}. Fix: {fix}.")
+    return "invalid content settings:\n  " + "\n  ".join(lines)

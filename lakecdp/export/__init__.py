@@ -1,0 +1,1 @@
+"""Segment exports to ESPs: consent-checked diffs, rate-limited adapters, a resumable export log."""

@@ -1,0 +1,111 @@
+"""What every ESP adapter shares: credentials from the environment, the HTTP policy, outcome helpers."""
+from __future__ import annotations
+
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+from lakecdp.clock import Clock, SystemClock
+from lakecdp.config import ConfigError
+from lakecdp.export.batches import Batch, BatchResult, Member, MemberOutcome
+from lakecdp.export.http import ApiClient, Limiter, RetryPolicy
+from lakecdp.export.identifiers import scrub_pii
+from lakecdp.export.settings import CONF_FILE
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_members: int
+    max_bytes: int | None = None
+    size_of: Callable[[Member], int] | None = None
+
+
+@dataclass
+class Runtime:
+    """What an adapter needs from outside: secrets, time, and (for tests and benchmarks) a transport."""
+
+    env: Mapping[str, str]
+    clock: Clock = field(default_factory=SystemClock)
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    rng: random.Random = field(default_factory=random.Random)
+    transport: httpx.BaseTransport | None = None
+
+
+class Adapter(ABC):
+    """One destination. `send` never raises for a member's problem: it returns outcomes.
+
+    Raises DestinationError only when the whole destination refuses (credentials, a missing
+    list); the runner then stops that destination and leaves its batches pending.
+    """
+
+    identifier_kind: ClassVar[str] = "customer_id"
+    honours_idempotency_keys: ClassVar[bool] = False
+
+    def __init__(self, name: str, settings: Any, attributes: Sequence[str], runtime: Runtime) -> None:
+        self.name, self.settings, self.attributes, self.runtime = name, settings, tuple(attributes), runtime
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.settings.max_in_flight
+
+    @classmethod
+    def batch_limits(cls, settings: Any, attributes: Sequence[str]) -> BatchLimits:
+        """How the planner cuts batches for this destination (no secrets needed: `plan` uses it too)."""
+        return BatchLimits(settings.batch_size)
+
+    @abstractmethod
+    def send(self, batch: Batch) -> BatchResult: ...
+
+    def finish(self, results: Sequence[BatchResult]) -> None:
+        """After a destination's batches are done (S3 writes manifests here)."""
+
+    def close(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+
+    def secret(self, env_key: str) -> str:
+        """The value of the environment variable named by settings.<env_key>; fails loudly when unset."""
+        variable = getattr(self.settings, env_key)
+        value = self.runtime.env.get(variable, "")
+        if not value:
+            raise ConfigError(
+                f"${variable} is not set (named by {CONF_FILE}: esp.destinations.{self.name}.{env_key}). "
+                f"Fix: export {variable}=<secret> where lakecdp runs, or disable the destination."
+            )
+        return value
+
+    def api_client(self, *, per_endpoint: bool = False) -> ApiClient:
+        s = self.settings
+        limiter = Limiter(
+            s.rate_limits, fill_fraction=s.fill_fraction, max_in_flight=s.max_in_flight, per_endpoint=per_endpoint,
+            monotonic=self.runtime.monotonic, sleep=self.runtime.sleep,
+        )
+        policy = RetryPolicy(s.retry, clock=self.runtime.clock, rng=self.runtime.rng)
+        return ApiClient(
+            limiter=limiter, policy=policy, timeout=s.timeout.total_seconds(), max_connections=s.max_in_flight,
+            sleep=self.runtime.sleep, transport=self.runtime.transport,
+        )
+
+    def attribute_values(self, member: Member) -> dict[str, Any]:
+        return {name: member.attributes.get(name) for name in self.attributes}
+
+
+def all_failed(batch: Batch, reason: str, *, retryable: bool) -> BatchResult:
+    return BatchResult(batch, [MemberOutcome.failed(m.customer_id, reason, retryable=retryable) for m in batch.members])
+
+
+def all_sent(batch: Batch, **stats: int) -> BatchResult:
+    return BatchResult(batch, [MemberOutcome.sent(m.customer_id) for m in batch.members], stats=dict(stats))
+
+
+def http_reason(response: httpx.Response, detail: str | None = None) -> str:
+    """'HTTP 400: <the ESP's words>' with any email address removed."""
+    text = detail if detail is not None else response.text
+    return f"HTTP {response.status_code}: {scrub_pii(text, 240)}"

@@ -1,0 +1,203 @@
+"""Klaviyo (API revision 2026-07-15): bulk profile import jobs that join a list; removes leave the list.
+
+- POST /api/profile-bulk-import-jobs: up to 10,000 profiles and 5 MB a job, 100 KB a profile;
+  `relationships.lists` adds them to the list; 202 + job id
+  (https://developers.klaviyo.com/en/reference/bulk_import_profiles).
+- GET /api/profile-bulk-import-jobs/{id} until `complete`, then its import-errors, whose
+  `original_payload` names the profile (https://developers.klaviyo.com/en/reference/get_errors_for_bulk_import_profiles_job).
+- DELETE /api/lists/{id}/relationships/profiles: up to 1,000 profile ids a call
+  (https://developers.klaviyo.com/en/reference/remove_profiles_from_list); the ids come from
+  GET /api/profiles?filter=any(external_id,[...]) (https://developers.klaviyo.com/en/reference/get_profiles).
+- Headers: `Authorization: Klaviyo-API-Key <key>`, `revision`, JSON:API media type
+  (https://developers.klaviyo.com/en/reference/api_overview).
+- Rate limits per endpoint, burst 10/s and steady 150/m for the bulk routes (the OpenAPI
+  `x-klaviyo-ratelimit`); 429 carries Retry-After
+  (https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from lakecdp.export.adapters.base import Adapter, BatchLimits, all_failed, http_reason
+from lakecdp.export.batches import UPSERT, Batch, BatchResult, Member, MemberOutcome, json_bytes
+from lakecdp.export.http import DestinationError, RetriesExhausted
+from lakecdp.export.identifiers import scrub_pii
+
+MEDIA_TYPE = "application/vnd.api+json"
+ENVELOPE_BYTES = 400          # the job document around the profiles
+LOOKUP_PAGE = 100             # get_profiles page[size] maximum
+REMOVE_CHUNK = 1000           # remove_profiles_from_list maximum
+
+
+class KlaviyoAdapter(Adapter):
+    identifier_kind = "customer_id"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        key = self.secret("api_key_env")
+        self._headers = {
+            "Authorization": f"Klaviyo-API-Key {key}",
+            "revision": self.settings.revision,
+            "Accept": MEDIA_TYPE,
+            "Content-Type": MEDIA_TYPE,
+        }
+        self.client = self.api_client(per_endpoint=True)
+        self._base = self.settings.base_url.rstrip("/")
+
+    @classmethod
+    def batch_limits(cls, settings: Any, attributes: Sequence[str]) -> BatchLimits:
+        def size_of(member: Member) -> int:
+            return len(json_bytes(profile_document(member, attributes))) + 1
+
+        return BatchLimits(settings.batch_size, settings.max_request_bytes - ENVELOPE_BYTES, size_of)
+
+    def send(self, batch: Batch) -> BatchResult:
+        return self._import(batch) if batch.kind == UPSERT else self._leave_list(batch)
+
+    def _profile(self, member: Member) -> dict[str, Any]:
+        return profile_document(member, self.attributes)
+
+    def _import(self, batch: Batch) -> BatchResult:
+        list_id = self.settings.segments[batch.segment].list_id
+        document = {
+            "data": {
+                "type": "profile-bulk-import-job",
+                "attributes": {"profiles": {"data": [self._profile(m) for m in batch.members]}},
+                "relationships": {"lists": {"data": [{"type": "list", "id": list_id}]}},
+            }
+        }
+        try:
+            response = self.client.request(
+                "POST", f"{self._base}/api/profile-bulk-import-jobs", endpoint="bulk_import_profiles",
+                headers=self._headers, body=json_bytes(document),
+            )
+            self._raise_if_refused(response)
+            if response.status_code != 202:
+                return all_failed(batch, http_reason(response, _errors(response)), retryable=False)
+            job = self._wait_for_job(response.json()["data"]["id"])
+        except RetriesExhausted as exc:
+            return all_failed(batch, exc.reason, retryable=True)
+        if job is None:
+            return all_failed(batch, f"import job did not finish within {self.settings.job_timeout}", retryable=True)
+        attributes = job["attributes"]
+        if attributes["status"] == "cancelled":
+            return all_failed(batch, "Klaviyo cancelled the import job", retryable=True)
+        failed_count = int(attributes.get("failed_count") or 0)
+        reasons = self._import_errors(job["id"]) if failed_count else {}
+        unnamed = failed_count - len(reasons)
+        outcomes = []
+        for member in batch.members:
+            if member.customer_id in reasons:
+                outcomes.append(MemberOutcome.failed(member.customer_id, reasons[member.customer_id], retry_alone=True))
+            elif unnamed > 0:
+                reason = f"the job reported {failed_count} failures, {unnamed} without naming the profile"
+                outcomes.append(MemberOutcome.failed(member.customer_id, reason, retryable=True, retry_alone=True))
+            else:
+                outcomes.append(MemberOutcome.sent(member.customer_id))
+        stats = {"total": int(attributes.get("total_count") or 0), "completed": int(attributes.get("completed_count") or 0)}
+        return BatchResult(batch, outcomes, stats=stats)
+
+    def _wait_for_job(self, job_id: str) -> dict[str, Any] | None:
+        url = f"{self._base}/api/profile-bulk-import-jobs/{job_id}"
+        waited, interval = 0.0, self.settings.poll_interval.total_seconds()
+        while waited <= self.settings.job_timeout.total_seconds():
+            response = self.client.request("GET", url, endpoint="get_bulk_import_profiles_job", headers=self._read_headers)
+            self._raise_if_refused(response)
+            if response.status_code != 200:
+                raise RetriesExhausted(f"reading import job: {http_reason(response, _errors(response))}")
+            job = response.json()["data"]
+            if job["attributes"]["status"] in ("complete", "cancelled"):
+                return job
+            self.runtime.sleep(interval)
+            waited += interval
+        return None
+
+    def _import_errors(self, job_id: str) -> dict[str, str]:
+        """customer_id -> the ESP's reason, from the job's import errors (all pages)."""
+        reasons: dict[str, str] = {}
+        url: str | None = f"{self._base}/api/profile-bulk-import-jobs/{job_id}/import-errors"
+        params: dict[str, Any] | None = {"page[size]": 100}
+        while url:
+            response = self.client.request(
+                "GET", url, endpoint="get_errors_for_bulk_import_profiles_job", headers=self._read_headers, params=params
+            )
+            self._raise_if_refused(response)
+            if response.status_code != 200:
+                break
+            document = response.json()
+            for error in document.get("data") or []:
+                attrs = error.get("attributes") or {}
+                payload = attrs.get("original_payload") or {}
+                external_id = payload.get("external_id") or (payload.get("attributes") or {}).get("external_id")
+                if external_id:
+                    reasons[external_id] = scrub_pii(f"{attrs.get('code')}: {attrs.get('title')} - {attrs.get('detail')}")
+            url, params = (document.get("links") or {}).get("next"), None
+        return reasons
+
+    def _leave_list(self, batch: Batch) -> BatchResult:
+        list_id = self.settings.segments[batch.segment].list_id
+        try:
+            profile_ids = self._profile_ids([m.customer_id for m in batch.members])
+            ids = sorted(profile_ids.values())
+            for start in range(0, len(ids), REMOVE_CHUNK):
+                document = {"data": [{"type": "profile", "id": pid} for pid in ids[start:start + REMOVE_CHUNK]]}
+                response = self.client.request(
+                    "DELETE", f"{self._base}/api/lists/{list_id}/relationships/profiles",
+                    endpoint="remove_profiles_from_list", headers=self._headers, body=json_bytes(document),
+                )
+                self._raise_if_refused(response)
+                if response.status_code != 204:
+                    return all_failed(batch, http_reason(response, _errors(response)), retryable=False)
+        except RetriesExhausted as exc:
+            return all_failed(batch, exc.reason, retryable=True)
+        # A customer without a Klaviyo profile is in no list: nothing to remove.
+        return BatchResult(batch, [MemberOutcome.sent(m.customer_id) for m in batch.members])
+
+    def _profile_ids(self, customer_ids: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(customer_ids), LOOKUP_PAGE):
+            chunk = customer_ids[start:start + LOOKUP_PAGE]
+            params = {
+                "filter": f"any(external_id,{json.dumps(chunk, separators=(',', ':'))})",
+                "fields[profile]": "external_id",
+                "page[size]": LOOKUP_PAGE,
+            }
+            response = self.client.request(
+                "GET", f"{self._base}/api/profiles", endpoint="get_profiles", headers=self._read_headers, params=params
+            )
+            self._raise_if_refused(response)
+            if response.status_code != 200:
+                raise RetriesExhausted(f"looking up profiles: {http_reason(response, _errors(response))}")
+            for profile in response.json().get("data") or []:
+                found[profile["attributes"]["external_id"]] = profile["id"]
+        return found
+
+    @property
+    def _read_headers(self) -> dict[str, str]:
+        return {k: v for k, v in self._headers.items() if k != "Content-Type"}
+
+    def _raise_if_refused(self, response: Any) -> None:
+        if response.status_code in (401, 403):
+            raise DestinationError(f"{self.name}: Klaviyo refused the API key: {http_reason(response, _errors(response))}")
+
+
+def profile_document(member: Member, attribute_names: Sequence[str]) -> dict[str, Any]:
+    """A ProfileUpsertQueryResourceObject: email + external_id (our customer id) + attributes."""
+    values = {name: member.attributes.get(name) for name in attribute_names}
+    attributes: dict[str, Any] = {"email": member.email, "external_id": member.customer_id}
+    attributes.update({k: values[k] for k in ("first_name", "last_name") if k in values})
+    location = {k: values[k] for k in ("country", "city") if k in values}
+    if location:
+        attributes["location"] = location
+    return {"type": "profile", "attributes": attributes}
+
+
+def _errors(response: Any) -> str:
+    """Klaviyo's JSON:API errors[] as 'code: detail; ...'."""
+    try:
+        errors = response.json().get("errors") or []
+    except ValueError:
+        return response.text
+    return "; ".join(f"{e.get('code')}: {e.get('detail')}" for e in errors) or response.text

@@ -1,0 +1,136 @@
+"""Salesforce Marketing Cloud: async upsert of data extension rows, OAuth2 client credentials.
+
+- Token: POST {auth}/v2/token {grant_type: client_credentials, client_id, client_secret[, account_id]}
+  -> access_token, expires_in (https://developer.salesforce.com/docs/marketing/marketing-cloud/guide/access-token-s2s.html).
+- Upsert: PUT {rest}/data/v1/async/dataextensions/key:{key}/rows {items: [...]} -> 202 {requestId}
+  (https://developer.salesforce.com/docs/marketing/marketing-cloud/references/mc_rest_data_extensions/updateDataExtensionIDAsync.html).
+- Status / results: GET /data/v1/async/{requestId}/status (requestStatus Pending|Complete|Error, hasErrors)
+  and /results (https://developer.salesforce.com/docs/atlas.en-us.mc-apis.meta/mc-apis/getStatusDataExtensionAsync.htm).
+  Results do not name the row that failed, so a batch with errors is retried row by row.
+- The data extension holds one row per (SubscriberKey, Segment); a remove upserts InSegment=false
+  with no contact data, so re-sending any batch is harmless.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from lakecdp.export.adapters.base import Adapter, BatchLimits, all_failed, all_sent, http_reason
+from lakecdp.export.batches import UPSERT, Batch, BatchResult, Member, MemberOutcome, json_bytes
+from lakecdp.export.http import DestinationError, RetriesExhausted
+from lakecdp.export.identifiers import scrub_pii
+
+COLUMNS = {"first_name": "FirstName", "last_name": "LastName", "country": "Country", "city": "City"}
+TOKEN_MARGIN_S = 60   # renew this long before the token expires
+
+
+class SfmcAdapter(Adapter):
+    identifier_kind = "customer_id"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._client_id, self._client_secret = self.secret("client_id_env"), self.secret("client_secret_env")
+        self.client = self.api_client()
+        self._rest = self.settings.rest_url.rstrip("/")
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._token_lock = threading.Lock()
+
+    @classmethod
+    def batch_limits(cls, settings: Any, attributes: Sequence[str]) -> BatchLimits:
+        def size_of(member: Member) -> int:
+            return len(json_bytes(data_extension_row(member, "s" * 64, member.kind, attributes))) + 1
+
+        return BatchLimits(settings.batch_size, settings.max_request_bytes - 100, size_of)
+
+    def _row(self, member: Member, segment: str, kind: str) -> dict[str, Any]:
+        return data_extension_row(member, segment, kind, self.attributes)
+
+    def _access_token(self, *, renew: bool = False) -> str:
+        with self._token_lock:
+            if renew or self._token is None or self.runtime.monotonic() >= self._expires_at:
+                body = {"grant_type": "client_credentials", "client_id": self._client_id, "client_secret": self._client_secret}
+                if self.settings.account_id:
+                    body["account_id"] = self.settings.account_id
+                response = self.client.request(
+                    "POST", f"{self.settings.auth_url.rstrip('/')}/v2/token", endpoint="auth.token",
+                    headers={"Content-Type": "application/json"}, body=json_bytes(body),
+                )
+                if response.status_code != 200:
+                    reason = http_reason(response)
+                    raise DestinationError(f"{self.name}: Marketing Cloud refused the client credentials: {reason}")
+                document = response.json()
+                self._token = document["access_token"]
+                self._expires_at = self.runtime.monotonic() + float(document.get("expires_in", 1080)) - TOKEN_MARGIN_S
+            return self._token
+
+    def _call(self, method: str, url: str, endpoint: str, body: bytes | None = None) -> Any:
+        """A REST call with the bearer token; a 401 renews the token once (it may have been revoked early)."""
+        for renew in (False, True):
+            token = self._access_token(renew=renew)
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            response = self.client.request(method, url, endpoint=endpoint, headers=headers, body=body)
+            if response.status_code != 401:
+                return response
+        raise DestinationError(f"{self.name}: Marketing Cloud rejects a fresh token: {http_reason(response)}")
+
+    def send(self, batch: Batch) -> BatchResult:
+        items = [self._row(m, batch.segment, batch.kind) for m in batch.members]
+        url = f"{self._rest}/data/v1/async/dataextensions/key:{self.settings.data_extension_key}/rows"
+        try:
+            response = self._call("PUT", url, "de.rows.upsert", json_bytes({"items": items}))
+            if response.status_code != 202:
+                return all_failed(batch, http_reason(response, _messages(response)), retryable=False)
+            request_id = response.json()["requestId"]
+            status = self._wait(request_id)
+        except RetriesExhausted as exc:
+            return all_failed(batch, exc.reason, retryable=True)
+        if status is None:
+            return all_failed(batch, f"async request not finished within {self.settings.job_timeout}", retryable=True)
+        if not status.get("hasErrors") and status.get("requestStatus") == "Complete":
+            return all_sent(batch)
+        if len(batch.members) > 1:
+            reason = "the async request reported row errors without naming the rows"
+            return BatchResult(batch, [MemberOutcome.failed(m.customer_id, reason, retry_alone=True) for m in batch.members])
+        return all_failed(batch, self._first_error(request_id), retryable=False)
+
+    def _wait(self, request_id: str) -> dict[str, Any] | None:
+        waited, interval = 0.0, self.settings.poll_interval.total_seconds()
+        while waited <= self.settings.job_timeout.total_seconds():
+            response = self._call("GET", f"{self._rest}/data/v1/async/{request_id}/status", "de.async.status")
+            if response.status_code != 200:
+                raise RetriesExhausted(f"reading async status: {http_reason(response)}")
+            status = response.json()["status"]
+            if status.get("requestStatus") != "Pending":
+                return status
+            self.runtime.sleep(interval)
+            waited += interval
+        return None
+
+    def _first_error(self, request_id: str) -> str:
+        response = self._call("GET", f"{self._rest}/data/v1/async/{request_id}/results", "de.async.results")
+        if response.status_code != 200:
+            return f"row rejected; results unavailable ({http_reason(response)})"
+        items = [i for i in response.json().get("items") or [] if i.get("status") != "OK"]
+        if not items:
+            return "row rejected without a message"
+        return scrub_pii(f"{items[0].get('errorCode')}: {items[0].get('message')}")
+
+
+def data_extension_row(member: Member, segment: str, kind: str, attribute_names: Sequence[str]) -> dict[str, Any]:
+    """One row keyed by (SubscriberKey, Segment); a remove sets InSegment=false and carries no contact data."""
+    row: dict[str, Any] = {"SubscriberKey": member.customer_id, "Segment": segment, "InSegment": kind == UPSERT}
+    if kind == UPSERT:
+        row["EmailAddress"] = member.email
+        row.update({COLUMNS[k]: member.attributes.get(k) for k in attribute_names})
+    return row
+
+
+def _messages(response: Any) -> str:
+    try:
+        document = response.json()
+    except ValueError:
+        return response.text
+    messages = document.get("resultMessages") or []
+    return "; ".join(str(m.get("message")) for m in messages) or str(document.get("message", response.text))

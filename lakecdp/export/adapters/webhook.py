@@ -1,0 +1,96 @@
+"""A signed webhook for any other receiver.
+
+Body: {destination, segment, run_id, batch_id, kind, members: [{action, customer_id, email_sha256,
+[email], attributes}]}. Headers: `Idempotency-Key` (the batch id: a receiver stores the first
+response per key and replays it, so a resend after a crash changes nothing),
+`X-Lakecdp-Timestamp` (unix seconds) and `X-Lakecdp-Signature: v1=<hex HMAC-SHA256 of
+"<timestamp>.<body>">`; receivers reject timestamps outside their tolerance (replays), the scheme
+Stripe documents at https://docs.stripe.com/webhooks#verify-manually.
+A 2xx may list `rejected: [{customer_id, reason}]`; those members are retried alone once.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from lakecdp.export.adapters.base import Adapter, all_failed, http_reason
+from lakecdp.export.batches import REMOVE, UPSERT, Batch, BatchResult, MemberOutcome, json_bytes
+from lakecdp.export.http import DestinationError, RetriesExhausted
+from lakecdp.export.identifiers import email_sha256, scrub_pii
+
+SIGNATURE_HEADER = "X-Lakecdp-Signature"
+TIMESTAMP_HEADER = "X-Lakecdp-Timestamp"
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """The signature header value for `body` sent at `timestamp`."""
+    return "v1=" + hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: bytes, headers: Mapping[str, str], body: bytes, *, now: float, tolerance_s: float = 300) -> bool:
+    """A receiver's check (headers: a case-insensitive mapping): fresh timestamp, constant-time comparison."""
+    try:
+        timestamp = int(headers.get(TIMESTAMP_HEADER) or "")
+    except ValueError:
+        return False
+    given = headers.get(SIGNATURE_HEADER) or ""
+    return abs(now - timestamp) <= tolerance_s and hmac.compare_digest(given, sign(secret, timestamp, body))
+
+
+class WebhookAdapter(Adapter):
+    identifier_kind = "email_sha256"
+    honours_idempotency_keys = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._secret = self.secret("secret_env").encode()
+        self.client = self.api_client()
+
+    def _member(self, member: Any, kind: str) -> dict[str, Any]:
+        if kind == REMOVE:
+            return {"action": member.action, "customer_id": member.customer_id, "email_sha256": member.identifier}
+        body = {"action": member.action, "customer_id": member.customer_id, "email_sha256": email_sha256(member.email)}
+        if self.settings.identifier == "email":
+            body["email"] = member.email
+        body["attributes"] = self.attribute_values(member)
+        return body
+
+    def send(self, batch: Batch) -> BatchResult:
+        document = {
+            "destination": self.name, "segment": batch.segment, "run_id": batch.run_id, "batch_id": batch.batch_id,
+            "kind": batch.kind, "members": [self._member(m, batch.kind) for m in batch.members],
+        }
+
+        def headers(body: bytes) -> dict[str, str]:
+            timestamp = int(self.runtime.clock.now().timestamp())
+            return {
+                "Content-Type": "application/json",
+                "Idempotency-Key": batch.idempotency_key,
+                TIMESTAMP_HEADER: str(timestamp),
+                SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+            }
+
+        try:
+            body = json_bytes(document)
+            response = self.client.request("POST", self.settings.url, endpoint="webhook", headers=headers, body=body)
+        except RetriesExhausted as exc:
+            return all_failed(batch, exc.reason, retryable=True)
+        if response.status_code in (401, 403):
+            raise DestinationError(f"{self.name}: the receiver rejected our signature: {http_reason(response)}")
+        if not 200 <= response.status_code < 300:
+            return all_failed(batch, http_reason(response), retryable=False)
+        rejected = {}
+        if response.content:
+            for item in (response.json() or {}).get("rejected") or []:
+                rejected[str(item.get("customer_id"))] = scrub_pii(str(item.get("reason")))
+        outcomes = [
+            MemberOutcome.failed(m.customer_id, rejected[m.customer_id], retry_alone=True) if m.customer_id in rejected
+            else MemberOutcome.sent(m.customer_id)
+            for m in batch.members
+        ]
+        return BatchResult(batch, outcomes)
+
+
+__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "UPSERT", "WebhookAdapter", "sign", "verify"]

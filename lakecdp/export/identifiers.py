@@ -1,0 +1,53 @@
+"""How a customer is named to a destination: plain email only where it must be, hashes elsewhere."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from pyspark.sql import Column, functions as F
+
+# Deliberately loose: the ESP is the authority on deliverability; this only keeps out values
+# that are certainly not an address (blanks, missing '@', spaces).
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+_EMAIL_IN_TEXT = re.compile(r"[^@\s\"'<>(),;:]+@[^@\s\"'<>(),;:]+\.[A-Za-z]{2,}")
+
+
+def normalize_email(email: str | None) -> str | None:
+    """Trim and lowercase: the form every hash below is computed on."""
+    if email is None:
+        return None
+    text = email.strip().lower()
+    return text or None
+
+
+def email_sha256(email: str) -> str:
+    """Normalized SHA-256 (trim + lowercase), the form audience-matching destinations expect."""
+    return hashlib.sha256(normalize_email(email).encode()).hexdigest()
+
+
+def mailchimp_subscriber_hash(email: str) -> str:
+    """Mailchimp's member id: MD5 of the lowercase address.
+
+    https://mailchimp.com/developer/marketing/docs/methods-parameters/#path-parameters
+    """
+    return hashlib.md5(normalize_email(email).encode()).hexdigest()  # noqa: S324 - Mailchimp's id, not security
+
+
+def normalized_email_col(column: str = "email") -> Column:
+    trimmed = F.lower(F.trim(F.col(column)))
+    return F.when(trimmed.rlike(EMAIL_PATTERN), trimmed)
+
+
+def email_sha256_col(normalized: Column) -> Column:
+    return F.sha2(normalized, 256)
+
+
+def subscriber_hash_col(normalized: Column) -> Column:
+    return F.md5(normalized)
+
+
+def scrub_pii(text: str | None, limit: int = 300) -> str | None:
+    """An ESP's error text with any email address replaced, cut to `limit` characters (safe to store and log)."""
+    if text is None:
+        return None
+    return _EMAIL_IN_TEXT.sub("<email>", str(text))[:limit]

@@ -1,0 +1,96 @@
+"""The rows a suite validates: a lake table (through the adapter, at a pinned version) or the planned export batches."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession, functions as F, types as T
+
+from lakecdp.lake import Lake
+
+EXPORT_BATCH_SCHEMA = T.StructType([
+    T.StructField("destination", T.StringType(), False),
+    T.StructField("segment", T.StringType(), False),
+    T.StructField("batch_id", T.StringType(), False),
+    T.StructField("batch_seq", T.IntegerType(), False),
+    T.StructField("batch_kind", T.StringType(), False),
+    T.StructField("batch_members", T.IntegerType(), False),
+    T.StructField("batch_limit", T.IntegerType(), False),
+    T.StructField("is_resumed", T.BooleanType(), False),
+    T.StructField("customer_id", T.StringType(), True),
+    T.StructField("action", T.StringType(), True),
+    T.StructField("identifier", T.StringType(), True),
+    T.StructField("email", T.StringType(), True),
+])
+
+
+def read_table(lake: Lake, name: str, version: int | None = None) -> tuple[DataFrame, dict[str, Any]]:
+    """The table at `version` (default: its current version, pinned so the result names what it saw)."""
+    version = lake.version(name) if version is None else version
+    df = lake.read(name, version=version) if version >= 0 else lake.read(name)
+    return df, {"table": name, "version": version}
+
+
+def export_batch_rows(plans: Iterable[Any], limits: Mapping[str, int]) -> list[tuple]:
+    """One row per member of every batch a run would send (resumed batches first), in EXPORT_BATCH_SCHEMA order."""
+    rows = []
+    for plan in plans:
+        for resumed, batches in ((True, plan.resumed), (False, plan.batches)):
+            for batch in batches:
+                for member in batch.members:
+                    rows.append((
+                        plan.name, batch.segment, batch.batch_id, batch.seq, batch.kind, len(batch.members),
+                        limits[plan.name], resumed, member.customer_id, member.action, member.identifier, member.email,
+                    ))
+    return rows
+
+
+def with_consent_withdrawn(members: DataFrame, consent: DataFrame) -> DataFrame:
+    """Add `is_consent_withdrawn` for every member that would be sent an address (null for removes).
+
+    `consent` is (customer_id, block_reason) as lakecdp.privacy.consent computes it; a member
+    without a consent row has no recorded consent, which counts as withdrawn.
+    """
+    has_row = F.col("c.has_consent_row").isNotNull()
+    is_withdrawn = ~has_row | F.col("c.block_reason").isNotNull()
+    is_upsert = F.col("m.action") != F.lit("remove")
+    return (
+        members.alias("m")
+        .join(consent.withColumn("has_consent_row", F.lit(True)).alias("c"), on="customer_id", how="left")
+        .select("m.*", F.when(is_upsert, is_withdrawn).alias("is_consent_withdrawn"))
+    )
+
+
+def export_batches(
+    lake: Lake, settings: Any, *, as_of: datetime, run_key: str, destinations: Sequence[str] | None = None
+) -> tuple[DataFrame, dict[str, Any]]:
+    """The export a run would send now (the dry-run plan: nothing written, no secrets), one row per member.
+
+    Consent is re-derived independently of the export planner, from customers and the opt-in /
+    opt-out events, so a planner bug cannot let a withdrawn customer through unnoticed.
+    """
+    from lakecdp.clock import FrozenClock
+    from lakecdp.export.adapters import Runtime, adapter_class
+    from lakecdp.export.runner import ExportRunner
+    from lakecdp.export.settings import load_esp_settings
+    from lakecdp.identity import resolve_customer_ids
+    from lakecdp.privacy.consent import consent_block_reason
+
+    esp = load_esp_settings(settings.esp, segment_names=[s.get("name") for s in settings.segments])
+    enabled = esp.enabled(destinations)
+    limits = {name: adapter_class(d.type).batch_limits(d, esp.attributes).max_members for name, d in enabled.items()}
+    membership_version = lake.version("segment_membership")
+    plans = ExportRunner(lake, esp, Runtime(env={}, clock=FrozenClock(as_of))).plan_all(list(enabled), run_id=f"quality-{run_key}")
+    members = _frame(lake.spark, export_batch_rows(plans.values(), limits))
+    names = [*esp.consent.opt_in_events, *esp.consent.opt_out_events]
+    events = resolve_customer_ids(lake.read("events").filter(F.col("event").isin(*names)), lake.read("identity_links"))
+    consent = consent_block_reason(
+        lake.read("customers"), events, opt_in_events=esp.consent.opt_in_events, opt_out_events=esp.consent.opt_out_events
+    )
+    source = {"builder": "export_batches", "destinations": sorted(enabled), "segment_membership_version": membership_version}
+    return with_consent_withdrawn(members, consent), source
+
+
+def _frame(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    return spark.createDataFrame(rows, EXPORT_BATCH_SCHEMA)

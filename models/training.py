@@ -1,0 +1,330 @@
+"""Edge: read bronze through the lake, build point-in-time training sets, fit, register, promote."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, functions as F
+from threadpoolctl import threadpool_limits
+
+from lakecdp.clock import Clock
+from lakecdp.lake import Lake
+from models import card as cards
+from models.clustering import MODEL_NAME as CLUSTER_MODEL, ClusterModel, clustering_quality, fit_clusters
+from models.drift import build_reference
+from models.feature_names import feature_columns
+from models.features import features_at, model_events, purchase_labels, with_purchase_label
+from models.intent import MODEL_NAME as INTENT_MODEL, IntentModel, fit_intent_models, set_decile_edges
+from models.metrics import auc_by_group, calibration_table, classification_metrics, cluster_recovery, propensity_recovery
+from models.provenance import code_version, library_versions
+from models.registry import ModelRef, ModelRegistry
+from models.settings import ModelSettings
+from models.snapshots import SnapshotPlan, plan_snapshots, snapshot_frame
+
+Log = Callable[[str], None]
+# "Still visiting" for truth reports: the generator's lapsed customers have been quiet for 14+ days.
+ACTIVE_WITHIN_DAYS = 14.0
+
+
+@dataclass
+class TrainingData:
+    """Point-in-time rows: training snapshots, the validation snapshot, and `as_of` (what scoring will see)."""
+
+    plan: SnapshotPlan
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    current: pd.DataFrame
+    events_version: int
+    features: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Registered:
+    ref: ModelRef
+    promoted: bool
+    reason: str
+    card: dict[str, Any]
+
+
+def model_inputs(lake: Lake, settings: ModelSettings) -> tuple[DataFrame, DataFrame | None]:
+    """Bronze events (the columns features use), and identity links when models resolve anonymous ids and links exist."""
+    links = lake.read("identity_links") if settings.resolve_identities and lake.exists("identity_links") else None
+    return model_events(lake.read("events")), links
+
+
+def event_span(events: DataFrame) -> tuple[datetime, datetime]:
+    """Event time of the first and last event (fails loudly on an empty table)."""
+    row = events.agg(F.min(F.unix_micros("timestamp")).alias("first"), F.max(F.unix_micros("timestamp")).alias("last")).first()
+    if row is None or row["first"] is None:
+        raise ValueError("the events table is empty: load events (e.g. `lakecdp demo` or the stream) before training")
+    return tuple(datetime.fromtimestamp(row[k] / 1e6, tz=timezone.utc) for k in ("first", "last"))  # type: ignore[return-value]
+
+
+def default_as_of(events: DataFrame, clock: Clock) -> datetime:
+    """The data's own "now": the last event time, never later than the clock."""
+    return min(event_span(events)[1], clock.now())
+
+
+def labelled_rows(events: DataFrame, links: DataFrame | None, snapshots: list[datetime], settings: ModelSettings) -> pd.DataFrame:
+    """Features at every snapshot plus the purchase label, collected to pandas (snapshot as epoch micros)."""
+    frame = snapshot_frame(events.sparkSession, snapshots)
+    rows = with_purchase_label(features_at(events, links, frame, settings), purchase_labels(events, frame, settings.horizon))
+    names = feature_columns(settings.categories)
+    return rows.select(F.unix_micros("snapshot_at").alias("snapshot_us"), "customer_id", "is_identified", *names, "purchased").toPandas()
+
+
+def _at(rows: pd.DataFrame, instant: datetime) -> pd.DataFrame:
+    micros = round(instant.timestamp() * 1e6)
+    return rows[rows["snapshot_us"] == micros].reset_index(drop=True)
+
+
+def prepare_training_data(lake: Lake, settings: ModelSettings, as_of: datetime | None, clock: Clock) -> TrainingData:
+    events, links = model_inputs(lake, settings)
+    first, _ = event_span(events)
+    as_of = as_of or default_as_of(events, clock)
+    plan = plan_snapshots(as_of, first, settings)
+    events = events.persist(StorageLevel.MEMORY_AND_DISK)  # read by the features and by the labels
+    try:
+        rows = labelled_rows(events, links, [*plan.all_snapshots, plan.as_of], settings)
+    finally:
+        events.unpersist()
+    train = pd.concat([_at(rows, s) for s in plan.train], ignore_index=True)
+    return TrainingData(
+        plan=plan,
+        train=train,
+        validation=_at(rows, plan.validation),
+        current=_at(rows, plan.as_of),
+        events_version=lake.version("events"),
+        features=feature_columns(settings.categories),
+    )
+
+
+def _provenance(data: TrainingData, clock: Clock) -> dict[str, Any]:
+    plan = data.plan
+    return {
+        "created_at": clock.now().isoformat(),
+        "as_of": plan.as_of.isoformat(),
+        "snapshots": {"train": [s.isoformat() for s in plan.train], "validation": plan.validation.isoformat(), "horizon_days": plan.horizon.total_seconds() / 86400},
+        "training_data": {"table": "events", "delta_version": data.events_version},
+        "code_version": code_version(),
+        "libraries": library_versions(),
+    }
+
+
+def decide_promotion(challenger: float | None, champion: float | None, margin: float, metric: str) -> tuple[bool, str]:
+    """Promote only a challenger that beats the champion by `margin` on the same data."""
+    if champion is None:
+        return True, "no champion yet"
+    if challenger is None:
+        return False, f"challenger has no {metric} on this window"
+    if challenger >= champion + margin:
+        return True, f"{metric} {challenger:.4f} beats champion {champion:.4f} by >= {margin}"
+    return False, f"{metric} {challenger:.4f} does not beat champion {champion:.4f} by {margin}"
+
+
+def _load_champion(registry: ModelRegistry, name: str) -> tuple[ModelRef | None, Any]:
+    ref = registry.champion(name)
+    return (ref, registry.load(ref)) if ref else (None, None)
+
+
+def _champion_score(score: Callable[[Any], float | None], champion: Any) -> tuple[float | None, str | None]:
+    """The champion's metric on today's data, or why it cannot be measured (e.g. features it needs are gone)."""
+    try:
+        return score(champion), None
+    except KeyError as missing:
+        return None, f"champion cannot score this data (missing {missing}); promote manually with `lakecdp models promote`"
+
+
+def train_clusters(
+    data: TrainingData, settings: ModelSettings, registry: ModelRegistry, clock: Clock, truth: pd.DataFrame | None
+) -> tuple[Registered, ClusterModel]:
+    """Fit clusters on the `as_of` population, keep ids stable against the champion, register, maybe promote."""
+    champion_ref, champion = _load_champion(registry, CLUSTER_MODEL)
+    population = cluster_population(data.current, settings)
+    model = fit_clusters(population, settings.clustering, seed=settings.seed, previous=champion, threads=settings.threads)
+    model.reference = build_reference(data.current, model.features, None, settings.drift.bins)
+    sample = settings.clustering.silhouette_sample
+    quality = clustering_quality(model, population, sample=sample, seed=settings.seed)
+    comparison: dict[str, Any] = {"challenger_silhouette": quality}
+    promote, reason = True, "no champion yet"
+    if champion is not None:
+        champion_quality, problem = _champion_score(lambda m: clustering_quality(m, population, sample=sample, seed=settings.seed), champion)
+        comparison |= {"champion": str(champion_ref), "champion_silhouette": champion_quality}
+        if problem:
+            promote, reason = False, problem
+        else:
+            tolerance = settings.clustering.promotion_tolerance
+            promote, reason = decide_promotion(quality, champion_quality - tolerance, 0.0, "silhouette (with tolerance)")
+            comparison["assignment_agreement_with_champion"] = float(np.mean(champion.assign(population) == model.assign(population)))
+    card = {
+        "model": f"{type(model.kmeans).__name__}(k={model.k})",
+        **_provenance(data, clock),
+        "features": list(model.features),
+        "silhouette_curve": {str(k): round(v, 4) for k, v in model.silhouette_curve.items()},
+        "chosen_k": model.k,
+        "ids_aligned_to": str(champion_ref) if champion is not None and champion.features == model.features else None,
+        "clusters": _cluster_rows(model),
+        "validation": {"silhouette": round(quality, 4), "profiles": len(population), "fit_on": "identified profiles" if len(population) < len(data.current) else "all profiles"},
+        "truth": _cluster_truth(model, data.current, truth),
+        "promotion": {"promoted": promote, "reason": reason, **comparison},
+    }
+    html = cards.render_card_html({**card, "name": CLUSTER_MODEL}, {"silhouette": cards.silhouette_plot(model.silhouette_curve, model.k)})
+    return _register(registry, CLUSTER_MODEL, model, card, html, promote, reason, clock), model
+
+
+def cluster_population(current: pd.DataFrame, settings: ModelSettings) -> pd.DataFrame:
+    """The profiles clusters are fitted on: identified ones when configured and numerous enough, else all."""
+    if settings.clustering.fit_on_identified:
+        identified = current[current["is_identified"] == 1]
+        if len(identified) > settings.clustering.k_max:
+            return identified.reset_index(drop=True)
+    return current
+
+
+def _cluster_rows(model: ClusterModel) -> list[dict[str, Any]]:
+    total = sum(model.sizes.values()) or 1
+    return [
+        {"cluster_id": i, "label": model.labels[i], "profiles": model.sizes.get(i, 0), "share": round(model.sizes.get(i, 0) / total, 4), "centroid": model.centroid_means.get(i, {})}
+        for i in sorted(model.labels)
+    ]
+
+
+def _cluster_truth(model: ClusterModel, current: pd.DataFrame, truth: pd.DataFrame | None) -> dict[str, Any] | None:
+    if truth is None:
+        return None
+    known = current.merge(truth[["customer_id", "behaviour_type"]], on="customer_id", how="inner")
+    if known.empty:
+        return None
+    assigned = model.assign(known)
+    crosstab = pd.crosstab(known["behaviour_type"], assigned)
+    return {
+        "adjusted_rand_index": round(cluster_recovery(assigned, known["behaviour_type"]), 4),
+        "customers": int(len(known)),
+        "planted_type_by_cluster": {str(c): crosstab[c].to_dict() for c in crosstab.columns},
+    }
+
+
+def _register(
+    registry: ModelRegistry, name: str, model: Any, card: dict[str, Any], html: str, promote: bool, reason: str, clock: Clock
+) -> Registered:
+    version = registry.register(name, model, card, html)
+    ref = ModelRef(name, version)
+    if promote:
+        registry.promote(ref, reason=reason, at=clock.now())
+    return Registered(ref=ref, promoted=promote, reason=reason, card=registry.card(ref))
+
+
+def train_intent(
+    data: TrainingData, clusters: ClusterModel, settings: ModelSettings, registry: ModelRegistry, clock: Clock, truth: pd.DataFrame | None
+) -> Registered:
+    """Fit both families, keep the better on the validation window, then challenge the champion on that same window."""
+    metric = settings.intent.selection_metric
+    models, search = fit_intent_models(data.train, data.features, settings.intent, settings.seed, settings.threads)
+    y_val = data.validation["purchased"].to_numpy(dtype=int)
+    scores = {family: m.probability(data.validation) for family, m in models.items()}
+    validation = {family: classification_metrics(y_val, p) for family, p in scores.items()}
+    best = max(validation, key=lambda f: validation[f][metric] if validation[f][metric] is not None else -1.0)
+    model = models[best]
+    current_scores = model.probability(data.current)
+    set_decile_edges(model, current_scores)
+    model.reference = build_reference(data.current, model.features, current_scores, settings.drift.bins)
+
+    champion_ref, champion = _load_champion(registry, INTENT_MODEL)
+    promote, reason, comparison = True, "no champion yet", {"metric": metric, "challenger": validation[best][metric]}
+    if champion is not None:
+        champion_scores, problem = _champion_score(lambda m: m.probability(data.validation), champion)
+        if problem:
+            promote, reason = False, problem
+        else:
+            label = f"champion {champion_ref.version}"
+            scores[label], validation[label] = champion_scores, classification_metrics(y_val, champion_scores)
+            comparison |= {"champion": str(champion_ref), "champion_value": validation[label][metric], "margin": settings.intent.promotion_margin}
+            promote, reason = decide_promotion(validation[best][metric], validation[label][metric], settings.intent.promotion_margin, metric)
+    card = {
+        "model": model.candidate.name,
+        "family": model.candidate.family,
+        "params": dict(model.candidate.params),
+        **_provenance(data, clock),
+        "features": list(model.features),
+        "rows": {"train": len(data.train), "train_positives": int(data.train["purchased"].sum()), "validation": len(data.validation), "validation_positives": int(y_val.sum()), "scored_at_as_of": len(data.current)},
+        "calibration": model.calibrator.method,
+        "cross_validation": search.cv_metrics,
+        "validation": validation,
+        "validation_auc_by_cluster": auc_by_group(y_val, scores[best], clusters.assign(data.validation)),
+        "calibration_curve": calibration_table(y_val, scores[best]),
+        "decile_edges": [round(float(e), 6) for e in model.decile_edges],
+        "truth": _intent_truth(model, data, current_scores, truth),
+        "promotion": {"promoted": promote, "reason": reason, **comparison},
+    }
+    plots = _intent_plots(y_val, scores)
+    html = cards.render_card_html({**card, "name": INTENT_MODEL}, plots)
+    return _register(registry, INTENT_MODEL, model, card, html, promote, reason, clock)
+
+
+def _intent_plots(y: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, str]:
+    if len(np.unique(y)) < 2:
+        return {}
+    return {
+        "ROC": cards.roc_plot(y, scores),
+        "precision-recall": cards.precision_recall_plot(y, scores),
+        "calibration": cards.calibration_plot(y, scores),
+    }
+
+
+def _intent_truth(model: IntentModel, data: TrainingData, current_scores: np.ndarray, truth: pd.DataFrame | None) -> dict[str, Any] | None:
+    """Planted-propensity recovery at `as_of` (everyone, and customers still visiting), plus validation AUC on known customers."""
+    if truth is None:
+        return None
+    scored = data.current.assign(probability=current_scores).merge(truth[["customer_id", "purchase_propensity"]], on="customer_id", how="inner")
+    if scored.empty:
+        return None
+    result = propensity_recovery(scored["probability"].to_numpy(), scored["purchase_propensity"].to_numpy())
+    # A planted propensity is per visit: someone who stopped visiting cannot show it, so also rank among the active.
+    active = scored[scored["days_since_last_activity"] <= ACTIVE_WITHIN_DAYS]
+    for key, value in propensity_recovery(active["probability"].to_numpy(), active["purchase_propensity"].to_numpy()).items():
+        result[f"{key}_active"] = value
+    known = data.validation.merge(truth[["customer_id"]], on="customer_id", how="inner")
+    if len(known):
+        result["validation_auc_known_customers"] = classification_metrics(known["purchased"].to_numpy(), model.probability(known))["auc"]
+    return result
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    intent: Registered
+    clusters: Registered
+    data: TrainingData
+    seconds: float
+
+
+def train_models(
+    lake: Lake,
+    settings: ModelSettings,
+    registry: ModelRegistry,
+    *,
+    clock: Clock,
+    as_of: datetime | None = None,
+    truth: pd.DataFrame | None = None,
+    log: Log = lambda message: None,
+) -> TrainingOutcome:
+    """Build point-in-time training sets from bronze, train clusters then intent, register and promote."""
+    started = time.monotonic()
+    data = prepare_training_data(lake, settings, as_of, clock)
+    plan = data.plan
+    log(
+        f"snapshots: train {', '.join(s.isoformat() for s in plan.train)}; validation {plan.validation.isoformat()}; as_of {plan.as_of.isoformat()} "
+        f"({len(data.train)} / {len(data.validation)} / {len(data.current)} rows, events v{data.events_version}) t+{time.monotonic() - started:.0f}s"
+    )
+    # Predictions for metrics, cards and comparisons also obey the thread limit.
+    with threadpool_limits(limits=settings.threads):
+        clusters, cluster_model = train_clusters(data, settings, registry, clock, truth)
+        log(f"{clusters.ref}: k={cluster_model.k}, promoted={clusters.promoted} ({clusters.reason}) t+{time.monotonic() - started:.0f}s")
+        intent = train_intent(data, cluster_model, settings, registry, clock, truth)
+    log(f"{intent.ref}: {intent.card['model']}, promoted={intent.promoted} ({intent.reason}) t+{time.monotonic() - started:.0f}s")
+    return TrainingOutcome(intent=intent, clusters=clusters, data=data, seconds=time.monotonic() - started)

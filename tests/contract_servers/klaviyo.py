@@ -1,0 +1,271 @@
+"""Klaviyo, driven by Klaviyo's own OpenAPI files (../shared/contracts/klaviyo, revision 2026-07-15).
+
+Every request is matched to an operation of those files and checked there: the security header
+(`Authorization: Klaviyo-API-Key ...`), required header parameters (`revision`), path and query
+parameters, the request media type and the body against the operation's schema. Responses use
+the documented status codes and shapes (and are validated too: a server bug is a violation).
+Rate limits come from each operation's `x-klaviyo-ratelimit` (burst and steady, enforced as
+sliding windows); an excess gets 429 with Retry-After. Documented size limits: 10,000 profiles
+and 5 MB per import job, 100 KB per profile, 1,000 profiles per list relationship call.
+GET /api/profiles (used to find profile ids for removal) is not among the vendored files; it is
+served with the same header checks and Klaviyo's documented filter syntax.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tests.contract_servers.base import ContractServer, Request, Response, SlidingWindow, rate_limited
+from tests.contract_servers.openapi import CONTRACTS_DIR, Operation, load_operations
+
+MEDIA = "application/vnd.api+json"
+REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z0-9]+)?$")
+MAX_PROFILES, MAX_JOB_BYTES, MAX_PROFILE_BYTES, MAX_RELATIONSHIPS = 10_000, 5_000_000, 100_000, 1000
+
+
+def error(status: int, code: str, detail: str, pointer: str | None = None) -> Response:
+    item = {"id": secrets.token_hex(8), "code": code, "title": code.replace("_", " ").capitalize(), "detail": detail}
+    if pointer:
+        item["source"] = {"pointer": pointer}
+    return Response(status, {"errors": [item]}, content_type=MEDIA)
+
+
+class KlaviyoServer(ContractServer):
+    name = "klaviyo"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        contracts: Path | None = None,
+        invalid_emails: Iterable[str] = (),
+        flaky_emails: Iterable[str] = (),
+        polls_until_complete: int = 1,
+        latency: float = 0.0,
+    ) -> None:
+        super().__init__(latency=latency)
+        self.api_key = api_key
+        self.operations = load_operations(contracts or CONTRACTS_DIR / "klaviyo")
+        self.windows = {op.operation_id: [SlidingWindow(n, s) for n, s in op.rate_limits] for op in self.operations}
+        self.windows["get_profiles"] = [SlidingWindow(75, 1.0), SlidingWindow(700, 60.0)]
+        self.invalid = {e.lower() for e in invalid_emails}
+        self.flaky = {e.lower() for e in flaky_emails}
+        self.polls_until_complete = polls_until_complete
+        self.profiles: dict[str, dict[str, Any]] = {}   # external_id -> profile (id, email, lists, ...)
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.job_sizes: list[int] = []
+        self.rate_limited = 0
+        self._ids = threading.Lock()
+
+    # ---- contract checks ------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        if request.method == "GET" and request.path == "/api/profiles":
+            return self._checked(request, None, {}) or self._get_profiles(request)
+        for operation in self.operations:
+            params = operation.match(request.method, request.path)
+            if params is not None:
+                refused = self._checked(request, operation, params)
+                if refused is not None:
+                    return refused
+                response = getattr(self, f"_{operation.operation_id}")(request, params)
+                problems = operation.response_errors(response.status, response.body)
+                if problems:
+                    self.violation(f"server answered {operation.operation_id} off-contract: {problems[:3]}")
+                return response
+        self.violation(f"no operation in the contract for {request.method} {request.path}")
+        return error(404, "not_found", "Not found.")
+
+    def _checked(self, request: Request, operation: Operation | None, params: dict[str, str]) -> Response | None:
+        name = operation.operation_id if operation else "get_profiles"
+        auth = request.headers.get("Authorization") or ""
+        if not auth.startswith("Klaviyo-API-Key "):
+            self.violation(f"{name}: Authorization is not 'Klaviyo-API-Key <key>'")
+            return error(401, "not_authenticated", "Authentication credentials were not provided.")
+        if auth.removeprefix("Klaviyo-API-Key ") != self.api_key:
+            return error(401, "not_authenticated", "Incorrect authentication credentials.")
+        revision = request.headers.get("revision")
+        if not revision or not REVISION.match(revision):
+            self.violation(f"{name}: required header 'revision' missing or malformed ({revision!r})")
+            return error(400, "invalid", "The revision header is required (YYYY-MM-DD).", None)
+        if operation is not None:
+            problem = self._parameters(request, operation, params) or self._body(request, operation)
+            if problem is not None:
+                return problem
+        window = rate_limited(self.windows[name], request.arrived_at)
+        if window is not None:
+            with self.lock:
+                self.rate_limited += 1
+            self.violation(f"{name}: more than {window.limit} requests in {window.seconds:g}s")
+            wait = max(1, math.ceil(window.retry_after(request.arrived_at)))
+            response = error(429, "throttled", f"Request was throttled. Expected available in {wait} seconds.")
+            response.headers.update({"Retry-After": str(wait), "RateLimit-Limit": str(window.limit), "RateLimit-Remaining": "0", "RateLimit-Reset": str(wait)})
+            return response
+        return None
+
+    def _parameters(self, request: Request, operation: Operation, params: dict[str, str]) -> Response | None:
+        declared = {p.name for p in operation.parameters if p.location == "query"}
+        unknown = sorted(set(request.query) - declared)
+        if unknown:
+            self.violation(f"{operation.operation_id}: query parameters {unknown} are not in the contract")
+            return error(400, "invalid", f"Unknown query parameters {unknown}.")
+        for p in operation.parameters:
+            if p.location == "header":
+                value = request.headers.get(p.name)
+            elif p.location == "path":
+                value = params.get(p.name)
+            elif p.location == "query":
+                value = request.param(p.name)
+            else:
+                continue
+            if value is None:
+                if p.required:
+                    self.violation(f"{operation.operation_id}: required {p.location} parameter {p.name!r} missing")
+                    return error(400, "invalid", f"{p.name} is required.", None)
+                continue
+            candidates: list[Any] = [value.split(",")] if p.is_array else [value, *([int(value)] if value.isdigit() else [])]
+            problems = [e.message for e in p.validator.iter_errors(candidates[0])]
+            if problems and any(not list(p.validator.iter_errors(c)) for c in candidates[1:]):
+                problems = []
+            if problems:
+                self.violation(f"{operation.operation_id}: parameter {p.name}: {problems[0]}")
+                return error(400, "invalid", f"{p.name}: {problems[0]}")
+        return None
+
+    def _body(self, request: Request, operation: Operation) -> Response | None:
+        if operation.body is None:
+            return None
+        if not request.body:
+            if operation.body_required:
+                self.violation(f"{operation.operation_id}: request body required")
+                return error(400, "invalid", "A request body is required.")
+            return None
+        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip()
+        if content_type != operation.media_type:
+            self.violation(f"{operation.operation_id}: Content-Type {content_type!r}, contract says {operation.media_type}")
+            return error(415, "unsupported_media_type", f"Unsupported media type {content_type!r}.")
+        try:
+            document = json.loads(request.body)
+        except ValueError:
+            self.violation(f"{operation.operation_id}: body is not JSON")
+            return error(400, "parse_error", "Malformed JSON.")
+        problems = operation.body_errors(document)
+        if problems:
+            self.violation(f"{operation.operation_id}: body breaks the schema: {problems[:3]}")
+            return error(400, "invalid", problems[0].split(": ", 1)[-1], problems[0].split(": ", 1)[0])
+        return None
+
+    # ---- operations -----------------------------------------------------------------------------
+    def _bulk_import_profiles(self, request: Request, params: dict[str, str]) -> Response:
+        document = json.loads(request.body)
+        profiles = document["data"]["attributes"]["profiles"]["data"]
+        if len(request.body) > MAX_JOB_BYTES or len(profiles) > MAX_PROFILES:
+            self.violation(f"bulk_import_profiles: {len(profiles)} profiles / {len(request.body)} bytes over the documented limit")
+            return error(413, "payload_too_large", "At most 10,000 profiles and 5 MB per job.")
+        too_big = [i for i, p in enumerate(profiles) if len(json.dumps(p)) > MAX_PROFILE_BYTES]
+        if too_big:
+            self.violation(f"bulk_import_profiles: profiles {too_big[:5]} over 100 KB")
+            return error(413, "payload_too_large", "A profile is over 100 KB.")
+        lists = [item["id"] for item in ((document["data"].get("relationships") or {}).get("lists") or {}).get("data", [])]
+        job_id = secrets.token_hex(13).upper()
+        errors = []
+        with self.lock:
+            self.job_sizes.append(len(profiles))
+            for profile in profiles:
+                attributes = profile.get("attributes") or {}
+                email = (attributes.get("email") or "").lower()
+                if email in self.invalid or (email in self.flaky and len(profiles) > 1):
+                    self.flaky.discard(email)
+                    errors.append({"type": "import-error", "id": secrets.token_hex(8), "attributes": {
+                        "code": "invalid", "title": "Invalid input.", "detail": f"Invalid email address {email}",
+                        "source": {"pointer": "/data/attributes/email"}, "original_payload": profile}})
+                    continue
+                self._upsert(attributes, lists)
+            self.jobs[job_id] = {"total": len(profiles), "errors": errors, "polls": 0, "lists": lists}
+        return Response(202, self._job_document(job_id, "queued"), content_type=MEDIA)
+
+    def _upsert(self, attributes: dict[str, Any], lists: list[str]) -> None:
+        key = attributes.get("external_id") or attributes.get("email")
+        profile = self.profiles.setdefault(key, {"id": "01" + secrets.token_hex(12).upper(), "lists": set()})
+        profile.update({k: v for k, v in attributes.items()})
+        profile["lists"] |= set(lists)
+        self.deliveries[key] += 1
+
+    def _job_document(self, job_id: str, status: str) -> dict[str, Any]:
+        job = self.jobs[job_id]
+        failed = len(job["errors"])
+        attributes: dict[str, Any] = {"status": status, "created_at": "2026-11-01T00:00:00+00:00", "total_count": job["total"],
+                                      "completed_count": job["total"] - failed if status == "complete" else 0,
+                                      "failed_count": failed if status == "complete" else 0}
+        links = {"self": f"https://a.klaviyo.com/api/profile-bulk-import-jobs/{job_id}/"}
+        return {"data": {"type": "profile-bulk-import-job", "id": job_id, "attributes": attributes, "links": links}, "links": links}
+
+    def _get_bulk_import_profiles_job(self, request: Request, params: dict[str, str]) -> Response:
+        job = self.jobs.get(params["job_id"])
+        if job is None:
+            return error(404, "not_found", "Job not found.")
+        with self.lock:
+            job["polls"] += 1
+            status = "complete" if job["polls"] >= self.polls_until_complete else "processing"
+        return Response(200, self._job_document(params["job_id"], status), content_type=MEDIA)
+
+    def _get_errors_for_bulk_import_profiles_job(self, request: Request, params: dict[str, str]) -> Response:
+        job = self.jobs.get(params["id"])
+        if job is None:
+            return error(404, "not_found", "Job not found.")
+        size = int(request.param("page[size]") or 20)
+        if size > 100:
+            self.violation("import-errors: page[size] above 100")
+        start = int(request.param("page[cursor]") or 0)
+        page = job["errors"][start:start + size]
+        base = f"{self.url}/api/profile-bulk-import-jobs/{params['id']}/import-errors"
+        links = {"self": base}
+        if start + size < len(job["errors"]):
+            links["next"] = f"{base}?page%5Bsize%5D={size}&page%5Bcursor%5D={start + size}"
+        return Response(200, {"data": page, "links": links}, content_type=MEDIA)
+
+    def _get_profiles(self, request: Request) -> Response:
+        unknown = sorted(set(request.query) - {"filter", "fields[profile]", "page[size]", "page[cursor]", "sort", "additional-fields[profile]"})
+        if unknown:
+            self.violation(f"get_profiles: unknown query parameters {unknown}")
+        match = re.fullmatch(r'any\(external_id,(\[.*\])\)|equals\(external_id,(".*")\)', request.param("filter") or "")
+        if not match:
+            self.violation(f"get_profiles: filter {request.param('filter')!r} is not Klaviyo's any()/equals() on external_id")
+            return error(400, "invalid", "Invalid filter.")
+        wanted = json.loads(match.group(1)) if match.group(1) else [json.loads(match.group(2))]
+        if int(request.param("page[size]") or 20) > 100 or len(wanted) > 100:
+            self.violation("get_profiles: more than 100 per page")
+        with self.lock:
+            data = [{"type": "profile", "id": self.profiles[x]["id"], "attributes": {"external_id": x}} for x in wanted if x in self.profiles]
+        return Response(200, {"data": data, "links": {"self": f"{self.url}/api/profiles"}}, content_type=MEDIA)
+
+    def _remove_profiles_from_list(self, request: Request, params: dict[str, str]) -> Response:
+        ids = {item["id"] for item in json.loads(request.body)["data"]}
+        if len(ids) > MAX_RELATIONSHIPS:
+            self.violation(f"remove_profiles_from_list: {len(ids)} profiles (max {MAX_RELATIONSHIPS})")
+            return error(400, "invalid", "At most 1000 profiles per call.")
+        with self.lock:
+            for key, profile in self.profiles.items():
+                if profile["id"] in ids:
+                    profile["lists"].discard(params["id"])
+                    self.deliveries[key] += 1
+        return Response(204)
+
+    def _add_profiles_to_list(self, request: Request, params: dict[str, str]) -> Response:
+        ids = {item["id"] for item in json.loads(request.body)["data"]}
+        with self.lock:
+            for profile in self.profiles.values():
+                if profile["id"] in ids:
+                    profile["lists"].add(params["id"])
+        return Response(204)
+
+    # ---- test helpers ---------------------------------------------------------------------------
+    def members_of(self, list_id: str) -> set[str]:
+        with self.lock:
+            return {key for key, p in self.profiles.items() if list_id in p["lists"]}
+

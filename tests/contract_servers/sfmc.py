@@ -1,0 +1,119 @@
+"""Salesforce Marketing Cloud: OAuth2 client credentials + async data extension rows.
+
+Enforced: POST /v2/token with grant_type=client_credentials and the right client id/secret
+(JSON body); REST calls with `Authorization: Bearer <a live token>` (tokens expire after
+`token_ttl` seconds or when revoked: 401); PUT /data/v1/async/dataextensions/key:{key}/rows with
+a non-empty `items` array whose rows carry the data extension's primary key (SubscriberKey,
+Segment) and only its columns; GET .../{requestId}/status (Pending first, then Complete with
+hasErrors) and /results. Rows with an invalid address are rejected with errorCode/message.
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from tests.contract_servers.base import ContractServer, Request, Response
+
+COLUMNS = {"SubscriberKey", "Segment", "InSegment", "EmailAddress", "FirstName", "LastName", "Country", "City"}
+PRIMARY_KEY = ("SubscriberKey", "Segment")
+
+
+class SfmcServer(ContractServer):
+    name = "sfmc"
+
+    def __init__(self, *, client_id: str, client_secret: str, data_extension_key: str, invalid_emails: Iterable[str] = (),
+                 token_ttl: float = 1080.0, polls_until_complete: int = 1, latency: float = 0.0) -> None:
+        super().__init__(latency=latency)
+        self.client_id, self.client_secret, self.key = client_id, client_secret, data_extension_key
+        self.invalid = {e.lower() for e in invalid_emails}
+        self.token_ttl, self.polls_until_complete = token_ttl, polls_until_complete
+        self.tokens: dict[str, float] = {}
+        self.async_requests: dict[str, dict[str, Any]] = {}
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.tokens_issued = 0
+
+    def handle(self, request: Request) -> Response:
+        if request.path == "/v2/token":
+            return self._token(request)
+        token = (request.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if not (request.headers.get("Authorization") or "").startswith("Bearer "):
+            self.violation(f"{request.method} {request.path} without a Bearer token")
+            return Response(401, {"message": "Not Authorized", "errorcode": 0})
+        with self.lock:
+            expires = self.tokens.get(token)
+        if expires is None or expires < time.monotonic():
+            return Response(401, {"message": "Not Authorized", "errorcode": 0, "documentation": ""})
+        if request.method == "PUT" and request.path == f"/data/v1/async/dataextensions/key:{self.key}/rows":
+            return self._upsert(request)
+        parts = request.path.split("/")
+        if request.method == "GET" and len(parts) == 6 and parts[:4] == ["", "data", "v1", "async"]:
+            entry = self.async_requests.get(parts[4])
+            if entry is None:
+                return Response(404, {"message": "request not found"})
+            return self._status(parts[4], entry) if parts[5] == "status" else self._results(entry)
+        self.violation(f"unknown route {request.method} {request.path}")
+        return Response(404, {"message": "Not found", "errorcode": 10002})
+
+    def _token(self, request: Request) -> Response:
+        body = request.json() if request.body else {}
+        if request.method != "POST" or not isinstance(body, dict) or body.get("grant_type") != "client_credentials":
+            self.violation("token: POST a JSON body with grant_type=client_credentials")
+            return Response(400, {"error": "unsupported_grant_type"})
+        if body.get("client_id") != self.client_id or body.get("client_secret") != self.client_secret:
+            return Response(401, {"error": "invalid_client", "error_description": "Invalid client ID."})
+        token = secrets.token_urlsafe(24)
+        with self.lock:
+            self.tokens[token] = time.monotonic() + self.token_ttl
+            self.tokens_issued += 1
+        return Response(200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl),
+                              "scope": "data_extensions_write", "rest_instance_url": self.url + "/"})
+
+    def _upsert(self, request: Request) -> Response:
+        body = request.json()
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            self.violation("rows: body must be {items: [...]} with at least one row")
+            return Response(400, {"message": "items is required", "errorcode": 10006})
+        for index, row in enumerate(items):
+            missing = [k for k in PRIMARY_KEY if not row.get(k)]
+            unknown = sorted(set(row) - COLUMNS)
+            if missing or unknown:
+                self.violation(f"rows: items[{index}] lacks primary key {missing} or has unknown columns {unknown}")
+                return Response(400, {"message": f"items[{index}] invalid", "errorcode": 10006})
+        request_id = secrets.token_hex(16)
+        results = []
+        with self.lock:
+            for row in items:
+                email = (row.get("EmailAddress") or "").lower()
+                if email and email in self.invalid:
+                    results.append({"errorCode": "InvalidEmailAddress", "message": f"Invalid email address: {email}", "status": "Error"})
+                    continue
+                key = (row["SubscriberKey"], row["Segment"])
+                self.rows.setdefault(key, {}).update(row)
+                self.deliveries[row["SubscriberKey"]] += 1
+                results.append({"status": "OK"})
+            self.async_requests[request_id] = {"results": results, "polls": 0}
+        return Response(202, {"requestId": request_id, "resultMessages": []})
+
+    def _status(self, request_id: str, entry: dict[str, Any]) -> Response:
+        with self.lock:
+            entry["polls"] += 1
+            done = entry["polls"] >= self.polls_until_complete
+        has_errors = any(r["status"] != "OK" for r in entry["results"])
+        status = {"requestStatus": "Complete" if done else "Pending", "hasErrors": done and has_errors,
+                  "resultStatus": "OK", "requestId": request_id, "callDateTime": "2026-11-01T00:00:00"}
+        return Response(200, {"status": status, "requestId": secrets.token_hex(8)})
+
+    def _results(self, entry: dict[str, Any]) -> Response:
+        items = [r for r in entry["results"] if r["status"] != "OK"]
+        return Response(200, {"page": 1, "pageSize": 50, "count": len(items), "items": items})
+
+    def revoke_tokens(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    def members(self, segment: str) -> set[str]:
+        with self.lock:
+            return {k for (k, s), row in self.rows.items() if s == segment and row.get("InSegment")}

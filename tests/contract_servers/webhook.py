@@ -1,0 +1,78 @@
+"""A receiver of lakecdp's signed webhook: checks the signature and timestamp, honours Idempotency-Key.
+
+The first response per Idempotency-Key is stored and replayed for any repeat (the body must be
+the same), so `deliveries` counts each member once per distinct key however often a batch is
+resent; `raw_deliveries` counts every arrival. A rate limit (sliding window) and a latency are
+configurable; rejected members are answered in `rejected`.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from lakecdp.export.adapters.webhook import verify
+from tests.contract_servers.base import ContractServer, Request, Response, SlidingWindow, rate_limited
+
+
+class WebhookServer(ContractServer):
+    name = "webhook"
+
+    def __init__(self, *, secret: str, invalid_customers: Iterable[str] = (), flaky_customers: Iterable[str] = (),
+                 rate_limit: tuple[int, float] | None = (20, 1.0), tolerance_s: float = 300, latency: float = 0.0) -> None:
+        super().__init__(latency=latency)
+        self.secret = secret.encode()
+        self.invalid, self.flaky = set(invalid_customers), set(flaky_customers)
+        self.window = SlidingWindow(*rate_limit) if rate_limit else None
+        self.tolerance_s = tolerance_s
+        self.responses: dict[str, tuple[str, Response]] = {}   # idempotency key -> (body digest, response)
+        self.raw_deliveries: Counter = Counter()
+        self.members: dict[str, set[str]] = {}                 # segment -> customer ids currently in it
+        self.replays = 0
+
+    def handle(self, request: Request) -> Response:
+        if request.method != "POST":
+            self.violation(f"unexpected {request.method} {request.path}")
+            return Response(405, {"error": "POST only"})
+        if not verify(self.secret, request.headers, request.body, now=time.time(), tolerance_s=self.tolerance_s):
+            self.violation("bad or stale signature")
+            return Response(401, {"error": "invalid signature"})
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            self.violation("request without Idempotency-Key")
+            return Response(400, {"error": "Idempotency-Key required"})
+        if self.window is not None and rate_limited([self.window], request.arrived_at) is not None:
+            self.violation(f"more than {self.window.limit} requests in {self.window.seconds:g}s")
+            return Response(429, {"error": "slow down"}, headers={"Retry-After": "1"})
+        digest = hashlib.sha256(request.body).hexdigest()
+        with self.lock:
+            stored = self.responses.get(key)
+            document = request.json()
+            for member in document["members"]:
+                self.raw_deliveries[member["customer_id"]] += 1
+            if stored is not None:
+                if stored[0] != digest:
+                    self.violation(f"Idempotency-Key {key} reused for a different body")
+                self.replays += 1
+                return stored[1]
+            response = self._apply(document)
+            self.responses[key] = (digest, response)
+            return response
+
+    def _apply(self, document: dict[str, Any]) -> Response:
+        rejected = []
+        members = document["members"]
+        segment = self.members.setdefault(document["segment"], set())
+        for member in members:
+            customer_id = member["customer_id"]
+            if "@" in str(member.get("email_sha256", "")) or len(member.get("email_sha256") or "") != 64:
+                self.violation("email_sha256 is not a SHA-256 hex digest")
+            if customer_id in self.invalid or (customer_id in self.flaky and len(members) > 1):
+                self.flaky.discard(customer_id)
+                rejected.append({"customer_id": customer_id, "reason": "unknown recipient"})
+                continue
+            (segment.discard if member["action"] == "remove" else segment.add)(customer_id)
+            self.deliveries[customer_id] += 1
+        return Response(200, {"accepted": len(members) - len(rejected), "rejected": rejected})

@@ -1,0 +1,137 @@
+"""The content snapshot (delta-rs, no Spark), the HTTP API on 127.0.0.1, merge fields and `content preview`."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import httpx
+import pyarrow as pa
+import pytest
+from deltalake import write_deltalake
+
+from lakecdp.cli import main
+from lakecdp.clock import FrozenClock
+from lakecdp.collector.server import CollectorThread
+from lakecdp.config import load_settings
+from lakecdp.content.api import create_app
+from lakecdp.content.service import merge_fields, open_content_service
+from lakecdp.experiments.assign import holdout_epoch
+from lakecdp.experiments.settings import parse_experiment_settings
+from lakecdp.lake.delta_rs import arrow_schema
+from lakecdp.lake.tables import table
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+AGO = NOW - timedelta(days=2)
+
+
+def write_table(root, name, rows: list[dict], mode="overwrite"):
+    """Rows in the table's declared schema (missing nullable columns null, missing required ones zero-like)."""
+    schema = arrow_schema(table(name))
+    defaults = {pa.string(): "", pa.bool_(): False, pa.int64(): 0, pa.int32(): 0, pa.float64(): 0.0, pa.date32(): NOW.date()}
+    columns = {}
+    for field in schema:
+        fill = None if field.nullable else defaults.get(field.type, NOW)
+        columns[field.name] = pa.array([row.get(field.name, fill) for row in rows], type=field.type)
+    write_deltalake(f"{root}/{name}", pa.table(columns, schema=schema), mode=mode)
+
+
+def event(message_id, customer_id, name, at, **fields):
+    return {"message_id": message_id, "type": "track", "event": name, "customer_id": customer_id, "user_id": fields.pop("user_id", customer_id),
+            "timestamp": at, "received_at": at, "event_date": at.date(), **fields}
+
+
+@pytest.fixture(scope="module")
+def lake_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("content") / "lake")
+    people = [
+        ("cust_loyal", "Ann", True), ("cust_cart", "Ben", True), ("cust_optout", "Cid", False),
+        ("cust_unsub", "Dee", True), ("cust_resub", "Eve", True), ("cust_held", "Fay", True),
+    ]
+    write_table(root, "customers", [
+        {"customer_id": c, "email": f"{c}@example.com", "first_name": n, "country": "DE", "marketing_opt_in": o, "source": "test",
+         "updated_at": AGO, "signup_date": date(2025, 1, 1)} for c, n, o in people
+    ])
+    write_table(root, "profile_features", [
+        {"customer_id": "cust_loyal", "frequency": 4, "last_category_viewed": "shoes", "as_of": NOW},
+        {"customer_id": "cust_cart", "frequency": 0, "has_open_cart": True, "last_category_viewed": "home", "as_of": NOW},
+        {"customer_id": "cust_optout", "frequency": 9, "last_category_viewed": "shoes", "as_of": NOW},
+        {"customer_id": "cust_unsub", "frequency": 9, "as_of": NOW},
+        {"customer_id": "cust_resub", "frequency": 9, "as_of": NOW},
+    ])
+    write_table(root, "segment_membership", [
+        {"segment": "cart_abandoned_48h", "customer_id": "cust_cart", "entered_at": AGO, "rule_version": "v1", "evaluated_at": NOW},
+    ])
+    write_table(root, "recommendations", [
+        {"customer_id": "cust_loyal", "rank": r, "product_id": f"prod_{r}", "product_name": f"Thing {r}", "category": "shoes",
+         "price": 10.0 * r, "score": 1.0 / r, "source": "cf", "generated_at": NOW} for r in range(1, 6)
+    ])
+    add_props = json.dumps({"name": "Oak Lamp", "price": 45.0})
+    write_table(root, "events", [
+        # the cart was filled anonymously, then the device was linked to cust_cart
+        event("e1", "anon-1", "Product Added", AGO, user_id=None, anonymous_id="anon-1", product_id="prod_7", price=45.0, quantity=1, cart_id="cart1", properties_json=add_props),
+        event("e2", "anon-1", "Product Added", AGO + timedelta(minutes=1), user_id=None, anonymous_id="anon-1", product_id="prod_8", price=5.0, quantity=1, cart_id="cart1"),
+        event("e3", "anon-1", "Product Removed", AGO + timedelta(minutes=2), user_id=None, anonymous_id="anon-1", product_id="prod_8", cart_id="cart1"),
+        event("e4", "cust_unsub", "Unsubscribed", AGO),
+        event("e5", "cust_resub", "Unsubscribed", AGO - timedelta(days=5)),
+        event("e6", "cust_resub", "Subscribed", AGO),
+    ])
+    write_table(root, "identity_links", [{"anonymous_id": "anon-1", "customer_id": "cust_cart", "linked_at": AGO, "is_active": True}])
+    # The persisted global-holdout draw of the current epoch decides, not the hash fallback.
+    epoch = holdout_epoch(parse_experiment_settings(load_settings(env={}).experiments), NOW)
+    write_table(root, "global_holdout", [
+        {"epoch": epoch, "customer_id": c, "stratum": "s", "is_holdout": c == "cust_held", "drawn_at": AGO} for c, _, _ in people
+    ] + [{"epoch": epoch, "customer_id": "cust_held", "stratum": "s", "is_holdout": True, "drawn_at": AGO}])
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(lake_root):
+    return open_content_service(load_settings(env={}), lake_root=lake_root, clock=FrozenClock(NOW))
+
+
+def test_consent_decides_who_is_personalized(service):
+    customers = ("cust_loyal", "cust_cart", "cust_optout", "cust_unsub", "cust_resub", "cust_held", "cust_nobody")
+    reasons = {c: service.decide(c).reason for c in customers}
+    assert reasons == {
+        "cust_loyal": None, "cust_cart": None, "cust_resub": None,        # re-subscribed after the unsubscribe
+        "cust_optout": "no marketing opt-in", "cust_unsub": "unsubscribed after latest opt-in", "cust_nobody": "unknown customer",
+        "cust_held": "global holdout",
+    }
+
+
+def test_snapshot_builds_carts_from_events_through_identity_links(service):
+    decision = service.decide("cust_cart")
+    assert decision.blocks["offer"] == "urgency_cart"
+    assert decision.tokens["cart_items"] == [{"product_id": "prod_7", "name": "Oak Lamp", "price": 45.0, "quantity": 1}]
+
+
+def test_snapshot_holds_no_email_addresses(service):
+    contexts = service.store.snapshot.contexts
+    assert "@" not in repr(contexts)
+
+
+def test_api_answers_from_the_snapshot_and_refreshes(lake_root, service):
+    with CollectorThread(create_app(service, refresh_in_background=False)) as server, httpx.Client(base_url=server.url) as client:
+        body = client.get("/v1/content/cust_loyal").json()
+        assert body["personalized"] and body["tokens"]["first_name"] == "Ann"
+        assert {b["slot"]: b["block_id"] for b in body["blocks"]} == {"hero": "hero_category", "offer": "loyalty_offer", "products": "product_grid_recs"}
+        assert [p["product_id"] for p in body["tokens"]["recommended_products"]] == ["prod_1", "prod_2", "prod_3", "prod_4"]
+        generic = client.get("/v1/content/cust_optout").json()
+        assert not generic["personalized"] and generic["tokens"]["first_name"] == "there" and "Cid" not in json.dumps(generic)
+        assert client.get("/healthz").json()["customers"] == 6
+        # an opt-out lands in bronze: the next refresh stops personalization
+        write_table(lake_root, "events", [event("e7", "cust_loyal", "Unsubscribed", NOW - timedelta(minutes=1))], mode="append")
+        assert service.store.refresh()
+        assert client.get("/v1/content/cust_loyal").json()["reason"] == "unsubscribed after latest opt-in"
+        assert not service.store.refresh()   # nothing moved since
+
+
+def test_merge_fields_and_preview_cli(lake_root, tmp_path):
+    fields = merge_fields("cust_cart", settings=load_settings(env={}), lake_root=lake_root)
+    assert fields["BLK_OFFER"] == "urgency_cart" and fields["CARTITEMS"] == "Oak Lamp" and fields["FNAME"] == "Ben"
+    out = tmp_path / "preview.html"
+    assert main(["content", "preview", "cust_cart", "--lake", lake_root, "--out", str(out), "--at", NOW.isoformat()]) == 0
+    html = out.read_text()
+    assert "Still thinking it over, Ben?" in html and "Oak Lamp" in html and "$45.00" in html
