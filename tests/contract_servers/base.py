@@ -5,7 +5,6 @@ import json
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -114,7 +113,7 @@ class ContractServer:
                 parts = urlsplit(self.path)
                 request = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), self.headers, body, time.monotonic())
                 response = server._dispatch(request)
-                payload = self.wfile_payload = response.encoded()
+                payload = response.encoded()
                 self.send_response(response.status)
                 if payload:
                     self.send_header("Content-Type", response.content_type)
@@ -228,5 +227,3 @@ def rate_limited(windows: list[SlidingWindow], now: float) -> SlidingWindow | No
         window.admit(now)
     return None
 
-
-Handler = Callable[[Request], Response]
