@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Local Airflow for the lakecdp DAGs: `airflow standalone` (API server + UI, scheduler, DAG processor,
+# triggerer) on 127.0.0.1, state in ./airflow_home (git-ignored), DAGs from ./dags.
+#
+#   infra/airflow.sh start     # start in the background, wait until healthy, print the URL and login
+#   infra/airflow.sh stop      # stop the whole process group (scheduler and workers included)
+#   infra/airflow.sh status
+#
+# The API server and UI listen on 127.0.0.1 only. Airflow 3.3.2's own log servers (ports 8793 and
+# 8794, token-authenticated) bind every interface: `standalone` has no setting for their host.
+#
+# Environment: LAKECDP_AIRFLOW_PORT (default 8080), AIRFLOW_HOME (default ./airflow_home),
+# LAKECDP_CONF_DIR / LAKECDP__* as for every lakecdp command, LAKECDP_SPARK_SUBMIT to run the heavy
+# tasks through `spark-submit jobs/<job>.py` instead of in-process.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$REPO/.venv}"
+PORT="${LAKECDP_AIRFLOW_PORT:-8080}"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$REPO/airflow_home}"
+PIDFILE="$AIRFLOW_HOME/standalone.pgid"
+LOG="$AIRFLOW_HOME/standalone.log"
+
+# `airflow standalone` starts its components as `airflow ...` subprocesses: the venv must be on PATH.
+export PATH="$VENV/bin:$PATH"
+export AIRFLOW__CORE__DAGS_FOLDER="$REPO/dags"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__API__HOST=127.0.0.1
+export AIRFLOW__API__PORT="$PORT"
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$PORT/execution/"
+export AIRFLOW__CORE__PARALLELISM=4          # 2-core machines: more only queues Spark jobs against each other
+# What the tasks need, as `make` sets it for the CLI: Spark on loopback with the venv's Python.
+export SPARK_LOCAL_IP=127.0.0.1
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$VENV/bin/python}"
+export GX_ANALYTICS_ENABLED=false
+export LAKECDP_CONF_DIR="${LAKECDP_CONF_DIR:-$REPO/conf}"
+
+health_url="http://127.0.0.1:$PORT/api/v2/monitor/health"
+
+running_pgid() {
+  [ -f "$PIDFILE" ] || return 1
+  local pgid
+  pgid="$(cat "$PIDFILE")"
+  # Still alive if any process is left in the group.
+  if pgrep -g "$pgid" >/dev/null 2>&1; then echo "$pgid"; else return 1; fi
+}
+
+start() {
+  if pgid="$(running_pgid)"; then
+    echo "airflow already running (process group $pgid): http://127.0.0.1:$PORT"
+    return 0
+  fi
+  command -v airflow >/dev/null || { echo "no airflow in $VENV/bin: run 'make setup' first" >&2; exit 1; }
+  mkdir -p "$AIRFLOW_HOME"
+  cd "$REPO"   # ./lake and ./landing (conf defaults) resolve in the repo, as for `lakecdp demo`
+  # setsid: a new session and process group, so stop can signal every component at once.
+  setsid airflow standalone >"$LOG" 2>&1 < /dev/null &
+  local pid=$!
+  local pgid
+  pgid="$(ps -o pgid= -p "$pid" | tr -d ' ')"
+  echo "$pgid" >"$PIDFILE"
+  echo "starting airflow standalone (process group $pgid), log: $LOG"
+  for _ in $(seq 1 120); do
+    if curl -fsS "$health_url" >/dev/null 2>&1; then
+      echo "airflow is up: http://127.0.0.1:$PORT"
+      local passwords="$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated"
+      [ -f "$passwords" ] && echo "login: admin / password in $passwords"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "airflow standalone exited; last lines of $LOG:" >&2
+      tail -n 30 "$LOG" >&2
+      rm -f "$PIDFILE"
+      exit 1
+    fi
+    sleep 1
+  done
+  echo "airflow did not become healthy in 120 s; see $LOG (still running: infra/airflow.sh stop)" >&2
+  exit 1
+}
+
+stop() {
+  local pgid
+  if ! pgid="$(running_pgid)"; then
+    echo "airflow is not running"
+    rm -f "$PIDFILE"
+    return 0
+  fi
+  kill -TERM -- "-$pgid" 2>/dev/null || true
+  for _ in $(seq 1 30); do
+    pgrep -g "$pgid" >/dev/null 2>&1 || { rm -f "$PIDFILE"; echo "airflow stopped"; return 0; }
+    sleep 1
+  done
+  echo "process group $pgid ignored TERM for 30 s: sending KILL"
+  kill -KILL -- "-$pgid" 2>/dev/null || true
+  rm -f "$PIDFILE"
+}
+
+status() {
+  if pgid="$(running_pgid)"; then
+    if curl -fsS "$health_url" >/dev/null 2>&1; then state="healthy"; else state="starting or unhealthy"; fi
+    echo "airflow running (process group $pgid, $state): http://127.0.0.1:$PORT"
+  else
+    echo "airflow is not running"
+    return 3
+  fi
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
