@@ -14,6 +14,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from models.drift import DriftReference
+from models.errors import TrainingDataError
 from models.feature_names import describe_direction
 from models.settings import ClusteringSettings
 from models.transforms import signed_log1p
@@ -49,7 +50,11 @@ class ClusterModel:
 
     def assign(self, frame: pd.DataFrame) -> np.ndarray:
         """Stable cluster id of every row."""
-        return self.stable_ids[self.kmeans.predict(self.space.transform(frame[list(self.features)]))]
+        return self.assign_matrix(frame[list(self.features)].to_numpy(dtype=float))
+
+    def assign_matrix(self, values: np.ndarray) -> np.ndarray:
+        """Stable cluster ids for a matrix whose columns are `features`, in order."""
+        return self.stable_ids[self.kmeans.predict(self.space.transform(values))]
 
     def label_of(self, cluster_ids: np.ndarray) -> np.ndarray:
         return np.array([self.labels[int(i)] for i in cluster_ids], dtype=object)
@@ -79,7 +84,7 @@ def silhouette_search(points: np.ndarray, settings: ClusteringSettings, seed: in
         curve[k] = float(silhouette_score(points[sample], assigned)) if len(set(assigned)) > 1 else -1.0
         fitted[k] = model
     if not fitted:
-        raise ValueError(f"clustering needs more than {settings.k_min} profiles, got {len(points)}")
+        raise TrainingDataError(f"clustering needs more than {settings.k_min} profiles, got {len(points)}")
     return curve, fitted
 
 
@@ -136,13 +141,18 @@ def fit_clusters(
 ) -> ClusterModel:
     """Fit the cluster model on profile features; ids follow `previous` when the features match."""
     features = tuple(settings.features)
-    space = behaviour_space().fit(frame[list(features)])
-    points = space.transform(frame[list(features)])
+    values = frame[list(features)].to_numpy(dtype=float)
+    space = behaviour_space().fit(values)
+    points = space.transform(values)
     # OpenMP threads spin while waiting: on a shared machine more threads than free cores run 10-30x slower.
+    # Choosing k needs a sample, not every profile; only the chosen k is fitted on everything.
+    searched = points
+    if len(points) > settings.search_rows:
+        searched = points[np.random.default_rng(seed).choice(len(points), size=settings.search_rows, replace=False)]
     with threadpool_limits(limits=threads):
-        curve, fitted = silhouette_search(points, settings, seed)
-    best_k = max(curve, key=lambda k: (curve[k], -k))
-    kmeans = fitted[best_k]
+        curve, fitted = silhouette_search(searched, settings, seed)
+        best_k = max(curve, key=lambda k: (curve[k], -k))
+        kmeans = fitted[best_k] if len(searched) == len(points) else fit_kmeans(points, best_k, settings, seed)
     assigned = kmeans.predict(points)
     if previous is not None and previous.features == features:
         projected = space.named_steps["scale"].transform(previous.centres_before_scaling())
@@ -166,7 +176,7 @@ def fit_clusters(
 
 def clustering_quality(model: ClusterModel, frame: pd.DataFrame, *, sample: int, seed: int) -> float:
     """Silhouette of a model's own assignment on `frame` (to compare a champion and a challenger on the same data)."""
-    points = model.space.transform(frame[list(model.features)])
+    points = model.space.transform(frame[list(model.features)].to_numpy(dtype=float))
     rng = np.random.default_rng(seed)
     rows = rng.choice(len(points), size=min(len(points), sample), replace=False)
     assigned = model.kmeans.predict(points[rows])

@@ -81,8 +81,8 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
 
     from lakecdp.clock import SystemClock
+    from models.errors import TrainingDataError
     from models.registry import RegistryError
-    from models.snapshots import SnapshotError
     from models.training import train_models
 
     model_settings, lake_root, registry = _context(args, settings)
@@ -91,7 +91,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
         outcome = train_models(
             _open_lake(settings, lake_root), model_settings, registry, clock=SystemClock(), as_of=args.as_of, truth=truth, log=print
         )
-    except (RegistryError, SnapshotError) as exc:
+    except (RegistryError, TrainingDataError) as exc:
         return _fail(exc)
     for registered in (outcome.clusters, outcome.intent):
         print(f"{registered.ref}: {'PROMOTED' if registered.promoted else 'kept champion'} - {registered.reason}")
@@ -102,6 +102,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
 def _score(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
+    from models.errors import TrainingDataError
     from models.registry import RegistryError
     from models.scoring import score_lake
 
@@ -109,7 +110,7 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     customers = [c.strip() for c in args.customers.split(",") if c.strip()] if args.customers else None
     try:
         outcome = score_lake(_open_lake(settings, lake_root), model_settings, registry, clock=SystemClock(), as_of=args.as_of, customers=customers)
-    except RegistryError as exc:
+    except (RegistryError, TrainingDataError) as exc:
         return _fail(exc)
     print(
         f"scored {outcome.rows:,} profiles as of {outcome.as_of.isoformat()} with purchase_intent/{outcome.intent_version} "
@@ -136,7 +137,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
             ref = ModelRef(name, version)
             card, drift = registry.card(ref), registry.drift(ref)
             marks = ("champion " if champion and champion.version == version else "") + ("needs-retraining" if drift.get("needs_retraining") else "")
-            print(f"  {version}  {card.get('created_at', '')[:19]}  {card.get('model', ''):<58} {_headline(card):<28} {marks}")
+            print(f"  {version}  {card.get('created_at', '')[:19]}  {card.get('model', ''):<62} {_headline(card):<28} {marks}")
     return 0
 
 

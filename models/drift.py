@@ -63,7 +63,7 @@ def drift_report(reference: DriftReference, frame: pd.DataFrame, scores: np.ndar
     if score_psi is not None and score_psi > threshold:
         reasons.insert(0, f"score PSI {score_psi:.3f} > {threshold}")
     return {
-        "rows": int(len(frame)),
+        "rows": len(frame),
         "threshold": threshold,
         "score_psi": score_psi,
         "feature_psi": feature_psi,

@@ -8,9 +8,11 @@ a shop that only sends order history still gets a complete feature row.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import lru_cache
 from zoneinfo import available_timezones
 
-from pyspark.sql import Column, DataFrame, functions as F
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from models.feature_names import affinity_column, feature_columns
 from models.settings import ModelSettings
@@ -30,8 +32,6 @@ UNSUBSCRIBED = "Unsubscribed"
 EMAIL_EVENTS = (EMAIL_DELIVERED, EMAIL_OPEN, EMAIL_CLICK, UNSUBSCRIBED)
 ORDER_ITEMS_SCHEMA = "array<struct<category:string,price:double,quantity:int>>"
 ITEMS_TYPE = "array<struct<category:string,price:double,weight:double>>"
-# Spark fails the whole job on an unknown zone id; anything else is read as UTC.
-KNOWN_TIMEZONES = sorted(available_timezones())
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -39,6 +39,23 @@ MODEL_EVENT_COLUMNS = (
     "customer_id", "user_id", "anonymous_id", "type", "event", "timestamp", "received_at",
     "category", "product_id", "price", "revenue", "time_on_page_s", "device_type", "timezone",
 )
+
+
+@lru_cache(maxsize=1)
+def _jvm_zone_ids(spark: SparkSession) -> frozenset[str]:
+    try:
+        return frozenset(spark.sparkContext._jvm.java.time.ZoneId.getAvailableZoneIds())
+    except AttributeError:  # Spark Connect: no JVM gateway; region ids are the safe subset
+        return frozenset(z for z in available_timezones() if "/" in z)
+
+
+def known_timezones(spark: SparkSession) -> list[str]:
+    """Zone ids both Python and Spark's JVM know.
+
+    Spark fails the whole job on a zone id its JVM lacks (Java 17 rejects 'EST', 'Factory' and
+    zones newer than its tzdata, such as 'America/Coyhaique'); events with any other zone are read as UTC.
+    """
+    return sorted(_jvm_zone_ids(spark) & available_timezones())
 
 
 def model_events(events: DataFrame) -> DataFrame:
@@ -67,7 +84,7 @@ def _within(window: timedelta) -> Column:
 
 def with_event_flags(visible: DataFrame, settings: ModelSettings) -> DataFrame:
     """Add the booleans and local-time parts every aggregate below filters on (one projection, cheap to analyse)."""
-    safe_zone = F.when(F.col("timezone").isin(KNOWN_TIMEZONES), F.col("timezone")).otherwise(F.lit("UTC"))
+    safe_zone = F.when(F.col("timezone").isin(known_timezones(visible.sparkSession)), F.col("timezone")).otherwise(F.lit("UTC"))
     with_zone = visible.select("*", safe_zone.alias("safe_zone"))
     local_time = F.from_utc_timestamp(F.col("timestamp"), F.col("safe_zone"))
     coupon = F.get_json_object("properties_json", "$.coupon")
@@ -92,7 +109,7 @@ def _count_where(condition: Column) -> Column:
 
 
 def _activity_aggregates() -> list[Column]:
-    is_event = lambda name: F.col("event") == name  # noqa: E731 - reads better than five helpers
+    is_event = lambda name: F.col("event") == name
     win, recent, shop = F.col("in_window"), F.col("in_recent"), F.col("is_shop_activity")
     hour = F.col("local_hour")
     device = F.col("device_type")
@@ -145,7 +162,7 @@ def with_items(flagged: DataFrame) -> DataFrame:
     aggregation serve every feature.
     """
     ordered = F.from_json(F.get_json_object("properties_json", "$.products"), ORDER_ITEMS_SCHEMA)
-    as_item = lambda category, price, weight: F.struct(category.alias("category"), price.alias("price"), weight.cast("double").alias("weight"))  # noqa: E731
+    as_item = lambda category, price, weight: F.struct(category.alias("category"), price.alias("price"), weight.cast("double").alias("weight"))
     items = (
         F.when(F.col("in_window") & F.col("event").isin(PRODUCT_VIEW, CART_ADD), F.array(as_item(F.col("category"), F.col("price"), F.lit(1.0))))
         .when(F.col("in_window") & F.col("is_order"), F.transform(F.coalesce(ordered, F.array()), lambda x: as_item(x["category"], x["price"], F.coalesce(x["quantity"], F.lit(1)))))

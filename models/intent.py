@@ -16,6 +16,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from models.drift import DriftReference
+from models.errors import TrainingDataError
 from models.metrics import classification_metrics
 from models.settings import IntentSettings
 from models.transforms import signed_log1p
@@ -62,6 +63,7 @@ def build_estimator(candidate: Candidate, settings: IntentSettings, seed: int):
         max_leaf_nodes=params["max_leaf_nodes"],
         max_iter=settings.gbm_max_iter,
         l2_regularization=1.0,
+        early_stopping=True,  # also below 10k rows (sklearn's "auto" threshold), where overfitting is likeliest
         random_state=seed,
     )
 
@@ -73,7 +75,7 @@ class ScoreCalibrator:
         self.method = method
         self._model: Any = None
 
-    def fit(self, raw: np.ndarray, y: np.ndarray) -> "ScoreCalibrator":
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> ScoreCalibrator:
         if self.method == "isotonic":
             self._model = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
         else:
@@ -107,7 +109,11 @@ class IntentModel:
 
     def probability(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of an order within the horizon."""
-        return np.clip(self.calibrator.transform(self.raw_probability(frame)), 0.0, 1.0)
+        return self.probability_matrix(frame[list(self.features)].to_numpy(dtype=float))
+
+    def probability_matrix(self, values: np.ndarray) -> np.ndarray:
+        """Calibrated probability for a matrix whose columns are `features`, in order."""
+        return np.clip(self.calibrator.transform(self.estimator.predict_proba(values)[:, 1]), 0.0, 1.0)
 
     def decile(self, probability: np.ndarray) -> np.ndarray:
         """1 = the most likely tenth of buyers (as cut on the validation population), 10 = the least."""
@@ -169,7 +175,10 @@ def fit_intent_models(
     y = train["purchased"].to_numpy(dtype=int)
     groups = train["customer_id"].to_numpy()
     if len(np.unique(y)) < 2:
-        raise ValueError(f"the training window has {int(y.sum())} purchases among {len(y)} rows: both buyers and non-buyers are needed")
+        raise TrainingDataError(
+            f"the training window has {int(y.sum())} purchases among {len(y)} rows: both buyers and non-buyers "
+            "are needed. Fix: train on more history or a longer models.horizon"
+        )
     searched = sample_rows(len(y), settings.search_rows, seed)
     fitted_rows = sample_rows(len(y), settings.max_training_rows, seed + 1)
     method = calibration_method(settings, int(y[searched].sum()))

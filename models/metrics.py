@@ -6,7 +6,13 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import spearmanr
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import adjusted_rand_score, average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+)
 
 
 def _both_classes(y: np.ndarray) -> bool:
@@ -19,7 +25,7 @@ def classification_metrics(y: np.ndarray, probability: np.ndarray) -> dict[str, 
     probability = np.clip(np.asarray(probability, dtype=float), 1e-6, 1 - 1e-6)
     has_both = _both_classes(y)
     return {
-        "rows": int(len(y)),
+        "rows": len(y),
         "positives": int(y.sum()),
         "base_rate": float(y.mean()) if len(y) else 0.0,
         "auc": float(roc_auc_score(y, probability)) if has_both else None,
@@ -54,12 +60,12 @@ def propensity_recovery(score: np.ndarray, planted: np.ndarray) -> dict[str, flo
     """
     score, planted = np.asarray(score, dtype=float), np.asarray(planted, dtype=float)
     if len(score) < 3:
-        return {"auc_vs_planted": None, "spearman_vs_planted": None, "customers": int(len(score))}
+        return {"auc_vs_planted": None, "spearman_vs_planted": None, "customers": len(score)}
     is_likely_buyer = (planted > np.median(planted)).astype(int)
     return {
         "auc_vs_planted": float(roc_auc_score(is_likely_buyer, score)) if _both_classes(is_likely_buyer) else None,
         "spearman_vs_planted": float(spearmanr(score, planted).statistic),
-        "customers": int(len(score)),
+        "customers": len(score),
     }
 
 

@@ -10,15 +10,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, functions as F
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from threadpoolctl import threadpool_limits
 
 from lakecdp.clock import Clock
 from lakecdp.lake import Lake, table
-from models.clustering import MODEL_NAME as CLUSTER_MODEL, ClusterModel
+from models.clustering import MODEL_NAME as CLUSTER_MODEL
+from models.clustering import ClusterModel
 from models.drift import drift_report
 from models.features import features_at
-from models.intent import MODEL_NAME as INTENT_MODEL, IntentModel
+from models.intent import MODEL_NAME as INTENT_MODEL
+from models.intent import IntentModel
 from models.registry import ModelRef, ModelRegistry, RegistryError
 from models.settings import ModelSettings
 from models.snapshots import snapshot_frame
@@ -38,25 +41,35 @@ class ScoringBundle:
 
     @property
     def features(self) -> list[str]:
+        """Every feature either model reads, in the order scoring ships them."""
         return sorted(set(self.intent.features) | set(self.clusters.features))
 
-    def score_frame(self, frame: pd.DataFrame, scored_at: datetime) -> pd.DataFrame:
-        """Rows of profile_scores for a batch of feature rows (pure: no I/O)."""
+    def predict(self, customer_ids: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+        """customer_id, intent_probability, intent_decile, cluster_id for feature values whose columns follow `features`."""
+        position = {name: i for i, name in enumerate(self.features)}
+        intent_columns = [position[f] for f in self.intent.features]
+        cluster_columns = [position[f] for f in self.clusters.features]
         # One thread per Spark task: Spark already runs a task per core.
         with threadpool_limits(limits=1):
-            probability = self.intent.probability(frame)
-            cluster_ids = self.clusters.assign(frame)
+            probability = self.intent.probability_matrix(values[:, intent_columns])
+            cluster_ids = self.clusters.assign_matrix(values[:, cluster_columns])
         return pd.DataFrame(
             {
-                "customer_id": frame["customer_id"].to_numpy(),
+                "customer_id": customer_ids,
                 "intent_probability": probability,
                 "intent_decile": self.intent.decile(probability),
                 "cluster_id": cluster_ids.astype(np.int32),
-                "cluster_label": self.clusters.label_of(cluster_ids),
-                "intent_model_version": self.intent_version,
-                "cluster_model_version": self.cluster_version,
-                "scored_at": pd.Timestamp(scored_at),
             }
+        )
+
+    def score_frame(self, frame: pd.DataFrame, scored_at: datetime) -> pd.DataFrame:
+        """Rows of profile_scores for a batch of feature rows (pure: no I/O)."""
+        predicted = self.predict(frame["customer_id"].to_numpy(), frame[self.features].to_numpy(dtype=float))
+        return predicted.assign(
+            cluster_label=self.clusters.label_of(predicted["cluster_id"].to_numpy()),
+            intent_model_version=self.intent_version,
+            cluster_model_version=self.cluster_version,
+            scored_at=pd.Timestamp(scored_at),
         )
 
 
@@ -73,16 +86,45 @@ def load_champions(registry: ModelRegistry) -> ScoringBundle:
     )
 
 
+PREDICTED = "customer_id string, intent_probability double, intent_decile int, cluster_id int"
+
+
+def unpack_features(packed: pd.Series, width: int) -> np.ndarray:
+    """An Arrow list column (one array per row) as a rows x width matrix."""
+    if packed.empty:
+        return np.empty((0, width))
+    # concatenate + reshape costs half of np.stack over 50k small arrays
+    return np.concatenate(packed.to_numpy()).reshape(len(packed), width)
+
+
 def score_profiles(features: DataFrame, bundle: ScoringBundle, scored_at: datetime) -> DataFrame:
     """profile_scores rows for every feature row: the models are broadcast once, batches scored with mapInPandas."""
     shipped = features.sparkSession.sparkContext.broadcast(bundle)
 
-    def score_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def predict_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         models = shipped.value
         for batch in batches:
-            yield models.score_frame(batch, scored_at)
+            yield models.predict(batch["customer_id"].to_numpy(), unpack_features(batch["feature_values"], len(models.features)))
 
-    return features.select("customer_id", *bundle.features).mapInPandas(score_batches, schema=PROFILE_SCORES.schema)
+    # Through Python and back only what needs Python: one array column in (Spark's Arrow writer
+    # spends ~40% less CPU on it than on ~50 double columns), four columns out; labels, versions
+    # and the timestamp are constants Spark adds for free.
+    packed = F.array(*[F.col(name).cast("double") for name in bundle.features]).alias("feature_values")
+    label_of = F.create_map(*[F.lit(v) for cluster_id, label in sorted(bundle.clusters.labels.items()) for v in (cluster_id, label)])
+    return (
+        features.select("customer_id", packed)
+        .mapInPandas(predict_batches, schema=PREDICTED)
+        .select(
+            "customer_id",
+            "intent_probability",
+            "intent_decile",
+            "cluster_id",
+            label_of[F.col("cluster_id")].alias("cluster_label"),
+            F.lit(bundle.intent_version).alias("intent_model_version"),
+            F.lit(bundle.cluster_version).alias("cluster_model_version"),
+            F.lit(scored_at).cast("timestamp").alias("scored_at"),
+        )
+    )
 
 
 @contextmanager

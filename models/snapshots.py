@@ -5,12 +5,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pyspark.sql import DataFrame, SparkSession, Window, functions as F
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
 
+from models.errors import TrainingDataError
 from models.settings import ModelSettings
 
 
-class SnapshotError(ValueError):
+class SnapshotError(TrainingDataError):
     """The lake's history is too short for the configured snapshots."""
 
 

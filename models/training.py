@@ -10,18 +10,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from threadpoolctl import threadpool_limits
 
 from lakecdp.clock import Clock
 from lakecdp.lake import Lake
 from models import card as cards
-from models.clustering import MODEL_NAME as CLUSTER_MODEL, ClusterModel, clustering_quality, fit_clusters
+from models.clustering import MODEL_NAME as CLUSTER_MODEL
+from models.clustering import ClusterModel, clustering_quality, fit_clusters
 from models.drift import build_reference
+from models.errors import TrainingDataError
 from models.feature_names import feature_columns
-from models.features import features_at, model_events, purchase_labels, with_purchase_label
-from models.intent import MODEL_NAME as INTENT_MODEL, IntentModel, fit_intent_models, set_decile_edges
-from models.metrics import auc_by_group, calibration_table, classification_metrics, cluster_recovery, propensity_recovery
+from models.features import (
+    features_at,
+    model_events,
+    purchase_labels,
+    with_purchase_label,
+)
+from models.intent import MODEL_NAME as INTENT_MODEL
+from models.intent import IntentModel, fit_intent_models, set_decile_edges
+from models.metrics import (
+    auc_by_group,
+    calibration_table,
+    classification_metrics,
+    cluster_recovery,
+    propensity_recovery,
+)
 from models.provenance import code_version, library_versions
 from models.registry import ModelRef, ModelRegistry
 from models.settings import ModelSettings
@@ -52,17 +67,17 @@ class Registered:
     card: dict[str, Any]
 
 
-def model_inputs(lake: Lake, settings: ModelSettings) -> tuple[DataFrame, DataFrame | None]:
+def model_inputs(lake: Lake, settings: ModelSettings, *, events_version: int | None = None) -> tuple[DataFrame, DataFrame | None]:
     """Bronze events (the columns features use), and identity links when models resolve anonymous ids and links exist."""
     links = lake.read("identity_links") if settings.resolve_identities and lake.exists("identity_links") else None
-    return model_events(lake.read("events")), links
+    return model_events(lake.read("events", version=events_version)), links
 
 
 def event_span(events: DataFrame) -> tuple[datetime, datetime]:
     """Event time of the first and last event (fails loudly on an empty table)."""
     row = events.agg(F.min(F.unix_micros("timestamp")).alias("first"), F.max(F.unix_micros("timestamp")).alias("last")).first()
     if row is None or row["first"] is None:
-        raise ValueError("the events table is empty: load events (e.g. `lakecdp demo` or the stream) before training")
+        raise TrainingDataError("the events table is empty. Fix: load events (e.g. `lakecdp demo`, `lakecdp import` or the stream) first")
     return tuple(datetime.fromtimestamp(row[k] / 1e6, tz=timezone.utc) for k in ("first", "last"))  # type: ignore[return-value]
 
 
@@ -85,7 +100,10 @@ def _at(rows: pd.DataFrame, instant: datetime) -> pd.DataFrame:
 
 
 def prepare_training_data(lake: Lake, settings: ModelSettings, as_of: datetime | None, clock: Clock) -> TrainingData:
-    events, links = model_inputs(lake, settings)
+    """Feature rows at every snapshot of the plan, read from one pinned version of `events`."""
+    # Pin the version: the stream may append while we train, and the card must name what we read.
+    events_version = lake.version("events")
+    events, links = model_inputs(lake, settings, events_version=events_version if events_version >= 0 else None)
     first, _ = event_span(events)
     as_of = as_of or default_as_of(events, clock)
     plan = plan_snapshots(as_of, first, settings)
@@ -100,7 +118,7 @@ def prepare_training_data(lake: Lake, settings: ModelSettings, as_of: datetime |
         train=train,
         validation=_at(rows, plan.validation),
         current=_at(rows, plan.as_of),
-        events_version=lake.version("events"),
+        events_version=events_version,
         features=feature_columns(settings.categories),
     )
 
@@ -159,8 +177,8 @@ def train_clusters(
         if problem:
             promote, reason = False, problem
         else:
-            tolerance = settings.clustering.promotion_tolerance
-            promote, reason = decide_promotion(quality, champion_quality - tolerance, 0.0, "silhouette (with tolerance)")
+            # Clusters describe rather than predict: a retrain may lose a little silhouette and still replace the champion.
+            promote, reason = decide_promotion(quality, champion_quality, -settings.clustering.promotion_tolerance, "silhouette")
             comparison["assignment_agreement_with_champion"] = float(np.mean(champion.assign(population) == model.assign(population)))
     card = {
         "model": f"{type(model.kmeans).__name__}(k={model.k})",
@@ -205,7 +223,7 @@ def _cluster_truth(model: ClusterModel, current: pd.DataFrame, truth: pd.DataFra
     crosstab = pd.crosstab(known["behaviour_type"], assigned)
     return {
         "adjusted_rand_index": round(cluster_recovery(assigned, known["behaviour_type"]), 4),
-        "customers": int(len(known)),
+        "customers": len(known),
         "planted_type_by_cluster": {str(c): crosstab[c].to_dict() for c in crosstab.columns},
     }
 

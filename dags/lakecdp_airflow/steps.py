@@ -167,6 +167,8 @@ def train(p: Pipeline, as_of: datetime, events_version: int) -> dict[str, Any]:
         if submit:
             run_job(submit, "train", ["--as-of", iso(as_of), "--lake", p.lake.root])
             refs = trained_versions(registry, as_of)
+            if len(refs) != 2:
+                raise RuntimeError(f"jobs/train.py finished but {registry.root} has no pair of models for as_of {iso(as_of)}")
         else:
             outcome = train_models(p.lake, p.model_settings, registry, clock=FrozenClock(as_of), as_of=as_of, log=log.info)
             refs = {r.ref.name: r.ref for r in (outcome.clusters, outcome.intent)}
@@ -321,10 +323,10 @@ def export(p: Pipeline, report_name: str) -> dict[str, Any]:
             local = Path(folder) / "report.json"
             try:
                 run_job(submit, "export", ["--lake", p.lake.root, "--report", str(local)])
-            finally:
-                report = json.loads(local.read_text()) if local.is_file() else None
-                if report is not None:
-                    store.write_text(f"{report_name}.json", json.dumps(report, indent=2, sort_keys=True))
+            finally:   # keep the report of a stopped run too: it says which destination stopped and why
+                if local.is_file():
+                    store.write_text(f"{report_name}.json", local.read_text())
+            report = json.loads(local.read_text())
     else:
         from lakecdp.clock import SystemClock
         from lakecdp.export.adapters import Runtime

@@ -75,9 +75,11 @@ def test_every_cluster_gets_a_label_size_and_profile():
     assert "high basket" in model.labels[loyal_id] or "high frequency" in model.labels[loyal_id]
 
 
-def test_large_populations_use_minibatch_kmeans():
+def test_large_populations_choose_k_on_a_sample_and_use_minibatch_kmeans():
     frame = planted({"loyal": 300, "bargain": 300, "browser": 300, "lapsed": 300}, seed=6)
-    model = fit_clusters(frame, SETTINGS.model_copy(update={"minibatch_from_rows": 1000, "k_max": 5}), seed=7)
+    settings = SETTINGS.model_copy(update={"minibatch_from_rows": 1000, "k_max": 5, "search_rows": 600})
+    model = fit_clusters(frame, settings, seed=7)
+    assert model.k == 4 and sum(model.sizes.values()) == len(frame)
     assert isinstance(model.kmeans, MiniBatchKMeans)
     assert adjusted_rand_score(frame["kind"], model.assign(frame)) > 0.9
 

@@ -172,3 +172,27 @@ def test_export_batch_rows_and_consent_flags(spark):
     flags = {r["customer_id"]: r["is_consent_withdrawn"] for r in with_consent_withdrawn(members, consent).collect()}
     # c3 has no consent row at all: no recorded consent counts as withdrawn; removes are never flagged.
     assert flags == {"c1": False, "c2": True, "c3": True, "c4": None}
+
+
+def test_result_store_on_an_s3_lake_root():
+    """An s3:// lake keeps its results beside it, through the same storage options delta-rs uses."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        options = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                   "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+        s3 = boto3.client("s3", endpoint_url=options["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+        s3.create_bucket(Bucket="lake")
+        store = ResultStore("s3://lake/prod/_quality", options)
+        paths = store.record(result("r1", True, 7))
+        assert paths["json"] == "s3://lake/prod/_quality/profile_scores/r1.json"
+        assert store.baseline_rows("profile_scores", "r2") == 7 and store.read_text("nothing/here.json") is None
+        body = s3.get_object(Bucket="lake", Key="prod/_quality/profile_scores/r1.json")["Body"].read()
+        assert json.loads(body)["row_count"] == 7
+    finally:
+        server.stop()
