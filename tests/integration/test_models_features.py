@@ -49,6 +49,7 @@ def history() -> list[dict]:
         event(5, "cust_a", "Email Opened", at(-0.9), campaign_id="c1"),
         event(6, "cust_b", None, at(-10), type="page", page_name="Home", time_on_page_s=30.0, timezone=None, device_type=None),
         event(7, "cust_b", "Product Viewed", at(-0.5), category="home", price=20.0, product_id="p2", timezone="Not/AZone"),
+        event(10, "cust_b", "Products Searched", at(-0.4), timezone="Factory"),  # Python knows it, Java does not
         # after the snapshot: these must change labels, never features
         event(8, "cust_a", "Product Viewed", at(1), category="beauty", price=10.0, product_id="p3"),
         order(9, "cust_b", at(2), 20.0, [("home", 20.0, 1)]),
@@ -64,7 +65,7 @@ def features_of(spark, rows: list[dict], snapshots=(SNAPSHOT,), links=None) -> p
 
 def tagged(variant: str, rows: list[dict]) -> list[dict]:
     """A variant's rows under its own customer ids, so several variants share one Spark job."""
-    rename = lambda value: None if value is None else f"{variant}|{value}"  # noqa: E731
+    rename = lambda value: None if value is None else f"{variant}|{value}"
     return [{**r, "customer_id": rename(r["customer_id"]), "user_id": rename(r["user_id"]), "message_id": rename(r["message_id"])} for r in rows]
 
 
@@ -124,7 +125,8 @@ def test_feature_values_at_the_snapshot(variants):
     assert a.email_open_rate == 1.0 and a.add_to_cart_rate == 1.0 and a.has_open_cart == 0
     assert a.affinity_shoes == 1.0 and a.affinity_beauty == 0.0  # the beauty view is after the snapshot
     assert b.orders_window == 0 and b.days_since_last_order == SETTINGS.recency_cap_days
-    assert b.tenure_days == pytest.approx(10.0) and b.days_since_last_activity == pytest.approx(0.5)
+    assert b.tenure_days == pytest.approx(10.0) and b.days_since_last_activity == pytest.approx(0.4)
+    assert b.searches_window == 1  # its time zone ("Factory") is unknown to Java: read as UTC, not a failed job
     assert b.avg_time_on_page_s == 30.0 and b.affinity_home == 1.0
     assert not rows[list(feature_columns(SETTINGS.categories))].isna().any().any()
 

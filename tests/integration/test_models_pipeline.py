@@ -25,7 +25,13 @@ from models.metrics import classification_metrics
 from models.registry import ModelRef, ModelRegistry
 from models.scoring import check_drift, load_champions, rescore_customers, score_lake
 from models.settings import parse_model_settings
-from models.training import labelled_rows, model_inputs, train_clusters, train_intent, train_models
+from models.training import (
+    labelled_rows,
+    model_inputs,
+    train_clusters,
+    train_intent,
+    train_models,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +61,8 @@ def trained(spark, tmp_path_factory):
 
 def test_clusters_recover_the_planted_behaviour_types(trained):
     card = trained["outcome"].clusters.card
-    print("cluster truth", card["truth"]["adjusted_rand_index"], card["chosen_k"])
-    assert card["truth"]["adjusted_rand_index"] > 0.3
+    # measured 0.386 on this data (0.56 on 2,000 customers x 60 days); random labels score ~0
+    assert card["truth"]["adjusted_rand_index"] > 0.3, card["truth"]
     curve = {int(k): v for k, v in card["silhouette_curve"].items()}
     assert card["chosen_k"] == max(curve, key=curve.get)
     assert all(row["label"] for row in card["clusters"])
@@ -65,10 +71,10 @@ def test_clusters_recover_the_planted_behaviour_types(trained):
 def test_intent_recovers_the_planted_propensity_and_predicts_the_window(trained):
     card = trained["outcome"].intent.card
     chosen = card["validation"][card["family"]]
-    print("intent truth", card["truth"], chosen)
-    assert card["truth"]["auc_vs_planted"] > 0.68 and card["truth"]["auc_vs_planted_active"] > 0.75
-    assert card["truth"]["spearman_vs_planted"] > 0.45
-    assert chosen["auc"] > 0.72
+    # measured: AUC vs planted 0.767 (0.845 among active), Spearman 0.545, validation AUC 0.831
+    assert card["truth"]["auc_vs_planted"] > 0.68 and card["truth"]["auc_vs_planted_active"] > 0.75, card["truth"]
+    assert card["truth"]["spearman_vs_planted"] > 0.45, card["truth"]
+    assert chosen["auc"] > 0.72, chosen
     assert chosen["pr_auc"] > 1.5 * chosen["base_rate"]
     assert chosen["brier"] < chosen["base_rate"] * (1 - chosen["base_rate"])  # beats predicting the base rate
     assert set(card["validation"]) == {"logistic_regression", "hist_gradient_boosting"}
@@ -124,8 +130,7 @@ def test_a_retrain_keeps_cluster_ids_and_a_tie_does_not_replace_the_champion(tra
     clusters, cluster_model = train_clusters(data, reseeded, registry, clock, None)
     first = registry.load(outcome.clusters.ref)
     agreement = np.mean(first.assign(data.current) == cluster_model.assign(data.current))
-    print("agreement", agreement)
-    assert agreement > 0.85
+    assert agreement > 0.85, agreement  # measured 0.97
     assert clusters.card["ids_aligned_to"] == str(outcome.clusters.ref)
     intent = train_intent(data, cluster_model, SETTINGS, registry, clock, None)
     assert not intent.promoted and "does not beat champion" in intent.reason
@@ -154,13 +159,12 @@ def test_order_history_alone_is_enough_to_train(trained):
     names = list(feature_columns(SETTINGS.categories))
     assert not rows[names].isna().any().any()
     assert (rows[["product_views_window", "email_open_rate", "cart_adds_window"]] == 0).all().all()
-    micros = lambda instant: round(instant.timestamp() * 1e6)  # noqa: E731
+    micros = lambda instant: round(instant.timestamp() * 1e6)
     train = rows[rows.snapshot_us.isin([micros(s) for s in data.plan.train])]
     validation = rows[rows.snapshot_us == micros(data.plan.validation)]
     models, _ = fit_intent_models(train, tuple(names), SETTINGS.intent, seed=7)
     best = max(classification_metrics(validation.purchased.to_numpy(), m.probability(validation))["auc"] for m in models.values())
-    print("orders only auc", best)
-    assert best > 0.6
+    assert best > 0.6, best  # measured 0.66: order history alone still ranks next week's buyers
     clusters = fit_clusters(rows[rows.snapshot_us == micros(data.plan.as_of)], SETTINGS.clustering, seed=7)
     assert clusters.k >= SETTINGS.clustering.k_min
 

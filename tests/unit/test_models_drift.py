@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.drift import build_reference, drift_report, population_stability, reference_distribution
+from models.drift import (
+    build_reference,
+    drift_report,
+    population_stability,
+    reference_distribution,
+)
 
 
 def test_same_population_has_near_zero_psi_and_a_shift_exceeds_the_threshold():

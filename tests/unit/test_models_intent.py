@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models.intent import BOOSTING, LOGISTIC, fit_intent_models, sample_rows, set_decile_edges
+from models.intent import (
+    BOOSTING,
+    LOGISTIC,
+    fit_intent_models,
+    sample_rows,
+    set_decile_edges,
+)
 from models.metrics import classification_metrics
 from models.settings import IntentSettings
 
