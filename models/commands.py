@@ -4,35 +4,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime, timezone
 
+from lakecdp.cli_args import instant
 from lakecdp.config import Settings
-
-
-def _instant(text: str) -> datetime:
-    """A date (midnight UTC) or an ISO instant with a time zone."""
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (2026-11-01) or an instant (2026-11-01T00:00:00+00:00)") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-11-01T00:00:00+00:00")
-    return value.astimezone(timezone.utc)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train behaviour clusters and the purchase-intent model; promote if better")
-    train.add_argument("--as-of", type=_instant, help="training instant (default: the last event time in bronze)")
+    train.add_argument("--as-of", type=instant, help="training instant (default: the last event time in bronze)")
     train.add_argument("--lake", help="lake root (default: lake.root from conf)")
     train.add_argument("--truth", help="generator truth file (truth/customers.jsonl): adds ARI and planted-propensity metrics to the cards")
     train.set_defaults(handler=_train)
 
     score = commands.add_parser("score", help="score every profile with the champion models into profile_scores")
     score.add_argument("--lake", help="lake root (default: lake.root from conf)")
-    score.add_argument("--as-of", type=_instant, help="feature instant (default: the last event time in bronze)")
+    score.add_argument("--as-of", type=instant, help="feature instant (default: the last event time in bronze)")
     score.add_argument("--customers", help="comma-separated customer ids: re-score only these")
     score.set_defaults(handler=_score)
 
@@ -60,14 +46,9 @@ def _context(args: argparse.Namespace, settings: Settings):
 
 
 def _open_lake(settings: Settings, lake_root: str):
-    import os
-
     from lakecdp.lake import open_lake
     from lakecdp.spark import build_session
 
-    # Scoring runs sklearn inside Spark's Python workers: they must be this interpreter, not
-    # whatever `python3` is first on PATH (which lacks this venv's packages).
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
     return open_lake(spark, settings.lake, root=lake_root)
 

@@ -4,17 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 
+from lakecdp.cli_args import instant
 from lakecdp.config import Settings
-
-
-def _instant(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-11-01T00:00:00+00:00")
-    return value
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -49,7 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
-    parser.add_argument("--at", type=_instant, help="decide as of this instant (validity windows; default: now)")
+    parser.add_argument("--at", type=instant, help="decide as of this instant (validity windows; default: now)")
 
 
 def _validate(args: argparse.Namespace, settings: Settings) -> int:

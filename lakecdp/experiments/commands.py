@@ -5,14 +5,8 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
+from lakecdp.cli_args import instant, open_lake_for
 from lakecdp.config import Settings
-
-
-def _instant(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-11-01T00:00:00+00:00")
-    return value
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -56,7 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _lake_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
-    parser.add_argument("--at", type=_instant, help="the instant (holdout epoch, assigned_at; default: now)")
+    parser.add_argument("--at", type=instant, help="the instant (holdout epoch, assigned_at; default: now)")
 
 
 def _now(args: argparse.Namespace) -> datetime:
@@ -90,18 +84,13 @@ def _assign(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _lake(args: argparse.Namespace, settings: Settings):
-    from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
-
-    return open_lake(build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark"), settings.lake, root=args.lake)
 
 
 def _materialize(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.experiments.jobs import materialize_assignments
 
     assigner = _assigner(args, settings)
-    counts = materialize_assignments(_lake(args, settings), assigner, args.experiment, at=_now(args))
+    counts = materialize_assignments(open_lake_for(args, settings), assigner, args.experiment, at=_now(args))
     print(f"{args.experiment}: " + ", ".join(f"{variant} {n:,}" for variant, n in sorted(counts.items())))
     return 0
 
@@ -111,7 +100,7 @@ def _draw(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.experiments.settings import parse_experiment_settings
 
     experiments = parse_experiment_settings(settings.experiments)
-    epoch, mode, balance = draw_global_holdout(_lake(args, settings), experiments, at=_now(args))
+    epoch, mode, balance = draw_global_holdout(open_lake_for(args, settings), experiments, at=_now(args))
     print(f"global holdout epoch {epoch} (stratified by {mode}): {balance.line()}")
     return 0
 
@@ -133,7 +122,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.experiments.jobs import analyse
     from lakecdp.experiments.report import render_html
 
-    report = analyse(_lake(args, settings), _assigner(args, settings), args.experiment)
+    report = analyse(open_lake_for(args, settings), _assigner(args, settings), args.experiment)
     out = args.out or Path(f"experiment-{args.experiment}.html")
     out.write_text(render_html(report), encoding="utf-8")
     print("\n".join(report.lines()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lakecdp.cli_args import open_lake_for
 from lakecdp.config import Settings
 
 
@@ -36,7 +37,7 @@ def _customers(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.importer.readers import ImportFileError
 
     try:
-        result = import_customers(_lake(args, settings), args.file, report_path=args.report)
+        result = import_customers(open_lake_for(args, settings), args.file, report_path=args.report)
     except ImportFileError as exc:
         print(f"lakecdp: {exc}", file=sys.stderr)
         return 2
@@ -57,7 +58,7 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_age:
         events = events.model_copy(update={"max_age": parse_duration(args.max_age)})
     try:
-        result = import_orders(_lake(args, settings), args.file, events=events, report_path=args.report)
+        result = import_orders(open_lake_for(args, settings), args.file, events=events, report_path=args.report)
     except ImportFileError as exc:
         print(f"lakecdp: {exc}", file=sys.stderr)
         return 2
@@ -69,12 +70,6 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _lake(args: argparse.Namespace, settings: Settings):
-    from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
-
-    spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
-    return open_lake(spark, settings.lake, root=args.lake)
 
 
 def _print_tail(ignored: tuple[str, ...], report_rows: int, report_path) -> None:

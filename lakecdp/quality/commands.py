@@ -4,22 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date, datetime, timezone
 
+from lakecdp.cli_args import instant
 from lakecdp.config import Settings
-
-
-def _instant(text: str) -> datetime:
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (2026-11-01) or an instant (2026-11-01T04:00:00+00:00)") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-11-01T04:00:00+00:00")
-    return value.astimezone(timezone.utc)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -28,7 +15,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
-        parser.add_argument("--as-of", type=_instant, help="the instant bounds are relative to (default: now)")
+        parser.add_argument("--as-of", type=instant, help="the instant bounds are relative to (default: now)")
         parser.add_argument("--results", help="where results go (default: <lake root>/_quality)")
         parser.add_argument("--destination", "-d", action="append", help="export_batches: only these destinations (default: every enabled one)")
         parser.add_argument("--rebaseline", action="store_true", help="accept today's row count: skip the comparison with the previous run")
@@ -92,7 +79,12 @@ def _report(args: argparse.Namespace, settings: Settings, suites: list[str]) -> 
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.quality.suites import expectations_dir, load_checkpoints, load_suite, suite_names
+    from lakecdp.quality.suites import (
+        expectations_dir,
+        load_checkpoints,
+        load_suite,
+        suite_names,
+    )
 
     checkpoints = load_checkpoints()
     print(f"suites in {expectations_dir()}:")

@@ -4,14 +4,8 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
+from lakecdp.cli_args import instant
 from lakecdp.config import Settings
-
-
-def _instant(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-11-01T00:00:00+00:00")
-    return value
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -30,7 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
     parser.add_argument("--catalog", help="catalog CSV/Parquet (default: content.recommendations.catalog, else from events)")
-    parser.add_argument("--as-of", type=_instant, help="instant to compute as of (default: the latest event time in bronze)")
+    parser.add_argument("--as-of", type=instant, help="instant to compute as of (default: the latest event time in bronze)")
 
 
 def _open(args: argparse.Namespace, settings: Settings):

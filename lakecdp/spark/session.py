@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from pyspark.sql import SparkSession
@@ -25,6 +26,9 @@ def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = 
     settings = settings or SparkSettings()
     # Bind to loopback: this machine (and CI) have no other usable interface for Spark.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python UDFs (model scoring) run in Spark's Python workers: they must be this
+    # interpreter, not whatever `python3` is first on PATH (which lacks the venv's packages).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # PySpark turns timestamps into naive datetimes in the *process* time zone; pinning the
     # process to UTC makes those naive values UTC, matching spark.sql.session.timeZone.
     if os.environ.get("TZ") != "UTC":
