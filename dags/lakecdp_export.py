@@ -17,9 +17,9 @@ predictive segments were refreshed).
 1. **quality_gate** - checkpoint `export` (expectations/segment_membership.yaml, export_batches.yaml):
    membership, and every planned batch of the dry-run plan (ids, duplicates, addresses, batch sizes, and
    consent re-derived independently: no consent-withdrawn customer may be in an upsert). A failure names
-   the failed expectations; nothing is sent.
+   the failed expectations; nothing is sent. The gate pins the segment_membership version it validated.
 2. **export_to_destinations** - `lakecdp.export.runner.ExportRunner.run`, as `lakecdp export run` runs it:
-   the diff since the last export to every enabled destination in conf esp.yaml, write-ahead logged in
+   the diff since the last export, planned from the pinned membership version, to every enabled destination in conf esp.yaml, write-ahead logged in
    `export_log`; a retry resumes unfinished batches under their own idempotency keys.
 3. **export_report** - counts per destination from the run report kept under `<lake root>/_export_reports/`.
 
@@ -43,14 +43,19 @@ def lakecdp_export() -> None:
         from lakecdp_airflow import steps
 
         as_of = as_of_instant(context, SCORES)
-        return {"as_of": steps.iso(as_of), "suites": run_gate("export", as_of)}
+        # Pinned: the gate validates this version and the export sends from it, whatever the stream
+        # writes to segment_membership in between.
+        membership_version = steps.open_pipeline().lake.version("segment_membership")
+        suites = run_gate("export", as_of, {"segment_membership": membership_version})
+        return {"as_of": steps.iso(as_of), "segment_membership_version": membership_version, "suites": suites}
 
     @task(execution_timeout=timedelta(hours=3))
     def export_to_destinations(gate: dict[str, Any], **context: Any) -> dict[str, Any]:
         from lakecdp_airflow import steps
 
         attempt = f"{context['dag_run'].run_id}-try{context['ti'].try_number}"
-        return steps.export(steps.open_pipeline(), re.sub(r"[^A-Za-z0-9_.-]+", "_", attempt))
+        report_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", attempt)
+        return steps.export(steps.open_pipeline(), report_name, membership_version=gate["segment_membership_version"])
 
     @task
     def export_report(exported: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """spark-submit entry point for ESP exports.
 
-    spark-submit jobs/export.py [--destination NAME ...] [--lake PATH] [--full] [--report FILE]
+    spark-submit jobs/export.py [--destination NAME ...] [--lake PATH] [--full] [--report FILE] [--membership-version N]
 
 Same code and flags as `lakecdp export run` (the lakecdp_export DAG runs it when LAKECDP_SPARK_SUBMIT is set);
 settings come from conf/ and LAKECDP__* env vars.

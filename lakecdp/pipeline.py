@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, functions as F
 
+from lakecdp.clock import FrozenClock
 from lakecdp.identity import links_from_events, resolve_customer_ids
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.profiles import build_profile_features
@@ -52,6 +54,21 @@ def unmerge_identity(lake: Lake, anonymous_id: str, customer_id: str, segments: 
     refresh_profiles(lake, now, customers=sorted(involved))
     refresh_membership(lake, segments, now, customers=sorted(involved))
     return True
+
+
+def rescore_profiles(lake: Lake, models: Any, now: datetime, *, customers: Sequence[str] | None = None) -> int:
+    """Re-score profiles (all, or just `customers`) with the champion models as of `now`.
+
+    `models`: the parsed models settings (models.settings.ModelSettings). Returns rows scored; 0 when
+    no model has been trained and promoted yet (the stream then simply has no scores to refresh).
+    """
+    from models.registry import registry_for
+    from models.scoring import CLUSTER_MODEL, INTENT_MODEL, score_lake
+
+    registry = registry_for(models.registry_root, lake.root)
+    if not registry.has_champions(INTENT_MODEL, CLUSTER_MODEL) or (customers is not None and not customers):
+        return 0
+    return score_lake(lake, models, registry, clock=FrozenClock(now), as_of=now, customers=customers).rows
 
 
 def touched_customers(lake: Lake, batch_events: DataFrame, linked_ids: Sequence[str]) -> list[str]:

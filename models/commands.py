@@ -36,13 +36,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _context(args: argparse.Namespace, settings: Settings):
-    from models.registry import ModelRegistry
+    from models.registry import registry_for
     from models.settings import parse_model_settings
 
     model_settings = parse_model_settings(settings.models)
     lake_root = args.lake or settings.lake.root
-    registry_root = model_settings.registry_root or f"{lake_root.rstrip('/')}/_models"
-    return model_settings, lake_root, ModelRegistry(registry_root)
+    return model_settings, lake_root, registry_for(model_settings.registry_root, lake_root)
 
 
 def _open_lake(settings: Settings, lake_root: str):

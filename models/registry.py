@@ -106,6 +106,9 @@ class ModelRegistry:
     def card_html_path(self, ref: ModelRef) -> Path:
         return self._folder(ref) / "card.html"
 
+    def has_champions(self, *names: str) -> bool:
+        return all(self.champion(name) is not None for name in names)
+
     def champion(self, name: str) -> ModelRef | None:
         pointer = self.root / name / CHAMPION_FILE
         if not pointer.is_file():
@@ -149,3 +152,8 @@ class ModelRegistry:
             found = " or ".join(f"{n}/{text}" for n in owners) if owners else f"no model has version {text}"
             raise RegistryError(f"which model's {text}? {found}. Fix: pass MODEL/VERSION, e.g. purchase_intent/{text}")
         return ModelRef(owners[0], text)
+
+
+def registry_for(registry_root: str | None, lake_root: str) -> ModelRegistry:
+    """The registry `lakecdp train|score`, the DAGs and the stream share: models.registry_root, else <lake root>/_models."""
+    return ModelRegistry(registry_root or f"{lake_root.rstrip('/')}/_models")

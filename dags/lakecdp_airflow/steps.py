@@ -52,10 +52,9 @@ class Pipeline:
 
     @cached_property
     def registry(self) -> Any:
-        from models.registry import ModelRegistry
+        from models.registry import registry_for
 
-        # Same default as `lakecdp train|score`: <lake root>/_models.
-        return ModelRegistry(self.model_settings.registry_root or f"{self.lake.root.rstrip('/')}/_models")
+        return registry_for(self.model_settings.registry_root, self.lake.root)
 
     def store(self, folder: str) -> Any:
         from lakecdp.quality.results import ResultStore
@@ -308,9 +307,10 @@ def refresh_predictive_segments(p: Pipeline, as_of: datetime) -> dict[str, Any]:
 
 
 # ---- export ------------------------------------------------------------------------------------
-def export(p: Pipeline, report_name: str) -> dict[str, Any]:
+def export(p: Pipeline, report_name: str, *, membership_version: int | None = None) -> dict[str, Any]:
     """Export the diff to every enabled ESP destination (lakecdp.export.runner.ExportRunner.run) and keep its report.
 
+    membership_version: the segment_membership version the quality gate validated (None: the latest).
     Uses the wall clock, unlike the other steps: consent is checked and requests are signed at
     the moment of sending (webhook receivers reject stale timestamps).
     """
@@ -322,7 +322,8 @@ def export(p: Pipeline, report_name: str) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as folder:
             local = Path(folder) / "report.json"
             try:
-                run_job(submit, "export", ["--lake", p.lake.root, "--report", str(local)])
+                pinned = [] if membership_version is None else ["--membership-version", str(membership_version)]
+                run_job(submit, "export", ["--lake", p.lake.root, "--report", str(local), *pinned])
             finally:   # keep the report of a stopped run too: it says which destination stopped and why
                 if local.is_file():
                     store.write_text(f"{report_name}.json", local.read_text())
@@ -336,7 +337,8 @@ def export(p: Pipeline, report_name: str) -> dict[str, Any]:
         esp = load_esp_settings(p.settings.esp, segment_names=[s.get("name") for s in p.settings.segments])
         if not esp.enabled():
             log.info("no ESP destination is enabled (conf/base/esp.yaml, conf/local/esp.yaml): nothing to send")
-        outcome = ExportRunner(p.lake, esp, Runtime(env=os.environ, clock=SystemClock())).run()
+        runtime = Runtime(env=os.environ, clock=SystemClock())
+        outcome = ExportRunner(p.lake, esp, runtime, membership_version=membership_version).run()
         log.info("%s", outcome.format())
         report = outcome.to_dict()
         store.write_text(f"{report_name}.json", outcome.to_json())

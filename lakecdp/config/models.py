@@ -47,6 +47,7 @@ class StreamSettings(_Strict):
     max_files_per_trigger: int = Field(default=20, ge=1)
     full_refresh_above: int = Field(default=5000, ge=1)   # touched customers beyond this: recompute all
     timer_interval: timedelta = timedelta(seconds=20)
+    rescore: bool = True   # re-score touched profiles with the champion models (when trained) each batch
 
     @field_validator("trigger", "timer_interval", mode="before")
     @classmethod

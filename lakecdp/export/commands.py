@@ -21,6 +21,10 @@ def register(commands: argparse._SubParsersAction) -> None:
             help="destination name from conf/base/esp.yaml (repeatable; default: every enabled one)",
         )
         parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
+        parser.add_argument(
+            "--membership-version", type=int, metavar="N",
+            help="plan from this version of segment_membership (the one a quality gate validated; default: latest)",
+        )
 
     plan = actions.add_parser("plan", help="dry run: the creates, updates and removes a run would send (sends nothing)")
     common(plan)
@@ -64,7 +68,7 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.export.runner import ExportRunner
 
     esp, lake, runtime = _context(args, settings)
-    plans = ExportRunner(lake, esp, runtime).plan(args.destination, full=args.full)
+    plans = ExportRunner(lake, esp, runtime, membership_version=args.membership_version).plan(args.destination, full=args.full)
     if args.json:
         print(json.dumps({"changes": [c for p in plans for c in p.changes()]}, indent=1))
         return 0
@@ -88,7 +92,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.export.runner import ExportRunner
 
     esp, lake, runtime = _context(args, settings)
-    report = ExportRunner(lake, esp, runtime).run(args.destination, full=args.full)
+    report = ExportRunner(lake, esp, runtime, membership_version=args.membership_version).run(args.destination, full=args.full)
     print(report.format())
     if args.report:
         args.report.write_text(report.to_json())

@@ -74,8 +74,11 @@ def new_run_id(now: datetime) -> str:
 
 
 class ExportRunner:
-    def __init__(self, lake: Lake, esp: EspSettings, runtime: Runtime) -> None:
+    def __init__(self, lake: Lake, esp: EspSettings, runtime: Runtime, *, membership_version: int | None = None) -> None:
+        """membership_version: plan from this version of segment_membership (the one a quality gate
+        validated) instead of the latest; consent is still read as it is at the moment of sending."""
         self.lake, self.esp, self.runtime = lake, esp, runtime
+        self.membership_version = membership_version
         self.log = ExportLog(lake, runtime.clock)
 
     # ---- reading the lake -------------------------------------------------------------------
@@ -118,7 +121,7 @@ class ExportRunner:
             "destination string, segment string, identifier_kind string",
         )
         segments = sorted({s for name in names for s in self.esp.destinations[name].segments})
-        audience = segment_audience(self.lake.read("segment_membership"), consent, segments)
+        audience = segment_audience(self.lake.read("segment_membership", version=self.membership_version), consent, segments)
         routed = route_to_destinations(audience, targets).persist(StorageLevel.MEMORY_AND_DISK)
         members: dict[str, dict[str, list[Member]]] = {name: defaultdict(list) for name in names}
         try:

@@ -189,7 +189,10 @@ def _source(run: QualityRun, spec: SuiteSpec) -> tuple[DataFrame, dict[str, Any]
 
     if spec.source.table is not None:
         return sources.read_table(run.lake, spec.source.table, run.versions.get(spec.source.table))
-    return sources.export_batches(run.lake, run.settings, as_of=run.as_of, run_key=run.run_key, destinations=run.destinations)
+    return sources.export_batches(
+        run.lake, run.settings, as_of=run.as_of, run_key=run.run_key, destinations=run.destinations,
+        membership_version=run.versions.get("segment_membership"),
+    )
 
 
 def prepare_frame(frame: DataFrame, spec: SuiteSpec, as_of: datetime) -> DataFrame:

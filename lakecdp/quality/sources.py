@@ -63,9 +63,14 @@ def with_consent_withdrawn(members: DataFrame, consent: DataFrame) -> DataFrame:
 
 
 def export_batches(
-    lake: Lake, settings: Any, *, as_of: datetime, run_key: str, destinations: Sequence[str] | None = None
+    lake: Lake, settings: Any, *, as_of: datetime, run_key: str, destinations: Sequence[str] | None = None,
+    membership_version: int | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """The export a run would send now (the dry-run plan: nothing written, no secrets), one row per member.
+    """The export a run would send (the dry-run plan: nothing written, no secrets), one row per member.
+
+    Planned from `membership_version` of segment_membership (default: the latest, pinned here); the
+    export then runs with that same version (`lakecdp export run --membership-version`), so what is
+    sent is what was validated even when the stream changes membership in between.
 
     Consent is re-derived independently of the export planner, from customers and the opt-in /
     opt-out events, so a planner bug cannot let a withdrawn customer through unnoticed.
@@ -80,8 +85,10 @@ def export_batches(
     esp = load_esp_settings(settings.esp, segment_names=[s.get("name") for s in settings.segments])
     enabled = esp.enabled(destinations)
     limits = {name: adapter_class(d.type).batch_limits(d, esp.attributes).max_members for name, d in enabled.items()}
-    membership_version = lake.version("segment_membership")
-    plans = ExportRunner(lake, esp, Runtime(env={}, clock=FrozenClock(as_of))).plan_all(list(enabled), run_id=f"quality-{run_key}")
+    if membership_version is None:
+        membership_version = lake.version("segment_membership")
+    runner = ExportRunner(lake, esp, Runtime(env={}, clock=FrozenClock(as_of)), membership_version=membership_version)
+    plans = runner.plan_all(list(enabled), run_id=f"quality-{run_key}")
     members = _frame(lake.spark, export_batch_rows(plans.values(), limits))
     names = [*esp.consent.opt_in_events, *esp.consent.opt_out_events]
     events = resolve_customer_ids(lake.read("events").filter(F.col("event").isin(*names)), lake.read("identity_links"))

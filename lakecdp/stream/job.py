@@ -20,7 +20,14 @@ from lakecdp.clock import Clock, SystemClock
 from lakecdp.config import Settings
 from lakecdp.events.ingest import commit_batch, prepare_batch
 from lakecdp.lake import AppTxn, Lake
-from lakecdp.pipeline import fire_due_timers, refresh_membership, refresh_profiles, touched_customers, update_identity_links
+from lakecdp.pipeline import (
+    fire_due_timers,
+    refresh_membership,
+    refresh_profiles,
+    rescore_profiles,
+    touched_customers,
+    update_identity_links,
+)
 from lakecdp.segments import parse_segments
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,11 @@ class BatchProcessor:
     def __init__(self, lake: Lake, settings: Settings, checkpoint: str, clock: Clock, run: StreamRun) -> None:
         self.lake, self.settings, self.checkpoint, self.clock, self.run = lake, settings, checkpoint, clock, run
         self.segments = parse_segments(settings.segments)
+        self.models = None
+        if settings.stream.rescore:
+            from models.settings import parse_model_settings
+
+            self.models = parse_model_settings(settings.models)
         # Batches and timer ticks both write membership: one at a time.
         self.lock = threading.Lock()
 
@@ -96,6 +108,8 @@ class BatchProcessor:
             scope = None if len(customers) > self.settings.stream.full_refresh_above else customers
             if customers:
                 timer("profiles", refresh_profiles, self.lake, now, customers=scope, txn=txn)
+                if self.models is not None:   # before segments: rules on intent and clusters see the new scores
+                    timer("scores", rescore_profiles, self.lake, self.models, now, customers=scope)
                 timer("segments", refresh_membership, self.lake, self.segments, now, customers=scope, txn=txn)
         finally:
             batch.release()

@@ -175,17 +175,26 @@ def test_servers_hold_exactly_the_contactable_members(story, first_run):
 @pytest.fixture(scope="module")
 def second_run(story, first_run):
     spark = story.lake.spark
+    validated = story.lake.version("segment_membership")
     seg0 = [c for c in story.members[SEG0] if c != "c008"] + ["c030"]
     set_members(spark, story.lake, {SEG0: seg0})                                 # c008 leaves, c030 joins
     set_customers(spark, story.lake, [Customer("c009", first_name="Grace"), Customer("c030")])
     add_event(spark, story.lake, "c010", "Unsubscribed", AS_OF - timedelta(hours=1))
+    pinned = ExportRunner(story.lake, story.runner.esp, story.runner.runtime, membership_version=validated).plan()
     before = {name: Counter(server.deliveries) for name, server in story.servers.items()}
     report = story.runner.run()
-    return report, before
+    return report, before, pinned
+
+
+def test_a_plan_pinned_to_a_membership_version_ignores_later_membership_changes(story, second_run):
+    """What the export quality gate validated is what is sent: membership from the pinned version,
+    consent and attributes as they are now (c010's unsubscribe and c009's new name still count)."""
+    pinned = {(c["segment"], c["action"], c["customer_id"]) for c in second_run[2][0].changes()}
+    assert pinned == {(SEG0, "update", "c009"), (SEG0, "remove", "c010"), (SEG1, "update", "c009"), (SEG1, "remove", "c010")}
 
 
 def test_second_run_sends_only_the_diff(story, second_run):
-    report, before = second_run
+    report, before, _ = second_run
     changes = {(r["destination"], r["segment"], r["action"], r["customer_id"]) for r in log_rows(story.lake, report.run_id) if r["state"] == "sent"}
     expected = set()
     for name in DESTINATIONS:

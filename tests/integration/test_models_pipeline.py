@@ -183,3 +183,27 @@ def test_models_cli_lists_shows_and_promotes(trained):
     assert "purchase_intent" in text and "behaviour_clusters" in text and "champion" in text
     assert '"is_champion": true' in text and "purchase_intent/v0002 is now the champion" in text
     assert trained["registry"].champion("purchase_intent") == ModelRef("purchase_intent", "v0002")
+
+
+def test_the_stream_rescores_the_profiles_a_batch_touches(trained, spark, tmp_path):
+    """A new event through `run_stream` re-scores its customer with the champions, and nobody else."""
+    from lakecdp.config import load_settings
+    from lakecdp.stream.job import run_stream
+
+    lake, clock = trained["lake"], trained["clock"]
+    customer = sorted(trained["truth"].customer_id)[5]
+    later = FrozenClock(clock.now() + timedelta(hours=3))
+    source = tmp_path / "landing"
+    source.mkdir()
+    event = {"type": "track", "event": "Product Added", "messageId": "rescore-1", "userId": customer,
+             "timestamp": (later.now() - timedelta(minutes=5)).isoformat(), "properties": {"product_id": "p1", "price": 30.0}}
+    (source / "part-0.jsonl").write_text(json.dumps(event) + "\n")
+    before = lake.read("profile_scores").toPandas().set_index("customer_id")
+
+    run = run_stream(spark, lake, load_settings(), source=str(source), checkpoint=str(tmp_path / "checkpoint"), clock=later)
+
+    assert run.events == 1 and "scores" in run.batches[0]["seconds"]
+    after = lake.read("profile_scores").toPandas().set_index("customer_id")
+    moved = after.index[after.scored_at != before.scored_at.reindex(after.index)]
+    assert list(moved) == [customer]
+    assert after.loc[customer, "scored_at"].tz_localize(None) == later.now().replace(tzinfo=None)
