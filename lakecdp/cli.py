@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +35,10 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakecdp", description="Lakehouse customer-data pipeline for email personalization.")
     parser.add_argument("--conf", type=Path, help="config folder (default: ./conf or $LAKECDP_CONF_DIR)")
+    parser.add_argument(
+        "--log-level", default=os.environ.get("LAKECDP_LOG_LEVEL", "WARNING"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lakecdp's own log output on stderr (default: $LAKECDP_LOG_LEVEL or WARNING)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(commands)
@@ -41,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         settings = load_settings(args.conf)
         return int(args.handler(args, settings) or 0)

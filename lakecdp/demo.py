@@ -13,7 +13,9 @@ from lakecdp.clock import Clock
 from lakecdp.config import Settings
 from lakecdp.segments import parse_segments
 
-SUMMARY_TABLES = ("events", "quarantine", "identity_links", "profile_features", "segment_membership", "segment_transitions")
+SUMMARY_TABLES = (
+    "events", "quarantine", "customers", "consent_ledger", "identity_links", "profile_features", "segment_membership", "segment_transitions",
+)
 
 # A few lines a real collector would see from broken senders: they must land in quarantine
 # with a reason, not vanish and not stop the load.
@@ -56,11 +58,12 @@ def run_demo(
 
     from lakecdp.clock import FrozenClock
     from lakecdp.generate import GeneratorSettings, write_dataset
+    from lakecdp.importer.customers import import_customers
     from lakecdp.lake import open_lake
     from lakecdp.spark import build_session
     from lakecdp.stream.job import default_checkpoint, run_stream
 
-    progress = Progress(4, out)
+    progress = Progress(5, out)
     lake_root = lake_root or settings.lake.root
     landing = Path(landing_root or settings.landing.root) / "demo"
     segments = parse_segments(settings.segments)
@@ -81,6 +84,11 @@ def run_demo(
     progress("starting Spark")
     spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
     lake = open_lake(spark, settings.lake, root=lake_root)
+
+    progress("importing the CRM file (customers, marketing opt-in) as `lakecdp import customers` does")
+    imported = import_customers(lake, landing / "crm" / "customers.csv", clock=clock or FrozenClock(as_of),
+                                report_path=landing / "crm" / "customers.rejects.csv")
+    print(f"      {imported.new:,} new customers, {imported.rejected_rows:,} rejected rows", file=out)
 
     progress("streaming the landing files: validate/quarantine -> bronze -> identities -> profiles -> segments")
     # A fresh checkpoint per demo run: the files were just rewritten, and bronze's messageId

@@ -1,13 +1,22 @@
 """`lakecdp sql`: every declared table queryable by name, through Spark SQL or DuckDB."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from lakecdp.config import Settings
 from lakecdp.lake import TABLES
+from lakecdp.privacy.access import log_pii_access, mentions_contact_pii
 
 
 def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: str, limit: int) -> str:
-    """Run `query` with each existing table registered under its own name; return a text table."""
+    """Run `query` with each existing table registered under its own name; return a text table.
+
+    A query naming a table that holds contact PII is recorded in pii_access_log (who, which tables, when).
+    """
     root = (lake_root or settings.lake.root).rstrip("/")
+    pii = mentions_contact_pii(query)
+    if pii:
+        log_pii_access(root, settings.lake.storage_options, f"sql ({engine})", None, pii, 0, datetime.now(timezone.utc))
     if engine == "duckdb":
         import duckdb
         from deltalake import DeltaTable

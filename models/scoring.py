@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from lakecdp.clock import Clock
 from lakecdp.lake import Lake, table
+from lakecdp.privacy.ledger import PROFILING, refused_ids
 from models.clustering import MODEL_NAME as CLUSTER_MODEL
 from models.clustering import ClusterModel
 from models.drift import drift_report
@@ -179,6 +180,12 @@ def score_lake(
     features = features_at(events, links, snapshot_frame(lake.spark, [as_of]), settings)
     if customers is not None:
         features = features.filter(F.col("customer_id").isin(list(customers)))
+    # No score for customers who withdrew consent to profiling; scores they had are removed.
+    refusing = refused_ids(lake, PROFILING)
+    if refusing:
+        features = features.filter(~F.col("customer_id").isin(refusing))
+        if lake.exists("profile_scores"):
+            lake.delete("profile_scores", {"customer_id": refusing})
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         with arrow_batch_rows(lake.spark, settings.score_batch_rows):

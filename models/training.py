@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from lakecdp.clock import Clock
 from lakecdp.lake import Lake
+from lakecdp.privacy.ledger import PROFILING, refused_ids
 from models import card as cards
 from models.clustering import MODEL_NAME as CLUSTER_MODEL
 from models.clustering import ClusterModel, clustering_quality, fit_clusters
@@ -112,6 +113,8 @@ def prepare_training_data(lake: Lake, settings: ModelSettings, as_of: datetime |
         rows = labelled_rows(events, links, [*plan.all_snapshots, plan.as_of], settings)
     finally:
         events.unpersist()
+    # Customers who withdrew consent to profiling are neither learned from nor clustered.
+    rows = rows[~rows["customer_id"].isin(refused_ids(lake, PROFILING))].reset_index(drop=True)
     train = pd.concat([_at(rows, s) for s in plan.train], ignore_index=True)
     return TrainingData(
         plan=plan,

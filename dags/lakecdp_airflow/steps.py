@@ -379,21 +379,30 @@ def existing_tables(p: Pipeline) -> list[str]:
 
 
 def process_erasure_queue(p: Pipeline) -> dict[str, Any]:
-    """Erase every queued customer (lakecdp.privacy.erasure), when that capability and its queue table exist."""
-    try:
-        from lakecdp.privacy.erasure import process_erasures
-    except ImportError as exc:
-        log.info("erasure queue: lakecdp.privacy.erasure is not available (%s); skipped", exc)
-        return {"skipped": "lakecdp.privacy.erasure not available"}
-    from lakecdp.clock import SystemClock
-    from lakecdp.lake import TABLES
+    """Erase every queued customer (lakecdp.privacy.erasure), each ESP's deletion API first.
 
-    if "erasure_requests" not in TABLES or not p.lake.exists("erasure_requests"):
+    Fails the task (so Airflow retries) while a request stays queued because an ESP deletion failed.
+    """
+    import os
+
+    from lakecdp.clock import SystemClock
+    from lakecdp.export.adapters import Runtime
+    from lakecdp.export.forget import EspEraser
+    from lakecdp.export.settings import load_esp_settings
+    from lakecdp.privacy.erasure import process_erasures
+
+    if not p.lake.exists("erasure_requests"):
         log.info("erasure queue: no erasure_requests table yet (nothing was ever requested); skipped")
         return {"skipped": "no erasure_requests table"}
     # The proof records when the deletion really happened, so this uses the wall clock.
-    proofs = process_erasures(p.lake, p.settings.landing.root, SystemClock().now())
+    clock = SystemClock()
+    esp = load_esp_settings(p.settings.esp, segment_names=[s.get("name") for s in p.settings.segments])
+    with EspEraser(esp, Runtime(env=os.environ, clock=clock)) as forget:
+        proofs = process_erasures(p.lake, p.settings.landing.root, clock.now(), forget=forget)
     log.info("erasure queue: %s request(s) processed", len(proofs))
+    waiting = p.lake.read("erasure_requests").count()
+    if waiting:
+        raise RuntimeError(f"{waiting} erasure request(s) still queued: an ESP deletion failed (see the warnings above)")
     return {"processed": len(proofs), "request_ids": [proof.request_id for proof in proofs]}
 
 

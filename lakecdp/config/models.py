@@ -85,3 +85,4 @@ class Settings(_Strict):
     esp: dict[str, Any] = Field(default_factory=dict)
     content: dict[str, Any] = Field(default_factory=dict)       # lakecdp.content.settings
     experiments: dict[str, Any] = Field(default_factory=dict)   # lakecdp.experiments.settings
+    privacy: dict[str, Any] = Field(default_factory=dict)       # lakecdp.privacy (consent facts, admin token, PII access)

@@ -27,8 +27,9 @@ from lakecdp.content.settings import CUSTOMER_TOKEN_FIELDS, ContentSettings
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_TABLES = ("customers", "profile_features", "profile_scores", "segment_membership", "recommendations", "events", "identity_links")
+SNAPSHOT_TABLES = ("customers", "consent_ledger", "profile_features", "profile_scores", "segment_membership", "recommendations", "events", "identity_links")
 NO_CUSTOMER_RECORD = "no customer record"
+PERSONALIZATION_WITHDRAWN = "personalization consent withdrawn"
 CART_EVENTS = ("Product Added", "Product Removed", "Order Completed")
 SCORE_COLUMNS = ("intent_probability", "intent_decile", "cluster_id", "cluster_label")
 # Always loaded: cart items are only shown while the profile says the cart is open.
@@ -77,12 +78,13 @@ class SnapshotLoader:
         segments = self._segments(tables["segment_membership"])
         recommendations = self._recommendations(tables["recommendations"])
         opt_outs, carts = self._from_events(tables["events"], tables["identity_links"])
+        refusing = _withdrawn(tables["consent_ledger"], "personalization")
         contexts = {}
         for customer_id in set(attributes) | set(profiles):
             profile = profiles.get(customer_id, {})
             contexts[customer_id] = CustomerContext(
                 customer_id=customer_id,
-                block_reason=_block_reason(customer_id, attributes, opted_in, opt_outs),
+                block_reason=PERSONALIZATION_WITHDRAWN if customer_id in refusing else _block_reason(customer_id, attributes, opted_in, opt_outs),
                 attributes=attributes.get(customer_id, {}),
                 profile=profile,
                 scores=scores.get(customer_id, {}),
@@ -172,6 +174,22 @@ class SnapshotLoader:
             if pair[slot] is None or at > pair[slot]:
                 pair[slot] = at
         return {customer_id: (pair[0], pair[1]) for customer_id, pair in instants.items()}
+
+
+def _withdrawn(ledger: DeltaTable | None, purpose: str) -> frozenset[str]:
+    """Customers whose latest consent fact for `purpose` is a withdrawal (lakecdp.privacy.ledger's rule)."""
+    if ledger is None:
+        return frozenset()
+    data = ledger.to_pyarrow_table(columns=["customer_id", "purpose", "status", "recorded_at"])
+    latest: dict[str, tuple[Any, bool]] = {}
+    columns = (data.column(c).to_pylist() for c in ("customer_id", "purpose", "status", "recorded_at"))
+    for customer_id, stated_for, status, at in zip(*columns):
+        if stated_for != purpose:
+            continue
+        key = (at, status == "withdrawn")   # same instant: withdrawn wins
+        if customer_id not in latest or key > latest[customer_id]:
+            latest[customer_id] = key
+    return frozenset(c for c, (_, withdrawn) in latest.items() if withdrawn)
 
 
 def _block_reason(customer_id: str, attributes, opted_in, opt_outs) -> str | None:

@@ -44,6 +44,7 @@ from lakecdp.export.report import RunReport
 from lakecdp.export.settings import EspSettings
 from lakecdp.identity import resolve_customer_ids
 from lakecdp.lake import Lake
+from lakecdp.privacy.access import log_pii_access
 
 CONSENT_LOST = "consent withdrawn before send"
 
@@ -213,6 +214,11 @@ class ExportRunner:
             for adapter in adapters.values():
                 adapter.close()
         report.finished_at = self.runtime.clock.now()
+        # Contact PII (addresses, names) left lakecdp for these destinations: on record, without the PII.
+        planned = sum(len(b.members) for plan in plans.values() for b in plan.resumed + plan.batches)
+        if planned:
+            log_pii_access(self.lake.root, self.lake.storage_options, f"export run {report.run_id}", None,
+                           ["customers", *sorted(f"esp:{name}" for name in plans)], planned, report.finished_at)
         return report
 
     @staticmethod

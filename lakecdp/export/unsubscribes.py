@@ -22,6 +22,7 @@ from lakecdp.export.adapters.mailchimp import MailchimpAdapter
 from lakecdp.export.identifiers import email_sha256_col, normalized_email_col, subscriber_hash_col
 from lakecdp.export.settings import CONF_FILE, EspSettings
 from lakecdp.lake import Lake
+from lakecdp.privacy.ledger import ConsentRules, entries_from_events, record_consent
 
 BOUNCED = "bounced (Mailchimp cleaned)"
 
@@ -63,6 +64,9 @@ def sync_unsubscribes(
         source = f"esp://{destination}/unsubscribed"
         raw = lake.spark.createDataFrame([(line, source) for line in lines], "raw string, source_file string")
         added = ingest_lines(lake, raw, received_at=now, settings=events).events
+        # Consent facts whose source names the ESP (the stream never sees these lines).
+        rules = ConsentRules(opt_in_events=tuple(esp.consent.opt_in_events), opt_out_events=tuple(esp.consent.opt_out_events))
+        record_consent(lake, entries_from_events(lake.read("events").filter(F.col("source_file") == source), rules, now))
     bounced = {customers[m["id"]][1]: customers[m["id"]][0] for m in cleaned if m["id"] in customers}
     suppressed = 0
     if bounced:

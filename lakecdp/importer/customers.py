@@ -12,6 +12,7 @@ from lakecdp.importer.checks import clean_text, filter_valid, first_row_of, prob
 from lakecdp.importer.readers import ROW_COLUMN, read_rows
 from lakecdp.importer.report import default_report_path, write_reject_report
 from lakecdp.lake import Lake, table
+from lakecdp.privacy.ledger import entries_from_customers, record_consent
 
 REQUIRED_COLUMNS = ("customer_id", "email")
 OPTIONAL_COLUMNS = ("first_name", "last_name", "country", "city", "signup_date", "marketing_opt_in")
@@ -111,6 +112,8 @@ def import_customers(lake: Lake, path: str | Path, *, clock: Clock | None = None
             counts = changed.agg(F.count("*").alias("changed"), F.count("is_update").alias("updated")).first()
             if counts["changed"]:
                 lake.merge("customers", changed.drop("is_update"))
+                # The opt-in flag of every new or changed row is a consent fact with its proof.
+                record_consent(lake, entries_from_customers(changed, now))
         finally:
             changed.unpersist()
         valid_count = filter_valid(checked).count()

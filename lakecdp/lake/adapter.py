@@ -24,6 +24,10 @@ class Lake:
     def spark(self) -> SparkSession:
         return self.engine.spark
 
+    @property
+    def storage_options(self) -> dict[str, str]:
+        return self.engine.storage_options
+
     def path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{table(name).name}"
 

@@ -65,6 +65,9 @@ class DeltaRsEngine(LakeEngine):
             path,
             to_arrow(spec, df),
             mode="append",
+            # A nullable column declared after the table was created (tables.py) is added on the next
+            # append instead of failing it; only declared columns are ever written (to_arrow).
+            schema_mode="merge",
             partition_by=list(spec.partition_by) or None,
             storage_options=self.storage_options or None,
             commit_properties=_commit(txn),

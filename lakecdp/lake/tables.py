@@ -228,6 +228,40 @@ ERASURE_LOG = TableSpec(
         ("completed_at", TS, False),
         ("rows_deleted_json", S, False),
         ("landing_lines_deleted", L, False),
+        ("esp_outcomes_json", S, True),   # {destination: "deleted" | "not found" | ...}; null when no ESP was asked
+    ),
+)
+
+CONSENT_LEDGER = TableSpec(
+    name="consent_ledger",
+    description="Every consent fact per customer x purpose x channel (granted/withdrawn), with its source and proof; "
+    "insert-only, the latest recorded_at wins.",
+    keys=("entry_id",),
+    schema=_fields(
+        ("entry_id", S, False),
+        ("customer_id", S, False),
+        ("purpose", S, False),
+        ("channel", S, False),
+        ("status", S, False),
+        ("recorded_at", TS, False),
+        ("source", S, False),
+        ("proof", S, False),
+        ("ingested_at", TS, False),
+    ),
+)
+
+PII_ACCESS_LOG = TableSpec(
+    name="pii_access_log",
+    description="Who read contact PII through lakecdp, what and when (customer ids only, never the PII itself).",
+    keys=("access_id",),
+    schema=_fields(
+        ("access_id", S, False),
+        ("actor", S, False),
+        ("action", S, False),
+        ("customer_id", S, True),
+        ("tables", S, False),
+        ("rows", L, False),
+        ("accessed_at", TS, False),
     ),
 )
 
@@ -368,6 +402,8 @@ TABLES: dict[str, TableSpec] = {
         EVENTS,
         QUARANTINE,
         CUSTOMERS,
+        CONSENT_LEDGER,
+        PII_ACCESS_LOG,
         IDENTITY_LINKS,
         PROFILE_FEATURES,
         PROFILE_SCORES,

@@ -1,9 +1,18 @@
-"""Email-marketing consent as a pure transform over customers and bronze events."""
+"""Email-marketing consent as a pure transform over customers and bronze events, and the consent report.
+
+Email marketing is opt-in: contactable only with a CRM opt-in and no opt-out event later than the
+latest opt-in event. The same facts are recorded, with their proof, in the consent ledger
+(lakecdp.privacy.ledger), which also holds the opt-out purposes (personalization, profiling).
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, functions as F
+
+from lakecdp.lake import Lake
 
 NO_OPT_IN = "no marketing opt-in"
 UNSUBSCRIBED = "unsubscribed after latest opt-in"
@@ -50,3 +59,31 @@ def _block_reason() -> Column:
         .when(~F.col("marketing_opt_in"), F.lit(NO_OPT_IN))
         .when(has_unsubscribed, F.lit(UNSUBSCRIBED))
     )
+
+
+def consent_report(lake: Lake, settings: Any, customer_id: str, now: datetime) -> dict[str, Any]:
+    """A customer's consent: the status each purpose has now (as enforced) and every recorded fact."""
+    from lakecdp.identity import resolve_customer_ids
+    from lakecdp.privacy import ledger
+
+    rules = ledger.consent_rules(settings.privacy, settings.esp)
+    linked = [r.anonymous_id for r in lake.read("identity_links").filter(F.col("customer_id") == customer_id).collect()]
+    events = resolve_customer_ids(
+        lake.read("events").filter(F.col("event").isin(*rules.opt_in_events, *rules.opt_out_events)), lake.read("identity_links")
+    ).filter(F.col("customer_id") == customer_id)
+    customers = lake.read("customers").filter(F.col("customer_id") == customer_id)
+    email = consent_block_reason(customers, events, opt_in_events=rules.opt_in_events, opt_out_events=rules.opt_out_events).first()
+    reason = email["block_reason"] if email is not None else NO_RECORD
+    current = {ledger.EMAIL_MARKETING: {
+        "status": ledger.GRANTED if reason is None else ledger.WITHDRAWN,
+        "why": "opted in, no later opt-out" if reason is None else reason,
+    }}
+    facts = ledger.history(lake, [customer_id, *linked])
+    for purpose in (ledger.PERSONALIZATION, ledger.PROFILING):
+        latest = [f for f in facts if f["purpose"] == purpose]
+        if latest:
+            fact = max(latest, key=lambda f: (f["recorded_at"], f["status"] == ledger.WITHDRAWN))
+            current[purpose] = {"status": fact["status"], "why": f"latest fact {fact['recorded_at']:%Y-%m-%d %H:%M} from {fact['source']}"}
+        else:
+            current[purpose] = {"status": ledger.GRANTED, "why": "no fact recorded: allowed until withdrawn"}
+    return {"customer_id": customer_id, "as_of": now.isoformat(), "current": current, "history": facts}

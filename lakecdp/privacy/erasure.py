@@ -1,16 +1,19 @@
-"""Right to erasure: queue a request, then delete the customer everywhere, with a PII-free proof."""
+"""Right to erasure: queue a request, then delete the customer at the ESPs and in the lake, with a PII-free proof."""
 from __future__ import annotations
 
 import json
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pyspark.sql import functions as F
+from pyspark.sql import Row, functions as F
 
+from lakecdp.export.forget import EspDeletionFailed
+from lakecdp.export.identifiers import normalized_email_col
 from lakecdp.lake import TABLES, Lake
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,11 @@ class ErasureProof:
     completed_at: datetime
     rows_deleted: dict[str, int]
     landing_lines_deleted: int
+    esp_outcomes: dict[str, str] | None = None   # destination -> outcome; None when no ESP was asked
+
+
+# (customer_id, normalized email or None) -> {destination: outcome}; raises EspDeletionFailed when one failed.
+Forget = Callable[[str, str | None], dict[str, str]]
 
 
 def request_erasure(lake: Lake, customer_id: str, now: datetime) -> str:
@@ -35,31 +43,62 @@ def request_erasure(lake: Lake, customer_id: str, now: datetime) -> str:
     return request_id
 
 
-def process_erasures(lake: Lake, landing_root: str | None, now: datetime) -> list[ErasureProof]:
-    """Erase every queued customer from every table and landing file, purge history, record proofs."""
+def process_erasures(lake: Lake, landing_root: str | None, now: datetime, *, forget: Forget | None = None) -> list[ErasureProof]:
+    """Erase every queued customer from the ESPs, every table and landing file, purge history, record proofs.
+
+    Args:
+        forget: asks the ESPs to delete the customer (lakecdp.export.forget.EspEraser). It runs
+            first, while the address is still in the lake; when it fails the request stays
+            queued, nothing local is deleted, and the next run retries.
+    """
     proofs = []
     for request in lake.read("erasure_requests").collect():
-        identifiers = _identifiers(lake, request.customer_id)
-        deleted = {name: _erase_from_table(lake, name, identifiers) for name in TABLES if name not in {"erasure_requests", "erasure_log"}}
-        lines = _erase_from_landing(Path(landing_root), identifiers) if landing_root else 0
-        lake.delete("erasure_requests", {"request_id": request.request_id})
-        for name in TABLES:
-            if name != "erasure_log" and (deleted.get(name) or name == "erasure_requests"):
-                lake.purge_history(name)
-        proof = ErasureProof(request.request_id, now, {k: v for k, v in deleted.items() if v}, lines)
-        lake.append("erasure_log", lake.spark.createDataFrame([{
-            "request_id": proof.request_id,
-            "requested_at": request.requested_at,
-            "completed_at": now,
-            "rows_deleted_json": json.dumps(proof.rows_deleted, sort_keys=True),
-            "landing_lines_deleted": lines,
-        }], lake.spec("erasure_log").schema))
-        log.info("erasure %s done: %s rows in %s tables, %s landing lines", proof.request_id, sum(proof.rows_deleted.values()), len(proof.rows_deleted), lines)
-        proofs.append(proof)
+        outcomes = None
+        if forget is not None:
+            try:
+                outcomes = forget(request.customer_id, _contact_email(lake, request.customer_id))
+            except EspDeletionFailed as exc:
+                for destination, reason in sorted(exc.failures.items()):
+                    log.warning("erasure %s stays queued: ESP deletion at %s failed: %s", request.request_id, destination, reason)
+                continue
+        proofs.append(_erase_locally(lake, landing_root, request, now, outcomes))
     return proofs
 
 
-def _identifiers(lake: Lake, customer_id: str) -> set[str]:
+def _erase_locally(lake: Lake, landing_root: str | None, request: Row, now: datetime, outcomes: dict[str, str] | None) -> ErasureProof:
+    identifiers = customer_identifiers(lake, request.customer_id)
+    deleted = {name: _erase_from_table(lake, name, identifiers) for name in TABLES if name not in {"erasure_requests", "erasure_log"}}
+    lines = _erase_from_landing(Path(landing_root), identifiers) if landing_root else 0
+    lake.delete("erasure_requests", {"request_id": request.request_id})
+    for name in TABLES:
+        if name != "erasure_log" and (deleted.get(name) or name == "erasure_requests"):
+            lake.purge_history(name)
+    proof = ErasureProof(request.request_id, now, {k: v for k, v in deleted.items() if v}, lines, outcomes)
+    lake.append("erasure_log", lake.spark.createDataFrame([{
+        "request_id": proof.request_id,
+        "requested_at": request.requested_at,
+        "completed_at": now,
+        "rows_deleted_json": json.dumps(proof.rows_deleted, sort_keys=True),
+        "landing_lines_deleted": lines,
+        "esp_outcomes_json": json.dumps(outcomes, sort_keys=True) if outcomes is not None else None,
+    }], lake.spec("erasure_log").schema))
+    log.info("erasure %s done: %s rows in %s tables, %s landing lines, ESPs %s", proof.request_id,
+             sum(proof.rows_deleted.values()), len(proof.rows_deleted), lines, outcomes)
+    return proof
+
+
+def _contact_email(lake: Lake, customer_id: str) -> str | None:
+    """The customer's address as the exporters send it (trimmed, lowercased; None when it is not an address)."""
+    rows = (
+        lake.read("customers")
+        .filter(F.col("customer_id") == customer_id)
+        .select(normalized_email_col("email").alias("email"))
+        .collect()
+    )
+    return next((r.email for r in rows if r.email), None)
+
+
+def customer_identifiers(lake: Lake, customer_id: str) -> set[str]:
     """The customer id, every device id ever linked to it, and their contact email."""
     links = lake.read("identity_links").filter(F.col("customer_id") == customer_id).select("anonymous_id").collect()
     emails = lake.read("customers").filter(F.col("customer_id") == customer_id).select("email").collect()

@@ -28,6 +28,7 @@ from lakecdp.pipeline import (
     touched_customers,
     update_identity_links,
 )
+from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
 from lakecdp.segments import parse_segments
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class BatchProcessor:
     def __init__(self, lake: Lake, settings: Settings, checkpoint: str, clock: Clock, run: StreamRun) -> None:
         self.lake, self.settings, self.checkpoint, self.clock, self.run = lake, settings, checkpoint, clock, run
         self.segments = parse_segments(settings.segments)
+        self.consent_rules = consent_rules(settings.privacy, settings.esp)
         self.models = None
         if settings.stream.rescore:
             from models.settings import parse_model_settings
@@ -103,6 +105,7 @@ class BatchProcessor:
         try:
             result = timer("bronze", commit_batch, self.lake, batch, txn=txn)
             linked = timer("identity", update_identity_links, self.lake, batch.valid, txn=txn)
+            timer("consent", record_consent, self.lake, entries_from_events(batch.valid, self.consent_rules, now))
             customers = timer("touched", touched_customers, self.lake, batch.valid, linked)
             # A backfill touching most customers is cheaper as one full recompute than as a huge IN-list.
             scope = None if len(customers) > self.settings.stream.full_refresh_above else customers

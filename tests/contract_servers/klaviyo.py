@@ -9,6 +9,9 @@ sliding windows); an excess gets 429 with Retry-After. Documented size limits: 1
 and 5 MB per import job, 100 KB per profile, 1,000 profiles per list relationship call.
 GET /api/profiles (used to find profile ids for removal) is not among the vendored files; it is
 served with the same header checks and Klaviyo's documented filter syntax.
+POST /api/data-privacy-deletion-jobs (request_profile_deletion, data_privacy.json) takes exactly
+one identifier (email, phone_number or id), as its description demands; the real job is
+asynchronous, here every matching profile is gone when the 202 is sent.
 """
 from __future__ import annotations
 
@@ -59,6 +62,7 @@ class KlaviyoServer(ContractServer):
         self.polls_until_complete = polls_until_complete
         self.profiles: dict[str, dict[str, Any]] = {}   # external_id -> profile (id, email, lists, ...)
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.deletion_jobs: list[str] = []              # which identifier each deletion job named
         self.job_sizes: list[int] = []
         self.rate_limited = 0
         self._ids = threading.Lock()
@@ -264,7 +268,29 @@ class KlaviyoServer(ContractServer):
                     profile["lists"].add(params["id"])
         return Response(204)
 
+    def _request_profile_deletion(self, request: Request, params: dict[str, str]) -> Response:
+        profile = json.loads(request.body)["data"]["attributes"]["profile"]["data"]
+        attributes = profile.get("attributes") or {}
+        given = [k for k in ("email", "phone_number") if attributes.get(k)] + (["id"] if profile.get("id") else [])
+        if len(given) != 1:
+            self.violation(f"request_profile_deletion: exactly one identifier required, got {given}")
+            return error(400, "invalid", "Provide exactly one of email, phone_number or id.", "/data/attributes/profile/data")
+        with self.lock:
+            self.deletion_jobs.append(given[0])
+            if given[0] == "id":
+                doomed = [k for k, p in self.profiles.items() if p["id"] == profile["id"]]
+            else:
+                doomed = [k for k, p in self.profiles.items() if str(p.get(given[0]) or "").lower() == str(attributes[given[0]]).lower()]
+            for key in doomed:
+                del self.profiles[key]
+        return Response(202)
+
     # ---- test helpers ---------------------------------------------------------------------------
+    def holds(self, external_id: str, email: str) -> bool:
+        """Whether any profile carries the external id or the address."""
+        with self.lock:
+            return any(k == external_id or str(p.get("email") or "").lower() == email.lower() for k, p in self.profiles.items())
+
     def members_of(self, list_id: str) -> set[str]:
         with self.lock:
             return {key for key, p in self.profiles.items() if list_id in p["lists"]}

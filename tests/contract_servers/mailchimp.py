@@ -5,6 +5,9 @@ members, each with email_address and a valid status, update_existing a boolean, 
 names; member tags; GET members with count <= 1000; at most 10 requests at once (more get 429,
 Mailchimp's "too many simultaneous connections"). Members whose address is unsubscribed or
 cleaned cannot be re-subscribed (the compliance state). Partial failures come back in `errors`.
+POST .../members/{hash}/actions/delete-permanent (no body) removes the member for good: 204, 404
+when absent, and the address can never be re-imported
+(https://mailchimp.com/developer/marketing/api/list-members/delete-list-member/).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ class MailchimpServer(ContractServer):
         self.invalid = {e.lower() for e in invalid_emails}   # always rejected: "looks fake or invalid"
         self.flaky = {e.lower() for e in flaky_emails}       # rejected once inside a multi-member batch
         self.members: dict[str, dict[str, Any]] = {}         # subscriber hash -> member
+        self.forgotten: set[str] = set()                     # subscriber hashes deleted permanently
         self.batch_sizes: list[int] = []
 
     def check_concurrency(self, request: Request, concurrent: int) -> Response | None:
@@ -65,6 +69,9 @@ class MailchimpServer(ContractServer):
             return self._tags(request, match.group(1))
         if request.method == "GET" and rest == "/members":
             return self._list_members(request)
+        match = re.fullmatch(r"/members/([0-9a-f]{32})/actions/delete-permanent", rest)
+        if request.method == "POST" and match:
+            return self._delete_permanent(request, match.group(1))
         self.violation(f"unknown route {request.method} {request.path}")
         return problem(405, "Method Not Allowed", "The requested method and resource are not compatible.")
 
@@ -99,6 +106,9 @@ class MailchimpServer(ContractServer):
             if email in self.flaky and len(members) > 1:
                 self.flaky.discard(email)
                 failed.append({"email_address": item["email_address"], "error": "Please try again later.", "error_code": "ERROR_GENERIC"})
+                continue
+            if key in self.forgotten:
+                failed.append({"email_address": item["email_address"], "error": f"{item['email_address']} was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list.", "error_code": "ERROR_GENERIC"})
                 continue
             if existing and existing["status"] in ("unsubscribed", "cleaned") and item["status"] == "subscribed":
                 failed.append({"email_address": item["email_address"], "error": f"{item['email_address']} is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.", "error_code": "ERROR_CONTACT_EXISTS"})
@@ -146,6 +156,16 @@ class MailchimpServer(ContractServer):
         self.deliveries[key] += 1
         return Response(204)
 
+    def _delete_permanent(self, request: Request, key: str) -> Response:
+        if request.body:
+            self.violation("delete-permanent takes no request body")
+            return problem(400, "Invalid Resource", "This action takes no body.")
+        with self.lock:
+            if self.members.pop(key, None) is None:
+                return problem(404, "Resource Not Found", "The requested resource could not be found.")
+            self.forgotten.add(key)
+        return Response(204)
+
     def _list_members(self, request: Request) -> Response:
         count, offset = int(request.param("count") or 10), int(request.param("offset") or 0)
         if count > MAX_COUNT:
@@ -164,6 +184,11 @@ class MailchimpServer(ContractServer):
         with self.lock:
             member = self.members.setdefault(key, {"id": key, "email_address": email.lower(), "tags": set(), "merge_fields": {}})
             member.update(status=status, last_changed=last_changed)
+
+    def holds(self, email: str) -> bool:
+        """Whether any member record (any status) exists for the address."""
+        with self.lock:
+            return subscriber_hash(email) in self.members
 
     def tagged(self, tag: str) -> set[str]:
         """Addresses currently carrying `tag`."""

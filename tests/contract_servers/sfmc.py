@@ -6,6 +6,11 @@ Enforced: POST /v2/token with grant_type=client_credentials and the right client
 a non-empty `items` array whose rows carry the data extension's primary key (SubscriberKey,
 Segment) and only its columns; GET .../{requestId}/status (Pending first, then Complete with
 hasErrors) and /results. Rows with an invalid address are rejected with errorCode/message.
+POST /contacts/v1/contacts/actions/delete?type=keys {values: [contact keys], DeleteOperationType:
+ContactAndAttributes} -> 200 {operationInitiated, operationID, ...}
+(https://developer.salesforce.com/docs/marketing/marketing-cloud/guide/DeleteByContactKeys.html);
+the real deletion runs after a suppression period, here the contact's rows (SubscriberKey = contact
+key) are gone at once.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ class SfmcServer(ContractServer):
         self.async_requests: dict[str, dict[str, Any]] = {}
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.tokens_issued = 0
+        self.contact_deletes: list[list[str]] = []
 
     def handle(self, request: Request) -> Response:
         if request.path == "/v2/token":
@@ -47,6 +53,8 @@ class SfmcServer(ContractServer):
             return Response(401, {"message": "Not Authorized", "errorcode": 0, "documentation": ""})
         if request.method == "PUT" and request.path == f"/data/v1/async/dataextensions/key:{self.key}/rows":
             return self._upsert(request)
+        if request.method == "POST" and request.path == "/contacts/v1/contacts/actions/delete":
+            return self._delete_contacts(request)
         parts = request.path.split("/")
         if request.method == "GET" and len(parts) == 6 and parts[:4] == ["", "data", "v1", "async"]:
             entry = self.async_requests.get(parts[4])
@@ -97,6 +105,27 @@ class SfmcServer(ContractServer):
             self.async_requests[request_id] = {"results": results, "polls": 0}
         return Response(202, {"requestId": request_id, "resultMessages": []})
 
+    def _delete_contacts(self, request: Request) -> Response:
+        body = request.json() if request.body else None
+        fields = {k.lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
+        values = fields.get("values")
+        is_valid = (
+            request.param("type") == "keys"
+            and fields.get("deleteoperationtype") == "ContactAndAttributes"
+            and isinstance(values, list) and bool(values) and all(isinstance(v, str) and v for v in values)
+        )
+        if not is_valid:
+            self.violation("contacts delete: ?type=keys with {values: [contact keys], DeleteOperationType: ContactAndAttributes}")
+            return Response(400, {"message": "invalid delete request", "errorcode": 10006})
+        with self.lock:
+            self.contact_deletes.append(list(values))
+            for key in [k for k in self.rows if k[0] in values]:
+                del self.rows[key]
+            operation = len(self.contact_deletes)
+        return Response(200, {"operationInitiated": True, "operationID": operation, "hasErrors": False, "resultMessages": [],
+                              "requestServiceMessageID": secrets.token_hex(16), "serviceMessageID": secrets.token_hex(16),
+                              "responseDateTime": "2026-11-01T00:00:00"})
+
     def _status(self, request_id: str, entry: dict[str, Any]) -> Response:
         with self.lock:
             entry["polls"] += 1
@@ -113,6 +142,10 @@ class SfmcServer(ContractServer):
     def revoke_tokens(self) -> None:
         with self.lock:
             self.tokens.clear()
+
+    def holds(self, subscriber_key: str) -> bool:
+        with self.lock:
+            return any(key == subscriber_key for key, _ in self.rows)
 
     def members(self, segment: str) -> set[str]:
         with self.lock:

@@ -3,7 +3,9 @@
 The first response per Idempotency-Key is stored and replayed for any repeat (the body must be
 the same), so `deliveries` counts each member once per distinct key however often a batch is
 resent; `raw_deliveries` counts every arrival. A rate limit (sliding window) and a latency are
-configurable; rejected members are answered in `rejected`.
+configurable; rejected members are answered in `rejected`. An erasure notice
+({destination, event: customer.erased, customer_id, email_sha256}) removes the customer from
+every segment and records them in `erased`.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from lakecdp.export.adapters.webhook import verify
+from lakecdp.export.adapters.webhook import ERASED_EVENT, verify
 from tests.contract_servers.base import ContractServer, Request, Response, SlidingWindow, rate_limited
 
 
@@ -31,6 +33,7 @@ class WebhookServer(ContractServer):
         self.raw_deliveries: Counter = Counter()
         self.members: dict[str, set[str]] = {}                 # segment -> customer ids currently in it
         self.replays = 0
+        self.erased: set[str] = set()                          # customer ids the receiver deleted
 
     def handle(self, request: Request) -> Response:
         if request.method != "POST":
@@ -50,16 +53,33 @@ class WebhookServer(ContractServer):
         with self.lock:
             stored = self.responses.get(key)
             document = request.json()
-            for member in document["members"]:
+            is_erasure = document.get("event") == ERASED_EVENT
+            for member in [document] if is_erasure else document["members"]:
                 self.raw_deliveries[member["customer_id"]] += 1
             if stored is not None:
                 if stored[0] != digest:
                     self.violation(f"Idempotency-Key {key} reused for a different body")
                 self.replays += 1
                 return stored[1]
-            response = self._apply(document)
+            response = self._erase(document) if is_erasure else self._apply(document)
             self.responses[key] = (digest, response)
             return response
+
+    def _erase(self, document: dict[str, Any]) -> Response:
+        digest = document.get("email_sha256")
+        if set(document) != {"destination", "event", "customer_id", "email_sha256"} or not document.get("customer_id"):
+            self.violation(f"erasure notice: unexpected keys {sorted(document)}")
+            return Response(400, {"error": "malformed erasure notice"})
+        if digest is not None and (len(digest) != 64 or "@" in digest):
+            self.violation("erasure notice: email_sha256 is not a SHA-256 hex digest")
+        for members in self.members.values():
+            members.discard(document["customer_id"])
+        self.erased.add(document["customer_id"])
+        return Response(200, {"erased": True})
+
+    def holds(self, customer_id: str) -> bool:
+        with self.lock:
+            return any(customer_id in members for members in self.members.values())
 
     def _apply(self, document: dict[str, Any]) -> Response:
         rejected = []

@@ -52,7 +52,16 @@ def test_segments_are_non_trivial_and_membership_matches_sizes(demo_run):
     assert result.segment_sizes["cart_abandoned_48h"] > 0
     assert result.segment_sizes["viewed_shoes_24h"] > 0
     assert sum(result.segment_sizes.values()) == result.row_counts["segment_membership"]
-    assert "[4/4] summary" in output and "segment_membership" in output
+    assert "[5/5] summary" in output and "segment_membership" in output
+
+
+def test_the_crm_file_is_imported_and_its_opt_ins_are_consent_facts(demo_run):
+    _, _, result, _ = demo_run
+    customers = DeltaTable(f"{result.lake_root}/customers").to_pandas(columns=["customer_id", "marketing_opt_in"])
+    ledger = DeltaTable(f"{result.lake_root}/consent_ledger").to_pandas(columns=["customer_id", "purpose", "source"])
+    imported = ledger[ledger.source == "import:crm-import"]
+    assert len(customers) == result.row_counts["customers"] > 0
+    assert sorted(imported.customer_id) == sorted(customers.customer_id) and set(imported.purpose) == {"email_marketing"}
 
 
 def test_profiles_agree_with_bronze_after_identity_stitching(demo_run, spark):

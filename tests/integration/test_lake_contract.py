@@ -156,3 +156,19 @@ def test_overwrite_replaces_everything_and_keeps_history(spark, lake):
     lake.overwrite("quarantine", quarantine_rows(spark, lake, [("q3", "m3", None, date(2026, 11, 2))]))
     assert ids(lake.read("quarantine"), "quarantine_id") == ["q3"]
     assert ids(lake.read("quarantine", version=before), "quarantine_id") == ["q1", "q2"]
+
+
+def test_append_adds_a_nullable_column_declared_after_the_table_was_created(spark, lake):
+    """Upgrading lakecdp may declare a new nullable column (erasure_log.esp_outcomes_json did): old rows read it as null."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    old = pa.table({"request_id": ["r1"], "requested_at": pa.array([T0], pa.timestamp("us", tz="UTC")),
+                    "completed_at": pa.array([T0], pa.timestamp("us", tz="UTC")), "rows_deleted_json": ["{}"],
+                    "landing_lines_deleted": pa.array([0], pa.int64())})
+    write_deltalake(lake.path("erasure_log"), old, mode="append")
+    row = {"request_id": "r2", "requested_at": T0, "completed_at": T0, "rows_deleted_json": "{}", "landing_lines_deleted": 1,
+           "esp_outcomes_json": '{"braze": "deletion requested"}'}
+    lake.append("erasure_log", spark.createDataFrame([row], lake.spec("erasure_log").schema))
+    rows = {r.request_id: r.esp_outcomes_json for r in lake.read("erasure_log").collect()}
+    assert rows == {"r1": None, "r2": '{"braze": "deletion requested"}'}

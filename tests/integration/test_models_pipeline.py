@@ -207,3 +207,27 @@ def test_the_stream_rescores_the_profiles_a_batch_touches(trained, spark, tmp_pa
     moved = after.index[after.scored_at != before.scored_at.reindex(after.index)]
     assert list(moved) == [customer]
     assert after.loc[customer, "scored_at"].tz_localize(None) == later.now().replace(tzinfo=None)
+
+
+def test_a_customer_who_withdrew_profiling_consent_is_neither_scored_nor_trained_on(trained, spark):
+    from lakecdp.privacy.ledger import ConsentRules, entries_from_events, record_consent
+    from models.training import prepare_training_data
+
+    lake, registry, clock = trained["lake"], trained["registry"], trained["clock"]
+    customer = sorted(trained["truth"].customer_id)[7]
+    assert lake.read("profile_scores").filter(F.col("customer_id") == customer).count() == 1
+    withdrawal = spark.createDataFrame([{
+        "message_id": "withdraw-profiling", "type": "track", "event": "Consent Updated", "customer_id": customer,
+        "timestamp": clock.now(), "source_file": "test", "traits_json": None,
+        "properties_json": json.dumps({"purpose": "profiling", "status": "withdrawn"}),
+    }], "message_id string, type string, event string, customer_id string, timestamp timestamp, source_file string, "
+        "traits_json string, properties_json string")
+    record_consent(lake, entries_from_events(withdrawal, ConsentRules(), clock.now()))
+
+    outcome = score_lake(lake, SETTINGS, registry, clock=clock)
+
+    scores = lake.read("profile_scores")
+    assert scores.filter(F.col("customer_id") == customer).count() == 0
+    assert outcome.rows == scores.count() == len(trained["scores"]) - 1
+    data = prepare_training_data(lake, SETTINGS, trained["scored"].as_of, clock)
+    assert customer not in set(data.train.customer_id) | set(data.current.customer_id)

@@ -73,3 +73,60 @@ def test_sdk_events_change_the_profile_while_the_stream_runs(spark, tmp_path):
         stop.set()
         runner.join(timeout=60)
     assert not failures, failures
+
+
+def test_a_trigger_fires_from_an_sdk_event_through_the_running_stream(spark, tmp_path, monkeypatch):
+    """SDK -> collector -> stream -> membership -> outbox -> the stream's timer tick -> signed webhook."""
+    from http.server import ThreadingHTTPServer
+
+    from tests.integration.test_triggers import SECRET, Receiver
+
+    Receiver.deliveries = []
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    monkeypatch.setenv("LAKECDP_TRIGGER_WEBHOOK_SECRET", SECRET)
+    rules = [{"name": "shoes_now", "rule": {"event": "Product Viewed", "where": {"category": "shoes"}, "within": "1h"},
+              "trigger": {"destination": "cart_webhook", "delay": "0m"}}]
+    settings = load_settings(env={}, overrides={
+        "stream": {"trigger": "0.5s", "timer_interval": "2s"}, "segments": rules,
+        "triggers": {"destinations": {"cart_webhook": {"url": f"http://127.0.0.1:{hook.server_port}/hooks/shoes"}}},
+    })
+    events_dir = tmp_path / "landing" / "events"
+    events_dir.mkdir(parents=True)
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    now = datetime.now(timezone.utc)
+    lake.merge("customers", spark.createDataFrame(
+        [{"customer_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test", "updated_at": now - timedelta(days=1)}
+         for c, ok in (("shoe_fan", True), ("no_consent", False))],
+        lake.spec("customers").schema))
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            run_stream(spark, lake, settings, source=str(events_dir), checkpoint=str(tmp_path / "ckpt"), mode="continuous", stop=stop, timeout_seconds=300)
+        except BaseException as exc:  # surfaced by the assertions below
+            failures.append(exc)
+
+    runner = threading.Thread(target=stream, daemon=True)
+    runner.start()
+    writer = LandingWriter(events_dir, roll_bytes=1_000_000, roll_seconds=0.5)
+    try:
+        with CollectorThread(create_app(CollectorConfig(write_keys={KEY: "web"}), writer)) as server:
+            client = analytics.Client(KEY, host=server.url, sync_mode=True)
+            sent_at = time.monotonic()
+            for customer in ("shoe_fan", "no_consent"):
+                client.track(customer, "Product Viewed", {"category": "shoes", "price": 120}, timestamp=datetime.now(timezone.utc))
+            seconds = wait_for(lambda: failures or Receiver.deliveries, timeout=120)
+            assert not failures, failures
+            print(f"event sent -> trigger delivered in {time.monotonic() - sent_at:.1f} s (waited {seconds:.1f} s)")
+            wait_for(lambda: lake.read("trigger_outbox").filter(F.col("state") != "pending").count() == 2, timeout=60)
+    finally:
+        stop.set()
+        runner.join(timeout=60)
+        hook.shutdown()
+    assert not failures, failures
+    assert [(d["customer_id"], d["segment"]) for d in Receiver.deliveries] == [("shoe_fan", "shoes_now")]
+    states = {r.customer_id: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
+    assert states["shoe_fan"][0] == "sent"
+    assert states["no_consent"][0] == "cancelled" and "consent" in states["no_consent"][1]

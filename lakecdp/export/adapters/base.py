@@ -15,7 +15,17 @@ from lakecdp.config import ConfigError
 from lakecdp.export.batches import Batch, BatchResult, Member, MemberOutcome
 from lakecdp.export.http import ApiClient, Limiter, RetryPolicy
 from lakecdp.export.identifiers import scrub_pii
-from lakecdp.export.settings import CONF_FILE
+from lakecdp.export.settings import CONF_FILE, RateLimitSpec
+
+# What `Adapter.forget` reports: short, PII-free words that go into the erasure proof.
+DELETED = "deleted"
+DELETION_REQUESTED = "deletion requested"   # accepted; the ESP deletes asynchronously
+NOT_FOUND = "not found"
+NOTIFIED = "notified"                       # the receiver acknowledged the erasure notice
+
+
+def not_supported(why: str) -> str:
+    return f"not supported: {why}"
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,18 @@ class Adapter(ABC):
     @abstractmethod
     def send(self, batch: Batch) -> BatchResult: ...
 
+    @abstractmethod
+    def forget(self, customer_id: str, email: str | None) -> str:
+        """Ask the destination to delete everything it holds on one customer (right to erasure).
+
+        Args:
+            email: the normalized address the exporters send, None when the customer has none.
+        Returns:
+            A PII-free outcome: DELETED, DELETION_REQUESTED, NOT_FOUND, NOTIFIED or `not_supported(...)`.
+        Raises:
+            RetriesExhausted, DestinationError: the deletion did not happen; the erasure must wait and retry.
+        """
+
     def finish(self, results: Sequence[BatchResult]) -> None:
         """After a destination's batches are done (S3 writes manifests here)."""
 
@@ -81,11 +103,16 @@ class Adapter(ABC):
             )
         return value
 
-    def api_client(self, *, per_endpoint: bool = False) -> ApiClient:
+    def api_client(self, *, per_endpoint: bool = False, rate_limits: Sequence[RateLimitSpec] | None = None) -> ApiClient:
+        """A client with the destination's limits and retry policy.
+
+        Args:
+            rate_limits: instead of settings.rate_limits, for an endpoint the ESP limits on its own.
+        """
         s = self.settings
         limiter = Limiter(
-            s.rate_limits, fill_fraction=s.fill_fraction, max_in_flight=s.max_in_flight, per_endpoint=per_endpoint,
-            monotonic=self.runtime.monotonic, sleep=self.runtime.sleep,
+            s.rate_limits if rate_limits is None else rate_limits, fill_fraction=s.fill_fraction,
+            max_in_flight=s.max_in_flight, per_endpoint=per_endpoint, monotonic=self.runtime.monotonic, sleep=self.runtime.sleep,
         )
         policy = RetryPolicy(s.retry, clock=self.runtime.clock, rng=self.runtime.rng)
         return ApiClient(

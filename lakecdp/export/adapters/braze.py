@@ -9,18 +9,26 @@
   (https://www.braze.com/docs/api/objects_filters/user_attributes_object/).
 - 3,000 requests per 3 seconds; a 429 carries X-RateLimit-Reset (epoch seconds), no Retry-After
   (https://www.braze.com/docs/api/api_limits/).
+- Erasure: POST /users/delete {external_ids: [...]} (up to 50, one identifier kind a request);
+  answers {deleted: <user ids queued for deletion>}; 20,000 requests a minute, shared with
+  /users/alias/new, /users/identify and /users/merge
+  (https://www.braze.com/docs/api/endpoints/user_data/post_user_delete/).
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from lakecdp.export.adapters.base import Adapter, all_failed, http_reason
+from lakecdp.export.adapters.base import DELETION_REQUESTED, NOT_FOUND, Adapter, all_failed, http_reason
 from lakecdp.export.batches import UPSERT, Batch, BatchResult, Member, MemberOutcome, json_bytes
-from lakecdp.export.http import DestinationError, RetriesExhausted
+from lakecdp.export.http import ApiClient, DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import scrub_pii
+from lakecdp.export.settings import RateLimitSpec
 
 # Our attribute names -> Braze's standard user attributes.
 BRAZE_ATTRIBUTES = {"first_name": "first_name", "last_name": "last_name", "country": "country", "city": "home_city"}
+# /users/delete has its own limit, below /users/track's 3,000 per 3 seconds.
+DELETION_LIMITS = (RateLimitSpec(requests=20_000, per=timedelta(minutes=1)),)
 
 
 class BrazeAdapter(Adapter):
@@ -31,6 +39,7 @@ class BrazeAdapter(Adapter):
         self._headers = {"Authorization": f"Bearer {self.secret('api_key_env')}", "Content-Type": "application/json"}
         self.client = self.api_client()
         self._url = f"{self.settings.base_url.rstrip('/')}/users/track"
+        self._deletions: ApiClient | None = None   # built on the first erasure: exports never need it
 
     def _attributes(self, member: Member, segment: str, kind: str) -> dict[str, Any]:
         array = self.settings.segments_attribute
@@ -63,6 +72,24 @@ class BrazeAdapter(Adapter):
             for i, m in enumerate(batch.members)
         ]
         return BatchResult(batch, outcomes, stats={"processed": int(document.get("attributes_processed") or 0)})
+
+    def forget(self, customer_id: str, email: str | None) -> str:
+        # lakecdp names every Braze user by external_id, so that is the identifier to delete.
+        if self._deletions is None:
+            self._deletions = self.api_client(rate_limits=DELETION_LIMITS)
+        url = f"{self.settings.base_url.rstrip('/')}/users/delete"
+        body = json_bytes({"external_ids": [customer_id]})
+        response = self._deletions.request("POST", url, endpoint="users.delete", headers=self._headers, body=body)
+        if response.status_code == 401:
+            raise DestinationError(f"{self.name}: Braze refused the REST API key: {http_reason(response)}")
+        if not 200 <= response.status_code < 300:
+            raise DestinationError(f"{self.name}: user deletion refused: {http_reason(response, _message(response))}")
+        return DELETION_REQUESTED if int(response.json().get("deleted") or 0) else NOT_FOUND
+
+    def close(self) -> None:
+        super().close()
+        if self._deletions is not None:
+            self._deletions.close()
 
 
 def _message(response: Any) -> str:

@@ -13,22 +13,29 @@
 - Rate limits per endpoint, burst 10/s and steady 150/m for the bulk routes (the OpenAPI
   `x-klaviyo-ratelimit`); 429 carries Retry-After
   (https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling).
+- Erasure: POST /api/data-privacy-deletion-jobs with exactly one identifier (email, phone_number
+  or profile id); every profile matching it is deleted asynchronously; 202; burst 3/s, steady 60/m
+  (https://developers.klaviyo.com/en/reference/request_profile_deletion).
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
-from lakecdp.export.adapters.base import Adapter, BatchLimits, all_failed, http_reason
+from lakecdp.export.adapters.base import DELETION_REQUESTED, NOT_FOUND, Adapter, BatchLimits, all_failed, http_reason
 from lakecdp.export.batches import UPSERT, Batch, BatchResult, Member, MemberOutcome, json_bytes
-from lakecdp.export.http import DestinationError, RetriesExhausted
+from lakecdp.export.http import ApiClient, DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import scrub_pii
+from lakecdp.export.settings import RateLimitSpec
 
 MEDIA_TYPE = "application/vnd.api+json"
 ENVELOPE_BYTES = 400          # the job document around the profiles
 LOOKUP_PAGE = 100             # get_profiles page[size] maximum
 REMOVE_CHUNK = 1000           # remove_profiles_from_list maximum
+# request_profile_deletion's own x-klaviyo-ratelimit (burst 3/s, steady 60/m), below the bulk routes' limits.
+DELETION_LIMITS = (RateLimitSpec(requests=3, per=timedelta(seconds=1)), RateLimitSpec(requests=60, per=timedelta(minutes=1)))
 
 
 class KlaviyoAdapter(Adapter):
@@ -45,6 +52,7 @@ class KlaviyoAdapter(Adapter):
         }
         self.client = self.api_client(per_endpoint=True)
         self._base = self.settings.base_url.rstrip("/")
+        self._deletions: ApiClient | None = None   # built on the first erasure: exports never need it
 
     @classmethod
     def batch_limits(cls, settings: Any, attributes: Sequence[str]) -> BatchLimits:
@@ -154,6 +162,36 @@ class KlaviyoAdapter(Adapter):
             return all_failed(batch, exc.reason, retryable=True)
         # A customer without a Klaviyo profile is in no list: nothing to remove.
         return BatchResult(batch, [MemberOutcome.sent(m.customer_id) for m in batch.members])
+
+    def forget(self, customer_id: str, email: str | None) -> str:
+        """Deletion jobs for the profile lakecdp created (by external id) and for every profile with the address.
+
+        Both, because the address may have changed since the profile was last exported, and a
+        profile made by a Klaviyo form carries the address but not our id.
+        """
+        profiles = [{"type": "profile", "id": pid, "attributes": {}} for pid in self._profile_ids([customer_id]).values()]
+        if email is not None:
+            profiles.append({"type": "profile", "attributes": {"email": email}})
+        if self._deletions is None:
+            self._deletions = self.api_client(rate_limits=DELETION_LIMITS)
+        accepted = 0
+        for profile in profiles:
+            document = {"data": {"type": "data-privacy-deletion-job", "attributes": {"profile": {"data": profile}}}}
+            response = self._deletions.request(
+                "POST", f"{self._base}/api/data-privacy-deletion-jobs", endpoint="request_profile_deletion",
+                headers=self._headers, body=json_bytes(document),
+            )
+            self._raise_if_refused(response)
+            if response.status_code == 202:
+                accepted += 1
+            elif response.status_code != 404:   # 404: no profile matches this identifier
+                raise DestinationError(f"{self.name}: profile deletion refused: {http_reason(response, _errors(response))}")
+        return DELETION_REQUESTED if accepted else NOT_FOUND
+
+    def close(self) -> None:
+        super().close()
+        if self._deletions is not None:
+            self._deletions.close()
 
     def _profile_ids(self, customer_ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}

@@ -11,6 +11,9 @@
   (https://mailchimp.com/developer/marketing/docs/fundamentals/#connecting-to-the-api).
 - Limits: 10 concurrent connections, no published request rate and no rate headers; a 429
   means too many connections (https://mailchimp.com/developer/marketing/docs/fundamentals/#api-limits).
+- Erasure: POST /3.0/lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent, 204; it
+  deletes the member's personal data and the address can never be re-imported; 404 when the
+  address is not in the audience (https://mailchimp.com/developer/marketing/api/list-members/delete-list-member/).
 """
 from __future__ import annotations
 
@@ -18,10 +21,10 @@ import base64
 from collections.abc import Iterator
 from typing import Any
 
-from lakecdp.export.adapters.base import Adapter, all_failed, http_reason
+from lakecdp.export.adapters.base import DELETED, NOT_FOUND, Adapter, all_failed, http_reason
 from lakecdp.export.batches import UPSERT, Batch, BatchResult, MemberOutcome, json_bytes
 from lakecdp.export.http import DestinationError, RetriesExhausted
-from lakecdp.export.identifiers import normalize_email, scrub_pii
+from lakecdp.export.identifiers import mailchimp_subscriber_hash, normalize_email, scrub_pii
 
 # `count` maximum for list members (https://mailchimp.com/developer/marketing/docs/methods-parameters/#pagination)
 PAGE_SIZE = 1000
@@ -87,6 +90,19 @@ class MailchimpAdapter(Adapter):
             else:
                 outcomes.append(MemberOutcome.failed(member.customer_id, http_reason(response, _problem(response))))
         return BatchResult(batch, outcomes)
+
+    def forget(self, customer_id: str, email: str | None) -> str:
+        # Mailchimp knows a member only by address: without one, lakecdp never sent them here.
+        if email is None:
+            return NOT_FOUND
+        url = f"{self._list_url}/members/{mailchimp_subscriber_hash(email)}/actions/delete-permanent"
+        response = self.client.request("POST", url, endpoint="members.delete_permanent", headers=self._headers)
+        self._raise_if_refused(response)
+        if response.status_code == 204:
+            return DELETED
+        if response.status_code == 404:
+            return NOT_FOUND
+        raise DestinationError(f"{self.name}: permanent delete refused: {http_reason(response, _problem(response))}")
 
     def members_with_status(self, status: str, since: str | None = None) -> Iterator[dict[str, Any]]:
         """Audience members with a status (unsubscribed, cleaned): id (subscriber hash), status, last_changed.

@@ -7,6 +7,12 @@ object metadata and is uploaded with ChecksumSHA256, which S3 verifies on arriva
 manifest is written last, from the parts actually present, so an importer that waits for it
 never reads a half-written drop. Server-side encryption per
 https://docs.aws.amazon.com/AmazonS3/latest/userguide/serv-side-encryption.html.
+
+Erasure is not supported: a file drop has no deletion API on the receiving side, and whoever
+imported the files already holds the rows. `forget` says so in the erasure proof; the importer
+must be asked to delete the customer. Part files still in the bucket keep the customer's rows
+until they are removed, e.g. by a lifecycle expiration rule on the prefix
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lifecycle-mgmt.html).
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from lakecdp.export.adapters.base import Adapter, all_failed, all_sent
+from lakecdp.export.adapters.base import Adapter, all_failed, all_sent, not_supported
 from lakecdp.export.audience import ATTRIBUTES
 from lakecdp.export.batches import ACTIONS, REMOVE, Batch, BatchResult, json_bytes
 from lakecdp.export.http import DestinationError, Limiter, RetriesExhausted, RetryPolicy, call_with_retries
@@ -125,6 +131,9 @@ class S3Adapter(Adapter):
         request = {"Bucket": self.settings.bucket, "Key": f"{prefix}/manifest.json", "Body": body, "ContentType": "application/json"}
         self._call(lambda: self.s3.put_object(**request, **self._encryption()))
         return manifest
+
+    def forget(self, customer_id: str, email: str | None) -> str:
+        return not_supported("a file drop cannot recall files already delivered; ask the importer to delete the customer")
 
     def _part_keys(self, prefix: str) -> list[str]:
         keys, token = [], None

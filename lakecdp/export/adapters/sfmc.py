@@ -9,6 +9,14 @@
   Results do not name the row that failed, so a batch with errors is retried row by row.
 - The data extension holds one row per (SubscriberKey, Segment); a remove upserts InSegment=false
   with no contact data, so re-sending any batch is harmless.
+- Erasure: POST /contacts/v1/contacts/actions/delete?type=keys {values: [contact key],
+  DeleteOperationType: ContactAndAttributes} -> 200 {operationInitiated, operationID, hasErrors}
+  (https://developer.salesforce.com/docs/marketing/marketing-cloud/guide/DeleteByContactKeys.html).
+  Contact Delete, not a row delete, because it removes the contact from every list, sendable
+  data extension and channel of the account; SubscriberKey is the contact key. It runs
+  asynchronously: sends are suppressed at once, the data goes after the account's suppression
+  period (https://developer.salesforce.com/docs/marketing/marketing-cloud/guide/ContactsDeleteStatus.html
+  reports progress). Contact Delete must be enabled in the account.
 """
 from __future__ import annotations
 
@@ -16,7 +24,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from lakecdp.export.adapters.base import Adapter, BatchLimits, all_failed, all_sent, http_reason
+from lakecdp.export.adapters.base import DELETION_REQUESTED, Adapter, BatchLimits, all_failed, all_sent, http_reason
 from lakecdp.export.batches import UPSERT, Batch, BatchResult, Member, MemberOutcome, json_bytes
 from lakecdp.export.http import DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import scrub_pii
@@ -95,6 +103,17 @@ class SfmcAdapter(Adapter):
             return BatchResult(batch, [MemberOutcome.failed(m.customer_id, reason, retry_alone=True) for m in batch.members])
         return all_failed(batch, self._first_error(request_id), retryable=False)
 
+    def forget(self, customer_id: str, email: str | None) -> str:
+        url = f"{self._rest}/contacts/v1/contacts/actions/delete?type=keys"
+        body = json_bytes({"values": [customer_id], "DeleteOperationType": "ContactAndAttributes"})
+        response = self._call("POST", url, "contacts.delete", body)
+        if response.status_code != 200:
+            raise DestinationError(f"{self.name}: contact delete refused: {http_reason(response, _messages(response))}")
+        document = response.json()
+        if not document.get("operationInitiated") or document.get("hasErrors"):
+            raise DestinationError(f"{self.name}: contact delete not initiated: {http_reason(response, _messages(response))}")
+        return DELETION_REQUESTED
+
     def _wait(self, request_id: str) -> dict[str, Any] | None:
         waited, interval = 0.0, self.settings.poll_interval.total_seconds()
         while waited <= self.settings.job_timeout.total_seconds():
@@ -133,4 +152,5 @@ def _messages(response: Any) -> str:
     except ValueError:
         return response.text
     messages = document.get("resultMessages") or []
-    return "; ".join(str(m.get("message")) for m in messages) or str(document.get("message", response.text))
+    # Data extension routes say `message`; the Contacts routes say `resultMessage`.
+    return "; ".join(str(m.get("message") or m.get("resultMessage")) for m in messages) or str(document.get("message", response.text))

@@ -7,21 +7,27 @@ response per key and replays it, so a resend after a crash changes nothing),
 "<timestamp>.<body>">`; receivers reject timestamps outside their tolerance (replays), the scheme
 Stripe documents at https://docs.stripe.com/webhooks#verify-manually.
 A 2xx may list `rejected: [{customer_id, reason}]`; those members are retried alone once.
+
+Erasure: one signed delivery {destination, event: "customer.erased", customer_id, email_sha256}
+(email_sha256 null when the customer has no address; never the address itself), the same
+headers, an Idempotency-Key derived from its content; the receiver deletes the customer on its
+side and answers 2xx.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from lakecdp.export.adapters.base import Adapter, all_failed, http_reason
+from lakecdp.export.adapters.base import NOTIFIED, Adapter, all_failed, http_reason
 from lakecdp.export.batches import REMOVE, UPSERT, Batch, BatchResult, MemberOutcome, json_bytes
 from lakecdp.export.http import DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import email_sha256, scrub_pii
 
 SIGNATURE_HEADER = "X-Lakecdp-Signature"
 TIMESTAMP_HEADER = "X-Lakecdp-Timestamp"
+ERASED_EVENT = "customer.erased"
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:
@@ -62,18 +68,9 @@ class WebhookAdapter(Adapter):
             "destination": self.name, "segment": batch.segment, "run_id": batch.run_id, "batch_id": batch.batch_id,
             "kind": batch.kind, "members": [self._member(m, batch.kind) for m in batch.members],
         }
-
-        def headers(body: bytes) -> dict[str, str]:
-            timestamp = int(self.runtime.clock.now().timestamp())
-            return {
-                "Content-Type": "application/json",
-                "Idempotency-Key": batch.idempotency_key,
-                TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: sign(self._secret, timestamp, body),
-            }
-
         try:
             body = json_bytes(document)
+            headers = self._signed_headers(batch.idempotency_key)
             response = self.client.request("POST", self.settings.url, endpoint="webhook", headers=headers, body=body)
         except RetriesExhausted as exc:
             return all_failed(batch, exc.reason, retryable=True)
@@ -92,5 +89,34 @@ class WebhookAdapter(Adapter):
         ]
         return BatchResult(batch, outcomes)
 
+    def forget(self, customer_id: str, email: str | None) -> str:
+        document = {
+            "destination": self.name, "event": ERASED_EVENT, "customer_id": customer_id,
+            "email_sha256": email_sha256(email) if email is not None else None,
+        }
+        body = json_bytes(document)
+        # Same content, same key: a retry in a later run is a replay to the receiver, not a second erasure.
+        key = "erase-" + hashlib.sha256(body).hexdigest()[:32]
+        response = self.client.request("POST", self.settings.url, endpoint="webhook.erase", headers=self._signed_headers(key), body=body)
+        if response.status_code in (401, 403):
+            raise DestinationError(f"{self.name}: the receiver rejected our signature: {http_reason(response)}")
+        if not 200 <= response.status_code < 300:
+            raise DestinationError(f"{self.name}: the receiver refused the erasure: {http_reason(response)}")
+        return NOTIFIED
 
-__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "UPSERT", "WebhookAdapter", "sign", "verify"]
+    def _signed_headers(self, idempotency_key: str) -> Callable[[bytes], dict[str, str]]:
+        """Headers computed per attempt, so every retry carries a fresh timestamp and signature."""
+
+        def headers(body: bytes) -> dict[str, str]:
+            timestamp = int(self.runtime.clock.now().timestamp())
+            return {
+                "Content-Type": "application/json",
+                "Idempotency-Key": idempotency_key,
+                TIMESTAMP_HEADER: str(timestamp),
+                SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+            }
+
+        return headers
+
+
+__all__ = ["ERASED_EVENT", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "UPSERT", "WebhookAdapter", "sign", "verify"]

@@ -1,0 +1,119 @@
+"""Right of access, admin operations and the log of every read of contact PII.
+
+- `access_bundle`: everything lakecdp holds about a customer (every table, by customer id, linked
+  device ids and email), as one JSON-ready document.
+- `require_admin`: admin operations (erasure, access, consent history) need a token whose SHA-256
+  is configured as `privacy.admin_token_sha256` (conf/local; the token itself is never stored).
+- `log_pii_access`: who read contact PII, what and when, in `pii_access_log` (ids, never the PII).
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import uuid
+from datetime import date, datetime, timezone
+from typing import Any
+
+from pyspark.sql import functions as F
+
+from lakecdp.config import ConfigError
+from lakecdp.lake import TABLES, Lake
+from lakecdp.privacy.erasure import ID_COLUMNS, customer_identifiers
+
+TOKEN_ENV = "LAKECDP_ADMIN_TOKEN"
+CONF_KEY = "privacy.admin_token_sha256"
+ACTOR_ENV = "LAKECDP_ACTOR"
+# Tables that are about lakecdp's own bookkeeping of the request, not data held about the customer.
+NOT_CUSTOMER_DATA = {"erasure_requests", "erasure_log", "pii_access_log"}
+PII_TABLES = ("customers", "events", "quarantine")
+
+
+class AdminTokenError(PermissionError):
+    pass
+
+
+def new_admin_token() -> tuple[str, str]:
+    """(token, its sha256): the token goes to the operator, the digest into conf/local/privacy.yaml."""
+    token = secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
+
+
+def require_admin(privacy: dict[str, Any], token: str | None) -> None:
+    """Raise AdminTokenError unless `token` (or $LAKECDP_ADMIN_TOKEN) matches the configured digest."""
+    expected = (privacy or {}).get("admin_token_sha256")
+    if not expected:
+        raise AdminTokenError(
+            f"admin operations are disabled: {CONF_KEY} is not set. Fix: run `lakecdp privacy admin-token`, "
+            f"put the printed digest in conf/local/privacy.yaml and give the token to the operators"
+        )
+    presented = token or os.environ.get(TOKEN_ENV)
+    if not presented:
+        raise AdminTokenError(f"this is an admin operation. Fix: pass --token or set {TOKEN_ENV}")
+    if not hmac.compare_digest(hashlib.sha256(presented.encode()).hexdigest(), str(expected).lower()):
+        raise AdminTokenError(f"the admin token does not match {CONF_KEY}")
+
+
+def actor() -> str:
+    """Who is reading: $LAKECDP_ACTOR (set by a calling service), else the OS user."""
+    return os.environ.get(ACTOR_ENV) or getpass.getuser()
+
+
+def log_pii_access(
+    lake_root: str, storage_options: dict[str, str] | None, action: str, customer_id: str | None, tables: list[str], rows: int, now: datetime
+) -> None:
+    """Append one access record to pii_access_log (through delta-rs: no Spark needed, so DuckDB reads log too)."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    record = pa.table({
+        "access_id": [uuid.uuid4().hex], "actor": [actor()], "action": [action], "customer_id": pa.array([customer_id], pa.string()),
+        "tables": [",".join(sorted(tables))], "rows": pa.array([rows], pa.int64()),
+        "accessed_at": pa.array([now.astimezone(timezone.utc)], pa.timestamp("us", tz="UTC")),
+    })
+    write_deltalake(f"{lake_root.rstrip('/')}/pii_access_log", record, mode="append", storage_options=storage_options or None)
+
+
+def mentions_contact_pii(query: str) -> list[str]:
+    """The tables holding contact PII that a SQL text names (customers; bronze and quarantine keep raw traits)."""
+    return [name for name in PII_TABLES if re.search(rf"\b{name}\b", query, flags=re.IGNORECASE)]
+
+
+def access_bundle(lake: Lake, customer_id: str, now: datetime) -> dict[str, Any]:
+    """Every row held about the customer, table by table (reads are logged in pii_access_log)."""
+    identifiers = sorted(customer_identifiers(lake, customer_id))
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for name, spec in TABLES.items():
+        columns = [c for c in ID_COLUMNS if c in spec.columns]
+        if name in NOT_CUSTOMER_DATA or not columns or not lake.exists(name):
+            continue
+        matches = F.lit(False)
+        for column in columns:
+            matches = matches | F.col(column).isin(identifiers)
+        rows = [_json_ready(r.asDict(recursive=True)) for r in lake.read(name).filter(matches).collect()]
+        if rows:
+            tables[name] = rows
+    log_pii_access(lake.root, lake.storage_options, "privacy access", customer_id, list(tables), sum(len(r) for r in tables.values()), now)
+    return {
+        "customer_id": customer_id,
+        "generated_at": now.isoformat(),
+        "tables": tables,
+    }
+
+
+def _json_ready(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, (datetime, date)):
+            value = value.isoformat()
+        elif key.endswith("_json") and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out[key] = value
+    return out

@@ -1,0 +1,174 @@
+"""Consent ledger, the admin-only privacy commands, the access bundle, PII access logging, and a
+planted-PII scan of everything the demo prints at INFO level."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakecdp.cli import main
+from lakecdp.clock import FrozenClock
+from lakecdp.config import load_settings
+from lakecdp.demo import run_demo
+from lakecdp.lake import open_lake
+from lakecdp.privacy.ledger import PERSONALIZATION, PROFILING, refused_ids
+from lakecdp.stream import run_stream
+from lakecdp.stream.job import default_checkpoint
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "test-admin-token-5d1e"
+
+
+def consent_lines(end, customers: list[str]) -> str:
+    a, b, c = customers[:3]
+    at = lambda hours: (end - timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+    events = [
+        {"type": "identify", "messageId": "consent-1", "userId": a, "timestamp": at(5), "traits": {"consent": {"profiling": False}}},
+        {"type": "track", "event": "Consent Updated", "messageId": "consent-2", "userId": b, "timestamp": at(4),
+         "properties": {"purpose": "personalization", "status": "withdrawn", "channel": "web"}},
+        {"type": "track", "event": "Subscribed", "messageId": "consent-3", "userId": c, "timestamp": at(3)},
+        {"type": "track", "event": "Unsubscribed", "messageId": "consent-4", "userId": c, "timestamp": at(2)},
+        {"type": "track", "event": "Consent Updated", "messageId": "consent-5", "userId": c, "timestamp": at(1),
+         "properties": {"purpose": "teleportation", "status": "granted"}},   # not a purpose: no fact
+    ]
+    return "".join(json.dumps(e) + "\n" for e in events)
+
+
+@pytest.fixture(scope="module")
+def world(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("privacy")
+    settings = load_settings(env={})
+    lake_root, landing = root / "lake", root / "landing"
+    run_demo(settings, lake_root=str(lake_root), landing_root=str(landing), customers=30, days=4, out=io.StringIO())
+    lake = open_lake(spark, settings.lake, root=str(lake_root))
+    customers = sorted(r.customer_id for r in lake.read("customers").collect())
+    end = settings.demo.end
+    (landing / "demo" / "events" / "consent.jsonl").write_text(consent_lines(end, customers))
+    checkpoint = default_checkpoint(settings, lake.root, "demo")
+    run_stream(spark, lake, settings, source=str(landing / "demo" / "events"), checkpoint=checkpoint, clock=FrozenClock(end))
+    return {"lake": lake, "root": root, "customers": customers, "settings": settings, "end": end}
+
+
+def ledger(lake, customer: str) -> list[dict]:
+    """The customer's facts from the CRM import and the planted events (not the generator's own)."""
+    facts = lake.read("consent_ledger").filter(F.col("customer_id") == customer).orderBy("recorded_at").collect()
+    return [f.asDict() for f in facts if f.source.startswith("import:") or f.proof.startswith("message:consent-")]
+
+
+def test_every_source_of_consent_lands_in_the_ledger_with_its_proof(world):
+    lake, (a, b, c) = world["lake"], world["customers"][:3]
+    crm = lake.read("customers").filter(F.col("customer_id") == a).first()
+    facts = ledger(lake, a)
+    assert [(f["purpose"], f["status"], f["source"]) for f in facts] == [
+        (PROFILING, "withdrawn", "identify traits"),
+        ("email_marketing", "granted" if crm.marketing_opt_in else "withdrawn", "import:crm-import"),
+    ]
+    assert facts[0]["proof"] == "message:consent-1" and facts[1]["proof"].startswith(f"crm:{a}@")
+    assert [(f["purpose"], f["channel"], f["status"]) for f in ledger(lake, b) if f["source"] != "import:crm-import"] == [
+        (PERSONALIZATION, "web", "withdrawn")
+    ]
+    c_facts = [(f["purpose"], f["status"], f["source"]) for f in ledger(lake, c) if f["source"] != "import:crm-import"]
+    assert c_facts == [("email_marketing", "granted", "event:Subscribed"), ("email_marketing", "withdrawn", "event:Unsubscribed")]
+    assert refused_ids(lake, PROFILING) == [a] and refused_ids(lake, PERSONALIZATION) == [b]
+
+
+def test_replaying_the_events_adds_no_fact(world, spark, tmp_path):
+    lake, settings = world["lake"], world["settings"]
+    before = lake.read("consent_ledger").count()
+    landing = world["root"] / "landing" / "demo" / "events"
+    run_stream(spark, lake, settings, source=str(landing), checkpoint=str(tmp_path / "fresh"), clock=FrozenClock(world["end"]))
+    assert lake.read("consent_ledger").count() == before
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(["--conf", str(REPO / "conf"), *argv])
+    return code, out.getvalue()
+
+
+def test_privacy_commands_need_the_admin_token(world, monkeypatch, capsys):
+    lake_root = str(world["root"] / "lake")
+    monkeypatch.delenv("LAKECDP_ADMIN_TOKEN", raising=False)
+    assert run_cli("privacy", "consent", world["customers"][0], "--lake", lake_root)[0] == 2
+    assert "admin operations are disabled: privacy.admin_token_sha256 is not set" in capsys.readouterr().err
+    monkeypatch.setenv("LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256", hashlib.sha256(TOKEN.encode()).hexdigest())
+    assert run_cli("privacy", "access", world["customers"][0], "--lake", lake_root, "--token", "wrong")[0] == 2
+    assert "does not match" in capsys.readouterr().err
+
+
+def test_consent_command_shows_the_history_and_what_is_enforced(world, monkeypatch):
+    monkeypatch.setenv("LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256", hashlib.sha256(TOKEN.encode()).hexdigest())
+    monkeypatch.setenv("LAKECDP_ADMIN_TOKEN", TOKEN)
+    code, text = run_cli("privacy", "consent", world["customers"][2], "--lake", str(world["root"] / "lake"), "--json")
+    report = json.loads(text)
+    assert code == 0
+    assert report["current"]["email_marketing"] == {"status": "withdrawn", "why": "unsubscribed after latest opt-in"} or (
+        report["current"]["email_marketing"]["why"] == "no marketing opt-in"
+    )
+    assert report["current"][PROFILING]["status"] == "granted"
+    planted = [f["proof"] for f in report["history"] if f["proof"].startswith("message:consent-")]
+    assert planted == ["message:consent-3", "message:consent-4"]
+
+
+def test_access_bundle_holds_the_customer_everywhere_and_the_read_is_logged(world, monkeypatch, tmp_path):
+    monkeypatch.setenv("LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256", hashlib.sha256(TOKEN.encode()).hexdigest())
+    monkeypatch.setenv("LAKECDP_ACTOR", "dpo@retailer")
+    lake, customer = world["lake"], world["customers"][1]
+    out = tmp_path / "bundle.json"
+    code, text = run_cli("privacy", "access", customer, "--lake", lake.root, "--token", TOKEN, "--out", str(out))
+    assert code == 0 and "access bundle written" in text
+    bundle = json.loads(out.read_text())
+    email = lake.read("customers").filter(F.col("customer_id") == customer).first().email
+    assert bundle["tables"]["customers"][0]["email"] == email
+    assert {"events", "profile_features", "consent_ledger", "customers"} <= set(bundle["tables"])
+    assert len(bundle["tables"]["events"]) == lake.read("events").filter(F.col("customer_id") == customer).count()
+    logged = [r.asDict() for r in lake.read("pii_access_log").filter(F.col("action") == "privacy access").collect()]
+    assert [(r["actor"], r["customer_id"]) for r in logged] == [("dpo@retailer", customer)]
+    assert email not in json.dumps(logged, default=str)
+
+
+def test_sql_on_contact_tables_is_logged(world, monkeypatch):
+    monkeypatch.setenv("LAKECDP_ACTOR", "analyst")
+    lake = world["lake"]
+    code, _ = run_cli("sql", "--engine", "duckdb", "--lake", lake.root, "select count(*) from customers")
+    assert code == 0
+    logged = lake.read("pii_access_log").filter(F.col("action") == "sql (duckdb)").collect()
+    assert [(r.actor, r.tables) for r in logged] == [("analyst", "customers")]
+
+
+def test_demo_logs_carry_no_pii(tmp_path):
+    """The demo end to end at INFO level, its stdout and stderr (Spark's included) scanned for every email and name."""
+    env = {**os.environ, "LAKECDP__LAKE__ROOT": str(tmp_path / "lake"), "LAKECDP__LANDING__ROOT": str(tmp_path / "landing"),
+           "LAKECDP__DEMO__CUSTOMERS": "40", "LAKECDP__DEMO__DAYS": "4", "LAKECDP_LOG_LEVEL": "INFO"}
+    done = subprocess.run([sys.executable, "-m", "lakecdp.cli", "demo"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "INFO lakecdp" in done.stderr   # the scan reads lakecdp's own log lines, not an empty stream
+    with open(tmp_path / "landing" / "demo" / "crm" / "customers.csv", newline="") as crm:
+        people = list(csv.DictReader(crm))
+    needles = {p["email"] for p in people if p["email"]} | {f"{p['first_name']} {p['last_name']}" for p in people}
+    needles |= {p["last_name"] for p in people if len(p["last_name"] or "") >= 6}
+    output = done.stdout + done.stderr
+    assert people and not sorted(n for n in needles if n in output)
+
+
+def test_content_falls_back_for_a_customer_who_withdrew_personalization(world):
+    from lakecdp.content.settings import parse_content_settings
+    from lakecdp.content.store import PERSONALIZATION_WITHDRAWN, SnapshotLoader
+
+    settings, (a, b) = world["settings"], world["customers"][:2]
+    snapshot = SnapshotLoader(world["lake"].root, parse_content_settings(settings.content), FrozenClock(world["end"])).load()
+    assert snapshot.get(b).block_reason == PERSONALIZATION_WITHDRAWN
+    assert snapshot.get(a).block_reason != PERSONALIZATION_WITHDRAWN
