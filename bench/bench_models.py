@@ -182,7 +182,7 @@ def main() -> int:
         spark_seconds, cpu_by_process, rows = score_in_spark(frame, bundle, settings, args.cores)
         cpu_seconds = sum(cpu_by_process.values())
         print(f"score with {family}{' (the one training would promote)' if family == champion else ''}: "
-              f"one process, one thread {local_rate:,.0f} profiles/s; Spark local[{args.cores}] broadcast + mapInPandas, noop sink: "
+              f"one process, one thread {local_rate:,.0f} profiles/s; Spark local[{args.cores}] broadcast + mapInArrow, noop sink: "
               f"{rows:,} in {spark_seconds:.1f}s wall = {rows / spark_seconds:,.0f} profiles/s (target >= 200,000); "
               f"{cpu_seconds:.1f} CPU-s {cpu_by_process} = {rows / (cpu_seconds / args.cores):,.0f} profiles/s on {args.cores} idle cores")
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

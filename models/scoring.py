@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -47,6 +48,11 @@ class ScoringBundle:
 
     def predict(self, customer_ids: np.ndarray, values: np.ndarray) -> pd.DataFrame:
         """customer_id, intent_probability, intent_decile, cluster_id for feature values whose columns follow `features`."""
+        probability, decile, cluster_ids = self.predict_matrix(values)
+        return pd.DataFrame({"customer_id": customer_ids, "intent_probability": probability, "intent_decile": decile, "cluster_id": cluster_ids})
+
+    def predict_matrix(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(intent probability, decile, cluster id) per row of a matrix whose columns follow `features`."""
         position = {name: i for i, name in enumerate(self.features)}
         intent_columns = [position[f] for f in self.intent.features]
         cluster_columns = [position[f] for f in self.clusters.features]
@@ -54,14 +60,7 @@ class ScoringBundle:
         with threadpool_limits(limits=1):
             probability = self.intent.probability_matrix(values[:, intent_columns])
             cluster_ids = self.clusters.assign_matrix(values[:, cluster_columns])
-        return pd.DataFrame(
-            {
-                "customer_id": customer_ids,
-                "intent_probability": probability,
-                "intent_decile": self.intent.decile(probability),
-                "cluster_id": cluster_ids.astype(np.int32),
-            }
-        )
+        return probability, self.intent.decile(probability), cluster_ids.astype(np.int32)
 
     def score_frame(self, frame: pd.DataFrame, scored_at: datetime) -> pd.DataFrame:
         """Rows of profile_scores for a batch of feature rows (pure: no I/O)."""
@@ -90,31 +89,39 @@ def load_champions(registry: ModelRegistry) -> ScoringBundle:
 PREDICTED = "customer_id string, intent_probability double, intent_decile int, cluster_id int"
 
 
-def unpack_features(packed: pd.Series, width: int) -> np.ndarray:
-    """An Arrow list column (one array per row) as a rows x width matrix."""
-    if packed.empty:
+def unpack_features(packed: pa.ListArray | pa.ChunkedArray, width: int) -> np.ndarray:
+    """An Arrow list column (one array of `width` doubles per row) as a rows x width matrix, without a per-row object."""
+    if isinstance(packed, pa.ChunkedArray):
+        packed = packed.combine_chunks()
+    if len(packed) == 0:
         return np.empty((0, width))
-    # concatenate + reshape costs half of np.stack over 50k small arrays
-    return np.concatenate(packed.to_numpy()).reshape(len(packed), width)
+    return packed.flatten().to_numpy(zero_copy_only=False).reshape(len(packed), width)
 
 
 def score_profiles(features: DataFrame, bundle: ScoringBundle, scored_at: datetime) -> DataFrame:
-    """profile_scores rows for every feature row: the models are broadcast once, batches scored with mapInPandas."""
+    """profile_scores rows for every feature row: the models are broadcast once, Arrow batches scored with mapInArrow."""
     shipped = features.sparkSession.sparkContext.broadcast(bundle)
 
-    def predict_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    def predict_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         models = shipped.value
         for batch in batches:
-            yield models.predict(batch["customer_id"].to_numpy(), unpack_features(batch["feature_values"], len(models.features)))
+            probability, decile, cluster_ids = models.predict_matrix(unpack_features(batch.column("feature_values"), len(models.features)))
+            # customer_id goes back as the same Arrow array: no string is ever made a Python object.
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("customer_id"), pa.array(probability), pa.array(decile), pa.array(cluster_ids)],
+                names=["customer_id", "intent_probability", "intent_decile", "cluster_id"],
+            )
 
     # Through Python and back only what needs Python: one array column in (Spark's Arrow writer
     # spends ~40% less CPU on it than on ~50 double columns), four columns out; labels, versions
-    # and the timestamp are constants Spark adds for free.
+    # and the timestamp are constants Spark adds for free. mapInArrow rather than mapInPandas:
+    # pandas would turn each row's list into its own numpy object (measured: GBM scoring at
+    # 160k profiles/s through pandas on 2 idle cores).
     packed = F.array(*[F.col(name).cast("double") for name in bundle.features]).alias("feature_values")
     label_of = F.create_map(*[F.lit(v) for cluster_id, label in sorted(bundle.clusters.labels.items()) for v in (cluster_id, label)])
     return (
         features.select("customer_id", packed)
-        .mapInPandas(predict_batches, schema=PREDICTED)
+        .mapInArrow(predict_batches, schema=PREDICTED)
         .select(
             "customer_id",
             "intent_probability",
