@@ -30,6 +30,8 @@ class _Leaves:
     explain: dict[str, Column] = field(default_factory=dict)
     # Instants at which a leaf's value can change by the passage of time alone.
     changes_at: list[Column] = field(default_factory=list)
+    # Event names the aggregations read: no other event can change any leaf.
+    events: set[str] = field(default_factory=set)
 
     def name(self) -> str:
         """A unique column name for the next leaf's aggregate."""
@@ -58,6 +60,7 @@ def _matches(match: EventMatch) -> Column:
 def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
     if isinstance(rule, EventCount):
         name = leaves.name()
+        leaves.events.add(rule.match.event)
         in_window = F.lit(True) if rule.within is None else F.col("timestamp") > as_of - _interval(rule.within)
         leaves.aggregations.append(F.count(F.when(_matches(rule.match) & in_window, True)).alias(name))
         if rule.within is not None:
@@ -76,6 +79,7 @@ def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
         return holds
     if isinstance(rule, Absence):
         name = leaves.name()
+        leaves.events |= {rule.did.event, rule.then_not.event}
         last_did, last_then = f"{name}_did", f"{name}_then_not"
         leaves.aggregations += [
             F.max(F.when(_matches(rule.did), F.col("timestamp"))).alias(last_did),
@@ -103,6 +107,7 @@ def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
         holds = _compile(leaves.segments[rule.segment].rule, as_of, inner)
         leaves.aggregations += inner.aggregations
         leaves.changes_at += inner.changes_at
+        leaves.events |= inner.events
         leaves.explain_as(f"in {rule.segment}", holds)
         return holds
     if isinstance(rule, (AllOf, AnyOf)):
@@ -141,25 +146,35 @@ def evaluate_segments(
     as_of_ts = F.lit(as_of).cast("timestamp")
     compiled = []
     all_leaves: list[Column] = []
+    read: set[str] = set()
     for segment in segments:
         leaves = _Leaves(prefix=segment.name, segments={s.name: s for s in (all_segments or segments)})
         predicate = _compile(segment.rule, as_of_ts, leaves)
         compiled.append((segment, predicate, leaves))
         all_leaves += leaves.aggregations
+        read |= leaves.events
     seen = events.filter(F.col("timestamp") <= as_of_ts)
-    per_customer = seen.groupBy("customer_id").agg(*all_leaves) if all_leaves else seen.select("customer_id").distinct()
+    if all_leaves:
+        # Only the events some rule reads are aggregated (page views, usually most events, rarely are);
+        # every customer still gets a row through `profiles`, which covers everyone with events.
+        per_customer = seen.filter(F.col("event").isin(*sorted(read))).groupBy("customer_id").agg(*all_leaves)
+    else:
+        per_customer = seen.select("customer_id").distinct()
     customers = per_customer.join(profiles, on="customer_id", how="full")
     if scores is not None:
         customers = customers.join(scores.drop("scored_at"), on="customer_id", how="left")
-    evaluated = [
-        customers.select(
+    # One pass: every customer row carries one struct per segment, exploded into rows. (A union of
+    # one projection per segment recomputed the aggregation join once per segment: ~2x slower.)
+    verdicts = [
+        F.struct(
             F.lit(segment.name).alias("segment"),
-            F.col("customer_id"),
-            predicate.alias("is_member"),
+            predicate.cast("boolean").alias("is_member"),
             F.to_json(F.struct(*[value.alias(label) for label, value in leaves.explain.items()])).alias("reason"),
-            F.lit(segment.version).alias("rule_version"),
-            _next_check(leaves.changes_at, as_of_ts).alias("next_check_at"),
+            F.lit(segment.version).cast("string").alias("rule_version"),
+            _next_check(leaves.changes_at, as_of_ts).cast("timestamp").alias("next_check_at"),
         )
         for segment, predicate, leaves in compiled
     ]
-    return reduce(DataFrame.unionByName, evaluated)
+    return customers.select(F.col("customer_id"), F.explode(F.array(*verdicts)).alias("v")).select(
+        F.col("v.segment").alias("segment"), "customer_id", "v.is_member", "v.reason", "v.rule_version", "v.next_check_at"
+    )
