@@ -55,7 +55,10 @@ def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSet
 
 def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None) -> IngestResult:
     """New valid events -> bronze, new rejects -> quarantine; with `txn`, a replayed batch is a no-op."""
-    fresh = filter_new_messages(batch.valid, lake.read("events")).persist(StorageLevel.MEMORY_AND_DISK)
+    # A resent message keeps its timestamp, so only bronze partitions of the batch's event dates can hold it.
+    dates = [r.event_date for r in batch.valid.select("event_date").distinct().collect()]
+    existing = lake.read("events").filter(F.col("event_date").isin(dates))
+    fresh = filter_new_messages(batch.valid, existing).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
         counts = batch.checked.agg(F.count("*").alias("lines"), F.count("reason").alias("rejected")).first()
