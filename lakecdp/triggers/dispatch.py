@@ -10,6 +10,7 @@ import requests
 from pyspark.sql import functions as F
 
 from lakecdp.config import Settings
+from lakecdp.experiments.assign import load_assigner
 from lakecdp.lake import Lake
 from lakecdp.pipeline import refresh_membership, refresh_profiles
 from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, consent_block_reason
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 LEFT_SEGMENT = "left the segment before sending"
 CAPPED = "frequency cap reached"
+GLOBAL_HOLDOUT_REASON = "global holdout (no campaign reaches it)"
 
 
 @dataclass
@@ -48,6 +50,8 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
     sent_before: dict[tuple[str, str], list[datetime]] = {}
     for r in outbox.filter((F.col("state") == "sent") & F.col("customer_id").isin(customers)).collect():
         sent_before.setdefault((r.segment, r.customer_id), []).append(r.updated_at.replace(tzinfo=now.tzinfo))
+    # The customer's experiment variants travel with the send; the global holdout gets no trigger at all.
+    assigner = load_assigner(settings, at=now, lake_root=lake.root)
     session = session or requests.Session()
     updates = []
     for row in due:
@@ -57,12 +61,15 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
             updates.append(_finish(row, "cancelled", LEFT_SEGMENT if spec else "segment no longer triggers", now))
         elif row["customer_id"] in blocked:
             updates.append(_finish(row, "cancelled", f"no consent: {blocked[row['customer_id']]}", now))
+        elif assigner.in_global_holdout(row["customer_id"]):
+            updates.append(_finish(row, "cancelled", GLOBAL_HOLDOUT_REASON, now))
         elif is_capped(sent_before.get(key, []), now, spec):
             updates.append(_finish(row, "cancelled", CAPPED, now))
         elif (resume := quiet_until(now, spec, zones.get(row["customer_id"]))) is not None:
             updates.append({**row, "due_at": resume.replace(tzinfo=None), "reason": "postponed: quiet hours", "updated_at": now})
         else:
-            updates.append(_send(row, config, session, now))
+            variants = {name: assigner.assign(name, row["customer_id"]) for name in assigner.settings.definitions}
+            updates.append(_send(row, config, session, now, variants))
             if updates[-1]["state"] == "sent":
                 sent_before.setdefault(key, []).append(now)
     for update in updates:
@@ -72,7 +79,7 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
     return report
 
 
-def _send(row: dict, config, session: requests.Session, now: datetime) -> dict:
+def _send(row: dict, config, session: requests.Session, now: datetime, variants: dict[str, str]) -> dict:
     destination = config.destinations.get(row["destination"])
     if destination is None:
         return _finish(row, "failed", f"unknown destination {row['destination']!r} (conf/base/triggers.yaml)", now)
@@ -81,6 +88,7 @@ def _send(row: dict, config, session: requests.Session, now: datetime) -> dict:
         "segment": row["segment"],
         "customer_id": row["customer_id"],
         "entered_at": row["entered_at"].isoformat() + "Z",
+        "experiments": variants,   # experiment -> variant (or "holdout"), as lakecdp.experiments assigns it everywhere
     }
     result: SendResult = send_webhook(destination, payload, row["trigger_id"], session)
     attempts = row["attempts"] + 1
