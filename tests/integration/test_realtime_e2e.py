@@ -89,6 +89,7 @@ def test_a_trigger_fires_from_an_sdk_event_through_the_running_stream(spark, tmp
               "trigger": {"destination": "cart_webhook", "delay": "0m"}}]
     settings = load_settings(env={}, overrides={
         "stream": {"trigger": "0.5s", "timer_interval": "2s"}, "segments": rules,
+        "experiments": {"global_holdout": {"share": 0.0}},   # whatever the holdout epoch, shoe_fan is not held out
         "triggers": {"destinations": {"cart_webhook": {"url": f"http://127.0.0.1:{hook.server_port}/hooks/shoes"}}},
     })
     events_dir = tmp_path / "landing" / "events"
