@@ -38,12 +38,15 @@ class Candidate:
 
 
 def candidate_grid(settings: IntentSettings) -> list[Candidate]:
-    """The small search space: a few C values, a few boosting shapes."""
+    """The small search space: a few C values, a few boosting shapes, each family cheapest to score first.
+
+    Boosting: a higher learning rate stops early with fewer trees, fewer leaves make shallower ones.
+    """
     logistic = [Candidate(LOGISTIC, (("C", c),)) for c in settings.logistic_c]
     boosting = [
         Candidate(BOOSTING, (("learning_rate", lr), ("max_leaf_nodes", leaves)))
-        for lr in settings.gbm_learning_rate
-        for leaves in settings.gbm_max_leaf_nodes
+        for lr in sorted(settings.gbm_learning_rate, reverse=True)
+        for leaves in sorted(settings.gbm_max_leaf_nodes)
     ]
     return logistic + boosting
 
@@ -145,7 +148,8 @@ def search_candidates(
         cv_metrics[candidate.name] = {"family": candidate.family, "params": dict(candidate.params), **metrics}
         score = metrics[settings.selection_metric] or 0.0
         current = best.get(candidate.family)
-        if current is None or score > (cv_metrics[current.name][settings.selection_metric] or 0.0):
+        # A costlier candidate must beat the best so far by more than the tolerance (CV noise) to be chosen.
+        if current is None or score > (cv_metrics[current.name][settings.selection_metric] or 0.0) + settings.selection_tolerance:
             best[candidate.family], out_of_fold[candidate.family] = candidate, oof
     return SearchResult(cv_metrics=cv_metrics, best=best, out_of_fold=out_of_fold, labels=y)
 

@@ -77,3 +77,19 @@ def test_row_sampling_caps_and_keeps_order():
     assert sample_rows(5, 10, seed=1).tolist() == [0, 1, 2, 3, 4]
     rows = sample_rows(1000, 100, seed=1)
     assert len(rows) == 100 and np.all(np.diff(rows) > 0)
+
+
+def test_the_grid_runs_cheapest_first_and_a_costlier_candidate_must_win_by_the_tolerance():
+    from models.intent import candidate_grid, search_candidates
+
+    grid = IntentSettings(gbm_learning_rate=(0.1, 0.2), gbm_max_leaf_nodes=(31, 15))
+    shapes = [dict(c.params) for c in candidate_grid(grid) if c.family == BOOSTING]
+    assert shapes == [{"learning_rate": 0.2, "max_leaf_nodes": 15}, {"learning_rate": 0.2, "max_leaf_nodes": 31},
+                      {"learning_rate": 0.1, "max_leaf_nodes": 15}, {"learning_rate": 0.1, "max_leaf_nodes": 31}]
+    frame, _ = planted_buyers(1200, seed=5)
+    X, y, groups = frame[list(FEATURES)].to_numpy(float), frame.purchased.to_numpy(), frame.customer_id.to_numpy()
+    strict = search_candidates(X, y, groups, SETTINGS.model_copy(update={"selection_tolerance": 0.0}), seed=1)
+    lenient = search_candidates(X, y, groups, SETTINGS.model_copy(update={"selection_tolerance": 1.0}), seed=1)
+    boosting = {name: m["auc"] for name, m in strict.cv_metrics.items() if m["family"] == BOOSTING}
+    assert strict.best[BOOSTING].name == max(boosting, key=boosting.get)
+    assert dict(lenient.best[BOOSTING].params) == {"learning_rate": 0.1, "max_leaf_nodes": 7}   # the first (cheapest) in the grid
