@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -29,49 +31,56 @@ def wait_for(predicate, timeout: float) -> float:
     raise AssertionError(f"not true within {timeout} s")
 
 
-def test_sdk_events_change_the_profile_while_the_stream_runs(spark, tmp_path):
-    settings = load_settings(env={}, overrides={"stream": {"trigger": "0.5s", "timer_interval": "2s"}})
-    events_dir = tmp_path / "landing" / "events"
-    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+@contextmanager
+def collector_and_stream(spark, lake, settings, root) -> Iterator[tuple[object, list[BaseException]]]:
+    """A collector on 127.0.0.1 writing landing files that a continuous stream reads: (server, stream failures)."""
+    events_dir = root / "landing" / "events"
+    events_dir.mkdir(parents=True)
     stop = threading.Event()
     failures: list[BaseException] = []
 
     def stream() -> None:
         try:
-            run_stream(spark, lake, settings, source=str(events_dir), checkpoint=str(tmp_path / "ckpt"), mode="continuous", stop=stop, timeout_seconds=300)
-        except BaseException as exc:  # surfaced by the assertion below
+            run_stream(spark, lake, settings, source=str(events_dir), checkpoint=str(root / "ckpt"), mode="continuous", stop=stop, timeout_seconds=300)
+        except BaseException as exc:  # surfaced by the callers' assertions
             failures.append(exc)
 
-    events_dir.mkdir(parents=True)
     runner = threading.Thread(target=stream, daemon=True)
     runner.start()
     writer = LandingWriter(events_dir, roll_bytes=1_000_000, roll_seconds=0.5)
     try:
         with CollectorThread(create_app(CollectorConfig(write_keys={KEY: "web"}), writer)) as server:
-            client = analytics.Client(KEY, host=server.url, sync_mode=True)
-            now = datetime.now(timezone.utc)
-            client.identify("cust_e2e", {"first_name": "Ada"}, anonymous_id="device_1", timestamp=now - timedelta(minutes=5))
-            client.track(anonymous_id="device_1", event="Product Viewed", properties={"category": "shoes", "price": 80}, timestamp=now - timedelta(minutes=4))
-            client.track("cust_e2e", "Product Added", {"category": "shoes", "price": 80, "quantity": 1}, timestamp=now - timedelta(minutes=3))
-
-            def profile():
-                rows = lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").collect()
-                return rows[0] if rows and rows[0].cart_adds == 1 else None
-
-            seconds = wait_for(lambda: failures or profile() is not None, timeout=120)
-            assert not failures, failures
-            row = profile()
-            assert row.product_views == 1, "the anonymous view was stitched to the customer"
-            assert row.has_open_cart and row.open_cart_value == pytest.approx(80.0)
-            assert lake.read("profile_features").filter(F.col("customer_id") == "device_1").count() == 0
-            print(f"event sent -> profile updated in {seconds:.1f} s")
-
-            client.track("cust_e2e", "Order Completed", {"order_id": "o1", "revenue": 80}, timestamp=datetime.now(timezone.utc))
-            wait_for(lambda: (profile_row := lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").first()) is not None and profile_row.orders == 1, timeout=120)
-            assert not lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").first().has_open_cart
+            yield server, failures
     finally:
         stop.set()
         runner.join(timeout=60)
+
+
+def test_sdk_events_change_the_profile_while_the_stream_runs(spark, tmp_path):
+    settings = load_settings(env={}, overrides={"stream": {"trigger": "0.5s", "timer_interval": "2s"}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    with collector_and_stream(spark, lake, settings, tmp_path) as (server, failures):
+        client = analytics.Client(KEY, host=server.url, sync_mode=True)
+        now = datetime.now(timezone.utc)
+        client.identify("cust_e2e", {"first_name": "Ada"}, anonymous_id="device_1", timestamp=now - timedelta(minutes=5))
+        client.track(anonymous_id="device_1", event="Product Viewed", properties={"category": "shoes", "price": 80}, timestamp=now - timedelta(minutes=4))
+        client.track("cust_e2e", "Product Added", {"category": "shoes", "price": 80, "quantity": 1}, timestamp=now - timedelta(minutes=3))
+
+        def profile():
+            rows = lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").collect()
+            return rows[0] if rows and rows[0].cart_adds == 1 else None
+
+        seconds = wait_for(lambda: failures or profile() is not None, timeout=120)
+        assert not failures, failures
+        row = profile()
+        assert row.product_views == 1, "the anonymous view was stitched to the customer"
+        assert row.has_open_cart and row.open_cart_value == pytest.approx(80.0)
+        assert lake.read("profile_features").filter(F.col("customer_id") == "device_1").count() == 0
+        print(f"event sent -> profile updated in {seconds:.1f} s")
+
+        client.track("cust_e2e", "Order Completed", {"order_id": "o1", "revenue": 80}, timestamp=datetime.now(timezone.utc))
+        wait_for(lambda: (profile_row := lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").first()) is not None and profile_row.orders == 1, timeout=120)
+        assert not lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").first().has_open_cart
     assert not failures, failures
 
 
@@ -92,28 +101,14 @@ def test_a_trigger_fires_from_an_sdk_event_through_the_running_stream(spark, tmp
         "experiments": {"global_holdout": {"share": 0.0}},   # whatever the holdout epoch, shoe_fan is not held out
         "triggers": {"destinations": {"cart_webhook": {"url": f"http://127.0.0.1:{hook.server_port}/hooks/shoes"}}},
     })
-    events_dir = tmp_path / "landing" / "events"
-    events_dir.mkdir(parents=True)
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
     now = datetime.now(timezone.utc)
     lake.merge("customers", spark.createDataFrame(
         [{"customer_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test", "updated_at": now - timedelta(days=1)}
          for c, ok in (("shoe_fan", True), ("no_consent", False))],
         lake.spec("customers").schema))
-    stop = threading.Event()
-    failures: list[BaseException] = []
-
-    def stream() -> None:
-        try:
-            run_stream(spark, lake, settings, source=str(events_dir), checkpoint=str(tmp_path / "ckpt"), mode="continuous", stop=stop, timeout_seconds=300)
-        except BaseException as exc:  # surfaced by the assertions below
-            failures.append(exc)
-
-    runner = threading.Thread(target=stream, daemon=True)
-    runner.start()
-    writer = LandingWriter(events_dir, roll_bytes=1_000_000, roll_seconds=0.5)
     try:
-        with CollectorThread(create_app(CollectorConfig(write_keys={KEY: "web"}), writer)) as server:
+        with collector_and_stream(spark, lake, settings, tmp_path) as (server, failures):
             client = analytics.Client(KEY, host=server.url, sync_mode=True)
             sent_at = time.monotonic()
             for customer in ("shoe_fan", "no_consent"):
@@ -123,8 +118,6 @@ def test_a_trigger_fires_from_an_sdk_event_through_the_running_stream(spark, tmp
             print(f"event sent -> trigger delivered in {time.monotonic() - sent_at:.1f} s (waited {seconds:.1f} s)")
             wait_for(lambda: lake.read("trigger_outbox").filter(F.col("state") != "pending").count() == 2, timeout=60)
     finally:
-        stop.set()
-        runner.join(timeout=60)
         hook.shutdown()
     assert not failures, failures
     assert [(d["customer_id"], d["segment"]) for d in Receiver.deliveries] == [("shoe_fan", "shoes_now")]
