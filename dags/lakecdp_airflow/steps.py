@@ -331,14 +331,14 @@ def export(p: Pipeline, report_name: str, *, membership_version: int | None = No
     else:
         from lakecdp.clock import SystemClock
         from lakecdp.export.adapters import Runtime
-        from lakecdp.export.runner import ExportRunner
+        from lakecdp.export.runner import export_runner
         from lakecdp.export.settings import load_esp_settings
 
         esp = load_esp_settings(p.settings.esp, segment_names=[s.get("name") for s in p.settings.segments])
         if not esp.enabled():
             log.info("no ESP destination is enabled (conf/base/esp.yaml, conf/local/esp.yaml): nothing to send")
         runtime = Runtime(env=os.environ, clock=SystemClock())
-        outcome = ExportRunner(p.lake, esp, runtime, membership_version=membership_version).run()
+        outcome = export_runner(p.settings, p.lake, esp, runtime, membership_version=membership_version).run()
         log.info("%s", outcome.format())
         report = outcome.to_dict()
         store.write_text(f"{report_name}.json", outcome.to_json())

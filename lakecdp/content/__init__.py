@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ContentService", "merge_fields", "open_content_service"]
+__all__ = ["ContentService", "export_content_fields", "merge_fields", "open_content_service"]
 
 
 def __getattr__(name: str) -> Any:

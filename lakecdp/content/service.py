@@ -1,6 +1,7 @@
 """One customer's content from the current snapshot: decision, ESP merge fields, rendered HTML."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,11 @@ class ContentService:
 
     def merge_fields(self, customer_id: str, *, now: datetime | None = None) -> dict[str, str]:
         return self.engine.merge_fields(self.decide(customer_id, now=now))
+
+    def merge_fields_for(self, customer_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Merge fields for many customers, all decided at the same instant."""
+        now = self.clock.now()
+        return {cid: self.merge_fields(cid, now=now) for cid in customer_ids}
 
     def render(self, customer_id: str, *, now: datetime | None = None) -> str:
         return self.engine.render(self.decide(customer_id, now=now))
@@ -77,3 +83,21 @@ def merge_fields(
             # Exports call this at the moment content leaves: at most one refresh interval stale.
             service.store.refresh_if_older_than(service.store.interval)
     return service.merge_fields(customer_id)
+
+
+def export_content_fields(
+    settings: Settings, *, lake_root: str | None = None, clock: Clock | None = None
+) -> Callable[[Sequence[str]], Mapping[str, Mapping[str, str]]]:
+    """What `ExportRunner(content=...)` calls: the snapshot is loaded on the first call only, so
+    exports to destinations without `content_fields: true` never read it."""
+    service: ContentService | None = None
+
+    def fields(customer_ids: Sequence[str]) -> Mapping[str, Mapping[str, str]]:
+        nonlocal service
+        if service is None:
+            service = open_content_service(settings, lake_root=lake_root, clock=clock)
+        else:
+            service.store.refresh()   # reloads only when a table's Delta version moved
+        return service.merge_fields_for(customer_ids)
+
+    return fields

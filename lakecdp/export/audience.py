@@ -147,9 +147,12 @@ def plan_changes(desired: DataFrame, baseline: DataFrame, failures: DataFrame, *
         desired: contactable members per destination with identifier and payload_hash.
         full: resend every desired member (as create or update) even when unchanged.
     Returns:
-        destination, segment, customer_id, action, identifier, payload_hash, email_norm, attributes; plus
+        destination, segment, customer_id, action, identifier, payload_hash, email_norm, attributes,
+        content_json (null unless the destination carries content merge fields); plus
         `is_held` (a permanent failure with unchanged data: reported, not sent).
     """
+    if "content_json" not in desired.columns:
+        desired = desired.withColumn("content_json", F.lit(None).cast("string"))
     d, b = desired.alias("d"), baseline.alias("b")
     joined = d.join(b, on=list(KEYS), how="full").join(failures, on=list(KEYS), how="left")
     is_desired = F.col("d.identifier").isNotNull()
@@ -174,6 +177,7 @@ def plan_changes(desired: DataFrame, baseline: DataFrame, failures: DataFrame, *
             F.when(is_remove, F.col("b.held_hash")).otherwise(F.col("d.payload_hash")).alias("payload_hash"),
             F.when(~is_remove, F.col("d.email_norm")).alias("email_norm"),
             *[F.when(~is_remove, F.col(f"d.{a}")).alias(a) for a in ATTRIBUTES],
+            F.when(~is_remove, F.col("d.content_json")).alias("content_json"),
             F.coalesce(is_held, F.lit(False)).alias("is_held"),
         )
     )

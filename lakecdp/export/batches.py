@@ -18,8 +18,10 @@ class Member:
     """One customer's change for one destination and segment.
 
     `identifier` is what the destination knows them by without a plain email (a Mailchimp
-    subscriber hash, an external id, a SHA-256): it is what a later remove needs. `email`
-    and `attributes` are only set for upserts and only live in memory while sending.
+    subscriber hash, an external id, a SHA-256): it is what a later remove needs. `email`,
+    `attributes` and `merge_fields` are only set for upserts and only live in memory while sending.
+    `merge_fields` is the content decision (block per slot, token values, experiment variants)
+    under the merge tags content.yaml names, for destinations with `content_fields: true`.
     """
 
     customer_id: str
@@ -28,6 +30,7 @@ class Member:
     payload_hash: str
     email: str | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
+    merge_fields: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:

@@ -65,10 +65,11 @@ def _context(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any, An
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.export.runner import ExportRunner
+    from lakecdp.export.runner import export_runner
 
     esp, lake, runtime = _context(args, settings)
-    plans = ExportRunner(lake, esp, runtime, membership_version=args.membership_version).plan(args.destination, full=args.full)
+    runner = export_runner(settings, lake, esp, runtime, membership_version=args.membership_version)
+    plans = runner.plan(args.destination, full=args.full)
     if args.json:
         print(json.dumps({"changes": [c for p in plans for c in p.changes()]}, indent=1))
         return 0
@@ -89,10 +90,11 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.export.runner import ExportRunner
+    from lakecdp.export.runner import export_runner
 
     esp, lake, runtime = _context(args, settings)
-    report = ExportRunner(lake, esp, runtime, membership_version=args.membership_version).run(args.destination, full=args.full)
+    runner = export_runner(settings, lake, esp, runtime, membership_version=args.membership_version)
+    report = runner.run(args.destination, full=args.full)
     print(report.format())
     if args.report:
         args.report.write_text(report.to_json())

@@ -14,10 +14,11 @@ remove: the batch may have reached the ESP before the crash, and a remove carrie
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -42,11 +43,16 @@ from lakecdp.export.http import DestinationError
 from lakecdp.export.log import ExportLog
 from lakecdp.export.report import RunReport
 from lakecdp.export.settings import EspSettings
+from lakecdp.experiments.columns import with_global_holdout
+from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON, ExperimentSettings
 from lakecdp.identity import resolve_customer_ids
 from lakecdp.lake import Lake
 from lakecdp.privacy.access import log_pii_access
 
 CONSENT_LOST = "consent withdrawn before send"
+
+# customer ids -> each one's content merge fields (block per slot, token values, experiment variants).
+ContentFields = Callable[[Sequence[str]], Mapping[str, Mapping[str, str]]]
 
 
 @dataclass
@@ -75,11 +81,24 @@ def new_run_id(now: datetime) -> str:
 
 
 class ExportRunner:
-    def __init__(self, lake: Lake, esp: EspSettings, runtime: Runtime, *, membership_version: int | None = None) -> None:
-        """membership_version: plan from this version of segment_membership (the one a quality gate
-        validated) instead of the latest; consent is still read as it is at the moment of sending."""
+    def __init__(
+        self, lake: Lake, esp: EspSettings, runtime: Runtime, *,
+        membership_version: int | None = None, content: ContentFields | None = None,
+        experiments: ExperimentSettings | None = None,
+    ) -> None:
+        """
+        Args:
+            membership_version: plan from this version of segment_membership (the one a quality gate
+                validated) instead of the latest; consent is still read as it is at the moment of sending.
+            content: merge fields for destinations with `content_fields: true`
+                (`lakecdp.content.export_content_fields`); a change in them re-sends the member.
+            experiments: members of these settings' global holdout (the current epoch's draw, else the
+                hash test, as triggers and content decide it) are not exported, and are removed when held.
+        """
         self.lake, self.esp, self.runtime = lake, esp, runtime
         self.membership_version = membership_version
+        self.content = content
+        self.experiments = experiments
         self.log = ExportLog(lake, runtime.clock)
 
     # ---- reading the lake -------------------------------------------------------------------
@@ -88,10 +107,15 @@ class ExportRunner:
         names = [*self.esp.consent.opt_in_events, *self.esp.consent.opt_out_events]
         events = self.lake.read("events").filter(F.col("event").isin(*names))
         events = resolve_customer_ids(events, self.lake.read("identity_links"))
-        return consent_status(
+        consent = consent_status(
             self.lake.read("customers"), events, self.lake.read("export_suppressions"),
             opt_in_events=self.esp.consent.opt_in_events, opt_out_events=self.esp.consent.opt_out_events,
         )
+        if self.experiments is None:
+            return consent
+        flagged = with_global_holdout(consent, self.lake, self.experiments, at=self.runtime.clock.now())
+        held_out = F.when(F.col("in_global_holdout"), F.lit(GLOBAL_HOLDOUT_REASON))
+        return flagged.withColumn("block_reason", F.coalesce(F.col("block_reason"), held_out)).drop("in_global_holdout")
 
     def plan_all(self, names: Sequence[str], *, run_id: str, full: bool = False) -> dict[str, DestinationPlan]:
         """What a run would send now to each destination: unfinished batches and the new diff (writes nothing).
@@ -129,7 +153,7 @@ class ExportRunner:
             skipped = routed.filter(F.col("block_reason").isNotNull()).groupBy("destination", "segment", "block_reason").count()
             for row in skipped.collect():
                 plans[row["destination"]].skipped[(row["segment"], row["block_reason"])] = row["count"]
-            desired = with_identifier(routed.filter(F.col("block_reason").isNull()))
+            desired = self._with_content(with_identifier(routed.filter(F.col("block_reason").isNull())), names)
             effective = self.log.effective().filter(F.col("destination").isin(*names))
             changes = plan_changes(desired, export_baseline(effective), permanent_failures(effective), full=full)
             for row in changes.toLocalIterator(prefetchPartitions=True):
@@ -147,9 +171,31 @@ class ExportRunner:
                                    max_bytes=limits.max_bytes, size_of=limits.size_of)
             plan.batches = [replace(b, planned_at=planned_at) for b in batches]
 
+    def _with_content(self, desired: DataFrame, names: Sequence[str]) -> DataFrame:
+        """Add `content_json` (the member's content merge fields) for destinations that carry them, and
+        fold it into payload_hash so a changed block, token or variant re-sends the member as an update."""
+        carrying = [name for name in names if self.esp.destinations[name].content_fields]
+        if not carrying:
+            return desired.withColumn("content_json", F.lit(None).cast("string"))
+        if self.content is None:
+            raise ValueError(f"destinations {carrying} have content_fields: true but the runner was given no content source")
+        wanted = desired.filter(F.col("destination").isin(*carrying))
+        ids = [row["customer_id"] for row in wanted.select("customer_id").distinct().collect()]
+        fields = self.content(ids)
+        rows = [(cid, json.dumps(dict(fields[cid]), sort_keys=True, ensure_ascii=False)) for cid in ids if cid in fields]
+        content = self.lake.spark.createDataFrame(rows, "customer_id string, content_json string")
+        joined = desired.join(content, on="customer_id", how="left")
+        content_json = F.when(F.col("destination").isin(*carrying), F.col("content_json"))
+        payload = F.when(content_json.isNotNull(), F.sha2(F.concat_ws("\u0001", F.col("payload_hash"), content_json), 256))
+        return joined.withColumn("content_json", content_json).withColumn(
+            "payload_hash", F.coalesce(payload, F.col("payload_hash"))
+        )
+
     def _member(self, row: Any) -> Member:
         attributes = {a: row[a] for a in ATTRIBUTES if a in self.esp.attributes}
-        return Member(row["customer_id"], row["action"], row["identifier"], row["payload_hash"], row["email_norm"], attributes)
+        merge_fields = json.loads(row["content_json"]) if row["content_json"] else {}
+        return Member(row["customer_id"], row["action"], row["identifier"], row["payload_hash"], row["email_norm"],
+                      attributes, merge_fields)
 
     def _hydrate(self, batches: list[Batch], consent: DataFrame) -> tuple[list[Batch], list[BatchResult]]:
         """Unfinished batches get their members' current address and attributes, if still contactable."""
@@ -157,6 +203,9 @@ class ExportRunner:
         current = {}
         if ids:
             current = {r["customer_id"]: r for r in consent.filter(F.col("customer_id").isin(ids)).collect()}
+        carrying = {b.destination for b in batches if b.kind == UPSERT and self.esp.destinations[b.destination].content_fields}
+        content_ids = sorted({m.customer_id for b in batches if b.destination in carrying for m in b.members})
+        content = self.content(content_ids) if content_ids and self.content is not None else {}
         ready, cancelled = [], []
         for batch in batches:
             if batch.kind != UPSERT:
@@ -169,7 +218,8 @@ class ExportRunner:
                     drop.append((member, row["block_reason"] if row is not None else "no customer record"))
                 else:
                     attributes = {a: row[a] for a in ATTRIBUTES if a in self.esp.attributes}
-                    keep.append(replace(member, email=row["email_norm"], attributes=attributes))
+                    merge_fields = content.get(member.customer_id, {}) if batch.destination in carrying else {}
+                    keep.append(replace(member, email=row["email_norm"], attributes=attributes, merge_fields=merge_fields))
             if keep and drop:
                 # Fewer members than first sent: a new key, since an idempotent receiver would reject
                 # (or replay) the old key with a different body. The kept members' upserts are harmless.
@@ -242,6 +292,19 @@ class ExportRunner:
         return deliver(adapter, batches, record)
 
 
+def export_runner(
+    settings: Any, lake: Lake, esp: EspSettings, runtime: Runtime, *, membership_version: int | None = None
+) -> ExportRunner:
+    """The runner every entry point uses (CLI, DAG, quality gate): content merge fields from
+    content.yaml for destinations that want them, and the global holdout of experiments.yaml skipped."""
+    from lakecdp.content import export_content_fields
+    from lakecdp.experiments.settings import parse_experiment_settings
+
+    content = export_content_fields(settings, lake_root=lake.root, clock=runtime.clock)
+    return ExportRunner(lake, esp, runtime, membership_version=membership_version, content=content,
+                        experiments=parse_experiment_settings(settings.experiments))
+
+
 def deliver(adapter: Adapter, batches: Sequence[Batch], record: Callable[[list[BatchResult]], None]) -> list[BatchResult]:
     """Send batches on `adapter.max_in_flight` threads; `record` finished ones every N batches or S seconds.
 
@@ -290,4 +353,4 @@ def send_with_row_retry(adapter: Adapter, batch: Batch) -> BatchResult:
     return BatchResult(batch, [outcomes[m.customer_id] for m in batch.members], attempts=result.attempts + 1, stats=result.stats)
 
 
-__all__ = ["DestinationPlan", "ExportRunner", "deliver", "send_with_row_retry"]
+__all__ = ["DestinationPlan", "ExportRunner", "deliver", "export_runner", "send_with_row_retry"]

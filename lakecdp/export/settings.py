@@ -95,6 +95,9 @@ class DestinationBase(_Strict):
     job_timeout: timedelta = timedelta(minutes=30)
     log_flush_batches: int = Field(default=20, ge=1)  # export_log commits group this many finished batches ...
     log_flush_seconds: float = Field(default=5.0, gt=0)  # ... or this many seconds of them
+    # Send the content decision too: the block chosen per slot, token values and experiment variants,
+    # under the merge tags content.yaml names (BLK_HERO, LASTCAT, RECS, ...; the ESP must know them).
+    content_fields: bool = False
 
     @field_validator("segments", mode="before")
     @classmethod

@@ -77,7 +77,7 @@ def export_batches(
     """
     from lakecdp.clock import FrozenClock
     from lakecdp.export.adapters import Runtime, adapter_class
-    from lakecdp.export.runner import ExportRunner
+    from lakecdp.export.runner import export_runner
     from lakecdp.export.settings import load_esp_settings
     from lakecdp.identity import resolve_customer_ids
     from lakecdp.privacy.consent import consent_block_reason
@@ -87,7 +87,7 @@ def export_batches(
     limits = {name: adapter_class(d.type).batch_limits(d, esp.attributes).max_members for name, d in enabled.items()}
     if membership_version is None:
         membership_version = lake.version("segment_membership")
-    runner = ExportRunner(lake, esp, Runtime(env={}, clock=FrozenClock(as_of)), membership_version=membership_version)
+    runner = export_runner(settings, lake, esp, Runtime(env={}, clock=FrozenClock(as_of)), membership_version=membership_version)
     plans = runner.plan_all(list(enabled), run_id=f"quality-{run_key}")
     members = _frame(lake.spark, export_batch_rows(plans.values(), limits))
     names = [*esp.consent.opt_in_events, *esp.consent.opt_out_events]

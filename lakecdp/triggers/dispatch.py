@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from lakecdp.config import Settings
 from lakecdp.experiments.assign import load_assigner
+from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON
 from lakecdp.lake import Lake
 from lakecdp.pipeline import refresh_membership, refresh_profiles
 from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, consent_block_reason
@@ -23,7 +24,6 @@ log = logging.getLogger(__name__)
 
 LEFT_SEGMENT = "left the segment before sending"
 CAPPED = "frequency cap reached"
-GLOBAL_HOLDOUT_REASON = "global holdout (no campaign reaches it)"
 
 
 @dataclass

@@ -68,6 +68,8 @@ def crashed_and_resumed(spark, tmp_path_factory):
         webhook={"batch_size": 2, "log_flush_batches": 3},
     )
     conf = write_conf(root / "conf", section, lake_root=root / "lake")
+    # No global holdout here: the hash test would hold out INVALID and FLAKY, the members this test is about.
+    (conf / "local" / "no_holdout.yaml").write_text("experiments:\n  global_holdout:\n    share: 0.0\n")
     env = {**os.environ, **SECRETS, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
     env.pop("LAKECDP_CONF_DIR", None)
     expected = {seg: set(ids) & set(pop.contactable) for seg, ids in members.items()}

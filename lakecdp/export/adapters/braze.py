@@ -48,6 +48,7 @@ class BrazeAdapter(Adapter):
         values = self.attribute_values(member)
         body: dict[str, Any] = {"external_id": member.customer_id, "email": member.email, "email_subscribe": "opted_in"}
         body.update({BRAZE_ATTRIBUTES[k]: v for k, v in values.items() if v is not None})
+        body.update(member.merge_fields)   # custom attributes
         body[array] = {"add": [segment]}
         return body
 

@@ -229,6 +229,8 @@ def profile_document(member: Member, attribute_names: Sequence[str]) -> dict[str
     location = {k: values[k] for k in ("country", "city") if k in values}
     if location:
         attributes["location"] = location
+    if member.merge_fields:
+        attributes["properties"] = dict(member.merge_fields)   # custom profile properties
     return {"type": "profile", "attributes": attributes}
 
 

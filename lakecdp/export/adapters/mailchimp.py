@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from lakecdp.export.adapters.base import DELETED, NOT_FOUND, Adapter, all_failed, http_reason
-from lakecdp.export.batches import UPSERT, Batch, BatchResult, MemberOutcome, json_bytes
+from lakecdp.export.batches import UPSERT, Batch, BatchResult, Member, MemberOutcome, json_bytes
 from lakecdp.export.http import DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import mailchimp_subscriber_hash, normalize_email, scrub_pii
 
@@ -47,7 +47,7 @@ class MailchimpAdapter(Adapter):
     def _upsert(self, batch: Batch) -> BatchResult:
         tag = self.settings.tag(batch.segment)
         members = [
-            {"email_address": m.email, "status": "subscribed", "merge_fields": self._merge_fields(m.attributes), "tags": [tag]}
+            {"email_address": m.email, "status": "subscribed", "merge_fields": self._merge_fields(m), "tags": [tag]}
             for m in batch.members
         ]
         body = json_bytes({"members": members, "update_existing": True})
@@ -130,12 +130,16 @@ class MailchimpAdapter(Adapter):
             if not page or offset >= int(document.get("total_items") or 0):
                 return
 
-    def _merge_fields(self, attributes: Any) -> dict[str, str]:
-        return {
+    def _merge_fields(self, member: Member) -> dict[str, str]:
+        # Content merge tags (content.yaml) must exist in the audience, like FNAME/LNAME.
+        attributes = member.attributes
+        fields = {
             tag: str(attributes[name])
             for name, tag in self.settings.merge_fields.items()
             if name in self.attributes and attributes.get(name) is not None
         }
+        fields.update(member.merge_fields)
+        return fields
 
     def _raise_if_refused(self, response: Any) -> None:
         if response.status_code in (401, 403):

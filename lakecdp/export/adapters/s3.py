@@ -75,6 +75,8 @@ class S3Adapter(Adapter):
         return f"{self.run_prefix(batch.segment, batch.run_id)}/part-{batch.seq:05d}.{ext}"
 
     def render(self, batch: Batch) -> bytes:
+        # Content merge fields (content_fields: true) become columns after the attributes.
+        content_columns = list(dict.fromkeys(k for m in batch.members for k in m.merge_fields))
         rows = []
         for m in batch.members:
             row: dict[str, Any] = {"action": m.action, "customer_id": m.customer_id}
@@ -83,11 +85,12 @@ class S3Adapter(Adapter):
             if self.settings.identifier == "email":
                 row["email"] = None if m.action == REMOVE else m.email
             row.update({a: (None if m.action == REMOVE else m.attributes.get(a)) for a in self._attribute_columns})
+            row.update({c: m.merge_fields.get(c) for c in content_columns})
             rows.append(row)
         if self.settings.format == "jsonl":
             return b"".join(json_bytes(row) + b"\n" for row in rows)
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=self._columns, lineterminator="\n")
+        writer = csv.DictWriter(text, fieldnames=[*self._columns, *content_columns], lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return text.getvalue().encode()

@@ -143,6 +143,7 @@ def data_extension_row(member: Member, segment: str, kind: str, attribute_names:
     if kind == UPSERT:
         row["EmailAddress"] = member.email
         row.update({COLUMNS[k]: member.attributes.get(k) for k in attribute_names})
+        row.update(member.merge_fields)   # the data extension needs a column per content merge tag
     return row
 
 

@@ -61,6 +61,8 @@ class WebhookAdapter(Adapter):
         if self.settings.identifier == "email":
             body["email"] = member.email
         body["attributes"] = self.attribute_values(member)
+        if member.merge_fields:
+            body["merge_fields"] = dict(member.merge_fields)
         return body
 
     def send(self, batch: Batch) -> BatchResult:
