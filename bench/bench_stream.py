@@ -61,7 +61,7 @@ def duckdb_baseline(work: Path) -> tuple[int, float]:
     return len(rows), time.perf_counter() - started
 
 
-def latency(spark, settings, work: Path, rate: int, seconds: int) -> list[float]:
+def latency(spark, settings, work: Path, rate: int, seconds: int) -> tuple[list[float], list[dict]]:
     """Publish files at `rate` events/s while the stream runs continuously; per event, file publish -> batch done."""
     from lakecdp.generate import GeneratorSettings, generate_dataset
     from lakecdp.lake import open_lake
@@ -105,11 +105,11 @@ def latency(spark, settings, work: Path, rate: int, seconds: int) -> list[float]
 
         thread = threading.Thread(target=publisher, daemon=True)
         thread.start()
-        run_stream(spark, lake, settings, source=str(source), checkpoint=str(work / "live_ckpt"), mode="continuous", timeout_seconds=seconds + 20)
+        run = run_stream(spark, lake, settings, source=str(source), checkpoint=str(work / "live_ckpt"), mode="continuous", timeout_seconds=seconds + 20)
         stop.set()
     finally:
         BatchProcessor.__call__ = original_call
-    return latencies
+    return latencies, run.batches
 
 
 def main() -> None:
@@ -118,21 +118,28 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=40)
+    parser.add_argument("--latency-only", action="store_true", help="skip the throughput run and the DuckDB baseline")
     args = parser.parse_args()
 
     from lakecdp.config import load_settings
     from lakecdp.spark import build_session
 
-    settings = load_settings(overrides={"stream": {"trigger": "0.5s", "max_files_per_trigger": 1000}})
+    settings = load_settings(overrides={"stream": {"trigger": "0.5s", "max_files_per_trigger": 1000}, "spark": {"conf": {"spark.driver.extraJavaOptions": os.environ.get("BENCH_JAVA_OPTS", "")}}})
     spark = build_session(settings.spark)
     work = Path(tempfile.mkdtemp(prefix="lakecdp-bench-"))
     try:
-        events, seconds, steps = throughput(spark, settings, work, args.customers, args.days)
-        print(f"stream throughput: {events:,} events in {seconds:.1f} s = {events / seconds:,.0f} events/s (target >= 50,000)")
-        print("  time by step: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
-        rows, duck_seconds = duckdb_baseline(work)
-        print(f"duckdb baseline: core profile aggregates for {rows:,} customers over {events:,} events in {duck_seconds:.2f} s = {events / duck_seconds:,.0f} events/s")
-        latencies = sorted(latency(spark, settings, work, args.rate, args.seconds))
+        if not args.latency_only:
+            events, seconds, steps = throughput(spark, settings, work, args.customers, args.days)
+            print(f"stream throughput: {events:,} events in {seconds:.1f} s = {events / seconds:,.0f} events/s (target >= 50,000)")
+            print("  time by step: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
+            rows, duck_seconds = duckdb_baseline(work)
+            print(f"duckdb baseline: core profile aggregates for {rows:,} customers over {events:,} events in {duck_seconds:.2f} s = {events / duck_seconds:,.0f} events/s")
+        latencies, batches = latency(spark, settings, work, args.rate, args.seconds)
+        latencies.sort()
+        steps = sorted({step for b in batches for step in b["seconds"]})
+        medians = {step: statistics.median(b["seconds"].get(step, 0.0) for b in batches) for step in steps}
+        print(f"  {len(batches)} live batches, median {statistics.median(b['events'] for b in batches) if batches else 0:.0f} events; "
+              "median seconds by step: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
         if latencies:
             p50 = statistics.median(latencies)
             p95 = latencies[int(0.95 * (len(latencies) - 1))]

@@ -25,7 +25,19 @@ from lakecdp.triggers.outbox import entries_to_enqueue
 def resolved_events(lake: Lake, customers: Sequence[str] | None = None) -> DataFrame:
     """Bronze events with anonymous ids resolved through active identity links."""
     events = resolve_customer_ids(lake.read("events"), lake.read("identity_links"))
-    return events if customers is None else events.filter(F.col("customer_id").isin(list(customers)))
+    return only_customers(lake, events, customers)
+
+
+def only_customers(lake: Lake, df: DataFrame, customers: Sequence[str] | None) -> DataFrame:
+    """Rows of `df` whose customer_id is in `customers` (all rows when None).
+
+    A broadcast semi-join, not `isin`: a literal list of thousands of ids makes every optimizer
+    rule walk thousands of expressions, which cost the stream more than the join does.
+    """
+    if customers is None:
+        return df
+    ids = lake.spark.createDataFrame([(c,) for c in customers], "customer_id string")
+    return df.join(F.broadcast(ids), on="customer_id", how="left_semi")
 
 
 def update_identity_links(lake: Lake, batch_events: DataFrame, *, txn: AppTxn | None = None) -> list[str]:
@@ -79,9 +91,18 @@ def touched_customers(lake: Lake, batch_events: DataFrame, linked_ids: Sequence[
     return sorted(ids | set(linked_ids))
 
 
-def refresh_profiles(lake: Lake, as_of: datetime, *, customers: Sequence[str] | None = None, txn: AppTxn | None = None) -> int:
-    """Recompute profile_features as of `as_of` (all customers, or just `customers`); return rows written."""
-    profiles = build_profile_features(resolved_events(lake, customers), as_of).persist(StorageLevel.MEMORY_AND_DISK)
+def refresh_profiles(
+    lake: Lake, as_of: datetime, *, customers: Sequence[str] | None = None, txn: AppTxn | None = None,
+    events: DataFrame | None = None,
+) -> int:
+    """Recompute profile_features as of `as_of` (all customers, or just `customers`); return rows written.
+
+    `events`: `resolved_events(lake, customers)` when the caller already holds it (the stream caches
+    it once per micro-batch for profiles and segments).
+    """
+    if events is None:
+        events = resolved_events(lake, customers)
+    profiles = build_profile_features(events, as_of).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         if customers is None:
             lake.overwrite("profile_features", profiles, txn=txn)
@@ -100,9 +121,11 @@ def refresh_membership(
     *,
     customers: Sequence[str] | None = None,
     txn: AppTxn | None = None,
+    events: DataFrame | None = None,
 ) -> dict[str, int]:
     """Evaluate `segments` as of `as_of`; append transitions and replace the evaluated members.
 
+    `events`: `resolved_events(lake, customers)` when the caller already holds it.
     Returns, per segment, the members among the evaluated customers.
     """
     names = [s.name for s in segments]
@@ -116,7 +139,9 @@ def refresh_membership(
     scores = lake.read("profile_scores")
     if customers is not None:
         scores = scores.filter(F.col("customer_id").isin(list(customers)))
-    evaluated = evaluate_segments(resolved_events(lake, customers), profiles, segments, as_of, scores).persist(
+    if events is None:
+        events = resolved_events(lake, customers)
+    evaluated = evaluate_segments(events, profiles, segments, as_of, scores).persist(
         StorageLevel.MEMORY_AND_DISK
     )
     try:

@@ -33,6 +33,7 @@ from starlette.routing import Route
 from lakecdp.clock import Clock, SystemClock
 from lakecdp.collector.landing import LandingUnavailable, LandingWriter
 from lakecdp.collector.links import PIXEL_GIF, EmailLink, LinkError, verify_token
+from lakecdp.collector.revocations import Revocations
 from lakecdp.collector.messages import (
     BATCH_ENDPOINTS,
     MAX_BATCH_BYTES,
@@ -67,6 +68,7 @@ class CollectorConfig:
     write_keys: Mapping[str, str]          # write key -> source name
     email_source: str = "email"
     link_secret: bytes | None = None
+    revocations: Revocations | None = None   # sources revoked while running (`lakecdp collect revoke`)
 
 
 def create_app(config: CollectorConfig, writer: LandingWriter, *, clock: Clock | None = None) -> Starlette:
@@ -95,6 +97,8 @@ class _Handlers:
             body = parse_json_body(await _read_body(request, MAX_BATCH_BYTES))
             if source is None:
                 source = _source_from_key(body_write_key(body), self.config.write_keys)
+            if self.config.revocations is not None and self.config.revocations.is_revoked(source):
+                raise RejectedRequest(401, "unauthorized", "write key is not valid (unknown or revoked)")
             lines = landing_lines(envelope(body, endpoint), source=source, received_at=self.clock.now())
             await self.writer.write(lines)
         except RejectedRequest as exc:

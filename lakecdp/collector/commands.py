@@ -1,4 +1,4 @@
-"""`lakecdp collect serve` and `lakecdp collect link`."""
+"""`lakecdp collect serve|revoke|restore|revoked|link`."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import logging
 import os
 
 from lakecdp.config import ConfigError, Settings
+from lakecdp.privacy.commands import admin_only
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -17,6 +18,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, help="port (default: collector.port)")
     serve.add_argument("--events-dir", help="landing folder (default: collector.events_dir or <landing.root>/events)")
     serve.set_defaults(handler=_serve)
+
+    for name, helps in (("revoke", "reject a source's write key from now on (the running collector sees it within a second)"),
+                        ("restore", "accept a revoked source's write key again")):
+        action = actions.add_parser(name, help=helps)
+        action.add_argument("source", help="source name from collector.sources")
+        action.add_argument("--token", help="admin token (default: $LAKECDP_ADMIN_TOKEN)")
+        if name == "revoke":
+            action.add_argument("--reason", default="revoked by an operator", help="kept with the revocation (no secrets)")
+        action.set_defaults(handler=_revocation)
+    revoked = actions.add_parser("revoked", help="list revoked sources")
+    revoked.set_defaults(handler=_list_revoked)
 
     link = actions.add_parser("link", help="print a signed open-pixel URL and, with --url, a click URL")
     link.add_argument("--customer-id", required=True)
@@ -33,6 +45,42 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, collector = build_app(settings, events_dir_override=args.events_dir)
     serve(app, host=args.host or collector.host, port=args.port or collector.port)
+    return 0
+
+
+def _revocations(settings: Settings):
+    from lakecdp.collector.revocations import Revocations
+    from lakecdp.collector.server import revocations_path
+    from lakecdp.collector.settings import load_collector_settings
+
+    collector = load_collector_settings(settings.collector)
+    return collector, Revocations(revocations_path(settings, collector))
+
+
+@admin_only
+def _revocation(args: argparse.Namespace, settings: Settings) -> int:
+    from lakecdp.clock import SystemClock
+
+    collector, revocations = _revocations(settings)
+    if args.source not in collector.sources:
+        raise ConfigError(f"collector.sources has no source '{args.source}'. Fix: use one of {sorted(collector.sources)}.")
+    if args.collect_command == "revoke":
+        revocations.revoke(args.source, reason=args.reason, at=SystemClock().now())
+        print(f"revoked source '{args.source}': its write key gets 401 from now on ({revocations.path})")
+    elif revocations.restore(args.source):
+        print(f"restored source '{args.source}'")
+    else:
+        print(f"source '{args.source}' was not revoked")
+    return 0
+
+
+def _list_revoked(args: argparse.Namespace, settings: Settings) -> int:
+    _, revocations = _revocations(settings)
+    entries = revocations.entries()
+    if not entries:
+        print("no revoked sources")
+    for source, entry in sorted(entries.items()):
+        print(f"  {source:<20} revoked {entry['revoked_at']}  {entry.get('reason', '')}")
     return 0
 
 

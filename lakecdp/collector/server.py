@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from lakecdp.clock import Clock
 from lakecdp.collector.app import CollectorConfig, create_app
 from lakecdp.collector.landing import LandingWriter
+from lakecdp.collector.revocations import Revocations
 from lakecdp.collector.settings import CollectorSettings, load_collector_settings, resolve_link_secret, resolve_write_keys
 from lakecdp.config import Settings
 
@@ -24,6 +25,11 @@ _UVICORN_DEFAULTS = {"access_log": False, "server_header": False, "lifespan": "o
 def events_dir(settings: Settings, collector: CollectorSettings) -> Path:
     """collector.events_dir, else <landing.root>/events (the folder `lakecdp stream run` reads)."""
     return Path(collector.events_dir or f"{settings.landing.root.rstrip('/')}/events")
+
+
+def revocations_path(settings: Settings, collector: CollectorSettings) -> Path:
+    """collector.revocations_file, else <landing.root>/_collector/revoked_sources.json."""
+    return Path(collector.revocations_file or f"{settings.landing.root.rstrip('/')}/_collector/revoked_sources.json")
 
 
 def build_app(
@@ -46,6 +52,7 @@ def build_app(
         write_keys=resolve_write_keys(collector, env),
         email_source=collector.email_source,
         link_secret=resolve_link_secret(collector, env),
+        revocations=Revocations(revocations_path(settings, collector)),
     )
     return create_app(config, writer, clock=clock), collector
 

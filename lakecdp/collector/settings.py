@@ -36,6 +36,7 @@ class CollectorSettings(_Strict):
     port: int = Field(default=8088, ge=1, le=65535)
     public_url: str | None = None
     events_dir: str | None = None
+    revocations_file: str | None = None   # default <landing.root>/_collector/revoked_sources.json
     sources: dict[str, SourceSettings] = Field(
         default_factory=lambda: {"default": SourceSettings(write_key_env="LAKECDP_WRITE_KEY")}
     )

@@ -1,12 +1,15 @@
 """The content API: GET /v1/content/{customer_id} answers from the in-memory snapshot.
 
 Answers carry the chosen block per slot, token values and experiment variants. Nothing is
-logged per request (uvicorn's access log is off): no names or emails reach a log line.
+logged per request (uvicorn's access log is off): no names or emails reach a log line. Answers
+carry first names, so their count goes to pii_access_log every PII_LOG_EVERY_S and at shutdown.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,16 +19,35 @@ from starlette.routing import Route
 from lakecdp.content.service import ContentService
 
 MAX_ID_CHARS = 128
+PII_LOG_EVERY_S = 60.0
+
+log = logging.getLogger(__name__)
 
 
 def create_app(service: ContentService, *, refresh_in_background: bool = True) -> Starlette:
     """The ASGI app over a ContentService; the snapshot refresher runs for the app's lifetime."""
+    reads = {"unlogged": 0}
 
     async def content(request: Request) -> Response:
         customer_id = request.path_params["customer_id"]
         if not customer_id or len(customer_id) > MAX_ID_CHARS:
             return _json({"error": f"customer_id must be 1-{MAX_ID_CHARS} characters"}, 400)
+        reads["unlogged"] += 1
         return _json(service.answer(customer_id))
+
+    def flush_reads() -> None:
+        count, reads["unlogged"] = reads["unlogged"], 0
+        if count:
+            try:
+                service.log_reads("content api", None, count)
+            except Exception:  # noqa: BLE001 - keep serving; the count is retried with the next flush
+                reads["unlogged"] += count
+                log.exception("could not write pii_access_log; retrying at the next flush")
+
+    async def flush_periodically() -> None:
+        while True:
+            await asyncio.sleep(PII_LOG_EVERY_S)
+            await asyncio.to_thread(flush_reads)
 
     async def health(request: Request) -> Response:
         snapshot = service.store.snapshot
@@ -35,10 +57,13 @@ def create_app(service: ContentService, *, refresh_in_background: bool = True) -
     async def lifespan(app: Starlette):
         if refresh_in_background:
             service.store.start()
+        flusher = asyncio.create_task(flush_periodically())
         try:
             yield
         finally:
+            flusher.cancel()
             service.store.stop()
+            await asyncio.to_thread(flush_reads)
 
     return Starlette(
         routes=[Route("/v1/content/{customer_id}", content, methods=["GET"]), Route("/healthz", health, methods=["GET"])],

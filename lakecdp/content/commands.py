@@ -76,6 +76,7 @@ def _preview(args: argparse.Namespace, settings: Settings) -> int:
     for slot, block in decision.blocks.items():
         print(f"  slot {slot:<10} -> {block}")
     print("  merge fields: " + json.dumps(service.engine.merge_fields(decision), ensure_ascii=False))
+    service.log_reads("content preview", args.customer, 1)
     print(f"wrote {out}")
     return 0
 
@@ -93,6 +94,7 @@ def _render(args: argparse.Namespace, settings: Settings) -> int:
             (args.out / f"{_safe_name(customer_id)}.html").write_text(service.engine.render(decision), encoding="utf-8")
             fields = {"customer_id": customer_id, **service.engine.merge_fields(decision)}
             fields_file.write(json.dumps(fields, ensure_ascii=False) + "\n")
+    service.log_reads("content render", None, len(customers))
     print(f"rendered {len(customers)} emails into {args.out} (+ merge_fields.jsonl)")
     return 0
 

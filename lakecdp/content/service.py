@@ -33,6 +33,13 @@ class ContentService:
     def render(self, customer_id: str, *, now: datetime | None = None) -> str:
         return self.engine.render(self.decide(customer_id, now=now))
 
+    def log_reads(self, action: str, customer_id: str | None, rows: int) -> None:
+        """Record in pii_access_log that contact data (first names) left through `action`."""
+        from lakecdp.privacy.access import log_pii_access
+
+        loader = self.store.loader
+        log_pii_access(loader.root, loader.options, action, customer_id, ["customers"], rows, self.clock.now())
+
     def answer(self, customer_id: str) -> dict[str, Any]:
         """The content API's JSON body for one customer."""
         snapshot = self.store.snapshot

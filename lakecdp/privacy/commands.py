@@ -26,26 +26,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     erase = actions.add_parser("erase", help="queue the erasure of a customer (processed by process-erasures)")
     erase.add_argument("customer")
     admin(erase)
-    erase.set_defaults(handler=_admin(_erase))
+    erase.set_defaults(handler=admin_only(_erase))
     process = actions.add_parser("process-erasures", help="erase every queued customer everywhere and record proofs")
     admin(process)
     process.add_argument("--landing", help="landing root (default: landing.root from conf)")
-    process.set_defaults(handler=_admin(_process))
+    process.set_defaults(handler=admin_only(_process))
     access = actions.add_parser("access", help="write everything held about a customer as one JSON bundle")
     access.add_argument("customer")
     access.add_argument("--out", type=Path, help="bundle file (default: print to stdout)")
     admin(access)
-    access.set_defaults(handler=_admin(_access))
+    access.set_defaults(handler=admin_only(_access))
     consent = actions.add_parser("consent", help="a customer's consent history and current status per purpose")
     consent.add_argument("customer")
     consent.add_argument("--json", action="store_true")
     admin(consent)
-    consent.set_defaults(handler=_admin(_consent))
+    consent.set_defaults(handler=admin_only(_consent))
     token = actions.add_parser("admin-token", help="generate an admin token and the digest to configure")
     token.set_defaults(handler=_admin_token)
 
 
-def _admin(handler: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
+def admin_only(handler: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
     """Check the admin token before anything is read or written."""
     def checked(args: argparse.Namespace, settings: Settings) -> int:
         from lakecdp.privacy.access import AdminTokenError, require_admin

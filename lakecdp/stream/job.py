@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, functions as F
 
 from lakecdp.clock import Clock, SystemClock
@@ -25,6 +26,7 @@ from lakecdp.pipeline import (
     refresh_membership,
     refresh_profiles,
     rescore_profiles,
+    resolved_events,
     touched_customers,
     update_identity_links,
 )
@@ -110,10 +112,15 @@ class BatchProcessor:
             # A backfill touching most customers is cheaper as one full recompute than as a huge IN-list.
             scope = None if len(customers) > self.settings.stream.full_refresh_above else customers
             if customers:
-                timer("profiles", refresh_profiles, self.lake, now, customers=scope, txn=txn)
-                if self.models is not None:   # before segments: rules on intent and clusters see the new scores
-                    timer("scores", rescore_profiles, self.lake, self.models, now, customers=scope)
-                timer("segments", refresh_membership, self.lake, self.segments, now, customers=scope, txn=txn)
+                # The touched customers' events, read and resolved once for profiles and segments.
+                events = resolved_events(self.lake, scope).persist(StorageLevel.MEMORY_AND_DISK)
+                try:
+                    timer("profiles", refresh_profiles, self.lake, now, customers=scope, txn=txn, events=events)
+                    if self.models is not None:   # before segments: rules on intent and clusters see the new scores
+                        timer("scores", rescore_profiles, self.lake, self.models, now, customers=scope)
+                    timer("segments", refresh_membership, self.lake, self.segments, now, customers=scope, txn=txn, events=events)
+                finally:
+                    events.unpersist()
         finally:
             batch.release()
         stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,

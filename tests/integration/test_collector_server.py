@@ -190,3 +190,44 @@ def test_every_timestamp_shape_the_collector_accepts_is_one_spark_reads(spark):
     assert all(is_iso_8601(s) for s in shapes) and not any(is_iso_8601(s) for s in refused)
     parsed = spark.createDataFrame([(s,) for s in shapes], "ts string").select(F.col("ts").try_cast("timestamp").alias("t"))
     assert parsed.filter(F.col("t").isNull()).count() == 0
+
+
+def test_a_revoked_source_is_refused_within_a_second_without_a_restart(tmp_path, monkeypatch, capsys):
+    import hashlib
+
+    from lakecdp.cli import main
+    from lakecdp.collector.server import build_app
+    from lakecdp.config import load_settings
+
+    token = "admin-token-for-revocation"
+    monkeypatch.setenv("LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256", hashlib.sha256(token.encode()).hexdigest())
+    monkeypatch.setenv("LAKECDP__LANDING__ROOT", str(tmp_path / "landing"))
+    monkeypatch.delenv("LAKECDP_ADMIN_TOKEN", raising=False)
+    settings = load_settings(REPO / "conf")
+    keys = {"LAKECDP_WRITE_KEY": KEY}
+    app, _ = build_app(settings, env=keys)
+
+    def cli(*argv: str) -> int:
+        return main(["--conf", str(REPO / "conf"), "collect", *argv])
+
+    def track() -> int:
+        return requests.post(f"{server.url}/v1/track", auth=(KEY, ""), timeout=5,
+                             json={"userId": "u1", "event": "Product Viewed", "messageId": str(uuid.uuid4())}).status_code
+
+    with CollectorThread(app) as server:
+        assert track() == 200
+        assert cli("revoke", "default") == 2   # an admin operation: no token, no revocation
+        assert track() == 200
+        assert cli("revoke", "default", "--token", token, "--reason", "key leaked in a screenshot") == 0
+        revoked_at = time.monotonic()
+        while track() != 401:
+            assert time.monotonic() - revoked_at < 1.5, "the running collector still accepts the revoked key"
+            time.sleep(0.05)
+        assert cli("revoked") == 0 and "key leaked in a screenshot" in capsys.readouterr().out
+        assert cli("restore", "default", "--token", token) == 0
+        restored_at = time.monotonic()
+        while track() != 200:
+            assert time.monotonic() - restored_at < 1.5
+            time.sleep(0.05)
+    stored = (tmp_path / "landing" / "_collector" / "revoked_sources.json").read_text()
+    assert KEY not in stored   # source names only, never a key

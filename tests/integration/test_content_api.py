@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import httpx
 import pyarrow as pa
 import pytest
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
 from lakecdp.cli import main
 from lakecdp.clock import FrozenClock
@@ -135,3 +135,22 @@ def test_merge_fields_and_preview_cli(lake_root, tmp_path):
     assert main(["content", "preview", "cust_cart", "--lake", lake_root, "--out", str(out), "--at", NOW.isoformat()]) == 0
     html = out.read_text()
     assert "Still thinking it over, Ben?" in html and "Oak Lamp" in html and "$45.00" in html
+
+
+def test_content_reads_of_first_names_are_logged(lake_root, service, tmp_path):
+    def logged() -> list[dict]:
+        path = f"{lake_root}/pii_access_log"
+        if not DeltaTable.is_deltatable(path):
+            return []
+        return [r for r in DeltaTable(path).to_pyarrow_table().to_pylist() if r["action"].startswith("content")]
+
+    earlier = {r["access_id"] for r in logged()}   # other tests in this module serve and preview too
+    with CollectorThread(create_app(service, refresh_in_background=False)) as server, httpx.Client(base_url=server.url) as client:
+        for customer_id in ("cust_loyal", "cust_cart", "cust_optout"):
+            assert client.get(f"/v1/content/{customer_id}").status_code == 200
+    api = [(r["action"], r["rows"], r["tables"], r["customer_id"]) for r in logged() if r["access_id"] not in earlier]
+    assert api == [("content api", 3, "customers", None)]   # one record at shutdown for the three answers
+    earlier = {r["access_id"] for r in logged()}
+    assert main(["content", "preview", "cust_cart", "--lake", lake_root, "--out", str(tmp_path / "p.html"), "--at", NOW.isoformat()]) == 0
+    [preview] = [r for r in logged() if r["access_id"] not in earlier]
+    assert (preview["action"], preview["customer_id"], preview["rows"]) == ("content preview", "cust_cart", 1) and preview["actor"]
