@@ -8,6 +8,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, functions as F
 
 from lakecdp.config.models import EventSettings
+from lakecdp.events.contacts import contacts_from_identifies, upsert_contacts
 from lakecdp.events.normalize import filter_new_messages, parse_lines, to_bronze, to_quarantine, with_rejection_reason
 from lakecdp.lake import AppTxn, Lake
 
@@ -34,6 +35,7 @@ class PreparedBatch:
     checked: DataFrame
     valid: DataFrame
     rejected: DataFrame
+    contacts: DataFrame   # identify traits' email and names, bound for `customers` (not bronze)
 
     def release(self) -> None:
         self.checked.unpersist()
@@ -46,10 +48,12 @@ def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSet
         max_future_skew=settings.max_future_skew,
         max_age=settings.max_age,
     ).persist(StorageLevel.MEMORY_AND_DISK)
+    accepted = checked.filter(F.col("reason").isNull())
     return PreparedBatch(
         checked=checked,
-        valid=to_bronze(checked.filter(F.col("reason").isNull())),
+        valid=to_bronze(accepted),
         rejected=to_quarantine(checked.filter(F.col("reason").isNotNull()), quarantined_at=received_at),
+        contacts=contacts_from_identifies(accepted),
     )
 
 
@@ -61,11 +65,16 @@ def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None)
     fresh = filter_new_messages(batch.valid, existing).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
-        counts = batch.checked.agg(F.count("*").alias("lines"), F.count("reason").alias("rejected")).first()
+        counts = batch.checked.agg(
+            F.count("*").alias("lines"), F.count("reason").alias("rejected"),
+            F.count(F.when(F.col("reason").isNull() & (F.col("e.type") == "identify"), True)).alias("identifies"),
+        ).first()
         fresh_count = fresh.count()
         lake.append("events", fresh, txn=txn)
         if counts["rejected"] or txn is not None:
             lake.append("quarantine", rejected, txn=txn)
+        if counts["identifies"]:
+            upsert_contacts(lake, batch.contacts, txn=txn)
         return IngestResult(
             lines=counts["lines"],
             events=fresh_count,

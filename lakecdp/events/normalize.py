@@ -5,7 +5,9 @@ from datetime import datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, functions as F
 
+from lakecdp.events.contacts import CONTACT_TRAITS, CONTEXT_PII, without_keys
 from lakecdp.events.schema import EVENT_TYPES, MAX_EVENT_BYTES, RAW_EVENT_SCHEMA
+from lakecdp.lake.tables import EVENTS
 
 _NUMERIC_PROPERTIES = {
     "price": "double",
@@ -98,9 +100,16 @@ def to_bronze(valid: DataFrame) -> DataFrame:
         e.context.location.city.alias("city"),
         e.context.timezone.alias("timezone"),
         # One parse for the three (three get_json_object calls parse the line three times).
-        F.json_tuple("raw", "properties", "traits", "context").alias("properties_json", "traits_json", "context_json"),
+        F.json_tuple("raw", "properties", "traits", "context").alias("properties_json", "traits_raw", "context_raw"),
         F.col("source_file"),
         F.to_date("event_ts").alias("event_date"),
+    ).select(
+        *EVENTS.columns[: EVENTS.columns.index("properties_json") + 1],
+        # Contact PII goes to `customers` (lakecdp.events.contacts), never to bronze.
+        without_keys(F.col("traits_raw"), CONTACT_TRAITS).alias("traits_json"),
+        without_keys(F.col("context_raw"), CONTEXT_PII).alias("context_json"),
+        "source_file",
+        "event_date",
     )
 
 

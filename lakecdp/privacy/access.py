@@ -79,7 +79,7 @@ def log_pii_access(
 
 
 def mentions_contact_pii(query: str) -> list[str]:
-    """The tables holding contact PII that a SQL text names (customers; bronze and quarantine keep raw traits)."""
+    """The tables holding personal data that a SQL text names (customers: contacts; quarantine: raw lines; events: behaviour)."""
     return [name for name in PII_TABLES if re.search(rf"\b{name}\b", query, flags=re.IGNORECASE)]
 
 

@@ -96,7 +96,7 @@ def entries_from_events(events: DataFrame, rules: ConsentRules, now: datetime) -
     )
     traits = events.filter((F.col("type") == "identify") & F.col("traits_json").isNotNull())
     from_traits = [
-        traits.withColumn("flag", F.lower(F.get_json_object("traits_json", f"$.{rules.traits_key}.{purpose}")))
+        traits.withColumn("flag", F.lower(F.get_json_object(F.get_json_object("traits_json", f"$.{rules.traits_key}"), f"$.{purpose}")))
         .filter(F.col("flag").isin("true", "false"))
         .select(*_entry(F.col("customer_id"), F.lit(purpose), email,
                         F.when(F.col("flag") == "true", F.lit(GRANTED)).otherwise(F.lit(WITHDRAWN)),

@@ -86,6 +86,10 @@ def test_segment_sdk_events_reach_bronze_exactly_once(spark, tmp_path, sdk_defau
     assert viewed["received_at"] is not None and viewed["timestamp"] <= viewed["received_at"]
     identify = next(r for r in bronze.values() if r["type"] == "identify")
     assert json.loads(identify["traits_json"])["plan"] == "pro"
+    # Contact PII lives in `customers` only: bronze keeps the other traits.
+    assert "ada@example.com" not in json.dumps([r.asDict() for r in bronze.values()], default=str)
+    [contact] = lake.read("customers").collect()
+    assert (contact["customer_id"], contact["email"], contact["source"]) == ("cust_1", "ada@example.com", "identify")
     assert next(r for r in bronze.values() if r["type"] == "page")["page_name"] == "Home"
     assert sum(r["event"] == "Product Added" for r in bronze.values()) == 250
 
@@ -231,3 +235,37 @@ def test_a_revoked_source_is_refused_within_a_second_without_a_restart(tmp_path,
             time.sleep(0.05)
     stored = (tmp_path / "landing" / "_collector" / "revoked_sources.json").read_text()
     assert KEY not in stored   # source names only, never a key
+
+
+def test_identify_contacts_go_to_customers_newest_first_and_keep_the_crm_columns(spark, tmp_path):
+    from datetime import date
+
+    lake = open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
+    crm_at = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    schema = lake.spec("customers").schema
+    lake.append("customers", spark.createDataFrame(
+        [("c1", "old@example.com", "Ann", "Old", "DE", "Berlin", date(2025, 1, 1), True, "crm", crm_at)], schema=schema))
+
+    def identify(message_id: str, user_id: str, at: str, **traits) -> str:
+        return json.dumps({"type": "identify", "messageId": message_id, "userId": user_id, "timestamp": at,
+                           "traits": {**traits, "plan": "pro"}, "context": {"ip": "203.0.113.9", "traits": {"email": "x@example.com"}}})
+
+    lines = [
+        identify("m1", "c1", "2026-10-20T10:00:00Z", email=" New@Example.com ", firstName="Anna"),
+        identify("m2", "c1", "2026-09-01T10:00:00Z", email="stale@example.com", last_name="Stale"),   # older than the CRM row
+        identify("m3", "c2", "2026-10-21T10:00:00Z", email="web@example.com", name="Web Only"),
+        identify("m4", "c3", "2026-10-21T10:00:00Z"),                                                  # no contact traits
+    ]
+    raw = spark.createDataFrame([(line, "test://identify") for line in lines], "raw string, source_file string")
+    ingest_lines(lake, raw, received_at=datetime(2026, 10, 22, tzinfo=timezone.utc), settings=EventSettings())
+
+    customers = {r["customer_id"]: r.asDict() for r in lake.read("customers").collect()}
+    assert set(customers) == {"c1", "c2"}
+    c1 = customers["c1"]
+    assert (c1["email"], c1["first_name"], c1["last_name"]) == ("new@example.com", "Anna", "Old")   # newest value per field
+    assert (c1["marketing_opt_in"], c1["source"], c1["country"], c1["signup_date"]) == (True, "crm", "DE", date(2025, 1, 1))
+    assert (customers["c2"]["email"], customers["c2"]["marketing_opt_in"], customers["c2"]["source"]) == ("web@example.com", None, "identify")
+    bronze = [r.asDict() for r in lake.read("events").collect()]
+    text = json.dumps(bronze, default=str)
+    assert not any(pii in text.lower() for pii in ("example.com", "anna", "stale", "web only", "203.0.113.9"))
+    assert {json.loads(r["traits_json"])["plan"] for r in bronze} == {"pro"}
