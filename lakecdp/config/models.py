@@ -48,8 +48,9 @@ class StreamSettings(_Strict):
     full_refresh_above: int = Field(default=5000, ge=1)   # touched customers beyond this: recompute all
     timer_interval: timedelta = timedelta(seconds=20)
     rescore: bool = True   # re-score touched profiles with the champion models (when trained) each batch
+    stop_grace: timedelta = timedelta(seconds=30)   # on stop, wait this long for the running batch to commit
 
-    @field_validator("trigger", "timer_interval", mode="before")
+    @field_validator("trigger", "timer_interval", "stop_grace", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)

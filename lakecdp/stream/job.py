@@ -177,10 +177,29 @@ def run_stream(
     finally:
         stop_timers.set()
         if query.isActive:
-            query.stop()
+            _stop_between_batches(query, grace_seconds=settings.stream.stop_grace.total_seconds())
     if query.exception() is not None:
         raise RuntimeError(f"stream stopped with an error: {query.exception()}")
     return run
+
+
+def _stop_between_batches(query, *, grace_seconds: float) -> None:
+    """Stop once the running micro-batch (if any) has committed, waiting at most `grace_seconds`.
+
+    query.stop() interrupts a batch in flight: nothing is lost (the batch is replayed on the next
+    start), but the work is wasted and Spark's handling of the interrupt can overflow the stack
+    on a large plan. Waiting for the trigger to go idle avoids both.
+    """
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        try:
+            if not query.isActive or not query.status["isTriggerActive"]:
+                break
+        except Exception:  # noqa: BLE001 - the query ended meanwhile
+            break
+        time.sleep(0.1)
+    if query.isActive:
+        query.stop()
 
 
 def _tick_timers(processor: BatchProcessor, settings: Settings, stop: threading.Event) -> None:
