@@ -86,9 +86,8 @@ def rescore_profiles(lake: Lake, models: Any, now: datetime, *, customers: Seque
 def touched_customers(lake: Lake, batch_events: DataFrame, linked_ids: Sequence[str]) -> list[str]:
     """Every profile key a batch can change: its events' own ids, their resolved ids, newly linked ids."""
     resolved = resolve_customer_ids(batch_events, lake.read("identity_links"))
-    ids = {r.customer_id for r in resolved.select("customer_id").distinct().collect()}
-    ids |= {r.customer_id for r in batch_events.select("customer_id").distinct().collect()}
-    return sorted(ids | set(linked_ids))
+    both = resolved.select("customer_id").unionByName(batch_events.select("customer_id")).distinct()
+    return sorted({r.customer_id for r in both.collect()} | set(linked_ids))
 
 
 def refresh_profiles(
