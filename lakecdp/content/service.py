@@ -87,7 +87,7 @@ def merge_fields(
         if service is None:
             service = _services[root] = open_content_service(settings, lake_root=root)
         else:
-            # Exports call this at the moment content leaves: at most one refresh interval stale.
+            # At most one refresh interval stale (exports use export_content_fields, which always checks).
             service.store.refresh_if_older_than(service.store.interval)
     return service.merge_fields(customer_id)
 

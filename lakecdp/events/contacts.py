@@ -60,10 +60,15 @@ def contacts_from_identifies(valid: DataFrame) -> DataFrame:
 
 
 def upsert_contacts(lake: Lake, contacts: DataFrame, *, txn: AppTxn | None = None) -> None:
-    """Fold identify contacts into `customers`: a field sent after the row's last update replaces
-    it, field by field; CRM columns (opt-in, signup date, source) are kept; a new customer gets
-    source 'identify'."""
+    """Merge a batch's identify contacts into `customers` (see `fold_contacts`)."""
     existing = lake.read("customers").join(contacts.select("customer_id"), on="customer_id", how="left_semi")
+    lake.merge("customers", fold_contacts(contacts, existing), txn=txn)
+
+
+def fold_contacts(contacts: DataFrame, existing: DataFrame) -> DataFrame:
+    """`customers` rows for the contacts: a field sent after the row's last update replaces it,
+    field by field; CRM columns (opt-in, signup date, source) are kept; a new customer gets
+    source 'identify'."""
     n, o = contacts.alias("n"), existing.alias("o")
 
     def pick(column: str) -> Column:
@@ -72,10 +77,9 @@ def upsert_contacts(lake: Lake, contacts: DataFrame, *, txn: AppTxn | None = Non
         is_newer = F.col("o.updated_at").isNull() | (F.col(f"n.{column}_at") >= F.col("o.updated_at"))
         return F.when(new.isNotNull() & is_newer, new).otherwise(F.coalesce(old, new)).alias(column)
 
-    rows = n.join(o, on="customer_id", how="left").select(
+    return n.join(o, on="customer_id", how="left").select(
         "customer_id", *[pick(c) for c in CONTACT_COLUMNS],
         F.col("o.country"), F.col("o.city"), F.col("o.signup_date"), F.col("o.marketing_opt_in"),
         F.coalesce(F.col("o.source"), F.lit("identify")).alias("source"),
         F.greatest(F.col("o.updated_at"), F.col("n.at")).alias("updated_at"),
     )
-    lake.merge("customers", rows, txn=txn)

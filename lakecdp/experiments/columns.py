@@ -7,7 +7,6 @@ from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.experiments.assign import holdout_epoch
 from lakecdp.experiments.settings import GLOBAL_HOLDOUT, ExperimentSettings
-from lakecdp.lake import Lake
 
 _SCALE = float(2**64)
 
@@ -19,13 +18,11 @@ def unit_hash_col(*parts: Column) -> Column:
     return first_8_bytes.cast("double") / F.lit(_SCALE)
 
 
-def with_global_holdout(customers: DataFrame, lake: Lake, settings: ExperimentSettings, *, at: datetime) -> DataFrame:
-    """Add `in_global_holdout`: the current epoch's persisted draw, else the hash test (as `Assigner`)."""
+def with_global_holdout(customers: DataFrame, draws: DataFrame, settings: ExperimentSettings, *, at: datetime) -> DataFrame:
+    """Add `in_global_holdout`: the draw of the epoch in force at `at` (rows of the global_holdout
+    table), else the hash test, as `Assigner` decides it."""
     epoch = holdout_epoch(settings, at)
-    drawn = (
-        lake.read("global_holdout").filter(F.col("epoch") == epoch)
-        .select("customer_id", F.col("is_holdout").alias("drawn_holdout"))
-    )
+    drawn = draws.filter(F.col("epoch") == epoch).select("customer_id", F.col("is_holdout").alias("drawn_holdout"))
     hashed = unit_hash_col(F.lit(settings.salt), F.lit(GLOBAL_HOLDOUT), F.lit(epoch), F.col("customer_id")) < F.lit(
         settings.global_holdout.share
     )

@@ -113,7 +113,7 @@ class ExportRunner:
         )
         if self.experiments is None:
             return consent
-        flagged = with_global_holdout(consent, self.lake, self.experiments, at=self.runtime.clock.now())
+        flagged = with_global_holdout(consent, self.lake.read("global_holdout"), self.experiments, at=self.runtime.clock.now())
         held_out = F.when(F.col("in_global_holdout"), F.lit(GLOBAL_HOLDOUT_REASON))
         return flagged.withColumn("block_reason", F.coalesce(F.col("block_reason"), held_out)).drop("in_global_holdout")
 

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, functions as F
+from pyspark.sql.streaming import StreamingQuery
 
 from lakecdp.clock import Clock, SystemClock
 from lakecdp.config import Settings
@@ -183,7 +184,7 @@ def run_stream(
     return run
 
 
-def _stop_between_batches(query, *, grace_seconds: float) -> None:
+def _stop_between_batches(query: StreamingQuery, *, grace_seconds: float) -> None:
     """Stop once the running micro-batch (if any) has committed, waiting at most `grace_seconds`.
 
     query.stop() interrupts a batch in flight: nothing is lost (the batch is replayed on the next
