@@ -112,11 +112,12 @@ stop() {
     return 0
   fi
   kill -TERM -- "-$pgid" 2>/dev/null || true
-  for _ in $(seq 1 30); do
+  # 60 s: on a loaded 2-core machine the scheduler and api-server's workers have taken over 30 s to drain.
+  for _ in $(seq 1 60); do
     pgrep -g "$pgid" >/dev/null 2>&1 || { rm -f "$PIDFILE"; echo "airflow stopped"; return 0; }
     sleep 1
   done
-  echo "process group $pgid ignored TERM for 30 s: sending KILL"
+  echo "process group $pgid ignored TERM for 60 s: sending KILL"
   kill -KILL -- "-$pgid" 2>/dev/null || true
   rm -f "$PIDFILE"
 }
