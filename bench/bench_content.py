@@ -28,7 +28,7 @@ CATEGORIES = ("shoes", "outerwear", "dresses", "accessories", "beauty", "home", 
 
 
 def synthetic_lake(root: Path, customers: int, seed: int = 7) -> list[str]:
-    """Write customers, profile_features, segment_membership and recommendations with delta-rs; return the ids."""
+    """Write customers, profile_features, segment_membership and recommendations with delta-rs; return the retailer's ids."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
@@ -37,7 +37,11 @@ def synthetic_lake(root: Path, customers: int, seed: int = 7) -> list[str]:
 
     rng = np.random.default_rng(seed)
     now = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    ids = [f"cust_{i:06d}" for i in range(customers)]
+    from lakecdp.privacy.pseudonyms import load_pseudonymizer
+
+    # The lake is keyed by pseudonyms; the client asks by the retailer's ids, as an ESP or site would.
+    external = [f"cust_{i:06d}" for i in range(customers)]
+    ids = [load_pseudonymizer().of(c) for c in external]
 
     def write(name: str, rows: int, values: dict) -> None:
         schema = arrow_schema(table(name))
@@ -52,7 +56,7 @@ def synthetic_lake(root: Path, customers: int, seed: int = 7) -> list[str]:
         write_deltalake(str(root / name), pa.table(columns, schema=schema), mode="overwrite")
 
     write("customers", customers, {
-        "customer_id": ids, "first_name": [random.Random(i).choice(["Emma", "Liam", "Priya", "Yuki"]) for i in range(customers)],
+        "customer_id": ids, "external_id": external, "first_name": [random.Random(i).choice(["Emma", "Liam", "Priya", "Yuki"]) for i in range(customers)],
         "country": rng.choice(["US", "DE", "GB", "JP"], customers).tolist(), "marketing_opt_in": (rng.random(customers) < 0.85).tolist(),
         "source": ["bench"] * customers, "updated_at": [now] * customers,
     })
@@ -74,7 +78,7 @@ def synthetic_lake(root: Path, customers: int, seed: int = 7) -> list[str]:
         "price": rng.lognormal(4, 0.5, len(rec_ids)).round(2).tolist(), "score": rng.random(len(rec_ids)).tolist(),
         "source": ["cf"] * len(rec_ids), "generated_at": [now] * len(rec_ids),
     })
-    return ids
+    return external
 
 
 def _zero(arrow_type, now):

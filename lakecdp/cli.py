@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
+        if args.conf:   # the pseudonym key file lives under the chosen conf folder too
+            os.environ["LAKECDP_CONF_DIR"] = str(args.conf)
         settings = load_settings(args.conf)
         return int(args.handler(args, settings) or 0)
     except (ConfigError, RuleError, LakeError) as exc:

@@ -20,6 +20,13 @@ def instant(text: str) -> datetime:
     return value.astimezone(timezone.utc)
 
 
+def customer_key(value: str) -> str:
+    """A customer id as the retailer knows it (or a pseudonym) -> the pseudonym the lake is keyed by."""
+    from lakecdp.privacy.pseudonyms import load_pseudonymizer
+
+    return load_pseudonymizer().of(value.strip())
+
+
 def add_lake_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
 

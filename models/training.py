@@ -334,8 +334,14 @@ def train_models(
     truth: pd.DataFrame | None = None,
     log: Log = lambda message: None,
 ) -> TrainingOutcome:
-    """Build point-in-time training sets from bronze, train clusters then intent, register and promote."""
+    """Build point-in-time training sets from bronze, train clusters then intent, register and promote.
+
+    `truth` (the generator's latent truth, for the model cards) names customers by the retailer's
+    ids; it is compared with the lake's rows by their pseudonyms.
+    """
     started = time.monotonic()
+    if truth is not None:
+        truth = truth.assign(customer_id=truth["customer_id"].map(lake.pseudonyms.of))
     data = prepare_training_data(lake, settings, as_of, clock)
     plan = data.plan
     log(

@@ -9,6 +9,8 @@ import pytest
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+# One pseudonym key for the whole run (and the CLI, stream and Airflow processes tests start).
+os.environ.setdefault("LAKECDP_PSEUDONYM_KEY", "lakecdp-tests-pseudonym-key-not-a-secret")
 
 DATASET_END = datetime(2026, 11, 1, tzinfo=timezone.utc)
 

@@ -1,5 +1,8 @@
 """The content API: GET /v1/content/{customer_id} answers from the in-memory snapshot.
 
+`customer_id` is the retailer's id (or its pseudonym): it is pseudonymized before the lookup
+and the answer echoes it as it was asked.
+
 Answers carry the chosen block per slot, token values and experiment variants. Nothing is
 logged per request (uvicorn's access log is off): no names or emails reach a log line. Answers
 carry first names, so their count goes to pii_access_log every PII_LOG_EVERY_S and at shutdown.
@@ -17,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from lakecdp.content.service import ContentService
+from lakecdp.privacy.pseudonyms import load_pseudonymizer
 
 MAX_ID_CHARS = 128
 PII_LOG_EVERY_S = 60.0
@@ -27,13 +31,14 @@ log = logging.getLogger(__name__)
 def create_app(service: ContentService, *, refresh_in_background: bool = True) -> Starlette:
     """The ASGI app over a ContentService; the snapshot refresher runs for the app's lifetime."""
     reads = {"unlogged": 0}
+    pseudonyms = load_pseudonymizer()
 
     async def content(request: Request) -> Response:
         customer_id = request.path_params["customer_id"]
         if not customer_id or len(customer_id) > MAX_ID_CHARS:
             return _json({"error": f"customer_id must be 1-{MAX_ID_CHARS} characters"}, 400)
         reads["unlogged"] += 1
-        return _json(service.answer(customer_id))
+        return _json({**service.answer(pseudonyms.of(customer_id)), "customer_id": customer_id})
 
     async def flush_reads() -> None:
         # Taken on the event loop, where requests count: no increment can slip between read and reset.

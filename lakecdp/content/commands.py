@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from lakecdp.cli_args import instant
+from lakecdp.cli_args import customer_key, instant
 from lakecdp.config import Settings
 
 
@@ -68,6 +68,7 @@ def _service(args: argparse.Namespace, settings: Settings):
 
 def _preview(args: argparse.Namespace, settings: Settings) -> int:
     service = _service(args, settings)
+    args.customer = customer_key(args.customer)
     decision = service.decide(args.customer)
     out = args.out or Path(f"content-{args.customer}.html")
     out.write_text(service.engine.render(decision), encoding="utf-8")
@@ -86,7 +87,7 @@ def _render(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.content.store import NO_CUSTOMER_RECORD
 
     known = (c for c, context in service.store.snapshot.contexts.items() if context.block_reason != NO_CUSTOMER_RECORD)
-    customers = args.customers or sorted(known)[: args.limit]
+    customers = [customer_key(c) for c in args.customers] or sorted(known)[: args.limit]
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "merge_fields.jsonl", "w", encoding="utf-8") as fields_file:
         for customer_id in customers:

@@ -11,6 +11,7 @@ from pyspark.sql import Column, DataFrame, functions as F
 from pyspark.sql.types import MapType, StringType
 
 from lakecdp.lake import AppTxn, Lake
+from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
 
 # Segment's reserved identify traits that identify or reach a person
 # (https://segment.com/docs/connections/spec/identify/#traits), in both spellings.
@@ -33,16 +34,18 @@ def without_keys(json_text: Column, keys: tuple[str, ...]) -> Column:
     return F.when(as_map.isNull(), json_text).otherwise(kept)
 
 
-def contacts_from_identifies(valid: DataFrame) -> DataFrame:
-    """Per identified user in a parsed batch: each contact field's newest non-null value and its
-    time (`email_at`, ...), and the newest identify (`at`); users whose identifies carried none are left out."""
+def contacts_from_identifies(valid: DataFrame, pseudonyms: Pseudonymizer) -> DataFrame:
+    """Per identified user in a parsed batch: the pseudonym (`customer_id`) and the retailer's id
+    (`external_id`), each contact field's newest non-null value and its time (`email_at`, ...), and
+    the newest identify (`at`); users whose identifies carried none are left out."""
     e = F.col("e")
 
     def trait(*names: str) -> Column:
         return F.coalesce(*[F.get_json_object("raw", f"$.traits.{name}") for name in names])
 
     rows = valid.filter((e.type == "identify") & e.userId.isNotNull()).select(
-        e.userId.alias("customer_id"),
+        pseudonyms.column(e.userId).alias("customer_id"),
+        e.userId.alias("external_id"),
         F.lower(F.trim(trait("email"))).alias("email"),
         trait("first_name", "firstName").alias("first_name"),
         trait("last_name", "lastName").alias("last_name"),
@@ -52,6 +55,8 @@ def contacts_from_identifies(valid: DataFrame) -> DataFrame:
         rows.filter(F.coalesce(*[F.col(c) for c in CONTACT_COLUMNS]).isNotNull())
         .groupBy("customer_id")
         .agg(
+            # An id that came in already pseudonymous is not the retailer's: not an external id.
+            F.max(F.when(~F.col("external_id").rlike(PATTERN.pattern), F.col("external_id"))).alias("external_id"),
             *[F.max_by(c, F.when(F.col(c).isNotNull(), F.col("at"))).alias(c) for c in CONTACT_COLUMNS],
             *[F.max(F.when(F.col(c).isNotNull(), F.col("at"))).alias(f"{c}_at") for c in CONTACT_COLUMNS],
             F.max("at").alias("at"),
@@ -78,7 +83,7 @@ def fold_contacts(contacts: DataFrame, existing: DataFrame) -> DataFrame:
         return F.when(new.isNotNull() & is_newer, new).otherwise(F.coalesce(old, new)).alias(column)
 
     return n.join(o, on="customer_id", how="left").select(
-        "customer_id", *[pick(c) for c in CONTACT_COLUMNS],
+        "customer_id", F.coalesce("o.external_id", "n.external_id").alias("external_id"), *[pick(c) for c in CONTACT_COLUMNS],
         F.col("o.country"), F.col("o.city"), F.col("o.signup_date"), F.col("o.marketing_opt_in"),
         F.coalesce(F.col("o.source"), F.lit("identify")).alias("source"),
         F.greatest(F.col("o.updated_at"), F.col("n.at")).alias("updated_at"),

@@ -11,6 +11,7 @@ from lakecdp.config.models import EventSettings
 from lakecdp.events.contacts import contacts_from_identifies, upsert_contacts
 from lakecdp.events.normalize import filter_new_messages, parse_lines, to_bronze, to_quarantine, with_rejection_reason
 from lakecdp.lake import AppTxn, Lake
+from lakecdp.privacy.pseudonyms import Pseudonymizer
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,8 @@ class PreparedBatch:
         self.checked.unpersist()
 
 
-def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSettings) -> PreparedBatch:
-    """Parse and validate raw lines (pure: nothing is written)."""
+def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSettings, pseudonyms: Pseudonymizer) -> PreparedBatch:
+    """Parse and validate raw lines (pure: nothing is written); ids become pseudonyms."""
     checked = with_rejection_reason(
         parse_lines(lines, received_at=received_at),
         max_future_skew=settings.max_future_skew,
@@ -51,9 +52,9 @@ def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSet
     accepted = checked.filter(F.col("reason").isNull())
     return PreparedBatch(
         checked=checked,
-        valid=to_bronze(accepted),
+        valid=to_bronze(accepted, pseudonyms),
         rejected=to_quarantine(checked.filter(F.col("reason").isNotNull()), quarantined_at=received_at),
-        contacts=contacts_from_identifies(accepted),
+        contacts=contacts_from_identifies(accepted, pseudonyms),
     )
 
 
@@ -94,7 +95,7 @@ def ingest_lines(
     txn: AppTxn | None = None,
 ) -> IngestResult:
     """Validate a batch of raw lines; valid new events go to bronze, the rest to quarantine."""
-    batch = prepare_batch(lines, received_at=received_at, settings=settings)
+    batch = prepare_batch(lines, received_at=received_at, settings=settings, pseudonyms=lake.pseudonyms)
     try:
         return commit_batch(lake, batch, txn=txn)
     finally:

@@ -8,6 +8,7 @@ from pyspark.sql import Column, DataFrame, functions as F
 from lakecdp.events.contacts import CONTACT_TRAITS, CONTEXT_PII, without_keys
 from lakecdp.events.schema import EVENT_TYPES, MAX_EVENT_BYTES, RAW_EVENT_SCHEMA
 from lakecdp.lake.tables import EVENTS
+from lakecdp.privacy.pseudonyms import Pseudonymizer
 
 _NUMERIC_PROPERTIES = {
     "price": "double",
@@ -66,19 +67,20 @@ def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_
     return parsed.withColumn("reason", reason)
 
 
-def to_bronze(valid: DataFrame) -> DataFrame:
-    """Valid parsed events -> rows of the `events` table."""
+def to_bronze(valid: DataFrame, pseudonyms: Pseudonymizer) -> DataFrame:
+    """Valid parsed events -> rows of the `events` table; every id becomes its pseudonym."""
     e = F.col("e")
+    user_id, anonymous_id = pseudonyms.column(e.userId), pseudonyms.column(e.anonymousId)
     props = e.properties
     revenue = F.coalesce(props.revenue.try_cast("double"), props.total.try_cast("double"))
     return valid.select(
         e.messageId.alias("message_id"),
         e.type.alias("type"),
         F.when(e.type == "page", F.coalesce(e.event, F.lit("Page Viewed"))).otherwise(e.event).alias("event"),
-        F.coalesce(e.userId, e.anonymousId).alias("customer_id"),
-        e.userId.alias("user_id"),
-        e.anonymousId.alias("anonymous_id"),
-        e.previousId.alias("previous_id"),
+        F.coalesce(user_id, anonymous_id).alias("customer_id"),
+        user_id.alias("user_id"),
+        anonymous_id.alias("anonymous_id"),
+        pseudonyms.column(e.previousId).alias("previous_id"),
         F.col("event_ts").alias("timestamp"),
         F.col("received_at"),
         e.sentAt.try_cast("timestamp").alias("sent_at"),

@@ -5,7 +5,7 @@ import argparse
 from datetime import datetime
 from pathlib import Path
 
-from lakecdp.cli_args import instant, open_lake_for
+from lakecdp.cli_args import customer_key, instant, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -80,7 +80,7 @@ def _assigner(args: argparse.Namespace, settings: Settings):
 def _assign(args: argparse.Namespace, settings: Settings) -> int:
     assigner = _assigner(args, settings)
     for customer_id in args.customers:
-        print(f"{customer_id}\t{assigner.assign(args.experiment, customer_id)}")
+        print(f"{customer_id}\t{assigner.assign(args.experiment, customer_key(customer_id))}")
     return 0
 
 

@@ -22,6 +22,8 @@ class Member:
     `attributes` and `merge_fields` are only set for upserts and only live in memory while sending.
     `merge_fields` is the content decision (block per slot, token values, experiment variants)
     under the merge tags content.yaml names, for destinations with `content_fields: true`.
+    `customer_id` is lakecdp's pseudonym (what the log and outcomes are keyed by); `external_id`
+    is the retailer's own id from `customers`, which is what an ESP is told (`esp_id`).
     """
 
     customer_id: str
@@ -31,6 +33,12 @@ class Member:
     email: str | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
     merge_fields: Mapping[str, str] = field(default_factory=dict)
+    external_id: str | None = None
+
+    @property
+    def esp_id(self) -> str:
+        """The id an ESP knows the customer by: the retailer's id (the pseudonym only if none is recorded)."""
+        return self.external_id or self.customer_id
 
     @property
     def kind(self) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from lakecdp.cli_args import open_lake_for
+from lakecdp.cli_args import customer_key, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -26,6 +26,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 
     links = open_lake_for(args, settings).read("identity_links")
+    args.id = customer_key(args.id)
     rows = links.filter((F.col("anonymous_id") == args.id) | (F.col("customer_id") == args.id)).orderBy("linked_at").collect()
     if not rows:
         print(f"no identity links for {args.id}")
@@ -40,6 +41,7 @@ def _unmerge(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.pipeline import unmerge_identity
     from lakecdp.segments import parse_segments
 
+    args.anonymous_id, args.customer_id = customer_key(args.anonymous_id), customer_key(args.customer_id)
     if not unmerge_identity(open_lake_for(args, settings), args.anonymous_id, args.customer_id, parse_segments(settings.segments), SystemClock().now()):
         print(f"no active link {args.anonymous_id} -> {args.customer_id}")
         return 1

@@ -13,6 +13,7 @@ from lakecdp.importer.readers import ROW_COLUMN, read_rows
 from lakecdp.importer.report import default_report_path, write_reject_report
 from lakecdp.lake import Lake, table
 from lakecdp.privacy.ledger import entries_from_customers, record_consent
+from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
 
 REQUIRED_COLUMNS = ("customer_id", "email")
 OPTIONAL_COLUMNS = ("first_name", "last_name", "country", "city", "signup_date", "marketing_opt_in")
@@ -74,10 +75,14 @@ def with_customer_checks(rows: DataFrame, *, today: date) -> DataFrame:
     return with_problems(typed, checks)
 
 
-def to_customer_rows(checked: DataFrame, *, updated_at: datetime, source: str = SOURCE) -> DataFrame:
-    """Valid checked rows -> rows of the `customers` table, in its declared column order."""
+def to_customer_rows(checked: DataFrame, pseudonyms: Pseudonymizer, *, updated_at: datetime, source: str = SOURCE) -> DataFrame:
+    """Valid checked rows -> rows of the `customers` table, in its declared column order: the file's
+    customer_id is kept as `external_id`, the table is keyed by its pseudonym."""
+    external = F.col("customer_id")
     return (
         filter_valid(checked)
+        .withColumn("external_id", F.when(~external.rlike(PATTERN.pattern), external))
+        .withColumn("customer_id", pseudonyms.column(external))
         .withColumn("source", F.lit(source))
         .withColumn("updated_at", F.lit(updated_at).cast("timestamp"))
         .select(*table("customers").columns)
@@ -101,7 +106,7 @@ def import_customers(lake: Lake, path: str | Path, *, clock: Clock | None = None
     rows = read_rows(path, required=REQUIRED_COLUMNS, optional=OPTIONAL_COLUMNS)
     checked = with_customer_checks(lake.spark.createDataFrame(rows.table), today=now.date()).cache()
     try:
-        valid = to_customer_rows(checked, updated_at=now)
+        valid = to_customer_rows(checked, lake.pseudonyms, updated_at=now)
         existing = lake.read("customers").select("customer_id", *ATTRIBUTE_COLUMNS)
         changed = (
             filter_changed_customers(valid, existing)

@@ -19,6 +19,21 @@ class Lake:
     def __init__(self, root: str, engine: LakeEngine) -> None:
         self.root = root if "://" in root else os.path.abspath(root)
         self.engine = engine
+        self._pseudonyms = None
+
+    @property
+    def pseudonyms(self):
+        """The Pseudonymizer every outside id goes through before it is stored (lakecdp.privacy.pseudonyms);
+        loaded on first use and checked against the key fingerprint the lake records."""
+        if self._pseudonyms is None:
+            from datetime import timezone
+
+            from lakecdp.privacy.pseudonyms import check_lake_key, load_pseudonymizer
+
+            pseudonyms = load_pseudonymizer()
+            check_lake_key(self, pseudonyms, datetime.now(timezone.utc))
+            self._pseudonyms = pseudonyms
+        return self._pseudonyms
 
     @property
     def spark(self) -> SparkSession:

@@ -267,10 +267,12 @@ PII_ACCESS_LOG = TableSpec(
 
 CUSTOMERS = TableSpec(
     name="customers",
-    description="CRM attributes per customer (imported or from identify traits); holds contact PII.",
+    description="CRM attributes per customer (imported or from identify traits); holds contact PII and the "
+    "retailer's own id (`external_id`; every other table knows the customer by its pseudonym only).",
     keys=("customer_id",),
     schema=_fields(
         ("customer_id", S, False),
+        ("external_id", S, True),
         ("email", S, True),
         ("first_name", S, True),
         ("last_name", S, True),
@@ -396,6 +398,17 @@ GLOBAL_HOLDOUT = TableSpec(
     ),
 )
 
+LAKE_KEYS = TableSpec(
+    name="lake_keys",
+    description="Fingerprints of the keys the lake was built with (lakecdp.privacy.pseudonyms); never a key.",
+    keys=("purpose",),
+    schema=_fields(
+        ("purpose", S, False),
+        ("fingerprint", S, False),
+        ("recorded_at", TS, False),
+    ),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -418,6 +431,7 @@ TABLES: dict[str, TableSpec] = {
         RECOMMENDATIONS,
         EXPERIMENT_ASSIGNMENTS,
         GLOBAL_HOLDOUT,
+        LAKE_KEYS,
     )
 }
 

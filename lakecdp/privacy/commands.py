@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lakecdp.cli_args import open_lake_for
+from lakecdp.cli_args import customer_key, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -74,7 +74,7 @@ def _access(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.privacy.access import access_bundle
 
-    bundle = access_bundle(open_lake_for(args, settings), args.customer, SystemClock().now())
+    bundle = access_bundle(open_lake_for(args, settings), customer_key(args.customer), SystemClock().now())
     text = json.dumps(bundle, indent=1, sort_keys=True, default=str)
     if args.out:
         args.out.write_text(text)
@@ -89,6 +89,7 @@ def _consent(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.privacy.consent import consent_report
 
+    args.customer = customer_key(args.customer)
     report = consent_report(open_lake_for(args, settings), settings, args.customer, SystemClock().now())
     if args.json:
         print(json.dumps(report, indent=1, default=str))
@@ -108,7 +109,7 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.privacy.erasure import request_erasure
 
-    request_id = request_erasure(open_lake_for(args, settings), args.customer, SystemClock().now())
+    request_id = request_erasure(open_lake_for(args, settings), customer_key(args.customer), SystemClock().now())
     print(f"erasure request {request_id} queued; run `lakecdp privacy process-erasures`")
     return 0
 

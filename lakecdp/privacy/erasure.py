@@ -31,8 +31,10 @@ class ErasureProof:
     esp_outcomes: dict[str, str] | None = None   # destination -> outcome; None when no ESP was asked
 
 
-# (customer_id, normalized email or None) -> {destination: outcome}; raises EspDeletionFailed when one failed.
+# (the retailer's customer id, normalized email or None) -> {destination: outcome}; raises EspDeletionFailed when one failed.
 Forget = Callable[[str, str | None], dict[str, str]]
+# Where a raw line names ids: they are compared by pseudonym (the lake holds no raw device id).
+RAW_ID_FIELDS = ("userId", "anonymousId", "previousId")
 
 
 def request_erasure(lake: Lake, customer_id: str, now: datetime) -> str:
@@ -56,7 +58,8 @@ def process_erasures(lake: Lake, landing_root: str | None, now: datetime, *, for
         outcomes = None
         if forget is not None:
             try:
-                outcomes = forget(request.customer_id, _contact_email(lake, request.customer_id))
+                external_id, email = _contact(lake, request.customer_id)
+                outcomes = forget(external_id or request.customer_id, email)
             except EspDeletionFailed as exc:
                 for destination, reason in sorted(exc.failures.items()):
                     log.warning("erasure %s stays queued: ESP deletion at %s failed: %s", request.request_id, destination, reason)
@@ -67,8 +70,9 @@ def process_erasures(lake: Lake, landing_root: str | None, now: datetime, *, for
 
 def _erase_locally(lake: Lake, landing_root: str | None, request: Row, now: datetime, outcomes: dict[str, str] | None) -> ErasureProof:
     identifiers = customer_identifiers(lake, request.customer_id)
+    pseudonyms = lake.pseudonyms
     deleted = {name: _erase_from_table(lake, name, identifiers) for name in TABLES if name not in {"erasure_requests", "erasure_log"}}
-    lines = _erase_from_landing(Path(landing_root), identifiers) if landing_root else 0
+    lines = _erase_from_landing(Path(landing_root), identifiers, pseudonyms.of) if landing_root else 0
     lake.delete("erasure_requests", {"request_id": request.request_id})
     for name in TABLES:
         if name != "erasure_log" and (deleted.get(name) or name == "erasure_requests"):
@@ -87,22 +91,23 @@ def _erase_locally(lake: Lake, landing_root: str | None, request: Row, now: date
     return proof
 
 
-def _contact_email(lake: Lake, customer_id: str) -> str | None:
-    """The customer's address as the exporters send it (trimmed, lowercased; None when it is not an address)."""
+def _contact(lake: Lake, customer_id: str) -> tuple[str | None, str | None]:
+    """The retailer's id and the address as the exporters send it (trimmed, lowercased; None when it is not an address)."""
     rows = (
         lake.read("customers")
         .filter(F.col("customer_id") == customer_id)
-        .select(normalized_email_col("email").alias("email"))
+        .select("external_id", normalized_email_col("email").alias("email"))
         .collect()
     )
-    return next((r.email for r in rows if r.email), None)
+    return next((r.external_id for r in rows if r.external_id), None), next((r.email for r in rows if r.email), None)
 
 
 def customer_identifiers(lake: Lake, customer_id: str) -> set[str]:
-    """The customer id, every device id ever linked to it, and their contact email."""
+    """The pseudonym, every device pseudonym ever linked to it, the retailer's id and the contact email."""
     links = lake.read("identity_links").filter(F.col("customer_id") == customer_id).select("anonymous_id").collect()
-    emails = lake.read("customers").filter(F.col("customer_id") == customer_id).select("email").collect()
-    return {customer_id} | {r.anonymous_id for r in links} | {r.email for r in emails if r.email}
+    contacts = lake.read("customers").filter(F.col("customer_id") == customer_id).select("external_id", "email").collect()
+    return ({customer_id} | {r.anonymous_id for r in links}
+            | {r.external_id for r in contacts if r.external_id} | {r.email for r in contacts if r.email})
 
 
 def _erase_from_table(lake: Lake, name: str, identifiers: set[str]) -> int:
@@ -114,21 +119,35 @@ def _erase_from_table(lake: Lake, name: str, identifiers: set[str]) -> int:
         deleted += lake.delete(name, {column: sorted(identifiers)})
     if name in RAW_COLUMNS:
         text, key = RAW_COLUMNS[name]
+        # A raw line names the retailer's id or email as text, device ids only by their pseudonym.
         mentions = F.lit(False)
         for identifier in identifiers:
             mentions = mentions | F.col(text).contains(identifier)
+        for field in RAW_ID_FIELDS:
+            mentions = mentions | F.coalesce(lake.pseudonyms.column(F.get_json_object(text, f"$.{field}")).isin(*sorted(identifiers)), F.lit(False))
         keys = [r[key] for r in lake.read(name).filter(mentions).select(key).collect()]
         if keys:
             deleted += lake.delete(name, {key: keys})
     return deleted
 
 
-def _erase_from_landing(root: Path, identifiers: set[str]) -> int:
+def _erase_from_landing(root: Path, identifiers: set[str], pseudonym_of: Callable[[str], str]) -> int:
     """Rewrite landing files without the lines that mention the customer (atomic replace)."""
     removed = 0
+
+    def mentions(line: str) -> bool:
+        if any(identifier in line for identifier in identifiers):
+            return True
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return False
+        ids = [event.get(f) for f in RAW_ID_FIELDS] if isinstance(event, dict) else []
+        return any(isinstance(i, str) and pseudonym_of(i) in identifiers for i in ids)
+
     for path in root.rglob("*.jsonl"):
         lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if not any(identifier in line for identifier in identifiers)]
+        kept = [line for line in lines if not mentions(line)]
         if len(kept) != len(lines):
             tmp = path.with_name(f".{path.name}.erasure.tmp")
             tmp.write_text("".join(kept))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from lakecdp.cli_args import instant, open_lake_for
+from lakecdp.cli_args import customer_key, instant, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -92,6 +92,7 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
         print(f"lakecdp: no segment {args.segment!r}; known: {', '.join(s.name for s in segments)}")
         return 2
     lake = open_lake_for(args, settings)
+    args.customer = customer_key(args.customer)
     recorded = membership_as_of(lake.read("segment_transitions"), args.customer, args.segment, args.as_of)
     when = args.as_of.isoformat() if args.as_of else "now"
     if recorded is None:

@@ -104,7 +104,7 @@ class BatchProcessor:
         txn = AppTxn(f"lakecdp-stream-{_query_id(self.checkpoint)}", batch_id)
         now = self.clock.now()
         timer = _StepTimer()
-        batch = prepare_batch(lines, received_at=now, settings=self.settings.events)
+        batch = prepare_batch(lines, received_at=now, settings=self.settings.events, pseudonyms=self.lake.pseudonyms)
         try:
             result = timer("bronze", commit_batch, self.lake, batch, txn=txn)
             linked = timer("identity", update_identity_links, self.lake, batch.valid, txn=txn)

@@ -46,6 +46,7 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
     refresh_membership(lake, segments, now, customers=customers)
     members = {(r.segment, r.customer_id) for r in lake.read("segment_membership").filter(F.col("customer_id").isin(customers)).collect()}
     blocked = _consent_blocks(lake, settings, customers)
+    external = {r.customer_id: r.external_id for r in lake.read("customers").filter(F.col("customer_id").isin(customers)).select("customer_id", "external_id").collect()}
     zones = {r.customer_id: r.timezone for r in lake.read("profile_features").filter(F.col("customer_id").isin(customers)).select("customer_id", "timezone").collect()}
     sent_before: dict[tuple[str, str], list[datetime]] = {}
     for r in outbox.filter((F.col("state") == "sent") & F.col("customer_id").isin(customers)).collect():
@@ -69,7 +70,7 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
             updates.append({**row, "due_at": resume.replace(tzinfo=None), "reason": "postponed: quiet hours", "updated_at": now})
         else:
             variants = {name: assigner.assign(name, row["customer_id"]) for name in assigner.settings.definitions}
-            updates.append(_send(row, config, session, now, variants))
+            updates.append(_send(row, config, session, now, variants, external.get(row["customer_id"])))
             if updates[-1]["state"] == "sent":
                 sent_before.setdefault(key, []).append(now)
     for update in updates:
@@ -79,14 +80,14 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
     return report
 
 
-def _send(row: dict, config, session: requests.Session, now: datetime, variants: dict[str, str]) -> dict:
+def _send(row: dict, config, session: requests.Session, now: datetime, variants: dict[str, str], external_id: str | None) -> dict:
     destination = config.destinations.get(row["destination"])
     if destination is None:
         return _finish(row, "failed", f"unknown destination {row['destination']!r} (conf/base/triggers.yaml)", now)
     payload = {
         "trigger_id": row["trigger_id"],
         "segment": row["segment"],
-        "customer_id": row["customer_id"],
+        "customer_id": external_id or row["customer_id"],   # the retailer's id; the pseudonym only if none is known
         "entered_at": row["entered_at"].isoformat() + "Z",
         "experiments": variants,   # experiment -> variant (or "holdout"), as lakecdp.experiments assigns it everywhere
     }

@@ -2,6 +2,8 @@
 
 Used by the export tests and bench/bench_export.py; the lake is written through the normal
 adapter (appends for a new lake; later changes by merge, new events through `ingest_lines`).
+Customers are named by the retailer's ids ("c001"); the lake holds their pseudonyms (`pid`),
+`customers.external_id` the ids, and ESPs are told the ids.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import yaml
 
 from lakecdp.config.models import EventSettings
 from lakecdp.export.identifiers import email_sha256
+from tests.pseudonyms import pid
 
 REPO = Path(__file__).resolve().parents[2]
 AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -47,7 +50,7 @@ class Customer:
 
     def row(self, updated_at: datetime) -> tuple:
         email = email_of(self.customer_id) if self.email == "default" else self.email
-        return (self.customer_id, email, self.first_name, "Lovelace", "GB", "London", date(2025, 1, 1), self.opt_in, "test", updated_at)
+        return (pid(self.customer_id), self.customer_id, email, self.first_name, "Lovelace", "GB", "London", date(2025, 1, 1), self.opt_in, "test", updated_at)
 
 
 @dataclass
@@ -88,7 +91,7 @@ def consent_event(customer_id: str, event: str, at: datetime, message_id: str | 
 def write_lake(spark, lake, customers: Sequence[Customer], members: Mapping[str, Iterable[str]], pop: Population) -> None:
     """customers, segment_membership, consent events and suppressions of a new lake (appends: tables are empty)."""
     lake.append("customers", spark.createDataFrame([c.row(AS_OF) for c in customers], schema=lake.spec("customers").schema))
-    rows = [(segment, cid, AS_OF, "v1", None, AS_OF) for segment, ids in members.items() for cid in ids]
+    rows = [(segment, pid(cid), AS_OF, "v1", None, AS_OF) for segment, ids in members.items() for cid in ids]
     lake.append("segment_membership", spark.createDataFrame(rows, schema=lake.spec("segment_membership").schema))
     events = []
     for cid in pop.unsubscribed:
@@ -98,7 +101,7 @@ def write_lake(spark, lake, customers: Sequence[Customer], members: Mapping[str,
     if events:
         lake.append("events", spark.createDataFrame([bronze_row(*e) for e in events], schema=lake.spec("events").schema))
     if pop.suppressed:
-        rows = [(email_sha256(email_of(cid)), cid, "bounced", "test", AS_OF) for cid in pop.suppressed]
+        rows = [(email_sha256(email_of(cid)), pid(cid), "bounced", "test", AS_OF) for cid in pop.suppressed]
         lake.append("export_suppressions", spark.createDataFrame(rows, schema=lake.spec("export_suppressions").schema))
 
 
@@ -107,8 +110,8 @@ def bronze_row(customer_id: str, event: str, at: datetime) -> tuple:
     from lakecdp.lake.tables import table
 
     values = {name: None for name in table("events").columns}
-    values.update(message_id=f"{customer_id}-{event}-{at:%Y%m%d%H%M}", type="track", event=event, customer_id=customer_id,
-                  user_id=customer_id, timestamp=at, received_at=AS_OF, properties_json="{}", event_date=at.date())
+    values.update(message_id=f"{customer_id}-{event}-{at:%Y%m%d%H%M}", type="track", event=event, customer_id=pid(customer_id),
+                  user_id=pid(customer_id), timestamp=at, received_at=AS_OF, properties_json="{}", event_date=at.date())
     return tuple(values.values())
 
 
@@ -119,7 +122,7 @@ def set_customers(spark, lake, customers: Sequence[Customer]) -> None:
 
 def set_members(spark, lake, members: Mapping[str, Iterable[str]]) -> None:
     """Replace the membership of the given segments."""
-    rows = [(segment, cid, AS_OF, "v1", None, AS_OF) for segment, ids in members.items() for cid in ids]
+    rows = [(segment, pid(cid), AS_OF, "v1", None, AS_OF) for segment, ids in members.items() for cid in ids]
     df = spark.createDataFrame(rows, schema=lake.spec("segment_membership").schema)
     lake.merge("segment_membership", df, delete_missing={"segment": list(members)})
 

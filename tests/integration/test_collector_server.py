@@ -25,6 +25,7 @@ from lakecdp.collector.server import CollectorThread
 from lakecdp.config.models import EventSettings, LakeSettings
 from lakecdp.events.ingest import ingest_lines, read_landing_lines
 from lakecdp.lake import open_lake
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +82,7 @@ def test_segment_sdk_events_reach_bronze_exactly_once(spark, tmp_path, sdk_defau
     bronze = {row["message_id"]: row for row in lake.read("events").collect()}
     assert set(bronze) == {e["messageId"] for e in landed}
     viewed = next(r for r in bronze.values() if r["event"] == "Product Viewed")
-    assert (viewed["customer_id"], viewed["category"], viewed["price"]) == ("cust_1", "shoes", 59.5)
+    assert (viewed["customer_id"], viewed["category"], viewed["price"]) == (pid("cust_1"), "shoes", 59.5)
     assert json.loads(viewed["context_json"])["source"] == "web"
     assert viewed["received_at"] is not None and viewed["timestamp"] <= viewed["received_at"]
     identify = next(r for r in bronze.values() if r["type"] == "identify")
@@ -89,7 +90,7 @@ def test_segment_sdk_events_reach_bronze_exactly_once(spark, tmp_path, sdk_defau
     # Contact PII lives in `customers` only: bronze keeps the other traits.
     assert "ada@example.com" not in json.dumps([r.asDict() for r in bronze.values()], default=str)
     [contact] = lake.read("customers").collect()
-    assert (contact["customer_id"], contact["email"], contact["source"]) == ("cust_1", "ada@example.com", "identify")
+    assert (contact["customer_id"], contact["external_id"], contact["email"], contact["source"]) == (pid("cust_1"), "cust_1", "ada@example.com", "identify")
     assert next(r for r in bronze.values() if r["type"] == "page")["page_name"] == "Home"
     assert sum(r["event"] == "Product Added" for r in bronze.values()) == 250
 
@@ -244,7 +245,7 @@ def test_identify_contacts_go_to_customers_newest_first_and_keep_the_crm_columns
     crm_at = datetime(2026, 10, 1, tzinfo=timezone.utc)
     schema = lake.spec("customers").schema
     lake.append("customers", spark.createDataFrame(
-        [("c1", "old@example.com", "Ann", "Old", "DE", "Berlin", date(2025, 1, 1), True, "crm", crm_at)], schema=schema))
+        [(pid("c1"), "c1", "old@example.com", "Ann", "Old", "DE", "Berlin", date(2025, 1, 1), True, "crm", crm_at)], schema=schema))
 
     def identify(message_id: str, user_id: str, at: str, **traits) -> str:
         return json.dumps({"type": "identify", "messageId": message_id, "userId": user_id, "timestamp": at,
@@ -259,8 +260,8 @@ def test_identify_contacts_go_to_customers_newest_first_and_keep_the_crm_columns
     raw = spark.createDataFrame([(line, "test://identify") for line in lines], "raw string, source_file string")
     ingest_lines(lake, raw, received_at=datetime(2026, 10, 22, tzinfo=timezone.utc), settings=EventSettings())
 
-    customers = {r["customer_id"]: r.asDict() for r in lake.read("customers").collect()}
-    assert set(customers) == {"c1", "c2"}
+    customers = {r["external_id"]: r.asDict() for r in lake.read("customers").collect()}
+    assert set(customers) == {"c1", "c2"} and all(c["customer_id"] == pid(e) for e, c in customers.items())
     c1 = customers["c1"]
     assert (c1["email"], c1["first_name"], c1["last_name"]) == ("new@example.com", "Anna", "Old")   # newest value per field
     assert (c1["marketing_opt_in"], c1["source"], c1["country"], c1["signup_date"]) == (True, "crm", "DE", date(2025, 1, 1))

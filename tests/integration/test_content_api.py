@@ -19,6 +19,7 @@ from lakecdp.experiments.assign import holdout_epoch
 from lakecdp.experiments.settings import parse_experiment_settings
 from lakecdp.lake.delta_rs import arrow_schema
 from lakecdp.lake.tables import table
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,14 @@ AGO = NOW - timedelta(days=2)
 
 
 def write_table(root, name, rows: list[dict], mode="overwrite"):
-    """Rows in the table's declared schema (missing nullable columns null, missing required ones zero-like)."""
+    """Rows in the table's declared schema (missing nullable columns null, missing required ones zero-like).
+
+    Rows name customers and devices by the retailer's ids; the lake gets their pseudonyms (and
+    `customers.external_id`), as ingest and import would write them.
+    """
+    if name == "customers":
+        rows = [{**row, "external_id": row["customer_id"]} for row in rows]
+    rows = [{k: pid(v) if k in ("customer_id", "user_id", "anonymous_id") and v else v for k, v in row.items()} for row in rows]
     schema = arrow_schema(table(name))
     defaults = {pa.string(): "", pa.bool_(): False, pa.int64(): 0, pa.int32(): 0, pa.float64(): 0.0, pa.date32(): NOW.date()}
     columns = {}
@@ -93,7 +101,7 @@ def service(lake_root):
 
 def test_consent_decides_who_is_personalized(service):
     customers = ("cust_loyal", "cust_cart", "cust_optout", "cust_unsub", "cust_resub", "cust_held", "cust_nobody")
-    reasons = {c: service.decide(c).reason for c in customers}
+    reasons = {c: service.decide(pid(c)).reason for c in customers}
     assert reasons == {
         "cust_loyal": None, "cust_cart": None, "cust_resub": None,        # re-subscribed after the unsubscribe
         "cust_optout": "no marketing opt-in", "cust_unsub": "unsubscribed after latest opt-in", "cust_nobody": "unknown customer",
@@ -102,7 +110,7 @@ def test_consent_decides_who_is_personalized(service):
 
 
 def test_snapshot_builds_carts_from_events_through_identity_links(service):
-    decision = service.decide("cust_cart")
+    decision = service.decide(pid("cust_cart"))
     assert decision.blocks["offer"] == "urgency_cart"
     assert decision.tokens["cart_items"] == [{"product_id": "prod_7", "name": "Oak Lamp", "price": 45.0, "quantity": 1}]
 
@@ -114,8 +122,8 @@ def test_snapshot_holds_no_email_addresses(service):
 
 def test_api_answers_from_the_snapshot_and_refreshes(lake_root, service):
     with CollectorThread(create_app(service, refresh_in_background=False)) as server, httpx.Client(base_url=server.url) as client:
-        body = client.get("/v1/content/cust_loyal").json()
-        assert body["personalized"] and body["tokens"]["first_name"] == "Ann"
+        body = client.get("/v1/content/cust_loyal").json()   # the retailer's id: pseudonymized for the lookup
+        assert body["personalized"] and body["tokens"]["first_name"] == "Ann" and body["customer_id"] == "cust_loyal"
         assert {b["slot"]: b["block_id"] for b in body["blocks"]} == {"hero": "hero_category", "offer": "loyalty_offer", "products": "product_grid_recs"}
         assert [p["product_id"] for p in body["tokens"]["recommended_products"]] == ["prod_1", "prod_2", "prod_3", "prod_4"]
         generic = client.get("/v1/content/cust_optout").json()
@@ -129,7 +137,7 @@ def test_api_answers_from_the_snapshot_and_refreshes(lake_root, service):
 
 
 def test_merge_fields_and_preview_cli(lake_root, tmp_path):
-    fields = merge_fields("cust_cart", settings=load_settings(env={}), lake_root=lake_root)
+    fields = merge_fields(pid("cust_cart"), settings=load_settings(env={}), lake_root=lake_root)
     assert fields["BLK_OFFER"] == "urgency_cart" and fields["CARTITEMS"] == "Oak Lamp" and fields["FNAME"] == "Ben"
     out = tmp_path / "preview.html"
     assert main(["content", "preview", "cust_cart", "--lake", lake_root, "--out", str(out), "--at", NOW.isoformat()]) == 0
@@ -153,4 +161,4 @@ def test_content_reads_of_first_names_are_logged(lake_root, service, tmp_path):
     earlier = {r["access_id"] for r in logged()}
     assert main(["content", "preview", "cust_cart", "--lake", lake_root, "--out", str(tmp_path / "p.html"), "--at", NOW.isoformat()]) == 0
     [preview] = [r for r in logged() if r["access_id"] not in earlier]
-    assert (preview["action"], preview["customer_id"], preview["rows"]) == ("content preview", "cust_cart", 1) and preview["actor"]
+    assert (preview["action"], preview["customer_id"], preview["rows"]) == ("content preview", pid("cust_cart"), 1) and preview["actor"]

@@ -16,6 +16,7 @@ from lakecdp.lake import open_lake
 from lakecdp.privacy.erasure import process_erasures, request_erasure
 from lakecdp.stream import run_stream
 from lakecdp.stream.job import default_checkpoint
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -56,13 +57,14 @@ def test_erased_customer_leaves_no_trace(spark, tmp_path):
     (landing_root / "demo" / "events" / "planted.jsonl").write_text(planted_lines(end))
     run_stream(spark, lake, settings, source=str(landing_root / "demo" / "events"), checkpoint=default_checkpoint(settings, lake.root, "demo"), clock=FrozenClock(end))
     lake.merge("customers", spark.createDataFrame(
-        [{"customer_id": USER, "email": EMAIL, "first_name": "Zed", "marketing_opt_in": True, "source": "test", "updated_at": end}],
+        [{"customer_id": pid(USER), "external_id": USER, "email": EMAIL, "first_name": "Zed", "marketing_opt_in": True, "source": "test", "updated_at": end}],
         lake.spec("customers").schema))
-    needles = [USER, DEVICE, EMAIL]
+    # The lake knows them by pseudonyms; the raw ids stay in `customers`, landing and quarantine.
+    needles = [USER, DEVICE, EMAIL, pid(USER), pid(DEVICE)]
     assert len(traces(tmp_path, needles)) >= 5, "the planted customer must be everywhere before erasure"
     others_before = lake.read("events").count() - 3
 
-    request_id = request_erasure(lake, USER, end)
+    request_id = request_erasure(lake, pid(USER), end)
     [proof] = process_erasures(lake, str(landing_root), end + timedelta(minutes=1))
 
     assert traces(tmp_path, needles) == []

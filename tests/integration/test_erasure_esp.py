@@ -25,6 +25,7 @@ from lakecdp.lake import open_lake
 from lakecdp.privacy.erasure import process_erasures, request_erasure
 from tests.contract_servers import BrazeServer, KlaviyoServer, MailchimpServer, Response, SfmcServer, WebhookServer
 from tests.contract_servers.scenario import AS_OF, SECRETS, SEGMENTS, email_of, esp_section, population, write_lake
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -84,17 +85,17 @@ def held_by(world: World, customer_id: str) -> dict[str, bool]:
 
 
 def local_rows(world: World, customer_id: str) -> dict[str, int]:
-    return {name: world.lake.read(name).filter(F.col("customer_id") == customer_id).count()
+    return {name: world.lake.read(name).filter(F.col("customer_id") == pid(customer_id)).count()
             for name in ("customers", "segment_membership", "export_log")}
 
 
 def pii_of(customer_id: str) -> list[str]:
     email = email_of(customer_id)
-    return [customer_id, email, email_sha256(email), mailchimp_subscriber_hash(email), "Ada", "Lovelace"]
+    return [customer_id, pid(customer_id), email, email_sha256(email), mailchimp_subscriber_hash(email), "Ada", "Lovelace"]
 
 
 def erase(world: World, customer_id: str, at) -> list:
-    request_erasure(world.lake, customer_id, at)
+    request_erasure(world.lake, pid(customer_id), at)
     with EspEraser(world.esp, Runtime(env=SECRETS)) as forget:
         return process_erasures(world.lake, None, at + timedelta(minutes=1), forget=forget)
 
@@ -134,7 +135,7 @@ def test_a_failing_esp_keeps_the_request_queued_and_the_lake_untouched_until_a_r
 
     assert proofs == []
     [queued] = world.lake.read("erasure_requests").collect()
-    assert queued.customer_id == "c007"
+    assert queued.customer_id == pid("c007")
     assert local_rows(world, "c007") == before, "nothing is deleted locally while an ESP still holds the customer"
     assert held_by(world, "c007")["braze"]
     [warning] = [r.getMessage() for r in caplog.records if r.name == "lakecdp.privacy.erasure" and r.levelno == logging.WARNING]

@@ -26,7 +26,7 @@ T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
 
 
 def customers(spark, rows):
-    full = [(cid, email, "Ada", None, "GB", None, None, opt_in, "crm", T0) for cid, email, opt_in in rows]
+    full = [(cid, f"retailer-{cid}", email, "Ada", None, "GB", None, None, opt_in, "crm", T0) for cid, email, opt_in in rows]
     return spark.createDataFrame(full, schema=table("customers").schema)
 
 

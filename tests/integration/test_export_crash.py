@@ -27,6 +27,7 @@ from lakecdp.export.identifiers import mailchimp_subscriber_hash
 from lakecdp.lake import open_lake
 from tests.contract_servers import MailchimpServer, WebhookServer
 from tests.contract_servers.scenario import REPO, SECRETS, SEGMENTS, email_of, esp_section, population, write_conf, write_lake
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +123,8 @@ def test_runs_were_killed_mid_export_and_the_last_one_finished(crashed_and_resum
 
 def test_every_member_is_recorded_once_as_sent_or_failed_with_a_reason(crashed_and_resumed):
     lake, _, _, expected, _, _ = crashed_and_resumed
-    rows = [r.asDict() for r in lake.read("export_log").collect()]
+    retailer_id = {pid(c): c for ids in expected.values() for c in ids}
+    rows = [{**r.asDict(), "customer_id": retailer_id[r.customer_id]} for r in lake.read("export_log").collect()]
     terminal = [r for r in rows if r["state"] != "pending"]
     per_member = Counter((r["destination"], r["segment"], r["customer_id"]) for r in terminal)
     planned = Counter((r["destination"], r["segment"], r["customer_id"]) for r in rows if r["state"] == "pending")

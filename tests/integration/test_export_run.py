@@ -39,6 +39,7 @@ from tests.contract_servers.scenario import (
     write_conf,
     write_lake,
 )
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -94,11 +95,19 @@ def story(spark, tmp_path_factory):
     moto.stop()
 
 
+# The log and plans name customers by pseudonym; these tests name them by the retailer's id.
+RETAILER_ID = {pid(f"c{i:03d}"): f"c{i:03d}" for i in range(100)}
+
+
 def log_rows(lake, run_id: str | None = None) -> list[dict]:
     log = lake.read("export_log")
     if run_id:
         log = log.filter(F.col("run_id") == run_id)
-    return [r.asDict() for r in log.collect()]
+    return [{**r.asDict(), "customer_id": RETAILER_ID[r.customer_id]} for r in log.collect()]
+
+
+def changes(plans) -> list[dict]:
+    return [{**c, "customer_id": RETAILER_ID[c["customer_id"]]} for p in plans for c in p.changes()]
 
 
 def s3_objects(story: Story) -> dict[str, bytes]:
@@ -118,7 +127,7 @@ def first_run(story):
 def test_plan_sends_nothing_and_lists_exactly_what_run_sends(story, first_run):
     plans, requests_during_plan, objects_during_plan, report = first_run
     assert requests_during_plan == {name: 0 for name in HTTP_DESTINATIONS} and objects_during_plan == 0
-    planned = {(c["destination"], c["segment"], c["action"], c["customer_id"]) for p in plans for c in p.changes()}
+    planned = {(c["destination"], c["segment"], c["action"], c["customer_id"]) for c in changes(plans)}
     sent = {(r["destination"], r["segment"], r["action"], r["customer_id"]) for r in log_rows(story.lake, report.run_id) if r["state"] != "pending"}
     assert planned == sent and len(planned) == len(DESTINATIONS) * (len(story.contactable) + len(story.contactable & set(story.members[SEG1])))
 
@@ -157,6 +166,19 @@ def test_consent_blocked_customers_never_reach_any_server(story, first_run):
         assert not any(trace.strip('"') in body.decode() for trace in traces), key
 
 
+def test_esps_are_told_the_retailers_ids_never_the_lakes_pseudonyms(story, first_run):
+    pseudonyms = set(RETAILER_ID)
+    told = 0
+    for name in HTTP_DESTINATIONS:
+        for request in story.servers[name].requests:
+            seen = request.path + request.body.decode()
+            assert not any(p in seen for p in pseudonyms), (name, request.path)
+            told += any(f'"{c}"' in seen for c in story.contactable)
+    for key, body in s3_objects(story).items():
+        assert not any(p in body.decode() for p in pseudonyms), key
+    assert told > 0, "some request must name customers by the retailer's id"
+
+
 def test_servers_hold_exactly_the_contactable_members(story, first_run):
     expected = {seg: (set(ids) & story.contactable) - {INVALID} for seg, ids in story.members.items()}
     servers = story.servers
@@ -189,7 +211,7 @@ def second_run(story, first_run):
 def test_a_plan_pinned_to_a_membership_version_ignores_later_membership_changes(story, second_run):
     """What the export quality gate validated is what is sent: membership from the pinned version,
     consent and attributes as they are now (c010's unsubscribe and c009's new name still count)."""
-    pinned = {(c["segment"], c["action"], c["customer_id"]) for c in second_run[2][0].changes()}
+    pinned = {(c["segment"], c["action"], c["customer_id"]) for c in changes([second_run[2][0]])}
     assert pinned == {(SEG0, "update", "c009"), (SEG0, "remove", "c010"), (SEG1, "update", "c009"), (SEG1, "remove", "c010")}
 
 
@@ -240,10 +262,10 @@ def test_sync_unsubscribes_records_events_and_bounces_then_the_next_plan_removes
     again = sync_unsubscribes(story.lake, esp, "mailchimp", Runtime(env=SECRETS), events=EventSettings())
     assert (first.unsubscribed, first.cleaned, first.matched, first.events_added, first.suppressions_added) == (1, 1, 2, 1, 1)
     assert (again.events_added, again.suppressions_added) == (0, 0)
-    events = story.lake.read("events").filter((F.col("customer_id") == "c011") & (F.col("event") == "Unsubscribed")).collect()
+    events = story.lake.read("events").filter((F.col("customer_id") == pid("c011")) & (F.col("event") == "Unsubscribed")).collect()
     assert len(events) == 1 and events[0]["source_file"] == "esp://mailchimp/unsubscribed"
     assert all("fields" in r.query and r.query["fields"][0].startswith("members.id") for r in mailchimp.requests if r.method == "GET")
-    removes = {(c["destination"], c["customer_id"]) for p in story.runner.plan() for c in p.changes() if c["action"] == "remove"}
+    removes = {(c["destination"], c["customer_id"]) for c in changes(story.runner.plan()) if c["action"] == "remove"}
     assert {(name, cid) for name in DESTINATIONS for cid in ("c011", "c012")} <= removes
 
 

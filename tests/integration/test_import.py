@@ -16,6 +16,7 @@ from lakecdp.generate import GeneratorSettings, write_dataset
 from lakecdp.importer.customers import import_customers
 from lakecdp.importer.orders import import_orders
 from lakecdp.lake import open_lake
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -67,10 +68,11 @@ def test_customers_import_rejects_bad_rows_and_a_reimport_changes_nothing(crm, l
     report_text = first.report_path.read_text()
     assert "@" not in report_text and "Lovelace" not in report_text, "the report never carries values"
 
-    table = {row["customer_id"]: row for row in lake.read("customers").collect()}
+    table = {row["external_id"]: row for row in lake.read("customers").collect()}
     with source.open() as handle:
         crm_rows = list(csv.DictReader(handle))
     assert set(table) == {row["customer_id"] for row in crm_rows}
+    assert all(row["customer_id"] == pid(external) for external, row in table.items())   # keyed by the pseudonym
     sample, crm_sample = table["cust_000001"], crm_rows[0]
     assert sample["email"] == crm_sample["email"].lower()
     assert sample["signup_date"] == date.fromisoformat(crm_sample["signup_date"])
@@ -92,7 +94,7 @@ def test_customers_import_rejects_bad_rows_and_a_reimport_changes_nothing(crm, l
     pq.write_table(crm_table.set_column(crm_table.schema.get_field_index("city"), "city", [cities]), parquet)
     edited = import_customers(lake, parquet, clock=clock, report_path=tmp_path / "out" / "report.csv")
     assert (edited.new, edited.updated, edited.unchanged, edited.report_rows) == (0, 1, CUSTOMERS - 1, 0)
-    assert lake.read("customers").filter("customer_id = 'cust_000001'").first()["city"] == "Cambridge"
+    assert lake.read("customers").filter("external_id = 'cust_000001'").first()["city"] == "Cambridge"
 
 
 def derive_orders(crm: Path, path: Path) -> dict[str, str]:
@@ -141,7 +143,7 @@ def test_orders_import_through_the_event_path_is_idempotent(crm, lake, tmp_path)
     bronze = lake.read("events").collect()
     assert sorted(r["message_id"] for r in bronze) == sorted(f"import-order-{o}" for o in order_ids)
     row = next(r for r in bronze if r["order_id"] == first_id)
-    assert (row["type"], row["event"], row["customer_id"]) == ("track", "Order Completed", order_ids[first_id])
+    assert (row["type"], row["event"], row["customer_id"]) == ("track", "Order Completed", pid(order_ids[first_id]))
     assert row["revenue"] > 0 and row["received_at"] == NOW.replace(tzinfo=None)
     assert json.loads(row["properties_json"])["currency"] == "USD"
     assert json.loads(row["context_json"])["source"] == "order-import"

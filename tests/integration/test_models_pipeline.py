@@ -32,6 +32,7 @@ from models.training import (
     train_intent,
     train_models,
 )
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +57,7 @@ def trained(spark, tmp_path_factory):
     outcome = train_models(lake, SETTINGS, registry, clock=clock, truth=truth)
     scored = score_lake(lake, SETTINGS, registry, clock=clock)
     scores = lake.read("profile_scores").toPandas()
+    truth = truth.assign(customer_id=truth.customer_id.map(pid))   # the lake's names for the generated customers
     return {"lake": lake, "registry": registry, "outcome": outcome, "scored": scored, "scores": scores, "truth": truth, "clock": clock, "root": root}
 
 
@@ -113,7 +115,7 @@ def test_every_profile_is_scored_into_profile_scores(trained):
 
 def test_rescoring_a_few_customers_touches_only_them(trained):
     lake, registry, clock = trained["lake"], trained["registry"], trained["clock"]
-    chosen = sorted(trained["truth"].customer_id)[:3]
+    chosen = sorted(trained["scores"].customer_id)[:3]
     later = FrozenClock(clock.now() + timedelta(hours=2))
     assert rescore_customers(lake, SETTINGS, registry, chosen, as_of=trained["scored"].as_of, clock=later) == 3
     after = lake.read("profile_scores").toPandas().set_index("customer_id")
@@ -191,7 +193,7 @@ def test_the_stream_rescores_the_profiles_a_batch_touches(trained, spark, tmp_pa
     from lakecdp.stream.job import run_stream
 
     lake, clock = trained["lake"], trained["clock"]
-    customer = sorted(trained["truth"].customer_id)[5]
+    customer = sorted(trained["scores"].customer_id)[5]
     later = FrozenClock(clock.now() + timedelta(hours=3))
     source = tmp_path / "landing"
     source.mkdir()
@@ -214,7 +216,7 @@ def test_a_customer_who_withdrew_profiling_consent_is_neither_scored_nor_trained
     from models.training import prepare_training_data
 
     lake, registry, clock = trained["lake"], trained["registry"], trained["clock"]
-    customer = sorted(trained["truth"].customer_id)[7]
+    customer = sorted(trained["scores"].customer_id)[7]
     assert lake.read("profile_scores").filter(F.col("customer_id") == customer).count() == 1
     withdrawal = spark.createDataFrame([{
         "message_id": "withdraw-profiling", "type": "track", "event": "Consent Updated", "customer_id": customer,

@@ -17,6 +17,7 @@ from lakecdp.collector.server import CollectorThread
 from lakecdp.config import load_settings
 from lakecdp.lake import open_lake
 from lakecdp.stream import run_stream
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 KEY = "wk_e2e"
@@ -67,7 +68,7 @@ def test_sdk_events_change_the_profile_while_the_stream_runs(spark, tmp_path):
         client.track("cust_e2e", "Product Added", {"category": "shoes", "price": 80, "quantity": 1}, timestamp=now - timedelta(minutes=3))
 
         def profile():
-            rows = lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").collect()
+            rows = lake.read("profile_features").filter(F.col("customer_id") == pid("cust_e2e")).collect()
             return rows[0] if rows and rows[0].cart_adds == 1 else None
 
         seconds = wait_for(lambda: failures or profile() is not None, timeout=120)
@@ -75,12 +76,12 @@ def test_sdk_events_change_the_profile_while_the_stream_runs(spark, tmp_path):
         row = profile()
         assert row.product_views == 1, "the anonymous view was stitched to the customer"
         assert row.has_open_cart and row.open_cart_value == pytest.approx(80.0)
-        assert lake.read("profile_features").filter(F.col("customer_id") == "device_1").count() == 0
+        assert lake.read("profile_features").filter(F.col("customer_id") == pid("device_1")).count() == 0
         print(f"event sent -> profile updated in {seconds:.1f} s")
 
         client.track("cust_e2e", "Order Completed", {"order_id": "o1", "revenue": 80}, timestamp=datetime.now(timezone.utc))
-        wait_for(lambda: (profile_row := lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").first()) is not None and profile_row.orders == 1, timeout=120)
-        assert not lake.read("profile_features").filter(F.col("customer_id") == "cust_e2e").first().has_open_cart
+        wait_for(lambda: (profile_row := lake.read("profile_features").filter(F.col("customer_id") == pid("cust_e2e")).first()) is not None and profile_row.orders == 1, timeout=120)
+        assert not lake.read("profile_features").filter(F.col("customer_id") == pid("cust_e2e")).first().has_open_cart
     assert not failures, failures
 
 
@@ -104,7 +105,8 @@ def test_a_trigger_fires_from_an_sdk_event_through_the_running_stream(spark, tmp
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
     now = datetime.now(timezone.utc)
     lake.merge("customers", spark.createDataFrame(
-        [{"customer_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test", "updated_at": now - timedelta(days=1)}
+        [{"customer_id": pid(c), "external_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test",
+          "updated_at": now - timedelta(days=1)}
          for c, ok in (("shoe_fan", True), ("no_consent", False))],
         lake.spec("customers").schema))
     try:
@@ -122,5 +124,5 @@ def test_a_trigger_fires_from_an_sdk_event_through_the_running_stream(spark, tmp
     assert not failures, failures
     assert [(d["customer_id"], d["segment"]) for d in Receiver.deliveries] == [("shoe_fan", "shoes_now")]
     states = {r.customer_id: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
-    assert states["shoe_fan"][0] == "sent"
-    assert states["no_consent"][0] == "cancelled" and "consent" in states["no_consent"][1]
+    assert states[pid("shoe_fan")][0] == "sent"
+    assert states[pid("no_consent")][0] == "cancelled" and "consent" in states[pid("no_consent")][1]

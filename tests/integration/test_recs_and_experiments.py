@@ -23,6 +23,7 @@ from lakecdp.lake import open_lake
 from lakecdp.lake.tables import CUSTOMERS, EVENTS
 from lakecdp.pipeline import update_identity_links
 from lakecdp.recs.jobs import build_and_write, evaluate
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +44,7 @@ def shop(spark, tmp_path_factory):
     crm["signup_date"] = pd.to_datetime(crm["signup_date"]).dt.date
     crm["marketing_opt_in"] = crm["marketing_opt_in"] == "true"
     crm["source"], crm["updated_at"] = "test", pd.Timestamp(END).tz_localize(None)
+    crm["external_id"], crm["customer_id"] = crm["customer_id"], crm["customer_id"].map(pid)   # as `lakecdp import` keys them
     lake.merge("customers", spark.createDataFrame(crm[list(CUSTOMERS.columns)], CUSTOMERS.schema))
     recs = parse_content_settings(settings.content).recommendations
     return lake, recs, str(data / "catalog" / "products.csv")

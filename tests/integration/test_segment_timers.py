@@ -12,6 +12,7 @@ from lakecdp.events.ingest import ingest_lines
 from lakecdp.lake import open_lake
 from lakecdp.pipeline import fire_due_timers, refresh_membership, refresh_profiles, touched_customers, update_identity_links
 from lakecdp.segments import parse_segments
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +23,10 @@ RULES = [
     {"name": "viewed_shoes_24h", "rule": {"event": "Product Viewed", "where": {"category": "shoes"}, "within": "24h"}},
     {"name": "abandoners_who_browse_shoes", "rule": {"all": [{"in_segment": "cart_abandoned_48h"}, {"in_segment": "viewed_shoes_24h"}]}},
 ]
+
+
+# Lines carry the retailer's ids; the lake names customers by pseudonym: read them back by name.
+NAME = {pid(n): n for n in ("abandoner", "buyer", "browser", "both", "only_cart", "cust_a", "shared_tablet")}
 
 
 def line(message_id, customer, event, at, **properties):
@@ -44,7 +49,7 @@ def pipeline(spark, tmp_path):
         refresh_membership(lake, segments, now, customers=customers)
 
     def members(segment):
-        return sorted(r.customer_id for r in lake.read("segment_membership").filter(f"segment = '{segment}'").collect())
+        return sorted(NAME[r.customer_id] for r in lake.read("segment_membership").filter(f"segment = '{segment}'").collect())
 
     return lake, segments, send, members
 
@@ -55,16 +60,16 @@ def test_cart_abandonment_flips_at_hour_48_without_a_new_event(pipeline):
          line("m2", "buyer", "Product Added", T, category="shoes", price="80"))
     send(T + 20 * H, line("m3", "buyer", "Order Completed", T + 20 * H, revenue="80"))
     assert members("cart_abandoned_48h") == []
-    timers = {r.customer_id: r.due_at.replace(tzinfo=timezone.utc) for r in lake.read("segment_timers").collect()}
+    timers = {NAME[r.customer_id]: r.due_at.replace(tzinfo=timezone.utc) for r in lake.read("segment_timers").collect()}
     assert timers == {"abandoner": T + 48 * H}  # the buyer can no longer flip by time alone
 
     assert fire_due_timers(lake, segments, T + 48 * H - timedelta(seconds=1)) == []
     assert members("cart_abandoned_48h") == []
 
-    assert fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=30)) == ["abandoner"]
+    assert fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=30)) == [pid("abandoner")]
     assert members("cart_abandoned_48h") == ["abandoner"]
     entered = lake.read("segment_transitions").filter("transition = 'entered'").collect()
-    assert [(r.customer_id, r.at.replace(tzinfo=timezone.utc)) for r in entered] == [("abandoner", T + 48 * H + timedelta(seconds=30))]
+    assert [(NAME[r.customer_id], r.at.replace(tzinfo=timezone.utc)) for r in entered] == [("abandoner", T + 48 * H + timedelta(seconds=30))]
     assert lake.read("segment_timers").count() == 0
 
 
@@ -75,7 +80,7 @@ def test_a_window_sliding_past_exits_the_customer_and_a_late_event_corrects_memb
     fire_due_timers(lake, segments, T + 23 * H + timedelta(seconds=10))  # T - H + 24 h: the view slides out
     assert members("viewed_shoes_24h") == []
     exited = lake.read("segment_transitions").filter("transition = 'exited'").collect()
-    assert [r.customer_id for r in exited] == ["browser"]
+    assert [NAME[r.customer_id] for r in exited] == ["browser"]
     # a late event (sent 2 h after it happened) still counts by event time
     send(T + 25 * H, line("v2", "browser", "Product Viewed", T + 23 * H, category="shoes"))
     assert members("viewed_shoes_24h") == ["browser"]
@@ -98,14 +103,14 @@ def test_a_wrong_identity_merge_is_split_back_out(pipeline):
     view = json.dumps({"type": "track", "event": "Product Viewed", "messageId": "v1", "anonymousId": "shared_tablet",
                        "timestamp": (T - H).isoformat().replace("+00:00", "Z"), "properties": {"category": "shoes"}})
     send(T, identify, view)
-    profiles = {r.customer_id: r for r in lake.read("profile_features").collect()}
+    profiles = {NAME[r.customer_id]: r for r in lake.read("profile_features").collect()}
     assert "shared_tablet" not in profiles and profiles["cust_a"].product_views == 1
     assert members("viewed_shoes_24h") == ["cust_a"]
 
-    assert unmerge_identity(lake, "shared_tablet", "cust_a", segments, T + H)
-    profiles = {r.customer_id: r for r in lake.read("profile_features").collect()}
+    assert unmerge_identity(lake, pid("shared_tablet"), pid("cust_a"), segments, T + H)
+    profiles = {NAME[r.customer_id]: r for r in lake.read("profile_features").collect()}
     assert profiles["cust_a"].product_views == 0 and profiles["shared_tablet"].product_views == 1
     assert members("viewed_shoes_24h") == ["shared_tablet"]
     [link] = lake.read("identity_links").collect()
     assert link.is_active is False and link.unmerged_at is not None  # the merge log keeps the history
-    assert not unmerge_identity(lake, "shared_tablet", "cust_a", segments, T + 2 * H)
+    assert not unmerge_identity(lake, pid("shared_tablet"), pid("cust_a"), segments, T + 2 * H)

@@ -18,6 +18,7 @@ from lakecdp.lake import open_lake
 from lakecdp.pipeline import fire_due_timers, refresh_membership, refresh_profiles, touched_customers, update_identity_links
 from lakecdp.segments import parse_segments
 from lakecdp.triggers.dispatch import GLOBAL_HOLDOUT_REASON, dispatch_due
+from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
@@ -72,10 +73,12 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     settings = load_settings(env={}, overrides={"triggers": {"destinations": {"cart_webhook": {"url": receiver}}}})
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
     segments = parse_segments(RULES)
-    # held_out_1 falls in the 5% global holdout (sha256 of salt, epoch and id; see lakecdp.experiments.assign)
-    crm = [("abandoner", True), ("late_buyer", True), ("early_buyer", True), ("no_consent", False), ("held_out_1", True)]
+    # held_out_3 falls in the 5% global holdout (sha256 of salt, epoch and its pseudonym under the tests' key;
+    # see lakecdp.experiments.assign)
+    crm = [("abandoner", True), ("late_buyer", True), ("early_buyer", True), ("no_consent", False), ("held_out_3", True)]
+    name = {pid(c): c for c, _ in crm}   # the lake names customers by pseudonym
     lake.merge("customers", spark.createDataFrame(
-        [{"customer_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test", "updated_at": T} for c, ok in crm],
+        [{"customer_id": pid(c), "external_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test", "updated_at": T} for c, ok in crm],
         lake.spec("customers").schema))
 
     def send(now, *lines):
@@ -89,24 +92,25 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     send(T + H, *[line(f"add-{c}", c, "Product Added", T, category="shoes", price="80") for c, _ in crm])
     send(T + 20 * H, line("buy-early", "early_buyer", "Order Completed", T + 20 * H, revenue="80"))
     fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=20))  # hour 48: entries by time alone
-    outbox = {r.customer_id: r for r in lake.read("trigger_outbox").collect()}
-    assert set(outbox) == {"abandoner", "late_buyer", "no_consent", "held_out_1"}
+    outbox = {name[r.customer_id]: r for r in lake.read("trigger_outbox").collect()}
+    assert set(outbox) == {"abandoner", "late_buyer", "no_consent", "held_out_3"}
     assert all(r.state == "pending" and r.due_at.replace(tzinfo=timezone.utc) == T + 49 * H + timedelta(seconds=20) for r in outbox.values())
 
     send(T + 48.5 * H, line("buy-late", "late_buyer", "Order Completed", T + 48.5 * H, revenue="80"))  # after it was queued
     assert dispatch_due(lake, settings, segments, T + 49 * H).outcomes == {}  # not due yet
     report = dispatch_due(lake, settings, segments, T + 49.5 * H)
-    states = {r.customer_id: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
+    states = {name[r.customer_id]: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
     assert states["abandoner"] == ("sent", None)
     assert states["late_buyer"][0] == "cancelled" and "left the segment" in states["late_buyer"][1]
     assert states["no_consent"][0] == "cancelled" and states["no_consent"][1].startswith("no consent")
-    assert states["held_out_1"] == ("cancelled", GLOBAL_HOLDOUT_REASON)
+    assert states["held_out_3"] == ("cancelled", GLOBAL_HOLDOUT_REASON)
     assert report.outcomes["sent"] == 1 and report.outcomes["cancelled"] == 3
 
     dispatch_due(lake, settings, segments, T + 60 * H)  # nothing left to send: no second delivery
+    # the receiver is told the retailer's id, never the pseudonym
     assert [(d["customer_id"], d["segment"]) for d in Receiver.deliveries] == [("abandoner", "cart_abandoned_48h")]
     assert Receiver.deliveries[0]["key"] == outbox["abandoner"].trigger_id
     assert "email" not in Receiver.deliveries[0]
     # the variant travels with the send, the same one every other part of lakecdp assigns
     assigner = load_assigner(settings, at=T + 49.5 * H, lake_root=str(tmp_path / "lake"))
-    assert Receiver.deliveries[0]["experiments"] == {"personalized_content": assigner.assign("personalized_content", "abandoner")}
+    assert Receiver.deliveries[0]["experiments"] == {"personalized_content": assigner.assign("personalized_content", pid("abandoner"))}

@@ -1,14 +1,19 @@
 """Validation and flattening on inline lines (real Spark, tiny data)."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from lakecdp.events.normalize import filter_new_messages, parse_lines, to_bronze, to_quarantine, with_rejection_reason
+from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
 
 RECEIVED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+KEY = b"unit-test pseudonym key of 32+ bytes"
+PSEUDONYMS = Pseudonymizer(KEY)
 
 
 def event(**overrides):
@@ -64,8 +69,8 @@ def test_rejection_reasons(spark, line, reason):
 
 def test_bronze_flattens_the_segment_shape(spark):
     checked = check(spark, [event(), event(messageId="m2", type="page", event=None, name="Product", properties={"url": "https://shop.example/p1", "time_on_page_s": 12.5, "scroll_depth_pct": 80})])
-    rows = {r.message_id: r for r in to_bronze(checked).collect()}
-    assert rows["m1"].customer_id == "cust_1"
+    rows = {r.message_id: r for r in to_bronze(checked, PSEUDONYMS).collect()}
+    assert rows["m1"].customer_id == PSEUDONYMS.of("cust_1")
     assert rows["m1"].price == pytest.approx(59.9)
     assert rows["m1"].device_type == "mobile" and rows["m1"].country == "DE"
     assert rows["m1"].event_date.isoformat() == "2026-11-01"
@@ -75,7 +80,23 @@ def test_bronze_flattens_the_segment_shape(spark):
 
 def test_anonymous_events_are_keyed_by_anonymous_id(spark):
     checked = check(spark, [event(userId=None)])
-    assert to_bronze(checked).first().customer_id == "anon_1"
+    assert to_bronze(checked, PSEUDONYMS).first().customer_id == PSEUDONYMS.of("anon_1")
+
+
+def test_bronze_holds_pseudonyms_only_and_they_match_the_python_hmac(spark):
+    ids = ["cust_1", "Ünïcode-ü", "x" * 200, "42", PSEUDONYMS.of("already")]
+    lines = [event(messageId=f"m{i}", userId=u, anonymousId=f"a{i}", previousId=f"p{i}") for i, u in enumerate(ids)]
+    rows = {r.message_id: r for r in to_bronze(check(spark, lines), PSEUDONYMS).collect()}
+    for i, user in enumerate(ids):
+        row = rows[f"m{i}"]
+        assert row.user_id == row.customer_id == PSEUDONYMS.of(user)
+        assert (row.anonymous_id, row.previous_id) == (PSEUDONYMS.of(f"a{i}"), PSEUDONYMS.of(f"p{i}"))
+        assert PATTERN.match(row.customer_id)
+    # HMAC-SHA256 as RFC 2104 defines it (the stdlib's), truncated to 128 bits
+    assert PSEUDONYMS.of("cust_1") == "pc_" + hmac.new(KEY, b"cust_1", hashlib.sha256).hexdigest()[:32]
+    # an id that already is a pseudonym passes through; another key gives another pseudonym
+    assert rows["m4"].customer_id == PSEUDONYMS.of("already")
+    assert Pseudonymizer(b"another key, also thirty-two bytes").of("cust_1") != PSEUDONYMS.of("cust_1")
 
 
 def test_quarantine_keeps_raw_and_reason(spark):
@@ -89,5 +110,5 @@ def test_quarantine_keeps_raw_and_reason(spark):
 def test_duplicates_within_batch_and_against_bronze_are_dropped(spark):
     checked = check(spark, [event(), event(), event(messageId="m2"), event(messageId="m3")])
     existing = spark.createDataFrame([("m3",), (None,)], "message_id string")
-    fresh = filter_new_messages(to_bronze(checked), existing)
+    fresh = filter_new_messages(to_bronze(checked, PSEUDONYMS), existing)
     assert sorted(r.message_id for r in fresh.collect()) == ["m1", "m2"]

@@ -44,9 +44,9 @@ class BrazeAdapter(Adapter):
     def _attributes(self, member: Member, segment: str, kind: str) -> dict[str, Any]:
         array = self.settings.segments_attribute
         if kind != UPSERT:
-            return {"external_id": member.customer_id, array: {"remove": [segment]}}
+            return {"external_id": member.esp_id, array: {"remove": [segment]}}
         values = self.attribute_values(member)
-        body: dict[str, Any] = {"external_id": member.customer_id, "email": member.email, "email_subscribe": "opted_in"}
+        body: dict[str, Any] = {"external_id": member.esp_id, "email": member.email, "email_subscribe": "opted_in"}
         body.update({BRAZE_ATTRIBUTES[k]: v for k, v in values.items() if v is not None})
         body.update(member.merge_fields)   # custom attributes
         body[array] = {"add": [segment]}

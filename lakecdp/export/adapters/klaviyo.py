@@ -97,8 +97,8 @@ class KlaviyoAdapter(Adapter):
         unnamed = failed_count - len(reasons)
         outcomes = []
         for member in batch.members:
-            if member.customer_id in reasons:
-                outcomes.append(MemberOutcome.failed(member.customer_id, reasons[member.customer_id], retry_alone=True))
+            if member.esp_id in reasons:
+                outcomes.append(MemberOutcome.failed(member.customer_id, reasons[member.esp_id], retry_alone=True))
             elif unnamed > 0:
                 reason = f"the job reported {failed_count} failures, {unnamed} without naming the profile"
                 outcomes.append(MemberOutcome.failed(member.customer_id, reason, retryable=True, retry_alone=True))
@@ -123,7 +123,7 @@ class KlaviyoAdapter(Adapter):
         return None
 
     def _import_errors(self, job_id: str) -> dict[str, str]:
-        """customer_id -> the ESP's reason, from the job's import errors (all pages)."""
+        """external_id -> the ESP's reason, from the job's import errors (all pages)."""
         reasons: dict[str, str] = {}
         url: str | None = f"{self._base}/api/profile-bulk-import-jobs/{job_id}/import-errors"
         params: dict[str, Any] | None = {"page[size]": 100}
@@ -147,7 +147,7 @@ class KlaviyoAdapter(Adapter):
     def _leave_list(self, batch: Batch) -> BatchResult:
         list_id = self.settings.segments[batch.segment].list_id
         try:
-            profile_ids = self._profile_ids([m.customer_id for m in batch.members])
+            profile_ids = self._profile_ids([m.esp_id for m in batch.members])
             ids = sorted(profile_ids.values())
             for start in range(0, len(ids), REMOVE_CHUNK):
                 document = {"data": [{"type": "profile", "id": pid} for pid in ids[start:start + REMOVE_CHUNK]]}
@@ -222,9 +222,9 @@ class KlaviyoAdapter(Adapter):
 
 
 def profile_document(member: Member, attribute_names: Sequence[str]) -> dict[str, Any]:
-    """A ProfileUpsertQueryResourceObject: email + external_id (our customer id) + attributes."""
+    """A ProfileUpsertQueryResourceObject: email + external_id (the retailer's customer id) + attributes."""
     values = {name: member.attributes.get(name) for name in attribute_names}
-    attributes: dict[str, Any] = {"email": member.email, "external_id": member.customer_id}
+    attributes: dict[str, Any] = {"email": member.email, "external_id": member.esp_id}
     attributes.update({k: values[k] for k in ("first_name", "last_name") if k in values})
     location = {k: values[k] for k in ("country", "city") if k in values}
     if location:

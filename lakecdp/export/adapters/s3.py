@@ -79,7 +79,7 @@ class S3Adapter(Adapter):
         content_columns = list(dict.fromkeys(k for m in batch.members for k in m.merge_fields))
         rows = []
         for m in batch.members:
-            row: dict[str, Any] = {"action": m.action, "customer_id": m.customer_id}
+            row: dict[str, Any] = {"action": m.action, "customer_id": m.esp_id}   # the retailer's id
             # Removes carry no address: only the hash logged when the member was added.
             row["email_sha256"] = m.identifier if m.action == REMOVE else email_sha256(m.email)
             if self.settings.identifier == "email":

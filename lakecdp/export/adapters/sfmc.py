@@ -139,7 +139,7 @@ class SfmcAdapter(Adapter):
 
 def data_extension_row(member: Member, segment: str, kind: str, attribute_names: Sequence[str]) -> dict[str, Any]:
     """One row keyed by (SubscriberKey, Segment); a remove sets InSegment=false and carries no contact data."""
-    row: dict[str, Any] = {"SubscriberKey": member.customer_id, "Segment": segment, "InSegment": kind == UPSERT}
+    row: dict[str, Any] = {"SubscriberKey": member.esp_id, "Segment": segment, "InSegment": kind == UPSERT}
     if kind == UPSERT:
         row["EmailAddress"] = member.email
         row.update({COLUMNS[k]: member.attributes.get(k) for k in attribute_names})

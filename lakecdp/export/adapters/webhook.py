@@ -1,7 +1,7 @@
 """A signed webhook for any other receiver.
 
 Body: {destination, segment, run_id, batch_id, kind, members: [{action, customer_id, email_sha256,
-[email], attributes}]}. Headers: `Idempotency-Key` (the batch id: a receiver stores the first
+[email], attributes}]}; customer_id is the retailer's id (`customers.external_id`), not the pseudonym. Headers: `Idempotency-Key` (the batch id: a receiver stores the first
 response per key and replays it, so a resend after a crash changes nothing),
 `X-Lakecdp-Timestamp` (unix seconds) and `X-Lakecdp-Signature: v1=<hex HMAC-SHA256 of
 "<timestamp>.<body>">`; receivers reject timestamps outside their tolerance (replays), the scheme
@@ -56,8 +56,8 @@ class WebhookAdapter(Adapter):
 
     def _member(self, member: Any, kind: str) -> dict[str, Any]:
         if kind == REMOVE:
-            return {"action": member.action, "customer_id": member.customer_id, "email_sha256": member.identifier}
-        body = {"action": member.action, "customer_id": member.customer_id, "email_sha256": email_sha256(member.email)}
+            return {"action": member.action, "customer_id": member.esp_id, "email_sha256": member.identifier}
+        body = {"action": member.action, "customer_id": member.esp_id, "email_sha256": email_sha256(member.email)}
         if self.settings.identifier == "email":
             body["email"] = member.email
         body["attributes"] = self.attribute_values(member)
@@ -85,7 +85,7 @@ class WebhookAdapter(Adapter):
             for item in (response.json() or {}).get("rejected") or []:
                 rejected[str(item.get("customer_id"))] = scrub_pii(str(item.get("reason")))
         outcomes = [
-            MemberOutcome.failed(m.customer_id, rejected[m.customer_id], retry_alone=True) if m.customer_id in rejected
+            MemberOutcome.failed(m.customer_id, rejected[m.esp_id], retry_alone=True) if m.esp_id in rejected
             else MemberOutcome.sent(m.customer_id)
             for m in batch.members
         ]

@@ -1,0 +1,67 @@
+"""Analytics tables know customers by HMAC pseudonyms; the retailer's ids live in `customers` only."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from lakecdp.config.models import EventSettings
+from lakecdp.events.ingest import ingest_lines
+from lakecdp.importer.customers import import_customers
+from lakecdp.lake import Lake
+from lakecdp.pipeline import refresh_profiles, update_identity_links
+from lakecdp.privacy.pseudonyms import KEY_ENV, PseudonymKeyError
+from tests.integration.test_erasure import traces
+from tests.pseudonyms import pid
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+WEB_USER, DEVICE, CRM_ONLY = "shop-user-4711", "device-cookie-0815", "crm-customer-9001"
+
+
+def raw_lines(spark):
+    events = [
+        {"type": "track", "event": "Product Viewed", "messageId": "p1", "anonymousId": DEVICE,
+         "timestamp": "2026-11-01T09:00:00Z", "properties": {"category": "shoes"}},
+        {"type": "identify", "messageId": "p2", "userId": WEB_USER, "anonymousId": DEVICE,
+         "timestamp": "2026-11-01T09:05:00Z", "traits": {"email": "web.user@example.com", "first_name": "Ada", "plan": "gold"}},
+        {"type": "track", "event": "Order Completed", "messageId": "p3", "userId": WEB_USER,
+         "timestamp": "2026-11-01T09:10:00Z", "properties": {"order_id": "o1", "revenue": 80}},
+    ]
+    return spark.createDataFrame([(json.dumps(e), "test") for e in events], "raw string, source_file string")
+
+
+def test_only_customers_holds_the_retailers_ids(lake, tmp_path):
+    crm = tmp_path / "customers.csv"
+    crm.write_text(f"customer_id,email,country,marketing_opt_in\n{CRM_ONLY},crm.only@example.com,DE,true\n")
+    import_customers(lake, crm, report_path=tmp_path / "rejects.csv")
+    ingest_lines(lake, raw_lines(lake.spark), received_at=NOW, settings=EventSettings())
+    update_identity_links(lake, lake.read("events"))
+    refresh_profiles(lake, NOW)
+
+    customers = {r.customer_id: r for r in lake.read("customers").collect()}
+    assert customers[pid(WEB_USER)].external_id == WEB_USER and customers[pid(WEB_USER)].first_name == "Ada"
+    assert customers[pid(CRM_ONLY)].external_id == CRM_ONLY
+    # The anonymous view before the identify is folded into the pseudonymous customer's profile.
+    [profile] = lake.read("profile_features").filter(f"customer_id = '{pid(WEB_USER)}'").collect()
+    assert profile.orders == 1 and profile.product_views == 1
+    [link] = lake.read("identity_links").collect()
+    assert (link.anonymous_id, link.customer_id) == (pid(DEVICE), pid(WEB_USER))
+
+    root = Path(lake.root)
+    assert traces(root, [WEB_USER, DEVICE, CRM_ONLY]) != [], "the scan must see the ids in customers"
+    outside_customers = [hit for hit in traces(root, [WEB_USER, DEVICE, CRM_ONLY]) if not hit.startswith("customers/")]
+    assert outside_customers == []
+
+
+def test_a_process_with_another_key_refuses_to_touch_the_lake(lake, monkeypatch):
+    ingest_lines(lake, raw_lines(lake.spark), received_at=NOW, settings=EventSettings())
+    before = lake.read("events").count()
+    monkeypatch.setenv(KEY_ENV, "a different key, also long enough to be accepted")
+    other = Lake(lake.root, lake.engine)
+    with pytest.raises(PseudonymKeyError, match="not the one the lake .* was built with"):
+        ingest_lines(other, raw_lines(lake.spark), received_at=NOW, settings=EventSettings())
+    assert lake.read("events").count() == before

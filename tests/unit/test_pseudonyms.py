@@ -1,0 +1,43 @@
+"""Where the pseudonym key comes from, and what a bad one does."""
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from lakecdp.privacy.pseudonyms import KEY_ENV, KEY_FILE, PATTERN, PseudonymKeyError, Pseudonymizer, load_pseudonymizer
+
+
+def test_the_environment_key_wins_over_the_key_file(tmp_path):
+    (tmp_path / "local").mkdir()
+    (tmp_path / KEY_FILE).write_text("file key that is long enough to be used\n")
+    from_env = load_pseudonymizer(conf_dir=tmp_path, env={KEY_ENV: "environment key that is long enough"})
+    from_file = load_pseudonymizer(conf_dir=tmp_path, env={})
+    assert from_env.of("c1") == Pseudonymizer(b"environment key that is long enough").of("c1")
+    assert from_file.of("c1") == Pseudonymizer(b"file key that is long enough to be used").of("c1")
+
+
+def test_a_missing_key_file_is_generated_once_private_and_then_reused(tmp_path):
+    first = load_pseudonymizer(conf_dir=tmp_path, env={})
+    path = tmp_path / KEY_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(path.read_text().strip()) == 64
+    assert load_pseudonymizer(conf_dir=tmp_path, env={}).of("c1") == first.of("c1")
+    assert PATTERN.match(first.of("c1"))
+
+
+@pytest.mark.parametrize("key", ["short", ""])
+def test_a_short_or_empty_key_is_refused_with_the_fix(tmp_path, key):
+    (tmp_path / "local").mkdir()
+    (tmp_path / KEY_FILE).write_text(key)
+    with pytest.raises(PseudonymKeyError, match="empty|at least 32"):
+        load_pseudonymizer(conf_dir=tmp_path, env={})
+    with pytest.raises(PseudonymKeyError, match="at least 32"):
+        load_pseudonymizer(conf_dir=tmp_path, env={KEY_ENV: "short"})
+
+
+def test_the_fingerprint_names_the_key_without_revealing_it():
+    key = b"a key that is long enough for lakecdp"
+    one, same, other = Pseudonymizer(key), Pseudonymizer(key), Pseudonymizer(key + b"!")
+    assert one.fingerprint == same.fingerprint != other.fingerprint
+    assert key.decode() not in one.fingerprint and len(one.fingerprint) == 16
