@@ -20,11 +20,16 @@ def instant(text: str) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def customer_key(value: str) -> str:
-    """A customer id as the retailer knows it (or a pseudonym) -> the pseudonym the lake is keyed by."""
+def customer_key(value: str, lake=None) -> str:
+    """A customer id as the retailer knows it (or a pseudonym) -> the pseudonym the lake is keyed by.
+
+    With `lake`, the key is first checked against the lake's fingerprint: a wrong key fails
+    instead of naming a customer nobody has (an erasure would otherwise erase nothing).
+    """
     from lakecdp.privacy.pseudonyms import load_pseudonymizer
 
-    return load_pseudonymizer().of(value.strip())
+    pseudonyms = lake.pseudonyms if lake is not None else load_pseudonymizer()
+    return pseudonyms.of(value.strip())
 
 
 def add_lake_argument(parser: argparse.ArgumentParser) -> None:

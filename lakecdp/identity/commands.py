@@ -25,8 +25,9 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     from pyspark.sql import functions as F
 
 
-    links = open_lake_for(args, settings).read("identity_links")
-    args.id = customer_key(args.id)
+    lake = open_lake_for(args, settings)
+    links = lake.read("identity_links")
+    args.id = customer_key(args.id, lake)
     rows = links.filter((F.col("anonymous_id") == args.id) | (F.col("customer_id") == args.id)).orderBy("linked_at").collect()
     if not rows:
         print(f"no identity links for {args.id}")
@@ -41,8 +42,9 @@ def _unmerge(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.pipeline import unmerge_identity
     from lakecdp.segments import parse_segments
 
-    args.anonymous_id, args.customer_id = customer_key(args.anonymous_id), customer_key(args.customer_id)
-    if not unmerge_identity(open_lake_for(args, settings), args.anonymous_id, args.customer_id, parse_segments(settings.segments), SystemClock().now()):
+    lake = open_lake_for(args, settings)
+    args.anonymous_id, args.customer_id = customer_key(args.anonymous_id, lake), customer_key(args.customer_id, lake)
+    if not unmerge_identity(lake, args.anonymous_id, args.customer_id, parse_segments(settings.segments), SystemClock().now()):
         print(f"no active link {args.anonymous_id} -> {args.customer_id}")
         return 1
     print(f"unmerged {args.anonymous_id} from {args.customer_id}; both profiles and their segments recomputed")

@@ -74,7 +74,8 @@ def _access(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.privacy.access import access_bundle
 
-    bundle = access_bundle(open_lake_for(args, settings), customer_key(args.customer), SystemClock().now())
+    lake = open_lake_for(args, settings)
+    bundle = access_bundle(lake, customer_key(args.customer, lake), SystemClock().now())
     text = json.dumps(bundle, indent=1, sort_keys=True, default=str)
     if args.out:
         args.out.write_text(text)
@@ -89,8 +90,9 @@ def _consent(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.privacy.consent import consent_report
 
-    args.customer = customer_key(args.customer)
-    report = consent_report(open_lake_for(args, settings), settings, args.customer, SystemClock().now())
+    lake = open_lake_for(args, settings)
+    args.customer = customer_key(args.customer, lake)
+    report = consent_report(lake, settings, args.customer, SystemClock().now())
     if args.json:
         print(json.dumps(report, indent=1, default=str))
         return 0
@@ -109,7 +111,8 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.privacy.erasure import request_erasure
 
-    request_id = request_erasure(open_lake_for(args, settings), customer_key(args.customer), SystemClock().now())
+    lake = open_lake_for(args, settings)
+    request_id = request_erasure(lake, customer_key(args.customer, lake), SystemClock().now())
     print(f"erasure request {request_id} queued; run `lakecdp privacy process-erasures`")
     return 0
 

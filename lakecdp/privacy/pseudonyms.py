@@ -27,8 +27,12 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pyspark.sql import Column, functions as F
+from lakecdp.config import ConfigError
+
+if TYPE_CHECKING:   # pyspark is imported where a Column is built: the content API and CLI need no Spark
+    from pyspark.sql import Column
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,8 @@ _BLOCK = 64   # SHA-256 block size (RFC 2104)
 _CHECK_MESSAGE = b"lakecdp pseudonym key check"
 
 
-class PseudonymKeyError(RuntimeError):
-    """The pseudonym key is missing, too short, or not the one the lake was built with."""
+class PseudonymKeyError(ConfigError):
+    """The pseudonym key is empty, too short, or not the one the lake was built with."""
 
 
 class Pseudonymizer:
@@ -51,7 +55,10 @@ class Pseudonymizer:
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_CHARS:
-            raise PseudonymKeyError(f"the pseudonym key has {len(key)} bytes; it needs at least {MIN_KEY_CHARS}")
+            raise PseudonymKeyError(
+                f"the pseudonym key has {len(key)} bytes; it needs at least {MIN_KEY_CHARS}. "
+                f"Fix: set ${KEY_ENV} to e.g. the output of `python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
         self._key = key
         block_key = hashlib.sha256(key).digest() if len(key) > _BLOCK else key
         block_key = block_key.ljust(_BLOCK, b"\x00")
@@ -67,6 +74,8 @@ class Pseudonymizer:
 
     def column(self, external_id: Column) -> Column:
         """The same as `of`, as a Spark expression (HMAC spelled out over sha2 on binary; null stays null)."""
+        from pyspark.sql import functions as F
+
         message = external_id.cast("binary")
         inner = F.unhex(F.sha2(F.concat(F.lit(self._inner_pad), message), 256))
         outer = F.sha2(F.concat(F.lit(self._outer_pad), inner), 256)
@@ -108,6 +117,8 @@ def load_pseudonymizer(*, conf_dir: Path | None = None, env: Mapping[str, str] |
 
 def check_lake_key(lake, pseudonymizer: Pseudonymizer, now) -> None:
     """Record the key's fingerprint in a new lake; refuse a key that is not the lake's."""
+    from pyspark.sql import functions as F
+
     if lake.exists("lake_keys"):
         stored = {r.fingerprint for r in lake.read("lake_keys").filter(F.col("purpose") == "pseudonym").collect()}
         if stored and pseudonymizer.fingerprint not in stored:

@@ -92,7 +92,7 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
         print(f"lakecdp: no segment {args.segment!r}; known: {', '.join(s.name for s in segments)}")
         return 2
     lake = open_lake_for(args, settings)
-    args.customer = customer_key(args.customer)
+    args.customer = customer_key(args.customer, lake)
     recorded = membership_as_of(lake.read("segment_transitions"), args.customer, args.segment, args.as_of)
     when = args.as_of.isoformat() if args.as_of else "now"
     if recorded is None:

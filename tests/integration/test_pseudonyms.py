@@ -65,3 +65,18 @@ def test_a_process_with_another_key_refuses_to_touch_the_lake(lake, monkeypatch)
     with pytest.raises(PseudonymKeyError, match="not the one the lake .* was built with"):
         ingest_lines(other, raw_lines(lake.spark), received_at=NOW, settings=EventSettings())
     assert lake.read("events").count() == before
+
+
+def test_an_erasure_under_another_key_is_refused_not_queued_for_nobody(lake, monkeypatch, capsys):
+    from lakecdp.cli import main
+    from lakecdp.privacy.access import new_admin_token
+
+    if lake.engine.__class__.__name__ != "DeltaRsEngine":
+        pytest.skip("the CLI opens the configured (delta-rs) lake")
+    ingest_lines(lake, raw_lines(lake.spark), received_at=NOW, settings=EventSettings())
+    token, digest = new_admin_token()
+    monkeypatch.setenv("LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256", digest)
+    monkeypatch.setenv(KEY_ENV, "a different key, also long enough to be accepted")
+    assert main(["privacy", "erase", WEB_USER, "--lake", lake.root, "--token", token]) == 2
+    assert "not the one the lake" in capsys.readouterr().err
+    assert not lake.exists("erasure_requests") or lake.read("erasure_requests").count() == 0
