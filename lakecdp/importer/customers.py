@@ -29,6 +29,9 @@ TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
 # Compared to decide whether an import changes a customer (source/updated_at are bookkeeping).
 ATTRIBUTE_COLUMNS = ("email", "first_name", "last_name", "country", "city", "signup_date", "marketing_opt_in")
+# Compared to decide whether a row changed: the attributes, and the retailer's id (a row an identify
+# created before the pseudonym key existed, or without it, gets it filled in).
+COMPARED_COLUMNS = ("external_id", *ATTRIBUTE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def to_customer_rows(checked: DataFrame, pseudonyms: Pseudonymizer, *, updated_a
 def filter_changed_customers(incoming: DataFrame, existing: DataFrame) -> DataFrame:
     """Drop rows identical (null-safe, attribute by attribute) to what the table holds: re-imports are no-ops."""
     same_customer = F.col("new.customer_id") == F.col("old.customer_id")
-    same_attributes = [F.col(f"new.{c}").eqNullSafe(F.col(f"old.{c}")) for c in ATTRIBUTE_COLUMNS]
+    same_attributes = [F.col(f"new.{c}").eqNullSafe(F.col(f"old.{c}")) for c in COMPARED_COLUMNS]
     condition = same_customer
     for same in same_attributes:
         condition = condition & same
@@ -107,7 +110,7 @@ def import_customers(lake: Lake, path: str | Path, *, clock: Clock | None = None
     checked = with_customer_checks(lake.spark.createDataFrame(rows.table), today=now.date()).cache()
     try:
         valid = to_customer_rows(checked, lake.pseudonyms, updated_at=now)
-        existing = lake.read("customers").select("customer_id", *ATTRIBUTE_COLUMNS)
+        existing = lake.read("customers").select("customer_id", *COMPARED_COLUMNS)
         changed = (
             filter_changed_customers(valid, existing)
             .join(existing.select("customer_id", F.lit(True).alias("is_update")), on="customer_id", how="left")

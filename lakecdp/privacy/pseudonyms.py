@@ -99,16 +99,23 @@ def load_pseudonymizer(*, conf_dir: Path | None = None, env: Mapping[str, str] |
     path = (conf_dir or default_conf_dir()) / KEY_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL: two processes starting together cannot write two different keys.
+        # Written whole to a private temp file, then linked into place: link fails when the file
+        # exists, so two processes starting together agree on one key and none reads a half-written one.
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(tmp, path)
         except FileExistsError:
             pass
         else:
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(32) + "\n")
             log.warning("generated a pseudonym key in %s: back it up, every customer id in the lake depends on it "
                         "(a deployment sets $%s instead)", path, variable)
+        finally:
+            tmp.unlink()
     key = path.read_text().strip()
     if not key:
         raise PseudonymKeyError(f"{path} is empty. Fix: delete it to generate a key, or set ${variable}")

@@ -57,6 +57,17 @@ def test_only_customers_holds_the_retailers_ids(lake, tmp_path):
     assert outside_customers == []
 
 
+def test_a_crm_import_fills_the_retailers_id_into_a_row_that_lacks_it(lake, tmp_path):
+    # A row written without external_id (e.g. before this column existed), same CRM attributes otherwise.
+    crm = tmp_path / "customers.csv"
+    crm.write_text(f"customer_id,email,country,marketing_opt_in\n{CRM_ONLY},crm.only@example.com,DE,true\n")
+    import_customers(lake, crm, report_path=tmp_path / "rejects.csv")
+    row = lake.read("customers").first().asDict()
+    lake.merge("customers", lake.spark.createDataFrame([{**row, "external_id": None}], lake.spec("customers").schema))
+    again = import_customers(lake, crm, report_path=tmp_path / "rejects.csv")
+    assert (again.updated, lake.read("customers").first().external_id) == (1, CRM_ONLY)
+
+
 def test_a_process_with_another_key_refuses_to_touch_the_lake(lake, monkeypatch):
     ingest_lines(lake, raw_lines(lake.spark), received_at=NOW, settings=EventSettings())
     before = lake.read("events").count()

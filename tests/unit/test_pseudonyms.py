@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import stat
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -24,6 +25,13 @@ def test_a_missing_key_file_is_generated_once_private_and_then_reused(tmp_path):
     assert len(path.read_text().strip()) == 64
     assert load_pseudonymizer(conf_dir=tmp_path, env={}).of("c1") == first.of("c1")
     assert PATTERN.match(first.of("c1"))
+
+
+def test_processes_starting_together_agree_on_one_generated_key(tmp_path):
+    with ThreadPoolExecutor(8) as pool:
+        pseudonyms = set(pool.map(lambda _: load_pseudonymizer(conf_dir=tmp_path, env={}).of("c1"), range(16)))
+    assert len(pseudonyms) == 1
+    assert [p.name for p in (tmp_path / "local").iterdir()] == ["pseudonym.key"]   # no temp file left behind
 
 
 @pytest.mark.parametrize("key", ["short", ""])
