@@ -121,8 +121,8 @@ def _erase_from_table(lake: Lake, name: str, identifiers: set[str]) -> int:
         text, key = RAW_COLUMNS[name]
         # A raw line names the retailer's id or email as text, device ids only by their pseudonym.
         mentions = F.lit(False)
-        for identifier in identifiers:
-            mentions = mentions | F.col(text).contains(identifier)
+        for needle in text_needles(identifiers):
+            mentions = mentions | F.col(text).contains(needle)
         for field in RAW_ID_FIELDS:
             mentions = mentions | F.coalesce(lake.pseudonyms.column(F.get_json_object(text, f"$.{field}")).isin(*sorted(identifiers)), F.lit(False))
         keys = [r[key] for r in lake.read(name).filter(mentions).select(key).collect()]
@@ -131,12 +131,20 @@ def _erase_from_table(lake: Lake, name: str, identifiers: set[str]) -> int:
     return deleted
 
 
+def text_needles(identifiers: set[str]) -> list[str]:
+    """What marks a raw line as the customer's: an email anywhere, an id only as a whole JSON string
+    (`"c1"`, so erasing c1 leaves c10's lines alone)."""
+    return sorted(i if "@" in i else json.dumps(i) for i in identifiers)
+
+
 def _erase_from_landing(root: Path, identifiers: set[str], pseudonym_of: Callable[[str], str]) -> int:
     """Rewrite landing files without the lines that mention the customer (atomic replace)."""
     removed = 0
 
+    needles = text_needles(identifiers)
+
     def mentions(line: str) -> bool:
-        if any(identifier in line for identifier in identifiers):
+        if any(needle in line for needle in needles):
             return True
         try:
             event = json.loads(line)

@@ -49,3 +49,27 @@ def test_the_fingerprint_names_the_key_without_revealing_it():
     one, same, other = Pseudonymizer(key), Pseudonymizer(key), Pseudonymizer(key + b"!")
     assert one.fingerprint == same.fingerprint != other.fingerprint
     assert key.decode() not in one.fingerprint and len(one.fingerprint) == 16
+
+
+def test_erasure_finds_raw_landing_lines_by_pseudonym_and_whole_ids_only(tmp_path):
+    import json
+
+    from lakecdp.privacy.erasure import _erase_from_landing
+
+    pseudonyms = Pseudonymizer(b"a key that is long enough for lakecdp")
+    erased = {pseudonyms.of("c1"), pseudonyms.of("device-9"), "c1", "c1@example.com"}
+    lines = {
+        "own": {"type": "track", "userId": "c1", "event": "A"},
+        "device": {"type": "page", "anonymousId": "device-9"},               # only its pseudonym is known
+        "alias": {"type": "alias", "userId": "x", "previousId": "device-9"},
+        "email": {"type": "identify", "userId": "x2", "traits": {"email": "c1@example.com"}},
+        "neighbour": {"type": "track", "userId": "c10", "event": "A"},      # c1 is a prefix: not theirs
+        "other_device": {"type": "page", "anonymousId": "device-99"},
+    }
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    text = "".join(json.dumps({**event, "messageId": name}) + "\n" for name, event in lines.items())
+    (landing / "part.jsonl").write_text(text + '{"userId": "c1", "broken\n')
+    assert _erase_from_landing(landing, erased, pseudonyms.of) == 5
+    kept = (landing / "part.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["messageId"] for line in kept) == ["neighbour", "other_device"]
