@@ -33,7 +33,7 @@ def consent_status(
     opt_in_events: Sequence[str],
     opt_out_events: Sequence[str],
 ) -> DataFrame:
-    """One row per customer: normalized email, attributes, and `block_reason` (null when contactable).
+    """One row per customer: the retailer's id, normalized email, attributes, and `block_reason` (null when contactable).
 
     A customer is contactable when the CRM says marketing_opt_in, the email is an address, no
     opt-out event is later than their latest opt-in event, and the address is not suppressed.
@@ -49,7 +49,7 @@ def consent_status(
     suppressed = suppressions.select("email_sha256", F.col("reason").alias("suppression_reason")).dropDuplicates(["email_sha256"])
     email = normalized_email_col("email")
     with_email = customers.select(
-        "customer_id", "marketing_opt_in", email.alias("email_norm"), *ATTRIBUTES
+        "customer_id", "external_id", "marketing_opt_in", email.alias("email_norm"), *ATTRIBUTES
     ).withColumn("email_sha256", email_sha256_col(F.col("email_norm")))
     joined = (
         with_email.alias("c")
@@ -66,7 +66,7 @@ def consent_status(
         .when(has_unsubscribed, F.lit(UNSUBSCRIBED))
         .when(F.col("suppression_reason").isNotNull(), F.concat(F.lit(SUPPRESSED + ": "), F.col("suppression_reason")))
     )
-    return joined.select("customer_id", "email_norm", "email_sha256", *ATTRIBUTES, block_reason.alias("block_reason"))
+    return joined.select("customer_id", "external_id", "email_norm", "email_sha256", *ATTRIBUTES, block_reason.alias("block_reason"))
 
 
 def segment_audience(membership: DataFrame, consent: DataFrame, segments: Sequence[str]) -> DataFrame:

@@ -156,7 +156,8 @@ class ExportRunner:
             desired = self._with_content(with_identifier(routed.filter(F.col("block_reason").isNull())), names)
             effective = self.log.effective().filter(F.col("destination").isin(*names))
             changes = plan_changes(desired, export_baseline(effective), permanent_failures(effective), full=full)
-            changes = changes.join(self._external_ids(), on="customer_id", how="left")
+            # What ESPs are told (the retailer's id) for every change, removes included.
+            changes = changes.join(consent.select("customer_id", "external_id"), on="customer_id", how="left")
             for row in changes.toLocalIterator(prefetchPartitions=True):
                 if row["is_held"]:
                     plans[row["destination"]].held[row["segment"]] += 1
@@ -192,10 +193,6 @@ class ExportRunner:
             "payload_hash", F.coalesce(payload, F.col("payload_hash"))
         )
 
-    def _external_ids(self) -> DataFrame:
-        """customer_id (pseudonym) -> external_id (the retailer's id, what ESPs are told)."""
-        return self.lake.read("customers").select("customer_id", "external_id")
-
     def _member(self, row: Any) -> Member:
         attributes = {a: row[a] for a in ATTRIBUTES if a in self.esp.attributes}
         merge_fields = json.loads(row["content_json"]) if row["content_json"] else {}
@@ -204,21 +201,16 @@ class ExportRunner:
 
     def _hydrate(self, batches: list[Batch], consent: DataFrame) -> tuple[list[Batch], list[BatchResult]]:
         """Unfinished batches get their members' current address and attributes, if still contactable."""
-        ids = sorted({m.customer_id for b in batches if b.kind == UPSERT for m in b.members})
+        # The log keeps pseudonyms only: the retailer's ids, like the addresses, come from `consent` again.
+        ids = sorted({m.customer_id for b in batches for m in b.members})
         current = {}
         if ids:
             current = {r["customer_id"]: r for r in consent.filter(F.col("customer_id").isin(ids)).collect()}
         carrying = {b.destination for b in batches if b.kind == UPSERT and self.esp.destinations[b.destination].content_fields}
         content_ids = sorted({m.customer_id for b in batches if b.destination in carrying for m in b.members})
         content = self.content(content_ids) if content_ids and self.content is not None else {}
-        # The log keeps pseudonyms only: the retailer's ids come from `customers` again.
-        every_id = sorted({m.customer_id for b in batches for m in b.members})
-        external = {}
-        if every_id:
-            external = {r["customer_id"]: r["external_id"]
-                        for r in self._external_ids().filter(F.col("customer_id").isin(every_id)).collect()}
-        batches = [replace(b, members=tuple(replace(m, external_id=external.get(m.customer_id)) for m in b.members))
-                   for b in batches]
+        external = {customer_id: row["external_id"] for customer_id, row in current.items()}
+        batches = [replace(b, members=tuple(replace(m, external_id=external.get(m.customer_id)) for m in b.members)) for b in batches]
         ready, cancelled = [], []
         for batch in batches:
             if batch.kind != UPSERT:

@@ -70,9 +70,8 @@ def process_erasures(lake: Lake, landing_root: str | None, now: datetime, *, for
 
 def _erase_locally(lake: Lake, landing_root: str | None, request: Row, now: datetime, outcomes: dict[str, str] | None) -> ErasureProof:
     identifiers = customer_identifiers(lake, request.customer_id)
-    pseudonyms = lake.pseudonyms
     deleted = {name: _erase_from_table(lake, name, identifiers) for name in TABLES if name not in {"erasure_requests", "erasure_log"}}
-    lines = _erase_from_landing(Path(landing_root), identifiers, pseudonyms.of) if landing_root else 0
+    lines = _erase_from_landing(Path(landing_root), identifiers, lake.pseudonyms.of) if landing_root else 0
     lake.delete("erasure_requests", {"request_id": request.request_id})
     for name in TABLES:
         if name != "erasure_log" and (deleted.get(name) or name == "erasure_requests"):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakecdp.config import ConfigError
+from lakecdp.config.loader import default_conf_dir
 
 if TYPE_CHECKING:   # pyspark is imported where a Column is built: the content API and CLI need no Spark
     from pyspark.sql import Column
@@ -90,12 +91,9 @@ class Pseudonymizer:
 
 def load_pseudonymizer(*, conf_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Pseudonymizer:
     """The key from the environment, else from the key file (generated when it does not exist yet)."""
-    from lakecdp.config.loader import default_conf_dir
-
     env = os.environ if env is None else env
-    variable = KEY_ENV
-    if env.get(variable):
-        return Pseudonymizer(env[variable].encode("utf-8"))
+    if env.get(KEY_ENV):
+        return Pseudonymizer(env[KEY_ENV].encode("utf-8"))
     path = (conf_dir or default_conf_dir()) / KEY_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,12 +111,12 @@ def load_pseudonymizer(*, conf_dir: Path | None = None, env: Mapping[str, str] |
             pass
         else:
             log.warning("generated a pseudonym key in %s: back it up, every customer id in the lake depends on it "
-                        "(a deployment sets $%s instead)", path, variable)
+                        "(a deployment sets $%s instead)", path, KEY_ENV)
         finally:
             tmp.unlink()
     key = path.read_text().strip()
     if not key:
-        raise PseudonymKeyError(f"{path} is empty. Fix: delete it to generate a key, or set ${variable}")
+        raise PseudonymKeyError(f"{path} is empty. Fix: delete it to generate a key, or set ${KEY_ENV}")
     return Pseudonymizer(key.encode("utf-8"))
 
 

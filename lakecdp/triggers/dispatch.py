@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import requests
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, functions as F
 
 from lakecdp.config import Settings
 from lakecdp.experiments.assign import load_assigner
@@ -45,8 +45,9 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
     refresh_profiles(lake, now, customers=customers)
     refresh_membership(lake, segments, now, customers=customers)
     members = {(r.segment, r.customer_id) for r in lake.read("segment_membership").filter(F.col("customer_id").isin(customers)).collect()}
-    blocked = _consent_blocks(lake, settings, customers)
-    external = {r.customer_id: r.external_id for r in lake.read("customers").filter(F.col("customer_id").isin(customers)).select("customer_id", "external_id").collect()}
+    contacts = lake.read("customers").filter(F.col("customer_id").isin(customers))
+    blocked = _consent_blocks(lake, settings, customers, contacts)
+    external = {r.customer_id: r.external_id for r in contacts.select("customer_id", "external_id").collect()}
     zones = {r.customer_id: r.timezone for r in lake.read("profile_features").filter(F.col("customer_id").isin(customers)).select("customer_id", "timezone").collect()}
     sent_before: dict[tuple[str, str], list[datetime]] = {}
     for r in outbox.filter((F.col("state") == "sent") & F.col("customer_id").isin(customers)).collect():
@@ -105,11 +106,11 @@ def _finish(row: dict, state: str, reason: str | None, now: datetime) -> dict:
     return {**row, "state": state, "reason": reason, "updated_at": now}
 
 
-def _consent_blocks(lake: Lake, settings: Settings, customers: list[str]) -> dict[str, str]:
-    """customer_id -> why they may not be contacted now."""
+def _consent_blocks(lake: Lake, settings: Settings, customers: list[str], contacts: DataFrame) -> dict[str, str]:
+    """customer_id -> why they may not be contacted now (`contacts`: their `customers` rows)."""
     consent = (settings.esp or {}).get("consent", {})
     status = consent_block_reason(
-        lake.read("customers").filter(F.col("customer_id").isin(customers)),
+        contacts,
         lake.read("events").filter(F.col("customer_id").isin(customers)),
         opt_in_events=consent.get("opt_in_events", OPT_IN_EVENTS),
         opt_out_events=consent.get("opt_out_events", OPT_OUT_EVENTS),
