@@ -17,7 +17,7 @@ from lakecdp.identity import links_from_events, resolve_customer_ids
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.profiles import build_profile_features
 from lakecdp.segments.compile import evaluate_segments
-from lakecdp.segments.membership import plan_membership
+from lakecdp.segments.membership import compare_membership, plan_membership
 from lakecdp.segments.rules import Segment
 from lakecdp.triggers.outbox import entries_to_enqueue
 
@@ -128,36 +128,31 @@ def refresh_membership(
     Returns, per segment, the members among the evaluated customers.
     """
     names = [s.name for s in segments]
-    profiles = lake.read("profile_features")
-    current = lake.read("segment_membership").filter(F.col("segment").isin(names))
     scope: dict[str, list[str]] = {"segment": names}
     if customers is not None:
-        profiles = profiles.filter(F.col("customer_id").isin(list(customers)))
-        current = current.filter(F.col("customer_id").isin(list(customers)))
         scope["customer_id"] = list(customers)
-    scores = lake.read("profile_scores")
-    if customers is not None:
-        scores = scores.filter(F.col("customer_id").isin(list(customers)))
+    profiles, scores = (only_customers(lake, lake.read(name), customers) for name in ("profile_features", "profile_scores"))
+    current = only_customers(lake, lake.read("segment_membership"), customers).filter(F.col("segment").isin(names))
     if events is None:
         events = resolved_events(lake, customers)
-    evaluated = evaluate_segments(events, profiles, segments, as_of, scores).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    evaluated = evaluate_segments(events, profiles, segments, as_of, scores)
+    # Cached once: membership, transitions, timers and sizes are all cheap projections of it.
+    compared = compare_membership(evaluated, current).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        membership, transitions = plan_membership(evaluated, current, as_of)
+        membership, transitions = plan_membership(compared, as_of)
         lake.append("segment_transitions", transitions, txn=txn)
         if any(s.trigger is not None for s in segments):
             # Insert-only: a replayed entry never resets a send that already went out.
             lake.merge("trigger_outbox", entries_to_enqueue(transitions, segments, as_of), update_columns=[], txn=txn)
         lake.merge("segment_membership", membership, update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn)
-        due = evaluated.filter(F.col("next_check_at").isNotNull()).select(
+        due = compared.filter(F.col("next_check_at").isNotNull()).select(
             "segment", "customer_id", F.col("next_check_at").alias("due_at"), "rule_version"
         )
         lake.merge("segment_timers", due, delete_missing=scope, txn=txn)
-        sizes = dict(evaluated.filter("is_member").groupBy("segment").count().collect())
+        sizes = dict(compared.filter("is_member").groupBy("segment").count().collect())
         return {name: sizes.get(name, 0) for name in names}
     finally:
-        evaluated.unpersist()
+        compared.unpersist()
 
 
 def fire_due_timers(lake: Lake, segments: list[Segment], now: datetime) -> list[str]:

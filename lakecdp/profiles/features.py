@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pyspark.sql import Column, DataFrame, Window, functions as F
+from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.lake.tables import PROFILE_FEATURES
 
@@ -32,9 +32,10 @@ def _is(event: str) -> Column:
     return F.col("event") == event
 
 
-def _activity(seen: DataFrame, as_of: Column) -> DataFrame:
+def _activity(as_of: Column) -> list[Column]:
+    """Counts, sums and latest values that need nothing but the customer's own rows."""
     is_order = _is(ORDER)
-    return seen.groupBy("customer_id").agg(
+    return [
         F.min("timestamp").alias("first_seen_at"),
         F.max("timestamp").alias("last_activity_at"),
         F.count("*").alias("events_total"),
@@ -48,7 +49,8 @@ def _activity(seen: DataFrame, as_of: Column) -> DataFrame:
         _count(_is(SEARCH) & _within(as_of, "7d")).alias("searches_7d"),
         _count(_is(CART_ADD)).alias("cart_adds"),
         _count(_is(CART_ADD) & _within(as_of, "24h")).alias("cart_adds_24h"),
-        F.count_distinct(F.when(_is(CART_ADD) & _within(as_of, "24h"), F.col("category"))).alias("cart_add_categories_24h"),
+        # collect_set, not count_distinct: a distinct aggregate costs the whole query a second shuffle.
+        F.size(F.collect_set(F.when(_is(CART_ADD) & _within(as_of, "24h"), F.col("category")))).cast("long").alias("cart_add_categories_24h"),
         _count(_is(CHECKOUT)).alias("checkouts_started"),
         _count(is_order).alias("orders"),
         _count(is_order & _within(as_of, "30d")).alias("orders_30d"),
@@ -65,68 +67,68 @@ def _activity(seen: DataFrame, as_of: Column) -> DataFrame:
             F.max_by(column, F.when(F.col(column).isNotNull(), F.col("timestamp"))).alias(column)
             for column in ("country", "city", "timezone")
         ],
-    )
+    ]
 
 
-def _category_views(seen: DataFrame, as_of: Column) -> DataFrame:
-    """Product views per category in each window, as maps {category: views}."""
-    per_category = (
-        seen.filter(_is(PRODUCT_VIEW) & F.col("category").isNotNull() & _within(as_of, "30d"))
-        .groupBy("customer_id", "category")
-        .agg(*[_count(_within(as_of, w)).alias(f"n_{w}") for w in WINDOWS])
-    )
-    return per_category.groupBy("customer_id").agg(
-        *[
-            F.map_from_entries(F.collect_list(F.when(F.col(f"n_{w}") > 0, F.struct("category", F.col(f"n_{w}"))))).alias(f"category_views_{w}")
-            for w in WINDOWS
-        ],
-        F.count("*").alias("distinct_categories_30d"),
-    )
+# Features that depend on other aggregates (the last order's time) or on counts per value
+# (views per category, events per device) are computed from small per-customer lists after
+# the one aggregation: every feature costs a single shuffle, which is most of a stream
+# micro-batch's profile time (a groupBy or window per feature family cost one Spark job each).
 
-
-def _since_last_order(seen: DataFrame, activity: DataFrame) -> DataFrame:
-    """The open cart (added minus removed value) and checkouts since the customer's last order."""
+def _collected(as_of: Column) -> list[Column]:
+    """Per-customer lists the derived features below are computed from."""
     item_value = F.coalesce(F.col("price"), F.lit(0.0)) * F.coalesce(F.col("quantity"), F.lit(1))
-    after_order = seen.alias("ev").join(activity.select("customer_id", "last_order_at").alias("a"), on="customer_id", how="inner").filter(
-        F.col("a.last_order_at").isNull() | (F.col("ev.timestamp") > F.col("a.last_order_at"))
-    )
-    return after_order.groupBy("customer_id").agg(
-        (
-            F.coalesce(F.sum(F.when(_is(CART_ADD), item_value)), F.lit(0.0))
-            - F.coalesce(F.sum(F.when(_is(CART_REMOVE), item_value)), F.lit(0.0))
-        ).alias("open_cart_value"),
-        _count(_is(CART_ADD)).alias("adds_since_order"),
-        _count(_is(CHECKOUT)).alias("checkouts_without_order"),
-    )
-
-
-def _devices_and_hours(seen: DataFrame) -> DataFrame:
-    """Device shares, the top device, and the local hour the customer is most active in."""
+    signed_value = F.when(_is(CART_ADD), item_value).when(_is(CART_REMOVE), -item_value).otherwise(F.lit(0.0))
     # Deliveries are stamped by the ESP, not by the customer: they say nothing about habits.
-    own = seen.filter(~_is(EMAIL_SEND))
-    devices = own.filter(F.col("device_type").isNotNull()).groupBy("customer_id", "device_type").count()
-    by_share = Window.partitionBy("customer_id").orderBy(F.desc("count"), F.asc("device_type"))
-    device_mix = (
-        devices.withColumn("share", F.col("count") / F.sum("count").over(Window.partitionBy("customer_id")))
-        .withColumn("rank", F.row_number().over(by_share))
-        .groupBy("customer_id")
-        .agg(
-            F.map_from_entries(F.collect_list(F.struct("device_type", "share"))).alias("device_mix"),
-            F.max_by("device_type", -F.col("rank")).alias("top_device_type"),
-        )
-    )
+    own = ~_is(EMAIL_SEND)
     local_hour = F.hour(F.from_utc_timestamp(F.col("timestamp"), F.col("timezone")))
-    by_hour = Window.partitionBy("customer_id").orderBy(F.desc("count"), F.asc("local_hour"))
-    hours = (
-        own.filter(F.col("timezone").isNotNull())
-        .withColumn("local_hour", local_hour)
-        .groupBy("customer_id", "local_hour")
-        .count()
-        .withColumn("rank", F.row_number().over(by_hour))
-        .filter(F.col("rank") == 1)
-        .select("customer_id", F.col("local_hour").alias("preferred_local_hour"))
-    )
-    return device_mix.join(hours, on="customer_id", how="full")
+    return [
+        F.collect_list(
+            F.when(_is(CART_ADD) | _is(CART_REMOVE) | _is(CHECKOUT), F.struct(F.col("timestamp").alias("at"), F.col("event"), signed_value.alias("value")))
+        ).alias("_cart"),
+        F.collect_list(
+            F.when(_is(PRODUCT_VIEW) & F.col("category").isNotNull() & _within(as_of, "30d"), F.struct(F.col("timestamp").alias("at"), F.col("category")))
+        ).alias("_views_30d"),
+        F.collect_list(F.when(own, F.col("device_type"))).alias("_devices"),
+        # mode(deterministic): the most frequent value, the lowest one on a tie.
+        F.mode(F.when(own, F.col("device_type")), deterministic=True).alias("top_device_type"),
+        F.mode(F.when(own & F.col("timezone").isNotNull(), local_hour), deterministic=True).alias("preferred_local_hour"),
+    ]
+
+
+def _since_last_order() -> dict[str, Column]:
+    """The open cart (added minus removed value) and checkouts since the customer's last order."""
+    after_order = F.filter("_cart", lambda x: F.col("last_order_at").isNull() | (x["at"] > F.col("last_order_at")))
+    return {
+        "open_cart_value": F.greatest(F.aggregate(after_order, F.lit(0.0), lambda total, x: total + x["value"]), F.lit(0.0)),
+        "has_open_cart": F.coalesce(F.exists(after_order, lambda x: x["event"] == CART_ADD), F.lit(False)),
+        "checkouts_without_order": F.size(F.filter(after_order, lambda x: x["event"] == CHECKOUT)).cast("long"),
+    }
+
+
+def _counts_by(values: Column, keys: Column) -> Column:
+    """[(key, n)] for each of `keys` (sorted, distinct): how often it occurs in `values`."""
+    return F.transform(keys, lambda k: F.struct(k.alias("key"), F.size(F.filter(values, lambda v: v == k)).cast("long").alias("n")))
+
+
+def _category_views(as_of: Column) -> dict[str, Column]:
+    """Product views per category in each window, as maps {category: views}; null without views in 30 days."""
+    categories = F.array_sort(F.array_distinct(F.transform("_views_30d", lambda v: v["category"])))
+    has_views = F.size("_views_30d") > 0
+    maps = {}
+    for w in WINDOWS:
+        in_window = F.transform(F.filter("_views_30d", lambda v: v["at"] > as_of - F.make_dt_interval(secs=F.lit(WINDOWS[w].total_seconds()))), lambda v: v["category"])
+        counts = F.filter(_counts_by(in_window, categories), lambda c: c["n"] > 0)
+        maps[f"category_views_{w}"] = F.when(has_views, F.map_from_entries(counts))
+    return {**maps, "distinct_categories_30d": F.size(categories).cast("long")}
+
+
+def _device_mix() -> Column:
+    """{device type: share of the customer's own events that carry a device type}."""
+    devices = F.col("_devices")   # collect_list dropped the nulls
+    counts = _counts_by(devices, F.array_sort(F.array_distinct(devices)))
+    shares = F.transform(counts, lambda c: F.struct(c["key"], c["n"] / F.size(devices)))
+    return F.when(F.size(devices) > 0, F.map_from_entries(shares))
 
 
 def build_profile_features(events: DataFrame, as_of: datetime) -> DataFrame:
@@ -135,19 +137,18 @@ def build_profile_features(events: DataFrame, as_of: datetime) -> DataFrame:
     Event time decides, so late or out-of-order events land in the windows they belong to.
     """
     as_of_ts = F.lit(as_of).cast("timestamp")
-    seen = events.filter(F.col("timestamp") <= as_of_ts)
-    activity = _activity(seen, as_of_ts)
     return (
-        activity.join(_since_last_order(seen, activity), on="customer_id", how="left")
-        .join(_category_views(seen, as_of_ts), on="customer_id", how="left")
-        .join(_devices_and_hours(seen), on="customer_id", how="left")
-        .withColumn("recency_days", (F.unix_timestamp(as_of_ts) - F.unix_timestamp("last_order_at")) / 86400.0)
-        .withColumn("frequency", F.col("orders"))
-        .withColumn("avg_order_value", F.when(F.col("orders") > 0, F.col("monetary") / F.col("orders")))
-        .withColumn("has_open_cart", F.coalesce(F.col("adds_since_order"), F.lit(0)) > 0)
-        .withColumn("open_cart_value", F.greatest(F.coalesce(F.col("open_cart_value"), F.lit(0.0)), F.lit(0.0)))
-        .withColumn("checkouts_without_order", F.coalesce(F.col("checkouts_without_order"), F.lit(0)))
-        .withColumn("distinct_categories_30d", F.coalesce(F.col("distinct_categories_30d"), F.lit(0)))
-        .withColumn("as_of", as_of_ts)
+        events.filter(F.col("timestamp") <= as_of_ts)
+        .groupBy("customer_id")
+        .agg(*_activity(as_of_ts), *_collected(as_of_ts))
+        .withColumns(_since_last_order())
+        .withColumns(_category_views(as_of_ts))
+        .withColumns({
+            "device_mix": _device_mix(),
+            "recency_days": (F.unix_timestamp(as_of_ts) - F.unix_timestamp("last_order_at")) / 86400.0,
+            "frequency": F.col("orders"),
+            "avg_order_value": F.when(F.col("orders") > 0, F.col("monetary") / F.col("orders")),
+            "as_of": as_of_ts,
+        })
         .select(*PROFILE_FEATURES.columns)
     )

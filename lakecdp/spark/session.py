@@ -48,6 +48,11 @@ def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = 
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # PySpark 4 otherwise captures the Python call site for every Column and DataFrame call,
+        # several JVM round trips each (SPARK-50310 added this switch for that cost): about a
+        # third of a small stream micro-batch was spent there. Errors still name the failing
+        # expression; they just lose the Python line of the DataFrame call.
+        "spark.python.sql.dataFrameDebugging.enabled": "false",
     }
     if delta_spark:
         conf.update(DELTA_SPARK_CONF)

@@ -8,7 +8,7 @@ import pytest
 
 from lakecdp.lake.tables import EVENTS
 from lakecdp.profiles import build_profile_features
-from lakecdp.segments import RuleError, evaluate_segments, parse_segments, plan_membership
+from lakecdp.segments import RuleError, compare_membership, evaluate_segments, parse_segments, plan_membership
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
 H = timedelta(hours=1)
@@ -125,7 +125,7 @@ def test_plan_membership_keeps_entry_time_and_records_transitions(spark):
         [("s", "stays", earlier, "v1", None, earlier), ("s", "leaves", earlier, "v1", None, earlier)],
         "segment string, customer_id string, entered_at timestamp, rule_version string, reason string, evaluated_at timestamp",
     )
-    membership, transitions = plan_membership(evaluated, current, NOW)
+    membership, transitions = plan_membership(compare_membership(evaluated, current), NOW)
     entered_at = {r.customer_id: r.entered_at.replace(tzinfo=timezone.utc) for r in membership.collect()}
     assert entered_at == {"stays": earlier, "enters": NOW}
     moves = sorted((r.customer_id, r.transition, r.reason) for r in transitions.collect())
