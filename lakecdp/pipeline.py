@@ -45,7 +45,7 @@ def update_identity_links(lake: Lake, batch_events: DataFrame, *, txn: AppTxn | 
     links = links_from_events(batch_events).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         rows = links.select("anonymous_id", "customer_id").collect()
-        if rows or txn is not None:
+        if rows:
             lake.merge("identity_links", links, update_columns=[], txn=txn)
         return sorted({r.anonymous_id for r in rows} | {r.customer_id for r in rows})
     finally:

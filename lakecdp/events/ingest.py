@@ -72,7 +72,7 @@ def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None)
         ).first()
         fresh_count = fresh.count()
         lake.append("events", fresh, txn=txn)
-        if counts["rejected"] or txn is not None:
+        if counts["rejected"]:
             lake.append("quarantine", rejected, txn=txn)
         if counts["identifies"]:
             upsert_contacts(lake, batch.contacts, txn=txn)

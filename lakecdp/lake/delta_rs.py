@@ -61,9 +61,12 @@ class DeltaRsEngine(LakeEngine):
     def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None:
         if self._already_committed(path, txn):
             return
+        data = to_arrow(spec, df)
+        if data.num_rows == 0:
+            return   # nothing to replay either: an empty commit would only lengthen the log
         write_deltalake(
             path,
-            to_arrow(spec, df),
+            data,
             mode="append",
             # A nullable column declared after the table was created (tables.py) is added on the next
             # append instead of failing it; only declared columns are ever written (to_arrow).
@@ -85,9 +88,12 @@ class DeltaRsEngine(LakeEngine):
         if self._already_committed(path, txn):
             return
         self.create(spec, path)
+        source = to_arrow(spec, df)
+        if source.num_rows == 0 and delete_missing is None:
+            return   # an empty source neither updates nor inserts
         on = " AND ".join(f't."{k}" = s."{k}"' for k in spec.keys)
         merger = self._table(path).merge(
-            source=to_arrow(spec, df), predicate=on, source_alias="s", target_alias="t", commit_properties=_commit(txn)
+            source=source, predicate=on, source_alias="s", target_alias="t", commit_properties=_commit(txn)
         )
         if update_columns is None:
             merger = merger.when_matched_update_all()
