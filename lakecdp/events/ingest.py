@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession, functions as F
 
 from lakecdp.config.models import EventSettings
 from lakecdp.events.contacts import contacts_from_identifies, upsert_contacts
-from lakecdp.events.normalize import filter_new_messages, parse_lines, to_bronze, to_quarantine, with_rejection_reason
+from lakecdp.events.normalize import event_date, filter_new_messages, parse_lines, to_bronze, to_quarantine, with_rejection_reason
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.privacy.pseudonyms import Pseudonymizer
 
@@ -60,30 +60,25 @@ def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSet
 
 def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None) -> IngestResult:
     """New valid events -> bronze, new rejects -> quarantine; with `txn`, a replayed batch is a no-op."""
+    counts = batch.checked.agg(
+        F.count("*").alias("lines"), F.count("reason").alias("rejected"),
+        F.count(F.when(F.col("reason").isNull() & (F.col("e.type") == "identify"), True)).alias("identifies"),
+        F.collect_set(F.when(F.col("reason").isNull(), event_date(F.col("event_ts")))).alias("dates"),
+    ).first()
     # A resent message keeps its timestamp, so only bronze partitions of the batch's event dates can hold it.
-    dates = [r.event_date for r in batch.valid.select("event_date").distinct().collect()]
-    existing = lake.read("events").filter(F.col("event_date").isin(dates))
-    fresh = filter_new_messages(batch.valid, existing).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
+    existing = lake.read("events").filter(F.col("event_date").isin(counts["dates"]))
+    events = lake.append("events", filter_new_messages(batch.valid, existing), txn=txn)
+    if counts["rejected"]:
         rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
-        counts = batch.checked.agg(
-            F.count("*").alias("lines"), F.count("reason").alias("rejected"),
-            F.count(F.when(F.col("reason").isNull() & (F.col("e.type") == "identify"), True)).alias("identifies"),
-        ).first()
-        fresh_count = fresh.count()
-        lake.append("events", fresh, txn=txn)
-        if counts["rejected"]:
-            lake.append("quarantine", rejected, txn=txn)
-        if counts["identifies"]:
-            upsert_contacts(lake, batch.contacts, txn=txn)
-        return IngestResult(
-            lines=counts["lines"],
-            events=fresh_count,
-            quarantined=counts["rejected"],
-            duplicates=counts["lines"] - counts["rejected"] - fresh_count,
-        )
-    finally:
-        fresh.unpersist()
+        lake.append("quarantine", rejected, txn=txn)
+    if counts["identifies"]:
+        upsert_contacts(lake, batch.contacts, txn=txn)
+    return IngestResult(
+        lines=counts["lines"],
+        events=events,
+        quarantined=counts["rejected"],
+        duplicates=counts["lines"] - counts["rejected"] - events,
+    )
 
 
 def ingest_lines(

@@ -104,7 +104,7 @@ def to_bronze(valid: DataFrame, pseudonyms: Pseudonymizer) -> DataFrame:
         # One parse for the three (three get_json_object calls parse the line three times).
         F.json_tuple("raw", "properties", "traits", "context").alias("properties_json", "traits_raw", "context_raw"),
         F.col("source_file"),
-        F.to_date("event_ts").alias("event_date"),
+        event_date(F.col("event_ts")).alias("event_date"),
     ).select(
         *EVENTS.columns[: EVENTS.columns.index("properties_json") + 1],
         # Contact PII goes to `customers` (lakecdp.events.contacts), never to bronze.
@@ -113,6 +113,11 @@ def to_bronze(valid: DataFrame, pseudonyms: Pseudonymizer) -> DataFrame:
         "source_file",
         "event_date",
     )
+
+
+def event_date(timestamp: Column) -> Column:
+    """The bronze partition of an event: its UTC date."""
+    return F.to_date(timestamp)
 
 
 def to_quarantine(rejected: DataFrame, *, quarantined_at: datetime) -> DataFrame:

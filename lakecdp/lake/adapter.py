@@ -62,12 +62,13 @@ class Lake:
             raise LakeError(f"table {name}: pass version or as_of, not both")
         return self.engine.read(table(name), self.path(name), version=version, as_of=as_of)
 
-    def append(self, name: str, df: DataFrame, *, txn: AppTxn | None = None) -> None:
-        """Append rows; with `txn`, a replay of an already committed (app_id, version) is a no-op."""
+    def append(self, name: str, df: DataFrame, *, txn: AppTxn | None = None) -> int:
+        """Append rows and return how many were written; with `txn`, a replay of an already
+        committed (app_id, version) is a no-op that writes 0."""
         spec = table(name)
         if not self.exists(name):
             self.engine.create(spec, self.path(name))
-        self.engine.append(spec, self.path(name), df, txn)
+        return self.engine.append(spec, self.path(name), df, txn)
 
     def merge(
         self,

@@ -58,12 +58,12 @@ class DeltaRsEngine(LakeEngine):
             reader = reader.option("basePath", _local(path))
         return reader.parquet(*[_local(uri) for uri in uris]).select(*spec.columns)
 
-    def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None:
+    def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
         if self._already_committed(path, txn):
-            return
+            return 0
         data = to_arrow(spec, df)
         if data.num_rows == 0:
-            return   # nothing to replay either: an empty commit would only lengthen the log
+            return 0   # nothing to replay either: an empty commit would only lengthen the log
         write_deltalake(
             path,
             data,
@@ -75,6 +75,7 @@ class DeltaRsEngine(LakeEngine):
             storage_options=self.storage_options or None,
             commit_properties=_commit(txn),
         )
+        return data.num_rows
 
     def merge(
         self,

@@ -66,11 +66,19 @@ class DeltaSparkEngine(LakeEngine):
             reader = reader.option("timestampAsOf", as_of.isoformat())
         return reader.load(path).select(*spec.columns)
 
-    def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None:
-        writer = conform(spec, df).write.format("delta").mode("append").partitionBy(*spec.partition_by)
-        if txn is not None:
-            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
-        writer.save(path)
+    def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
+        committed = None if txn is None else self.committed_version(path, txn.app_id)
+        if committed is not None and committed >= txn.version:
+            return 0   # Delta would skip the replayed write anyway; this keeps the count honest
+        rows = conform(spec, df).persist()
+        try:
+            writer = rows.write.format("delta").mode("append").partitionBy(*spec.partition_by)
+            if txn is not None:
+                writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
+            writer.save(path)
+            return rows.count()
+        finally:
+            rows.unpersist()
 
     def merge(
         self,

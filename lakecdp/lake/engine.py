@@ -47,7 +47,8 @@ class LakeEngine(ABC):
     def read(self, spec: TableSpec, path: str, *, version: int | None, as_of: datetime | None) -> DataFrame: ...
 
     @abstractmethod
-    def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None: ...
+    def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
+        """Append rows; returns the rows written (0 when `txn` was already committed)."""
 
     @abstractmethod
     def merge(
