@@ -39,6 +39,7 @@ class PreparedBatch:
     contacts: DataFrame   # identify traits' email and names, bound for `customers` (not bronze)
 
     def release(self) -> None:
+        self.valid.unpersist()
         self.checked.unpersist()
 
 
@@ -52,7 +53,9 @@ def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSet
     accepted = checked.filter(F.col("reason").isNull())
     return PreparedBatch(
         checked=checked,
-        valid=to_bronze(accepted, pseudonyms),
+        # Cached too: bronze, identity links, consent facts and touched customers all read the
+        # bronze rows, and deriving them (JSON re-parse, four HMACs per event) is the costly part.
+        valid=to_bronze(accepted, pseudonyms).persist(StorageLevel.MEMORY_AND_DISK),
         rejected=to_quarantine(checked.filter(F.col("reason").isNotNull()), quarantined_at=received_at),
         contacts=contacts_from_identifies(accepted, pseudonyms),
     )

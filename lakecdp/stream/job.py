@@ -166,10 +166,12 @@ def run_stream(
         writer = writer.trigger(processingTime=f"{int(settings.stream.trigger.total_seconds() * 1000)} milliseconds")
     query = writer.queryName(f"lakecdp_events_{abs(hash(checkpoint)) % 10_000}").start()
     stop_timers = threading.Event()
+    timers = None
     if mode == "continuous":
         # Time-driven flips (absence deadlines, windows sliding) need no new event: a tick
         # every stream.timer_interval re-evaluates the customers whose timers are due.
-        threading.Thread(target=_tick_timers, args=(processor, settings, stop_timers), daemon=True, name="segment-timers").start()
+        timers = threading.Thread(target=_tick_timers, args=(processor, settings, stop_timers), daemon=True, name="segment-timers")
+        timers.start()
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     try:
         while not query.awaitTermination(1):
@@ -179,6 +181,9 @@ def run_stream(
         stop_timers.set()
         if query.isActive:
             _stop_between_batches(query, grace_seconds=settings.stream.stop_grace.total_seconds())
+        if timers is not None:
+            # A tick in flight finishes before the caller may stop the Spark session under it.
+            timers.join(timeout=settings.stream.stop_grace.total_seconds())
     if query.exception() is not None:
         raise RuntimeError(f"stream stopped with an error: {query.exception()}")
     return run
