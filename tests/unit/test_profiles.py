@@ -90,3 +90,17 @@ def test_a_customer_with_almost_nothing_gets_safe_defaults(profiles):
 
 def test_output_matches_the_declared_table(spark, profiles):
     assert list(next(iter(profiles.values())).asDict()) == list(PROFILE_FEATURES.columns)
+
+
+def test_ties_pick_the_first_device_alphabetically_and_the_earliest_local_hour(spark):
+    utc = {"timezone": "UTC"}
+    rows = [
+        ("t", "Page Viewed", NOW - 2 * H, None, None, {**utc, "device_type": "tablet"}),    # local hour 10
+        ("t", "Page Viewed", NOW - 3 * H, None, None, {**utc, "device_type": "desktop"}),   # local hour 9
+        ("t", "Email Delivered", NOW - 3 * H, None, None, {**utc, "device_type": "desktop"}),  # the ESP's, not the customer's
+        ("t", "Product Viewed", NOW - 30 * 24 * H - H, "toys", 5.0, {}),   # outside 30 days: no category map
+    ]
+    t = build_profile_features(events_df(spark, rows), NOW).first()
+    assert t.top_device_type == "desktop" and t.device_mix == {"desktop": 0.5, "tablet": 0.5}
+    assert t.preferred_local_hour == 9
+    assert t.category_views_30d is None and t.distinct_categories_30d == 0 and t.product_views == 1
