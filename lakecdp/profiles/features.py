@@ -20,8 +20,10 @@ EMAIL_CLICK = "Email Link Clicked"
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
-def _within(as_of: Column, window: str) -> Column:
-    return F.col("timestamp") > as_of - F.make_dt_interval(secs=F.lit(WINDOWS[window].total_seconds()))
+def _within(as_of: Column, window: str, at: Column | None = None) -> Column:
+    """`at` (the event's timestamp by default) falls in `window` counting back from `as_of`."""
+    at = F.col("timestamp") if at is None else at
+    return at > as_of - F.make_dt_interval(secs=F.lit(WINDOWS[window].total_seconds()))
 
 
 def _count(condition: Column) -> Column:
@@ -117,7 +119,7 @@ def _category_views(as_of: Column) -> dict[str, Column]:
     has_views = F.size("_views_30d") > 0
     maps = {}
     for w in WINDOWS:
-        in_window = F.transform(F.filter("_views_30d", lambda v: v["at"] > as_of - F.make_dt_interval(secs=F.lit(WINDOWS[w].total_seconds()))), lambda v: v["category"])
+        in_window = F.transform(F.filter("_views_30d", lambda v: _within(as_of, w, at=v["at"])), lambda v: v["category"])
         counts = F.filter(_counts_by(in_window, categories), lambda c: c["n"] > 0)
         maps[f"category_views_{w}"] = F.when(has_views, F.map_from_entries(counts))
     return {**maps, "distinct_categories_30d": F.size(categories).cast("long")}
