@@ -19,6 +19,7 @@ from lakecdp.profiles import build_profile_features
 from lakecdp.segments.compile import evaluate_segments
 from lakecdp.segments.membership import compare_membership, plan_membership
 from lakecdp.segments.rules import Segment
+from lakecdp.spark.together import run_together
 from lakecdp.triggers.outbox import entries_to_enqueue
 
 
@@ -139,17 +140,21 @@ def refresh_membership(
     # Cached once: membership, transitions, timers and sizes are all cheap projections of it.
     compared = compare_membership(evaluated, current).persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        # The first action fills the cache; the four writes below then only project it.
+        sizes = dict(compared.filter("is_member").groupBy("segment").count().collect())
         membership, transitions = plan_membership(compared, as_of)
-        lake.append("segment_transitions", transitions, txn=txn)
-        if any(s.trigger is not None for s in segments):
-            # Insert-only: a replayed entry never resets a send that already went out.
-            lake.merge("trigger_outbox", entries_to_enqueue(transitions, segments, as_of), update_columns=[], txn=txn)
-        lake.merge("segment_membership", membership, update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn)
         due = compared.filter(F.col("next_check_at").isNotNull()).select(
             "segment", "customer_id", F.col("next_check_at").alias("due_at"), "rule_version"
         )
-        lake.merge("segment_timers", due, delete_missing=scope, txn=txn)
-        sizes = dict(compared.filter("is_member").groupBy("segment").count().collect())
+        writes = [
+            lambda: lake.append("segment_transitions", transitions, txn=txn),
+            lambda: lake.merge("segment_membership", membership, update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn),
+            lambda: lake.merge("segment_timers", due, delete_missing=scope, txn=txn),
+        ]
+        if any(s.trigger is not None for s in segments):
+            # Insert-only: a replayed entry never resets a send that already went out.
+            writes.append(lambda: lake.merge("trigger_outbox", entries_to_enqueue(transitions, segments, as_of), update_columns=[], txn=txn))
+        run_together(*writes)   # four tables, one cached frame
         return {name: sizes.get(name, 0) for name in names}
     finally:
         compared.unpersist()

@@ -26,7 +26,7 @@ class LandingSettings(_Strict):
 class SparkSettings(_Strict):
     master: str = "local[*]"
     app_name: str = "lakecdp"
-    shuffle_partitions: int = Field(default=4, ge=1)
+    shuffle_partitions: int = Field(default=2, ge=1)
     driver_memory: str = "4g"
     conf: dict[str, str] = Field(default_factory=dict)
 

@@ -12,6 +12,7 @@ from lakecdp.events.contacts import contacts_from_identifies, upsert_contacts
 from lakecdp.events.normalize import event_date, filter_new_messages, parse_lines, to_bronze, to_quarantine, with_rejection_reason
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.privacy.pseudonyms import Pseudonymizer
+from lakecdp.spark.together import run_together
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,13 @@ def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None)
     ).first()
     # A resent message keeps its timestamp, so only bronze partitions of the batch's event dates can hold it.
     existing = lake.read("events").filter(F.col("event_date").isin(counts["dates"]))
-    events = lake.append("events", filter_new_messages(batch.valid, existing), txn=txn)
+    writes = [lambda: lake.append("events", filter_new_messages(batch.valid, existing), txn=txn)]
     if counts["rejected"]:
         rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
-        lake.append("quarantine", rejected, txn=txn)
+        writes.append(lambda: lake.append("quarantine", rejected, txn=txn))
     if counts["identifies"]:
-        upsert_contacts(lake, batch.contacts, txn=txn)
+        writes.append(lambda: upsert_contacts(lake, batch.contacts, txn=txn))
+    events = run_together(*writes)[0]   # three tables from the one cached batch
     return IngestResult(
         lines=counts["lines"],
         events=events,

@@ -60,6 +60,10 @@ def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = 
         # Spark checks them with a distributed listing job, ~300 ms per read of a 40-file table
         # against ~60 ms listed on the driver (local files; S3 tables are read through Arrow).
         "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
+        # Spark keeps 100 compiled classes by default; one stream micro-batch generates ~200, so each
+        # batch evicted the last one's and compiled them all again: 195 Janino compiles (1.2-2.4 s) per
+        # 1k-event batch, 10-30 with room for 1000. The classes are small (tens of KB each).
+        "spark.sql.codegen.cache.maxEntries": "1000",
     }
     if delta_spark:
         conf.update(DELTA_SPARK_CONF)

@@ -33,6 +33,7 @@ from lakecdp.pipeline import (
 )
 from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
 from lakecdp.segments import parse_segments
+from lakecdp.spark.together import run_together
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,16 @@ class BatchProcessor:
         timer = _StepTimer()
         batch = prepare_batch(lines, received_at=now, settings=self.settings.events, pseudonyms=self.lake.pseudonyms)
         try:
-            result = timer("bronze", commit_batch, self.lake, batch, txn=txn)
-            linked = timer("identity", update_identity_links, self.lake, batch.valid, txn=txn)
-            timer("consent", record_consent, self.lake, entries_from_events(batch.valid, self.consent_rules, now))
-            customers = timer("touched", touched_customers, self.lake, batch.valid, linked)
+            def touched() -> list[str]:
+                linked = timer("identity", update_identity_links, self.lake, batch.valid, txn=txn)
+                return timer("touched", touched_customers, self.lake, batch.valid, linked)
+
+            # Bronze, identity links and consent write different tables from the same batch rows.
+            result, customers, _ = run_together(
+                lambda: timer("bronze", commit_batch, self.lake, batch, txn=txn),
+                touched,
+                lambda: timer("consent", record_consent, self.lake, entries_from_events(batch.valid, self.consent_rules, now)),
+            )
             # A backfill touching most customers is cheaper as one full recompute than as a huge IN-list.
             scope = None if len(customers) > self.settings.stream.full_refresh_above else customers
             if customers:
