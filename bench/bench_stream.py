@@ -154,7 +154,8 @@ def main() -> None:
         warming, latencies, batches = latency(spark, settings, work, args.rate, args.warmup, args.seconds)
         steps = sorted({step for b in batches for step in b["seconds"]})
         medians = {step: statistics.median(b["seconds"].get(step, 0.0) for b in batches) for step in steps}
-        print(f"  {len(batches)} live batches, median {statistics.median(b['events'] for b in batches) if batches else 0:.0f} events; "
+        print(f"  {len(batches)} live batches, median {statistics.median(b['events'] for b in batches) if batches else 0:.0f} events "
+              f"touching {statistics.median(b['customers'] for b in batches) if batches else 0:.0f} customers; "
               "median seconds by step: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
         for label, values in ((f"first {args.warmup} s", warming), (f"next {args.seconds} s", latencies)):
             if not values:

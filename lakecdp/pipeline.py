@@ -154,7 +154,7 @@ def refresh_membership(
         if any(s.trigger is not None for s in segments):
             # Insert-only: a replayed entry never resets a send that already went out.
             writes.append(lambda: lake.merge("trigger_outbox", entries_to_enqueue(transitions, segments, as_of), update_columns=[], txn=txn))
-        run_together(*writes)   # four tables, one cached frame
+        run_together(lake.spark, *writes)   # four tables, one cached frame
         return {name: sizes.get(name, 0) for name in names}
     finally:
         compared.unpersist()

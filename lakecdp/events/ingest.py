@@ -77,7 +77,7 @@ def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None)
         writes.append(lambda: lake.append("quarantine", rejected, txn=txn))
     if counts["identifies"]:
         writes.append(lambda: upsert_contacts(lake, batch.contacts, txn=txn))
-    events = run_together(*writes)[0]   # three tables from the one cached batch
+    events = run_together(lake.spark, *writes)[0]   # three tables from the one cached batch
     return IngestResult(
         lines=counts["lines"],
         events=events,

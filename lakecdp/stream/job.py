@@ -113,6 +113,7 @@ class BatchProcessor:
 
             # Bronze, identity links and consent write different tables from the same batch rows.
             result, customers, _ = run_together(
+                self.lake.spark,
                 lambda: timer("bronze", commit_batch, self.lake, batch, txn=txn),
                 touched,
                 lambda: timer("consent", record_consent, self.lake, entries_from_events(batch.valid, self.consent_rules, now)),
