@@ -117,9 +117,16 @@ stop() {
     pgrep -g "$pgid" >/dev/null 2>&1 || { rm -f "$PIDFILE"; echo "airflow stopped"; return 0; }
     sleep 1
   done
-  echo "process group $pgid ignored TERM for 60 s: sending KILL"
+  # Name what lingered (command lines only), so a slow component can be found in the log.
+  echo "process group $pgid ignored TERM for 60 s: sending KILL to"
+  pgrep -a -g "$pgid" | cut -c1-200 || true
   kill -KILL -- "-$pgid" 2>/dev/null || true
-  rm -f "$PIDFILE"
+  for _ in $(seq 1 10); do
+    pgrep -g "$pgid" >/dev/null 2>&1 || { rm -f "$PIDFILE"; echo "airflow stopped (killed)"; return 0; }
+    sleep 1
+  done
+  echo "process group $pgid survived KILL" >&2
+  exit 1
 }
 
 status() {
