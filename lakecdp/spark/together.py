@@ -14,9 +14,10 @@ def run_together(spark: SparkSession, *steps: Callable[[], Any]) -> list[Any]:
 
     One step alone leaves cores idle between its jobs (planning, the Arrow transfer to the
     driver, the delta-rs commit); steps that write different tables fill those gaps (a
-    500-event stream micro-batch: 6.6 s one after another, 5.5 s together). Each thread inherits the caller's Spark local properties (job group, so
-    stopping a stream cancels their jobs too). Every step finishes before the first error is
-    raised: a failed batch never leaves a step running into its replay.
+    500-event stream micro-batch: 6.6 s one after another, 5.5 s together). Each thread
+    inherits the caller's Spark local properties (job group, so stopping a stream cancels
+    their jobs too). Every step finishes before the first error is raised: a failed batch
+    never leaves a step running into its replay.
     """
     if len(steps) == 1:
         return [steps[0]()]
