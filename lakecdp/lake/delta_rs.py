@@ -59,7 +59,7 @@ class DeltaRsEngine(LakeEngine):
         return reader.parquet(*[_local(uri) for uri in uris]).select(*spec.columns)
 
     def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
-        if self._already_committed(path, txn):
+        if self.already_committed(path, txn):
             return 0
         data = to_arrow(spec, df)
         if data.num_rows == 0:
@@ -86,7 +86,7 @@ class DeltaRsEngine(LakeEngine):
         update_columns: Sequence[str] | None,
         delete_missing: Where | None,
     ) -> None:
-        if self._already_committed(path, txn):
+        if self.already_committed(path, txn):
             return
         self.create(spec, path)
         source = to_arrow(spec, df)
@@ -106,7 +106,7 @@ class DeltaRsEngine(LakeEngine):
         merger.execute()
 
     def overwrite(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None:
-        if self._already_committed(path, txn):
+        if self.already_committed(path, txn):
             return
         self.create(spec, path)
         write_deltalake(
@@ -125,7 +125,7 @@ class DeltaRsEngine(LakeEngine):
         return int(metrics.get("num_deleted_rows", 0))
 
     def overwrite_partition(self, spec: TableSpec, path: str, df: DataFrame, partition: Where, txn: AppTxn | None) -> None:
-        if self._already_committed(path, txn):
+        if self.already_committed(path, txn):
             return
         _check_partition(spec, partition)
         self.create(spec, path)
@@ -171,12 +171,6 @@ class DeltaRsEngine(LakeEngine):
         table.create_checkpoint()
         table.cleanup_metadata()
         table.alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})
-
-    def _already_committed(self, path: str, txn: AppTxn | None) -> bool:
-        if txn is None:
-            return False
-        committed = self.committed_version(path, txn.app_id)
-        return committed is not None and committed >= txn.version
 
 
 def arrow_schema(spec: TableSpec) -> pa.Schema:

@@ -67,8 +67,7 @@ class DeltaSparkEngine(LakeEngine):
         return reader.load(path).select(*spec.columns)
 
     def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
-        committed = None if txn is None else self.committed_version(path, txn.app_id)
-        if committed is not None and committed >= txn.version:
+        if self.already_committed(path, txn):
             return 0   # Delta would skip the replayed write anyway; this keeps the count honest
         rows = conform(spec, df).persist()
         try:

@@ -79,6 +79,13 @@ class LakeEngine(ABC):
     @abstractmethod
     def committed_version(self, path: str, app_id: str) -> int | None: ...
 
+    def already_committed(self, path: str, txn: AppTxn | None) -> bool:
+        """Whether the table at `path` already holds `txn`'s write (a replayed micro-batch)."""
+        if txn is None:
+            return False
+        committed = self.committed_version(path, txn.app_id)
+        return committed is not None and committed >= txn.version
+
     @abstractmethod
     def vacuum(self, path: str, retention_hours: int) -> list[str]: ...
 
