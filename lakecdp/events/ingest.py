@@ -64,14 +64,18 @@ def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSet
 
 def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None) -> IngestResult:
     """New valid events -> bronze, new rejects -> quarantine; with `txn`, a replayed batch is a no-op."""
+    is_valid = F.col("reason").isNull()
     counts = batch.checked.agg(
         F.count("*").alias("lines"), F.count("reason").alias("rejected"),
-        F.count(F.when(F.col("reason").isNull() & (F.col("e.type") == "identify"), True)).alias("identifies"),
-        F.collect_set(F.when(F.col("reason").isNull(), event_date(F.col("event_ts")))).alias("dates"),
+        F.count_distinct(F.when(is_valid, F.col("e.messageId"))).alias("distinct_ids"),
+        F.count(F.when(is_valid & (F.col("e.type") == "identify"), True)).alias("identifies"),
+        F.collect_set(F.when(is_valid, event_date(F.col("event_ts")))).alias("dates"),
     ).first()
     # A resent message keeps its timestamp, so only bronze partitions of the batch's event dates can hold it.
     existing = lake.read("events").filter(F.col("event_date").isin(counts["dates"]))
-    writes = [lambda: lake.append("events", filter_new_messages(batch.valid, existing), txn=txn)]
+    # Counting distinct ids is a shuffle of ids alone; it spares the common batch without repeats a shuffle of whole rows.
+    repeats = counts["distinct_ids"] < counts["lines"] - counts["rejected"]
+    writes = [lambda: lake.append("events", filter_new_messages(batch.valid, existing, repeats_in_batch=repeats), txn=txn)]
     if counts["rejected"]:
         rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
         writes.append(lambda: lake.append("quarantine", rejected, txn=txn))

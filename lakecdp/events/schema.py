@@ -42,3 +42,8 @@ RAW_EVENT_SCHEMA = T.StructType(
         T.StructField("context", _CONTEXT),
     ]
 )
+
+# Set by Spark's JSON reader to the line itself when the line is not a JSON object (broken JSON,
+# an array, a scalar): validity comes from the one parse, not a second pass over the text.
+CORRUPT_RECORD = "_corrupt_record"
+LINE_SCHEMA = T.StructType([*RAW_EVENT_SCHEMA.fields, T.StructField(CORRUPT_RECORD, T.StringType())])

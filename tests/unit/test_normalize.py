@@ -112,3 +112,17 @@ def test_duplicates_within_batch_and_against_bronze_are_dropped(spark):
     existing = spark.createDataFrame([("m3",), (None,)], "message_id string")
     fresh = filter_new_messages(to_bronze(checked, PSEUDONYMS), existing)
     assert sorted(r.message_id for r in fresh.collect()) == ["m1", "m2"]
+
+
+def test_a_batch_without_repeats_still_drops_what_bronze_has(spark):
+    # commit_batch skips the in-batch dedupe (a shuffle of whole rows) when its ids are all distinct.
+    checked = check(spark, [event(), event(messageId="m2"), event(messageId="m3")])
+    existing = spark.createDataFrame([("m3",), ("m9",)], "message_id string")
+    fresh = filter_new_messages(to_bronze(checked, PSEUDONYMS), existing, repeats_in_batch=False)
+    assert sorted(r.message_id for r in fresh.collect()) == ["m1", "m2"]
+
+
+def test_not_a_json_object_covers_broken_json_arrays_scalars_and_empty_lines(spark):
+    lines = ['{"broken', "[1, 2]", '[{"type": "track"}]', '"text"', "42", "null", ""]
+    checked = check(spark, lines)
+    assert [r.reason for r in checked.collect()] == ["not a JSON object"] * len(lines)
