@@ -1,6 +1,7 @@
 """profile_features: one row per customer, computed from bronze events as of an instant."""
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, functions as F
@@ -139,18 +140,39 @@ def build_profile_features(events: DataFrame, as_of: datetime) -> DataFrame:
     Event time decides, so late or out-of-order events land in the windows they belong to.
     """
     as_of_ts = F.lit(as_of).cast("timestamp")
-    return (
+    aggregates, derived = _profile_columns()
+    grouped = (
         events.filter(F.col("timestamp") <= as_of_ts)
-        .groupBy("customer_id")
-        .agg(*_activity(as_of_ts), *_collected(as_of_ts))
-        .withColumns(_since_last_order())
-        .withColumns(_category_views(as_of_ts))
-        .withColumns({
+        .withColumn(_AS_OF, as_of_ts)
+        .groupBy("customer_id", _AS_OF)   # as_of is one value: grouping by it keeps it for the derived features
+        .agg(*aggregates)
+    )
+    for columns in derived:
+        grouped = grouped.withColumns(columns)
+    return grouped.select(*PROFILE_FEATURES.columns)
+
+
+_AS_OF = "_as_of"
+
+
+@functools.cache
+def _profile_columns() -> tuple[list[Column], list[dict[str, Column]]]:
+    """The aggregates and the derived features, built once per process.
+
+    They read the instant from the `_as_of` column instead of a literal, so every micro-batch
+    reuses them: building these ~100 Column expressions costs ~700 calls into the JVM, 0.2 s of
+    a stream micro-batch's critical path when rebuilt each time (measured on 2 cores).
+    """
+    as_of = F.col(_AS_OF)
+    derived = [
+        _since_last_order(),
+        _category_views(as_of),
+        {
             "device_mix": _device_mix(),
-            "recency_days": (F.unix_timestamp(as_of_ts) - F.unix_timestamp("last_order_at")) / 86400.0,
+            "recency_days": (F.unix_timestamp(as_of) - F.unix_timestamp("last_order_at")) / 86400.0,
             "frequency": F.col("orders"),
             "avg_order_value": F.when(F.col("orders") > 0, F.col("monetary") / F.col("orders")),
-            "as_of": as_of_ts,
-        })
-        .select(*PROFILE_FEATURES.columns)
-    )
+            "as_of": as_of,
+        },
+    ]
+    return [*_activity(as_of), *_collected(as_of)], derived
