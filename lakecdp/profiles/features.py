@@ -18,6 +18,12 @@ EMAIL_SEND = "Email Delivered"
 EMAIL_OPEN = "Email Opened"
 EMAIL_CLICK = "Email Link Clicked"
 
+# The bronze columns build_profile_features reads: a caller caching events for it keeps just these.
+EVENT_COLUMNS = (
+    "customer_id", "timestamp", "type", "event", "category", "price", "quantity", "revenue",
+    "time_on_page_s", "scroll_depth_pct", "device_type", "country", "city", "timezone",
+)
+
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 

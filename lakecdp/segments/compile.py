@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from functools import reduce
 
@@ -126,6 +126,24 @@ def _next_check(changes_at: list[Column], as_of: Column) -> Column:
     if not future:
         return F.lit(None).cast("timestamp")
     return future[0] if len(future) == 1 else F.least(*future)
+
+
+def event_columns(segments: list[Segment]) -> set[str]:
+    """The bronze columns evaluate_segments reads for `segments`: ids, names, times and every `where` column."""
+    columns = {"customer_id", "event", "timestamp"}
+
+    def visit(node: object) -> None:
+        if isinstance(node, EventMatch):
+            columns.update(column for column, _ in node.where)
+        elif is_dataclass(node):
+            for f in fields(node):
+                visit(getattr(node, f.name))
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                visit(item)
+
+    visit(segments)
+    return columns
 
 
 def evaluate_segments(

@@ -32,7 +32,9 @@ from lakecdp.pipeline import (
     update_identity_links,
 )
 from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
+from lakecdp.profiles.features import EVENT_COLUMNS as PROFILE_EVENT_COLUMNS
 from lakecdp.segments import parse_segments
+from lakecdp.segments.compile import event_columns
 from lakecdp.spark.together import run_together
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,9 @@ class BatchProcessor:
     def __init__(self, lake: Lake, settings: Settings, checkpoint: str, clock: Clock, run: StreamRun) -> None:
         self.lake, self.settings, self.checkpoint, self.clock, self.run = lake, settings, checkpoint, clock, run
         self.segments = parse_segments(settings.segments)
+        # The touched customers' events are cached for profiles and segments: only the columns they
+        # read, not bronze's JSON texts (at 1.8k customers, 2.4 s to cache all columns vs 1.3 s).
+        self.event_columns = sorted(set(PROFILE_EVENT_COLUMNS) | event_columns(self.segments))
         self.consent_rules = consent_rules(settings.privacy, settings.esp)
         self.models = None
         if settings.stream.rescore:
@@ -122,7 +127,7 @@ class BatchProcessor:
             scope = None if len(customers) > self.settings.stream.full_refresh_above else customers
             if customers:
                 # The touched customers' events, read and resolved once for profiles and segments.
-                events = resolved_events(self.lake, scope).persist(StorageLevel.MEMORY_AND_DISK)
+                events = resolved_events(self.lake, scope).select(*self.event_columns).persist(StorageLevel.MEMORY_AND_DISK)
                 try:
                     timer("profiles", refresh_profiles, self.lake, now, customers=scope, txn=txn, events=events)
                     if self.models is not None:   # before segments: rules on intent and clusters see the new scores

@@ -5,6 +5,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pyspark.sql import functions as F
 
 from lakecdp.lake.tables import EVENTS
 from lakecdp.profiles import build_profile_features
@@ -160,3 +161,34 @@ def test_shipped_segments_are_valid_and_versioned():
     segments = parse_segments(load_settings(env={}).segments)
     assert {s.name for s in segments} >= {"viewed_shoes_24h", "cart_abandoned_48h", "high_purchase_intent"}
     assert all(len(s.version) == 12 for s in segments)
+
+
+def test_event_columns_name_every_column_the_rules_read(spark):
+    # The stream caches only these columns of the touched customers' events (plus the profiles' own).
+    from lakecdp.profiles.features import EVENT_COLUMNS
+    from lakecdp.segments.compile import event_columns
+
+    rules = [{
+        "name": "deep",
+        "rule": {"at_least": 1, "of": [
+            {"not": {"event": "Product Viewed", "where": {"category": "shoes"}, "within": "24h"}},
+            {"did": {"event": "Product Added", "where": {"product_id": "p1"}}, "then_not": {"event": "Order Completed", "where": {"order_id": "o1"}}, "within": "48h"},
+            {"in_segment": "referenced"},
+        ]},
+    }, {
+        "name": "referenced",
+        "rule": {"event": "Email Link Clicked", "where": {"campaign_id": "c7"}},
+    }]
+    segments = parse_segments(rules)
+    assert event_columns(segments) == {"customer_id", "event", "timestamp", "category", "product_id", "order_id", "campaign_id"}
+
+    events = events_df(spark, [
+        ("viewer", "Product Viewed", NOW - 0.5 * H, "shoes", 20.0),
+        ("adder", "Product Added", NOW - 50 * H, None, 30.0),
+    ]).withColumn("product_id", F.lit("p1"))
+    narrow = events.select(*sorted(event_columns(segments) | set(EVENT_COLUMNS)))
+    profiles = build_profile_features(narrow, NOW)
+    full = {(r.segment, r.customer_id): r for r in evaluate_segments(events, profiles, segments, NOW).collect()}
+    cut = {(r.segment, r.customer_id): r for r in evaluate_segments(narrow, profiles, segments, NOW).collect()}
+    assert cut == full
+    assert full[("deep", "adder")].is_member is True and full[("deep", "viewer")].is_member is False
