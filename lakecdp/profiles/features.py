@@ -24,6 +24,9 @@ EVENT_COLUMNS = (
     "time_on_page_s", "scroll_depth_pct", "device_type", "country", "city", "timezone",
 )
 
+# The instant the features are computed at, as a column (see _profile_columns).
+_AS_OF = "_as_of"
+
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
@@ -156,9 +159,6 @@ def build_profile_features(events: DataFrame, as_of: datetime) -> DataFrame:
     for columns in derived:
         grouped = grouped.withColumns(columns)
     return grouped.select(*PROFILE_FEATURES.columns)
-
-
-_AS_OF = "_as_of"
 
 
 @functools.cache
