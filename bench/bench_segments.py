@@ -1,9 +1,8 @@
-"""Benchmark segment evaluation: profiles evaluated per second, and the cost of a timer tick.
+"""Benchmark segment evaluation: profiles evaluated per second (time-driven flips: bench_timers.py).
 
     .venv/bin/python bench/bench_segments.py [--customers 1000000] [--events-per-customer 4]
 
 Prints figures; asserts nothing. Target (issue 4): >= 1M profiles evaluated in <= 10 s on 2 cores.
-Time-driven flips land at most `stream.timer_interval` + one tick's processing after their instant.
 """
 from __future__ import annotations
 

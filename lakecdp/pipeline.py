@@ -6,7 +6,8 @@ and, when given a set of touched customers, recomputes only those.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from functools import reduce
+from datetime import datetime, timezone
 from typing import Any
 
 from pyspark import StorageLevel
@@ -172,3 +173,12 @@ def fire_due_timers(lake: Lake, segments: list[Segment], now: datetime) -> list[
         refresh_profiles(lake, now, customers=customers)
         refresh_membership(lake, segments, now, customers=customers)
     return customers
+
+
+def next_due(lake: Lake, *, sends: bool) -> datetime | None:
+    """When the earliest segment timer (and, with `sends`, pending trigger send) falls due, in UTC; None if none."""
+    dues = [lake.read("segment_timers").select("due_at")]
+    if sends:
+        dues.append(lake.read("trigger_outbox").filter(F.col("state") == "pending").select("due_at"))
+    due = reduce(DataFrame.unionByName, dues).agg(F.min("due_at")).first()[0]
+    return None if due is None else due.replace(tzinfo=timezone.utc)

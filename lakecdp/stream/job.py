@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,7 @@ from lakecdp.events.ingest import commit_batch, prepare_batch
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.pipeline import (
     fire_due_timers,
+    next_due,
     refresh_membership,
     refresh_profiles,
     rescore_profiles,
@@ -87,24 +89,33 @@ class BatchProcessor:
             from models.settings import parse_model_settings
 
             self.models = parse_model_settings(settings.models)
+        self.triggers = any(s.trigger is not None for s in self.segments)
         # Batches and timer ticks both write membership: one at a time.
         self.lock = threading.Lock()
+        # Set after each batch (which may have set timers or enqueued sends) and on stop: wakes the timer thread.
+        self.wake = threading.Event()
 
-    def fire_timers(self) -> None:
-        """Time-driven work: due segment timers, then due trigger sends."""
+    def fire_timers(self) -> datetime | None:
+        """Time-driven work: due segment timers, then due trigger sends; returns when the next of either falls due."""
         from lakecdp.triggers.dispatch import dispatch_due
 
         with self.lock:
             now = self.clock.now()
             fired = fire_due_timers(self.lake, self.segments, now)
-            if any(s.trigger is not None for s in self.segments):
+            if self.triggers:
                 dispatch_due(self.lake, self.settings, self.segments, now)
         if fired:
             log.info("timers: re-evaluated %s customers whose membership time may have changed", len(fired))
+        return self.next_due()
+
+    def next_due(self) -> datetime | None:
+        """When the next segment timer or trigger send falls due (None: nothing pending)."""
+        return next_due(self.lake, sends=self.triggers)
 
     def __call__(self, lines: DataFrame, batch_id: int) -> None:
         with self.lock:
             self._process(lines, batch_id)
+        self.wake.set()
 
     def _process(self, lines: DataFrame, batch_id: int) -> None:
         txn = AppTxn(f"lakecdp-stream-{_query_id(self.checkpoint)}", batch_id)
@@ -181,8 +192,8 @@ def run_stream(
     stop_timers = threading.Event()
     timers = None
     if mode == "continuous":
-        # Time-driven flips (absence deadlines, windows sliding) need no new event: a tick
-        # every stream.timer_interval re-evaluates the customers whose timers are due.
+        # Time-driven flips (absence deadlines, windows sliding) need no new event: a thread
+        # re-evaluates the customers whose timers are due at the instant they fall due.
         timers = threading.Thread(target=_tick_timers, args=(processor, settings, stop_timers), daemon=True, name="segment-timers")
         timers.start()
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
@@ -192,6 +203,7 @@ def run_stream(
                 break
     finally:
         stop_timers.set()
+        processor.wake.set()
         if query.isActive:
             _stop_between_batches(query, grace_seconds=settings.stream.stop_grace.total_seconds())
         if timers is not None:
@@ -222,12 +234,37 @@ def _stop_between_batches(query: StreamingQuery, *, grace_seconds: float) -> Non
 
 
 def _tick_timers(processor: BatchProcessor, settings: Settings, stop: threading.Event) -> None:
-    interval = settings.stream.timer_interval.total_seconds()
-    while not stop.wait(interval):
+    """Fire due segment timers and trigger sends at the instant the next one falls due.
+
+    After each micro-batch (which may have set a sooner timer or enqueued a send) the thread
+    re-reads when that is; it sleeps at most stream.timer_interval between looks. Ticks are at
+    least stream.trigger apart, so a steady run of due timers cannot starve the batches. The first
+    tick comes right away: what fell due while the stream was down fires at start.
+    """
+    longest, shortest = settings.stream.timer_interval.total_seconds(), settings.stream.trigger.total_seconds()
+    wait = 0.0
+    while True:
+        woken = processor.wake.wait(wait)
+        processor.wake.clear()
+        if stop.is_set():
+            return
         try:
-            processor.fire_timers()
+            due_at = processor.next_due() if woken else None
+            if not woken or (due_at is not None and due_at <= processor.clock.now()):
+                due_at = processor.fire_timers()
+                if stop.wait(shortest):
+                    return
         except Exception:  # noqa: BLE001 - a failed tick is retried at the next one; the stream goes on
             log.exception("timer tick failed; retrying at the next tick")
+            due_at = None
+        wait = tick_wait(due_at, processor.clock.now(), longest=longest)
+
+
+def tick_wait(due_at: datetime | None, now: datetime, *, longest: float) -> float:
+    """Seconds to sleep before the next look at the timers: until `due_at`, at most `longest`."""
+    if due_at is None:
+        return longest
+    return min(longest, max(0.0, (due_at - now).total_seconds()))
 
 
 def default_checkpoint(settings: Settings, lake_root: str, name: str) -> str:

@@ -126,3 +126,30 @@ def test_a_trigger_fires_from_an_sdk_event_through_the_running_stream(spark, tmp
     states = {r.customer_id: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
     assert states[pid("shoe_fan")][0] == "sent"
     assert states[pid("no_consent")][0] == "cancelled" and "consent" in states[pid("no_consent")][1]
+
+
+def test_a_time_driven_flip_lands_at_its_instant_not_at_the_next_timer_interval(spark, tmp_path):
+    """The batch that sets a timer wakes the timer thread, which then sleeps until that instant."""
+    rules = [{"name": "cart_abandoned_48h", "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"}}]
+    settings = load_settings(env={}, overrides={"stream": {"trigger": "0.5s", "timer_interval": "600s"}, "segments": rules})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+
+    def timer_set() -> bool:
+        return lake.read("segment_timers").filter(F.col("customer_id") == pid("slow_cart")).count() == 1
+
+    def member() -> bool:
+        return lake.read("segment_membership").filter(F.col("customer_id") == pid("slow_cart")).count() == 1
+
+    with collector_and_stream(spark, lake, settings, tmp_path) as (server, failures):
+        instant = datetime.now(timezone.utc) + timedelta(seconds=30)   # the cart's 48 h end 30 s from now
+        client = analytics.Client(KEY, host=server.url, sync_mode=True)
+        client.track("slow_cart", "Product Added", {"category": "shoes", "price": 80, "quantity": 1}, timestamp=instant - timedelta(hours=48))
+        wait_for(lambda: failures or timer_set(), timeout=60)
+        assert not failures, failures
+        assert datetime.now(timezone.utc) < instant and not member(), "the batch ran before the instant: the timer must flip it"
+        wait_for(lambda: failures or member(), timeout=90)
+        entered = datetime.now(timezone.utc)
+    assert not failures, failures
+    lateness = (entered - instant).total_seconds()
+    print(f"time-driven flip {lateness:.1f} s after its instant (timer_interval 600 s)")
+    assert 0 <= lateness < 20, "flipped by the timer at its instant, not by the 600 s interval"
