@@ -6,8 +6,8 @@ and, when given a set of touched customers, recomputes only those.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import reduce
 from datetime import datetime, timezone
+from functools import reduce
 from typing import Any
 
 from pyspark import StorageLevel
