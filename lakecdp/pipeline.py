@@ -21,7 +21,7 @@ from lakecdp.segments.compile import evaluate_segments
 from lakecdp.segments.membership import compare_membership, plan_membership
 from lakecdp.segments.rules import Segment
 from lakecdp.spark.together import run_together
-from lakecdp.triggers.outbox import entries_to_enqueue
+from lakecdp.triggers.outbox import entries_to_enqueue, pending
 
 
 def resolved_events(lake: Lake, customers: Sequence[str] | None = None) -> DataFrame:
@@ -179,6 +179,6 @@ def next_due(lake: Lake, *, sends: bool) -> datetime | None:
     """When the earliest segment timer (and, with `sends`, pending trigger send) falls due, in UTC; None if none."""
     dues = [lake.read("segment_timers").select("due_at")]
     if sends:
-        dues.append(lake.read("trigger_outbox").filter(F.col("state") == "pending").select("due_at"))
+        dues.append(pending(lake.read("trigger_outbox")).select("due_at"))
     due = reduce(DataFrame.unionByName, dues).agg(F.min("due_at")).first()[0]
     return None if due is None else due.replace(tzinfo=timezone.utc)

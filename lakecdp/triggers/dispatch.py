@@ -16,7 +16,7 @@ from lakecdp.lake import Lake
 from lakecdp.pipeline import refresh_membership, refresh_profiles
 from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, consent_block_reason
 from lakecdp.segments.rules import Segment
-from lakecdp.triggers.outbox import is_capped, quiet_until
+from lakecdp.triggers.outbox import PENDING, is_capped, pending, quiet_until
 from lakecdp.triggers.settings import trigger_settings
 from lakecdp.triggers.webhook import SendResult, send_webhook
 
@@ -35,7 +35,7 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
     """Send every pending trigger due by `now`; record sent / cancelled (why) / failed (ESP reason)."""
     report = DispatchReport()
     outbox = lake.read("trigger_outbox")
-    due = [r.asDict() for r in outbox.filter((F.col("state") == "pending") & (F.col("due_at") <= F.lit(now).cast("timestamp"))).collect()]
+    due = [r.asDict() for r in pending(outbox).filter(F.col("due_at") <= F.lit(now).cast("timestamp")).collect()]
     if not due:
         return report
     by_name = {s.name: s for s in segments}
@@ -75,7 +75,7 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
             if updates[-1]["state"] == "sent":
                 sent_before.setdefault(key, []).append(now)
     for update in updates:
-        report.outcomes[update["state"] if update["state"] != "pending" else f"pending ({update['reason']})"] += 1
+        report.outcomes[update["state"] if update["state"] != PENDING else f"pending ({update['reason']})"] += 1
     lake.merge("trigger_outbox", lake.spark.createDataFrame(updates, lake.spec("trigger_outbox").schema))
     log.info("triggers dispatched: %s", dict(report.outcomes))
     return report

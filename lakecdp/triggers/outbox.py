@@ -8,6 +8,13 @@ from pyspark.sql import DataFrame, functions as F
 
 from lakecdp.segments.rules import Segment, TriggerSpec
 
+PENDING = "pending"   # queued, not yet sent, cancelled or failed
+
+
+def pending(outbox: DataFrame) -> DataFrame:
+    """The outbox rows still waiting to be sent."""
+    return outbox.filter(F.col("state") == PENDING)
+
 
 def entries_to_enqueue(transitions: DataFrame, segments: list[Segment], now: datetime) -> DataFrame:
     """`entered` transitions of trigger segments -> trigger_outbox rows (state pending, due after the delay).
@@ -29,7 +36,7 @@ def entries_to_enqueue(transitions: DataFrame, segments: list[Segment], now: dat
         destination[F.col("segment")].alias("destination"),
         F.col("at").alias("entered_at"),
         (F.col("at") + F.make_dt_interval(secs=delay_seconds[F.col("segment")].cast("double"))).alias("due_at"),
-        F.lit("pending").alias("state"),
+        F.lit(PENDING).alias("state"),
         F.lit(0).alias("attempts"),
         F.lit(None).cast("string").alias("reason"),
         F.lit(now).cast("timestamp").alias("updated_at"),
