@@ -126,3 +126,27 @@ def test_not_a_json_object_covers_broken_json_arrays_scalars_and_empty_lines(spa
     lines = ['{"broken', "[1, 2]", '[{"type": "track"}]', '"text"', "42", "null", ""]
     checked = check(spark, lines)
     assert [r.reason for r in checked.collect()] == ["not a JSON object"] * len(lines)
+
+
+def test_bronze_keeps_json_texts_without_contact_keys(spark):
+    # The texts bronze keeps: properties as sent; traits and context without contact PII (keys compared
+    # case-insensitively, escapes decoded); a value that is not an object passes through as its text.
+    lines = [
+        event(messageId="m1", type="identify", event=None,
+              properties={"category": "shoes", "tags": ["a", "b"]},
+              traits={"EMAIL": "ada@example.com", "plan": "pro", "prefs": {"email": {"marketing": True}}},
+              context={"ip": "203.0.113.9", "Traits": {"email": "x@example.com"}, "device": {"type": "mobile"}}),
+        '{"type": "track", "event": "E", "messageId": "m2", "userId": "u", "timestamp": "2026-11-01T11:00:00Z",'
+        ' "traits": ["not", "an object"], "context": {"\\u0069p": "198.51.100.1", "page": {"url": "https://shop.example/"}}}',
+        event(messageId="m3", properties=None, context=None),
+        event(messageId="m4", context="just text"),
+    ]
+    rows = {r.message_id: r for r in to_bronze(check(spark, lines), PSEUDONYMS).collect()}
+    m1, m2, m3, m4 = (rows[m] for m in ("m1", "m2", "m3", "m4"))
+    assert json.loads(m1.properties_json) == {"category": "shoes", "tags": ["a", "b"]}
+    assert json.loads(m1.traits_json) == {"plan": "pro", "prefs": '{"email":{"marketing":true}}'}
+    assert json.loads(m1.context_json) == {"device": '{"type":"mobile"}'}
+    assert m2.traits_json == '["not","an object"]'
+    assert json.loads(m2.context_json) == {"page": '{"url":"https://shop.example/"}'}
+    assert (m3.properties_json, m3.traits_json, m3.context_json) == (None, None, None)
+    assert m4.context_json == "just text" and json.loads(m4.properties_json)["category"] == "shoes"
