@@ -136,8 +136,9 @@ def test_api_answers_from_the_snapshot_and_refreshes(lake_root, service):
         assert not service.store.refresh()   # nothing moved since
 
 
-def test_merge_fields_and_preview_cli(lake_root, tmp_path):
-    fields = merge_fields(pid("cust_cart"), settings=load_settings(env={}), lake_root=lake_root)
+def test_merge_fields_and_preview_cli(lake_root, service, tmp_path):
+    # The service decides as of the data's instant: on the system clock the cart aged out of its 30-day window.
+    fields = merge_fields(pid("cust_cart"), service)
     assert fields["BLK_OFFER"] == "urgency_cart" and fields["CARTITEMS"] == "Oak Lamp" and fields["FNAME"] == "Ben"
     out = tmp_path / "preview.html"
     assert main(["content", "preview", "cust_cart", "--lake", lake_root, "--out", str(out), "--at", NOW.isoformat()]) == 0
