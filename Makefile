@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(abspath $(PY))
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup jars demo test test-fast clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m lakecdp.spark.jars
 	@touch $(STAMP)
+
+# Delta's Spark jars (and any spark.jars.packages in conf) from Maven Central into Ivy's cache,
+# once: later Spark starts read the cache and need no network.
+jars:
+	$(PY) -m lakecdp.spark.jars
 
 demo: setup
 	$(VENV)/bin/lakecdp demo

@@ -54,10 +54,10 @@ def main() -> None:
     from lakecdp.config import load_settings
     from lakecdp.profiles import build_profile_features
     from lakecdp.segments import evaluate_segments, parse_segments
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
 
     settings = load_settings()
-    spark = build_session(settings.spark)
+    spark = session_for(settings)
     segments = parse_segments(settings.segments)
     events = synthetic_events(spark, args.customers, args.events_per_customer).persist(StorageLevel.MEMORY_AND_DISK)
     events.count()

@@ -138,10 +138,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from lakecdp.config import load_settings
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
 
     settings = load_settings(overrides={"stream": {"trigger": "0.5s", "max_files_per_trigger": 1000}, "spark": {"conf": {"spark.driver.extraJavaOptions": os.environ.get("BENCH_JAVA_OPTS", "")}}})
-    spark = build_session(settings.spark)
+    spark = session_for(settings)
     work = Path(tempfile.mkdtemp(prefix="lakecdp-bench-"))
     try:
         if not args.latency_only:

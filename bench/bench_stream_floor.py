@@ -36,8 +36,7 @@ BODIES = ("noop", "parse", "ingest", "full")
 def use_body(body: str) -> None:
     """Swap the stream's micro-batch body for a cut-down one (`full` keeps the shipped body)."""
     from lakecdp.events.ingest import ingest_lines, prepare_batch
-    from lakecdp.lake import AppTxn
-    from lakecdp.stream.job import BatchProcessor, _query_id
+    from lakecdp.stream.job import BatchProcessor
 
     def noop(self, lines, batch_id) -> None:
         started = time.perf_counter()
@@ -57,8 +56,7 @@ def use_body(body: str) -> None:
 
     def ingest(self, lines, batch_id) -> None:
         started = time.perf_counter()
-        txn = AppTxn(f"lakecdp-stream-{_query_id(self.checkpoint)}", batch_id)
-        result = ingest_lines(self.lake, lines, received_at=self.clock.now(), settings=self.settings.events, txn=txn)
+        result = ingest_lines(self.lake, lines, received_at=self.clock.now(), settings=self.settings.events, txn=self.txn(batch_id))
         self.run.batches.append({"batch_id": batch_id, "events": result.events, "customers": 0,
                                  "seconds": {"ingest": time.perf_counter() - started}})
 
@@ -70,11 +68,11 @@ def run_body(body: str, args: argparse.Namespace) -> None:
     from bench_stream import latency, throughput
 
     from lakecdp.config import load_settings
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
 
     use_body(body)
     settings = load_settings(overrides={"stream": {"trigger": "0.5s", "max_files_per_trigger": 1000}})
-    spark = build_session(settings.spark)
+    spark = session_for(settings)
     work = Path(tempfile.mkdtemp(prefix=f"lakecdp-floor-{body}-"))
     try:
         for lake_name, label in (("cold", "fresh JVM"), ("warm", "warm JVM")):

@@ -52,7 +52,7 @@ def main() -> None:
 
     from lakecdp.config import load_settings
     from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
     from lakecdp.stream import run_stream
     from lakecdp.stream.job import BatchProcessor
 
@@ -60,7 +60,7 @@ def main() -> None:
     shipped = next(s for s in load_settings().segments if s["name"] == SEGMENT)
     rule = {key: value for key, value in shipped.items() if key != "trigger"}
     settings = load_settings(overrides={"stream": stream, "segments": [rule]})
-    spark = build_session(settings.spark)
+    spark = session_for(settings)
     work = Path(tempfile.mkdtemp(prefix="lakecdp-bench-timers-"))
     lake = open_lake(spark, settings.lake, root=str(work / "lake"))
     interval = settings.stream.timer_interval.total_seconds()

@@ -11,6 +11,7 @@ from pathlib import Path
 from lakecdp.config import ConfigError, load_settings
 from lakecdp.lake.engine import LakeError
 from lakecdp.segments.rules import RuleError
+from lakecdp.spark.jars import JarResolutionError
 
 # Each module has `register(commands)` adding subparsers whose defaults carry
 # `handler(args, settings) -> int`. Modules keep heavy imports (pyspark, sklearn) inside handlers
@@ -53,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["LAKECDP_CONF_DIR"] = str(args.conf)
         settings = load_settings(args.conf)
         return int(args.handler(args, settings) or 0)
-    except (ConfigError, RuleError, LakeError) as exc:
-        # Config and rule errors already name the file, key and fix: no traceback needed.
+    except (ConfigError, RuleError, LakeError, JarResolutionError) as exc:
+        # These already name the file, key, table or jars, and the fix: no traceback needed.
         print(f"lakecdp: {exc}", file=sys.stderr)
         return 2
 

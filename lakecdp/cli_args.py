@@ -39,7 +39,7 @@ def add_lake_argument(parser: argparse.ArgumentParser) -> None:
 def open_lake_for(args: argparse.Namespace, settings: Settings):
     """The configured lake (root overridden by --lake) on the shared SparkSession."""
     from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
 
-    spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
+    spark = session_for(settings)
     return open_lake(spark, settings.lake, root=getattr(args, "lake", None))

@@ -60,7 +60,7 @@ def run_demo(
     from lakecdp.generate import GeneratorSettings, write_dataset
     from lakecdp.importer.customers import import_customers
     from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
     from lakecdp.stream.job import default_checkpoint, run_stream
 
     progress = Progress(5, out)
@@ -82,7 +82,7 @@ def run_demo(
     print(f"      {summary.events:,} events in {len(summary.files) + 1} files under {landing}", file=out)
 
     progress("starting Spark")
-    spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
+    spark = session_for(settings)
     lake = open_lake(spark, settings.lake, root=lake_root)
 
     progress("importing the CRM file (customers, marketing opt-in) as `lakecdp import customers` does")

@@ -31,9 +31,9 @@ def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: 
         return str(connection.sql(query).limit(limit))
 
     from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
 
-    lake = open_lake(build_session(settings.spark), settings.lake, root=root)
+    lake = open_lake(session_for(settings), settings.lake, root=root)
     for name in TABLES:
         if lake.exists(name):
             lake.read(name).createOrReplaceTempView(name)

@@ -46,9 +46,9 @@ def _context(args: argparse.Namespace, settings: Settings):
 
 def _open_lake(settings: Settings, lake_root: str):
     from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
 
-    spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
+    spark = session_for(settings)
     return open_lake(spark, settings.lake, root=lake_root)
 
 

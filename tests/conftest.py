@@ -20,21 +20,17 @@ def spark():
     from lakecdp.config.models import SparkSettings
     from lakecdp.spark import build_session
 
-    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="2g"))
+    # Delta's jars in every test session: delta-spark is the default engine, and the contract
+    # tests run the delta-rs engine on the same session.
+    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="2g"), delta_spark=True)
     yield session
     session.stop()
 
 
 @pytest.fixture(params=["delta-rs", "delta-spark"])
 def lake(request, spark, tmp_path):
-    """A Lake in a temp folder, once per engine; delta-spark skips without its jars."""
+    """A Lake in a temp folder, once per engine."""
     from lakecdp.config.models import LakeSettings
     from lakecdp.lake import open_lake
-    from lakecdp.lake.delta_spark import delta_jars_available
 
-    if request.param == "delta-spark" and not delta_jars_available(spark):
-        pytest.skip(
-            "delta-spark engine: Delta jars (io.delta:delta-spark_2.13) are not on the Spark classpath; "
-            "they come from Maven Central, which this machine cannot reach"
-        )
     return open_lake(spark, LakeSettings(engine=request.param), root=str(tmp_path / "lake"))

@@ -66,10 +66,10 @@ def open_pipeline() -> Pipeline:
     """load_settings() + the one SparkSession (reused when one is active, e.g. under dag.test()) + the lake."""
     from lakecdp.config import load_settings
     from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
 
     settings = load_settings()
-    spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
+    spark = session_for(settings)
     return Pipeline(settings, open_lake(spark, settings.lake))
 
 

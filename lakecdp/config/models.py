@@ -15,7 +15,7 @@ class _Strict(BaseModel):
 
 class LakeSettings(_Strict):
     root: str = "./lake"
-    engine: Literal["delta-rs", "delta-spark"] = "delta-rs"
+    engine: Literal["delta-rs", "delta-spark"] = "delta-spark"
     storage_options: dict[str, str] = Field(default_factory=dict)
 
 

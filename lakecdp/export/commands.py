@@ -56,11 +56,11 @@ def _context(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any, An
     from lakecdp.export.adapters import Runtime
     from lakecdp.export.settings import load_esp_settings
     from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
 
     esp = load_esp_settings(settings.esp, segment_names=[s.get("name") for s in settings.segments])
     esp.enabled(args.destination)   # unknown names fail before Spark starts
-    lake = open_lake(build_session(settings.spark), settings.lake, root=args.lake)
+    lake = open_lake(session_for(settings), settings.lake, root=args.lake)
     return esp, lake, Runtime(env=os.environ, clock=SystemClock())
 
 

@@ -13,10 +13,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
+from pyarrow import fs
 from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, render_where
+from lakecdp.lake.files import filesystem
 from lakecdp.lake.tables import TableSpec
 
 
@@ -171,6 +173,17 @@ class DeltaRsEngine(LakeEngine):
         table.create_checkpoint()
         table.cleanup_metadata()
         table.alter.set_table_properties({"delta.logRetentionDuration": "interval 30 days"})
+        self._drop_expired_checksums(path)
+
+    def _drop_expired_checksums(self, path: str) -> None:
+        """delta-spark writes a checksum file (NNN.crc) beside each commit, holding column statistics
+        (min/max values) of the table's files; expiring the commits leaves them behind."""
+        files, base = filesystem(path, self.storage_options)
+        entries = files.get_file_info(fs.FileSelector(f"{base}/_delta_log"))
+        commits = {e.base_name.removesuffix(".json") for e in entries if e.base_name.endswith(".json")}
+        for entry in entries:
+            if entry.base_name.endswith(".crc") and entry.base_name.removesuffix(".crc") not in commits:
+                files.delete_file(entry.path)
 
 
 def arrow_schema(spec: TableSpec) -> pa.Schema:

@@ -1,17 +1,18 @@
-"""Engine `delta-spark`: Spark reads and commits through Delta's own jars (cluster engine).
+"""Engine `delta-spark` (the default): Spark reads and commits through Delta's own jars.
 
-The jars come from Maven at session start (spark.jars.packages io.delta:delta-spark_2.13),
-which this project's CI cannot reach; its contract tests skip with that reason.
+Writes run on the executors; the driver only commits the log entry. The jars come from Maven
+Central into Ivy's cache (lakecdp.spark.jars) and are added by `session_for`.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from deltalake import DeltaTable as DeltaLog
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, functions as F
 
 from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, render_where
 from lakecdp.lake.tables import TableSpec
@@ -19,6 +20,8 @@ from lakecdp.lake.tables import TableSpec
 # Idempotent writes: https://docs.delta.io/latest/delta-streaming.html#idempotent-table-writes-in-foreachbatch
 _TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+# The flag column of a MERGE source: false on the tombstones of rows to delete.
+_KEEP = "_lakecdp_keep"
 
 
 def delta_jars_available(spark: SparkSession) -> bool:
@@ -32,13 +35,17 @@ def delta_jars_available(spark: SparkSession) -> bool:
 class DeltaSparkEngine(LakeEngine):
     name = "delta-spark"
 
+    # DML (MERGE) takes its application transaction from session conf, which the threads of one
+    # micro-batch share (lakecdp.spark.together): one conf-carrying MERGE at a time.
+    _txn_lock = threading.Lock()
+
     def __init__(self, spark: SparkSession, storage_options=None) -> None:
         super().__init__(spark, storage_options)
         if not delta_jars_available(spark):
             raise LakeError(
-                "lake.engine is 'delta-spark' but Delta's jars are not on the Spark classpath. "
-                "Fix: add spark.jars.packages=io.delta:delta-spark_2.13:4.0.0 (or your cluster's jars) "
-                "under spark.conf, or use lake.engine: delta-rs."
+                "lake.engine is 'delta-spark' but Delta's jars are not on the Spark classpath. Fix: build the "
+                "session with lakecdp.spark.session_for(settings) (it adds io.delta:delta-spark from Ivy's cache), "
+                "or pass --packages/--jars to spark-submit, or use lake.engine: delta-rs."
             )
         from delta.tables import DeltaTable
 
@@ -63,21 +70,21 @@ class DeltaSparkEngine(LakeEngine):
         if version is not None:
             reader = reader.option("versionAsOf", version)
         if as_of is not None:
-            reader = reader.option("timestampAsOf", as_of.isoformat())
+            reader = reader.option("versionAsOf", self._version_at(path, as_of))
         return reader.load(path).select(*spec.columns)
 
     def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
         if self.already_committed(path, txn):
             return 0   # Delta would skip the replayed write anyway; this keeps the count honest
-        rows = conform(spec, df).persist()
-        try:
-            writer = rows.write.format("delta").mode("append").partitionBy(*spec.partition_by)
-            if txn is not None:
-                writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
-            writer.save(path)
-            return rows.count()
-        finally:
-            rows.unpersist()
+        # mergeSchema: a nullable column declared after the table was created joins it on this
+        # append; conform() writes declared columns only.
+        writer = conform(spec, df).write.format("delta").mode("append").option("mergeSchema", "true").partitionBy(*spec.partition_by)
+        if txn is not None:
+            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
+        before = self.version(path)
+        writer.save(path)
+        # The row count comes from the commit's metrics, so the batch is neither cached nor counted twice.
+        return self._metric(path, before, "numOutputRows")
 
     def merge(
         self,
@@ -88,21 +95,51 @@ class DeltaSparkEngine(LakeEngine):
         update_columns: Sequence[str] | None,
         delete_missing: Where | None,
     ) -> None:
+        if self.already_committed(path, txn):
+            return
         self.create(spec, path)
-        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
-        builder = self._delta.forPath(self.spark, path).alias("t").merge(conform(spec, df).alias("s"), on)
-        if update_columns is None:
-            builder = builder.whenMatchedUpdateAll()
-        elif update_columns:
-            builder = builder.whenMatchedUpdate(set={c: f"s.`{c}`" for c in update_columns})
-        builder = builder.whenNotMatchedInsertAll()
+        source, keep = conform(spec, df), "true"
         if delete_missing is not None:
-            builder = builder.whenNotMatchedBySourceDelete(render_where(delete_missing, "`", alias="t"))
+            # Delta records a MERGE's clauses in the commit (operationParameters), so a "not matched by
+            # source" clause would write the scope's customer ids into the log of every table the stream
+            # merges, where erasure cannot reach them. Tombstones carry the deletes as data instead:
+            # the scope's rows the source lacks, flagged, matched and deleted.
+            source, keep = self._with_tombstones(spec, path, source, delete_missing), f"s.`{_KEEP}`"
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
+        columns = {c: f"s.`{c}`" for c in spec.columns}
+        builder = self._delta.forPath(self.spark, path).alias("t").merge(source.alias("s"), on)
+        if delete_missing is not None:
+            builder = builder.whenMatchedDelete(f"NOT {keep}")
+        if update_columns is None:
+            builder = builder.whenMatchedUpdate(keep, set=columns)
+        elif update_columns:
+            builder = builder.whenMatchedUpdate(keep, set={c: columns[c] for c in update_columns})
+        builder = builder.whenNotMatchedInsert(keep, values=columns)
         with self._txn(txn):
             builder.execute()
 
+    def _with_tombstones(self, spec: TableSpec, path: str, source: DataFrame, scope: Where) -> DataFrame:
+        """`source` flagged to keep, plus a flagged-to-delete key row for each target row in `scope` that `source` lacks."""
+        keys = list(spec.keys)
+        missing = (
+            self.spark.read.format("delta").load(path)
+            .filter(render_where(scope, "`"))
+            .select(*keys)
+            .join(source.select(*keys), on=keys, how="left_anti")
+        )
+        tombstones = missing.select(
+            *[F.col(c) if c in keys else F.lit(None).cast(spec.schema[c].dataType).alias(c) for c in spec.columns],
+            F.lit(False).alias(_KEEP),
+        )
+        return source.withColumn(_KEEP, F.lit(True)).unionByName(tombstones)
+
     def overwrite(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None:
-        writer = conform(spec, df).write.format("delta").mode("overwrite").partitionBy(*spec.partition_by)
+        self.create(spec, path)   # as on delta-rs: the table's creation is a commit of its own
+        # static: the session's dynamic partition overwrite (session.py) would keep partitions the data lacks.
+        writer = (
+            conform(spec, df).write.format("delta").mode("overwrite")
+            .option("partitionOverwriteMode", "static").partitionBy(*spec.partition_by)
+        )
         if txn is not None:
             writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
         writer.save(path)
@@ -110,11 +147,16 @@ class DeltaSparkEngine(LakeEngine):
     def delete(self, spec: TableSpec, path: str, where: Where) -> int:
         if not self.exists(path):
             return 0
-        before = self.spark.read.format("delta").load(path).count()
-        self._delta.forPath(self.spark, path).delete(render_where(where, "`"))
-        return before - self.spark.read.format("delta").load(path).count()
+        predicate = render_where(where, "`")
+        # Counted before, not read from the commit: Delta leaves numDeletedRows out when it drops
+        # whole files whose statistics lack a row count. A filter that matches nothing commits nothing.
+        matching = self.spark.read.format("delta").load(path).filter(predicate).count()
+        if matching:
+            self._delta.forPath(self.spark, path).delete(predicate)
+        return matching
 
     def overwrite_partition(self, spec: TableSpec, path: str, df: DataFrame, partition: Where, txn: AppTxn | None) -> None:
+        self.create(spec, path)
         writer = (
             conform(spec, df)
             .write.format("delta")
@@ -132,15 +174,35 @@ class DeltaSparkEngine(LakeEngine):
         rows = self._delta.forPath(self.spark, path).history().collect()
         return [row.asDict(recursive=True) for row in rows]
 
+    # The Delta log is engine-neutral: delta-rs reads versions, txn actions and commit metrics
+    # from what Spark wrote without a Spark job (DeltaTable.history() plans one per call).
+    def _log(self, path: str) -> DeltaLog:
+        return DeltaLog(path, storage_options=self.storage_options or None)
+
     def version(self, path: str) -> int:
-        history = self.history(path)
-        return max((h["version"] for h in history), default=-1)
+        return self._log(path).version() if self.exists(path) else -1
 
     def committed_version(self, path: str, app_id: str) -> int | None:
-        # The Delta log is engine-neutral; delta-rs reads the same txn actions Spark wrote.
         if not self.exists(path):
             return None
-        return DeltaLog(path, storage_options=self.storage_options or None).transaction_version(app_id)
+        return self._log(path).transaction_version(app_id)
+
+    def _version_at(self, path: str, as_of: datetime) -> int:
+        """The version current at `as_of`. Spark's timestampAsOf refuses an instant after the last
+        commit; as the delta-rs engine does, that instant reads the latest version."""
+        cutoff = as_of.timestamp() * 1000
+        versions = [h["version"] for h in self._log(path).history() if h["timestamp"] <= cutoff]
+        if not versions:
+            raise LakeError(f"table at {path} has no version as of {as_of.isoformat()} (it was created later)")
+        return max(versions)
+
+    def _metric(self, path: str, before: int, name: str) -> int:
+        """`name` from the operation metrics of the commit made after version `before` (0: nothing committed)."""
+        log = self._log(path)
+        if log.version() == before:
+            return 0
+        metrics = log.history(limit=1)[0].get("operationMetrics") or {}
+        return int(metrics.get(name, 0))
 
     def vacuum(self, path: str, retention_hours: int) -> list[str]:
         if not self.exists(path):
@@ -156,20 +218,22 @@ class DeltaSparkEngine(LakeEngine):
         return metrics[0].asDict(recursive=True) if metrics else {}
 
     def purge_history(self, path: str) -> None:
-        raise LakeError(
-            "purging Delta history is implemented for the delta-rs engine only; on delta-spark run "
-            "VACUUM ... RETAIN 0 HOURS and expire the log with delta.logRetentionDuration on the cluster"
-        )
+        # Vacuuming and expiring the log touch files and the log only, no Spark data: the same
+        # delta-rs steps serve tables either engine wrote.
+        from lakecdp.lake.delta_rs import DeltaRsEngine
+
+        DeltaRsEngine(self.spark, self.storage_options).purge_history(path)
 
     @contextmanager
     def _txn(self, txn: AppTxn | None) -> Iterator[None]:
         if txn is None:
             yield
             return
-        self.spark.conf.set(_TXN_APP_ID, txn.app_id)
-        self.spark.conf.set(_TXN_VERSION, str(txn.version))
-        try:
-            yield
-        finally:
-            self.spark.conf.unset(_TXN_APP_ID)
-            self.spark.conf.unset(_TXN_VERSION)
+        with self._txn_lock:
+            self.spark.conf.set(_TXN_APP_ID, txn.app_id)
+            self.spark.conf.set(_TXN_VERSION, str(txn.version))
+            try:
+                yield
+            finally:
+                self.spark.conf.unset(_TXN_APP_ID)
+                self.spark.conf.unset(_TXN_VERSION)

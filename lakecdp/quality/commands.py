@@ -54,11 +54,11 @@ def _report(args: argparse.Namespace, settings: Settings, suites: list[str]) -> 
     from lakecdp.lake import open_lake
     from lakecdp.quality.runner import quality_run, run_suite
     from lakecdp.quality.suites import load_suite
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
 
     for name in suites:   # a typo fails before Spark starts
         load_suite(name)
-    lake = open_lake(build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark"), settings.lake, root=args.lake)
+    lake = open_lake(session_for(settings), settings.lake, root=args.lake)
     run = quality_run(
         lake, settings, as_of=args.as_of or SystemClock().now(), results_root=args.results,
         destinations=args.destination, rebaseline=args.rebaseline,

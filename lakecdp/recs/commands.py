@@ -30,10 +30,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _open(args: argparse.Namespace, settings: Settings):
     from lakecdp.content.settings import parse_content_settings
     from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
 
     recs = parse_content_settings(settings.content).recommendations
-    lake = open_lake(build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark"), settings.lake, root=args.lake)
+    lake = open_lake(session_for(settings), settings.lake, root=args.lake)
     return lake, recs
 
 

@@ -1,4 +1,5 @@
 """The one SparkSession factory."""
-from lakecdp.spark.session import build_session, stop_session
+from lakecdp.spark.jars import JarResolutionError
+from lakecdp.spark.session import build_session, session_for, stop_session
 
-__all__ = ["build_session", "stop_session"]
+__all__ = ["JarResolutionError", "build_session", "session_for", "stop_session"]

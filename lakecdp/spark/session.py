@@ -5,23 +5,37 @@ import os
 import sys
 import time
 
+from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
-from lakecdp.config.models import SparkSettings
+from lakecdp.config.models import Settings, SparkSettings
+from lakecdp.spark.jars import JarResolutionError, delta_package, package_conf
 
 # delta-spark's session wiring (https://docs.delta.io/latest/delta-batch.html#configure-sparksession)
 DELTA_SPARK_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # Delta rebuilds a table's state from its log with a Spark job of 50 partitions by default:
+    # 50 tasks of planning and codegen on 2 cores made the first write of a 5-row table take 19 s
+    # (6 s with 2). The log of a lakecdp table is small; clusters with huge logs can raise it.
+    "spark.databricks.delta.snapshotPartitions": "2",
+    # A column declared after a table was created (tables.py) joins the table on the next MERGE;
+    # writers only ever send declared columns (engine.conform), so nothing undeclared gets in.
+    "spark.databricks.delta.schema.autoMerge.enabled": "true",
 }
+
+
+def session_for(settings: Settings) -> SparkSession:
+    """The process's SparkSession for these settings (Delta's jars and extension when lake.engine is delta-spark)."""
+    return build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
 
 
 def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = False) -> SparkSession:
     """Create (or reuse) the process's SparkSession: loopback-bound, no UI, UTC, few partitions.
 
     Args:
-        delta_spark: add Delta's SQL extension and catalog (only for engine `delta-spark`;
-            the jars must be on the classpath, e.g. via spark.jars.packages in conf).
+        delta_spark: add Delta's jars (resolved from Maven Central into Ivy's cache on first
+            use: lakecdp.spark.jars), SQL extension and catalog.
     """
     settings = settings or SparkSettings()
     # Bind to loopback: this machine (and CI) have no other usable interface for Spark.
@@ -60,6 +74,9 @@ def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = 
         # Spark checks them with a distributed listing job, ~300 ms per read of a 40-file table
         # against ~60 ms listed on the driver (local files; S3 tables are read through Arrow).
         "spark.sql.sources.parallelPartitionDiscovery.threshold": "1000000",
+        # Delta's VACUUM lists a table's files with a job of this many tasks (Spark's default 10000):
+        # 38-46 s to vacuum a 3-file table on 2 cores, 3-5 s with one task per core.
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(settings.shuffle_partitions),
         # Spark keeps 100 compiled classes by default; one stream micro-batch generates ~200, so each
         # batch evicted the last one's and compiled them all again: 195 Janino compiles (1.2-2.4 s) per
         # 1k-event batch, 10-30 with room for 1000. The classes are small (tens of KB each).
@@ -68,10 +85,18 @@ def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = 
     if delta_spark:
         conf.update(DELTA_SPARK_CONF)
     conf.update(settings.conf)
+    if delta_spark:
+        conf.update(package_conf([delta_package()], settings.conf))
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except PySparkRuntimeError as exc:
+        if exc.getCondition() != "JAVA_GATEWAY_EXITED" or not conf.get("spark.jars.packages"):
+            raise
+        # The JVM printed Ivy's resolution report on stderr; say what it means and how to fix it.
+        raise JarResolutionError(conf["spark.jars.packages"], conf.get("spark.jars.ivy")) from None
     spark.sparkContext.setLogLevel("WARN")
     return spark
 

@@ -29,12 +29,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import FrozenClock, SystemClock
     from lakecdp.lake import open_lake
-    from lakecdp.spark import build_session
+    from lakecdp.spark import session_for
     from lakecdp.stream.job import default_checkpoint, run_stream
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lake_root = args.lake or settings.lake.root
-    spark = build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
+    spark = session_for(settings)
     lake = open_lake(spark, settings.lake, root=lake_root)
     result = run_stream(
         spark,

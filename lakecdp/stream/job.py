@@ -117,8 +117,12 @@ class BatchProcessor:
             self._process(lines, batch_id)
         self.wake.set()
 
+    def txn(self, batch_id: int) -> AppTxn:
+        """The application transaction every table write of micro-batch `batch_id` carries."""
+        return AppTxn(f"lakecdp-stream-{_query_id(self.checkpoint)}", batch_id)
+
     def _process(self, lines: DataFrame, batch_id: int) -> None:
-        txn = AppTxn(f"lakecdp-stream-{_query_id(self.checkpoint)}", batch_id)
+        txn = self.txn(batch_id)
         now = self.clock.now()
         timer = _StepTimer()
         batch = prepare_batch(lines, received_at=now, settings=self.settings.events, pseudonyms=self.lake.pseudonyms)

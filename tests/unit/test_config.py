@@ -20,7 +20,7 @@ def make_conf(tmp_path: Path, base: dict[str, str], local: dict[str, str] | None
 
 def test_committed_conf_loads_with_defaults():
     settings = load_settings(REPO_CONF, env={})
-    assert settings.lake.engine == "delta-rs"
+    assert settings.lake.engine == "delta-spark"
     assert settings.events.max_future_skew == timedelta(minutes=5)
 
 

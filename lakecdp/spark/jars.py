@@ -1,0 +1,79 @@
+"""The JVM packages Spark fetches from Maven Central, resolved once into Ivy's cache.
+
+`python -m lakecdp.spark.jars` (run by `make setup` and CI) resolves them; every later
+session start finds them in the cache (~/.ivy2.5.2 unless spark.jars.ivy says otherwise) and
+needs no network.
+"""
+from __future__ import annotations
+
+from importlib.metadata import version
+
+import pyspark
+
+# Scala build of every Spark 4 jar (pyspark 4 ships Scala 2.13 only).
+SCALA = "2.13"
+
+# Transitive dependencies of Delta's jars (through delta-kernel-defaults) that Spark already
+# ships, in other versions: fetched as well, the older copies (jackson 2.13 against Spark's
+# 2.21, parquet 1.16 against 1.17, ...) would sit beside Spark's own on the classpath. Ivy
+# matches these with globs (Spark builds its exclusion rules with Ivy's glob matcher).
+SPARK_PROVIDED = (
+    "org.apache.hadoop:hadoop-client-api",
+    "org.apache.hadoop:hadoop-client-runtime",
+    "org.apache.parquet:*",
+    "com.fasterxml.jackson.core:*",
+    "com.fasterxml.jackson.datatype:*",
+    "org.apache.logging.log4j:*",
+    "org.slf4j:*",
+    "org.xerial.snappy:*",
+    "com.github.luben:*",
+    "org.roaringbitmap:*",
+    "io.airlift:*",
+    "commons-logging:*",
+)
+
+
+def delta_package() -> str:
+    """Delta's Spark jar for the installed delta-spark and pyspark (as delta's configure_spark_with_delta_pip names it)."""
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_{SCALA}:{version('delta-spark')}"
+
+
+def package_conf(packages: list[str], conf: dict[str, str]) -> dict[str, str]:
+    """spark.jars.packages/excludes for `packages`, keeping any the user's spark.conf already names."""
+    named = [p for p in conf.get("spark.jars.packages", "").split(",") if p]
+    excludes = [e for e in conf.get("spark.jars.excludes", "").split(",") if e]
+    return {
+        "spark.jars.packages": ",".join(dict.fromkeys(named + packages)),
+        "spark.jars.excludes": ",".join(dict.fromkeys(excludes + list(SPARK_PROVIDED))),
+    }
+
+
+class JarResolutionError(RuntimeError):
+    """Spark's JVM did not start: the Maven packages it needs could not be resolved."""
+
+    def __init__(self, packages: str, ivy: str | None) -> None:
+        cache = ivy or "~/.ivy2.5.2"
+        super().__init__(
+            f"Spark could not start: it needs the Maven packages {packages}, which are neither in the Ivy "
+            f"cache ({cache}) nor downloadable (no route to Maven Central, or a version Maven Central does not "
+            "serve; Ivy's report is printed above). Fix: on a machine that reaches Maven Central run "
+            "`make jars` (or `.venv/bin/python -m lakecdp.spark.jars`) once, or copy its Ivy cache here; "
+            "or set lake.engine: delta-rs, which needs no jars."
+        )
+
+
+def main() -> int:
+    """Resolve the default session's packages into the Ivy cache and say where they are."""
+    from lakecdp.config import load_settings
+    from lakecdp.spark.session import session_for
+
+    spark = session_for(load_settings())
+    jars = spark.sparkContext.getConf().get("spark.jars", "")
+    spark.stop()
+    print(f"Spark packages resolved: {len([j for j in jars.split(',') if j])} jars in the Ivy cache")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
