@@ -92,7 +92,13 @@ def labelled_rows(events: DataFrame, links: DataFrame | None, snapshots: list[da
     frame = snapshot_frame(events.sparkSession, snapshots)
     rows = with_purchase_label(features_at(events, links, frame, settings), purchase_labels(events, frame, settings.horizon))
     names = feature_columns(settings.categories)
-    return rows.select(F.unix_micros("snapshot_at").alias("snapshot_us"), "customer_id", "is_identified", *names, "purchased").toPandas()
+    # In key order: the seeded fits (CV folds, K-Means starts) then see the same rows in the same order
+    # whatever the partitioning (shuffle partitions, executors), so a rerun elsewhere trains the same model.
+    return (
+        rows.select(F.unix_micros("snapshot_at").alias("snapshot_us"), "customer_id", "is_identified", *names, "purchased")
+        .orderBy("snapshot_us", "customer_id")
+        .toPandas()
+    )
 
 
 def _at(rows: pd.DataFrame, instant: datetime) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from deltalake import DeltaTable as DeltaLog
-from pyspark.sql import DataFrame, SparkSession, functions as F
+from pyspark.sql import DataFrame, SparkSession, functions as F, types as T
 
 from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, render_where
 from lakecdp.lake.tables import TableSpec
@@ -121,12 +121,16 @@ class DeltaSparkEngine(LakeEngine):
     def _with_tombstones(self, spec: TableSpec, path: str, source: DataFrame, scope: Where) -> DataFrame:
         """`source` flagged to keep, plus a flagged-to-delete key row for each target row in `scope` that `source` lacks."""
         keys = list(spec.keys)
-        missing = (
-            self.spark.read.format("delta").load(path)
-            .filter(render_where(scope, "`"))
-            .select(*keys)
-            .join(source.select(*keys), on=keys, how="left_anti")
-        )
+        in_scope = self.spark.read.format("delta").load(path)
+        for column, value in scope.items():
+            if isinstance(value, (list, tuple, set, frozenset)):
+                # A broadcast semi-join, not IN (...): a stream batch scopes thousands of customer ids,
+                # and a literal list that long makes every optimizer rule walk each literal.
+                allowed = self.spark.createDataFrame([(v,) for v in value], T.StructType([spec.schema[column]]))
+                in_scope = in_scope.join(F.broadcast(allowed), on=column, how="left_semi")
+            else:
+                in_scope = in_scope.filter(render_where({column: value}, "`"))
+        missing = in_scope.select(*keys).join(source.select(*keys), on=keys, how="left_anti")
         tombstones = missing.select(
             *[F.col(c) if c in keys else F.lit(None).cast(spec.schema[c].dataType).alias(c) for c in spec.columns],
             F.lit(False).alias(_KEEP),

@@ -7,6 +7,7 @@ needs no network.
 from __future__ import annotations
 
 from importlib.metadata import version
+from pathlib import Path
 
 import pyspark
 
@@ -31,6 +32,11 @@ SPARK_PROVIDED = (
     "io.airlift:*",
     "commons-logging:*",
 )
+
+
+# Lines of spark-defaults.conf that write_spark_defaults owns (rewritten on every run).
+_MANAGED = ("spark.jars.packages ", "spark.jars.excludes ")
+_MANAGED_MARK = "# the next lines are written by lakecdp.spark.jars (make jars)"
 
 
 def delta_package() -> str:
@@ -63,15 +69,36 @@ class JarResolutionError(RuntimeError):
         )
 
 
+def write_spark_defaults(conf: dict[str, str]) -> Path:
+    """Name the packages in this installation's conf/spark-defaults.conf (lakecdp's lines only, others kept).
+
+    `spark-submit jobs/<job>.py` starts the JVM before lakecdp builds its session, so packages set
+    by the session builder come too late there; spark-submit reads this file first.
+    """
+    path = Path(pyspark.__file__).parent / "conf" / "spark-defaults.conf"
+    old = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in old if not line.startswith(_MANAGED) and line != _MANAGED_MARK]
+    lines = [*kept, _MANAGED_MARK, *(f"{key} {value}" for key, value in conf.items())]
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main() -> int:
-    """Resolve the default session's packages into the Ivy cache and say where they are."""
+    """Resolve the configured session's packages into the Ivy cache; name them in the venv's Spark defaults."""
     from lakecdp.config import load_settings
     from lakecdp.spark.session import session_for
 
-    spark = session_for(load_settings())
-    jars = spark.sparkContext.getConf().get("spark.jars", "")
+    settings = load_settings()
+    spark = session_for(settings)
+    used = spark.sparkContext.getConf()
+    jars = [j for j in used.get("spark.jars", "").split(",") if j]
+    conf = {key: used.get(key) for key in ("spark.jars.packages", "spark.jars.excludes") if used.contains(key)}
     spark.stop()
-    print(f"Spark packages resolved: {len([j for j in jars.split(',') if j])} jars in the Ivy cache")
+    print(f"Spark packages resolved into the Ivy cache: {conf.get('spark.jars.packages', 'none')} ({len(jars)} jars)")
+    if conf:
+        print(f"named in {write_spark_defaults(conf)} for spark-submit; elsewhere pass: "
+              + " ".join(f"--conf {k}={v}" for k, v in conf.items()))
     return 0
 
 
