@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(PY) -m lakecdp.spark.jars
+	$(PY) -m lakecdp.spark
 	@touch $(STAMP)
 
 # Delta's Spark jars (and any spark.jars.packages in conf) from Maven Central into Ivy's cache,
 # once: later Spark starts read the cache and need no network.
 jars:
-	$(PY) -m lakecdp.spark.jars
+	$(PY) -m lakecdp.spark
 
 demo: setup
 	$(VENV)/bin/lakecdp demo

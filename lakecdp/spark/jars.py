@@ -1,6 +1,6 @@
 """The JVM packages Spark fetches from Maven Central, resolved once into Ivy's cache.
 
-`python -m lakecdp.spark.jars` (run by `make setup` and CI) resolves them; every later
+`python -m lakecdp.spark` (run by `make setup` and CI) resolves them; every later
 session start finds them in the cache (~/.ivy2.5.2 unless spark.jars.ivy says otherwise) and
 needs no network.
 """
@@ -36,7 +36,7 @@ SPARK_PROVIDED = (
 
 # Lines of spark-defaults.conf that write_spark_defaults owns (rewritten on every run).
 _MANAGED = ("spark.jars.packages ", "spark.jars.excludes ")
-_MANAGED_MARK = "# the next lines are written by lakecdp.spark.jars (make jars)"
+_MANAGED_MARK = "# the next lines are written by python -m lakecdp.spark (make jars)"
 
 
 def delta_package() -> str:
@@ -64,18 +64,18 @@ class JarResolutionError(RuntimeError):
             f"Spark could not start: it needs the Maven packages {packages}, which are neither in the Ivy "
             f"cache ({cache}) nor downloadable (no route to Maven Central, or a version Maven Central does not "
             "serve; Ivy's report is printed above). Fix: on a machine that reaches Maven Central run "
-            "`make jars` (or `.venv/bin/python -m lakecdp.spark.jars`) once, or copy its Ivy cache here; "
+            "`make jars` (or `.venv/bin/python -m lakecdp.spark`) once, or copy its Ivy cache here; "
             "or set lake.engine: delta-rs, which needs no jars."
         )
 
 
-def write_spark_defaults(conf: dict[str, str]) -> Path:
+def write_spark_defaults(conf: dict[str, str], path: Path | None = None) -> Path:
     """Name the packages in this installation's conf/spark-defaults.conf (lakecdp's lines only, others kept).
 
     `spark-submit jobs/<job>.py` starts the JVM before lakecdp builds its session, so packages set
     by the session builder come too late there; spark-submit reads this file first.
     """
-    path = Path(pyspark.__file__).parent / "conf" / "spark-defaults.conf"
+    path = path or Path(pyspark.__file__).parent / "conf" / "spark-defaults.conf"
     old = path.read_text().splitlines() if path.exists() else []
     kept = [line for line in old if not line.startswith(_MANAGED) and line != _MANAGED_MARK]
     lines = [*kept, _MANAGED_MARK, *(f"{key} {value}" for key, value in conf.items())]
@@ -101,6 +101,3 @@ def main() -> int:
               + " ".join(f"--conf {k}={v}" for k, v in conf.items()))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

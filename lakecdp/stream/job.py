@@ -183,6 +183,11 @@ def run_stream(
         spark.readStream.format("text")
         .option("pathGlobFilter", "*.jsonl")
         .option("maxFilesPerTrigger", settings.stream.max_files_per_trigger)
+        # Spark's file source ignores files modified more than maxFileAge (default 7 days) before the
+        # newest file it has seen: a backlog copied in with its times kept (cp -p, rsync -a, mv) was
+        # skipped without a word. Every landing file is read, however old; the cost is the source's
+        # list of seen files, which then keeps every file name (about 100 bytes each).
+        .option("maxFileAge", "36500d")
         .load(source)
         .select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
     )

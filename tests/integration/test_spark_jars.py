@@ -65,3 +65,19 @@ def test_first_start_offline_names_the_jars_and_the_fix(tmp_path):
     assert str(tmp_path / "ivy") in message
     assert "make jars" in message and "lake.engine: delta-rs" in message
     assert "Traceback" not in done.stderr
+
+
+def test_spark_defaults_name_the_packages_once_and_keep_other_settings(tmp_path):
+    from lakecdp.spark.jars import write_spark_defaults
+
+    path = tmp_path / "spark-defaults.conf"
+    path.write_text("spark.executor.memory 3g\nspark.jars.packages com.example:old:1\n")
+    conf = {"spark.jars.packages": delta_package(), "spark.jars.excludes": "org.slf4j:*"}
+    write_spark_defaults(conf, path)
+    write_spark_defaults(conf, path)   # make setup runs on every stale venv: the lines are replaced, not added
+    lines = path.read_text().splitlines()
+    assert "spark.executor.memory 3g" in lines
+    assert [line for line in lines if line.startswith("spark.jars.")] == [
+        f"spark.jars.packages {delta_package()}", "spark.jars.excludes org.slf4j:*",
+    ]
+    assert sum(line.startswith("#") for line in lines) == 1

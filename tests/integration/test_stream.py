@@ -94,3 +94,32 @@ def test_profiles_and_membership_equal_a_batch_recompute(crashed_and_restarted, 
         .select("segment", "customer_id")
     )
     assertDataFrameEqual(lake.read("segment_membership").select("segment", "customer_id"), expected_members, checkRowOrder=False)
+
+
+def test_a_landing_file_older_than_a_week_is_still_read(spark, tmp_path):
+    """A backlog moved in with its old modification time (cp -p, rsync -a) lands like any other file.
+
+    Spark's file source ignores files older than `maxFileAge` (7 days) before the newest file it has
+    seen; the stream must not.
+    """
+    from lakecdp.clock import FrozenClock
+    from lakecdp.stream import run_stream
+
+    settings = load_settings(env={})
+    landing = tmp_path / "landing"
+    summary = write_dataset(GeneratorSettings(customers=8, days=2, seed=5), tmp_path / "generated", events_per_file=10_000)
+    [recent] = summary.files
+    lines = recent.read_text().splitlines(keepends=True)
+    landing.mkdir()
+    (landing / "recent.jsonl").write_text("".join(lines[: len(lines) // 2]))
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    checkpoint = str(tmp_path / "checkpoint")
+    clock = FrozenClock(GeneratorSettings().end)
+    run_stream(spark, lake, settings, source=str(landing), checkpoint=checkpoint, clock=clock)
+
+    backlog = landing / "backlog.jsonl"
+    backlog.write_text("".join(lines[len(lines) // 2:]))
+    month_ago = (landing / "recent.jsonl").stat().st_mtime - 30 * 86400
+    os.utime(backlog, (month_ago, month_ago))
+    run_stream(spark, lake, settings, source=str(landing), checkpoint=checkpoint, clock=clock)
+    assert lake.read("events").count() + lake.read("quarantine").count() == len(lines)
