@@ -5,10 +5,13 @@ Protocol: https://segment.com/docs/connections/sources/catalog/libraries/server/
     or `writeKey` in the JSON body; OAuth bearer tokens are not supported here.
   - size (#max-request-size): 32 KB per event, 500 KB per batch request. Segment answers 400
     for both; this collector answers 413 for an oversized request body (the HTTP status
-    for exactly that) and 400 for an oversized event, each with the limit in the message.
+    for exactly that) and 400 for an oversized single event, each with the limit in the message.
   - responses: 200 {"success": true}; errors carry "code" and "message" (what Segment's SDKs
-    read) plus "error" and, for a batch, the "index" of the first bad message.
-A 200 means every message of the request is fsynced in the landing zone.
+    read) plus "error". A batch with invalid messages is still 200 (Segment's SDKs drop a
+    whole batch on a 400): its valid messages land, and "refused" lists each invalid one's
+    "index", "code" and "error"; the stream quarantines those with that reason.
+A 200 means every message of the request is fsynced in the landing zone (refused ones as
+quarantine-bound lines).
 
 Nothing here logs a payload, an email or an IP address: only counts and reason codes.
 """
@@ -99,8 +102,8 @@ class _Handlers:
                 source = _source_from_key(body_write_key(body), self.config.write_keys)
             if self.config.revocations is not None and self.config.revocations.is_revoked(source):
                 raise RejectedRequest(401, "unauthorized", "write key is not valid (unknown or revoked)")
-            lines = landing_lines(envelope(body, endpoint), source=source, received_at=self.clock.now())
-            await self.writer.write(lines)
+            landed = landing_lines(envelope(body, endpoint), source=source, received_at=self.clock.now())
+            await self.writer.write(landed.lines)
         except RejectedRequest as exc:
             self.stats.rejected[exc.code] += 1
             log.debug("rejected /v1/%s request: %s (index %s)", endpoint, exc.code, exc.index)
@@ -111,7 +114,11 @@ class _Handlers:
             body = RejectedRequest(503, "unavailable", f"events were not stored, retry later ({exc})").body()
             return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
         self.stats.requests += 1
-        self.stats.events += len(lines)
+        self.stats.events += len(landed.lines) - len(landed.refused)
+        if landed.refused:
+            self.stats.rejected["invalid_event"] += len(landed.refused)
+            log.debug("/v1/%s: %s of %s messages refused (quarantined)", endpoint, len(landed.refused), len(landed.lines))
+            return JSONResponse({"success": True, "refused": landed.refused})
         return JSONResponse({"success": True})
 
     async def open_pixel(self, request: Request) -> Response:
@@ -251,7 +258,7 @@ def _email_line(link: EmailLink, event: str, source: str, clock: Clock) -> bytes
     if link.url is not None:
         properties["url"] = link.url
     message = {"type": "track", "event": event, "userId": link.customer_id, "properties": properties}
-    return landing_lines(Envelope([message], {}, is_batch=False), source=source, received_at=clock.now())[0]
+    return landing_lines(Envelope([message], {}, is_batch=False), source=source, received_at=clock.now()).lines[0]
 
 
 __all__ = ["CollectorConfig", "CollectorStats", "create_app"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from lakecdp.events.schema import EVENT_TYPES, MAX_EVENT_BYTES
+from lakecdp.events.schema import EVENT_TYPES, MAX_EVENT_BYTES, REJECTED_FIELD
 
 # "The batch endpoint accepts a maximum of 500KB per request, with a limit of 32KB per event"
 # (http-api docs, #max-request-size). MAX_EVENT_BYTES (32 KB) is shared with the bronze check.
@@ -99,34 +99,70 @@ def envelope(body: Any, endpoint: str) -> Envelope:
     return Envelope(messages=[{**body, "type": endpoint}], defaults={}, is_batch=False)
 
 
-def landing_lines(envelope_: Envelope, *, source: str, received_at: datetime, new_id: Callable[[], str] | None = None) -> list[bytes]:
-    """Validate and stamp every message; any invalid message rejects the whole request.
+@dataclass(frozen=True)
+class Landed:
+    """What a request lands: one line per message, and the batch messages refused (index, code, error)."""
 
-    Rejecting the whole batch (instead of landing the valid part) means a 200 always covers
-    every message sent, so a client that fixes the message at `index` and resends the same
-    batch neither loses nor duplicates anything (retried messages keep their messageId).
+    lines: list[bytes]
+    refused: list[dict[str, Any]]
+
+
+def landing_lines(envelope_: Envelope, *, source: str, received_at: datetime, new_id: Callable[[], str] | None = None) -> Landed:
+    """Validate and stamp every message.
+
+    A single-message call with an invalid message is refused (400). In a batch, the valid messages
+    land and each invalid one lands as a refused line (quarantined by the stream with its reason),
+    and the response lists them: Segment's API answers 200 to a batch with bad messages, and its
+    SDKs drop a whole batch on a 400, valid messages included.
     """
     new_id = new_id or (lambda: str(uuid.uuid4()))
     received = iso_ms(received_at)
-    lines = []
+    lines, refused = [], []
     for index, message in enumerate(envelope_.messages):
-        where = index if envelope_.is_batch else None
-        reason = message_problem(message)
-        if reason:
-            raise RejectedRequest(400, "invalid_event", _at(reason, where), index=where)
-        line = _serialize(stamp(message, envelope_.defaults, source=source, received_at=received, new_id=new_id))
-        if line is None:
-            raise RejectedRequest(400, "invalid_event", _at("event has text that is not valid Unicode (a lone surrogate)", where), index=where)
-        if len(line) > MAX_EVENT_BYTES:
-            raise RejectedRequest(
-                400,
-                "event_too_large",
-                _at(f"event is {len(line):,} bytes once stamped; the limit is {MAX_EVENT_BYTES // 1024} KB per event "
-                    "(Segment HTTP API max request size): trim its properties or traits", where),
-                index=where,
-            )
-        lines.append(line)
-    return lines
+        try:
+            lines.append(_landing_line(message, envelope_.defaults, source=source, received=received, new_id=new_id,
+                                       index=index if envelope_.is_batch else None))
+        except RejectedRequest as exc:
+            if not envelope_.is_batch:
+                raise
+            refused.append({"index": index, "code": exc.code, "error": exc.message})
+            lines.append(_refused_line(message, exc.message, received=received, new_id=new_id))
+    return Landed(lines, refused)
+
+
+def _landing_line(message: Any, defaults: Mapping[str, Any], *, source: str, received: str, new_id: Callable[[], str], index: int | None) -> bytes:
+    reason = message_problem(message)
+    if reason:
+        raise RejectedRequest(400, "invalid_event", _at(reason, index), index=index)
+    line = _serialize(stamp(message, defaults, source=source, received_at=received, new_id=new_id))
+    if line is None:
+        raise RejectedRequest(400, "invalid_event", _at("event has text that is not valid Unicode (a lone surrogate)", index), index=index)
+    if len(line) > MAX_EVENT_BYTES:
+        raise RejectedRequest(
+            400,
+            "event_too_large",
+            _at(f"event is {len(line):,} bytes once stamped; the limit is {MAX_EVENT_BYTES // 1024} KB per event "
+                "(Segment HTTP API max request size): trim its properties or traits", index),
+            index=index,
+        )
+    return line
+
+
+def _refused_line(message: Any, reason: str, *, received: str, new_id: Callable[[], str]) -> bytes:
+    """The landing line of a refused batch message: the message kept whole under "message" (not parsed
+    as an event), or only the reason when it cannot be written (over 32 KB, not valid Unicode)."""
+    sent_id = message.get("messageId") if isinstance(message, dict) else None
+    record = {"messageId": sent_id if isinstance(sent_id, str) and sent_id.strip() else new_id(), "receivedAt": received,
+              REJECTED_FIELD: reason}
+    line = _serialize({**record, "message": _without_write_key(message)})
+    if line is None or len(line) > MAX_EVENT_BYTES:
+        line = _serialize(record)
+    return line
+
+
+def _without_write_key(message: Any) -> Any:
+    # writeKey is a credential: it never lands.
+    return {k: v for k, v in message.items() if k != "writeKey"} if isinstance(message, dict) else message
 
 
 def message_problem(message: Any) -> str | None:
@@ -162,8 +198,7 @@ def message_problem(message: Any) -> str | None:
 
 def stamp(message: Mapping[str, Any], defaults: Mapping[str, Any], *, source: str, received_at: str, new_id: Callable[[], str]) -> dict[str, Any]:
     """A valid message as it lands: receivedAt, messageId, timestamp and context.source filled in."""
-    # writeKey is a credential: it never lands.
-    event = {k: v for k, v in message.items() if k != "writeKey"}
+    event = _without_write_key(message)
     for key in ("context", "integrations"):
         if key in defaults:
             event[key] = {**defaults[key], **(event.get(key) or {})}

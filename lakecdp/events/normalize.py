@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.events.contacts import CONTACT_TRAITS, CONTEXT_PII, without_keys
-from lakecdp.events.schema import CORRUPT_RECORD, EVENT_TYPES, LINE_SCHEMA, MAX_EVENT_BYTES
+from lakecdp.events.schema import CORRUPT_RECORD, EVENT_TYPES, LINE_SCHEMA, MAX_EVENT_BYTES, REJECTED_FIELD
 from lakecdp.lake.tables import EVENTS
 from lakecdp.privacy.pseudonyms import Pseudonymizer
 
@@ -46,7 +46,8 @@ def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_
     has_identity = F.coalesce(e.userId, e.anonymousId).isNotNull() & (F.trim(F.coalesce(e.userId, e.anonymousId)) != "")
     is_future = F.col("event_ts") > F.col("received_at") + F.expr(f"INTERVAL {int(max_future_skew.total_seconds())} SECONDS")
     is_too_old = F.col("event_ts") < F.col("received_at") - F.expr(f"INTERVAL {int(max_age.total_seconds())} SECONDS")
-    checks: list[tuple[Column, str]] = [
+    checks: list[tuple[Column, str | Column]] = [
+        (e[REJECTED_FIELD].isNotNull(), F.concat(F.lit("refused by the collector: "), e[REJECTED_FIELD])),
         (is_too_large, f"event is larger than {MAX_EVENT_BYTES // 1024} KB"),
         (~F.col("is_json_object"), "not a JSON object"),
         (e.messageId.isNull() | (F.trim(e.messageId) == ""), "missing messageId"),

@@ -95,6 +95,27 @@ def test_segment_sdk_events_reach_bronze_exactly_once(spark, tmp_path, sdk_defau
     assert sum(r["event"] == "Product Added" for r in bronze.values()) == 250
 
 
+def test_one_invalid_message_loses_nothing_else_of_an_sdk_batch(spark, tmp_path, sdk_defaults):
+    """The SDK batches 60 valid tracks and one without an event name: 60 reach bronze, the one is quarantined with its reason."""
+    events_dir = tmp_path / "landing" / "events"
+    writer = LandingWriter(events_dir, roll_bytes=1_000_000, roll_seconds=3600)
+    errors: list[Exception] = []
+    with CollectorThread(create_app(CollectorConfig(write_keys={KEY: "web"}), writer)) as server:
+        batching = Client(KEY, host=server.url, upload_size=100, on_error=lambda e, batch: errors.append(e))
+        for n in range(61):
+            batching.track(f"cust_{n}", "" if n == 30 else "Product Viewed", {"product_id": f"p_{n}"})
+        batching.flush()
+        batching.join()
+    assert errors == [], "the SDK saw a 200"
+    lake = open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
+    lines = read_landing_lines(spark, [str(p) for p in sorted(events_dir.glob("part-*.jsonl"))])
+    result = ingest_lines(lake, lines, received_at=datetime.now(timezone.utc), settings=EventSettings())
+    assert (result.events, result.quarantined) == (60, 1)
+    [quarantined] = lake.read("quarantine").collect()
+    assert quarantined["reason"] == "refused by the collector: batch[30]: track event without an event name: set 'event', e.g. 'Order Completed'"
+    assert json.loads(quarantined["raw"])["message"]["userId"] == "cust_30"
+
+
 def landed_events_in_progress(folder: Path) -> list[dict]:
     """Lines acknowledged so far, published or not (the server is still running)."""
     paths = sorted(folder.glob("part-*.jsonl")) + sorted(folder.glob(".inprogress-*.tmp"))

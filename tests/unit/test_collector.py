@@ -102,13 +102,19 @@ def test_a_batch_over_500_kb_is_413(client):
     assert "500 KB" in response.json()["error"]
 
 
-def test_an_event_over_32_kb_is_400_with_its_index(client):
+def test_an_event_over_32_kb_is_refused_by_index_and_the_rest_of_its_batch_lands(client, landing):
     events = [track(), track(properties={"blob": "x" * 33_000}), track()]
     response = client.post("/v1/batch", json={"batch": events}, headers=basic(KEY))
-    assert response.status_code == 400
-    assert response.json()["index"] == 1 and "32 KB" in response.json()["error"]
+    assert response.status_code == 200
+    [refused] = response.json()["refused"]
+    assert refused["index"] == 1 and "32 KB" in refused["error"] and refused["code"] == "event_too_large"
     single = client.post("/v1/track", json=track(properties={"blob": "x" * 33_000}), headers=basic(KEY))
     assert single.status_code == 400 and "index" not in single.json()
+    client.__exit__(None, None, None)
+    lines = landed(landing)
+    assert [line.get("event") for line in lines] == ["Product Viewed", None, "Product Viewed"]
+    # Too large to keep whole: the reason lands, for the quarantine, without the message.
+    assert "32 KB" in lines[1]["_lakecdp_rejected"] and "message" not in lines[1]
 
 
 # -- gzip ----------------------------------------------------------------------------------------
@@ -147,13 +153,16 @@ def test_broken_gzip_is_400_and_a_gzip_bomb_is_413(client):
         ("just text", "not a JSON object"),
     ],
 )
-def test_invalid_events_reject_the_whole_batch_with_index_and_reason(client, landing, event, reason):
-    response = client.post("/v1/batch", json={"batch": [track(), event]}, headers=basic(KEY))
-    assert response.status_code == 400
-    body = response.json()
-    assert body["index"] == 1 and reason in body["error"] and body["code"] == "invalid_event"
+def test_an_invalid_event_is_refused_by_index_and_reason_and_the_rest_of_its_batch_lands(client, landing, event, reason):
+    response = client.post("/v1/batch", json={"batch": [track(), event, track(event="Order Completed")]}, headers=basic(KEY))
+    assert response.status_code == 200
+    [refused] = response.json()["refused"]
+    assert refused["index"] == 1 and reason in refused["error"] and refused["code"] == "invalid_event"
     client.__exit__(None, None, None)
-    assert landed(landing) == [], "a rejected batch lands nothing, so the fixed resend duplicates nothing"
+    first, bad, last = landed(landing)
+    assert (first["event"], last["event"]) == ("Product Viewed", "Order Completed")
+    # The refused message lands whole, with its reason, for the stream to quarantine.
+    assert bad["message"] == event and reason in bad["_lakecdp_rejected"] and bad["messageId"]
 
 
 def test_invalid_json_is_400(client):
