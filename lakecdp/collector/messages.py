@@ -154,15 +154,16 @@ def _refused_line(message: Any, reason: str, *, received: str, new_id: Callable[
     sent_id = message.get("messageId") if isinstance(message, dict) else None
     record = {"messageId": sent_id if isinstance(sent_id, str) and sent_id.strip() else new_id(), "receivedAt": received,
               REJECTED_FIELD: reason}
-    line = _serialize({**record, "message": _without_write_key(message)})
+    line = _serialize({**record, "message": _as_landed(message)})
     if line is None or len(line) > MAX_EVENT_BYTES:
         line = _serialize(record)
     return line
 
 
-def _without_write_key(message: Any) -> Any:
-    # writeKey is a credential: it never lands.
-    return {k: v for k, v in message.items() if k != "writeKey"} if isinstance(message, dict) else message
+def _as_landed(message: Any) -> Any:
+    # writeKey is a credential: it never lands. The refusal field is the collector's to set: a
+    # sender's own would quarantine a valid event.
+    return {k: v for k, v in message.items() if k not in ("writeKey", REJECTED_FIELD)} if isinstance(message, dict) else message
 
 
 def message_problem(message: Any) -> str | None:
@@ -198,7 +199,7 @@ def message_problem(message: Any) -> str | None:
 
 def stamp(message: Mapping[str, Any], defaults: Mapping[str, Any], *, source: str, received_at: str, new_id: Callable[[], str]) -> dict[str, Any]:
     """A valid message as it lands: receivedAt, messageId, timestamp and context.source filled in."""
-    event = _without_write_key(message)
+    event = _as_landed(message)
     for key in ("context", "integrations"):
         if key in defaults:
             event[key] = {**defaults[key], **(event.get(key) or {})}

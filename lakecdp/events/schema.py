@@ -26,6 +26,10 @@ _CONTEXT = T.StructType(
     ]
 )
 
+# A landing line the collector wrote for a message it refused inside an accepted batch: the
+# message sits under "message", the reason under this field, and the stream quarantines it with that reason.
+REJECTED_FIELD = "_lakecdp_rejected"
+
 RAW_EVENT_SCHEMA = T.StructType(
     [
         T.StructField("messageId", T.StringType()),
@@ -40,13 +44,9 @@ RAW_EVENT_SCHEMA = T.StructType(
         T.StructField("receivedAt", T.StringType()),
         T.StructField("properties", _PROPERTIES),
         T.StructField("context", _CONTEXT),
-        T.StructField("_lakecdp_rejected", T.StringType()),
+        T.StructField(REJECTED_FIELD, T.StringType()),
     ]
 )
-
-# A landing line the collector wrote for a message it refused inside an accepted batch: the
-# message sits under "message", the reason under this field, and the stream quarantines it with that reason.
-REJECTED_FIELD = "_lakecdp_rejected"
 
 # Set by Spark's JSON reader to the line itself when the line is not a JSON object (broken JSON,
 # an array, a scalar): validity comes from the one parse, not a second pass over the text.

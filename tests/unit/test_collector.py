@@ -256,3 +256,11 @@ def test_click_links_only_sign_web_targets():
     for target in ("javascript:alert(1)", "//evil.example.net", "https://ok.example.com/\r\nSet-Cookie: x"):
         with pytest.raises(LinkError):
             sign_click_url("http://t", secret=SECRET, customer_id="c", campaign_id="k", email_id="e", target_url=target)
+
+
+def test_a_sender_cannot_set_the_refusal_field(client, landing):
+    response = client.post("/v1/batch", json={"batch": [track(_lakecdp_rejected="spoofed")]}, headers=basic(KEY))
+    assert response.status_code == 200 and "refused" not in response.json()
+    client.__exit__(None, None, None)
+    [line] = landed(landing)
+    assert "_lakecdp_rejected" not in line and line["event"] == "Product Viewed"
