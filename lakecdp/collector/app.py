@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -109,6 +109,11 @@ class _Handlers:
             log.debug("rejected /v1/%s request: %s (index %s)", endpoint, exc.code, exc.index)
             headers = {"WWW-Authenticate": 'Basic realm="lakecdp collector"'} if exc.status == 401 else None
             return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        except ClientDisconnect:
+            # Nothing was stored and nobody is there to answer: one line, not a traceback.
+            self.stats.rejected["client_disconnected"] += 1
+            log.warning("/v1/%s: the client disconnected before sending the whole body; nothing was stored", endpoint)
+            return Response(status_code=400)
         except LandingUnavailable as exc:
             self.stats.rejected["unavailable"] += 1
             body = RejectedRequest(503, "unavailable", f"events were not stored, retry later ({exc})").body()

@@ -46,5 +46,5 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         timeout_seconds=args.timeout,
         clock=FrozenClock(args.as_of) if args.as_of else SystemClock(),
     )
-    print(f"{len(result.batches)} batches, {result.events:,} new events")
+    print(result.summary())
     return 0

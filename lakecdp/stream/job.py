@@ -54,6 +54,14 @@ class StreamRun:
     def events(self) -> int:
         return sum(b["events"] for b in self.batches)
 
+    def summary(self) -> str:
+        """One line for the operator: what landed, what was quarantined or dropped as a repeat."""
+        quarantined, duplicates = (sum(b.get(key, 0) for b in self.batches) for key in ("quarantined", "duplicates"))
+        line = f"{len(self.batches)} batches, {self.events:,} new events, {quarantined:,} quarantined, {duplicates:,} duplicates"
+        if quarantined:
+            line += " (reasons: lakecdp sql \"SELECT reason, count(*) FROM quarantine GROUP BY reason\")"
+        return line
+
 
 def _query_id(checkpoint: str) -> str:
     # Spark writes the query id into <checkpoint>/metadata before the first batch and keeps

@@ -1,7 +1,9 @@
 """The real collector (uvicorn on 127.0.0.1) fed by Segment's own Python SDK, then bronze; and SIGKILL."""
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 import signal
 import socket
@@ -291,3 +293,23 @@ def test_identify_contacts_go_to_customers_newest_first_and_keep_the_crm_columns
     text = json.dumps(bronze, default=str)
     assert not any(pii in text.lower() for pii in ("example.com", "anna", "stale", "web only", "203.0.113.9"))
     assert {json.loads(r["traits_json"])["plan"] for r in bronze} == {"pro"}
+
+
+def test_a_client_gone_mid_body_is_one_warning_and_stores_nothing(tmp_path, caplog):
+    events_dir = tmp_path / "landing" / "events"
+    app = create_app(CollectorConfig(write_keys={KEY: "web"}), LandingWriter(events_dir, roll_bytes=64_000, roll_seconds=3600))
+    with caplog.at_level(logging.INFO), CollectorThread(app) as server:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            auth = base64.b64encode(f"{KEY}:".encode()).decode()
+            sock.sendall(f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\n"
+                         "Content-Length: 5000\r\n\r\n{\"batch\": [".encode())
+        # The next request is answered, so the one above has been handled.
+        assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
+        for _ in range(100):
+            if app.state.stats.rejected["client_disconnected"]:
+                break
+            time.sleep(0.05)
+    assert app.state.stats.rejected["client_disconnected"] == 1
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING and "disconnected" in r.getMessage()]) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert landed_events(events_dir) == []
