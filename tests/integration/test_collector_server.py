@@ -111,7 +111,8 @@ def test_one_invalid_message_loses_nothing_else_of_an_sdk_batch(spark, tmp_path,
     assert errors == [], "the SDK saw a 200"
     lake = open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
     lines = read_landing_lines(spark, [str(p) for p in sorted(events_dir.glob("part-*.jsonl"))])
-    result = ingest_lines(lake, lines, received_at=datetime.now(timezone.utc), settings=EventSettings())
+    # Each line carries the collector's receivedAt, which wins over this batch instant.
+    result = ingest_lines(lake, lines, received_at=datetime(2026, 11, 1, tzinfo=timezone.utc), settings=EventSettings())
     assert (result.events, result.quarantined) == (60, 1)
     [quarantined] = lake.read("quarantine").collect()
     assert quarantined["reason"] == "refused by the collector: batch[30]: track event without an event name: set 'event', e.g. 'Order Completed'"
