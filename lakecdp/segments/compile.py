@@ -53,8 +53,7 @@ def _interval(window) -> Column:
 
 
 def _matches(match: EventMatch) -> Column:
-    conditions = [F.col("event") == match.event] + [F.col(column) == F.lit(value) for column, value in match.where]
-    return reduce(operator.and_, conditions)
+    return match.declared.column()
 
 
 def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:

@@ -21,6 +21,7 @@ from typing import Any, Union
 
 from lakecdp.config.durations import parse_duration
 from lakecdp.lake.tables import EVENTS, PROFILE_FEATURES, PROFILE_SCORES
+from lakecdp.profiles.declarations import Match
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 OPERATORS = ("==", "!=", ">", ">=", "<", "<=", "in")
@@ -37,6 +38,11 @@ class RuleError(ValueError):
 class EventMatch:
     event: str
     where: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def declared(self) -> Match:
+        """The executor-neutral declaration of the events this leaf reads."""
+        return Match(self.event, where=self.where)
 
 
 @dataclass(frozen=True)

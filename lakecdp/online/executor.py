@@ -1,0 +1,401 @@
+"""The incremental executor: per-customer state folded event by event; features, verdicts and timers from that state alone.
+
+The batch executor (`profiles.features`, `segments.compile`) computes the same values from the
+customer's whole history in Spark; tests/unit/test_online_differential.py holds the two equal.
+
+State is a plain JSON-able dict per customer, so any key-value store can keep it:
+  first/last/n      first and last event instant (µs since the epoch, UTC) and the event count
+  m                 per declared Match: [lifetime count, latest instant, instants within its longest window]
+  avg               [sum, n] of time_on_page_s and of scroll_depth_pct
+  rev               order revenue, summed
+  at                latest non-null country, city, timezone and viewed category, each [instant, value]
+  dev, hr           own events per device type and per local hour (for the mix and the modes)
+  cart              cart adds, removes and checkouts after the latest order: [instant, kind, value]
+  pv, ca            product views (30 d) and cart adds (24 h) with their category: [instant, category]
+  later             events whose time is still ahead of the last evaluation (allowed clock skew)
+  seg, due          current memberships {segment: [entered, rule version, reason]}; next timer instant
+Windows keep exact instants, not tiles: a tile boundary inside a window would make the two
+executors disagree at the boundary, and the longest window (30 d of one customer's events)
+stays small.
+"""
+from __future__ import annotations
+
+import json
+import operator
+from bisect import bisect_right, insort
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from lakecdp.profiles.declarations import (
+    CART_ADD, CART_REMOVE, CHECKOUT, COUNT_FEATURES, EMAIL_SEND, ORDER, PRODUCT_VIEW, WINDOWS, Match,
+)
+from lakecdp.segments.rules import Absence, AllOf, AnyOf, AtLeastOf, Attribute, EventCount, InSegment, Not, Rule, Segment
+
+US = 1_000_000
+_DAY_US = 86_400 * US
+_ORDER, _CART_ADD = Match(ORDER), Match(CART_ADD)
+_PV_WINDOW, _CA_WINDOW = int(WINDOWS["30d"].total_seconds()) * US, int(WINDOWS["24h"].total_seconds()) * US
+_LATEST_COLUMNS = ("country", "city", "timezone")
+_COMPARE = {"==": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
+def to_us(at: datetime) -> int:
+    """An aware (or UTC-naive) datetime -> µs since the epoch."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    delta = at - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
+
+
+def from_us(us: int | None) -> datetime | None:
+    return None if us is None else datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)
+
+
+def _window_us(window: timedelta) -> int:
+    return int(window.total_seconds() * US)
+
+
+@dataclass
+class Plan:
+    """The state the declarations need: per Match, a lifetime count, its latest instant and a window of instants."""
+
+    segments: list[Segment]
+    matches: dict[str, Match] = field(default_factory=dict)
+    windows: dict[str, int] = field(default_factory=dict)   # match key -> longest window in µs (0: none)
+    by_event: dict[str | None, list[str]] = field(default_factory=dict)
+    by_type: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for count in COUNT_FEATURES:
+            self._need(count.match, count.window)
+        self._need(_ORDER, None)
+        self._need(_CART_ADD, None)
+        for segment in self.segments:
+            self._visit(segment.rule)
+        for key, match in self.matches.items():
+            if match.event is not None:
+                self.by_event.setdefault(match.event, []).append(key)
+            elif match.type is not None:
+                self.by_type.setdefault(match.type, []).append(key)
+            else:
+                self.by_event.setdefault(None, []).append(key)   # matches every event
+
+    def _need(self, match: Match, window: timedelta | None) -> None:
+        self.matches[match.key] = match
+        longest = self.windows.get(match.key, 0)
+        self.windows[match.key] = max(longest, _window_us(window)) if window is not None else longest
+
+    def _visit(self, rule: Rule) -> None:
+        if isinstance(rule, EventCount):
+            self._need(rule.match.declared, rule.within)
+        elif isinstance(rule, Absence):
+            self._need(rule.did.declared, None)
+            self._need(rule.then_not.declared, None)
+        elif isinstance(rule, Not):
+            self._visit(rule.rule)
+        elif isinstance(rule, (AllOf, AnyOf, AtLeastOf)):
+            for child in rule.rules:
+                self._visit(child)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes exactly when the state a customer needs changes (a new match or a longer window)."""
+        return json.dumps(sorted(self.windows.items()), separators=(",", ":"))
+
+    def matching(self, event: dict[str, Any]) -> Iterable[str]:
+        """Keys of the matches `event` satisfies (dispatched by name and type, then tested)."""
+        for key in (*self.by_event.get(event.get("event"), ()), *self.by_type.get(event.get("type"), ()), *self.by_event.get(None, ())):
+            if self.matches[key].test(event):
+                yield key
+
+
+def new_state() -> dict[str, Any]:
+    return {"first": None, "last": None, "n": 0, "m": {}, "avg": [0.0, 0, 0, 0], "rev": 0.0, "at": {}, "dev": {}, "hr": {},
+            "cart": [], "pv": [], "ca": [], "later": [], "seg": {}, "due": None}
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def fold(plan: Plan, state: dict[str, Any], event: dict[str, Any], as_of: int) -> None:
+    """Add one event (bronze columns, `timestamp` in µs) to a customer's state as seen at `as_of`.
+
+    An event ahead of `as_of` waits in `later` until an evaluation instant reaches it: the batch
+    executor does not see it before then either.
+    """
+    at = event["timestamp"]
+    if at > as_of:
+        state["later"].append(event)
+        return
+    state["first"] = at if state["first"] is None else min(state["first"], at)
+    state["last"] = at if state["last"] is None else max(state["last"], at)
+    state["n"] += 1
+    for key in plan.matching(event):
+        tracked = state["m"].setdefault(key, [0, None, []])
+        tracked[0] += 1
+        tracked[1] = at if tracked[1] is None else max(tracked[1], at)
+        window = plan.windows[key]
+        if window and at > as_of - window:
+            insort(tracked[2], at)
+    _fold_profile(state, event, at, as_of)
+
+
+def _fold_profile(state: dict[str, Any], event: dict[str, Any], at: int, as_of: int) -> None:
+    name, avg = event.get("event"), state["avg"]
+    if event.get("time_on_page_s") is not None:
+        avg[0] += event["time_on_page_s"]
+        avg[1] += 1
+    if event.get("scroll_depth_pct") is not None:
+        avg[2] += event["scroll_depth_pct"]
+        avg[3] += 1
+    for column in _LATEST_COLUMNS:
+        _latest(state["at"], column, at, event.get(column))
+    category = event.get("category")
+    if name == PRODUCT_VIEW and category is not None:
+        _latest(state["at"], "category", at, category)
+        if at > as_of - _PV_WINDOW:
+            insort(state["pv"], [at, category])
+    if name == ORDER:
+        if event.get("revenue") is not None:
+            state["rev"] += event["revenue"]
+        last_order = state["m"][_ORDER.key][1]
+        state["cart"] = [entry for entry in state["cart"] if entry[0] > last_order]
+    elif name in (CART_ADD, CART_REMOVE, CHECKOUT):
+        last_order = state["m"].get(_ORDER.key, [0, None])[1]
+        if last_order is None or at > last_order:
+            value = 0.0
+            if name != CHECKOUT:
+                value = (event.get("price") or 0.0) * (1 if event.get("quantity") is None else event["quantity"])
+            state["cart"].append([at, name, value if name == CART_ADD else -value if name == CART_REMOVE else 0.0])
+        if name == CART_ADD and category is not None and at > as_of - _CA_WINDOW:
+            state["ca"].append([at, category])
+    if name != EMAIL_SEND:
+        device, zone = event.get("device_type"), event.get("timezone")
+        if device is not None:
+            state["dev"][device] = state["dev"].get(device, 0) + 1
+        if zone is not None and _zone(zone) is not None:
+            hour = str(from_us(at).astimezone(_zone(zone)).hour)
+            state["hr"][hour] = state["hr"].get(hour, 0) + 1
+
+
+def _latest(latest: dict[str, list], column: str, at: int, value: Any) -> None:
+    if value is not None and (column not in latest or at > latest[column][0]):
+        latest[column] = [at, value]
+
+
+def merge(plan: Plan, into: dict[str, Any], other: dict[str, Any], as_of: int) -> None:
+    """Fold another key's state into `into` (an anonymous device newly linked to a customer)."""
+    if other["n"]:
+        into["first"] = other["first"] if into["first"] is None else min(into["first"], other["first"])
+        into["last"] = other["last"] if into["last"] is None else max(into["last"], other["last"])
+    into["n"] += other["n"]
+    for key, (n, last, instants) in other["m"].items():
+        tracked = into["m"].setdefault(key, [0, None, []])
+        tracked[0] += n
+        tracked[1] = last if tracked[1] is None else (tracked[1] if last is None else max(tracked[1], last))
+        tracked[2] = sorted(tracked[2] + instants)
+    into["avg"] = [a + b for a, b in zip(into["avg"], other["avg"])]
+    into["rev"] += other["rev"]
+    for column, (at, value) in other["at"].items():
+        _latest(into["at"], column, at, value)
+    for name in ("dev", "hr"):
+        for value, n in other[name].items():
+            into[name][value] = into[name].get(value, 0) + n
+    last_order = into["m"].get(_ORDER.key, [0, None])[1]
+    into["cart"] = sorted(entry for entry in into["cart"] + other["cart"] if last_order is None or entry[0] > last_order)
+    into["pv"] = sorted(into["pv"] + other["pv"])
+    into["ca"] = sorted(into["ca"] + other["ca"])
+    into["later"] += other["later"]
+
+
+def advance(plan: Plan, state: dict[str, Any], as_of: int) -> None:
+    """Bring a state to `as_of`: fold the events it has reached, drop instants that left every window."""
+    if state["later"]:
+        waiting, state["later"] = state["later"], []
+        for event in waiting:
+            fold(plan, state, event, as_of)
+    for key, tracked in state["m"].items():
+        window = plan.windows.get(key, 0)
+        instants = tracked[2]
+        if instants and instants[0] <= as_of - window:
+            del instants[: bisect_right(instants, as_of - window)]
+    state["pv"] = [entry for entry in state["pv"] if entry[0] > as_of - _PV_WINDOW]
+    state["ca"] = [entry for entry in state["ca"] if entry[0] > as_of - _CA_WINDOW]
+
+
+def _count(state: dict[str, Any], match: Match, window: timedelta | None, as_of: int) -> int:
+    tracked = state["m"].get(match.key)
+    if tracked is None:
+        return 0
+    if window is None:
+        return tracked[0]
+    instants = tracked[2]
+    return len(instants) - bisect_right(instants, as_of - _window_us(window))
+
+
+def _oldest(state: dict[str, Any], match: Match, window: timedelta, as_of: int) -> int | None:
+    instants = state["m"].get(match.key, [0, None, []])[2]
+    position = bisect_right(instants, as_of - _window_us(window))
+    return instants[position] if position < len(instants) else None
+
+
+def _latest_of(state: dict[str, Any], match: Match) -> int | None:
+    return state["m"].get(match.key, [0, None])[1]
+
+
+def _mode(counts: dict[Any, int]) -> Any:
+    """The most frequent value, the lowest on a tie (Spark's mode(deterministic=True))."""
+    return min(counts, key=lambda value: (-counts[value], value)) if counts else None
+
+
+def profile(state: dict[str, Any], customer_id: str, as_of: int) -> dict[str, Any] | None:
+    """The customer's profile_features row as of `as_of` (after `advance`); None without events yet."""
+    if not state["n"]:
+        return None
+    row: dict[str, Any] = {"customer_id": customer_id, "first_seen_at": from_us(state["first"]),
+                           "last_activity_at": from_us(state["last"]), "events_total": state["n"]}
+    for count in COUNT_FEATURES:
+        row[count.name] = _count(state, count.match, count.window, as_of)
+    top_sum, top_n, scroll_sum, scroll_n = state["avg"]
+    row["avg_time_on_page_s"] = top_sum / top_n if top_n else None
+    row["avg_scroll_depth_pct"] = scroll_sum / scroll_n if scroll_n else None
+    row["cart_add_categories_24h"] = len({category for _, category in state["ca"]})
+    row["monetary"] = float(state["rev"])
+    last_order = _latest_of(state, _ORDER)
+    row["last_order_at"], row["last_cart_add_at"] = from_us(last_order), from_us(_latest_of(state, _CART_ADD))
+    latest = state["at"]
+    row["last_category_viewed"] = latest.get("category", [None, None])[1]
+    for column in _LATEST_COLUMNS:
+        row[column] = latest.get(column, [None, None])[1]
+    row["open_cart_value"] = max(sum(value for _, _, value in state["cart"]), 0.0)
+    row["has_open_cart"] = any(kind == CART_ADD for _, kind, _ in state["cart"])
+    row["checkouts_without_order"] = sum(1 for _, kind, _ in state["cart"] if kind == CHECKOUT)
+    row.update(_category_views(state["pv"], as_of))
+    devices = state["dev"]
+    total = sum(devices.values())
+    row["device_mix"] = {device: n / total for device, n in sorted(devices.items())} if total else None
+    row["top_device_type"] = _mode(devices)
+    hour = _mode({int(h): n for h, n in state["hr"].items()})
+    row["preferred_local_hour"] = hour
+    row["recency_days"] = None if last_order is None else (as_of // US - last_order // US) / 86400.0
+    row["frequency"] = row["orders"]
+    row["avg_order_value"] = row["monetary"] / row["orders"] if row["orders"] > 0 else None
+    row["as_of"] = from_us(as_of)
+    return row
+
+
+def _category_views(views: list[list], as_of: int) -> dict[str, Any]:
+    maps: dict[str, Any] = {}
+    for name, window in WINDOWS.items():
+        counts: dict[str, int] = {}
+        for at, category in views:
+            if at > as_of - _window_us(window):
+                counts[category] = counts.get(category, 0) + 1
+        maps[f"category_views_{name}"] = dict(sorted(counts.items())) if views else None
+    return {**maps, "distinct_categories_30d": len({category for _, category in views})}
+
+
+@dataclass
+class Verdict:
+    segment: str
+    is_member: bool
+    reason: str
+    rule_version: str
+    next_check_at: int | None
+
+
+@dataclass
+class _Context:
+    state: dict[str, Any]
+    values: dict[str, Any]      # profile features and scores
+    as_of: int
+    segments: dict[str, Segment]
+    explain: dict[str, Any] = field(default_factory=dict)
+    changes: list[int] = field(default_factory=list)
+
+    def explain_as(self, label: str, value: Any) -> None:
+        unique = label if label not in self.explain else f"{label} #{len(self.explain)}"
+        self.explain[unique] = from_us(value).isoformat() if isinstance(value, int) and label.startswith("last ") else value
+
+
+def verdicts(state: dict[str, Any], values: dict[str, Any], segments: list[Segment], as_of: int, *, all_segments: list[Segment] | None = None) -> list[Verdict]:
+    """Every segment's verdict for one customer as of `as_of`, with the earliest later instant time alone can flip it."""
+    by_name = {s.name: s for s in (all_segments or segments)}
+    result = []
+    for segment in segments:
+        context = _Context(state, values, as_of, by_name)
+        holds = _holds(segment.rule, context)
+        future = [at for at in context.changes if at > as_of]
+        result.append(Verdict(segment.name, holds, json.dumps(context.explain, default=str, sort_keys=True), segment.version, min(future) if future else None))
+    return result
+
+
+def _holds(rule: Rule, context: _Context) -> bool:
+    """Mirror of segments.compile._compile: every child is evaluated (no short cut), so every leaf's timer counts."""
+    as_of, state = context.as_of, context.state
+    if isinstance(rule, EventCount):
+        match = rule.match.declared
+        count = _count(state, match, rule.within, as_of)
+        if rule.within is not None:
+            oldest = _oldest(state, match, rule.within, as_of)
+            if oldest is not None:
+                context.changes.append(oldest + _window_us(rule.within))
+        window = f" within {rule.within}" if rule.within is not None else ""
+        context.explain_as(f"count({_describe(rule.match)}){window}", count)
+        return (rule.at_least is None or count >= rule.at_least) and (rule.at_most is None or count <= rule.at_most)
+    if isinstance(rule, Absence):
+        last_did, last_then = _latest_of(state, rule.did.declared), _latest_of(state, rule.then_not.declared)
+        context.explain_as(f"last {_describe(rule.did)}", last_did)
+        context.explain_as(f"last {_describe(rule.then_not)}", last_then)
+        if last_did is None:
+            return False
+        no_follow_up = last_then is None or last_then < last_did
+        if no_follow_up:
+            context.changes.append(last_did + _window_us(rule.within))
+        return last_did <= as_of - _window_us(rule.within) and no_follow_up
+    if isinstance(rule, Attribute):
+        value = context.values.get(rule.column)
+        context.explain_as(rule.column, value)
+        return _compare(value, rule.op, rule.value)
+    if isinstance(rule, InSegment):
+        inner = _Context(state, context.values, as_of, context.segments)
+        holds = _holds(context.segments[rule.segment].rule, inner)
+        context.changes += inner.changes
+        context.explain_as(f"in {rule.segment}", holds)
+        return holds
+    if isinstance(rule, (AllOf, AnyOf, AtLeastOf)):
+        hits = [_holds(child, context) for child in rule.rules]
+        if isinstance(rule, AllOf):
+            return all(hits)
+        return any(hits) if isinstance(rule, AnyOf) else sum(hits) >= rule.n
+    if isinstance(rule, Not):
+        return not _holds(rule.rule, context)
+    raise TypeError(f"unknown rule node {type(rule).__name__}")
+
+
+def _describe(match) -> str:
+    return match.event + "".join(f", {column}={value}" for column, value in match.where)
+
+
+def _compare(value: Any, op: str, expected: Any) -> bool:
+    """Spark's comparison of a profile value with a rule's literal; null is never a match."""
+    if value is None:
+        return False
+    if op == "in":
+        return value in list(expected)
+    if isinstance(value, datetime) and isinstance(expected, str):
+        expected = datetime.fromisoformat(expected.replace("Z", "+00:00"))
+        expected = expected if expected.tzinfo else expected.replace(tzinfo=timezone.utc)
+    try:
+        return bool(_COMPARE[op](value, expected))
+    except TypeError:
+        return False

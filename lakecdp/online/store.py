@@ -1,0 +1,362 @@
+"""The online state store: per-customer state, seen message ids, identity links and timers, committed atomically with a batch id.
+
+Two adapters behind one interface:
+  SqliteStore  the embedded default: one file, no server (standard library `sqlite3`, WAL journal).
+  RedisStore   for collector, stream, content API and trigger dispatcher on different hosts.
+A commit writes everything a micro-batch changed plus the batch id in one transaction; a
+replayed batch (id <= the stored one) is skipped, so it changes nothing.
+
+Besides state, the store holds what Delta (the system of record) has not received yet: the
+customers changed since the last flush and the transitions and outbox rows to append. The
+stream flushes them to Delta with an application transaction numbered by `flush_seq`.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+_BATCH = 500   # keys per SQL statement / Redis round trip
+
+
+@dataclass
+class Commit:
+    """Everything one micro-batch (or timer tick) changes in the store."""
+
+    stream: str
+    batch_id: int
+    states: dict[str, dict[str, Any] | None] = field(default_factory=dict)   # None: delete (merged into another key)
+    messages: dict[str, int] = field(default_factory=dict)                  # message id -> received (µs)
+    links: dict[str, str] = field(default_factory=dict)                     # anonymous id -> customer id
+    link_rows: list[dict[str, Any]] = field(default_factory=list)           # identity_links rows for Delta
+    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)    # (table, row) to append to Delta
+    dues: dict[str, int | None] = field(default_factory=dict)               # customer -> next timer (µs) or None
+
+
+@dataclass
+class Pending:
+    """What Delta has not received yet, as of one flush number."""
+
+    seq: int
+    customers: list[str]
+    rows: list[tuple[str, dict[str, Any]]]
+
+
+class StateStore(Protocol):
+    def applied(self, stream: str) -> int: ...
+    def meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+    def load(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+    def scan(self) -> Iterator[tuple[str, dict[str, Any]]]: ...
+    def seen(self, message_ids: Iterable[str], since: int) -> set[str]: ...
+    def links(self, anonymous_ids: Iterable[str]) -> dict[str, str]: ...
+    def commit(self, commit: Commit) -> bool: ...
+    def due(self, until: int) -> list[str]: ...
+    def next_due(self) -> int | None: ...
+    def pending(self) -> Pending: ...
+    def flushed(self, pending: Pending) -> None: ...
+    def forget_messages(self, before: int) -> int: ...
+    def replace_all(self, states: dict[str, dict[str, Any]], dues: dict[str, int | None], fingerprint: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start : start + _BATCH]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class SqliteStore:
+    """The embedded store: a SQLite file beside the lake (or wherever `state.path` says)."""
+
+    def __init__(self, path: str) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.executescript(
+            """
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=NORMAL;
+            CREATE TABLE IF NOT EXISTS state (id TEXT PRIMARY KEY, body TEXT NOT NULL, due INTEGER);
+            CREATE INDEX IF NOT EXISTS state_due ON state(due) WHERE due IS NOT NULL;
+            CREATE TABLE IF NOT EXISTS applied (stream TEXT PRIMARY KEY, batch_id INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS messages_at ON messages(at);
+            CREATE TABLE IF NOT EXISTS links (anonymous_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS dirty (id TEXT PRIMARY KEY);
+            CREATE TABLE IF NOT EXISTS outbound (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, body TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            """
+        )
+
+    def applied(self, stream: str) -> int:
+        row = self._db.execute("SELECT batch_id FROM applied WHERE stream = ?", (stream,)).fetchone()
+        return -1 if row is None else row[0]
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def load(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            for key, body in self._db.execute(f"SELECT id, body FROM state WHERE id IN ({marks})", chunk):
+                found[key] = json.loads(body)
+        return found
+
+    def scan(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for key, body in self._db.execute("SELECT id, body FROM state ORDER BY id"):
+            yield key, json.loads(body)
+
+    def seen(self, message_ids: Iterable[str], since: int) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(message_ids)):
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self._db.execute(f"SELECT id FROM messages WHERE at >= ? AND id IN ({marks})", [since, *chunk]))
+        return found
+
+    def links(self, anonymous_ids: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(anonymous_ids)):
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT anonymous_id, customer_id FROM links WHERE anonymous_id IN ({marks})", chunk).fetchall())
+        return found
+
+    def commit(self, commit: Commit) -> bool:
+        """Apply a batch's changes atomically; False (and nothing written) when the batch was applied before."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if self.applied(commit.stream) >= commit.batch_id:
+                    db.execute("ROLLBACK")
+                    return False
+                for key, state in commit.states.items():
+                    if state is None:
+                        db.execute("DELETE FROM state WHERE id = ?", (key,))
+                    else:
+                        due = commit.dues.get(key, state.get("due"))
+                        db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", (key, _dumps(state), due))
+                db.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?)", commit.messages.items())
+                db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?)", commit.links.items())
+                db.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(k,) for k in commit.states])
+                rows = [("identity_links", row) for row in commit.link_rows] + commit.rows
+                db.executemany("INSERT INTO outbound (tbl, body) VALUES (?, ?)", [(t, _dumps(r)) for t, r in rows])
+                db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (commit.stream, commit.batch_id))
+                db.execute("COMMIT")
+                return True
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def due(self, until: int) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT id FROM state WHERE due IS NOT NULL AND due <= ? ORDER BY id", (until,))]
+
+    def next_due(self) -> int | None:
+        return self._db.execute("SELECT min(due) FROM state WHERE due IS NOT NULL").fetchone()[0]
+
+    def pending(self) -> Pending:
+        seq = int(self.meta("flush_seq") or 0)
+        customers = [r[0] for r in self._db.execute("SELECT id FROM dirty ORDER BY id")]
+        rows = [(t, json.loads(b)) for t, b in self._db.execute("SELECT tbl, body FROM outbound ORDER BY seq")]
+        return Pending(seq, customers, rows)
+
+    def flushed(self, pending: Pending) -> None:
+        """Delta has `pending`: forget it and number the next flush."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for chunk in _chunks(pending.customers):
+                    db.execute(f"DELETE FROM dirty WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                db.execute("DELETE FROM outbound WHERE seq IN (SELECT seq FROM outbound ORDER BY seq LIMIT ?)", (len(pending.rows),))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('flush_seq', ?)", (str(pending.seq + 1),))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def forget_messages(self, before: int) -> int:
+        with self._lock:
+            return self._db.execute("DELETE FROM messages WHERE at < ?", (before,)).rowcount
+
+    def replace_all(self, states: dict[str, dict[str, Any]], dues: dict[str, int | None], fingerprint: str) -> None:
+        """A rebuild from bronze: every state at once, and the declarations it was built for."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                gone = [r[0] for r in db.execute("SELECT id FROM state") if r[0] not in states]
+                db.execute("DELETE FROM state")
+                db.executemany("INSERT INTO state VALUES (?, ?, ?)", [(k, _dumps(s), dues.get(k)) for k, s in states.items()])
+                db.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(k,) for k in [*states, *gone]])
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class RedisStore:
+    """The shared store: redis-py against a Redis server; one MULTI/EXEC per commit.
+
+    Keys live under `prefix`: <p>:s:<id> state, <p>:due (sorted set), <p>:m:<id> seen message
+    ids (expiring after the dedupe window), <p>:l (hash of links), <p>:dirty (set), <p>:out (list),
+    <p>:applied (hash stream -> batch id), <p>:meta (hash).
+    """
+
+    def __init__(self, url: str, prefix: str = "lakecdp", message_ttl_s: int = 7 * 86_400) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, decode_responses=True)
+        self.p, self.ttl = prefix, message_ttl_s
+        self.client.ping()
+
+    def applied(self, stream: str) -> int:
+        value = self.client.hget(f"{self.p}:applied", stream)
+        return -1 if value is None else int(value)
+
+    def meta(self, key: str) -> str | None:
+        return self.client.hget(f"{self.p}:meta", key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.client.hset(f"{self.p}:meta", key, value)
+
+    def load(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(list(ids)):
+            for key, body in zip(chunk, self.client.mget([f"{self.p}:s:{k}" for k in chunk])):
+                if body is not None:
+                    found[key] = json.loads(body)
+        return found
+
+    def scan(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        prefix = f"{self.p}:s:"
+        keys = sorted(k[len(prefix):] for k in self.client.scan_iter(f"{prefix}*", count=1000))
+        for chunk in _chunks(keys):
+            yield from self.load(chunk).items()
+
+    def seen(self, message_ids: Iterable[str], since: int) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(list(message_ids)):
+            for key, at in zip(chunk, self.client.mget([f"{self.p}:m:{k}" for k in chunk])):
+                if at is not None and int(at) >= since:
+                    found.add(key)
+        return found
+
+    def links(self, anonymous_ids: Iterable[str]) -> dict[str, str]:
+        ids = list(anonymous_ids)
+        if not ids:
+            return {}
+        return {k: v for k, v in zip(ids, self.client.hmget(f"{self.p}:l", ids)) if v is not None}
+
+    def commit(self, commit: Commit) -> bool:
+        import redis
+
+        applied_key = f"{self.p}:applied"
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    # WATCH makes the check and the writes one atomic step against a concurrent committer.
+                    pipe.watch(applied_key)
+                    current = pipe.hget(applied_key, commit.stream)
+                    if current is not None and int(current) >= commit.batch_id:
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    self._write(pipe, commit)
+                    pipe.hset(applied_key, commit.stream, commit.batch_id)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+
+    def _write(self, pipe, commit: Commit) -> None:
+        for key, state in commit.states.items():
+            if state is None:
+                pipe.delete(f"{self.p}:s:{key}")
+                pipe.zrem(f"{self.p}:due", key)
+                continue
+            pipe.set(f"{self.p}:s:{key}", _dumps(state))
+            due = commit.dues.get(key, state.get("due"))
+            if due is None:
+                pipe.zrem(f"{self.p}:due", key)
+            else:
+                pipe.zadd(f"{self.p}:due", {key: due})
+        for message_id, at in commit.messages.items():
+            pipe.set(f"{self.p}:m:{message_id}", at, ex=self.ttl)
+        for anonymous_id, customer_id in commit.links.items():
+            pipe.hsetnx(f"{self.p}:l", anonymous_id, customer_id)
+        if commit.states:
+            pipe.sadd(f"{self.p}:dirty", *commit.states)
+        rows = [("identity_links", row) for row in commit.link_rows] + commit.rows
+        if rows:
+            pipe.rpush(f"{self.p}:out", *[_dumps([t, r]) for t, r in rows])
+
+    def due(self, until: int) -> list[str]:
+        return sorted(self.client.zrangebyscore(f"{self.p}:due", "-inf", until))
+
+    def next_due(self) -> int | None:
+        first = self.client.zrange(f"{self.p}:due", 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
+
+    def pending(self) -> Pending:
+        seq = int(self.meta("flush_seq") or 0)
+        customers = sorted(self.client.smembers(f"{self.p}:dirty"))
+        rows = [tuple(json.loads(item)) for item in self.client.lrange(f"{self.p}:out", 0, -1)]
+        return Pending(seq, customers, rows)
+
+    def flushed(self, pending: Pending) -> None:
+        with self.client.pipeline(transaction=True) as pipe:
+            if pending.customers:
+                pipe.srem(f"{self.p}:dirty", *pending.customers)
+            pipe.ltrim(f"{self.p}:out", len(pending.rows), -1)
+            pipe.hset(f"{self.p}:meta", "flush_seq", pending.seq + 1)
+            pipe.execute()
+
+    def forget_messages(self, before: int) -> int:
+        return 0   # message ids expire on their own (TTL = the dedupe window)
+
+    def replace_all(self, states: dict[str, dict[str, Any]], dues: dict[str, int | None], fingerprint: str) -> None:
+        old = {k for k, _ in self.scan()}
+        with self.client.pipeline(transaction=True) as pipe:
+            for key in old - set(states):
+                pipe.delete(f"{self.p}:s:{key}")
+            pipe.delete(f"{self.p}:due")
+            self._write(pipe, Commit(stream="", batch_id=0, states=dict(states), dues=dues))
+            if old - set(states):
+                pipe.sadd(f"{self.p}:dirty", *(old - set(states)))
+            pipe.hset(f"{self.p}:meta", "fingerprint", fingerprint)
+            pipe.execute()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def open_store(settings: Any, lake_root: str) -> StateStore:
+    """The store `state:` in conf names: sqlite (default, <lake root>/_state/online.sqlite) or redis."""
+    if settings.backend == "redis":
+        return RedisStore(settings.redis_url, prefix=settings.redis_prefix, message_ttl_s=int(settings.dedupe_window.total_seconds()))
+    if settings.path is None and "://" in lake_root and not lake_root.startswith("file://"):
+        raise ValueError(
+            f"state.path: the lake is at {lake_root}, and the embedded state store needs a local file. "
+            "Fix: set state.path to a local file (e.g. /var/lib/lakecdp/online.sqlite) or use state.backend: redis."
+        )
+    path = settings.path or f"{lake_root.removeprefix('file://').rstrip('/')}/_state/online.sqlite"
+    return SqliteStore(path)
