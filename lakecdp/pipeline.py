@@ -175,9 +175,9 @@ def fire_due_timers(lake: Lake, segments: list[Segment], now: datetime) -> list[
     return customers
 
 
-def next_due(lake: Lake, *, sends: bool) -> datetime | None:
+def next_due(lake: Lake, *, sends: bool, timers: bool = True) -> datetime | None:
     """When the earliest segment timer (and, with `sends`, pending trigger send) falls due, in UTC; None if none."""
-    dues = [lake.read("segment_timers").select("due_at")]
+    dues = [lake.read("segment_timers").select("due_at")] if timers else []
     if sends:
         dues.append(pending(lake.read("trigger_outbox")).select("due_at"))
     due = reduce(DataFrame.unionByName, dues).agg(F.min("due_at")).first()[0]

@@ -56,6 +56,24 @@ class StreamSettings(_Strict):
         return parse_duration(value)
 
 
+class StateSettings(_Strict):
+    """The online state store the stream keeps per customer (lakecdp/online)."""
+
+    mode: Literal["online", "batch"] = "online"   # batch: recompute touched customers from bronze each micro-batch
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    path: str | None = None                       # sqlite file; default <lake.root>/_state/online.sqlite
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "lakecdp"
+    dedupe_window: timedelta = timedelta(days=7)  # a messageId sent again within this window is a duplicate
+    flush_interval: timedelta = timedelta(seconds=30)   # how often Delta's profile and segment tables catch up
+    chunk_rows: int = Field(default=200_000, ge=1000)  # events per piece a large batch is brought to the driver in
+
+    @field_validator("dedupe_window", "flush_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
 class DemoSettings(_Strict):
     customers: int = Field(default=2000, ge=1)
     days: int = Field(default=30, ge=1)
@@ -76,6 +94,7 @@ class Settings(_Strict):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
     # Validated by their own capability (segments.rules, models.settings, collector.settings),
     # whose errors name conf/base/<section>.yaml and the key.

@@ -62,8 +62,12 @@ def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSet
     )
 
 
-def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None) -> IngestResult:
-    """New valid events -> bronze, new rejects -> quarantine; with `txn`, a replayed batch is a no-op."""
+def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None, seen_ids: list[str] | None = None) -> IngestResult:
+    """New valid events -> bronze, new rejects -> quarantine; with `txn`, a replayed batch is a no-op.
+
+    `seen_ids`: the batch's message ids an earlier batch already brought (the online state's dedupe
+    window says so); without it, the bronze partitions of the batch's event dates are searched.
+    """
     is_valid = F.col("reason").isNull()
     counts = batch.checked.agg(
         F.count("*").alias("lines"), F.count("reason").alias("rejected"),
@@ -72,10 +76,16 @@ def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None)
         F.collect_set(F.when(is_valid, event_date(F.col("event_ts")))).alias("dates"),
     ).first()
     # A resent message keeps its timestamp, so only bronze partitions of the batch's event dates can hold it.
-    existing = lake.read("events").filter(F.col("event_date").isin(counts["dates"]))
     # Counting distinct ids is a shuffle of ids alone; it spares the common batch without repeats a shuffle of whole rows.
     repeats = counts["distinct_ids"] < counts["lines"] - counts["rejected"]
-    writes = [lambda: lake.append("events", filter_new_messages(batch.valid, existing, repeats_in_batch=repeats), txn=txn)]
+    if seen_ids is None:
+        existing = lake.read("events").filter(F.col("event_date").isin(counts["dates"]))
+        new_rows = filter_new_messages(batch.valid, existing, repeats_in_batch=repeats)
+    elif seen_ids:
+        new_rows = filter_new_messages(batch.valid, lake.spark.createDataFrame([(i,) for i in seen_ids], "message_id string"), repeats_in_batch=repeats)
+    else:
+        new_rows = batch.valid.dropDuplicates(["message_id"]) if repeats else batch.valid
+    writes = [lambda: lake.append("events", new_rows, txn=txn)]
     if counts["rejected"]:
         rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
         writes.append(lambda: lake.append("quarantine", rejected, txn=txn))

@@ -276,7 +276,7 @@ def profile(state: dict[str, Any], customer_id: str, as_of: int) -> dict[str, An
     row["last_category_viewed"] = latest.get("category", [None, None])[1]
     for column in _LATEST_COLUMNS:
         row[column] = latest.get(column, [None, None])[1]
-    row["open_cart_value"] = max(sum(value for _, _, value in state["cart"]), 0.0)
+    row["open_cart_value"] = max(sum((value for _, _, value in state["cart"]), 0.0), 0.0)
     row["has_open_cart"] = any(kind == CART_ADD for _, kind, _ in state["cart"])
     row["checkouts_without_order"] = sum(1 for _, kind, _ in state["cart"] if kind == CHECKOUT)
     row.update(_category_views(state["pv"], as_of))

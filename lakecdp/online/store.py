@@ -201,7 +201,7 @@ class SqliteStore:
             try:
                 gone = [r[0] for r in db.execute("SELECT id FROM state") if r[0] not in states]
                 db.execute("DELETE FROM state")
-                db.executemany("INSERT INTO state VALUES (?, ?, ?)", [(k, _dumps(s), dues.get(k)) for k, s in states.items()])
+                db.executemany("INSERT INTO state VALUES (?, ?, ?)", [(k, _dumps(s), dues.get(k, s.get("due"))) for k, s in states.items()])
                 db.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(k,) for k in [*states, *gone]])
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
                 db.execute("COMMIT")

@@ -1,0 +1,348 @@
+"""Flow: a micro-batch's events -> per-customer state -> profiles, memberships, timers; Delta catches up by flushes.
+
+The cost of a batch is the cost of its own events and customers: nothing reads bronze history.
+Delta stays the system of record: bronze is appended every batch (by the caller), and
+profile_features, segment_membership, segment_transitions, segment_timers, trigger_outbox and
+identity_links receive the changed customers' rows at each flush (every state.flush_interval,
+and when a run ends), numbered so a repeated flush is a no-op.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, functions as F, types as T
+
+from lakecdp.config import Settings
+from lakecdp.lake import AppTxn, Lake, table
+from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
+from lakecdp.online.store import Commit, StateStore
+from lakecdp.profiles.features import EVENT_COLUMNS
+from lakecdp.segments.compile import event_columns
+from lakecdp.segments.rules import Segment
+from lakecdp.spark.together import run_together
+from lakecdp.triggers.outbox import PENDING
+
+log = logging.getLogger(__name__)
+
+_ID_COLUMNS = ("message_id", "type", "user_id", "anonymous_id", "previous_id")
+_SCORE_COLUMNS = ("intent_probability", "intent_decile", "cluster_id", "cluster_label")
+
+
+@dataclass
+class Prepared:
+    """A batch folded into state, to commit once bronze has the batch's events."""
+
+    commit: Commit
+    states: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    events: int = 0
+    repeats: int = 0                                        # repeated inside the batch
+    seen_ids: list[str] = field(default_factory=list)       # seen in an earlier batch (within the dedupe window)
+
+    @property
+    def customers(self) -> int:
+        return sum(1 for state in self.states.values() if state is not None)
+
+
+def _arrow_pieces(df: DataFrame, rows: int, chunk_rows: int, key: str) -> Iterator[dict[str, list]]:
+    """`df` brought to the driver in pieces of about `chunk_rows` rows (split by a hash of `key`), as column lists."""
+    pieces = max(1, math.ceil(rows / chunk_rows))
+    for piece in range(pieces):
+        part = df if pieces == 1 else df.filter(F.pmod(F.hash(key), F.lit(pieces)) == piece)
+        arrow = part.toArrow()
+        yield {name: arrow.column(name).to_pylist() for name in arrow.column_names}
+
+
+class OnlineState:
+    """The stream's online half: one per running stream, holding the plan and the store."""
+
+    def __init__(self, lake: Lake, settings: Settings, store: StateStore, segments: list[Segment]) -> None:
+        self.lake, self.settings, self.store, self.segments = lake, settings, store, segments
+        self.plan = Plan(segments)
+        self.names = [s.name for s in segments]
+        self.triggers = {s.name: s.trigger for s in segments if s.trigger is not None}
+        self.columns = sorted((set(EVENT_COLUMNS) | event_columns(segments) | set(_ID_COLUMNS)) - {"timestamp"})
+        self.store_id = store.meta("store_id") or self._new_store_id()
+        self._scores: tuple[int, dict[str, dict]] | None = None
+        self.uses_scores = any(c in _SCORE_COLUMNS for c in _attribute_columns(segments))
+
+    def _new_store_id(self) -> str:
+        store_id = uuid.uuid4().hex[:12]
+        self.store.set_meta("store_id", store_id)
+        return store_id
+
+    @property
+    def fingerprint(self) -> str:
+        """The state's declarations and the rule versions: a change re-evaluates everyone from bronze."""
+        return f"{self.plan.fingerprint}|{','.join(f'{s.name}={s.version}' for s in self.segments)}"
+
+    # -- micro-batches ---------------------------------------------------------------------------
+
+    def events_of(self, valid: DataFrame, rows: int) -> Iterator[dict[str, Any]]:
+        """A batch's bronze rows as dicts with `timestamp` in µs, piece by piece (bounded driver memory)."""
+        selected = valid.select(*self.columns, F.unix_micros("timestamp").alias("timestamp"))
+        for columns in _arrow_pieces(selected, rows, self.settings.state.chunk_rows, "message_id"):
+            names = list(columns)
+            for values in zip(*columns.values()):
+                yield dict(zip(names, values))
+
+    def prepare(self, events: Iterator[dict[str, Any]], *, stream: str, batch_id: int, now: datetime) -> Prepared | None:
+        """Fold a batch into its customers' states (not yet committed); None when the store already has the batch.
+
+        Events arrive piece by piece and are folded as they come: a device's events folded before the
+        identify that links it move into the customer's state when the link is found (merge is exact).
+        """
+        if self.store.applied(stream) >= batch_id:
+            return None
+        at = to_us(now)
+        since = at - int(self.settings.state.dedupe_window.total_seconds() * 1_000_000)
+        prepared = Prepared(Commit(stream=stream, batch_id=batch_id))
+        commit, states = prepared.commit, prepared.states
+        for chunk in _batched(events, 20_000):
+            seen = self.store.seen([e["message_id"] for e in chunk], since)
+            fresh = []
+            for event in chunk:
+                message_id = event["message_id"]
+                if message_id in seen:
+                    prepared.seen_ids.append(message_id)
+                elif message_id in commit.messages:
+                    prepared.repeats += 1
+                else:
+                    commit.messages[message_id] = at
+                    fresh.append(event)
+            links = self._link(fresh, states, commit, at)
+            for event in fresh:
+                key = event["customer_id"]
+                if event["user_id"] is None and event["anonymous_id"] is not None:
+                    key = links.get(event["anonymous_id"], key)
+                event["customer_id"] = key
+                fold(self.plan, self._state(states, key), event, at)
+            prepared.events += len(fresh)
+        self._evaluate(states, commit, now)
+        return prepared
+
+    def _state(self, states: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
+        if key not in states:
+            states[key] = self.store.load([key]).get(key) or new_state()
+        return states[key]
+
+    def _link(self, events: list[dict[str, Any]], states: dict, commit: Commit, at: int) -> dict[str, str]:
+        """Record the batch's identify/alias links; a newly linked device's state moves into its customer's."""
+        found: dict[tuple[str, str], tuple[int, str]] = {}
+        for e in events:
+            anonymous = e["anonymous_id"] if e["type"] == "identify" else e["previous_id"] if e["type"] == "alias" else None
+            if anonymous is None or e["user_id"] is None or anonymous == e["user_id"]:
+                continue
+            pair, first = (anonymous, e["user_id"]), (e["timestamp"], e["message_id"])
+            found[pair] = min(found.get(pair, first), first)
+        anonymous_ids = {e["anonymous_id"] for e in events if e["anonymous_id"] is not None} | {a for a, _ in found}
+        links = self.store.links(anonymous_ids)
+        for (anonymous, customer), (linked_at, message_id) in sorted(found.items(), key=lambda item: (item[1][0], item[0][1])):
+            commit.link_rows.append({"anonymous_id": anonymous, "customer_id": customer, "linked_at": linked_at,
+                                     "source_message_id": message_id, "is_active": True, "unmerged_at": None})
+            if anonymous in links:
+                continue   # the earliest link wins: a shared device is not re-assigned
+            links[anonymous] = commit.links[anonymous] = customer
+            device = self._state(states, anonymous)
+            if device["n"] or device["later"] or device["seg"]:
+                merge(self.plan, self._state(states, customer), device, at)
+                self._exit_all(anonymous, device, commit, at)
+            states[anonymous] = None
+        return links
+
+    def _exit_all(self, key: str, state: dict[str, Any], commit: Commit, at: int) -> None:
+        for name, (_, version, reason) in sorted(state["seg"].items()):
+            if name in self.names:
+                commit.rows.append(("segment_transitions", _transition(name, key, "exited", at, version, reason)))
+
+    def _evaluate(self, states: dict[str, dict[str, Any] | None], commit: Commit, now: datetime) -> None:
+        """Profiles, verdicts, transitions and timers of every changed customer, as of `now`."""
+        at = to_us(now)
+        scores = self.scores() if self.uses_scores else {}
+        for key, state in states.items():
+            commit.states[key] = state
+            if state is None:
+                continue
+            advance(self.plan, state, at)
+            row = profile(state, key, at)
+            state["as_of"] = at
+            timers: dict[str, list] = {}
+            members = state["seg"]
+            for verdict in verdicts(state, {**(row or {}), **scores.get(key, {})}, self.segments, at) if row else []:
+                was = members.get(verdict.segment)
+                if verdict.is_member:
+                    members[verdict.segment] = [was[0] if was else at, verdict.rule_version, verdict.reason]
+                    if not was:
+                        commit.rows.append(("segment_transitions", _transition(verdict.segment, key, "entered", at, verdict.rule_version, verdict.reason)))
+                        if verdict.segment in self.triggers:
+                            commit.rows.append(("trigger_outbox", self._outbox_row(verdict.segment, key, at)))
+                elif was:
+                    del members[verdict.segment]
+                    commit.rows.append(("segment_transitions", _transition(verdict.segment, key, "exited", at, verdict.rule_version, verdict.reason)))
+                if verdict.next_check_at is not None:
+                    timers[verdict.segment] = [verdict.next_check_at, verdict.rule_version]
+            if row is None:
+                self._exit_all(key, state, commit, at)
+                members.clear()
+            state["timers"] = timers
+            waiting = [e["timestamp"] for e in state["later"]]
+            dues = [due for due, _ in timers.values()] + waiting
+            state["due"] = min(dues) if dues else None
+
+    def _outbox_row(self, segment: str, customer: str, at: int) -> dict[str, Any]:
+        entered = from_us(at)
+        key = "\u0000".join((segment, customer, entered.strftime("%Y-%m-%dT%H:%M:%S.%f")))
+        spec = self.triggers[segment]
+        return {"trigger_id": hashlib.sha256(key.encode()).hexdigest()[:32], "segment": segment, "customer_id": customer,
+                "destination": spec.destination, "entered_at": at, "due_at": at + int(spec.delay.total_seconds() * 1_000_000),
+                "state": PENDING, "attempts": 0, "reason": None, "updated_at": at}
+
+    def fire_timers(self, now: datetime, *, stream: str) -> list[str]:
+        """Re-evaluate the customers whose verdict time alone may flip by `now` (no bronze read)."""
+        due = self.store.due(to_us(now))
+        if due:
+            commit = Commit(stream=f"{stream}:timers", batch_id=to_us(now))
+            self._evaluate(dict(self.store.load(due)), commit, now)
+            self.store.commit(commit)
+        return due
+
+    def next_due(self) -> datetime | None:
+        return from_us(self.store.next_due())
+
+    def scores(self) -> dict[str, dict[str, Any]]:
+        """profile_scores by customer, reloaded when the table's version moves (the scoring job writes it)."""
+        if not self.lake.exists("profile_scores"):
+            return {}
+        version = self.lake.version("profile_scores")
+        if self._scores is None or self._scores[0] != version:
+            rows = self.lake.read("profile_scores").select("customer_id", *_SCORE_COLUMNS).toArrow().to_pylist()
+            self._scores = (version, {r.pop("customer_id"): r for r in rows})
+        return self._scores[1]
+
+    # -- bootstrap from bronze ---------------------------------------------------------------------
+
+    def bootstrap(self, now: datetime) -> int:
+        """When the declarations or rules changed (or the store is new), rebuild every state from bronze once.
+
+        Memberships carry over, so customers who stay in keep their entry instant; what the new rules
+        change is recorded as transitions. Returns the events folded (0: the store was current).
+        """
+        from lakecdp.identity.graph import active_links
+        from lakecdp.pipeline import resolved_events
+
+        if self.store.meta("fingerprint") == self.fingerprint:
+            return 0
+        at = to_us(now)
+        states: dict[str, dict[str, Any] | None] = {}
+        folded = 0
+        if self.lake.exists("events"):
+            events = resolved_events(self.lake).select(*self.columns, F.unix_micros("timestamp").alias("timestamp"), F.unix_micros("received_at").alias("received"))
+            rows = events.count()
+            log.info("online state: rebuilding from %s bronze events (declarations or rules changed)", f"{rows:,}")
+            since = at - int(self.settings.state.dedupe_window.total_seconds() * 1_000_000)
+            commit = Commit(stream="bootstrap", batch_id=at)
+            for columns in _arrow_pieces(events, rows, self.settings.state.chunk_rows, "customer_id"):
+                names = list(columns)
+                for values in zip(*columns.values()):
+                    event = dict(zip(names, values))
+                    fold(self.plan, states.setdefault(event["customer_id"], new_state()), event, at)
+                    if event["received"] >= since:
+                        commit.messages[event["message_id"]] = event["received"]
+                    folded += 1
+            links = active_links(self.lake.read("identity_links")).toArrow().to_pylist() if self.lake.exists("identity_links") else []
+            commit.links = {r["anonymous_id"]: r["linked_customer_id"] for r in links}
+        else:
+            commit = Commit(stream="bootstrap", batch_id=at)
+        for key, old in self.store.scan():
+            if key in states:
+                states[key]["seg"] = old.get("seg", {})
+            else:
+                self._exit_all(key, old, commit, at)
+        self._evaluate(states, commit, now)
+        self.store.replace_all({k: s for k, s in commit.states.items() if s is not None}, {}, self.fingerprint)
+        self.store.commit(Commit(stream=commit.stream, batch_id=commit.batch_id, messages=commit.messages, links=commit.links, rows=commit.rows))
+        return folded
+
+    # -- Delta catches up --------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write what changed since the last flush to Delta; returns the customers written."""
+        pending = self.store.pending()
+        if not pending.customers and not pending.rows:
+            return 0
+        txn = AppTxn(f"lakecdp-online-{self.store_id}", pending.seq)
+        states = self.store.load(pending.customers)
+        profiles, members, timers = [], [], []
+        for key, state in states.items():
+            row = profile(state, key, state["as_of"]) if state.get("as_of") is not None else None
+            if row is not None:
+                profiles.append(row)
+            evaluated_at = from_us(state.get("as_of"))
+            for name, (entered, version, reason) in state["seg"].items():
+                if name in self.names:
+                    members.append({"segment": name, "customer_id": key, "entered_at": from_us(entered), "rule_version": version,
+                                    "reason": reason, "evaluated_at": evaluated_at})
+            for name, (due, version) in state.get("timers", {}).items():
+                timers.append({"segment": name, "customer_id": key, "due_at": from_us(due), "rule_version": version})
+        scope = {"segment": self.names, "customer_id": pending.customers}
+        frame = self._frame
+        writes = [
+            lambda: self.lake.merge("profile_features", frame("profile_features", profiles), txn=txn, delete_missing={"customer_id": pending.customers}),
+            lambda: self.lake.merge("segment_membership", frame("segment_membership", members), update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn),
+            lambda: self.lake.merge("segment_timers", frame("segment_timers", timers), delete_missing=scope, txn=txn),
+        ]
+        by_table: dict[str, list[dict]] = {}
+        for name, row in pending.rows:
+            by_table.setdefault(name, []).append(row)
+        if by_table.get("segment_transitions"):
+            writes.append(lambda: self.lake.append("segment_transitions", frame("segment_transitions", by_table["segment_transitions"]), txn=txn))
+        for name in ("trigger_outbox", "identity_links"):   # insert-only: a replayed row never resets one already there
+            if by_table.get(name):
+                rows = list({tuple(r[k] for k in table(name).keys): r for r in reversed(by_table[name])}.values())
+                writes.append(lambda name=name, rows=rows: self.lake.merge(name, frame(name, rows), update_columns=[], txn=txn))
+        run_together(self.lake.spark, *writes)
+        self.store.flushed(pending)
+        return len(pending.customers)
+
+    def _frame(self, name: str, rows: list[dict[str, Any]]) -> DataFrame:
+        schema = table(name).schema
+        stamps = {f.name for f in schema.fields if isinstance(f.dataType, T.TimestampType)}
+        converted = [{k: (from_us(v) if k in stamps and isinstance(v, int) else v) for k, v in row.items()} for row in rows]
+        return self.lake.spark.createDataFrame([tuple(r.get(c) for c in schema.names) for r in converted], schema)
+
+
+def _transition(segment: str, customer: str, kind: str, at: int, version: str, reason: str | None) -> dict[str, Any]:
+    return {"segment": segment, "customer_id": customer, "transition": kind, "at": at, "rule_version": version, "reason": reason}
+
+
+def _batched(items: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    chunk: list[dict] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _attribute_columns(segments: list[Segment]) -> set[str]:
+    from lakecdp.segments.rules import Attribute
+
+    found: set[str] = set()
+
+    def visit(rule: Any) -> None:
+        if isinstance(rule, Attribute):
+            found.add(rule.column)
+        for child in (*getattr(rule, "rules", ()), *([rule.rule] if hasattr(rule, "rule") else [])):
+            visit(child)
+
+    for segment in segments:
+        visit(segment.rule)
+    return found

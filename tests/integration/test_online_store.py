@@ -1,0 +1,217 @@
+"""The online state store: SqliteStore and RedisStore pass the same contract (Redis is a real server)."""
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from lakecdp.online.store import Commit, RedisStore, SqliteStore, open_store
+
+pytestmark = pytest.mark.integration
+
+REDIS_START_TIMEOUT_S = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server on 127.0.0.1 for the whole session, stopped by its process id."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: the Redis store tests need a real server. Fix: apt-get install redis-server")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("redis") / "redis.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [binary, "--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {proc.returncode} on port {port}:\n{log.read_text()}")
+            try:
+                client = redis.Redis(host="127.0.0.1", port=port)
+                try:
+                    if client.ping():
+                        break
+                finally:
+                    client.close()
+            except redis.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {port} did not answer PING within {REDIS_START_TIMEOUT_S}s:\n{log.read_text()}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = SqliteStore(str(tmp_path / "online.sqlite"))
+    else:
+        # A prefix of its own per test: tests share the server, never keys.
+        s = RedisStore(request.getfixturevalue("redis_url"), prefix=f"t-{uuid.uuid4().hex}")
+    yield s
+    s.close()
+
+
+def test_commit_load_delete_and_replay(store):
+    assert store.applied("events") == -1
+    assert store.commit(Commit("events", 1, states={"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}}))
+    assert store.applied("events") == 1
+    assert store.load(["a", "b", "c", "x"]) == {"a": {"n": 1}, "b": {"n": 2}, "c": {"n": 3}}
+
+    assert store.commit(Commit("events", 2, states={"a": {"n": 10}, "c": None}))
+    assert store.applied("events") == 2
+    assert store.load(["a", "b", "c"]) == {"a": {"n": 10}, "b": {"n": 2}}
+    assert [k for k, _ in store.scan()] == ["a", "b"]
+
+    before = store.pending()
+    for replayed in (2, 1):   # the same batch id, then a lower one
+        replay = Commit(
+            "events", replayed,
+            states={"a": {"n": 99}, "b": None, "d": {"n": 4}},
+            messages={"m-replay": 5}, links={"anon-replay": "a"},
+            link_rows=[{"anonymous_id": "anon-replay"}], rows=[("transitions", {"id": "r"})],
+        )
+        assert store.commit(replay) is False
+        assert store.applied("events") == 2
+        assert store.load(["a", "b", "c", "d"]) == {"a": {"n": 10}, "b": {"n": 2}}
+        assert store.seen(["m-replay"], since=0) == set()
+        assert store.links(["anon-replay"]) == {}
+        assert store.pending() == before
+
+    # Batch ids count per stream: another stream starts on its own.
+    assert store.commit(Commit("timers", 1, states={"d": {"n": 4}}))
+    assert store.applied("timers") == 1 and store.applied("events") == 2
+    assert store.load(["d"]) == {"d": {"n": 4}}
+
+
+def test_seen_and_links(store):
+    assert store.commit(Commit("events", 1, messages={"m1": 1_000, "m2": 2_000}, links={"anon1": "c1"}))
+    assert store.commit(Commit("events", 2, messages={"m3": 3_000}, links={"anon1": "c2", "anon2": "c3"}))
+
+    assert store.seen(["m1", "m2", "m3", "never"], since=0) == {"m1", "m2", "m3"}
+    assert store.seen(["m1", "m2", "m3", "never"], since=2_000) == {"m2", "m3"}   # at == since counts
+    assert store.seen(["m1", "m2", "m3"], since=3_001) == set()
+    assert store.seen([], since=0) == set()
+
+    assert store.links(["anon1", "anon2", "anon-unknown"]) == {"anon1": "c1", "anon2": "c3"}   # first link wins
+    assert store.links([]) == {}
+
+
+def test_due_and_next_due(store):
+    assert store.next_due() is None
+    assert store.due(10**18) == []
+    assert store.commit(Commit("events", 1, states={"a": {"due": 300}, "b": {"due": 100}, "c": {"due": None}, "d": {}}))
+    assert store.next_due() == 100
+    assert store.due(99) == []
+    assert store.due(100) == ["b"]              # due <= until
+    assert store.due(300) == ["a", "b"]
+
+    # a's timer moves, b's is cleared, c gets one.
+    assert store.commit(Commit("events", 2, states={"a": {"due": 500}, "b": {"due": None}, "c": {"due": 200}}))
+    assert store.next_due() == 200
+    assert store.due(400) == ["c"]
+    assert store.due(500) == ["a", "c"]
+
+    # A deleted state leaves the timer index.
+    assert store.commit(Commit("events", 3, states={"c": None}))
+    assert store.due(10**18) == ["a"]
+    assert store.next_due() == 500
+    assert store.commit(Commit("events", 4, states={"a": None}))
+    assert store.due(10**18) == []
+    assert store.next_due() is None
+
+
+def test_pending_and_flushed(store):
+    assert store.pending().seq == 0
+    assert store.pending().customers == [] and store.pending().rows == []
+    assert store.commit(Commit(
+        "events", 1, states={"zed": {"n": 1}, "amy": {"n": 2}},
+        link_rows=[{"anonymous_id": "anon1", "customer_id": "amy"}],
+        rows=[("transitions", {"id": "t1"}), ("outbox", {"id": "o1"})],
+    ))
+    assert store.commit(Commit("events", 2, states={"bob": {"n": 3}, "amy": None}, rows=[("transitions", {"id": "t2"})]))
+
+    pending = store.pending()
+    assert pending.seq == 0
+    assert pending.customers == ["amy", "bob", "zed"]   # sorted; a deleted customer is changed too
+    assert pending.rows == [
+        ("identity_links", {"anonymous_id": "anon1", "customer_id": "amy"}),
+        ("transitions", {"id": "t1"}),
+        ("outbox", {"id": "o1"}),
+        ("transitions", {"id": "t2"}),
+    ]
+
+    # Committed after pending() but before flushed(): not in `pending`, so the flush must keep it.
+    assert store.commit(Commit(
+        "events", 3, states={"cy": {"n": 4}},
+        link_rows=[{"anonymous_id": "anon2", "customer_id": "cy"}], rows=[("outbox", {"id": "o2"})],
+    ))
+    store.flushed(pending)
+
+    after = store.pending()
+    assert after.seq == 1
+    assert after.customers == ["cy"]
+    assert after.rows == [("identity_links", {"anonymous_id": "anon2", "customer_id": "cy"}), ("outbox", {"id": "o2"})]
+
+    store.flushed(after)
+    empty = store.pending()
+    assert (empty.seq, empty.customers, empty.rows) == (2, [], [])
+
+
+def test_replace_all(store):
+    assert store.commit(Commit("events", 1, states={"a": {"n": 1, "due": 100}, "b": {"n": 2, "due": 200}}))
+    store.flushed(store.pending())
+    assert store.pending().customers == []
+    assert store.meta("fingerprint") is None
+
+    store.replace_all({"b": {"n": 20}, "c": {"n": 30}}, dues={"b": None, "c": 50}, fingerprint="fp-1")
+
+    assert dict(store.scan()) == {"b": {"n": 20}, "c": {"n": 30}}
+    assert store.load(["a", "b", "c"]) == {"b": {"n": 20}, "c": {"n": 30}}
+    assert store.pending().customers == ["a", "b", "c"]   # removed, replaced and new keys
+    assert store.meta("fingerprint") == "fp-1"
+    assert store.due(10**18) == ["c"]                    # the old timers went with the old states
+    assert store.next_due() == 50
+    assert store.applied("events") == 1                  # a rebuild does not touch batch ids
+
+    store.replace_all({}, dues={}, fingerprint="fp-2")
+    assert dict(store.scan()) == {}
+    assert store.meta("fingerprint") == "fp-2"
+
+
+def test_open_store_needs_a_local_path_for_a_remote_lake(tmp_path):
+    settings = SimpleNamespace(backend="sqlite", path=None)
+    with pytest.raises(ValueError, match=r"state\.path"):
+        open_store(settings, "s3://bucket/lake")
+
+    # A local (file://) lake root gets the default file beside the lake.
+    local = open_store(settings, f"file://{tmp_path}/lake")
+    try:
+        assert isinstance(local, SqliteStore)
+        assert local.path == f"{tmp_path}/lake/_state/online.sqlite"
+    finally:
+        local.close()
