@@ -1,4 +1,4 @@
-"""lakecdp_maintenance: erasure queue -> optimize/compact -> vacuum within retention -> Delta checkpoints."""
+"""lakecdp_maintenance: erasure queue -> reconcile online state -> optimize/compact -> vacuum within retention -> Delta checkpoints."""
 from __future__ import annotations
 
 from typing import Any
@@ -15,10 +15,13 @@ Daily at 01:30 UTC, before scoring and retraining.
    (`lakecdp.privacy.erasure`, as `lakecdp privacy process-erasures`); skipped with a log line while
    that capability or its queue table does not exist. First, so the steps below compact and vacuum
    what it deleted.
-2. **optimize_tables** - compacts small files of every existing table.
-3. **vacuum_tables** - deletes files no version younger than `vacuum_retention_hours` needs
+2. **reconcile_online_state** - recomputes every profile and verdict from bronze with the batch
+   executor, compares with the stream's online state (`lakecdp reconcile`), logs each difference and
+   rebuilds the state from bronze when any exists; skipped with `state.mode: batch`.
+3. **optimize_tables** - compacts small files of every existing table.
+4. **vacuum_tables** - deletes files no version younger than `vacuum_retention_hours` needs
    (param, at least 168 h: Delta's default, which keeps a week of time travel and slow readers safe).
-4. **checkpoint_tables** - writes a Delta checkpoint per table (delta-rs engine; delta-spark writes its own).
+5. **checkpoint_tables** - writes a Delta checkpoint per table (delta-rs engine; delta-spark writes its own).
 
 Every step is idempotent: a rerun finds nothing more to do.
 """
@@ -43,6 +46,13 @@ def lakecdp_maintenance() -> None:
         return steps.process_erasure_queue(steps.open_pipeline())
 
     @task
+    def reconcile_online_state(**context: Any) -> dict[str, Any]:
+        from lakecdp_airflow import steps
+        from lakecdp_airflow.common import as_of_instant
+
+        return steps.reconcile_online_state(steps.open_pipeline(), as_of_instant(context))
+
+    @task
     def optimize_tables() -> dict[str, Any]:
         from lakecdp_airflow import steps
 
@@ -60,7 +70,7 @@ def lakecdp_maintenance() -> None:
 
         return steps.checkpoint_tables(steps.open_pipeline())
 
-    process_erasure_queue() >> optimize_tables() >> vacuum_tables() >> checkpoint_tables()
+    process_erasure_queue() >> reconcile_online_state() >> optimize_tables() >> vacuum_tables() >> checkpoint_tables()
 
 
 lakecdp_maintenance()

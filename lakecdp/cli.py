@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "lakecdp.commands",
     "lakecdp.segments.commands",
     "lakecdp.stream.commands",
+    "lakecdp.online.commands",
     "lakecdp.triggers.commands",
     "lakecdp.identity.commands",
     "lakecdp.privacy.commands",

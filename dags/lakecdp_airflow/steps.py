@@ -398,12 +398,38 @@ def process_erasure_queue(p: Pipeline) -> dict[str, Any]:
     clock = SystemClock()
     esp = load_esp_settings(p.settings.esp, segment_names=[s.get("name") for s in p.settings.segments])
     with EspEraser(esp, Runtime(env=os.environ, clock=clock)) as forget:
-        proofs = process_erasures(p.lake, p.settings.landing.root, clock.now(), forget=forget)
+        from lakecdp.online.store import open_store_if_online
+
+        state = open_store_if_online(p.settings, p.lake.root)
+        proofs = process_erasures(p.lake, p.settings.landing.root, clock.now(), forget=forget, state=state)
     log.info("erasure queue: %s request(s) processed", len(proofs))
     waiting = p.lake.read("erasure_requests").count()
     if waiting:
         raise RuntimeError(f"{waiting} erasure request(s) still queued: an ESP deletion failed (see the warnings above)")
     return {"processed": len(proofs), "request_ids": [proof.request_id for proof in proofs]}
+
+
+def reconcile_online_state(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+    """Recompute profiles and verdicts from bronze (batch executor), compare with the online state, repair differences."""
+    from lakecdp.online.flow import OnlineState
+    from lakecdp.online.reconcile import reconcile
+    from lakecdp.online.store import open_store_if_online
+    from lakecdp.segments import parse_segments
+
+    store = open_store_if_online(p.settings, p.lake.root)
+    if store is None:
+        log.info("reconcile: state.mode is batch (no online state); skipped")
+        return {"skipped": "state.mode batch"}
+    try:
+        online = OnlineState(p.lake, p.settings, store, parse_segments(p.settings.segments))
+        # State cannot go back in time: compare at the later of the run's instant and the state's last evaluation.
+        result = reconcile(p.lake, online, max(as_of, online.last_evaluated() or as_of), fix=True)
+    finally:
+        store.close()
+    for difference in result.differences[:50]:
+        log.warning("reconcile: %s", difference)
+    log.info("reconcile: %s", result.summary())
+    return {"customers": result.customers, "differences": len(result.differences), "fixed": result.fixed}
 
 
 def optimize_tables(p: Pipeline) -> dict[str, Any]:

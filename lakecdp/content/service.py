@@ -7,20 +7,28 @@ from typing import Any
 
 from lakecdp.clock import Clock, SystemClock
 from lakecdp.config import Settings
-from lakecdp.content.engine import ContentEngine, Decision
-from lakecdp.content.store import SnapshotLoader, SnapshotStore
+from lakecdp.content.engine import ContentEngine, CustomerContext, Decision
+from lakecdp.content.live import LiveProfiles
+from lakecdp.content.store import Snapshot, SnapshotLoader, SnapshotStore
+from lakecdp.online.store import open_store_if_online
 
 
 class ContentService:
     """The content engine over a refreshing in-memory snapshot."""
 
-    def __init__(self, engine: ContentEngine, store: SnapshotStore, clock: Clock) -> None:
+    def __init__(self, engine: ContentEngine, store: SnapshotStore, clock: Clock, live: LiveProfiles | None = None) -> None:
         self.engine = engine
         self.store = store
         self.clock = clock
+        self.live = live
+
+    def context(self, snapshot: Snapshot, customer_id: str) -> CustomerContext | None:
+        """The snapshot's context, with the live profile and segments when the stream keeps an online state."""
+        context = snapshot.get(customer_id)
+        return context if self.live is None else self.live.overlay(customer_id, context)
 
     def decide(self, customer_id: str, *, now: datetime | None = None) -> Decision:
-        return self.engine.decide(self.store.snapshot.get(customer_id), customer_id, now=now or self.clock.now())
+        return self.engine.decide(self.context(self.store.snapshot, customer_id), customer_id, now=now or self.clock.now())
 
     def merge_fields(self, customer_id: str, *, now: datetime | None = None) -> dict[str, str]:
         return self.engine.merge_fields(self.decide(customer_id, now=now))
@@ -43,7 +51,7 @@ class ContentService:
     def answer(self, customer_id: str) -> dict[str, Any]:
         """The content API's JSON body for one customer."""
         snapshot = self.store.snapshot
-        decision = self.engine.decide(snapshot.get(customer_id), customer_id, now=self.clock.now())
+        decision = self.engine.decide(self.context(snapshot, customer_id), customer_id, now=self.clock.now())
         body = decision.as_json(self.engine.settings)
         body["snapshot_loaded_at"] = snapshot.loaded_at.isoformat()
         return body
@@ -59,7 +67,9 @@ def open_content_service(settings: Settings, *, lake_root: str | None = None, cl
     content = parse_content_settings(settings.content)
     engine = ContentEngine(content, load_assigner(settings, at=clock.now(), lake_root=root))
     loader = SnapshotLoader(root, content, clock, settings.lake.storage_options)
-    return ContentService(engine, SnapshotStore(loader, content.api.refresh_interval), clock)
+    state = open_store_if_online(settings, root)
+    live = None if state is None else LiveProfiles(state, loader.profile_columns())
+    return ContentService(engine, SnapshotStore(loader, content.api.refresh_interval), clock, live)
 
 
 _services: dict[str, ContentService] = {}

@@ -43,7 +43,6 @@ class Prepared:
     states: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     events: int = 0
     repeats: int = 0                                        # repeated inside the batch
-    seen_ids: list[str] = field(default_factory=list)       # seen in an earlier batch (within the dedupe window)
 
     @property
     def customers(self) -> int:
@@ -110,7 +109,7 @@ class OnlineState:
             for event in chunk:
                 message_id = event["message_id"]
                 if message_id in seen:
-                    prepared.seen_ids.append(message_id)
+                    commit.seen_ids.append(message_id)
                 elif message_id in commit.messages:
                     prepared.repeats += 1
                 else:
@@ -211,6 +210,10 @@ class OnlineState:
             self._evaluate(dict(self.store.load(due)), commit, now)
             self.store.commit(commit)
         return due
+
+    def last_evaluated(self) -> datetime | None:
+        """The latest instant any customer's state was evaluated at (None: empty store)."""
+        return from_us(max((state.get("as_of") or 0 for _, state in self.store.scan()), default=None) or None)
 
     def next_due(self) -> datetime | None:
         return from_us(self.store.next_due())

@@ -35,6 +35,9 @@ class Commit:
     link_rows: list[dict[str, Any]] = field(default_factory=list)           # identity_links rows for Delta
     rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)    # (table, row) to append to Delta
     dues: dict[str, int | None] = field(default_factory=dict)               # customer -> next timer (µs) or None
+    # The batch's messages an earlier batch brought: kept with the batch id, so that a replay after a
+    # crash between this commit and bronze's append leaves the same messages out of bronze.
+    seen_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Pending:
 class StateStore(Protocol):
     def applied(self, stream: str) -> int: ...
     def meta(self, key: str) -> str | None: ...
+    def seen_by_last_batch(self, stream: str) -> list[str]: ...
     def set_meta(self, key: str, value: str) -> None: ...
     def load(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
     def scan(self) -> Iterator[tuple[str, dict[str, Any]]]: ...
@@ -61,7 +65,12 @@ class StateStore(Protocol):
     def flushed(self, pending: Pending) -> None: ...
     def forget_messages(self, before: int) -> int: ...
     def replace_all(self, states: dict[str, dict[str, Any]], dues: dict[str, int | None], fingerprint: str) -> None: ...
+    def erase(self, ids: set[str]) -> int: ...
     def close(self) -> None: ...
+
+
+def _mentions(row: dict[str, Any], ids: set[str]) -> bool:
+    return any(row.get(column) in ids for column in ("customer_id", "anonymous_id"))
 
 
 def _chunks(items: list[str]) -> Iterator[list[str]]:
@@ -104,6 +113,10 @@ class SqliteStore:
     def meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
+
+    def seen_by_last_batch(self, stream: str) -> list[str]:
+        """The ids the last committed batch of `stream` found already seen (for its bronze append on a replay)."""
+        return json.loads(self.meta(f"seen:{stream}") or "[]")
 
     def set_meta(self, key: str, value: str) -> None:
         with self._lock:
@@ -156,6 +169,7 @@ class SqliteStore:
                 rows = [("identity_links", row) for row in commit.link_rows] + commit.rows
                 db.executemany("INSERT INTO outbound (tbl, body) VALUES (?, ?)", [(t, _dumps(r)) for t, r in rows])
                 db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (commit.stream, commit.batch_id))
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"seen:{commit.stream}", _dumps(commit.seen_ids)))
                 db.execute("COMMIT")
                 return True
             except BaseException:
@@ -209,6 +223,26 @@ class SqliteStore:
                 db.execute("ROLLBACK")
                 raise
 
+    def erase(self, ids: set[str]) -> int:
+        """Right to erasure: the customers' states, links and not-yet-flushed rows; returns the states deleted."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = 0
+                for chunk in _chunks(sorted(ids)):
+                    marks = ",".join("?" * len(chunk))
+                    deleted += db.execute(f"DELETE FROM state WHERE id IN ({marks})", chunk).rowcount
+                    db.execute(f"DELETE FROM dirty WHERE id IN ({marks})", chunk)
+                    db.execute(f"DELETE FROM links WHERE anonymous_id IN ({marks}) OR customer_id IN ({marks})", chunk + chunk)
+                doomed = [seq for seq, body in db.execute("SELECT seq, body FROM outbound") if _mentions(json.loads(body), ids)]
+                db.executemany("DELETE FROM outbound WHERE seq = ?", [(seq,) for seq in doomed])
+                db.execute("COMMIT")
+                return deleted
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
     def close(self) -> None:
         self._db.close()
 
@@ -234,6 +268,10 @@ class RedisStore:
 
     def meta(self, key: str) -> str | None:
         return self.client.hget(f"{self.p}:meta", key)
+
+    def seen_by_last_batch(self, stream: str) -> list[str]:
+        """The ids the last committed batch of `stream` found already seen (for its bronze append on a replay)."""
+        return json.loads(self.meta(f"seen:{stream}") or "[]")
 
     def set_meta(self, key: str, value: str) -> None:
         self.client.hset(f"{self.p}:meta", key, value)
@@ -282,6 +320,7 @@ class RedisStore:
                     pipe.multi()
                     self._write(pipe, commit)
                     pipe.hset(applied_key, commit.stream, commit.batch_id)
+                    pipe.hset(f"{self.p}:meta", f"seen:{commit.stream}", _dumps(commit.seen_ids))
                     pipe.execute()
                     return True
                 except redis.WatchError:
@@ -345,6 +384,23 @@ class RedisStore:
             pipe.hset(f"{self.p}:meta", "fingerprint", fingerprint)
             pipe.execute()
 
+    def erase(self, ids: set[str]) -> int:
+        links = self.client.hgetall(f"{self.p}:l")
+        gone_links = [a for a, c in links.items() if a in ids or c in ids]
+        outbound = self.client.lrange(f"{self.p}:out", 0, -1)
+        with self.client.pipeline(transaction=True) as pipe:
+            for key in sorted(ids):
+                pipe.delete(f"{self.p}:s:{key}")
+                pipe.zrem(f"{self.p}:due", key)
+                pipe.srem(f"{self.p}:dirty", key)
+            if gone_links:
+                pipe.hdel(f"{self.p}:l", *gone_links)
+            for item in outbound:
+                if _mentions(json.loads(item)[1], ids):
+                    pipe.lrem(f"{self.p}:out", 0, item)
+            results = pipe.execute()
+        return sum(results[0 : 3 * len(ids) : 3])
+
     def close(self) -> None:
         self.client.close()
 
@@ -360,3 +416,8 @@ def open_store(settings: Any, lake_root: str) -> StateStore:
         )
     path = settings.path or f"{lake_root.removeprefix('file://').rstrip('/')}/_state/online.sqlite"
     return SqliteStore(path)
+
+
+def open_store_if_online(settings: Any, lake_root: str) -> StateStore | None:
+    """The state store when the stream keeps one (state.mode: online), else None."""
+    return open_store(settings.state, lake_root) if settings.state.mode == "online" else None

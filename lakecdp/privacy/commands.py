@@ -131,7 +131,10 @@ def _process(args: argparse.Namespace, settings: Settings) -> int:
     # Built before Spark starts: a destination whose secret is missing fails here, before anything is deleted.
     with EspEraser(esp, Runtime(env=os.environ, clock=clock)) as forget:
         lake = open_lake_for(args, settings)
-        proofs = process_erasures(lake, args.landing or settings.landing.root, clock.now(), forget=forget)
+        from lakecdp.online.store import open_store_if_online
+
+        state = open_store_if_online(settings, lake.root)
+        proofs = process_erasures(lake, args.landing or settings.landing.root, clock.now(), forget=forget, state=state)
     for proof in proofs:
         esps = ", ".join(f"{name}: {outcome}" for name, outcome in sorted((proof.esp_outcomes or {}).items())) or "none enabled"
         print(f"{proof.request_id}: {sum(proof.rows_deleted.values())} rows in {len(proof.rows_deleted)} tables, "

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import Row, functions as F
 
@@ -45,7 +46,7 @@ def request_erasure(lake: Lake, customer_id: str, now: datetime) -> str:
     return request_id
 
 
-def process_erasures(lake: Lake, landing_root: str | None, now: datetime, *, forget: Forget | None = None) -> list[ErasureProof]:
+def process_erasures(lake: Lake, landing_root: str | None, now: datetime, *, forget: Forget | None = None, state: Any = None) -> list[ErasureProof]:
     """Erase every queued customer from the ESPs, every table and landing file, purge history, record proofs.
 
     Args:
@@ -64,13 +65,15 @@ def process_erasures(lake: Lake, landing_root: str | None, now: datetime, *, for
                 for destination, reason in sorted(exc.failures.items()):
                     log.warning("erasure %s stays queued: ESP deletion at %s failed: %s", request.request_id, destination, reason)
                 continue
-        proofs.append(_erase_locally(lake, landing_root, request, now, outcomes))
+        proofs.append(_erase_locally(lake, landing_root, request, now, outcomes, state))
     return proofs
 
 
-def _erase_locally(lake: Lake, landing_root: str | None, request: Row, now: datetime, outcomes: dict[str, str] | None) -> ErasureProof:
+def _erase_locally(lake: Lake, landing_root: str | None, request: Row, now: datetime, outcomes: dict[str, str] | None, state: Any = None) -> ErasureProof:
     identifiers = customer_identifiers(lake, request.customer_id)
     deleted = {name: _erase_from_table(lake, name, identifiers) for name in TABLES if name not in {"erasure_requests", "erasure_log"}}
+    if state is not None:
+        deleted["online_state"] = state.erase(identifiers)
     lines = _erase_from_landing(Path(landing_root), identifiers, lake.pseudonyms.of) if landing_root else 0
     lake.delete("erasure_requests", {"request_id": request.request_id})
     for name in TABLES:

@@ -1,10 +1,6 @@
 """The online state store: SqliteStore and RedisStore pass the same contract (Redis is a real server)."""
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from types import SimpleNamespace
 
@@ -13,57 +9,6 @@ import pytest
 from lakecdp.online.store import Commit, RedisStore, SqliteStore, open_store
 
 pytestmark = pytest.mark.integration
-
-REDIS_START_TIMEOUT_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
-    """A real redis-server on 127.0.0.1 for the whole session, stopped by its process id."""
-    import redis
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed: the Redis store tests need a real server. Fix: apt-get install redis-server")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("redis") / "redis.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [binary, "--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {proc.returncode} on port {port}:\n{log.read_text()}")
-            try:
-                client = redis.Redis(host="127.0.0.1", port=port)
-                try:
-                    if client.ping():
-                        break
-                finally:
-                    client.close()
-            except redis.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {port} did not answer PING within {REDIS_START_TIMEOUT_S}s:\n{log.read_text()}")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
 
 @pytest.fixture(params=["sqlite", "redis"])
 def store(request, tmp_path):
