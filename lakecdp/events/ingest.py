@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, functions as F
@@ -62,12 +63,18 @@ def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSet
     )
 
 
-def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None, seen_ids: list[str] | None = None) -> IngestResult:
+def commit_batch(
+    lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None, seen_ids: list[str] | None = None, counts: dict[str, Any] | None = None,
+) -> IngestResult:
     """New valid events -> bronze, new rejects -> quarantine; with `txn`, a replayed batch is a no-op.
 
     `seen_ids`: the batch's message ids an earlier batch already brought (the online state's dedupe
     window says so); without it, the bronze partitions of the batch's event dates are searched.
+    `counts`: lines, rejected and repeats (bool) when the caller knows them (the online state does),
+    sparing a job over the batch.
     """
+    if counts is not None:
+        return _commit_known(lake, batch, txn, seen_ids or [], counts)
     is_valid = F.col("reason").isNull()
     counts = batch.checked.agg(
         F.count("*").alias("lines"), F.count("reason").alias("rejected"),
@@ -98,6 +105,25 @@ def commit_batch(lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None,
         quarantined=counts["rejected"],
         duplicates=counts["lines"] - counts["rejected"] - events,
     )
+
+
+def _commit_known(lake: Lake, batch: PreparedBatch, txn: AppTxn | None, seen_ids: list[str], counts: dict[str, Any]) -> IngestResult:
+    """commit_batch for a caller that already counted the batch and found its repeats."""
+    rows = batch.valid
+    if seen_ids:
+        rows = filter_new_messages(rows, lake.spark.createDataFrame([(i,) for i in seen_ids], "message_id string"), repeats_in_batch=counts["repeats"])
+    elif counts["repeats"]:
+        rows = rows.dropDuplicates(["message_id"])
+    writes = [lambda: lake.append("events", rows, txn=txn)]
+    if counts["rejected"]:
+        rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
+        writes.append(lambda: lake.append("quarantine", rejected, txn=txn))
+    # Contacts only come from identify calls: their absence is cheap to check on the cached batch.
+    if not batch.contacts.isEmpty():
+        writes.append(lambda: upsert_contacts(lake, batch.contacts, txn=txn))
+    events = run_together(lake.spark, *writes)[0]
+    return IngestResult(lines=counts["lines"], events=events, quarantined=counts["rejected"],
+                        duplicates=counts["lines"] - counts["rejected"] - events)
 
 
 def ingest_lines(

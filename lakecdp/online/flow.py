@@ -23,6 +23,7 @@ from lakecdp.config import Settings
 from lakecdp.lake import AppTxn, Lake, table
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
 from lakecdp.online.store import Commit, StateStore
+from lakecdp.privacy.ledger import consent_rules
 from lakecdp.profiles.features import EVENT_COLUMNS
 from lakecdp.segments.compile import event_columns
 from lakecdp.segments.rules import Segment
@@ -43,6 +44,7 @@ class Prepared:
     states: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     events: int = 0
     repeats: int = 0                                        # repeated inside the batch
+    consent_facts: bool = False                             # an event that may state consent (identify, consent events)
 
     @property
     def customers(self) -> int:
@@ -70,6 +72,8 @@ class OnlineState:
         self.store_id = store.meta("store_id") or self._new_store_id()
         self._scores: tuple[int, dict[str, dict]] | None = None
         self.uses_scores = any(c in _SCORE_COLUMNS for c in _attribute_columns(segments))
+        rules = consent_rules(settings.privacy, settings.esp)
+        self.consent_events = {*rules.opt_in_events, *rules.opt_out_events, rules.consent_event}
 
     def _new_store_id(self) -> str:
         store_id = uuid.uuid4().hex[:12]
@@ -123,8 +127,14 @@ class OnlineState:
                 event["customer_id"] = key
                 fold(self.plan, self._state(states, key), event, at)
             prepared.events += len(fresh)
+            prepared.consent_facts = prepared.consent_facts or any(e["type"] == "identify" or e["event"] in self.consent_events for e in fresh)
         self._evaluate(states, commit, now)
         return prepared
+
+    def consent_rows(self, entries: DataFrame) -> list[tuple[str, dict[str, Any]]]:
+        """A batch's consent ledger entries, to reach Delta with the next flush (insert-only there)."""
+        rows = entries.dropDuplicates(["entry_id"]).toArrow().to_pylist()
+        return [("consent_ledger", {k: to_us(v) if isinstance(v, datetime) else v for k, v in row.items()}) for row in rows]
 
     def _state(self, states: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
         if key not in states:
@@ -141,7 +151,7 @@ class OnlineState:
             pair, first = (anonymous, e["user_id"]), (e["timestamp"], e["message_id"])
             found[pair] = min(found.get(pair, first), first)
         anonymous_ids = {e["anonymous_id"] for e in events if e["anonymous_id"] is not None} | {a for a, _ in found}
-        links = self.store.links(anonymous_ids)
+        links = {**self.store.links(anonymous_ids), **commit.links}   # the batch's earlier pieces linked some already
         for (anonymous, customer), (linked_at, message_id) in sorted(found.items(), key=lambda item: (item[1][0], item[0][1])):
             commit.link_rows.append({"anonymous_id": anonymous, "customer_id": customer, "linked_at": linked_at,
                                      "source_message_id": message_id, "is_active": True, "unmerged_at": None})
@@ -305,7 +315,7 @@ class OnlineState:
             by_table.setdefault(name, []).append(row)
         if by_table.get("segment_transitions"):
             writes.append(lambda: self.lake.append("segment_transitions", frame("segment_transitions", by_table["segment_transitions"]), txn=txn))
-        for name in ("trigger_outbox", "identity_links"):   # insert-only: a replayed row never resets one already there
+        for name in ("trigger_outbox", "identity_links", "consent_ledger"):   # insert-only: a replayed row never resets one already there
             if by_table.get(name):
                 rows = list({tuple(r[k] for k in table(name).keys): r for r in reversed(by_table[name])}.values())
                 writes.append(lambda name=name, rows=rows: self.lake.merge(name, frame(name, rows), update_columns=[], txn=txn))

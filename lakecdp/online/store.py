@@ -47,6 +47,8 @@ class Pending:
     seq: int
     customers: list[str]
     rows: list[tuple[str, dict[str, Any]]]
+    # The change number of the newest change read: a customer changed again after `pending()` stays dirty.
+    changed: int = 0
 
 
 class StateStore(Protocol):
@@ -88,7 +90,9 @@ class SqliteStore:
     def __init__(self, path: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.Lock()
+        # One connection shared by the stream's threads: every call holds the lock, so a read never
+        # sees another thread's transaction half done.
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.executescript(
             """
@@ -100,19 +104,27 @@ class SqliteStore:
             CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS messages_at ON messages(at);
             CREATE TABLE IF NOT EXISTS links (anonymous_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS dirty (id TEXT PRIMARY KEY);
+            CREATE TABLE IF NOT EXISTS dirty (id TEXT PRIMARY KEY, changed INTEGER NOT NULL DEFAULT 0);
             CREATE TABLE IF NOT EXISTS outbound (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, body TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """
         )
 
+    def _one(self, sql: str, params: tuple) -> Any:
+        with self._lock:
+            row = self._db.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def _all(self, sql: str, params: Any = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
     def applied(self, stream: str) -> int:
-        row = self._db.execute("SELECT batch_id FROM applied WHERE stream = ?", (stream,)).fetchone()
-        return -1 if row is None else row[0]
+        batch_id = self._one("SELECT batch_id FROM applied WHERE stream = ?", (stream,))
+        return -1 if batch_id is None else batch_id
 
     def meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
+        return self._one("SELECT value FROM meta WHERE key = ?", (key,))
 
     def seen_by_last_batch(self, stream: str) -> list[str]:
         """The ids the last committed batch of `stream` found already seen (for its bronze append on a replay)."""
@@ -126,26 +138,26 @@ class SqliteStore:
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(list(ids)):
             marks = ",".join("?" * len(chunk))
-            for key, body in self._db.execute(f"SELECT id, body FROM state WHERE id IN ({marks})", chunk):
+            for key, body in self._all(f"SELECT id, body FROM state WHERE id IN ({marks})", chunk):
                 found[key] = json.loads(body)
         return found
 
     def scan(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for key, body in self._db.execute("SELECT id, body FROM state ORDER BY id"):
+        for key, body in self._all("SELECT id, body FROM state ORDER BY id"):
             yield key, json.loads(body)
 
     def seen(self, message_ids: Iterable[str], since: int) -> set[str]:
         found: set[str] = set()
         for chunk in _chunks(list(message_ids)):
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self._db.execute(f"SELECT id FROM messages WHERE at >= ? AND id IN ({marks})", [since, *chunk]))
+            found.update(r[0] for r in self._all(f"SELECT id FROM messages WHERE at >= ? AND id IN ({marks})", [since, *chunk]))
         return found
 
     def links(self, anonymous_ids: Iterable[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         for chunk in _chunks(list(anonymous_ids)):
             marks = ",".join("?" * len(chunk))
-            found.update(self._db.execute(f"SELECT anonymous_id, customer_id FROM links WHERE anonymous_id IN ({marks})", chunk).fetchall())
+            found.update(self._all(f"SELECT anonymous_id, customer_id FROM links WHERE anonymous_id IN ({marks})", chunk))
         return found
 
     def commit(self, commit: Commit) -> bool:
@@ -165,7 +177,8 @@ class SqliteStore:
                         db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", (key, _dumps(state), due))
                 db.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?)", commit.messages.items())
                 db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?)", commit.links.items())
-                db.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(k,) for k in commit.states])
+                changed = self._next_change()
+                db.executemany("INSERT OR REPLACE INTO dirty VALUES (?, ?)", [(k, changed) for k in commit.states])
                 rows = [("identity_links", row) for row in commit.link_rows] + commit.rows
                 db.executemany("INSERT INTO outbound (tbl, body) VALUES (?, ?)", [(t, _dumps(r)) for t, r in rows])
                 db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (commit.stream, commit.batch_id))
@@ -177,16 +190,22 @@ class SqliteStore:
                 raise
 
     def due(self, until: int) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT id FROM state WHERE due IS NOT NULL AND due <= ? ORDER BY id", (until,))]
+        return [r[0] for r in self._all("SELECT id FROM state WHERE due IS NOT NULL AND due <= ? ORDER BY id", (until,))]
 
     def next_due(self) -> int | None:
-        return self._db.execute("SELECT min(due) FROM state WHERE due IS NOT NULL").fetchone()[0]
+        return self._one("SELECT min(due) FROM state WHERE due IS NOT NULL", ())
+
+    def _next_change(self) -> int:
+        changed = int(self.meta("changed") or 0) + 1
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('changed', ?)", (str(changed),))
+        return changed
 
     def pending(self) -> Pending:
-        seq = int(self.meta("flush_seq") or 0)
-        customers = [r[0] for r in self._db.execute("SELECT id FROM dirty ORDER BY id")]
-        rows = [(t, json.loads(b)) for t, b in self._db.execute("SELECT tbl, body FROM outbound ORDER BY seq")]
-        return Pending(seq, customers, rows)
+        with self._lock:
+            seq = int(self.meta("flush_seq") or 0)
+            customers = [r[0] for r in self._db.execute("SELECT id FROM dirty ORDER BY id")]
+            rows = [(t, json.loads(b)) for t, b in self._db.execute("SELECT tbl, body FROM outbound ORDER BY seq")]
+            return Pending(seq, customers, rows, int(self.meta("changed") or 0))
 
     def flushed(self, pending: Pending) -> None:
         """Delta has `pending`: forget it and number the next flush."""
@@ -195,7 +214,7 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 for chunk in _chunks(pending.customers):
-                    db.execute(f"DELETE FROM dirty WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                    db.execute(f"DELETE FROM dirty WHERE changed <= ? AND id IN ({','.join('?' * len(chunk))})", [pending.changed, *chunk])
                 db.execute("DELETE FROM outbound WHERE seq IN (SELECT seq FROM outbound ORDER BY seq LIMIT ?)", (len(pending.rows),))
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('flush_seq', ?)", (str(pending.seq + 1),))
                 db.execute("COMMIT")
@@ -216,7 +235,8 @@ class SqliteStore:
                 gone = [r[0] for r in db.execute("SELECT id FROM state") if r[0] not in states]
                 db.execute("DELETE FROM state")
                 db.executemany("INSERT INTO state VALUES (?, ?, ?)", [(k, _dumps(s), dues.get(k, s.get("due"))) for k, s in states.items()])
-                db.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(k,) for k in [*states, *gone]])
+                changed = self._next_change()
+                db.executemany("INSERT OR REPLACE INTO dirty VALUES (?, ?)", [(k, changed) for k in [*states, *gone]])
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,))
                 db.execute("COMMIT")
             except BaseException:
@@ -251,7 +271,8 @@ class RedisStore:
     """The shared store: redis-py against a Redis server; one MULTI/EXEC per commit.
 
     Keys live under `prefix`: <p>:s:<id> state, <p>:due (sorted set), <p>:m:<id> seen message
-    ids (expiring after the dedupe window), <p>:l (hash of links), <p>:dirty (set), <p>:out (list),
+    ids (expiring after the dedupe window), <p>:l (hash of links), <p>:dirty (sorted set: customer ->
+    change number), <p>:changed (counter), <p>:out (list),
     <p>:applied (hash stream -> batch id), <p>:meta (hash).
     """
 
@@ -317,8 +338,9 @@ class RedisStore:
                     if current is not None and int(current) >= commit.batch_id:
                         pipe.unwatch()
                         return False
+                    changed = self.client.incr(f"{self.p}:changed")   # before MULTI: the writes need its value
                     pipe.multi()
-                    self._write(pipe, commit)
+                    self._write(pipe, commit, changed)
                     pipe.hset(applied_key, commit.stream, commit.batch_id)
                     pipe.hset(f"{self.p}:meta", f"seen:{commit.stream}", _dumps(commit.seen_ids))
                     pipe.execute()
@@ -326,7 +348,7 @@ class RedisStore:
                 except redis.WatchError:
                     continue
 
-    def _write(self, pipe, commit: Commit) -> None:
+    def _write(self, pipe, commit: Commit, changed: int) -> None:
         for key, state in commit.states.items():
             if state is None:
                 pipe.delete(f"{self.p}:s:{key}")
@@ -343,7 +365,7 @@ class RedisStore:
         for anonymous_id, customer_id in commit.links.items():
             pipe.hsetnx(f"{self.p}:l", anonymous_id, customer_id)
         if commit.states:
-            pipe.sadd(f"{self.p}:dirty", *commit.states)
+            pipe.zadd(f"{self.p}:dirty", {key: changed for key in commit.states})
         rows = [("identity_links", row) for row in commit.link_rows] + commit.rows
         if rows:
             pipe.rpush(f"{self.p}:out", *[_dumps([t, r]) for t, r in rows])
@@ -357,14 +379,14 @@ class RedisStore:
 
     def pending(self) -> Pending:
         seq = int(self.meta("flush_seq") or 0)
-        customers = sorted(self.client.smembers(f"{self.p}:dirty"))
+        dirty = self.client.zrange(f"{self.p}:dirty", 0, -1, withscores=True)
         rows = [tuple(json.loads(item)) for item in self.client.lrange(f"{self.p}:out", 0, -1)]
-        return Pending(seq, customers, rows)
+        return Pending(seq, sorted(key for key, _ in dirty), rows, int(max((score for _, score in dirty), default=0)))
 
     def flushed(self, pending: Pending) -> None:
         with self.client.pipeline(transaction=True) as pipe:
-            if pending.customers:
-                pipe.srem(f"{self.p}:dirty", *pending.customers)
+            # Only what the flush read: a customer changed since has a higher change number and stays.
+            pipe.zremrangebyscore(f"{self.p}:dirty", "-inf", pending.changed)
             pipe.ltrim(f"{self.p}:out", len(pending.rows), -1)
             pipe.hset(f"{self.p}:meta", "flush_seq", pending.seq + 1)
             pipe.execute()
@@ -378,9 +400,10 @@ class RedisStore:
             for key in old - set(states):
                 pipe.delete(f"{self.p}:s:{key}")
             pipe.delete(f"{self.p}:due")
-            self._write(pipe, Commit(stream="", batch_id=0, states=dict(states), dues=dues))
+            changed = self.client.incr(f"{self.p}:changed")
+            self._write(pipe, Commit(stream="", batch_id=0, states=dict(states), dues=dues), changed)
             if old - set(states):
-                pipe.sadd(f"{self.p}:dirty", *(old - set(states)))
+                pipe.zadd(f"{self.p}:dirty", {key: changed for key in old - set(states)})
             pipe.hset(f"{self.p}:meta", "fingerprint", fingerprint)
             pipe.execute()
 
@@ -392,7 +415,7 @@ class RedisStore:
             for key in sorted(ids):
                 pipe.delete(f"{self.p}:s:{key}")
                 pipe.zrem(f"{self.p}:due", key)
-                pipe.srem(f"{self.p}:dirty", key)
+                pipe.zrem(f"{self.p}:dirty", key)
             if gone_links:
                 pipe.hdel(f"{self.p}:l", *gone_links)
             for item in outbound:

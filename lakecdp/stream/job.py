@@ -107,6 +107,8 @@ class BatchProcessor:
             self.flushed_at = clock.now()
         # Batches and timer ticks both write membership: one at a time.
         self.lock = threading.Lock()
+        # One flush of the online state to Delta at a time (it runs beside batches, not under `lock`).
+        self.flush_lock = threading.Lock()
         # Set after each batch (which may have set timers or enqueued sends) and on stop: wakes the timer thread.
         self.wake = threading.Event()
 
@@ -114,16 +116,22 @@ class BatchProcessor:
         """Time-driven work: due segment timers, then due trigger sends; returns when the next of either falls due."""
         from lakecdp.triggers.dispatch import dispatch_due
 
-        with self.lock:
-            now = self.clock.now()
-            if self.online is not None:
+        if self.online is not None:
+            with self.lock:   # state only: Python over the due customers' states
+                now = self.clock.now()
                 fired = self.online.fire_timers(now, stream=self.stream_name)
-                if self.triggers or now - self.flushed_at >= self.settings.state.flush_interval:
-                    self.flush(now)   # the dispatcher reads the outbox from Delta
-            else:
-                fired = fire_due_timers(self.lake, self.segments, now)
+            # Delta catches up outside the batch lock, so a flush never holds up a micro-batch.
+            if self.triggers or now - self.flushed_at >= self.settings.state.flush_interval:
+                self.flush(now)   # the dispatcher reads the outbox and the consent ledger from Delta
             if self.triggers:
-                dispatch_due(self.lake, self.settings, self.segments, now)
+                with self.flush_lock:
+                    dispatch_due(self.lake, self.settings, self.segments, now)
+        else:
+            with self.lock:
+                now = self.clock.now()
+                fired = fire_due_timers(self.lake, self.segments, now)
+                if self.triggers:
+                    dispatch_due(self.lake, self.settings, self.segments, now)
         if fired:
             log.info("timers: re-evaluated %s customers whose membership time may have changed", len(fired))
         return self.next_due()
@@ -135,6 +143,10 @@ class BatchProcessor:
         dues = [self.online.next_due(), next_due(self.lake, sends=True, timers=False) if self.triggers else None]
         return min((d for d in dues if d is not None), default=None)
 
+    def flush_due(self) -> bool:
+        """The online state has not reached Delta for state.flush_interval."""
+        return self.online is not None and self.clock.now() - self.flushed_at >= self.settings.state.flush_interval
+
     @property
     def stream_name(self) -> str:
         """The name the online store records this query's batches under."""
@@ -142,8 +154,9 @@ class BatchProcessor:
 
     def flush(self, now: datetime) -> None:
         """Delta's profile and segment tables catch up with the online state."""
-        written = self.online.flush()
-        self.flushed_at = now
+        with self.flush_lock:
+            written = self.online.flush()
+            self.flushed_at = now
         if written:
             log.info("flush: %s customers' profiles and memberships written to Delta", f"{written:,}")
 
@@ -160,38 +173,43 @@ class BatchProcessor:
         """Called once a batch's profiles and memberships are live in the state store (benchmarks time this)."""
 
     def _process_online(self, lines: DataFrame, batch_id: int) -> None:
-        """Bronze appended, the batch folded into the online state: nothing reads bronze history."""
+        """The batch folded into the online state, then bronze appended: nothing reads bronze history."""
         txn = self.txn(batch_id)
         now = self.clock.now()
         timer = _StepTimer()
         batch = prepare_batch(lines, received_at=now, settings=self.settings.events, pseudonyms=self.lake.pseudonyms)
         try:
-            rows = batch.valid.count()
-            events = self.online.events_of(batch.valid, rows)
+            counts = timer("parse", self._counts, batch)
+            events = self.online.events_of(batch.valid, counts["valid"])
             prepared = timer("state", self.online.prepare, events, stream=self.stream_name, batch_id=batch_id, now=now)
             # State first: profiles and memberships are live before bronze's append. A crash in between
             # replays the batch; the store then skips it and hands back the ids it left out of bronze.
             if prepared is None:
                 seen = self.online.store.seen_by_last_batch(self.stream_name)
             else:
+                if prepared.consent_facts:   # to Delta with the next flush, like the outbox rows that need them
+                    prepared.commit.rows += timer("consent", self.online.consent_rows, entries_from_events(batch.valid, self.consent_rules, now))
                 timer("commit", self.online.store.commit, prepared.commit)
                 seen = prepared.commit.seen_ids
             self.on_state_committed(batch_id)
-            result, _ = run_together(
-                self.lake.spark,
-                lambda: timer("bronze", commit_batch, self.lake, batch, txn=txn, seen_ids=seen),
-                lambda: timer("consent", record_consent, self.lake, entries_from_events(batch.valid, self.consent_rules, now)),
-            )
+            repeats = prepared is not None and prepared.repeats > 0
+            result = timer("bronze", commit_batch, self.lake, batch, txn=txn, seen_ids=seen,
+                           counts={"lines": counts["lines"], "rejected": counts["lines"] - counts["valid"], "repeats": repeats})
         finally:
             batch.release()
-        if now - self.flushed_at >= self.settings.state.flush_interval:
-            timer("flush", self.flush, now)
+        if now - self.flushed_at >= self.settings.state.flush_interval and not self.flush_lock.locked():
+            self.wake.set()   # the timer thread flushes, beside the next batches
         customers = 0 if prepared is None else prepared.customers
         stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
                  "duplicates": result.duplicates, "customers": customers, "seconds": timer.seconds}
         self.run.batches.append(stats)
         log.info("stream batch %(batch_id)s: %(lines)s lines, %(events)s new events, %(quarantined)s quarantined, "
                  "%(duplicates)s duplicates, %(customers)s customers updated", stats)
+
+    @staticmethod
+    def _counts(batch) -> dict[str, int]:
+        """Lines and valid events of a batch (filling its caches: every later step reads them)."""
+        return {"lines": batch.checked.count(), "valid": batch.valid.count()}
 
     def _process(self, lines: DataFrame, batch_id: int) -> None:
         if self.online is not None:
@@ -342,13 +360,16 @@ def _tick_timers(processor: BatchProcessor, settings: Settings, stop: threading.
             return
         try:
             due_at = processor.next_due() if woken else None
-            if not woken or (due_at is not None and due_at <= processor.clock.now()):
+            if not woken or (due_at is not None and due_at <= processor.clock.now()) or processor.flush_due():
                 due_at = processor.fire_timers()
                 if stop.wait(shortest):
                     return
         except Exception:  # noqa: BLE001 - a failed tick is retried at the next one; the stream goes on
             log.exception("timer tick failed; retrying at the next tick")
             due_at = None
+        if processor.online is not None:   # wake for the next flush too
+            flush_at = processor.flushed_at + settings.state.flush_interval
+            due_at = flush_at if due_at is None else min(due_at, flush_at)
         wait = tick_wait(due_at, processor.clock.now(), longest=longest)
 
 
