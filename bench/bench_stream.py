@@ -87,7 +87,22 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
 
         thread = threading.Thread(target=publisher, daemon=True)
         thread.start()
-        run = run_stream(spark, lake, settings, source=str(source), checkpoint=str(work / f"{lake_name}_live_ckpt"), mode="continuous", timeout_seconds=warmup + seconds + 20)
+        original_init = BatchProcessor.__init__
+        processors = []
+
+        def keep(self, *args, **kwargs):
+            original_init(self, *args, **kwargs)
+            processors.append(self)
+
+        BatchProcessor.__init__ = keep
+        try:
+            run = run_stream(spark, lake, settings, source=str(source), checkpoint=str(work / f"{lake_name}_live_ckpt"), mode="continuous", timeout_seconds=warmup + seconds + 20)
+        finally:
+            BatchProcessor.__init__ = original_init
+        ticks = processors[0].ticks if processors else []
+        if ticks:
+            print(f"  {lake_name}: {len(ticks)} timer ticks (timers, flush, dispatch) took {sum(t['seconds'] for t in ticks):.1f} s in all, "
+                  f"the longest {max(t['seconds'] for t in ticks):.1f} s; {sum(t['customers'] for t in ticks):,} customers re-evaluated by timers")
         stop.set()
     finally:
         BatchProcessor.__call__ = original_call

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from lakecdp.cli_args import instant
 from lakecdp.config import Settings
@@ -30,21 +31,25 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import FrozenClock, SystemClock
     from lakecdp.lake import open_lake
     from lakecdp.spark import session_for
-    from lakecdp.stream.job import default_checkpoint, run_stream
+    from lakecdp.stream.job import BatchFailed, default_checkpoint, run_stream
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lake_root = args.lake or settings.lake.root
     spark = session_for(settings)
     lake = open_lake(spark, settings.lake, root=lake_root)
-    result = run_stream(
-        spark,
-        lake,
-        settings,
-        source=args.source or f"{settings.landing.root.rstrip('/')}/events",
-        checkpoint=args.checkpoint or default_checkpoint(settings, lake.root, "events"),
-        mode="until-idle" if args.until_idle else "continuous",
-        timeout_seconds=args.timeout,
-        clock=FrozenClock(args.as_of) if args.as_of else SystemClock(),
-    )
+    try:
+        result = run_stream(
+            spark,
+            lake,
+            settings,
+            source=args.source or f"{settings.landing.root.rstrip('/')}/events",
+            checkpoint=args.checkpoint or default_checkpoint(settings, lake.root, "events"),
+            mode="until-idle" if args.until_idle else "continuous",
+            timeout_seconds=args.timeout,
+            clock=FrozenClock(args.as_of) if args.as_of else SystemClock(),
+        )
+    except BatchFailed as exc:
+        print(f"lakecdp: {exc}", file=sys.stderr)
+        return 1
     print(result.summary())
     return 0

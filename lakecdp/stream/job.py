@@ -17,6 +17,7 @@ from typing import Literal
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, functions as F
+from pyspark.errors import StreamingQueryException
 from pyspark.sql.streaming import StreamingQuery
 
 from lakecdp.clock import Clock, SystemClock
@@ -70,6 +71,21 @@ def _query_id(checkpoint: str) -> str:
     return json.loads((Path(checkpoint) / "metadata").read_text())["id"]
 
 
+class BatchFailed(RuntimeError):
+    """A micro-batch failed: the stream stops, and the batch is replayed from the checkpoint on the next start."""
+
+    def __init__(self, batch_id: int, cause: BaseException) -> None:
+        text = str(cause).strip().splitlines()
+        detail = f"{type(cause).__name__}: {text[0] if text else ''}"
+        if isinstance(cause, MemoryError) or "OutOfMemoryError" in str(cause):
+            fix = ("Fix: give the driver more memory (spark.driver_memory in conf/base/pipeline.yaml), or make batches smaller "
+                   "(stream.max_files_per_trigger, state.chunk_rows).")
+        else:
+            fix = "Fix the cause above and start the stream again."
+        super().__init__(f"micro-batch {batch_id} failed: {detail}. {fix} Nothing is lost: the batch is replayed on the next start.")
+        self.batch_id = batch_id
+
+
 class _StepTimer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -98,6 +114,8 @@ class BatchProcessor:
 
             self.models = parse_model_settings(settings.models)
         self.triggers = any(s.trigger is not None for s in self.segments)
+        self.failure: BatchFailed | None = None
+        self.ticks: list[dict] = []   # per timer tick: customers re-evaluated, seconds (state, flush, dispatch)
         self.online = None
         if settings.state.mode == "online":
             from lakecdp.online.flow import OnlineState
@@ -116,6 +134,7 @@ class BatchProcessor:
         """Time-driven work: due segment timers, then due trigger sends; returns when the next of either falls due."""
         from lakecdp.triggers.dispatch import dispatch_due
 
+        began = time.perf_counter()
         if self.online is not None:
             with self.lock:   # state only: Python over the due customers' states
                 now = self.clock.now()
@@ -134,6 +153,7 @@ class BatchProcessor:
                     dispatch_due(self.lake, self.settings, self.segments, now)
         if fired:
             log.info("timers: re-evaluated %s customers whose membership time may have changed", len(fired))
+        self.ticks.append({"customers": len(fired), "seconds": round(time.perf_counter() - began, 3)})
         return self.next_due()
 
     def next_due(self) -> datetime | None:
@@ -161,8 +181,12 @@ class BatchProcessor:
             log.info("flush: %s customers' profiles and memberships written to Delta", f"{written:,}")
 
     def __call__(self, lines: DataFrame, batch_id: int) -> None:
-        with self.lock:
-            self._process(lines, batch_id)
+        try:
+            with self.lock:
+                self._process(lines, batch_id)
+        except Exception as exc:
+            self.failure = BatchFailed(batch_id, exc)
+            raise self.failure from exc
         self.wake.set()
 
     def txn(self, batch_id: int) -> AppTxn:
@@ -174,6 +198,7 @@ class BatchProcessor:
 
     def _process_online(self, lines: DataFrame, batch_id: int) -> None:
         """The batch folded into the online state, then bronze appended: nothing reads bronze history."""
+        began = time.perf_counter()
         txn = self.txn(batch_id)
         now = self.clock.now()
         timer = _StepTimer()
@@ -200,6 +225,7 @@ class BatchProcessor:
         if now - self.flushed_at >= self.settings.state.flush_interval and not self.flush_lock.locked():
             self.wake.set()   # the timer thread flushes, beside the next batches
         customers = 0 if prepared is None else prepared.customers
+        timer.seconds["batch"] = round(time.perf_counter() - began, 3)
         stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
                  "duplicates": result.duplicates, "customers": customers, "seconds": timer.seconds}
         self.run.batches.append(stats)
@@ -308,6 +334,9 @@ def run_stream(
         while not query.awaitTermination(1):
             if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() >= deadline):
                 break
+    except StreamingQueryException:
+        if processor.failure is None:
+            raise
     finally:
         stop_timers.set()
         processor.wake.set()
@@ -316,6 +345,8 @@ def run_stream(
         if timers is not None:
             # A tick in flight finishes before the caller may stop the Spark session under it.
             timers.join(timeout=settings.stream.stop_grace.total_seconds())
+    if processor.failure is not None:
+        raise processor.failure
     if query.exception() is not None:
         raise RuntimeError(f"stream stopped with an error: {query.exception()}")
     if processor.online is not None:

@@ -99,3 +99,19 @@ def test_content_api_serves_live_profile_and_segments_from_the_state_store(spark
 
     assert "brand_new_segment" in service.context(snapshot, key).segments
     assert "brand_new_segment" not in snapshot.get(key).segments
+
+
+def test_a_failing_batch_stops_the_stream_naming_the_batch_and_the_fix(spark, tmp_path, monkeypatch):
+    from lakecdp.stream.job import BatchFailed
+
+    write_dataset(GENERATED, tmp_path / "landing", events_per_file=2500)
+
+    def out_of_memory(self, *args, **kwargs):
+        raise MemoryError("the batch did not fit")   # what Python raises when the driver runs out
+
+    monkeypatch.setattr(OnlineState, "prepare", out_of_memory)
+    with pytest.raises(BatchFailed) as failed:
+        _stream(spark, tmp_path, {})
+
+    assert failed.value.batch_id == 0
+    assert "micro-batch 0 failed: MemoryError" in str(failed.value) and "spark.driver_memory" in str(failed.value)

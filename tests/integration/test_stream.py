@@ -96,6 +96,19 @@ def test_profiles_and_membership_equal_a_batch_recompute(crashed_and_restarted, 
     assertDataFrameEqual(lake.read("segment_membership").select("segment", "customer_id"), expected_members, checkRowOrder=False)
 
 
+def test_online_state_equals_a_batch_recompute_after_kills(crashed_and_restarted, spark):
+    from lakecdp.online.flow import OnlineState
+    from lakecdp.online.reconcile import reconcile
+    from lakecdp.online.store import open_store
+
+    root, _, _ = crashed_and_restarted
+    settings = load_settings(env={})
+    lake = open_lake(spark, settings.lake, root=str(root / "lake"))
+    online = OnlineState(lake, settings, open_store(settings.state, lake.root), parse_segments(settings.segments))
+    result = reconcile(lake, online, GENERATED.end)
+    assert result.customers > 0 and [str(d) for d in result.differences] == []
+
+
 def test_a_landing_file_older_than_a_week_is_still_read(spark, tmp_path):
     """A backlog moved in with its old modification time (cp -p, rsync -a) lands like any other file.
 
