@@ -72,6 +72,11 @@ class OnlineState:
         self.store_id = store.meta("store_id") or self._new_store_id()
         self._scores: tuple[int, dict[str, dict]] | None = None
         self.uses_scores = any(c in _SCORE_COLUMNS for c in _attribute_columns(segments))
+        self.models = None
+        if settings.stream.rescore:
+            from models.settings import parse_model_settings
+
+            self.models = parse_model_settings(settings.models)
         rules = consent_rules(settings.privacy, settings.esp)
         self.consent_events = {*rules.opt_in_events, *rules.opt_out_events, rules.consent_event}
 
@@ -284,8 +289,12 @@ class OnlineState:
 
     # -- Delta catches up --------------------------------------------------------------------------
 
-    def flush(self) -> int:
-        """Write what changed since the last flush to Delta; returns the customers written."""
+    def flush(self, now: datetime | None = None) -> int:
+        """Write what changed since the last flush to Delta; returns the customers written.
+
+        With `now` and stream.rescore, the changed customers are re-scored with the champion models
+        too (their model features read their bronze history: at the flush, off the batches' path).
+        """
         pending = self.store.pending()
         if not pending.customers and not pending.rows:
             return 0
@@ -320,7 +329,14 @@ class OnlineState:
                 rows = list({tuple(r[k] for k in table(name).keys): r for r in reversed(by_table[name])}.values())
                 writes.append(lambda name=name, rows=rows: self.lake.merge(name, frame(name, rows), update_columns=[], txn=txn))
         run_together(self.lake.spark, *writes)
+        if now is not None and self.models is not None:
+            from lakecdp.pipeline import rescore_profiles
+
+            rescore_profiles(self.lake, self.models, now, customers=sorted(states))
         self.store.flushed(pending)
+        # Message ids older than the dedupe window can no longer make a duplicate.
+        newest = max((state.get("as_of") or 0 for state in states.values()), default=0)
+        self.store.forget_messages(newest - int(self.settings.state.dedupe_window.total_seconds() * 1_000_000))
         return len(pending.customers)
 
     def _frame(self, name: str, rows: list[dict[str, Any]]) -> DataFrame:

@@ -12,6 +12,7 @@ stream flushes them to Delta with an application transaction numbered by `flush_
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -75,6 +76,12 @@ def _mentions(row: dict[str, Any], ids: set[str]) -> bool:
     return any(row.get(column) in ids for column in ("customer_id", "anonymous_id"))
 
 
+def _message_hash(message_id: str) -> int:
+    """A messageId as a 64-bit key: the SQLite table stays an integer B-tree (a 2.4M-event backfill
+    spent 50 s inserting text keys). Two ids collide with odds ~n²/2⁶⁵: 1 in 6 million at 2.4M ids."""
+    return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 def _chunks(items: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(items), _BATCH):
         yield items[start : start + _BATCH]
@@ -98,11 +105,11 @@ class SqliteStore:
             """
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=NORMAL;
+            PRAGMA secure_delete=ON;
             CREATE TABLE IF NOT EXISTS state (id TEXT PRIMARY KEY, body TEXT NOT NULL, due INTEGER);
             CREATE INDEX IF NOT EXISTS state_due ON state(due) WHERE due IS NOT NULL;
             CREATE TABLE IF NOT EXISTS applied (stream TEXT PRIMARY KEY, batch_id INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
-            CREATE INDEX IF NOT EXISTS messages_at ON messages(at);
+            CREATE TABLE IF NOT EXISTS messages (h INTEGER PRIMARY KEY, at INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS links (anonymous_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS dirty (id TEXT PRIMARY KEY, changed INTEGER NOT NULL DEFAULT 0);
             CREATE TABLE IF NOT EXISTS outbound (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, body TEXT NOT NULL);
@@ -150,7 +157,8 @@ class SqliteStore:
         found: set[str] = set()
         for chunk in _chunks(list(message_ids)):
             marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self._all(f"SELECT id FROM messages WHERE at >= ? AND id IN ({marks})", [since, *chunk]))
+            by_hash = {_message_hash(i): i for i in chunk}
+            found.update(by_hash[r[0]] for r in self._all(f"SELECT h FROM messages WHERE at >= ? AND h IN ({marks})", [since, *by_hash]))
         return found
 
     def links(self, anonymous_ids: Iterable[str]) -> dict[str, str]:
@@ -175,7 +183,7 @@ class SqliteStore:
                     else:
                         due = commit.dues.get(key, state.get("due"))
                         db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", (key, _dumps(state), due))
-                db.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?)", commit.messages.items())
+                db.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?)", ((_message_hash(i), at) for i, at in commit.messages.items()))
                 db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?)", commit.links.items())
                 changed = self._next_change()
                 db.executemany("INSERT OR REPLACE INTO dirty VALUES (?, ?)", [(k, changed) for k in commit.states])
@@ -258,10 +266,13 @@ class SqliteStore:
                 doomed = [seq for seq, body in db.execute("SELECT seq, body FROM outbound") if _mentions(json.loads(body), ids)]
                 db.executemany("DELETE FROM outbound WHERE seq = ?", [(seq,) for seq in doomed])
                 db.execute("COMMIT")
-                return deleted
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            # secure_delete zeroes the freed pages; the checkpoint moves them out of the WAL and empties it,
+            # so no copy of the erased state is left in either file.
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return deleted
 
     def close(self) -> None:
         self._db.close()

@@ -175,7 +175,7 @@ class BatchProcessor:
     def flush(self, now: datetime) -> None:
         """Delta's profile and segment tables catch up with the online state."""
         with self.flush_lock:
-            written = self.online.flush()
+            written = self.online.flush(now)
             self.flushed_at = now
         if written:
             log.info("flush: %s customers' profiles and memberships written to Delta", f"{written:,}")

@@ -13,6 +13,7 @@ from lakecdp.clock import FrozenClock
 from lakecdp.config import load_settings
 from lakecdp.demo import run_demo
 from lakecdp.lake import open_lake
+from lakecdp.online.store import open_store_if_online
 from lakecdp.privacy.erasure import process_erasures, request_erasure
 from lakecdp.stream import run_stream
 from lakecdp.stream.job import default_checkpoint
@@ -65,7 +66,9 @@ def test_erased_customer_leaves_no_trace(spark, tmp_path):
     others_before = lake.read("events").count() - 3
 
     request_id = request_erasure(lake, pid(USER), end)
-    [proof] = process_erasures(lake, str(landing_root), end + timedelta(minutes=1))
+    state = open_store_if_online(settings, lake.root)   # the stream's online state holds the customer too
+    assert state is not None and state.load([pid(USER)])
+    [proof] = process_erasures(lake, str(landing_root), end + timedelta(minutes=1), state=state)
 
     assert traces(tmp_path, needles) == []
     assert lake.read("events").count() == others_before, "other customers' data is untouched"

@@ -160,3 +160,19 @@ def test_open_store_needs_a_local_path_for_a_remote_lake(tmp_path):
         assert local.path == f"{tmp_path}/lake/_state/online.sqlite"
     finally:
         local.close()
+
+
+def test_erase_removes_state_links_and_unflushed_rows_of_those_ids_only(store):
+    store.commit(Commit(stream="s", batch_id=1,
+                        states={"gone": {"n": 1, "due": 5}, "kept": {"n": 2, "due": 6}},
+                        links={"gone-device": "gone", "other-device": "kept"},
+                        rows=[("segment_transitions", {"customer_id": "gone", "segment": "a"}),
+                              ("segment_transitions", {"customer_id": "kept", "segment": "a"})]))
+
+    assert store.erase({"gone", "gone-device"}) == 1
+
+    assert store.load(["gone", "kept"]) == {"kept": {"n": 2, "due": 6}}
+    assert store.links(["gone-device", "other-device"]) == {"other-device": "kept"}
+    assert store.due(100) == ["kept"]
+    pending = store.pending()
+    assert "gone" not in pending.customers and [r["customer_id"] for _, r in pending.rows] == ["kept"]
