@@ -9,6 +9,7 @@ Checks here are the cheap ones a sender can fix at once; the bronze path
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -183,6 +184,10 @@ def message_problem(message: Any) -> str | None:
     for field in _OBJECT_FIELDS:
         if message.get(field) is not None and not isinstance(message[field], dict):
             return f"{field} must be a JSON object"
+    out_of_range = _non_finite(message, "")
+    if out_of_range is not None:
+        return (f"{out_of_range}: number out of range (JSON has no Infinity or NaN, and landing it would null the whole "
+                "object): send a finite number, or the value as a string")
     if not (_present(message.get("userId")) or _present(message.get("anonymousId"))):
         return "missing both userId and anonymousId: set at least one"
     if kind == "track" and not (isinstance(message.get("event"), str) and message["event"].strip()):
@@ -234,10 +239,28 @@ def iso_ms(at: datetime) -> str:
     return at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first number Python parsed as inf or nan (`1e999`), if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "value"
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, child in items:
+        found = _non_finite(child, f"{path}{key}" if str(key).startswith("[") else f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 def _serialize(event: dict[str, Any]) -> bytes | None:
     try:
-        return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
-    except UnicodeEncodeError:
+        # allow_nan=False: Python would write Infinity, which no JSON reader (Spark's included) accepts.
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
+    except (UnicodeEncodeError, ValueError):
         return None
 
 
