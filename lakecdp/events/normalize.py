@@ -46,10 +46,15 @@ def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_
     has_identity = F.coalesce(e.userId, e.anonymousId).isNotNull() & (F.trim(F.coalesce(e.userId, e.anonymousId)) != "")
     is_future = F.col("event_ts") > F.col("received_at") + F.expr(f"INTERVAL {int(max_future_skew.total_seconds())} SECONDS")
     is_too_old = F.col("event_ts") < F.col("received_at") - F.expr(f"INTERVAL {int(max_age.total_seconds())} SECONDS")
+    # Spark's JSON reader stops after the first value, so `{a}{b}` kept a and dropped b without a word.
+    # Only a line with `}{` (or `} {`) pays for the second parse, which fails unless it is one value.
+    is_one_value = F.coalesce(F.size(F.from_json(F.concat(F.lit("["), F.col("raw"), F.lit("]")), "array<string>")) == 1, F.lit(False))
+    has_two_objects = F.col("raw").rlike(r"\}\s*\{") & ~is_one_value
     checks: list[tuple[Column, str | Column]] = [
         (e[REJECTED_FIELD].isNotNull(), F.concat(F.lit("refused by the collector: "), e[REJECTED_FIELD])),
         (is_too_large, f"event is larger than {MAX_EVENT_BYTES // 1024} KB"),
         (~F.col("is_json_object"), "not a JSON object"),
+        (has_two_objects, "more than one JSON object on the line: write one event per line (JSON Lines)"),
         (e.messageId.isNull() | (F.trim(e.messageId) == ""), "missing messageId"),
         (e.type.isNull(), "missing type"),
         (~e.type.isin(*EVENT_TYPES), F.concat(F.lit("unknown type '"), F.substring(e.type, 1, 40), F.lit("'"))),

@@ -57,6 +57,9 @@ def check(spark, lines):
         (event(userId="ユーザー😀", properties={"category": "naïve ☃"}), None),
         (event(type="identify", event=None), None),
         (None, "not a JSON object"),
+        (event() + event(messageId="m2"), "more than one JSON object on the line"),
+        (event() + " " + event(messageId="m2"), "more than one JSON object on the line"),
+        (event(properties={"search_query": "socks}{shoes"}), None),
     ],
 )
 def test_rejection_reasons(spark, line, reason):
