@@ -53,7 +53,7 @@ def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_
     checks: list[tuple[Column, str | Column]] = [
         (e[REJECTED_FIELD].isNotNull(), F.concat(F.lit("refused by the collector: "), e[REJECTED_FIELD])),
         (is_too_large, f"event is larger than {MAX_EVENT_BYTES // 1024} KB"),
-        (~F.col("is_json_object"), "not a JSON object"),
+        (~F.col("is_json_object"), _not_an_object_reason()),
         (has_two_objects, "more than one JSON object on the line: write one event per line (JSON Lines)"),
         (e.messageId.isNull() | (F.trim(e.messageId) == ""), "missing messageId"),
         (e.type.isNull(), "missing type"),
@@ -72,6 +72,22 @@ def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_
     for failed, message in reversed(checks):
         reason = F.when(failed, message if isinstance(message, Column) else F.lit(message)).otherwise(reason)
     return parsed.withColumn("reason", reason)
+
+
+# Object fields of the wire format: a line that is a JSON object but holds one of these as another
+# type is a corrupt record to Spark's reader, as if the whole line were not JSON. Say which field.
+_OBJECT_FIELDS = ("properties", "context", "context.device", "context.location")
+
+
+def _not_an_object_reason() -> Column:
+    """Why Spark's reader refused the line: the object field of the wrong type, else "not a JSON object"."""
+    is_object_line = F.get_json_object("raw", "$").isNotNull() & F.ltrim("raw").startswith("{")
+    reason: Column = F.lit("not a JSON object")
+    for path in reversed(_OBJECT_FIELDS):
+        text = F.get_json_object("raw", f"$.{path}")
+        is_wrong = is_object_line & text.isNotNull() & ~F.ltrim(text).startswith("{")
+        reason = F.when(is_wrong, F.concat(F.lit(f"{path} must be a JSON object, got: "), F.substring(text, 1, 40))).otherwise(reason)
+    return reason
 
 
 def to_bronze(valid: DataFrame, pseudonyms: Pseudonymizer) -> DataFrame:

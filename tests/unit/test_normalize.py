@@ -60,6 +60,8 @@ def check(spark, lines):
         (event() + event(messageId="m2"), "more than one JSON object on the line"),
         (event() + " " + event(messageId="m2"), "more than one JSON object on the line"),
         (event(properties={"search_query": "socks}{shoes"}), None),
+        (event(context={"device": "mobile"}), "context.device must be a JSON object, got: mobile"),
+        (event(properties="cheap shoes"), "properties must be a JSON object, got: cheap shoes"),
     ],
 )
 def test_rejection_reasons(spark, line, reason):
