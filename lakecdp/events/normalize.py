@@ -51,6 +51,8 @@ def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_
     is_one_value = F.coalesce(F.size(F.from_json(F.concat(F.lit("["), F.col("raw"), F.lit("]")), "array<string>")) == 1, F.lit(False))
     has_two_objects = F.col("raw").rlike(r"\}\s*\{") & ~is_one_value
     checks: list[tuple[Column, str | Column]] = [
+        # Spark keeps a line's bytes as they came; invalid UTF-8 in a table makes Arrow readers (delta-rs, DuckDB) fail.
+        (~F.is_valid_utf8("raw"), "line is not valid UTF-8 (its bytes are kept base64-encoded in quarantine.raw)"),
         (e[REJECTED_FIELD].isNotNull(), F.concat(F.lit("refused by the collector: "), e[REJECTED_FIELD])),
         (is_too_large, f"event is larger than {MAX_EVENT_BYTES // 1024} KB"),
         (~F.col("is_json_object"), _not_an_object_reason()),
@@ -147,9 +149,10 @@ def to_quarantine(rejected: DataFrame, *, quarantined_at: datetime) -> DataFrame
     """Rejected lines -> rows of the `quarantine` table (raw kept so a fix can replay it)."""
     return rejected.select(
         F.sha2(F.concat_ws("\u0000", F.coalesce("source_file", F.lit("")), F.col("raw")), 256).alias("quarantine_id"),
-        F.col("e.messageId").alias("message_id"),
+        F.make_valid_utf8(F.col("e.messageId")).alias("message_id"),
         F.col("reason"),
-        F.col("raw"),
+        # Readable by every Delta reader, and replayable: invalid UTF-8 is kept as "base64:<the line's bytes>".
+        F.when(F.is_valid_utf8("raw"), F.col("raw")).otherwise(F.concat(F.lit("base64:"), F.base64(F.col("raw").cast("binary")))).alias("raw"),
         F.col("source_file"),
         F.lit(quarantined_at).cast("timestamp").alias("quarantined_at"),
         F.lit(quarantined_at.date()).alias("quarantine_date"),

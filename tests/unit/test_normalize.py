@@ -104,6 +104,20 @@ def test_bronze_holds_pseudonyms_only_and_they_match_the_python_hmac(spark):
     assert Pseudonymizer(b"another key, also thirty-two bytes").of("cust_1") != PSEUDONYMS.of("cust_1")
 
 
+def test_a_line_of_invalid_utf8_is_quarantined_readably_with_its_bytes(spark):
+    import base64
+
+    from pyspark.sql import functions as F
+
+    line = b'{"type": "track", "event": "Product Viewed", "messageId": "m\xff1", "userId": "u", "timestamp": "2026-11-01T11:00:00Z"}'
+    df = spark.createDataFrame([(bytearray(line), "f.jsonl")], "raw binary, source_file string").withColumn("raw", F.col("raw").cast("string"))
+    checked = with_rejection_reason(parse_lines(df, received_at=RECEIVED), max_future_skew=timedelta(minutes=5), max_age=timedelta(days=400))
+    [row] = to_quarantine(checked, quarantined_at=RECEIVED).toArrow().to_pylist()   # Arrow reads it: no invalid UTF-8 left
+
+    assert "not valid UTF-8" in row["reason"]
+    assert base64.b64decode(row["raw"].removeprefix("base64:")) == line
+
+
 def test_quarantine_keeps_raw_and_reason(spark):
     checked = check(spark, ['{"broken', event(messageId=None)])
     rows = to_quarantine(checked.filter("reason is not null"), quarantined_at=RECEIVED).collect()
