@@ -35,16 +35,18 @@ class Reconciliation:
         return line + (" (state rebuilt from bronze and flushed to Delta)" if self.fixed else "")
 
 
-def _utc(value: Any) -> Any:
+def as_utc(value: Any) -> Any:
+    """Spark hands back naive datetimes in the session zone (UTC): make them aware to compare."""
     return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
 
 
-def _same(a: Any, b: Any) -> bool:
-    a, b = _utc(a), _utc(b)
+def same_value(a: Any, b: Any) -> bool:
+    """One executor's value equals the other's (floats to 1e-9: the two sum in different orders)."""
+    a, b = as_utc(a), as_utc(b)
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
     return a == b
 
 
@@ -65,7 +67,7 @@ def batch_view(lake: Lake, online: OnlineState, as_of: datetime) -> tuple[dict[s
         profiles.unpersist()
     finally:
         events.unpersist()
-    return expected, {(r.segment, r.customer_id): (r.is_member, _utc(r.next_check_at)) for r in rows}
+    return expected, {(r.segment, r.customer_id): (r.is_member, as_utc(r.next_check_at)) for r in rows}
 
 
 def reconcile(lake: Lake, online: OnlineState, as_of: datetime, *, fix: bool = False) -> Reconciliation:
@@ -94,7 +96,7 @@ def reconcile(lake: Lake, online: OnlineState, as_of: datetime, *, fix: bool = F
         if expected is None:
             result.differences.append(Difference(key, "profile", "present", None))
             continue
-        result.differences += [Difference(key, c, row[c], expected[c]) for c in PROFILE_FEATURES.columns if not _same(row[c], expected[c])]
+        result.differences += [Difference(key, c, row[c], expected[c]) for c in PROFILE_FEATURES.columns if not same_value(row[c], expected[c])]
         for verdict in verdicts(state, {**row, **scores.get(key, {})}, online.segments, at):
             member, next_check = expected_verdicts.get((verdict.segment, key), (False, None))
             if verdict.is_member != member:

@@ -6,7 +6,6 @@ instants. Features, verdicts and the next instant time alone flips a verdict mus
 """
 from __future__ import annotations
 
-import math
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -15,6 +14,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings, strategies 
 
 from lakecdp.lake.tables import EVENTS, PROFILE_FEATURES
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
+from lakecdp.online.reconcile import as_utc, same_value
 from lakecdp.profiles import build_profile_features
 from lakecdp.segments import evaluate_segments, parse_segments
 
@@ -124,7 +124,7 @@ def _batch(spark, events, segments, as_of, linked):
     profiles = build_profile_features(bronze, as_of)
     rows = evaluate_segments(bronze, profiles, segments, as_of).collect()
     return ({r.customer_id: r.asDict() for r in profiles.collect()},
-            {(r.segment, r.customer_id): (r.is_member, _utc(r.next_check_at)) for r in rows})
+            {(r.segment, r.customer_id): (r.is_member, as_utc(r.next_check_at)) for r in rows})
 
 
 def _instants(events, segments, steps, snaps) -> list[datetime]:
@@ -147,19 +147,6 @@ def _windows(rules) -> set[timedelta]:
         found |= {w for w in (getattr(rule, "within", None),) if w is not None}
         found |= _windows([*getattr(rule, "rules", ()), *([rule.rule] if hasattr(rule, "rule") else [])])
     return found
-
-
-def _utc(value):
-    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
-
-
-def _same(a, b) -> bool:
-    a, b = _utc(a), _utc(b)
-    if isinstance(a, float) and isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    return a == b
 
 
 # No shrinking: each example runs Spark jobs, and shrinking a failure took over five minutes.
@@ -205,7 +192,7 @@ def test_incremental_equals_batch(spark, events, segments, steps, snaps, seed):
                 assert key not in expected_profiles
                 continue
             expected = expected_profiles[key]
-            wrong = {c: (row[c], expected[c]) for c in PROFILE_FEATURES.columns if not _same(row[c], expected[c])}
+            wrong = {c: (row[c], expected[c]) for c in PROFILE_FEATURES.columns if not same_value(row[c], expected[c])}
             assert not wrong, f"{key} at {as_of}: online vs batch {wrong}"
             for verdict in verdicts(state, row, segments, at):
                 member, next_check = expected_verdicts[(verdict.segment, key)]
