@@ -2,10 +2,24 @@
 
 Identify traits such as email and names are split off at ingest: `customers` gets the contact
 fields (the newest identify wins over an older row, field by field), and bronze `traits_json`
-keeps only the other traits. `context.traits` (where some SDKs repeat them) and `context.ip`
-are dropped from `context_json` too.
+keeps only the other traits. A message without top-level traits takes `context.traits` as its
+traits (Segment's spec allows both; RudderStack's SDKs send identify traits only there).
+`context.traits` and `context.ip` are dropped from `context_json`.
+
+Contact data sent anywhere else is redacted before bronze, by key and by value:
+- a trait key that names contact data, after normalizing it (`EMAIL_ADDRESS`, `emailAddress`
+  and `" email"` are all `email...`), is dropped at the top level of traits;
+- at any depth of properties, traits and context, a string or number under a key that names an
+  email, phone, street address or a person's first/last name is replaced by "[redacted]";
+- anywhere, an email address (also URL-encoded, `%40`), a formatted phone number
+  (`+44 20 7946 0958`, `(555) 123-4567`) and the value of a URL query parameter named like
+  email or phone (`?email=...`) are redacted, also inside longer text.
+Objects and booleans under such keys are kept (`prefs.email.marketing: true` is consent, not
+contact data); the values inside them are checked like any other.
 """
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from pyspark.sql import Column, DataFrame, functions as F
 from pyspark.sql.types import MapType, StringType
@@ -13,24 +27,73 @@ from pyspark.sql.types import MapType, StringType
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
 
-# Segment's reserved identify traits that identify or reach a person
-# (https://segment.com/docs/connections/spec/identify/#traits), in both spellings.
-CONTACT_TRAITS = (
-    "email", "name", "first_name", "firstname", "last_name", "lastname", "phone", "address",
-    "birthday", "username", "avatar",
-)
 CONTEXT_PII = ("traits", "ip")
 CONTACT_COLUMNS = ("email", "first_name", "last_name")
+# Top-level trait keys dropped from bronze, normalized (`normalized_key`): Segment's reserved traits
+# that identify or reach a person (https://segment.com/docs/connections/spec/identify/#traits) and
+# the spellings clients send for them.
+CONTACT_TRAIT_KEYS = frozenset({
+    "email", "emailaddress", "mail", "name", "firstname", "lastname", "fullname", "phone", "phonenumber",
+    "mobile", "mobilephone", "mobilenumber", "cell", "cellphone", "telephone", "address", "streetaddress",
+    "birthday", "dateofbirth", "dob", "username", "avatar",
+})
+# Where customers' contact columns come from in traits, normalized.
+_CONTACT_SOURCES = {
+    "email": ("email", "emailaddress", "mail"),
+    "first_name": ("firstname",),
+    "last_name": ("lastname",),
+}
+REDACTED = "[redacted]"
+
+# Java regexes (Spark's regexp_replace) over JSON text. _SEP: what clients put between words of a key.
+# A contact word may follow other words when a separator or a camelCase step parts them
+# (`billing_phone`, `customerEmail`), never inside a word (`smartphone`, `hotel`): one character
+# class and a lazy quantifier, so a long key cannot make the regex backtrack exponentially.
+_SEP = r"[\s_.-]*"
+_AFTER_WORDS = r"(?:[A-Za-z0-9\s_.-]*?(?:[\s_.-]|(?-i:(?<=[a-z0-9])(?=[A-Z]))))?"
+_CONTACT_WORDS = (
+    rf"e{_SEP}mail(?:{_SEP}addr(?:ess)?)?|(?:tele)?phone(?:{_SEP}(?:number|no|num))?|(?:mobile|cell){_SEP}(?:phone|number|no|num)?"
+    rf"|street(?:{_SEP}address)?|address(?:{_SEP}(?:line)?{_SEP}[12])?|(?:first|last|full|given|family|sur){_SEP}name"
+)
+_CONTACT_KEY = rf'"{_SEP}(?:{_AFTER_WORDS}(?:{_CONTACT_WORDS})|tel){_SEP}"'
+_JSON_SCALAR = r'"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*'
+_KEYED_VALUE = rf"(?i)({_CONTACT_KEY}\s*:\s*)(?:{_JSON_SCALAR})"
+_EMAIL = r"[A-Za-z0-9._%+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
+# A formatted phone number, alone or inside text: international (+ and 7+ more digits) or NANP's
+# (555) 123-4567 / 555-123-4567. Bare digit runs are left to the keys: order ids look the same.
+_PHONE = r"(?<![0-9A-Za-z+-])(?:\+[0-9][0-9 ().-]{6,}[0-9]|\(?[0-9]{3}\)?[ .-]?[0-9]{3}[ .-][0-9]{4})(?![0-9])"
+_URL_PARAMETER = r'(?i)([?&;#][a-z_-]*(?:e-?mail|phone|mobile|tel)[a-z_-]*=)[^&#;"\s\\]*'
 
 
-def without_keys(json_text: Column, keys: tuple[str, ...]) -> Column:
-    """A JSON object's text without the given top-level keys (compared case-insensitively).
+def normalized_key(key: Column) -> Column:
+    """A JSON key as compared with contact names: lower case, without spaces, `_`, `-` or `.`."""
+    return F.regexp_replace(F.lower(key), r"[\s_.-]", "")
+
+
+def redact_text(text: Column) -> Column:
+    """Free text (a URL, a search) without email addresses, phone numbers and email- or phone-named URL parameters."""
+    without_parameters = F.regexp_replace(text, _URL_PARAMETER, f"$1{REDACTED}")
+    return F.regexp_replace(F.regexp_replace(without_parameters, _EMAIL, REDACTED), _PHONE, REDACTED)
+
+
+def redact_json(json_text: Column) -> Column:
+    """A JSON text with contact data redacted at any depth, by key and by value (see the module doc)."""
+    return redact_text(F.regexp_replace(json_text, _KEYED_VALUE, f'$1"{REDACTED}"'))
+
+
+def message_traits(traits_text: Column, context_text: Column) -> Column:
+    """A message's traits: top-level `traits`, else `context.traits` (where RudderStack's SDKs put them)."""
+    return F.coalesce(traits_text, F.get_json_object(context_text, "$.traits"))
+
+
+def without_keys(json_text: Column, keys: Collection[str]) -> Column:
+    """A JSON object's text without the given top-level keys (compared as `normalized_key`).
 
     Values come back as JSON strings of their text (a nested object stays readable with a
     second get_json_object); a value that is not an object passes through unchanged.
     """
     as_map = F.from_json(json_text, MapType(StringType(), StringType()))
-    kept = F.to_json(F.map_filter(as_map, lambda key, _: ~F.lower(key).isin(*keys)))
+    kept = F.to_json(F.map_filter(as_map, lambda key, _: ~normalized_key(key).isin(*keys)))
     return F.when(as_map.isNull(), json_text).otherwise(kept)
 
 
@@ -40,15 +103,21 @@ def contacts_from_identifies(valid: DataFrame, pseudonyms: Pseudonymizer) -> Dat
     the newest identify (`at`); users whose identifies carried none are left out."""
     e = F.col("e")
 
-    def trait(*names: str) -> Column:
-        return F.coalesce(*[F.get_json_object("raw", f"$.traits.{name}") for name in names])
+    traits = F.from_json(
+        message_traits(F.get_json_object("raw", "$.traits"), F.get_json_object("raw", "$.context")), MapType(StringType(), StringType()),
+    )
+
+    def trait(column: str) -> Column:
+        """The first trait whose normalized key is one of the column's sources (a map keeps one per key)."""
+        matching = F.map_filter(traits, lambda key, _: normalized_key(key).isin(*_CONTACT_SOURCES[column]))
+        return F.try_element_at(F.map_values(matching), F.lit(1))
 
     rows = valid.filter((e.type == "identify") & e.userId.isNotNull()).select(
         pseudonyms.column(e.userId).alias("customer_id"),
         e.userId.alias("external_id"),
         F.lower(F.trim(trait("email"))).alias("email"),
-        trait("first_name", "firstName").alias("first_name"),
-        trait("last_name", "lastName").alias("last_name"),
+        trait("first_name").alias("first_name"),
+        trait("last_name").alias("last_name"),
         F.col("event_ts").alias("at"),
     )
     return (

@@ -169,3 +169,61 @@ def test_bronze_keeps_json_texts_without_contact_keys(spark):
     assert json.loads(m2.context_json) == {"page": '{"url":"https://shop.example/"}'}
     assert (m3.properties_json, m3.traits_json, m3.context_json) == (None, None, None)
     assert m4.context_json == "just text" and json.loads(m4.properties_json)["category"] == "shoes"
+
+
+CONTACTS = ("ada@example.com", "ada.l@example.org", "ada%40example.net", "+44 20 7946 0958", "(555) 123-4567",
+            "5551234567", "15 Analytical Row", "Lovelace", "07700900123")
+
+
+def test_contact_data_is_redacted_by_key_and_by_value_at_any_depth(spark):
+    # #22 item 5: spellings of contact keys, nested contact objects, contact data in properties and in URLs.
+    lines = [
+        event(messageId="m1", type="identify", event=None, traits={
+            "emailAddress": "ada@example.com", "EMAIL_ADDRESS": "ada@example.com", "phone_number": "5551234567",
+            "mobile": "07700900123", " email": "ada@example.com", "plan": "pro",
+            "contact": {"email": "ada.l@example.org", "phone": 5551234567, "lastName": "Lovelace"},
+            "shipping": {"street_address": "15 Analytical Row", "city": "London"},
+            "prefs": {"email": {"marketing": True}}, "company": {"name": "Analytical Engines"}}),
+        event(messageId="m2", properties={"email": "ada@example.com", "phone": "+44 20 7946 0958", "category": "shoes",
+                                          "billingPhone": "(555) 123-4567", "note": "call (555) 123-4567",
+                                          "headphone": "Sony", "smartphone": "Pixel", "hotel": "Ritz"}),
+        event(messageId="m3", type="page", event=None, properties={"url": "https://shop.example/p?email=ada%40example.net&utm=x"},
+              context={"page": {"url": "https://shop.example/p?email=ada@example.com&phone=5551234567&ref=mail",
+                                "search": "?Email=ada%40example.net"}}),
+        event(messageId="m4", properties={"query": "gift for ada@example.com", "url": "https://shop.example/?mobile=07700900123"}),
+    ]
+    rows = {r.message_id: r for r in to_bronze(check(spark, lines), PSEUDONYMS).collect()}
+    for row in rows.values():
+        stored = json.dumps(row.asDict(), default=str)
+        leaked = [value for value in CONTACTS if value in stored]
+        assert not leaked, (row.message_id, leaked)
+    traits = json.loads(rows["m1"].traits_json)
+    assert set(traits) == {"plan", "contact", "shipping", "prefs", "company"}   # top-level contact keys are dropped
+    assert json.loads(traits["prefs"]) == {"email": {"marketing": True}}         # consent under an "email" key is kept
+    assert json.loads(traits["shipping"])["city"] == "London"
+    assert json.loads(traits["company"]) == {"name": "Analytical Engines"}
+    properties = json.loads(rows["m2"].properties_json)
+    assert properties["email"] == properties["phone"] == properties["billingPhone"] == "[redacted]"
+    assert (properties["headphone"], properties["smartphone"], properties["hotel"], properties["category"]) == ("Sony", "Pixel", "Ritz", "shoes")
+    assert rows["m3"].url == "https://shop.example/p?email=[redacted]&utm=x"
+    assert "ref=mail" in rows["m3"].context_json
+    assert rows["m4"].search_query == "gift for [redacted]"
+
+
+def test_traits_sent_only_in_context_traits_are_the_message_traits(spark):
+    # #22 item 2: RudderStack's SDKs put identify traits in context.traits only.
+    from lakecdp.events.contacts import contacts_from_identifies
+
+    lines = [
+        event(messageId="r1", type="identify", event=None, userId="cust_9",
+              context={"traits": {"email": "Ada@Example.com ", "firstName": "Ada", "plan": "pro"}, "library": {"name": "analytics-python"}}),
+        event(messageId="r2", type="identify", event=None, userId="cust_9", traits={"plan": "team"},
+              context={"traits": {"plan": "ignored: top-level traits win"}}),
+    ]
+    checked = check(spark, lines)
+    rows = {r.message_id: r for r in to_bronze(checked, PSEUDONYMS).collect()}
+    assert json.loads(rows["r1"].traits_json) == {"plan": "pro"}
+    assert json.loads(rows["r2"].traits_json) == {"plan": "team"}
+    assert "traits" not in json.loads(rows["r1"].context_json)
+    [contact] = contacts_from_identifies(checked.filter("reason is null"), PSEUDONYMS).collect()
+    assert (contact.external_id, contact.email, contact.first_name) == ("cust_9", "ada@example.com", "Ada")
