@@ -401,7 +401,8 @@ def process_erasure_queue(p: Pipeline) -> dict[str, Any]:
         from lakecdp.online.store import open_store_if_online
 
         state = open_store_if_online(p.settings, p.lake.root)
-        proofs = process_erasures(p.lake, p.settings.landing.root, clock.now(), forget=forget, state=state)
+        proofs = process_erasures(p.lake, p.settings.landing.root, clock.now(), forget=forget, state=state,
+                                  retention=p.settings.landing.retention)
     log.info("erasure queue: %s request(s) processed", len(proofs))
     waiting = p.lake.read("erasure_requests").count()
     if waiting:

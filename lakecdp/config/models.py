@@ -21,6 +21,13 @@ class LakeSettings(_Strict):
 
 class LandingSettings(_Strict):
     root: str = "./landing"
+    # Processed landing files hold raw customer data: deleted this long after processing (None: kept).
+    retention: timedelta | None = timedelta(days=7)
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention(cls, value: Any) -> timedelta | None:
+        return None if value is None or str(value).strip().lower() == "none" else parse_duration(value)
 
 
 class SparkSettings(_Strict):

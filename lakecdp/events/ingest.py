@@ -22,6 +22,7 @@ class IngestResult:
     events: int
     quarantined: int
     duplicates: int
+    files: tuple[str, ...] = ()   # the landing files the lines came from
 
 
 def read_landing_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
@@ -70,8 +71,8 @@ def commit_batch(
 
     `seen_ids`: the batch's message ids an earlier batch already brought (the online state's dedupe
     window says so); without it, the bronze partitions of the batch's event dates are searched.
-    `counts`: lines, rejected and repeats (bool) when the caller knows them (the online state does),
-    sparing a job over the batch.
+    `counts`: lines, rejected, repeats (bool) and files when the caller knows them (the online state
+    does), sparing a job over the batch.
     """
     if counts is not None:
         return _commit_known(lake, batch, txn, seen_ids or [], counts)
@@ -81,6 +82,7 @@ def commit_batch(
         F.count_distinct(F.when(is_valid, F.col("e.messageId"))).alias("distinct_ids"),
         F.count(F.when(is_valid & (F.col("e.type") == "identify"), True)).alias("identifies"),
         F.collect_set(F.when(is_valid, event_date(F.col("event_ts")))).alias("dates"),
+        F.collect_set("source_file").alias("files"),
     ).first()
     # A resent message keeps its timestamp, so only bronze partitions of the batch's event dates can hold it.
     # Counting distinct ids is a shuffle of ids alone; it spares the common batch without repeats a shuffle of whole rows.
@@ -104,6 +106,7 @@ def commit_batch(
         events=events,
         quarantined=counts["rejected"],
         duplicates=counts["lines"] - counts["rejected"] - events,
+        files=tuple(counts["files"]),
     )
 
 
@@ -123,7 +126,7 @@ def _commit_known(lake: Lake, batch: PreparedBatch, txn: AppTxn | None, seen_ids
         writes.append(lambda: upsert_contacts(lake, batch.contacts, txn=txn))
     events = run_together(lake.spark, *writes)[0]
     return IngestResult(lines=counts["lines"], events=events, quarantined=counts["rejected"],
-                        duplicates=counts["lines"] - counts["rejected"] - events)
+                        duplicates=counts["lines"] - counts["rejected"] - events, files=tuple(counts.get("files", ())))
 
 
 def ingest_lines(

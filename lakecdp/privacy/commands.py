@@ -134,7 +134,8 @@ def _process(args: argparse.Namespace, settings: Settings) -> int:
         from lakecdp.online.store import open_store_if_online
 
         state = open_store_if_online(settings, lake.root)
-        proofs = process_erasures(lake, args.landing or settings.landing.root, clock.now(), forget=forget, state=state)
+        proofs = process_erasures(lake, args.landing or settings.landing.root, clock.now(), forget=forget, state=state,
+                                   retention=settings.landing.retention)
     for proof in proofs:
         esps = ", ".join(f"{name}: {outcome}" for name, outcome in sorted((proof.esp_outcomes or {}).items())) or "none enabled"
         print(f"{proof.request_id}: {sum(proof.rows_deleted.values())} rows in {len(proof.rows_deleted)} tables, "

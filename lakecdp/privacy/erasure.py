@@ -7,12 +7,13 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pyspark.sql import Row, functions as F
 
+from lakecdp.events.retention import expire_processed
 from lakecdp.export.forget import EspDeletionFailed
 from lakecdp.export.identifiers import normalized_email_col
 from lakecdp.lake import TABLES, Lake
@@ -46,16 +47,24 @@ def request_erasure(lake: Lake, customer_id: str, now: datetime) -> str:
     return request_id
 
 
-def process_erasures(lake: Lake, landing_root: str | None, now: datetime, *, forget: Forget | None = None, state: Any = None) -> list[ErasureProof]:
+def process_erasures(
+    lake: Lake, landing_root: str | None, now: datetime, *, forget: Forget | None = None, state: Any = None,
+    retention: timedelta | None = None,
+) -> list[ErasureProof]:
     """Erase every queued customer from the ESPs, every table and landing file, purge history, record proofs.
 
     Args:
+        retention: landing.retention; processed landing files past it are deleted before the
+            others are rewritten without the customer's lines.
         forget: asks the ESPs to delete the customer (lakecdp.export.forget.EspEraser). It runs
             first, while the address is still in the lake; when it fails the request stays
             queued, nothing local is deleted, and the next run retries.
     """
     proofs = []
-    for request in lake.read("erasure_requests").collect():
+    requests = lake.read("erasure_requests").collect()
+    if requests and landing_root:
+        expire_processed(landing_root, retention, now)
+    for request in requests:
         outcomes = None
         if forget is not None:
             try:

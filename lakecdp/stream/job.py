@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, functions as F
@@ -22,7 +22,8 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lakecdp.clock import Clock, SystemClock
 from lakecdp.config import Settings
-from lakecdp.events.ingest import commit_batch, prepare_batch
+from lakecdp.events.ingest import IngestResult, commit_batch, prepare_batch
+from lakecdp.events.retention import expire_processed, record_processed
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.pipeline import (
     fire_due_timers,
@@ -101,8 +102,9 @@ class _StepTimer:
 class BatchProcessor:
     """foreachBatch body: validate -> bronze/quarantine -> identities -> profiles -> segments."""
 
-    def __init__(self, lake: Lake, settings: Settings, checkpoint: str, clock: Clock, run: StreamRun) -> None:
+    def __init__(self, lake: Lake, settings: Settings, checkpoint: str, clock: Clock, run: StreamRun, *, source: str | None = None) -> None:
         self.lake, self.settings, self.checkpoint, self.clock, self.run = lake, settings, checkpoint, clock, run
+        self.source = source   # the landing folder: its processed files are recorded and expire (landing.retention)
         self.segments = parse_segments(settings.segments)
         # The touched customers' events are cached for profiles and segments: only the columns they
         # read, not bronze's JSON texts (at 1.8k customers, 2.4 s to cache all columns vs 1.3 s).
@@ -183,7 +185,13 @@ class BatchProcessor:
     def __call__(self, lines: DataFrame, batch_id: int) -> None:
         try:
             with self.lock:
-                self._process(lines, batch_id)
+                result = self._process(lines, batch_id)
+            if self.source is not None:
+                # After the batch's writes; a file is deleted only once Spark has committed its batch.
+                # Retention is time on disk, not pipeline time: a replay frozen in the past must not expire files.
+                now = SystemClock().now()
+                record_processed(self.source, result.files, checkpoint=self.checkpoint, batch_id=batch_id, at=now)
+                expire_processed(self.source, self.settings.landing.retention, now)
         except Exception as exc:
             self.failure = BatchFailed(batch_id, exc)
             raise self.failure from exc
@@ -196,7 +204,7 @@ class BatchProcessor:
     def on_state_committed(self, batch_id: int) -> None:
         """Called once a batch's profiles and memberships are live in the state store (benchmarks time this)."""
 
-    def _process_online(self, lines: DataFrame, batch_id: int) -> None:
+    def _process_online(self, lines: DataFrame, batch_id: int) -> IngestResult:
         """The batch folded into the online state, then bronze appended: nothing reads bronze history."""
         began = time.perf_counter()
         txn = self.txn(batch_id)
@@ -219,7 +227,8 @@ class BatchProcessor:
             self.on_state_committed(batch_id)
             repeats = prepared is not None and prepared.repeats > 0
             result = timer("bronze", commit_batch, self.lake, batch, txn=txn, seen_ids=seen,
-                           counts={"lines": counts["lines"], "rejected": counts["lines"] - counts["valid"], "repeats": repeats})
+                           counts={"lines": counts["lines"], "rejected": counts["lines"] - counts["valid"], "repeats": repeats,
+                                   "files": counts["files"]})
         finally:
             batch.release()
         if now - self.flushed_at >= self.settings.state.flush_interval and not self.flush_lock.locked():
@@ -231,16 +240,17 @@ class BatchProcessor:
         self.run.batches.append(stats)
         log.info("stream batch %(batch_id)s: %(lines)s lines, %(events)s new events, %(quarantined)s quarantined, "
                  "%(duplicates)s duplicates, %(customers)s customers updated", stats)
+        return result
 
     @staticmethod
-    def _counts(batch) -> dict[str, int]:
-        """Lines and valid events of a batch (filling its caches: every later step reads them)."""
-        return {"lines": batch.checked.count(), "valid": batch.valid.count()}
+    def _counts(batch) -> dict[str, Any]:
+        """Lines, landing files and valid events of a batch (filling its caches: every later step reads them)."""
+        lines, files = batch.checked.agg(F.count("*"), F.collect_set("source_file")).first()
+        return {"lines": lines, "files": files, "valid": batch.valid.count()}
 
-    def _process(self, lines: DataFrame, batch_id: int) -> None:
+    def _process(self, lines: DataFrame, batch_id: int) -> IngestResult:
         if self.online is not None:
-            self._process_online(lines, batch_id)
-            return
+            return self._process_online(lines, batch_id)
         txn = self.txn(batch_id)
         now = self.clock.now()
         timer = _StepTimer()
@@ -276,6 +286,7 @@ class BatchProcessor:
         self.run.batches.append(stats)
         log.info("stream batch %(batch_id)s: %(lines)s lines, %(events)s new events, %(quarantined)s quarantined, "
                  "%(duplicates)s duplicates, %(customers)s customers refreshed", stats)
+        return result
 
 
 def run_stream(
@@ -310,7 +321,8 @@ def run_stream(
         .load(source)
         .select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
     )
-    processor = BatchProcessor(lake, settings, checkpoint, clock or SystemClock(), run)
+    processor = BatchProcessor(lake, settings, checkpoint, clock or SystemClock(), run, source=source)
+    expire_processed(source, settings.landing.retention, SystemClock().now())
     if processor.online is not None:
         folded = processor.online.bootstrap(processor.clock.now())
         if folded:
