@@ -40,7 +40,9 @@ class SparkSettings(_Strict):
 
 class EventSettings(_Strict):
     max_future_skew: timedelta = timedelta(minutes=5)
-    max_age: timedelta = timedelta(days=400)
+    # None: no age limit. Only history imports ask for it (`lakecdp import orders --max-age none`);
+    # conf always sets a duration, which the events quality gate also reads.
+    max_age: timedelta | None = timedelta(days=400)
 
     @field_validator("max_future_skew", "max_age", mode="before")
     @classmethod

@@ -139,10 +139,10 @@ def upsert_contacts(lake: Lake, contacts: DataFrame, *, txn: AppTxn | None = Non
     lake.merge("customers", fold_contacts(contacts, existing), txn=txn)
 
 
-def fold_contacts(contacts: DataFrame, existing: DataFrame) -> DataFrame:
+def fold_contacts(contacts: DataFrame, existing: DataFrame, *, source: str = "identify") -> DataFrame:
     """`customers` rows for the contacts: a field sent after the row's last update replaces it,
     field by field; CRM columns (opt-in, signup date, source) are kept; a new customer gets
-    source 'identify'."""
+    `source`."""
     n, o = contacts.alias("n"), existing.alias("o")
 
     def pick(column: str) -> Column:
@@ -154,6 +154,6 @@ def fold_contacts(contacts: DataFrame, existing: DataFrame) -> DataFrame:
     return n.join(o, on="customer_id", how="left").select(
         "customer_id", F.coalesce("o.external_id", "n.external_id").alias("external_id"), *[pick(c) for c in CONTACT_COLUMNS],
         F.col("o.country"), F.col("o.city"), F.col("o.signup_date"), F.col("o.marketing_opt_in"),
-        F.coalesce(F.col("o.source"), F.lit("identify")).alias("source"),
+        F.coalesce(F.col("o.source"), F.lit(source)).alias("source"),
         F.greatest(F.col("o.updated_at"), F.col("n.at")).alias("updated_at"),
     )

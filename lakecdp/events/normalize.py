@@ -39,13 +39,16 @@ def parse_lines(lines: DataFrame, *, received_at: datetime) -> DataFrame:
     )
 
 
-def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_age: timedelta) -> DataFrame:
-    """Add `reason`: null for a valid event, else the first rule it breaks, in words a sender can act on."""
+def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_age: timedelta | None) -> DataFrame:
+    """Add `reason`: null for a valid event, else the first rule it breaks, in words a sender can act on.
+
+    `max_age` None accepts any age (history imports).
+    """
     e = F.col("e")
     is_too_large = F.octet_length("raw") > MAX_EVENT_BYTES
     has_identity = F.coalesce(e.userId, e.anonymousId).isNotNull() & (F.trim(F.coalesce(e.userId, e.anonymousId)) != "")
     is_future = F.col("event_ts") > F.col("received_at") + F.expr(f"INTERVAL {int(max_future_skew.total_seconds())} SECONDS")
-    is_too_old = F.col("event_ts") < F.col("received_at") - F.expr(f"INTERVAL {int(max_age.total_seconds())} SECONDS")
+    is_too_old = F.lit(False) if max_age is None else F.col("event_ts") < F.col("received_at") - F.expr(f"INTERVAL {int(max_age.total_seconds())} SECONDS")
     # Spark's JSON reader stops after the first value, so `{a}{b}` kept a and dropped b without a word.
     # Only a line with `}{` (or `} {`) pays for the second parse, which fails unless it is one value.
     is_one_value = F.coalesce(F.size(F.from_json(F.concat(F.lit("["), F.col("raw"), F.lit("]")), "array<string>")) == 1, F.lit(False))
@@ -65,7 +68,7 @@ def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_
         (e.timestamp.isNull(), "missing timestamp"),
         (F.col("event_ts").isNull(), "timestamp is not ISO-8601"),
         (is_future, f"timestamp is more than {max_future_skew} in the future"),
-        (is_too_old, f"timestamp is older than {max_age.days} days"),
+        (is_too_old, f"timestamp is older than {max_age.days if max_age else 0} days"),
     ]
     for name, dtype in _NUMERIC_PROPERTIES.items():
         raw = e.properties[name]

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 
 from lakecdp.cli_args import open_lake_for
-from lakecdp.config import Settings
+from lakecdp.config import Settings, parse_duration
+
+# --max-age not given: events.max_age from conf applies (None is `--max-age none`: no limit).
+FROM_CONF = object()
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,10 +25,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     orders.add_argument("file", help=".csv with a header row, or .parquet")
     _common(orders)
     orders.add_argument(
-        "--max-age",
-        help="accept orders up to this old, e.g. 3650d (default: events.max_age; older ones are quarantined)",
+        "--max-age", type=age_limit, default=FROM_CONF,
+        help="accept orders up to this old, e.g. 3650d, or 'none' for any age (default: events.max_age; older ones are quarantined)",
     )
     orders.set_defaults(handler=_orders)
+
+
+def age_limit(text: str) -> timedelta | None:
+    """--max-age: a duration, or 'none' (any case) for no limit."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or 'none' for no limit") from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -46,17 +60,19 @@ def _customers(args: argparse.Namespace, settings: Settings) -> int:
         f"{result.new:,} new, {result.updated:,} updated, {result.unchanged:,} unchanged"
     )
     _print_tail(result.ignored_columns, result.report_rows, result.report_path)
+    if not result.landed:
+        print(_nothing_landed(args.file, result.rows, "customers", result.top_reasons, result.report_path), file=sys.stderr)
+        return 1
     return 0
 
 
 def _orders(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.config import parse_duration
     from lakecdp.importer.orders import import_orders
     from lakecdp.importer.readers import ImportFileError
 
     events = settings.events
-    if args.max_age:
-        events = events.model_copy(update={"max_age": parse_duration(args.max_age)})
+    if args.max_age is not FROM_CONF:
+        events = events.model_copy(update={"max_age": args.max_age})
     try:
         result = import_orders(open_lake_for(args, settings), args.file, events=events, report_path=args.report)
     except ImportFileError as exc:
@@ -64,12 +80,32 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     print(
         f"orders: {result.rows:,} rows, {result.rejected_rows:,} rejected by the import, {result.sent:,} validated as events: "
-        f"{result.new_events:,} new in bronze, {result.already_imported:,} already there, {result.quarantined:,} quarantined"
+        f"{result.new_events:,} new in bronze, {result.already_imported:,} already there, {result.quarantined:,} quarantined; "
+        f"{result.customers_recorded:,} customers' ids recorded"
     )
     _print_tail(result.ignored_columns, result.report_rows, result.report_path)
+    if not result.landed:
+        message = _nothing_landed(args.file, result.rows, "bronze", result.top_reasons, result.report_path)
+        if any(column == "ordered_at" and "older than" in reason for column, reason, _ in result.top_reasons):
+            message += " Fix: for older orders give a longer --max-age (e.g. 3650d), or --max-age none for any age."
+        print(message, file=sys.stderr)
+        return 1
     return 0
 
 
+def _nothing_landed(file: str, rows: int, destination: str, reasons: tuple[tuple[str, str, int], ...], report_path) -> str:
+    """Why an import exits 1: the file had no rows, or every row was rejected (the most frequent reasons)."""
+    if not rows:
+        return f"lakecdp: nothing imported: {file} had no rows (a header only). Fix: export the file with its rows."
+    listed = "; ".join(f"{column}: {reason} ({_rows(count)})" for column, reason, count in reasons)
+    return (
+        f"lakecdp: {file}: {_rows(rows)} read, none landed in {destination}. "
+        f"Most frequent reasons: {listed}. Every row's reason: {report_path}."
+    )
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row{'' if count == 1 else 's'}"
 
 
 def _print_tail(ignored: tuple[str, ...], report_rows: int, report_path) -> None:

@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame, functions as F
 from lakecdp.clock import Clock, SystemClock
 from lakecdp.importer.checks import clean_text, filter_valid, first_row_of, problem_rows, with_missing_columns, with_problems
 from lakecdp.importer.readers import ROW_COLUMN, read_rows
-from lakecdp.importer.report import default_report_path, write_reject_report
+from lakecdp.importer.report import default_report_path, top_reasons, write_reject_report
 from lakecdp.lake import Lake, table
 from lakecdp.privacy.ledger import entries_from_customers, record_consent
 from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
@@ -44,6 +44,12 @@ class CustomerImportResult:
     report_path: Path
     report_rows: int
     ignored_columns: tuple[str, ...] = ()
+    top_reasons: tuple[tuple[str, str, int], ...] = ()   # (column, reason, rows), most rows first
+
+    @property
+    def landed(self) -> int:
+        """Rows of the file that are in `customers` now (new, updated or already there)."""
+        return self.new + self.updated + self.unchanged
 
 
 def with_customer_checks(rows: DataFrame, *, today: date) -> DataFrame:
@@ -141,4 +147,5 @@ def import_customers(lake: Lake, path: str | Path, *, clock: Clock | None = None
         report_path=report,
         report_rows=report_rows,
         ignored_columns=tuple(rows.ignored_columns),
+        top_reasons=top_reasons(problems),
     )

@@ -7,27 +7,35 @@ an order_id (no deterministic messageId), an order_id repeated in the file, a ne
 missing amount, a malformed currency. messageId is "import-order-<order_id>", so importing
 a file again adds nothing to bronze: bronze is append-only, and a corrected row needs a new
 order_id (or a correction event) to replace one already imported.
+
+The customers of the orders that land get the retailer's id recorded in `customers.external_id`
+(a new row has no contact fields), so scores can be mapped back without the pseudonym key even
+when no CRM file was imported.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.clock import Clock, SystemClock
 from lakecdp.config.models import EventSettings
-from lakecdp.events.ingest import ingest_lines
+from lakecdp.events.contacts import CONTACT_COLUMNS, fold_contacts
+from lakecdp.events.ingest import IngestResult, commit_batch, prepare_batch
 from lakecdp.importer.checks import clean_text, filter_valid, first_row_of, problem_rows, with_missing_columns, with_problems
 from lakecdp.importer.readers import ROW_COLUMN, ImportFileError, read_rows
-from lakecdp.importer.report import default_report_path, write_reject_report
-from lakecdp.lake import Lake
+from lakecdp.importer.report import Reject, default_report_path, top_reasons, write_reject_report
+from lakecdp.lake import Lake, table
+from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
 
 REQUIRED_COLUMNS = ("order_id", "customer_id", "ordered_at")
 AMOUNT_COLUMNS = ("total", "revenue")
 OPTIONAL_COLUMNS = (*AMOUNT_COLUMNS, "currency", "category", "product_id")
 MESSAGE_ID_PREFIX = "import-order-"
 SOURCE = "order-import"
+CUSTOMER_SOURCE = "import-orders"   # `customers.source` of a customer first known from an order import
 LIBRARY = {"name": "lakecdp-import", "version": "0.1.0"}
 MAX_ID_CHARS = 128
 # A quarantine reason of the stream, and the import column it is about.
@@ -50,6 +58,13 @@ class OrderImportResult:
     report_path: Path
     report_rows: int
     ignored_columns: tuple[str, ...] = ()
+    customers_recorded: int = 0   # `customers` rows that got the retailer's id (new or filled in)
+    top_reasons: tuple[tuple[str, str, int], ...] = ()   # (column, reason, rows), most rows first
+
+    @property
+    def landed(self) -> int:
+        """Rows of the file whose order is in bronze now (this run's or an earlier one's)."""
+        return self.new_events + self.already_imported
 
 
 def with_order_checks(rows: DataFrame) -> DataFrame:
@@ -127,16 +142,39 @@ def _order_completed(message_id: Column, total: Column, revenue: Column) -> Colu
     )
 
 
-def quarantine_problems(quarantine: DataFrame, lines: DataFrame) -> DataFrame:
-    """This import's lines found in quarantine -> (row, column, reason) for the report."""
+def quarantine_problems(verdicts: DataFrame) -> DataFrame:
+    """(row, reason) of this run's event checks -> (row, column, reason) of the lines they quarantined."""
     column = F.lit("*")
     for needle, name in reversed(_REASON_COLUMNS):
         column = F.when(F.col("reason").contains(needle), F.lit(name)).otherwise(column)
+    return verdicts.filter(F.col("reason").isNotNull()).select(ROW_COLUMN, column.alias("column"), F.col("reason"))
+
+
+def to_order_contacts(landed: DataFrame, pseudonyms: Pseudonymizer, *, at: datetime) -> DataFrame:
+    """Checked rows whose order landed -> `fold_contacts` input holding only the retailer's id per
+    customer (an order file has no email or names)."""
+    no_contact = [F.lit(None).cast("string").alias(c) for c in CONTACT_COLUMNS]
+    no_contact_at = [F.lit(None).cast("timestamp").alias(f"{c}_at") for c in CONTACT_COLUMNS]
+    external = F.col("external_id")
     return (
-        quarantine.select("message_id", "raw", "reason")
-        .join(lines.select(ROW_COLUMN, "message_id", "raw"), on=["message_id", "raw"], how="inner")
-        .select(ROW_COLUMN, column.alias("column"), F.col("reason"))
+        landed.select(F.col("customer_id").alias("external_id"))
+        # An id that came in already pseudonymous is not the retailer's: there is nothing to record.
+        .filter(~external.rlike(PATTERN.pattern))
+        .distinct()   # one per customer, however many orders
+        .select(
+            pseudonyms.column(external).alias("customer_id"), external, *no_contact, *no_contact_at,
+            F.lit(at).cast("timestamp").alias("at"),
+        )
     )
+
+
+def to_order_customers(contacts: DataFrame, existing: DataFrame) -> DataFrame:
+    """`customers` rows recording the retailer's id: a new customer gets a row without contact fields
+    (source 'import-orders'), a row without the id gets it and keeps the rest (`fold_contacts`), and
+    a row that has it is left out, so an order import never rewrites contact fields."""
+    has_external_id = existing.filter(F.col("external_id").isNotNull()).select("customer_id")
+    missing_id = contacts.join(has_external_id, on="customer_id", how="left_anti")
+    return fold_contacts(missing_id, existing, source=CUSTOMER_SOURCE).select(*table("customers").columns)
 
 
 def import_orders(
@@ -147,8 +185,9 @@ def import_orders(
     clock: Clock | None = None,
     report_path: str | Path | None = None,
 ) -> OrderImportResult:
-    """Check an order-history file, send its valid rows through the event path, write the reject report."""
-    clock = clock or SystemClock()
+    """Check an order-history file, send its valid rows through the event path, record the retailer's
+    ids of the customers whose orders landed, write the reject report."""
+    now = (clock or SystemClock()).now()
     rows = read_rows(path, required=REQUIRED_COLUMNS, optional=OPTIONAL_COLUMNS)
     if not any(c in rows.table.column_names for c in AMOUNT_COLUMNS):
         raise ImportFileError(f"{path}: no amount column. Fix: add a 'total' or 'revenue' column.")
@@ -156,9 +195,8 @@ def import_orders(
     try:
         lines = to_order_lines(checked, source_file=f"import:orders:{Path(path).name}").cache()
         try:
-            result = ingest_lines(lake, lines.select("raw", "source_file"), received_at=clock.now(), settings=events)
-            problems = problem_rows(checked).unionByName(quarantine_problems(lake.read("quarantine"), lines))
-            report = [(r[ROW_COLUMN], r["column"], r["reason"]) for r in problems.collect()]
+            result, quarantined, recorded = _send_as_events(lake, checked, lines, received_at=now, events=events)
+            report = [(r[ROW_COLUMN], r["column"], r["reason"]) for r in problem_rows(checked).collect()] + quarantined
         finally:
             lines.unpersist()
     finally:
@@ -177,4 +215,40 @@ def import_orders(
         report_path=report_file,
         report_rows=report_rows,
         ignored_columns=tuple(rows.ignored_columns),
+        customers_recorded=recorded,
+        top_reasons=top_reasons(report),
     )
+
+
+def _send_as_events(
+    lake: Lake, checked: DataFrame, lines: DataFrame, *, received_at: datetime, events: EventSettings,
+) -> tuple[IngestResult, list[Reject], int]:
+    """Ingest the order lines (bronze, quarantine), then record the landed orders' customers.
+
+    Returns the ingest counts, this run's quarantined rows as report rows, and the customers recorded.
+    """
+    batch = prepare_batch(lines.select("raw", "source_file"), received_at=received_at, settings=events, pseudonyms=lake.pseudonyms)
+    try:
+        result = commit_batch(lake, batch)
+        # This run's verdicts, not the quarantine table's: a line an earlier run quarantined may land
+        # now (a longer --max-age), and its old quarantine row stays.
+        verdicts = lines.join(batch.checked.select("raw", "reason"), on="raw", how="inner").select(ROW_COLUMN, "reason")
+        quarantined = [(r[ROW_COLUMN], r["column"], r["reason"]) for r in quarantine_problems(verdicts).collect()]
+        landed = checked.join(verdicts.filter(F.col("reason").isNull()), on=ROW_COLUMN, how="left_semi")
+        recorded = _record_customers(lake, to_order_contacts(landed, lake.pseudonyms, at=received_at))
+    finally:
+        batch.release()
+    return result, quarantined, recorded
+
+
+def _record_customers(lake: Lake, contacts: DataFrame) -> int:
+    """Merge the rows `to_order_customers` makes into `customers`; returns how many (0: no commit)."""
+    existing = lake.read("customers").join(contacts.select("customer_id"), on="customer_id", how="left_semi")
+    rows = to_order_customers(contacts, existing).cache()
+    try:
+        count = rows.count()
+        if count:
+            lake.merge("customers", rows)
+    finally:
+        rows.unpersist()
+    return count

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 REPORT_COLUMNS = ("row", "column", "reason")
+Reject = tuple[int, str, str]   # (row, column, reason)
 
 
 def default_report_path(input_path: str | Path) -> Path:
@@ -15,7 +17,7 @@ def default_report_path(input_path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.rejects.csv")
 
 
-def write_reject_report(path: str | Path, rejects: Iterable[tuple[int, str, str]]) -> int:
+def write_reject_report(path: str | Path, rejects: Iterable[Reject]) -> int:
     """Write the report sorted by row (header only when nothing was rejected); returns its row count.
 
     Written even when empty, so an older run's report never survives a clean re-import.
@@ -30,3 +32,10 @@ def write_reject_report(path: str | Path, rejects: Iterable[tuple[int, str, str]
         writer.writerows(rows)
     os.replace(temp, path)
     return len(rows)
+
+
+def top_reasons(rejects: Iterable[Reject], limit: int = 3) -> tuple[tuple[str, str, int], ...]:
+    """The report's most frequent (column, reason) pairs with the rows each hit, most rows first."""
+    rows_per_reason = Counter((column, reason) for _, column, reason in set(rejects))
+    ranked = sorted(rows_per_reason.items(), key=lambda item: (-item[1], item[0]))
+    return tuple((column, reason, rows) for (column, reason), rows in ranked[:limit])

@@ -155,7 +155,7 @@ class SqliteStore:
 
     def seen(self, message_ids: Iterable[str], since: int) -> set[str]:
         found: set[str] = set()
-        for chunk in _chunks(list(message_ids)):
+        for chunk in _chunks(sorted(set(message_ids))):   # a batch may repeat an id: one placeholder per distinct id
             marks = ",".join("?" * len(chunk))
             by_hash = {_message_hash(i): i for i in chunk}
             found.update(by_hash[r[0]] for r in self._all(f"SELECT h FROM messages WHERE at >= ? AND h IN ({marks})", [since, *by_hash]))

@@ -16,9 +16,12 @@ from lakecdp.generate import GeneratorSettings, write_dataset
 from lakecdp.importer.customers import import_customers
 from lakecdp.importer.orders import import_orders
 from lakecdp.lake import open_lake
+from lakecdp.privacy.erasure import process_erasures, request_erasure
 from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 CUSTOMERS = 80
@@ -153,3 +156,103 @@ def test_orders_import_through_the_event_path_is_idempotent(crm, lake, tmp_path)
     assert (again.new_events, again.already_imported, again.quarantined) == (0, good, 3)
     assert lake.read("events").count() == good and lake.read("quarantine").count() == 3, "nothing duplicated"
     assert report_rows(again.report_path) == report_rows(first.report_path)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from lakecdp.cli import main
+
+    code = main(["--conf", str(REPO / "conf"), *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# 1997 is older than 3650 days whenever the test runs (the CLI stamps imports with the system clock).
+ORDERS_1997 = (
+    "order_id,customer_id,ordered_at,total,currency\n"
+    "o1,cust_a,1997-03-01T10:00:00Z,10,USD\n"
+    "o2,cust_b,1997-04-01T10:00:00Z,20,USD\n"
+    "o3,cust_a,1997-05-01T10:00:00Z,30,\n"
+)
+
+
+def test_an_import_where_nothing_lands_exits_1_naming_the_reasons_and_max_age_none_lands_it(spark, tmp_path, capsys):
+    lake_root = str(tmp_path / "lake")
+    orders = tmp_path / "orders.csv"
+    orders.write_text(ORDERS_1997)
+
+    code, out, err = run_cli(capsys, "import", "orders", str(orders), "--lake", lake_root, "--max-age", "3650d")
+    assert code == 1
+    assert "orders.csv: 3 rows read, none landed in bronze" in err
+    assert "ordered_at: timestamp is older than 3650 days (3 rows)" in err
+    assert "--max-age" in err, "the fix is named"
+    assert "3 quarantined" in out, "the summary still says what happened"
+
+    code, out, err = run_cli(capsys, "import", "orders", str(orders), "--lake", lake_root, "--max-age", "None")
+    assert (code, err) == (0, "")
+    lake = open_lake(spark, LakeSettings(), root=lake_root)
+    assert lake.read("events").count() == 3
+    assert report_rows(tmp_path / "orders.rejects.csv") == set(), "the earlier run's quarantine is not this run's reject"
+
+
+def test_empty_files_and_fully_rejected_customers_exit_1(spark, tmp_path, capsys):
+    lake_root = str(tmp_path / "lake")
+    orders = tmp_path / "orders.csv"
+    orders.write_text("order_id,customer_id,ordered_at,total\n")
+    code, _, err = run_cli(capsys, "import", "orders", str(orders), "--lake", lake_root)
+    assert code == 1 and "orders.csv had no rows" in err
+
+    customers = tmp_path / "customers.csv"
+    customers.write_text("customer_id,email\nc1,not-an-email\nc2,also-not-one\n,c3@example.com\n")
+    code, _, err = run_cli(capsys, "import", "customers", str(customers), "--lake", lake_root)
+    assert code == 1
+    assert "customers.csv: 3 rows read, none landed in customers" in err
+    assert "email: not a valid email address (2 rows); customer_id: missing customer_id (1 row)" in err
+
+
+def test_an_orders_only_import_records_the_retailers_ids_in_customers(spark, lake, tmp_path):
+    before = NOW - timedelta(days=30)
+    lake.merge("customers", spark.createDataFrame([
+        # Known from identify calls before the retailer's id was recorded; and from the CRM.
+        {"customer_id": pid("cust_web"), "external_id": None, "email": "web@example.com", "first_name": "Ada",
+         "source": "identify", "updated_at": before},
+        {"customer_id": pid("cust_crm"), "external_id": "cust_crm", "email": "crm@example.com", "marketing_opt_in": True,
+         "source": "crm-import", "updated_at": before},
+    ], lake.spec("customers").schema))
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "order_id,customer_id,ordered_at,total,currency\n"
+        "o1,cust_new,2026-10-01T10:00:00Z,10,USD\n"
+        "o2,cust_new,2026-10-02T10:00:00Z,12,\n"
+        "o3,cust_web,2026-10-03T10:00:00Z,20,USD\n"
+        "o4,cust_crm,2026-10-04T10:00:00Z,30,USD\n"
+        "o5,cust_old,1997-01-01T10:00:00Z,5,USD\n"           # quarantined: older than events.max_age
+        f"o6,{pid('cust_pseudo')},2026-10-05T10:00:00Z,7,USD\n"  # already a pseudonym: no retailer id to record
+    )
+    clock = FrozenClock(NOW)
+    result = import_orders(lake, path, events=EventSettings(), clock=clock)
+    assert (result.new_events, result.quarantined, result.customers_recorded) == (5, 1, 2)
+
+    stored = {r["customer_id"]: r.asDict() for r in lake.read("customers").collect()}
+    assert set(stored) == {pid("cust_new"), pid("cust_web"), pid("cust_crm")}
+    assert stored[pid("cust_new")] == {
+        "customer_id": pid("cust_new"), "external_id": "cust_new", "email": None, "first_name": None, "last_name": None,
+        "country": None, "city": None, "signup_date": None, "marketing_opt_in": None,
+        "source": "import-orders", "updated_at": NOW.replace(tzinfo=None),
+    }
+    web = stored[pid("cust_web")]
+    assert (web["external_id"], web["email"], web["first_name"], web["source"]) == ("cust_web", "web@example.com", "Ada", "identify")
+    crm = stored[pid("cust_crm")]
+    assert (crm["email"], crm["marketing_opt_in"], crm["source"], crm["updated_at"]) == (
+        "crm@example.com", True, "crm-import", before.replace(tzinfo=None),
+    ), "a row that has the retailer's id is left alone"
+
+    version = lake.version("customers")
+    clock.advance(timedelta(hours=1))
+    import_orders(lake, path, events=EventSettings(), clock=clock)
+    assert lake.version("customers") == version, "a re-import records nothing new"
+
+    # Erasure finds the row the import created, and the customer's orders.
+    request_erasure(lake, pid("cust_new"), NOW)
+    [proof] = process_erasures(lake, None, NOW + timedelta(hours=2))
+    assert (proof.rows_deleted["customers"], proof.rows_deleted["events"]) == (1, 2)
+    assert lake.read("customers").filter("external_id = 'cust_new'").count() == 0

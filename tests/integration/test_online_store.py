@@ -61,6 +61,7 @@ def test_seen_and_links(store):
     assert store.seen(["m1", "m2", "m3", "never"], since=2_000) == {"m2", "m3"}   # at == since counts
     assert store.seen(["m1", "m2", "m3"], since=3_001) == set()
     assert store.seen([], since=0) == set()
+    assert store.seen(["m1", "m1", "never", "never"], since=0) == {"m1"}   # a batch may carry an id twice
 
     assert store.links(["anon1", "anon2", "anon-unknown"]) == {"anon1": "c1", "anon2": "c3"}   # first link wins
     assert store.links([]) == {}

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from lakecdp.cli import build_parser
+from lakecdp.importer.commands import FROM_CONF
 from lakecdp.importer.readers import ImportFileError, read_rows
-from lakecdp.importer.report import default_report_path, write_reject_report
+from lakecdp.importer.report import default_report_path, top_reasons, write_reject_report
 
 CUSTOMER_COLUMNS = dict(required=("customer_id", "email"), optional=("country", "signup_date", "marketing_opt_in"))
 
@@ -74,3 +76,30 @@ def test_reject_report_is_sorted_and_rewritten_even_when_empty(tmp_path):
     assert list(csv.reader(report.open())) == [["row", "column", "reason"], ["2", "*", "has 1 fields"], ["7", "email", "not a valid email address"]]
     assert write_reject_report(report, []) == 0
     assert report.read_text() == "row,column,reason\n"
+
+
+def test_top_reasons_count_rows_per_column_and_reason_most_first():
+    rejects = [
+        (1, "ordered_at", "timestamp is older than 400 days"), (2, "ordered_at", "timestamp is older than 400 days"),
+        (2, "currency", "not an ISO 4217 code, e.g. USD"), (3, "*", "has 1 fields, the header has 4"),
+        (4, "currency", "not an ISO 4217 code, e.g. USD"), (4, "total", "is negative"),
+    ]
+    assert top_reasons(rejects, limit=2) == (
+        ("currency", "not an ISO 4217 code, e.g. USD", 2), ("ordered_at", "timestamp is older than 400 days", 2),
+    )
+    assert top_reasons([]) == ()
+
+
+def parse_orders_max_age(value: str):
+    return build_parser().parse_args(["import", "orders", "orders.csv", "--max-age", value]).max_age
+
+
+def test_max_age_none_lifts_the_limit_and_a_bad_value_is_an_error_naming_the_flag(capsys):
+    assert parse_orders_max_age("3650d") == timedelta(days=3650)
+    for spelling in ("none", "NONE", " None "):
+        assert parse_orders_max_age(spelling) is None, "no age limit"
+    assert build_parser().parse_args(["import", "orders", "orders.csv"]).max_age is FROM_CONF, "absent: events.max_age applies"
+    with pytest.raises(SystemExit) as exit_info:
+        parse_orders_max_age("forever")
+    assert exit_info.value.code == 2
+    assert "argument --max-age: 'forever' is not a duration" in capsys.readouterr().err
