@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, functions as F
 
-from lakecdp.events.contacts import CONTACT_TRAIT_KEYS, CONTEXT_PII, message_traits, redact_json, redact_text, without_keys
+from lakecdp.events.contacts import CONTACT_TRAIT_KEYS, CONTEXT_PII, message_traits, with_contact_data_redacted, without_keys
 from lakecdp.events.schema import CORRUPT_RECORD, EVENT_TYPES, LINE_SCHEMA, MAX_EVENT_BYTES, REJECTED_FIELD
 from lakecdp.lake.tables import EVENTS
 from lakecdp.privacy.pseudonyms import Pseudonymizer
@@ -113,7 +113,7 @@ def to_bronze(valid: DataFrame, pseudonyms: Pseudonymizer) -> DataFrame:
         F.col("received_at"),
         e.sentAt.try_cast("timestamp").alias("sent_at"),
         F.when(e.type.isin("page", "screen"), e["name"]).alias("page_name"),
-        redact_text(props.url).alias("url"),
+        props.url.alias("url"),
         props.category.alias("category"),
         props.product_id.alias("product_id"),
         props.price.try_cast("double").alias("price"),
@@ -121,7 +121,7 @@ def to_bronze(valid: DataFrame, pseudonyms: Pseudonymizer) -> DataFrame:
         props.cart_id.alias("cart_id"),
         props.order_id.alias("order_id"),
         revenue.alias("revenue"),
-        redact_text(props.query).alias("search_query"),
+        props.query.alias("search_query"),
         props.campaign_id.alias("campaign_id"),
         props.time_on_page_s.try_cast("double").alias("time_on_page_s"),
         props.scroll_depth_pct.try_cast("int").alias("scroll_depth_pct"),
@@ -133,14 +133,24 @@ def to_bronze(valid: DataFrame, pseudonyms: Pseudonymizer) -> DataFrame:
         F.json_tuple("raw", "properties", "traits", "context").alias("properties_json", "traits_raw", "context_raw"),
         F.col("source_file"),
         event_date(F.col("event_ts")).alias("event_date"),
-    ).select(
-        *EVENTS.columns[: EVENTS.columns.index("properties_json")],
-        # Contact PII goes to `customers` (lakecdp.events.contacts), never to bronze.
-        redact_json(F.col("properties_json")).alias("properties_json"),
-        without_keys(redact_json(message_traits(F.col("traits_raw"), F.col("context_raw"))), CONTACT_TRAIT_KEYS).alias("traits_json"),
-        without_keys(redact_json(F.col("context_raw")), CONTEXT_PII).alias("context_json"),
-        "source_file",
-        "event_date",
+    ).transform(_without_contact_data)
+
+
+def _without_contact_data(rows: DataFrame) -> DataFrame:
+    """Bronze's texts without contact data: it goes to `customers` (lakecdp.events.contacts), never to bronze."""
+    leading = EVENTS.columns[: EVENTS.columns.index("properties_json")]
+    return (
+        rows.withColumn("traits_raw", message_traits(F.col("traits_raw"), F.col("context_raw")))
+        # Key by key only where clients put their own keys: context holds Segment's (device, page, ...).
+        .transform(with_contact_data_redacted, keyed=["properties_json", "traits_raw"], texts=["url", "search_query"], written=["context_raw"])
+        .select(
+            *leading,
+            "properties_json",
+            without_keys(F.col("traits_raw"), CONTACT_TRAIT_KEYS).alias("traits_json"),
+            without_keys(F.col("context_raw"), CONTEXT_PII).alias("context_json"),
+            "source_file",
+            "event_date",
+        )
     )
 
 
