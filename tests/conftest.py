@@ -25,8 +25,8 @@ def spark():
     from lakecdp.spark import build_session
 
     # Delta's jars in every test session: delta-spark is the default engine, and the contract
-    # tests run the delta-rs engine on the same session.
-    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="2g"), delta_spark=True)
+    # tests run the delta-rs engine on the same session. S3A too: a test runs a lake on S3.
+    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="2g"), delta_spark=True, s3=True)
     yield session
     session.stop()
 

@@ -13,11 +13,13 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from lakecdp.lake.files import exists
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,12 @@ def record_processed(source: str, files: Iterable[str], *, checkpoint: str, batc
         os.fsync(ledger.fileno())
 
 
-def expire_processed(root: str, retention: timedelta | None, now: datetime) -> list[str]:
+def expire_processed(root: str, retention: timedelta | None, now: datetime, *, storage_options: Mapping[str, str] | None = None) -> list[str]:
     """Delete the landing files under `root` processed at least `retention` before `now` whose batch
-    is committed; returns their paths. `retention` None keeps every file."""
+    is committed; returns their paths. `retention` None keeps every file.
+
+    `storage_options`: the lake's, for checkpoints on S3.
+    """
     if retention is None or not Path(root).exists():
         return []
     deleted: list[str] = []
@@ -53,7 +58,7 @@ def expire_processed(root: str, retention: timedelta | None, now: datetime) -> l
             kept = []
             for line in lines:
                 entry = _entry(line)
-                if entry is not None and datetime.fromisoformat(entry["at"]) + retention <= now and _is_committed(entry):
+                if entry is not None and datetime.fromisoformat(entry["at"]) + retention <= now and _is_committed(entry, storage_options):
                     Path(entry["file"]).unlink(missing_ok=True)
                     deleted.append(entry["file"])
                 else:
@@ -76,8 +81,8 @@ def _entry(line: str) -> dict | None:
         return None
 
 
-def _is_committed(entry: dict) -> bool:
-    return (Path(entry["checkpoint"]) / "commits" / str(entry["batch"])).exists()
+def _is_committed(entry: dict, storage_options: Mapping[str, str] | None) -> bool:
+    return exists(f"{entry['checkpoint'].rstrip('/')}/commits/{entry['batch']}", storage_options)
 
 
 def _local_path(file: str) -> str:

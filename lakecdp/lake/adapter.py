@@ -133,7 +133,12 @@ def open_lake(spark: SparkSession, settings: LakeSettings, *, root: str | None =
         from lakecdp.lake.delta_rs import DeltaRsEngine
 
         engine = DeltaRsEngine(spark, settings.storage_options)
-    return Lake(root or settings.root, engine)
+    root = root or settings.root
+    if root.startswith(("s3://", "s3a://")):
+        from lakecdp.lake.files import configure_s3a
+
+        configure_s3a(spark, settings.storage_options)
+    return Lake(root, engine)
 
 
 def _check_columns(name: str, where: Where) -> None:

@@ -12,7 +12,7 @@ def filesystem(root: str, storage_options: Mapping[str, str] | None = None) -> t
     """(filesystem, base path) for a local folder or an s3:// root with delta-rs style storage options."""
     if "://" not in root or root.startswith("file://"):
         return fs.LocalFileSystem(), os.path.abspath(root.removeprefix("file://"))
-    if root.startswith("s3://"):
+    if root.startswith(("s3://", "s3a://")):
         options = {k.upper(): v for k, v in (storage_options or {}).items()}
         kwargs: dict[str, Any] = {}
         endpoint = options.get("AWS_ENDPOINT_URL") or options.get("AWS_ENDPOINT")
@@ -23,6 +23,44 @@ def filesystem(root: str, storage_options: Mapping[str, str] | None = None) -> t
             kwargs.update(access_key=options["AWS_ACCESS_KEY_ID"], secret_key=options.get("AWS_SECRET_ACCESS_KEY"))
         if options.get("AWS_REGION") or options.get("AWS_DEFAULT_REGION"):
             kwargs["region"] = options.get("AWS_REGION") or options.get("AWS_DEFAULT_REGION")
-        return fs.S3FileSystem(**kwargs), root.removeprefix("s3://").rstrip("/")
+        return fs.S3FileSystem(**kwargs), root.split("://", 1)[1].rstrip("/")
     filesystem_, path = fs.FileSystem.from_uri(root)
     return filesystem_, path
+
+
+def read_text(path: str, storage_options: Mapping[str, str] | None = None) -> str:
+    """A small file's text, local or on S3."""
+    files, base = filesystem(path, storage_options)
+    with files.open_input_stream(base) as stream:
+        return stream.read().decode("utf-8")
+
+
+def exists(path: str, storage_options: Mapping[str, str] | None = None) -> bool:
+    """Whether a file or folder exists, local or on S3."""
+    files, base = filesystem(path, storage_options)
+    return files.get_file_info(base).type != fs.FileType.NotFound
+
+
+def s3a_conf(storage_options: Mapping[str, str] | None) -> dict[str, str]:
+    """Hadoop S3A settings for the delta-rs style storage options of an s3:// lake (endpoint, keys,
+    region): so that Spark (delta-spark, stream checkpoints) and delta-rs reach the same store."""
+    options = {k.upper(): v for k, v in (storage_options or {}).items()}
+    conf: dict[str, str] = {}
+    endpoint = options.get("AWS_ENDPOINT_URL") or options.get("AWS_ENDPOINT")
+    if endpoint:
+        # A custom endpoint (MinIO, moto, Ceph) serves buckets as paths, not as host names.
+        conf |= {"fs.s3a.endpoint": endpoint, "fs.s3a.path.style.access": "true",
+                 "fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https://")).lower()}
+    if options.get("AWS_ACCESS_KEY_ID"):
+        conf |= {"fs.s3a.access.key": options["AWS_ACCESS_KEY_ID"], "fs.s3a.secret.key": options.get("AWS_SECRET_ACCESS_KEY", "")}
+    region = options.get("AWS_REGION") or options.get("AWS_DEFAULT_REGION")
+    if region:
+        conf["fs.s3a.endpoint.region"] = region
+    return conf
+
+
+def configure_s3a(spark: Any, storage_options: Mapping[str, str] | None) -> None:
+    """Set S3A's endpoint, keys and region on the session's Hadoop configuration (before its first s3:// access)."""
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in s3a_conf(storage_options).items():
+        hadoop.set(key, value)

@@ -63,7 +63,7 @@ def process_erasures(
     proofs = []
     requests = lake.read("erasure_requests").collect()
     if requests and landing_root:
-        expire_processed(landing_root, retention, now)
+        expire_processed(landing_root, retention, now, storage_options=lake.storage_options)
     for request in requests:
         outcomes = None
         if forget is not None:

@@ -31,7 +31,36 @@ SPARK_PROVIDED = (
     "org.roaringbitmap:*",
     "io.airlift:*",
     "commons-logging:*",
+    # and through the AWS SDK (S3 lakes): Spark ships netty 4.2, httpclient 4.5.14, commons-codec 1.22
+    "io.netty:*",
+    "org.apache.httpcomponents:*",
+    "commons-codec:*",
+    "com.google.code.findbugs:*",
 )
+
+
+# S3 lakes (lake.root: s3://...): Hadoop's S3A connector, in the Hadoop version pyspark ships, and
+# the AWS SDK v2 modules S3A calls. hadoop-aws depends on AWS's `bundle` jar (686 MB: every AWS
+# service, shaded); S3A needs s3, its transfer manager and STS (assumed roles), a few MB with their
+# dependencies. The SDK version is the one Hadoop 3.5.0 builds against (hadoop-project's
+# aws-java-sdk-v2.version).
+AWS_SDK_VERSION = "2.35.4"
+AWS_SDK_MODULES = ("s3", "s3-transfer-manager", "sts")
+AWS_SDK_BUNDLE = "software.amazon.awssdk:bundle"
+
+
+def hadoop_version() -> str:
+    """The Hadoop client version in pyspark's jars (hadoop-aws must match it)."""
+    jars = Path(pyspark.__file__).parent / "jars"
+    found = sorted(j.name for j in jars.glob("hadoop-client-api-*.jar"))
+    if not found:
+        raise RuntimeError(f"no hadoop-client-api jar in {jars}: cannot pick hadoop-aws's version")
+    return found[-1].removeprefix("hadoop-client-api-").removesuffix(".jar")
+
+
+def s3_packages() -> list[str]:
+    """S3A (hadoop-aws) and the AWS SDK modules it uses, for s3:// lakes and checkpoints."""
+    return [f"org.apache.hadoop:hadoop-aws:{hadoop_version()}", *(f"software.amazon.awssdk:{m}:{AWS_SDK_VERSION}" for m in AWS_SDK_MODULES)]
 
 
 # Lines of spark-defaults.conf that write_spark_defaults owns (rewritten on every run).
@@ -51,7 +80,7 @@ def package_conf(packages: list[str], conf: dict[str, str]) -> dict[str, str]:
     excludes = [e for e in conf.get("spark.jars.excludes", "").split(",") if e]
     return {
         "spark.jars.packages": ",".join(dict.fromkeys(named + packages)),
-        "spark.jars.excludes": ",".join(dict.fromkeys(excludes + list(SPARK_PROVIDED))),
+        "spark.jars.excludes": ",".join(dict.fromkeys(excludes + list(SPARK_PROVIDED) + [AWS_SDK_BUNDLE])),
     }
 
 
@@ -90,7 +119,8 @@ def main() -> int:
     from lakecdp.spark.session import session_for
 
     settings = load_settings()
-    spark = session_for(settings)
+    # S3 support too: CI's tests run an s3:// lake, and a lake moved to S3 later needs no new download.
+    spark = session_for(settings, s3=True)
     used = spark.sparkContext.getConf()
     jars = [j for j in used.get("spark.jars", "").split(",") if j]
     conf = {key: used.get(key) for key in ("spark.jars.packages", "spark.jars.excludes") if used.contains(key)}

@@ -9,7 +9,7 @@ from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
 from lakecdp.config.models import Settings, SparkSettings
-from lakecdp.spark.jars import JarResolutionError, delta_package, package_conf
+from lakecdp.spark.jars import JarResolutionError, delta_package, package_conf, s3_packages
 
 # delta-spark's session wiring (https://docs.delta.io/latest/delta-batch.html#configure-sparksession)
 DELTA_SPARK_CONF = {
@@ -25,17 +25,32 @@ DELTA_SPARK_CONF = {
 }
 
 
-def session_for(settings: Settings) -> SparkSession:
-    """The process's SparkSession for these settings (Delta's jars and extension when lake.engine is delta-spark)."""
-    return build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark")
+# s3:// paths (lake, checkpoints) through Hadoop's S3A connector; endpoint and keys come from
+# lake.storage_options when a lake is opened (lakecdp.lake.files.configure_s3a).
+S3_CONF = {
+    "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    "spark.hadoop.fs.AbstractFileSystem.s3.impl": "org.apache.hadoop.fs.s3a.S3A",
+}
 
 
-def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = False) -> SparkSession:
+def session_for(settings: Settings, *, s3: bool = False) -> SparkSession:
+    """The process's SparkSession for these settings: Delta's jars and extension when lake.engine is
+    delta-spark, S3A when lake.root is s3:// (or `s3`)."""
+    return build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark",
+                         s3=s3 or is_s3(settings.lake.root))
+
+
+def is_s3(root: str) -> bool:
+    return root.startswith(("s3://", "s3a://"))
+
+
+def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = False, s3: bool = False) -> SparkSession:
     """Create (or reuse) the process's SparkSession: loopback-bound, no UI, UTC, few partitions.
 
     Args:
         delta_spark: add Delta's jars (resolved from Maven Central into Ivy's cache on first
             use: lakecdp.spark.jars), SQL extension and catalog.
+        s3: add Hadoop's S3A connector and the AWS SDK modules it uses (resolved the same way).
     """
     settings = settings or SparkSettings()
     # Bind to loopback: this machine (and CI) have no other usable interface for Spark.
@@ -84,9 +99,12 @@ def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = 
     }
     if delta_spark:
         conf.update(DELTA_SPARK_CONF)
+    if s3:
+        conf.update(S3_CONF)
     conf.update(settings.conf)
-    if delta_spark:
-        conf.update(package_conf([delta_package()], settings.conf))
+    packages = ([delta_package()] if delta_spark else []) + (s3_packages() if s3 else [])
+    if packages:
+        conf.update(package_conf(packages, settings.conf))
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)

@@ -6,6 +6,7 @@ application transaction (query id, batch id), so a replayed write is a no-op.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -25,6 +26,7 @@ from lakecdp.config import Settings
 from lakecdp.events.ingest import IngestResult, commit_batch, prepare_batch
 from lakecdp.events.retention import expire_processed, record_processed
 from lakecdp.lake import AppTxn, Lake
+from lakecdp.lake.files import read_text
 from lakecdp.pipeline import (
     fire_due_timers,
     next_due,
@@ -65,11 +67,11 @@ class StreamRun:
         return line
 
 
-def _query_id(checkpoint: str) -> str:
+def _query_id(checkpoint: str, storage_options: dict[str, str] | None = None) -> str:
     # Spark writes the query id into <checkpoint>/metadata before the first batch and keeps
     # it across restarts; a fresh checkpoint gets a fresh id, so its batch ids never collide
     # with an older query's transactions.
-    return json.loads((Path(checkpoint) / "metadata").read_text())["id"]
+    return json.loads(read_text(f"{checkpoint.rstrip('/')}/metadata", storage_options))["id"]
 
 
 class BatchFailed(RuntimeError):
@@ -172,7 +174,7 @@ class BatchProcessor:
     @property
     def stream_name(self) -> str:
         """The name the online store records this query's batches under."""
-        return f"stream-{_query_id(self.checkpoint)}"
+        return f"stream-{self.query_id}"
 
     def flush(self, now: datetime) -> None:
         """Delta's profile and segment tables catch up with the online state."""
@@ -191,7 +193,7 @@ class BatchProcessor:
                 # Retention is time on disk, not pipeline time: a replay frozen in the past must not expire files.
                 now = SystemClock().now()
                 record_processed(self.source, result.files, checkpoint=self.checkpoint, batch_id=batch_id, at=now)
-                expire_processed(self.source, self.settings.landing.retention, now)
+                expire_processed(self.source, self.settings.landing.retention, now, storage_options=self.settings.lake.storage_options)
         except Exception as exc:
             self.failure = BatchFailed(batch_id, exc)
             raise self.failure from exc
@@ -199,7 +201,12 @@ class BatchProcessor:
 
     def txn(self, batch_id: int) -> AppTxn:
         """The application transaction every table write of micro-batch `batch_id` carries."""
-        return AppTxn(f"lakecdp-stream-{_query_id(self.checkpoint)}", batch_id)
+        return AppTxn(f"lakecdp-stream-{self.query_id}", batch_id)
+
+    @functools.cached_property
+    def query_id(self) -> str:
+        """The streaming query's id (read once: Spark writes it before the first batch, and it never changes)."""
+        return _query_id(self.checkpoint, self.settings.lake.storage_options)
 
     def on_state_committed(self, batch_id: int) -> None:
         """Called once a batch's profiles and memberships are live in the state store (benchmarks time this)."""
@@ -322,7 +329,7 @@ def run_stream(
         .select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
     )
     processor = BatchProcessor(lake, settings, checkpoint, clock or SystemClock(), run, source=source)
-    expire_processed(source, settings.landing.retention, SystemClock().now())
+    expire_processed(source, settings.landing.retention, SystemClock().now(), storage_options=settings.lake.storage_options)
     if processor.online is not None:
         folded = processor.online.bootstrap(processor.clock.now())
         if folded:
