@@ -6,8 +6,11 @@ The MERGE is the one `refresh_profiles` makes for a micro-batch (upsert on custo
 delete the touched ids the source lacks), on each engine:
 - delta-rs: Spark computes the source, the driver commits it through delta-rs;
 - delta-spark: the MERGE runs on Spark's executors; once with copy-on-write (each file holding a
-  touched row is rewritten) and once with deletion vectors (only the new rows are written).
-Prints figures and, last, one JSON line; asserts nothing.
+  touched row is rewritten), once with deletion vectors (only the new rows are written), and with
+  the table Z-ordered or liquid-clustered by customer_id (files hold id ranges, so data skipping
+  can leave files out).
+Each variant also times a point read of one customer (what `segments explain` and a profile
+lookup do). Prints figures and, last, one JSON line; asserts nothing.
 """
 from __future__ import annotations
 
@@ -77,6 +80,25 @@ def merge_once(spark, lake, rows: int, touched: int, seed: int) -> float:
     return seconds
 
 
+def lookup_once(lake, customer_id: str) -> float:
+    from pyspark.sql import functions as F
+
+    started = time.perf_counter()
+    lake.read("profile_features").filter(F.col("customer_id") == customer_id).collect()
+    return time.perf_counter() - started
+
+
+def prepare(spark, path: str, layout: str) -> None:
+    """Give the table at `path` a layout: deletion vectors, Z-order or liquid clustering by customer_id."""
+    if layout == "dv":
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')")
+    elif layout == "zorder":
+        spark.sql(f"OPTIMIZE delta.`{path}` ZORDER BY (customer_id)")
+    elif layout == "clustered":
+        spark.sql(f"ALTER TABLE delta.`{path}` CLUSTER BY (customer_id)")
+        spark.sql(f"OPTIMIZE delta.`{path}` FULL")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -96,20 +118,26 @@ def main() -> None:
         seed_lake.overwrite("profile_features", synthetic_profiles(spark, args.rows).repartition(8))
         print(f"seed table: {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
 
-        variants = {"delta-rs": ("delta-rs", False), "delta-spark": ("delta-spark", False), "delta-spark-dv": ("delta-spark", True)}
+        variants = {"delta-rs": ("delta-rs", None), "delta-spark": ("delta-spark", None), "delta-spark-dv": ("delta-spark", "dv"),
+                    "delta-spark-zorder": ("delta-spark", "zorder"), "delta-spark-clustered": ("delta-spark", "clustered")}
         figures: dict[str, dict] = {}
-        for name, (engine, deletion_vectors) in variants.items():
+        for name, (engine, layout) in variants.items():
             root = work / name
             shutil.copytree(work / "seed", root)
             lake = open_lake(spark, LakeSettings(engine=engine), root=str(root))
-            if deletion_vectors:
-                spark.sql(f"ALTER TABLE delta.`{lake.path('profile_features')}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')")
+            if layout:
+                prepare(spark, lake.path("profile_features"), layout)
+            files = spark.sql(f"DESCRIBE DETAIL delta.`{lake.path('profile_features')}`").first()["numFiles"]
             seconds = [merge_once(spark, lake, args.rows, args.touched, seed) for seed in range(args.repeats)]
+            lookups = [lookup_once(lake, f"c{n * 7919 % args.rows:08d}") for n in range(5)]
             rows_after = lake.read("profile_features").count()
-            figures[name] = {"median_s": round(statistics.median(seconds), 2), "runs_s": [round(s, 2) for s in seconds], "rows_after": rows_after}
-            print(f"{name:15s} MERGE {args.touched:,} into {args.rows:,}: median {statistics.median(seconds):.2f} s  runs {figures[name]['runs_s']}  rows after {rows_after:,}")
+            figures[name] = {"median_s": round(statistics.median(seconds), 2), "runs_s": [round(s, 2) for s in seconds],
+                             "lookup_s": round(statistics.median(lookups), 3), "files": files, "rows_after": rows_after}
+            print(f"{name:22s} {files:3d} files  MERGE {args.touched:,} into {args.rows:,}: median {statistics.median(seconds):.2f} s "
+                  f"runs {figures[name]['runs_s']}  point read {figures[name]['lookup_s']:.3f} s  rows after {rows_after:,}")
         print(json.dumps({"rows": args.rows, "touched": args.touched,
-                          **{f"{k.replace('-', '_')}_merge_s": v["median_s"] for k, v in figures.items()}}))
+                          **{f"{k.replace('-', '_')}_merge_s": v["median_s"] for k, v in figures.items()},
+                          **{f"{k.replace('-', '_')}_lookup_s": v["lookup_s"] for k, v in figures.items()}}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         spark.stop()

@@ -26,9 +26,19 @@ def spark():
 
     # Delta's jars in every test session: delta-spark is the default engine, and the contract
     # tests run the delta-rs engine on the same session. S3A too: a test runs a lake on S3.
-    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="2g"), delta_spark=True, s3=True)
+    # 3 GB: in local mode the driver's heap also holds every cached block; at 2 GB, a broadcast
+    # late in the suite ran out of memory (test_triggers, after the S3 lake's three full runs).
+    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="3g"), delta_spark=True, s3=True)
     yield session
     session.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_cached_data(request):
+    """Each test module starts with nothing cached by the ones before it (they share one driver heap)."""
+    yield
+    if "spark" in request.fixturenames:
+        request.getfixturevalue("spark").catalog.clearCache()
 
 
 @pytest.fixture(params=["delta-rs", "delta-spark"])

@@ -5,7 +5,7 @@ import argparse
 import sys
 from datetime import timedelta
 
-from lakecdp.cli_args import open_lake_for
+from lakecdp.cli_args import instant, open_lake_for
 from lakecdp.config import Settings, parse_duration
 
 # --max-age not given: events.max_age from conf applies (None is `--max-age none`: no limit).
@@ -41,7 +41,14 @@ def age_limit(text: str) -> timedelta | None:
         raise argparse.ArgumentTypeError(f"{exc}, or 'none' for no limit") from None
 
 
+def _clock(args: argparse.Namespace):
+    from lakecdp.clock import FrozenClock, SystemClock
+
+    return FrozenClock(args.as_of) if args.as_of else SystemClock()
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as-of", type=instant, help="import as of this instant (ages and stamps count from it; default: now)")
     parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
     parser.add_argument("--report", help="reject report CSV (default: <file stem>.rejects.csv next to the file)")
 
@@ -51,7 +58,7 @@ def _customers(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.importer.readers import ImportFileError
 
     try:
-        result = import_customers(open_lake_for(args, settings), args.file, report_path=args.report)
+        result = import_customers(open_lake_for(args, settings), args.file, report_path=args.report, clock=_clock(args))
     except ImportFileError as exc:
         print(f"lakecdp: {exc}", file=sys.stderr)
         return 2
@@ -74,7 +81,7 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_age is not FROM_CONF:
         events = events.model_copy(update={"max_age": args.max_age})
     try:
-        result = import_orders(open_lake_for(args, settings), args.file, events=events, report_path=args.report)
+        result = import_orders(open_lake_for(args, settings), args.file, events=events, report_path=args.report, clock=_clock(args))
     except ImportFileError as exc:
         print(f"lakecdp: {exc}", file=sys.stderr)
         return 2
