@@ -20,6 +20,7 @@ from lakecdp.config import load_settings
 from lakecdp.generate import GeneratorSettings, write_dataset
 from lakecdp.lake import open_lake
 from lakecdp.stream import run_stream
+from tests.lakes import assert_same_pipeline_tables
 
 pytestmark = pytest.mark.integration
 
@@ -91,12 +92,6 @@ def _run(spark, settings, root: str, source: str, checkpoint: str):
     return lake
 
 
-def _rows(lake, name: str, order: list[str]) -> list[dict]:
-    """The table's rows in key order; doubles to 9 decimals (sums over other partitions differ in the last bits)."""
-    rows = lake.read(name).orderBy(*order).collect()
-    return [{k: round(v, 9) if isinstance(v, float) else v for k, v in row.asDict(recursive=True).items()} for row in rows]
-
-
 @pytest.fixture(scope="module")
 def local_lake(spark, landing, tmp_path_factory):
     folder = tmp_path_factory.mktemp("local-lake")
@@ -120,12 +115,4 @@ def test_stream_train_and_score_on_an_s3_lake_equal_a_local_run(spark, s3_option
     keys = [o["Key"] for o in objects.get("Contents", [])]
     assert any("/events/_delta_log/" in k for k in keys) and any("/_checkpoints/events/commits/" in k for k in keys)
     assert remote.read("events").count() > 5_000
-    for name, order in (("events", ["message_id"]), ("identity_links", ["anonymous_id", "customer_id"]),
-                        ("profile_features", ["customer_id"]), ("segment_membership", ["segment", "customer_id"])):
-        assert _rows(remote, name, order) == _rows(local_lake, name, order), name
-    local_scores = {r["customer_id"]: r for r in _rows(local_lake, "profile_scores", ["customer_id"])}
-    remote_scores = {r["customer_id"]: r for r in _rows(remote, "profile_scores", ["customer_id"])}
-    assert remote_scores.keys() == local_scores.keys() and len(remote_scores) > 0
-    for customer, row in remote_scores.items():
-        assert row["cluster_id"] == local_scores[customer]["cluster_id"], customer
-        assert row["intent_probability"] == pytest.approx(local_scores[customer]["intent_probability"], abs=1e-9), customer
+    assert_same_pipeline_tables(remote, local_lake)

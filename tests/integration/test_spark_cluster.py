@@ -12,6 +12,7 @@ import pytest
 from lakecdp.clock import FrozenClock
 from lakecdp.config import load_settings
 from lakecdp.generate import GeneratorSettings, write_dataset
+from tests.lakes import assert_same_pipeline_tables
 
 pytestmark = pytest.mark.integration
 
@@ -51,12 +52,6 @@ def submit(job: str, *args: str, master: str) -> str:
     return done.stdout
 
 
-def table_rows(lake, name: str, order: list[str]) -> list[dict]:
-    """The table's rows in key order; doubles to 9 decimals (sums over other partitions differ in the last bits)."""
-    rows = lake.read(name).orderBy(*order).collect()
-    return [{k: round(v, 9) if isinstance(v, float) else v for k, v in row.asDict(recursive=True).items()} for row in rows]
-
-
 def test_stream_train_and_score_on_the_cluster_equal_a_local_run(spark, spark_cluster, tmp_path):
     from lakecdp.lake import open_lake
     from lakecdp.stream import run_stream
@@ -83,12 +78,4 @@ def test_stream_train_and_score_on_the_cluster_equal_a_local_run(spark, spark_cl
 
     remote = open_lake(spark, settings.lake, root=remote_root)
     assert remote.read("events").count() > 10_000
-    for name, order in (("events", ["message_id"]), ("identity_links", ["anonymous_id", "customer_id"]), ("profile_features", ["customer_id"]),
-                        ("segment_membership", ["segment", "customer_id"])):
-        assert table_rows(remote, name, order) == table_rows(local, name, order), name
-    local_scores = {r["customer_id"]: r for r in table_rows(local, "profile_scores", ["customer_id"])}
-    remote_scores = {r["customer_id"]: r for r in table_rows(remote, "profile_scores", ["customer_id"])}
-    assert remote_scores.keys() == local_scores.keys() and len(remote_scores) > 0
-    for customer, row in remote_scores.items():
-        assert row["cluster_id"] == local_scores[customer]["cluster_id"], customer
-        assert row["intent_probability"] == pytest.approx(local_scores[customer]["intent_probability"], abs=1e-9), customer
+    assert_same_pipeline_tables(remote, local)
