@@ -25,10 +25,11 @@ def spark():
     from lakecdp.spark import build_session
 
     # Delta's jars in every test session: delta-spark is the default engine, and the contract
-    # tests run the delta-rs engine on the same session. S3A too: a test runs a lake on S3.
+    # tests run the delta-rs engine on the same session. S3A too: a test runs a lake on S3; and
+    # Spark's Kafka source: a test streams from a Kafka topic.
     # 3 GB: in local mode the driver's heap also holds every cached block; at 2 GB, a broadcast
     # late in the suite ran out of memory (test_triggers, after the S3 lake's three full runs).
-    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="3g"), delta_spark=True, s3=True)
+    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="3g"), delta_spark=True, s3=True, kafka=True)
     yield session
     session.stop()
 
@@ -100,3 +101,26 @@ def redis_url(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# How long infra/kafka.sh may take to start a broker, resolving its jars on a new machine included.
+KAFKA_START_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory):
+    """A real single-node Kafka broker (KRaft) on 127.0.0.1 for the whole session, by infra/kafka.sh."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "infra" / "kafka.sh"
+    port = _free_port()
+    env = {**os.environ, "LAKECDP_KAFKA_DIR": str(tmp_path_factory.mktemp("kafka")), "LAKECDP_KAFKA_PORT": str(port),
+           "LAKECDP_KAFKA_CONTROLLER_PORT": str(_free_port())}
+    started = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True, timeout=KAFKA_START_TIMEOUT_S)
+    if started.returncode != 0:
+        pytest.fail(f"infra/kafka.sh start failed:\n{started.stdout}\n{started.stderr}")
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(script), "stop"], env=env, capture_output=True, timeout=60)
+

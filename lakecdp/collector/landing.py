@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from lakecdp.clock import Clock, SystemClock
 
@@ -39,6 +40,14 @@ PART_PREFIX = "part-"
 PART_SUFFIX = ".jsonl"
 # Landing files hold customer data (identify traits): owner and group only.
 FILE_MODE = 0o640
+
+
+class Publisher(Protocol):
+    """Where landed lines go next (Kafka), acknowledged before the senders are."""
+
+    def publish(self, lines: Sequence[bytes]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class LandingUnavailable(RuntimeError):
@@ -73,8 +82,12 @@ class LandingWriter:
         clock: Clock | None = None,
         fsync: Callable[[int], None] = os.fsync,
         monotonic: Callable[[], float] = time.monotonic,
+        publisher: Publisher | None = None,
     ) -> None:
+        """`publisher.publish(lines)` runs once a commit group is fsynced, before its requests are
+        acknowledged (Kafka: lakecdp.collector.publish); if it raises, those requests are told to retry."""
         self.directory = Path(directory)
+        self._publisher = publisher
         self.roll_bytes, self.roll_seconds = roll_bytes, roll_seconds
         self.clock = clock or SystemClock()
         self._fsync, self._monotonic = fsync, monotonic
@@ -130,6 +143,8 @@ class LandingWriter:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 raise LandingUnavailable(f"the landing writer did not stop within {timeout} s")
+        if self._publisher is not None:
+            self._publisher.close()
         if self._orphaned:
             # Files this writer gave up on after a failed write: publish them now if the disk lets us.
             try:
@@ -194,6 +209,15 @@ class LandingWriter:
         self.stats.fsyncs += 1
         self.stats.lines += sum(len(lines) for lines, _ in group)
         self.stats.bytes += len(data)
+        if self._publisher is not None:
+            try:
+                self._publisher.publish([line for lines, _ in group for line in lines])
+            except Exception as exc:  # noqa: BLE001 - on disk, but not where the stream reads: the senders retry
+                self.stats.failed_commits += 1
+                log.error("landed but not published (%s): %d requests told to retry", exc, len(group))
+                for _, future in group:
+                    future.set_exception(LandingUnavailable(f"stored but not published: {exc}"))
+                return
         for _, future in group:
             future.set_result(None)
 

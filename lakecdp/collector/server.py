@@ -42,11 +42,17 @@ def build_app(
     """The collector app for these settings; keys and link secret come from `env` (default os.environ)."""
     env = os.environ if env is None else env
     collector = load_collector_settings(settings.collector)
+    publisher = None
+    if collector.publish == "kafka":
+        from lakecdp.collector.publish import KafkaPublisher
+
+        publisher = KafkaPublisher(settings.kafka)
     writer = LandingWriter(
         events_dir_override or events_dir(settings, collector),
         roll_bytes=collector.roll_bytes,
         roll_seconds=collector.roll_seconds,
         clock=clock,
+        publisher=publisher,
     )
     config = CollectorConfig(
         write_keys=resolve_write_keys(collector, env),

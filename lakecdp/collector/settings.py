@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -44,6 +44,7 @@ class CollectorSettings(_Strict):
     link_secret_env: str = "LAKECDP_LINK_SECRET"
     roll_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     roll_seconds: float = Field(default=5.0, gt=0)
+    publish: Literal["none", "kafka"] = "none"   # kafka: each accepted event also goes to the topic in `kafka:`, after its landing write
 
     @field_validator("sources")
     @classmethod

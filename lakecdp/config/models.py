@@ -50,7 +50,18 @@ class EventSettings(_Strict):
         return parse_duration(value)
 
 
+class KafkaSettings(_Strict):
+    """The Kafka topic the stream reads (stream.source: kafka) and the collector publishes to (collector.publish: kafka)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = Field(default="lakecdp-events", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    starting_offsets: Literal["earliest", "latest"] = "earliest"   # where a new stream (no checkpoint) starts
+    max_offsets_per_trigger: int = Field(default=200_000, ge=1)   # events per micro-batch, at most
+    options: dict[str, str] = Field(default_factory=dict)   # kafka.* client settings for Spark (security, ...)
+
+
 class StreamSettings(_Strict):
+    source: Literal["files", "kafka"] = "files"   # files: the landing zone; kafka: the topic in `kafka:`
     checkpoint_root: str | None = None      # default: <lake.root>/_checkpoints
     trigger: timedelta = timedelta(seconds=1)
     max_files_per_trigger: int = Field(default=20, ge=1)
@@ -104,6 +115,7 @@ class Settings(_Strict):
     events: EventSettings = Field(default_factory=EventSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     state: StateSettings = Field(default_factory=StateSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
     # Validated by their own capability (segments.rules, models.settings, collector.settings),
     # whose errors name conf/base/<section>.yaml and the key.

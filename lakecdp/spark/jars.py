@@ -36,6 +36,8 @@ SPARK_PROVIDED = (
     "org.apache.httpcomponents:*",
     "commons-codec:*",
     "com.google.code.findbugs:*",
+    # and through Kafka's client (stream.source: kafka): Spark ships lz4-java 1.11 (at.yawk.lz4's build)
+    "at.yawk.lz4:*",
 )
 
 
@@ -61,6 +63,11 @@ def hadoop_version() -> str:
 def s3_packages() -> list[str]:
     """S3A (hadoop-aws) and the AWS SDK modules it uses, for s3:// lakes and checkpoints."""
     return [f"org.apache.hadoop:hadoop-aws:{hadoop_version()}", *(f"software.amazon.awssdk:{m}:{AWS_SDK_VERSION}" for m in AWS_SDK_MODULES)]
+
+
+def kafka_packages() -> list[str]:
+    """Spark's Kafka source in pyspark's own version (stream.source: kafka); it brings kafka-clients."""
+    return [f"org.apache.spark:spark-sql-kafka-0-10_{SCALA}:{pyspark.__version__}"]
 
 
 # Lines of spark-defaults.conf that write_spark_defaults owns (rewritten on every run).
@@ -119,8 +126,9 @@ def main() -> int:
     from lakecdp.spark.session import session_for
 
     settings = load_settings()
-    # S3 support too: CI's tests run an s3:// lake, and a lake moved to S3 later needs no new download.
-    spark = session_for(settings, s3=True)
+    # S3 and Kafka too: CI's tests run an s3:// lake and a Kafka source, and a lake moved to S3 or
+    # a stream moved to Kafka later needs no new download.
+    spark = session_for(settings, s3=True, kafka=True)
     used = spark.sparkContext.getConf()
     jars = [j for j in used.get("spark.jars", "").split(",") if j]
     conf = {key: used.get(key) for key in ("spark.jars.packages", "spark.jars.excludes") if used.contains(key)}

@@ -9,7 +9,7 @@ from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
 from lakecdp.config.models import Settings, SparkSettings
-from lakecdp.spark.jars import JarResolutionError, delta_package, package_conf, s3_packages
+from lakecdp.spark.jars import JarResolutionError, delta_package, kafka_packages, package_conf, s3_packages
 
 # delta-spark's session wiring (https://docs.delta.io/latest/delta-batch.html#configure-sparksession)
 DELTA_SPARK_CONF = {
@@ -33,24 +33,28 @@ S3_CONF = {
 }
 
 
-def session_for(settings: Settings, *, s3: bool = False) -> SparkSession:
+def session_for(settings: Settings, *, s3: bool = False, kafka: bool = False) -> SparkSession:
     """The process's SparkSession for these settings: Delta's jars and extension when lake.engine is
-    delta-spark, S3A when lake.root is s3:// (or `s3`)."""
+    delta-spark, S3A when lake.root is s3:// (or `s3`), Spark's Kafka source when stream.source is
+    kafka (or `kafka`)."""
     return build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark",
-                         s3=s3 or is_s3(settings.lake.root))
+                         s3=s3 or is_s3(settings.lake.root), kafka=kafka or settings.stream.source == "kafka")
 
 
 def is_s3(root: str) -> bool:
     return root.startswith(("s3://", "s3a://"))
 
 
-def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = False, s3: bool = False) -> SparkSession:
+def build_session(
+    settings: SparkSettings | None = None, *, delta_spark: bool = False, s3: bool = False, kafka: bool = False,
+) -> SparkSession:
     """Create (or reuse) the process's SparkSession: loopback-bound, no UI, UTC, few partitions.
 
     Args:
         delta_spark: add Delta's jars (resolved from Maven Central into Ivy's cache on first
             use: lakecdp.spark.jars), SQL extension and catalog.
         s3: add Hadoop's S3A connector and the AWS SDK modules it uses (resolved the same way).
+        kafka: add Spark's Kafka source (spark-sql-kafka-0-10, resolved the same way).
     """
     settings = settings or SparkSettings()
     # Bind to loopback: this machine (and CI) have no other usable interface for Spark.
@@ -102,7 +106,7 @@ def build_session(settings: SparkSettings | None = None, *, delta_spark: bool = 
     if s3:
         conf.update(S3_CONF)
     conf.update(settings.conf)
-    packages = ([delta_package()] if delta_spark else []) + (s3_packages() if s3 else [])
+    packages = ([delta_package()] if delta_spark else []) + (s3_packages() if s3 else []) + (kafka_packages() if kafka else [])
     if packages:
         conf.update(package_conf(packages, settings.conf))
     builder = SparkSession.builder

@@ -12,9 +12,10 @@ from lakecdp.config import Settings
 def register(commands: argparse._SubParsersAction) -> None:
     stream = commands.add_parser("stream", help="run the events stream")
     actions = stream.add_subparsers(dest="stream_command", required=True)
-    run = actions.add_parser("run", help="landing zone -> bronze -> identities -> profiles -> segments")
+    run = actions.add_parser("run", help="landing zone (or Kafka topic) -> bronze -> identities -> profiles -> segments")
     run.add_argument("--lake", help="lake root (default: lake.root from conf)")
-    run.add_argument("--source", help="folder of *.jsonl files (default: <landing.root>/events)")
+    run.add_argument("--source", help="folder of *.jsonl files (default: <landing.root>/events); with stream.source kafka, "
+                     "the topic in kafka: is read instead")
     run.add_argument("--checkpoint", help="checkpoint folder (default: <lake>/_checkpoints/events)")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--until-idle", "--once", dest="until_idle", action="store_true", help="process what is there, then stop")
@@ -33,6 +34,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.spark import session_for
     from lakecdp.stream.job import BatchFailed, default_checkpoint, run_stream
 
+    if args.source and settings.stream.source == "kafka":
+        print(f"lakecdp: --source {args.source} names a folder, but stream.source is kafka (topic "
+              f"{settings.kafka.topic} at {settings.kafka.bootstrap_servers}). Fix: drop --source, or set "
+              "stream.source: files (LAKECDP__STREAM__SOURCE=files).", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lake_root = args.lake or settings.lake.root
     spark = session_for(settings)
@@ -42,7 +48,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             spark,
             lake,
             settings,
-            source=args.source or f"{settings.landing.root.rstrip('/')}/events",
+            source=None if settings.stream.source == "kafka" else args.source or f"{settings.landing.root.rstrip('/')}/events",
             checkpoint=args.checkpoint or default_checkpoint(settings, lake.root, "events"),
             mode="until-idle" if args.until_idle else "continuous",
             timeout_seconds=args.timeout,

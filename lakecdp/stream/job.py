@@ -23,6 +23,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lakecdp.clock import Clock, SystemClock
 from lakecdp.config import Settings
+from lakecdp.config.models import KafkaSettings
 from lakecdp.events.ingest import IngestResult, commit_batch, prepare_batch
 from lakecdp.events.retention import expire_processed, record_processed
 from lakecdp.lake import AppTxn, Lake
@@ -301,35 +302,30 @@ def run_stream(
     lake: Lake,
     settings: Settings,
     *,
-    source: str,
+    source: str | None,
     checkpoint: str,
     mode: Mode = "until-idle",
     clock: Clock | None = None,
     timeout_seconds: float | None = None,
     stop: threading.Event | None = None,
 ) -> StreamRun:
-    """Stream `source` (a folder of *.jsonl files) through the pipeline.
+    """Stream `source` (a folder of *.jsonl files), or with stream.source kafka the topic in `kafka:`, through the pipeline.
 
     Args:
-        mode: "until-idle" processes every file present at start and stops (backfills, tests);
+        source: the landing folder; None with stream.source kafka.
+        mode: "until-idle" processes every line present at start and stops (backfills, tests);
             "continuous" keeps polling every `stream.trigger` until `stop` is set or `timeout_seconds` pass.
     """
-    Path(source).mkdir(parents=True, exist_ok=True)
     run = StreamRun()
-    lines = (
-        spark.readStream.format("text")
-        .option("pathGlobFilter", "*.jsonl")
-        .option("maxFilesPerTrigger", settings.stream.max_files_per_trigger)
-        # Spark's file source ignores files modified more than maxFileAge (default 7 days) before the
-        # newest file it has seen: a backlog copied in with its times kept (cp -p, rsync -a, mv) was
-        # skipped without a word. Every landing file is read, however old; the cost is the source's
-        # list of seen files, which then keeps every file name (about 100 bytes each).
-        .option("maxFileAge", "36500d")
-        .load(source)
-        .select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
-    )
+    if settings.stream.source == "kafka":
+        lines, source = kafka_lines(spark, settings.kafka), None
+    else:
+        if source is None:
+            raise ValueError("stream.source is files: run_stream needs the landing folder as `source`")
+        lines = file_lines(spark, source, max_files_per_trigger=settings.stream.max_files_per_trigger)
     processor = BatchProcessor(lake, settings, checkpoint, clock or SystemClock(), run, source=source)
-    expire_processed(source, settings.landing.retention, SystemClock().now(), storage_options=settings.lake.storage_options)
+    if source is not None:
+        expire_processed(source, settings.landing.retention, SystemClock().now(), storage_options=settings.lake.storage_options)
     if processor.online is not None:
         folded = processor.online.bootstrap(processor.clock.now())
         if folded:
@@ -372,6 +368,50 @@ def run_stream(
         with processor.lock:
             processor.flush(processor.clock.now())
     return run
+
+
+def file_lines(spark: SparkSession, folder: str, *, max_files_per_trigger: int) -> DataFrame:
+    """The landing folder's *.jsonl files as a stream of (raw, source_file) lines."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return (
+        spark.readStream.format("text")
+        .option("pathGlobFilter", "*.jsonl")
+        .option("maxFilesPerTrigger", max_files_per_trigger)
+        # Spark's file source ignores files modified more than maxFileAge (default 7 days) before the
+        # newest file it has seen: a backlog copied in with its times kept (cp -p, rsync -a, mv) was
+        # skipped without a word. Every landing file is read, however old; the cost is the source's
+        # list of seen files, which then keeps every file name (about 100 bytes each).
+        .option("maxFileAge", "36500d")
+        .load(folder)
+        .select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
+    )
+
+
+def kafka_lines(spark: SparkSession, kafka: KafkaSettings) -> DataFrame:
+    """The topic's records as a stream of (raw, source_file) lines: one event per record value, like a landing line.
+
+    Spark keeps the consumed offsets in the query's checkpoint and the batch's Delta writes carry the
+    batch id, so a replayed batch (after a crash) reads the same offsets and changes nothing. A
+    record's `source_file` is kafka://<topic>/<partition>: lines of a partition are told apart by
+    their content, as lines of one landing file are.
+    """
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .option("subscribe", kafka.topic)
+        .option("startingOffsets", kafka.starting_offsets)
+        .option("maxOffsetsPerTrigger", kafka.max_offsets_per_trigger)
+        # Offsets the broker deleted (retention) before the stream read them are lost events: the
+        # query stops and says so rather than skipping them.
+        .option("failOnDataLoss", "true")
+    )
+    for key, value in kafka.options.items():
+        reader = reader.option(key, value)
+    return reader.load().select(
+        # The value's bytes as they came: a line that is not UTF-8 is quarantined, as from a file.
+        F.col("value").cast("string").alias("raw"),
+        F.format_string("kafka://%s/%d", F.col("topic"), F.col("partition")).alias("source_file"),
+    )
 
 
 def _stop_between_batches(query: StreamingQuery, *, grace_seconds: float) -> None:

@@ -19,6 +19,7 @@ from lakecdp.lake import open_lake
 from lakecdp.pipeline import resolved_events
 from lakecdp.profiles import build_profile_features
 from lakecdp.segments import evaluate_segments, parse_segments
+from tests.topics import create_topic, produce_lines
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +27,12 @@ GENERATED = GeneratorSettings(customers=40, days=5, seed=11)
 BAD_LINES = '{"type": "track", "messageId": "bad-1"\n{"type": "track", "event": "X", "messageId": "bad-2", "timestamp": "soon", "userId": "u"}\n'
 
 
-def stream_command(lake: Path, source: Path) -> list[str]:
+def stream_command(lake: Path, source: Path | None) -> list[str]:
+    """The stream CLI on `source` (None: the Kafka topic its settings name)."""
     return [
         sys.executable, "-m", "lakecdp.cli", "stream", "run", "--until-idle",
-        "--lake", str(lake), "--source", str(source), "--checkpoint", str(lake / "_checkpoints" / "events"),
-        "--as-of", GENERATED.end.isoformat(),
+        "--lake", str(lake), *(["--source", str(source)] if source is not None else []),
+        "--checkpoint", str(lake / "_checkpoints" / "events"), "--as-of", GENERATED.end.isoformat(),
     ]
 
 
@@ -46,18 +48,28 @@ def run_and_kill(command: list[str], env: dict[str, str], after_seconds: float |
             return -9
 
 
-@pytest.fixture(scope="module")
-def crashed_and_restarted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stream")
+@pytest.fixture(scope="module", params=["files", "kafka"])
+def crashed_and_restarted(request, tmp_path_factory):
+    """The stream killed twice at random instants, then run to the end: from landing files, and from a Kafka topic."""
+    root = tmp_path_factory.mktemp(f"stream-{request.param}")
     summary = write_dataset(GENERATED, root / "landing", events_per_file=500)
     (root / "landing" / "events" / "zz-bad.jsonl").write_text(BAD_LINES)
     env = {**os.environ, "LAKECDP__STREAM__MAX_FILES_PER_TRIGGER": "1", "LAKECDP__SPARK__SHUFFLE_PARTITIONS": "2"}
-    command = stream_command(root / "lake", root / "landing" / "events")
+    source: Path | None = root / "landing" / "events"
+    if request.param == "kafka":
+        # The same lines as records of a 2-partition topic; batches of 500 records, as of one file above.
+        bootstrap, topic = request.getfixturevalue("kafka_bootstrap"), "events-kill-test"
+        create_topic(bootstrap, topic)
+        produce_lines(bootstrap, topic, [line for path in sorted(source.glob("*.jsonl")) for line in path.read_bytes().splitlines()])
+        env |= {"LAKECDP__STREAM__SOURCE": "kafka", "LAKECDP__KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+                "LAKECDP__KAFKA__TOPIC": topic, "LAKECDP__KAFKA__MAX_OFFSETS_PER_TRIGGER": "500"}
+        source = None
+    command = stream_command(root / "lake", source)
     rng = random.Random(20261123)
     outcomes = [run_and_kill(command, env, rng.uniform(14, 26), root / "stream.log") for _ in range(2)]
     final = run_and_kill(command, env, None, root / "stream.log")
     assert final == 0, (root / "stream.log").read_text()[-3000:]
-    return root, summary, outcomes
+    return root, summary, outcomes, request.param
 
 
 def input_message_ids(events_dir: Path) -> list[str]:
@@ -70,9 +82,12 @@ def input_message_ids(events_dir: Path) -> list[str]:
 
 
 def test_bronze_equals_input_exactly_after_kills(crashed_and_restarted):
-    root, summary, outcomes = crashed_and_restarted
+    root, summary, outcomes, source = crashed_and_restarted
     assert -9 in outcomes, "no run was killed: the test did not exercise a crash"
-    bronze = DeltaTable(str(root / "lake" / "events")).to_pyarrow_table(columns=["message_id"]).column(0).to_pylist()
+    rows = DeltaTable(str(root / "lake" / "events")).to_pyarrow_table(columns=["message_id", "source_file"])
+    bronze = rows.column("message_id").to_pylist()
+    origins = {path.split(":")[0] for path in rows.column("source_file").to_pylist()}
+    assert origins == ({"kafka"} if source == "kafka" else {"file"})
     expected = input_message_ids(root / "landing" / "events")
     assert len(bronze) == len(set(bronze)), "duplicates in bronze"
     assert sorted(bronze) == sorted(expected)
@@ -81,7 +96,7 @@ def test_bronze_equals_input_exactly_after_kills(crashed_and_restarted):
 
 
 def test_profiles_and_membership_equal_a_batch_recompute(crashed_and_restarted, spark):
-    root, _, _ = crashed_and_restarted
+    root, *_ = crashed_and_restarted
     settings = load_settings(env={})
     lake = open_lake(spark, settings.lake, root=str(root / "lake"))
     events = resolved_events(lake)
@@ -101,7 +116,7 @@ def test_online_state_equals_a_batch_recompute_after_kills(crashed_and_restarted
     from lakecdp.online.reconcile import reconcile
     from lakecdp.online.store import open_store
 
-    root, _, _ = crashed_and_restarted
+    root, *_ = crashed_and_restarted
     settings = load_settings(env={})
     lake = open_lake(spark, settings.lake, root=str(root / "lake"))
     online = OnlineState(lake, settings, open_store(settings.state, lake.root), parse_segments(settings.segments))
