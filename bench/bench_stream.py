@@ -72,13 +72,15 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
                 into.extend([done - published[path]] * int(rate * 0.5))
 
     def timed_call(self, lines, batch_id):
-        self.bench_files = [r.source_file.removeprefix("file:") for r in lines.select("source_file").distinct().collect()]
-        original_call(self, lines, batch_id)
         if self.online is None:   # the batch path: profile and segments are updated when the batch ends
-            record(self.bench_files)
+            files = [r.source_file.removeprefix("file:") for r in lines.select("source_file").distinct().collect()]
+            original_call(self, lines, batch_id)
+            record(files)
+        else:
+            original_call(self, lines, batch_id)
 
-    def committed(self, batch_id):
-        record(self.bench_files)   # the online path: state, profile and membership live in the store
+    def committed(self, batch_id, files):
+        record([f.removeprefix("file:") for f in files])   # the online path: state, profile and membership live in the store
 
     BatchProcessor.__call__ = timed_call  # measure around the real batch body
     BatchProcessor.on_state_committed = committed

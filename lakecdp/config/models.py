@@ -87,6 +87,9 @@ class StateSettings(_Strict):
     dedupe_window: timedelta = timedelta(days=7)  # a messageId sent again within this window is a duplicate
     flush_interval: timedelta = timedelta(seconds=30)   # how often Delta's profile and segment tables catch up
     chunk_rows: int = Field(default=200_000, ge=1000)  # events per piece a large batch is brought to the driver in
+    # A micro-batch of at most this many lines is decided in Python, with no Spark job, and reaches
+    # bronze with the next flush; a bigger one (a backfill) runs through Spark and appends bronze at once.
+    live_batch_rows: int = Field(default=20_000, ge=0)
 
     @field_validator("dedupe_window", "flush_interval", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, functions as F
+from pyspark.sql import Column, DataFrame, SparkSession, functions as F
 
 from lakecdp.config.models import EventSettings
 from lakecdp.events.contacts import contacts_from_identifies, upsert_contacts
@@ -46,8 +46,19 @@ class PreparedBatch:
         self.checked.unpersist()
 
 
-def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSettings, pseudonyms: Pseudonymizer) -> PreparedBatch:
-    """Parse and validate raw lines (pure: nothing is written); ids become pseudonyms."""
+def prepare_batch(
+    lines: DataFrame, *, received_at: datetime | Column, settings: EventSettings, pseudonyms: Pseudonymizer,
+    quarantined_at: datetime | None = None,
+) -> PreparedBatch:
+    """Parse and validate raw lines (pure: nothing is written); ids become pseudonyms.
+
+    `received_at`: when lakecdp took the lines (a column when they were taken at different instants);
+    `quarantined_at`: stamped on the rejects, default `received_at`.
+    """
+    if quarantined_at is None:
+        if not isinstance(received_at, datetime):
+            raise ValueError("prepare_batch: with received_at as a column, say quarantined_at")
+        quarantined_at = received_at
     checked = with_rejection_reason(
         parse_lines(lines, received_at=received_at),
         max_future_skew=settings.max_future_skew,
@@ -59,7 +70,7 @@ def prepare_batch(lines: DataFrame, *, received_at: datetime, settings: EventSet
         # Cached too: bronze, identity links, consent facts and touched customers all read the
         # bronze rows, and deriving them (JSON re-parse, four HMACs per event) is the costly part.
         valid=to_bronze(accepted, pseudonyms).persist(StorageLevel.MEMORY_AND_DISK),
-        rejected=to_quarantine(checked.filter(F.col("reason").isNotNull()), quarantined_at=received_at),
+        rejected=to_quarantine(checked.filter(F.col("reason").isNotNull()), quarantined_at=quarantined_at),
         contacts=contacts_from_identifies(accepted, pseudonyms),
     )
 

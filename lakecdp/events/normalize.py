@@ -20,12 +20,13 @@ _NUMERIC_PROPERTIES = {
 }
 
 
-def parse_lines(lines: DataFrame, *, received_at: datetime) -> DataFrame:
+def parse_lines(lines: DataFrame, *, received_at: datetime | Column) -> DataFrame:
     """(raw, source_file) lines -> raw + parsed struct `e` + received_at.
 
-    `received_at` is when lakecdp took the batch; a line's own receivedAt (stamped by the
-    collector) wins when present.
+    `received_at` is when lakecdp took the batch (or a column: per line); a line's own receivedAt
+    (stamped by the collector) wins when present.
     """
+    taken = received_at if isinstance(received_at, Column) else F.lit(received_at).cast("timestamp")
     parsed = F.from_json(F.col("raw"), LINE_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_RECORD})
     return (
         lines.withColumn("e", parsed)
@@ -33,7 +34,7 @@ def parse_lines(lines: DataFrame, *, received_at: datetime) -> DataFrame:
         .withColumn("is_json_object", F.col("e").isNotNull() & F.col(f"e.{CORRUPT_RECORD}").isNull())
         .withColumn(
             "received_at",
-            F.coalesce(F.col("e.receivedAt").try_cast("timestamp"), F.lit(received_at).cast("timestamp")),
+            F.coalesce(F.col("e.receivedAt").try_cast("timestamp"), taken),
         )
         .withColumn("event_ts", F.col("e.timestamp").try_cast("timestamp"))
     )

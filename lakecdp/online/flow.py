@@ -8,6 +8,7 @@ and when a run ends), numbered so a repeated flush is a no-op.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import math
@@ -17,13 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, functions as F, types as T
 
 from lakecdp.config import Settings
 from lakecdp.lake import AppTxn, Lake, table
+from lakecdp.events.ingest import commit_batch, prepare_batch
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
+from lakecdp.online.ingest import REJECTED, SUPPORTED_COLUMNS, UNSURE, VALID, LineParser
 from lakecdp.online.store import Commit, StateStore
-from lakecdp.privacy.ledger import consent_rules
+from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
 from lakecdp.profiles.features import EVENT_COLUMNS
 from lakecdp.segments.compile import event_columns
 from lakecdp.segments.rules import Segment
@@ -45,6 +49,10 @@ class Prepared:
     events: int = 0
     repeats: int = 0                                        # repeated inside the batch
     consent_facts: bool = False                             # an event that may state consent (identify, consent events)
+    fresh_lines: list[int] = field(default_factory=list)    # live batches: the lines whose events were new
+    lines: int = 0                                          # live batches: lines read, and those rejected
+    rejected: int = 0
+    unsure: int = 0                                         # live batches: lines Spark decided
 
     @property
     def customers(self) -> int:
@@ -78,7 +86,10 @@ class OnlineState:
 
             self.models = parse_model_settings(settings.models)
         rules = consent_rules(settings.privacy, settings.esp)
+        self.consent_rules = rules
         self.consent_events = {*rules.opt_in_events, *rules.opt_out_events, rules.consent_event}
+        # Live batches are decided in Python when every column the state folds is one the executor derives.
+        self.parser = LineParser(settings.events, lake.pseudonyms, self.columns) if set(self.columns) <= SUPPORTED_COLUMNS else None
 
     def _new_store_id(self) -> str:
         store_id = uuid.uuid4().hex[:12]
@@ -116,6 +127,7 @@ class OnlineState:
             seen = self.store.seen([e["message_id"] for e in chunk], since)
             fresh = []
             for event in chunk:
+                line = event.pop("_line", None)
                 message_id = event["message_id"]
                 if message_id in seen:
                     commit.seen_ids.append(message_id)
@@ -124,6 +136,8 @@ class OnlineState:
                 else:
                     commit.messages[message_id] = at
                     fresh.append(event)
+                    if line is not None:
+                        prepared.fresh_lines.append(line)
             links = self._link(fresh, states, commit, at)
             for event in fresh:
                 key = event["customer_id"]
@@ -135,6 +149,75 @@ class OnlineState:
             prepared.consent_facts = prepared.consent_facts or any(e["type"] == "identify" or e["event"] in self.consent_events for e in fresh)
         self._evaluate(states, commit, now)
         return prepared
+
+    def prepare_live(self, raws: list[bytes], files: list[str], *, stream: str, batch_id: int, now: datetime) -> Prepared | None:
+        """A live batch's lines decided in Python (LineParser) and folded; None when the store already has the batch.
+
+        No Spark job runs unless a line is unsure. The lines bronze and quarantine need are committed
+        with the state, and the flush (`flush_landing`) writes them through Spark's prepare_batch.
+        """
+        if self.store.applied(stream) >= batch_id:
+            return None
+        at = to_us(now)
+        decided = [self.parser.parse(raw, at) for raw in raws]
+        unsure = [n for n, (outcome, _) in enumerate(decided) if outcome == UNSURE]
+        if unsure:
+            spark_says = self._decide_with_spark([raws[n] for n in unsure], now)
+            for n, event in zip(unsure, spark_says):
+                decided[n] = (REJECTED, None) if event is None else (VALID, event)
+        by_line = {n: event for n, (outcome, event) in enumerate(decided) if outcome == VALID}
+        for n, event in by_line.items():
+            event["_line"] = n
+        prepared = self.prepare(iter(by_line.values()), stream=stream, batch_id=batch_id, now=now)
+        rejected = [n for n, (outcome, _) in enumerate(decided) if outcome == REJECTED]
+        prepared.lines, prepared.rejected, prepared.unsure = len(raws), len(rejected), len(unsure)
+        prepared.consent_facts = False   # the flush derives consent entries from the lines it writes to bronze
+        prepared.commit.landing = [_landing_row(raws[n], files[n], at, by_line.get(n)) for n in sorted(prepared.fresh_lines + rejected)]
+        return prepared
+
+    def _decide_with_spark(self, raws: list[bytes], now: datetime) -> list[dict[str, Any] | None]:
+        """What prepare_batch makes of lines the Python executor left undecided: the event, or None (rejected)."""
+        frame = self.lake.spark.createDataFrame([(raw, str(n)) for n, raw in enumerate(raws)], "raw binary, source_file string")
+        batch = prepare_batch(frame.select(F.col("raw").cast("string").alias("raw"), "source_file"), received_at=now,
+                              settings=self.settings.events, pseudonyms=self.lake.pseudonyms)
+        try:
+            rows = batch.valid.select("source_file", *self.columns, F.unix_micros("timestamp").alias("timestamp")).toArrow().to_pylist()
+        finally:
+            batch.release()
+        events: list[dict[str, Any] | None] = [None] * len(raws)
+        for row in rows:
+            events[int(row.pop("source_file"))] = row
+        return events
+
+    def flush_landing(self, now: datetime | None = None) -> int:
+        """Bronze, quarantine, contacts and consent facts of the live lines the store holds: Spark's
+        prepare_batch over them, written under a numbered transaction (a repeat is a no-op). Returns lines written.
+
+        Rejects are stamped `now`, by default the instant the newest of the lines was taken.
+        """
+        written = 0
+        while True:
+            pending = self.store.landing_pending(self.settings.state.chunk_rows)
+            if not pending.rows:
+                return written
+            rows = pending.rows
+            at = now or from_us(max(r["received_at"] for r in rows))
+            table = pa.table({
+                "raw": pa.array([base64.b64decode(r["raw_b64"]) if "raw_b64" in r else r["raw"].encode() for r in rows], pa.binary()),
+                "source_file": pa.array([r["source_file"] for r in rows], pa.string()),
+                "received_at": pa.array([r["received_at"] for r in rows], pa.timestamp("us", tz="UTC")),
+            })
+            lines = self.lake.spark.createDataFrame(table).select(F.col("raw").cast("string").alias("raw"), "source_file", "received_at")
+            # Each line is judged against the instant its micro-batch took it, as the live path judged it.
+            batch = prepare_batch(lines, received_at=F.col("received_at"), quarantined_at=at, settings=self.settings.events,
+                                  pseudonyms=self.lake.pseudonyms)
+            try:
+                commit_batch(self.lake, batch, txn=AppTxn(f"lakecdp-online-landing-{self.store_id}", pending.seq), seen_ids=[])
+                record_consent(self.lake, entries_from_events(batch.valid, self.consent_rules, at))
+            finally:
+                batch.release()
+            self.store.landing_flushed(pending)
+            written += len(rows)
 
     def consent_rows(self, entries: DataFrame) -> list[tuple[str, dict[str, Any]]]:
         """A batch's consent ledger entries, to reach Delta with the next flush (insert-only there)."""
@@ -295,6 +378,9 @@ class OnlineState:
         With `now` and stream.rescore, the changed customers are re-scored with the champion models
         too (their model features read their bronze history: at the flush, off the batches' path).
         """
+        lines = self.flush_landing(now)   # bronze first: rescoring below reads the flushed customers' history
+        if lines:
+            log.info("flush: %s live lines written to bronze and quarantine", f"{lines:,}")
         pending = self.store.pending()
         if not pending.customers and not pending.rows:
             return 0
@@ -344,6 +430,18 @@ class OnlineState:
         stamps = {f.name for f in schema.fields if isinstance(f.dataType, T.TimestampType)}
         converted = [{k: (from_us(v) if k in stamps and isinstance(v, int) else v) for k, v in row.items()} for row in rows]
         return self.lake.spark.createDataFrame([tuple(r.get(c) for c in schema.names) for r in converted], schema)
+
+
+def _landing_row(raw: bytes, source_file: str, received_at: int, event: dict[str, Any] | None) -> dict[str, Any]:
+    """A live line kept for the flush; the event's pseudonyms let an erasure find it before then."""
+    try:
+        row: dict[str, Any] = {"raw": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        row = {"raw_b64": base64.b64encode(raw).decode()}
+    row |= {"source_file": source_file, "received_at": received_at}
+    if event is not None:
+        row |= {"customer_id": event["customer_id"], "anonymous_id": event.get("anonymous_id")}
+    return row
 
 
 def _transition(segment: str, customer: str, kind: str, at: int, version: str, reason: str | None) -> dict[str, Any]:

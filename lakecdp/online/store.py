@@ -39,6 +39,18 @@ class Commit:
     # The batch's messages an earlier batch brought: kept with the batch id, so that a replay after a
     # crash between this commit and bronze's append leaves the same messages out of bronze.
     seen_ids: list[str] = field(default_factory=list)
+    # Live batches: the landing lines bronze and quarantine still need ({raw, source_file, received_at,
+    # ids}); the flush turns them into rows with Spark's prepare_batch (lakecdp.online.flow).
+    landing: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class PendingLanding:
+    """Landing lines bronze has not received yet: the first of them, under one flush number."""
+
+    seq: int
+    rows: list[dict[str, Any]]
+    upto: int   # the store's position of the last row read (what `landing_flushed` forgets)
 
 
 @dataclass
@@ -66,6 +78,8 @@ class StateStore(Protocol):
     def next_due(self) -> int | None: ...
     def pending(self) -> Pending: ...
     def flushed(self, pending: Pending) -> None: ...
+    def landing_pending(self, limit: int) -> PendingLanding: ...
+    def landing_flushed(self, pending: PendingLanding) -> None: ...
     def forget_messages(self, before: int) -> int: ...
     def replace_all(self, states: dict[str, dict[str, Any]], dues: dict[str, int | None], fingerprint: str) -> None: ...
     def erase(self, ids: set[str]) -> int: ...
@@ -104,7 +118,7 @@ class SqliteStore:
         self._db.executescript(
             """
             PRAGMA journal_mode=WAL;
-            PRAGMA synchronous=NORMAL;
+            PRAGMA synchronous=FULL;
             PRAGMA secure_delete=ON;
             CREATE TABLE IF NOT EXISTS state (id TEXT PRIMARY KEY, body TEXT NOT NULL, due INTEGER);
             CREATE INDEX IF NOT EXISTS state_due ON state(due) WHERE due IS NOT NULL;
@@ -113,6 +127,7 @@ class SqliteStore:
             CREATE TABLE IF NOT EXISTS links (anonymous_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS dirty (id TEXT PRIMARY KEY, changed INTEGER NOT NULL DEFAULT 0);
             CREATE TABLE IF NOT EXISTS outbound (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, body TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS landing (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """
         )
@@ -189,6 +204,7 @@ class SqliteStore:
                 db.executemany("INSERT OR REPLACE INTO dirty VALUES (?, ?)", [(k, changed) for k in commit.states])
                 rows = [("identity_links", row) for row in commit.link_rows] + commit.rows
                 db.executemany("INSERT INTO outbound (tbl, body) VALUES (?, ?)", [(t, _dumps(r)) for t, r in rows])
+                db.executemany("INSERT INTO landing (body) VALUES (?)", [(_dumps(r),) for r in commit.landing])
                 db.execute("INSERT OR REPLACE INTO applied VALUES (?, ?)", (commit.stream, commit.batch_id))
                 db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"seen:{commit.stream}", _dumps(commit.seen_ids)))
                 db.execute("COMMIT")
@@ -230,6 +246,33 @@ class SqliteStore:
                 db.execute("ROLLBACK")
                 raise
 
+    def landing_pending(self, limit: int) -> PendingLanding:
+        """The oldest landing lines (at most `limit`); a flush cut short reads exactly its rows again."""
+        with self._lock:
+            seq = int(self.meta("landing_seq") or 0)
+            upto = self.meta("landing_upto")
+            if upto is None:
+                last = self._one("SELECT max(seq) FROM (SELECT seq FROM landing ORDER BY seq LIMIT ?)", (limit,))
+                if last is None:
+                    return PendingLanding(seq, [], 0)
+                upto = str(last)
+                self.set_meta("landing_upto", upto)
+            rows = [json.loads(b) for (b,) in self._db.execute("SELECT body FROM landing WHERE seq <= ? ORDER BY seq", (int(upto),))]
+            return PendingLanding(seq, rows, int(upto))
+
+    def landing_flushed(self, pending: PendingLanding) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM landing WHERE seq <= ?", (pending.upto,))
+                db.execute("DELETE FROM meta WHERE key = 'landing_upto'")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('landing_seq', ?)", (str(pending.seq + 1),))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
     def forget_messages(self, before: int) -> int:
         with self._lock:
             return self._db.execute("DELETE FROM messages WHERE at < ?", (before,)).rowcount
@@ -265,6 +308,8 @@ class SqliteStore:
                     db.execute(f"DELETE FROM links WHERE anonymous_id IN ({marks}) OR customer_id IN ({marks})", chunk + chunk)
                 doomed = [seq for seq, body in db.execute("SELECT seq, body FROM outbound") if _mentions(json.loads(body), ids)]
                 db.executemany("DELETE FROM outbound WHERE seq = ?", [(seq,) for seq in doomed])
+                lines = [seq for seq, body in db.execute("SELECT seq, body FROM landing") if _mentions(json.loads(body), ids)]
+                db.executemany("DELETE FROM landing WHERE seq = ?", [(seq,) for seq in lines])
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -350,8 +395,9 @@ class RedisStore:
                         pipe.unwatch()
                         return False
                     changed = self.client.incr(f"{self.p}:changed")   # before MULTI: the writes need its value
+                    first = self.client.incrby(f"{self.p}:landn", len(commit.landing)) - len(commit.landing) + 1
                     pipe.multi()
-                    self._write(pipe, commit, changed)
+                    self._write(pipe, commit, changed, first)
                     pipe.hset(applied_key, commit.stream, commit.batch_id)
                     pipe.hset(f"{self.p}:meta", f"seen:{commit.stream}", _dumps(commit.seen_ids))
                     pipe.execute()
@@ -359,7 +405,7 @@ class RedisStore:
                 except redis.WatchError:
                     continue
 
-    def _write(self, pipe, commit: Commit, changed: int) -> None:
+    def _write(self, pipe, commit: Commit, changed: int, landing_first: int = 0) -> None:
         for key, state in commit.states.items():
             if state is None:
                 pipe.delete(f"{self.p}:s:{key}")
@@ -380,6 +426,8 @@ class RedisStore:
         rows = [("identity_links", row) for row in commit.link_rows] + commit.rows
         if rows:
             pipe.rpush(f"{self.p}:out", *[_dumps([t, r]) for t, r in rows])
+        if commit.landing:   # a sorted set by number: a flush and an erasure each remove exactly their rows
+            pipe.zadd(f"{self.p}:land", {_dumps({**r, "_n": landing_first + i}): landing_first + i for i, r in enumerate(commit.landing)})
 
     def due(self, until: int) -> list[str]:
         return sorted(self.client.zrangebyscore(f"{self.p}:due", "-inf", until))
@@ -402,6 +450,26 @@ class RedisStore:
             pipe.hset(f"{self.p}:meta", "flush_seq", pending.seq + 1)
             pipe.execute()
 
+    def landing_pending(self, limit: int) -> PendingLanding:
+        """The oldest landing lines (at most `limit`); a flush cut short reads exactly its rows again."""
+        seq = int(self.meta("landing_seq") or 0)
+        upto = self.meta("landing_upto")
+        if upto is None:
+            first = self.client.zrange(f"{self.p}:land", 0, limit - 1, withscores=True)
+            if not first:
+                return PendingLanding(seq, [], 0)
+            upto = str(int(first[-1][1]))
+            self.set_meta("landing_upto", upto)
+        rows = [json.loads(item) for item in self.client.zrangebyscore(f"{self.p}:land", "-inf", int(upto))]
+        return PendingLanding(seq, [{k: v for k, v in r.items() if k != "_n"} for r in rows], int(upto))
+
+    def landing_flushed(self, pending: PendingLanding) -> None:
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.zremrangebyscore(f"{self.p}:land", "-inf", pending.upto)
+            pipe.hdel(f"{self.p}:meta", "landing_upto")
+            pipe.hset(f"{self.p}:meta", "landing_seq", pending.seq + 1)
+            pipe.execute()
+
     def forget_messages(self, before: int) -> int:
         return 0   # message ids expire on their own (TTL = the dedupe window)
 
@@ -422,6 +490,7 @@ class RedisStore:
         links = self.client.hgetall(f"{self.p}:l")
         gone_links = [a for a, c in links.items() if a in ids or c in ids]
         outbound = self.client.lrange(f"{self.p}:out", 0, -1)
+        landing = self.client.zrange(f"{self.p}:land", 0, -1)
         with self.client.pipeline(transaction=True) as pipe:
             for key in sorted(ids):
                 pipe.delete(f"{self.p}:s:{key}")
@@ -432,6 +501,9 @@ class RedisStore:
             for item in outbound:
                 if _mentions(json.loads(item)[1], ids):
                     pipe.lrem(f"{self.p}:out", 0, item)
+            for item in landing:
+                if _mentions(json.loads(item), ids):
+                    pipe.zrem(f"{self.p}:land", item)
             results = pipe.execute()
         return sum(results[0 : 3 * len(ids) : 3])
 

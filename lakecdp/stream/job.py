@@ -209,11 +209,52 @@ class BatchProcessor:
         """The streaming query's id (read once: Spark writes it before the first batch, and it never changes)."""
         return _query_id(self.checkpoint, self.settings.lake.storage_options)
 
-    def on_state_committed(self, batch_id: int) -> None:
+    def on_state_committed(self, batch_id: int, files: list[str]) -> None:
         """Called once a batch's profiles and memberships are live in the state store (benchmarks time this)."""
 
     def _process_online(self, lines: DataFrame, batch_id: int) -> IngestResult:
-        """The batch folded into the online state, then bronze appended: nothing reads bronze history."""
+        """The batch folded into the online state: nothing reads bronze history.
+
+        A live batch (at most state.live_batch_rows lines) is decided in Python and reaches bronze
+        with the next flush; a bigger one is parsed by Spark and appends bronze before it ends.
+        """
+        limit = self.settings.state.live_batch_rows
+        if self.online.parser is not None and limit > 0:
+            picked = lines.select(F.col("raw").cast("binary").alias("raw"), "source_file").limit(limit + 1).toArrow()
+            if picked.num_rows <= limit:
+                return self._process_live(picked, batch_id)
+        return self._process_spark(lines, batch_id)
+
+    def _process_live(self, picked, batch_id: int) -> IngestResult:
+        """Python decides and folds the lines; one store commit holds state and lines; no Delta write."""
+        began = time.perf_counter()
+        now = self.clock.now()
+        timer = _StepTimer()
+        raws, files = picked.column("raw").to_pylist(), picked.column("source_file").to_pylist()
+        timer.seconds["read"] = round(time.perf_counter() - began, 3)
+        prepared = timer("state", self.online.prepare_live, raws, files, stream=self.stream_name, batch_id=batch_id, now=now)
+        if prepared is not None:
+            timer("commit", self.online.store.commit, prepared.commit)
+        distinct_files = sorted(set(files))
+        self.on_state_committed(batch_id, distinct_files)
+        if prepared is None:   # committed before a crash: its lines are in the store already
+            result = IngestResult(lines=len(raws), events=0, quarantined=0, duplicates=0, files=tuple(distinct_files))
+        else:
+            result = IngestResult(lines=prepared.lines, events=prepared.events, quarantined=prepared.rejected,
+                                  duplicates=prepared.lines - prepared.rejected - prepared.events, files=tuple(distinct_files))
+        if now - self.flushed_at >= self.settings.state.flush_interval and not self.flush_lock.locked():
+            self.wake.set()   # the timer thread flushes, beside the next batches
+        timer.seconds["batch"] = round(time.perf_counter() - began, 3)
+        stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
+                 "duplicates": result.duplicates, "customers": 0 if prepared is None else prepared.customers,
+                 "unsure": 0 if prepared is None else prepared.unsure, "seconds": timer.seconds}
+        self.run.batches.append(stats)
+        log.info("stream batch %(batch_id)s (live): %(lines)s lines, %(events)s new events, %(quarantined)s to quarantine, "
+                 "%(duplicates)s duplicates, %(customers)s customers updated, %(unsure)s lines decided by Spark", stats)
+        return result
+
+    def _process_spark(self, lines: DataFrame, batch_id: int) -> IngestResult:
+        """The batch parsed by Spark and folded into the online state, then bronze appended."""
         began = time.perf_counter()
         txn = self.txn(batch_id)
         now = self.clock.now()
@@ -232,7 +273,7 @@ class BatchProcessor:
                     prepared.commit.rows += timer("consent", self.online.consent_rows, entries_from_events(batch.valid, self.consent_rules, now))
                 timer("commit", self.online.store.commit, prepared.commit)
                 seen = prepared.commit.seen_ids
-            self.on_state_committed(batch_id)
+            self.on_state_committed(batch_id, counts["files"])
             repeats = prepared is not None and prepared.repeats > 0
             result = timer("bronze", commit_batch, self.lake, batch, txn=txn, seen_ids=seen,
                            counts={"lines": counts["lines"], "rejected": counts["lines"] - counts["valid"], "repeats": repeats,
@@ -327,6 +368,8 @@ def run_stream(
     if source is not None:
         expire_processed(source, settings.landing.retention, SystemClock().now(), storage_options=settings.lake.storage_options)
     if processor.online is not None:
+        # Live lines a stopped run left in the store reach bronze first: a rebuild from bronze sees them.
+        processor.online.flush_landing(processor.clock.now())
         folded = processor.online.bootstrap(processor.clock.now())
         if folded:
             log.info("online state rebuilt from %s bronze events", f"{folded:,}")

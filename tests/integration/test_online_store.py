@@ -177,3 +177,31 @@ def test_erase_removes_state_links_and_unflushed_rows_of_those_ids_only(store):
     assert store.due(100) == ["kept"]
     pending = store.pending()
     assert "gone" not in pending.customers and [r["customer_id"] for _, r in pending.rows] == ["kept"]
+
+
+def test_landing_lines_are_read_in_order_and_a_cut_short_flush_reads_the_same_ones(store):
+    def lines(*names: str) -> list[dict]:
+        return [{"raw": f'{{"messageId": "{n}"}}', "source_file": "f", "received_at": 1, "customer_id": f"c-{n}"} for n in names]
+
+    assert store.landing_pending(10).rows == []
+    store.commit(Commit("s", 1, landing=lines("a", "b", "c")))
+    store.commit(Commit("s", 2, landing=lines("d")))
+    first = store.landing_pending(2)
+    assert (first.seq, [r["customer_id"] for r in first.rows]) == (0, ["c-a", "c-b"])
+    store.commit(Commit("s", 3, landing=lines("e")))
+    # A crash before landing_flushed: the next flush reads exactly the rows its Delta transaction holds.
+    again = store.landing_pending(10)
+    assert (again.seq, again.rows, again.upto) == (first.seq, first.rows, first.upto)
+    store.landing_flushed(again)
+    rest = store.landing_pending(10)
+    assert (rest.seq, [r["customer_id"] for r in rest.rows]) == (1, ["c-c", "c-d", "c-e"])
+    store.landing_flushed(rest)
+    assert store.landing_pending(10).rows == [] and store.landing_pending(10).seq == 2
+
+
+def test_erase_removes_the_customers_unflushed_landing_lines(store):
+    rows = [{"raw": "{}", "source_file": "f", "received_at": 1, "customer_id": c, "anonymous_id": a}
+            for c, a in (("gone", None), ("kept", "gone-device"), ("kept", None), ("kept", "other"))]
+    store.commit(Commit("s", 1, landing=rows))
+    store.erase({"gone", "gone-device"})
+    assert store.landing_pending(10).rows == [rows[2], rows[3]]
