@@ -101,6 +101,9 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
             run = run_stream(spark, lake, settings, source=str(source), checkpoint=str(work / f"{lake_name}_live_ckpt"), mode="continuous", timeout_seconds=warmup + seconds + 20)
         finally:
             BatchProcessor.__init__ = original_init
+        flushes = processors[0].flushes if processors else []
+        if flushes:
+            print(f"  {lake_name}: {len(flushes)} flushes: " + "; ".join(", ".join(f"{k} {v}" for k, v in f.items()) for f in flushes))
         ticks = processors[0].ticks if processors else []
         if ticks:
             print(f"  {lake_name}: {len(ticks)} timer ticks (timers, flush, dispatch) took {sum(t['seconds'] for t in ticks):.1f} s in all, "

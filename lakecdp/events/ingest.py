@@ -82,8 +82,8 @@ def commit_batch(
 
     `seen_ids`: the batch's message ids an earlier batch already brought (the online state's dedupe
     window says so); without it, the bronze partitions of the batch's event dates are searched.
-    `counts`: lines, rejected, repeats (bool) and files when the caller knows them (the online state
-    does), sparing a job over the batch.
+    `counts`: lines, rejected, repeats (bool), files and optionally identifies (bool) when the caller
+    knows them (the online state does), sparing jobs over the batch.
     """
     if counts is not None:
         return _commit_known(lake, batch, txn, seen_ids or [], counts)
@@ -132,8 +132,9 @@ def _commit_known(lake: Lake, batch: PreparedBatch, txn: AppTxn | None, seen_ids
     if counts["rejected"]:
         rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
         writes.append(lambda: lake.append("quarantine", rejected, txn=txn))
-    # Contacts only come from identify calls: their absence is cheap to check on the cached batch.
-    if not batch.contacts.isEmpty():
+    # Contacts only come from identify calls: their absence is cheap to check on the cached batch
+    # (and free when the caller knows there is none).
+    if counts.get("identifies", True) and not batch.contacts.isEmpty():
         writes.append(lambda: upsert_contacts(lake, batch.contacts, txn=txn))
     events = run_together(lake.spark, *writes)[0]
     return IngestResult(lines=counts["lines"], events=events, quarantined=counts["rejected"],

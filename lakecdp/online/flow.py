@@ -12,6 +12,7 @@ import base64
 import hashlib
 import logging
 import math
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class OnlineState:
         self.columns = sorted((set(EVENT_COLUMNS) | event_columns(segments) | set(_ID_COLUMNS)) - {"timestamp"})
         self.store_id = store.meta("store_id") or self._new_store_id()
         self._scores: tuple[int, dict[str, dict]] | None = None
+        self.last_flush: dict[str, Any] = {}   # what the last flush wrote and how long each part took
         self.uses_scores = any(c in _SCORE_COLUMNS for c in _attribute_columns(segments))
         self.models = None
         if settings.stream.rescore:
@@ -172,8 +174,17 @@ class OnlineState:
         rejected = [n for n, (outcome, _) in enumerate(decided) if outcome == REJECTED]
         prepared.lines, prepared.rejected, prepared.unsure = len(raws), len(rejected), len(unsure)
         prepared.consent_facts = False   # the flush derives consent entries from the lines it writes to bronze
-        prepared.commit.landing = [_landing_row(raws[n], files[n], at, by_line.get(n)) for n in sorted(prepared.fresh_lines + rejected)]
+        prepared.commit.landing = [_landing_row(raws[n], files[n], at, by_line.get(n), self._kind(by_line.get(n)))
+                                   for n in sorted(prepared.fresh_lines + rejected)]
         return prepared
+
+    def _kind(self, event: dict[str, Any] | None) -> str | None:
+        """What the flush must do besides bronze for a kept line: quarantine it, or look at it for contacts and consent."""
+        if event is None:
+            return "rejected"
+        if event["type"] == "identify":
+            return "identify"
+        return "consent" if event["event"] in self.consent_events else None
 
     def _decide_with_spark(self, raws: list[bytes], now: datetime) -> list[dict[str, Any] | None]:
         """What prepare_batch makes of lines the Python executor left undecided: the event, or None (rejected)."""
@@ -195,9 +206,9 @@ class OnlineState:
 
         Rejects are stamped `now`, by default the instant the newest of the lines was taken.
         """
-        written = 0
+        written, limit = 0, self.settings.state.chunk_rows
         while True:
-            pending = self.store.landing_pending(self.settings.state.chunk_rows)
+            pending = self.store.landing_pending(limit)
             if not pending.rows:
                 return written
             rows = pending.rows
@@ -211,13 +222,23 @@ class OnlineState:
             # Each line is judged against the instant its micro-batch took it, as the live path judged it.
             batch = prepare_batch(lines, received_at=F.col("received_at"), quarantined_at=at, settings=self.settings.events,
                                   pseudonyms=self.lake.pseudonyms)
+            kinds = {r.get("kind") for r in rows}
+            # What the live path already knows spares the flush its counting jobs: lines, rejects, no
+            # repeats (they were dropped), and whether any identify or consent event is among them.
+            counts = {"lines": len(rows), "rejected": sum(r.get("kind") == "rejected" for r in rows), "repeats": False,
+                      "identifies": "identify" in kinds}
             try:
-                commit_batch(self.lake, batch, txn=AppTxn(f"lakecdp-online-landing-{self.store_id}", pending.seq), seen_ids=[])
-                record_consent(self.lake, entries_from_events(batch.valid, self.consent_rules, at))
+                commit_batch(self.lake, batch, txn=AppTxn(f"lakecdp-online-landing-{self.store_id}", pending.seq), seen_ids=[],
+                             counts=counts)
+                if kinds & {"identify", "consent"}:
+                    candidates = batch.valid.filter((F.col("type") == "identify") | F.col("event").isin(*sorted(self.consent_events)))
+                    record_consent(self.lake, entries_from_events(candidates, self.consent_rules, at))
             finally:
                 batch.release()
             self.store.landing_flushed(pending)
             written += len(rows)
+            if len(rows) < limit:   # caught up: lines the batches commit meanwhile wait for the next flush
+                return written
 
     def consent_rows(self, entries: DataFrame) -> list[tuple[str, dict[str, Any]]]:
         """A batch's consent ledger entries, to reach Delta with the next flush (insert-only there)."""
@@ -378,9 +399,11 @@ class OnlineState:
         With `now` and stream.rescore, the changed customers are re-scored with the champion models
         too (their model features read their bronze history: at the flush, off the batches' path).
         """
+        began = time.perf_counter()
         lines = self.flush_landing(now)   # bronze first: rescoring below reads the flushed customers' history
         if lines:
             log.info("flush: %s live lines written to bronze and quarantine", f"{lines:,}")
+        self.last_flush = {"lines": lines, "landing_s": round(time.perf_counter() - began, 2)}
         pending = self.store.pending()
         if not pending.customers and not pending.rows:
             return 0
@@ -414,11 +437,15 @@ class OnlineState:
             if by_table.get(name):
                 rows = list({tuple(r[k] for k in table(name).keys): r for r in reversed(by_table[name])}.values())
                 writes.append(lambda name=name, rows=rows: self.lake.merge(name, frame(name, rows), update_columns=[], txn=txn))
+        began = time.perf_counter()
         run_together(self.lake.spark, *writes)
+        self.last_flush |= {"customers": len(pending.customers), "tables_s": round(time.perf_counter() - began, 2)}
         if now is not None and self.models is not None:
             from lakecdp.pipeline import rescore_profiles
 
+            began = time.perf_counter()
             rescore_profiles(self.lake, self.models, now, customers=sorted(states))
+            self.last_flush["rescore_s"] = round(time.perf_counter() - began, 2)
         self.store.flushed(pending)
         # Message ids older than the dedupe window can no longer make a duplicate.
         newest = max((state.get("as_of") or 0 for state in states.values()), default=0)
@@ -432,7 +459,7 @@ class OnlineState:
         return self.lake.spark.createDataFrame([tuple(r.get(c) for c in schema.names) for r in converted], schema)
 
 
-def _landing_row(raw: bytes, source_file: str, received_at: int, event: dict[str, Any] | None) -> dict[str, Any]:
+def _landing_row(raw: bytes, source_file: str, received_at: int, event: dict[str, Any] | None, kind: str | None) -> dict[str, Any]:
     """A live line kept for the flush; the event's pseudonyms let an erasure find it before then."""
     try:
         row: dict[str, Any] = {"raw": raw.decode("utf-8")}
@@ -441,6 +468,8 @@ def _landing_row(raw: bytes, source_file: str, received_at: int, event: dict[str
     row |= {"source_file": source_file, "received_at": received_at}
     if event is not None:
         row |= {"customer_id": event["customer_id"], "anonymous_id": event.get("anonymous_id")}
+    if kind is not None:
+        row["kind"] = kind
     return row
 
 

@@ -7,8 +7,11 @@ A commit writes everything a micro-batch changed plus the batch id in one transa
 replayed batch (id <= the stored one) is skipped, so it changes nothing.
 
 Besides state, the store holds what Delta (the system of record) has not received yet: the
-customers changed since the last flush and the transitions and outbox rows to append. The
-stream flushes them to Delta with an application transaction numbered by `flush_seq`.
+customers changed since the last flush, the transitions and outbox rows to append, and the live
+batches' landing lines bronze and quarantine still need. The stream flushes them to Delta with
+application transactions numbered by `flush_seq` and `landing_seq`. Until a flush, those lines
+exist only here (the landing file may be gone, the Kafka offset committed): SQLite runs with
+synchronous=FULL, so a committed batch survives a power cut, not only a killed process.
 """
 from __future__ import annotations
 
@@ -328,8 +331,8 @@ class RedisStore:
 
     Keys live under `prefix`: <p>:s:<id> state, <p>:due (sorted set), <p>:m:<id> seen message
     ids (expiring after the dedupe window), <p>:l (hash of links), <p>:dirty (sorted set: customer ->
-    change number), <p>:changed (counter), <p>:out (list),
-    <p>:applied (hash stream -> batch id), <p>:meta (hash).
+    change number), <p>:changed (counter), <p>:out (list), <p>:land (sorted set of live landing lines by
+    number, numbered by the counter <p>:landn), <p>:applied (hash stream -> batch id), <p>:meta (hash).
     """
 
     def __init__(self, url: str, prefix: str = "lakecdp", message_ttl_s: int = 7 * 86_400) -> None:

@@ -100,6 +100,11 @@ def build_session(
         # batch evicted the last one's and compiled them all again: 195 Janino compiles (1.2-2.4 s) per
         # 1k-event batch, 10-30 with room for 1000. The classes are small (tens of KB each).
         "spark.sql.codegen.cache.maxEntries": "1000",
+        # The stream's flush (Delta catching up with the online state) runs its jobs in a pool of its
+        # own ("flush", lakecdp.stream.job) beside the live micro-batches. Under FIFO a live batch's one
+        # small job waited behind every task of a flush's MERGEs; under FAIR it takes the next free slot.
+        # With one thread submitting jobs, FAIR schedules exactly as FIFO.
+        "spark.scheduler.mode": "FAIR",
     }
     if delta_spark:
         conf.update(DELTA_SPARK_CONF)

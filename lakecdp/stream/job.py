@@ -121,6 +121,7 @@ class BatchProcessor:
         self.triggers = any(s.trigger is not None for s in self.segments)
         self.failure: BatchFailed | None = None
         self.ticks: list[dict] = []   # per timer tick: customers re-evaluated, seconds (state, flush, dispatch)
+        self.flushes: list[dict] = []   # per flush: lines and customers written, seconds by part
         self.online = None
         if settings.state.mode == "online":
             from lakecdp.online.flow import OnlineState
@@ -178,10 +179,17 @@ class BatchProcessor:
         return f"stream-{self.query_id}"
 
     def flush(self, now: datetime) -> None:
-        """Delta's profile and segment tables catch up with the online state."""
+        """Delta's profile and segment tables catch up with the online state (in the "flush" scheduler pool)."""
+        context = self.lake.spark.sparkContext
         with self.flush_lock:
-            written = self.online.flush(now)
+            context.setLocalProperty("spark.scheduler.pool", FLUSH_POOL)
+            try:
+                written = self.online.flush(now)
+            finally:
+                context.setLocalProperty("spark.scheduler.pool", None)
             self.flushed_at = now
+            if self.online.last_flush:
+                self.flushes.append(self.online.last_flush)
         if written:
             log.info("flush: %s customers' profiles and memberships written to Delta", f"{written:,}")
 
@@ -336,6 +344,11 @@ class BatchProcessor:
         log.info("stream batch %(batch_id)s: %(lines)s lines, %(events)s new events, %(quarantined)s quarantined, "
                  "%(duplicates)s duplicates, %(customers)s customers refreshed", stats)
         return result
+
+
+# The Spark scheduler pool of the flushes: beside it, a live micro-batch's job takes the next free
+# task slot instead of queueing behind a flush (spark.scheduler.mode FAIR, lakecdp.spark.session).
+FLUSH_POOL = "flush"
 
 
 def run_stream(
