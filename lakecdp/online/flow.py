@@ -173,7 +173,6 @@ class OnlineState:
         prepared = self.prepare(iter(by_line.values()), stream=stream, batch_id=batch_id, now=now)
         rejected = [n for n, (outcome, _) in enumerate(decided) if outcome == REJECTED]
         prepared.lines, prepared.rejected, prepared.unsure = len(raws), len(rejected), len(unsure)
-        prepared.consent_facts = False   # the flush derives consent entries from the lines it writes to bronze
         prepared.commit.landing = [_landing_row(raws[n], files[n], at, by_line.get(n), self._kind(by_line.get(n)))
                                    for n in sorted(prepared.fresh_lines + rejected)]
         return prepared

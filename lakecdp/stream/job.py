@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, functions as F
 from pyspark.errors import StreamingQueryException
@@ -233,7 +234,7 @@ class BatchProcessor:
                 return self._process_live(picked, batch_id)
         return self._process_spark(lines, batch_id)
 
-    def _process_live(self, picked, batch_id: int) -> IngestResult:
+    def _process_live(self, picked: pa.Table, batch_id: int) -> IngestResult:
         """Python decides and folds the lines; one store commit holds state and lines; no Delta write."""
         began = time.perf_counter()
         now = self.clock.now()
