@@ -28,9 +28,9 @@ from lakecdp.export.batches import UPSERT, Batch, Member  # noqa: E402
 from lakecdp.export.identifiers import email_sha256, mailchimp_subscriber_hash  # noqa: E402
 from lakecdp.export.runner import deliver  # noqa: E402
 from lakecdp.export.settings import load_esp_settings  # noqa: E402
-from tests.contract_servers import BrazeServer, KlaviyoServer, MailchimpServer, SfmcServer, WebhookServer  # noqa: E402
-from tests.contract_servers.base import SlidingWindow  # noqa: E402
-from tests.contract_servers.scenario import SECRETS, destinations, email_of  # noqa: E402
+from lakecdp.sandbox import BrazeServer, KlaviyoServer, MailchimpServer, SfmcServer, WebhookServer  # noqa: E402
+from lakecdp.sandbox.base import SlidingWindow  # noqa: E402
+from lakecdp.sandbox.scenario import SECRETS, destinations, email_of  # noqa: E402
 
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
 ATTRIBUTES = {"first_name": "Ada", "last_name": "Lovelace", "country": "GB", "city": "London"}

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from deltalake import DeltaTable
 
-from tests.contract_servers import WebhookServer
+from lakecdp.sandbox import WebhookServer
 from tests.integration.airflow_conftest import DAGS, REPO, airflow_db, airflow_home, dag_bag  # noqa: F401
 
 pytestmark = pytest.mark.integration

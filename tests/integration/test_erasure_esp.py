@@ -23,8 +23,8 @@ from lakecdp.export.runner import ExportRunner
 from lakecdp.export.settings import load_esp_settings
 from lakecdp.lake import open_lake
 from lakecdp.privacy.erasure import process_erasures, request_erasure
-from tests.contract_servers import BrazeServer, KlaviyoServer, MailchimpServer, Response, SfmcServer, WebhookServer
-from tests.contract_servers.scenario import AS_OF, SECRETS, SEGMENTS, email_of, esp_section, population, write_lake
+from lakecdp.sandbox import BrazeServer, KlaviyoServer, MailchimpServer, Response, SfmcServer, WebhookServer
+from lakecdp.sandbox.scenario import AS_OF, SECRETS, SEGMENTS, email_of, esp_section, population, write_lake
 from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ from lakecdp.export.http import DestinationError
 from lakecdp.export.identifiers import email_sha256, mailchimp_subscriber_hash
 from lakecdp.export.runner import send_with_row_retry
 from lakecdp.export.settings import load_esp_settings
-from tests.contract_servers import BrazeServer, KlaviyoServer, MailchimpServer, Response, SfmcServer, WebhookServer
-from tests.contract_servers.scenario import SECRETS, destinations, email_of
+from lakecdp.sandbox import BrazeServer, KlaviyoServer, MailchimpServer, Response, SfmcServer, WebhookServer
+from lakecdp.sandbox.scenario import SECRETS, destinations, email_of
 
 pytestmark = pytest.mark.integration
 

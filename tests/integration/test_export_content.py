@@ -20,8 +20,8 @@ from lakecdp.export.settings import load_esp_settings
 from lakecdp.experiments.settings import GLOBAL_HOLDOUT, GLOBAL_HOLDOUT_REASON
 from lakecdp.lake import open_lake
 from lakecdp.lake.tables import table
-from tests.contract_servers import MailchimpServer, WebhookServer
-from tests.contract_servers.scenario import AS_OF, SECRETS, SEGMENTS, email_of, esp_section, population, write_conf, write_lake
+from lakecdp.sandbox import MailchimpServer, WebhookServer
+from lakecdp.sandbox.scenario import AS_OF, SECRETS, SEGMENTS, email_of, esp_section, population, write_conf, write_lake
 from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration

@@ -25,8 +25,8 @@ from pyspark.sql import functions as F
 from lakecdp.config.models import LakeSettings
 from lakecdp.export.identifiers import mailchimp_subscriber_hash
 from lakecdp.lake import open_lake
-from tests.contract_servers import MailchimpServer, WebhookServer
-from tests.contract_servers.scenario import REPO, SECRETS, SEGMENTS, email_of, esp_section, population, write_conf, write_lake
+from lakecdp.sandbox import MailchimpServer, WebhookServer
+from lakecdp.sandbox.scenario import REPO, SECRETS, SEGMENTS, email_of, esp_section, population, write_conf, write_lake
 from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ from lakecdp.export.identifiers import email_sha256, mailchimp_subscriber_hash
 from lakecdp.export.runner import ExportRunner
 from lakecdp.export.settings import load_esp_settings
 from lakecdp.lake import open_lake
-from tests.contract_servers import BrazeServer, KlaviyoServer, MailchimpServer, SfmcServer, WebhookServer
-from tests.contract_servers.scenario import (
+from lakecdp.sandbox import BrazeServer, KlaviyoServer, MailchimpServer, SfmcServer, WebhookServer
+from lakecdp.sandbox.scenario import (
     AS_OF,
     SECRETS,
     SEGMENTS,

@@ -13,7 +13,7 @@ from lakecdp.cli import main as cli_main
 from lakecdp.clock import FrozenClock
 from lakecdp.config import load_settings
 from lakecdp.generate import GeneratorSettings, write_dataset
-from tests.contract_servers.webhook import WebhookServer
+from lakecdp.sandbox.webhook import WebhookServer
 from tests.lakes import assert_same_pipeline_tables
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import pytest
 from lakecdp.export.adapters.klaviyo import profile_document
 from lakecdp.export.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from lakecdp.export.batches import Member
-from tests.contract_servers.openapi import CONTRACTS_DIR, allow_nulls, load_operations
+from lakecdp.sandbox.openapi import CONTRACTS_DIR, allow_nulls, load_operations
 
 pytestmark = pytest.mark.skipif(not (CONTRACTS_DIR / "klaviyo").is_dir(), reason=f"Klaviyo contracts not found in {CONTRACTS_DIR}")
 

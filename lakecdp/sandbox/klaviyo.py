@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from tests.contract_servers.base import ContractServer, Request, Response, SlidingWindow, rate_limited
-from tests.contract_servers.openapi import CONTRACTS_DIR, Operation, load_operations
+from lakecdp.sandbox.base import ContractServer, Request, Response, SlidingWindow, rate_limited
+from lakecdp.sandbox.openapi import CONTRACTS_DIR, Operation, load_operations
 
 MEDIA = "application/vnd.api+json"
 REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z0-9]+)?$")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from tests.contract_servers.base import ContractServer, Request, Response
+from lakecdp.sandbox.base import ContractServer, Request, Response
 
 COLUMNS = {"SubscriberKey", "Segment", "InSegment", "EmailAddress", "FirstName", "LastName", "Country", "City"}
 PRIMARY_KEY = ("SubscriberKey", "Segment")

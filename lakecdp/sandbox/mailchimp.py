@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from tests.contract_servers.base import ContractServer, Request, Response
+from lakecdp.sandbox.base import ContractServer, Request, Response
 
 STATUSES = {"subscribed", "unsubscribed", "cleaned", "pending", "transactional"}
 MEMBER_KEYS = {"email_address", "email_type", "status", "merge_fields", "interests", "language", "vip", "location",

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from tests.contract_servers.base import ContractServer, Request, Response, SlidingWindow, rate_limited
+from lakecdp.sandbox.base import ContractServer, Request, Response, SlidingWindow, rate_limited
 
 MAX_OBJECTS = 75
 MAX_DELETE_IDS = 50

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lakecdp.export.adapters.webhook import ERASED_EVENT, verify
-from tests.contract_servers.base import ContractServer, Request, Response, SlidingWindow, rate_limited
+from lakecdp.sandbox.base import ContractServer, Request, Response, SlidingWindow, rate_limited
 
 
 class WebhookServer(ContractServer):
