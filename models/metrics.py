@@ -12,6 +12,7 @@ from sklearn.metrics import (
     brier_score_loss,
     log_loss,
     roc_auc_score,
+    roc_curve,
 )
 
 
@@ -41,6 +42,29 @@ def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 10) ->
         return {"predicted": [], "observed": []}
     observed, predicted = calibration_curve(y, probability, n_bins=bins, strategy="quantile")
     return {"predicted": [float(v) for v in predicted], "observed": [float(v) for v in observed]}
+
+
+def roc_points(y: np.ndarray, probability: np.ndarray, points: int = 101) -> dict[str, list[float]]:
+    """The ROC curve at up to `points` evenly spaced false-positive rates, small enough to keep in a card."""
+    if not _both_classes(np.asarray(y)):
+        return {"fpr": [], "tpr": []}
+    fpr, tpr, _ = roc_curve(y, probability)
+    grid = np.linspace(0.0, 1.0, points)
+    return {"fpr": [round(float(v), 4) for v in grid], "tpr": [round(float(v), 4) for v in np.interp(grid, fpr, tpr)]}
+
+
+def lift_by_decile(y: np.ndarray, probability: np.ndarray) -> list[dict[str, float | int]]:
+    """Per decile of the predictions (1 = highest 10%): customers, buyers, purchase rate and its lift over the base rate."""
+    y, probability = np.asarray(y).astype(int), np.asarray(probability, dtype=float)
+    if len(y) < 10 or not y.sum():
+        return []
+    base_rate = y.mean()
+    order = np.argsort(-probability, kind="stable")
+    rows = []
+    for decile, members in enumerate(np.array_split(order, 10), start=1):
+        rate = float(y[members].mean())
+        rows.append({"decile": decile, "customers": len(members), "buyers": int(y[members].sum()), "rate": round(rate, 4), "lift": round(float(rate / base_rate), 4)})
+    return rows
 
 
 def auc_by_group(y: np.ndarray, probability: np.ndarray, groups: np.ndarray) -> dict[str, float | None]:

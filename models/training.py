@@ -36,7 +36,9 @@ from models.metrics import (
     calibration_table,
     classification_metrics,
     cluster_recovery,
+    lift_by_decile,
     propensity_recovery,
+    roc_points,
 )
 from models.provenance import code_version, library_versions
 from models.registry import ModelRef, ModelRegistry
@@ -285,6 +287,8 @@ def train_intent(
         "validation": validation,
         "validation_auc_by_cluster": auc_by_group(y_val, scores[best], clusters.assign(data.validation)),
         "calibration_curve": calibration_table(y_val, scores[best]),
+        "roc_curve": roc_points(y_val, scores[best]),   # curves kept for `lakecdp report` (the card's own plots are PNGs)
+        "lift_by_decile": lift_by_decile(y_val, scores[best]),
         "decile_edges": [round(float(e), 6) for e in model.decile_edges],
         "truth": _intent_truth(model, data, current_scores, truth),
         "promotion": {"promoted": promote, "reason": reason, **comparison},
