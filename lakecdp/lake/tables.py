@@ -409,6 +409,30 @@ LAKE_KEYS = TableSpec(
     ),
 )
 
+STREAM_METRICS = TableSpec(
+    name="stream_metrics",
+    description="One row per micro-batch of the events stream: counts, duration, lag and step timings (no customer data). "
+    "Written with each flush of the online state and when the stream stops; `lakecdp status` and `lakecdp report` read it.",
+    keys=("stream", "batch_id"),
+    schema=_fields(
+        ("stream", S, False),          # the checkpoint's query: batch ids restart with a new checkpoint
+        ("batch_id", L, False),
+        ("path", S, False),            # live (decided in Python), spark (a big batch), batch (state.mode batch)
+        ("started_at", TS, False),     # wall-clock instants: operational time, not the pipeline's clock
+        ("ended_at", TS, False),
+        ("duration_s", DBL, False),
+        ("lag_s", DBL, True),          # ended_at minus the oldest receivedAt among the batch's valid events
+        ("lines", L, False),
+        ("events", L, False),
+        ("quarantined", L, False),
+        ("duplicates", L, False),
+        ("customers", L, False),
+        ("input_rows_per_s", DBL, True),      # Spark's StreamingQueryProgress for the batch, when it arrived
+        ("processed_rows_per_s", DBL, True),
+        ("steps", S, False),           # JSON object: step -> seconds
+    ),
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -432,6 +456,7 @@ TABLES: dict[str, TableSpec] = {
         EXPERIMENT_ASSIGNMENTS,
         GLOBAL_HOLDOUT,
         LAKE_KEYS,
+        STREAM_METRICS,
     )
 }
 

@@ -54,6 +54,7 @@ class Prepared:
     lines: int = 0                                          # live batches: lines read, and those rejected
     rejected: int = 0
     unsure: int = 0                                         # live batches: lines Spark decided
+    oldest_received: int | None = None                      # live batches: the earliest receivedAt of a kept line (µs)
 
     @property
     def customers(self) -> int:
@@ -161,7 +162,11 @@ class OnlineState:
         if self.store.applied(stream) >= batch_id:
             return None
         at = to_us(now)
-        decided = [self.parser.parse(raw, at) for raw in raws]
+        decided, received = [], []
+        for raw in raws:
+            decided.append(self.parser.parse(raw, at))
+            if decided[-1][0] == VALID:
+                received.append(self.parser.received_us)
         unsure = [n for n, (outcome, _) in enumerate(decided) if outcome == UNSURE]
         if unsure:
             spark_says = self._decide_with_spark([raws[n] for n in unsure], now)
@@ -173,6 +178,7 @@ class OnlineState:
         prepared = self.prepare(iter(by_line.values()), stream=stream, batch_id=batch_id, now=now)
         rejected = [n for n, (outcome, _) in enumerate(decided) if outcome == REJECTED]
         prepared.lines, prepared.rejected, prepared.unsure = len(raws), len(rejected), len(unsure)
+        prepared.oldest_received = min(received, default=None)
         prepared.commit.landing = [_landing_row(raws[n], files[n], at, by_line.get(n), self._kind(by_line.get(n)))
                                    for n in sorted(prepared.fresh_lines + rejected)]
         return prepared

@@ -136,6 +136,7 @@ class LineParser:
         self.skew_us = int(settings.max_future_skew.total_seconds()) * 1_000_000
         self.max_age_us = None if settings.max_age is None else int(settings.max_age.total_seconds()) * 1_000_000
         self.pseudonyms = pseudonyms
+        self.received_us: int | None = None   # receivedAt of the line parse() last accepted (the stream's lag)
         self._pseudonyms: dict[str, str] = {}
 
     def _pseudonym(self, value: str | None) -> str | None:
@@ -194,6 +195,7 @@ class LineParser:
             or (self.max_age_us is not None and event_us < received - self.max_age_us)
         ):
             return REJECTED, None
+        self.received_us = received
         event: dict[str, Any] = {"message_id": message_id, "customer_id": self._pseudonym(identity), "timestamp": event_us}
         wanted = self.columns
         if "type" in wanted:

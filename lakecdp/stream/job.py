@@ -44,6 +44,7 @@ from lakecdp.profiles.features import EVENT_COLUMNS as PROFILE_EVENT_COLUMNS
 from lakecdp.segments import parse_segments
 from lakecdp.segments.compile import event_columns
 from lakecdp.spark.together import run_together
+from lakecdp.stream.metrics import Heartbeat, ProgressListener, StreamMetrics
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,8 @@ class BatchProcessor:
 
             self.online = OnlineState(lake, settings, open_store(settings.state, lake.root), self.segments)
             self.flushed_at = clock.now()
+        self.metrics = StreamMetrics(lake)
+        self.heartbeat = Heartbeat(lake.root, checkpoint, settings.lake.storage_options)
         # Batches and timer ticks both write membership: one at a time.
         self.lock = threading.Lock()
         # One flush of the online state to Delta at a time (it runs beside batches, not under `lock`).
@@ -191,13 +194,21 @@ class BatchProcessor:
             self.flushed_at = now
             if self.online.last_flush:
                 self.flushes.append(self.online.last_flush)
+            self.metrics.write()
         if written:
             log.info("flush: %s customers' profiles and memberships written to Delta", f"{written:,}")
 
     def __call__(self, lines: DataFrame, batch_id: int) -> None:
         try:
+            started_at = SystemClock().now()
             with self.lock:
                 result = self._process(lines, batch_id)
+            stats = self.run.batches[-1]
+            self.metrics.record(self.stream_name, stats, path=stats.pop("path"), started_at=started_at,
+                                oldest_received_us=stats.pop("oldest_received", None))
+            if self.online is None:
+                self.metrics.write()
+            self.heartbeat.beat(stream=self.stream_name, batch_id=batch_id)
             if self.source is not None:
                 # After the batch's writes; a file is deleted only once Spark has committed its batch.
                 # Retention is time on disk, not pipeline time: a replay frozen in the past must not expire files.
@@ -256,7 +267,8 @@ class BatchProcessor:
         timer.seconds["batch"] = round(time.perf_counter() - began, 3)
         stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
                  "duplicates": result.duplicates, "customers": 0 if prepared is None else prepared.customers,
-                 "unsure": 0 if prepared is None else prepared.unsure, "seconds": timer.seconds}
+                 "unsure": 0 if prepared is None else prepared.unsure, "seconds": timer.seconds,
+                 "path": "live", "oldest_received": None if prepared is None else prepared.oldest_received}
         self.run.batches.append(stats)
         log.info("stream batch %(batch_id)s (live): %(lines)s lines, %(events)s new events, %(quarantined)s to quarantine, "
                  "%(duplicates)s duplicates, %(customers)s customers updated, %(unsure)s lines decided by Spark", stats)
@@ -294,7 +306,8 @@ class BatchProcessor:
         customers = 0 if prepared is None else prepared.customers
         timer.seconds["batch"] = round(time.perf_counter() - began, 3)
         stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
-                 "duplicates": result.duplicates, "customers": customers, "seconds": timer.seconds}
+                 "duplicates": result.duplicates, "customers": customers, "seconds": timer.seconds,
+                 "path": "spark", "oldest_received": counts["oldest_received"]}
         self.run.batches.append(stats)
         log.info("stream batch %(batch_id)s: %(lines)s lines, %(events)s new events, %(quarantined)s quarantined, "
                  "%(duplicates)s duplicates, %(customers)s customers updated", stats)
@@ -304,7 +317,8 @@ class BatchProcessor:
     def _counts(batch) -> dict[str, Any]:
         """Lines, landing files and valid events of a batch (filling its caches: every later step reads them)."""
         lines, files = batch.checked.agg(F.count("*"), F.collect_set("source_file")).first()
-        return {"lines": lines, "files": files, "valid": batch.valid.count()}
+        valid, oldest = batch.valid.agg(F.count("*"), F.unix_micros(F.min("received_at"))).first()
+        return {"lines": lines, "files": files, "valid": valid, "oldest_received": oldest}
 
     def _process(self, lines: DataFrame, batch_id: int) -> IngestResult:
         if self.online is not None:
@@ -340,7 +354,7 @@ class BatchProcessor:
         finally:
             batch.release()
         stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
-                 "duplicates": result.duplicates, "customers": len(customers), "seconds": timer.seconds}
+                 "duplicates": result.duplicates, "customers": len(customers), "seconds": timer.seconds, "path": "batch"}
         self.run.batches.append(stats)
         log.info("stream batch %(batch_id)s: %(lines)s lines, %(events)s new events, %(quarantined)s quarantined, "
                  "%(duplicates)s duplicates, %(customers)s customers refreshed", stats)
@@ -393,7 +407,11 @@ def run_stream(
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{int(settings.stream.trigger.total_seconds() * 1000)} milliseconds")
-    query = writer.queryName(f"lakecdp_events_{abs(hash(checkpoint)) % 10_000}").start()
+    name = f"lakecdp_events_{abs(hash(checkpoint)) % 10_000}"
+    listener = ProgressListener(processor.metrics, name)
+    spark.streams.addListener(listener)
+    processor.heartbeat.beat(force=True)
+    query = writer.queryName(name).start()
     stop_timers = threading.Event()
     timers = None
     if mode == "continuous":
@@ -417,6 +435,8 @@ def run_stream(
         if timers is not None:
             # A tick in flight finishes before the caller may stop the Spark session under it.
             timers.join(timeout=settings.stream.stop_grace.total_seconds())
+        spark.streams.removeListener(listener)
+        processor.heartbeat.beat(state="failed" if processor.failure is not None else "stopped", force=True)
     if processor.failure is not None:
         raise processor.failure
     if query.exception() is not None:
@@ -424,6 +444,7 @@ def run_stream(
     if processor.online is not None:
         with processor.lock:
             processor.flush(processor.clock.now())
+    processor.metrics.write()
     return run
 
 

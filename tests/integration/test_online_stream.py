@@ -115,6 +115,32 @@ def test_a_failing_batch_stops_the_stream_naming_the_batch_and_the_fix(spark, tm
 
     assert failed.value.batch_id == 0
     assert "micro-batch 0 failed: MemoryError" in str(failed.value) and "spark.driver_memory" in str(failed.value)
+    heartbeat = json.loads((tmp_path / "lake" / "_stream" / "heartbeat.json").read_text())
+    assert heartbeat["state"] == "failed" and heartbeat["last_batch_id"] is None
+
+
+def test_every_batch_lands_in_stream_metrics_and_the_heartbeat_says_stopped(spark, tmp_path):
+    import os
+
+    write_dataset(GENERATED, tmp_path / "landing", events_per_file=400)
+    settings = load_settings(overrides={"stream": {"max_files_per_trigger": 1}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    run = run_stream(spark, lake, settings, source=str(tmp_path / "landing" / "events"), checkpoint=str(tmp_path / "ckpt"),
+                     clock=FrozenClock(GENERATED.end))
+
+    metrics = sorted(lake.read("stream_metrics").collect(), key=lambda r: r.batch_id)
+    assert len(run.batches) > 1
+    assert [r.batch_id for r in metrics] == [b["batch_id"] for b in run.batches]
+    for row, batch in zip(metrics, run.batches):
+        assert (row.lines, row.events, row.quarantined, row.duplicates) == (
+            batch["lines"], batch["events"], batch["quarantined"], batch["duplicates"])
+        assert row.path in {"live", "spark"} and row.ended_at >= row.started_at and row.duration_s >= 0
+        assert row.lag_s is not None and row.lag_s >= 0   # every batch kept events, each with a receivedAt
+        assert set(json.loads(row.steps)) >= {"state", "batch"}
+    assert len({r.stream for r in metrics}) == 1
+    heartbeat = json.loads((tmp_path / "lake" / "_stream" / "heartbeat.json").read_text())
+    assert heartbeat["state"] == "stopped" and heartbeat["pid"] == os.getpid()
+    assert heartbeat["last_batch_id"] == run.batches[-1]["batch_id"] and heartbeat["stream"] == metrics[0].stream
 
 
 def test_processed_landing_files_are_deleted_once_committed_and_past_retention(spark, tmp_path):
