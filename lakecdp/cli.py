@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "models.commands",
     "lakecdp.content.commands",
     "lakecdp.experiments.commands",
+    "lakecdp.observe.commands",
 )
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -121,10 +122,16 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.experiments.jobs import analyse
     from lakecdp.experiments.report import render_html
+    from lakecdp.observe.lakeview import EXPERIMENTS_FOLDER
+    from lakecdp.quality.results import ResultStore
 
-    report = analyse(open_lake_for(args, settings), _assigner(args, settings), args.experiment)
+    lake = open_lake_for(args, settings)
+    report = analyse(lake, _assigner(args, settings), args.experiment)
     out = args.out or Path(f"experiment-{args.experiment}.html")
     out.write_text(render_html(report), encoding="utf-8")
+    # Kept beside the lake too, so `lakecdp report` shows the lifts without re-running the analysis.
+    kept = ResultStore(f"{lake.root.rstrip('/')}/{EXPERIMENTS_FOLDER}", lake.storage_options).write_text(
+        f"{args.experiment}.json", json.dumps(report.to_dict(), indent=2, sort_keys=True))
     print("\n".join(report.lines()))
-    print(f"\nwrote {out}")
+    print(f"\nwrote {out} and {kept}")
     return 0

@@ -5,7 +5,7 @@ import base64
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from jinja2 import Environment
 
@@ -36,6 +36,21 @@ class ExperimentReport:
     detectable_lift: float | None                   # relative lift the current sample detects with spec.power
     verdict: str
     has_lift: bool                                  # a significant positive lift on the primary metric
+
+    def to_dict(self) -> dict:
+        """Counts per arm and every comparison with its intervals (what `lakecdp report` draws); no customer ids."""
+        return {
+            "name": self.name,
+            "primary_metric": self.spec.primary_metric,
+            "control": self.spec.control_variant,
+            "alpha": self.spec.alpha,
+            "verdict": self.verdict,
+            "has_lift": self.has_lift,
+            "arms": [{k: getattr(arm, k) for k in ("variant", "n", "delivered", "opens", "clicks", "conversions", "revenue_sum")} for arm in self.arms],
+            "comparisons": {metric: [_finite(asdict(c)) for c in rows] for metric, rows in self.comparisons.items()},
+            "required_per_arm": self.required_per_arm,
+            "detectable_lift": self.detectable_lift,
+        }
 
     def lines(self) -> list[str]:
         out = [f"experiment {self.name}: {self.verdict}", ""]
@@ -123,6 +138,14 @@ def _detectable_lift(required_for, n: int) -> float | None:
     except ValueError:
         return None
     return high
+
+
+def _finite(row: dict) -> dict:
+    """NaN (an arm without deliveries) as null: JSON has no NaN."""
+    def clean(value):
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    return {k: [clean(x) for x in v] if isinstance(v, tuple) else clean(v) for k, v in row.items()}
 
 
 def _ratio(x: int, n: int) -> str:
