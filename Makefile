@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(abspath $(PY))
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup jars demo test test-fast clean
+.PHONY: setup jars demo test test-fast report-screenshot clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,15 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not integration"
+
+# docs/report.png: a full-page screenshot of `lakecdp report` on LAKE (default ./lake, e.g. after `make demo`),
+# taken by headless Chromium (apt-get install -y chromium chromium-driver).
+LAKE ?= ./lake
+REPORT_HTML ?= $(or $(TMPDIR),/tmp)/lakecdp-report.html
+report-screenshot: setup
+	@mkdir -p docs
+	$(VENV)/bin/lakecdp report --lake $(LAKE) --out $(REPORT_HTML)
+	$(PY) -c "from tests.browser import screenshot; print('wrote', screenshot('$(REPORT_HTML)', 'docs/report.png'))"
 
 clean:
 	rm -rf lake landing demo-out spark-warehouse .pytest_cache

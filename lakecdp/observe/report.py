@@ -93,7 +93,7 @@ def table(rows: list[Mapping[str, Any]]) -> str:
 
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
-        return f"<td class='{'ok' if value else 'bad'}'>{'passed' if value else 'FAILED'}</td>"
+        return f"<td>{'yes' if value else 'no'}</td>"
     if isinstance(value, (int, np.integer)):
         return f"<td class='num'>{value:,}</td>"
     if isinstance(value, float):
@@ -421,7 +421,7 @@ def quality_section(view: LakeView) -> Section:
     if not latest:
         return Section("quality", "Quality gates", no_data("quality results", "lakecdp quality run SUITE"))
     rows = [{
-        "suite": suite, "result": bool(r.get("success")), "run": r.get("run_key"), "as of": r.get("as_of"), "rows": r.get("row_count"),
+        "suite": suite, "result": "passed" if r.get("success") else "FAILED", "run": r.get("run_key"), "as of": r.get("as_of"), "rows": r.get("row_count"),
         "failed expectations": ", ".join(o.get("expectation", "") for o in r.get("outcomes") or [] if not o.get("success")),
     } for suite, r in sorted(latest.items())]
     suites = sorted(latest)

@@ -198,7 +198,7 @@ def format_status(status: Status) -> str:
     else:
         lag = f"{s.lag_s:.1f} s" if s.lag_s is not None else "n/a"
         p95_text = f"{s.p95_duration_s_last_hour:.2f} s over {s.batches_last_hour} batches" if s.p95_duration_s_last_hour is not None else "no batch"
-        lines.append(f"  last batch {s.last_batch_id} at {_short(s.last_batch_at)} ({_ago(now, s.last_batch_at)}), lag {lag}")
+        lines.append(f"  last batch {s.last_batch_id} at {_short(s.last_batch_at)} ({_ago(now, s.last_batch_at)} ago), lag {lag}")
         lines.append(f"  batch duration p95 last hour: {p95_text}")
     lines += ["", f"tables ({len(status.tables)}): rows, last write"]
     cells = [f"{t['table']:<20} {_count(t['rows']):>11}  {_ago(now, t['last_write']):>9}" for t in status.tables]
