@@ -203,12 +203,7 @@ def format_status(status: Status) -> str:
     lines += ["", f"tables ({len(status.tables)}): rows, last write"]
     cells = [f"{t['table']:<20} {_count(t['rows']):>11}  {_ago(now, t['last_write']):>9}" for t in status.tables]
     lines += ["  " + "   ".join(cells[i:i + 2]) for i in range(0, len(cells), 2)]
-    lines += ["", "models (champions):"] + ([
-        f"  {m['model']:<18} {m['version']}  " + (f"AUC {m['auc']:.3f}" if m["auc"] is not None else f"silhouette {m['silhouette']}")
-        + "  drift: " + ("not checked" if m["drift_checked_at"] is None else
-                         f"score PSI {m['score_psi']}, max feature PSI {m['max_feature_psi']}" + ("  RETRAIN" if m["needs_retraining"] else ""))
-        for m in status.models
-    ] or ["  none (run `lakecdp train`)"])
+    lines += ["", "models (champions):"] + ([_model_line(m) for m in status.models] or ["  none (run `lakecdp train`)"])
     lines += ["", "exports (last run per destination):"] + ([
         f"  {e['destination']:<12} {e['run_id']}  {_ago(now, e['at'])} ago  sent {e['sent']:,}  failed {e['failed']:,}  pending {e['pending']:,}"
         for e in status.exports
@@ -226,6 +221,16 @@ def format_status(status: Status) -> str:
         oldest = f", oldest due {_short(t['oldest_due_at'])}" if t["oldest_due_at"] else ""
         lines += ["", f"triggers pending: {t['pending']}" + (f" ({per}){oldest}" if per else "")]
     return "\n".join(lines)
+
+
+def _model_line(model: dict[str, Any]) -> str:
+    metric = f"AUC {model['auc']:.3f}" if model["auc"] is not None else f"silhouette {model['silhouette']}"
+    if model["drift_checked_at"] is None:
+        drift = "not checked yet (lakecdp score)"
+    else:
+        score = f"score PSI {model['score_psi']:.3f}, " if model["score_psi"] is not None else ""
+        drift = f"{score}max feature PSI {model['max_feature_psi']:.3f}" + ("  NEEDS RETRAINING" if model["needs_retraining"] else "")
+    return f"  {model['model']:<18} {model['version']}  {metric}  drift: {drift}"
 
 
 def status_json(status: Status) -> str:
