@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from lakecdp.config import Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    demo = commands.add_parser("demo", help="run the pipeline end to end on generated data")
+    demo = commands.add_parser("demo", help="run every part of the product end to end on generated data")
     demo.add_argument("--lake", help="lake root (default: lake.root from conf, ./lake)")
     demo.add_argument("--landing", help="landing root (default: landing.root from conf, ./landing)")
     demo.add_argument("--customers", type=int, help="customers to generate (default: demo.customers)")
     demo.add_argument("--days", type=int, help="days of history (default: demo.days)")
+    demo.add_argument("--out", type=Path, default=Path("demo-out"), help="folder for the report, previews and the demo's conf (default: demo-out)")
     demo.set_defaults(handler=_demo)
 
     generate = commands.add_parser("generate", help="write a synthetic dataset (events, truth, CRM, catalog)")
@@ -31,9 +33,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.demo import run_demo
+    from lakecdp.demo import DemoFailed, run_demo
 
-    run_demo(settings, lake_root=args.lake, landing_root=args.landing, customers=args.customers, days=args.days)
+    try:
+        run_demo(settings, lake_root=args.lake, landing_root=args.landing, out_dir=args.out, customers=args.customers, days=args.days)
+    except DemoFailed as exc:
+        print(f"lakecdp demo: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -101,11 +101,13 @@ class DemoSettings(_Strict):
     customers: int = Field(default=2000, ge=1)
     days: int = Field(default=30, ge=1)
     seed: int = 7
-    end: datetime = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    end: datetime | None = None   # None: the moment the demo starts, frozen for the whole run
 
     @field_validator("end")
     @classmethod
-    def _utc(cls, value: datetime) -> datetime:
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
         if value.tzinfo is None:
             raise ValueError("needs a time zone, e.g. '2026-11-01T00:00:00Z'")
         return value.astimezone(timezone.utc)

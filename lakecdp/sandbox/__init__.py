@@ -8,9 +8,9 @@ from lakecdp.sandbox.braze import BrazeServer
 from lakecdp.sandbox.klaviyo import KlaviyoServer
 from lakecdp.sandbox.mailchimp import MailchimpServer
 from lakecdp.sandbox.sfmc import SfmcServer
-from lakecdp.sandbox.webhook import WebhookServer
+from lakecdp.sandbox.webhook import TriggerReceiver, WebhookServer
 
 __all__ = [
-    "BrazeServer", "ContractServer", "Fault", "KlaviyoServer", "MailchimpServer", "Request", "Response", "SfmcServer",
+    "BrazeServer", "ContractServer", "Fault", "KlaviyoServer", "MailchimpServer", "Request", "Response", "SfmcServer", "TriggerReceiver",
     "WebhookServer",
 ]

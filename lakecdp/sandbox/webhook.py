@@ -10,6 +10,7 @@ every segment and records them in `erased`.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -96,3 +97,38 @@ class WebhookServer(ContractServer):
             (segment.discard if member["action"] == "remove" else segment.add)(customer_id)
             self.deliveries[customer_id] += 1
         return Response(200, {"accepted": len(members) - len(rejected), "rejected": rejected})
+
+
+class TriggerReceiver(ContractServer):
+    """A retailer's endpoint for trigger sends (lakecdp.triggers.webhook): checks the `t=…,v1=…` signature
+    and the Idempotency-Key, and keeps each trigger once however often it is retried."""
+
+    name = "trigger-webhook"
+
+    def __init__(self, *, secret: str, tolerance_s: float = 300) -> None:
+        super().__init__()
+        self.secret, self.tolerance_s = secret, tolerance_s
+        self.received: dict[str, dict[str, Any]] = {}   # idempotency key -> payload
+
+    def handle(self, request: Request) -> Response:
+        if request.method != "POST":
+            self.violation(f"unexpected {request.method} {request.path}")
+            return Response(405, {"error": "POST only"})
+        parts = dict(p.split("=", 1) for p in (request.headers.get("X-Lakecdp-Signature") or "").split(",") if "=" in p)
+        try:
+            stamp = int(parts.get("t", ""))
+        except ValueError:
+            stamp = None
+        expected = "" if stamp is None else hmac.new(self.secret.encode(), f"{stamp}.".encode() + request.body, hashlib.sha256).hexdigest()
+        if stamp is None or abs(time.time() - stamp) > self.tolerance_s or not hmac.compare_digest(parts.get("v1", ""), expected):
+            self.violation("bad or stale signature")
+            return Response(401, {"error": "invalid signature"})
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            self.violation("request without Idempotency-Key")
+            return Response(400, {"error": "Idempotency-Key required"})
+        with self.lock:
+            if key not in self.received:
+                self.received[key] = request.json()
+                self.deliveries[key] += 1
+        return Response(202, {"accepted": key})

@@ -14,7 +14,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     validate.set_defaults(handler=_validate)
     preview = actions.add_parser("preview", help="sizes the rules would have, without saving")
     preview.add_argument("--lake", help="lake root (default: lake.root from conf)")
-    preview.add_argument("--as-of", type=instant, help="evaluation instant (default: demo.end)")
+    preview.add_argument("--as-of", type=instant, help="evaluation instant (default: demo.end, else now)")
     preview.add_argument("--days", type=int, default=0, help="also show the size at the end of each of the last N days")
     preview.set_defaults(handler=_preview)
 
@@ -61,10 +61,11 @@ def _sizes_as_of(lake, segments, as_of) -> dict[str, int]:
 def _preview(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import timedelta
 
+    from lakecdp.clock import SystemClock
     from lakecdp.segments import parse_segments
 
     segments = parse_segments(settings.segments)
-    as_of = args.as_of or settings.demo.end
+    as_of = args.as_of or settings.demo.end or SystemClock().now()
     lake = open_lake_for(args, settings)
     instants = [as_of - timedelta(days=d) for d in range(args.days, 0, -1)] + [as_of]
     columns = [(instant, _sizes_as_of(lake, segments, instant)) for instant in instants]

@@ -1,90 +1,124 @@
-"""The demo end to end on small generated data, as `lakecdp demo` runs it."""
+"""`lakecdp demo` end to end, as a user runs it (a subprocess of the CLI, at INFO level), on small generated data.
+
+One run serves every test: each step's result line, the lake it leaves, what reached the local
+ESP stand-ins, the report in headless Chromium, and a planted-PII scan of everything it printed.
+"""
 from __future__ import annotations
 
-import io
+import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
-from lakecdp.config import load_settings
-from lakecdp.demo import SUMMARY_TABLES, run_demo
+from lakecdp.demo import SUMMARY_TABLES
+from lakecdp.demo.run import NIGHTLY
+from lakecdp.observe.report import PLOTS
+from tests.browser import missing_browser, render_report
 
 pytestmark = pytest.mark.integration
 
+REPO = Path(__file__).resolve().parents[2]
+END = "2026-11-01T00:00:00Z"   # the demo's frozen now: no wall clock in what the tests compare
+STEPS = ("generate", "local services", "history drop", "collector", "CRM import", "stream", "airflow", *NIGHTLY,
+         "triggers", "content", "experiment", "report")
+
 
 @pytest.fixture(scope="module")
-def demo_run(spark, tmp_path_factory):
+def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    settings = load_settings(env={})
-    out = io.StringIO()
-    result = run_demo(settings, lake_root=str(root / "lake"), landing_root=str(root / "landing"), customers=150, days=10, out=out)
-    return settings, root, result, out.getvalue()
+    env = {**os.environ, "LAKECDP__LAKE__ROOT": str(root / "lake"), "LAKECDP__LANDING__ROOT": str(root / "landing"),
+           "LAKECDP__DEMO__CUSTOMERS": "300", "LAKECDP__DEMO__DAYS": "24", "LAKECDP__DEMO__END": END, "LAKECDP_LOG_LEVEL": "INFO",
+           "LAKECDP_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, "-m", "lakecdp.cli", "demo", "--out", str(root / "out")], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return {"root": root, "lake": root / "lake", "out": root / "out", "stdout": done.stdout, "stderr": done.stderr}
 
 
-def landing_lines(root: Path) -> list[str]:
-    return [line for path in sorted((root / "landing" / "demo" / "events").glob("*.jsonl")) for line in path.read_text().splitlines()]
+def rows(lake: Path, table: str, columns: list[str] | None = None) -> list[dict]:
+    return DeltaTable(str(lake / table)).to_pyarrow_table(columns=columns).to_pylist()
 
 
-def test_every_line_lands_in_exactly_one_of_events_or_quarantine(demo_run):
-    _, root, result, _ = demo_run
-    lines = landing_lines(root)
-    ids = {json.loads(line).get("messageId") for line in lines if line.strip().startswith("{") and line.strip().endswith("}")}
-    assert result.row_counts["events"] + result.row_counts["quarantine"] == len(lines)
-    assert result.row_counts["quarantine"] == 3
-    bronze_ids = DeltaTable(f"{result.lake_root}/events").to_pyarrow_table(columns=["message_id"]).column(0).to_pylist()
-    assert len(bronze_ids) == len(set(bronze_ids))
-    assert set(bronze_ids) <= ids
+def step_lines(stdout: str) -> dict[str, str]:
+    found = {}
+    for line in stdout.splitlines():
+        if line.startswith("[") and "] " in line:
+            name = next((s for s in STEPS if line.split("] ", 1)[1].startswith(s + " ")), None)
+            if name:
+                found[name] = line
+    return found
 
 
-def test_tables_are_readable_by_delta_rs_and_spark(demo_run, spark):
-    _, _, result, _ = demo_run
-    for name in SUMMARY_TABLES:
-        path = f"{result.lake_root}/{name}"
-        assert DeltaTable(path).to_pyarrow_table().num_rows == result.row_counts[name]
-        files = [uri.removeprefix("file://") for uri in DeltaTable(path).file_uris()]
-        assert spark.read.option("basePath", path).parquet(*files).count() == result.row_counts[name]
+def test_every_step_prints_one_result_line_in_order(demo):
+    lines = step_lines(demo["stdout"])
+    assert list(lines) == list(STEPS), demo["stdout"]
+    assert not any("FAILED" in line for line in lines.values())
+    assert "0 contract violations" in lines["lakecdp_export"]
+    assert "by the Segment SDK" in lines["collector"] and "(0 by the Segment SDK)" not in lines["collector"]
 
 
-def test_segments_are_non_trivial_and_membership_matches_sizes(demo_run):
-    _, _, result, output = demo_run
-    assert result.segment_sizes["cart_abandoned_48h"] > 0
-    assert result.segment_sizes["viewed_shoes_24h"] > 0
-    assert sum(result.segment_sizes.values()) == result.row_counts["segment_membership"]
-    assert "[5/5] summary" in output and "segment_membership" in output
+def test_every_landed_line_is_in_events_or_quarantine_once(demo):
+    landed = [line for path in sorted((demo["root"] / "landing" / "demo" / "events").glob("*.jsonl"))
+              for line in path.read_text().splitlines() if line.strip()]
+    events = rows(demo["lake"], "events", ["message_id", "source_file"])
+    quarantined = rows(demo["lake"], "quarantine", ["reason"])
+    assert len(events) + len(quarantined) == len(landed)
+    assert len(quarantined) == 3
+    assert len({e["message_id"] for e in events}) == len(events)
+    collected = [e for e in events if "history.jsonl" not in e["source_file"]]
+    assert collected, "the live day came through the collector's landing files"
 
 
-def test_the_crm_file_is_imported_and_its_opt_ins_are_consent_facts(demo_run):
-    _, _, result, _ = demo_run
-    customers = DeltaTable(f"{result.lake_root}/customers").to_pandas(columns=["customer_id", "marketing_opt_in"])
-    ledger = DeltaTable(f"{result.lake_root}/consent_ledger").to_pandas(columns=["customer_id", "purpose", "source"])
-    imported = ledger[ledger.source == "import:crm-import"]
-    assert len(customers) == result.row_counts["customers"] > 0
-    assert sorted(imported.customer_id) == sorted(customers.customer_id) and set(imported.purpose) == {"email_marketing"}
+def test_the_nightly_dags_trained_scored_and_exported_to_every_destination(demo):
+    lake = demo["lake"]
+    for model in ("purchase_intent", "behaviour_clusters"):
+        assert (lake / "_models" / model / "champion").read_text().strip()
+    scores = rows(lake, "profile_scores", ["customer_id"])
+    assert {r["customer_id"] for r in scores} == {r["customer_id"] for r in rows(lake, "profile_features", ["customer_id"])}
+    sent = [r for r in rows(lake, "export_log") if r["state"] == "sent"]
+    assert {r["destination"] for r in sent} == {"mailchimp", "klaviyo", "s3_drop"}
+    opted_in = {r["customer_id"] for r in rows(lake, "customers") if r["marketing_opt_in"]}
+    assert {r["customer_id"] for r in sent} <= opted_in
+    [report] = [json.loads(p.read_text()) for p in (lake / "_export_reports").glob("*.json")]
+    assert report["errors"] == {} and all(report["requests"][d] > 0 for d in ("mailchimp", "klaviyo", "s3_drop"))
 
 
-def test_profiles_agree_with_bronze_after_identity_stitching(demo_run, spark):
-    _, _, result, _ = demo_run
-    events = DeltaTable(f"{result.lake_root}/events").to_pandas(columns=["customer_id", "user_id", "anonymous_id", "event"])
-    links = DeltaTable(f"{result.lake_root}/identity_links").to_pandas()
-    profiles = DeltaTable(f"{result.lake_root}/profile_features").to_pandas().set_index("customer_id")
-    # resolve by hand: an anonymous-only event belongs to the customer its device was first linked to
-    first_link = links.sort_values(["linked_at", "customer_id"]).drop_duplicates("anonymous_id").set_index("anonymous_id").customer_id
-    is_anonymous = events.user_id.isna()
-    events.loc[is_anonymous, "customer_id"] = events.loc[is_anonymous, "anonymous_id"].map(first_link).fillna(events.loc[is_anonymous, "customer_id"])
-    orders = events[events.event == "Order Completed"].groupby("customer_id").size()
-    assert profiles.loc[orders.index, "orders"].tolist() == orders.tolist()
-    assert set(profiles.index) == set(events.customer_id)
-    assert profiles.events_total.sum() == len(events)
-    assert len(links) > 0 and is_anonymous.any()
+def test_triggers_content_and_experiment_leave_their_outputs(demo):
+    outbox = rows(demo["lake"], "trigger_outbox", ["state"])
+    assert any(r["state"] == "sent" for r in outbox)
+    assert "<html" in (demo["out"] / "content-preview.html").read_text().lower()
+    assert (demo["out"] / "experiment-personalized_content.html").exists()
+    kept = json.loads((demo["lake"] / "_experiments" / "personalized_content.json").read_text())
+    assert kept["experiment"] == "personalized_content"
 
 
-def test_rerunning_the_demo_duplicates_nothing(demo_run):
-    settings, root, first, _ = demo_run
-    again = run_demo(settings, lake_root=str(root / "lake"), landing_root=str(root / "landing"), customers=150, days=10, out=io.StringIO())
-    assert again.row_counts["events"] == first.row_counts["events"]
-    assert again.row_counts["quarantine"] == first.row_counts["quarantine"]
-    assert again.row_counts["segment_membership"] == first.row_counts["segment_membership"]
-    # same data, same rules: nobody entered or exited on the second evaluation
-    assert again.row_counts["segment_transitions"] == first.row_counts["segment_transitions"]
+def test_tables_are_readable_by_delta_rs_and_spark(demo, spark):
+    for name in ("events", "profile_features", "segment_membership", "stream_metrics"):
+        path = str(demo["lake"] / name)
+        count = DeltaTable(path).to_pyarrow_table().num_rows
+        assert count > 0
+        assert spark.read.format("delta").load(path).count() == count
+
+
+def test_the_report_renders_every_plot_in_chromium(demo):
+    assert missing_browser() is None, missing_browser()
+    page = render_report(demo["out"] / "report.html")
+    assert page["console_errors"] == []
+    assert set(page["plots"]) == set(PLOTS), f"missing plots, notes: {page['missing_notes']}"
+    assert all(p["width"] > 0 and p["height"] > 0 and p["svg_elements"] > 0 for p in page["plots"].values())
+
+
+def test_nothing_the_demo_prints_names_a_customer(demo):
+    """stdout and stderr at INFO (Spark's and Airflow's included) scanned for every email and name of the CRM file."""
+    assert "INFO lakecdp" in demo["stderr"]   # the scan reads lakecdp's own log lines, not an empty stream
+    with open(demo["root"] / "landing" / "demo" / "generated" / "crm" / "customers.csv", newline="") as crm:
+        people = list(csv.DictReader(crm))
+    needles = {p["email"] for p in people if p["email"]} | {f"{p['first_name']} {p['last_name']}" for p in people}
+    needles |= {p["last_name"] for p in people if len(p["last_name"] or "") >= 6}
+    output = demo["stdout"] + demo["stderr"]
+    assert people and not sorted(n for n in needles if n in output)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -52,9 +52,10 @@ def traces(root: Path, needles: list[str]) -> list[str]:
 def test_erased_customer_leaves_no_trace(spark, tmp_path):
     settings = load_settings(env={})
     lake_root, landing_root = tmp_path / "lake", tmp_path / "landing"
-    run_demo(settings, lake_root=str(lake_root), landing_root=str(landing_root), customers=30, days=4, out=io.StringIO())
+    end = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    run_demo(settings, lake_root=str(lake_root), landing_root=str(landing_root), out_dir=tmp_path / "out", customers=30, days=4,
+             clock=FrozenClock(end), out=io.StringIO(), stop_after="stream")
     lake = open_lake(spark, settings.lake, root=str(lake_root))
-    end = settings.demo.end
     (landing_root / "demo" / "events" / "planted.jsonl").write_text(planted_lines(end))
     run_stream(spark, lake, settings, source=str(landing_root / "demo" / "events"), checkpoint=default_checkpoint(settings, lake.root, "demo"), clock=FrozenClock(end))
     lake.merge("customers", spark.createDataFrame(

@@ -1,0 +1,105 @@
+"""The demo's traffic: generated history as a file drop (a retailer's first load), the last day live over HTTP.
+
+The last `live` of the generated events go to the real collector on 127.0.0.1: most as Segment
+HTTP API batches, a share through the official Segment SDK (segment-analytics-python) pointed at
+the collector. The collector lands them (fsync, atomic rename) in the folder the stream reads.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+# Segment's batch endpoint takes at most 500 KB per request; ~1 KB per generated event.
+HTTP_BATCH = 200
+SDK_METHODS = ("track", "identify", "page")
+
+
+@dataclass(frozen=True)
+class Traffic:
+    history_lines: int
+    http_events: int
+    sdk_events: int
+    rejected: int             # refused by the collector (an error names them; the demo fails)
+
+
+def split_history(files: list[Path], since: datetime, history_file: Path) -> list[dict[str, Any]]:
+    """Events before `since` into `history_file`; the rest returned, oldest first."""
+    cutoff = since.strftime("%Y-%m-%dT%H:%M:%S")
+    recent = []
+    history_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = history_file.with_name(f".{history_file.name}.partial")
+    with open(partial, "w", encoding="utf-8") as out:
+        for path in files:
+            with open(path, encoding="utf-8") as lines:
+                for line in lines:
+                    event = json.loads(line)
+                    if event["timestamp"][:19] < cutoff:
+                        out.write(line)
+                    else:
+                        recent.append(event)
+    partial.rename(history_file)   # the stream never reads half a file
+    recent.sort(key=lambda e: e["timestamp"])
+    return recent
+
+
+def through_sdk(event: dict[str, Any], share: float) -> bool:
+    """A stable share of the messages the SDK can send (by messageId)."""
+    digest = int.from_bytes(hashlib.sha256(event["messageId"].encode()).digest()[:4], "big")
+    return event["type"] in SDK_METHODS and digest < share * 2**32
+
+
+def send(events: list[dict[str, Any]], url: str, write_key: str, *, sdk_share: float = 0.25) -> Traffic:
+    """POST `events` to the collector at `url`; `sdk_share` of them through the Segment SDK."""
+    by_sdk = [e for e in events if through_sdk(e, sdk_share)]
+    by_http = [e for e in events if not through_sdk(e, sdk_share)]
+    rejected = _send_http(by_http, url, write_key) + _send_sdk(by_sdk, url, write_key)
+    return Traffic(history_lines=0, http_events=len(by_http), sdk_events=len(by_sdk), rejected=rejected)
+
+
+def _send_http(events: list[dict[str, Any]], url: str, write_key: str) -> int:
+    rejected = 0
+    with requests.Session() as session:
+        session.auth = (write_key, "")
+        for start in range(0, len(events), HTTP_BATCH):
+            response = session.post(f"{url}/v1/batch", json={"batch": events[start:start + HTTP_BATCH]}, timeout=30)
+            if response.status_code != 200:
+                raise RuntimeError(f"the collector answered HTTP {response.status_code} to a batch: {response.text[:300]}")
+            rejected += len(response.json().get("refused") or [])
+    return rejected
+
+
+def _send_sdk(events: list[dict[str, Any]], url: str, write_key: str) -> int:
+    from segment.analytics.client import Client
+
+    errors: list[Exception] = []
+    client = Client(write_key, host=url, upload_size=100, max_queue_size=len(events) + 1,
+                    on_error=lambda error, batch: errors.append(error))
+    for event in events:
+        common = {"user_id": event.get("userId"), "anonymous_id": event.get("anonymousId"), "context": event.get("context"),
+                  "timestamp": _instant(event["timestamp"]), "message_id": event["messageId"]}
+        if event["type"] == "track":
+            client.track(event=event["event"], properties=event.get("properties"), **common)
+        elif event["type"] == "identify":
+            client.identify(traits=event.get("traits"), **common)
+        else:
+            client.page(name=event.get("name"), properties=event.get("properties"), **common)
+    client.flush()   # blocks until the queue is sent
+    client.shutdown()
+    if errors:
+        raise RuntimeError(f"the Segment SDK could not deliver to the collector: {errors[0]}")
+    return 0
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def live_window(end: datetime) -> datetime:
+    """Where history ends and live traffic begins: the last day before `end`."""
+    return end - timedelta(days=1)
