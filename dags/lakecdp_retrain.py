@@ -6,7 +6,16 @@ from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from lakecdp_airflow.common import DEFAULT_ARGS, MODEL_DRIFT, MODELS, START_DATE, TAGS, as_of_instant, run_gate
+from lakecdp_airflow.common import (
+    DEFAULT_ARGS,
+    MODEL_DRIFT,
+    MODELS,
+    START_DATE,
+    TAGS,
+    as_of_instant,
+    run_gate,
+    skip_when_inputs_missing,
+)
 
 DOC_MD = """
 ### lakecdp_retrain
@@ -14,7 +23,10 @@ Weekly (Sunday 02:00 UTC) and whenever `lakecdp_score` flags score or feature dr
 (asset `lakecdp_model_drift`).
 
 1. **point_in_time_training_set** - the training snapshots counting back from the as-of
-   (`data_interval_end`, or the drift event's as-of) and the bronze versions they read.
+   (`data_interval_end`, or the drift event's as-of) and the bronze versions they read. The run
+   SKIPS (with the reason in the log; the champions stay) when the events do not reach the as-of
+   (none within `models.freshness` before it: the lake's data ended earlier) or the history is too
+   short for one snapshot.
 2. **quality_gate** - checkpoint `training_inputs` (expectations/events.yaml, profile_features.yaml);
    a failure names the failed expectations and stops the run.
 3. **train_models** - `models.training.train_models`, as `lakecdp train --as-of` runs it: K-Means
@@ -42,15 +54,10 @@ Set `LAKECDP_SPARK_SUBMIT` (e.g. `spark-submit --master spark://127.0.0.1:7077`)
 def lakecdp_retrain() -> None:
     @task
     def point_in_time_training_set(**context: Any) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
         from lakecdp_airflow import steps
-        from models.snapshots import SnapshotError
 
-        try:
+        with skip_when_inputs_missing():
             return steps.training_set(steps.open_pipeline(), as_of_instant(context, MODEL_DRIFT))
-        except SnapshotError as exc:   # too little history: a retry cannot help
-            raise AirflowFailException(str(exc)) from exc
 
     @task
     def quality_gate(training_set: dict[str, Any]) -> list[dict[str, Any]]:

@@ -5,20 +5,34 @@ from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from lakecdp_airflow.common import DEFAULT_ARGS, MODEL_DRIFT, MODELS, SCORES, START_DATE, TAGS, as_of_instant, run_gate
+from lakecdp_airflow.common import (
+    DEFAULT_ARGS,
+    MODEL_DRIFT,
+    MODELS,
+    SCORES,
+    START_DATE,
+    TAGS,
+    as_of_instant,
+    run_gate,
+    skip_when_inputs_missing,
+)
 
 DOC_MD = """
 ### lakecdp_score
 Daily at 04:00 UTC, and right after `lakecdp_retrain` promoted new champions (asset `lakecdp_models`,
 whose as-of it then uses).
 
-1. **score_profiles** - `models.scoring.score_lake` as `lakecdp score --as-of` runs it: every profile's
+1. **check_inputs** - before anything is written: SKIPS the run when there is no champion model yet
+   (lakecdp_retrain promotes the first ones and then triggers this DAG); FAILS (no retry, profile_scores
+   untouched) when the newest event at or before the as-of is older than `models.freshness`: scores of
+   a lake whose events ended long before the as-of would be stale and read as drift.
+2. **score_profiles** - `models.scoring.score_lake` as `lakecdp score --as-of` runs it: every profile's
    intent probability, decile and cluster as of `data_interval_end`, merged into `profile_scores`
    (scored_at = that instant, so a rerun writes the same rows); drift is measured on the way.
-2. **quality_gate** - checkpoint `scores` (expectations/profile_scores.yaml) on the version step 1 wrote.
-3. **refresh_predictive_segments** - re-evaluates the segments whose rules read scores, then emits
+3. **quality_gate** - checkpoint `scores` (expectations/profile_scores.yaml) on the version step 2 wrote.
+4. **refresh_predictive_segments** - re-evaluates the segments whose rules read scores, then emits
    asset `lakecdp_profile_scores`, which runs `lakecdp_export`.
-4. **flag_drift** - emits asset `lakecdp_model_drift` (which runs `lakecdp_retrain`) only when drift
+5. **flag_drift** - emits asset `lakecdp_model_drift` (which runs `lakecdp_retrain`) only when drift
    exceeds `models.drift.psi_threshold`.
 
 `LAKECDP_SPARK_SUBMIT` set: scoring runs through `jobs/score.py`. XCom carries versions only.
@@ -37,16 +51,22 @@ whose as-of it then uses).
 )
 def lakecdp_score() -> None:
     @task
-    def score_profiles(**context: Any) -> dict[str, Any]:
+    def check_inputs(**context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         from lakecdp_airflow import steps
-        from models.registry import RegistryError
 
-        try:
-            return steps.score(steps.open_pipeline(), as_of_instant(context, MODELS))
-        except RegistryError as exc:   # no champion yet: only lakecdp_retrain can fix that
-            raise AirflowFailException(str(exc)) from exc
+        with skip_when_inputs_missing():
+            try:
+                return steps.score_inputs(steps.open_pipeline(), as_of_instant(context, MODELS))
+            except steps.StaleInput as exc:   # the data, not the infrastructure: a retry cannot help
+                raise AirflowFailException(str(exc)) from exc
+
+    @task
+    def score_profiles(inputs: dict[str, Any]) -> dict[str, Any]:
+        from lakecdp_airflow import steps
+
+        return steps.score(steps.open_pipeline(), steps.instant(inputs["as_of"]))
 
     @task
     def quality_gate(scored: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,7 +95,7 @@ def lakecdp_score() -> None:
         context["outlet_events"][MODEL_DRIFT].extra = {"as_of": scored["as_of"], "reasons": scored["drift_reasons"][:5]}
         return scored["drift_reasons"]
 
-    scored = score_profiles()
+    scored = score_profiles(check_inputs())
     gate = quality_gate(scored)
     gate >> refresh_predictive_segments(scored)
     gate >> flag_drift(scored)

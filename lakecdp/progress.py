@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Callable, TextIO
+from typing import TextIO
 
 ENV_VAR = "LAKECDP_PROGRESS"
 
@@ -57,6 +60,30 @@ class Progress:
         if now - self._last_draw >= self._every:
             self._last_draw = now
             self._draw(self.line(now))
+
+    @contextmanager
+    def following(self, read: Callable[[], int]) -> Iterator[None]:
+        """Poll `read` (units done, e.g. a Spark accumulator's value) every `every` seconds while the block runs.
+
+        For work counted elsewhere (Spark executors): the block itself blocks on the job. Polls on a
+        thread only when enabled; reads once more at the end either way.
+        """
+        stop = threading.Event()
+        poller = None
+        if self.enabled:
+            def poll() -> None:
+                while not stop.wait(self._every):
+                    self.update(read())
+
+            poller = threading.Thread(target=poll, name=f"progress-{self.label}", daemon=True)
+            poller.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if poller is not None:
+                poller.join()
+        self.update(read())
 
     def close(self) -> None:
         """Draw the final line (rows, rate, time taken) and end it; nothing when disabled."""

@@ -1,6 +1,7 @@
 """Behavioural clusters: scaled K-Means, k by silhouette, ids stable across retrains, readable labels."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,8 +74,10 @@ def fit_kmeans(points: np.ndarray, k: int, settings: ClusteringSettings, seed: i
     return model.fit(points)
 
 
-def silhouette_search(points: np.ndarray, settings: ClusteringSettings, seed: int) -> tuple[dict[int, float], dict[int, KMeans | MiniBatchKMeans]]:
-    """Fit every k in [k_min, k_max]; score each by silhouette on one shared sample."""
+def silhouette_search(
+    points: np.ndarray, settings: ClusteringSettings, seed: int, on_candidate: Callable[[], None] = lambda: None
+) -> tuple[dict[int, float], dict[int, KMeans | MiniBatchKMeans]]:
+    """Fit every k in [k_min, k_max]; score each by silhouette on one shared sample (`on_candidate` after each k)."""
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(points), size=min(len(points), settings.silhouette_sample), replace=False)
     curve, fitted = {}, {}
@@ -83,6 +86,7 @@ def silhouette_search(points: np.ndarray, settings: ClusteringSettings, seed: in
         assigned = model.predict(points[sample])
         curve[k] = float(silhouette_score(points[sample], assigned)) if len(set(assigned)) > 1 else -1.0
         fitted[k] = model
+        on_candidate()
     if not fitted:
         raise TrainingDataError(f"clustering needs more than {settings.k_min} profiles, got {len(points)}")
     return curve, fitted
@@ -137,7 +141,8 @@ def describe_clusters(centres: np.ndarray, stable_ids: np.ndarray, features: tup
 
 
 def fit_clusters(
-    frame: pd.DataFrame, settings: ClusteringSettings, *, seed: int, previous: ClusterModel | None = None, threads: int = 1
+    frame: pd.DataFrame, settings: ClusteringSettings, *, seed: int, previous: ClusterModel | None = None, threads: int = 1,
+    on_candidate: Callable[[], None] = lambda: None,
 ) -> ClusterModel:
     """Fit the cluster model on profile features; ids follow `previous` when the features match."""
     features = tuple(settings.features)
@@ -150,7 +155,7 @@ def fit_clusters(
     if len(points) > settings.search_rows:
         searched = points[np.random.default_rng(seed).choice(len(points), size=settings.search_rows, replace=False)]
     with threadpool_limits(limits=threads):
-        curve, fitted = silhouette_search(searched, settings, seed)
+        curve, fitted = silhouette_search(searched, settings, seed, on_candidate)
         best_k = max(curve, key=lambda k: (curve[k], -k))
         kmeans = fitted[best_k] if len(searched) == len(points) else fit_kmeans(points, best_k, settings, seed)
     assigned = kmeans.predict(points)

@@ -1,6 +1,7 @@
 """Purchase intent: logistic regression and gradient boosting, small grid search, calibrated probabilities."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,9 +135,14 @@ class SearchResult:
 
 
 def search_candidates(
-    X: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: IntentSettings, seed: int
+    X: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: IntentSettings, seed: int,
+    on_candidate: Callable[[], None] = lambda: None,
 ) -> SearchResult:
-    """Grid search with customer-grouped, stratified k-fold CV (a customer never sits in two folds)."""
+    """Grid search with customer-grouped, stratified k-fold CV (a customer never sits in two folds).
+
+    Args:
+        on_candidate: called after each candidate's cross-validation (progress).
+    """
     folds = list(StratifiedGroupKFold(n_splits=settings.cv_folds, shuffle=True, random_state=seed).split(X, y, groups))
     cv_metrics, best, out_of_fold = {}, {}, {}
     for candidate in candidate_grid(settings):
@@ -146,6 +152,7 @@ def search_candidates(
             oof[test_rows] = fitted.predict_proba(X[test_rows])[:, 1]
         metrics = classification_metrics(y, oof)
         cv_metrics[candidate.name] = {"family": candidate.family, "params": dict(candidate.params), **metrics}
+        on_candidate()
         score = metrics[settings.selection_metric] or 0.0
         current = best.get(candidate.family)
         # A costlier candidate must beat the best so far by more than the tolerance (CV noise) to be chosen.
@@ -168,7 +175,8 @@ def sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
 
 
 def fit_intent_models(
-    train: pd.DataFrame, features: tuple[str, ...], settings: IntentSettings, seed: int, threads: int = 1
+    train: pd.DataFrame, features: tuple[str, ...], settings: IntentSettings, seed: int, threads: int = 1,
+    on_candidate: Callable[[], None] = lambda: None,
 ) -> tuple[dict[str, IntentModel], SearchResult]:
     """Search on a sample, then fit the best of each family on the (capped) training rows, calibrated on CV scores.
 
@@ -189,7 +197,7 @@ def fit_intent_models(
     models = {}
     # OpenMP/BLAS threads spin while waiting: on a shared machine more threads than free cores run 10-30x slower.
     with threadpool_limits(limits=threads):
-        search = search_candidates(X[searched], y[searched], groups[searched], settings, seed)
+        search = search_candidates(X[searched], y[searched], groups[searched], settings, seed, on_candidate)
         for family, candidate in search.best.items():
             estimator = build_estimator(candidate, settings, seed).fit(X[fitted_rows], y[fitted_rows])
             calibrator = ScoreCalibrator(method).fit(search.out_of_fold[family], search.labels)

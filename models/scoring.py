@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pyspark import StorageLevel
+from pyspark import Accumulator, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from threadpoolctl import threadpool_limits
@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from lakecdp.clock import Clock
 from lakecdp.lake import Lake, table
 from lakecdp.privacy.ledger import PROFILING, refused_ids
+from lakecdp.progress import Progress
 from models.clustering import MODEL_NAME as CLUSTER_MODEL
 from models.clustering import ClusterModel
 from models.drift import drift_report
@@ -98,14 +99,20 @@ def unpack_features(packed: pa.ListArray | pa.ChunkedArray, width: int) -> np.nd
     return packed.flatten().to_numpy(zero_copy_only=False).reshape(len(packed), width)
 
 
-def score_profiles(features: DataFrame, bundle: ScoringBundle, scored_at: datetime) -> DataFrame:
-    """profile_scores rows for every feature row: the models are broadcast once, Arrow batches scored with mapInArrow."""
+def score_profiles(features: DataFrame, bundle: ScoringBundle, scored_at: datetime, *, scored_rows: Accumulator | None = None) -> DataFrame:
+    """profile_scores rows for every feature row: the models are broadcast once, Arrow batches scored with mapInArrow.
+
+    Args:
+        scored_rows: an accumulator the executors add each scored batch's rows to (progress on the driver).
+    """
     shipped = features.sparkSession.sparkContext.broadcast(bundle)
 
     def predict_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         models = shipped.value
         for batch in batches:
             probability, decile, cluster_ids = models.predict_matrix(unpack_features(batch.column("feature_values"), len(models.features)))
+            if scored_rows is not None:
+                scored_rows.add(batch.num_rows)
             # customer_id goes back as the same Arrow array: no string is ever made a Python object.
             yield pa.RecordBatch.from_arrays(
                 [batch.column("customer_id"), pa.array(probability), pa.array(decile), pa.array(cluster_ids)],
@@ -195,9 +202,12 @@ def score_lake(
             lake.delete("profile_scores", {"customer_id": refusing})
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        with arrow_batch_rows(lake.spark, settings.score_batch_rows):
-            lake.merge("profile_scores", score_profiles(features, bundle, clock.now()))
-        rows = features.count()
+        rows = features.count()   # fills the cache the scoring job then reads
+        # The stream rescores a batch's customers: only whole runs draw progress.
+        with Progress("score", rows, enabled=False if customers is not None else None) as progress:
+            scored = lake.spark.sparkContext.accumulator(0)
+            with arrow_batch_rows(lake.spark, settings.score_batch_rows), progress.following(lambda: min(scored.value, rows)):
+                lake.merge("profile_scores", score_profiles(features, bundle, clock.now(), scored_rows=scored))
         drift = None if customers is not None else check_drift(features, bundle, settings, registry, clock)
     finally:
         features.unpersist()

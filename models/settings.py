@@ -96,6 +96,9 @@ class ModelSettings(_Strict):
     snapshot_step: timedelta = timedelta(days=7)
     train_snapshots: int = Field(default=2, ge=1)
     min_history: timedelta = timedelta(days=14)
+    # A train or score run as of T needs an event within this long before T; else the lake's data
+    # ended before T (a stopped stream, an old demo lake): lakecdp_retrain skips, lakecdp_score refuses.
+    freshness: timedelta = timedelta(days=2)
     feature_window: timedelta = timedelta(days=30)
     recent_window: timedelta = timedelta(days=7)
     recency_cap_days: float = Field(default=90.0, gt=0)
@@ -111,7 +114,7 @@ class ModelSettings(_Strict):
     intent: IntentSettings = Field(default_factory=IntentSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
 
-    @field_validator("horizon", "snapshot_step", "min_history", "feature_window", "recent_window", mode="before")
+    @field_validator("horizon", "snapshot_step", "min_history", "freshness", "feature_window", "recent_window", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         return _as_duration(value)

@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from lakecdp.clock import Clock
 from lakecdp.lake import Lake
 from lakecdp.privacy.ledger import PROFILING, refused_ids
+from lakecdp.progress import Progress
 from models import card as cards
 from models.clustering import MODEL_NAME as CLUSTER_MODEL
 from models.clustering import ClusterModel, clustering_quality, fit_clusters
@@ -30,7 +31,7 @@ from models.features import (
     with_purchase_label,
 )
 from models.intent import MODEL_NAME as INTENT_MODEL
-from models.intent import IntentModel, fit_intent_models, set_decile_edges
+from models.intent import IntentModel, candidate_grid, fit_intent_models, set_decile_edges
 from models.metrics import (
     auc_by_group,
     calibration_table,
@@ -171,12 +172,14 @@ def _champion_score(score: Callable[[Any], float | None], champion: Any) -> tupl
 
 
 def train_clusters(
-    data: TrainingData, settings: ModelSettings, registry: ModelRegistry, clock: Clock, truth: pd.DataFrame | None
+    data: TrainingData, settings: ModelSettings, registry: ModelRegistry, clock: Clock, truth: pd.DataFrame | None,
+    on_candidate: Callable[[], None] = lambda: None,
 ) -> tuple[Registered, ClusterModel]:
     """Fit clusters on the `as_of` population, keep ids stable against the champion, register, maybe promote."""
     champion_ref, champion = _load_champion(registry, CLUSTER_MODEL)
     population = cluster_population(data.current, settings)
-    model = fit_clusters(population, settings.clustering, seed=settings.seed, previous=champion, threads=settings.threads)
+    model = fit_clusters(population, settings.clustering, seed=settings.seed, previous=champion, threads=settings.threads,
+                         on_candidate=on_candidate)
     model.reference = build_reference(data.current, model.features, None, settings.drift.bins)
     sample = settings.clustering.silhouette_sample
     quality = clustering_quality(model, population, sample=sample, seed=settings.seed)
@@ -250,11 +253,12 @@ def _register(
 
 
 def train_intent(
-    data: TrainingData, clusters: ClusterModel, settings: ModelSettings, registry: ModelRegistry, clock: Clock, truth: pd.DataFrame | None
+    data: TrainingData, clusters: ClusterModel, settings: ModelSettings, registry: ModelRegistry, clock: Clock, truth: pd.DataFrame | None,
+    on_candidate: Callable[[], None] = lambda: None,
 ) -> Registered:
     """Fit both families, keep the better on the validation window, then challenge the champion on that same window."""
     metric = settings.intent.selection_metric
-    models, search = fit_intent_models(data.train, data.features, settings.intent, settings.seed, settings.threads)
+    models, search = fit_intent_models(data.train, data.features, settings.intent, settings.seed, settings.threads, on_candidate)
     y_val = data.validation["purchased"].to_numpy(dtype=int)
     scores = {family: m.probability(data.validation) for family, m in models.items()}
     validation = {family: classification_metrics(y_val, p) for family, p in scores.items()}
@@ -326,6 +330,11 @@ def _intent_truth(model: IntentModel, data: TrainingData, current_scores: np.nda
     return result
 
 
+def candidate_count(settings: ModelSettings) -> int:
+    """Models a training run fits and compares: each K-Means k, then each intent candidate (for progress)."""
+    return settings.clustering.k_max - settings.clustering.k_min + 1 + len(candidate_grid(settings.intent))
+
+
 @dataclass(frozen=True)
 class TrainingOutcome:
     intent: Registered
@@ -359,9 +368,9 @@ def train_models(
         f"({len(data.train)} / {len(data.validation)} / {len(data.current)} rows, events v{data.events_version}) t+{time.monotonic() - started:.0f}s"
     )
     # Predictions for metrics, cards and comparisons also obey the thread limit.
-    with threadpool_limits(limits=settings.threads):
-        clusters, cluster_model = train_clusters(data, settings, registry, clock, truth)
+    with threadpool_limits(limits=settings.threads), Progress("train", candidate_count(settings), unit="candidates") as progress:
+        clusters, cluster_model = train_clusters(data, settings, registry, clock, truth, progress.advance)
         log(f"{clusters.ref}: k={cluster_model.k}, promoted={clusters.promoted} ({clusters.reason}) t+{time.monotonic() - started:.0f}s")
-        intent = train_intent(data, cluster_model, settings, registry, clock, truth)
+        intent = train_intent(data, cluster_model, settings, registry, clock, truth, progress.advance)
     log(f"{intent.ref}: {intent.card['model']}, promoted={intent.promoted} ({intent.reason}) t+{time.monotonic() - started:.0f}s")
     return TrainingOutcome(intent=intent, clusters=clusters, data=data, seconds=time.monotonic() - started)

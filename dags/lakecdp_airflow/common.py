@@ -4,7 +4,8 @@ Only constants and small functions: importing this does no work (no Spark, DB or
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -48,6 +49,19 @@ def as_of_instant(context: Mapping[str, Any], *assets: Asset) -> datetime:
     if end is None:
         end = context["dag_run"].run_after
     return datetime.fromtimestamp(end.timestamp(), tz=timezone.utc)
+
+
+@contextmanager
+def skip_when_inputs_missing() -> Iterator[None]:
+    """A step's MissingInput skips the task (and so everything downstream) with its reason, instead of failing."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from lakecdp_airflow.steps import MissingInput
+
+    try:
+        yield
+    except MissingInput as exc:
+        raise AirflowSkipException(str(exc)) from exc
 
 
 def run_gate(checkpoint: str, as_of: datetime, versions: dict[str, int] | None = None) -> list[dict[str, Any]]:

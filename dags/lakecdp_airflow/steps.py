@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,15 @@ MODEL_CARDS_FOLDER = "_model_cards"
 EXPORT_REPORTS_FOLDER = "_export_reports"
 # Delta's own default: VACUUM never deletes files a reader of the last 7 days may still need.
 MIN_VACUUM_RETENTION_HOURS = 168
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class MissingInput(RuntimeError):
+    """What a run needs is not there yet (no events up to its as-of, no champion, nothing to export): the run skips."""
+
+
+class StaleInput(RuntimeError):
+    """The lake's events end long before the run's as-of: scores computed now would describe nobody's present."""
 
 
 def iso(instant: datetime) -> str:
@@ -110,16 +119,106 @@ def quality_gate(p: Pipeline, checkpoint: str, as_of: datetime, versions: dict[s
     return [r.to_xcom() for r in results]
 
 
+# ---- inputs ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventTimes:
+    first: datetime
+    newest_before: datetime | None   # the newest event at or before the run's as-of
+    last: datetime
+
+
+def event_times(p: Pipeline, as_of: datetime, events_version: int | None = None) -> EventTimes:
+    """First, newest-up-to-`as_of` and last event time of bronze, in one aggregate; MissingInput when there are none."""
+    from pyspark.sql import functions as F
+
+    if not p.lake.exists("events"):
+        raise MissingInput(f"there is no events table in {p.lake.root}. Fix: load events first (the stream, `lakecdp import orders`, or `lakecdp demo`).")
+    micros = F.unix_micros("timestamp")
+    is_visible = micros <= int(as_of.timestamp() * 1_000_000)
+    row = (
+        p.lake.read("events", version=events_version)
+        .agg(F.min(micros).alias("first"), F.max(F.when(is_visible, micros)).alias("newest_before"), F.max(micros).alias("last"))
+        .first()
+    )
+    if row is None or row["first"] is None:
+        raise MissingInput(f"the events table in {p.lake.root} is empty. Fix: load events first (the stream, `lakecdp import orders`, or `lakecdp demo`).")
+
+    def at(value: int | None) -> datetime | None:
+        return None if value is None else EPOCH + timedelta(microseconds=value)
+
+    return EventTimes(first=at(row["first"]), newest_before=at(row["newest_before"]), last=at(row["last"]))
+
+
+def data_gap(times: EventTimes, as_of: datetime, freshness: Any, what: str) -> str | None:
+    """Why the events do not reach `as_of` (none at or before it, or the newest older than `freshness`), else None."""
+    fix = (
+        f"Fix: run with an as-of inside the data (a logical date at or before {iso(times.last)}, the newest event; "
+        "`infra/airflow.sh nightly` picks it), or load fresh events (the stream, `lakecdp import orders`)"
+    )
+    if times.newest_before is None:
+        return f"{what}: no event at or before as-of {iso(as_of)}: the first event is at {iso(times.first)}. {fix}."
+    gap = as_of - times.newest_before
+    if gap <= freshness:
+        return None
+    return (
+        f"{what}: the newest event at or before as-of {iso(as_of)} is at {iso(times.newest_before)}, "
+        f"{gap.total_seconds() / 86400:.1f} days earlier (models.freshness allows {freshness.total_seconds() / 86400:g}): "
+        f"the lake's events end before this run's as-of. {fix}; or raise models.freshness in conf/local."
+    )
+
+
+def score_inputs(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+    """Before scoring writes anything: champions to score with (MissingInput) and events up to the as-of (StaleInput)."""
+    from models.clustering import MODEL_NAME as CLUSTER_MODEL
+    from models.intent import MODEL_NAME as INTENT_MODEL
+
+    missing = [name for name in (INTENT_MODEL, CLUSTER_MODEL) if p.registry.champion(name) is None]
+    if missing:
+        raise MissingInput(
+            f"no champion model yet for {', '.join(missing)} in {p.registry.root}: nothing to score with. "
+            "Fix: run lakecdp_retrain (it promotes the first champions and then triggers lakecdp_score), or `lakecdp train`."
+        )
+    times = event_times(p, as_of)
+    gap = data_gap(times, as_of, p.model_settings.freshness, "scores refused")
+    if gap:
+        raise StaleInput(f"{gap} profile_scores was not changed.")
+    return {"as_of": iso(as_of), "newest_event_at": iso(times.newest_before)}
+
+
+def export_inputs(p: Pipeline) -> list[str]:
+    """The enabled ESP destinations; MissingInput when there is none, or no membership to export."""
+    from lakecdp.export.settings import load_esp_settings
+
+    esp = load_esp_settings(p.settings.esp, segment_names=[s.get("name") for s in p.settings.segments])
+    enabled = sorted(esp.enabled())
+    if not enabled:
+        raise MissingInput(
+            "no ESP destination is enabled in esp.yaml (conf/base, conf/local): nothing to send. Fix: set "
+            "esp.destinations.<name>.enabled: true in conf/local/esp.yaml, and export its secret's environment variable where Airflow runs."
+        )
+    if not p.lake.exists("segment_membership"):
+        raise MissingInput(f"there is no segment_membership table in {p.lake.root}: no segment to export. Fix: run the stream (or `lakecdp demo`) first.")
+    return enabled
+
+
 # ---- retrain -----------------------------------------------------------------------------------
 def training_set(p: Pipeline, as_of: datetime) -> dict[str, Any]:
-    """Pin the point-in-time training set: its snapshots (event time <= each) and the input table versions."""
-    from models.snapshots import plan_snapshots
-    from models.training import event_span, model_inputs
+    """Pin the point-in-time training set: its snapshots (event time <= each) and the input table versions.
+
+    MissingInput when the events do not reach the as-of or the history is too short for one snapshot.
+    """
+    from models.snapshots import SnapshotError, plan_snapshots
 
     versions = {name: p.lake.version(name) for name in ("events", "identity_links", "profile_features")}
-    events, _ = model_inputs(p.lake, p.model_settings)
-    first, last = event_span(events)
-    plan = plan_snapshots(as_of, first, p.model_settings)
+    times = event_times(p, as_of, versions["events"] if versions["events"] >= 0 else None)
+    gap = data_gap(times, as_of, p.model_settings.freshness, "nothing to train on")
+    if gap:
+        raise MissingInput(f"{gap} The champions stay.")
+    try:
+        plan = plan_snapshots(as_of, times.first, p.model_settings)
+    except SnapshotError as exc:
+        raise MissingInput(f"too little history to train: {exc}") from exc
+    first, last = times.first, times.last
     return {
         "as_of": iso(as_of),
         "versions": versions,
@@ -354,7 +453,7 @@ def export(p: Pipeline, report_name: str, *, membership_version: int | None = No
 
 
 def export_report(p: Pipeline, exported: dict[str, Any]) -> dict[str, Any]:
-    """Counts per destination from the run report (no addresses, no customer ids)."""
+    """Counts and requests made per destination, from the run report (no addresses, no customer ids)."""
     import json
 
     report = json.loads(p.store(EXPORT_REPORTS_FOLDER).read_text(exported["report"].rsplit("/", 1)[-1]) or "{}")
@@ -365,6 +464,7 @@ def export_report(p: Pipeline, exported: dict[str, Any]) -> dict[str, Any]:
             "failed": sum(c["failed"] for c in segments.values()),
             "skipped": sum(sum(c["skipped_by_reason"].values()) for c in segments.values()),
             "held": sum(c["held"] for c in segments.values()),
+            "requests": (report.get("requests") or {}).get(destination, 0),
             "segments": sorted(segments),
         }
         log.info("export %s -> %s: %s", report.get("run_id"), destination, summary[destination])

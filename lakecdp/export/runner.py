@@ -48,6 +48,7 @@ from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON, ExperimentSettin
 from lakecdp.identity import resolve_customer_ids
 from lakecdp.lake import Lake
 from lakecdp.privacy.access import log_pii_access
+from lakecdp.progress import Progress
 
 CONSENT_LOST = "consent withdrawn before send"
 
@@ -264,7 +265,7 @@ class ExportRunner:
                 except DestinationError as exc:
                     report.errors[name] = str(exc)
                 finally:
-                    report.requests[name] += getattr(getattr(adapter, "client", None), "requests_sent", 0)
+                    report.requests[name] += adapter.requests_sent
         finally:
             for adapter in adapters.values():
                 adapter.close()
@@ -331,15 +332,18 @@ def deliver(adapter: Adapter, batches: Sequence[Batch], record: Callable[[list[B
         unrecorded, last_flush = [], time.monotonic()
 
     pool = ThreadPoolExecutor(max_workers=adapter.max_in_flight, thread_name_prefix=f"export-{adapter.name}")
+    progress = Progress(f"export {adapter.name}", sum(len(b.members) for b in batches), unit="members")
     try:
         futures = [pool.submit(send_with_row_retry, adapter, batch) for batch in batches]
         for future in as_completed(futures):
             unrecorded.append(future.result())
+            progress.advance(len(unrecorded[-1].batch.members))
             if len(unrecorded) >= settings.log_flush_batches or time.monotonic() - last_flush >= settings.log_flush_seconds:
                 flush()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         flush()
+        progress.close()
     return done
 
 

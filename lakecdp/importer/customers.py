@@ -13,6 +13,7 @@ from lakecdp.importer.readers import ROW_COLUMN, read_rows
 from lakecdp.importer.report import default_report_path, top_reasons, write_reject_report
 from lakecdp.lake import Lake, table
 from lakecdp.privacy.ledger import entries_from_customers, record_consent
+from lakecdp.progress import Progress
 from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
 
 REQUIRED_COLUMNS = ("customer_id", "email")
@@ -112,7 +113,8 @@ def import_customers(lake: Lake, path: str | Path, *, clock: Clock | None = None
     """Check a CRM file, merge its valid rows into `customers`, write the reject report."""
     clock = clock or SystemClock()
     now = clock.now()
-    rows = read_rows(path, required=REQUIRED_COLUMNS, optional=OPTIONAL_COLUMNS)
+    with Progress("import customers: read") as progress:
+        rows = read_rows(path, required=REQUIRED_COLUMNS, optional=OPTIONAL_COLUMNS, progress=progress)
     checked = with_customer_checks(lake.spark.createDataFrame(rows.table), today=now.date()).cache()
     try:
         valid = to_customer_rows(checked, lake.pseudonyms, updated_at=now)

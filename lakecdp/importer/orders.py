@@ -26,6 +26,7 @@ from lakecdp.events.contacts import CONTACT_COLUMNS, fold_contacts
 from lakecdp.events.ingest import IngestResult, commit_batch, prepare_batch
 from lakecdp.importer.checks import clean_text, filter_valid, first_row_of, problem_rows, with_missing_columns, with_problems
 from lakecdp.importer.readers import ROW_COLUMN, ImportFileError, read_rows
+from lakecdp.progress import Progress
 from lakecdp.importer.report import Reject, default_report_path, top_reasons, write_reject_report
 from lakecdp.lake import Lake, table
 from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
@@ -188,7 +189,8 @@ def import_orders(
     """Check an order-history file, send its valid rows through the event path, record the retailer's
     ids of the customers whose orders landed, write the reject report."""
     now = (clock or SystemClock()).now()
-    rows = read_rows(path, required=REQUIRED_COLUMNS, optional=OPTIONAL_COLUMNS)
+    with Progress("import orders: read") as progress:
+        rows = read_rows(path, required=REQUIRED_COLUMNS, optional=OPTIONAL_COLUMNS, progress=progress)
     if not any(c in rows.table.column_names for c in AMOUNT_COLUMNS):
         raise ImportFileError(f"{path}: no amount column. Fix: add a 'total' or 'revenue' column.")
     checked = with_order_checks(lake.spark.createDataFrame(rows.table)).cache()

@@ -16,7 +16,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from lakecdp.progress import Progress
+
 ROW_COLUMN = "row"
+# Progress is updated every this many CSV records (a call per record would cost more than the read).
+PROGRESS_EVERY_ROWS = 10_000
 
 
 class ImportFileError(ValueError):
@@ -39,16 +43,22 @@ class InputRows:
     unreadable: list[FileReject] = field(default_factory=list)
 
 
-def read_rows(path: str | Path, *, required: Sequence[str], optional: Sequence[str]) -> InputRows:
-    """Read `path` (.csv or .parquet) keeping `required` + present `optional` columns, all as text."""
+def read_rows(path: str | Path, *, required: Sequence[str], optional: Sequence[str], progress: Progress | None = None) -> InputRows:
+    """Read `path` (.csv or .parquet) keeping `required` + present `optional` columns, all as text.
+
+    Args:
+        progress: told the records read so far.
+    """
     path = Path(path)
+    progress = progress or Progress("read", enabled=False)
     if not path.is_file():
         raise ImportFileError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        header, columns, unreadable = _read_csv(path)
+        header, columns, unreadable = _read_csv(path, progress)
     elif suffix in (".parquet", ".pq"):
         header, columns, unreadable = _read_parquet(path)
+        progress.update(len(columns[ROW_COLUMN]))
     else:
         raise ImportFileError(f"{path}: unknown file type {suffix!r}. Fix: give a .csv (with a header row) or .parquet file.")
     missing = [c for c in required if c not in header]
@@ -64,7 +74,7 @@ def read_rows(path: str | Path, *, required: Sequence[str], optional: Sequence[s
     return InputRows(table=pa.table(arrays), ignored_columns=ignored, unreadable=unreadable)
 
 
-def _read_csv(path: Path) -> tuple[list[str], dict[str, list], list[FileReject]]:
+def _read_csv(path: Path, progress: Progress) -> tuple[list[str], dict[str, list], list[FileReject]]:
     # utf-8-sig: spreadsheet exports often start with a byte-order mark.
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -75,7 +85,10 @@ def _read_csv(path: Path) -> tuple[list[str], dict[str, list], list[FileReject]]
             _check_unique(path, header)
             columns: dict[str, list] = {name: [] for name in (*header, ROW_COLUMN)}
             unreadable = []
+            row_number = 0
             for row_number, values in enumerate(reader, start=1):
+                if row_number % PROGRESS_EVERY_ROWS == 0:
+                    progress.update(row_number)
                 if not values:
                     continue  # a blank line carries no row
                 if len(values) != len(header):
@@ -85,6 +98,7 @@ def _read_csv(path: Path) -> tuple[list[str], dict[str, list], list[FileReject]]
                     # Only an empty field is null: 'NA' is Namibia and 'null' may be a name.
                     columns[name].append(value if value.strip() else None)
                 columns[ROW_COLUMN].append(row_number)
+            progress.update(row_number)
     except UnicodeDecodeError as exc:
         raise ImportFileError(f"{path}: not UTF-8 text (byte {exc.start}). Fix: export the file as UTF-8 CSV.") from None
     except csv.Error as exc:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from deltalake import DeltaTable
@@ -264,3 +265,137 @@ def test_maintenance_erases_queued_customers_compacts_and_checkpoints(pipeline, 
         assert rows(lake_root, "erasure_requests") == []
         assert len(rows(lake_root, "erasure_log")) == 1
         assert erased not in {r["customer_id"] for r in rows(lake_root, "profile_scores")}
+
+
+# ---- the real scheduler on a lake whose data does not reach the run's as-of (#23 item 6) --------------
+LATE = datetime(2026, 12, 1, tzinfo=timezone.utc)   # 30 days after the generated data ends
+
+
+def test_retrain_as_of_past_the_data_skips_with_the_reason(pipeline, env, dags, monkeypatch):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    lake_root = copy_lake(env, "lake-retrain-late", monkeypatch)
+    versions = len(list((lake_root / "_models" / "purchase_intent").glob("v*")))
+    announced = len(asset_events("lakecdp_models"))
+
+    run = dags["lakecdp_retrain"].test(logical_date=LATE)
+
+    assert run.state == "success", states(run)
+    assert set(states(run).values()) == {"skipped"}
+    assert len(list((lake_root / "_models" / "purchase_intent").glob("v*"))) == versions
+    assert len(asset_events("lakecdp_models")) == announced
+    with pytest.raises(AirflowSkipException) as skipped:
+        dags["lakecdp_retrain"].get_task("point_in_time_training_set").python_callable(data_interval_end=LATE)
+    reason = str(skipped.value)
+    assert f"as-of {LATE.isoformat()}" in reason and "days earlier" in reason and "Fix: run with an as-of inside the data" in reason
+
+
+def test_score_before_any_champion_skips_with_the_reason(pipeline, env, dags, monkeypatch):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    lake_root = copy_lake(env, "lake-no-champion", monkeypatch)
+    shutil.rmtree(lake_root / "_models")
+    scores_version = version(lake_root, "profile_scores")
+
+    run = dags["lakecdp_score"].test(logical_date=AS_OF)
+
+    assert run.state == "success", states(run)
+    assert set(states(run).values()) == {"skipped"}
+    assert version(lake_root, "profile_scores") == scores_version
+    with pytest.raises(AirflowSkipException, match="no champion model yet for purchase_intent, behaviour_clusters.*run lakecdp_retrain"):
+        dags["lakecdp_score"].get_task("check_inputs").python_callable(data_interval_end=AS_OF)
+
+
+def test_score_as_of_long_after_the_newest_event_is_refused_before_profile_scores_changes(pipeline, env, dags, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    lake_root = copy_lake(env, "lake-stale-score", monkeypatch)
+    scores_version = version(lake_root, "profile_scores")
+    drift_flags = len(asset_events("lakecdp_model_drift"))
+
+    run = dags["lakecdp_score"].test(logical_date=LATE)
+
+    assert run.state == "failed"
+    assert states(run) == {
+        "check_inputs": "failed", "score_profiles": "upstream_failed", "quality_gate": "upstream_failed",
+        "refresh_predictive_segments": "upstream_failed", "flag_drift": "upstream_failed",
+    }
+    assert version(lake_root, "profile_scores") == scores_version
+    assert {r["scored_at"].replace(tzinfo=timezone.utc) for r in rows(lake_root, "profile_scores")} == {AS_OF}
+    assert len(asset_events("lakecdp_model_drift")) == drift_flags
+    with pytest.raises(AirflowFailException) as refused:
+        dags["lakecdp_score"].get_task("check_inputs").python_callable(data_interval_end=LATE)
+    newest = max(r["timestamp"] for r in rows(lake_root, "events")).replace(tzinfo=timezone.utc)
+    message = str(refused.value)
+    assert f"as-of {LATE.isoformat()}" in message and f"is at {newest.isoformat()}" in message
+    assert "Fix: run with an as-of inside the data" in message and "profile_scores was not changed" in message
+
+
+def scenario_conf(env: Path, name: str, esp: dict, patch: pytest.MonkeyPatch) -> None:
+    """The module's conf plus one more local file (read last) replacing the ESP destinations."""
+    conf = env / f"conf-{name}"
+    shutil.copytree(env / "conf", conf)
+    (conf / "local" / "zz-scenario.yaml").write_text(yaml.safe_dump({"esp": {"destinations": esp}}))
+    patch.setenv("LAKECDP_CONF_DIR", str(conf))
+
+
+@pytest.fixture
+def s3_server(monkeypatch) -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    httpx.post(f"{url}/moto-api/reset")   # moto keeps one backend per process: start empty
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    yield url
+    server.stop()
+
+
+def test_s3_export_reports_every_request_it_made_and_an_empty_diff_skips(pipeline, env, dags, monkeypatch, s3_server):
+    import boto3
+
+    lake_root = copy_lake(env, "lake-s3", monkeypatch)
+    scenario_conf(env, "s3", {
+        "webhook": {"enabled": False},
+        "s3_drop": {"enabled": True, "bucket": "drop", "endpoint_url": s3_server, "format": "jsonl", "segments": [PREDICTIVE]},
+    }, monkeypatch)
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="drop")
+    before = set((lake_root / "_export_reports").glob("*.json"))
+
+    run = dags["lakecdp_export"].test(logical_date=AS_OF)
+
+    assert run.state == "success", states(run)
+    [path] = set((lake_root / "_export_reports").glob("*.json")) - before
+    report = json.loads(path.read_text())
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="drop")["Contents"]]
+    parts = [k for k in keys if "/part-" in k]
+    assert parts and len(keys) == len(parts) + 1   # and the manifest
+    # A put per part, then the manifest: one list, a head per part, one put (no retry against a local server).
+    assert report["requests"] == {"s3_drop": 2 * len(parts) + 2}
+    assert sum(sum(c["sent"].values()) for c in report["destinations"]["s3_drop"].values()) > 0
+
+    again = dags["lakecdp_export"].test(logical_date=AS_OF)
+
+    assert again.state == "success", states(again)
+    assert states(again) == {"quality_gate": "success", "export_to_destinations": "skipped", "export_report": "skipped"}
+    assert len(s3.list_objects_v2(Bucket="drop")["Contents"]) == len(keys)
+
+
+def test_export_with_no_destination_enabled_skips(pipeline, env, dags, webhook, monkeypatch):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    copy_lake(env, "lake-no-destination", monkeypatch)
+    scenario_conf(env, "none", {"webhook": {"enabled": False}}, monkeypatch)
+    requests = len(webhook.requests)
+
+    run = dags["lakecdp_export"].test(logical_date=AS_OF)
+
+    assert run.state == "success", states(run)
+    assert set(states(run).values()) == {"skipped"}
+    assert len(webhook.requests) == requests
+    with pytest.raises(AirflowSkipException, match="no ESP destination is enabled.*enabled: true"):
+        dags["lakecdp_export"].get_task("quality_gate").python_callable(data_interval_end=AS_OF)

@@ -108,3 +108,24 @@ def test_long_etas_read_in_minutes_and_hours():
     assert progress.line(clock()).endswith("ETA 2 h 46 min")
     progress.update(50)
     assert progress.line(clock()).endswith("ETA 3 min 19 s")
+
+
+def test_following_reads_the_count_once_more_when_the_work_ends():
+    clock, out, done = FakeClock(), FakeTerminal(), [0]
+    with Progress("score", 30, out=out, clock=clock, every=3600) as progress:
+        with progress.following(lambda: done[0]):
+            done[0] = 30   # counted elsewhere (executors): no poll falls due in the test
+            clock.at += 3
+        assert progress.done == 30
+    assert out.getvalue().rstrip().endswith("score: 30 / 30 rows  10 rows/s  in 3 s")
+
+
+def test_following_starts_no_thread_when_disabled(monkeypatch):
+    import threading
+
+    started = []
+    monkeypatch.setattr(threading.Thread, "start", lambda self: started.append(self))
+    progress = Progress("score", out=io.StringIO(), clock=FakeClock())
+    with progress.following(lambda: 7):
+        pass
+    assert started == [] and progress.done == 7

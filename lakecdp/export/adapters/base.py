@@ -87,6 +87,12 @@ class Adapter(ABC):
     def finish(self, results: Sequence[BatchResult]) -> None:
         """After a destination's batches are done (S3 writes manifests here)."""
 
+    @property
+    def requests_sent(self) -> int:
+        """Requests made to the destination so far, every attempt counted (the run report's `requests`)."""
+        client = getattr(self, "client", None)
+        return client.requests_sent if client is not None else 0
+
     def close(self) -> None:
         client = getattr(self, "client", None)
         if client is not None:

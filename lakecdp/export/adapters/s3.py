@@ -21,6 +21,7 @@ import csv
 import hashlib
 import io
 import json
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -60,12 +61,19 @@ class S3Adapter(Adapter):
             s.rate_limits, fill_fraction=s.fill_fraction, max_in_flight=s.max_in_flight,
             monotonic=self.runtime.monotonic, sleep=self.runtime.sleep,
         )
+        self._requests = 0
+        self._requests_lock = threading.Lock()   # batches are sent on max_in_flight threads
         self._attribute_columns = [a for a in ATTRIBUTES if a in self.attributes]
         plain = ["email"] if s.identifier == "email" else []
         self._columns = ["action", "customer_id", "email_sha256", *plain, *self._attribute_columns]
 
     def close(self) -> None:
         self.s3.close()
+
+    @property
+    def requests_sent(self) -> int:
+        """S3 calls made (puts, heads, lists), every attempt counted: boto3 has no ApiClient to count them."""
+        return self._requests
 
     def run_prefix(self, segment: str, run_id: str) -> str:
         return f"{self.settings.prefix.strip('/')}/{self.name}/{segment}/{run_id}"
@@ -175,6 +183,11 @@ class S3Adapter(Adapter):
                 return f"S3 {exc.response.get('Error', {}).get('Code')}"
             return f"S3 {type(exc).__name__}"
 
+        def counted() -> Any:
+            with self._requests_lock:
+                self._requests += 1
+            return call()
+
         return call_with_retries(
-            call, policy=self._policy, limiter=self._limiter, is_retryable=is_retryable, describe=describe, sleep=self.runtime.sleep
+            counted, policy=self._policy, limiter=self._limiter, is_retryable=is_retryable, describe=describe, sleep=self.runtime.sleep
         )
