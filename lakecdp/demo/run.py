@@ -169,10 +169,10 @@ class _Demo:
     def history(self) -> str:
         from lakecdp.demo.traffic import live_window, split_history
 
-        self.recent = split_history(list(self.generated.files), live_window(self.end), self.events_dir / "history.jsonl")
+        lines, self.recent = split_history(list(self.generated.files), live_window(self.end), self.events_dir)
         (self.events_dir / "malformed-sample.jsonl").write_text(MALFORMED_SAMPLE)
-        lines = self.generated.events - len(self.recent)
-        return f"{lines:,} events before the last day dropped as a file (the first history load), plus 3 malformed lines"
+        files = len(list(self.events_dir.glob("history-*.jsonl")))
+        return f"{lines:,} events before the last day dropped as {files} daily files (the first history load), plus 3 malformed lines"
 
     def collect(self) -> str:
         from lakecdp.collector.app import CollectorConfig, create_app

@@ -28,24 +28,27 @@ class Traffic:
     rejected: int             # refused by the collector (an error names them; the demo fails)
 
 
-def split_history(files: list[Path], since: datetime, history_file: Path) -> list[dict[str, Any]]:
-    """Events before `since` into `history_file`; the rest returned, oldest first."""
+def split_history(files: list[Path], since: datetime, folder: Path) -> tuple[int, list[dict[str, Any]]]:
+    """Events before `since` into `folder`/history-<day>.jsonl (one file per event day, as a daily export
+    lands); returns how many, and the rest, oldest first."""
     cutoff = since.strftime("%Y-%m-%dT%H:%M:%S")
+    days: dict[str, list[str]] = {}
     recent = []
-    history_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = history_file.with_name(f".{history_file.name}.partial")
-    with open(partial, "w", encoding="utf-8") as out:
-        for path in files:
-            with open(path, encoding="utf-8") as lines:
-                for line in lines:
-                    event = json.loads(line)
-                    if event["timestamp"][:19] < cutoff:
-                        out.write(line)
-                    else:
-                        recent.append(event)
-    partial.rename(history_file)   # the stream never reads half a file
+    for path in files:
+        with open(path, encoding="utf-8") as lines:
+            for line in lines:
+                event = json.loads(line)
+                if event["timestamp"][:19] < cutoff:
+                    days.setdefault(event["timestamp"][:10], []).append(line)
+                else:
+                    recent.append(event)
+    folder.mkdir(parents=True, exist_ok=True)
+    for day, lines in sorted(days.items()):
+        partial = folder / f".history-{day}.jsonl.partial"
+        partial.write_text("".join(lines), encoding="utf-8")
+        partial.rename(folder / f"history-{day}.jsonl")   # the stream never reads half a file
     recent.sort(key=lambda e: e["timestamp"])
-    return recent
+    return sum(len(lines) for lines in days.values()), recent
 
 
 def through_sdk(event: dict[str, Any], share: float) -> bool:

@@ -14,6 +14,7 @@ import re
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 # matplotlib names each element figure_1, axes_1, line2d_3, ... in every SVG; nothing refers to
@@ -38,6 +39,17 @@ def new_panels(count: int, *, width: float, height: float) -> tuple[Figure, list
     for axes in panels:
         axes.grid(alpha=0.3)
     return figure, panels
+
+
+def time_axis(figure: Figure, axes: Axes) -> None:
+    """Dates on x, concise; a series spanning under an hour (one batch, one day) is shown an hour either side, not years."""
+    start, end = axes.dataLim.intervalx
+    if end - start < 1 / 24:
+        axes.set_xlim(start - 1 / 24, end + 1 / 24)
+    locator = AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    figure.autofmt_xdate()
 
 
 def to_svg(figure: Figure, plot_id: str) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from lakecdp.clock import Clock
 from lakecdp.observe.lakeview import LakeView, reason_label
-from lakecdp.observe.plots import ACCENT, FAIL, MUTED, PASS, new_figure, new_panels, to_svg
+from lakecdp.observe.plots import ACCENT, FAIL, MUTED, PASS, new_figure, new_panels, time_axis, to_svg
 from lakecdp.observe.status import FAILED, SENT, batch_durations, effective_export_log, p95
 
 # Every plot the page can hold, by its data-plot id, in page order.
@@ -124,14 +124,14 @@ def stream_section(view: LakeView, now: datetime) -> Section:
     ended = _utc(frame["ended_at"])
     figure, axes = new_figure("Stream lag (oldest event of each batch)", "batch ended (UTC)", "lag (s)")
     axes.plot(ended, frame["lag_s"], marker=".", linewidth=1, color=ACCENT)
-    figure.autofmt_xdate()
+    time_axis(figure, axes)
     lag = plot("stream-lag", figure, "Seconds from the oldest event's receipt to the end of its micro-batch.")
     figure, axes = new_figure("Micro-batch duration", "batch ended (UTC)", "duration (s)")
     axes.plot(ended, frame["duration_s"], marker=".", linewidth=1, color=MUTED, label="batch")
     rolling = frame.set_index(pd.DatetimeIndex(ended))["duration_s"].rolling("1h").quantile(0.95)
     axes.plot(ended, rolling.to_numpy(), color=FAIL, label="p95, trailing hour")
     axes.legend(fontsize=7)
-    figure.autofmt_xdate()
+    time_axis(figure, axes)
     latency = plot("stream-latency", figure, "Each micro-batch's duration and the p95 of the hour before it.")
     recent = batch_durations(metrics, now - pd.Timedelta(hours=1), now)
     summary = table([{"batches": len(frame), "events": int(frame["events"].sum()), "quarantined": int(frame["quarantined"].sum()),
@@ -151,7 +151,7 @@ def events_section(view: LakeView) -> Section:
         per_day = frame.groupby("event_date").size().sort_index()
         figure, axes = new_figure("Events per day", "event date", "events")
         axes.bar(pd.to_datetime(per_day.index).to_numpy(), per_day.to_numpy(), color=ACCENT)
-        figure.autofmt_xdate()
+        time_axis(figure, axes)
         parts.append(plot("events-by-day", figure, "Valid events in bronze by event date."))
         by_name = names.value_counts().head(15).sort_values()
         figure, axes = new_figure("Events by name (top 15)", "events", "", height=0.22 * len(by_name) + 1.2)
@@ -207,7 +207,7 @@ def segments_section(view: LakeView) -> Section:
             churn_axes.plot(rows["day"].to_numpy(), rows["churn"].to_numpy(), marker=".", label=segment)
         for figure, axes in ((size_figure, size_axes), (churn_figure, churn_axes)):
             axes.legend(fontsize=7)
-            figure.autofmt_xdate()
+            time_axis(figure, axes)
         parts.append(plot("segment-sizes", size_figure, "Members per segment from segment_transitions (entered minus exited, cumulated)."))
         parts.append(plot("segment-churn", churn_figure, "Movement per day relative to the segment's size (as `lakecdp segments stats` defines churn)."))
     if membership is None or membership.num_rows == 0:
@@ -431,7 +431,7 @@ def quality_section(view: LakeView) -> Section:
         colors = [PASS if ok else FAIL for ok in history["success"]]
         axes.scatter(_utc(history["as_of"]), [y] * len(history), c=colors, s=36, marker="s")
     axes.set_yticks(range(len(suites)), suites, fontsize=7)
-    figure.autofmt_xdate()
+    time_axis(figure, axes)
     return Section("quality", "Quality gates", table(rows) + plot("quality-history", figure, "Each suite's runs: green passed, red failed."))
 
 

@@ -70,7 +70,7 @@ def test_every_landed_line_is_in_events_or_quarantine_once(demo):
     assert len(events) + len(quarantined) == len(landed)
     assert len(quarantined) == 3
     assert len({e["message_id"] for e in events}) == len(events)
-    collected = [e for e in events if "history.jsonl" not in e["source_file"]]
+    collected = [e for e in events if "/history-" not in e["source_file"]]
     assert collected, "the live day came through the collector's landing files"
 
 
