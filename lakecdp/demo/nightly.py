@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +42,9 @@ def prepare_airflow(home: Path) -> bool:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     })
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    # Airflow's own imports warn about its dependencies' deprecations: nothing a demo user can act on.
+    warnings.filterwarnings("ignore", message=".*GitWildMatchPattern.*")
+    warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
     from airflow.utils.db import resetdb
 
     resetdb()

@@ -11,6 +11,7 @@ starts), so the DAGs' data interval, the segments and the triggers all see the s
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import io
@@ -225,7 +226,8 @@ class _Demo:
         from lakecdp.demo.nightly import run_dag
 
         run = run_dag(self.dags, dag_id, self.end)
-        tasks = f"{sum(s == 'success' for s in run.tasks.values())}/{len(run.tasks)} tasks ok"
+        states = collections.Counter(run.tasks.values())
+        tasks = f"{len(run.tasks)} tasks: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
         return f"{tasks}; " + {"lakecdp_retrain": self._trained, "lakecdp_score": self._scored, "lakecdp_export": self._exported}[dag_id]()
 
     def _trained(self) -> str:

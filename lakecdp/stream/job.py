@@ -41,6 +41,7 @@ from lakecdp.pipeline import (
 )
 from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
 from lakecdp.profiles.features import EVENT_COLUMNS as PROFILE_EVENT_COLUMNS
+from lakecdp.progress import Progress
 from lakecdp.segments import parse_segments
 from lakecdp.segments.compile import event_columns
 from lakecdp.spark.together import run_together
@@ -132,6 +133,7 @@ class BatchProcessor:
             self.online = OnlineState(lake, settings, open_store(settings.state, lake.root), self.segments)
             self.flushed_at = clock.now()
         self.metrics = StreamMetrics(lake)
+        self.progress: Progress | None = None   # until-idle runs (backfills): lines done and rate on a terminal
         self.heartbeat = Heartbeat(lake.root, checkpoint, settings.lake.storage_options)
         # Batches and timer ticks both write membership: one at a time.
         self.lock = threading.Lock()
@@ -209,6 +211,8 @@ class BatchProcessor:
             if self.online is None:
                 self.metrics.write()
             self.heartbeat.beat(stream=self.stream_name, batch_id=batch_id)
+            if self.progress is not None:
+                self.progress.advance(stats["lines"])
             if self.source is not None:
                 # After the batch's writes; a file is deleted only once Spark has committed its batch.
                 # Retention is time on disk, not pipeline time: a replay frozen in the past must not expire files.
@@ -393,6 +397,8 @@ def run_stream(
             raise ValueError("stream.source is files: run_stream needs the landing folder as `source`")
         lines = file_lines(spark, source, max_files_per_trigger=settings.stream.max_files_per_trigger)
     processor = BatchProcessor(lake, settings, checkpoint, clock or SystemClock(), run, source=source)
+    if mode == "until-idle":
+        processor.progress = Progress("stream backfill", unit="lines")
     if source is not None:
         expire_processed(source, settings.landing.retention, SystemClock().now(), storage_options=settings.lake.storage_options)
     if processor.online is not None:
@@ -436,6 +442,8 @@ def run_stream(
             # A tick in flight finishes before the caller may stop the Spark session under it.
             timers.join(timeout=settings.stream.stop_grace.total_seconds())
         spark.streams.removeListener(listener)
+        if processor.progress is not None:
+            processor.progress.close()
         processor.heartbeat.beat(state="failed" if processor.failure is not None else "stopped", force=True)
     if processor.failure is not None:
         raise processor.failure
