@@ -94,7 +94,7 @@ def test_triggers_content_and_experiment_leave_their_outputs(demo):
     assert "<html" in (demo["out"] / "content-preview.html").read_text().lower()
     assert (demo["out"] / "experiment-personalized_content.html").exists()
     kept = json.loads((demo["lake"] / "_experiments" / "personalized_content.json").read_text())
-    assert kept["experiment"] == "personalized_content"
+    assert kept["name"] == "personalized_content" and kept["comparisons"][kept["primary_metric"]]
 
 
 def test_tables_are_readable_by_delta_rs_and_spark(demo, spark):
