@@ -1,8 +1,8 @@
 """`lakecdp demo`: the whole product on generated data, one result line per step.
 
-generate → local stand-ins (ESPs, S3, trigger endpoint) → history as a file drop, the last day
-live through the collector over HTTP (part by the Segment SDK) → CRM import → the events stream
-(bronze, identities, profiles, segments) → the nightly DAGs with `dag.test()` (retrain, score,
+generate → local stand-ins (ESPs, S3, trigger endpoint) → history as a file drop → CRM import →
+the events stream backfills it (bronze, identities, profiles, segments) → the last day live through
+the collector over HTTP (part by the Segment SDK) while the stream runs → the nightly DAGs with `dag.test()` (retrain, score,
 gates, export to Mailchimp, Klaviyo and S3) → trigger sends → a content preview → an experiment
 report → the HTML report. A step that fails stops the demo with its reason.
 
@@ -18,6 +18,7 @@ import io
 import json
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,11 @@ SUMMARY_TABLES = (
 )
 EXPERIMENT = "personalized_content"
 NIGHTLY = ("lakecdp_retrain", "lakecdp_score", "lakecdp_export")
+# The live day: sent over this long, in landing files the collector publishes this often; the
+# stream then has this long to take the last of them.
+LIVE_SECONDS = 20.0
+LIVE_ROLL_SECONDS = 2.0
+LIVE_DRAIN_SECONDS = 120
 
 # A few lines a real collector would see from broken senders: they must land in quarantine
 # with a reason, not vanish and not stop the load.
@@ -120,7 +126,7 @@ def run_demo(
             demo = _Demo(load_settings(conf_dir), world, end, clock, landing, out_dir, result,
                          customers=customers or settings.demo.customers, days=days or settings.demo.days)
             plan = [("generate", demo.generate), ("local services", demo.services), ("history drop", demo.history),
-                    ("collector", demo.collect), ("CRM import", demo.import_crm), ("stream", demo.stream), ("airflow", demo.airflow),
+                    ("CRM import", demo.import_crm), ("stream", demo.stream), ("live", demo.live), ("airflow", demo.airflow),
                     *((dag_id, functools.partial(demo.nightly, dag_id)) for dag_id in NIGHTLY),
                     ("triggers", demo.triggers), ("content", demo.content), ("experiment", demo.experiment), ("report", demo.report)]
             steps.total = len(plan) if stop_after is None else [name for name, _ in plan].index(stop_after) + 1
@@ -175,27 +181,6 @@ class _Demo:
         files = len(list(self.events_dir.glob("history-*.jsonl")))
         return f"{lines:,} events before the last day dropped as {files} daily files (the first history load), plus 3 malformed lines"
 
-    def collect(self) -> str:
-        from lakecdp.collector.app import CollectorConfig, create_app
-        from lakecdp.collector.landing import LandingWriter
-        from lakecdp.collector.server import CollectorThread
-        from lakecdp.collector.settings import load_collector_settings
-        from lakecdp.demo.traffic import send
-        from lakecdp.demo.world import SECRETS
-
-        collector = load_collector_settings(self.settings.collector)
-        writer = LandingWriter(self.events_dir, roll_bytes=collector.roll_bytes, roll_seconds=collector.roll_seconds, clock=self.clock)
-        app = create_app(CollectorConfig(write_keys={SECRETS["LAKECDP_WRITE_KEY"]: "web"}), writer, clock=self.clock)
-        began = time.monotonic()
-        with CollectorThread(app) as server:
-            traffic = send(self.recent, server.url, SECRETS["LAKECDP_WRITE_KEY"])
-        if traffic.rejected:
-            raise RuntimeError(f"the collector refused {traffic.rejected} generated events")
-        seconds = time.monotonic() - began
-        total = traffic.http_events + traffic.sdk_events
-        return (f"the last day live over HTTP: {total:,} events ({traffic.sdk_events:,} by the Segment SDK) in {seconds:.1f}s "
-                f"= {total / max(seconds, 1e-9):,.0f}/s, landed fsynced")
-
     def import_crm(self) -> str:
         from lakecdp.importer.customers import import_customers
 
@@ -204,15 +189,77 @@ class _Demo:
         return f"{imported.new:,} customers (marketing opt-in as consent facts), {imported.rejected_rows:,} rejected rows"
 
     def stream(self) -> str:
+        from lakecdp.stream.job import run_stream
+
+        run = run_stream(self.lake.spark, self.lake, self.settings, source=str(self.events_dir), checkpoint=self.checkpoint, clock=self.clock)
+        return f"the history backfilled: {run.summary().split(' (reasons')[0]}; segments: {self._sizes()}"
+
+    def live(self) -> str:
+        """The last day through the collector over HTTP while the stream runs continuously beside it."""
+        from lakecdp.collector.app import CollectorConfig, create_app
+        from lakecdp.collector.landing import LandingWriter
+        from lakecdp.collector.server import CollectorThread
+        from lakecdp.collector.settings import load_collector_settings
+        from lakecdp.demo.traffic import send
+        from lakecdp.demo.world import SECRETS
+        from lakecdp.stream.job import StreamRun, run_stream
+
+        run, stop, failure = StreamRun(), threading.Event(), []
+
+        def streaming() -> None:
+            try:
+                run_stream(self.lake.spark, self.lake, self.settings, source=str(self.events_dir), checkpoint=self.checkpoint,
+                           clock=self.clock, mode="continuous", stop=stop, run=run)
+            except Exception as exc:   # handed to the demo's thread below
+                failure.append(exc)
+
+        collector = load_collector_settings(self.settings.collector)
+        # The collector stamps receivedAt with the wall clock, as in production: the stream's lag is real.
+        writer = LandingWriter(self.events_dir, roll_bytes=collector.roll_bytes, roll_seconds=LIVE_ROLL_SECONDS)
+        app = create_app(CollectorConfig(write_keys={SECRETS["LAKECDP_WRITE_KEY"]: "web"}), writer)
+        thread = threading.Thread(target=streaming, name="demo-stream")
+        thread.start()
+        try:
+            with CollectorThread(app) as server:
+                traffic = send(self.recent, server.url, SECRETS["LAKECDP_WRITE_KEY"], seconds=LIVE_SECONDS)
+            landed = traffic.http_events + traffic.sdk_events - traffic.rejected
+            deadline = time.monotonic() + LIVE_DRAIN_SECONDS
+            while sum(b["lines"] for b in run.batches) < landed and not failure and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            thread.join()
+        if failure:
+            raise failure[0]
+        if traffic.rejected:
+            raise RuntimeError(f"the collector refused {traffic.rejected} generated events")
+        taken = sum(b["lines"] for b in run.batches)
+        if taken < landed:
+            raise RuntimeError(f"the stream took {taken:,} of the {landed:,} landed lines within {LIVE_DRAIN_SECONDS}s")
+        lags = self._lags(len(run.batches))
+        return (f"{landed:,} events of the last day over HTTP ({traffic.sdk_events:,} by the Segment SDK) in {LIVE_SECONDS:.0f}s "
+                f"while the stream ran: {len(run.batches)} micro-batches, lag p50 {lags[0]:.1f}s p95 {lags[1]:.1f}s "
+                f"(collector receipt -> profiles and segments live); segments: {self._sizes()}")
+
+    def _lags(self, batches: int) -> tuple[float, float]:
+        """p50 and p95 lag of the last `batches` micro-batches (stream_metrics, written when the stream stopped)."""
+        import numpy as np
+
+        metrics = self.lake.read("stream_metrics").orderBy("ended_at").toPandas().tail(batches)
+        lags = metrics["lag_s"].dropna().to_numpy()
+        return (float(np.percentile(lags, 50)), float(np.percentile(lags, 95))) if len(lags) else (float("nan"), float("nan"))
+
+    def _sizes(self) -> str:
         from pyspark.sql import functions as F
 
-        from lakecdp.stream.job import default_checkpoint, run_stream
-
-        checkpoint = default_checkpoint(self.settings, self.lake.root, "demo")
-        run = run_stream(self.lake.spark, self.lake, self.settings, source=str(self.events_dir), checkpoint=checkpoint, clock=self.clock)
         members = dict(self.lake.read("segment_membership").groupBy("segment").agg(F.count("*")).collect())
-        sizes = ", ".join(f"{name} {members.get(name, 0):,}" for name in (s["name"] for s in self.settings.segments) if name in members)
-        return f"{run.summary().split(' (reasons')[0]}; segments: {sizes}"
+        return ", ".join(f"{name} {members.get(name, 0):,}" for name in (s["name"] for s in self.settings.segments) if name in members)
+
+    @functools.cached_property
+    def checkpoint(self) -> str:
+        from lakecdp.stream.job import default_checkpoint
+
+        return default_checkpoint(self.settings, self.lake.root, "demo")
 
     def airflow(self) -> str:
         from lakecdp.demo.nightly import load_dags, prepare_airflow

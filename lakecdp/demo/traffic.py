@@ -1,13 +1,15 @@
 """The demo's traffic: generated history as a file drop (a retailer's first load), the last day live over HTTP.
 
-The last `live` of the generated events go to the real collector on 127.0.0.1: most as Segment
-HTTP API batches, a share through the official Segment SDK (segment-analytics-python) pointed at
-the collector. The collector lands them (fsync, atomic rename) in the folder the stream reads.
+The last day of the generated events goes to the real collector on 127.0.0.1, paced over some
+seconds while the stream runs: most as Segment HTTP API batches, a share through the official
+Segment SDK (segment-analytics-python) pointed at the collector. The collector lands them (fsync,
+atomic rename) in the folder the stream reads.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -57,46 +59,55 @@ def through_sdk(event: dict[str, Any], share: float) -> bool:
     return event["type"] in SDK_METHODS and digest < share * 2**32
 
 
-def send(events: list[dict[str, Any]], url: str, write_key: str, *, sdk_share: float = 0.25) -> Traffic:
-    """POST `events` to the collector at `url`; `sdk_share` of them through the Segment SDK."""
-    by_sdk = [e for e in events if through_sdk(e, sdk_share)]
-    by_http = [e for e in events if not through_sdk(e, sdk_share)]
-    rejected = _send_http(by_http, url, write_key) + _send_sdk(by_sdk, url, write_key)
-    return Traffic(history_lines=0, http_events=len(by_http), sdk_events=len(by_sdk), rejected=rejected)
-
-
-def _send_http(events: list[dict[str, Any]], url: str, write_key: str) -> int:
-    rejected = 0
-    with requests.Session() as session:
-        session.auth = (write_key, "")
-        for start in range(0, len(events), HTTP_BATCH):
-            response = session.post(f"{url}/v1/batch", json={"batch": events[start:start + HTTP_BATCH]}, timeout=30)
-            if response.status_code != 200:
-                raise RuntimeError(f"the collector answered HTTP {response.status_code} to a batch: {response.text[:300]}")
-            rejected += len(response.json().get("refused") or [])
-    return rejected
-
-
-def _send_sdk(events: list[dict[str, Any]], url: str, write_key: str) -> int:
+def send(events: list[dict[str, Any]], url: str, write_key: str, *, sdk_share: float = 0.25, seconds: float = 0.0) -> Traffic:
+    """POST `events` (oldest first) to the collector at `url`, `sdk_share` of them through the Segment SDK,
+    spread evenly over about `seconds` (0: as fast as the collector takes them)."""
     from segment.analytics.client import Client
 
     errors: list[Exception] = []
     client = Client(write_key, host=url, upload_size=100, max_queue_size=len(events) + 1,
                     on_error=lambda error, batch: errors.append(error))
-    for event in events:
-        common = {"user_id": event.get("userId"), "anonymous_id": event.get("anonymousId"), "context": event.get("context"),
-                  "timestamp": _instant(event["timestamp"]), "message_id": event["messageId"]}
-        if event["type"] == "track":
-            client.track(event=event["event"], properties=event.get("properties"), **common)
-        elif event["type"] == "identify":
-            client.identify(traits=event.get("traits"), **common)
-        else:
-            client.page(name=event.get("name"), properties=event.get("properties"), **common)
-    client.flush()   # blocks until the queue is sent
+    chunks = [events[start:start + HTTP_BATCH] for start in range(0, len(events), HTTP_BATCH)]
+    began, http, sdk, refused = time.monotonic(), 0, 0, 0
+    with requests.Session() as session:
+        session.auth = (write_key, "")
+        for n, chunk in enumerate(chunks):
+            by_http = [e for e in chunk if not through_sdk(e, sdk_share)]
+            for event in chunk:
+                if through_sdk(event, sdk_share):
+                    _enqueue(client, event)
+                    sdk += 1
+            if by_http:
+                refused += _post(session, url, by_http)
+                http += len(by_http)
+            pause = began + seconds * (n + 1) / len(chunks) - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+    client.flush()   # blocks until the SDK's queue is sent
     client.shutdown()
     if errors:
         raise RuntimeError(f"the Segment SDK could not deliver to the collector: {errors[0]}")
-    return 0
+    return Traffic(history_lines=0, http_events=http, sdk_events=sdk, rejected=refused)
+
+
+def _post(session: requests.Session, url: str, batch: list[dict[str, Any]]) -> int:
+    """One Segment batch request; returns how many messages the collector refused."""
+    response = session.post(f"{url}/v1/batch", json={"batch": batch}, timeout=30)
+    if response.status_code != 200:
+        raise RuntimeError(f"the collector answered HTTP {response.status_code} to a batch: {response.text[:300]}")
+    return len(response.json().get("refused") or [])
+
+
+def _enqueue(client, event: dict[str, Any]) -> None:
+    """The event as the SDK's own call would send it (its messageId kept, so a resend stays one event)."""
+    common = {"user_id": event.get("userId"), "anonymous_id": event.get("anonymousId"), "context": event.get("context"),
+              "timestamp": _instant(event["timestamp"]), "message_id": event["messageId"]}
+    if event["type"] == "track":
+        client.track(event=event["event"], properties=event.get("properties"), **common)
+    elif event["type"] == "identify":
+        client.identify(traits=event.get("traits"), **common)
+    else:
+        client.page(name=event.get("name"), properties=event.get("properties"), **common)
 
 
 def _instant(text: str) -> datetime:

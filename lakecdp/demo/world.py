@@ -126,7 +126,7 @@ def write_conf(folder: Path, source: Path, *, world: World, lake_root: str, land
     overlay = {
         "lake": {"root": lake_root},
         "landing": {"root": landing_root},
-        "stream": {"max_files_per_trigger": 8},   # the daily history files in several micro-batches, as a backfill runs
+        "stream": {"max_files_per_trigger": 16},   # the daily history files in a few micro-batches, as a backfill runs
         "segments": [*segments, PREDICTIVE] if all(s["name"] != PREDICTIVE["name"] for s in segments) else segments,
         "models": MODELS,
         "esp": {"destinations": destinations(world)},

@@ -381,6 +381,7 @@ def run_stream(
     clock: Clock | None = None,
     timeout_seconds: float | None = None,
     stop: threading.Event | None = None,
+    run: StreamRun | None = None,
 ) -> StreamRun:
     """Stream `source` (a folder of *.jsonl files), or with stream.source kafka the topic in `kafka:`, through the pipeline.
 
@@ -388,8 +389,9 @@ def run_stream(
         source: the landing folder; None with stream.source kafka.
         mode: "until-idle" processes every line present at start and stops (backfills, tests);
             "continuous" keeps polling every `stream.trigger` until `stop` is set or `timeout_seconds` pass.
+        run: where the batches are recorded (pass one to watch a continuous run from another thread).
     """
-    run = StreamRun()
+    run = run if run is not None else StreamRun()
     if settings.stream.source == "kafka":
         lines, source = kafka_lines(spark, settings.kafka), None
     else:

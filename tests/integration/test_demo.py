@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 END = "2026-11-01T00:00:00Z"   # the demo's frozen now: no wall clock in what the tests compare
-STEPS = ("generate", "local services", "history drop", "collector", "CRM import", "stream", "airflow", *NIGHTLY,
+STEPS = ("generate", "local services", "history drop", "CRM import", "stream", "live", "airflow", *NIGHTLY,
          "triggers", "content", "experiment", "report")
 
 
@@ -59,7 +59,7 @@ def test_every_step_prints_one_result_line_in_order(demo):
     assert list(lines) == list(STEPS), demo["stdout"]
     assert not any("FAILED" in line for line in lines.values())
     assert "0 contract violations" in lines["lakecdp_export"]
-    assert "by the Segment SDK" in lines["collector"] and "(0 by the Segment SDK)" not in lines["collector"]
+    assert "by the Segment SDK" in lines["live"] and "(0 by the Segment SDK)" not in lines["live"]
 
 
 def test_every_landed_line_is_in_events_or_quarantine_once(demo):
