@@ -196,7 +196,7 @@ def format_status(status: Status) -> str:
     if s.last_batch_id is None:
         lines.append("  no micro-batch recorded yet (stream_metrics)")
     else:
-        lag = f"{s.lag_s:.1f} s" if s.lag_s is not None else "n/a"
+        lag = "n/a" if s.lag_s is None else f"{s.lag_s:.1f} s" if s.lag_s < 120 else _age(s.lag_s)
         p95_text = f"{s.p95_duration_s_last_hour:.2f} s over {s.batches_last_hour} batches" if s.p95_duration_s_last_hour is not None else "no batch"
         lines.append(f"  last batch {s.last_batch_id} at {_short(s.last_batch_at)} ({_ago(now, s.last_batch_at)} ago), lag {lag}")
         lines.append(f"  batch duration p95 last hour: {p95_text}")
