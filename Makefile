@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(abspath $(PY))
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup jars demo test test-fast report-screenshot clean
+.PHONY: setup jars caniemail demo test test-fast report-screenshot clean
 
 setup: $(STAMP)
 
@@ -25,13 +25,18 @@ $(STAMP): pyproject.toml constraints.txt
 jars:
 	$(PY) -m lakecdp.spark
 
+# caniemail's email-client support data for `lakecdp content audit`: the pinned npm package (version and
+# checksums in lakecdp/content/caniemail.py) fetched once with `npm pack` into ~/.cache/lakecdp; a no-op when there.
+caniemail: setup
+	$(PY) -m lakecdp.content.caniemail
+
 demo: setup
 	$(VENV)/bin/lakecdp demo
 
-test: setup
+test: setup caniemail
 	$(PY) -m pytest
 
-test-fast: setup
+test-fast: setup caniemail
 	$(PY) -m pytest -m "not integration"
 
 # docs/report.png: a full-page screenshot of `lakecdp report` on LAKE (default ./lake, e.g. after `make demo`),

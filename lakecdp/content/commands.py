@@ -29,6 +29,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     _common(render)
     render.set_defaults(handler=_render)
 
+    audit = actions.add_parser("audit", help="check every block's HTML and CSS against email-client support data (caniemail)")
+    audit.add_argument("files", nargs="*", type=Path, help="rendered HTML files to check instead (e.g. the output of `content render`)")
+    audit.add_argument("--json", action="store_true", help="print the findings as one JSON object")
+    audit.set_defaults(handler=_audit)
+
     serve = commands.add_parser("serve", help="content API: GET /v1/content/{customer_id} from an in-memory snapshot")
     serve.add_argument("--lake", help="lake root (default: lake.root from conf)")
     serve.add_argument("--host", help="bind address (default: content.api.host, 127.0.0.1)")
@@ -56,6 +61,32 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"ok  slot {slot:<10} blocks {', '.join(blocks)} (fallback {spec.fallback})")
     print(f"ok  {len(content.tokens)} tokens: {', '.join(f'{n} -> {t.merge_field}' for n, t in content.tokens.items())}")
     return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from lakecdp.content.audit import audit_documents, content_documents, describe
+    from lakecdp.content.caniemail import load_support_data
+    from lakecdp.content.engine import ContentEngine
+    from lakecdp.content.settings import parse_content_settings
+
+    content = parse_content_settings(settings.content)
+    data = load_support_data(content.audit.cache_dir)
+    if args.files:
+        documents = {str(path): path.read_text(encoding="utf-8") for path in args.files}
+    else:
+        documents = content_documents(ContentEngine(content))
+    findings = audit_documents(documents, data, content.audit)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    if args.json:
+        print(json.dumps({"source": data.source, "clients": content.audit.clients, "emails": list(documents),
+                          "errors": errors, "warnings": warnings, "findings": [f.as_json() for f in findings]}, indent=2))
+    else:
+        print(f"{data.source}; {len(content.audit.clients)} clients: {', '.join(content.audit.clients)}")
+        for line in describe(findings, data, len(documents)):
+            print(line)
+        print(f"{'FAIL' if errors else 'ok'}  {errors} errors, {warnings} warnings in {len(documents)} emails")
+    return 1 if errors else 0
 
 
 def _service(args: argparse.Namespace, settings: Settings):

@@ -7,11 +7,13 @@ every slot's fallback and every token's fallback value: nothing about them is us
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import css_inline
+import tinycss2
 from jinja2 import StrictUndefined, TemplateError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
@@ -84,6 +86,9 @@ class ContentEngine:
         }
         self._templates = {name: self._compile(f"blocks.{name}.template", block.template) for name, block in settings.blocks.items()}
         self._layout = self._env.from_string(EMAIL_LAYOUT)
+        _check_stylesheet(settings.stylesheet)
+        # Remote stylesheets are never fetched: a render makes no network call.
+        self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         gate = settings.experiment_gate
         self._experiments = sorted(_referenced_experiments(self._targets.values()) | set(settings.experiments) | ({gate.experiment} if gate else set()))
         if assignments is not None:
@@ -147,10 +152,17 @@ class ContentEngine:
         return fields
 
     def render(self, decision: Decision) -> str:
-        """The whole email as HTML: table layout, inline CSS, every value escaped."""
-        context = self._template_context(decision.tokens)
-        sections = [Markup(self._templates[block].render(context)) for block in decision.blocks.values()]
-        return self._layout.render(sections=sections, **context)
+        """The whole email as HTML: table layout, CSS inlined onto the elements, every value escaped."""
+        return self.render_blocks(decision.blocks.values(), decision.tokens)
+
+    def render_blocks(self, blocks: Iterable[str], tokens: Mapping[str, Any]) -> str:
+        """The email with these blocks in this order and these token values (the audit renders every block)."""
+        context = self._template_context(tokens)
+        sections = [Markup(self._templates[block].render(context)) for block in blocks]
+        # The stylesheet is configuration, checked to hold no markup; tokens stay escaped.
+        html = self._inliner.inline(self._layout.render(sections=sections, stylesheet=Markup(self.settings.stylesheet), **context))
+        # The inliner puts the kept @media rules first in <head>; the charset belongs in its first bytes.
+        return html.replace(_CHARSET, "", 1).replace("<head>", "<head>" + _CHARSET, 1)
 
     def _template_context(self, tokens: Mapping[str, Any]) -> dict[str, Any]:
         return {**tokens, "shop_url": self.settings.shop_url, "subject": self.settings.subject}
@@ -182,6 +194,22 @@ class ContentEngine:
                 template.render(context)
             except TemplateError as exc:  # SecurityError and UndefinedError are TemplateErrors
                 raise ConfigError(f"{CONF_FILE}: content.blocks.{name}.template: fails to render ({exc}). Fix the template.") from None
+        try:
+            self.render_blocks([spec.fallback for spec in self.settings.slots.values()], self.fallback_tokens())
+        except (TemplateError, ValueError) as exc:
+            raise ConfigError(f"{CONF_FILE}: content: the email layout fails to render ({exc}). Fix content.stylesheet or the slots' fallbacks.") from None
+
+
+def _check_stylesheet(stylesheet: str) -> None:
+    """Refuse CSS that does not parse: the inliner would drop the broken rule without a word."""
+    for rule in tinycss2.parse_stylesheet(stylesheet, skip_comments=True, skip_whitespace=True):
+        if rule.type == "error":
+            raise ConfigError(f"{CONF_FILE}: content.stylesheet: {rule.message} (line {rule.source_line}). Fix the CSS.")
+        content = rule.content or []
+        inner = tinycss2.parse_rule_list(content) if rule.type == "at-rule" and rule.lower_at_keyword == "media" else []
+        for part in inner:
+            if part.type == "error":
+                raise ConfigError(f"{CONF_FILE}: content.stylesheet: {part.message} (line {part.source_line}). Fix the CSS.")
 
 
 def resolve_tokens(context: CustomerContext, tokens: Mapping[str, TokenSpec]) -> tuple[dict[str, Any], frozenset[str]]:
@@ -272,22 +300,30 @@ def _sandbox() -> SandboxedEnvironment:
     return env
 
 
-# Email-safe layout: nested tables, a 600 px container, inline styles only (no <style>, no
-# scripts), because Gmail and Outlook drop or rewrite anything else.
+_CHARSET = '<meta charset="utf-8">'
+
+# Email-safe layout: nested tables, a 600 px container (width attribute too: Outlook for Windows ignores
+# max-width), no scripts. The stylesheet's rules are moved onto the elements at render (Gmail's apps
+# with non-Google accounts and Outlook drop <style>); only its @media rules stay in <head>, where the
+# clients that support prefers-color-scheme apply them. color-scheme tells Apple Mail the email has a
+# dark design of its own instead of needing its colours inverted.
 EMAIL_LAYOUT = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<meta name="supported-color-schemes" content="light dark">
 <title>{{ subject }}</title>
+<style>{{ stylesheet }}</style>
 </head>
-<body style="margin:0;padding:0;background-color:#f4f4f4;">
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="background-color:#f4f4f4;">
+<body class="lc-page" style="margin:0;padding:0;background-color:#f4f4f4;">
+<table role="presentation" class="lc-page" width="100%" cellpadding="0" cellspacing="0" border="0" bgcolor="#f4f4f4" style="background-color:#f4f4f4;">
 <tr><td align="center" style="padding:16px 8px;">
-<table role="presentation" width="600" cellpadding="0" cellspacing="0" border="0" style="width:600px;max-width:600px;background-color:#ffffff;font-family:Arial,Helvetica,sans-serif;color:#222222;">
+<table role="presentation" class="lc-container" width="600" cellpadding="0" cellspacing="0" border="0" bgcolor="#ffffff" style="width:600px;max-width:600px;background-color:#ffffff;font-family:Arial,Helvetica,sans-serif;color:#222222;">
 {% for section in sections %}<tr><td style="padding:0;">{{ section }}</td></tr>
-{% endfor %}<tr><td style="padding:16px 24px;font-size:11px;color:#888888;text-align:center;">
-You receive this email because you subscribed at <a href="{{ shop_url }}" style="color:#888888;">{{ shop_url }}</a>.
+{% endfor %}<tr><td class="lc-footer" style="padding:16px 24px;font-size:11px;line-height:16px;color:#6b6b6b;text-align:center;">
+You receive this email because you subscribed at <a href="{{ shop_url }}" class="lc-footer" style="color:#6b6b6b;">{{ shop_url }}</a>.
 </td></tr>
 </table>
 </td></tr>

@@ -177,10 +177,41 @@ class ConsentEvents(_Strict):
     opt_out_events: tuple[str, ...] = ("Unsubscribed",)
 
 
+Severity = Literal["error", "warning", "ignore"]
+
+
+class AuditSeverity(_Strict):
+    """How each caniemail support level of a feature in a targeted client is reported."""
+
+    unsupported: Severity = "error"
+    unsupported_with_fallback: Severity = "warning"   # unsupported, but the slug is listed under audit.fallbacks
+    partial: Severity = "warning"
+    unknown: Severity = "ignore"
+
+
+class AuditSettings(_Strict):
+    """`lakecdp content audit`: the email clients checked and how their support is judged."""
+
+    # caniemail "family.platform" -> which tested versions count: latest (the newest test) or all (the worst of them)
+    clients: dict[str, Literal["latest", "all"]] = Field(default_factory=dict)
+    severity: AuditSeverity = Field(default_factory=AuditSeverity)
+    fallbacks: dict[str, str] = Field(default_factory=dict)   # caniemail slug -> what readers of a client without it get
+    cache_dir: str | None = None   # where the pinned caniemail JSON is kept; null: $XDG_CACHE_HOME/lakecdp or ~/.cache/lakecdp
+
+    @field_validator("clients")
+    @classmethod
+    def _clients(cls, value: dict[str, str]) -> dict[str, str]:
+        for client in value:
+            if not re.match(r"^[a-z0-9-]+\.[a-z0-9-]+$", client):
+                raise ValueError(f"{client!r}: a client is caniemail's family.platform, e.g. gmail.desktop-webmail or outlook.windows")
+        return value
+
+
 class ContentSettings(_Strict):
     channel: str = "email"
     shop_url: str = "https://shop.example.com"
     subject: str = "Picked for you"
+    stylesheet: str = ""        # CSS the layout and blocks share: inlined onto elements at render, @media rules kept in <head>
     tokens: dict[str, TokenSpec] = Field(default_factory=dict)
     slots: dict[str, SlotSpec] = Field(default_factory=dict)
     blocks: dict[str, BlockSpec] = Field(default_factory=dict)
@@ -189,6 +220,15 @@ class ContentSettings(_Strict):
     consent: ConsentEvents = Field(default_factory=ConsentEvents)
     api: ApiSettings = Field(default_factory=ApiSettings)
     recommendations: RecsSettings = Field(default_factory=RecsSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    @field_validator("stylesheet")
+    @classmethod
+    def _stylesheet(cls, value: str) -> str:
+        # The stylesheet is printed raw inside <style>: markup there would end it early.
+        if "<" in value:
+            raise ValueError("the stylesheet is CSS only: '<' is not allowed (it could close the <style> element)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "ContentSettings":
