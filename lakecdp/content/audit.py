@@ -569,7 +569,7 @@ def describe(findings: list[Finding], data: SupportData, email_count: int) -> li
     lines = []
     for finding in findings:
         label = "ERROR  " if finding.severity == "error" else "warning"
-        used = "every email" if len(finding.emails) == email_count else ", ".join(finding.emails)
+        used = _emails_text(finding.emails, email_count)
         lines.append(f"{label} {finding.slug} ({finding.title}) in {used}: {finding.where[0]}")
         for support in finding.clients:
             versions = f" {support.versions[0]}" if len(support.versions) == 1 else f" {support.versions[0]}..{support.versions[-1]}"
@@ -580,6 +580,34 @@ def describe(findings: list[Finding], data: SupportData, email_count: int) -> li
         if finding.url:
             lines.append(f"          {finding.url}")
     return lines
+
+
+def by_client(findings: list[Finding]) -> dict[str, dict[str, list[str]]]:
+    """Per client, the slugs it lacks (unsupported, then partial), each marked * where a fallback is declared."""
+    clients: dict[str, dict[str, list[str]]] = defaultdict(lambda: {"unsupported": [], "partial": [], "unknown": []})
+    for finding in findings:
+        for support in finding.clients:
+            clients[support.client][support.level].append(finding.slug + ("*" if finding.fallback else ""))
+    return dict(clients)
+
+
+def describe_clients(findings: list[Finding], data: SupportData, clients: Iterable[str]) -> list[str]:
+    """One line per targeted client: what it does not support and what it supports in part."""
+    summary = by_client(findings)
+    lines = ["per client (* = fallback declared):"]
+    for client in clients:
+        levels = summary.get(client, {})
+        parts = [f"{level} {', '.join(slugs)}" for level, slugs in levels.items() if slugs]
+        lines.append(f"  {_client_name(client, data):<32} {'; '.join(parts) or 'nothing missing'}")
+    return lines
+
+
+def _emails_text(emails: tuple[str, ...], email_count: int) -> str:
+    if len(emails) == email_count:
+        return "every email"
+    if len(emails) <= 2:
+        return ", ".join(emails)
+    return f"{len(emails)} of {email_count} emails ({emails[0]}, ...)"
 
 
 def _client_name(client: str, data: SupportData) -> str:

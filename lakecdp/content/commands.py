@@ -64,7 +64,7 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.content.audit import audit_documents, content_documents, describe
+    from lakecdp.content.audit import audit_documents, content_documents, by_client, describe, describe_clients
     from lakecdp.content.caniemail import load_support_data
     from lakecdp.content.engine import ContentEngine
     from lakecdp.content.settings import parse_content_settings
@@ -80,10 +80,11 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     warnings = len(findings) - errors
     if args.json:
         print(json.dumps({"source": data.source, "clients": content.audit.clients, "emails": list(documents),
-                          "errors": errors, "warnings": warnings, "findings": [f.as_json() for f in findings]}, indent=2))
+                          "errors": errors, "warnings": warnings, "findings": [f.as_json() for f in findings],
+                          "by_client": by_client(findings)}, indent=2))
     else:
         print(f"{data.source}; {len(content.audit.clients)} clients: {', '.join(content.audit.clients)}")
-        for line in describe(findings, data, len(documents)):
+        for line in [*describe(findings, data, len(documents)), *describe_clients(findings, data, content.audit.clients)]:
             print(line)
         print(f"{'FAIL' if errors else 'ok'}  {errors} errors, {warnings} warnings in {len(documents)} emails")
     return 1 if errors else 0

@@ -163,3 +163,14 @@ def test_content_reads_of_first_names_are_logged(lake_root, service, tmp_path):
     assert main(["content", "preview", "cust_cart", "--lake", lake_root, "--out", str(tmp_path / "p.html"), "--at", NOW.isoformat()]) == 0
     [preview] = [r for r in logged() if r["access_id"] not in earlier]
     assert (preview["action"], preview["customer_id"], preview["rows"]) == ("content preview", pid("cust_cart"), 1) and preview["actor"]
+
+
+def test_emails_rendered_for_the_lakes_customers_pass_the_client_support_audit(lake_root, service, tmp_path, capsys):
+    out = tmp_path / "emails"
+    assert main(["content", "render", "--lake", lake_root, "--out", str(out), "--at", NOW.isoformat()]) == 0
+    emails = sorted(out.glob("*.html"))
+    assert len(emails) == 6   # every customer with a CRM record: personalized, generic and held out
+    capsys.readouterr()
+    assert main(["content", "audit", *map(str, emails)]) == 0
+    report = capsys.readouterr().out
+    assert "ok  0 errors" in report and "in every email" in report

@@ -184,7 +184,10 @@ def test_audit_command_passes_on_the_shipped_content_and_fails_on_a_planted_file
     planted.write_text('<html><body><table><tr><td style="display:flex">x</td></tr></table></body></html>')
     assert main(["content", "audit", str(planted)]) == 1
     out = capsys.readouterr().out
-    assert "ERROR   css-display-flex" in out and "Outlook Windows" in out
+    assert "ERROR   css-display-flex" in out
+    per_client = {line.split("  ", 2)[1].strip(): line for line in out.splitlines() if line.startswith("  ") and not line.startswith("   ")}
+    assert "unsupported css-display-flex" in per_client["Outlook Windows"]
+    assert "css-display-flex" not in per_client["Apple Mail macOS"]
 
 
 class _TextColours(HTMLParser):
