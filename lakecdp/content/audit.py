@@ -48,7 +48,6 @@ _SELECTOR_KINDS = ("class", "id", "type", "universal", "attribute", "descendant"
                    "general-sibling", "chaining", "grouping")
 _BOX_SIDES = re.compile(r"^(?P<base>padding|margin|border|outline)-(top|right|bottom|left)(-(color|style|width))?$")
 _PROPERTY = re.compile(r"^-?[a-z][a-z-]*$")
-_CHECKED = {"unsupported": "n", "partial": "a", "unknown": "u"}
 _LEVEL_OF = {"y": "supported", "n": "unsupported", "a": "partial", "u": "unknown"}
 _WORST_FIRST = ("n", "a", "u", "y")
 
@@ -400,8 +399,7 @@ def _scan_selector(prelude: list[Any], index: FeatureIndex, usage: Usage, where:
             kind = token.type
             following = tokens[position + 1] if position + 1 < len(tokens) else None
             if kind == "whitespace":
-                nxt = following
-                if previous is not None and nxt is not None and not _is_combinator(previous) and not _is_combinator(nxt):
+                if previous is not None and following is not None and not _is_combinator(previous) and not _is_combinator(following):
                     found.add("descendant")
                     simple_in_compound = 0
             elif kind == "literal" and token.value in (">", "+", "~"):
@@ -447,7 +445,7 @@ def _split_commas(tokens: list[Any]) -> list[list[Any]]:
             groups.append([])
         else:
             groups[-1].append(token)
-    return [[t for t in group] for group in groups if any(t.type != "whitespace" for t in group)]
+    return [group for group in groups if any(t.type != "whitespace" for t in group)]
 
 
 def _is_combinator(token: Any) -> bool:
