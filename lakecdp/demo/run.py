@@ -29,12 +29,14 @@ from typing import TextIO
 from lakecdp.clock import Clock, FrozenClock, SystemClock
 from lakecdp.config import Settings, load_settings
 from lakecdp.config.loader import default_conf_dir
+from lakecdp.demo.world import BUCKET, SECRETS
 
 SUMMARY_TABLES = (
     "events", "quarantine", "customers", "consent_ledger", "identity_links", "profile_features", "profile_scores",
     "segment_membership", "segment_transitions", "trigger_outbox", "export_log", "stream_metrics",
 )
 EXPERIMENT = "personalized_content"
+DEMO_MARKER = "_lakecdp_demo"   # in a lake the demo made (and may replace on its next run)
 NIGHTLY = ("lakecdp_retrain", "lakecdp_score", "lakecdp_export")
 # The live day: sent over this long, in landing files the collector publishes this often; the
 # stream then has this long to take the last of them.
@@ -115,9 +117,9 @@ def run_demo(
     source_conf = default_conf_dir()
     load_pseudonymizer(conf_dir=source_conf)   # the key the demo's conf copy and later commands share
     print(f"lakecdp demo: data ends {end:%Y-%m-%d %H:%M} UTC (the pipeline's frozen now); lake {lake_root}; output {out_dir}", file=out)
+    _clear_demo_lake(Path(lake_root))
+    shutil.rmtree(landing, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (Path(lake_root), landing):
-        shutil.rmtree(stale, ignore_errors=True)   # a rerun starts from an empty lake, as the first run did
 
     with local_world() as world:
         conf_dir = write_conf(out_dir / "conf", source_conf, world=world, lake_root=lake_root, landing_root=str(landing.parent),
@@ -136,6 +138,17 @@ def run_demo(
     result.seconds = time.monotonic() - steps.started
     _summary(demo, result, out if stop_after is None else io.StringIO())
     return result
+
+
+def _clear_demo_lake(root: Path) -> None:
+    """A rerun starts from an empty lake, as the first run did; a lake the demo did not make is never removed."""
+    marker = root / DEMO_MARKER
+    if root.exists() and any(root.iterdir()) and not marker.exists():
+        raise DemoFailed(f"{root} holds a lake the demo did not create: the demo starts from an empty lake and will not "
+                         "remove it. Pass --lake with another folder (or remove it yourself).")
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    marker.write_text("made by `lakecdp demo`: the next demo run replaces this lake\n")
 
 
 class _Demo:
@@ -201,7 +214,6 @@ class _Demo:
         from lakecdp.collector.server import CollectorThread
         from lakecdp.collector.settings import load_collector_settings
         from lakecdp.demo.traffic import send
-        from lakecdp.demo.world import SECRETS
         from lakecdp.stream.job import StreamRun, run_stream
 
         run, stop, failure = StreamRun(), threading.Event(), []
@@ -304,21 +316,14 @@ class _Demo:
         sent = {name: sum(sum(counts["sent"].values()) for counts in segments.values())
                 for name, segments in report["destinations"].items()}
         per = ", ".join(f"{name} {n:,} ({report['requests'].get(name, 0)} requests)" for name, n in sorted(sent.items()))
-        return f"members sent: {per}; {self._s3_objects()} objects in s3://{self._bucket()}; 0 contract violations"
-
-    def _bucket(self) -> str:
-        from lakecdp.demo.world import BUCKET
-
-        return BUCKET
+        return f"members sent: {per}; {self._s3_objects()} objects in s3://{BUCKET}; 0 contract violations"
 
     def _s3_objects(self) -> int:
         import boto3
 
-        from lakecdp.demo.world import SECRETS
-
         s3 = boto3.client("s3", endpoint_url=self.world.s3_url, region_name="us-east-1", aws_access_key_id=SECRETS["LAKECDP_DEMO_AWS_KEY"],
                           aws_secret_access_key=SECRETS["LAKECDP_DEMO_AWS_SECRET"])
-        return s3.list_objects_v2(Bucket=self._bucket()).get("KeyCount", 0)
+        return s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0)
 
     def triggers(self) -> str:
         from lakecdp.segments import parse_segments
@@ -372,15 +377,16 @@ def _cli(argv: list[str]) -> str:
 
 def _summary(demo: _Demo, result: DemoResult, out: TextIO) -> None:
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
     for name in SUMMARY_TABLES:
-        path = f"{result.lake_root}/{name}"
         try:
-            result.row_counts[name] = sum(DeltaTable(path).get_add_actions(flatten=True).column("num_records").to_pylist())
-        except Exception:   # a table this run never wrote
+            result.row_counts[name] = sum(DeltaTable(f"{result.lake_root}/{name}").get_add_actions(flatten=True).column("num_records").to_pylist())
+        except TableNotFoundError:   # a table this run never wrote
             result.row_counts[name] = 0
-    members = DeltaTable(f"{result.lake_root}/segment_membership").to_pyarrow_table(columns=["segment"]).column(0).to_pylist()
-    result.segment_sizes = {s["name"]: members.count(s["name"]) for s in demo.settings.segments}
+    if result.row_counts["segment_membership"]:
+        members = DeltaTable(f"{result.lake_root}/segment_membership").to_pyarrow_table(columns=["segment"]).column(0).to_pylist()
+        result.segment_sizes = {s["name"]: members.count(s["name"]) for s in demo.settings.segments}
     print("\nTables (Delta, one folder per table):", file=out)
     for name, count in result.row_counts.items():
         print(f"  {name:<22} {count:>9,} rows   {result.lake_root}/{name}", file=out)

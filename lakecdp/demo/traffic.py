@@ -24,7 +24,6 @@ SDK_METHODS = ("track", "identify", "page")
 
 @dataclass(frozen=True)
 class Traffic:
-    history_lines: int
     http_events: int
     sdk_events: int
     rejected: int             # refused by the collector (an error names them; the demo fails)
@@ -87,7 +86,7 @@ def send(events: list[dict[str, Any]], url: str, write_key: str, *, sdk_share: f
     client.shutdown()
     if errors:
         raise RuntimeError(f"the Segment SDK could not deliver to the collector: {errors[0]}")
-    return Traffic(history_lines=0, http_events=http, sdk_events=sdk, rejected=refused)
+    return Traffic(http_events=http, sdk_events=sdk, rejected=refused)
 
 
 def _post(session: requests.Session, url: str, batch: list[dict[str, Any]]) -> int:
