@@ -196,11 +196,14 @@ class ApiClient:
         headers: Callable[[bytes], Mapping[str, str]] | Mapping[str, str] | None = None,
         body: bytes | None = None,
         params: Mapping[str, Any] | None = None,
+        is_retryable: Callable[[httpx.Response], bool] | None = None,
     ) -> httpx.Response:
         """Send with limits and retries; returns the first non-retryable response (2xx or a 4xx to interpret).
 
         Args:
             headers: a mapping, or a function of the body called on every attempt (fresh signatures, tokens).
+            is_retryable: for an ESP whose retry statuses also carry permanent errors (Mandrill answers a bad
+                key with a 500): False returns the response instead of retrying it.
         Raises:
             RetriesExhausted: transport errors or retryable statuses outlasted the policy.
         """
@@ -218,7 +221,7 @@ class ApiClient:
                 reason = f"{type(exc).__name__} calling {endpoint}"
                 delay = self.policy.backoff(attempt)
             else:
-                if response.status_code not in RETRY_STATUSES:
+                if response.status_code not in RETRY_STATUSES or (is_retryable is not None and not is_retryable(response)):
                     return response
                 reason = f"HTTP {response.status_code} from {endpoint}: {scrub_pii(response.text, 160)}"
                 delay = self.policy.delay(attempt, response.headers)

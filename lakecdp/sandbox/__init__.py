@@ -7,10 +7,11 @@ from lakecdp.sandbox.base import ContractServer, Fault, Request, Response
 from lakecdp.sandbox.braze import BrazeServer
 from lakecdp.sandbox.klaviyo import KlaviyoServer
 from lakecdp.sandbox.mailchimp import MailchimpServer
+from lakecdp.sandbox.mandrill import MandrillServer
 from lakecdp.sandbox.sfmc import SfmcServer
 from lakecdp.sandbox.webhook import TriggerReceiver, WebhookServer
 
 __all__ = [
-    "BrazeServer", "ContractServer", "Fault", "KlaviyoServer", "MailchimpServer", "Request", "Response", "SfmcServer", "TriggerReceiver",
+    "BrazeServer", "ContractServer", "Fault", "KlaviyoServer", "MailchimpServer", "MandrillServer", "Request", "Response", "SfmcServer", "TriggerReceiver",
     "WebhookServer",
 ]

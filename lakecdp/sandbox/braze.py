@@ -10,10 +10,24 @@ POST /users/delete (https://www.braze.com/docs/api/endpoints/user_data/post_user
 auth; exactly one of external_ids, user_aliases, braze_ids, email_addresses, phone_numbers, with
 1..50 entries; answers {deleted: n, message} and removes the users; its own window, 20,000 a
 minute.
+API-triggered delivery, POST /campaigns/trigger/send (campaign_id, trigger_properties) and
+/canvas/trigger/send (canvas_id, canvas_entry_properties)
+(https://www.braze.com/docs/api/endpoints/messaging/send_messages/post_send_triggered_campaigns/,
+.../post_send_triggered_canvases/): the id is required; `broadcast: true` and `recipients` exclude
+each other and omitting recipients needs `broadcast: true`; at most 50 recipients, each naming
+exactly one of external_user_id, user_alias, braze_id, email (email needs `prioritization`);
+`send_to_existing_only: false` needs `attributes` and is refused with a user alias; a campaign takes
+trigger_properties, a Canvas canvas_entry_properties (documented limit 50 KB). One window of 250,000
+requests an hour is shared by both routes (and /messages/send). Answers 201 {dispatch_id, message}.
+Braze has no idempotency key here: `sends` keeps every accepted recipient, and `deliveries` counts
+them by the `trigger_id` in their properties (else their user), so a duplicate shows as a count of 2.
+A recipient with send_to_existing_only and no Braze user is accepted and skipped, as Braze does.
 """
 from __future__ import annotations
 
+import json
 import math
+import secrets
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +39,10 @@ MAX_DELETE_IDS = 50
 DELETE_IDENTIFIERS = ("external_ids", "user_aliases", "braze_ids", "email_addresses", "phone_numbers")
 SUBSCRIBE_STATES = {"opted_in", "subscribed", "unsubscribed"}
 IDENTIFIERS = ("external_id", "user_alias", "braze_id", "email")
+MAX_RECIPIENTS = 50
+RECIPIENT_IDENTIFIERS = ("external_user_id", "user_alias", "braze_id", "email")
+MAX_ENTRY_PROPERTIES_BYTES = 50_000
+TRIGGER_ROUTES = {"/campaigns/trigger/send": ("campaign_id", "trigger_properties"), "/canvas/trigger/send": ("canvas_id", "canvas_entry_properties")}
 
 
 class BrazeServer(ContractServer):
@@ -38,11 +56,14 @@ class BrazeServer(ContractServer):
         self.flaky = {e.lower() for e in flaky_emails}
         self.window = SlidingWindow(*rate_limit)
         self.delete_window = SlidingWindow(20_000, 60.0)
+        self.messaging_window = SlidingWindow(250_000, 3600.0)
+        self.sends: list[dict[str, Any]] = []   # accepted recipients: route, id, external_user_id, properties
         self.users: dict[str, dict[str, Any]] = {}
         self.batch_sizes: list[int] = []
 
     def handle(self, request: Request) -> Response:
-        windows = {"/users/track": self.window, "/users/delete": self.delete_window}
+        windows = {"/users/track": self.window, "/users/delete": self.delete_window,
+                   **{route: self.messaging_window for route in TRIGGER_ROUTES}}
         if request.method != "POST" or request.path not in windows:
             self.violation(f"unknown route {request.method} {request.path}")
             return Response(404, {"message": "Not found"})
@@ -61,6 +82,8 @@ class BrazeServer(ContractServer):
             return Response(400, {"message": "Content-Type must be application/json"})
         if request.path == "/users/delete":
             return self._delete(request.json())
+        if request.path in TRIGGER_ROUTES:
+            return self._trigger_send(request.path, request.json())
         body = request.json()
         problem = self._check(body)
         if problem:
@@ -96,6 +119,24 @@ class BrazeServer(ContractServer):
         with self.lock:
             deleted = [v for v in values if self.users.pop(v, None) is not None]
         return Response(201, {"deleted": len(deleted), "message": "success"})
+
+    def _trigger_send(self, route: str, body: Any) -> Response:
+        problem = _trigger_problem(route, body)
+        if problem:
+            self.violation(f"{route}: {problem}")
+            return Response(400, {"message": problem})
+        id_key, properties_key = TRIGGER_ROUTES[route]
+        with self.lock:
+            for recipient in body.get("recipients") or []:
+                external_id = recipient.get("external_user_id")
+                if recipient.get("send_to_existing_only", True) and external_id not in self.users:
+                    continue   # Braze skips recipients it does not know
+                if "attributes" in recipient and external_id:
+                    self.users.setdefault(external_id, {}).update(recipient["attributes"])   # created before the send
+                properties = {**(body.get(properties_key) or {}), **(recipient.get(properties_key) or {})}
+                self.sends.append({"route": route, id_key: body[id_key], "external_user_id": external_id, "properties": properties})
+                self.deliveries[str(properties.get("trigger_id") or external_id)] += 1
+        return Response(201, {"dispatch_id": secrets.token_hex(16), "message": "success"})
 
     def _check(self, body: Any) -> str:
         if not isinstance(body, dict):
@@ -136,3 +177,46 @@ class BrazeServer(ContractServer):
     def in_segment(self, attribute: str, segment: str) -> set[str]:
         with self.lock:
             return {key for key, user in self.users.items() if segment in (user.get(attribute) or [])}
+
+
+def _trigger_problem(route: str, body: Any) -> str:
+    """The first breach of the triggered-send contract in `body`, or ''."""
+    if not isinstance(body, dict):
+        return "body must be a JSON object"
+    id_key, properties_key = TRIGGER_ROUTES[route]
+    other_key = "canvas_entry_properties" if properties_key == "trigger_properties" else "trigger_properties"
+    if not isinstance(body.get(id_key), str) or not body[id_key]:
+        return f"{id_key} is required"
+    recipients = body.get("recipients")
+    broadcast = body.get("broadcast", False)
+    if recipients is None and broadcast is not True and "audience" not in body:
+        return "broadcast must be true when recipients is omitted"
+    if recipients is not None and broadcast is True:
+        return "broadcast: true cannot be combined with recipients"
+    if recipients is not None and (not isinstance(recipients, list) or not 1 <= len(recipients) <= MAX_RECIPIENTS):
+        return f"recipients must be an array of 1..{MAX_RECIPIENTS} recipient objects"
+    if other_key in body:
+        return f"{other_key} belongs to the other route; this one takes {properties_key}"
+    if properties_key == "canvas_entry_properties" and len(json.dumps(body.get(properties_key) or {})) > MAX_ENTRY_PROPERTIES_BYTES:
+        return f"{properties_key} is over 50 KB"
+    for index, recipient in enumerate(recipients or []):
+        named = [k for k in RECIPIENT_IDENTIFIERS if recipient.get(k)]
+        if len(named) != 1:
+            return f"recipients[{index}] must name exactly one of {RECIPIENT_IDENTIFIERS}, got {named}"
+        if named == ["email"] and not recipient.get("prioritization"):
+            return f"recipients[{index}]: prioritization is required with email"
+        existing_only = recipient.get("send_to_existing_only", True)
+        if not isinstance(existing_only, bool):
+            return f"recipients[{index}].send_to_existing_only must be a boolean"
+        if not existing_only and "user_alias" in recipient:
+            return f"recipients[{index}]: send_to_existing_only cannot be used with user aliases"
+        if not existing_only and not isinstance(recipient.get("attributes"), dict):
+            return f"recipients[{index}]: send_to_existing_only false needs an attributes object"
+        for key in (properties_key, other_key):
+            if key in recipient and not isinstance(recipient[key], dict):
+                return f"recipients[{index}].{key} must be an object"
+        if other_key in recipient:
+            return f"recipients[{index}].{other_key} belongs to the other route; this one takes {properties_key}"
+        if properties_key == "canvas_entry_properties" and len(json.dumps(recipient.get(properties_key) or {})) > MAX_ENTRY_PROPERTIES_BYTES:
+            return f"recipients[{index}].{properties_key} is over 50 KB"
+    return ""

@@ -12,6 +12,11 @@ served with the same header checks and Klaviyo's documented filter syntax.
 POST /api/data-privacy-deletion-jobs (request_profile_deletion, data_privacy.json) takes exactly
 one identifier (email, phone_number or id), as its description demands; the real job is
 asynchronous, here every matching profile is gone when the 202 is sent.
+POST /api/events (create_event, create_event.json) records the event for its metric and profile
+(matched by external_id, else email): a repeated `unique_id` for the same profile and metric is
+recorded once, as the operation documents; the event's size limits (5 MB, 400 properties, strings
+up to 100 KB, metric name under 128 characters, time after 1990 and within a year) are checked.
+Events start the flows listening to their metric: `flow_starts` counts them (backfill events do not).
 """
 from __future__ import annotations
 
@@ -20,16 +25,20 @@ import math
 import re
 import secrets
 import threading
+from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from lakecdp.clock import Clock
 from lakecdp.sandbox.base import ContractServer, Request, Response, SlidingWindow, rate_limited
 from lakecdp.sandbox.openapi import CONTRACTS_DIR, Operation, load_operations
 
 MEDIA = "application/vnd.api+json"
 REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z0-9]+)?$")
 MAX_PROFILES, MAX_JOB_BYTES, MAX_PROFILE_BYTES, MAX_RELATIONSHIPS = 10_000, 5_000_000, 100_000, 1000
+MAX_EVENT_BYTES, MAX_EVENT_PROPERTIES, MAX_EVENT_STRING, MAX_METRIC_NAME = 5_000_000, 400, 100_000, 128
 
 
 def error(status: int, code: str, detail: str, pointer: str | None = None) -> Response:
@@ -51,8 +60,13 @@ class KlaviyoServer(ContractServer):
         flaky_emails: Iterable[str] = (),
         polls_until_complete: int = 1,
         latency: float = 0.0,
+        clock: Clock | None = None,
     ) -> None:
+        """Args:
+            clock: Klaviyo's "now" for create_event's "at most a year ahead" check (unchecked without one).
+        """
         super().__init__(latency=latency)
+        self.clock = clock
         self.api_key = api_key
         self.operations = load_operations(contracts or CONTRACTS_DIR / "klaviyo")
         self.windows = {op.operation_id: [SlidingWindow(n, s) for n, s in op.rate_limits] for op in self.operations}
@@ -64,6 +78,10 @@ class KlaviyoServer(ContractServer):
         self.jobs: dict[str, dict[str, Any]] = {}
         self.deletion_jobs: list[str] = []              # which identifier each deletion job named
         self.job_sizes: list[int] = []
+        self.events: list[dict[str, Any]] = []          # recorded events: metric, profile key, unique_id, properties
+        self._event_keys: set[tuple[str, str, str]] = set()
+        self.duplicate_events = 0                       # events dropped for a repeated unique_id
+        self.flow_starts: Counter = Counter()           # metric name -> flows started
         self.rate_limited = 0
         self._ids = threading.Lock()
 
@@ -285,6 +303,35 @@ class KlaviyoServer(ContractServer):
                 del self.profiles[key]
         return Response(202)
 
+    def _create_event(self, request: Request, params: dict[str, str]) -> Response:
+        attributes = json.loads(request.body)["data"]["attributes"]
+        problem = _event_problem(request.body, attributes, None if self.clock is None else self.clock.now())
+        if problem is not None:
+            self.violation(f"create_event: {problem}")
+            return error(400, "invalid", problem, "/data/attributes")
+        profile = attributes["profile"]["data"]
+        fields = profile.get("attributes") or {}
+        key = profile.get("id") or fields.get("external_id") or fields.get("email") or fields.get("phone_number")
+        if not key:
+            self.violation("create_event: the profile names no identifier (id, email, phone_number, external_id)")
+            return error(400, "invalid", "A profile identifier is required.", "/data/attributes/profile/data")
+        metric = attributes["metric"]["data"]["attributes"]["name"]
+        unique_id = attributes.get("unique_id") or str(attributes.get("time"))   # Klaviyo's default: the time to the second
+        with self.lock:
+            if (key, metric, unique_id) in self._event_keys:
+                self.duplicate_events += 1
+                return Response(202)
+            self._event_keys.add((key, metric, unique_id))
+            # create_event creates or updates the profile it names
+            stored = self.profiles.setdefault(key, {"id": "01" + secrets.token_hex(12).upper(), "lists": set()})
+            stored.update({k: v for k, v in fields.items() if v is not None})
+            self.events.append({"metric": metric, "profile": key, "unique_id": unique_id, "time": attributes.get("time"),
+                                "value": attributes.get("value"), "properties": attributes["properties"]})
+            self.deliveries[unique_id] += 1
+            if not attributes.get("backfill"):
+                self.flow_starts[metric] += 1
+        return Response(202)
+
     # ---- test helpers ---------------------------------------------------------------------------
     def holds(self, external_id: str, email: str) -> bool:
         """Whether any profile carries the external id or the address."""
@@ -295,3 +342,37 @@ class KlaviyoServer(ContractServer):
         with self.lock:
             return {key for key, p in self.profiles.items() if list_id in p["lists"]}
 
+
+
+def _event_problem(body: bytes, attributes: dict[str, Any], now: datetime | None) -> str | None:
+    """create_event's documented limits beyond the schema (its description and the events API overview)."""
+    if len(body) > MAX_EVENT_BYTES:
+        return f"event payload of {len(body)} bytes is over 5 MB"
+    properties = attributes.get("properties") or {}
+    if len(properties) > MAX_EVENT_PROPERTIES:
+        return f"{len(properties)} properties (at most {MAX_EVENT_PROPERTIES})"
+    if any(len(text) > MAX_EVENT_STRING for text in _strings(properties)):
+        return "a property string is over 100 KB"
+    if len(attributes["metric"]["data"]["attributes"]["name"]) >= MAX_METRIC_NAME:
+        return "metric name must be less than 128 characters"
+    at = attributes.get("time")
+    if at is not None:
+        try:
+            when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            return f"time {at!r} is not an ISO 8601 date-time"
+        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        if when.year < 1991 or (now is not None and when > now + timedelta(days=365)):
+            return f"time {at!r} must be after 1990 and at most a year ahead"
+    return None
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)

@@ -11,11 +11,18 @@ ContactAndAttributes} -> 200 {operationInitiated, operationID, ...}
 (https://developer.salesforce.com/docs/marketing/marketing-cloud/guide/DeleteByContactKeys.html);
 the real deletion runs after a suppression period, here the contact's rows (SubscriberKey = contact
 key) are gone at once.
+POST /interaction/v1/events (Journey Builder entry event,
+https://developer.salesforce.com/docs/marketing/marketing-cloud/references/mc_rest_interaction/postEvent.html):
+ContactKey and EventDefinitionKey required (the key must be one of `event_definition_keys`, else
+400), Data an object of scalar values (they fill the entry source's data extension); answers 201
+{eventInstanceId}. Journey Builder has no idempotency key: `entries` keeps every entry and
+`deliveries` counts them by Data.TriggerId (else the contact key), so a duplicate shows as 2.
 """
 from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,8 +36,11 @@ class SfmcServer(ContractServer):
     name = "sfmc"
 
     def __init__(self, *, client_id: str, client_secret: str, data_extension_key: str, invalid_emails: Iterable[str] = (),
-                 token_ttl: float = 1080.0, polls_until_complete: int = 1, latency: float = 0.0) -> None:
+                 token_ttl: float = 1080.0, polls_until_complete: int = 1, latency: float = 0.0,
+                 event_definition_keys: Iterable[str] = ()) -> None:
         super().__init__(latency=latency)
+        self.event_definition_keys = set(event_definition_keys)
+        self.entries: list[dict[str, Any]] = []   # accepted journey entry events
         self.client_id, self.client_secret, self.key = client_id, client_secret, data_extension_key
         self.invalid = {e.lower() for e in invalid_emails}
         self.token_ttl, self.polls_until_complete = token_ttl, polls_until_complete
@@ -53,6 +63,8 @@ class SfmcServer(ContractServer):
             return Response(401, {"message": "Not Authorized", "errorcode": 0, "documentation": ""})
         if request.method == "PUT" and request.path == f"/data/v1/async/dataextensions/key:{self.key}/rows":
             return self._upsert(request)
+        if request.method == "POST" and request.path == "/interaction/v1/events":
+            return self._entry_event(request)
         if request.method == "POST" and request.path == "/contacts/v1/contacts/actions/delete":
             return self._delete_contacts(request)
         parts = request.path.split("/")
@@ -104,6 +116,23 @@ class SfmcServer(ContractServer):
                 results.append({"status": "OK"})
             self.async_requests[request_id] = {"results": results, "polls": 0}
         return Response(202, {"requestId": request_id, "resultMessages": []})
+
+    def _entry_event(self, request: Request) -> Response:
+        body = request.json() if request.body else None
+        if not isinstance(body, dict) or not body.get("ContactKey") or not body.get("EventDefinitionKey"):
+            self.violation("interaction events: ContactKey and EventDefinitionKey are required")
+            return Response(400, {"message": "ContactKey and EventDefinitionKey are required", "errorcode": 10000})
+        data = body.get("Data", {})
+        unknown = sorted(set(body) - {"ContactKey", "EventDefinitionKey", "Data"})
+        if unknown or not isinstance(data, dict) or any(isinstance(v, (dict, list)) for v in data.values()):
+            self.violation(f"interaction events: unknown keys {unknown} or Data not a flat object of field values")
+            return Response(400, {"message": "Data must map data extension fields to values", "errorcode": 10000})
+        if body["EventDefinitionKey"] not in self.event_definition_keys:
+            return Response(400, {"message": f"Event definition {body['EventDefinitionKey']} not found", "errorcode": 30000})
+        with self.lock:
+            self.entries.append(body)
+            self.deliveries[str(data.get("TriggerId") or body["ContactKey"])] += 1
+        return Response(201, {"eventInstanceId": str(uuid.uuid4())})
 
     def _delete_contacts(self, request: Request) -> Response:
         body = request.json() if request.body else None

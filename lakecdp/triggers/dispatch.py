@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import requests
 from pyspark.sql import DataFrame, functions as F
@@ -17,8 +19,11 @@ from lakecdp.pipeline import refresh_membership, refresh_profiles
 from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, consent_block_reason
 from lakecdp.segments.rules import Segment
 from lakecdp.triggers.outbox import PENDING, is_capped, pending, quiet_until
-from lakecdp.triggers.settings import trigger_settings
+from lakecdp.triggers.settings import TriggerSettings, WebhookDestination, trigger_settings
 from lakecdp.triggers.webhook import SendResult, send_webhook
+
+if TYPE_CHECKING:
+    from lakecdp.export.adapters.base import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +36,16 @@ class DispatchReport:
     outcomes: Counter = field(default_factory=Counter)   # state or reason -> count (no customer data)
 
 
-def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: datetime, session: requests.Session | None = None) -> DispatchReport:
-    """Send every pending trigger due by `now`; record sent / cancelled (why) / failed (ESP reason)."""
+def dispatch_due(
+    lake: Lake, settings: Settings, segments: list[Segment], now: datetime, session: requests.Session | None = None,
+    runtime: Runtime | None = None,
+) -> DispatchReport:
+    """Send every pending trigger due by `now`; record sent / cancelled (why) / failed (ESP reason).
+
+    Args:
+        session: the HTTP session for webhook destinations.
+        runtime: secrets, sleep and clock for ESP destinations (default: the process environment).
+    """
     report = DispatchReport()
     outbox = lake.read("trigger_outbox")
     due = [r.asDict() for r in pending(outbox).filter(F.col("due_at") <= F.lit(now).cast("timestamp")).collect()]
@@ -48,6 +61,7 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
     contacts = lake.read("customers").filter(F.col("customer_id").isin(customers))
     blocked = _consent_blocks(lake, settings, customers, contacts)
     external = {r.customer_id: r.external_id for r in contacts.select("customer_id", "external_id").collect()}
+    esp = EspSends(lake, settings, now, runtime, contacts)
     zones = {r.customer_id: r.timezone for r in lake.read("profile_features").filter(F.col("customer_id").isin(customers)).select("customer_id", "timezone").collect()}
     sent_before: dict[tuple[str, str], list[datetime]] = {}
     for r in outbox.filter((F.col("state") == "sent") & F.col("customer_id").isin(customers)).collect():
@@ -55,6 +69,20 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
     # The customer's experiment variants travel with the send; the global holdout gets no trigger at all.
     assigner = load_assigner(settings, at=now, lake_root=lake.root)
     session = session or requests.Session()
+    updates = []
+    try:
+        updates = _decide_and_send(due, by_name, members, blocked, assigner, sent_before, zones, external, config, session, esp, now)
+    finally:
+        esp.close(len([u for u in updates if u["state"] == "sent"]))
+    for update in updates:
+        report.outcomes[update["state"] if update["state"] != PENDING else f"pending ({update['reason']})"] += 1
+    lake.merge("trigger_outbox", lake.spark.createDataFrame(updates, lake.spec("trigger_outbox").schema))
+    log.info("triggers dispatched: %s", dict(report.outcomes))
+    return report
+
+
+def _decide_and_send(due, by_name, members, blocked, assigner, sent_before, zones, external, config, session, esp, now) -> list[dict]:
+    """The re-check of every due row (membership, consent, holdout, cap, quiet hours), then the send."""
     updates = []
     for row in due:
         spec = by_name[row["segment"]].trigger if row["segment"] in by_name else None
@@ -71,28 +99,29 @@ def dispatch_due(lake: Lake, settings: Settings, segments: list[Segment], now: d
             updates.append({**row, "due_at": resume.replace(tzinfo=None), "reason": "postponed: quiet hours", "updated_at": now})
         else:
             variants = {name: assigner.assign(name, row["customer_id"]) for name in assigner.settings.definitions}
-            updates.append(_send(row, config, session, now, variants, external.get(row["customer_id"])))
+            updates.append(_send(row, config, session, esp, now, variants, external.get(row["customer_id"])))
             if updates[-1]["state"] == "sent":
                 sent_before.setdefault(key, []).append(now)
-    for update in updates:
-        report.outcomes[update["state"] if update["state"] != PENDING else f"pending ({update['reason']})"] += 1
-    lake.merge("trigger_outbox", lake.spark.createDataFrame(updates, lake.spec("trigger_outbox").schema))
-    log.info("triggers dispatched: %s", dict(report.outcomes))
-    return report
+    return updates
 
 
-def _send(row: dict, config, session: requests.Session, now: datetime, variants: dict[str, str], external_id: str | None) -> dict:
+def _send(row: dict, config: TriggerSettings, session: requests.Session, esp: EspSends, now: datetime,
+          variants: dict[str, str], external_id: str | None) -> dict:
     destination = config.destinations.get(row["destination"])
     if destination is None:
         return _finish(row, "failed", f"unknown destination {row['destination']!r} (conf/base/triggers.yaml)", now)
-    payload = {
-        "trigger_id": row["trigger_id"],
-        "segment": row["segment"],
-        "customer_id": external_id or row["customer_id"],   # the retailer's id; the pseudonym only if none is known
-        "entered_at": row["entered_at"].isoformat() + "Z",
-        "experiments": variants,   # experiment -> variant (or "holdout"), as lakecdp.experiments assigns it everywhere
-    }
-    result: SendResult = send_webhook(destination, payload, row["trigger_id"], session)
+    customer_id = external_id or row["customer_id"]   # the retailer's id; the pseudonym only if none is known
+    if isinstance(destination, WebhookDestination):
+        payload = {
+            "trigger_id": row["trigger_id"],
+            "segment": row["segment"],
+            "customer_id": customer_id,
+            "entered_at": row["entered_at"].isoformat() + "Z",
+            "experiments": variants,   # experiment -> variant (or "holdout"), as lakecdp.experiments assigns it everywhere
+        }
+        result: SendResult = send_webhook(destination, payload, row["trigger_id"], session)
+    else:
+        result = esp.send(row, destination, customer_id, variants)
     attempts = row["attempts"] + 1
     if result.ok:
         return {**_finish(row, "sent", None, now), "attempts": attempts}
@@ -118,3 +147,62 @@ def _consent_blocks(lake: Lake, settings: Settings, customers: list[str], contac
     known = {r.customer_id: r.block_reason for r in status.collect()}
     reasons = {c: known.get(c, NO_RECORD) for c in customers}
     return {c: reason for c, reason in reasons.items() if reason is not None}
+
+
+class EspSends:
+    """What ESP destinations need beyond the webhook, loaded on the first ESP send of a dispatch only:
+    the content service (decision, cart, recommendations), contact emails, one sender per destination."""
+
+    def __init__(self, lake: Lake, settings: Settings, now: datetime, runtime: Runtime | None, contacts: DataFrame) -> None:
+        self.lake, self.settings, self.now = lake, settings, now
+        self._runtime = runtime
+        self._contacts = contacts
+        self._emails: dict[str, str | None] | None = None
+        self._content: Any = None
+        self._senders: dict[str, Any] = {}
+
+    def send(self, row: dict, destination: Any, customer_id: str, variants: dict[str, str]) -> SendResult:
+        from lakecdp.triggers.esp import build_message
+
+        service = self._content_service()
+        context = service.context(service.store.snapshot, row["customer_id"])
+        decision = service.engine.decide(context, row["customer_id"], now=self.now)
+        message = build_message(
+            row, customer_id=customer_id, email=self._email(row["customer_id"]), decision=decision,
+            merge_fields=service.engine.merge_fields(decision), context=context, experiments=variants, now=self.now,
+        )
+        return self._sender(row["destination"], destination).send(message)
+
+    def close(self, sent: int) -> None:
+        for sender in self._senders.values():
+            sender.close()
+        if self._senders and sent:
+            from lakecdp.privacy.access import log_pii_access
+
+            # Emails (and first names in the tokens) left for ESPs: recorded as the export records its runs.
+            log_pii_access(self.lake.root, self.lake.storage_options, "trigger dispatch", None, ["customers"], sent, self.now)
+
+    def _content_service(self) -> Any:
+        if self._content is None:
+            from lakecdp.clock import FrozenClock
+            from lakecdp.content.service import open_content_service
+
+            # As `lakecdp content preview --at`: the snapshot read now, after this dispatch refreshed profiles.
+            self._content = open_content_service(self.settings, lake_root=self.lake.root, clock=FrozenClock(self.now))
+        return self._content
+
+    def _email(self, customer_id: str) -> str | None:
+        if self._emails is None:
+            from lakecdp.export.identifiers import normalized_email_col
+
+            rows = self._contacts.select("customer_id", normalized_email_col("email").alias("email_norm")).collect()
+            self._emails = {r.customer_id: r.email_norm for r in rows}
+        return self._emails.get(customer_id)
+
+    def _sender(self, name: str, destination: Any) -> Any:
+        if name not in self._senders:
+            from lakecdp.export.adapters.base import Runtime
+            from lakecdp.triggers.esp import build_sender
+
+            self._senders[name] = build_sender(name, destination, self._runtime or Runtime(env=os.environ))
+        return self._senders[name]

@@ -100,14 +100,7 @@ class Adapter(ABC):
 
     def secret(self, env_key: str) -> str:
         """The value of the environment variable named by settings.<env_key>; fails loudly when unset."""
-        variable = getattr(self.settings, env_key)
-        value = self.runtime.env.get(variable, "")
-        if not value:
-            raise ConfigError(
-                f"${variable} is not set (named by {CONF_FILE}: esp.destinations.{self.name}.{env_key}). "
-                f"Fix: export {variable}=<secret> where lakecdp runs, or disable the destination."
-            )
-        return value
+        return read_secret(self.runtime.env, getattr(self.settings, env_key), f"{CONF_FILE}: esp.destinations.{self.name}.{env_key}")
 
     def api_client(self, *, per_endpoint: bool = False, rate_limits: Sequence[RateLimitSpec] | None = None) -> ApiClient:
         """A client with the destination's limits and retry policy.
@@ -115,19 +108,37 @@ class Adapter(ABC):
         Args:
             rate_limits: instead of settings.rate_limits, for an endpoint the ESP limits on its own.
         """
-        s = self.settings
-        limiter = Limiter(
-            s.rate_limits if rate_limits is None else rate_limits, fill_fraction=s.fill_fraction,
-            max_in_flight=s.max_in_flight, per_endpoint=per_endpoint, monotonic=self.runtime.monotonic, sleep=self.runtime.sleep,
-        )
-        policy = RetryPolicy(s.retry, clock=self.runtime.clock, rng=self.runtime.rng)
-        return ApiClient(
-            limiter=limiter, policy=policy, timeout=s.timeout.total_seconds(), max_connections=s.max_in_flight,
-            sleep=self.runtime.sleep, transport=self.runtime.transport,
-        )
+        return build_api_client(self.settings, self.runtime, per_endpoint=per_endpoint, rate_limits=rate_limits)
 
     def attribute_values(self, member: Member) -> dict[str, Any]:
         return {name: member.attributes.get(name) for name in self.attributes}
+
+
+def read_secret(env: Mapping[str, str], variable: str, named_by: str) -> str:
+    """The value of environment variable `variable`; fails loudly when unset (`named_by`: the conf key naming it)."""
+    value = env.get(variable, "")
+    if not value:
+        raise ConfigError(
+            f"${variable} is not set (named by {named_by}). "
+            f"Fix: export {variable}=<secret> where lakecdp runs, or disable the destination."
+        )
+    return value
+
+
+def build_api_client(
+    settings: Any, runtime: Runtime, *, per_endpoint: bool = False, rate_limits: Sequence[RateLimitSpec] | None = None
+) -> ApiClient:
+    """The one HTTP client for a destination's settings (rate_limits, fill_fraction, max_in_flight, retry, timeout)."""
+    s = settings
+    limiter = Limiter(
+        s.rate_limits if rate_limits is None else rate_limits, fill_fraction=s.fill_fraction,
+        max_in_flight=s.max_in_flight, per_endpoint=per_endpoint, monotonic=runtime.monotonic, sleep=runtime.sleep,
+    )
+    policy = RetryPolicy(s.retry, clock=runtime.clock, rng=runtime.rng)
+    return ApiClient(
+        limiter=limiter, policy=policy, timeout=s.timeout.total_seconds(), max_connections=s.max_in_flight,
+        sleep=runtime.sleep, transport=runtime.transport,
+    )
 
 
 def all_failed(batch: Batch, reason: str, *, retryable: bool) -> BatchResult:

@@ -21,16 +21,60 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lakecdp.export.adapters.base import DELETION_REQUESTED, Adapter, BatchLimits, all_failed, all_sent, http_reason
 from lakecdp.export.batches import UPSERT, Batch, BatchResult, Member, MemberOutcome, json_bytes
-from lakecdp.export.http import DestinationError, RetriesExhausted
+from lakecdp.export.http import ApiClient, DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import scrub_pii
 
 COLUMNS = {"first_name": "FirstName", "last_name": "LastName", "country": "Country", "city": "City"}
 TOKEN_MARGIN_S = 60   # renew this long before the token expires
+
+
+class SfmcAuth:
+    """Client-credentials tokens for one installed package: cached, renewed before expiry and after a 401.
+
+    Shared by the data extension exporter and the Journey Builder trigger sender (lakecdp.triggers.esp).
+    """
+
+    def __init__(self, name: str, client: ApiClient, *, auth_url: str, client_id: str, client_secret: str,
+                 account_id: str | None, monotonic: Callable[[], float]) -> None:
+        self.name, self.client, self._auth_url = name, client, auth_url.rstrip("/")
+        self._client_id, self._client_secret, self._account_id = client_id, client_secret, account_id
+        self._monotonic = monotonic
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+
+    def access_token(self, *, renew: bool = False) -> str:
+        with self._lock:
+            if renew or self._token is None or self._monotonic() >= self._expires_at:
+                body = {"grant_type": "client_credentials", "client_id": self._client_id, "client_secret": self._client_secret}
+                if self._account_id:
+                    body["account_id"] = self._account_id
+                response = self.client.request(
+                    "POST", f"{self._auth_url}/v2/token", endpoint="auth.token",
+                    headers={"Content-Type": "application/json"}, body=json_bytes(body),
+                )
+                if response.status_code != 200:
+                    reason = http_reason(response)
+                    raise DestinationError(f"{self.name}: Marketing Cloud refused the client credentials: {reason}")
+                document = response.json()
+                self._token = document["access_token"]
+                self._expires_at = self._monotonic() + float(document.get("expires_in", 1080)) - TOKEN_MARGIN_S
+            return self._token
+
+    def call(self, method: str, url: str, endpoint: str, body: bytes | None = None) -> Any:
+        """A REST call with the bearer token; a 401 renews the token once (it may have been revoked early)."""
+        for renew in (False, True):
+            token = self.access_token(renew=renew)
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            response = self.client.request(method, url, endpoint=endpoint, headers=headers, body=body)
+            if response.status_code != 401:
+                return response
+        raise DestinationError(f"{self.name}: Marketing Cloud rejects a fresh token: {http_reason(response)}")
 
 
 class SfmcAdapter(Adapter):
@@ -38,12 +82,12 @@ class SfmcAdapter(Adapter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._client_id, self._client_secret = self.secret("client_id_env"), self.secret("client_secret_env")
         self.client = self.api_client()
         self._rest = self.settings.rest_url.rstrip("/")
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._token_lock = threading.Lock()
+        self._auth = SfmcAuth(
+            self.name, self.client, auth_url=self.settings.auth_url, client_id=self.secret("client_id_env"),
+            client_secret=self.secret("client_secret_env"), account_id=self.settings.account_id, monotonic=self.runtime.monotonic,
+        )
 
     @classmethod
     def batch_limits(cls, settings: Any, attributes: Sequence[str]) -> BatchLimits:
@@ -55,33 +99,8 @@ class SfmcAdapter(Adapter):
     def _row(self, member: Member, segment: str, kind: str) -> dict[str, Any]:
         return data_extension_row(member, segment, kind, self.attributes)
 
-    def _access_token(self, *, renew: bool = False) -> str:
-        with self._token_lock:
-            if renew or self._token is None or self.runtime.monotonic() >= self._expires_at:
-                body = {"grant_type": "client_credentials", "client_id": self._client_id, "client_secret": self._client_secret}
-                if self.settings.account_id:
-                    body["account_id"] = self.settings.account_id
-                response = self.client.request(
-                    "POST", f"{self.settings.auth_url.rstrip('/')}/v2/token", endpoint="auth.token",
-                    headers={"Content-Type": "application/json"}, body=json_bytes(body),
-                )
-                if response.status_code != 200:
-                    reason = http_reason(response)
-                    raise DestinationError(f"{self.name}: Marketing Cloud refused the client credentials: {reason}")
-                document = response.json()
-                self._token = document["access_token"]
-                self._expires_at = self.runtime.monotonic() + float(document.get("expires_in", 1080)) - TOKEN_MARGIN_S
-            return self._token
-
     def _call(self, method: str, url: str, endpoint: str, body: bytes | None = None) -> Any:
-        """A REST call with the bearer token; a 401 renews the token once (it may have been revoked early)."""
-        for renew in (False, True):
-            token = self._access_token(renew=renew)
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            response = self.client.request(method, url, endpoint=endpoint, headers=headers, body=body)
-            if response.status_code != 401:
-                return response
-        raise DestinationError(f"{self.name}: Marketing Cloud rejects a fresh token: {http_reason(response)}")
+        return self._auth.call(method, url, endpoint, body)
 
     def send(self, batch: Batch) -> BatchResult:
         items = [self._row(m, batch.segment, batch.kind) for m in batch.members]
