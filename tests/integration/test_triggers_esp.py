@@ -246,3 +246,30 @@ def test_a_klaviyo_event_resent_after_a_crash_is_recorded_once_by_its_unique_id(
     assert klaviyo.count("POST", "/api/events") == sent_before + 1
     assert len(klaviyo.events) == 1 and klaviyo.duplicate_events == 1 and klaviyo.flow_starts["Cart Abandoned"] == 1
     assert klaviyo.violations == []
+
+
+def test_a_wrong_mandrill_key_fails_at_once_and_a_missing_secret_names_its_variable():
+    """Mandrill answers a bad key with HTTP 500: the sender reads the error name and does not retry it."""
+    from lakecdp.triggers.esp import build_sender
+    from lakecdp.triggers.settings import trigger_settings
+    from tests.unit.test_trigger_esp import message
+
+    with MandrillServer(api_key=SECRETS["LAKECDP_TEST_MANDRILL_KEY"], templates=["cart-reminder"]) as server:
+        entry = sandbox_trigger_destination("mandrill_template", server.url, api_key_env="LAKECDP_TEST_MANDRILL_KEY", template_name="cart-reminder")
+        destination = trigger_settings({"destinations": {"mandrill_cart": entry}}).destinations["mandrill_cart"]
+        sender = build_sender("mandrill_cart", destination, Runtime(env={"LAKECDP_TEST_MANDRILL_KEY": "wrong"}, sleep=lambda s: None))
+        result = sender.send(message())
+        assert (result.ok, result.retryable) == (False, False) and "Invalid_Key" in result.reason
+        assert server.count("POST") == 1 and server.violations == []
+        sender.close()
+
+        unset = build_sender("mandrill_cart", destination, Runtime(env={}, sleep=lambda s: None))
+        result = unset.send(message())
+        assert (result.ok, result.retryable) == (False, False)
+        assert "$LAKECDP_TEST_MANDRILL_KEY is not set (named by conf/base/triggers.yaml: triggers.destinations.mandrill_cart.api_key_env)" in result.reason
+        assert server.count("POST") == 1
+        unset.close()
+        configured = build_sender("mandrill_cart", destination, Runtime(env=SECRETS, sleep=lambda s: None))
+        no_email = configured.send(message(email=None))
+        assert (no_email.ok, no_email.reason) == (False, "no valid email") and server.count("POST") == 1
+        configured.close()
