@@ -5,6 +5,7 @@
 #   infra/airflow.sh start     # start in the background, wait until healthy, print the URL and login
 #   infra/airflow.sh stop      # stop the whole process group (scheduler and workers included)
 #   infra/airflow.sh status
+#   infra/airflow.sh nightly [AS_OF]   # start if needed; retrain -> score -> export now, as of the lake's newest event
 #
 # Nothing listens beyond 127.0.0.1: the four components are started here rather than by
 # `airflow standalone`, because standalone also starts Airflow 3.3.2's task-log servers (ports 8793
@@ -129,6 +130,16 @@ stop() {
   exit 1
 }
 
+# The nightly chain once, now, run by this Airflow's scheduler (infra/airflow_nightly.py): unpause the
+# DAGs, trigger lakecdp_retrain with its data interval ending at AS_OF (default: the lake's newest
+# event), then follow the runs the assets trigger. A scheduled run's as-of is its cron time, which a
+# lake whose events stopped earlier does not reach: retrain then skips and score refuses (models.freshness).
+nightly() {
+  start
+  cd "$REPO"
+  "$VENV/bin/python" "$REPO/infra/airflow_nightly.py" "${1:-}"
+}
+
 status() {
   if pgid="$(running_pgid)"; then
     if healthy; then state="healthy"; else state="starting or unhealthy"; fi
@@ -143,5 +154,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  nightly) nightly "${2:-}" ;;
+  *) echo "usage: $0 start|stop|status|nightly [AS_OF]" >&2; exit 2 ;;
 esac

@@ -149,11 +149,12 @@ def event_times(p: Pipeline, as_of: datetime, events_version: int | None = None)
     return EventTimes(first=at(row["first"]), newest_before=at(row["newest_before"]), last=at(row["last"]))
 
 
-def data_gap(times: EventTimes, as_of: datetime, freshness: Any, what: str) -> str | None:
+def data_gap(times: EventTimes, as_of: datetime, freshness: timedelta, what: str) -> str | None:
     """Why the events do not reach `as_of` (none at or before it, or the newest older than `freshness`), else None."""
+    days = freshness.total_seconds() / 86400
     fix = (
-        f"Fix: run with an as-of inside the data (a logical date at or before {iso(times.last)}, the newest event; "
-        "`infra/airflow.sh nightly` picks it), or load fresh events (the stream, `lakecdp import orders`)"
+        f"Fix: run with an as-of inside the data (at most {days:g} days after the newest event, {iso(times.last)}; "
+        "`infra/airflow.sh nightly` runs the chain as of it), or load fresh events (the stream, `lakecdp import orders`)"
     )
     if times.newest_before is None:
         return f"{what}: no event at or before as-of {iso(as_of)}: the first event is at {iso(times.first)}. {fix}."
@@ -162,7 +163,7 @@ def data_gap(times: EventTimes, as_of: datetime, freshness: Any, what: str) -> s
         return None
     return (
         f"{what}: the newest event at or before as-of {iso(as_of)} is at {iso(times.newest_before)}, "
-        f"{gap.total_seconds() / 86400:.1f} days earlier (models.freshness allows {freshness.total_seconds() / 86400:g}): "
+        f"{gap.total_seconds() / 86400:.1f} days earlier (models.freshness allows {days:g}): "
         f"the lake's events end before this run's as-of. {fix}; or raise models.freshness in conf/local."
     )
 
