@@ -1,4 +1,4 @@
-"""lakecdp_score: batch-score every profile -> quality gate on scores -> refresh predictive segments (asset)."""
+"""lakecdp_score: batch-score every profile -> quality gate on scores -> refresh predictive segments (asset); rebuild recommendations."""
 from __future__ import annotations
 
 from typing import Any
@@ -30,12 +30,23 @@ whose as-of it then uses).
    intent probability, decile and cluster as of `data_interval_end`, merged into `profile_scores`
    (scored_at = that instant, so a rerun writes the same rows); drift is measured on the way.
 3. **quality_gate** - checkpoint `scores` (expectations/profile_scores.yaml) on the version step 2 wrote.
-4. **refresh_predictive_segments** - re-evaluates the segments whose rules read scores, then emits
-   asset `lakecdp_profile_scores`, which runs `lakecdp_export`.
-5. **flag_drift** - emits asset `lakecdp_model_drift` (which runs `lakecdp_retrain`) only when drift
+4. **build_recommendations** - beside steps 1-3, needing no model: `lakecdp.recs.jobs.build_and_write`
+   as `lakecdp recs build --as-of` runs it: every customer's top-k products (rules, co-occurrence CF
+   blended with content-based similarity, category and popularity fallbacks; never bought or out of
+   stock) as of the same instant, replacing `recommendations` in one commit (generated_at = the as-of).
+   SKIPS, keeping the last build, when the events do not reach the as-of (`models.freshness`).
+   Why here: this is the daily run that precedes every export, and exports carry recommendations in
+   their content merge fields (triggers and the content API read the same table), so a nightly build
+   must land before step 5 announces the export; recommendations do not need scores, so they run in
+   parallel with scoring rather than after it.
+5. **refresh_predictive_segments** - after the gate and the recommendations: re-evaluates the segments
+   whose rules read scores, then emits asset `lakecdp_profile_scores`, which runs `lakecdp_export`
+   (a failed recommendations build holds the export back rather than send stale picks).
+6. **flag_drift** - emits asset `lakecdp_model_drift` (which runs `lakecdp_retrain`) only when drift
    exceeds `models.drift.psi_threshold`.
 
-`LAKECDP_SPARK_SUBMIT` set: scoring runs through `jobs/score.py`. XCom carries versions only.
+`LAKECDP_SPARK_SUBMIT` set: scoring runs through `jobs/score.py`, recommendations through `jobs/recs.py`.
+XCom carries versions only.
 """
 
 
@@ -74,6 +85,13 @@ def lakecdp_score() -> None:
 
         return run_gate("scores", steps.instant(scored["as_of"]), {"profile_scores": scored["profile_scores_version"]})
 
+    @task
+    def build_recommendations(**context: Any) -> dict[str, Any]:
+        from lakecdp_airflow import steps
+
+        with skip_when_inputs_missing():
+            return steps.build_recommendations(steps.open_pipeline(), as_of_instant(context, MODELS))
+
     @task(outlets=[SCORES])
     def refresh_predictive_segments(scored: dict[str, Any], **context: Any) -> dict[str, Any]:
         from lakecdp_airflow import steps
@@ -97,7 +115,9 @@ def lakecdp_score() -> None:
 
     scored = score_profiles(check_inputs())
     gate = quality_gate(scored)
-    gate >> refresh_predictive_segments(scored)
+    refreshed = refresh_predictive_segments(scored)
+    gate >> refreshed
+    build_recommendations() >> refreshed
     gate >> flag_drift(scored)
 
 

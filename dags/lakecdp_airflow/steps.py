@@ -93,7 +93,7 @@ def job_command(submit: Sequence[str], job: str, args: Sequence[str]) -> list[st
     """`<spark-submit ...> jobs/<job>.py <args>`: the thin entry points beside jobs/stream_events.py."""
     script = JOBS_DIR / f"{job}.py"
     if not script.is_file():
-        raise FileNotFoundError(f"{script} does not exist; jobs/ holds one entry point per job (train, score, export)")
+        raise FileNotFoundError(f"{script} does not exist; jobs/ holds one entry point per job (train, score, recs, export)")
     return [*submit, str(script), *args]
 
 
@@ -404,6 +404,30 @@ def refresh_predictive_segments(p: Pipeline, as_of: datetime) -> dict[str, Any]:
         "segment_membership_version": p.lake.version("segment_membership"),
         "profile_scores_version": p.lake.version("profile_scores"),
     }
+
+
+# ---- recommendations ---------------------------------------------------------------------------
+def build_recommendations(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+    """Rebuild every customer's recommendations as of `as_of` (lakecdp.recs.jobs.build_and_write, as `lakecdp recs build`).
+
+    One overwrite commit with generated_at = the as-of, so a rerun of the interval writes the same rows.
+    MissingInput when the events do not reach the as-of: the table keeps the last build.
+    """
+    from lakecdp.content.settings import parse_content_settings
+    from lakecdp.recs.jobs import build_and_write
+
+    gap = data_gap(event_times(p, as_of), as_of, p.model_settings.freshness, "recommendations not rebuilt")
+    if gap:
+        raise MissingInput(f"{gap} The recommendations table keeps its last build.")
+    recs = parse_content_settings(p.settings.content).recommendations
+    submit = spark_submit_command()
+    if submit:
+        run_job(submit, "recs", ["--as-of", iso(as_of), "--lake", p.lake.root])
+        rows = p.lake.read("recommendations").count()
+    else:
+        rows = build_and_write(p.lake, recs, as_of=as_of)
+    log.info("recommendations as of %s: %s rows (k=%s, content_based.weight %s)", iso(as_of), rows, recs.k, recs.content_based.weight)
+    return {"as_of": iso(as_of), "recommendations_version": p.lake.version("recommendations"), "rows": rows}
 
 
 # ---- export ------------------------------------------------------------------------------------

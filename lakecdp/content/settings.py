@@ -143,6 +143,34 @@ class RecRule(_Strict):
         return self
 
 
+class AttributeWeights(_Strict):
+    """How much each catalog attribute counts in content-based similarity (a weighted mean of per-attribute cosines)."""
+
+    category: float = Field(default=1.0, ge=0)
+    brand: float = Field(default=0.5, ge=0)        # catalog column `brand` (or the events' brand property)
+    price_band: float = Field(default=0.5, ge=0)   # price quantile within the category: cheap ... premium
+    text: float = Field(default=0.5, ge=0)         # TF-IDF of name, tags and description words
+
+
+class ContentBasedSettings(_Strict):
+    """Products like the ones a customer recently viewed, carted or bought, by catalog attributes."""
+
+    weight: float = Field(default=0.25, ge=0, le=1)  # share in the blend with co-occurrence; 0 off, 1 content only
+    neighbours: int = Field(default=30, ge=1)        # similar products kept per product
+    seeds: int = Field(default=20, ge=1)             # a customer's most recent products that seed the list
+    price_bands: int = Field(default=5, ge=1)
+    # Exponent on (1 + customers who interacted with the product): 0 ranks by likeness alone; > 0 lets
+    # a best seller of a liked kind lead. The + 1 keeps products nobody touched yet (cold) reachable.
+    popularity_prior: float = Field(default=0.5, ge=0)
+    attributes: AttributeWeights = Field(default_factory=AttributeWeights)
+
+    @model_validator(mode="after")
+    def _some_attribute(self) -> "ContentBasedSettings":
+        if not any(self.attributes.model_dump().values()):
+            raise ValueError("content_based.attributes: every weight is 0; give at least one attribute a weight > 0 (or set content_based.weight: 0)")
+        return self
+
+
 class RecsSettings(_Strict):
     k: int = Field(default=8, ge=1, le=100)
     catalog: str | None = None               # CSV/Parquet with product_id, name, category, price[, in_stock]
@@ -157,6 +185,7 @@ class RecsSettings(_Strict):
     cold_item_interactions: int = Field(default=3, ge=0)   # items seen by fewer customers are "cold"
     rule_score: float = 1000.0
     rules: tuple[RecRule, ...] = ()
+    content_based: ContentBasedSettings = Field(default_factory=ContentBasedSettings)
     test_days: int = Field(default=7, ge=1)    # `recs evaluate`: the last N days are the test period
 
     @field_validator("lookback", mode="before")

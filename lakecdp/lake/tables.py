@@ -356,8 +356,9 @@ EXPORT_SUPPRESSIONS = TableSpec(
 
 RECOMMENDATIONS = TableSpec(
     name="recommendations",
-    description="Nightly product recommendations per customer (rank 1 = best): rule, item-to-item CF, "
-    "category fallback or popularity, with the catalog fields content needs. Bought and out-of-stock items excluded.",
+    description="Nightly product recommendations per customer (rank 1 = best), source one of rule, cf (item-to-item "
+    "co-occurrence), content (catalog-attribute similarity; cf and content are blended, the larger share names the row), "
+    "category (fallback) or popular, with the catalog fields content needs. Bought and out-of-stock items excluded.",
     keys=("customer_id", "rank"),
     schema=_fields(
         ("customer_id", S, False),

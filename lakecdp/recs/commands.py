@@ -14,7 +14,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     build = actions.add_parser("build", help="recompute the recommendations table (Spark batch)")
     _common(build)
     build.set_defaults(handler=_build)
-    evaluate = actions.add_parser("evaluate", help="time-split hit rate / recall@k of learned recs vs popularity")
+    evaluate = actions.add_parser(
+        "evaluate", help="time-split hit rate / precision@k / recall@k of co-occurrence, content-based and their blend vs popularity"
+    )
     _common(evaluate)
     evaluate.add_argument("--k", type=int, help="list length (default: content.recommendations.k)")
     evaluate.add_argument("--test-days", type=int, help="test period length (default: content.recommendations.test_days)")

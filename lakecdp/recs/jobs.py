@@ -14,7 +14,7 @@ from lakecdp.recs.transforms import CATALOG_COLUMNS, EVENT_COLUMNS, build_recomm
 
 
 def read_catalog(lake: Lake, path: str | None, events: DataFrame) -> DataFrame:
-    """The product catalog from a CSV/Parquet file (product_id, name, category, price[, in_stock]), else from events."""
+    """The product catalog from a CSV/Parquet file (product_id, name, category, price[, in_stock, brand, tags, description]), else from events."""
     if path is None:
         return catalog_from_events(events)
     suffix = Path(path).suffix.lower()
@@ -26,14 +26,19 @@ def read_catalog(lake: Lake, path: str | None, events: DataFrame) -> DataFrame:
         raise LakeError(f"catalog {path}: expected a .csv or .parquet file (content.recommendations.catalog in conf/base/content.yaml)")
     missing = [c for c in ("product_id", "name", "category", "price") if c not in raw.columns]
     if missing:
-        raise LakeError(f"catalog {path}: missing columns {missing}; it needs product_id, name, category, price and optionally in_stock")
+        raise LakeError(
+            f"catalog {path}: missing columns {missing}; it needs product_id, name, category, price "
+            "and optionally in_stock, brand, tags, description"
+        )
     in_stock = F.lower(F.col("in_stock").cast("string")).isin("true", "1", "yes") if "in_stock" in raw.columns else F.lit(None).cast("boolean")
+    optional = [(F.col(c) if c in raw.columns else F.lit(None)).cast("string").alias(c) for c in ("brand", "tags", "description")]
     return raw.select(
         F.col("product_id").cast("string"),
         F.col("name").cast("string"),
         F.col("category").cast("string"),
         F.col("price").cast("double"),
         in_stock.alias("in_stock"),
+        *optional,
     ).select(*CATALOG_COLUMNS)
 
 

@@ -1,9 +1,10 @@
 """Recommendations as pure Spark transforms: interactions, item-to-item similarity, candidates, ranking.
 
-Sources, best first: configured rules ("bought A -> recommend B"), item-to-item collaborative
-filtering on co-occurrence (views, carts, orders), a content-based fallback by category for
-cold items and thin histories, and overall popularity. Already-bought and out-of-stock products
-are never recommended.
+Sources, best first: configured rules ("bought A -> recommend B"); learned picks, a blend of
+item-to-item collaborative filtering on co-occurrence (views, carts, orders) and content-based
+similarity (products like the customer's recent ones by catalog attributes, content_based.py);
+a fallback by category affinity for cold items and thin histories; overall popularity.
+Already-bought and out-of-stock products are never recommended.
 """
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, Window, functions as F, types as T
 
-from lakecdp.content.settings import RecRule, RecsSettings
+from lakecdp.content.settings import ContentBasedSettings, RecRule, RecsSettings
+from lakecdp.recs.content_based import similar_products_frame
 
-RULE, CF, CATEGORY, POPULAR = "rule", "cf", "category", "popular"
-# A source's tier decides the order first; scores only order within a tier.
-SOURCE_TIERS = {RULE: 3, CF: 2, CATEGORY: 1, POPULAR: 0}
+RULE, CF, CONTENT, CATEGORY, POPULAR = "rule", "cf", "content", "category", "popular"
+# A source's tier decides the order first; scores only order within a tier. CF and content share
+# a tier: their blended score orders them (blend_candidates).
+SOURCE_TIERS = {RULE: 3, CF: 2, CONTENT: 2, CATEGORY: 1, POPULAR: 0}
 
 ORDER_PRODUCTS = T.StructType([
     T.StructField("products", T.ArrayType(T.StructType([
@@ -26,13 +29,14 @@ ORDER_PRODUCTS = T.StructType([
         T.StructField("quantity", T.IntegerType()),
     ]))),
 ])
-CATALOG_COLUMNS = ("product_id", "name", "category", "price", "in_stock")
+# brand, tags and description are optional (null when the catalog has none); content-based similarity reads them.
+CATALOG_COLUMNS = ("product_id", "name", "category", "price", "in_stock", "brand", "tags", "description")
 # The bronze columns recommendations read (interactions and the catalog fallback).
 EVENT_COLUMNS = ("customer_id", "event", "timestamp", "product_id", "category", "price", "properties_json")
 
 
 def interactions(events: DataFrame, settings: RecsSettings, *, until: datetime) -> DataFrame:
-    """(customer_id, product_id, category, strength, is_bought) from views, cart adds and order lines before `until`."""
+    """(customer_id, product_id, category, strength, is_bought, last_at) from views, cart adds and order lines before `until`."""
     window = (F.col("timestamp") < F.lit(until).cast("timestamp")) & (
         F.col("timestamp") >= F.lit(until - settings.lookback).cast("timestamp")
     )
@@ -43,10 +47,11 @@ def interactions(events: DataFrame, settings: RecsSettings, *, until: datetime) 
         "category",
         F.when(F.col("event") == "Product Added", F.lit(settings.cart_weight)).otherwise(F.lit(settings.view_weight)).alias("weight"),
         F.lit(False).alias("is_bought"),
+        "timestamp",
     )
     order_lines = (
         recent.filter(F.col("event") == "Order Completed")
-        .select("customer_id", F.explode_outer(F.from_json("properties_json", ORDER_PRODUCTS).products).alias("line"))
+        .select("customer_id", "timestamp", F.explode_outer(F.from_json("properties_json", ORDER_PRODUCTS).products).alias("line"))
         .filter(F.col("line.product_id").isNotNull())
         .select(
             "customer_id",
@@ -54,6 +59,7 @@ def interactions(events: DataFrame, settings: RecsSettings, *, until: datetime) 
             F.col("line.category").alias("category"),
             F.lit(settings.order_weight).alias("weight"),
             F.lit(True).alias("is_bought"),
+            "timestamp",
         )
     )
     return (
@@ -63,6 +69,7 @@ def interactions(events: DataFrame, settings: RecsSettings, *, until: datetime) 
             F.max("category").alias("category"),
             F.sum("weight").alias("strength"),
             F.max(F.col("is_bought").cast("int")).cast("boolean").alias("is_bought"),
+            F.max("timestamp").alias("last_at"),
         )
         .filter(F.col("strength") > 0)
     )
@@ -111,6 +118,51 @@ def cf_candidates(interacted: DataFrame, similarity: DataFrame) -> DataFrame:
         .groupBy(F.col("i.customer_id").alias("customer_id"), F.col("s.neighbour_id").alias("product_id"))
         .agg(F.sum(F.log1p(F.col("i.strength")) * F.col("s.similarity")).alias("score"))
         .withColumn("source", F.lit(CF))
+    )
+
+
+def content_candidates(interacted: DataFrame, similar: DataFrame, popularity: DataFrame, settings: ContentBasedSettings) -> DataFrame:
+    """(customer_id, product_id, score, source): products like the customer's `seeds` most recent ones.
+
+    Each seed counts by log-strength (a purchase more than a glance) times its attribute similarity;
+    the sum is weighed by (1 + customers of the product) ** popularity_prior.
+    """
+    most_recent = Window.partitionBy("customer_id").orderBy(F.col("last_at").desc(), F.col("strength").desc(), "product_id").rowsBetween(
+        Window.unboundedPreceding, Window.currentRow
+    )
+    seeded = interacted.withColumn("seed_rank", F.row_number().over(most_recent)).filter(F.col("seed_rank") <= settings.seeds)
+    prior = F.pow(F.lit(1.0) + F.coalesce(F.col("p.customers"), F.lit(0)), F.lit(settings.popularity_prior))
+    return (
+        seeded.alias("i")
+        .join(similar.alias("s"), on=F.col("i.product_id") == F.col("s.product_id"), how="inner")
+        .groupBy(F.col("i.customer_id").alias("customer_id"), F.col("s.neighbour_id").alias("product_id"))
+        .agg(F.sum(F.log1p(F.col("i.strength")) * F.col("s.similarity")).alias("likeness"))
+        .alias("c")
+        .join(popularity.alias("p"), on="product_id", how="left")
+        .select("customer_id", "product_id", (F.col("likeness") * prior).alias("score"), F.lit(CONTENT).alias("source"))
+    )
+
+
+def blend_candidates(cf: DataFrame | None, content: DataFrame | None, content_weight: float) -> DataFrame:
+    """One learned list: each source's scores scaled to the customer's best (1.0), mixed by `content_weight`.
+
+    The source kept on a row is the one that contributed more to its blended score.
+    """
+    parts = [(c, w) for c, w in ((cf, 1.0 - content_weight), (content, content_weight)) if c is not None and w > 0]
+    if not parts:
+        raise ValueError("blend_candidates: neither co-occurrence nor content-based candidates (content_based.weight must be within [0, 1])")
+    per_customer = Window.partitionBy("customer_id").rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    weighted = [
+        frame.select("customer_id", "product_id", "source", (F.lit(weight) * F.col("score") / F.max("score").over(per_customer)).alias("share"))
+        for frame, weight in parts
+    ]
+    stacked = weighted[0] if len(weighted) == 1 else weighted[0].unionByName(weighted[1])
+    cf_share = F.sum(F.when(F.col("source") == CF, F.col("share")).otherwise(F.lit(0.0)))
+    content_share = F.sum(F.when(F.col("source") == CONTENT, F.col("share")).otherwise(F.lit(0.0)))
+    return (
+        stacked.groupBy("customer_id", "product_id")
+        .agg(F.sum("share").alias("score"), cf_share.alias("cf_share"), content_share.alias("content_share"))
+        .select("customer_id", "product_id", "score", F.when(F.col("cf_share") >= F.col("content_share"), F.lit(CF)).otherwise(F.lit(CONTENT)).alias("source"))
     )
 
 
@@ -215,10 +267,21 @@ def rank_recommendations(candidates: DataFrame, interacted: DataFrame, catalog: 
     )
 
 
-def build_recommendations(interacted: DataFrame, catalog: DataFrame, settings: RecsSettings) -> DataFrame:
-    """Rows of the `recommendations` table (but generated_at) from `interactions(...)` (cache it: five branches read it)."""
+def build_recommendations(interacted: DataFrame, catalog: DataFrame, settings: RecsSettings, *, similar: DataFrame | None = None) -> DataFrame:
+    """Rows of the `recommendations` table (but generated_at) from `interactions(...)` (cache it: five branches read it).
+
+    similar: content-based product neighbours (content_based.similar_products_frame), computed
+    from the catalog when None and content_based.weight > 0.
+    """
     popularity = item_popularity(interacted)
-    candidates = cf_candidates(interacted, item_similarity(interacted, settings))
+    content_weight = settings.content_based.weight
+    cf = cf_candidates(interacted, item_similarity(interacted, settings)) if content_weight < 1 else None
+    content = None
+    if content_weight > 0:
+        if similar is None:
+            similar = similar_products_frame(catalog, settings.content_based)
+        content = content_candidates(interacted, similar, popularity, settings.content_based)
+    candidates = blend_candidates(cf, content, content_weight)
     candidates = candidates.unionByName(category_candidates(interacted, popularity, per_category=settings.k))
     candidates = candidates.unionByName(popular_candidates(interacted, popularity, settings.k * 2))
     rules = rule_candidates(interacted, popularity, settings.rules, settings.k)
@@ -238,7 +301,7 @@ def with_catalog_fields(ranked: DataFrame, catalog: DataFrame) -> DataFrame:
 
 
 def catalog_from_events(events: DataFrame) -> DataFrame:
-    """A catalog when none is configured: the latest name, category and price seen per product; stock unknown."""
+    """A catalog when none is configured: the latest name, category, price and brand seen per product; stock unknown."""
     latest = Window.partitionBy("product_id").orderBy(F.col("timestamp").desc()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     return (
         events.filter(F.col("event").isin("Product Viewed", "Product Added") & F.col("product_id").isNotNull())
@@ -250,6 +313,9 @@ def catalog_from_events(events: DataFrame) -> DataFrame:
             "category",
             "price",
             F.lit(None).cast("boolean").alias("in_stock"),
+            F.get_json_object("properties_json", "$.brand").alias("brand"),
+            F.lit(None).cast("string").alias("tags"),
+            F.lit(None).cast("string").alias("description"),
         )
     )
 

@@ -1,5 +1,6 @@
-"""The DAGs end to end with dag.test() on small generated data: retrain -> score -> export, maintenance,
-and planted quality violations that stop everything downstream (nothing reaches the destination).
+"""The DAGs end to end with dag.test() on small generated data: retrain -> score (and the nightly
+recommendations) -> export, maintenance, and planted quality violations that stop everything
+downstream (nothing reaches the destination).
 
 One lake is built per module (generated events -> bronze -> identities -> profiles -> segments,
 CRM customers imported) and a signed-webhook contract server on 127.0.0.1 is the ESP. Tasks run
@@ -7,10 +8,11 @@ in-process and reuse the session's SparkSession through lakecdp.spark.build_sess
 """
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -27,6 +29,7 @@ AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
 RUN_KEY = "20261101T000000Z"
 SECRET = "dag-test-webhook-secret"
 PREDICTIVE = "likely_buyers"
+STALE_CUSTOMER = "planted_stale_recommendation"
 # Small enough to train in seconds: 2-day horizon and snapshot step, one candidate per model family.
 MODEL_SETTINGS = {
     "horizon": "2d", "snapshot_step": "2d", "min_history": "3d", "train_snapshots": 2,
@@ -47,6 +50,7 @@ def write_conf(root: Path, webhook_url: str) -> Path:
         "spark": {"shuffle_partitions": 2},
         "segments": segments,
         "models": MODEL_SETTINGS,
+        "content": {"recommendations": {"catalog": str(root / "generated" / "catalog" / "products.csv")}},
         "esp": {"destinations": {"webhook": {
             "enabled": True, "url": f"{webhook_url}/lakecdp", "segments": [PREDICTIVE, "viewed_shoes_24h"],
         }}},
@@ -75,6 +79,10 @@ def build_lake(spark, settings, root: Path) -> None:
     update_identity_links(lake, lake.read("events"))
     refresh_profiles(lake, AS_OF)
     import_customers(lake, root / "generated" / "crm" / "customers.csv", clock=FrozenClock(AS_OF), report_path=root / "crm-rejects.csv")
+    # Yesterday's build, which the score DAG must replace: one planted row no rebuild can produce.
+    stale = [{**dict.fromkeys(lake.spec("recommendations").columns), "customer_id": STALE_CUSTOMER, "rank": 1, "product_id": "prod_9999",
+              "score": 1.0, "source": "popular", "generated_at": AS_OF - timedelta(days=1)}]
+    lake.append("recommendations", spark.createDataFrame(stale, lake.spec("recommendations").schema))
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +145,9 @@ def asset_events(name: str) -> list[dict]:
 def pipeline(env, dags, webhook):
     """retrain -> score -> export, each with dag.test() on the same data interval."""
     lake = env / "lake"
+    recommendations_version = version(lake, "recommendations")
     runs = {dag_id: dags[dag_id].test(logical_date=AS_OF) for dag_id in ("lakecdp_retrain", "lakecdp_score", "lakecdp_export")}
-    return {"runs": runs, "lake": lake, "requests": len(webhook.requests)}
+    return {"runs": runs, "lake": lake, "requests": len(webhook.requests), "recommendations_version": recommendations_version}
 
 
 def test_retrain_trains_gates_and_publishes_cards(pipeline):
@@ -169,6 +178,29 @@ def test_score_writes_every_profile_and_refreshes_the_predictive_segment(pipelin
     published = asset_events("lakecdp_profile_scores")
     assert published[-1]["as_of"] == AS_OF.isoformat()
     assert published[-1]["segment_membership_version"] == version(lake, "segment_membership")
+
+
+def test_score_rebuilds_recommendations_with_no_bought_or_out_of_stock_product(pipeline, env):
+    run, lake = pipeline["runs"]["lakecdp_score"], pipeline["lake"]
+    assert states(run)["build_recommendations"] == "success"
+    assert version(lake, "recommendations") > pipeline["recommendations_version"]
+    recs = rows(lake, "recommendations")
+    assert STALE_CUSTOMER not in {r["customer_id"] for r in recs}   # replaced, not appended to
+    assert {r["generated_at"].replace(tzinfo=timezone.utc) for r in recs} == {AS_OF}
+    profiles = {r["customer_id"] for r in rows(lake, "profile_features")}
+    by_customer: dict[str, list[int]] = {}
+    for r in recs:
+        by_customer.setdefault(r["customer_id"], []).append(r["rank"])
+    assert set(by_customer) <= profiles and len(by_customer) >= len(profiles) // 2
+    assert all(sorted(ranks) == list(range(1, len(ranks) + 1)) and len(ranks) <= 8 for ranks in by_customer.values())
+    catalog = list(csv.DictReader((env / "generated" / "catalog" / "products.csv").open()))
+    out_of_stock = {p["product_id"] for p in catalog if p["in_stock"] == "false"}
+    assert out_of_stock and not out_of_stock & {r["product_id"] for r in recs}
+    orders = [r for r in rows(lake, "events") if r["event"] == "Order Completed" and r["timestamp"].replace(tzinfo=timezone.utc) < AS_OF]
+    bought = {(o["customer_id"], line["product_id"]) for o in orders for line in json.loads(o["properties_json"])["products"]}
+    assert bought and not bought & {(r["customer_id"], r["product_id"]) for r in recs}
+    sources = {r["source"] for r in recs}
+    assert "cf" in sources and sources <= {"rule", "cf", "content", "category", "popular"}
 
 
 def test_export_gates_then_sends_only_consented_members(pipeline, webhook):
@@ -295,13 +327,17 @@ def test_score_before_any_champion_skips_with_the_reason(pipeline, env, dags, mo
 
     lake_root = copy_lake(env, "lake-no-champion", monkeypatch)
     shutil.rmtree(lake_root / "_models")
-    scores_version = version(lake_root, "profile_scores")
+    scores_version, recommendations_version = version(lake_root, "profile_scores"), version(lake_root, "recommendations")
 
     run = dags["lakecdp_score"].test(logical_date=AS_OF)
 
     assert run.state == "success", states(run)
-    assert set(states(run).values()) == {"skipped"}
+    # Recommendations need no model: they are rebuilt; everything that reads scores skips.
+    task_states = states(run)
+    assert task_states.pop("build_recommendations") == "success"
+    assert set(task_states.values()) == {"skipped"}
     assert version(lake_root, "profile_scores") == scores_version
+    assert version(lake_root, "recommendations") == recommendations_version + 1
     with pytest.raises(AirflowSkipException, match="no champion model yet for purchase_intent, behaviour_clusters.*run lakecdp_retrain"):
         dags["lakecdp_score"].get_task("check_inputs").python_callable(data_interval_end=AS_OF)
 
@@ -310,17 +346,19 @@ def test_score_as_of_long_after_the_newest_event_is_refused_before_profile_score
     from airflow.sdk.exceptions import AirflowFailException
 
     lake_root = copy_lake(env, "lake-stale-score", monkeypatch)
-    scores_version = version(lake_root, "profile_scores")
+    scores_version, recommendations_version = version(lake_root, "profile_scores"), version(lake_root, "recommendations")
     drift_flags = len(asset_events("lakecdp_model_drift"))
 
     run = dags["lakecdp_score"].test(logical_date=LATE)
 
     assert run.state == "failed"
     assert states(run) == {
-        "check_inputs": "failed", "score_profiles": "upstream_failed", "quality_gate": "upstream_failed",
-        "refresh_predictive_segments": "upstream_failed", "flag_drift": "upstream_failed",
+        "check_inputs": "failed", "score_profiles": "upstream_failed", "quality_gate": "upstream_failed", "flag_drift": "upstream_failed",
+        "build_recommendations": "skipped",   # the events do not reach the as-of: the last build stays
+        "refresh_predictive_segments": "skipped",   # Airflow weighs a skipped upstream before a failed one
     }
     assert version(lake_root, "profile_scores") == scores_version
+    assert version(lake_root, "recommendations") == recommendations_version
     assert {r["scored_at"].replace(tzinfo=timezone.utc) for r in rows(lake_root, "profile_scores")} == {AS_OF}
     assert len(asset_events("lakecdp_model_drift")) == drift_flags
     with pytest.raises(AirflowFailException) as refused:

@@ -67,6 +67,15 @@ def test_every_writer_runs_after_its_quality_gate(dag_bag):  # noqa: F811
     assert upstream(dags["lakecdp_export"], "quality_gate") == set()
 
 
+def test_recommendations_are_rebuilt_before_the_export_is_announced_without_waiting_for_models(dag_bag):  # noqa: F811
+    dag = dag_bag.dags["lakecdp_score"]
+    assert [t.task_id for t in dag.tasks if "recommendations" in t.task_id] == ["build_recommendations"]
+    assert "build_recommendations" in upstream(dag, "refresh_predictive_segments")
+    assert upstream(dag, "build_recommendations") == set()   # a lake with no champion yet still gets recommendations
+    assert "build_recommendations" not in upstream(dag, "flag_drift")
+    assert "build_recommendations" in dag.doc_md and "jobs/recs.py" in dag.doc_md
+
+
 def test_assets_chain_retrain_score_export(dag_bag):  # noqa: F811
     from lakecdp_airflow.common import MODEL_DRIFT, MODELS, SCORES
 
@@ -126,7 +135,7 @@ def test_spark_submit_path_builds_the_job_command(dag_bag):  # noqa: F811
         steps.job_command(submit, "no_such_job", [])
 
 
-@pytest.mark.parametrize("job", ["train", "score", "export"])
+@pytest.mark.parametrize("job", ["train", "score", "recs", "export"])
 def test_job_entry_points_are_the_cli(job):
     done = subprocess.run([sys.executable, str(DAGS.parent / "jobs" / f"{job}.py"), "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

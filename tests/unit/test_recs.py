@@ -1,14 +1,16 @@
-"""Recommendation transforms on tiny inline data: weights, co-occurrence, exclusions, rules, fallbacks."""
+"""Recommendation transforms on tiny inline data: weights, co-occurrence, content-based seeds, the blend, exclusions, rules, fallbacks."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from lakecdp.content.settings import RecRule, RecsSettings
+from lakecdp.content.settings import ContentBasedSettings, RecRule, RecsSettings
 from lakecdp.lake.tables import EVENTS
-from lakecdp.recs.transforms import build_recommendations, interactions, item_similarity
+from lakecdp.recs.content_based import SIMILAR_PRODUCTS_SCHEMA
+from lakecdp.recs.transforms import blend_candidates, build_recommendations, content_candidates, interactions, item_similarity
 
 pytestmark = pytest.mark.integration  # real Spark
 
@@ -52,6 +54,7 @@ def test_interactions_weigh_views_carts_and_orders(spark):
     assert set(rows) == {("a", "p1"), ("a", "p2")}
     assert rows[("a", "p1")].strength == 1 + 1 + 3 + 5 and rows[("a", "p1")].is_bought
     assert rows[("a", "p2")].strength == 5 and rows[("a", "p2")].category == "home"
+    assert rows[("a", "p1")].last_at.replace(tzinfo=timezone.utc) == AS_OF - timedelta(days=1)   # seeds content-based recs
 
 
 def co_viewing_population(n=6):
@@ -72,7 +75,7 @@ def test_item_similarity_comes_from_co_occurrence(spark):
     assert ("p1", "p3") not in similar and ("p1", "p5") not in similar   # seen together once: below min_cooccurrence
 
 
-def test_recommendations_rules_first_then_cf_category_fallback_never_bought_or_out_of_stock(spark):
+def test_recommendations_rules_first_then_cf_and_content_never_bought_or_out_of_stock(spark):
     rows = co_viewing_population() + [
         ("z", "Product Viewed", "p5", "shoes", 1),      # p5 is cold: no neighbours
         ("new", "Product Viewed", "p1", "shoes", 1),
@@ -98,7 +101,40 @@ def test_recommendations_rules_first_then_cf_category_fallback_never_bought_or_o
     # viewed but not bought may come back (p3, through its out-of-stock twin p4); p4 itself never
     assert y_sources.get("p3") == "cf" and "p4" not in y_sources
     z = by_customer["z"]
-    assert z[0].source == "category" and z[0].category == "shoes"   # the cold item's viewer still gets shoes
+    # the cold item's viewer still gets shoes: products like it by catalog attributes (content-based)
+    assert z[0].source == "content" and z[0].category == "shoes"
     # rules lead, but take at most half the list (k=4 -> 2): learned picks follow; p1 was bought
     r = [(x.product_id, x.source) for x in by_customer["r"]]
     assert r[:2] == [("p3", "rule"), ("p5", "rule")] and r[2] == ("p2", "cf") and ("p1", "rule") not in r
+
+
+INTERACTED = "customer_id string, product_id string, category string, strength double, is_bought boolean, last_at timestamp"
+
+
+def test_content_candidates_come_from_the_most_recent_products_weighed_by_popularity(spark):
+    interacted = spark.createDataFrame([
+        ("a", "p1", "shoes", 5.0, True, AS_OF - timedelta(days=1)),
+        ("a", "p9", "home", 1.0, False, AS_OF - timedelta(days=30)),   # older than the one seed kept
+        ("b", "p7", None, 1.0, False, AS_OF - timedelta(days=1)),      # no neighbours: nothing
+    ], INTERACTED)
+    similar = spark.createDataFrame([("p1", "p2", 0.9), ("p1", "p3", 0.5), ("p9", "p8", 1.0)], SIMILAR_PRODUCTS_SCHEMA)
+    popularity = spark.createDataFrame([("p3", "shoes", 8)], "product_id string, category string, customers long")
+    settings = ContentBasedSettings(seeds=1, popularity_prior=0.0)
+
+    by_likeness = {(r.customer_id, r.product_id): r.score for r in content_candidates(interacted, similar, popularity, settings).collect()}
+    assert by_likeness == pytest.approx({("a", "p2"): math.log1p(5) * 0.9, ("a", "p3"): math.log1p(5) * 0.5})
+
+    prior = settings.model_copy(update={"popularity_prior": 1.0})
+    with_prior = {r.product_id: r.score for r in content_candidates(interacted, similar, popularity, prior).collect()}
+    assert with_prior == pytest.approx({"p2": math.log1p(5) * 0.9, "p3": math.log1p(5) * 0.5 * 9})   # p2: nobody yet, still reachable
+
+
+def test_blend_scales_each_source_to_the_customers_best_and_keeps_the_larger_share_as_source(spark):
+    cf = spark.createDataFrame([("a", "p2", 2.0, "cf"), ("a", "p4", 1.0, "cf")], "customer_id string, product_id string, score double, source string")
+    content = spark.createDataFrame([("a", "p2", 0.9, "content"), ("a", "p3", 0.45, "content")], "customer_id string, product_id string, score double, source string")
+
+    blended = {r.product_id: (r.score, r.source) for r in blend_candidates(cf, content, 0.25).collect()}
+    assert blended == {"p2": (pytest.approx(1.0), "cf"), "p4": (pytest.approx(0.375), "cf"), "p3": (pytest.approx(0.125), "content")}
+    assert {r.source for r in blend_candidates(None, content, 1.0).collect()} == {"content"}
+    with pytest.raises(ValueError, match="neither"):
+        blend_candidates(None, content, 0.0)
