@@ -42,13 +42,17 @@ def prepare_airflow(home: Path) -> bool:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     })
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    # Airflow's own imports warn about its dependencies' deprecations: nothing a demo user can act on.
-    warnings.filterwarnings("ignore", message=".*GitWildMatchPattern.*")
-    warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
+    _quiet_dependency_warnings()
     from airflow.utils.db import resetdb
 
     resetdb()
     return True
+
+
+def _quiet_dependency_warnings() -> None:
+    """Airflow's imports warn about its own dependencies' deprecations: nothing a demo user can act on."""
+    warnings.filterwarnings("ignore", message=".*GitWildMatchPattern.*")
+    warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
 
 
 def load_dags() -> dict[str, Any]:
@@ -57,6 +61,7 @@ def load_dags() -> dict[str, Any]:
         raise DagFailed(f"no dags/ folder at {DAGS}: run the demo from a checkout of the repository")
     from airflow.dag_processing.dagbag import BundleDagBag
 
+    _quiet_dependency_warnings()   # again: loading Airflow resets the warning filters
     bag = BundleDagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
     if bag.import_errors:
         raise DagFailed("DAG import errors: " + "; ".join(f"{path}: {error.strip().splitlines()[-1]}" for path, error in bag.import_errors.items()))

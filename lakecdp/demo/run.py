@@ -330,11 +330,18 @@ class _Demo:
         from lakecdp.triggers.dispatch import dispatch_due
 
         report = dispatch_due(self.lake, self.settings, parse_segments(self.settings.segments), self.end)
-        receiver = self.world.servers["triggers"]
-        if receiver.violations:
-            raise RuntimeError(f"trigger sends broke the webhook contract: {receiver.violations}")
-        outcomes = ", ".join(f"{outcome} {n:,}" for outcome, n in sorted(report.outcomes.items())) or "nothing due"
-        return f"{outcomes}; the signed webhook received {len(receiver.received):,}"
+        receivers = [("the signed webhook", self.world.servers["triggers"], "received")]
+        if "klaviyo" in self.world.servers:
+            receivers.append(("Klaviyo's Events API", self.world.servers["klaviyo"], "events"))
+        for _, server, _ in receivers:
+            if server.violations:
+                raise RuntimeError(f"trigger sends broke the {server.name} contract: {server.violations}")
+        now = ", ".join(f"{outcome} {n:,}" for outcome, n in sorted(report.outcomes.items())) or "nothing due"
+        # The live stream's timer thread dispatched while it ran: the outbox holds every send's fate.
+        states = dict(self.lake.read("trigger_outbox").groupBy("state").count().collect())
+        outbox = ", ".join(f"{state} {n:,}" for state, n in sorted(states.items()))
+        delivered = "; ".join(f"{label} got {len(getattr(server, attribute)):,}" for label, server, attribute in receivers)
+        return f"due now: {now}; outbox: {outbox}; {delivered}"
 
     def content(self) -> str:
         from pyspark.sql import functions as F

@@ -31,6 +31,7 @@ SECRETS = {
     "LAKECDP_TRIGGER_WEBHOOK_SECRET": "demo-trigger-secret-0123456789",
 }
 BUCKET = "lakecdp-demo-drop"
+KLAVIYO_TRIGGER = "klaviyo_high_intent"
 MAILCHIMP_LIST = "demo-audience"
 # The segment scores drive: exported to Klaviyo and the file drop once lakecdp_score has run.
 PREDICTIVE = {"name": "likely_buyers", "description": "top three purchase-intent deciles (lakecdp_score)",
@@ -123,14 +124,27 @@ def write_conf(folder: Path, source: Path, *, world: World, lake_root: str, land
     if (source / "local").is_dir():
         shutil.copytree(source / "local", folder / "local")
     (folder / "local").mkdir(exist_ok=True)
+    segments = [dict(s) for s in segments]
+    if all(s["name"] != PREDICTIVE["name"] for s in segments):
+        segments.append(PREDICTIVE)
+    triggers: dict[str, Any] = {"cart_webhook": {"url": f"{world.urls['triggers']}/hooks/cart-abandoned"}}
+    if "klaviyo" in world.urls:
+        # High intent starts a Klaviyo flow through its Events API (validated against Klaviyo's contract).
+        from lakecdp.triggers.settings import sandbox_trigger_destination
+
+        triggers[KLAVIYO_TRIGGER] = sandbox_trigger_destination("klaviyo_event", world.urls["klaviyo"], metric="High Purchase Intent",
+                                                                api_key_env="LAKECDP_DEMO_KLAVIYO_KEY")
+        for segment in segments:
+            if segment["name"] == "high_purchase_intent" and "trigger" not in segment:
+                segment["trigger"] = {"destination": KLAVIYO_TRIGGER, "delay": "0m", "frequency_cap": {"max": 1, "per": "7d"}}
     overlay = {
         "lake": {"root": lake_root},
         "landing": {"root": landing_root},
         "stream": {"max_files_per_trigger": 16},   # the daily history files in a few micro-batches, as a backfill runs
-        "segments": [*segments, PREDICTIVE] if all(s["name"] != PREDICTIVE["name"] for s in segments) else segments,
+        "segments": segments,
         "models": MODELS,
         "esp": {"destinations": destinations(world)},
-        "triggers": {"destinations": {"cart_webhook": {"url": f"{world.urls['triggers']}/hooks/cart-abandoned"}}},
+        "triggers": {"destinations": triggers},
     }
     (folder / "local" / "zz-demo.yaml").write_text(
         "# Written by `lakecdp demo`: its lake and the local stand-in servers (ports change every run).\n"
