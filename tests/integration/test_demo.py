@@ -60,6 +60,7 @@ def test_every_step_prints_one_result_line_in_order(demo):
     assert not any("FAILED" in line for line in lines.values())
     assert "0 contract violations" in lines["lakecdp_export"]
     assert "by the Segment SDK" in lines["live"] and "(0 by the Segment SDK)" not in lines["live"]
+    assert "Klaviyo's Events API got " in lines["triggers"] and "Klaviyo's Events API got 0" not in lines["triggers"]
 
 
 def test_every_landed_line_is_in_events_or_quarantine_once(demo):
