@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, functions as F
 from scipy import sparse
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -82,10 +82,10 @@ def similar_products(products: pd.DataFrame, settings: ContentBasedSettings) -> 
 def similar_products_frame(catalog: DataFrame, settings: ContentBasedSettings) -> DataFrame:
     """similar_products over a Spark catalog (collected: one row per product), back as a Spark DataFrame."""
     columns = ["product_id", "name", "category", "price", *(c for c in ATTRIBUTE_COLUMNS if c in catalog.columns)]
-    products = catalog.filter(catalog.product_id.isNotNull()).select(*columns).toPandas()
+    products = catalog.filter(F.col("product_id").isNotNull()).select(*columns).toPandas()
     found = similar_products(products, settings)
     spark: SparkSession = catalog.sparkSession
-    return spark.createDataFrame(found, SIMILAR_PRODUCTS_SCHEMA) if len(found) else spark.createDataFrame([], SIMILAR_PRODUCTS_SCHEMA)
+    return spark.createDataFrame(found if len(found) else [], SIMILAR_PRODUCTS_SCHEMA)
 
 
 def _optional(products: pd.DataFrame, column: str) -> pd.Series:
