@@ -347,10 +347,10 @@ class _Demo:
         from pyspark.sql import functions as F
 
         members = self.lake.read("segment_membership").filter(F.col("segment") == "cart_abandoned_48h").select("customer_id")
-        known = self.lake.read("customers").select("customer_id").join(members, "customer_id")
+        known = self.lake.read("customers").filter(F.col("marketing_opt_in")).select("customer_id").join(members, "customer_id")
         row = known.orderBy("customer_id").first()
         if row is None:
-            raise RuntimeError("no customer with a CRM record is in cart_abandoned_48h to preview")
+            raise RuntimeError("no opted-in customer with a CRM record is in cart_abandoned_48h to preview")
         page = self.out_dir / "content-preview.html"
         printed = _cli(["content", "preview", row.customer_id, "--out", str(page), "--at", self.end.isoformat()])
         state = printed.splitlines()[0].split(": ", 1)[-1]

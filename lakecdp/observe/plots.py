@@ -41,11 +41,12 @@ def new_panels(count: int, *, width: float, height: float) -> tuple[Figure, list
     return figure, panels
 
 
-def time_axis(figure: Figure, axes: Axes) -> None:
-    """Dates on x, concise; a series spanning under an hour (one batch, one day) is shown an hour either side, not years."""
+def time_axis(figure: Figure, axes: Axes, *, min_margin_days: float = 1 / 1440) -> None:
+    """Dates on x, concise, fitted to the data (a 5% margin, at least `min_margin_days`): minutes of batches
+    fill the axis, and a one-day series of daily values (min_margin_days=1) still reads as days."""
     start, end = axes.dataLim.intervalx
-    if end - start < 1 / 24:
-        axes.set_xlim(start - 1 / 24, end + 1 / 24)
+    margin = max((end - start) * 0.05, min_margin_days)   # matplotlib dates count days
+    axes.set_xlim(start - margin, end + margin)
     locator = AutoDateLocator()
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))

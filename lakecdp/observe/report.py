@@ -151,7 +151,7 @@ def events_section(view: LakeView) -> Section:
         per_day = frame.groupby("event_date").size().sort_index()
         figure, axes = new_figure("Events per day", "event date", "events")
         axes.bar(pd.to_datetime(per_day.index).to_numpy(), per_day.to_numpy(), color=ACCENT)
-        time_axis(figure, axes)
+        time_axis(figure, axes, min_margin_days=1)
         parts.append(plot("events-by-day", figure, "Valid events in bronze by event date."))
         by_name = names.value_counts().head(15).sort_values()
         figure, axes = new_figure("Events by name (top 15)", "events", "", height=0.22 * len(by_name) + 1.2)
@@ -207,7 +207,7 @@ def segments_section(view: LakeView) -> Section:
             churn_axes.plot(rows["day"].to_numpy(), rows["churn"].to_numpy(), marker=".", label=segment)
         for figure, axes in ((size_figure, size_axes), (churn_figure, churn_axes)):
             axes.legend(fontsize=7)
-            time_axis(figure, axes)
+            time_axis(figure, axes, min_margin_days=1)
         parts.append(plot("segment-sizes", size_figure, "Members per segment from segment_transitions (entered minus exited, cumulated)."))
         parts.append(plot("segment-churn", churn_figure, "Movement per day relative to the segment's size (as `lakecdp segments stats` defines churn)."))
     if membership is None or membership.num_rows == 0:
