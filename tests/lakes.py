@@ -22,3 +22,20 @@ def assert_same_pipeline_tables(lake, expected) -> None:
     for customer, row in scores.items():
         assert row["cluster_id"] == expected_scores[customer]["cluster_id"], customer
         assert row["intent_probability"] == pytest.approx(expected_scores[customer]["intent_probability"], abs=1e-9), customer
+
+
+def ingest_and_refresh(lake, settings, segments, now, lines) -> None:
+    """Raw event lines into bronze, then identities, profiles and membership of the customers they touch (the batch path)."""
+    import json
+
+    from pyspark.sql import functions as F
+
+    from lakecdp.events.ingest import ingest_lines
+    from lakecdp.pipeline import refresh_membership, refresh_profiles, touched_customers, update_identity_links
+
+    df = lake.spark.createDataFrame([(raw, "t.jsonl") for raw in lines], "raw string, source_file string")
+    ingest_lines(lake, df, received_at=now, settings=settings.events)
+    batch = lake.read("events").filter(F.col("message_id").isin([json.loads(x)["messageId"] for x in lines]))
+    customers = touched_customers(lake, batch, update_identity_links(lake, batch))
+    refresh_profiles(lake, now, customers=customers)
+    refresh_membership(lake, segments, now, customers=customers)

@@ -37,16 +37,10 @@ class WebhookServer(ContractServer):
         self.erased: set[str] = set()                          # customer ids the receiver deleted
 
     def handle(self, request: Request) -> Response:
-        if request.method != "POST":
-            self.violation(f"unexpected {request.method} {request.path}")
-            return Response(405, {"error": "POST only"})
-        if not verify(self.secret, request.headers, request.body, now=time.time(), tolerance_s=self.tolerance_s):
-            self.violation("bad or stale signature")
-            return Response(401, {"error": "invalid signature"})
-        key = request.headers.get("Idempotency-Key")
-        if not key:
-            self.violation("request without Idempotency-Key")
-            return Response(400, {"error": "Idempotency-Key required"})
+        refused = _refused(self, request, verify(self.secret, request.headers, request.body, now=time.time(), tolerance_s=self.tolerance_s))
+        if refused is not None:
+            return refused
+        key = request.headers["Idempotency-Key"]
         if self.window is not None and rate_limited([self.window], request.arrived_at) is not None:
             self.violation(f"more than {self.window.limit} requests in {self.window.seconds:g}s")
             return Response(429, {"error": "slow down"}, headers={"Retry-After": "1"})
@@ -111,24 +105,34 @@ class TriggerReceiver(ContractServer):
         self.received: dict[str, dict[str, Any]] = {}   # idempotency key -> payload
 
     def handle(self, request: Request) -> Response:
-        if request.method != "POST":
-            self.violation(f"unexpected {request.method} {request.path}")
-            return Response(405, {"error": "POST only"})
         parts = dict(p.split("=", 1) for p in (request.headers.get("X-Lakecdp-Signature") or "").split(",") if "=" in p)
         try:
             stamp = int(parts.get("t", ""))
         except ValueError:
             stamp = None
         expected = "" if stamp is None else hmac.new(self.secret.encode(), f"{stamp}.".encode() + request.body, hashlib.sha256).hexdigest()
-        if stamp is None or abs(time.time() - stamp) > self.tolerance_s or not hmac.compare_digest(parts.get("v1", ""), expected):
-            self.violation("bad or stale signature")
-            return Response(401, {"error": "invalid signature"})
-        key = request.headers.get("Idempotency-Key")
-        if not key:
-            self.violation("request without Idempotency-Key")
-            return Response(400, {"error": "Idempotency-Key required"})
+        signed = stamp is not None and abs(time.time() - stamp) <= self.tolerance_s and hmac.compare_digest(parts.get("v1", ""), expected)
+        refused = _refused(self, request, signed)
+        if refused is not None:
+            return refused
+        key = request.headers["Idempotency-Key"]
         with self.lock:
             if key not in self.received:
                 self.received[key] = request.json()
                 self.deliveries[key] += 1
         return Response(202, {"accepted": key})
+
+
+def _refused(server: ContractServer, request: Request, signed: bool) -> Response | None:
+    """What a signed webhook receiver answers a request it refuses (recorded as a violation), else None:
+    not a POST, a bad or stale signature, no Idempotency-Key."""
+    if request.method != "POST":
+        server.violation(f"unexpected {request.method} {request.path}")
+        return Response(405, {"error": "POST only"})
+    if not signed:
+        server.violation("bad or stale signature")
+        return Response(401, {"error": "invalid signature"})
+    if not request.headers.get("Idempotency-Key"):
+        server.violation("request without Idempotency-Key")
+        return Response(400, {"error": "Idempotency-Key required"})
+    return None

@@ -9,15 +9,14 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from pyspark.sql import functions as F
 
 from lakecdp.config import load_settings
-from lakecdp.events.ingest import ingest_lines
 from lakecdp.experiments.assign import load_assigner
 from lakecdp.lake import open_lake
-from lakecdp.pipeline import fire_due_timers, refresh_membership, refresh_profiles, touched_customers, update_identity_links
+from lakecdp.pipeline import fire_due_timers
 from lakecdp.segments import parse_segments
 from lakecdp.triggers.dispatch import GLOBAL_HOLDOUT_REASON, dispatch_due
+from tests.lakes import ingest_and_refresh
 from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
@@ -82,12 +81,7 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
         lake.spec("customers").schema))
 
     def send(now, *lines):
-        df = spark.createDataFrame([(raw, "t.jsonl") for raw in lines], "raw string, source_file string")
-        ingest_lines(lake, df, received_at=now, settings=settings.events)
-        batch = lake.read("events").filter(F.col("message_id").isin([json.loads(x)["messageId"] for x in lines]))
-        customers = touched_customers(lake, batch, update_identity_links(lake, batch))
-        refresh_profiles(lake, now, customers=customers)
-        refresh_membership(lake, segments, now, customers=customers)
+        ingest_and_refresh(lake, settings, segments, now, lines)
 
     send(T + H, *[line(f"add-{c}", c, "Product Added", T, category="shoes", price="80") for c, _ in crm])
     send(T + 20 * H, line("buy-early", "early_buyer", "Order Completed", T + 20 * H, revenue="80"))

@@ -15,14 +15,14 @@ from pyspark.sql import functions as F
 from lakecdp.clock import FrozenClock
 from lakecdp.config import load_settings
 from lakecdp.content.service import open_content_service
-from lakecdp.events.ingest import ingest_lines
 from lakecdp.export.adapters.base import Runtime
 from lakecdp.lake import open_lake
-from lakecdp.pipeline import fire_due_timers, refresh_membership, refresh_profiles, touched_customers, update_identity_links
+from lakecdp.pipeline import fire_due_timers
 from lakecdp.sandbox import BrazeServer, KlaviyoServer, MandrillServer, Response, SfmcServer
 from lakecdp.segments import parse_segments
 from lakecdp.triggers.dispatch import dispatch_due
 from lakecdp.triggers.settings import sandbox_trigger_destination
+from tests.lakes import ingest_and_refresh
 from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
@@ -94,12 +94,7 @@ def build_lake(spark, tmp_path, settings, segments):
         lake.spec("recommendations").schema))
 
     def send(now, *lines):
-        df = spark.createDataFrame([(raw, "t.jsonl") for raw in lines], "raw string, source_file string")
-        ingest_lines(lake, df, received_at=now, settings=settings.events)
-        batch = lake.read("events").filter(F.col("message_id").isin([json.loads(x)["messageId"] for x in lines]))
-        customers = touched_customers(lake, batch, update_identity_links(lake, batch))
-        refresh_profiles(lake, now, customers=customers)
-        refresh_membership(lake, segments, now, customers=customers)
+        ingest_and_refresh(lake, settings, segments, now, lines)
 
     send(T + H, *[line(f"add-{c}-{product}", c, "Product Added", T, cart_id=f"cart-{c}", product_id=product, name=name, price=price,
                        quantity=quantity, category="shoes") for c, _ in crm for product, name, price, quantity in CART])
