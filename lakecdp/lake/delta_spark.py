@@ -5,6 +5,7 @@ Central into Ivy's cache (lakecdp.spark.jars) and are added by `session_for`.
 """
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ _TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 _TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 # The flag column of a MERGE source: false on the tombstones of rows to delete.
 _KEEP = "_lakecdp_keep"
+# A log entry that makes a path a table: a commit (NNN.json) or a checkpoint (NNN.checkpoint...).
+_COMMIT_FILE = re.compile(r"^\d{20}\.(json|checkpoint)")
 
 
 def delta_jars_available(spark: SparkSession) -> bool:
@@ -55,13 +58,39 @@ class DeltaSparkEngine(LakeEngine):
         return bool(self._delta.isDeltaTable(self.spark, path))
 
     def create(self, spec: TableSpec, path: str) -> None:
-        (
-            self._delta.createIfNotExists(self.spark)
-            .location(path)
-            .addColumns(spec.schema)
-            .partitionedBy(*spec.partition_by)
-            .execute()
-        )
+        def create_if_missing() -> None:
+            (
+                self._delta.createIfNotExists(self.spark)
+                .location(path)
+                .addColumns(spec.schema)
+                .partitionedBy(*spec.partition_by)
+                .execute()
+            )
+
+        try:
+            create_if_missing()
+        except Exception as error:  # noqa: BLE001 - Py4J's converted exceptions share no narrower base
+            if "DELTA_TABLE_NOT_FOUND" not in str(error) or not self._clear_unborn_log(path):
+                raise
+            create_if_missing()
+
+    def _clear_unborn_log(self, path: str) -> bool:
+        """Remove a `_delta_log` that holds no commit, so the table can be created; True if it did.
+
+        A process killed while creating a table leaves `_delta_log/` empty (or holding only a
+        temporary file). Delta then reads the path as a table that "doesn't exist" and refuses to
+        create it there (DELTA_TABLE_NOT_FOUND), so every restart fails the same way. Without a
+        commit file there is no table and no data to lose.
+        """
+        jvm = self.spark._jvm  # type: ignore[union-attr]
+        log = jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
+        fs = log.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+        if not fs.exists(log):
+            return False
+        names = [status.getPath().getName() for status in fs.listStatus(log)]
+        if any(_COMMIT_FILE.match(name) for name in names):
+            return False
+        return bool(fs.delete(log, True))
 
     def read(self, spec: TableSpec, path: str, *, version: int | None, as_of: datetime | None) -> DataFrame:
         if not self.exists(path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
@@ -172,3 +173,18 @@ def test_append_adds_a_nullable_column_declared_after_the_table_was_created(spar
     lake.append("erasure_log", spark.createDataFrame([row], lake.spec("erasure_log").schema))
     rows = {r.request_id: r.esp_outcomes_json for r in lake.read("erasure_log").collect()}
     assert rows == {"r1": None, "r2": '{"braze": "deletion requested"}'}
+
+
+@pytest.mark.parametrize("leftover", [[], [".00000000000000000000.json.tmp"]])
+def test_a_table_whose_creation_was_cut_short_is_created_by_the_next_write(spark, lake, leftover):
+    # A process killed while creating a table leaves an empty `_delta_log` (or one holding a temp
+    # file); the restarted stream's next write must create the table, not fail on every restart.
+    for name in ("segment_membership", "quarantine"):
+        log = Path(lake.path(name)) / "_delta_log"
+        log.mkdir(parents=True)
+        for file in leftover:
+            (log / file).write_text("")
+    lake.merge("segment_membership", member_rows(spark, lake, [("a", "c1", "v1")]))
+    lake.append("quarantine", quarantine_rows(spark, lake, [("q1", "m1", "{x", date(2026, 11, 1))]))
+    assert ids(lake.read("segment_membership"), "customer_id") == ["c1"]
+    assert ids(lake.read("quarantine"), "quarantine_id") == ["q1"]
