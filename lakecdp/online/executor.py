@@ -64,6 +64,9 @@ class Plan:
     """The state the declarations need: per Match, a lifetime count, its latest instant and a window of instants."""
 
     segments: list[Segment]
+    # Matches kept beyond what features and rules need: the latest opt-in/opt-out event, which the
+    # trigger dispatcher's consent check reads from the state.
+    extra: tuple[Match, ...] = ()
     matches: dict[str, Match] = field(default_factory=dict)
     windows: dict[str, int] = field(default_factory=dict)   # match key -> longest window in µs (0: none)
     by_event: dict[str | None, list[str]] = field(default_factory=dict)
@@ -76,6 +79,8 @@ class Plan:
         self._need(_CART_ADD, None)
         for segment in self.segments:
             self._visit(segment.rule)
+        for match in self.extra:
+            self._need(match, None)
         for key, match in self.matches.items():
             if match.event is not None:
                 self.by_event.setdefault(match.event, []).append(key)

@@ -29,6 +29,7 @@ from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_sta
 from lakecdp.online.ingest import REJECTED, SUPPORTED_COLUMNS, UNSURE, VALID, LineParser
 from lakecdp.online.store import Commit, StateStore
 from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
+from lakecdp.profiles.declarations import Match
 from lakecdp.profiles.features import EVENT_COLUMNS
 from lakecdp.segments.compile import event_columns
 from lakecdp.segments.rules import Segment
@@ -75,7 +76,11 @@ class OnlineState:
 
     def __init__(self, lake: Lake, settings: Settings, store: StateStore, segments: list[Segment]) -> None:
         self.lake, self.settings, self.store, self.segments = lake, settings, store, segments
-        self.plan = Plan(segments)
+        rules = consent_rules(settings.privacy, settings.esp)
+        self.consent_rules = rules
+        self.consent_events = {*rules.opt_in_events, *rules.opt_out_events, rules.consent_event}
+        self.opt_in, self.opt_out = [Match(e) for e in rules.opt_in_events], [Match(e) for e in rules.opt_out_events]
+        self.plan = Plan(segments, extra=(*self.opt_in, *self.opt_out))
         self.names = [s.name for s in segments]
         self.triggers = {s.name: s.trigger for s in segments if s.trigger is not None}
         self.columns = sorted((set(EVENT_COLUMNS) | event_columns(segments) | set(_ID_COLUMNS)) - {"timestamp"})
@@ -88,9 +93,6 @@ class OnlineState:
             from models.settings import parse_model_settings
 
             self.models = parse_model_settings(settings.models)
-        rules = consent_rules(settings.privacy, settings.esp)
-        self.consent_rules = rules
-        self.consent_events = {*rules.opt_in_events, *rules.opt_out_events, rules.consent_event}
         # Live batches are decided in Python when every column the state folds is one the executor derives.
         self.parser = LineParser(settings.events, lake.pseudonyms, self.columns) if set(self.columns) <= SUPPORTED_COLUMNS else None
 
@@ -334,6 +336,13 @@ class OnlineState:
             self._evaluate(dict(self.store.load(due)), commit, now)
             self.store.commit(commit)
         return due
+
+    def email_consent_events(self, state: dict[str, Any]) -> tuple[int | None, int | None]:
+        """A state's latest opt-in and latest opt-out event instants (µs), as consent_block_reason reads bronze."""
+        def latest(matches: list[Match]) -> int | None:
+            return max((state["m"][m.key][1] for m in matches if state["m"].get(m.key, [0, None])[1] is not None), default=None)
+
+        return latest(self.opt_in), latest(self.opt_out)
 
     def last_evaluated(self) -> datetime | None:
         """The latest instant any customer's state was evaluated at (None: empty store)."""

@@ -80,6 +80,7 @@ class StateStore(Protocol):
     def due(self, until: int) -> list[str]: ...
     def next_due(self) -> int | None: ...
     def pending(self) -> Pending: ...
+    def unflushed(self, table: str) -> list[dict[str, Any]]: ...
     def flushed(self, pending: Pending) -> None: ...
     def landing_pending(self, limit: int) -> PendingLanding: ...
     def landing_flushed(self, pending: PendingLanding) -> None: ...
@@ -233,6 +234,10 @@ class SqliteStore:
             customers = [r[0] for r in self._db.execute("SELECT id FROM dirty ORDER BY id")]
             rows = [(t, json.loads(b)) for t, b in self._db.execute("SELECT tbl, body FROM outbound ORDER BY seq")]
             return Pending(seq, customers, rows, int(self.meta("changed") or 0))
+
+    def unflushed(self, table: str) -> list[dict[str, Any]]:
+        """The rows for Delta's `table` that no flush has written yet, oldest first (read only)."""
+        return [json.loads(body) for (body,) in self._all("SELECT body FROM outbound WHERE tbl = ? ORDER BY seq", (table,))]
 
     def flushed(self, pending: Pending) -> None:
         """Delta has `pending`: forget it and number the next flush."""
@@ -444,6 +449,10 @@ class RedisStore:
         dirty = self.client.zrange(f"{self.p}:dirty", 0, -1, withscores=True)
         rows = [tuple(json.loads(item)) for item in self.client.lrange(f"{self.p}:out", 0, -1)]
         return Pending(seq, sorted(key for key, _ in dirty), rows, int(max((score for _, score in dirty), default=0)))
+
+    def unflushed(self, table: str) -> list[dict[str, Any]]:
+        rows = (json.loads(item) for item in self.client.lrange(f"{self.p}:out", 0, -1))
+        return [row for name, row in rows if name == table]
 
     def flushed(self, pending: Pending) -> None:
         with self.client.pipeline(transaction=True) as pipe:

@@ -49,6 +49,17 @@ def consent_block_reason(
     )
 
 
+def block_reason(marketing_opt_in: bool | None, last_opt_in_at: Any, last_opt_out_at: Any) -> str | None:
+    """`consent_block_reason` for one customer: their CRM flag (None: no record) and latest opt-in/out event instants."""
+    if marketing_opt_in is None:
+        return NO_RECORD
+    if not marketing_opt_in:
+        return NO_OPT_IN
+    if last_opt_out_at is not None and (last_opt_in_at is None or last_opt_out_at > last_opt_in_at):
+        return UNSUBSCRIBED
+    return None
+
+
 def _block_reason() -> Column:
     has_record = F.col("marketing_opt_in").isNotNull()
     has_unsubscribed = F.col("last_opt_out_at").isNotNull() & (

@@ -29,6 +29,7 @@ from lakecdp.events.ingest import IngestResult, commit_batch, prepare_batch
 from lakecdp.events.retention import expire_processed, record_processed
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.lake.files import read_text
+from lakecdp.online.executor import from_us, to_us
 from lakecdp.pipeline import (
     fire_due_timers,
     next_due,
@@ -126,6 +127,8 @@ class BatchProcessor:
         self.ticks: list[dict] = []   # per timer tick: customers re-evaluated, seconds (state, flush, dispatch)
         self.flushes: list[dict] = []   # per flush: lines and customers written, seconds by part
         self.online = None
+        self._content = None   # opened on the first dispatch (ESP sends need it)
+        self.dispatched_until = 0   # µs: the instant the last dispatch sent everything due by
         if settings.state.mode == "online":
             from lakecdp.online.flow import OnlineState
             from lakecdp.online.store import open_store
@@ -151,12 +154,15 @@ class BatchProcessor:
             with self.lock:   # state only: Python over the due customers' states
                 now = self.clock.now()
                 fired = self.online.fire_timers(now, stream=self.stream_name)
-            # Delta catches up outside the batch lock, so a flush never holds up a micro-batch.
-            if self.triggers or now - self.flushed_at >= self.settings.state.flush_interval:
-                self.flush(now)   # the dispatcher reads the outbox and the consent ledger from Delta
+            # Sends first: the dispatcher reads the live states and the unflushed outbox from the store,
+            # so a trigger does not wait for Delta to catch up.
             if self.triggers:
                 with self.flush_lock:
-                    dispatch_due(self.lake, self.settings, self.segments, now)
+                    dispatch_due(self.lake, self.settings, self.segments, now, online=self.online, content=self.content_service)
+                    self.dispatched_until = to_us(now)
+            # Delta catches up outside the batch lock, so a flush never holds up a micro-batch.
+            if now - self.flushed_at >= self.settings.state.flush_interval:
+                self.flush(now)
         else:
             with self.lock:
                 now = self.clock.now()
@@ -172,8 +178,25 @@ class BatchProcessor:
         """When the next segment timer or trigger send falls due (None: nothing pending)."""
         if self.online is None:
             return next_due(self.lake, sends=self.triggers)
-        dues = [self.online.next_due(), next_due(self.lake, sends=True, timers=False) if self.triggers else None]
+        dues = [self.online.next_due()]
+        if self.triggers:
+            dues.append(next_due(self.lake, sends=True, timers=False))
+            # Rows due by the last dispatch were handled by it (a postponed one is in Delta with its new time).
+            waiting = [row["due_at"] for row in self.online.store.unflushed("trigger_outbox") if row["due_at"] > self.dispatched_until]
+            dues.append(from_us(min(waiting)) if waiting else None)
         return min((d for d in dues if d is not None), default=None)
+
+    def content_service(self):
+        """The content service ESP trigger sends render with, opened once per stream (its snapshot reloads
+        when Delta's tables move, checked at most every content.api.refresh_interval; live profiles and
+        segments come from the state store)."""
+        if self._content is None:
+            from lakecdp.content.service import open_content_service
+
+            self._content = open_content_service(self.settings, lake_root=self.lake.root, clock=self.clock)
+        else:
+            self._content.store.refresh_if_older_than(self._content.store.interval)
+        return self._content
 
     def flush_due(self) -> bool:
         """The online state has not reached Delta for state.flush_interval."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,14 +17,17 @@ from lakecdp.experiments.assign import load_assigner
 from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON
 from lakecdp.lake import Lake
 from lakecdp.pipeline import refresh_membership, refresh_profiles
-from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, consent_block_reason
+from lakecdp.online.executor import from_us, to_us
+from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, block_reason, consent_block_reason
 from lakecdp.segments.rules import Segment
 from lakecdp.triggers.outbox import PENDING, is_capped, pending, quiet_until
 from lakecdp.triggers.settings import TriggerSettings, WebhookDestination, trigger_settings
 from lakecdp.triggers.webhook import SendResult, send_webhook
 
 if TYPE_CHECKING:
+    from lakecdp.content.service import ContentService
     from lakecdp.export.adapters.base import Runtime
+    from lakecdp.online.flow import OnlineState
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +42,37 @@ class DispatchReport:
 
 def dispatch_due(
     lake: Lake, settings: Settings, segments: list[Segment], now: datetime, session: requests.Session | None = None,
-    runtime: Runtime | None = None,
+    runtime: Runtime | None = None, *, online: OnlineState | None = None, content: Callable[[], ContentService] | None = None,
 ) -> DispatchReport:
     """Send every pending trigger due by `now`; record sent / cancelled (why) / failed (ESP reason).
 
     Args:
         session: the HTTP session for webhook destinations.
         runtime: secrets, sleep and clock for ESP destinations (default: the process environment).
+        online: the stream's online state. Sends are then re-checked against the live states in its
+            store (membership, time zone, opt-in/out events) and include the outbox rows no flush has
+            written to Delta yet; without it, membership is refreshed from bronze first (the batch path).
+        content: gives the content service ESP sends render with, kept open by the caller (called on
+            the first ESP send); default: one opened for this dispatch.
     """
     report = DispatchReport()
     outbox = lake.read("trigger_outbox")
-    due = [r.asDict() for r in pending(outbox).filter(F.col("due_at") <= F.lit(now).cast("timestamp")).collect()]
+    due_now = pending(outbox).filter(F.col("due_at") <= F.lit(now).cast("timestamp"))
+    due = [r.asDict() for r in due_now.collect()]
+    if online is not None:
+        due += _unflushed_due(online, outbox, now)
     if not due:
         return report
     by_name = {s.name: s for s in segments}
     config = trigger_settings(settings.triggers)
     customers = sorted({row["customer_id"] for row in due})
-    # Re-check against the latest events: a purchase after the entry cancels the send.
-    refresh_profiles(lake, now, customers=customers)
-    refresh_membership(lake, segments, now, customers=customers)
-    members = {(r.segment, r.customer_id) for r in lake.read("segment_membership").filter(F.col("customer_id").isin(customers)).collect()}
     contacts = lake.read("customers").filter(F.col("customer_id").isin(customers))
-    blocked = _consent_blocks(lake, settings, customers, contacts)
+    if online is None:
+        recheck = _recheck_from_bronze(lake, settings, segments, customers, contacts, now)
+    else:
+        recheck = _recheck_from_store(online, customers, contacts)
     external = {r.customer_id: r.external_id for r in contacts.select("customer_id", "external_id").collect()}
-    esp = EspSends(lake, settings, now, runtime, contacts)
-    zones = {r.customer_id: r.timezone for r in lake.read("profile_features").filter(F.col("customer_id").isin(customers)).select("customer_id", "timezone").collect()}
+    esp = EspSends(lake, settings, now, runtime, contacts, content)
     sent_before: dict[tuple[str, str], list[datetime]] = {}
     for r in outbox.filter((F.col("state") == "sent") & F.col("customer_id").isin(customers)).collect():
         sent_before.setdefault((r.segment, r.customer_id), []).append(r.updated_at.replace(tzinfo=now.tzinfo))
@@ -71,18 +81,67 @@ def dispatch_due(
     session = session or requests.Session()
     updates = []
     try:
-        updates = _decide_and_send(due, by_name, members, blocked, assigner, sent_before, zones, external, config, session, esp, now)
+        updates = _decide_and_send(due, by_name, recheck, assigner, sent_before, external, config, session, esp, now)
     finally:
         esp.close(len([u for u in updates if u["state"] == "sent"]))
     for update in updates:
         report.outcomes[update["state"] if update["state"] != PENDING else f"pending ({update['reason']})"] += 1
+    # A row still only in the store is inserted here; the flush's insert-only MERGE then keeps this state.
     lake.merge("trigger_outbox", lake.spark.createDataFrame(updates, lake.spec("trigger_outbox").schema))
     log.info("triggers dispatched: %s", dict(report.outcomes))
     return report
 
 
-def _decide_and_send(due, by_name, members, blocked, assigner, sent_before, zones, external, config, session, esp, now) -> list[dict]:
+@dataclass
+class Recheck:
+    """What a send is re-checked against: the due customers' memberships, consent and time zones."""
+
+    members: set[tuple[str, str]]     # (segment, customer_id) now
+    blocked: dict[str, str]           # customer_id -> why they may not be emailed
+    zones: dict[str, str | None]      # customer_id -> time zone (quiet hours)
+
+
+def _recheck_from_bronze(lake: Lake, settings: Settings, segments: list[Segment], customers: list[str],
+                         contacts: DataFrame, now: datetime) -> Recheck:
+    """The batch path: profiles and membership refreshed from the customers' bronze history as of `now`."""
+    # Re-check against the latest events: a purchase after the entry cancels the send.
+    refresh_profiles(lake, now, customers=customers)
+    refresh_membership(lake, segments, now, customers=customers)
+    members = {(r.segment, r.customer_id) for r in lake.read("segment_membership").filter(F.col("customer_id").isin(customers)).collect()}
+    zones = {r.customer_id: r.timezone for r in lake.read("profile_features").filter(F.col("customer_id").isin(customers)).select("customer_id", "timezone").collect()}
+    return Recheck(members, _consent_blocks(lake, settings, customers, contacts), zones)
+
+
+def _recheck_from_store(online: OnlineState, customers: list[str], contacts: DataFrame) -> Recheck:
+    """The stream's path: the live states (every batch and timer already evaluated them); no bronze read."""
+    states = online.store.load(customers)
+    members = {(segment, key) for key, state in states.items() for segment in state["seg"]}
+    zones = {key: state["at"].get("timezone", [None, None])[1] for key, state in states.items()}
+    opted_in = {r.customer_id: r.marketing_opt_in for r in contacts.select("customer_id", "marketing_opt_in").collect()}
+    blocked = {}
+    for customer in customers:
+        last_in, last_out = online.email_consent_events(states[customer]) if customer in states else (None, None)
+        reason = block_reason(opted_in.get(customer), last_in, last_out)
+        if reason is not None:
+            blocked[customer] = reason
+    return Recheck(members, blocked, zones)
+
+
+def _unflushed_due(online: OnlineState, outbox: DataFrame, now: datetime) -> list[dict]:
+    """Outbox rows due by `now` that are still only in the store (no flush has written them), and not dispatched yet."""
+    at = to_us(now)
+    waiting = [row for row in online.store.unflushed("trigger_outbox") if row["due_at"] <= at]
+    if not waiting:
+        return []
+    known = {r.trigger_id for r in outbox.filter(F.col("trigger_id").isin([row["trigger_id"] for row in waiting])).select("trigger_id").collect()}
+    stamps = ("entered_at", "due_at", "updated_at")
+    fresh = {row["trigger_id"]: row for row in waiting if row["trigger_id"] not in known}
+    return [{k: (from_us(v).replace(tzinfo=None) if k in stamps and v is not None else v) for k, v in row.items()} for row in fresh.values()]
+
+
+def _decide_and_send(due, by_name, recheck: Recheck, assigner, sent_before, external, config, session, esp, now) -> list[dict]:
     """The re-check of every due row (membership, consent, holdout, cap, quiet hours), then the send."""
+    members, blocked, zones = recheck.members, recheck.blocked, recheck.zones
     updates = []
     for row in due:
         spec = by_name[row["segment"]].trigger if row["segment"] in by_name else None
@@ -153,12 +212,14 @@ class EspSends:
     """What ESP destinations need beyond the webhook, loaded on the first ESP send of a dispatch only:
     the content service (decision, cart, recommendations), contact emails, one sender per destination."""
 
-    def __init__(self, lake: Lake, settings: Settings, now: datetime, runtime: Runtime | None, contacts: DataFrame) -> None:
+    def __init__(self, lake: Lake, settings: Settings, now: datetime, runtime: Runtime | None, contacts: DataFrame,
+                 content: Callable[[], ContentService] | None = None) -> None:
         self.lake, self.settings, self.now = lake, settings, now
         self._runtime = runtime
         self._contacts = contacts
         self._emails: dict[str, str | None] | None = None
         self._content: Any = None
+        self._open_content = content
         self._senders: dict[str, Any] = {}
 
     def send(self, row: dict, destination: Any, customer_id: str, variants: dict[str, str]) -> SendResult:
@@ -183,6 +244,8 @@ class EspSends:
             log_pii_access(self.lake.root, self.lake.storage_options, "trigger dispatch", None, ["customers"], sent, self.now)
 
     def _content_service(self) -> Any:
+        if self._content is None and self._open_content is not None:
+            self._content = self._open_content()
         if self._content is None:
             from lakecdp.clock import FrozenClock
             from lakecdp.content.service import open_content_service

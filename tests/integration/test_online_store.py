@@ -110,6 +110,8 @@ def test_pending_and_flushed(store):
         ("outbox", {"id": "o1"}),
         ("transitions", {"id": "t2"}),
     ]
+    assert store.unflushed("transitions") == [{"id": "t1"}, {"id": "t2"}]   # one table's rows, in order, left in place
+    assert store.pending().rows == pending.rows
 
     # Committed after pending() but before flushed(): not in `pending`, so the flush must keep it.
     assert store.commit(Commit(
@@ -117,6 +119,7 @@ def test_pending_and_flushed(store):
         link_rows=[{"anonymous_id": "anon2", "customer_id": "cy"}], rows=[("outbox", {"id": "o2"})],
     ))
     store.flushed(pending)
+    assert store.unflushed("outbox") == [{"id": "o2"}] and store.unflushed("transitions") == []
 
     after = store.pending()
     assert after.seq == 1

@@ -108,3 +108,55 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     # the variant travels with the send, the same one every other part of lakecdp assigns
     assigner = load_assigner(settings, at=T + 49.5 * H, lake_root=str(tmp_path / "lake"))
     assert Receiver.deliveries[0]["experiments"] == {"personalized_content": assigner.assign("personalized_content", pid("abandoner"))}
+
+
+def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_path, receiver, monkeypatch):
+    """Online mode: due sends come from the store's unflushed outbox and are re-checked against the live
+    states (membership, opt-out events) with no bronze, profile or membership table in Delta yet."""
+    from lakecdp.online.flow import OnlineState
+    from lakecdp.online.store import open_store
+
+    monkeypatch.setenv("LAKECDP_TRIGGER_WEBHOOK_SECRET", SECRET)
+    settings = load_settings(env={}, overrides={"triggers": {"destinations": {"cart_webhook": {"url": receiver}}}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    segments = parse_segments(RULES)
+    online = OnlineState(lake, settings, open_store(settings.state, lake.root), segments)
+    crm = [("abandoner", True), ("late_buyer", True), ("unsubscriber", True), ("no_consent", False), ("held_out_3", True)]
+    name = {pid(c): c for c, _ in crm}
+    lake.merge("customers", spark.createDataFrame(
+        [{"customer_id": pid(c), "external_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test", "updated_at": T} for c, ok in crm],
+        lake.spec("customers").schema))
+    batches = iter(range(100))
+
+    def send(now, *lines):
+        prepared = online.prepare_live([x.encode() for x in lines], ["t.jsonl"] * len(lines), stream="s", batch_id=next(batches), now=now)
+        online.store.commit(prepared.commit)
+
+    def dispatch(now):
+        return dispatch_due(lake, settings, segments, now, online=online)
+
+    send(T + H, *[line(f"add-{c}", c, "Product Added", T, category="shoes", price=80) for c, _ in crm])
+    online.fire_timers(T + 48 * H + timedelta(seconds=20), stream="s")   # hour 48: entries by time alone
+    queued = {name[r["customer_id"]]: r for r in online.store.unflushed("trigger_outbox")}
+    assert set(queued) == {"abandoner", "late_buyer", "unsubscriber", "no_consent", "held_out_3"}
+    send(T + 48.5 * H, line("buy-late", "late_buyer", "Order Completed", T + 48.5 * H, revenue=80),
+         line("unsub", "unsubscriber", "Unsubscribed", T + 48.5 * H))
+
+    assert dispatch(T + 49 * H).outcomes == {}   # due at 49 h 20 s
+    report = dispatch(T + 49.5 * H)
+
+    assert not lake.exists("profile_features") and not lake.exists("events")   # nothing came from Delta's copies
+    states = {name[r.customer_id]: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
+    assert states["abandoner"] == ("sent", None)
+    assert states["late_buyer"][0] == "cancelled" and "left the segment" in states["late_buyer"][1]
+    assert states["unsubscriber"] == ("cancelled", "no consent: unsubscribed after latest opt-in")
+    assert states["no_consent"] == ("cancelled", "no consent: no marketing opt-in")
+    assert states["held_out_3"] == ("cancelled", GLOBAL_HOLDOUT_REASON)
+    assert report.outcomes == {"sent": 1, "cancelled": 4}
+    assert [(d["customer_id"], d["key"]) for d in Receiver.deliveries] == [("abandoner", queued["abandoner"]["trigger_id"])]
+
+    online.flush(T + 49.6 * H)   # the flush's insert-only outbox write keeps what the dispatcher recorded
+    assert {name[r.customer_id]: r.state for r in lake.read("trigger_outbox").collect()} == {c: s for c, (s, _) in states.items()}
+    assert online.store.unflushed("trigger_outbox") == []
+    assert dispatch(T + 60 * H).outcomes == {}
+    assert len(Receiver.deliveries) == 1
