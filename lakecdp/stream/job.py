@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, functions as F
 from pyspark.errors import StreamingQueryException
@@ -47,8 +46,12 @@ from lakecdp.segments import parse_segments
 from lakecdp.segments.compile import event_columns
 from lakecdp.spark.together import run_together
 from lakecdp.stream.metrics import Heartbeat, ProgressListener, StreamMetrics
+from lakecdp.stream.source_log import batch_files, read_lines
 
 log = logging.getLogger(__name__)
+
+# A live batch read in Python is at most state.live_batch_rows lines of at most this many bytes on average.
+_MAX_LINE_BYTES = 4096
 
 Mode = Literal["continuous", "until-idle"]
 
@@ -267,17 +270,32 @@ class BatchProcessor:
         """
         limit = self.settings.state.live_batch_rows
         if self.online.parser is not None and limit > 0:
-            picked = lines.select(F.col("raw").cast("binary").alias("raw"), "source_file").limit(limit + 1).toArrow()
-            if picked.num_rows <= limit:
-                return self._process_live(picked, batch_id)
+            began = time.perf_counter()
+            picked = self._live_lines(lines, batch_id, limit)
+            if picked is not None:
+                return self._process_live(*picked, batch_id, began=began)
         return self._process_spark(lines, batch_id)
 
-    def _process_live(self, picked: pa.Table, batch_id: int) -> IngestResult:
+    def _live_lines(self, lines: DataFrame, batch_id: int, limit: int) -> tuple[list[bytes], list[str]] | None:
+        """The batch's lines and their files when there are at most `limit` (else None: the Spark path).
+
+        From landing files the checkpoint names the batch's files and Python reads them, so no Spark
+        task runs (a live batch would otherwise wait for a slot behind a flush's tasks)."""
+        if self.source is not None:
+            files = batch_files(self.checkpoint, batch_id)
+            if files is not None:
+                read = read_lines(files, max_lines=limit, max_bytes=limit * _MAX_LINE_BYTES)
+                if read is not None:
+                    return read
+        picked = lines.select(F.col("raw").cast("binary").alias("raw"), "source_file").limit(limit + 1).toArrow()
+        if picked.num_rows > limit:
+            return None
+        return picked.column("raw").to_pylist(), picked.column("source_file").to_pylist()
+
+    def _process_live(self, raws: list[bytes], files: list[str], batch_id: int, *, began: float) -> IngestResult:
         """Python decides and folds the lines; one store commit holds state and lines; no Delta write."""
-        began = time.perf_counter()
         now = self.clock.now()
         timer = _StepTimer()
-        raws, files = picked.column("raw").to_pylist(), picked.column("source_file").to_pylist()
         timer.seconds["read"] = round(time.perf_counter() - began, 3)
         prepared = timer("state", self.online.prepare_live, raws, files, stream=self.stream_name, batch_id=batch_id, now=now)
         if prepared is not None:
