@@ -149,14 +149,20 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
             batch_published[to_us(now)] = min(times)
         return original_prepare_live(self, raws, files, now=now, **kwargs)
 
+    started: list[float] = []   # when the running batch's body began (time.time())
+    split: list[tuple[float, float]] = []   # measured files: (published -> batch body began, body began -> state committed)
+
     def record(files: list[str]) -> None:
         done = time.time()
         for path in files:
             if path in published:
                 into = latencies if published[path] >= measure_from else warming
                 into.extend([done - published[path]] * int(rate * 0.5))
+                if started and published[path] >= measure_from:
+                    split.append((started[-1] - published[path], done - started[-1]))
 
     def timed_call(self, lines, batch_id):
+        started.append(time.time())
         if self.online is None:   # the batch path: profile and segments are updated when the batch ends
             files = [r.source_file.removeprefix("file:") for r in lines.select("source_file").distinct().collect()]
             original_call(self, lines, batch_id)
@@ -201,6 +207,10 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
         if busy:
             print(f"  {lake_name}: {len(busy)} dispatches with due triggers took {sum(t for _, t in busy):.1f} s in all "
                   f"({', '.join(f'{rows:,} rows {spent:.1f} s' for rows, spent in busy)})")
+        if split:
+            waits, bodies = sorted(w for w, _ in split), sorted(b for _, b in split)
+            print(f"  {lake_name}: measured files, published -> batch body began: p50 {statistics.median(waits):.2f} s, p95 {_p95(waits):.2f} s; "
+                  f"body began -> state committed: p50 {statistics.median(bodies):.2f} s, p95 {_p95(bodies):.2f} s")
         stop.set()
     finally:
         BatchProcessor.__call__ = original_call

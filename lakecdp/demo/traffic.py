@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import requests
+import httpx
 
 # Segment's batch endpoint takes at most 500 KB per request; ~1 KB per generated event.
 HTTP_BATCH = 200
@@ -68,8 +68,7 @@ def send(events: list[dict[str, Any]], url: str, write_key: str, *, sdk_share: f
                     on_error=lambda error, batch: errors.append(error))
     chunks = [events[start:start + HTTP_BATCH] for start in range(0, len(events), HTTP_BATCH)]
     began, http, sdk, refused = time.monotonic(), 0, 0, 0
-    with requests.Session() as session:
-        session.auth = (write_key, "")
+    with httpx.Client(auth=(write_key, "")) as session:
         for n, chunk in enumerate(chunks):
             by_http = [e for e in chunk if not through_sdk(e, sdk_share)]
             for event in chunk:
@@ -89,7 +88,7 @@ def send(events: list[dict[str, Any]], url: str, write_key: str, *, sdk_share: f
     return Traffic(http_events=http, sdk_events=sdk, rejected=refused)
 
 
-def _post(session: requests.Session, url: str, batch: list[dict[str, Any]]) -> int:
+def _post(session: httpx.Client, url: str, batch: list[dict[str, Any]]) -> int:
     """One Segment batch request; returns how many messages the collector refused."""
     response = session.post(f"{url}/v1/batch", json={"batch": batch}, timeout=30)
     if response.status_code != 200:

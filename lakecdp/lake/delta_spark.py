@@ -259,8 +259,11 @@ class DeltaSparkEngine(LakeEngine):
 
     @contextmanager
     def _txn(self, txn: AppTxn | None) -> Iterator[None]:
+        # A MERGE without a transaction takes the lock too: run beside one that has set the session's
+        # txn conf, it would commit under that transaction, and the owner's own commit would then be skipped.
         if txn is None:
-            yield
+            with self._txn_lock:
+                yield
             return
         with self._txn_lock:
             self.spark.conf.set(_TXN_APP_ID, txn.app_id)

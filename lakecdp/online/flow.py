@@ -12,6 +12,7 @@ import base64
 import hashlib
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -87,6 +88,8 @@ class OnlineState:
         self.store_id = store.meta("store_id") or self._new_store_id()
         self._scores: tuple[int, dict[str, dict]] | None = None
         self.last_flush: dict[str, Any] = {}   # what the last flush wrote and how long each part took
+        # trigger_outbox is written by the flush and the dispatcher, which run on different threads.
+        self.outbox_lock = threading.Lock()
         self.uses_scores = any(c in _SCORE_COLUMNS for c in _attribute_columns(segments))
         self.models = None
         if settings.stream.rescore:
@@ -450,7 +453,7 @@ class OnlineState:
         for name in ("trigger_outbox", "identity_links", "consent_ledger"):   # insert-only: a replayed row never resets one already there
             if by_table.get(name):
                 rows = list({tuple(r[k] for k in table(name).keys): r for r in reversed(by_table[name])}.values())
-                writes.append(lambda name=name, rows=rows: self.lake.merge(name, frame(name, rows), update_columns=[], txn=txn))
+                writes.append(lambda name=name, rows=rows: self._insert_new(name, frame(name, rows), txn))
         began = time.perf_counter()
         run_together(self.lake.spark, *writes)
         self.last_flush |= {"customers": len(pending.customers), "tables_s": round(time.perf_counter() - began, 2)}
@@ -465,6 +468,15 @@ class OnlineState:
         newest = max((state.get("as_of") or 0 for state in states.values()), default=0)
         self.store.forget_messages(newest - int(self.settings.state.dedupe_window.total_seconds() * 1_000_000))
         return len(pending.customers)
+
+    def _insert_new(self, name: str, rows: DataFrame, txn: AppTxn) -> None:
+        """Rows whose keys `name` lacks are inserted; trigger_outbox's under `outbox_lock`, which the
+        dispatcher holds while it reads and records sends (a sent row stays sent)."""
+        if name != "trigger_outbox":
+            self.lake.merge(name, rows, update_columns=[], txn=txn)
+            return
+        with self.outbox_lock:
+            self.lake.merge(name, rows, update_columns=[], txn=txn)
 
     def _frame(self, name: str, rows: list[dict[str, Any]]) -> DataFrame:
         schema = table(name).schema

@@ -157,15 +157,11 @@ class BatchProcessor:
             with self.lock:   # state only: Python over the due customers' states
                 now = self.clock.now()
                 fired = self.online.fire_timers(now, stream=self.stream_name)
-            # Sends first: the dispatcher reads the live states and the unflushed outbox from the store,
-            # so a trigger does not wait for Delta to catch up.
+            # The dispatcher reads the live states and the unflushed outbox from the store, so a send
+            # waits for no flush: flushes run on their own thread (_flush_online) beside batches and sends.
             if self.triggers:
-                with self.flush_lock:
-                    dispatch_due(self.lake, self.settings, self.segments, now, online=self.online, content=self.content_service)
-                    self.dispatched_until = to_us(now)
-            # Delta catches up outside the batch lock, so a flush never holds up a micro-batch.
-            if now - self.flushed_at >= self.settings.state.flush_interval:
-                self.flush(now)
+                dispatch_due(self.lake, self.settings, self.segments, now, online=self.online, content=self.content_service)
+                self.dispatched_until = to_us(now)
         else:
             with self.lock:
                 now = self.clock.now()
@@ -200,10 +196,6 @@ class BatchProcessor:
         else:
             self._content.store.refresh_if_older_than(self._content.store.interval)
         return self._content
-
-    def flush_due(self) -> bool:
-        """The online state has not reached Delta for state.flush_interval."""
-        return self.online is not None and self.clock.now() - self.flushed_at >= self.settings.state.flush_interval
 
     @property
     def stream_name(self) -> str:
@@ -307,8 +299,6 @@ class BatchProcessor:
         else:
             result = IngestResult(lines=prepared.lines, events=prepared.events, quarantined=prepared.rejected,
                                   duplicates=prepared.lines - prepared.rejected - prepared.events, files=tuple(distinct_files))
-        if now - self.flushed_at >= self.settings.state.flush_interval and not self.flush_lock.locked():
-            self.wake.set()   # the timer thread flushes, beside the next batches
         timer.seconds["batch"] = round(time.perf_counter() - began, 3)
         stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
                  "duplicates": result.duplicates, "customers": 0 if prepared is None else prepared.customers,
@@ -346,8 +336,6 @@ class BatchProcessor:
                                    "files": counts["files"]})
         finally:
             batch.release()
-        if now - self.flushed_at >= self.settings.state.flush_interval and not self.flush_lock.locked():
-            self.wake.set()   # the timer thread flushes, beside the next batches
         customers = 0 if prepared is None else prepared.customers
         timer.seconds["batch"] = round(time.perf_counter() - began, 3)
         stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
@@ -462,12 +450,15 @@ def run_stream(
     processor.heartbeat.beat(force=True)
     query = writer.queryName(name).start()
     stop_timers = threading.Event()
-    timers = None
+    timers = flusher = None
     if mode == "continuous":
         # Time-driven flips (absence deadlines, windows sliding) need no new event: a thread
         # re-evaluates the customers whose timers are due at the instant they fall due.
         timers = threading.Thread(target=_tick_timers, args=(processor, settings, stop_timers), daemon=True, name="segment-timers")
         timers.start()
+        if processor.online is not None:
+            flusher = threading.Thread(target=_flush_online, args=(processor, settings, stop_timers), daemon=True, name="online-flush")
+            flusher.start()
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     try:
         while not query.awaitTermination(1):
@@ -481,9 +472,10 @@ def run_stream(
         processor.wake.set()
         if query.isActive:
             _stop_between_batches(query, grace_seconds=settings.stream.stop_grace.total_seconds())
-        if timers is not None:
-            # A tick in flight finishes before the caller may stop the Spark session under it.
-            timers.join(timeout=settings.stream.stop_grace.total_seconds())
+        # A tick or flush in flight finishes before the caller may stop the Spark session under it.
+        for thread in (timers, flusher):
+            if thread is not None:
+                thread.join(timeout=settings.stream.stop_grace.total_seconds())
         spark.streams.removeListener(listener)
         if processor.progress is not None:
             processor.progress.close()
@@ -579,17 +571,31 @@ def _tick_timers(processor: BatchProcessor, settings: Settings, stop: threading.
             return
         try:
             due_at = processor.next_due() if woken else None
-            if not woken or (due_at is not None and due_at <= processor.clock.now()) or processor.flush_due():
+            if not woken or (due_at is not None and due_at <= processor.clock.now()):
                 due_at = processor.fire_timers()
                 if stop.wait(shortest):
                     return
         except Exception:  # noqa: BLE001 - a failed tick is retried at the next one; the stream goes on
             log.exception("timer tick failed; retrying at the next tick")
             due_at = None
-        if processor.online is not None:   # wake for the next flush too
-            flush_at = processor.flushed_at + settings.state.flush_interval
-            due_at = flush_at if due_at is None else min(due_at, flush_at)
         wait = tick_wait(due_at, processor.clock.now(), longest=longest)
+
+
+def _flush_online(processor: BatchProcessor, settings: Settings, stop: threading.Event) -> None:
+    """Delta catches up with the online state every state.flush_interval, on its own thread: beside
+    the micro-batches (which only touch the store) and the timer thread's sends (which read it)."""
+    interval = settings.state.flush_interval
+    while True:
+        wait = (processor.flushed_at + interval - processor.clock.now()).total_seconds()
+        if wait > 0:
+            if stop.wait(min(wait, interval.total_seconds())):
+                return
+            continue
+        try:
+            processor.flush(processor.clock.now())
+        except Exception:  # noqa: BLE001 - the next flush writes the same rows (numbered transactions); the stream goes on
+            log.exception("flush to Delta failed; retrying after state.flush_interval")
+            processor.flushed_at = processor.clock.now()
 
 
 def tick_wait(due_at: datetime | None, now: datetime, *, longest: float) -> float:

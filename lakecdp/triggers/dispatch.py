@@ -5,11 +5,12 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import requests
+import httpx
 from pyspark.sql import DataFrame, functions as F
 
 from lakecdp.config import Settings
@@ -41,7 +42,7 @@ class DispatchReport:
 
 
 def dispatch_due(
-    lake: Lake, settings: Settings, segments: list[Segment], now: datetime, session: requests.Session | None = None,
+    lake: Lake, settings: Settings, segments: list[Segment], now: datetime, session: httpx.Client | None = None,
     runtime: Runtime | None = None, *, online: OnlineState | None = None, content: Callable[[], ContentService] | None = None,
 ) -> DispatchReport:
     """Send every pending trigger due by `now`; record sent / cancelled (why) / failed (ESP reason).
@@ -78,16 +79,19 @@ def dispatch_due(
         sent_before.setdefault((r.segment, r.customer_id), []).append(r.updated_at.replace(tzinfo=now.tzinfo))
     # The customer's experiment variants travel with the send; the global holdout gets no trigger at all.
     assigner = load_assigner(settings, at=now, lake_root=lake.root)
-    session = session or requests.Session()
+    client = session or httpx.Client()
     updates = []
     try:
-        updates = _decide_and_send(due, by_name, recheck, assigner, sent_before, external, config, session, esp, now)
+        updates = _decide_and_send(due, by_name, recheck, assigner, sent_before, external, config, client, esp, now)
     finally:
         esp.close(len([u for u in updates if u["state"] == "sent"]))
+        if session is None:
+            client.close()
     for update in updates:
         report.outcomes[update["state"] if update["state"] != PENDING else f"pending ({update['reason']})"] += 1
     # A row still only in the store is inserted here; the flush's insert-only MERGE then keeps this state.
-    lake.merge("trigger_outbox", lake.spark.createDataFrame(updates, lake.spec("trigger_outbox").schema))
+    with online.outbox_lock if online is not None else nullcontext():
+        lake.merge("trigger_outbox", lake.spark.createDataFrame(updates, lake.spec("trigger_outbox").schema))
     log.info("triggers dispatched: %s", dict(report.outcomes))
     return report
 
@@ -164,7 +168,7 @@ def _decide_and_send(due, by_name, recheck: Recheck, assigner, sent_before, exte
     return updates
 
 
-def _send(row: dict, config: TriggerSettings, session: requests.Session, esp: EspSends, now: datetime,
+def _send(row: dict, config: TriggerSettings, session: httpx.Client, esp: EspSends, now: datetime,
           variants: dict[str, str], external_id: str | None) -> dict:
     destination = config.destinations.get(row["destination"])
     if destination is None:

@@ -8,7 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 
-import requests
+import httpx
 
 from lakecdp.triggers.settings import WebhookDestination
 
@@ -28,7 +28,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def send_webhook(destination: WebhookDestination, payload: dict, idempotency_key: str, session: requests.Session) -> SendResult:
+def send_webhook(destination: WebhookDestination, payload: dict, idempotency_key: str, session: httpx.Client) -> SendResult:
     """POST the payload signed; 2xx is sent, 429/5xx/network errors are retryable, other 4xx permanent."""
     secret = os.environ.get(destination.secret_env)
     if not secret:
@@ -40,8 +40,8 @@ def send_webhook(destination: WebhookDestination, payload: dict, idempotency_key
         SIGNATURE_HEADER: sign(secret, int(time.time()), body),
     }
     try:
-        response = session.post(destination.url, data=body, headers=headers, timeout=destination.timeout.total_seconds())
-    except requests.RequestException as exc:
+        response = session.post(destination.url, content=body, headers=headers, timeout=destination.timeout.total_seconds())
+    except httpx.HTTPError as exc:
         return SendResult(False, True, f"network error: {type(exc).__name__}")
     if 200 <= response.status_code < 300:
         return SendResult(True, False)
