@@ -10,7 +10,7 @@ from lakecdp.config import Settings
 from lakecdp.content.engine import ContentEngine, CustomerContext, Decision
 from lakecdp.content.live import LiveProfiles
 from lakecdp.content.store import Snapshot, SnapshotLoader, SnapshotStore
-from lakecdp.online.store import open_store_if_online
+from lakecdp.online.store import StateStore, open_store_if_online
 
 
 class ContentService:
@@ -57,8 +57,12 @@ class ContentService:
         return body
 
 
-def open_content_service(settings: Settings, *, lake_root: str | None = None, clock: Clock | None = None) -> ContentService:
-    """Parse content and experiment settings, load the snapshot from the lake (delta-rs, no Spark)."""
+def open_content_service(settings: Settings, *, lake_root: str | None = None, clock: Clock | None = None,
+                         state: StateStore | None = None) -> ContentService:
+    """Parse content and experiment settings, load the snapshot from the lake (delta-rs, no Spark).
+
+    `state`: the online state store live profiles come from (default: the one settings name, when online).
+    """
     from lakecdp.content.settings import parse_content_settings
     from lakecdp.experiments.assign import load_assigner
 
@@ -67,7 +71,7 @@ def open_content_service(settings: Settings, *, lake_root: str | None = None, cl
     content = parse_content_settings(settings.content)
     engine = ContentEngine(content, load_assigner(settings, at=clock.now(), lake_root=root))
     loader = SnapshotLoader(root, content, clock, settings.lake.storage_options)
-    state = open_store_if_online(settings, root)
+    state = state or open_store_if_online(settings, root)
     live = None if state is None else LiveProfiles(state, loader.profile_columns())
     return ContentService(engine, SnapshotStore(loader, content.api.refresh_interval), clock, live)
 

@@ -192,7 +192,7 @@ class BatchProcessor:
         if self._content is None:
             from lakecdp.content.service import open_content_service
 
-            self._content = open_content_service(self.settings, lake_root=self.lake.root, clock=self.clock)
+            self._content = open_content_service(self.settings, lake_root=self.lake.root, clock=self.clock, state=self.online.store)
         else:
             self._content.store.refresh_if_older_than(self._content.store.interval)
         return self._content
