@@ -201,7 +201,7 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
             print(f"  {lake_name}: {len(flushes)} flushes: " + "; ".join(", ".join(f"{k} {v}" for k, v in f.items()) for f in flushes))
         ticks = processors[0].ticks if processors else []
         if ticks:
-            print(f"  {lake_name}: {len(ticks)} timer ticks (timers, flush, dispatch) took {sum(t['seconds'] for t in ticks):.1f} s in all, "
+            print(f"  {lake_name}: {len(ticks)} timer ticks (timers, sends) took {sum(t['seconds'] for t in ticks):.1f} s in all, "
                   f"the longest {max(t['seconds'] for t in ticks):.1f} s; {sum(t['customers'] for t in ticks):,} customers re-evaluated by timers")
         busy = [(rows, spent) for rows, spent in dispatches if rows]
         if busy:

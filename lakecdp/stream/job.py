@@ -127,7 +127,7 @@ class BatchProcessor:
             self.models = parse_model_settings(settings.models)
         self.triggers = any(s.trigger is not None for s in self.segments)
         self.failure: BatchFailed | None = None
-        self.ticks: list[dict] = []   # per timer tick: customers re-evaluated, seconds (state, flush, dispatch)
+        self.ticks: list[dict] = []   # per timer tick: customers re-evaluated, seconds (timers, then sends)
         self.flushes: list[dict] = []   # per flush: lines and customers written, seconds by part
         self.online = None
         self._content = None   # opened on the first dispatch (ESP sends need it)
