@@ -10,13 +10,13 @@ every segment and records them in `erased`.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from lakecdp.export.adapters.webhook import ERASED_EVENT, verify
+from lakecdp.export.adapters.webhook import ERASED_EVENT
+from lakecdp.webhooks import verify
 from lakecdp.sandbox.base import ContractServer, Request, Response, SlidingWindow, rate_limited
 
 
@@ -26,7 +26,7 @@ class WebhookServer(ContractServer):
     def __init__(self, *, secret: str, invalid_customers: Iterable[str] = (), flaky_customers: Iterable[str] = (),
                  rate_limit: tuple[int, float] | None = (20, 1.0), tolerance_s: float = 300, latency: float = 0.0) -> None:
         super().__init__(latency=latency)
-        self.secret = secret.encode()
+        self.secret = secret
         self.invalid, self.flaky = set(invalid_customers), set(flaky_customers)
         self.window = SlidingWindow(*rate_limit) if rate_limit else None
         self.tolerance_s = tolerance_s
@@ -94,7 +94,7 @@ class WebhookServer(ContractServer):
 
 
 class TriggerReceiver(ContractServer):
-    """A retailer's endpoint for trigger sends (lakecdp.triggers.webhook): checks the `t=…,v1=…` signature
+    """A retailer's endpoint for trigger sends (lakecdp.triggers.webhook): checks the Standard Webhooks signature
     and the Idempotency-Key, and keeps each trigger once however often it is retried."""
 
     name = "trigger-webhook"
@@ -105,14 +105,7 @@ class TriggerReceiver(ContractServer):
         self.received: dict[str, dict[str, Any]] = {}   # idempotency key -> payload
 
     def handle(self, request: Request) -> Response:
-        parts = dict(p.split("=", 1) for p in (request.headers.get("X-Lakecdp-Signature") or "").split(",") if "=" in p)
-        try:
-            stamp = int(parts.get("t", ""))
-        except ValueError:
-            stamp = None
-        expected = "" if stamp is None else hmac.new(self.secret.encode(), f"{stamp}.".encode() + request.body, hashlib.sha256).hexdigest()
-        signed = stamp is not None and abs(time.time() - stamp) <= self.tolerance_s and hmac.compare_digest(parts.get("v1", ""), expected)
-        refused = _refused(self, request, signed)
+        refused = _refused(self, request, verify(self.secret, request.headers, request.body, now=time.time(), tolerance_s=self.tolerance_s))
         if refused is not None:
             return refused
         key = request.headers["Idempotency-Key"]

@@ -1,8 +1,6 @@
 """Edge: the signed webhook a trigger sends to."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import time
@@ -11,9 +9,7 @@ from dataclasses import dataclass
 import httpx
 
 from lakecdp.triggers.settings import WebhookDestination
-
-SIGNATURE_HEADER = "X-Lakecdp-Signature"
-
+from lakecdp.webhooks import signed_headers
 
 @dataclass(frozen=True)
 class SendResult:
@@ -22,23 +18,15 @@ class SendResult:
     reason: str | None = None
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>"> (timestamped so receivers can refuse replays)."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
 def send_webhook(destination: WebhookDestination, payload: dict, idempotency_key: str, session: httpx.Client) -> SendResult:
     """POST the payload signed; 2xx is sent, 429/5xx/network errors are retryable, other 4xx permanent."""
     secret = os.environ.get(destination.secret_env)
     if not secret:
         return SendResult(False, False, f"environment variable {destination.secret_env} (webhook secret) is not set")
     body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "Idempotency-Key": idempotency_key,
-        SIGNATURE_HEADER: sign(secret, int(time.time()), body),
-    }
+    # Standard Webhooks (lakecdp.webhooks): webhook-id is the trigger's idempotency key, the same on every retry.
+    headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
+               **signed_headers(secret, idempotency_key, int(time.time()), body)}
     try:
         response = session.post(destination.url, content=body, headers=headers, timeout=destination.timeout.total_seconds())
     except httpx.HTTPError as exc:

@@ -1,12 +1,9 @@
 """The Klaviyo contract files as validators: what our adapter builds passes, a broken request fails."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from lakecdp.export.adapters.klaviyo import profile_document
-from lakecdp.export.adapters.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify
 from lakecdp.export.batches import Member
 from lakecdp.sandbox.openapi import CONTRACTS_DIR, allow_nulls, load_operations
 
@@ -59,12 +56,3 @@ def test_response_documents_are_checked_too(operations):
     op = operations["get_bulk_import_profiles_job"]
     assert op.response_errors(200, {"data": {"type": "profile-bulk-import-job"}})   # id, attributes, links missing
     assert op.response_errors(400, {"errors": [{"id": "1", "code": "invalid", "title": "t", "detail": "d"}]}) == []
-
-
-def test_webhook_signature_round_trip_and_replay_window():
-    body = json.dumps({"members": []}).encode()
-    headers = {TIMESTAMP_HEADER: "1000", SIGNATURE_HEADER: sign(b"secret", 1000, body)}
-    assert verify(b"secret", headers, body, now=1100)
-    assert not verify(b"secret", headers, body + b" ", now=1100)       # body changed
-    assert not verify(b"other", headers, body, now=1100)               # wrong secret
-    assert not verify(b"secret", headers, body, now=1000 + 301)        # replayed too late

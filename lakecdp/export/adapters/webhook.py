@@ -2,10 +2,8 @@
 
 Body: {destination, segment, run_id, batch_id, kind, members: [{action, customer_id, email_sha256,
 [email], attributes}]}; customer_id is the retailer's id (`customers.external_id`), not the pseudonym. Headers: `Idempotency-Key` (the batch id: a receiver stores the first
-response per key and replays it, so a resend after a crash changes nothing),
-`X-Lakecdp-Timestamp` (unix seconds) and `X-Lakecdp-Signature: v1=<hex HMAC-SHA256 of
-"<timestamp>.<body>">`; receivers reject timestamps outside their tolerance (replays), the scheme
-Stripe documents at https://docs.stripe.com/webhooks#verify-manually.
+response per key and replays it, so a resend after a crash changes nothing) and the Standard
+Webhooks signature headers (lakecdp.webhooks; `webhook-id` is the idempotency key).
 A 2xx may list `rejected: [{customer_id, reason}]`; those members are retried alone once.
 
 Erasure: one signed delivery {destination, event: "customer.erased", customer_id, email_sha256}
@@ -16,33 +14,16 @@ side and answers 2xx.
 from __future__ import annotations
 
 import hashlib
-import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from lakecdp.export.adapters.base import NOTIFIED, Adapter, all_failed, http_reason
 from lakecdp.export.batches import REMOVE, UPSERT, Batch, BatchResult, MemberOutcome, json_bytes
 from lakecdp.export.http import DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import email_sha256, scrub_pii
+from lakecdp.webhooks import signed_headers
 
-SIGNATURE_HEADER = "X-Lakecdp-Signature"
-TIMESTAMP_HEADER = "X-Lakecdp-Timestamp"
 ERASED_EVENT = "customer.erased"
-
-
-def sign(secret: bytes, timestamp: int, body: bytes) -> str:
-    """The signature header value for `body` sent at `timestamp`."""
-    return "v1=" + hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-def verify(secret: bytes, headers: Mapping[str, str], body: bytes, *, now: float, tolerance_s: float = 300) -> bool:
-    """A receiver's check (headers: a case-insensitive mapping): fresh timestamp, constant-time comparison."""
-    try:
-        timestamp = int(headers.get(TIMESTAMP_HEADER) or "")
-    except ValueError:
-        return False
-    given = headers.get(SIGNATURE_HEADER) or ""
-    return abs(now - timestamp) <= tolerance_s and hmac.compare_digest(given, sign(secret, timestamp, body))
 
 
 class WebhookAdapter(Adapter):
@@ -51,7 +32,7 @@ class WebhookAdapter(Adapter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._secret = self.secret("secret_env").encode()
+        self._secret = self.secret("secret_env")
         self.client = self.api_client()
 
     def _member(self, member: Any, kind: str) -> dict[str, Any]:
@@ -111,14 +92,10 @@ class WebhookAdapter(Adapter):
 
         def headers(body: bytes) -> dict[str, str]:
             timestamp = int(self.runtime.clock.now().timestamp())
-            return {
-                "Content-Type": "application/json",
-                "Idempotency-Key": idempotency_key,
-                TIMESTAMP_HEADER: str(timestamp),
-                SIGNATURE_HEADER: sign(self._secret, timestamp, body),
-            }
+            return {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
+                    **signed_headers(self._secret, idempotency_key, timestamp, body)}
 
         return headers
 
 
-__all__ = ["ERASED_EVENT", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "UPSERT", "WebhookAdapter", "sign", "verify"]
+__all__ = ["ERASED_EVENT", "UPSERT", "WebhookAdapter"]
