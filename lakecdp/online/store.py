@@ -131,6 +131,7 @@ class SqliteStore:
             CREATE TABLE IF NOT EXISTS links (anonymous_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS dirty (id TEXT PRIMARY KEY, changed INTEGER NOT NULL DEFAULT 0);
             CREATE TABLE IF NOT EXISTS outbound (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, body TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS outbound_tbl ON outbound(tbl);
             CREATE TABLE IF NOT EXISTS landing (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """
