@@ -29,26 +29,28 @@ def test_python_reads_each_batch_as_spark_does_across_compacted_source_logs(spar
         names.append(f"{n:02d}-{name}")
         (landing / names[-1]).write_bytes(body)
     checkpoint = str(tmp_path / "ckpt")
-    seen: dict[int, tuple[list, list | None]] = {}
+    seen: dict[int, tuple[list, list | None, list | None]] = {}
 
     def body(lines, batch_id):
         by_spark = sorted((r.source_file, bytes(r.raw)) for r in lines.selectExpr("cast(raw as binary) as raw", "source_file").collect())
         files = batch_files(checkpoint, batch_id)
         read = None if files is None else read_lines(files, max_lines=100, max_bytes=10_000)
-        seen[batch_id] = (by_spark, None if read is None else sorted(zip(read[1], read[0])))
+        seen[batch_id] = (by_spark, None if read is None else sorted(zip(read[1], read[0])), files)
 
     query = (file_lines(spark, str(landing), max_files_per_trigger=1).writeStream.option("checkpointLocation", checkpoint)
              .foreachBatch(body).trigger(availableNow=True).start())
     query.awaitTermination()
 
     assert sorted(seen) == list(range(14))
-    for batch_id, (by_spark, by_python) in seen.items():
+    for batch_id, (by_spark, by_python, _) in seen.items():
         assert by_python == by_spark, batch_id
+    # One file per batch, every file once (the source picks files of equal age in no set order).
+    assert sorted(f.rsplit("/", 1)[1] for _, _, files in seen.values() for f in files) == sorted(n.replace(" ", "%20") for n in names)
     assert (tmp_path / "ckpt" / "sources" / "0" / "9.compact").exists()
     # After the run, entries below the compaction are only in 9.compact (Spark deletes the plain files later).
     for entry in range(9):
         (tmp_path / "ckpt" / "sources" / "0" / str(entry)).unlink(missing_ok=True)
-    assert [f.rsplit("/", 1)[1] for f in batch_files(checkpoint, 3)] == [names[3].replace(" ", "%20")]
+    assert all(batch_files(checkpoint, batch_id) == seen[batch_id][2] for batch_id in range(9))
     assert batch_files(checkpoint, 99) is None   # no such batch: the caller reads through Spark
 
 
