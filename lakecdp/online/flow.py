@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -472,11 +473,8 @@ class OnlineState:
 
     def _insert_new(self, name: str, rows: DataFrame, txn: AppTxn) -> None:
         """Rows whose keys `name` lacks are inserted; trigger_outbox's under `outbox_lock`, which the
-        dispatcher holds while it reads and records sends (a sent row stays sent)."""
-        if name != "trigger_outbox":
-            self.lake.merge(name, rows, update_columns=[], txn=txn)
-            return
-        with self.outbox_lock:
+        dispatcher holds while it records its sends (so a row it marked sent stays sent)."""
+        with self.outbox_lock if name == "trigger_outbox" else nullcontext():
             self.lake.merge(name, rows, update_columns=[], txn=txn)
 
     def _frame(self, name: str, rows: list[dict[str, Any]]) -> DataFrame:
