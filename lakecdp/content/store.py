@@ -22,7 +22,8 @@ import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from lakecdp.clock import Clock
-from lakecdp.content.engine import NO_CONSENT, UNSUBSCRIBED, CustomerContext
+from lakecdp.content.engine import CustomerContext
+from lakecdp.privacy.email_consent import block_reason
 from lakecdp.content.settings import CUSTOMER_TOKEN_FIELDS, ContentSettings
 
 log = logging.getLogger(__name__)
@@ -193,14 +194,8 @@ def _withdrawn(ledger: DeltaTable | None, purpose: str) -> frozenset[str]:
 
 
 def _block_reason(customer_id: str, attributes, opted_in, opt_outs) -> str | None:
-    if customer_id not in attributes:
-        return NO_CUSTOMER_RECORD
-    if not opted_in.get(customer_id, False):
-        return NO_CONSENT
     last_in, last_out = opt_outs.get(customer_id, (None, None))
-    if last_out is not None and (last_in is None or last_out > last_in):
-        return UNSUBSCRIBED
-    return None
+    return block_reason(opted_in.get(customer_id, False) if customer_id in attributes else None, last_in, last_out)
 
 
 def _resolve(data: pa.Table, links: DeltaTable | None) -> pa.Table:

@@ -14,9 +14,7 @@ from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.lake import Lake
 
-NO_OPT_IN = "no marketing opt-in"
-UNSUBSCRIBED = "unsubscribed after latest opt-in"
-NO_RECORD = "no customer record"
+from lakecdp.privacy.email_consent import NO_OPT_IN, NO_RECORD, UNSUBSCRIBED  # noqa: F401 - the one rule's reasons, re-exported
 
 OPT_IN_EVENTS = ("Subscribed",)
 OPT_OUT_EVENTS = ("Unsubscribed",)
@@ -47,17 +45,6 @@ def consent_block_reason(
         .join(latest, on="customer_id", how="full")
         .select("customer_id", _block_reason().alias("block_reason"))
     )
-
-
-def block_reason(marketing_opt_in: bool | None, last_opt_in_at: Any, last_opt_out_at: Any) -> str | None:
-    """`consent_block_reason` for one customer: their CRM flag (None: no record) and latest opt-in/out event instants."""
-    if marketing_opt_in is None:
-        return NO_RECORD
-    if not marketing_opt_in:
-        return NO_OPT_IN
-    if last_opt_out_at is not None and (last_opt_in_at is None or last_opt_out_at > last_opt_in_at):
-        return UNSUBSCRIBED
-    return None
 
 
 def _block_reason() -> Column:

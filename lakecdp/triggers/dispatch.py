@@ -19,7 +19,8 @@ from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON
 from lakecdp.lake import Lake
 from lakecdp.pipeline import refresh_membership, refresh_profiles
 from lakecdp.online.executor import from_us, to_us
-from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, block_reason, consent_block_reason
+from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, consent_block_reason
+from lakecdp.privacy.email_consent import block_reason
 from lakecdp.segments.rules import Segment
 from lakecdp.triggers.outbox import PENDING, is_capped, pending, quiet_until
 from lakecdp.triggers.settings import TriggerSettings, WebhookDestination, trigger_settings
