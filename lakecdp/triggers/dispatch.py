@@ -17,7 +17,7 @@ from lakecdp.config import Settings
 from lakecdp.experiments.assign import load_assigner
 from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON
 from lakecdp.lake import Lake
-from lakecdp.pipeline import refresh_membership, refresh_profiles
+from lakecdp.pipeline import refresh_membership, refresh_profiles, rows_among
 from lakecdp.online.executor import from_us, to_us
 from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, consent_block_reason
 from lakecdp.privacy.email_consent import block_reason
@@ -68,7 +68,7 @@ def dispatch_due(
     by_name = {s.name: s for s in segments}
     config = trigger_settings(settings.triggers)
     customers = sorted({row["customer_id"] for row in due})
-    contacts = _among(lake.read("customers"), "customer_id", customers)
+    contacts = rows_among(lake.read("customers"), "customer_id", customers)
     if online is None:
         recheck = _recheck_from_bronze(lake, settings, segments, customers, contacts, now)
     else:
@@ -76,7 +76,7 @@ def dispatch_due(
     external = {r.customer_id: r.external_id for r in contacts.select("customer_id", "external_id").collect()}
     esp = EspSends(lake, settings, now, runtime, contacts, content)
     sent_before: dict[tuple[str, str], list[datetime]] = {}
-    for r in _among(outbox.filter(F.col("state") == "sent"), "customer_id", customers).collect():
+    for r in rows_among(outbox.filter(F.col("state") == "sent"), "customer_id", customers).collect():
         sent_before.setdefault((r.segment, r.customer_id), []).append(r.updated_at.replace(tzinfo=now.tzinfo))
     # The customer's experiment variants travel with the send; the global holdout gets no trigger at all.
     assigner = load_assigner(settings, at=now, lake_root=lake.root)
@@ -112,8 +112,8 @@ def _recheck_from_bronze(lake: Lake, settings: Settings, segments: list[Segment]
     # Re-check against the latest events: a purchase after the entry cancels the send.
     refresh_profiles(lake, now, customers=customers)
     refresh_membership(lake, segments, now, customers=customers)
-    members = {(r.segment, r.customer_id) for r in _among(lake.read("segment_membership"), "customer_id", customers).collect()}
-    zones = {r.customer_id: r.timezone for r in _among(lake.read("profile_features"), "customer_id", customers).select("customer_id", "timezone").collect()}
+    members = {(r.segment, r.customer_id) for r in rows_among(lake.read("segment_membership"), "customer_id", customers).collect()}
+    zones = {r.customer_id: r.timezone for r in rows_among(lake.read("profile_features"), "customer_id", customers).select("customer_id", "timezone").collect()}
     return Recheck(members, _consent_blocks(lake, settings, customers, contacts), zones)
 
 
@@ -132,26 +132,13 @@ def _recheck_from_store(online: OnlineState, customers: list[str], contacts: Dat
     return Recheck(members, blocked, zones)
 
 
-# Beyond this many ids a filter is a broadcast semi-join: an IN list of thousands of literals makes
-# every optimizer rule walk each one (a catch-up dispatch of 11.5k rows spent most of 48 s there).
-_IN_LIST_MAX = 200
-
-
-def _among(df: DataFrame, column: str, values: list[str]) -> DataFrame:
-    """`df`'s rows whose `column` is one of `values`."""
-    if len(values) <= _IN_LIST_MAX:
-        return df.filter(F.col(column).isin(values))
-    wanted = df.sparkSession.createDataFrame([(v,) for v in sorted(set(values))], f"`{column}` string")
-    return df.join(F.broadcast(wanted), on=column, how="left_semi")
-
-
 def _unflushed_due(online: OnlineState, outbox: DataFrame, now: datetime) -> list[dict]:
     """Outbox rows due by `now` that are still only in the store (no flush has written them), and not dispatched yet."""
     at = to_us(now)
     waiting = [row for row in online.store.unflushed("trigger_outbox") if row["due_at"] <= at]
     if not waiting:
         return []
-    known = {r.trigger_id for r in _among(outbox, "trigger_id", [row["trigger_id"] for row in waiting]).select("trigger_id").collect()}
+    known = {r.trigger_id for r in rows_among(outbox, "trigger_id", [row["trigger_id"] for row in waiting]).select("trigger_id").collect()}
     stamps = ("entered_at", "due_at", "updated_at")
     fresh = {row["trigger_id"]: row for row in waiting if row["trigger_id"] not in known}
     return [{k: (from_us(v).replace(tzinfo=None) if k in stamps and v is not None else v) for k, v in row.items()} for row in fresh.values()]
@@ -217,7 +204,7 @@ def _consent_blocks(lake: Lake, settings: Settings, customers: list[str], contac
     consent = (settings.esp or {}).get("consent", {})
     status = consent_block_reason(
         contacts,
-        _among(lake.read("events"), "customer_id", customers),
+        rows_among(lake.read("events"), "customer_id", customers),
         opt_in_events=consent.get("opt_in_events", OPT_IN_EVENTS),
         opt_out_events=consent.get("opt_out_events", OPT_OUT_EVENTS),
     )
