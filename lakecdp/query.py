@@ -21,12 +21,14 @@ def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: 
         import duckdb
         from deltalake import DeltaTable
 
+        from lakecdp.lake.files import delta_dataset
+
         connection = duckdb.connect()
         for name in TABLES:
             path = f"{root}/{name}"
             if DeltaTable.is_deltatable(path, storage_options=settings.lake.storage_options or None):
                 # DuckDB scans the Arrow dataset of the table's current Delta snapshot.
-                dataset = DeltaTable(path, storage_options=settings.lake.storage_options or None).to_pyarrow_dataset()
+                dataset = delta_dataset(DeltaTable(path, storage_options=settings.lake.storage_options or None), settings.lake.storage_options)
                 connection.register(name, dataset)
         return str(connection.sql(query).limit(limit))
 

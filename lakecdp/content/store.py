@@ -23,8 +23,9 @@ from deltalake import DeltaTable
 
 from lakecdp.clock import Clock
 from lakecdp.content.engine import CustomerContext
-from lakecdp.privacy.email_consent import block_reason
 from lakecdp.content.settings import CUSTOMER_TOKEN_FIELDS, ContentSettings
+from lakecdp.lake.files import delta_dataset
+from lakecdp.privacy.email_consent import block_reason
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,9 @@ class SnapshotLoader:
         return result
 
     def load(self) -> Snapshot:
-        tables = {name: self._table(name) for name in SNAPSHOT_TABLES}
-        versions = {name: -1 if t is None else t.version() for name, t in tables.items()}
+        opened = {name: self._table(name) for name in SNAPSHOT_TABLES}
+        versions = {name: -1 if t is None else t.version() for name, t in opened.items()}
+        tables = {name: None if t is None else delta_dataset(t, self.options) for name, t in opened.items()}
         attributes, opted_in = self._customers(tables["customers"])
         profiles = self._rows_by_customer(tables["profile_features"], self.profile_columns())
         scores = self._rows_by_customer(tables["profile_scores"], SCORE_COLUMNS)
@@ -111,38 +113,38 @@ class SnapshotLoader:
 
     # --- readers ------------------------------------------------------------------------
 
-    def _customers(self, table: DeltaTable | None) -> tuple[dict[str, dict[str, Any]], dict[str, bool]]:
+    def _customers(self, table: ds.Dataset | None) -> tuple[dict[str, dict[str, Any]], dict[str, bool]]:
         if table is None:
             return {}, {}
-        data = table.to_pyarrow_table(columns=["customer_id", *CUSTOMER_TOKEN_FIELDS, "marketing_opt_in"])
+        data = table.to_table(columns=["customer_id", *CUSTOMER_TOKEN_FIELDS, "marketing_opt_in"])
         ids = data.column("customer_id").to_pylist()
         values = {c: data.column(c).to_pylist() for c in CUSTOMER_TOKEN_FIELDS}
         attributes = {cid: {c: values[c][i] for c in CUSTOMER_TOKEN_FIELDS} for i, cid in enumerate(ids)}
         return attributes, dict(zip(ids, (bool(v) for v in data.column("marketing_opt_in").to_pylist())))
 
     @staticmethod
-    def _rows_by_customer(table: DeltaTable | None, columns: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    def _rows_by_customer(table: ds.Dataset | None, columns: tuple[str, ...]) -> dict[str, dict[str, Any]]:
         if table is None:
             return {}
-        present = [c for c in columns if c in table.schema().to_arrow().names]
-        data = table.to_pyarrow_table(columns=["customer_id", *present])
+        present = [c for c in columns if c in table.schema.names]
+        data = table.to_table(columns=["customer_id", *present])
         return {row.pop("customer_id"): row for row in data.to_pylist()}
 
     @staticmethod
-    def _segments(table: DeltaTable | None) -> dict[str, frozenset[str]]:
+    def _segments(table: ds.Dataset | None) -> dict[str, frozenset[str]]:
         if table is None:
             return {}
-        data = table.to_pyarrow_table(columns=["customer_id", "segment"])
+        data = table.to_table(columns=["customer_id", "segment"])
         grouped: dict[str, set[str]] = defaultdict(set)
         names: dict[str, str] = {}
         for customer_id, segment in zip(data.column("customer_id").to_pylist(), data.column("segment").to_pylist()):
             grouped[customer_id].add(names.setdefault(segment, segment))
         return {customer_id: frozenset(s) for customer_id, s in grouped.items()}
 
-    def _recommendations(self, table: DeltaTable | None) -> dict[str, tuple[dict[str, Any], ...]]:
+    def _recommendations(self, table: ds.Dataset | None) -> dict[str, tuple[dict[str, Any], ...]]:
         if table is None:
             return {}
-        data = table.to_pyarrow_table(columns=["customer_id", "rank", "product_id", "product_name", "category", "price"])
+        data = table.to_table(columns=["customer_id", "rank", "product_id", "product_name", "category", "price"])
         data = data.sort_by([("customer_id", "ascending"), ("rank", "ascending")])
         grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in data.to_pylist():
@@ -151,7 +153,7 @@ class SnapshotLoader:
             )
         return {customer_id: tuple(items) for customer_id, items in grouped.items()}
 
-    def _from_events(self, events: DeltaTable | None, links: DeltaTable | None):
+    def _from_events(self, events: ds.Dataset | None, links: ds.Dataset | None):
         """(last opt-in/opt-out instants per customer, open-cart items per customer) from bronze."""
         if events is None:
             return {}, {}
@@ -161,7 +163,7 @@ class SnapshotLoader:
         is_consent = ds.field("event").isin(list(consent_events))
         # Carts: recent cart events only; generated and real carts expire well within 30 days.
         is_cart = ds.field("event").isin(list(CART_EVENTS)) & (ds.field("event_date") >= pa.scalar(cutoff.date()))
-        data = events.to_pyarrow_dataset().to_table(columns=columns, filter=is_consent | is_cart)
+        data = events.to_table(columns=columns, filter=is_consent | is_cart)
         data = _resolve(data, links)
         return self._consent_instants(data, consent_events), _open_carts(data)
 
@@ -177,11 +179,11 @@ class SnapshotLoader:
         return {customer_id: (pair[0], pair[1]) for customer_id, pair in instants.items()}
 
 
-def _withdrawn(ledger: DeltaTable | None, purpose: str) -> frozenset[str]:
+def _withdrawn(ledger: ds.Dataset | None, purpose: str) -> frozenset[str]:
     """Customers whose latest consent fact for `purpose` is a withdrawal (lakecdp.privacy.ledger's rule)."""
     if ledger is None:
         return frozenset()
-    data = ledger.to_pyarrow_table(columns=["customer_id", "purpose", "status", "recorded_at"])
+    data = ledger.to_table(columns=["customer_id", "purpose", "status", "recorded_at"])
     latest: dict[str, tuple[Any, bool]] = {}
     columns = (data.column(c).to_pylist() for c in ("customer_id", "purpose", "status", "recorded_at"))
     for customer_id, stated_for, status, at in zip(*columns):
@@ -198,11 +200,11 @@ def _block_reason(customer_id: str, attributes, opted_in, opt_outs) -> str | Non
     return block_reason(opted_in.get(customer_id, False) if customer_id in attributes else None, last_in, last_out)
 
 
-def _resolve(data: pa.Table, links: DeltaTable | None) -> pa.Table:
+def _resolve(data: pa.Table, links: ds.Dataset | None) -> pa.Table:
     """Anonymous-only events take the customer their device was first linked to (as the pipeline does)."""
     if links is None or data.num_rows == 0:
         return data
-    link_rows = links.to_pyarrow_table(columns=["anonymous_id", "customer_id", "linked_at", "is_active"]).filter(pc.field("is_active"))
+    link_rows = links.to_table(columns=["anonymous_id", "customer_id", "linked_at", "is_active"]).filter(pc.field("is_active"))
     earliest: dict[str, tuple[Any, str]] = {}
     for anonymous_id, customer_id, at in zip(
         link_rows.column("anonymous_id").to_pylist(), link_rows.column("customer_id").to_pylist(), link_rows.column("linked_at").to_pylist()

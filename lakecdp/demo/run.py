@@ -386,13 +386,15 @@ def _summary(demo: _Demo, result: DemoResult, out: TextIO) -> None:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from lakecdp.lake.files import read_delta
+
     for name in SUMMARY_TABLES:
         try:
             result.row_counts[name] = sum(DeltaTable(f"{result.lake_root}/{name}").get_add_actions(flatten=True).column("num_records").to_pylist())
         except TableNotFoundError:   # a table this run never wrote
             result.row_counts[name] = 0
     if result.row_counts["segment_membership"]:
-        members = DeltaTable(f"{result.lake_root}/segment_membership").to_pyarrow_table(columns=["segment"]).column(0).to_pylist()
+        members = read_delta(DeltaTable(f"{result.lake_root}/segment_membership"), ["segment"]).column(0).to_pylist()
         result.segment_sizes = {s["name"]: members.count(s["name"]) for s in demo.settings.segments}
     print("\nTables (Delta, one folder per table):", file=out)
     for name, count in result.row_counts.items():

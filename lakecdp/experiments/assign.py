@@ -76,11 +76,13 @@ def read_holdout_draw(lake_root: str, epoch: str, storage_options: Mapping[str, 
     import pyarrow.compute as pc
     from deltalake import DeltaTable
 
+    from lakecdp.lake.files import read_delta
+
     path = f"{lake_root.rstrip('/')}/global_holdout"
     options = dict(storage_options or {}) or None
     if not DeltaTable.is_deltatable(path, storage_options=options):
         return {}
-    table = DeltaTable(path, storage_options=options).to_pyarrow_table(columns=["epoch", "customer_id", "is_holdout"])
+    table = read_delta(DeltaTable(path, storage_options=options), ["epoch", "customer_id", "is_holdout"], storage_options=options)
     table = table.filter(pc.equal(table.column("epoch"), epoch))
     return dict(zip(table.column("customer_id").to_pylist(), table.column("is_holdout").to_pylist()))
 

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, render_where
-from lakecdp.lake.files import filesystem
+from lakecdp.lake.files import filesystem, read_delta
 from lakecdp.lake.tables import TableSpec
 
 
@@ -53,7 +53,7 @@ class DeltaRsEngine(LakeEngine):
             return self.spark.createDataFrame([], spec.schema)
         if not _is_local(path):
             # Spark has no S3A classes here (hadoop-aws is a Maven jar): go through Arrow.
-            return self.spark.createDataFrame(dt.to_pyarrow_table(), schema=spec.schema)
+            return self.spark.createDataFrame(read_delta(dt, storage_options=self.storage_options), schema=spec.schema)
         reader = self.spark.read.schema(spec.schema)
         if spec.partition_by:
             # delta-rs keeps partition values in hive-style folders, not in the files.

@@ -1,11 +1,17 @@
-"""Files under a lake root, local or s3://, through pyarrow's filesystems (for what is not a table read or write)."""
+"""Files under a lake root, local or s3://, through pyarrow's filesystems: artifacts, and Delta snapshots read to Arrow."""
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.dataset as ds
 from pyarrow import fs
+from pyarrow.parquet import filters_to_expression
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 
 def filesystem(root: str, storage_options: Mapping[str, str] | None = None) -> tuple[fs.FileSystem, str]:
@@ -26,6 +32,29 @@ def filesystem(root: str, storage_options: Mapping[str, str] | None = None) -> t
         return fs.S3FileSystem(**kwargs), root.split("://", 1)[1].rstrip("/")
     filesystem_, path = fs.FileSystem.from_uri(root)
     return filesystem_, path
+
+
+def delta_dataset(table: DeltaTable, storage_options: Mapping[str, str] | None = None) -> ds.Dataset:
+    """A Delta table's current snapshot as a pyarrow dataset, read through pyarrow's own filesystem.
+
+    deltalake's default reads through a filesystem handler written in Python. pyarrow's read-ahead can
+    then still hold Python buffers when the interpreter exits, and the process aborts with "terminate
+    called without an active exception" (seen with deltalake 1.6.6 and pyarrow 26.0.1 after
+    `lakecdp status`). pyarrow's native filesystems hold no Python objects.
+    """
+    files, base = filesystem(table.table_uri, storage_options)
+    return table.to_pyarrow_dataset(filesystem=fs.SubTreeFileSystem(base, files))
+
+
+def read_delta(
+    table: DeltaTable,
+    columns: list[str] | None = None,
+    filters: list[tuple[str, str, Any]] | ds.Expression | None = None,
+    storage_options: Mapping[str, str] | None = None,
+) -> pa.Table:
+    """The table's current rows (only `columns`; `filters` as DNF tuples or an expression), see `delta_dataset`."""
+    expression = filters_to_expression(filters) if isinstance(filters, list) else filters
+    return delta_dataset(table, storage_options).to_table(columns=columns, filter=expression)
 
 
 def read_text(path: str, storage_options: Mapping[str, str] | None = None) -> str:

@@ -20,7 +20,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from pyarrow import fs
 
-from lakecdp.lake.files import filesystem
+from lakecdp.lake.files import filesystem, read_delta
 from lakecdp.lake.tables import TABLES
 
 HEARTBEAT_FILE = "_stream/heartbeat.json"
@@ -73,7 +73,7 @@ class LakeView:
         table = self.table(name)
         if table is None:
             return None
-        return table.to_pyarrow_table(columns=list(columns), filters=filters or None)
+        return read_delta(table, list(columns), filters or None, self.options)
 
     def table_stats(self, name: str) -> TableStats | None:
         """Rows (numRecords of the active add actions) and the last commit, from the Delta log only."""

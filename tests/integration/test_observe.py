@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -104,3 +106,16 @@ def test_report_command_writes_the_page(observed, tmp_path, capsys):
     assert main(["report", "--lake", str(root), "--out", str(out)]) == 0
     page = out.read_text()
     assert all(f'data-plot="{p}"' in page for p in PLOTS) and "wrote" in capsys.readouterr().out
+
+
+def test_processes_that_read_the_lake_exit_cleanly(observed, tmp_path):
+    """Reads through deltalake's Python file handler left pyarrow read-ahead holding Python buffers, and a
+    process that read and then exited at once aborted about one time in three (SIGABRT, "terminate called
+    without an active exception"): eight short readers, then the commands as a user runs them."""
+    root, _ = observed
+    reader = f"from lakecdp.observe.lakeview import LakeView; LakeView({str(root)!r}).read('stream_metrics', ['batch_id'])"
+    runs = [["-c", reader]] * 8 + [["-m", "lakecdp.cli", *command, "--lake", str(root)]
+                                   for command in (["status", "--json"], ["report", "--out", str(tmp_path / "report.html")])]
+    for run in runs:
+        done = subprocess.run([sys.executable, *run], capture_output=True, text=True, timeout=120)
+        assert (done.returncode, done.stderr[-300:]) == (0, ""), run
