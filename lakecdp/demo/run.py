@@ -16,6 +16,7 @@ import contextlib
 import functools
 import io
 import json
+import os
 import shutil
 import sys
 import threading
@@ -38,6 +39,7 @@ SUMMARY_TABLES = (
 EXPERIMENT = "personalized_content"
 DEMO_MARKER = "_lakecdp_demo"   # in a lake the demo made (and may replace on its next run)
 NIGHTLY = ("lakecdp_retrain", "lakecdp_score", "lakecdp_export")
+SPARK_LOG = "spark.log"   # in the output folder: what the JVM prints (Ivy's report, Spark's WARN lines)
 # The live day: sent over this long, in landing files the collector publishes this often; the
 # stream then has this long to take the last of them.
 LIVE_SECONDS = 20.0
@@ -116,10 +118,12 @@ def run_demo(
     steps = Steps(0, out)
     source_conf = default_conf_dir()
     load_pseudonymizer(conf_dir=source_conf)   # the key the demo's conf copy and later commands share
-    print(f"lakecdp demo: data ends {end:%Y-%m-%d %H:%M} UTC (the pipeline's frozen now); lake {lake_root}; output {out_dir}", file=out)
+    print(f"lakecdp demo: data ends {end:%Y-%m-%d %H:%M} UTC (the pipeline's frozen now); lake {lake_root}; output {out_dir} "
+          f"(Spark's own log: {SPARK_LOG} there)", file=out)
     _clear_demo_lake(Path(lake_root))
     shutil.rmtree(landing, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SPARK_LOG).unlink(missing_ok=True)
 
     with local_world() as world:
         conf_dir = write_conf(out_dir / "conf", source_conf, world=world, lake_root=lake_root, landing_root=str(landing.parent),
@@ -170,8 +174,11 @@ class _Demo:
         if self._lake is None:
             from lakecdp.lake import open_lake
             from lakecdp.spark import session_for
+            from lakecdp.spark.session import jvm_output
 
-            self._lake = open_lake(session_for(self.settings), self.settings.lake)
+            # Spark's console output (Ivy's report, WARN lines) goes to a file: the demo prints a line per step.
+            with jvm_output(self.out_dir / SPARK_LOG):
+                self._lake = open_lake(session_for(self.settings), self.settings.lake)
         return self._lake
 
     def generate(self) -> str:
@@ -212,7 +219,7 @@ class _Demo:
         from lakecdp.collector.app import CollectorConfig, create_app
         from lakecdp.collector.landing import LandingWriter
         from lakecdp.collector.server import CollectorThread
-        from lakecdp.collector.settings import load_collector_settings
+        from lakecdp.collector.settings import load_collector_settings, resolve_link_secret
         from lakecdp.demo.traffic import send
         from lakecdp.stream.job import StreamRun, run_stream
 
@@ -228,7 +235,8 @@ class _Demo:
         collector = load_collector_settings(self.settings.collector)
         # The collector stamps receivedAt with the wall clock, as in production: the stream's lag is real.
         writer = LandingWriter(self.events_dir, roll_bytes=collector.roll_bytes, roll_seconds=LIVE_ROLL_SECONDS)
-        app = create_app(CollectorConfig(write_keys={SECRETS["LAKECDP_WRITE_KEY"]: "web"}), writer)
+        app = create_app(CollectorConfig(write_keys={SECRETS["LAKECDP_WRITE_KEY"]: "web"},
+                                         link_secret=resolve_link_secret(collector, os.environ)), writer)
         thread = threading.Thread(target=streaming, name="demo-stream")
         thread.start()
         try:

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -29,6 +30,7 @@ SECRETS = {
     "LAKECDP_DEMO_AWS_KEY": "demo",
     "LAKECDP_DEMO_AWS_SECRET": "demo-secret",
     "LAKECDP_TRIGGER_WEBHOOK_SECRET": "demo-trigger-secret-0123456789",
+    "LAKECDP_LINK_SECRET": "demo-link-secret-0123456789",
 }
 BUCKET = "lakecdp-demo-drop"
 KLAVIYO_TRIGGER = "klaviyo_high_intent"
@@ -90,6 +92,7 @@ def _start_s3():
     from moto.server import ThreadedMotoServer
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)   # moto's server logs every request at INFO
     moto.start()
     host, port = moto.get_host_and_port()
     httpx.post(f"http://{host}:{port}/moto-api/reset")   # one backend per process: start empty

@@ -1,9 +1,12 @@
 """Build the SparkSession every job, test and DAG uses."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
@@ -126,6 +129,32 @@ def build_session(
         raise JarResolutionError(conf["spark.jars.packages"], conf.get("spark.jars.ivy")) from None
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+@contextlib.contextmanager
+def jvm_output(path: Path) -> Iterator[None]:
+    """A JVM started inside this block writes its console output (Ivy's resolution report, Spark's log4j
+    lines) to `path`, appended, for its whole life; this process keeps its own stdout and stderr.
+
+    The JVM inherits file descriptors 1 and 2 when PySpark launches it, so they point at the file
+    only while the session starts. With a session already running nothing changes.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (log, *saved):
+            os.close(fd)
 
 
 def stop_session() -> None:

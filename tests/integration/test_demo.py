@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lakecdp.demo import SUMMARY_TABLES
-from lakecdp.demo.run import NIGHTLY
+from lakecdp.demo.run import NIGHTLY, SPARK_LOG
 from lakecdp.observe.report import PLOTS
 from tests.browser import missing_browser, render_report
 
@@ -61,6 +62,13 @@ def test_every_step_prints_one_result_line_in_order(demo):
     assert "0 contract violations" in lines["lakecdp_export"]
     assert "by the Segment SDK" in lines["live"] and "(0 by the Segment SDK)" not in lines["live"]
     assert "Klaviyo's Events API got " in lines["triggers"] and "Klaviyo's Events API got 0" not in lines["triggers"]
+
+
+def test_spark_console_output_goes_to_its_log_not_between_the_step_lines(demo):
+    spark_line = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (?:WARN|INFO|ERROR) |^:: resolving dependencies", re.M)
+    log = (demo["out"] / SPARK_LOG).read_text()
+    assert "Ivy Default Cache" in log and not spark_line.findall(demo["stdout"] + demo["stderr"])
+    assert "email link secret is not set" not in demo["stderr"] and "INFO werkzeug" not in demo["stderr"]
 
 
 def test_every_landed_line_is_in_events_or_quarantine_once(demo):
@@ -115,11 +123,11 @@ def test_the_report_renders_every_plot_in_chromium(demo):
 
 
 def test_nothing_the_demo_prints_names_a_customer(demo):
-    """stdout and stderr at INFO (Spark's and Airflow's included) scanned for every email and name of the CRM file."""
+    """stdout and stderr at INFO (Airflow's included) and Spark's log scanned for every email and name of the CRM file."""
     assert "INFO lakecdp" in demo["stderr"]   # the scan reads lakecdp's own log lines, not an empty stream
     with open(demo["root"] / "landing" / "demo" / "generated" / "crm" / "customers.csv", newline="") as crm:
         people = list(csv.DictReader(crm))
     needles = {p["email"] for p in people if p["email"]} | {f"{p['first_name']} {p['last_name']}" for p in people}
     needles |= {p["last_name"] for p in people if len(p["last_name"] or "") >= 6}
-    output = demo["stdout"] + demo["stderr"]
+    output = demo["stdout"] + demo["stderr"] + (demo["out"] / SPARK_LOG).read_text()
     assert people and not sorted(n for n in needles if n in output)
