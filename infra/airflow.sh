@@ -20,6 +20,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$REPO/.venv}"
 PORT="${LAKECDP_AIRFLOW_PORT:-8080}"
+export LAKECDP_AIRFLOW_PORT="$PORT"   # infra/airflow_nightly.py talks to the same port
 export AIRFLOW_HOME="${AIRFLOW_HOME:-$REPO/airflow_home}"
 PIDFILE="$AIRFLOW_HOME/standalone.pgid"
 LOG="$AIRFLOW_HOME/standalone.log"
