@@ -41,11 +41,12 @@ def tls_context() -> ssl.SSLContext:
 
 
 class RetriesExhausted(RuntimeError):
-    """A request still failed after the policy's attempts; `reason` is safe to record."""
+    """A request still failed after the policy's attempts; `reason` is safe to record, `wait_s` is how long
+    the server last asked us to wait (Retry-After or a rate-limit reset), None when it said nothing."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, wait_s: float | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.wait_s = reason, wait_s
 
 
 class DestinationError(RuntimeError):
@@ -156,10 +157,6 @@ class RetryPolicy:
             return max(0.0, value - self.clock.now().timestamp()) if value > 1e9 else value
         return None
 
-    def delay(self, attempt: int, headers: Mapping[str, str] | None) -> float:
-        server = self.server_delay(headers) if headers is not None else None
-        return self.backoff(attempt) if server is None else server
-
 
 class ApiClient:
     """One destination's HTTP client: every request passes the limiter and the retry policy."""
@@ -209,6 +206,7 @@ class ApiClient:
         """
         attempts = self.policy.settings.max_attempts
         limit_after = self.policy.settings.max_retry_after.total_seconds()
+        asked: float | None = None
         for attempt in range(1, attempts + 1):
             sent_headers = headers(body or b"") if callable(headers) else dict(headers or {})
             self.limiter.acquire(endpoint)
@@ -219,19 +217,20 @@ class ApiClient:
                     response = self.http.request(method, url, headers=sent_headers, content=body, params=params)
             except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__} calling {endpoint}"
-                delay = self.policy.backoff(attempt)
+                delay, asked = self.policy.backoff(attempt), None
             else:
                 if response.status_code not in RETRY_STATUSES or (is_retryable is not None and not is_retryable(response)):
                     return response
                 reason = f"HTTP {response.status_code} from {endpoint}: {scrub_pii(response.text, 160)}"
-                delay = self.policy.delay(attempt, response.headers)
+                asked = self.policy.server_delay(response.headers)
+                delay = self.policy.backoff(attempt) if asked is None else asked
                 if delay > limit_after:
-                    raise RetriesExhausted(f"{reason} (server asked to wait {delay:.0f}s)")
+                    raise RetriesExhausted(f"{reason} (server asked to wait {delay:.0f}s)", wait_s=delay)
                 if response.status_code == 429:
                     self.limiter.pause(delay)
             if attempt < attempts:
                 self._sleep(delay)
-        raise RetriesExhausted(f"{reason} after {attempts} attempts")
+        raise RetriesExhausted(f"{reason} after {attempts} attempts", wait_s=asked)
 
 
 def call_with_retries(

@@ -10,7 +10,6 @@ every segment and records them in `erased`.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -37,7 +36,7 @@ class WebhookServer(ContractServer):
         self.erased: set[str] = set()                          # customer ids the receiver deleted
 
     def handle(self, request: Request) -> Response:
-        refused = _refused(self, request, verify(self.secret, request.headers, request.body, now=time.time(), tolerance_s=self.tolerance_s))
+        refused = _refused(self, request, verify(self.secret, request.headers, request.body, now=self.clock.now().timestamp(), tolerance_s=self.tolerance_s))
         if refused is not None:
             return refused
         key = request.headers["Idempotency-Key"]
@@ -94,7 +93,7 @@ class WebhookServer(ContractServer):
 
 
 class TriggerReceiver(ContractServer):
-    """A retailer's endpoint for trigger sends (lakecdp.triggers.webhook): checks the Standard Webhooks signature
+    """A retailer's endpoint for trigger sends (lakecdp.triggers.esp.WebhookSender): checks the Standard Webhooks signature
     and the Idempotency-Key, and keeps each trigger once however often it is retried."""
 
     name = "trigger-webhook"
@@ -105,7 +104,7 @@ class TriggerReceiver(ContractServer):
         self.received: dict[str, dict[str, Any]] = {}   # idempotency key -> payload
 
     def handle(self, request: Request) -> Response:
-        refused = _refused(self, request, verify(self.secret, request.headers, request.body, now=time.time(), tolerance_s=self.tolerance_s))
+        refused = _refused(self, request, verify(self.secret, request.headers, request.body, now=self.clock.now().timestamp(), tolerance_s=self.tolerance_s))
         if refused is not None:
             return refused
         key = request.headers["Idempotency-Key"]

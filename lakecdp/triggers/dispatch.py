@@ -7,10 +7,9 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pyspark.sql import DataFrame, functions as F
 
 from lakecdp.config import Settings
@@ -24,12 +23,12 @@ from lakecdp.privacy.email_consent import block_reason
 from lakecdp.segments.rules import Segment
 from lakecdp.triggers.outbox import PENDING, is_capped, pending, quiet_until
 from lakecdp.triggers.settings import TriggerSettings, WebhookDestination, trigger_settings
-from lakecdp.triggers.webhook import SendResult, send_webhook
 
 if TYPE_CHECKING:
     from lakecdp.content.service import ContentService
     from lakecdp.export.adapters.base import Runtime
     from lakecdp.online.flow import OnlineState
+    from lakecdp.triggers.esp import SendResult
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +42,13 @@ class DispatchReport:
 
 
 def dispatch_due(
-    lake: Lake, settings: Settings, segments: list[Segment], now: datetime, session: httpx.Client | None = None,
+    lake: Lake, settings: Settings, segments: list[Segment], now: datetime,
     runtime: Runtime | None = None, *, online: OnlineState | None = None, content: Callable[[], ContentService] | None = None,
 ) -> DispatchReport:
     """Send every pending trigger due by `now`; record sent / cancelled (why) / failed (ESP reason).
 
     Args:
-        session: the HTTP session for webhook destinations.
-        runtime: secrets, sleep and clock for ESP destinations (default: the process environment).
+        runtime: secrets, sleep and clock for the destinations' HTTP clients (default: the process environment).
         online: the stream's online state. Sends are then re-checked against the live states in its
             store (membership, time zone, opt-in/out events) and include the outbox rows no flush has
             written to Delta yet; without it, membership is refreshed from bronze first (the batch path).
@@ -74,20 +72,17 @@ def dispatch_due(
     else:
         recheck = _recheck_from_store(online, customers, contacts)
     external = {r.customer_id: r.external_id for r in contacts.select("customer_id", "external_id").collect()}
-    esp = EspSends(lake, settings, now, runtime, contacts, content)
+    senders = Senders(lake, settings, now, runtime, contacts, content)
     sent_before: dict[tuple[str, str], list[datetime]] = {}
     for r in rows_among(outbox.filter(F.col("state") == "sent"), "customer_id", customers).collect():
         sent_before.setdefault((r.segment, r.customer_id), []).append(r.updated_at.replace(tzinfo=now.tzinfo))
     # The customer's experiment variants travel with the send; the global holdout gets no trigger at all.
     assigner = load_assigner(settings, at=now, lake_root=lake.root)
-    client = session or httpx.Client()
     updates = []
     try:
-        updates = _decide_and_send(due, by_name, recheck, assigner, sent_before, external, config, client, esp, now)
+        updates = _decide_and_send(due, by_name, recheck, assigner, sent_before, external, config, senders, now)
     finally:
-        esp.close(len([u for u in updates if u["state"] == "sent"]))
-        if session is None:
-            client.close()
+        senders.close(len([u for u in updates if u["state"] == "sent"]))
     for update in updates:
         report.outcomes[update["state"] if update["state"] != PENDING else f"pending ({update['reason']})"] += 1
     # A row still only in the store is inserted here; the flush's insert-only MERGE then keeps this state.
@@ -144,7 +139,7 @@ def _unflushed_due(online: OnlineState, outbox: DataFrame, now: datetime) -> lis
     return [{k: (from_us(v).replace(tzinfo=None) if k in stamps and v is not None else v) for k, v in row.items()} for row in fresh.values()]
 
 
-def _decide_and_send(due, by_name, recheck: Recheck, assigner, sent_before, external, config, session, esp, now) -> list[dict]:
+def _decide_and_send(due, by_name, recheck: Recheck, assigner, sent_before, external, config, senders, now) -> list[dict]:
     """The re-check of every due row (membership, consent, holdout, cap, quiet hours), then the send."""
     members, blocked, zones = recheck.members, recheck.blocked, recheck.zones
     updates = []
@@ -163,13 +158,13 @@ def _decide_and_send(due, by_name, recheck: Recheck, assigner, sent_before, exte
             updates.append({**row, "due_at": resume.replace(tzinfo=None), "reason": "postponed: quiet hours", "updated_at": now})
         else:
             variants = {name: assigner.assign(name, row["customer_id"]) for name in assigner.settings.definitions}
-            updates.append(_send(row, config, session, esp, now, variants, external.get(row["customer_id"])))
+            updates.append(_send(row, config, senders, now, variants, external.get(row["customer_id"])))
             if updates[-1]["state"] == "sent":
                 sent_before.setdefault(key, []).append(now)
     return updates
 
 
-def _send(row: dict, config: TriggerSettings, session: httpx.Client, esp: EspSends, now: datetime,
+def _send(row: dict, config: TriggerSettings, senders: Senders, now: datetime,
           variants: dict[str, str], external_id: str | None) -> dict:
     destination = config.destinations.get(row["destination"])
     if destination is None:
@@ -183,14 +178,15 @@ def _send(row: dict, config: TriggerSettings, session: httpx.Client, esp: EspSen
             "entered_at": row["entered_at"].isoformat() + "Z",
             "experiments": variants,   # experiment -> variant (or "holdout"), as lakecdp.experiments assigns it everywhere
         }
-        result: SendResult = send_webhook(destination, payload, row["trigger_id"], session)
+        result = senders.webhook(row["destination"], destination, payload, row["trigger_id"])
     else:
-        result = esp.send(row, destination, customer_id, variants)
+        result = senders.send(row, destination, customer_id, variants)
     attempts = row["attempts"] + 1
     if result.ok:
         return {**_finish(row, "sent", None, now), "attempts": attempts}
     if result.retryable and attempts < config.max_attempts:
-        backoff = config.retry_after * (2 ** (attempts - 1))
+        # The outbox's backoff, or longer when the destination asked for longer (Retry-After).
+        backoff = max(config.retry_after * (2 ** (attempts - 1)), timedelta(seconds=result.wait_s or 0))
         return {**row, "attempts": attempts, "reason": result.reason, "due_at": (now + backoff).replace(tzinfo=None), "updated_at": now}
     return {**_finish(row, "failed", result.reason, now), "attempts": attempts}
 
@@ -213,9 +209,9 @@ def _consent_blocks(lake: Lake, settings: Settings, customers: list[str], contac
     return {c: reason for c, reason in reasons.items() if reason is not None}
 
 
-class EspSends:
-    """What ESP destinations need beyond the webhook, loaded on the first ESP send of a dispatch only:
-    the content service (decision, cart, recommendations), contact emails, one sender per destination."""
+class Senders:
+    """One sender per destination (its HTTP client), and what ESP sends need beyond the webhook, loaded on
+    the first ESP send of a dispatch only: the content service (decision, cart, recommendations), contact emails."""
 
     def __init__(self, lake: Lake, settings: Settings, now: datetime, runtime: Runtime | None, contacts: DataFrame,
                  content: Callable[[], ContentService] | None = None) -> None:
@@ -226,6 +222,9 @@ class EspSends:
         self._content: Any = None
         self._open_content = content
         self._senders: dict[str, Any] = {}
+
+    def webhook(self, name: str, destination: WebhookDestination, payload: dict, idempotency_key: str) -> SendResult:
+        return self._sender(name, destination).post(payload, idempotency_key)
 
     def send(self, row: dict, destination: Any, customer_id: str, variants: dict[str, str]) -> SendResult:
         from lakecdp.triggers.esp import build_message

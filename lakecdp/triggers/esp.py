@@ -1,8 +1,11 @@
-"""Edge: trigger sends through an ESP's own trigger API, over the export adapters' HTTP policy.
+"""Edge: trigger sends, to the retailer's signed webhook or through an ESP's own trigger API, all over
+the export adapters' HTTP client (lakecdp.export.http: one limiter, one retry/Retry-After policy).
 
-Every send carries the same message (`TriggerMessage`): the content decision (block per slot,
-token values, merge fields, experiment variants), the cart that triggered it, the recommended
-products, and the trigger_id as idempotency key, in the shape each ESP documents:
+The webhook carries lakecdp's small JSON (trigger, segment, customer, experiments), signed by the
+Standard Webhooks scheme (lakecdp.webhooks). Every ESP send carries the same message
+(`TriggerMessage`): the content decision (block per slot, token values, merge fields, experiment
+variants), the cart that triggered it, the recommended products, and the trigger_id as idempotency
+key, in the shape each ESP documents:
 
 - Klaviyo: POST /api/events (create_event); `unique_id` = trigger_id, so a repeated event for the
   profile and metric is recorded once (https://developers.klaviyo.com/en/reference/create_event).
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,12 +42,13 @@ from lakecdp.export.identifiers import scrub_pii
 from lakecdp.triggers.settings import (
     SOURCE,
     BrazeCampaignDestination,
-    EspDestination,
     KlaviyoEventDestination,
     MandrillTemplateDestination,
     SfmcJourneyDestination,
+    TriggerDestination,
+    WebhookDestination,
 )
-from lakecdp.triggers.webhook import SendResult
+from lakecdp.webhooks import signed_headers
 
 KLAVIYO_MEDIA = "application/vnd.api+json"
 # Mandrill error names that say the request itself is wrong: resending cannot help.
@@ -144,8 +148,16 @@ def build_message(
     )
 
 
-class TriggerSender(ABC):
-    """One ESP trigger destination. `send` never raises: it returns a SendResult with a PII-free reason."""
+@dataclass(frozen=True)
+class SendResult:
+    ok: bool
+    retryable: bool
+    reason: str | None = None
+    wait_s: float | None = None   # how long the destination asked us to wait before the next attempt
+
+
+class TriggerSender:
+    """One trigger destination over the export adapters' HTTP client (one limiter, one retry/Retry-After policy)."""
 
     def __init__(self, name: str, destination: Any, runtime: Runtime) -> None:
         self.name, self.destination, self.runtime = name, destination, runtime
@@ -154,21 +166,18 @@ class TriggerSender(ABC):
     def secret(self, env_key: str) -> str:
         return read_secret(self.runtime.env, getattr(self.destination, env_key), f"{SOURCE}: triggers.destinations.{self.name}.{env_key}")
 
-    def send(self, message: TriggerMessage) -> SendResult:
-        if not message.email:
-            return SendResult(False, False, "no valid email")
+    @staticmethod
+    def guarded(send: Callable[[], SendResult]) -> SendResult:
+        """`send()`, its exceptions as a SendResult with a PII-free reason: a sender never raises."""
         try:
-            return self._send(message)
+            return send()
         except RetriesExhausted as exc:
-            return SendResult(False, True, exc.reason)
+            return SendResult(False, True, exc.reason, exc.wait_s)
         except DestinationError as exc:
             # Refused credentials: retried from the outbox, so a key fixed within the retries still sends.
             return SendResult(False, True, scrub_pii(str(exc)))
         except ConfigError as exc:
             return SendResult(False, False, str(exc))
-
-    @abstractmethod
-    def _send(self, message: TriggerMessage) -> SendResult: ...
 
     def close(self) -> None:
         self.client.close()
@@ -178,7 +187,43 @@ class TriggerSender(ABC):
         return self.client.requests_sent
 
 
-class KlaviyoEventSender(TriggerSender):
+class WebhookSender(TriggerSender):
+    """lakecdp's signed JSON to the retailer's endpoint: Standard Webhooks (lakecdp.webhooks), webhook-id the
+    trigger's idempotency key on every retry, signed afresh at each attempt with the runtime's clock."""
+
+    destination: WebhookDestination
+
+    def post(self, payload: Mapping[str, Any], idempotency_key: str) -> SendResult:
+        return self.guarded(lambda: self._post(payload, idempotency_key))
+
+    def _post(self, payload: Mapping[str, Any], idempotency_key: str) -> SendResult:
+        secret = self.secret("secret_env")
+        body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+        def headers(content: bytes) -> dict[str, str]:
+            at = int(self.runtime.clock.now().timestamp())
+            return {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
+                    **signed_headers(secret, idempotency_key, at, content)}
+
+        response = self.client.request("POST", self.destination.url, endpoint="webhook", headers=headers, body=body)
+        if 200 <= response.status_code < 300:
+            return SendResult(True, False)
+        return SendResult(False, False, http_reason(response))
+
+
+class EspSender(TriggerSender, ABC):
+    """An ESP's own trigger API: the message carries the content decision and the contact's email."""
+
+    def send(self, message: TriggerMessage) -> SendResult:
+        if not message.email:
+            return SendResult(False, False, "no valid email")
+        return self.guarded(lambda: self._send(message))
+
+    @abstractmethod
+    def _send(self, message: TriggerMessage) -> SendResult: ...
+
+
+class KlaviyoEventSender(EspSender):
     destination: KlaviyoEventDestination
 
     def _send(self, message: TriggerMessage) -> SendResult:
@@ -210,7 +255,7 @@ def klaviyo_event(message: TriggerMessage, metric: str) -> dict[str, Any]:
     return {"data": {"type": "event", "attributes": attributes}}
 
 
-class BrazeTriggerSender(TriggerSender):
+class BrazeTriggerSender(EspSender):
     destination: BrazeCampaignDestination
 
     def _send(self, message: TriggerMessage) -> SendResult:
@@ -238,7 +283,7 @@ def braze_trigger(message: TriggerMessage, destination: BrazeCampaignDestination
     return {"canvas_id": destination.canvas_id, "broadcast": False, "recipients": [recipient]}
 
 
-class SfmcJourneySender(TriggerSender):
+class SfmcJourneySender(EspSender):
     destination: SfmcJourneyDestination
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -269,7 +314,7 @@ def sfmc_entry_event(message: TriggerMessage, event_definition_key: str) -> dict
     return {"ContactKey": message.customer_id, "EventDefinitionKey": event_definition_key, "Data": data}
 
 
-class MandrillTemplateSender(TriggerSender):
+class MandrillTemplateSender(EspSender):
     destination: MandrillTemplateDestination
 
     def _send(self, message: TriggerMessage) -> SendResult:
@@ -335,6 +380,7 @@ def _mandrill_error(response: httpx.Response) -> str:
 
 
 SENDERS: dict[str, type[TriggerSender]] = {
+    "webhook": WebhookSender,
     "klaviyo_event": KlaviyoEventSender,
     "braze_campaign": BrazeTriggerSender,
     "sfmc_journey": SfmcJourneySender,
@@ -342,8 +388,8 @@ SENDERS: dict[str, type[TriggerSender]] = {
 }
 
 
-def build_sender(name: str, destination: EspDestination, runtime: Runtime) -> TriggerSender:
-    """The sender for one configured ESP trigger destination (secrets are read at the first send)."""
+def build_sender(name: str, destination: TriggerDestination, runtime: Runtime) -> TriggerSender:
+    """The sender for one configured trigger destination (secrets are read at the first send)."""
     return SENDERS[destination.kind](name, destination, runtime)
 
 

@@ -20,21 +20,9 @@ SOURCE = "conf/base/triggers.yaml"
 KINDS = ("webhook", "klaviyo_event", "braze_campaign", "sfmc_journey", "mandrill_template")
 
 
-class WebhookDestination(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["webhook"] = "webhook"
-    url: str
-    secret_env: str
-    timeout: timedelta = timedelta(seconds=10)
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
-
-
 class EspTriggerDestination(BaseModel):
-    """What every ESP trigger destination shares: the export adapters' HTTP policy (lakecdp.export.http)."""
+    """What every trigger destination shares: the export adapters' HTTP policy (lakecdp.export.http),
+    one limiter and one retry/Retry-After policy."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     rate_limits: list[RateLimitSpec] = Field(default_factory=list)
@@ -54,6 +42,15 @@ class EspTriggerDestination(BaseModel):
     def _check_rate(self, requests: int, seconds: float) -> None:
         if not any(limit.per_second <= requests / seconds for limit in self.rate_limits):
             raise ValueError(f"rate_limits must include one at or below the documented {requests} requests per {seconds:g}s")
+
+
+class WebhookDestination(EspTriggerDestination):
+    """lakecdp's signed JSON (Standard Webhooks, lakecdp.webhooks) POSTed to the retailer's endpoint, over the
+    same HTTP policy as the ESP destinations; no rate limit unless `rate_limits` sets one."""
+
+    kind: Literal["webhook"] = "webhook"
+    url: str
+    secret_env: str
 
 
 class KlaviyoEventDestination(EspTriggerDestination):
