@@ -1,8 +1,7 @@
 """`lakecdp sql`: every declared table queryable by name, through Spark SQL or DuckDB."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
+from lakecdp.clock import SystemClock
 from lakecdp.config import Settings
 from lakecdp.lake import TABLES
 from lakecdp.privacy.access import log_pii_access, mentions_contact_pii
@@ -16,7 +15,7 @@ def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: 
     root = (lake_root or settings.lake.root).rstrip("/")
     pii = mentions_contact_pii(query)
     if pii:
-        log_pii_access(root, settings.lake.storage_options, f"sql ({engine})", None, pii, 0, datetime.now(timezone.utc))
+        log_pii_access(root, settings.lake.storage_options, f"sql ({engine})", None, pii, 0, SystemClock().now())
     if engine == "duckdb":
         import duckdb
         from deltalake import DeltaTable

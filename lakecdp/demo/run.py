@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -408,7 +408,7 @@ def _summary(demo: _Demo, result: DemoResult, out: TextIO) -> None:
     for name, count in result.row_counts.items():
         print(f"  {name:<22} {count:>9,} rows   {result.lake_root}/{name}", file=out)
     print(
-        f"\nDone in {result.seconds:.0f}s at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC. Next:\n"
+        f"\nDone in {result.seconds:.0f}s at {SystemClock().now():%Y-%m-%d %H:%M:%S} UTC. Next:\n"
         f"  open {result.report}\n"
         f"  lakecdp status --lake {result.lake_root}\n"
         f"  lakecdp sql --lake {result.lake_root} \"SELECT segment, count(*) FROM segment_membership GROUP BY segment\"",

@@ -26,12 +26,11 @@ class Lake:
         """The Pseudonymizer every outside id goes through before it is stored (lakecdp.privacy.pseudonyms);
         loaded on first use and checked against the key fingerprint the lake records."""
         if self._pseudonyms is None:
-            from datetime import timezone
-
+            from lakecdp.clock import SystemClock
             from lakecdp.privacy.pseudonyms import check_lake_key, load_pseudonymizer
 
             pseudonyms = load_pseudonymizer()
-            check_lake_key(self, pseudonyms, datetime.now(timezone.utc))
+            check_lake_key(self, pseudonyms, SystemClock().now())
             self._pseudonyms = pseudonyms
         return self._pseudonyms
 

@@ -19,6 +19,7 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, functions as F
 
+from lakecdp.clock import SystemClock
 from lakecdp.config import ConfigError, Settings
 from lakecdp.lake import Lake
 from lakecdp.quality.results import RESULTS_FOLDER, ResultStore, json_safe, run_key_for
@@ -177,7 +178,7 @@ def run_suite(run: QualityRun, name: str) -> SuiteResult:
     result = SuiteResult(
         suite=spec.suite, run_key=run.run_key, as_of=run.as_of, success=success, row_count=row_count,
         source={**source, "baseline_rows": baseline}, parameters=parameters, outcomes=outcomes,
-        validated_at=datetime.now(timezone.utc),   # when it ran, for operators; never used in a bound
+        validated_at=SystemClock().now(),   # when it ran, for operators; never used in a bound
     )
     if run.store is not None:
         result.paths = run.store.record(result.to_dict())

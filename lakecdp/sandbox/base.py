@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from lakecdp.clock import Clock, SystemClock
+
 
 @dataclass
 class Request:
@@ -82,6 +84,7 @@ class ContractServer:
 
     def __init__(self, *, latency: float = 0.0) -> None:
         self.latency = latency
+        self.clock: Clock = SystemClock()   # the server's own time (signature freshness, rate-limit resets); tests may freeze it
         self.lock = threading.RLock()
         self.requests: list[Request] = []
         self.violations: list[str] = []

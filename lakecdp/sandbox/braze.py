@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,7 +73,7 @@ class BrazeServer(ContractServer):
         window = windows[request.path]
         if rate_limited([window], request.arrived_at) is not None:
             self.violation(f"{request.path}: more than {window.limit} requests in {window.seconds:g}s")
-            reset = math.ceil(time.time() + window.retry_after(request.arrived_at))
+            reset = math.ceil(self.clock.now().timestamp() + window.retry_after(request.arrived_at))
             return Response(429, {"message": "Too Many Requests"}, headers={
                 "X-RateLimit-Limit": str(window.limit), "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)})
         if not (request.headers.get("Content-Type") or "").startswith("application/json"):
