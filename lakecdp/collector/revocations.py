@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,16 @@ CHECK_EVERY_S = 0.5   # how stale the running collector's view may be
 class Revocations:
     """The revoked set as of the file's last change, re-read at most every CHECK_EVERY_S."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._checked = 0.0
         self._stamp: tuple[int, int] | None = None
         self._revoked: frozenset[str] = frozenset()
 
     def is_revoked(self, source: str) -> bool:
-        now = time.monotonic()
+        now = self._monotonic()
         if now - self._checked >= CHECK_EVERY_S:
             with self._lock:
                 self._checked = now

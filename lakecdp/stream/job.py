@@ -28,7 +28,7 @@ from lakecdp.events.ingest import IngestResult, commit_batch, prepare_batch
 from lakecdp.events.retention import expire_processed, record_processed
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.lake.files import read_text
-from lakecdp.online.executor import from_us, to_us
+from lakecdp.online.executor import from_us
 from lakecdp.pipeline import (
     fire_due_timers,
     next_due,
@@ -131,7 +131,7 @@ class BatchProcessor:
         self.flushes: list[dict] = []   # per flush: lines and customers written, seconds by part
         self.online = None
         self._content = None   # opened on the first dispatch (ESP sends need it)
-        self.dispatched_until = 0   # µs: the instant the last dispatch sent everything due by
+        self.dispatched: set[str] = set()   # trigger ids a dispatch decided that the store still holds unflushed
         if settings.state.mode == "online":
             from lakecdp.online.flow import OnlineState
             from lakecdp.online.store import open_store
@@ -160,8 +160,8 @@ class BatchProcessor:
             # The dispatcher reads the live states and the unflushed outbox from the store, so a send
             # waits for no flush: flushes run on their own thread (_flush_online) beside batches and sends.
             if self.triggers:
-                dispatch_due(self.lake, self.settings, self.segments, now, online=self.online, content=self.content_service)
-                self.dispatched_until = to_us(now)
+                report = dispatch_due(self.lake, self.settings, self.segments, now, online=self.online, content=self.content_service)
+                self.dispatched |= report.decided
         else:
             with self.lock:
                 now = self.clock.now()
@@ -180,8 +180,12 @@ class BatchProcessor:
         dues = [self.online.next_due()]
         if self.triggers:
             dues.append(next_due(self.lake, sends=True, timers=False))
-            # Rows due by the last dispatch were handled by it (a postponed one is in Delta with its new time).
-            waiting = [row["due_at"] for row in self.online.store.unflushed("trigger_outbox") if row["due_at"] > self.dispatched_until]
+            # A row a dispatch decided stays in the store until a flush; it is not waiting (a postponed one is
+            # in Delta with its new time). Known by id, not by time: a row can enter due at the very instant
+            # of the last dispatch (a frozen clock, or an event older than that dispatch).
+            unflushed = self.online.store.unflushed("trigger_outbox")
+            self.dispatched &= {row["trigger_id"] for row in unflushed}
+            waiting = [row["due_at"] for row in unflushed if row["trigger_id"] not in self.dispatched]
             dues.append(from_us(min(waiting)) if waiting else None)
         return min((d for d in dues if d is not None), default=None)
 
@@ -561,11 +565,14 @@ def _tick_timers(processor: BatchProcessor, settings: Settings, stop: threading.
     re-reads when that is; it sleeps at most stream.timer_interval between looks. Ticks are at
     least stream.trigger apart, so a steady run of due timers cannot starve the batches. The first
     tick comes right away: what fell due while the stream was down fires at start.
+
+    Waits for an instant are on the processor's clock (a test that advances a FrozenClock wakes the
+    thread at once); the pause between ticks is the machine's, in real seconds.
     """
     longest, shortest = settings.stream.timer_interval.total_seconds(), settings.stream.trigger.total_seconds()
     wait = 0.0
     while True:
-        woken = processor.wake.wait(wait)
+        woken = processor.clock.wait(wait, processor.wake)
         processor.wake.clear()
         if stop.is_set():
             return
@@ -588,7 +595,7 @@ def _flush_online(processor: BatchProcessor, settings: Settings, stop: threading
     while True:
         wait = (processor.flushed_at + interval - processor.clock.now()).total_seconds()
         if wait > 0:
-            if stop.wait(min(wait, interval.total_seconds())):
+            if processor.clock.wait(min(wait, interval.total_seconds()), stop):
                 return
             continue
         try:

@@ -39,6 +39,7 @@ CAPPED = "frequency cap reached"
 @dataclass
 class DispatchReport:
     outcomes: Counter = field(default_factory=Counter)   # state or reason -> count (no customer data)
+    decided: set[str] = field(default_factory=set)       # trigger ids of the due rows this dispatch decided
 
 
 def dispatch_due(
@@ -85,6 +86,7 @@ def dispatch_due(
         senders.close(len([u for u in updates if u["state"] == "sent"]))
     for update in updates:
         report.outcomes[update["state"] if update["state"] != PENDING else f"pending ({update['reason']})"] += 1
+        report.decided.add(update["trigger_id"])
     # A row still only in the store is inserted here; the flush's insert-only MERGE then keeps this state.
     with online.outbox_lock if online is not None else nullcontext():
         lake.merge("trigger_outbox", lake.spark.createDataFrame(updates, lake.spec("trigger_outbox").schema))

@@ -78,7 +78,8 @@ def test_segment_sdk_events_reach_bronze_exactly_once(spark, tmp_path, sdk_defau
     assert len(landed) == 3 + 250 + 40
     lake = open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
     lines = read_landing_lines(spark, [str(p) for p in sorted(events_dir.glob("part-*.jsonl"))])
-    result = ingest_lines(lake, lines, received_at=datetime.now(timezone.utc), settings=EventSettings())
+    # Each line carries the collector's receivedAt, which wins over this batch instant.
+    result = ingest_lines(lake, lines, received_at=datetime(2026, 11, 1, tzinfo=timezone.utc), settings=EventSettings())
     assert (result.events, result.quarantined, result.duplicates) == (253, 0, 40)
 
     bronze = {row["message_id"]: row for row in lake.read("events").collect()}
@@ -221,7 +222,8 @@ def test_every_timestamp_shape_the_collector_accepts_is_one_spark_reads(spark):
     assert parsed.filter(F.col("t").isNull()).count() == 0
 
 
-def test_a_revoked_source_is_refused_within_a_second_without_a_restart(tmp_path, monkeypatch, capsys):
+def test_a_revoked_source_is_refused_without_a_restart(tmp_path, monkeypatch, capsys):
+    """The running collector picks the revocation up from its file (how soon: tests/unit/test_collector.py)."""
     import hashlib
 
     from lakecdp.cli import main
@@ -248,15 +250,15 @@ def test_a_revoked_source_is_refused_within_a_second_without_a_restart(tmp_path,
         assert cli("revoke", "default") == 2   # an admin operation: no token, no revocation
         assert track() == 200
         assert cli("revoke", "default", "--token", token, "--reason", "key leaked in a screenshot") == 0
-        revoked_at = time.monotonic()
+        give_up = time.monotonic() + 60   # only keeps a broken collector from hanging the suite
         while track() != 401:
-            assert time.monotonic() - revoked_at < 1.5, "the running collector still accepts the revoked key"
+            assert time.monotonic() < give_up, "the running collector still accepts the revoked key"
             time.sleep(0.05)
         assert cli("revoked") == 0 and "key leaked in a screenshot" in capsys.readouterr().out
         assert cli("restore", "default", "--token", token) == 0
-        restored_at = time.monotonic()
+        give_up = time.monotonic() + 60
         while track() != 200:
-            assert time.monotonic() - restored_at < 1.5
+            assert time.monotonic() < give_up, "the running collector still refuses the restored key"
             time.sleep(0.05)
     stored = (tmp_path / "landing" / "_collector" / "revoked_sources.json").read_text()
     assert KEY not in stored   # source names only, never a key

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
+from lakecdp.clock import FrozenClock
 from lakecdp.export.adapters import Runtime, build_adapter
 from lakecdp.export.batches import REMOVE, UPSERT, Batch, Member
 from lakecdp.export.http import DestinationError
@@ -28,9 +28,9 @@ ATTRIBUTES = {"first_name": "Ada", "last_name": None, "country": "GB", "city": "
 INVALID, FLAKY = "c003", "c005"
 
 
-def adapter_for(name: str, url: str, **overrides):
+def adapter_for(name: str, url: str, runtime: Runtime | None = None, **overrides):
     esp = load_esp_settings({"destinations": destinations({name: url}, **{name: overrides})})
-    return build_adapter(name, esp.destinations[name], esp.attributes, Runtime(env=SECRETS))
+    return build_adapter(name, esp.destinations[name], esp.attributes, runtime or Runtime(env=SECRETS))
 
 
 def members(n: int, identifier) -> tuple[Member, ...]:
@@ -106,13 +106,15 @@ def test_klaviyo_server_fails_requests_that_break_the_openapi_contract():
 
 def test_braze_reads_x_ratelimit_reset_and_reports_non_fatal_errors_by_index():
     with BrazeServer(api_key=SECRETS["LAKECDP_TEST_BRAZE_KEY"], invalid_emails=[email_of(INVALID)], flaky_emails=[email_of(FLAKY)]) as server:
-        reset = str(int(time.time()) + 2)
+        clock, slept = FrozenClock(NOW), []
+        server.clock = clock   # the server's epoch seconds and the client's agree, both frozen
+        reset = str(int(clock.now().timestamp()) + 2)
         server.inject("POST", "/users/track", Response(429, {"message": "Too Many Requests"}, headers={"X-RateLimit-Reset": reset}))
-        adapter = adapter_for("braze", server.url)
+        adapter = adapter_for("braze", server.url, Runtime(env=SECRETS, clock=clock, sleep=slept.append))
         ms = members(6, lambda c: c)
         result = send_with_row_retry(adapter, batch(ms))
         assert outcomes(result)[INVALID] == (False, "'email' is not a valid email address")
-        assert server.requests[1].arrived_at - server.requests[0].arrived_at >= 0.9   # slept until X-RateLimit-Reset
+        assert 2.0 in slept   # waited until X-RateLimit-Reset, 2 s after the 429 by the shared clock
         assert server.in_segment("lakecdp_segments", "cart_abandoned_48h") == {m.customer_id for m in ms} - {INVALID}
         assert server.users["c000"]["email_subscribe"] == "opted_in" and server.users["c000"]["home_city"] == "London"
         send_with_row_retry(adapter, batch(removes(ms[:2]), REMOVE, seq=1))

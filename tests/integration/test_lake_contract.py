@@ -120,7 +120,10 @@ def test_history_and_time_travel(spark, lake):
     assert lake.version("quarantine") == first_version + 1
     assert len(lake.history("quarantine")) >= 2
     assert ids(lake.read("quarantine", version=first_version), "quarantine_id") == ["q1"]
-    assert ids(lake.read("quarantine", as_of=datetime.now(timezone.utc)), "quarantine_id") == ["q1", "q2"]
+    # As of the last commit's own instant (delta-rs keeps epoch ms, delta-spark a UTC datetime).
+    last = max(entry["timestamp"] for entry in lake.history("quarantine"))
+    last = datetime.fromtimestamp(last / 1000, timezone.utc) if isinstance(last, int) else last.replace(tzinfo=timezone.utc)
+    assert ids(lake.read("quarantine", as_of=last), "quarantine_id") == ["q1", "q2"]
 
 
 def test_optimize_compacts_and_vacuum_drops_unreferenced_files(spark, lake):

@@ -269,3 +269,18 @@ def test_a_sender_cannot_set_the_refusal_field(client, landing):
     client.__exit__(None, None, None)
     [line] = landed(landing)
     assert "_lakecdp_rejected" not in line and line["event"] == "Product Viewed"
+
+
+def test_a_running_collector_sees_a_revocation_within_one_check_interval(tmp_path):
+    from datetime import datetime, timezone
+
+    from lakecdp.collector.revocations import CHECK_EVERY_S, Revocations
+
+    now = [100.0]
+    collector = Revocations(tmp_path / "revoked_sources.json", monotonic=lambda: now[0])
+    assert not collector.is_revoked("web")                     # read once: nothing revoked
+    Revocations(tmp_path / "revoked_sources.json").revoke("web", reason="leaked", at=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    now[0] += CHECK_EVERY_S / 2
+    assert not collector.is_revoked("web")                     # within the interval: the view it read
+    now[0] += CHECK_EVERY_S / 2
+    assert collector.is_revoked("web")                         # one interval on: re-read, refused
