@@ -13,7 +13,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lakecdp.clock import Clock
 
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
@@ -41,6 +45,15 @@ def signature(secret: str | bytes, message_id: str, timestamp: int, body: bytes)
 def signed_headers(secret: str | bytes, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
     """The three headers of one signed attempt."""
     return {ID_HEADER: message_id, TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: signature(secret, message_id, timestamp, body)}
+
+
+def json_post_headers(secret: str | bytes, idempotency_key: str, clock: Clock) -> Callable[[bytes], dict[str, str]]:
+    """Headers of a signed JSON POST as a function of the body, for lakecdp.export.http.ApiClient: each
+    attempt is signed at `clock`'s time; `webhook-id` and `Idempotency-Key` stay the same on every retry."""
+    def headers(body: bytes) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
+                **signed_headers(secret, idempotency_key, int(clock.now().timestamp()), body)}
+    return headers
 
 
 def verify(secret: str | bytes, headers: Mapping[str, str], body: bytes, *, now: float, tolerance_s: float = TOLERANCE_S) -> bool:

@@ -48,7 +48,7 @@ from lakecdp.triggers.settings import (
     TriggerDestination,
     WebhookDestination,
 )
-from lakecdp.webhooks import signed_headers
+from lakecdp.webhooks import json_post_headers
 
 KLAVIYO_MEDIA = "application/vnd.api+json"
 # Mandrill error names that say the request itself is wrong: resending cannot help.
@@ -197,14 +197,8 @@ class WebhookSender(TriggerSender):
         return self.guarded(lambda: self._post(payload, idempotency_key))
 
     def _post(self, payload: Mapping[str, Any], idempotency_key: str) -> SendResult:
-        secret = self.secret("secret_env")
+        headers = json_post_headers(self.secret("secret_env"), idempotency_key, self.runtime.clock)
         body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-
-        def headers(content: bytes) -> dict[str, str]:
-            at = int(self.runtime.clock.now().timestamp())
-            return {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
-                    **signed_headers(secret, idempotency_key, at, content)}
-
         response = self.client.request("POST", self.destination.url, endpoint="webhook", headers=headers, body=body)
         if 200 <= response.status_code < 300:
             return SendResult(True, False)

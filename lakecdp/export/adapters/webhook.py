@@ -21,7 +21,7 @@ from lakecdp.export.adapters.base import NOTIFIED, Adapter, all_failed, http_rea
 from lakecdp.export.batches import REMOVE, UPSERT, Batch, BatchResult, MemberOutcome, json_bytes
 from lakecdp.export.http import DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import email_sha256, scrub_pii
-from lakecdp.webhooks import signed_headers
+from lakecdp.webhooks import json_post_headers
 
 ERASED_EVENT = "customer.erased"
 
@@ -88,14 +88,7 @@ class WebhookAdapter(Adapter):
         return NOTIFIED
 
     def _signed_headers(self, idempotency_key: str) -> Callable[[bytes], dict[str, str]]:
-        """Headers computed per attempt, so every retry carries a fresh timestamp and signature."""
-
-        def headers(body: bytes) -> dict[str, str]:
-            timestamp = int(self.runtime.clock.now().timestamp())
-            return {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
-                    **signed_headers(self._secret, idempotency_key, timestamp, body)}
-
-        return headers
+        return json_post_headers(self._secret, idempotency_key, self.runtime.clock)
 
 
 __all__ = ["ERASED_EVENT", "UPSERT", "WebhookAdapter"]
