@@ -148,7 +148,7 @@ def refresh_membership(
     # Cached once: membership, transitions, timers and sizes are all cheap projections of it.
     compared = compare_membership(evaluated, current).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        # The first action fills the cache; the four writes below then only project it.
+        # The first action fills the cache; the writes below then only project it.
         sizes = dict(compared.filter("is_member").groupBy("segment").count().collect())
         membership, transitions = plan_membership(compared, as_of)
         due = compared.filter(F.col("next_check_at").isNotNull()).select(
@@ -156,13 +156,16 @@ def refresh_membership(
         )
         writes = [
             lambda: lake.append("segment_transitions", transitions, txn=txn),
-            lambda: lake.merge("segment_membership", membership, update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn),
             lambda: lake.merge("segment_timers", due, delete_missing=scope, txn=txn),
         ]
         if any(s.trigger is not None for s in segments):
             # Insert-only: a replayed entry never resets a send that already went out.
             writes.append(lambda: lake.merge("trigger_outbox", entries_to_enqueue(transitions, segments, as_of), update_columns=[], txn=txn))
-        run_together(lake.spark, *writes)   # four tables, one cached frame
+        run_together(lake.spark, *writes)   # three tables, one cached frame
+        # Last, alone: a Delta MERGE re-caches every cached plan that reads its target, so once
+        # segment_membership commits, `compared` would be recomputed against the new members and
+        # the transitions and outbox entries still to be written would find no one entering.
+        lake.merge("segment_membership", membership, update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn)
         return {name: sizes.get(name, 0) for name in names}
     finally:
         compared.unpersist()

@@ -108,6 +108,25 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     assert Receiver.deliveries[0]["experiments"] == {"personalized_content": assigner.assign("personalized_content", pid("abandoner"))}
 
 
+@pytest.mark.parametrize("order", ["as_listed", "reversed"])
+def test_an_entry_reaches_transitions_and_the_outbox_whichever_write_commits_first(spark, tmp_path, monkeypatch, order):
+    """refresh_membership's writes run in threads, so their commits come in any order; each must still
+    record the entry (a membership commit first once left transitions and outbox empty in CI)."""
+    def one_after_another(_spark, *steps):
+        return [step() for step in (steps if order == "as_listed" else steps[::-1])]
+
+    monkeypatch.setattr("lakecdp.pipeline.run_together", one_after_another)
+    settings = load_settings(env={}, overrides={"triggers": {"destinations": {"cart_webhook": {"url": "http://127.0.0.1:9/unused"}}}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    segments = parse_segments(RULES)
+    ingest_and_refresh(lake, settings, segments, T + H, [line("add", "abandoner", "Product Added", T, category="shoes", price="80")])
+    fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=20))
+    entered = lake.read("segment_transitions").filter("transition = 'entered'").collect()
+    assert [(r.customer_id, r.segment) for r in entered] == [(pid("abandoner"), "cart_abandoned_48h")]
+    assert [r.customer_id for r in lake.read("trigger_outbox").collect()] == [pid("abandoner")]
+    assert [r.customer_id for r in lake.read("segment_membership").collect()] == [pid("abandoner")]
+
+
 def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_path, receiver, monkeypatch):
     """Online mode: due sends come from the store's unflushed outbox and are re-checked against the live
     states (membership, opt-out events) with no bronze, profile or membership table in Delta yet."""
