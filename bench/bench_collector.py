@@ -6,6 +6,7 @@ latency percentiles, and fsyncs per request (group commit). Every 200 means fsyn
 
     .venv/bin/python bench/bench_collector.py [--seconds 10] [--threads 4] [--batch 100]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,9 +54,22 @@ def run(endpoint: str, *, seconds: float, threads: int, batch: int, max_events: 
     port = free_port()
     env = {**os.environ, "LAKECDP_WRITE_KEY": KEY}
     server = subprocess.Popen(
-        [sys.executable, "-m", "lakecdp.cli", "--conf", str(REPO / "conf"), "collect", "serve",
-         "--port", str(port), "--events-dir", str(events_dir)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "lakecdp.cli",
+            "--conf",
+            str(REPO / "conf"),
+            "collect",
+            "serve",
+            "--port",
+            str(port),
+            "--events-dir",
+            str(events_dir),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -133,13 +147,18 @@ def main() -> None:
     parser.add_argument("--max-events", type=int, default=1_000_000, help="stop after this many events per endpoint")
     args = parser.parse_args()
     print(f"collector on 127.0.0.1, {args.threads} client threads, {os.cpu_count()} cores shared by clients and server")
-    print(f"{'endpoint':<10} {'events/s':>10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'fsync/req':>9} {'events':>8} {'landed':>8} {'fail':>5}")
+    print(
+        f"{'endpoint':<10} {'events/s':>10} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'fsync/req':>9} {'events':>8} {'landed':>8} {'fail':>5}"
+    )
     for endpoint in ("batch", "track"):
         with tempfile.TemporaryDirectory(prefix="lakecdp-bench-") as folder:
-            r = run(endpoint, seconds=args.seconds, threads=args.threads, batch=args.batch,
-                    max_events=args.max_events, events_dir=Path(folder))
-        print(f"{r['endpoint']:<10} {r['events_per_s']:>10,.0f} {r['requests_per_s']:>8,.0f} {r['p50_ms']:>7.1f} "
-              f"{r['p99_ms']:>7.1f} {r['fsyncs_per_request']:>9.2f} {r['events']:>8,} {r['landed']:>8,} {r['failures']:>5}")
+            r = run(
+                endpoint, seconds=args.seconds, threads=args.threads, batch=args.batch, max_events=args.max_events, events_dir=Path(folder)
+            )
+        print(
+            f"{r['endpoint']:<10} {r['events_per_s']:>10,.0f} {r['requests_per_s']:>8,.0f} {r['p50_ms']:>7.1f} "
+            f"{r['p99_ms']:>7.1f} {r['fsyncs_per_request']:>9.2f} {r['events']:>8,} {r['landed']:>8,} {r['failures']:>5}"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ The client sends on a fixed schedule (open loop) and measures each latency from 
 scheduled start, so a stalled server shows up in the percentiles instead of slowing the client
 down (no coordinated omission). Prints p50/p95/p99/max, the achieved rate and errors.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ def synthetic_lake(root: Path, customers: int, seed: int = 7) -> list[str]:
     from lakecdp.lake.tables import table
 
     rng = np.random.default_rng(seed)
-    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
     from lakecdp.privacy.pseudonyms import load_pseudonymizer
 
     # The lake is keyed by pseudonyms; the client asks by the retailer's ids, as an ESP or site would.
@@ -55,29 +56,60 @@ def synthetic_lake(root: Path, customers: int, seed: int = 7) -> list[str]:
                 columns[field.name] = pa.array([_zero(field.type, now)] * rows, type=field.type)
         write_deltalake(str(root / name), pa.table(columns, schema=schema), mode="overwrite")
 
-    write("customers", customers, {
-        "customer_id": ids, "external_id": external, "first_name": [random.Random(i).choice(["Emma", "Liam", "Priya", "Yuki"]) for i in range(customers)],
-        "country": rng.choice(["US", "DE", "GB", "JP"], customers).tolist(), "marketing_opt_in": (rng.random(customers) < 0.85).tolist(),
-        "source": ["bench"] * customers, "updated_at": [now] * customers,
-    })
-    write("profile_features", customers, {
-        "customer_id": ids, "frequency": rng.poisson(1.0, customers).tolist(), "has_open_cart": (rng.random(customers) < 0.2).tolist(),
-        "last_category_viewed": rng.choice(CATEGORIES, customers).tolist(), "as_of": [now] * customers,
-    })
+    write(
+        "customers",
+        customers,
+        {
+            "customer_id": ids,
+            "external_id": external,
+            "first_name": [random.Random(i).choice(["Emma", "Liam", "Priya", "Yuki"]) for i in range(customers)],
+            "country": rng.choice(["US", "DE", "GB", "JP"], customers).tolist(),
+            "marketing_opt_in": (rng.random(customers) < 0.85).tolist(),
+            "source": ["bench"] * customers,
+            "updated_at": [now] * customers,
+        },
+    )
+    write(
+        "profile_features",
+        customers,
+        {
+            "customer_id": ids,
+            "frequency": rng.poisson(1.0, customers).tolist(),
+            "has_open_cart": (rng.random(customers) < 0.2).tolist(),
+            "last_category_viewed": rng.choice(CATEGORIES, customers).tolist(),
+            "as_of": [now] * customers,
+        },
+    )
     members = [c for c in ids if rng.random() < 0.1]
-    write("segment_membership", len(members), {
-        "segment": ["cart_abandoned_48h"] * len(members), "customer_id": members, "entered_at": [now] * len(members),
-        "rule_version": ["bench"] * len(members), "evaluated_at": [now] * len(members),
-    })
+    write(
+        "segment_membership",
+        len(members),
+        {
+            "segment": ["cart_abandoned_48h"] * len(members),
+            "customer_id": members,
+            "entered_at": [now] * len(members),
+            "rule_version": ["bench"] * len(members),
+            "evaluated_at": [now] * len(members),
+        },
+    )
     k = 8
     rec_ids = [c for c in ids for _ in range(k)]
     products = rng.integers(1, 201, len(rec_ids))
-    write("recommendations", len(rec_ids), {
-        "customer_id": rec_ids, "rank": [r for _ in ids for r in range(1, k + 1)], "product_id": [f"prod_{p:04d}" for p in products],
-        "product_name": [f"Product {p}" for p in products], "category": rng.choice(CATEGORIES, len(rec_ids)).tolist(),
-        "price": rng.lognormal(4, 0.5, len(rec_ids)).round(2).tolist(), "score": rng.random(len(rec_ids)).tolist(),
-        "source": ["cf"] * len(rec_ids), "generated_at": [now] * len(rec_ids),
-    })
+    write(
+        "recommendations",
+        len(rec_ids),
+        {
+            "customer_id": rec_ids,
+            "rank": [r for _ in ids for r in range(1, k + 1)],
+            "product_id": [f"prod_{p:04d}" for p in products],
+            "product_name": [f"Product {p}" for p in products],
+            "category": rng.choice(CATEGORIES, len(rec_ids)).tolist(),
+            "price": rng.lognormal(4, 0.5, len(rec_ids)).round(2).tolist(),
+            "score": rng.random(len(rec_ids)).tolist(),
+            "source": ["cf"] * len(rec_ids),
+            "generated_at": [now] * len(rec_ids),
+        },
+    )
     return external
 
 
@@ -132,7 +164,9 @@ async def wait_ready(url: str, server: subprocess.Popen, timeout: float = 120.0)
     raise RuntimeError("server did not become ready")
 
 
-async def paced_load(host: str, port: int, ids: list[str], rps: float, seconds: float, connections: int = 16) -> tuple[list[float], int, float]:
+async def paced_load(
+    host: str, port: int, ids: list[str], rps: float, seconds: float, connections: int = 16
+) -> tuple[list[float], int, float]:
     """Send rps x seconds requests on a fixed schedule; return (latencies ms from schedule, errors, wall seconds).
 
     A minimal HTTP/1.1 keep-alive client on raw asyncio streams: httpx's per-request overhead
@@ -205,7 +239,9 @@ def main() -> int:
             server.terminate()
             server.wait(timeout=30)
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
-    print(f"content API: {len(latencies):,} requests at target {args.rps:.0f} rps -> achieved {len(latencies) / wall:.0f} rps, {errors} errors")
+    print(
+        f"content API: {len(latencies):,} requests at target {args.rps:.0f} rps -> achieved {len(latencies) / wall:.0f} rps, {errors} errors"
+    )
     print(f"latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {max(latencies):.2f}  (target p99 <= 50 ms)")
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, server nice {args.nice}")
     return 0 if errors == 0 else 1

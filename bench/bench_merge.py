@@ -12,6 +12,7 @@ delete the touched ids the source lacks), on each engine:
 Each variant also times a point read of one customer (what `segments explain` and a profile
 lookup do). Prints figures and, last, one JSON line; asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ def synthetic_profiles(spark, rows: int, *, salt: int = 0):
             columns.append(F.format_string("c%08d", n).alias(field.name))
         elif type(field.dataType) in values:
             columns.append(values[type(field.dataType)]().cast(field.dataType).alias(field.name))
-        else:   # maps of counts per category
+        else:  # maps of counts per category
             columns.append(F.create_map(F.lit("shoes"), ((n + salt) % 5).cast("long")).cast(field.dataType).alias(field.name))
     return spark.range(rows).select(*columns)
 
@@ -118,8 +119,13 @@ def main() -> None:
         seed_lake.overwrite("profile_features", synthetic_profiles(spark, args.rows).repartition(8))
         print(f"seed table: {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
 
-        variants = {"delta-rs": ("delta-rs", None), "delta-spark": ("delta-spark", None), "delta-spark-dv": ("delta-spark", "dv"),
-                    "delta-spark-zorder": ("delta-spark", "zorder"), "delta-spark-clustered": ("delta-spark", "clustered")}
+        variants = {
+            "delta-rs": ("delta-rs", None),
+            "delta-spark": ("delta-spark", None),
+            "delta-spark-dv": ("delta-spark", "dv"),
+            "delta-spark-zorder": ("delta-spark", "zorder"),
+            "delta-spark-clustered": ("delta-spark", "clustered"),
+        }
         figures: dict[str, dict] = {}
         for name, (engine, layout) in variants.items():
             root = work / name
@@ -131,13 +137,27 @@ def main() -> None:
             seconds = [merge_once(spark, lake, args.rows, args.touched, seed) for seed in range(args.repeats)]
             lookups = [lookup_once(lake, f"c{n * 7919 % args.rows:08d}") for n in range(5)]
             rows_after = lake.read("profile_features").count()
-            figures[name] = {"median_s": round(statistics.median(seconds), 2), "runs_s": [round(s, 2) for s in seconds],
-                             "lookup_s": round(statistics.median(lookups), 3), "files": files, "rows_after": rows_after}
-            print(f"{name:22s} {files:3d} files  MERGE {args.touched:,} into {args.rows:,}: median {statistics.median(seconds):.2f} s "
-                  f"runs {figures[name]['runs_s']}  point read {figures[name]['lookup_s']:.3f} s  rows after {rows_after:,}")
-        print(json.dumps({"rows": args.rows, "touched": args.touched,
-                          **{f"{k.replace('-', '_')}_merge_s": v["median_s"] for k, v in figures.items()},
-                          **{f"{k.replace('-', '_')}_lookup_s": v["lookup_s"] for k, v in figures.items()}}))
+            figures[name] = {
+                "median_s": round(statistics.median(seconds), 2),
+                "runs_s": [round(s, 2) for s in seconds],
+                "lookup_s": round(statistics.median(lookups), 3),
+                "files": files,
+                "rows_after": rows_after,
+            }
+            print(
+                f"{name:22s} {files:3d} files  MERGE {args.touched:,} into {args.rows:,}: median {statistics.median(seconds):.2f} s "
+                f"runs {figures[name]['runs_s']}  point read {figures[name]['lookup_s']:.3f} s  rows after {rows_after:,}"
+            )
+        print(
+            json.dumps(
+                {
+                    "rows": args.rows,
+                    "touched": args.touched,
+                    **{f"{k.replace('-', '_')}_merge_s": v["median_s"] for k, v in figures.items()},
+                    **{f"{k.replace('-', '_')}_lookup_s": v["lookup_s"] for k, v in figures.items()},
+                }
+            )
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
         spark.stop()

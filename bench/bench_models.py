@@ -6,13 +6,14 @@ feature pipeline. Targets: train <= 2 min, score >= 200k profiles/s on 2 cores.
 
     .venv/bin/python bench/bench_models.py [--rows 1000000] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,10 @@ def synthetic_profiles(rows: int, categories: tuple[str, ...], seed: int) -> tup
     names = list(TYPES)
     kinds = rng.choice(len(names), size=rows, p=[TYPES[n][0] for n in names])
     spec = np.array([TYPES[n][1:11] for n in names], dtype=float)[kinds]
-    jitter = lambda scale: rng.lognormal(0.0, scale, rows)
+
+    def jitter(scale):
+        return rng.lognormal(0.0, scale, rows)
+
     frame = pd.DataFrame(0.0, index=np.arange(rows), columns=list(feature_columns(categories)))
     frame["orders_window"] = rng.poisson(spec[:, 0])
     frame["avg_order_value"] = np.where(frame.orders_window > 0, spec[:, 1] * jitter(0.4), 0.0)
@@ -133,9 +137,9 @@ def score_in_spark(frame: pd.DataFrame, bundle: ScoringBundle, settings, cores: 
     with arrow_batch_rows(spark, settings.score_batch_rows):
         # Warm up on 10% first: every Python worker imports sklearn once, and the JVM compiles the
         # Arrow path (a cold JVM cost the first family measured up to 4 extra CPU-s per 1M rows).
-        score_profiles(features.sample(fraction=0.1, seed=1), bundle, datetime.now(timezone.utc)).write.format("noop").mode("overwrite").save()
+        score_profiles(features.sample(fraction=0.1, seed=1), bundle, datetime.now(UTC)).write.format("noop").mode("overwrite").save()
         started, cpu_before = time.perf_counter(), process_tree_cpu_seconds()
-        score_profiles(features, bundle, datetime.now(timezone.utc)).write.format("noop").mode("overwrite").save()
+        score_profiles(features, bundle, datetime.now(UTC)).write.format("noop").mode("overwrite").save()
         cpu_after = process_tree_cpu_seconds()
         seconds = time.perf_counter() - started
         cpu_seconds = {name: round(cpu_after[name] - cpu_before.get(name, 0.0), 2) for name in cpu_after}
@@ -152,15 +156,19 @@ def main() -> int:
     settings = parse_model_settings({})
     started = time.perf_counter()
     frame, _, _ = synthetic_profiles(args.rows, settings.categories, seed=7)
-    print(f"generated {len(frame):,} profiles x {len(feature_columns(settings.categories))} features in {time.perf_counter() - started:.1f}s "
-          f"(buyers {frame.purchased.mean():.1%}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"generated {len(frame):,} profiles x {len(feature_columns(settings.categories))} features in {time.perf_counter() - started:.1f}s "
+        f"(buyers {frame.purchased.mean():.1%}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
 
     cpu_before = time.process_time()
     clusters, models, cluster_seconds, train_seconds = train(frame, settings, args.threads)
-    print(f"train: {train_seconds:.1f}s wall, {time.process_time() - cpu_before:.1f} CPU-s (target <= 120s): clusters {cluster_seconds:.1f}s "
-          f"({type(clusters.kmeans).__name__}, k={clusters.k}), intent {train_seconds - cluster_seconds:.1f}s "
-          f"(grid of {len(settings.intent.logistic_c) + len(settings.intent.gbm_learning_rate) * len(settings.intent.gbm_max_leaf_nodes)} on "
-          f"{min(args.rows, settings.intent.search_rows):,} rows x {settings.intent.cv_folds} folds, both families refitted on {args.rows:,})")
+    print(
+        f"train: {train_seconds:.1f}s wall, {time.process_time() - cpu_before:.1f} CPU-s (target <= 120s): clusters {cluster_seconds:.1f}s "
+        f"({type(clusters.kmeans).__name__}, k={clusters.k}), intent {train_seconds - cluster_seconds:.1f}s "
+        f"(grid of {len(settings.intent.logistic_c) + len(settings.intent.gbm_learning_rate) * len(settings.intent.gbm_max_leaf_nodes)} on "
+        f"{min(args.rows, settings.intent.search_rows):,} rows x {settings.intent.cv_folds} folds, both families refitted on {args.rows:,})"
+    )
 
     window, window_kinds, window_propensity = synthetic_profiles(200_000, settings.categories, seed=8)
     print(f"cluster ARI vs planted types on 200k fresh profiles: {cluster_recovery(clusters.assign(window), window_kinds):.3f}")
@@ -170,22 +178,26 @@ def main() -> int:
         validation[family] = classification_metrics(window.purchased.to_numpy(), probability)
         recovery = propensity_recovery(probability, window_propensity)
         metrics = validation[family]
-        print(f"  {intent.candidate.name} ({intent.calibrator.method}): AUC {metrics['auc']:.3f}, PR-AUC {metrics['pr_auc']:.3f}, "
-              f"Brier {metrics['brier']:.4f}, AUC vs planted {recovery['auc_vs_planted']:.3f}, Spearman vs planted {recovery['spearman_vs_planted']:.3f}")
+        print(
+            f"  {intent.candidate.name} ({intent.calibrator.method}): AUC {metrics['auc']:.3f}, PR-AUC {metrics['pr_auc']:.3f}, "
+            f"Brier {metrics['brier']:.4f}, AUC vs planted {recovery['auc_vs_planted']:.3f}, Spearman vs planted {recovery['spearman_vs_planted']:.3f}"
+        )
     champion = max(validation, key=lambda family: validation[family]["auc"])
 
     for family in sorted(models, key=lambda f: f != champion):
         bundle = ScoringBundle(intent=models[family], intent_version="bench", clusters=clusters, cluster_version="bench")
         started = time.perf_counter()
         for first in range(0, len(frame), settings.score_batch_rows):
-            bundle.score_frame(frame.iloc[first : first + settings.score_batch_rows], datetime.now(timezone.utc))
+            bundle.score_frame(frame.iloc[first : first + settings.score_batch_rows], datetime.now(UTC))
         local_rate = len(frame) / (time.perf_counter() - started)
         spark_seconds, cpu_by_process, rows = score_in_spark(frame, bundle, settings, args.cores)
         cpu_seconds = sum(cpu_by_process.values())
-        print(f"score with {family}{' (the one training would promote)' if family == champion else ''}: "
-              f"one process, one thread {local_rate:,.0f} profiles/s; Spark local[{args.cores}] broadcast + mapInArrow, noop sink: "
-              f"{rows:,} in {spark_seconds:.1f}s wall = {rows / spark_seconds:,.0f} profiles/s (target >= 200,000); "
-              f"{cpu_seconds:.1f} CPU-s {cpu_by_process} = {rows / (cpu_seconds / args.cores):,.0f} profiles/s on {args.cores} idle cores")
+        print(
+            f"score with {family}{' (the one training would promote)' if family == champion else ''}: "
+            f"one process, one thread {local_rate:,.0f} profiles/s; Spark local[{args.cores}] broadcast + mapInArrow, noop sink: "
+            f"{rows:,} in {spark_seconds:.1f}s wall = {rows / spark_seconds:,.0f} profiles/s (target >= 200,000); "
+            f"{cpu_seconds:.1f} CPU-s {cpu_by_process} = {rows / (cpu_seconds / args.cores):,.0f} profiles/s on {args.cores} idle cores"
+        )
     print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 

@@ -6,6 +6,7 @@ Spark: `Pseudonymizer.column` over `rows` generated ids (the work ingest adds pe
 four per event), forced with an aggregate, against the same aggregate over the raw ids.
 Python: `Pseudonymizer.of` per id (the content API and CLI path). Prints ids/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def main() -> None:
     hashed = timed(pseudonyms.column(F.col("id")))
     print(f"spark, {args.rows:,} ids on {os.cpu_count()} cores (best of 3):")
     print(f"  raw ids          {raw:6.2f} s")
-    print(f"  HMAC pseudonyms  {hashed:6.2f} s   {args.rows / hashed / 1e6:.2f} M ids/s, "
-          f"{(hashed - raw) / args.rows * 1e9:.0f} ns per id more than the raw column")
+    print(
+        f"  HMAC pseudonyms  {hashed:6.2f} s   {args.rows / hashed / 1e6:.2f} M ids/s, "
+        f"{(hashed - raw) / args.rows * 1e9:.0f} ns per id more than the raw column"
+    )
 
     sample = [f"cust_{i}" for i in range(200_000)]
     started = time.perf_counter()

@@ -5,6 +5,7 @@ with redaction and with it switched off. Prints figures and a JSON line last; as
 
     .venv/bin/python bench/bench_redact.py [--customers 2000] [--days 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ def main() -> None:
     pseudonyms = Pseudonymizer(b"bench pseudonym key of 32+ bytes!!")
 
     def projection_seconds() -> float:
-        checked = normalize.with_rejection_reason(normalize.parse_lines(lines, received_at=generated.end),
-                                                  max_future_skew=timedelta(minutes=5), max_age=timedelta(days=400))
+        checked = normalize.with_rejection_reason(
+            normalize.parse_lines(lines, received_at=generated.end), max_future_skew=timedelta(minutes=5), max_age=timedelta(days=400)
+        )
         began = time.perf_counter()
         normalize.to_bronze(checked.filter("reason is null"), pseudonyms).write.format("noop").mode("overwrite").save()
         return time.perf_counter() - began
@@ -47,10 +49,20 @@ def main() -> None:
     redacted = statistics.median(projection_seconds() for _ in range(args.runs))
     normalize.with_contact_data_redacted = lambda rows, **_: rows
     plain = statistics.median(projection_seconds() for _ in range(args.runs))
-    print(f"{count:,} events: bronze projection {redacted:.2f} s with redaction, {plain:.2f} s without "
-          f"(+{(redacted - plain) / count * 1e6:.1f} µs per event)")
-    print(json.dumps({"events": count, "with_redaction_s": round(redacted, 2), "without_s": round(plain, 2),
-                      "extra_us_per_event": round((redacted - plain) / count * 1e6, 2)}))
+    print(
+        f"{count:,} events: bronze projection {redacted:.2f} s with redaction, {plain:.2f} s without "
+        f"(+{(redacted - plain) / count * 1e6:.1f} µs per event)"
+    )
+    print(
+        json.dumps(
+            {
+                "events": count,
+                "with_redaction_s": round(redacted, 2),
+                "without_s": round(plain, 2),
+                "extra_us_per_event": round((redacted - plain) / count * 1e6, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -4,16 +4,17 @@
 
 Prints figures; asserts nothing. Target (issue 4): >= 1M profiles evaluated in <= 10 s on 2 cores.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 EVENTS = ["Product Viewed", "Product Added", "Order Completed", "Email Link Clicked", "Checkout Started", "Page Viewed"]
 CATEGORIES = ["shoes", "outerwear", "dresses", "accessories", "beauty", "home", "kids", "sportswear"]
 
@@ -27,18 +28,31 @@ def synthetic_events(spark, customers: int, per_customer: int):
     n = customers * per_customer
     base = spark.range(n).select(
         (F.col("id") % customers).cast("string").alias("customer_id"),
-        F.element_at(F.array(*[F.lit(c) for c in CATEGORIES]), (F.abs(F.hash("id", F.lit(1))) % len(CATEGORIES)).cast("int") + 1).alias("category"),
-        (F.lit(AS_OF).cast("timestamp") - F.make_dt_interval(secs=(F.abs(F.hash("id", F.lit(2))) % (30 * 86400)).cast("double"))).alias("timestamp"),
+        F.element_at(F.array(*[F.lit(c) for c in CATEGORIES]), (F.abs(F.hash("id", F.lit(1))) % len(CATEGORIES)).cast("int") + 1).alias(
+            "category"
+        ),
+        (F.lit(AS_OF).cast("timestamp") - F.make_dt_interval(secs=(F.abs(F.hash("id", F.lit(2))) % (30 * 86400)).cast("double"))).alias(
+            "timestamp"
+        ),
         (F.abs(F.hash("id", F.lit(3))) % 300).cast("double").alias("price"),
     )
     columns = {c: F.lit(None).cast(f.dataType) for c, f in ((f.name, f) for f in EVENTS_TABLE.schema.fields)}
-    columns.update({
-        "message_id": F.col("customer_id"), "type": F.lit("track"), "customer_id": F.col("customer_id"),
-        "user_id": F.col("customer_id"),
-        "event": F.element_at(F.array(*[F.lit(e) for e in EVENTS]), (F.abs(F.hash("customer_id", "timestamp")) % len(EVENTS)).cast("int") + 1),
-        "timestamp": F.col("timestamp"), "category": F.col("category"), "price": F.col("price"),
-        "quantity": F.lit(1), "revenue": F.col("price"),
-    })
+    columns.update(
+        {
+            "message_id": F.col("customer_id"),
+            "type": F.lit("track"),
+            "customer_id": F.col("customer_id"),
+            "user_id": F.col("customer_id"),
+            "event": F.element_at(
+                F.array(*[F.lit(e) for e in EVENTS]), (F.abs(F.hash("customer_id", "timestamp")) % len(EVENTS)).cast("int") + 1
+            ),
+            "timestamp": F.col("timestamp"),
+            "category": F.col("category"),
+            "price": F.col("price"),
+            "quantity": F.lit(1),
+            "revenue": F.col("price"),
+        }
+    )
     return base.select(*[expr.alias(name) for name, expr in columns.items()])
 
 
@@ -69,10 +83,7 @@ def main() -> None:
 
     started = time.perf_counter()
     sizes = dict(
-        evaluate_segments(events, profiles, segments, AS_OF)
-        .groupBy("segment")
-        .agg(F.count(F.when(F.col("is_member"), True)))
-        .collect()
+        evaluate_segments(events, profiles, segments, AS_OF).groupBy("segment").agg(F.count(F.when(F.col("is_member"), True))).collect()
     )
     seconds = time.perf_counter() - started
     print(

@@ -19,6 +19,7 @@ code paths as they get hot, and the stream's first minute pays for it (half the 
 micro-batch goes to the JIT compiler threads); a stream runs for days, so the warm figures are
 the sustained ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,7 @@ def _klaviyo_receiver(api_key: str):
     class AcceptingKlaviyo(KlaviyoServer):
         def __init__(self, **kwargs) -> None:
             super().__init__(**kwargs)
-            self.accepted: dict[str, tuple[str, float]] = {}   # unique_id (trigger_id) -> (entered_at, accepted at)
+            self.accepted: dict[str, tuple[str, float]] = {}  # unique_id (trigger_id) -> (entered_at, accepted at)
 
         def _create_event(self, request, params):
             response = super()._create_event(request, params)
@@ -63,8 +64,12 @@ def _trigger_overrides(segments: list[dict], url: str) -> dict:
     """Settings overrides: TRIGGER_SEGMENT sends to Klaviyo at `url`, without quiet hours (they wait for the wall clock)."""
     from lakecdp.triggers.settings import sandbox_trigger_destination
 
-    routed = [{**s, "trigger": {"destination": TRIGGER_DESTINATION, "delay": "0m", "frequency_cap": {"max": 1, "per": "7d"}}}
-              if s["name"] == TRIGGER_SEGMENT else s for s in segments]
+    routed = [
+        {**s, "trigger": {"destination": TRIGGER_DESTINATION, "delay": "0m", "frequency_cap": {"max": 1, "per": "7d"}}}
+        if s["name"] == TRIGGER_SEGMENT
+        else s
+        for s in segments
+    ]
     destination = sandbox_trigger_destination("klaviyo_event", url, api_key_env=KLAVIYO_KEY_ENV, metric="Cart Abandoned")
     return {"segments": routed, "triggers": {"destinations": {TRIGGER_DESTINATION: destination}}}
 
@@ -84,8 +89,9 @@ def _import_crm(lake, customers: list[dict], folder: Path) -> None:
     import_customers(lake, folder / "customers.csv", report_path=folder / "rejects.csv")
 
 
-def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *, lake_name: str = "live_lake",
-            klaviyo=None) -> tuple[list[float], list[float], list[dict], dict | None]:
+def latency(
+    spark, settings, work: Path, rate: int, warmup: int, seconds: int, *, lake_name: str = "live_lake", klaviyo=None
+) -> tuple[list[float], list[float], list[dict], dict | None]:
     """Publish files at `rate` events/s while the stream runs continuously; per event, file publish -> batch done.
 
     Returns the latencies of files published in the first `warmup` seconds, those of the
@@ -106,12 +112,12 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
     lake = open_lake(spark, settings.lake, root=str(work / lake_name))
     if klaviyo is not None:
         _import_crm(lake, dataset.customers, work / f"{lake_name}_crm")
-        with klaviyo.lock:   # one server for every run: this run's sends only
+        with klaviyo.lock:  # one server for every run: this run's sends only
             klaviyo.accepted.clear()
             klaviyo.violations.clear()
             klaviyo.rate_limited = 0
     published: dict[str, float] = {}
-    batch_published: dict[int, float] = {}   # a live batch's instant (µs, its entries' entered_at) -> its earliest file's publish time
+    batch_published: dict[int, float] = {}  # a live batch's instant (µs, its entries' entered_at) -> its earliest file's publish time
     warming: list[float] = []
     latencies: list[float] = []
     measure_from = time.time() + warmup
@@ -135,7 +141,7 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
     original_committed = BatchProcessor.on_state_committed
     original_prepare_live = OnlineState.prepare_live
     original_dispatch = dispatch.dispatch_due
-    dispatches: list[tuple[int, float]] = []   # per dispatch: due rows decided, seconds
+    dispatches: list[tuple[int, float]] = []  # per dispatch: due rows decided, seconds
 
     def timed_dispatch(*args, **kwargs):
         began = time.perf_counter()
@@ -149,8 +155,8 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
             batch_published[to_us(now)] = min(times)
         return original_prepare_live(self, raws, files, now=now, **kwargs)
 
-    started: list[float] = []   # when the running batch's body began (time.time())
-    split: list[tuple[float, float]] = []   # measured files: (published -> batch body began, body began -> state committed)
+    started: list[float] = []  # when the running batch's body began (time.time())
+    split: list[tuple[float, float]] = []  # measured files: (published -> batch body began, body began -> state committed)
 
     def record(files: list[str]) -> None:
         done = time.time()
@@ -163,7 +169,7 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
 
     def timed_call(self, lines, batch_id):
         started.append(time.time())
-        if self.online is None:   # the batch path: profile and segments are updated when the batch ends
+        if self.online is None:  # the batch path: profile and segments are updated when the batch ends
             files = [r.source_file.removeprefix("file:") for r in lines.select("source_file").distinct().collect()]
             original_call(self, lines, batch_id)
             record(files)
@@ -171,12 +177,12 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
             original_call(self, lines, batch_id)
 
     def committed(self, batch_id, files):
-        record([f.removeprefix("file:") for f in files])   # the online path: state, profile and membership live in the store
+        record([f.removeprefix("file:") for f in files])  # the online path: state, profile and membership live in the store
 
     BatchProcessor.__call__ = timed_call  # measure around the real batch body
     BatchProcessor.on_state_committed = committed
     OnlineState.prepare_live = noted_prepare_live
-    dispatch.dispatch_due = timed_dispatch   # the timer thread imports it at each tick
+    dispatch.dispatch_due = timed_dispatch  # the timer thread imports it at each tick
     try:
         from lakecdp.stream import run_stream
 
@@ -192,8 +198,15 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
         BatchProcessor.__init__ = keep
         try:
             drain = 2 * settings.state.flush_interval.total_seconds() if klaviyo is not None else 0
-            run = run_stream(spark, lake, settings, source=str(source), checkpoint=str(work / f"{lake_name}_live_ckpt"), mode="continuous",
-                             timeout_seconds=warmup + seconds + 20 + drain)
+            run = run_stream(
+                spark,
+                lake,
+                settings,
+                source=str(source),
+                checkpoint=str(work / f"{lake_name}_live_ckpt"),
+                mode="continuous",
+                timeout_seconds=warmup + seconds + 20 + drain,
+            )
         finally:
             BatchProcessor.__init__ = original_init
         flushes = processors[0].flushes if processors else []
@@ -201,16 +214,22 @@ def latency(spark, settings, work: Path, rate: int, warmup: int, seconds: int, *
             print(f"  {lake_name}: {len(flushes)} flushes: " + "; ".join(", ".join(f"{k} {v}" for k, v in f.items()) for f in flushes))
         ticks = processors[0].ticks if processors else []
         if ticks:
-            print(f"  {lake_name}: {len(ticks)} timer ticks (timers, sends) took {sum(t['seconds'] for t in ticks):.1f} s in all, "
-                  f"the longest {max(t['seconds'] for t in ticks):.1f} s; {sum(t['customers'] for t in ticks):,} customers re-evaluated by timers")
+            print(
+                f"  {lake_name}: {len(ticks)} timer ticks (timers, sends) took {sum(t['seconds'] for t in ticks):.1f} s in all, "
+                f"the longest {max(t['seconds'] for t in ticks):.1f} s; {sum(t['customers'] for t in ticks):,} customers re-evaluated by timers"
+            )
         busy = [(rows, spent) for rows, spent in dispatches if rows]
         if busy:
-            print(f"  {lake_name}: {len(busy)} dispatches with due triggers took {sum(t for _, t in busy):.1f} s in all "
-                  f"({', '.join(f'{rows:,} rows {spent:.1f} s' for rows, spent in busy)})")
+            print(
+                f"  {lake_name}: {len(busy)} dispatches with due triggers took {sum(t for _, t in busy):.1f} s in all "
+                f"({', '.join(f'{rows:,} rows {spent:.1f} s' for rows, spent in busy)})"
+            )
         if split:
             waits, bodies = sorted(w for w, _ in split), sorted(b for _, b in split)
-            print(f"  {lake_name}: measured files, published -> batch body began: p50 {statistics.median(waits):.2f} s, p95 {_p95(waits):.2f} s; "
-                  f"body began -> state committed: p50 {statistics.median(bodies):.2f} s, p95 {_p95(bodies):.2f} s")
+            print(
+                f"  {lake_name}: measured files, published -> batch body began: p50 {statistics.median(waits):.2f} s, p95 {_p95(waits):.2f} s; "
+                f"body began -> state committed: p50 {statistics.median(bodies):.2f} s, p95 {_p95(bodies):.2f} s"
+            )
         stop.set()
     finally:
         BatchProcessor.__call__ = original_call
@@ -232,7 +251,7 @@ def _trigger_sends(lake, klaviyo, batch_published: dict[int, float], measure_fro
         accepted = list(klaviyo.accepted.values())
     warming: list[float] = []
     measured: list[float] = []
-    unmatched = 0   # entered in a backfill, at a timer tick or in a Spark-path batch: no live file to time from
+    unmatched = 0  # entered in a backfill, at a timer tick or in a Spark-path batch: no live file to time from
     for entered_at, accepted_at in accepted:
         published = batch_published.get(to_us(datetime.fromisoformat(entered_at)))
         if published is None:
@@ -240,10 +259,17 @@ def _trigger_sends(lake, klaviyo, batch_published: dict[int, float], measure_fro
         else:
             (measured if published >= measure_from else warming).append(accepted_at - published)
     outbox = lake.read("trigger_outbox").filter(F.col("segment") == TRIGGER_SEGMENT)
-    outcomes = {f"{r.state}" + (f" ({r.reason})" if r.reason else ""): r["count"]
-                for r in outbox.groupBy("state", "reason").count().collect()}
-    return {"warming": warming, "measured": measured, "unmatched": unmatched, "outcomes": outcomes,
-            "violations": len(klaviyo.violations), "rate_limited": klaviyo.rate_limited}
+    outcomes = {
+        f"{r.state}" + (f" ({r.reason})" if r.reason else ""): r["count"] for r in outbox.groupBy("state", "reason").count().collect()
+    }
+    return {
+        "warming": warming,
+        "measured": measured,
+        "unmatched": unmatched,
+        "outcomes": outcomes,
+        "violations": len(klaviyo.violations),
+        "rate_limited": klaviyo.rate_limited,
+    }
 
 
 def _split_landing(folder: Path, parts: int) -> list[tuple[Path, int]]:
@@ -279,26 +305,40 @@ def _p95(values: list[float]) -> float | None:
     return sorted(values)[int(0.95 * (len(values) - 1))] if values else None
 
 
-def _report_latency(label: str, rate: int, warming: list[float], latencies: list[float], batches: list[dict],
-                    triggers: dict | None = None) -> tuple[float | None, float | None]:
+def _report_latency(
+    label: str, rate: int, warming: list[float], latencies: list[float], batches: list[dict], triggers: dict | None = None
+) -> tuple[float | None, float | None]:
     steps = sorted({step for b in batches for step in b["seconds"]})
     medians = {step: statistics.median(b["seconds"].get(step, 0.0) for b in batches) for step in steps}
-    print(f"  {label}: {len(batches)} live batches, median {statistics.median(b['events'] for b in batches) if batches else 0:.0f} events "
-          f"touching {statistics.median(b['customers'] for b in batches) if batches else 0:.0f} customers; "
-          "median seconds by step: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items()))
+    print(
+        f"  {label}: {len(batches)} live batches, median {statistics.median(b['events'] for b in batches) if batches else 0:.0f} events "
+        f"touching {statistics.median(b['customers'] for b in batches) if batches else 0:.0f} customers; "
+        "median seconds by step: " + ", ".join(f"{k} {v:.2f}" for k, v in medians.items())
+    )
     for part, values in (("warm-up", warming), ("measured", latencies)):
         if values:
-            print(f"  latency {label}, {part} (file published -> state, profile and membership updated) at {rate:,} events/s: "
-                  f"p50 {statistics.median(values):.2f} s, p95 {_p95(values):.2f} s over {len(values):,} events")
+            print(
+                f"  latency {label}, {part} (file published -> state, profile and membership updated) at {rate:,} events/s: "
+                f"p50 {statistics.median(values):.2f} s, p95 {_p95(values):.2f} s over {len(values):,} events"
+            )
     if triggers is None:
         return _p95(latencies), None
-    print(f"  triggers {label}: {TRIGGER_SEGMENT} outbox " + ", ".join(f"{k} {v:,}" for k, v in sorted(triggers["outcomes"].items()))
-          + f"; Klaviyo: {triggers['violations']} contract violations, {triggers['rate_limited']} answered 429"
-          + (f"; {triggers['unmatched']} sends not timed (entered in the history's backfill, at a timer tick or in a Spark-path batch)" if triggers["unmatched"] else ""))
+    print(
+        f"  triggers {label}: {TRIGGER_SEGMENT} outbox "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(triggers["outcomes"].items()))
+        + f"; Klaviyo: {triggers['violations']} contract violations, {triggers['rate_limited']} answered 429"
+        + (
+            f"; {triggers['unmatched']} sends not timed (entered in the history's backfill, at a timer tick or in a Spark-path batch)"
+            if triggers["unmatched"]
+            else ""
+        )
+    )
     for part, values in (("warm-up", triggers["warming"]), ("measured", triggers["measured"])):
         if values:
-            print(f"  trigger latency {label}, {part} (file published -> Klaviyo create_event accepted) at {rate:,} events/s: "
-                  f"p50 {statistics.median(values):.1f} s, p95 {_p95(values):.1f} s, max {max(values):.1f} s over {len(values):,} sends")
+            print(
+                f"  trigger latency {label}, {part} (file published -> Klaviyo create_event accepted) at {rate:,} events/s: "
+                f"p50 {statistics.median(values):.1f} s, p95 {_p95(values):.1f} s, max {max(values):.1f} s over {len(values):,} sends"
+            )
     return _p95(latencies), _p95(triggers["measured"])
 
 
@@ -319,8 +359,13 @@ def main() -> None:
     api_key = "pk_bench_klaviyo_0123456789"
     os.environ[KLAVIYO_KEY_ENV] = api_key
     klaviyo = _klaviyo_receiver(api_key)
-    settings = load_settings(overrides={"stream": {"trigger": "0.5s"}, "spark": {"conf": {"spark.driver.extraJavaOptions": os.environ.get("BENCH_JAVA_OPTS", "")}},
-                                        **_trigger_overrides(load_settings().segments, klaviyo.url)})
+    settings = load_settings(
+        overrides={
+            "stream": {"trigger": "0.5s"},
+            "spark": {"conf": {"spark.driver.extraJavaOptions": os.environ.get("BENCH_JAVA_OPTS", "")}},
+            **_trigger_overrides(load_settings().segments, klaviyo.url),
+        }
+    )
     spark = session_for(settings)
     work = Path(tempfile.mkdtemp(prefix="lakecdp-bench-"))
     try:
@@ -329,8 +374,10 @@ def main() -> None:
         write_dataset(history, work / "landing", events_per_file=10**9)
         files = _split_landing(work / "landing" / "events", args.files)
         total = sum(count for _, count in files)
-        print(f"history: {total:,} events of {args.customers:,} customers over {args.days} days in {len(files)} landing files "
-              f"({', '.join(f'{p.stat().st_size / 1e6:.0f} MB' for p, _ in files)}), generated in {time.perf_counter() - started:.0f} s")
+        print(
+            f"history: {total:,} events of {args.customers:,} customers over {args.days} days in {len(files)} landing files "
+            f"({', '.join(f'{p.stat().st_size / 1e6:.0f} MB' for p, _ in files)}), generated in {time.perf_counter() - started:.0f} s"
+        )
 
         # A small backfill first: the JVM compiles Spark's hot paths during its first minute.
         warm = GeneratorSettings(customers=2000, days=args.days, seed=4)
@@ -342,7 +389,9 @@ def main() -> None:
         def backfill(landing: Path, name: str, end) -> tuple[int, float, dict]:
             lake = open_lake(spark, settings.lake, root=str(work / name))
             began = time.perf_counter()
-            run = run_stream(spark, lake, settings, source=str(landing / "events"), checkpoint=str(work / f"{name}_ckpt"), clock=FrozenClock(end))
+            run = run_stream(
+                spark, lake, settings, source=str(landing / "events"), checkpoint=str(work / f"{name}_ckpt"), clock=FrozenClock(end)
+            )
             seconds = time.perf_counter() - began
             steps: dict[str, float] = {}
             for batch in run.batches:
@@ -358,17 +407,34 @@ def main() -> None:
         print("  time by step: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()))
 
         p95_empty, trigger_p95_empty = _report_latency(
-            "empty lake", args.rate, *latency(spark, settings, work, args.rate, args.warmup, args.seconds, lake_name="empty", klaviyo=klaviyo))
+            "empty lake",
+            args.rate,
+            *latency(spark, settings, work, args.rate, args.warmup, args.seconds, lake_name="empty", klaviyo=klaviyo),
+        )
         p95, trigger_p95 = _report_latency(
-            f"lake with {events:,} events of history", args.rate,
-            *latency(spark, settings, work, args.rate, args.warmup, args.seconds, lake_name="history", klaviyo=klaviyo))
+            f"lake with {events:,} events of history",
+            args.rate,
+            *latency(spark, settings, work, args.rate, args.warmup, args.seconds, lake_name="history", klaviyo=klaviyo),
+        )
         if p95 is not None and p95_empty:
             print(f"p95 with history / p95 on an empty lake = {p95 / p95_empty:.2f} (target <= 1.25); p95 target <= 2 s")
-        print(f"trigger p95 (file published -> Klaviyo accepted) with history {_seconds(trigger_p95)}, on an empty lake "
-              f"{_seconds(trigger_p95_empty)}; target <= 60 s")
-        print(json.dumps({"p95_s": p95, "p95_s_empty_lake": p95_empty, "warm_events_per_s": round(warm_rate),
-                          "history_events": events, "history_customers": args.customers,
-                          "trigger_p95_s": _rounded(trigger_p95), "trigger_p95_s_empty_lake": _rounded(trigger_p95_empty)}))
+        print(
+            f"trigger p95 (file published -> Klaviyo accepted) with history {_seconds(trigger_p95)}, on an empty lake "
+            f"{_seconds(trigger_p95_empty)}; target <= 60 s"
+        )
+        print(
+            json.dumps(
+                {
+                    "p95_s": p95,
+                    "p95_s_empty_lake": p95_empty,
+                    "warm_events_per_s": round(warm_rate),
+                    "history_events": events,
+                    "history_customers": args.customers,
+                    "trigger_p95_s": _rounded(trigger_p95),
+                    "trigger_p95_s_empty_lake": _rounded(trigger_p95_empty),
+                }
+            )
+        )
     finally:
         klaviyo.stop()
         spark.stop()

@@ -16,6 +16,7 @@ Per body it prints backfill throughput (fresh JVM, then warm) and event -> batch
 `--rate` after `--warmup` seconds of live traffic. Targets (issues 3 and 4): >= 50k events/s,
 p95 <= 2 s at 2k events/s. Prints figures; asserts nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ def use_body(body: str) -> None:
     def noop(self, lines, batch_id) -> None:
         started = time.perf_counter()
         events = lines.count()
-        self.run.batches.append({"batch_id": batch_id, "events": events, "customers": 0,
-                                 "seconds": {"count": time.perf_counter() - started}})
+        self.run.batches.append(
+            {"batch_id": batch_id, "events": events, "customers": 0, "seconds": {"count": time.perf_counter() - started}}
+        )
 
     def parse(self, lines, batch_id) -> None:
         started = time.perf_counter()
@@ -51,14 +53,16 @@ def use_body(body: str) -> None:
             events = batch.valid.count()
         finally:
             batch.release()
-        self.run.batches.append({"batch_id": batch_id, "events": events, "customers": 0,
-                                 "seconds": {"parse": time.perf_counter() - started}})
+        self.run.batches.append(
+            {"batch_id": batch_id, "events": events, "customers": 0, "seconds": {"parse": time.perf_counter() - started}}
+        )
 
     def ingest(self, lines, batch_id) -> None:
         started = time.perf_counter()
         result = ingest_lines(self.lake, lines, received_at=self.clock.now(), settings=self.settings.events, txn=self.txn(batch_id))
-        self.run.batches.append({"batch_id": batch_id, "events": result.events, "customers": 0,
-                                 "seconds": {"ingest": time.perf_counter() - started}})
+        self.run.batches.append(
+            {"batch_id": batch_id, "events": result.events, "customers": 0, "seconds": {"ingest": time.perf_counter() - started}}
+        )
 
     if body != "full":
         BatchProcessor._process = {"noop": noop, "parse": parse, "ingest": ingest}[body]
@@ -79,14 +83,19 @@ def run_body(body: str, args: argparse.Namespace) -> None:
             events, seconds, _ = throughput(spark, settings, work, args.customers, args.days, lake_name=lake_name)
             print(f"[{body}] backfill ({label}): {events:,} events in {seconds:.1f} s = {events / seconds:,.0f} events/s", flush=True)
         warming, latencies, batches = latency(spark, settings, work, args.rate, args.warmup, args.seconds)
-        measured = batches[len(batches) // 2:]
+        measured = batches[len(batches) // 2 :]
         if measured:
-            print(f"[{body}] live: {len(batches)} batches; later half median {statistics.median(b['events'] for b in measured):.0f} events, "
-                  f"{statistics.median(sum(b['seconds'].values()) for b in measured):.2f} s per batch body")
+            print(
+                f"[{body}] live: {len(batches)} batches; later half median {statistics.median(b['events'] for b in measured):.0f} events, "
+                f"{statistics.median(sum(b['seconds'].values()) for b in measured):.2f} s per batch body"
+            )
         if latencies:
             latencies.sort()
-            print(f"[{body}] latency at {args.rate:,} events/s after {args.warmup} s warm-up: p50 {statistics.median(latencies):.2f} s, "
-                  f"p95 {latencies[int(0.95 * (len(latencies) - 1))]:.2f} s over {len(latencies):,} events", flush=True)
+            print(
+                f"[{body}] latency at {args.rate:,} events/s after {args.warmup} s warm-up: p50 {statistics.median(latencies):.2f} s, "
+                f"p95 {latencies[int(0.95 * (len(latencies) - 1))]:.2f} s over {len(latencies):,} events",
+                flush=True,
+            )
         else:
             print(f"[{body}] latency: no batch completed in the measured window")
     finally:
@@ -102,7 +111,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=90)
     parser.add_argument("--seconds", type=int, default=60)
-    parser.add_argument("--one", help=argparse.SUPPRESS)   # the child process: run this body only
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: run this body only
     args = parser.parse_args()
     if args.one:
         run_body(args.one, args)

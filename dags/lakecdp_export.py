@@ -1,4 +1,5 @@
 """lakecdp_export: quality gate on membership and export batches -> export to every ESP destination -> report."""
+
 from __future__ import annotations
 
 import re
@@ -6,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import dag, task
-
 from lakecdp_airflow.common import DEFAULT_ARGS, SCORES, START_DATE, TAGS, as_of_instant, run_gate, skip_when_inputs_missing
 
 DOC_MD = """
@@ -54,13 +54,17 @@ def lakecdp_export() -> None:
         membership_version = steps.open_pipeline().lake.version("segment_membership")
         suites = run_gate("export", as_of, {"segment_membership": membership_version})
         planned = next(s["row_count"] for s in suites if s["suite"] == "export_batches")
-        return {"as_of": steps.iso(as_of), "segment_membership_version": membership_version, "suites": suites,
-                "destinations": destinations, "planned_members": planned}
+        return {
+            "as_of": steps.iso(as_of),
+            "segment_membership_version": membership_version,
+            "suites": suites,
+            "destinations": destinations,
+            "planned_members": planned,
+        }
 
     @task(execution_timeout=timedelta(hours=3))
     def export_to_destinations(gate: dict[str, Any], **context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
-
         from lakecdp_airflow import steps
 
         if gate["planned_members"] == 0:

@@ -1,10 +1,10 @@
 """lakecdp_maintenance: erasure queue -> reconcile online state -> optimize/compact -> vacuum within retention -> Delta checkpoints."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
-
 from lakecdp_airflow.common import DEFAULT_ARGS, START_DATE, TAGS
 
 DOC_MD = """

@@ -1,11 +1,11 @@
 """lakecdp_retrain: point-in-time training set -> quality gate -> train K-Means + intent -> evaluate -> publish cards."""
+
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-
 from lakecdp_airflow.common import (
     DEFAULT_ARGS,
     MODEL_DRIFT,

@@ -1,10 +1,10 @@
 """lakecdp_score: batch-score every profile -> quality gate on scores -> refresh predictive segments (asset); rebuild recommendations."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-
 from lakecdp_airflow.common import (
     DEFAULT_ARGS,
     MODEL_DRIFT,
@@ -64,13 +64,12 @@ def lakecdp_score() -> None:
     @task
     def check_inputs(**context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
-
         from lakecdp_airflow import steps
 
         with skip_when_inputs_missing():
             try:
                 return steps.score_inputs(steps.open_pipeline(), as_of_instant(context, MODELS))
-            except steps.StaleInput as exc:   # the data, not the infrastructure: a retry cannot help
+            except steps.StaleInput as exc:  # the data, not the infrastructure: a retry cannot help
                 raise AirflowFailException(str(exc)) from exc
 
     @task

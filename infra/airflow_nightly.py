@@ -9,13 +9,14 @@ Prints each run's task states and, from the task logs, why a task skipped or fai
 Environment (set by infra/airflow.sh): AIRFLOW_HOME, LAKECDP_AIRFLOW_PORT; lakecdp's own settings
 (LAKECDP_CONF_DIR, LAKECDP__*) for the lake.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,11 @@ def newest_event() -> datetime:
         sys.exit(f"no events table at {path}: run `make demo` (or the stream) first, or give AS_OF")
     table = DeltaTable(path, storage_options=options)
     newest = pc.max(pa.table(table.get_add_actions(flatten=True))["max.timestamp"]).as_py()
-    if newest is None:   # files written without statistics: read the column
+    if newest is None:  # files written without statistics: read the column
         newest = pc.max(pa.table(table.to_pyarrow_dataset().to_table(columns=["timestamp"]))["timestamp"]).as_py()
     if newest is None:
         sys.exit(f"the events table at {path} is empty: load events first, or give AS_OF")
-    newest = newest if newest.tzinfo else newest.replace(tzinfo=timezone.utc)
+    newest = newest if newest.tzinfo else newest.replace(tzinfo=UTC)
     # Delta's statistics keep milliseconds: the next whole second is at or after every event.
     return newest.replace(microsecond=0) + timedelta(seconds=1)
 
@@ -67,7 +68,7 @@ class Airflow:
         return response.json()
 
     def unpause(self, dag_id: str) -> None:
-        for _ in range(60):   # the DAG processor registers the DAGs a few seconds after start
+        for _ in range(60):  # the DAG processor registers the DAGs a few seconds after start
             response = self.api.get(f"/dags/{dag_id}")
             if response.status_code == 200:
                 break
@@ -82,8 +83,11 @@ class Airflow:
         """A run whose data interval ends at `as_of`; the existing one is cleared (run again) when there is one."""
         stamp = as_of.isoformat()
         body = {
-            "dag_run_id": f"nightly__{stamp}", "logical_date": stamp, "data_interval_start": stamp,
-            "data_interval_end": stamp, "note": "infra/airflow.sh nightly",
+            "dag_run_id": f"nightly__{stamp}",
+            "logical_date": stamp,
+            "data_interval_start": stamp,
+            "data_interval_end": stamp,
+            "note": "infra/airflow.sh nightly",
         }
         response = self.api.post(f"/dags/{dag_id}/dagRuns", json=body)
         if response.status_code != 409:
@@ -138,7 +142,7 @@ class Airflow:
 
 
 def _same_instant(text: str | None, as_of: datetime) -> bool:
-    return bool(text) and datetime.fromisoformat(text).astimezone(timezone.utc) == as_of
+    return bool(text) and datetime.fromisoformat(text).astimezone(UTC) == as_of
 
 
 def report(airflow: Airflow, dag_id: str, run_id: str, state: str) -> dict[str, str]:
@@ -167,12 +171,14 @@ def run_or_follow(airflow: Airflow, dag_id: str, as_of: datetime, triggered_by_a
 
 def main(argv: list[str]) -> int:
     as_of = datetime.fromisoformat(argv[1]) if len(argv) > 1 and argv[1] else newest_event()
-    as_of = (as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    as_of = (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).astimezone(UTC)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dags"))
     from lakecdp_airflow.common import START_DATE
 
     if as_of < START_DATE:
-        sys.exit(f"as-of {as_of.isoformat()} is before the DAGs' start_date {START_DATE.isoformat()}: Airflow would run no task. Give a later AS_OF.")
+        sys.exit(
+            f"as-of {as_of.isoformat()} is before the DAGs' start_date {START_DATE.isoformat()}: Airflow would run no task. Give a later AS_OF."
+        )
     airflow = Airflow(Path(os.environ["AIRFLOW_HOME"]), os.environ["LAKECDP_AIRFLOW_PORT"])
     print(f"nightly chain as of {as_of.isoformat()}")
     for dag_id in CHAIN:

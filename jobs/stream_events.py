@@ -4,6 +4,7 @@
 
 Same code and flags as `lakecdp stream run`; settings come from conf/ and LAKECDP__* env vars.
 """
+
 import sys
 
 from lakecdp.cli import main

@@ -5,6 +5,7 @@
 Same code and flags as `lakecdp train` (the lakecdp_retrain DAG runs it when LAKECDP_SPARK_SUBMIT is set);
 settings come from conf/ and LAKECDP__* env vars.
 """
+
 import sys
 
 from lakecdp.cli import main

@@ -1,2 +1,3 @@
 """lakecdp: lakehouse customer-data pipeline for real-time email personalization."""
+
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """The `lakecdp` command: each capability registers its own subcommands."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakecdp", description="Lakehouse customer-data pipeline for email personalization.")
     parser.add_argument("--conf", type=Path, help="config folder (default: ./conf or $LAKECDP_CONF_DIR)")
     parser.add_argument(
-        "--log-level", default=os.environ.get("LAKECDP_LOG_LEVEL", "WARNING"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lakecdp's own log output on stderr (default: $LAKECDP_LOG_LEVEL or WARNING)",
+        "--log-level",
+        default=os.environ.get("LAKECDP_LOG_LEVEL", "WARNING"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="lakecdp's own log output on stderr (default: $LAKECDP_LOG_LEVEL or WARNING)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        if args.conf:   # the pseudonym key file lives under the chosen conf folder too
+        if args.conf:  # the pseudonym key file lives under the chosen conf folder too
             os.environ["LAKECDP_CONF_DIR"] = str(args.conf)
         settings = load_settings(args.conf)
         return int(args.handler(args, settings) or 0)

@@ -1,8 +1,9 @@
 """Argument types and helpers shared by every `lakecdp` subcommand."""
+
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from lakecdp.config import Settings
 
@@ -14,10 +15,10 @@ def instant(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 date or time, e.g. 2026-11-01T00:00:00Z") from None
     if len(text) == 10:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     if value.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2026-11-01T00:00:00Z")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def customer_key(value: str, lake=None) -> str:

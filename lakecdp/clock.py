@@ -4,11 +4,12 @@ Threads that wait for an instant (the stream's timer and flush threads) wait on 
 test that advances a FrozenClock wakes them at once, and nothing waits on the wall clock behind a
 frozen one.
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -32,7 +33,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def wait(self, seconds: float, event: threading.Event | None = None) -> bool:
         if event is None:
@@ -99,4 +100,4 @@ class FrozenClock:
 def _as_utc(at: datetime) -> datetime:
     if at.tzinfo is None:
         raise ValueError(f"clock times must be timezone-aware, got naive {at.isoformat()}")
-    return at.astimezone(timezone.utc)
+    return at.astimezone(UTC)

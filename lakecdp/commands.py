@@ -1,4 +1,5 @@
 """Core subcommands: demo, generate, sql."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--landing", help="landing root (default: landing.root from conf, ./landing)")
     demo.add_argument("--customers", type=int, help="customers to generate (default: demo.customers)")
     demo.add_argument("--days", type=int, help="days of history (default: demo.days)")
-    demo.add_argument("--out", type=Path, default=Path("demo-out"), help="folder for the report, previews and the demo's conf (default: demo-out)")
+    demo.add_argument(
+        "--out", type=Path, default=Path("demo-out"), help="folder for the report, previews and the demo's conf (default: demo-out)"
+    )
     demo.set_defaults(handler=_demo)
 
     generate = commands.add_parser("generate", help="write a synthetic dataset (events, truth, CRM, catalog)")

@@ -3,10 +3,11 @@
 Every step takes the evaluation instant explicitly (event time, from the injectable clock)
 and, when given a set of touched customers, recomputes only those.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import reduce
 from typing import Any
 
@@ -64,9 +65,11 @@ def update_identity_links(lake: Lake, batch_events: DataFrame, *, txn: AppTxn | 
 def unmerge_identity(lake: Lake, anonymous_id: str, customer_id: str, segments: list[Segment], now: datetime) -> bool:
     """Deactivate a wrong link (kept in the log as unmerged) and recompute both sides; False if no such link."""
     links = lake.read("identity_links")
-    active = links.filter(
-        (F.col("anonymous_id") == anonymous_id) & (F.col("customer_id") == customer_id) & F.col("is_active")
-    ).withColumn("is_active", F.lit(False)).withColumn("unmerged_at", F.lit(now).cast("timestamp"))
+    active = (
+        links.filter((F.col("anonymous_id") == anonymous_id) & (F.col("customer_id") == customer_id) & F.col("is_active"))
+        .withColumn("is_active", F.lit(False))
+        .withColumn("unmerged_at", F.lit(now).cast("timestamp"))
+    )
     if active.isEmpty():
         return False
     lake.merge("identity_links", active)
@@ -100,7 +103,11 @@ def touched_customers(lake: Lake, batch_events: DataFrame, linked_ids: Sequence[
 
 
 def refresh_profiles(
-    lake: Lake, as_of: datetime, *, customers: Sequence[str] | None = None, txn: AppTxn | None = None,
+    lake: Lake,
+    as_of: datetime,
+    *,
+    customers: Sequence[str] | None = None,
+    txn: AppTxn | None = None,
     events: DataFrame | None = None,
 ) -> int:
     """Recompute profile_features as of `as_of` (all customers, or just `customers`); return rows written.
@@ -160,12 +167,16 @@ def refresh_membership(
         ]
         if any(s.trigger is not None for s in segments):
             # Insert-only: a replayed entry never resets a send that already went out.
-            writes.append(lambda: lake.merge("trigger_outbox", entries_to_enqueue(transitions, segments, as_of), update_columns=[], txn=txn))
-        run_together(lake.spark, *writes)   # three tables, one cached frame
+            writes.append(
+                lambda: lake.merge("trigger_outbox", entries_to_enqueue(transitions, segments, as_of), update_columns=[], txn=txn)
+            )
+        run_together(lake.spark, *writes)  # three tables, one cached frame
         # Last, alone: a Delta MERGE re-caches every cached plan that reads its target, so once
         # segment_membership commits, `compared` would be recomputed against the new members and
         # the transitions and outbox entries still to be written would find no one entering.
-        lake.merge("segment_membership", membership, update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn)
+        lake.merge(
+            "segment_membership", membership, update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn
+        )
         return {name: sizes.get(name, 0) for name in names}
     finally:
         compared.unpersist()
@@ -191,4 +202,4 @@ def next_due(lake: Lake, *, sends: bool, timers: bool = True) -> datetime | None
     if sends:
         dues.append(pending(lake.read("trigger_outbox")).select("due_at"))
     due = reduce(DataFrame.unionByName, dues).agg(F.min("due_at")).first()[0]
-    return None if due is None else due.replace(tzinfo=timezone.utc)
+    return None if due is None else due.replace(tzinfo=UTC)

@@ -5,6 +5,7 @@ It shows only when the stream is a terminal; ``LAKECDP_PROGRESS=0`` turns it off
 ``LAKECDP_PROGRESS=1`` turns it on anywhere (one line per redraw where the stream is not a
 terminal, for debugging a job's log).
 """
+
 from __future__ import annotations
 
 import os
@@ -71,6 +72,7 @@ class Progress:
         stop = threading.Event()
         poller = None
         if self.enabled:
+
             def poll() -> None:
                 while not stop.wait(self._every):
                     self.update(read())

@@ -1,4 +1,5 @@
 """`lakecdp sql`: every declared table queryable by name, through Spark SQL or DuckDB."""
+
 from __future__ import annotations
 
 from lakecdp.clock import SystemClock
@@ -27,7 +28,9 @@ def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: 
             path = f"{root}/{name}"
             if DeltaTable.is_deltatable(path, storage_options=settings.lake.storage_options or None):
                 # DuckDB scans the Arrow dataset of the table's current Delta snapshot.
-                dataset = delta_dataset(DeltaTable(path, storage_options=settings.lake.storage_options or None), settings.lake.storage_options)
+                dataset = delta_dataset(
+                    DeltaTable(path, storage_options=settings.lake.storage_options or None), settings.lake.storage_options
+                )
                 connection.register(name, dataset)
         return str(connection.sql(query).limit(limit))
 

@@ -7,6 +7,7 @@ Spec: https://www.standardwebhooks.com/ (v1). Each request carries
 The key is the secret's bytes; a secret written as the spec serializes it, "whsec_<base64>", is
 base64-decoded first. Receivers refuse timestamps more than 5 minutes away (replays), as the spec advises.
 """
+
 from __future__ import annotations
 
 import base64
@@ -50,9 +51,14 @@ def signed_headers(secret: str | bytes, message_id: str, timestamp: int, body: b
 def json_post_headers(secret: str | bytes, idempotency_key: str, clock: Clock) -> Callable[[bytes], dict[str, str]]:
     """Headers of a signed JSON POST as a function of the body, for lakecdp.export.http.ApiClient: each
     attempt is signed at `clock`'s time; `webhook-id` and `Idempotency-Key` stay the same on every retry."""
+
     def headers(body: bytes) -> dict[str, str]:
-        return {"Content-Type": "application/json", "Idempotency-Key": idempotency_key,
-                **signed_headers(secret, idempotency_key, int(clock.now().timestamp()), body)}
+        return {
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key,
+            **signed_headers(secret, idempotency_key, int(clock.now().timestamp()), body),
+        }
+
     return headers
 
 

@@ -1,4 +1,5 @@
 """Model cards: the JSON record is built by training; this renders it as one self-contained HTML page."""
+
 from __future__ import annotations
 
 import base64

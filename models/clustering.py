@@ -1,4 +1,5 @@
 """Behavioural clusters: scaled K-Means, k by silhouette, ids stable across retrains, readable labels."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -92,9 +93,7 @@ def silhouette_search(
     return curve, fitted
 
 
-def align_cluster_ids(
-    centres: np.ndarray, previous_centres: np.ndarray, previous_ids: np.ndarray, max_distance: float
-) -> np.ndarray:
+def align_cluster_ids(centres: np.ndarray, previous_centres: np.ndarray, previous_ids: np.ndarray, max_distance: float) -> np.ndarray:
     """Stable ids for new centres: the matched old centre's id (Hungarian on distance), else a fresh id.
 
     Both centre sets must be in the *new* model's scaled space. A match farther than
@@ -141,7 +140,12 @@ def describe_clusters(centres: np.ndarray, stable_ids: np.ndarray, features: tup
 
 
 def fit_clusters(
-    frame: pd.DataFrame, settings: ClusteringSettings, *, seed: int, previous: ClusterModel | None = None, threads: int = 1,
+    frame: pd.DataFrame,
+    settings: ClusteringSettings,
+    *,
+    seed: int,
+    previous: ClusterModel | None = None,
+    threads: int = 1,
     on_candidate: Callable[[], None] = lambda: None,
 ) -> ClusterModel:
     """Fit the cluster model on profile features; ids follow `previous` when the features match."""

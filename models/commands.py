@@ -1,4 +1,5 @@
 """`lakecdp train`, `lakecdp score`, `lakecdp models list|show|promote`."""
+
 from __future__ import annotations
 
 import argparse
@@ -89,7 +90,9 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     model_settings, lake_root, registry = _context(args, settings)
     customers = [c.strip() for c in args.customers.split(",") if c.strip()] if args.customers else None
     try:
-        outcome = score_lake(_open_lake(settings, lake_root), model_settings, registry, clock=SystemClock(), as_of=args.as_of, customers=customers)
+        outcome = score_lake(
+            _open_lake(settings, lake_root), model_settings, registry, clock=SystemClock(), as_of=args.as_of, customers=customers
+        )
     except (RegistryError, TrainingDataError) as exc:
         return _fail(exc)
     print(
@@ -116,7 +119,9 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
         for version in registry.versions(name):
             ref = ModelRef(name, version)
             card, drift = registry.card(ref), registry.drift(ref)
-            marks = ("champion " if champion and champion.version == version else "") + ("needs-retraining" if drift.get("needs_retraining") else "")
+            marks = ("champion " if champion and champion.version == version else "") + (
+                "needs-retraining" if drift.get("needs_retraining") else ""
+            )
             print(f"  {version}  {card.get('created_at', '')[:19]}  {card.get('model', ''):<62} {_headline(card):<28} {marks}")
     return 0
 
@@ -139,7 +144,19 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
         card = registry.card(ref)
     except RegistryError as exc:
         return _fail(exc)
-    keep = ("model", "created_at", "as_of", "snapshots", "training_data", "code_version", "validation", "validation_auc_by_cluster", "clusters", "truth", "promotion")
+    keep = (
+        "model",
+        "created_at",
+        "as_of",
+        "snapshots",
+        "training_data",
+        "code_version",
+        "validation",
+        "validation_auc_by_cluster",
+        "clusters",
+        "truth",
+        "promotion",
+    )
     summary = {k: card[k] for k in keep if card.get(k) is not None}
     champion = registry.champion(ref.name)
     summary["is_champion"] = bool(champion and champion.version == ref.version)

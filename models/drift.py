@@ -1,4 +1,5 @@
 """Population stability index (PSI) between a model's training snapshot and the population it scores now."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

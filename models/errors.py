@@ -1,4 +1,5 @@
 """Errors a training or scoring run reports to the operator as a message, not a traceback."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """The model feature catalogue: names, groups and words for cluster descriptions (no Spark here)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

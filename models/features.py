@@ -5,14 +5,14 @@ models.snapshots.visible_events); every feature is computed from those rows only
 after a snapshot can reach its features. Rates with an empty denominator are 0, not null, so
 a shop that only sends order history still gets a complete feature row.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
 from functools import lru_cache
 from zoneinfo import available_timezones
 
-from pyspark.sql import Column, DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import Column, DataFrame, SparkSession, functions as F
 
 from models.feature_names import affinity_column, feature_columns
 from models.settings import ModelSettings
@@ -36,8 +36,20 @@ SECONDS_PER_DAY = 86_400.0
 
 
 MODEL_EVENT_COLUMNS = (
-    "customer_id", "user_id", "anonymous_id", "type", "event", "timestamp", "received_at",
-    "category", "product_id", "price", "revenue", "time_on_page_s", "device_type", "timezone",
+    "customer_id",
+    "user_id",
+    "anonymous_id",
+    "type",
+    "event",
+    "timestamp",
+    "received_at",
+    "category",
+    "product_id",
+    "price",
+    "revenue",
+    "time_on_page_s",
+    "device_type",
+    "timezone",
 )
 
 
@@ -109,7 +121,9 @@ def _count_where(condition: Column) -> Column:
 
 
 def _activity_aggregates() -> list[Column]:
-    is_event = lambda name: F.col("event") == name
+    def is_event(name):
+        return F.col("event") == name
+
     win, recent, shop = F.col("in_window"), F.col("in_recent"), F.col("is_shop_activity")
     hour = F.col("local_hour")
     device = F.col("device_type")
@@ -162,10 +176,15 @@ def with_items(flagged: DataFrame) -> DataFrame:
     aggregation serve every feature.
     """
     ordered = F.from_json(F.get_json_object("properties_json", "$.products"), ORDER_ITEMS_SCHEMA)
-    as_item = lambda category, price, weight: F.struct(category.alias("category"), price.alias("price"), weight.cast("double").alias("weight"))
-    items = (
-        F.when(F.col("in_window") & F.col("event").isin(PRODUCT_VIEW, CART_ADD), F.array(as_item(F.col("category"), F.col("price"), F.lit(1.0))))
-        .when(F.col("in_window") & F.col("is_order"), F.transform(F.coalesce(ordered, F.array()), lambda x: as_item(x["category"], x["price"], F.coalesce(x["quantity"], F.lit(1)))))
+
+    def as_item(category, price, weight):
+        return F.struct(category.alias("category"), price.alias("price"), weight.cast("double").alias("weight"))
+
+    items = F.when(
+        F.col("in_window") & F.col("event").isin(PRODUCT_VIEW, CART_ADD), F.array(as_item(F.col("category"), F.col("price"), F.lit(1.0)))
+    ).when(
+        F.col("in_window") & F.col("is_order"),
+        F.transform(F.coalesce(ordered, F.array()), lambda x: as_item(x["category"], x["price"], F.coalesce(x["quantity"], F.lit(1)))),
     )
     empty = F.array().cast(ITEMS_TYPE)
     return flagged.select("*", F.coalesce(items.cast(ITEMS_TYPE), empty).alias("items"))
@@ -177,7 +196,9 @@ def _item_sum(term) -> Column:
 
 
 def _item_aggregates(categories: tuple[str, ...]) -> list[Column]:
-    per_category = [_item_sum(lambda item, c=c: F.when(item["category"] == c, item["weight"])).alias(affinity_column(c)) for c in categories]
+    per_category = [
+        _item_sum(lambda item, c=c: F.when(item["category"] == c, item["weight"])).alias(affinity_column(c)) for c in categories
+    ]
     known_categories = F.transform(F.filter("items", lambda item: item["category"].isNotNull()), lambda item: item["category"])
     return [
         _item_sum(lambda item: F.when(item["category"].isNotNull(), item["weight"])).alias("category_weight"),
@@ -230,7 +251,9 @@ def _feature_expressions(settings: ModelSettings) -> list[Column]:
         "checkout_conversion": F.least(_ratio(F.col("orders_window"), F.col("checkouts_window")), F.lit(1.0)),
         # Orders per visiting day estimates how often a visit ends in a purchase: the heart of intent.
         "orders_per_active_day": _ratio(F.col("orders_window"), F.col("active_days_window")),
-        "has_open_cart": (F.col("last_cart_add_at") > F.coalesce(F.col("last_order_at"), F.lit("1970-01-01").cast("timestamp"))).cast("int"),
+        "has_open_cart": (F.col("last_cart_add_at") > F.coalesce(F.col("last_order_at"), F.lit("1970-01-01").cast("timestamp"))).cast(
+            "int"
+        ),
         "days_since_last_cart_add": _days_since(F.col("last_cart_add_at"), cap),
         "mobile_share": _ratio(F.col("mobile_events"), devices),
         "desktop_share": _ratio(F.col("desktop_events"), devices),
@@ -250,9 +273,7 @@ def _feature_expressions(settings: ModelSettings) -> list[Column]:
 
 def purchase_labels(events: DataFrame, snapshots: DataFrame, horizon: timedelta) -> DataFrame:
     """(snapshot_at, customer_id, purchased=1) for customers with an order in (snapshot, snapshot + horizon]."""
-    in_horizon = (F.col("o.timestamp") > F.col("s.snapshot_at")) & (
-        F.col("o.timestamp") <= F.col("s.snapshot_at") + _interval(horizon)
-    )
+    in_horizon = (F.col("o.timestamp") > F.col("s.snapshot_at")) & (F.col("o.timestamp") <= F.col("s.snapshot_at") + _interval(horizon))
     return (
         events.filter(F.col("event") == ORDER)
         .alias("o")
@@ -264,9 +285,8 @@ def purchase_labels(events: DataFrame, snapshots: DataFrame, horizon: timedelta)
 
 def with_purchase_label(features: DataFrame, labels: DataFrame) -> DataFrame:
     """Features plus `purchased` (0 when no order in the horizon)."""
-    return (
-        features.join(labels, on=["snapshot_at", "customer_id"], how="left")
-        .withColumn("purchased", F.coalesce(F.col("purchased"), F.lit(0)))
+    return features.join(labels, on=["snapshot_at", "customer_id"], how="left").withColumn(
+        "purchased", F.coalesce(F.col("purchased"), F.lit(0))
     )
 
 

@@ -1,4 +1,5 @@
 """Purchase intent: logistic regression and gradient boosting, small grid search, calibrated probabilities."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -135,7 +136,11 @@ class SearchResult:
 
 
 def search_candidates(
-    X: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: IntentSettings, seed: int,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    settings: IntentSettings,
+    seed: int,
     on_candidate: Callable[[], None] = lambda: None,
 ) -> SearchResult:
     """Grid search with customer-grouped, stratified k-fold CV (a customer never sits in two folds).
@@ -175,7 +180,11 @@ def sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
 
 
 def fit_intent_models(
-    train: pd.DataFrame, features: tuple[str, ...], settings: IntentSettings, seed: int, threads: int = 1,
+    train: pd.DataFrame,
+    features: tuple[str, ...],
+    settings: IntentSettings,
+    seed: int,
+    threads: int = 1,
     on_candidate: Callable[[], None] = lambda: None,
 ) -> tuple[dict[str, IntentModel], SearchResult]:
     """Search on a sample, then fit the best of each family on the (capped) training rows, calibrated on CV scores.

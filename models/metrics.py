@@ -1,4 +1,5 @@
 """Model metrics: discrimination, calibration, per-group AUC and agreement with planted truth."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -63,7 +64,15 @@ def lift_by_decile(y: np.ndarray, probability: np.ndarray) -> list[dict[str, flo
     rows = []
     for decile, members in enumerate(np.array_split(order, 10), start=1):
         rate = float(y[members].mean())
-        rows.append({"decile": decile, "customers": len(members), "buyers": int(y[members].sum()), "rate": round(rate, 4), "lift": round(float(rate / base_rate), 4)})
+        rows.append(
+            {
+                "decile": decile,
+                "customers": len(members),
+                "buyers": int(y[members].sum()),
+                "rate": round(rate, 4),
+                "lift": round(float(rate / base_rate), 4),
+            }
+        )
     return rows
 
 

@@ -1,4 +1,5 @@
 """Where a model came from: code version and library versions, recorded on every model card."""
+
 from __future__ import annotations
 
 import platform

@@ -4,6 +4,7 @@ A version folder is reserved with an exclusive mkdir and counts as registered on
 card.json exists; card.json, the champion pointer and drift.json are written to a temp file
 and renamed, so a reader never sees half a file and two trainers never share a version.
 """
+
 from __future__ import annotations
 
 import json
@@ -133,7 +134,11 @@ class ModelRegistry:
         path = self._folder(ref) / DRIFT_FILE
         history = self.drift(ref).get("history", [])
         summary = {k: report.get(k) for k in ("checked_at", "rows", "score_psi", "max_feature_psi", "needs_retraining", "reasons")}
-        document = {"needs_retraining": bool(report["needs_retraining"]), "latest": report, "history": (history + [summary])[-DRIFT_HISTORY:]}
+        document = {
+            "needs_retraining": bool(report["needs_retraining"]),
+            "latest": report,
+            "history": (history + [summary])[-DRIFT_HISTORY:],
+        }
         write_atomically(path, json.dumps(document, indent=2, default=str))
 
     def drift(self, ref: ModelRef) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """Batch scoring: every profile's intent probability, decile and cluster, computed in Spark, merged into profile_scores."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -11,20 +12,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pyspark import Accumulator, StorageLevel
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession, functions as F
 from threadpoolctl import threadpool_limits
 
 from lakecdp.clock import Clock
 from lakecdp.lake import Lake, table
 from lakecdp.privacy.ledger import PROFILING, refused_ids
 from lakecdp.progress import Progress
-from models.clustering import MODEL_NAME as CLUSTER_MODEL
-from models.clustering import ClusterModel
+from models.clustering import MODEL_NAME as CLUSTER_MODEL, ClusterModel
 from models.drift import drift_report
 from models.features import features_at
-from models.intent import MODEL_NAME as INTENT_MODEL
-from models.intent import IntentModel
+from models.intent import MODEL_NAME as INTENT_MODEL, IntentModel
 from models.registry import ModelRef, ModelRegistry, RegistryError
 from models.settings import ModelSettings
 from models.snapshots import snapshot_frame
@@ -50,7 +48,9 @@ class ScoringBundle:
     def predict(self, customer_ids: np.ndarray, values: np.ndarray) -> pd.DataFrame:
         """customer_id, intent_probability, intent_decile, cluster_id for feature values whose columns follow `features`."""
         probability, decile, cluster_ids = self.predict_matrix(values)
-        return pd.DataFrame({"customer_id": customer_ids, "intent_probability": probability, "intent_decile": decile, "cluster_id": cluster_ids})
+        return pd.DataFrame(
+            {"customer_id": customer_ids, "intent_probability": probability, "intent_decile": decile, "cluster_id": cluster_ids}
+        )
 
     def predict_matrix(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(intent probability, decile, cluster id) per row of a matrix whose columns follow `features`."""
@@ -78,7 +78,9 @@ def load_champions(registry: ModelRegistry) -> ScoringBundle:
     refs = {name: registry.champion(name) for name in (INTENT_MODEL, CLUSTER_MODEL)}
     missing = [name for name, ref in refs.items() if ref is None]
     if missing:
-        raise RegistryError(f"no champion for {', '.join(missing)} in {registry.root}. Fix: run `lakecdp train` first (or `lakecdp models promote`)")
+        raise RegistryError(
+            f"no champion for {', '.join(missing)} in {registry.root}. Fix: run `lakecdp train` first (or `lakecdp models promote`)"
+        )
     return ScoringBundle(
         intent=registry.load(refs[INTENT_MODEL]),
         intent_version=refs[INTENT_MODEL].version,
@@ -160,7 +162,11 @@ def arrow_batch_rows(spark: SparkSession, rows: int) -> Iterator[None]:
 def events_of(events: DataFrame, links: DataFrame | None, customers: Sequence[str]) -> DataFrame:
     """Only the events that can belong to `customers`: their own, and their linked devices' anonymous ones."""
     ids = list(dict.fromkeys(customers))
-    devices = [] if links is None else [r.anonymous_id for r in links.filter(F.col("customer_id").isin(ids)).select("anonymous_id").distinct().collect()]
+    devices = (
+        []
+        if links is None
+        else [r.anonymous_id for r in links.filter(F.col("customer_id").isin(ids)).select("anonymous_id").distinct().collect()]
+    )
     return events.filter(F.col("customer_id").isin(ids) | F.col("anonymous_id").isin(devices))
 
 
@@ -202,7 +208,7 @@ def score_lake(
             lake.delete("profile_scores", {"customer_id": refusing})
     features = features.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        rows = features.count()   # fills the cache the scoring job then reads
+        rows = features.count()  # fills the cache the scoring job then reads
         # The stream rescores a batch's customers: only whole runs draw progress.
         with Progress("score", rows, enabled=False if customers is not None else None) as progress:
             scored = lake.spark.sparkContext.accumulator(0)
@@ -214,14 +220,18 @@ def score_lake(
     return ScoringOutcome(rows=rows, as_of=as_of, intent_version=bundle.intent_version, cluster_version=bundle.cluster_version, drift=drift)
 
 
-def rescore_customers(lake: Lake, settings: ModelSettings, registry: ModelRegistry, customers: Sequence[str], *, as_of: datetime, clock: Clock) -> int:
+def rescore_customers(
+    lake: Lake, settings: ModelSettings, registry: ModelRegistry, customers: Sequence[str], *, as_of: datetime, clock: Clock
+) -> int:
     """Re-score just `customers` as of `as_of` (the stream calls this for the profiles a batch touched)."""
     if not customers:
         return 0
     return score_lake(lake, settings, registry, clock=clock, as_of=as_of, customers=customers).rows
 
 
-def check_drift(features: DataFrame, bundle: ScoringBundle, settings: ModelSettings, registry: ModelRegistry, clock: Clock) -> dict[str, Any]:
+def check_drift(
+    features: DataFrame, bundle: ScoringBundle, settings: ModelSettings, registry: ModelRegistry, clock: Clock
+) -> dict[str, Any]:
     """PSI of features and scores on a sample of today's profiles vs each champion's training snapshot; recorded in the registry."""
     total = features.count()
     fraction = min(1.0, settings.drift.sample_rows / max(total, 1))

@@ -1,4 +1,5 @@
 """Model settings: the `models:` section of conf/base/models.yaml, validated at load."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -71,7 +72,7 @@ class IntentSettings(_Strict):
     search_rows: int = Field(default=50_000, ge=100)
     max_training_rows: int = Field(default=1_000_000, ge=100)
     selection_metric: Literal["auc", "pr_auc"] = "auc"
-    selection_tolerance: float = Field(default=0.002, ge=0)   # a costlier candidate must win by more than this
+    selection_tolerance: float = Field(default=0.002, ge=0)  # a costlier candidate must win by more than this
     # A challenger replaces the champion only if it beats it by this much on the same window.
     promotion_margin: float = Field(default=0.005, ge=0)
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"

@@ -1,12 +1,12 @@
 """Point-in-time snapshots: which instants a training set looks from, and what each could see."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pyspark.sql import DataFrame, SparkSession, Window
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession, Window, functions as F
 
 from models.errors import TrainingDataError
 from models.settings import ModelSettings

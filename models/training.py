@@ -1,17 +1,17 @@
 """Edge: read bronze through the lake, build point-in-time training sets, fit, register, promote."""
+
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, functions as F
 from threadpoolctl import threadpool_limits
 
 from lakecdp.clock import Clock
@@ -19,8 +19,7 @@ from lakecdp.lake import Lake
 from lakecdp.privacy.ledger import PROFILING, refused_ids
 from lakecdp.progress import Progress
 from models import card as cards
-from models.clustering import MODEL_NAME as CLUSTER_MODEL
-from models.clustering import ClusterModel, clustering_quality, fit_clusters
+from models.clustering import MODEL_NAME as CLUSTER_MODEL, ClusterModel, clustering_quality, fit_clusters
 from models.drift import build_reference
 from models.errors import TrainingDataError
 from models.feature_names import feature_columns
@@ -30,8 +29,7 @@ from models.features import (
     purchase_labels,
     with_purchase_label,
 )
-from models.intent import MODEL_NAME as INTENT_MODEL
-from models.intent import IntentModel, candidate_grid, fit_intent_models, set_decile_edges
+from models.intent import MODEL_NAME as INTENT_MODEL, IntentModel, candidate_grid, fit_intent_models, set_decile_edges
 from models.metrics import (
     auc_by_group,
     calibration_table,
@@ -82,7 +80,7 @@ def event_span(events: DataFrame) -> tuple[datetime, datetime]:
     row = events.agg(F.min(F.unix_micros("timestamp")).alias("first"), F.max(F.unix_micros("timestamp")).alias("last")).first()
     if row is None or row["first"] is None:
         raise TrainingDataError("the events table is empty. Fix: load events (e.g. `lakecdp demo`, `lakecdp import` or the stream) first")
-    return tuple(datetime.fromtimestamp(row[k] / 1e6, tz=timezone.utc) for k in ("first", "last"))  # type: ignore[return-value]
+    return tuple(datetime.fromtimestamp(row[k] / 1e6, tz=UTC) for k in ("first", "last"))  # type: ignore[return-value]
 
 
 def default_as_of(events: DataFrame, clock: Clock) -> datetime:
@@ -140,7 +138,11 @@ def _provenance(data: TrainingData, clock: Clock) -> dict[str, Any]:
     return {
         "created_at": clock.now().isoformat(),
         "as_of": plan.as_of.isoformat(),
-        "snapshots": {"train": [s.isoformat() for s in plan.train], "validation": plan.validation.isoformat(), "horizon_days": plan.horizon.total_seconds() / 86400},
+        "snapshots": {
+            "train": [s.isoformat() for s in plan.train],
+            "validation": plan.validation.isoformat(),
+            "horizon_days": plan.horizon.total_seconds() / 86400,
+        },
         "training_data": {"table": "events", "delta_version": data.events_version},
         "code_version": code_version(),
         "libraries": library_versions(),
@@ -172,21 +174,28 @@ def _champion_score(score: Callable[[Any], float | None], champion: Any) -> tupl
 
 
 def train_clusters(
-    data: TrainingData, settings: ModelSettings, registry: ModelRegistry, clock: Clock, truth: pd.DataFrame | None,
+    data: TrainingData,
+    settings: ModelSettings,
+    registry: ModelRegistry,
+    clock: Clock,
+    truth: pd.DataFrame | None,
     on_candidate: Callable[[], None] = lambda: None,
 ) -> tuple[Registered, ClusterModel]:
     """Fit clusters on the `as_of` population, keep ids stable against the champion, register, maybe promote."""
     champion_ref, champion = _load_champion(registry, CLUSTER_MODEL)
     population = cluster_population(data.current, settings)
-    model = fit_clusters(population, settings.clustering, seed=settings.seed, previous=champion, threads=settings.threads,
-                         on_candidate=on_candidate)
+    model = fit_clusters(
+        population, settings.clustering, seed=settings.seed, previous=champion, threads=settings.threads, on_candidate=on_candidate
+    )
     model.reference = build_reference(data.current, model.features, None, settings.drift.bins)
     sample = settings.clustering.silhouette_sample
     quality = clustering_quality(model, population, sample=sample, seed=settings.seed)
     comparison: dict[str, Any] = {"challenger_silhouette": quality}
     promote, reason = True, "no champion yet"
     if champion is not None:
-        champion_quality, problem = _champion_score(lambda m: clustering_quality(m, population, sample=sample, seed=settings.seed), champion)
+        champion_quality, problem = _champion_score(
+            lambda m: clustering_quality(m, population, sample=sample, seed=settings.seed), champion
+        )
         comparison |= {"champion": str(champion_ref), "champion_silhouette": champion_quality}
         if problem:
             promote, reason = False, problem
@@ -202,7 +211,11 @@ def train_clusters(
         "chosen_k": model.k,
         "ids_aligned_to": str(champion_ref) if champion is not None and champion.features == model.features else None,
         "clusters": _cluster_rows(model),
-        "validation": {"silhouette": round(quality, 4), "profiles": len(population), "fit_on": "identified profiles" if len(population) < len(data.current) else "all profiles"},
+        "validation": {
+            "silhouette": round(quality, 4),
+            "profiles": len(population),
+            "fit_on": "identified profiles" if len(population) < len(data.current) else "all profiles",
+        },
         "truth": _cluster_truth(model, data.current, truth),
         "promotion": {"promoted": promote, "reason": reason, **comparison},
     }
@@ -222,7 +235,13 @@ def cluster_population(current: pd.DataFrame, settings: ModelSettings) -> pd.Dat
 def _cluster_rows(model: ClusterModel) -> list[dict[str, Any]]:
     total = sum(model.sizes.values()) or 1
     return [
-        {"cluster_id": i, "label": model.labels[i], "profiles": model.sizes.get(i, 0), "share": round(model.sizes.get(i, 0) / total, 4), "centroid": model.centroid_means.get(i, {})}
+        {
+            "cluster_id": i,
+            "label": model.labels[i],
+            "profiles": model.sizes.get(i, 0),
+            "share": round(model.sizes.get(i, 0) / total, 4),
+            "centroid": model.centroid_means.get(i, {}),
+        }
         for i in sorted(model.labels)
     ]
 
@@ -253,7 +272,12 @@ def _register(
 
 
 def train_intent(
-    data: TrainingData, clusters: ClusterModel, settings: ModelSettings, registry: ModelRegistry, clock: Clock, truth: pd.DataFrame | None,
+    data: TrainingData,
+    clusters: ClusterModel,
+    settings: ModelSettings,
+    registry: ModelRegistry,
+    clock: Clock,
+    truth: pd.DataFrame | None,
     on_candidate: Callable[[], None] = lambda: None,
 ) -> Registered:
     """Fit both families, keep the better on the validation window, then challenge the champion on that same window."""
@@ -277,21 +301,33 @@ def train_intent(
         else:
             label = f"champion {champion_ref.version}"
             scores[label], validation[label] = champion_scores, classification_metrics(y_val, champion_scores)
-            comparison |= {"champion": str(champion_ref), "champion_value": validation[label][metric], "margin": settings.intent.promotion_margin}
-            promote, reason = decide_promotion(validation[best][metric], validation[label][metric], settings.intent.promotion_margin, metric)
+            comparison |= {
+                "champion": str(champion_ref),
+                "champion_value": validation[label][metric],
+                "margin": settings.intent.promotion_margin,
+            }
+            promote, reason = decide_promotion(
+                validation[best][metric], validation[label][metric], settings.intent.promotion_margin, metric
+            )
     card = {
         "model": model.candidate.name,
         "family": model.candidate.family,
         "params": dict(model.candidate.params),
         **_provenance(data, clock),
         "features": list(model.features),
-        "rows": {"train": len(data.train), "train_positives": int(data.train["purchased"].sum()), "validation": len(data.validation), "validation_positives": int(y_val.sum()), "scored_at_as_of": len(data.current)},
+        "rows": {
+            "train": len(data.train),
+            "train_positives": int(data.train["purchased"].sum()),
+            "validation": len(data.validation),
+            "validation_positives": int(y_val.sum()),
+            "scored_at_as_of": len(data.current),
+        },
         "calibration": model.calibrator.method,
         "cross_validation": search.cv_metrics,
         "validation": validation,
         "validation_auc_by_cluster": auc_by_group(y_val, scores[best], clusters.assign(data.validation)),
         "calibration_curve": calibration_table(y_val, scores[best]),
-        "roc_curve": roc_points(y_val, scores[best]),   # curves kept for `lakecdp report` (the card's own plots are PNGs)
+        "roc_curve": roc_points(y_val, scores[best]),  # curves kept for `lakecdp report` (the card's own plots are PNGs)
         "lift_by_decile": lift_by_decile(y_val, scores[best]),
         "decile_edges": [round(float(e), 6) for e in model.decile_edges],
         "truth": _intent_truth(model, data, current_scores, truth),
@@ -316,7 +352,9 @@ def _intent_truth(model: IntentModel, data: TrainingData, current_scores: np.nda
     """Planted-propensity recovery at `as_of` (everyone, and customers still visiting), plus validation AUC on known customers."""
     if truth is None:
         return None
-    scored = data.current.assign(probability=current_scores).merge(truth[["customer_id", "purchase_propensity"]], on="customer_id", how="inner")
+    scored = data.current.assign(probability=current_scores).merge(
+        truth[["customer_id", "purchase_propensity"]], on="customer_id", how="inner"
+    )
     if scored.empty:
         return None
     result = propensity_recovery(scored["probability"].to_numpy(), scored["purchase_propensity"].to_numpy())

@@ -1,4 +1,5 @@
 """Small array transforms that pickled models refer to by import path (keep names stable)."""
+
 from __future__ import annotations
 
 import numpy as np

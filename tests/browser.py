@@ -3,12 +3,14 @@
 Selenium is pointed at /usr/bin/chromedriver so selenium-manager never downloads a driver;
 .ci/run installs both packages. Used by the report's browser test and the demo's.
 """
+
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

@@ -1,4 +1,5 @@
 """Shared fixtures: one SparkSession per test session (start-up costs seconds)."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,7 +17,7 @@ os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
 # One pseudonym key for the whole run (and the CLI, stream and Airflow processes tests start).
 os.environ.setdefault("LAKECDP_PSEUDONYM_KEY", "lakecdp-tests-pseudonym-key-not-a-secret")
 
-DATASET_END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+DATASET_END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +75,8 @@ def redis_url(tmp_path_factory):
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [binary, "--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1"],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + REDIS_START_TIMEOUT_S
@@ -114,8 +116,12 @@ def kafka_bootstrap(tmp_path_factory):
 
     script = Path(__file__).resolve().parents[1] / "infra" / "kafka.sh"
     port = _free_port()
-    env = {**os.environ, "LAKECDP_KAFKA_DIR": str(tmp_path_factory.mktemp("kafka")), "LAKECDP_KAFKA_PORT": str(port),
-           "LAKECDP_KAFKA_CONTROLLER_PORT": str(_free_port())}
+    env = {
+        **os.environ,
+        "LAKECDP_KAFKA_DIR": str(tmp_path_factory.mktemp("kafka")),
+        "LAKECDP_KAFKA_PORT": str(port),
+        "LAKECDP_KAFKA_CONTROLLER_PORT": str(_free_port()),
+    }
     started = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True, timeout=KAFKA_START_TIMEOUT_S)
     if started.returncode != 0:
         pytest.fail(f"infra/kafka.sh start failed:\n{started.stdout}\n{started.stderr}")
@@ -123,4 +129,3 @@ def kafka_bootstrap(tmp_path_factory):
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([str(script), "stop"], env=env, capture_output=True, timeout=60)
-

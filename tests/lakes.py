@@ -1,4 +1,5 @@
 """Comparing two lakes built from the same landing zone (a cluster run, an S3 lake) with a local run."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,12 @@ def table_rows(lake, name: str, order: list[str]) -> list[dict]:
 def assert_same_pipeline_tables(lake, expected) -> None:
     """Stream, train and score gave `lake` the tables they gave `expected`: events, links, profiles,
     memberships equal; every customer scored, in the same cluster, with the same intent to 1e-9."""
-    for name, order in (("events", ["message_id"]), ("identity_links", ["anonymous_id", "customer_id"]),
-                        ("profile_features", ["customer_id"]), ("segment_membership", ["segment", "customer_id"])):
+    for name, order in (
+        ("events", ["message_id"]),
+        ("identity_links", ["anonymous_id", "customer_id"]),
+        ("profile_features", ["customer_id"]),
+        ("segment_membership", ["segment", "customer_id"]),
+    ):
         assert table_rows(lake, name, order) == table_rows(expected, name, order), name
     expected_scores = {r["customer_id"]: r for r in table_rows(expected, "profile_scores", ["customer_id"])}
     scores = {r["customer_id"]: r for r in table_rows(lake, "profile_scores", ["customer_id"])}

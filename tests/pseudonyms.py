@@ -1,5 +1,6 @@
 """`pid`: the pseudonym a retailer id gets in the lake, under the key this process uses
 ($LAKECDP_PSEUDONYM_KEY, which tests/conftest.py sets, else conf/local/pseudonym.key)."""
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -1,4 +1,5 @@
 """Kafka topics on the test broker (the `kafka_bootstrap` fixture in conftest.py)."""
+
 from __future__ import annotations
 
 

@@ -2,16 +2,17 @@
 
 Only constants and small functions: importing this does no work (no Spark, DB or config).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Asset
 
-START_DATE = datetime(2026, 11, 1, tzinfo=timezone.utc)
+START_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 TAGS = ["lakecdp"]
 
 # Retries are for flaky infrastructure (a Spark executor lost, an object store hiccup); a failed
@@ -44,11 +45,11 @@ def as_of_instant(context: Mapping[str, Any], *assets: Asset) -> datetime:
         for event in reversed(list(events.get(asset) or [])):
             stated = (event.extra or {}).get("as_of")
             if stated:
-                return datetime.fromisoformat(stated).astimezone(timezone.utc)
+                return datetime.fromisoformat(stated).astimezone(UTC)
     end = context.get("data_interval_end")
     if end is None:
         end = context["dag_run"].run_after
-    return datetime.fromtimestamp(end.timestamp(), tz=timezone.utc)
+    return datetime.fromtimestamp(end.timestamp(), tz=UTC)
 
 
 @contextmanager

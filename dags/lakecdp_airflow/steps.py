@@ -5,6 +5,7 @@ the DAG processor never loads Spark, Great Expectations or sklearn. Heavy steps 
 functions behind `lakecdp train|score|export run` in-process, or `spark-submit jobs/<job>.py`
 when $LAKECDP_SPARK_SUBMIT names a spark-submit command (e.g. "spark-submit --master spark://127.0.0.1:7077").
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,7 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ MODEL_CARDS_FOLDER = "_model_cards"
 EXPORT_REPORTS_FOLDER = "_export_reports"
 # Delta's own default: VACUUM never deletes files a reader of the last 7 days may still need.
 MIN_VACUUM_RETENTION_HOURS = 168
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class MissingInput(RuntimeError):
@@ -39,11 +40,11 @@ class StaleInput(RuntimeError):
 
 
 def iso(instant: datetime) -> str:
-    return instant.astimezone(timezone.utc).isoformat()
+    return instant.astimezone(UTC).isoformat()
 
 
 def instant(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(timezone.utc)
+    return datetime.fromisoformat(text).astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def quality_gate(p: Pipeline, checkpoint: str, as_of: datetime, versions: dict[s
 @dataclass(frozen=True)
 class EventTimes:
     first: datetime
-    newest_before: datetime | None   # the newest event at or before the run's as-of
+    newest_before: datetime | None  # the newest event at or before the run's as-of
     last: datetime
 
 
@@ -132,7 +133,9 @@ def event_times(p: Pipeline, as_of: datetime, events_version: int | None = None)
     from pyspark.sql import functions as F
 
     if not p.lake.exists("events"):
-        raise MissingInput(f"there is no events table in {p.lake.root}. Fix: load events first (the stream, `lakecdp import orders`, or `lakecdp demo`).")
+        raise MissingInput(
+            f"there is no events table in {p.lake.root}. Fix: load events first (the stream, `lakecdp import orders`, or `lakecdp demo`)."
+        )
     micros = F.unix_micros("timestamp")
     is_visible = micros <= int(as_of.timestamp() * 1_000_000)
     row = (
@@ -141,7 +144,9 @@ def event_times(p: Pipeline, as_of: datetime, events_version: int | None = None)
         .first()
     )
     if row is None or row["first"] is None:
-        raise MissingInput(f"the events table in {p.lake.root} is empty. Fix: load events first (the stream, `lakecdp import orders`, or `lakecdp demo`).")
+        raise MissingInput(
+            f"the events table in {p.lake.root} is empty. Fix: load events first (the stream, `lakecdp import orders`, or `lakecdp demo`)."
+        )
 
     def at(value: int | None) -> datetime | None:
         return None if value is None else EPOCH + timedelta(microseconds=value)
@@ -198,7 +203,9 @@ def export_inputs(p: Pipeline) -> list[str]:
             "esp.destinations.<name>.enabled: true in conf/local/esp.yaml, and export its secret's environment variable where Airflow runs."
         )
     if not p.lake.exists("segment_membership"):
-        raise MissingInput(f"there is no segment_membership table in {p.lake.root}: no segment to export. Fix: run the stream (or `lakecdp demo`) first.")
+        raise MissingInput(
+            f"there is no segment_membership table in {p.lake.root}: no segment to export. Fix: run the stream (or `lakecdp demo`) first."
+        )
     return enabled
 
 
@@ -260,7 +267,12 @@ def train(p: Pipeline, as_of: datetime, events_version: int) -> dict[str, Any]:
     refs = trained_versions(registry, as_of, events_version)
     reused = len(refs) == 2
     if reused:
-        log.info("models for as_of %s on events v%s are already registered (%s): reusing them", iso(as_of), events_version, ", ".join(map(str, refs.values())))
+        log.info(
+            "models for as_of %s on events v%s are already registered (%s): reusing them",
+            iso(as_of),
+            events_version,
+            ", ".join(map(str, refs.values())),
+        )
     else:
         submit = spark_submit_command()
         if submit:
@@ -276,8 +288,12 @@ def train(p: Pipeline, as_of: datetime, events_version: int) -> dict[str, Any]:
         card = registry.card(ref)
         promotion = card.get("promotion") or {}
         models[name] = {
-            "ref": str(ref), "version": ref.version, "promoted": bool(promotion.get("promoted")), "reason": promotion.get("reason"),
-            "card_html": str(registry.card_html_path(ref)), "events_version": (card.get("training_data") or {}).get("delta_version"),
+            "ref": str(ref),
+            "version": ref.version,
+            "promoted": bool(promotion.get("promoted")),
+            "reason": promotion.get("reason"),
+            "card_html": str(registry.card_html_path(ref)),
+            "events_version": (card.get("training_data") or {}).get("delta_version"),
         }
     return {"as_of": iso(as_of), "registry": str(registry.root), "reused": reused, "models": models}
 
@@ -296,13 +312,30 @@ def evaluate(p: Pipeline, trained: dict[str, Any]) -> dict[str, Any]:
         if "silhouette" in validation:
             measure, value, champion_value = "silhouette", validation["silhouette"], promotion.get("champion_silhouette")
         else:
-            measure, value, champion_value = metric, (validation.get(card.get("family", "")) or {}).get(metric), promotion.get("champion_value")
+            measure, value, champion_value = (
+                metric,
+                (validation.get(card.get("family", "")) or {}).get(metric),
+                promotion.get("champion_value"),
+            )
         champion = registry.champion(name)
         evaluation[name] = {
-            "ref": str(ref), "metric": measure, "value": value, "champion_value": champion_value,
-            "promoted": model["promoted"], "reason": model["reason"], "champion": str(champion) if champion else None,
+            "ref": str(ref),
+            "metric": measure,
+            "value": value,
+            "champion_value": champion_value,
+            "promoted": model["promoted"],
+            "reason": model["reason"],
+            "champion": str(champion) if champion else None,
         }
-        log.info("%s: %s %s vs champion %s -> %s (%s)", ref, measure, value, champion_value, "promoted" if model["promoted"] else "kept champion", model["reason"])
+        log.info(
+            "%s: %s %s vs champion %s -> %s (%s)",
+            ref,
+            measure,
+            value,
+            champion_value,
+            "promoted" if model["promoted"] else "kept champion",
+            model["reason"],
+        )
     return evaluation
 
 
@@ -372,7 +405,7 @@ def predictive_segments(segments: Sequence[Any]) -> list[Any]:
     by_name = {s.name: s for s in segments}
     uses = {s.name: {r.segment for r in _walk(s.rule) if isinstance(r, InSegment)} for s in segments}
     predictive = {s.name for s in segments if any(isinstance(r, Attribute) and r.column in score_columns for r in _walk(s.rule))}
-    while True:   # a segment built on a predictive one is predictive too
+    while True:  # a segment built on a predictive one is predictive too
         grown = predictive | {name for name, refs in uses.items() if refs & predictive}
         if grown == predictive:
             break
@@ -448,7 +481,7 @@ def export(p: Pipeline, report_name: str, *, membership_version: int | None = No
             try:
                 pinned = [] if membership_version is None else ["--membership-version", str(membership_version)]
                 run_job(submit, "export", ["--lake", p.lake.root, "--report", str(local), *pinned])
-            finally:   # keep the report of a stopped run too: it says which destination stopped and why
+            finally:  # keep the report of a stopped run too: it says which destination stopped and why
                 if local.is_file():
                     store.write_text(f"{report_name}.json", local.read_text())
             report = json.loads(local.read_text())
@@ -526,8 +559,9 @@ def process_erasure_queue(p: Pipeline) -> dict[str, Any]:
         from lakecdp.online.store import open_store_if_online
 
         state = open_store_if_online(p.settings, p.lake.root)
-        proofs = process_erasures(p.lake, p.settings.landing.root, clock.now(), forget=forget, state=state,
-                                  retention=p.settings.landing.retention)
+        proofs = process_erasures(
+            p.lake, p.settings.landing.root, clock.now(), forget=forget, state=state, retention=p.settings.landing.retention
+        )
     log.info("erasure queue: %s request(s) processed", len(proofs))
     waiting = p.lake.read("erasure_requests").count()
     if waiting:
@@ -563,14 +597,20 @@ def optimize_tables(p: Pipeline) -> dict[str, Any]:
     done = {}
     for name in existing_tables(p):
         metrics = p.lake.optimize(name) or {}
-        done[name] = {"files_added": metrics.get("numFilesAdded", 0), "files_removed": metrics.get("numFilesRemoved", 0), "version": p.lake.version(name)}
+        done[name] = {
+            "files_added": metrics.get("numFilesAdded", 0),
+            "files_removed": metrics.get("numFilesRemoved", 0),
+            "version": p.lake.version(name),
+        }
     return done
 
 
 def vacuum_tables(p: Pipeline, retention_hours: int) -> dict[str, Any]:
     """Delete files no version younger than `retention_hours` references (never below Delta's 7 days)."""
     if retention_hours < MIN_VACUUM_RETENTION_HOURS:
-        raise ValueError(f"vacuum retention {retention_hours} h is below {MIN_VACUUM_RETENTION_HOURS} h: readers and time travel of the last week would break")
+        raise ValueError(
+            f"vacuum retention {retention_hours} h is below {MIN_VACUUM_RETENTION_HOURS} h: readers and time travel of the last week would break"
+        )
     return {name: {"files_deleted": len(p.lake.vacuum(name, retention_hours=retention_hours))} for name in existing_tables(p)}
 
 

@@ -15,6 +15,7 @@ quarantine-bound lines).
 
 Nothing here logs a payload, an email or an IP address: only counts and reason codes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,7 +37,6 @@ from starlette.routing import Route
 from lakecdp.clock import Clock, SystemClock
 from lakecdp.collector.landing import LandingUnavailable, LandingWriter
 from lakecdp.collector.links import PIXEL_GIF, EmailLink, LinkError, verify_token
-from lakecdp.collector.revocations import Revocations
 from lakecdp.collector.messages import (
     BATCH_ENDPOINTS,
     MAX_BATCH_BYTES,
@@ -48,6 +48,7 @@ from lakecdp.collector.messages import (
     landing_lines,
     parse_json_body,
 )
+from lakecdp.collector.revocations import Revocations
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,10 @@ class CollectorStats:
 
 @dataclass(frozen=True)
 class CollectorConfig:
-    write_keys: Mapping[str, str]          # write key -> source name
+    write_keys: Mapping[str, str]  # write key -> source name
     email_source: str = "email"
     link_secret: bytes | None = None
-    revocations: Revocations | None = None   # sources revoked while running (`lakecdp collect revoke`)
+    revocations: Revocations | None = None  # sources revoked while running (`lakecdp collect revoke`)
 
 
 def create_app(config: CollectorConfig, writer: LandingWriter, *, clock: Clock | None = None) -> Starlette:
@@ -161,9 +162,16 @@ class _Handlers:
     async def health(self, request: Request) -> Response:
         stats = self.stats
         return JSONResponse(
-            {"status": "ok", "requests": stats.requests, "events": stats.events,
-             "rejected": dict(stats.rejected), "email_opens": stats.email_opens,
-             "email_clicks": stats.email_clicks, "bad_links": stats.bad_links, "landing": vars(self.writer.stats)}
+            {
+                "status": "ok",
+                "requests": stats.requests,
+                "events": stats.events,
+                "rejected": dict(stats.rejected),
+                "email_opens": stats.email_opens,
+                "email_clicks": stats.email_clicks,
+                "bad_links": stats.bad_links,
+                "landing": vars(self.writer.stats),
+            }
         )
 
     @asynccontextmanager
@@ -182,7 +190,10 @@ class _Handlers:
             await asyncio.to_thread(self.writer.close)
             log.info(
                 "collector stopped: %d requests, %d events accepted, rejected %s, %d files published",
-                self.stats.requests, self.stats.events, dict(self.stats.rejected), self.writer.stats.published,
+                self.stats.requests,
+                self.stats.events,
+                dict(self.stats.rejected),
+                self.writer.stats.published,
             )
 
     def _verified_link(self, request: Request, purpose: str) -> EmailLink | None:
@@ -228,7 +239,8 @@ def _source_from_key(key: str | None, write_keys: Mapping[str, str]) -> str:
 async def _read_body(request: Request, limit: int) -> bytes:
     """The (decompressed) body, refusing more than `limit` bytes without reading it all."""
     too_large = RejectedRequest(
-        413, "request_too_large",
+        413,
+        "request_too_large",
         f"request body is larger than {limit // 1024} KB (Segment HTTP API max request size): send fewer events per batch",
     )
     declared = request.headers.get("content-length")

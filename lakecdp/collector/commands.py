@@ -1,4 +1,5 @@
 """`lakecdp collect serve|revoke|restore|revoked|link`."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--events-dir", help="landing folder (default: collector.events_dir or <landing.root>/events)")
     serve.set_defaults(handler=_serve)
 
-    for name, helps in (("revoke", "reject a source's write key from now on (the running collector sees it within a second)"),
-                        ("restore", "accept a revoked source's write key again")):
+    for name, helps in (
+        ("revoke", "reject a source's write key from now on (the running collector sees it within a second)"),
+        ("restore", "accept a revoked source's write key again"),
+    ):
         action = actions.add_parser(name, help=helps)
         action.add_argument("source", help="source name from collector.sources")
         action.add_argument("--token", help="admin token (default: $LAKECDP_ADMIN_TOKEN)")

@@ -15,6 +15,7 @@ acknowledged line (fsynced) and maybe an unacknowledged tail; the next writer to
 the folder publishes it (cut to its last complete line). The flock tells a live writer's
 file from a dead one's, so two collectors may share a folder.
 """
+
 from __future__ import annotations
 
 import asyncio

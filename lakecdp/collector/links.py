@@ -5,6 +5,7 @@ The purpose ("open"/"click") is inside the signed fields, so a pixel token canno
 as a redirect, and the click target is signed too: the redirect goes only where the sender
 of the email pointed it, never where a URL editor would like (no open redirect).
 """
+
 from __future__ import annotations
 
 import base64

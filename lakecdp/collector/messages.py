@@ -6,6 +6,7 @@ Checks here are the cheap ones a sender can fix at once; the bronze path
 (lakecdp/events/normalize.py) re-checks everything and quarantines what still fails
 (timestamps too far in the future or past, non-numeric prices, ...).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from lakecdp.events.schema import EVENT_TYPES, MAX_EVENT_BYTES, REJECTED_FIELD
@@ -121,8 +122,16 @@ def landing_lines(envelope_: Envelope, *, source: str, received_at: datetime, ne
     lines, refused = [], []
     for index, message in enumerate(envelope_.messages):
         try:
-            lines.append(_landing_line(message, envelope_.defaults, source=source, received=received, new_id=new_id,
-                                       index=index if envelope_.is_batch else None))
+            lines.append(
+                _landing_line(
+                    message,
+                    envelope_.defaults,
+                    source=source,
+                    received=received,
+                    new_id=new_id,
+                    index=index if envelope_.is_batch else None,
+                )
+            )
         except RejectedRequest as exc:
             if not envelope_.is_batch:
                 raise
@@ -131,7 +140,9 @@ def landing_lines(envelope_: Envelope, *, source: str, received_at: datetime, ne
     return Landed(lines, refused)
 
 
-def _landing_line(message: Any, defaults: Mapping[str, Any], *, source: str, received: str, new_id: Callable[[], str], index: int | None) -> bytes:
+def _landing_line(
+    message: Any, defaults: Mapping[str, Any], *, source: str, received: str, new_id: Callable[[], str], index: int | None
+) -> bytes:
     reason = message_problem(message)
     if reason:
         raise RejectedRequest(400, "invalid_event", _at(reason, index), index=index)
@@ -142,8 +153,11 @@ def _landing_line(message: Any, defaults: Mapping[str, Any], *, source: str, rec
         raise RejectedRequest(
             400,
             "event_too_large",
-            _at(f"event is {len(line):,} bytes once stamped; the limit is {MAX_EVENT_BYTES // 1024} KB per event "
-                "(Segment HTTP API max request size): trim its properties or traits", index),
+            _at(
+                f"event is {len(line):,} bytes once stamped; the limit is {MAX_EVENT_BYTES // 1024} KB per event "
+                "(Segment HTTP API max request size): trim its properties or traits",
+                index,
+            ),
             index=index,
         )
     return line
@@ -153,8 +167,11 @@ def _refused_line(message: Any, reason: str, *, received: str, new_id: Callable[
     """The landing line of a refused batch message: the message kept whole under "message" (not parsed
     as an event), or only the reason when it cannot be written (over 32 KB, not valid Unicode)."""
     sent_id = message.get("messageId") if isinstance(message, dict) else None
-    record = {"messageId": sent_id if isinstance(sent_id, str) and sent_id.strip() else new_id(), "receivedAt": received,
-              REJECTED_FIELD: reason}
+    record = {
+        "messageId": sent_id if isinstance(sent_id, str) and sent_id.strip() else new_id(),
+        "receivedAt": received,
+        REJECTED_FIELD: reason,
+    }
     line = _serialize({**record, "message": _as_landed(message)})
     if line is None or len(line) > MAX_EVENT_BYTES:
         line = _serialize(record)
@@ -186,8 +203,10 @@ def message_problem(message: Any) -> str | None:
             return f"{field} must be a JSON object"
     out_of_range = _non_finite(message, "")
     if out_of_range is not None:
-        return (f"{out_of_range}: number out of range (JSON has no Infinity or NaN, and landing it would null the whole "
-                "object): send a finite number, or the value as a string")
+        return (
+            f"{out_of_range}: number out of range (JSON has no Infinity or NaN, and landing it would null the whole "
+            "object): send a finite number, or the value as a string"
+        )
     if not (_present(message.get("userId")) or _present(message.get("anonymousId"))):
         return "missing both userId and anonymousId: set at least one"
     if kind == "track" and not (isinstance(message.get("event"), str) and message["event"].strip()):
@@ -202,7 +221,9 @@ def message_problem(message: Any) -> str | None:
     return None
 
 
-def stamp(message: Mapping[str, Any], defaults: Mapping[str, Any], *, source: str, received_at: str, new_id: Callable[[], str]) -> dict[str, Any]:
+def stamp(
+    message: Mapping[str, Any], defaults: Mapping[str, Any], *, source: str, received_at: str, new_id: Callable[[], str]
+) -> dict[str, Any]:
     """A valid message as it lands: receivedAt, messageId, timestamp and context.source filled in."""
     event = _as_landed(message)
     for key in ("context", "integrations"):
@@ -236,7 +257,7 @@ def is_iso_8601(value: Any) -> bool:
 
 def iso_ms(at: datetime) -> str:
     """UTC ISO-8601 with milliseconds and Z, as Segment stamps receivedAt."""
-    return at.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _non_finite(value: Any, path: str) -> str | None:

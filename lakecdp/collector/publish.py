@@ -6,6 +6,7 @@ write is fsynced and the broker acknowledged every record (acks=all, idempotent 
 the broker does not answer, the request gets 503: the events are on disk but maybe not in Kafka,
 and the sender's retry brings them again; the stream drops the repeats by messageId.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,10 @@ class KafkaPublisher:
         try:
             from kafka import KafkaProducer
         except ImportError:
-            raise ConfigError("collector.publish is kafka but the Kafka client is missing. Fix: pip install 'lakecdp[kafka]' "
-                              "(kafka-python), or set collector.publish: none.") from None
+            raise ConfigError(
+                "collector.publish is kafka but the Kafka client is missing. Fix: pip install 'lakecdp[kafka]' "
+                "(kafka-python), or set collector.publish: none."
+            ) from None
         from kafka.errors import KafkaError
 
         self.topic = settings.topic
@@ -40,16 +43,18 @@ class KafkaPublisher:
             self.producer = KafkaProducer(
                 bootstrap_servers=settings.bootstrap_servers.split(","),
                 acks="all",
-                enable_idempotence=True,          # a retried send inside the client is not written twice
-                linger_ms=0,                       # the landing writer already groups lines per fsync
+                enable_idempotence=True,  # a retried send inside the client is not written twice
+                linger_ms=0,  # the landing writer already groups lines per fsync
                 max_block_ms=int(ACK_TIMEOUT_S * 1000),
                 bootstrap_timeout_ms=int(ACK_TIMEOUT_S * 1000),
                 client_id="lakecdp-collector",
             )
         except KafkaError as exc:
-            raise ConfigError(f"collector.publish is kafka, but no Kafka broker answered at {settings.bootstrap_servers} "
-                              f"within {ACK_TIMEOUT_S:.0f} s ({type(exc).__name__}). Fix: start the broker (infra/kafka.sh start), "
-                              "correct kafka.bootstrap_servers, or set collector.publish: none.") from None
+            raise ConfigError(
+                f"collector.publish is kafka, but no Kafka broker answered at {settings.bootstrap_servers} "
+                f"within {ACK_TIMEOUT_S:.0f} s ({type(exc).__name__}). Fix: start the broker (infra/kafka.sh start), "
+                "correct kafka.bootstrap_servers, or set collector.publish: none."
+            ) from None
 
     def publish(self, lines: Sequence[bytes]) -> None:
         """Send the lines (newline-terminated, as landed) and wait until the broker has them all."""
@@ -58,7 +63,7 @@ class KafkaPublisher:
             self.producer.flush(timeout=ACK_TIMEOUT_S)
             for future in sent:
                 future.get(timeout=ACK_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - every client error means the same thing to the sender
+        except Exception as exc:
             raise PublishFailed(f"Kafka did not acknowledge {len(lines)} events ({type(exc).__name__}: {exc})") from exc
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ The file holds source names and when/why they were revoked, never a key. A revok
 key gets 401 until the source is restored; rotating a leaked key is: revoke, set a new key in
 the source's variable, restart at leisure, restore.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-CHECK_EVERY_S = 0.5   # how stale the running collector's view may be
+CHECK_EVERY_S = 0.5  # how stale the running collector's view may be
 
 
 class Revocations:
@@ -71,7 +72,7 @@ class Revocations:
             try:
                 self._revoked = frozenset(self.entries())
             except ValueError:
-                return   # keep the last good view; the CLI reports the broken file
+                return  # keep the last good view; the CLI reports the broken file
             self._stamp = stamp
 
     def _write(self, entries: dict[str, dict[str, Any]]) -> None:
@@ -81,4 +82,4 @@ class Revocations:
             json.dump({"revoked": entries}, handle, indent=1, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, self.path)   # readers see the old file or the new one, never half of it
+        os.replace(tmp, self.path)  # readers see the old file or the new one, never half of it

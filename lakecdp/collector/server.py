@@ -1,4 +1,5 @@
 """Run the collector: from settings to a uvicorn server, in the foreground or in a thread."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """The `collector:` section of conf/base/collector.yaml, validated; write keys come from the environment."""
+
 from __future__ import annotations
 
 import re
@@ -36,15 +37,13 @@ class CollectorSettings(_Strict):
     port: int = Field(default=8088, ge=1, le=65535)
     public_url: str | None = None
     events_dir: str | None = None
-    revocations_file: str | None = None   # default <landing.root>/_collector/revoked_sources.json
-    sources: dict[str, SourceSettings] = Field(
-        default_factory=lambda: {"default": SourceSettings(write_key_env="LAKECDP_WRITE_KEY")}
-    )
+    revocations_file: str | None = None  # default <landing.root>/_collector/revoked_sources.json
+    sources: dict[str, SourceSettings] = Field(default_factory=lambda: {"default": SourceSettings(write_key_env="LAKECDP_WRITE_KEY")})
     email_source: str = "email"
     link_secret_env: str = "LAKECDP_LINK_SECRET"
     roll_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     roll_seconds: float = Field(default=5.0, gt=0)
-    publish: Literal["none", "kafka"] = "none"   # kafka: each accepted event also goes to the topic in `kafka:`, after its landing write
+    publish: Literal["none", "kafka"] = "none"  # kafka: each accepted event also goes to the topic in `kafka:`, after its landing write
 
     @field_validator("sources")
     @classmethod
@@ -123,8 +122,10 @@ def _describe(exc: ValidationError) -> str:
         loc = tuple(str(part) for part in error["loc"])
         key = ".".join(("collector", *loc))
         if error["type"] == "extra_forbidden" and loc[-1] in {"write_key", "key", "writeKey"}:
-            fix = ("never commit a write key: set write_key_env to the name of an environment variable "
-                   "that holds it, and set that variable where the collector runs")
+            fix = (
+                "never commit a write key: set write_key_env to the name of an environment variable "
+                "that holds it, and set that variable where the collector runs"
+            )
         elif error["type"] == "extra_forbidden":
             fix = f"remove '{loc[-1]}' or check its spelling"
         else:

@@ -1,4 +1,5 @@
 """One config loader: conf/base/*.yaml, then conf/local/*.yaml, then LAKECDP__* env vars."""
+
 from lakecdp.config.loader import ConfigError, load_settings, parse_duration
 from lakecdp.config.models import Settings
 

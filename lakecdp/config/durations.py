@@ -1,4 +1,5 @@
 """Durations as marketers write them: 30s, 15m, 48h, 7d, 2w."""
+
 from __future__ import annotations
 
 import re

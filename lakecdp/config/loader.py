@@ -1,4 +1,5 @@
 """Load settings from conf/base, conf/local and the environment, with errors that name the source."""
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,7 @@ def load_settings(
         for key in document:
             if key in merged:
                 raise ConfigError(
-                    f"{path}: top-level key '{key}' is also defined in {provenance[(key,)]}. "
-                    "Fix: keep each section in one base file."
+                    f"{path}: top-level key '{key}' is also defined in {provenance[(key,)]}. Fix: keep each section in one base file."
                 )
         _deep_merge(merged, document, str(path), provenance, ())
     for path in sorted((conf_dir / "local").glob("*.yaml")):
@@ -84,7 +84,7 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
-        keys = [part.lower() for part in name[len(ENV_PREFIX):].split("__") if part]
+        keys = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
         node = tree
         for key in keys[:-1]:
             node = node.setdefault(key, {})

@@ -1,7 +1,8 @@
 """The shape of lakecdp's configuration; unknown keys are errors, not silently ignored."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -55,20 +56,20 @@ class KafkaSettings(_Strict):
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = Field(default="lakecdp-events", pattern=r"^[A-Za-z0-9._-]{1,249}$")
-    starting_offsets: Literal["earliest", "latest"] = "earliest"   # where a new stream (no checkpoint) starts
-    max_offsets_per_trigger: int = Field(default=200_000, ge=1)   # events per micro-batch, at most
-    options: dict[str, str] = Field(default_factory=dict)   # kafka.* client settings for Spark (security, ...)
+    starting_offsets: Literal["earliest", "latest"] = "earliest"  # where a new stream (no checkpoint) starts
+    max_offsets_per_trigger: int = Field(default=200_000, ge=1)  # events per micro-batch, at most
+    options: dict[str, str] = Field(default_factory=dict)  # kafka.* client settings for Spark (security, ...)
 
 
 class StreamSettings(_Strict):
-    source: Literal["files", "kafka"] = "files"   # files: the landing zone; kafka: the topic in `kafka:`
-    checkpoint_root: str | None = None      # default: <lake.root>/_checkpoints
+    source: Literal["files", "kafka"] = "files"  # files: the landing zone; kafka: the topic in `kafka:`
+    checkpoint_root: str | None = None  # default: <lake.root>/_checkpoints
     trigger: timedelta = timedelta(seconds=1)
     max_files_per_trigger: int = Field(default=20, ge=1)
-    full_refresh_above: int = Field(default=5000, ge=1)   # touched customers beyond this: recompute all
+    full_refresh_above: int = Field(default=5000, ge=1)  # touched customers beyond this: recompute all
     timer_interval: timedelta = timedelta(seconds=20)
-    rescore: bool = True   # re-score touched profiles with the champion models (when trained) each batch
-    stop_grace: timedelta = timedelta(seconds=30)   # on stop, wait this long for the running batch to commit
+    rescore: bool = True  # re-score touched profiles with the champion models (when trained) each batch
+    stop_grace: timedelta = timedelta(seconds=30)  # on stop, wait this long for the running batch to commit
 
     @field_validator("trigger", "timer_interval", "stop_grace", mode="before")
     @classmethod
@@ -79,13 +80,13 @@ class StreamSettings(_Strict):
 class StateSettings(_Strict):
     """The online state store the stream keeps per customer (lakecdp/online)."""
 
-    mode: Literal["online", "batch"] = "online"   # batch: recompute touched customers from bronze each micro-batch
+    mode: Literal["online", "batch"] = "online"  # batch: recompute touched customers from bronze each micro-batch
     backend: Literal["sqlite", "redis"] = "sqlite"
-    path: str | None = None                       # sqlite file; default <lake.root>/_state/online.sqlite
+    path: str | None = None  # sqlite file; default <lake.root>/_state/online.sqlite
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "lakecdp"
     dedupe_window: timedelta = timedelta(days=7)  # a messageId sent again within this window is a duplicate
-    flush_interval: timedelta = timedelta(seconds=30)   # how often Delta's profile and segment tables catch up
+    flush_interval: timedelta = timedelta(seconds=30)  # how often Delta's profile and segment tables catch up
     chunk_rows: int = Field(default=200_000, ge=1000)  # events per piece a large batch is brought to the driver in
     # A micro-batch of at most this many lines is decided in Python, with no Spark job, and reaches
     # bronze with the next flush; a bigger one (a backfill) runs through Spark and appends bronze at once.
@@ -101,7 +102,7 @@ class DemoSettings(_Strict):
     customers: int = Field(default=2000, ge=1)
     days: int = Field(default=30, ge=1)
     seed: int = 7
-    end: datetime | None = None   # None: the moment the demo starts, frozen for the whole run
+    end: datetime | None = None  # None: the moment the demo starts, frozen for the whole run
 
     @field_validator("end")
     @classmethod
@@ -110,7 +111,7 @@ class DemoSettings(_Strict):
             return None
         if value.tzinfo is None:
             raise ValueError("needs a time zone, e.g. '2026-11-01T00:00:00Z'")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
 
 class Settings(_Strict):
@@ -129,6 +130,6 @@ class Settings(_Strict):
     collector: dict[str, Any] = Field(default_factory=dict)
     triggers: dict[str, Any] = Field(default_factory=dict)
     esp: dict[str, Any] = Field(default_factory=dict)
-    content: dict[str, Any] = Field(default_factory=dict)       # lakecdp.content.settings
-    experiments: dict[str, Any] = Field(default_factory=dict)   # lakecdp.experiments.settings
-    privacy: dict[str, Any] = Field(default_factory=dict)       # lakecdp.privacy (consent facts, admin token, PII access)
+    content: dict[str, Any] = Field(default_factory=dict)  # lakecdp.content.settings
+    experiments: dict[str, Any] = Field(default_factory=dict)  # lakecdp.experiments.settings
+    privacy: dict[str, Any] = Field(default_factory=dict)  # lakecdp.privacy (consent facts, admin token, PII access)

@@ -3,6 +3,7 @@
 `merge_fields(customer_id, ...)` gives ESP merge fields; `lakecdp serve` answers GET /v1/content/{id}.
 Imports are lazy so `lakecdp --help` does not load jinja2, pyarrow and deltalake.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -7,6 +7,7 @@ Answers carry the chosen block per slot, token values and experiment variants. N
 logged per request (uvicorn's access log is off): no names or emails reach a log line. Answers
 carry first names, so their count goes to pii_access_log every PII_LOG_EVERY_S and at shutdown.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,7 +47,7 @@ def create_app(service: ContentService, *, refresh_in_background: bool = True) -
         if count:
             try:
                 await asyncio.to_thread(service.log_reads, "content api", None, count)
-            except Exception:  # noqa: BLE001 - keep serving; the count is retried with the next flush
+            except Exception:
                 reads["unlogged"] += count
                 log.exception("could not write pii_access_log; retrying at the next flush")
 
@@ -57,7 +58,14 @@ def create_app(service: ContentService, *, refresh_in_background: bool = True) -
 
     async def health(request: Request) -> Response:
         snapshot = service.store.snapshot
-        return _json({"status": "ok", "customers": len(snapshot.contexts), "versions": snapshot.versions, "loaded_at": snapshot.loaded_at.isoformat()})
+        return _json(
+            {
+                "status": "ok",
+                "customers": len(snapshot.contexts),
+                "versions": snapshot.versions,
+                "loaded_at": snapshot.loaded_at.isoformat(),
+            }
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

@@ -7,6 +7,7 @@ caniemail feature is derived from the features' titles ("<video> element", "alig
 package's own checker does; a handful of titles that name a group ("HTML5 semantics") are spelled
 out below. The support levels themselves are only ever read from the data.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,27 +26,71 @@ from lakecdp.content.settings import CONF_FILE, AuditSettings
 
 # Titles that name a group of things rather than one (the npm package's checker lists the same).
 _GROUP_ELEMENTS = {
-    "html-semantics": ("article", "aside", "details", "figcaption", "figure", "footer", "header", "main", "mark", "nav",
-                       "section", "summary", "time"),
+    "html-semantics": (
+        "article",
+        "aside",
+        "details",
+        "figcaption",
+        "figure",
+        "footer",
+        "header",
+        "main",
+        "mark",
+        "nav",
+        "section",
+        "summary",
+        "time",
+    ),
     "html-address": ("address",),
     "html-image-maps": ("map", "area"),
 }
 _GROUP_PROPERTIES = {
     "css-border-inline-block-individual": ("border-block-end", "border-block-start", "border-inline-end", "border-inline-start"),
-    "css-border-inline-block-longhand": ("border-block-color", "border-block-style", "border-block-width",
-                                         "border-inline-color", "border-inline-style", "border-inline-width"),
-    "css-border-radius-logical": ("border-end-end-radius", "border-end-start-radius", "border-start-end-radius",
-                                  "border-start-start-radius"),
-    "css-column-layout-properties": ("column-count", "column-fill", "column-gap", "column-rule", "column-rule-color",
-                                     "column-rule-style", "column-rule-width", "column-span", "column-width", "columns"),
+    "css-border-inline-block-longhand": (
+        "border-block-color",
+        "border-block-style",
+        "border-block-width",
+        "border-inline-color",
+        "border-inline-style",
+        "border-inline-width",
+    ),
+    "css-border-radius-logical": (
+        "border-end-end-radius",
+        "border-end-start-radius",
+        "border-start-end-radius",
+        "border-start-start-radius",
+    ),
+    "css-column-layout-properties": (
+        "column-count",
+        "column-fill",
+        "column-gap",
+        "column-rule",
+        "column-rule-color",
+        "column-rule-style",
+        "column-rule-width",
+        "column-span",
+        "column-width",
+        "columns",
+    ),
     "css-grid-template": ("grid-template", "grid-template-areas", "grid-template-columns", "grid-template-rows"),
-    "css-inert-attribute": (),   # "inert" is an HTML attribute: see _ATTRIBUTE_SLUGS
+    "css-inert-attribute": (),  # "inert" is an HTML attribute: see _ATTRIBUTE_SLUGS
 }
-_VALUE_KEYWORD_SLUGS = ("css-intrinsic-size", "css-sytem-ui")   # titles listing keywords, not properties
+_VALUE_KEYWORD_SLUGS = ("css-intrinsic-size", "css-sytem-ui")  # titles listing keywords, not properties
 _ATTRIBUTE_SLUGS = {"css-inert-attribute": ("inert",), "html-srcset": ("srcset", "sizes")}
 _IMAGE_EXTENSIONS = {"jpg": ("jpg", "jpeg"), "tiff": ("tif", "tiff"), "heif": ("heif", "heic"), "mp4": ("mp4",)}
-_SELECTOR_KINDS = ("class", "id", "type", "universal", "attribute", "descendant", "child", "adjacent-sibling",
-                   "general-sibling", "chaining", "grouping")
+_SELECTOR_KINDS = (
+    "class",
+    "id",
+    "type",
+    "universal",
+    "attribute",
+    "descendant",
+    "child",
+    "adjacent-sibling",
+    "general-sibling",
+    "chaining",
+    "grouping",
+)
 _BOX_SIDES = re.compile(r"^(?P<base>padding|margin|border|outline)-(top|right|bottom|left)(-(color|style|width))?$")
 _PROPERTY = re.compile(r"^-?[a-z][a-z-]*$")
 _LEVEL_OF = {"y": "supported", "n": "unsupported", "a": "partial", "u": "unknown"}
@@ -58,7 +103,7 @@ class FeatureIndex:
 
     elements: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     attributes: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    element_attribute_values: list[tuple[str, str, str, str]] = field(default_factory=list)   # tag, attribute, value, slug
+    element_attribute_values: list[tuple[str, str, str, str]] = field(default_factory=list)  # tag, attribute, value, slug
     properties: dict[str, str] = field(default_factory=dict)
     shorthand_only: set[str] = field(default_factory=set)
     property_values: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -71,8 +116,8 @@ class FeatureIndex:
     pseudo_elements: dict[str, str] = field(default_factory=dict)
     selectors: dict[str, str] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
-    special: dict[str, str] = field(default_factory=dict)   # doctype, comments, important, variables, nesting, ...
-    unmatched: list[str] = field(default_factory=list)       # slugs no HTML or CSS can be matched to (e.g. BIMI)
+    special: dict[str, str] = field(default_factory=dict)  # doctype, comments, important, variables, nesting, ...
+    unmatched: list[str] = field(default_factory=list)  # slugs no HTML or CSS can be matched to (e.g. BIMI)
 
 
 def build_index(data: SupportData) -> FeatureIndex:
@@ -87,10 +132,19 @@ def build_index(data: SupportData) -> FeatureIndex:
 
 
 def _index_feature(index: FeatureIndex, slug: str, title: str, category: str) -> bool:
-    special = {"html-doctype": "doctype", "html-comments": "html-comment", "css-comments": "css-comment",
-               "css-important": "important", "css-variables": "variables", "css-nesting": "nesting",
-               "html-anchor-links": "local-anchor", "html-mailto-links": "mailto", "html-meta-color-scheme": "meta-color-scheme",
-               "amp": "amp", "image-base64": "data-uri"}
+    special = {
+        "html-doctype": "doctype",
+        "html-comments": "html-comment",
+        "css-comments": "css-comment",
+        "css-important": "important",
+        "css-variables": "variables",
+        "css-nesting": "nesting",
+        "html-anchor-links": "local-anchor",
+        "html-mailto-links": "mailto",
+        "html-meta-color-scheme": "meta-color-scheme",
+        "amp": "amp",
+        "image-base64": "data-uri",
+    }
     if slug in special:
         index.special[special[slug]] = slug
         return True
@@ -124,7 +178,7 @@ def _index_html(index: FeatureIndex, slug: str, title: str) -> bool:
         index.attributes[title.removesuffix(" attribute")].add(slug)
         return True
     tags = re.findall(r"<(\w+)>", title)
-    if " to " in title and len(tags) == 2 and re.match(r"h[1-6]$", tags[0]):   # "<h1> to <h6> elements"
+    if " to " in title and len(tags) == 2 and re.match(r"h[1-6]$", tags[0]):  # "<h1> to <h6> elements"
         tags = [f"h{n}" for n in range(int(tags[0][1]), int(tags[1][1]) + 1)]
     for tag in tags:
         index.elements[tag.lower()].add(slug)
@@ -133,7 +187,7 @@ def _index_html(index: FeatureIndex, slug: str, title: str) -> bool:
 
 def _index_image(index: FeatureIndex, slug: str, title: str) -> bool:
     name = slug.removeprefix("image-")
-    if name in ("apng", "hdr"):   # not told apart from PNG / other formats by a file name
+    if name in ("apng", "hdr"):  # not told apart from PNG / other formats by a file name
         return False
     for extension in _IMAGE_EXTENSIONS.get(name, (name,)):
         index.images[extension] = slug
@@ -324,7 +378,7 @@ def _scan_declarations(declarations: Iterable[Any], index: FeatureIndex, usage: 
         if declaration.type == "comment":
             usage.add(index.special.get("css-comment"), f"{where} /* */")
             continue
-        if declaration.type == "qualified-rule":   # a nested rule
+        if declaration.type == "qualified-rule":  # a nested rule
             usage.add(index.special.get("nesting"), where)
             continue
         if declaration.type != "declaration":
@@ -457,8 +511,8 @@ def _is_combinator(token: Any) -> bool:
 
 @dataclass(frozen=True)
 class ClientSupport:
-    client: str              # family.platform
-    level: str               # supported | partial | unsupported | unknown
+    client: str  # family.platform
+    level: str  # supported | partial | unsupported | unknown
     versions: tuple[str, ...]
     notes: tuple[str, ...]
 
@@ -468,17 +522,24 @@ class Finding:
     slug: str
     title: str
     url: str
-    severity: str            # error | warning
+    severity: str  # error | warning
     clients: tuple[ClientSupport, ...]
     where: tuple[str, ...]
     fallback: str | None = None
-    emails: tuple[str, ...] = ()   # which audited emails use it (names given by the caller)
+    emails: tuple[str, ...] = ()  # which audited emails use it (names given by the caller)
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "slug": self.slug, "title": self.title, "url": self.url, "severity": self.severity,
-            "clients": [{"client": c.client, "support": c.level, "versions": list(c.versions), "notes": list(c.notes)} for c in self.clients],
-            "where": list(self.where), "fallback": self.fallback, "emails": list(self.emails),
+            "slug": self.slug,
+            "title": self.title,
+            "url": self.url,
+            "severity": self.severity,
+            "clients": [
+                {"client": c.client, "support": c.level, "versions": list(c.versions), "notes": list(c.notes)} for c in self.clients
+            ],
+            "where": list(self.where),
+            "fallback": self.fallback,
+            "emails": list(self.emails),
         }
 
 
@@ -506,17 +567,25 @@ def client_support(feature: Mapping[str, Any], client: str, versions: str) -> Cl
 def check_settings(data: SupportData, settings: AuditSettings) -> None:
     """Fail loudly when conf names a client or a fallback slug the data set does not have."""
     if not settings.clients:
-        raise ConfigError(f"{CONF_FILE}: content.audit.clients is empty. Fix: list the targeted clients, e.g. gmail.desktop-webmail: latest.")
-    platforms = {f"{family}.{platform}" for feature in data.features.values() for family, plats in feature["stats"].items() for platform in plats}
+        raise ConfigError(
+            f"{CONF_FILE}: content.audit.clients is empty. Fix: list the targeted clients, e.g. gmail.desktop-webmail: latest."
+        )
+    platforms = {
+        f"{family}.{platform}" for feature in data.features.values() for family, plats in feature["stats"].items() for platform in plats
+    }
     for client in settings.clients:
         if client not in platforms:
             close = sorted(p for p in platforms if p.split(".")[0] == client.split(".")[0])
-            raise ConfigError(f"{CONF_FILE}: content.audit.clients.{client}: caniemail {data.version} has no such client. "
-                              f"Fix: use one of {close or sorted({p.split('.')[0] for p in platforms})}.")
+            raise ConfigError(
+                f"{CONF_FILE}: content.audit.clients.{client}: caniemail {data.version} has no such client. "
+                f"Fix: use one of {close or sorted({p.split('.')[0] for p in platforms})}."
+            )
     for slug in settings.fallbacks:
         if slug not in data.features:
-            raise ConfigError(f"{CONF_FILE}: content.audit.fallbacks.{slug}: not a caniemail feature slug. "
-                              "Fix: use the slug from the feature's page, e.g. css-at-media-prefers-color-scheme.")
+            raise ConfigError(
+                f"{CONF_FILE}: content.audit.fallbacks.{slug}: not a caniemail feature slug. "
+                "Fix: use the slug from the feature's page, e.g. css-at-media-prefers-color-scheme."
+            )
 
 
 def judge(usage: Usage, data: SupportData, settings: AuditSettings) -> list[Finding]:

@@ -9,6 +9,7 @@ the JSON inside it (what the audit reads): a changed file is refused, not used.
 `python -m lakecdp.content.caniemail` (run by `make setup`/`make test` and so by CI) fetches it with
 `npm pack` when the cache lacks it; nothing fetches at audit time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,8 @@ DATA_SHA256 = "28121a5dac0eab0f405ff091af8408c2aa092e6ff22e3240c4e42388b7f403a4"
 class SupportData:
     """caniemail's data set: features by slug, the names of families and platforms, its own date."""
 
-    version: str                       # the npm package's version
-    last_update: str                   # the data's own last_update_date
+    version: str  # the npm package's version
+    last_update: str  # the data's own last_update_date
     features: dict[str, dict[str, Any]]
     family_names: dict[str, str]
     platform_names: dict[str, str]
@@ -65,8 +66,10 @@ def parse_support_data(raw: bytes) -> SupportData:
     """The data set from the JSON bytes, refused unless they are the pinned file."""
     digest = hashlib.sha256(raw).hexdigest()
     if digest != DATA_SHA256:
-        raise ConfigError(f"{PACKAGE} data: sha256 {digest} is not the pinned {DATA_SHA256} ({PACKAGE} {VERSION}). "
-                          "Fix: delete the file and run `python -m lakecdp.content.caniemail` to fetch the pinned version.")
+        raise ConfigError(
+            f"{PACKAGE} data: sha256 {digest} is not the pinned {DATA_SHA256} ({PACKAGE} {VERSION}). "
+            "Fix: delete the file and run `python -m lakecdp.content.caniemail` to fetch the pinned version."
+        )
     document = json.loads(raw)
     return SupportData(
         version=VERSION,
@@ -80,8 +83,10 @@ def parse_support_data(raw: bytes) -> SupportData:
 def load_support_data(cache_dir: str | Path | None = None) -> SupportData:
     path = cache_path(cache_dir)
     if not path.exists():
-        raise ConfigError(f"{PACKAGE} {VERSION} data is not in the cache ({path}). "
-                          "Fix: run `make caniemail` (or `.venv/bin/python -m lakecdp.content.caniemail`), which fetches it with npm.")
+        raise ConfigError(
+            f"{PACKAGE} {VERSION} data is not in the cache ({path}). "
+            "Fix: run `make caniemail` (or `.venv/bin/python -m lakecdp.content.caniemail`), which fetches it with npm."
+        )
     return parse_support_data(path.read_bytes())
 
 
@@ -89,8 +94,10 @@ def extract_data(tarball: bytes) -> bytes:
     """The JSON inside the npm tarball, after checking the tarball against the pinned integrity."""
     integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
     if integrity != TARBALL_INTEGRITY:
-        raise ConfigError(f"{PACKAGE}@{VERSION}: the tarball's integrity {integrity} is not the pinned {TARBALL_INTEGRITY}. "
-                          "Fix: check the npm registry configuration; do not change the pin without reviewing the new data.")
+        raise ConfigError(
+            f"{PACKAGE}@{VERSION}: the tarball's integrity {integrity} is not the pinned {TARBALL_INTEGRITY}. "
+            "Fix: check the npm registry configuration; do not change the pin without reviewing the new data."
+        )
     with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as archive:
         member = archive.extractfile(DATA_MEMBER)
         if member is None:
@@ -102,17 +109,20 @@ def fetch(cache_dir: str | Path | None = None) -> Path:
     """Fetch the pinned tarball with `npm pack` into the cache, unless the pinned JSON is already there."""
     path = cache_path(cache_dir)
     if path.exists():
-        parse_support_data(path.read_bytes())   # a changed or truncated file fails here, loudly
+        parse_support_data(path.read_bytes())  # a changed or truncated file fails here, loudly
         return path
     npm = shutil.which("npm")
     if npm is None:
         raise ConfigError(f"npm is needed once to fetch {PACKAGE}@{VERSION}. Fix: apt-get install -y npm, then rerun.")
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"], capture_output=True, text=True, check=False
+        )
         if done.returncode != 0:
-            raise ConfigError(f"npm pack {PACKAGE}@{VERSION} failed ({done.returncode}): {done.stderr.strip()[-500:]}. "
-                              "Fix: make sure the npm registry is reachable, or copy the pinned file to " + str(path))
+            raise ConfigError(
+                f"npm pack {PACKAGE}@{VERSION} failed ({done.returncode}): {done.stderr.strip()[-500:]}. "
+                "Fix: make sure the npm registry is reachable, or copy the pinned file to " + str(path)
+            )
         data = extract_data((Path(tmp) / f"{PACKAGE}-{VERSION}.tgz").read_bytes())
     parse_support_data(data)
     path.parent.mkdir(parents=True, exist_ok=True)

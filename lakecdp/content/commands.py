@@ -1,4 +1,5 @@
 """`lakecdp content validate|preview|render`, `lakecdp serve` and `lakecdp recs build|evaluate`."""
+
 from __future__ import annotations
 
 import argparse
@@ -64,7 +65,7 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.content.audit import audit_documents, content_documents, by_client, describe, describe_clients
+    from lakecdp.content.audit import audit_documents, by_client, content_documents, describe, describe_clients
     from lakecdp.content.caniemail import load_support_data
     from lakecdp.content.engine import ContentEngine
     from lakecdp.content.settings import parse_content_settings
@@ -79,9 +80,20 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     errors = sum(f.severity == "error" for f in findings)
     warnings = len(findings) - errors
     if args.json:
-        print(json.dumps({"source": data.source, "clients": content.audit.clients, "emails": list(documents),
-                          "errors": errors, "warnings": warnings, "findings": [f.as_json() for f in findings],
-                          "by_client": by_client(findings)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "source": data.source,
+                    "clients": content.audit.clients,
+                    "emails": list(documents),
+                    "errors": errors,
+                    "warnings": warnings,
+                    "findings": [f.as_json() for f in findings],
+                    "by_client": by_client(findings),
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{data.source}; {len(content.audit.clients)} clients: {', '.join(content.audit.clients)}")
         for line in [*describe(findings, data, len(documents)), *describe_clients(findings, data, content.audit.clients)]:
@@ -146,7 +158,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     api = parse_content_settings(settings.content).api
     service = open_content_service(settings, lake_root=args.lake)
     host, port = args.host or api.host, args.port or api.port
-    print(f"content API on http://{host}:{port}/v1/content/{{customer_id}} ({len(service.store.snapshot.contexts):,} customers)", file=sys.stderr)
+    print(
+        f"content API on http://{host}:{port}/v1/content/{{customer_id}} ({len(service.store.snapshot.contexts):,} customers)",
+        file=sys.stderr,
+    )
     # Access log off: request lines carry customer ids, and nothing per request is worth a log line.
     uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False, server_header=False)
     return 0

@@ -4,6 +4,7 @@ A slot gets the highest-priority block whose channel, validity window and target
 else the slot's fallback. Customers without marketing consent (or in the global holdout) get
 every slot's fallback and every token's fallback value: nothing about them is used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,8 @@ class CustomerContext:
     """What the content engine knows about one customer (from the snapshot); no email address."""
 
     customer_id: str
-    block_reason: str | None = None      # None: may receive personalized content
-    attributes: Mapping[str, Any] = field(default_factory=dict)   # customers: first_name, country, city
+    block_reason: str | None = None  # None: may receive personalized content
+    attributes: Mapping[str, Any] = field(default_factory=dict)  # customers: first_name, country, city
     profile: Mapping[str, Any] = field(default_factory=dict)
     scores: Mapping[str, Any] = field(default_factory=dict)
     segments: frozenset[str] = frozenset()
@@ -57,7 +58,7 @@ class Decision:
     customer_id: str
     personalized: bool
     reason: str | None
-    blocks: dict[str, str]          # slot -> block id, in slot order
+    blocks: dict[str, str]  # slot -> block id, in slot order
     tokens: dict[str, Any]
     variants: dict[str, str]
 
@@ -90,13 +91,17 @@ class ContentEngine:
         # Remote stylesheets are never fetched: a render makes no network call.
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         gate = settings.experiment_gate
-        self._experiments = sorted(_referenced_experiments(self._targets.values()) | set(settings.experiments) | ({gate.experiment} if gate else set()))
+        self._experiments = sorted(
+            _referenced_experiments(self._targets.values()) | set(settings.experiments) | ({gate.experiment} if gate else set())
+        )
         if assignments is not None:
             for name in self._experiments:
                 try:
                     assignments.assign(name, "")
                 except KeyError as exc:
-                    raise ConfigError(f"{CONF_FILE}: content refers to experiment {name!r}: {exc.args[0]}. Fix: define it or remove the reference.") from None
+                    raise ConfigError(
+                        f"{CONF_FILE}: content refers to experiment {name!r}: {exc.args[0]}. Fix: define it or remove the reference."
+                    ) from None
         # Candidates per slot, best first: the decision is a scan of a short list.
         self._ranked: dict[str, list[str]] = {
             slot: sorted((n for n, b in settings.blocks.items() if b.slot == slot), key=lambda n: (-settings.blocks[n].priority, n))
@@ -197,7 +202,9 @@ class ContentEngine:
         try:
             self.render_blocks([spec.fallback for spec in self.settings.slots.values()], self.fallback_tokens())
         except (TemplateError, ValueError) as exc:
-            raise ConfigError(f"{CONF_FILE}: content: the email layout fails to render ({exc}). Fix content.stylesheet or the slots' fallbacks.") from None
+            raise ConfigError(
+                f"{CONF_FILE}: content: the email layout fails to render ({exc}). Fix content.stylesheet or the slots' fallbacks."
+            ) from None
 
 
 def _check_stylesheet(stylesheet: str) -> None:
@@ -267,7 +274,9 @@ def _as_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list):
-        return ", ".join(str(item.get("name") or item.get("product_id") or "") if isinstance(item, Mapping) else str(item) for item in value)
+        return ", ".join(
+            str(item.get("name") or item.get("product_id") or "") if isinstance(item, Mapping) else str(item) for item in value
+        )
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)

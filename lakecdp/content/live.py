@@ -6,6 +6,7 @@ micro-batch commits, so a request reads its customer's state (one key) and repla
 snapshot's profile fields and segments with the live ones. Everything else (consent, names,
 scores, carts, recommendations) stays the snapshot's.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace

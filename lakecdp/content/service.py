@@ -1,4 +1,5 @@
 """One customer's content from the current snapshot: decision, ESP merge fields, rendered HTML."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -57,8 +58,9 @@ class ContentService:
         return body
 
 
-def open_content_service(settings: Settings, *, lake_root: str | None = None, clock: Clock | None = None,
-                         state: StateStore | None = None) -> ContentService:
+def open_content_service(
+    settings: Settings, *, lake_root: str | None = None, clock: Clock | None = None, state: StateStore | None = None
+) -> ContentService:
     """Parse content and experiment settings, load the snapshot from the lake (delta-rs, no Spark).
 
     `state`: the online state store live profiles come from (default: the one settings name, when online).
@@ -118,7 +120,7 @@ def export_content_fields(
         if service is None:
             service = open_content_service(settings, lake_root=lake_root, clock=clock)
         else:
-            service.store.refresh()   # reloads only when a table's Delta version moved
+            service.store.refresh()  # reloads only when a table's Delta version moved
         return service.merge_fields_for(customer_ids)
 
     return fields

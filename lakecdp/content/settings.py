@@ -1,8 +1,9 @@
 """The `content:` section of conf/base/content.yaml: blocks, slots, tokens, API and recommendations."""
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,23 +31,25 @@ def _aware(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None:
         raise ValueError("needs a time zone, e.g. '2026-11-01T00:00:00Z'")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 class TokenSpec(_Strict):
     source: str
     fallback: str | list[Any] = ""
     merge_field: str
-    limit: int = Field(default=4, ge=1, le=20)   # list tokens: at most this many items
-    prefix: str = "VIP"                          # discount_code: the personal code's prefix
+    limit: int = Field(default=4, ge=1, le=20)  # list tokens: at most this many items
+    prefix: str = "VIP"  # discount_code: the personal code's prefix
 
     @field_validator("source")
     @classmethod
     def _source(cls, value: str) -> str:
         kind, _, field = value.partition(".")
         if kind not in TOKEN_SOURCES:
-            raise ValueError(f"unknown source {value!r}; use one of customer.<field>, profile.<column>, score.<column>, "
-                             "cart_items, recommended_products, discount_code")
+            raise ValueError(
+                f"unknown source {value!r}; use one of customer.<field>, profile.<column>, score.<column>, "
+                "cart_items, recommended_products, discount_code"
+            )
         if kind in ("customer", "profile", "score") and not _NAME.match(field):
             raise ValueError(f"{value!r} needs a column, e.g. {kind}.first_name")
         if kind == "customer" and field not in CUSTOMER_TOKEN_FIELDS:
@@ -89,7 +92,7 @@ class BlockSpec(_Strict):
     channels: tuple[str, ...] = ("email",)
     valid_from: datetime | None = None
     valid_until: datetime | None = None
-    target: dict[str, Any] | None = None   # None: every customer (what fallbacks use)
+    target: dict[str, Any] | None = None  # None: every customer (what fallbacks use)
     description: str = ""
     template: str
 
@@ -105,7 +108,7 @@ class BlockSpec(_Strict):
 class SlotSpec(_Strict):
     fallback: str
     description: str = ""
-    merge_field: str | None = None   # carries the chosen block id; default BLK_<SLOT> cut to 10 characters
+    merge_field: str | None = None  # carries the chosen block id; default BLK_<SLOT> cut to 10 characters
 
     @field_validator("merge_field")
     @classmethod
@@ -135,7 +138,7 @@ class RecRule(_Strict):
     recommend_category: str | None = None
 
     @model_validator(mode="after")
-    def _one_of_each(self) -> "RecRule":
+    def _one_of_each(self) -> RecRule:
         if (self.if_bought is None) == (self.if_bought_category is None):
             raise ValueError("give exactly one of if_bought (a product id) or if_bought_category")
         if bool(self.recommend) == (self.recommend_category is not None):
@@ -147,17 +150,17 @@ class AttributeWeights(_Strict):
     """How much each catalog attribute counts in content-based similarity (a weighted mean of per-attribute cosines)."""
 
     category: float = Field(default=1.0, ge=0)
-    brand: float = Field(default=0.5, ge=0)        # catalog column `brand` (or the events' brand property)
-    price_band: float = Field(default=0.5, ge=0)   # price quantile within the category: cheap ... premium
-    text: float = Field(default=0.5, ge=0)         # TF-IDF of name, tags and description words
+    brand: float = Field(default=0.5, ge=0)  # catalog column `brand` (or the events' brand property)
+    price_band: float = Field(default=0.5, ge=0)  # price quantile within the category: cheap ... premium
+    text: float = Field(default=0.5, ge=0)  # TF-IDF of name, tags and description words
 
 
 class ContentBasedSettings(_Strict):
     """Products like the ones a customer recently viewed, carted or bought, by catalog attributes."""
 
     weight: float = Field(default=0.25, ge=0, le=1)  # share in the blend with co-occurrence; 0 off, 1 content only
-    neighbours: int = Field(default=30, ge=1)        # similar products kept per product
-    seeds: int = Field(default=20, ge=1)             # a customer's most recent products that seed the list
+    neighbours: int = Field(default=30, ge=1)  # similar products kept per product
+    seeds: int = Field(default=20, ge=1)  # a customer's most recent products that seed the list
     price_bands: int = Field(default=5, ge=1)
     # Exponent on (1 + customers who interacted with the product): 0 ranks by likeness alone; > 0 lets
     # a best seller of a liked kind lead. The + 1 keeps products nobody touched yet (cold) reachable.
@@ -165,28 +168,30 @@ class ContentBasedSettings(_Strict):
     attributes: AttributeWeights = Field(default_factory=AttributeWeights)
 
     @model_validator(mode="after")
-    def _some_attribute(self) -> "ContentBasedSettings":
+    def _some_attribute(self) -> ContentBasedSettings:
         if not any(self.attributes.model_dump().values()):
-            raise ValueError("content_based.attributes: every weight is 0; give at least one attribute a weight > 0 (or set content_based.weight: 0)")
+            raise ValueError(
+                "content_based.attributes: every weight is 0; give at least one attribute a weight > 0 (or set content_based.weight: 0)"
+            )
         return self
 
 
 class RecsSettings(_Strict):
     k: int = Field(default=8, ge=1, le=100)
-    catalog: str | None = None               # CSV/Parquet with product_id, name, category, price[, in_stock]
+    catalog: str | None = None  # CSV/Parquet with product_id, name, category, price[, in_stock]
     view_weight: float = Field(default=1.0, ge=0)
     cart_weight: float = Field(default=3.0, ge=0)
     order_weight: float = Field(default=5.0, ge=0)
-    lookback: timedelta = timedelta(days=90)   # interactions older than this are ignored
-    max_items_per_customer: int = Field(default=50, ge=2)   # caps the pairs one heavy customer adds
+    lookback: timedelta = timedelta(days=90)  # interactions older than this are ignored
+    max_items_per_customer: int = Field(default=50, ge=2)  # caps the pairs one heavy customer adds
     neighbours: int = Field(default=30, ge=1)
     min_cooccurrence: int = Field(default=2, ge=1)
-    shrinkage: float = Field(default=5.0, ge=0)   # damps similarities resting on few customers
-    cold_item_interactions: int = Field(default=3, ge=0)   # items seen by fewer customers are "cold"
+    shrinkage: float = Field(default=5.0, ge=0)  # damps similarities resting on few customers
+    cold_item_interactions: int = Field(default=3, ge=0)  # items seen by fewer customers are "cold"
     rule_score: float = 1000.0
     rules: tuple[RecRule, ...] = ()
     content_based: ContentBasedSettings = Field(default_factory=ContentBasedSettings)
-    test_days: int = Field(default=7, ge=1)    # `recs evaluate`: the last N days are the test period
+    test_days: int = Field(default=7, ge=1)  # `recs evaluate`: the last N days are the test period
 
     @field_validator("lookback", mode="before")
     @classmethod
@@ -213,7 +218,7 @@ class AuditSeverity(_Strict):
     """How each caniemail support level of a feature in a targeted client is reported."""
 
     unsupported: Severity = "error"
-    unsupported_with_fallback: Severity = "warning"   # unsupported, but the slug is listed under audit.fallbacks
+    unsupported_with_fallback: Severity = "warning"  # unsupported, but the slug is listed under audit.fallbacks
     partial: Severity = "warning"
     unknown: Severity = "ignore"
 
@@ -224,8 +229,8 @@ class AuditSettings(_Strict):
     # caniemail "family.platform" -> which tested versions count: latest (the newest test) or all (the worst of them)
     clients: dict[str, Literal["latest", "all"]] = Field(default_factory=dict)
     severity: AuditSeverity = Field(default_factory=AuditSeverity)
-    fallbacks: dict[str, str] = Field(default_factory=dict)   # caniemail slug -> what readers of a client without it get
-    cache_dir: str | None = None   # where the pinned caniemail JSON is kept; null: $XDG_CACHE_HOME/lakecdp or ~/.cache/lakecdp
+    fallbacks: dict[str, str] = Field(default_factory=dict)  # caniemail slug -> what readers of a client without it get
+    cache_dir: str | None = None  # where the pinned caniemail JSON is kept; null: $XDG_CACHE_HOME/lakecdp or ~/.cache/lakecdp
 
     @field_validator("clients")
     @classmethod
@@ -240,11 +245,11 @@ class ContentSettings(_Strict):
     channel: str = "email"
     shop_url: str = "https://shop.example.com"
     subject: str = "Picked for you"
-    stylesheet: str = ""        # CSS the layout and blocks share: inlined onto elements at render, @media rules kept in <head>
+    stylesheet: str = ""  # CSS the layout and blocks share: inlined onto elements at render, @media rules kept in <head>
     tokens: dict[str, TokenSpec] = Field(default_factory=dict)
     slots: dict[str, SlotSpec] = Field(default_factory=dict)
     blocks: dict[str, BlockSpec] = Field(default_factory=dict)
-    experiments: dict[str, str] = Field(default_factory=dict)   # experiment -> merge field carrying its variant
+    experiments: dict[str, str] = Field(default_factory=dict)  # experiment -> merge field carrying its variant
     experiment_gate: ExperimentGate | None = None
     consent: ConsentEvents = Field(default_factory=ConsentEvents)
     api: ApiSettings = Field(default_factory=ApiSettings)
@@ -260,7 +265,7 @@ class ContentSettings(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ContentSettings":
+    def _consistent(self) -> ContentSettings:
         for name in (*self.tokens, *self.slots, *self.blocks):
             if not _NAME.match(name):
                 raise ValueError(f"{name}: token, slot and block names are lower_snake_case")

@@ -4,6 +4,7 @@ No Spark and no per-request queries: the server answers from a dict of CustomerC
 a background thread swaps in a fresh snapshot when a table's Delta version moves. Email
 addresses and last names are never read.
 """
+
 from __future__ import annotations
 
 import gc
@@ -29,7 +30,16 @@ from lakecdp.privacy.email_consent import block_reason
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_TABLES = ("customers", "consent_ledger", "profile_features", "profile_scores", "segment_membership", "recommendations", "events", "identity_links")
+SNAPSHOT_TABLES = (
+    "customers",
+    "consent_ledger",
+    "profile_features",
+    "profile_scores",
+    "segment_membership",
+    "recommendations",
+    "events",
+    "identity_links",
+)
 NO_CUSTOMER_RECORD = "no customer record"
 PERSONALIZATION_WITHDRAWN = "personalization consent withdrawn"
 CART_EVENTS = ("Product Added", "Product Removed", "Order Completed")
@@ -41,7 +51,7 @@ BASE_PROFILE_COLUMNS = ("has_open_cart",)
 @dataclass(frozen=True)
 class Snapshot:
     contexts: dict[str, CustomerContext]
-    versions: dict[str, int]   # table -> Delta version read (-1: table absent)
+    versions: dict[str, int]  # table -> Delta version read (-1: table absent)
     loaded_at: datetime
 
     def get(self, customer_id: str) -> CustomerContext | None:
@@ -87,7 +97,9 @@ class SnapshotLoader:
             profile = profiles.get(customer_id, {})
             contexts[customer_id] = CustomerContext(
                 customer_id=customer_id,
-                block_reason=PERSONALIZATION_WITHDRAWN if customer_id in refusing else _block_reason(customer_id, attributes, opted_in, opt_outs),
+                block_reason=PERSONALIZATION_WITHDRAWN
+                if customer_id in refusing
+                else _block_reason(customer_id, attributes, opted_in, opt_outs),
                 attributes=attributes.get(customer_id, {}),
                 profile=profile,
                 scores=scores.get(customer_id, {}),
@@ -149,7 +161,12 @@ class SnapshotLoader:
         grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in data.to_pylist():
             grouped[row["customer_id"]].append(
-                {"product_id": row["product_id"], "name": row["product_name"] or row["product_id"], "category": row["category"], "price": row["price"]}
+                {
+                    "product_id": row["product_id"],
+                    "name": row["product_name"] or row["product_id"],
+                    "category": row["category"],
+                    "price": row["price"],
+                }
             )
         return {customer_id: tuple(items) for customer_id, items in grouped.items()}
 
@@ -158,7 +175,18 @@ class SnapshotLoader:
         if events is None:
             return {}, {}
         consent_events = (*self.settings.consent.opt_in_events, *self.settings.consent.opt_out_events)
-        columns = ["customer_id", "user_id", "anonymous_id", "event", "timestamp", "cart_id", "product_id", "price", "quantity", "properties_json"]
+        columns = [
+            "customer_id",
+            "user_id",
+            "anonymous_id",
+            "event",
+            "timestamp",
+            "cart_id",
+            "product_id",
+            "price",
+            "quantity",
+            "properties_json",
+        ]
         cutoff = self.clock.now() - timedelta(days=30)
         is_consent = ds.field("event").isin(list(consent_events))
         # Carts: recent cart events only; generated and real carts expire well within 30 days.
@@ -171,7 +199,9 @@ class SnapshotLoader:
         rows = data.filter(pc.is_in(data.column("event"), pa.array(list(consent_events))))
         instants: dict[str, list[Any]] = {}
         opt_in = set(self.settings.consent.opt_in_events)
-        for customer_id, event, at in zip(rows.column("customer_id").to_pylist(), rows.column("event").to_pylist(), rows.column("timestamp").to_pylist()):
+        for customer_id, event, at in zip(
+            rows.column("customer_id").to_pylist(), rows.column("event").to_pylist(), rows.column("timestamp").to_pylist()
+        ):
             pair = instants.setdefault(customer_id, [None, None])
             slot = 0 if event in opt_in else 1
             if pair[slot] is None or at > pair[slot]:
@@ -189,7 +219,7 @@ def _withdrawn(ledger: ds.Dataset | None, purpose: str) -> frozenset[str]:
     for customer_id, stated_for, status, at in zip(*columns):
         if stated_for != purpose:
             continue
-        key = (at, status == "withdrawn")   # same instant: withdrawn wins
+        key = (at, status == "withdrawn")  # same instant: withdrawn wins
         if customer_id not in latest or key > latest[customer_id]:
             latest[customer_id] = key
     return frozenset(c for c, (_, withdrawn) in latest.items() if withdrawn)
@@ -236,7 +266,9 @@ def _open_carts(data: pa.Table) -> dict[str, tuple[dict[str, Any], ...]]:
         key = (customer_id, cart_id)
         if event == "Product Added":
             latest_cart[customer_id] = cart_id
-            line = lines[key].setdefault(row["product_id"], {"product_id": row["product_id"], "name": None, "price": row["price"], "quantity": 0})
+            line = lines[key].setdefault(
+                row["product_id"], {"product_id": row["product_id"], "name": None, "price": row["price"], "quantity": 0}
+            )
             line["quantity"] += row["quantity"] or 1
             line["name"] = line["name"] or _product_name(row["properties_json"])
         elif event == "Product Removed":
@@ -287,7 +319,7 @@ class SnapshotStore:
         self.checked_at = self.loader.clock.now()
         if self.loader.versions() == self.snapshot.versions:
             return False
-        self.snapshot = self.loader.load()   # a single reference assignment: readers see old or new, never half
+        self.snapshot = self.loader.load()  # a single reference assignment: readers see old or new, never half
         return True
 
     def refresh_if_older_than(self, age: timedelta) -> bool:
@@ -309,7 +341,7 @@ class SnapshotStore:
         while not self._stop.wait(self.interval.total_seconds()):
             try:
                 self.refresh()
-            except Exception:  # noqa: BLE001 - keep serving the last good snapshot; the log says why
+            except Exception:
                 log.exception("content snapshot refresh failed; serving the previous snapshot")
 
 

@@ -9,6 +9,7 @@ Forms (YAML):
   {experiment: hero_test, variant: treatment}         the customer's variant in an experiment
   {all: [...]}, {any: [...]}, {not: {...}}            combinations
 """
+
 from __future__ import annotations
 
 import operator

@@ -4,6 +4,7 @@ Airflow reads its configuration once per process: when it is not loaded yet, the
 home of its own (a fresh SQLite metadata DB under the demo's output folder). The tasks load
 lakecdp's settings from LAKECDP_CONF_DIR and reuse this process's SparkSession.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ CHAIN = ("lakecdp_retrain", "lakecdp_score", "lakecdp_export")
 class DagResult:
     dag_id: str
     state: str
-    tasks: dict[str, str]   # task id -> final state
+    tasks: dict[str, str]  # task id -> final state
 
 
 class DagFailed(RuntimeError):
@@ -35,12 +36,14 @@ def prepare_airflow(home: Path) -> bool:
         return False
     home.mkdir(parents=True, exist_ok=True)
     (home / "airflow.db").unlink(missing_ok=True)
-    os.environ.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    })
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        }
+    )
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     _quiet_dependency_warnings()
     from airflow.utils.db import resetdb
@@ -61,10 +64,12 @@ def load_dags() -> dict[str, Any]:
         raise DagFailed(f"no dags/ folder at {DAGS}: run the demo from a checkout of the repository")
     from airflow.dag_processing.dagbag import BundleDagBag
 
-    _quiet_dependency_warnings()   # again: loading Airflow resets the warning filters
+    _quiet_dependency_warnings()  # again: loading Airflow resets the warning filters
     bag = BundleDagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
     if bag.import_errors:
-        raise DagFailed("DAG import errors: " + "; ".join(f"{path}: {error.strip().splitlines()[-1]}" for path, error in bag.import_errors.items()))
+        raise DagFailed(
+            "DAG import errors: " + "; ".join(f"{path}: {error.strip().splitlines()[-1]}" for path, error in bag.import_errors.items())
+        )
     for dag in bag.dags.values():
         for task in dag.tasks:
             task.retries = 0

@@ -9,6 +9,7 @@ report → the HTML report. A step that fails stops the demo with its reason.
 The pipeline's clock is frozen at the generated data's end (by default the moment the demo
 starts), so the DAGs' data interval, the segments and the triggers all see the same "now".
 """
+
 from __future__ import annotations
 
 import collections
@@ -33,13 +34,23 @@ from lakecdp.config.loader import default_conf_dir
 from lakecdp.demo.world import BUCKET, SECRETS
 
 SUMMARY_TABLES = (
-    "events", "quarantine", "customers", "consent_ledger", "identity_links", "profile_features", "profile_scores",
-    "segment_membership", "segment_transitions", "trigger_outbox", "export_log", "stream_metrics",
+    "events",
+    "quarantine",
+    "customers",
+    "consent_ledger",
+    "identity_links",
+    "profile_features",
+    "profile_scores",
+    "segment_membership",
+    "segment_transitions",
+    "trigger_outbox",
+    "export_log",
+    "stream_metrics",
 )
 EXPERIMENT = "personalized_content"
-DEMO_MARKER = "_lakecdp_demo"   # in a lake the demo made (and may replace on its next run)
+DEMO_MARKER = "_lakecdp_demo"  # in a lake the demo made (and may replace on its next run)
 NIGHTLY = ("lakecdp_retrain", "lakecdp_score", "lakecdp_export")
-SPARK_LOG = "spark.log"   # in the output folder: what the JVM prints (Ivy's report, Spark's WARN lines)
+SPARK_LOG = "spark.log"  # in the output folder: what the JVM prints (Ivy's report, Spark's WARN lines)
 # The live day: sent over this long, in landing files the collector publishes this often; the
 # stream then has this long to take the last of them.
 LIVE_SECONDS = 20.0
@@ -65,7 +76,7 @@ class DemoResult:
     out_dir: Path
     row_counts: dict[str, int] = field(default_factory=dict)
     segment_sizes: dict[str, int] = field(default_factory=dict)
-    steps: dict[str, str] = field(default_factory=dict)      # step -> its result line
+    steps: dict[str, str] = field(default_factory=dict)  # step -> its result line
     report: Path | None = None
     seconds: float = 0.0
 
@@ -86,8 +97,11 @@ class Steps:
             print(f"[{self.done:>2}/{self.total}] {name:<16} FAILED: {type(exc).__name__}: {exc}", file=self.out, flush=True)
             raise DemoFailed(f"step {self.done} ({name}) failed: {exc}") from exc
         self.results[name] = line
-        print(f"[{self.done:>2}/{self.total}] {name:<16} {line}  ({time.monotonic() - began:.0f}s, t+{time.monotonic() - self.started:.0f}s)",
-              file=self.out, flush=True)
+        print(
+            f"[{self.done:>2}/{self.total}] {name:<16} {line}  ({time.monotonic() - began:.0f}s, t+{time.monotonic() - self.started:.0f}s)",
+            file=self.out,
+            flush=True,
+        )
 
 
 def run_demo(
@@ -117,26 +131,49 @@ def run_demo(
     result = DemoResult(lake_root, out_dir)
     steps = Steps(0, out)
     source_conf = default_conf_dir()
-    load_pseudonymizer(conf_dir=source_conf)   # the key the demo's conf copy and later commands share
-    print(f"lakecdp demo: data ends {end:%Y-%m-%d %H:%M} UTC (the pipeline's frozen now); lake {lake_root}; output {out_dir} "
-          f"(Spark's own log: {SPARK_LOG} there)", file=out)
+    load_pseudonymizer(conf_dir=source_conf)  # the key the demo's conf copy and later commands share
+    print(
+        f"lakecdp demo: data ends {end:%Y-%m-%d %H:%M} UTC (the pipeline's frozen now); lake {lake_root}; output {out_dir} "
+        f"(Spark's own log: {SPARK_LOG} there)",
+        file=out,
+    )
     _clear_demo_lake(Path(lake_root))
     shutil.rmtree(landing, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SPARK_LOG).unlink(missing_ok=True)
 
     with local_world() as world:
-        conf_dir = write_conf(out_dir / "conf", source_conf, world=world, lake_root=lake_root, landing_root=str(landing.parent),
-                              segments=settings.segments)
+        conf_dir = write_conf(
+            out_dir / "conf", source_conf, world=world, lake_root=lake_root, landing_root=str(landing.parent), segments=settings.segments
+        )
         with demo_environment(conf_dir):
-            demo = _Demo(load_settings(conf_dir), world, end, clock, landing, out_dir, result,
-                         customers=customers or settings.demo.customers, days=days or settings.demo.days)
-            plan = [("generate", demo.generate), ("local services", demo.services), ("history drop", demo.history),
-                    ("CRM import", demo.import_crm), ("stream", demo.stream), ("live", demo.live), ("airflow", demo.airflow),
-                    *((dag_id, functools.partial(demo.nightly, dag_id)) for dag_id in NIGHTLY),
-                    ("triggers", demo.triggers), ("content", demo.content), ("experiment", demo.experiment), ("report", demo.report)]
+            demo = _Demo(
+                load_settings(conf_dir),
+                world,
+                end,
+                clock,
+                landing,
+                out_dir,
+                result,
+                customers=customers or settings.demo.customers,
+                days=days or settings.demo.days,
+            )
+            plan = [
+                ("generate", demo.generate),
+                ("local services", demo.services),
+                ("history drop", demo.history),
+                ("CRM import", demo.import_crm),
+                ("stream", demo.stream),
+                ("live", demo.live),
+                ("airflow", demo.airflow),
+                *((dag_id, functools.partial(demo.nightly, dag_id)) for dag_id in NIGHTLY),
+                ("triggers", demo.triggers),
+                ("content", demo.content),
+                ("experiment", demo.experiment),
+                ("report", demo.report),
+            ]
             steps.total = len(plan) if stop_after is None else [name for name, _ in plan].index(stop_after) + 1
-            for name, step in plan[:steps.total]:
+            for name, step in plan[: steps.total]:
                 steps(name, step)
     result.steps = steps.results
     result.seconds = time.monotonic() - steps.started
@@ -148,8 +185,10 @@ def _clear_demo_lake(root: Path) -> None:
     """A rerun starts from an empty lake, as the first run did; a lake the demo did not make is never removed."""
     marker = root / DEMO_MARKER
     if root.exists() and any(root.iterdir()) and not marker.exists():
-        raise DemoFailed(f"{root} holds a lake the demo did not create: the demo starts from an empty lake and will not "
-                         "remove it. Pass --lake with another folder (or remove it yourself).")
+        raise DemoFailed(
+            f"{root} holds a lake the demo did not create: the demo starts from an empty lake and will not "
+            "remove it. Pass --lake with another folder (or remove it yourself)."
+        )
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     marker.write_text("made by `lakecdp demo`: the next demo run replaces this lake\n")
@@ -158,8 +197,19 @@ def _clear_demo_lake(root: Path) -> None:
 class _Demo:
     """The steps, sharing the Spark session, the lake and the local world."""
 
-    def __init__(self, settings: Settings, world, end: datetime, clock: Clock, landing: Path, out_dir: Path, result: DemoResult,
-                 *, customers: int, days: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        world,
+        end: datetime,
+        clock: Clock,
+        landing: Path,
+        out_dir: Path,
+        result: DemoResult,
+        *,
+        customers: int,
+        days: int,
+    ) -> None:
         self.settings, self.world, self.end, self.clock = settings, world, end, clock
         self.landing, self.out_dir, self.result = landing, out_dir, result
         self.customers, self.days = customers, days
@@ -211,7 +261,9 @@ class _Demo:
     def stream(self) -> str:
         from lakecdp.stream.job import run_stream
 
-        run = run_stream(self.lake.spark, self.lake, self.settings, source=str(self.events_dir), checkpoint=self.checkpoint, clock=self.clock)
+        run = run_stream(
+            self.lake.spark, self.lake, self.settings, source=str(self.events_dir), checkpoint=self.checkpoint, clock=self.clock
+        )
         return f"the history backfilled: {run.summary().split(' (reasons')[0]}; segments: {self._sizes()}"
 
     def live(self) -> str:
@@ -227,16 +279,27 @@ class _Demo:
 
         def streaming() -> None:
             try:
-                run_stream(self.lake.spark, self.lake, self.settings, source=str(self.events_dir), checkpoint=self.checkpoint,
-                           clock=self.clock, mode="continuous", stop=stop, run=run)
-            except Exception as exc:   # handed to the demo's thread below
+                run_stream(
+                    self.lake.spark,
+                    self.lake,
+                    self.settings,
+                    source=str(self.events_dir),
+                    checkpoint=self.checkpoint,
+                    clock=self.clock,
+                    mode="continuous",
+                    stop=stop,
+                    run=run,
+                )
+            except Exception as exc:  # noqa: BLE001 - handed to the demo's thread below, which raises it
                 failure.append(exc)
 
         collector = load_collector_settings(self.settings.collector)
         # The collector stamps receivedAt with the wall clock, as in production: the stream's lag is real.
         writer = LandingWriter(self.events_dir, roll_bytes=collector.roll_bytes, roll_seconds=LIVE_ROLL_SECONDS)
-        app = create_app(CollectorConfig(write_keys={SECRETS["LAKECDP_WRITE_KEY"]: "web"},
-                                         link_secret=resolve_link_secret(collector, os.environ)), writer)
+        app = create_app(
+            CollectorConfig(write_keys={SECRETS["LAKECDP_WRITE_KEY"]: "web"}, link_secret=resolve_link_secret(collector, os.environ)),
+            writer,
+        )
         thread = threading.Thread(target=streaming, name="demo-stream")
         thread.start()
         try:
@@ -257,9 +320,11 @@ class _Demo:
         if taken < landed:
             raise RuntimeError(f"the stream took {taken:,} of the {landed:,} landed lines within {LIVE_DRAIN_SECONDS}s")
         lags = self._lags(len(run.batches))
-        return (f"{landed:,} events of the last day over HTTP ({traffic.sdk_events:,} by the Segment SDK) in {LIVE_SECONDS:.0f}s "
-                f"while the stream ran: {len(run.batches)} micro-batches, lag p50 {lags[0]:.1f}s p95 {lags[1]:.1f}s "
-                f"(collector receipt -> profiles and segments live); segments: {self._sizes()}")
+        return (
+            f"{landed:,} events of the last day over HTTP ({traffic.sdk_events:,} by the Segment SDK) in {LIVE_SECONDS:.0f}s "
+            f"while the stream ran: {len(run.batches)} micro-batches, lag p50 {lags[0]:.1f}s p95 {lags[1]:.1f}s "
+            f"(collector receipt -> profiles and segments live); segments: {self._sizes()}"
+        )
 
     def _lags(self, batches: int) -> tuple[float, float]:
         """p50 and p95 lag of the last `batches` micro-batches (stream_metrics, written when the stream stopped)."""
@@ -300,7 +365,7 @@ class _Demo:
     def _trained(self) -> str:
         index = json.loads((Path(self.lake.root) / "_model_cards" / "index.json").read_text())
         parts = []
-        for name, model in sorted(index["models"].items()):
+        for _name, model in sorted(index["models"].items()):
             value = model.get("value")
             measured = f" {model['metric']} {value:.3f}" if isinstance(value, (int, float)) else ""
             parts.append(f"{model['ref']}{measured}{' promoted' if model.get('promoted') else ' kept the champion'}")
@@ -321,16 +386,22 @@ class _Demo:
             raise RuntimeError(f"requests broke the ESP contracts: {violations}")
         if report["errors"]:
             raise RuntimeError(f"destinations stopped: {report['errors']}")
-        sent = {name: sum(sum(counts["sent"].values()) for counts in segments.values())
-                for name, segments in report["destinations"].items()}
+        sent = {
+            name: sum(sum(counts["sent"].values()) for counts in segments.values()) for name, segments in report["destinations"].items()
+        }
         per = ", ".join(f"{name} {n:,} ({report['requests'].get(name, 0)} requests)" for name, n in sorted(sent.items()))
         return f"members sent: {per}; {self._s3_objects()} objects in s3://{BUCKET}; 0 contract violations"
 
     def _s3_objects(self) -> int:
         import boto3
 
-        s3 = boto3.client("s3", endpoint_url=self.world.s3_url, region_name="us-east-1", aws_access_key_id=SECRETS["LAKECDP_DEMO_AWS_KEY"],
-                          aws_secret_access_key=SECRETS["LAKECDP_DEMO_AWS_SECRET"])
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.world.s3_url,
+            region_name="us-east-1",
+            aws_access_key_id=SECRETS["LAKECDP_DEMO_AWS_KEY"],
+            aws_secret_access_key=SECRETS["LAKECDP_DEMO_AWS_SECRET"],
+        )
         return s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0)
 
     def triggers(self) -> str:
@@ -398,8 +469,10 @@ def _summary(demo: _Demo, result: DemoResult, out: TextIO) -> None:
 
     for name in SUMMARY_TABLES:
         try:
-            result.row_counts[name] = sum(DeltaTable(f"{result.lake_root}/{name}").get_add_actions(flatten=True).column("num_records").to_pylist())
-        except TableNotFoundError:   # a table this run never wrote
+            result.row_counts[name] = sum(
+                DeltaTable(f"{result.lake_root}/{name}").get_add_actions(flatten=True).column("num_records").to_pylist()
+            )
+        except TableNotFoundError:  # a table this run never wrote
             result.row_counts[name] = 0
     if result.row_counts["segment_membership"]:
         members = read_delta(DeltaTable(f"{result.lake_root}/segment_membership"), ["segment"]).column(0).to_pylist()
@@ -411,6 +484,6 @@ def _summary(demo: _Demo, result: DemoResult, out: TextIO) -> None:
         f"\nDone in {result.seconds:.0f}s at {SystemClock().now():%Y-%m-%d %H:%M:%S} UTC. Next:\n"
         f"  open {result.report}\n"
         f"  lakecdp status --lake {result.lake_root}\n"
-        f"  lakecdp sql --lake {result.lake_root} \"SELECT segment, count(*) FROM segment_membership GROUP BY segment\"",
+        f'  lakecdp sql --lake {result.lake_root} "SELECT segment, count(*) FROM segment_membership GROUP BY segment"',
         file=out,
     )

@@ -5,6 +5,7 @@ seconds while the stream runs: most as Segment HTTP API batches, a share through
 Segment SDK (segment-analytics-python) pointed at the collector. The collector lands them (fsync,
 atomic rename) in the folder the stream reads.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,7 +27,7 @@ SDK_METHODS = ("track", "identify", "page")
 class Traffic:
     http_events: int
     sdk_events: int
-    rejected: int             # refused by the collector (an error names them; the demo fails)
+    rejected: int  # refused by the collector (an error names them; the demo fails)
 
 
 def split_history(files: list[Path], since: datetime, folder: Path) -> tuple[int, list[dict[str, Any]]]:
@@ -47,7 +48,7 @@ def split_history(files: list[Path], since: datetime, folder: Path) -> tuple[int
     for day, lines in sorted(days.items()):
         partial = folder / f".history-{day}.jsonl.partial"
         partial.write_text("".join(lines), encoding="utf-8")
-        partial.rename(folder / f"history-{day}.jsonl")   # the stream never reads half a file
+        partial.rename(folder / f"history-{day}.jsonl")  # the stream never reads half a file
     recent.sort(key=lambda e: e["timestamp"])
     return sum(len(lines) for lines in days.values()), recent
 
@@ -64,9 +65,10 @@ def send(events: list[dict[str, Any]], url: str, write_key: str, *, sdk_share: f
     from segment.analytics.client import Client
 
     errors: list[Exception] = []
-    client = Client(write_key, host=url, upload_size=100, max_queue_size=len(events) + 1,
-                    on_error=lambda error, batch: errors.append(error))
-    chunks = [events[start:start + HTTP_BATCH] for start in range(0, len(events), HTTP_BATCH)]
+    client = Client(
+        write_key, host=url, upload_size=100, max_queue_size=len(events) + 1, on_error=lambda error, batch: errors.append(error)
+    )
+    chunks = [events[start : start + HTTP_BATCH] for start in range(0, len(events), HTTP_BATCH)]
     began, http, sdk, refused = time.monotonic(), 0, 0, 0
     with httpx.Client(auth=(write_key, "")) as session:
         for n, chunk in enumerate(chunks):
@@ -81,7 +83,7 @@ def send(events: list[dict[str, Any]], url: str, write_key: str, *, sdk_share: f
             pause = began + seconds * (n + 1) / len(chunks) - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-    client.flush()   # blocks until the SDK's queue is sent
+    client.flush()  # blocks until the SDK's queue is sent
     client.shutdown()
     if errors:
         raise RuntimeError(f"the Segment SDK could not deliver to the collector: {errors[0]}")
@@ -98,8 +100,13 @@ def _post(session: httpx.Client, url: str, batch: list[dict[str, Any]]) -> int:
 
 def _enqueue(client, event: dict[str, Any]) -> None:
     """The event as the SDK's own call would send it (its messageId kept, so a resend stays one event)."""
-    common = {"user_id": event.get("userId"), "anonymous_id": event.get("anonymousId"), "context": event.get("context"),
-              "timestamp": _instant(event["timestamp"]), "message_id": event["messageId"]}
+    common = {
+        "user_id": event.get("userId"),
+        "anonymous_id": event.get("anonymousId"),
+        "context": event.get("context"),
+        "timestamp": _instant(event["timestamp"]),
+        "message_id": event["messageId"],
+    }
     if event["type"] == "track":
         client.track(event=event["event"], properties=event.get("properties"), **common)
     elif event["type"] == "identify":

@@ -19,6 +19,7 @@ Contact data sent anywhere else is redacted before bronze, by key and by value:
 Objects and booleans under such keys are kept (`prefs.email.marketing: true` is consent, not
 contact data); the values inside them are checked like any other.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,11 +37,32 @@ CONTACT_COLUMNS = ("email", "first_name", "last_name")
 # Top-level trait keys dropped from bronze, normalized (`normalized_key`): Segment's reserved traits
 # that identify or reach a person (https://segment.com/docs/connections/spec/identify/#traits) and
 # the spellings clients send for them.
-CONTACT_TRAIT_KEYS = frozenset({
-    "email", "emailaddress", "mail", "name", "firstname", "lastname", "fullname", "phone", "phonenumber",
-    "mobile", "mobilephone", "mobilenumber", "cell", "cellphone", "telephone", "address", "streetaddress",
-    "birthday", "dateofbirth", "dob", "username", "avatar",
-})
+CONTACT_TRAIT_KEYS = frozenset(
+    {
+        "email",
+        "emailaddress",
+        "mail",
+        "name",
+        "firstname",
+        "lastname",
+        "fullname",
+        "phone",
+        "phonenumber",
+        "mobile",
+        "mobilephone",
+        "mobilenumber",
+        "cell",
+        "cellphone",
+        "telephone",
+        "address",
+        "streetaddress",
+        "birthday",
+        "dateofbirth",
+        "dob",
+        "username",
+        "avatar",
+    }
+)
 # Where customers' contact columns come from in traits, normalized.
 _CONTACT_SOURCES = {
     "email": ("email", "emailaddress", "mail"),
@@ -92,10 +114,11 @@ def with_contact_data_redacted(rows: DataFrame, *, keyed: Sequence[str], texts: 
     next: the generated code outgrew Janino and Spark fell back to interpreting it (measured:
     bronze projection of 230k events 4.1 s -> 31.9 s; staged and tested: see bench/bench_redact.py).
     """
+
     def step(frame: DataFrame, columns: Sequence[str], may_match: Callable[[Column], Column], pattern: str, replacement: str) -> DataFrame:
-        return frame.withColumns({
-            c: F.when(may_match(F.col(c)), F.regexp_replace(F.col(c), pattern, replacement)).otherwise(F.col(c)) for c in columns
-        })
+        return frame.withColumns(
+            {c: F.when(may_match(F.col(c)), F.regexp_replace(F.col(c), pattern, replacement)).otherwise(F.col(c)) for c in columns}
+        )
 
     sent = [*keyed, *texts]
     return (
@@ -146,7 +169,8 @@ def contacts_from_identifies(valid: DataFrame, pseudonyms: Pseudonymizer) -> Dat
     e = F.col("e")
 
     traits = F.from_json(
-        message_traits(F.get_json_object("raw", "$.traits"), F.get_json_object("raw", "$.context")), MapType(StringType(), StringType()),
+        message_traits(F.get_json_object("raw", "$.traits"), F.get_json_object("raw", "$.context")),
+        MapType(StringType(), StringType()),
     )
 
     def trait(column: str) -> Column:
@@ -194,8 +218,13 @@ def fold_contacts(contacts: DataFrame, existing: DataFrame, *, source: str = "id
         return F.when(new.isNotNull() & is_newer, new).otherwise(F.coalesce(old, new)).alias(column)
 
     return n.join(o, on="customer_id", how="left").select(
-        "customer_id", F.coalesce("o.external_id", "n.external_id").alias("external_id"), *[pick(c) for c in CONTACT_COLUMNS],
-        F.col("o.country"), F.col("o.city"), F.col("o.signup_date"), F.col("o.marketing_opt_in"),
+        "customer_id",
+        F.coalesce("o.external_id", "n.external_id").alias("external_id"),
+        *[pick(c) for c in CONTACT_COLUMNS],
+        F.col("o.country"),
+        F.col("o.city"),
+        F.col("o.signup_date"),
+        F.col("o.marketing_opt_in"),
         F.coalesce(F.col("o.source"), F.lit(source)).alias("source"),
         F.greatest(F.col("o.updated_at"), F.col("n.at")).alias("updated_at"),
     )

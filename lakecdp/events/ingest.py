@@ -1,4 +1,5 @@
 """Edge: landing-zone JSON lines -> bronze `events` + `quarantine`, exactly once per batch."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,14 +23,12 @@ class IngestResult:
     events: int
     quarantined: int
     duplicates: int
-    files: tuple[str, ...] = ()   # the landing files the lines came from
+    files: tuple[str, ...] = ()  # the landing files the lines came from
 
 
 def read_landing_lines(spark: SparkSession, paths: list[str]) -> DataFrame:
     """Landing files as (raw, source_file): one row per JSON line."""
-    return spark.read.text(paths).select(
-        F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file")
-    )
+    return spark.read.text(paths).select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
 
 
 @dataclass
@@ -39,7 +38,7 @@ class PreparedBatch:
     checked: DataFrame
     valid: DataFrame
     rejected: DataFrame
-    contacts: DataFrame   # identify traits' email and names, bound for `customers` (not bronze)
+    contacts: DataFrame  # identify traits' email and names, bound for `customers` (not bronze)
 
     def release(self) -> None:
         self.valid.unpersist()
@@ -47,7 +46,11 @@ class PreparedBatch:
 
 
 def prepare_batch(
-    lines: DataFrame, *, received_at: datetime | Column, settings: EventSettings, pseudonyms: Pseudonymizer,
+    lines: DataFrame,
+    *,
+    received_at: datetime | Column,
+    settings: EventSettings,
+    pseudonyms: Pseudonymizer,
     quarantined_at: datetime | None = None,
 ) -> PreparedBatch:
     """Parse and validate raw lines (pure: nothing is written); ids become pseudonyms.
@@ -76,7 +79,12 @@ def prepare_batch(
 
 
 def commit_batch(
-    lake: Lake, batch: PreparedBatch, *, txn: AppTxn | None = None, seen_ids: list[str] | None = None, counts: dict[str, Any] | None = None,
+    lake: Lake,
+    batch: PreparedBatch,
+    *,
+    txn: AppTxn | None = None,
+    seen_ids: list[str] | None = None,
+    counts: dict[str, Any] | None = None,
 ) -> IngestResult:
     """New valid events -> bronze, new rejects -> quarantine; with `txn`, a replayed batch is a no-op.
 
@@ -89,7 +97,8 @@ def commit_batch(
         return _commit_known(lake, batch, txn, seen_ids or [], counts)
     is_valid = F.col("reason").isNull()
     counts = batch.checked.agg(
-        F.count("*").alias("lines"), F.count("reason").alias("rejected"),
+        F.count("*").alias("lines"),
+        F.count("reason").alias("rejected"),
         F.count_distinct(F.when(is_valid, F.col("e.messageId"))).alias("distinct_ids"),
         F.count(F.when(is_valid & (F.col("e.type") == "identify"), True)).alias("identifies"),
         F.collect_set(F.when(is_valid, event_date(F.col("event_ts")))).alias("dates"),
@@ -102,7 +111,9 @@ def commit_batch(
         existing = lake.read("events").filter(F.col("event_date").isin(counts["dates"]))
         new_rows = filter_new_messages(batch.valid, existing, repeats_in_batch=repeats)
     elif seen_ids:
-        new_rows = filter_new_messages(batch.valid, lake.spark.createDataFrame([(i,) for i in seen_ids], "message_id string"), repeats_in_batch=repeats)
+        new_rows = filter_new_messages(
+            batch.valid, lake.spark.createDataFrame([(i,) for i in seen_ids], "message_id string"), repeats_in_batch=repeats
+        )
     else:
         new_rows = batch.valid.dropDuplicates(["message_id"]) if repeats else batch.valid
     writes = [lambda: lake.append("events", new_rows, txn=txn)]
@@ -111,7 +122,7 @@ def commit_batch(
         writes.append(lambda: lake.append("quarantine", rejected, txn=txn))
     if counts["identifies"]:
         writes.append(lambda: upsert_contacts(lake, batch.contacts, txn=txn))
-    events = run_together(lake.spark, *writes)[0]   # three tables from the one cached batch
+    events = run_together(lake.spark, *writes)[0]  # three tables from the one cached batch
     return IngestResult(
         lines=counts["lines"],
         events=events,
@@ -125,7 +136,9 @@ def _commit_known(lake: Lake, batch: PreparedBatch, txn: AppTxn | None, seen_ids
     """commit_batch for a caller that already counted the batch and found its repeats."""
     rows = batch.valid
     if seen_ids:
-        rows = filter_new_messages(rows, lake.spark.createDataFrame([(i,) for i in seen_ids], "message_id string"), repeats_in_batch=counts["repeats"])
+        rows = filter_new_messages(
+            rows, lake.spark.createDataFrame([(i,) for i in seen_ids], "message_id string"), repeats_in_batch=counts["repeats"]
+        )
     elif counts["repeats"]:
         rows = rows.dropDuplicates(["message_id"])
     writes = [lambda: lake.append("events", rows, txn=txn)]
@@ -137,8 +150,13 @@ def _commit_known(lake: Lake, batch: PreparedBatch, txn: AppTxn | None, seen_ids
     if counts.get("identifies", True) and not batch.contacts.isEmpty():
         writes.append(lambda: upsert_contacts(lake, batch.contacts, txn=txn))
     events = run_together(lake.spark, *writes)[0]
-    return IngestResult(lines=counts["lines"], events=events, quarantined=counts["rejected"],
-                        duplicates=counts["lines"] - counts["rejected"] - events, files=tuple(counts.get("files", ())))
+    return IngestResult(
+        lines=counts["lines"],
+        events=events,
+        quarantined=counts["rejected"],
+        duplicates=counts["lines"] - counts["rejected"] - events,
+        files=tuple(counts.get("files", ())),
+    )
 
 
 def ingest_lines(

@@ -1,4 +1,5 @@
 """Pure transforms from raw JSON lines to bronze events and quarantine rows."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -49,7 +50,11 @@ def with_rejection_reason(parsed: DataFrame, *, max_future_skew: timedelta, max_
     is_too_large = F.octet_length("raw") > MAX_EVENT_BYTES
     has_identity = F.coalesce(e.userId, e.anonymousId).isNotNull() & (F.trim(F.coalesce(e.userId, e.anonymousId)) != "")
     is_future = F.col("event_ts") > F.col("received_at") + F.expr(f"INTERVAL {int(max_future_skew.total_seconds())} SECONDS")
-    is_too_old = F.lit(False) if max_age is None else F.col("event_ts") < F.col("received_at") - F.expr(f"INTERVAL {int(max_age.total_seconds())} SECONDS")
+    is_too_old = (
+        F.lit(False)
+        if max_age is None
+        else F.col("event_ts") < F.col("received_at") - F.expr(f"INTERVAL {int(max_age.total_seconds())} SECONDS")
+    )
     # Spark's JSON reader stops after the first value, so `{a}{b}` kept a and dropped b without a word.
     # Only a line with `}{` (or `} {`) pays for the second parse, which fails unless it is one value.
     is_one_value = F.coalesce(F.size(F.from_json(F.concat(F.lit("["), F.col("raw"), F.lit("]")), "array<string>")) == 1, F.lit(False))
@@ -143,7 +148,9 @@ def _without_contact_data(rows: DataFrame) -> DataFrame:
     return (
         rows.withColumn("traits_raw", message_traits(F.col("traits_raw"), F.col("context_raw")))
         # Key by key only where clients put their own keys: context holds Segment's (device, page, ...).
-        .transform(with_contact_data_redacted, keyed=["properties_json", "traits_raw"], texts=["url", "search_query"], written=["context_raw"])
+        .transform(
+            with_contact_data_redacted, keyed=["properties_json", "traits_raw"], texts=["url", "search_query"], written=["context_raw"]
+        )
         .select(
             *leading,
             "properties_json",
@@ -167,7 +174,9 @@ def to_quarantine(rejected: DataFrame, *, quarantined_at: datetime) -> DataFrame
         F.make_valid_utf8(F.col("e.messageId")).alias("message_id"),
         F.col("reason"),
         # Readable by every Delta reader, and replayable: invalid UTF-8 is kept as "base64:<the line's bytes>".
-        F.when(F.is_valid_utf8("raw"), F.col("raw")).otherwise(F.concat(F.lit("base64:"), F.base64(F.col("raw").cast("binary")))).alias("raw"),
+        F.when(F.is_valid_utf8("raw"), F.col("raw"))
+        .otherwise(F.concat(F.lit("base64:"), F.base64(F.col("raw").cast("binary"))))
+        .alias("raw"),
         F.col("source_file"),
         F.lit(quarantined_at).cast("timestamp").alias("quarantined_at"),
         F.lit(quarantined_at.date()).alias("quarantine_date"),

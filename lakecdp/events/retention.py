@@ -7,6 +7,7 @@ the stream's checkpoint (`<checkpoint>/commits/<batch>`: a replayed batch must s
 files) and the retention has passed since it was processed. The stream expires files as it runs;
 erasure expires them too before it rewrites the rest.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -42,7 +43,9 @@ def record_processed(source: str, files: Iterable[str], *, checkpoint: str, batc
         os.fsync(ledger.fileno())
 
 
-def expire_processed(root: str, retention: timedelta | None, now: datetime, *, storage_options: Mapping[str, str] | None = None) -> list[str]:
+def expire_processed(
+    root: str, retention: timedelta | None, now: datetime, *, storage_options: Mapping[str, str] | None = None
+) -> list[str]:
     """Delete the landing files under `root` processed at least `retention` before `now` whose batch
     is committed; returns their paths. `retention` None keeps every file.
 
@@ -63,7 +66,7 @@ def expire_processed(root: str, retention: timedelta | None, now: datetime, *, s
                     deleted.append(entry["file"])
                 else:
                     kept.append(line)
-            if len(kept) < len(lines):   # opened for appending: after the truncate, writes start at 0
+            if len(kept) < len(lines):  # opened for appending: after the truncate, writes start at 0
                 ledger.seek(0)
                 ledger.truncate()
                 ledger.write("".join(kept))
@@ -77,7 +80,7 @@ def expire_processed(root: str, retention: timedelta | None, now: datetime, *, s
 def _entry(line: str) -> dict | None:
     try:
         return json.loads(line)
-    except ValueError:   # a write cut short by a crash: kept, never guessed at
+    except ValueError:  # a write cut short by a crash: kept, never guessed at
         return None
 
 

@@ -1,4 +1,5 @@
 """The wire format lakecdp accepts: Segment's spec (https://segment.com/docs/connections/spec/common/)."""
+
 from __future__ import annotations
 
 from pyspark.sql import types as T
@@ -13,8 +14,21 @@ _PROPERTIES = T.StructType(
     [
         T.StructField(name, T.StringType())
         for name in (
-            "url", "path", "category", "product_id", "price", "quantity", "cart_id", "order_id",
-            "revenue", "total", "value", "query", "campaign_id", "time_on_page_s", "scroll_depth_pct",
+            "url",
+            "path",
+            "category",
+            "product_id",
+            "price",
+            "quantity",
+            "cart_id",
+            "order_id",
+            "revenue",
+            "total",
+            "value",
+            "query",
+            "campaign_id",
+            "time_on_page_s",
+            "scroll_depth_pct",
         )
     ]
 )

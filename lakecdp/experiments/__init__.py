@@ -2,6 +2,7 @@
 
 `assign(experiment, customer_id) -> variant` is what exports and triggers call.
 """
+
 from lakecdp.experiments.assign import Assigner, assign, holdout_epoch, unit_hash
 
 __all__ = ["Assigner", "assign", "holdout_epoch", "unit_hash"]

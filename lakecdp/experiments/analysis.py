@@ -5,6 +5,7 @@ campaigns (for held-out customers, who get none, at the first delivery to anyone
 `conversion_window`: opens and clicks count for the experiment's campaigns, conversions and
 revenue for any order in the window.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, functions as F
@@ -54,7 +55,9 @@ def experiment_outcomes(events: DataFrame, assignments: DataFrame, spec: Experim
     )
     window_seconds = int(spec.conversion_window.total_seconds())
     orders = events.filter(F.col("event") == ORDER).select(
-        F.col("customer_id").alias("order_customer_id"), F.col("timestamp").alias("ordered_at"), F.coalesce(F.col("revenue"), F.lit(0.0)).alias("revenue")
+        F.col("customer_id").alias("order_customer_id"),
+        F.col("timestamp").alias("ordered_at"),
+        F.coalesce(F.col("revenue"), F.lit(0.0)).alias("revenue"),
     )
     in_window = (
         (F.col("order_customer_id") == F.col("customer_id"))
@@ -91,7 +94,15 @@ def arm_summaries(outcomes: DataFrame) -> list[ArmSummary]:
         .collect()
     )
     return [
-        ArmSummary(r.variant, int(r.n), int(r.delivered or 0), int(r.opens or 0), int(r.clicks or 0), int(r.conversions or 0),
-                   float(r.revenue_sum or 0.0), float(r.revenue_sumsq or 0.0))
+        ArmSummary(
+            r.variant,
+            int(r.n),
+            int(r.delivered or 0),
+            int(r.opens or 0),
+            int(r.clicks or 0),
+            int(r.conversions or 0),
+            float(r.revenue_sum or 0.0),
+            float(r.revenue_sumsq or 0.0),
+        )
         for r in rows
     ]

@@ -4,6 +4,7 @@ The same customer gets the same variant in every process, export and trigger, fo
 the salt changes). The global holdout comes from the persisted stratified draw of the current
 epoch when there is one; customers the draw has not seen fall back to the same hash test.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,7 +69,9 @@ def load_assigner(settings, *, at: datetime, lake_root: str | None = None) -> As
 
     experiments = parse_experiment_settings(settings.experiments)
     epoch = holdout_epoch(experiments, at)
-    return Assigner(experiments, epoch=epoch, holdout_draw=read_holdout_draw(lake_root or settings.lake.root, epoch, settings.lake.storage_options))
+    return Assigner(
+        experiments, epoch=epoch, holdout_draw=read_holdout_draw(lake_root or settings.lake.root, epoch, settings.lake.storage_options)
+    )
 
 
 def read_holdout_draw(lake_root: str, epoch: str, storage_options: Mapping[str, str] | None = None) -> dict[str, bool]:

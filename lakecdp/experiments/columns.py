@@ -1,4 +1,5 @@
 """Spark twins of lakecdp.experiments.assign: the same hash, as Column expressions, for whole tables."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """`lakecdp experiments list|assign|materialize|holdout|plan|report`."""
+
 from __future__ import annotations
 
 import argparse
@@ -65,7 +66,9 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
     experiments = parse_experiment_settings(settings.experiments)
     share = experiments.global_holdout
-    print(f"global holdout: {share.share:.1%}, stratified by {share.stratify_by}, re-drawn every {share.redraw_every.days} days from {share.anchor:%Y-%m-%d}")
+    print(
+        f"global holdout: {share.share:.1%}, stratified by {share.stratify_by}, re-drawn every {share.redraw_every.days} days from {share.anchor:%Y-%m-%d}"
+    )
     for name, spec in experiments.definitions.items():
         variants = ", ".join(f"{v} {w:g}" for v, w in spec.variants.items())
         print(f"  {name:<28} {variants}; holdout {spec.holdout:.0%}; primary {spec.primary_metric}  {spec.description}")
@@ -83,8 +86,6 @@ def _assign(args: argparse.Namespace, settings: Settings) -> int:
     for customer_id in args.customers:
         print(f"{customer_id}\t{assigner.assign(args.experiment, customer_key(customer_id))}")
     return 0
-
-
 
 
 def _materialize(args: argparse.Namespace, settings: Settings) -> int:
@@ -131,7 +132,8 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     out.write_text(render_html(report), encoding="utf-8")
     # Kept beside the lake too, so `lakecdp report` shows the lifts without re-running the analysis.
     kept = ResultStore(f"{lake.root.rstrip('/')}/{EXPERIMENTS_FOLDER}", lake.storage_options).write_text(
-        f"{args.experiment}.json", json.dumps(report.to_dict(), indent=2, sort_keys=True))
+        f"{args.experiment}.json", json.dumps(report.to_dict(), indent=2, sort_keys=True)
+    )
     print("\n".join(report.lines()))
     print(f"\nwrote {out} and {kept}")
     return 0

@@ -4,6 +4,7 @@ Within each stratum customers are ordered by a hash of (salt, epoch, customer) a
 floor(share x size + r) are held out, r a hash-derived number in [0, 1) per stratum (randomized
 rounding: every stratum is held out at `share` in expectation, small ones included).
 """
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,9 @@ def strata(customers: pd.DataFrame, profiles: pd.DataFrame, scores: pd.DataFrame
     use_scores = mode == "scores" or (mode == "auto" and scores is not None and len(scores) > 0)
     if use_scores:
         joined = base.merge(scores[["customer_id", "cluster_id", "intent_decile"]], on="customer_id", how="left")
-        stratum = "c" + joined["cluster_id"].astype("string").fillna(UNKNOWN) + "|i" + joined["intent_decile"].astype("string").fillna(UNKNOWN)
+        stratum = (
+            "c" + joined["cluster_id"].astype("string").fillna(UNKNOWN) + "|i" + joined["intent_decile"].astype("string").fillna(UNKNOWN)
+        )
         return pd.DataFrame({"customer_id": joined["customer_id"], "stratum": stratum.astype(str)}), "cluster_id x intent_decile"
     columns = ["customer_id", "frequency", "recency_days", "monetary"]
     joined = base.merge(profiles[columns], on="customer_id", how="left")
@@ -70,7 +73,7 @@ class Balance:
     strata: int
     chi_square: float
     p_value: float
-    max_share_gap: float   # largest |share of holdout in stratum - share of base in stratum|
+    max_share_gap: float  # largest |share of holdout in stratum - share of base in stratum|
 
     def line(self) -> str:
         return (

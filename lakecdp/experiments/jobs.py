@@ -1,4 +1,5 @@
 """Edge: draw and persist the global holdout, materialize assignments, analyse an experiment against a lake."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -57,7 +58,9 @@ def analyse(lake: Lake, assigner: Assigner, experiment: str) -> ExperimentReport
     """The experiment's report from bronze events and its materialized (else recomputed) assignments."""
     spec = assigner.settings.definitions.get(experiment)
     if spec is None:
-        raise LakeError(f"experiment {experiment!r} is not defined in conf/base/experiments.yaml (defined: {', '.join(assigner.settings.definitions) or 'none'})")
+        raise LakeError(
+            f"experiment {experiment!r} is not defined in conf/base/experiments.yaml (defined: {', '.join(assigner.settings.definitions) or 'none'})"
+        )
     events = resolved_events(lake).persist()
     try:
         stored = lake.read("experiment_assignments").filter(F.col("experiment") == experiment).select("customer_id", "variant")

@@ -1,4 +1,5 @@
 """An experiment's results: comparisons per metric, a verdict on the primary metric, planning, HTML with plots."""
+
 from __future__ import annotations
 
 import base64
@@ -22,7 +23,12 @@ from lakecdp.experiments.stats import (
 )
 
 METRICS = (*RATE_METRICS, REVENUE_METRIC)
-LABELS = {"open_rate": "Open rate", "click_rate": "Click rate", "conversion_rate": "Conversion rate", REVENUE_METRIC: "Revenue per customer"}
+LABELS = {
+    "open_rate": "Open rate",
+    "click_rate": "Click rate",
+    "conversion_rate": "Conversion rate",
+    REVENUE_METRIC: "Revenue per customer",
+}
 
 
 @dataclass(frozen=True)
@@ -30,12 +36,12 @@ class ExperimentReport:
     name: str
     spec: ExperimentSpec
     arms: list[ArmSummary]
-    comparisons: dict[str, list[Comparison]]        # metric -> every arm vs control
-    chi_squares: dict[str, tuple[float, float]]     # rate metric -> (statistic, p) across the experiment's variants
-    required_per_arm: int | None                    # planned customers per arm for the primary metric at spec.mde
-    detectable_lift: float | None                   # relative lift the current sample detects with spec.power
+    comparisons: dict[str, list[Comparison]]  # metric -> every arm vs control
+    chi_squares: dict[str, tuple[float, float]]  # rate metric -> (statistic, p) across the experiment's variants
+    required_per_arm: int | None  # planned customers per arm for the primary metric at spec.mde
+    detectable_lift: float | None  # relative lift the current sample detects with spec.power
     verdict: str
-    has_lift: bool                                  # a significant positive lift on the primary metric
+    has_lift: bool  # a significant positive lift on the primary metric
 
     def to_dict(self) -> dict:
         """Counts per arm and every comparison with its intervals (what `lakecdp report` draws); no customer ids."""
@@ -46,7 +52,10 @@ class ExperimentReport:
             "alpha": self.spec.alpha,
             "verdict": self.verdict,
             "has_lift": self.has_lift,
-            "arms": [{k: getattr(arm, k) for k in ("variant", "n", "delivered", "opens", "clicks", "conversions", "revenue_sum")} for arm in self.arms],
+            "arms": [
+                {k: getattr(arm, k) for k in ("variant", "n", "delivered", "opens", "clicks", "conversions", "revenue_sum")}
+                for arm in self.arms
+            ],
             "comparisons": {metric: [_finite(asdict(c)) for c in rows] for metric, rows in self.comparisons.items()},
             "required_per_arm": self.required_per_arm,
             "detectable_lift": self.detectable_lift,
@@ -69,8 +78,10 @@ class ExperimentReport:
                     + ("  *" if c.is_significant else "")
                 )
         if self.required_per_arm:
-            out.append(f"\n  planning: {self.required_per_arm:,} customers per arm detect a {self.spec.mde:.0%} relative lift in "
-                       f"{self.spec.primary_metric} (alpha {self.spec.alpha}, power {self.spec.power})")
+            out.append(
+                f"\n  planning: {self.required_per_arm:,} customers per arm detect a {self.spec.mde:.0%} relative lift in "
+                f"{self.spec.primary_metric} (alpha {self.spec.alpha}, power {self.spec.power})"
+            )
         return out
 
 
@@ -85,7 +96,8 @@ def build_report(name: str, spec: ExperimentSpec, arms: Sequence[ArmSummary]) ->
     base = next(a for a in arms if a.variant == control)
     # Holm's family is the experiment's own variants; holdouts (campaign incrementality) are a family of their own.
     comparisons = {
-        metric: compare(variants, control, metric, spec.alpha) + (compare([base, *held_out], control, metric, spec.alpha) if held_out else [])
+        metric: compare(variants, control, metric, spec.alpha)
+        + (compare([base, *held_out], control, metric, spec.alpha) if held_out else [])
         for metric in METRICS
     }
     chi_squares = {metric: chi_square(variants, metric) for metric in RATE_METRICS}
@@ -98,8 +110,10 @@ def build_report(name: str, spec: ExperimentSpec, arms: Sequence[ArmSummary]) ->
     label = LABELS[spec.primary_metric].lower()
     if winners:
         best = max(winners, key=lambda c: c.relative_lift)
-        verdict = (f"LIFT DETECTED in {label}: {best.variant} {_pct(best.relative_lift)} vs {control} "
-                   f"(95% CI {_pct(best.relative_lift_ci[0])} to {_pct(best.relative_lift_ci[1])}, p={best.p_adjusted:.4f})")
+        verdict = (
+            f"LIFT DETECTED in {label}: {best.variant} {_pct(best.relative_lift)} vs {control} "
+            f"(95% CI {_pct(best.relative_lift_ci[0])} to {_pct(best.relative_lift_ci[1])}, p={best.p_adjusted:.4f})"
+        )
     elif losers:
         worst = min(losers, key=lambda c: c.relative_lift)
         verdict = f"{worst.variant} is WORSE on {label}: {_pct(worst.relative_lift)} vs {control} (p={worst.p_adjusted:.4f})"
@@ -142,6 +156,7 @@ def _detectable_lift(required_for, n: int) -> float | None:
 
 def _finite(row: dict) -> dict:
     """NaN (an arm without deliveries) as null: JSON has no NaN."""
+
     def clean(value):
         return None if isinstance(value, float) and math.isnan(value) else value
 
@@ -157,6 +172,7 @@ def _pct(value: float) -> str:
 
 
 # --- HTML -------------------------------------------------------------------------------
+
 
 def render_html(report: ExperimentReport) -> str:
     """A self-contained HTML report (plots inlined as PNG)."""

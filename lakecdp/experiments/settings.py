@@ -1,8 +1,9 @@
 """The `experiments:` section of conf/base/experiments.yaml, validated at load."""
+
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -11,9 +12,9 @@ from lakecdp.config import ConfigError, parse_duration
 
 CONF_FILE = "conf/base/experiments.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,60}$")
-HOLDOUT = "holdout"                 # the experiment's own holdout: assigned, never sent
-GLOBAL_HOLDOUT = "global_holdout"   # the persistent holdout: no experiment or campaign reaches them
-GLOBAL_HOLDOUT_REASON = "global holdout (no campaign reaches it)"   # why a trigger or export skipped one
+HOLDOUT = "holdout"  # the experiment's own holdout: assigned, never sent
+GLOBAL_HOLDOUT = "global_holdout"  # the persistent holdout: no experiment or campaign reaches them
+GLOBAL_HOLDOUT_REASON = "global holdout (no campaign reaches it)"  # why a trigger or export skipped one
 RESERVED_VARIANTS = (HOLDOUT, GLOBAL_HOLDOUT)
 METRICS = ("open_rate", "click_rate", "conversion_rate", "revenue_per_customer")
 
@@ -27,7 +28,7 @@ def _utc(value: datetime | None) -> datetime | None:
         return None
     if value.tzinfo is None:
         raise ValueError("needs a time zone, e.g. '2026-11-01T00:00:00Z'")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 class GlobalHoldoutSettings(_Strict):
@@ -36,7 +37,7 @@ class GlobalHoldoutSettings(_Strict):
     stratify_by: Literal["auto", "scores", "rfm"] = "auto"
     # Re-draw schedule: epoch n covers [anchor + n*redraw_every, anchor + (n+1)*redraw_every).
     redraw_every: timedelta = timedelta(days=182)
-    anchor: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    anchor: datetime = datetime(2026, 1, 1, tzinfo=UTC)
 
     @field_validator("redraw_every", mode="before")
     @classmethod
@@ -51,9 +52,9 @@ class GlobalHoldoutSettings(_Strict):
 
 class ExperimentSpec(_Strict):
     description: str = ""
-    variants: dict[str, float]              # name -> weight (normalized)
-    control: str | None = None              # default: the first variant
-    holdout: float = Field(default=0.0, ge=0.0, lt=1.0)   # assigned "holdout": never sent this campaign
+    variants: dict[str, float]  # name -> weight (normalized)
+    control: str | None = None  # default: the first variant
+    holdout: float = Field(default=0.0, ge=0.0, lt=1.0)  # assigned "holdout": never sent this campaign
     campaign_ids: tuple[str, ...] = ()
     campaign_prefix: str | None = None
     start: datetime | None = None
@@ -62,7 +63,7 @@ class ExperimentSpec(_Strict):
     primary_metric: Literal["open_rate", "click_rate", "conversion_rate", "revenue_per_customer"] = "conversion_rate"
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
     power: float = Field(default=0.8, gt=0.5, lt=1.0)
-    mde: float = Field(default=0.10, gt=0.0)   # relative minimum detectable effect, for sample-size planning
+    mde: float = Field(default=0.10, gt=0.0)  # relative minimum detectable effect, for sample-size planning
 
     @field_validator("conversion_window", mode="before")
     @classmethod
@@ -75,7 +76,7 @@ class ExperimentSpec(_Strict):
         return _utc(value)
 
     @model_validator(mode="after")
-    def _variants(self) -> "ExperimentSpec":
+    def _variants(self) -> ExperimentSpec:
         if len(self.variants) < 2:
             raise ValueError("variants: an experiment needs at least two variants, e.g. {control: 0.5, treatment: 0.5}")
         for name, weight in self.variants.items():
@@ -95,7 +96,7 @@ class ExperimentSpec(_Strict):
 
 
 class ExperimentSettings(_Strict):
-    salt: str = "lakecdp"     # changing it re-draws every assignment: do not, while experiments run
+    salt: str = "lakecdp"  # changing it re-draws every assignment: do not, while experiments run
     global_holdout: GlobalHoldoutSettings = Field(default_factory=GlobalHoldoutSettings)
     definitions: dict[str, ExperimentSpec] = Field(default_factory=dict)
 

@@ -4,6 +4,7 @@ Each customer is delivered an email, opens with the arm's open rate, clicks give
 converts with the arm's conversion rate (more often after a click), and a conversion brings
 log-normal revenue. Lifts multiply an arm's rates (and its mean order value).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -85,6 +86,14 @@ def campaign_events(
         if arm.converted[0]:
             happened.append(("Order Completed", timedelta(days=2), {"revenue": float(arm.revenue[0])}))
         for event, offset, fields in happened:
-            rows.append({"message_id": f"sim-{campaign_id}-{len(rows)}", "event": event, "customer_id": customer_id,
-                         "user_id": customer_id, "timestamp": sent_at + offset, **fields})
+            rows.append(
+                {
+                    "message_id": f"sim-{campaign_id}-{len(rows)}",
+                    "event": event,
+                    "customer_id": customer_id,
+                    "user_id": customer_id,
+                    "timestamp": sent_at + offset,
+                    **fields,
+                }
+            )
     return rows

@@ -5,6 +5,7 @@ arm against control, and a chi-square test of independence across all arms. Reve
 customer: Welch's t-test. Relative lifts get delta-method intervals on the log ratio. Several
 treatment arms are Holm-adjusted within each metric.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,9 @@ class ArmSummary:
         return getattr(self, numerator), getattr(self, denominator)
 
 
-def summarize(variant: str, delivered: np.ndarray, opened: np.ndarray, clicked: np.ndarray, converted: np.ndarray, revenue: np.ndarray) -> ArmSummary:
+def summarize(
+    variant: str, delivered: np.ndarray, opened: np.ndarray, clicked: np.ndarray, converted: np.ndarray, revenue: np.ndarray
+) -> ArmSummary:
     """An ArmSummary from per-customer arrays (booleans and revenue)."""
     revenue = np.asarray(revenue, dtype=float)
     return ArmSummary(
@@ -143,13 +146,19 @@ def compare(arms: Sequence[ArmSummary], control: str, metric: str, alpha: float 
             continue
         if metric == REVENUE_METRIC:
             t, p, diff, ci, _ = welch_ttest(base.revenue_mean, base.revenue_var, base.n, arm.revenue_mean, arm.revenue_var, arm.n, alpha)
-            lift, low, high = relative_lift_ci(base.revenue_mean, base.revenue_var / max(base.n, 1), arm.revenue_mean, arm.revenue_var / max(arm.n, 1), alpha)
+            lift, low, high = relative_lift_ci(
+                base.revenue_mean, base.revenue_var / max(base.n, 1), arm.revenue_mean, arm.revenue_var / max(arm.n, 1), alpha
+            )
             raw.append((arm, base.revenue_mean, arm.revenue_mean, diff, ci, lift, (low, high), t, p, "Welch t-test"))
         else:
             (xc, nc), (xv, nv) = base.rate(metric), arm.rate(metric)
             z, p, diff, ci = two_proportion_ztest(xc, nc, xv, nv, alpha)
             pc_, pv = (xc / nc if nc else float("nan")), (xv / nv if nv else float("nan"))
-            lift, low, high = relative_lift_ci(pc_, pc_ * (1 - pc_) / max(nc, 1), pv, pv * (1 - pv) / max(nv, 1), alpha) if nc and nv else (float("nan"),) * 3
+            lift, low, high = (
+                relative_lift_ci(pc_, pc_ * (1 - pc_) / max(nc, 1), pv, pv * (1 - pv) / max(nv, 1), alpha)
+                if nc and nv
+                else (float("nan"),) * 3
+            )
             raw.append((arm, pc_, pv, diff, ci, lift, (low, high), z, p, "two-proportion z-test"))
     adjusted = holm([r[8] for r in raw])
     return [

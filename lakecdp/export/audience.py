@@ -2,6 +2,7 @@
 
 Nothing here reads or writes tables; `lakecdp.export.runner` passes the DataFrames in.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ UNSUBSCRIBED = "unsubscribed after latest opt-in"
 SUPPRESSED = "suppressed"
 
 IDENTIFIER_KINDS = ("subscriber_hash", "customer_id", "email_sha256")
-KEYS = ("destination", "segment", "customer_id")   # one exported member
+KEYS = ("destination", "segment", "customer_id")  # one exported member
 
 
 def consent_status(
@@ -48,9 +49,9 @@ def consent_status(
     )
     suppressed = suppressions.select("email_sha256", F.col("reason").alias("suppression_reason")).dropDuplicates(["email_sha256"])
     email = normalized_email_col("email")
-    with_email = customers.select(
-        "customer_id", "external_id", "marketing_opt_in", email.alias("email_norm"), *ATTRIBUTES
-    ).withColumn("email_sha256", email_sha256_col(F.col("email_norm")))
+    with_email = customers.select("customer_id", "external_id", "marketing_opt_in", email.alias("email_norm"), *ATTRIBUTES).withColumn(
+        "email_sha256", email_sha256_col(F.col("email_norm"))
+    )
     joined = (
         with_email.alias("c")
         .join(consent_events.alias("e"), on="customer_id", how="left")
@@ -116,9 +117,11 @@ def effective_log(log: DataFrame) -> DataFrame:
 
 def export_baseline(effective: DataFrame) -> DataFrame:
     """What each destination holds per (segment, customer): the latest sent-or-pending change, unless a remove."""
-    latest = Window.partitionBy(*KEYS).orderBy(
-        F.col("planned_at").desc(), F.col("recorded_at").desc()
-    ).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    latest = (
+        Window.partitionBy(*KEYS)
+        .orderBy(F.col("planned_at").desc(), F.col("recorded_at").desc())
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
     return (
         effective.filter(F.col("state").isin(SENT, PENDING))
         .withColumn("rank", F.row_number().over(latest))
@@ -129,9 +132,11 @@ def export_baseline(effective: DataFrame) -> DataFrame:
 
 def permanent_failures(effective: DataFrame) -> DataFrame:
     """(destination, segment, customer, failed_hash) whose latest change failed for good: held until the data changes."""
-    latest = Window.partitionBy(*KEYS).orderBy(
-        F.col("planned_at").desc(), F.col("recorded_at").desc()
-    ).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    latest = (
+        Window.partitionBy(*KEYS)
+        .orderBy(F.col("planned_at").desc(), F.col("recorded_at").desc())
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
     is_permanent = (F.col("state") == FAILED) & ~F.coalesce(F.col("is_retryable"), F.lit(False))
     return (
         effective.withColumn("rank", F.row_number().over(latest))
@@ -163,9 +168,7 @@ def plan_changes(desired: DataFrame, baseline: DataFrame, failures: DataFrame, *
         .when(is_desired & is_held_there & has_changed, F.lit(UPDATE))
         .when(~is_desired & is_held_there, F.lit(REMOVE))
     )
-    is_held = (
-        ~F.lit(full) & (action != REMOVE) & F.col("failed_hash").isNotNull() & (F.col("failed_hash") == F.col("d.payload_hash"))
-    )
+    is_held = ~F.lit(full) & (action != REMOVE) & F.col("failed_hash").isNotNull() & (F.col("failed_hash") == F.col("d.payload_hash"))
     is_remove = action == REMOVE
     return (
         joined.withColumn("action", action)

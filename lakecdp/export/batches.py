@@ -1,4 +1,5 @@
 """Members, batches and outcomes: what an adapter sends and what it reports back (pure Python)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,7 @@ from typing import Any
 
 CREATE, UPDATE, REMOVE = "create", "update", "remove"
 ACTIONS = (CREATE, UPDATE, REMOVE)
-UPSERT = "upsert"   # a batch of creates and updates: every ESP here treats them alike
+UPSERT = "upsert"  # a batch of creates and updates: every ESP here treats them alike
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,8 @@ class MemberOutcome:
     customer_id: str
     ok: bool
     reason: str | None = None
-    retryable: bool = False     # transient: the next run plans the member again
-    retry_alone: bool = False   # a partial failure of a larger batch: resend this member on its own once
+    retryable: bool = False  # transient: the next run plans the member again
+    retry_alone: bool = False  # a partial failure of a larger batch: resend this member on its own once
 
     @classmethod
     def sent(cls, customer_id: str) -> MemberOutcome:
@@ -92,7 +93,7 @@ class BatchResult:
     batch: Batch
     outcomes: list[MemberOutcome]
     attempts: int = 1
-    stats: dict[str, int] = field(default_factory=dict)   # ESP-reported counts (created, updated, matched ...)
+    stats: dict[str, int] = field(default_factory=dict)  # ESP-reported counts (created, updated, matched ...)
 
 
 def batch_id(run_id: str, destination: str, segment: str, seq: int) -> str:

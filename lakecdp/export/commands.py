@@ -1,4 +1,5 @@
 """`lakecdp export plan|run|status|sync-unsubscribes`."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,12 +18,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
-            "--destination", "-d", action="append",
+            "--destination",
+            "-d",
+            action="append",
             help="destination name from conf/base/esp.yaml (repeatable; default: every enabled one)",
         )
         parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
         parser.add_argument(
-            "--membership-version", type=int, metavar="N",
+            "--membership-version",
+            type=int,
+            metavar="N",
             help="plan from this version of segment_membership (the one a quality gate validated; default: latest)",
         )
 
@@ -59,7 +64,7 @@ def _context(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any, An
     from lakecdp.spark import session_for
 
     esp = load_esp_settings(settings.esp, segment_names=[s.get("name") for s in settings.segments])
-    esp.enabled(args.destination)   # unknown names fail before Spark starts
+    esp.enabled(args.destination)  # unknown names fail before Spark starts
     lake = open_lake(session_for(settings), settings.lake, root=args.lake)
     return esp, lake, Runtime(env=os.environ, clock=SystemClock())
 
@@ -84,8 +89,10 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
             resumed = sum(n for (s, _, r), n in counts.items() if s == segment and r)
             batches = sum(1 for b in plan.batches if b.segment == segment)
             skipped = sum(n for (s, _), n in plan.skipped.items() if s == segment)
-            print(f"  {plan.name:<12} {segment:<26} create/update/remove {new:<14} in {batches} batches; "
-                  f"resume {resumed}; skipped (consent/data) {skipped}; held {plan.held.get(segment, 0)}")
+            print(
+                f"  {plan.name:<12} {segment:<26} create/update/remove {new:<14} in {batches} batches; "
+                f"resume {resumed}; skipped (consent/data) {skipped}; held {plan.held.get(segment, 0)}"
+            )
     return 0
 
 
@@ -118,8 +125,10 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         print("no exports recorded yet")
     for r in rows:
-        print(f"  {r['destination']:<12} {r['segment']:<26} run {r['run_id']}  sent {r['sent']:<6} failed {r['failed']:<5} "
-              f"pending {r['pending']} ({r['pending_batches']} batches)")
+        print(
+            f"  {r['destination']:<12} {r['segment']:<26} run {r['run_id']}  sent {r['sent']:<6} failed {r['failed']:<5} "
+            f"pending {r['pending']} ({r['pending_batches']} batches)"
+        )
         for reason, n in sorted(r["failed_by_reason"].items(), key=lambda kv: -kv[1])[:5]:
             print(f"      failed {n:>6}  {reason}")
     return 0
@@ -132,7 +141,9 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
     names = args.destination or [n for n, d in esp.destinations.items() if d.type == "mailchimp" and d.enabled]
     for name in names:
         result = sync_unsubscribes(lake, esp, name, runtime, events=settings.events, since=args.since)
-        print(f"  {name}: {result.unsubscribed} unsubscribed and {result.cleaned} cleaned at the ESP, "
-              f"{result.matched} matched to customers; {result.events_added} new Unsubscribed events, "
-              f"{result.suppressions_added} new suppressions")
+        print(
+            f"  {name}: {result.unsubscribed} unsubscribed and {result.cleaned} cleaned at the ESP, "
+            f"{result.matched} matched to customers; {result.events_added} new Unsubscribed events, "
+            f"{result.suppressions_added} new suppressions"
+        )
     return 0

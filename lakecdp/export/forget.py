@@ -5,6 +5,7 @@ adapter's docstring) through the same limits and retry policy as exports. A dest
 still fails after retries, or refuses, makes the whole call fail with `EspDeletionFailed`, so the
 erasure stays queued and the next run asks every destination again (each deletion is idempotent).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping

@@ -4,6 +4,7 @@ Retries honour what the server says before guessing: `Retry-After` (seconds or a
 RFC 9110 §10.2.3), then `RateLimit-Reset` (seconds to wait, Klaviyo), then `X-RateLimit-Reset`
 (an epoch second, Braze); otherwise exponential backoff with full jitter.
 """
+
 from __future__ import annotations
 
 import random
@@ -91,7 +92,7 @@ class Limiter:
         self._lock = threading.Lock()
         self._paused_until = 0.0
         self.max_in_flight = max_in_flight
-        self.busy_seconds = 0.0   # request-slot time in use: utilisation = busy / (elapsed * max_in_flight)
+        self.busy_seconds = 0.0  # request-slot time in use: utilisation = busy / (elapsed * max_in_flight)
 
     def _bucket_set(self, endpoint: str) -> list[TokenBucket]:
         key = endpoint if self._per_endpoint else "*"
@@ -250,7 +251,7 @@ def call_with_retries(
         try:
             with limiter.in_flight():
                 return call()
-        except Exception as exc:  # noqa: BLE001 - classified just below, re-raised when not retryable
+        except Exception as exc:
             if not is_retryable(exc):
                 raise
             reason = describe(exc)

@@ -1,4 +1,5 @@
 """How a customer is named to a destination: plain email only where it must be, hashes elsewhere."""
+
 from __future__ import annotations
 
 import hashlib

@@ -4,6 +4,7 @@ Planned batches are appended as `pending` (one commit) before any request leaves
 batches are appended as `sent`/`failed` rows in group commits. A batch with pending rows and
 no terminal rows is unfinished: the next run resends it under the same id and idempotency key.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -47,9 +48,7 @@ class ExportLog:
         if not batches:
             return
         recorded_at = self.clock.now()
-        rows = [
-            _row(batch, member, PENDING, None, None, None, recorded_at) for batch in batches for member in batch.members
-        ]
+        rows = [_row(batch, member, PENDING, None, None, None, recorded_at) for batch in batches for member in batch.members]
         self._append(rows)
 
     def record_results(self, results: Sequence[BatchResult]) -> None:
@@ -85,8 +84,15 @@ class ExportLog:
             )
             batches.append(
                 Batch(
-                    first["run_id"], first["destination"], first["segment"], first["batch_seq"], first["batch_kind"], members,
-                    batch_id=first["batch_id"], idempotency_key=first["idempotency_key"], planned_at=first["planned_at"],
+                    first["run_id"],
+                    first["destination"],
+                    first["segment"],
+                    first["batch_seq"],
+                    first["batch_kind"],
+                    members,
+                    batch_id=first["batch_id"],
+                    idempotency_key=first["idempotency_key"],
+                    planned_at=first["planned_at"],
                 )
             )
         return sorted(batches, key=lambda b: (b.destination, b.planned_at, b.seq))
@@ -102,7 +108,21 @@ def _row(
     if batch.planned_at is None:
         raise ValueError(f"batch {batch.batch_id} has no planned_at; plan it through the runner")
     return (
-        batch.run_id, batch.destination, batch.segment, batch.batch_id, batch.seq, batch.kind, batch.idempotency_key,
-        member.customer_id, member.action, member.identifier, member.payload_hash, state, reason, retryable, attempts,
-        batch.planned_at, recorded_at,
+        batch.run_id,
+        batch.destination,
+        batch.segment,
+        batch.batch_id,
+        batch.seq,
+        batch.kind,
+        batch.idempotency_key,
+        member.customer_id,
+        member.action,
+        member.identifier,
+        member.payload_hash,
+        state,
+        reason,
+        retryable,
+        attempts,
+        batch.planned_at,
+        recorded_at,
     )

@@ -2,6 +2,7 @@
 
 Holds counts, reasons and customer ids only, never an address.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,13 @@ from lakecdp.export.batches import BatchResult
 
 @dataclass
 class SegmentCounts:
-    planned: Counter = field(default_factory=Counter)     # action -> members planned this run
-    resumed: int = 0                                      # members of unfinished batches resent
-    sent: Counter = field(default_factory=Counter)        # action -> members the ESP accepted
-    failed: Counter = field(default_factory=Counter)      # reason -> members
-    skipped: Counter = field(default_factory=Counter)     # consent/data reason -> segment members not exported
-    held: int = 0                                         # permanent failures with unchanged data, not resent
-    esp: Counter = field(default_factory=Counter)         # counts the ESP reported (created, matched, ...)
+    planned: Counter = field(default_factory=Counter)  # action -> members planned this run
+    resumed: int = 0  # members of unfinished batches resent
+    sent: Counter = field(default_factory=Counter)  # action -> members the ESP accepted
+    failed: Counter = field(default_factory=Counter)  # reason -> members
+    skipped: Counter = field(default_factory=Counter)  # consent/data reason -> segment members not exported
+    held: int = 0  # permanent failures with unchanged data, not resent
+    esp: Counter = field(default_factory=Counter)  # counts the ESP reported (created, matched, ...)
 
     def match_rate(self) -> float | None:
         """Share of upserted members the ESP matched to an existing contact, where its API says so."""
@@ -32,10 +33,15 @@ class SegmentCounts:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "planned": dict(self.planned), "resumed": self.resumed, "sent": dict(self.sent),
-            "failed": sum(self.failed.values()), "failed_by_reason": dict(self.failed.most_common()),
-            "skipped_by_reason": dict(self.skipped.most_common()), "held": self.held,
-            "esp_reported": dict(self.esp), "match_rate": self.match_rate(),
+            "planned": dict(self.planned),
+            "resumed": self.resumed,
+            "sent": dict(self.sent),
+            "failed": sum(self.failed.values()),
+            "failed_by_reason": dict(self.failed.most_common()),
+            "skipped_by_reason": dict(self.skipped.most_common()),
+            "held": self.held,
+            "esp_reported": dict(self.esp),
+            "match_rate": self.match_rate(),
         }
 
 
@@ -46,7 +52,7 @@ class RunReport:
     full: bool = False
     finished_at: datetime | None = None
     segments: dict[tuple[str, str], SegmentCounts] = field(default_factory=dict)
-    requests: Counter = field(default_factory=Counter)    # destination -> HTTP requests made (retries included)
+    requests: Counter = field(default_factory=Counter)  # destination -> HTTP requests made (retries included)
     errors: dict[str, str] = field(default_factory=dict)  # destination -> why it stopped
 
     def counts(self, destination: str, segment: str) -> SegmentCounts:
@@ -72,9 +78,13 @@ class RunReport:
         for (destination, segment), counts in sorted(self.segments.items()):
             destinations.setdefault(destination, {})[segment] = counts.to_dict()
         return {
-            "run_id": self.run_id, "full": self.full,
-            "started_at": self.started_at.isoformat(), "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "destinations": destinations, "requests": dict(self.requests), "errors": self.errors,
+            "run_id": self.run_id,
+            "full": self.full,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "destinations": destinations,
+            "requests": dict(self.requests),
+            "errors": self.errors,
         }
 
     def to_json(self) -> str:
@@ -114,16 +124,8 @@ def summarize_log(effective: DataFrame) -> list[dict[str, Any]]:
         .orderBy("destination", "segment", "planned_at")
         .collect()
     )
-    reasons = (
-        effective.filter(F.col("state") == "failed")
-        .groupBy("destination", "segment", "run_id", "reason")
-        .count()
-        .collect()
-    )
+    reasons = effective.filter(F.col("state") == "failed").groupBy("destination", "segment", "run_id", "reason").count().collect()
     by_run: dict[tuple[str, str, str], dict[str, int]] = {}
     for r in reasons:
         by_run.setdefault((r["destination"], r["segment"], r["run_id"]), {})[r["reason"]] = r["count"]
-    return [
-        {**r.asDict(), "failed_by_reason": by_run.get((r["destination"], r["segment"], r["run_id"]), {})}
-        for r in rows
-    ]
+    return [{**r.asDict(), "failed_by_reason": by_run.get((r["destination"], r["segment"], r["run_id"]), {})} for r in rows]

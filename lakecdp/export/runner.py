@@ -11,6 +11,7 @@ Unfinished batches are part of the baseline, so their members are never planned 
 A member whose consent lapsed while their batch was unfinished is not sent, and also gets a
 remove: the batch may have reached the ESP before the crash, and a remove carries no contact data.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,6 +28,8 @@ from typing import Any
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, functions as F
 
+from lakecdp.experiments.columns import with_global_holdout
+from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON, ExperimentSettings
 from lakecdp.export.adapters import Adapter, Runtime, adapter_class, build_adapter
 from lakecdp.export.audience import (
     ATTRIBUTES,
@@ -43,8 +46,6 @@ from lakecdp.export.http import DestinationError
 from lakecdp.export.log import ExportLog
 from lakecdp.export.report import RunReport
 from lakecdp.export.settings import EspSettings
-from lakecdp.experiments.columns import with_global_holdout
-from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON, ExperimentSettings
 from lakecdp.identity import resolve_customer_ids
 from lakecdp.lake import Lake
 from lakecdp.privacy.access import log_pii_access
@@ -60,17 +61,23 @@ ContentFields = Callable[[Sequence[str]], Mapping[str, Mapping[str, str]]]
 class DestinationPlan:
     name: str
     run_id: str
-    resumed: list[Batch] = field(default_factory=list)         # unfinished batches, hydrated for resending
+    resumed: list[Batch] = field(default_factory=list)  # unfinished batches, hydrated for resending
     cancelled: list[BatchResult] = field(default_factory=list)  # their members who may no longer be contacted
-    batches: list[Batch] = field(default_factory=list)          # this run's new batches
-    skipped: Counter = field(default_factory=Counter)           # (segment, reason) -> members not exported
-    held: Counter = field(default_factory=Counter)              # segment -> permanent failures not resent
+    batches: list[Batch] = field(default_factory=list)  # this run's new batches
+    skipped: Counter = field(default_factory=Counter)  # (segment, reason) -> members not exported
+    held: Counter = field(default_factory=Counter)  # segment -> permanent failures not resent
 
     def changes(self) -> list[dict[str, Any]]:
         """Every member change the run would send: no addresses, customer ids only."""
         return [
-            {"destination": self.name, "segment": b.segment, "action": m.action, "customer_id": m.customer_id,
-             "batch_seq": b.seq, "resumed": resumed}
+            {
+                "destination": self.name,
+                "segment": b.segment,
+                "action": m.action,
+                "customer_id": m.customer_id,
+                "batch_seq": b.seq,
+                "resumed": resumed,
+            }
             for resumed, batches in ((True, self.resumed), (False, self.batches))
             for b in batches
             for m in b.members
@@ -83,8 +90,13 @@ def new_run_id(now: datetime) -> str:
 
 class ExportRunner:
     def __init__(
-        self, lake: Lake, esp: EspSettings, runtime: Runtime, *,
-        membership_version: int | None = None, content: ContentFields | None = None,
+        self,
+        lake: Lake,
+        esp: EspSettings,
+        runtime: Runtime,
+        *,
+        membership_version: int | None = None,
+        content: ContentFields | None = None,
         experiments: ExperimentSettings | None = None,
     ) -> None:
         """
@@ -109,8 +121,11 @@ class ExportRunner:
         events = self.lake.read("events").filter(F.col("event").isin(*names))
         events = resolve_customer_ids(events, self.lake.read("identity_links"))
         consent = consent_status(
-            self.lake.read("customers"), events, self.lake.read("export_suppressions"),
-            opt_in_events=self.esp.consent.opt_in_events, opt_out_events=self.esp.consent.opt_out_events,
+            self.lake.read("customers"),
+            events,
+            self.lake.read("export_suppressions"),
+            opt_in_events=self.esp.consent.opt_in_events,
+            opt_out_events=self.esp.consent.opt_out_events,
         )
         if self.experiments is None:
             return consent
@@ -142,8 +157,11 @@ class ExportRunner:
     def _plan_changes(self, plans: dict[str, DestinationPlan], consent: DataFrame, *, full: bool) -> None:
         names = list(plans)
         targets = self.lake.spark.createDataFrame(
-            [(name, segment, adapter_class(self.esp.destinations[name].type).identifier_kind)
-             for name in names for segment in self.esp.destinations[name].segments],
+            [
+                (name, segment, adapter_class(self.esp.destinations[name].type).identifier_kind)
+                for name in names
+                for segment in self.esp.destinations[name].segments
+            ],
             "destination string, segment string, identifier_kind string",
         )
         segments = sorted({s for name in names for s in self.esp.destinations[name].segments})
@@ -170,8 +188,9 @@ class ExportRunner:
         for name, plan in plans.items():
             settings = self.esp.destinations[name]
             limits = adapter_class(settings.type).batch_limits(settings, self.esp.attributes)
-            batches = plan_batches(plan.run_id, name, members[name], max_members=limits.max_members,
-                                   max_bytes=limits.max_bytes, size_of=limits.size_of)
+            batches = plan_batches(
+                plan.run_id, name, members[name], max_members=limits.max_members, max_bytes=limits.max_bytes, size_of=limits.size_of
+            )
             plan.batches = [replace(b, planned_at=planned_at) for b in batches]
 
     def _with_content(self, desired: DataFrame, names: Sequence[str]) -> DataFrame:
@@ -190,15 +209,21 @@ class ExportRunner:
         joined = desired.join(content, on="customer_id", how="left")
         content_json = F.when(F.col("destination").isin(*carrying), F.col("content_json"))
         payload = F.when(content_json.isNotNull(), F.sha2(F.concat_ws("\u0001", F.col("payload_hash"), content_json), 256))
-        return joined.withColumn("content_json", content_json).withColumn(
-            "payload_hash", F.coalesce(payload, F.col("payload_hash"))
-        )
+        return joined.withColumn("content_json", content_json).withColumn("payload_hash", F.coalesce(payload, F.col("payload_hash")))
 
     def _member(self, row: Any) -> Member:
         attributes = {a: row[a] for a in ATTRIBUTES if a in self.esp.attributes}
         merge_fields = json.loads(row["content_json"]) if row["content_json"] else {}
-        return Member(row["customer_id"], row["action"], row["identifier"], row["payload_hash"], row["email_norm"],
-                      attributes, merge_fields, row["external_id"])
+        return Member(
+            row["customer_id"],
+            row["action"],
+            row["identifier"],
+            row["payload_hash"],
+            row["email_norm"],
+            attributes,
+            merge_fields,
+            row["external_id"],
+        )
 
     def _hydrate(self, batches: list[Batch], consent: DataFrame) -> tuple[list[Batch], list[BatchResult]]:
         """Unfinished batches get their members' current address and attributes, if still contactable."""
@@ -273,8 +298,15 @@ class ExportRunner:
         # Contact PII (addresses, names) left lakecdp for these destinations: on record, without the PII.
         planned = sum(len(b.members) for plan in plans.values() for b in plan.resumed + plan.batches)
         if planned:
-            log_pii_access(self.lake.root, self.lake.storage_options, f"export run {report.run_id}", None,
-                           ["customers", *sorted(f"esp:{name}" for name in plans)], planned, report.finished_at)
+            log_pii_access(
+                self.lake.root,
+                self.lake.storage_options,
+                f"export run {report.run_id}",
+                None,
+                ["customers", *sorted(f"esp:{name}" for name in plans)],
+                planned,
+                report.finished_at,
+            )
         return report
 
     @staticmethod
@@ -298,17 +330,21 @@ class ExportRunner:
         return deliver(adapter, batches, record)
 
 
-def export_runner(
-    settings: Any, lake: Lake, esp: EspSettings, runtime: Runtime, *, membership_version: int | None = None
-) -> ExportRunner:
+def export_runner(settings: Any, lake: Lake, esp: EspSettings, runtime: Runtime, *, membership_version: int | None = None) -> ExportRunner:
     """The runner every entry point uses (CLI, DAG, quality gate): content merge fields from
     content.yaml for destinations that want them, and the global holdout of experiments.yaml skipped."""
     from lakecdp.content import export_content_fields
     from lakecdp.experiments.settings import parse_experiment_settings
 
     content = export_content_fields(settings, lake_root=lake.root, clock=runtime.clock)
-    return ExportRunner(lake, esp, runtime, membership_version=membership_version, content=content,
-                        experiments=parse_experiment_settings(settings.experiments))
+    return ExportRunner(
+        lake,
+        esp,
+        runtime,
+        membership_version=membership_version,
+        content=content,
+        experiments=parse_experiment_settings(settings.experiments),
+    )
 
 
 def deliver(adapter: Adapter, batches: Sequence[Batch], record: Callable[[list[BatchResult]], None]) -> list[BatchResult]:

@@ -4,13 +4,14 @@ Each destination names the environment variables holding its credentials (`*_env
 the values never live in conf files. Limits default to each ESP's documented ones (the URL is
 beside each default) and are checked against them, so a typo cannot make lakecdp exceed them.
 """
+
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,7 +20,7 @@ from lakecdp.config import ConfigError, parse_duration
 CONF_FILE = "conf/base/esp.yaml"
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _DESTINATION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
-ARRIVAL_JITTER = 0.02   # share of a rate window kept free for requests that arrive later than sent
+ARRIVAL_JITTER = 0.02  # share of a rate window kept free for requests that arrive later than sent
 _DESTINATION_TYPES = {"mailchimp", "klaviyo", "braze", "sfmc", "s3", "webhook"}
 _SECRET_KEYS = {"api_key", "key", "secret", "client_secret", "password", "token", "access_key", "secret_access_key"}
 
@@ -76,8 +77,8 @@ def _parse_short_duration(value: Any) -> timedelta:
 class SegmentOptions(_Strict):
     """Per segment and destination: where its members go (a Mailchimp tag, a Klaviyo list...)."""
 
-    tag: str | None = None        # mailchimp: the member tag that marks the segment (default lakecdp_<segment>)
-    list_id: str | None = None    # klaviyo: the list the segment's profiles join
+    tag: str | None = None  # mailchimp: the member tag that marks the segment (default lakecdp_<segment>)
+    list_id: str | None = None  # klaviyo: the list the segment's profiles join
 
 
 class DestinationBase(_Strict):
@@ -91,7 +92,7 @@ class DestinationBase(_Strict):
     fill_fraction: float = Field(default=0.95, gt=0.1, le=1.0)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     timeout: timedelta = timedelta(seconds=30)
-    poll_interval: timedelta = timedelta(seconds=5)   # async jobs (Klaviyo, SFMC): status polling
+    poll_interval: timedelta = timedelta(seconds=5)  # async jobs (Klaviyo, SFMC): status polling
     job_timeout: timedelta = timedelta(minutes=30)
     log_flush_batches: int = Field(default=20, ge=1)  # export_log commits group this many finished batches ...
     log_flush_seconds: float = Field(default=5.0, gt=0)  # ... or this many seconds of them
@@ -112,9 +113,7 @@ class DestinationBase(_Strict):
     def _duration(cls, value: Any) -> timedelta:
         return value if isinstance(value, timedelta) else _parse_short_duration(value)
 
-    def _check_limits(
-        self, *, max_batch: int, documented: list[tuple[int, float]] | None = None, max_in_flight: int | None = None
-    ) -> None:
+    def _check_limits(self, *, max_batch: int, documented: list[tuple[int, float]] | None = None, max_in_flight: int | None = None) -> None:
         if self.batch_size > max_batch:
             raise ValueError(f"batch_size {self.batch_size} is above the documented maximum {max_batch} per request")
         if max_in_flight is not None and self.max_in_flight > max_in_flight:
@@ -122,9 +121,7 @@ class DestinationBase(_Strict):
         for requests, seconds in documented or []:
             allowed = requests / seconds
             if not any(limit.per_second <= allowed for limit in self.rate_limits):
-                raise ValueError(
-                    f"rate_limits must include one at or below the documented {requests} requests per {seconds:g}s"
-                )
+                raise ValueError(f"rate_limits must include one at or below the documented {requests} requests per {seconds:g}s")
 
 
 class MailchimpDestination(DestinationBase):
@@ -135,13 +132,12 @@ class MailchimpDestination(DestinationBase):
     """
 
     type: Literal["mailchimp"]
-    base_url: str = "https://us1.api.mailchimp.com"   # the datacenter is the API key's suffix: https://<dc>.api.mailchimp.com
+    base_url: str = "https://us1.api.mailchimp.com"  # the datacenter is the API key's suffix: https://<dc>.api.mailchimp.com
     list_id: str
     api_key_env: EnvName
     merge_fields: dict[str, str] = Field(default_factory=lambda: {"first_name": "FNAME", "last_name": "LNAME"})
     batch_size: int = Field(default=500, ge=1)
     max_in_flight: int = Field(default=10, ge=1)
-
 
     @model_validator(mode="after")
     def _limits(self) -> MailchimpDestination:
@@ -172,7 +168,6 @@ class KlaviyoDestination(DestinationBase):
         ]
     )
 
-
     @field_validator("revision")
     @classmethod
     def _revision(cls, value: str) -> str:
@@ -199,13 +194,12 @@ class BrazeDestination(DestinationBase):
     """
 
     type: Literal["braze"]
-    base_url: str   # the REST endpoint of the instance, e.g. https://rest.iad-01.braze.com
+    base_url: str  # the REST endpoint of the instance, e.g. https://rest.iad-01.braze.com
     api_key_env: EnvName
     batch_size: int = Field(default=75, ge=1)
     max_in_flight: int = Field(default=8, ge=1)
-    segments_attribute: str = "lakecdp_segments"   # custom array attribute listing the customer's segments
+    segments_attribute: str = "lakecdp_segments"  # custom array attribute listing the customer's segments
     rate_limits: list[RateLimitSpec] = Field(default_factory=lambda: [RateLimitSpec(requests=3000, per=timedelta(seconds=3))])
-
 
     @model_validator(mode="after")
     def _limits(self) -> BrazeDestination:
@@ -224,16 +218,15 @@ class SfmcDestination(DestinationBase):
     """
 
     type: Literal["sfmc"]
-    auth_url: str   # https://<subdomain>.auth.marketingcloudapis.com
-    rest_url: str   # https://<subdomain>.rest.marketingcloudapis.com
+    auth_url: str  # https://<subdomain>.auth.marketingcloudapis.com
+    rest_url: str  # https://<subdomain>.rest.marketingcloudapis.com
     client_id_env: EnvName
     client_secret_env: EnvName
-    account_id: str | None = None   # MID of the business unit, when the package spans several
+    account_id: str | None = None  # MID of the business unit, when the package spans several
     data_extension_key: str
     batch_size: int = Field(default=2000, ge=1)
     max_request_bytes: int = Field(default=4_000_000, ge=10_000)
     rate_limits: list[RateLimitSpec] = Field(default_factory=lambda: [RateLimitSpec(requests=50, per=timedelta(seconds=1))])
-
 
 
 class S3Destination(DestinationBase):
@@ -251,11 +244,10 @@ class S3Destination(DestinationBase):
     kms_key_id: str | None = None
     endpoint_url: str | None = None
     region: str = "us-east-1"
-    access_key_id_env: EnvName | None = None       # unset: boto3's default credential chain
+    access_key_id_env: EnvName | None = None  # unset: boto3's default credential chain
     secret_access_key_env: EnvName | None = None
-    batch_size: int = Field(default=50_000, ge=1)   # rows per part file
+    batch_size: int = Field(default=50_000, ge=1)  # rows per part file
     max_in_flight: int = Field(default=4, ge=1)
-
 
     @model_validator(mode="after")
     def _kms(self) -> S3Destination:
@@ -275,9 +267,8 @@ class WebhookDestination(DestinationBase):
     rate_limits: list[RateLimitSpec] = Field(default_factory=lambda: [RateLimitSpec(requests=20, per=timedelta(seconds=1))])
 
 
-
 Destination = Annotated[
-    Union[MailchimpDestination, KlaviyoDestination, BrazeDestination, SfmcDestination, S3Destination, WebhookDestination],
+    MailchimpDestination | KlaviyoDestination | BrazeDestination | SfmcDestination | S3Destination | WebhookDestination,
     Field(discriminator="type"),
 ]
 
@@ -309,9 +300,7 @@ class EspSettings(_Strict):
         if names:
             unknown = sorted(set(names) - set(self.destinations))
             if unknown:
-                raise ConfigError(
-                    f"{CONF_FILE}: esp.destinations has no {unknown}. Fix: use one of {sorted(self.destinations)}."
-                )
+                raise ConfigError(f"{CONF_FILE}: esp.destinations has no {unknown}. Fix: use one of {sorted(self.destinations)}.")
             return {name: self.destinations[name] for name in names}
         return {name: d for name, d in self.destinations.items() if d.enabled}
 
@@ -360,8 +349,10 @@ def _describe(exc: ValidationError) -> str:
         if is_whole_destination:
             fix = "change the value the message names (the documented limit is the most lakecdp will use)"
         elif error["type"] == "extra_forbidden" and loc[-1] in _SECRET_KEYS:
-            fix = ("never commit a secret: set the matching *_env key to the NAME of an environment variable "
-                   "that holds it, and set that variable where lakecdp runs")
+            fix = (
+                "never commit a secret: set the matching *_env key to the NAME of an environment variable "
+                "that holds it, and set that variable where lakecdp runs"
+            )
         elif error["type"] == "extra_forbidden":
             fix = f"remove '{loc[-1]}' or check its spelling"
         elif error["type"] == "union_tag_invalid" or "discriminator" in error["type"]:

@@ -6,6 +6,7 @@ path (validated, deduplicated by messageId, so re-syncing the same change is a n
 added to `export_suppressions`. Members are matched to customers by subscriber hash, so no
 address is ever requested from Mailchimp.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,10 +30,10 @@ BOUNCED = "bounced (Mailchimp cleaned)"
 
 @dataclass(frozen=True)
 class SyncResult:
-    unsubscribed: int          # unsubscribed members Mailchimp reported
-    cleaned: int               # cleaned (bounced) members Mailchimp reported
-    matched: int               # of those, members matched to a customer
-    events_added: int          # new Unsubscribed events in bronze (0 when already synced)
+    unsubscribed: int  # unsubscribed members Mailchimp reported
+    cleaned: int  # cleaned (bounced) members Mailchimp reported
+    matched: int  # of those, members matched to a customer
+    events_added: int  # new Unsubscribed events in bronze (0 when already synced)
     suppressions_added: int
 
 
@@ -42,9 +43,7 @@ def sync_unsubscribes(
     """Read the audience's unsubscribed and cleaned members and record them in the lake."""
     settings = esp.destinations.get(destination)
     if settings is None or settings.type != "mailchimp":
-        raise ConfigError(
-            f"{CONF_FILE}: esp.destinations.{destination} is not a mailchimp destination. Fix: pass a mailchimp one."
-        )
+        raise ConfigError(f"{CONF_FILE}: esp.destinations.{destination} is not a mailchimp destination. Fix: pass a mailchimp one.")
     adapter = build_adapter(destination, settings, esp.attributes, runtime)
     if not isinstance(adapter, MailchimpAdapter):
         raise TypeError(f"{destination}: expected the Mailchimp adapter, got {type(adapter).__name__}")
@@ -57,7 +56,8 @@ def sync_unsubscribes(
     now = runtime.clock.now()
     lines = [
         _unsubscribed_event(destination, esp.consent.opt_out_events[0], member, customers[member["id"]][0])
-        for member in unsubscribed if member["id"] in customers
+        for member in unsubscribed
+        if member["id"] in customers
     ]
     added = 0
     if lines:
@@ -75,7 +75,7 @@ def sync_unsubscribes(
         new = [(digest, cid, BOUNCED, destination, now) for digest, cid in sorted(bounced.items()) if digest not in known]
         if new:
             rows = lake.spark.createDataFrame(new, schema=lake.spec("export_suppressions").schema)
-            lake.merge("export_suppressions", rows, update_columns=[])   # insert-only: the first reason stays
+            lake.merge("export_suppressions", rows, update_columns=[])  # insert-only: the first reason stays
         suppressed = len(new)
     matched = sum(1 for m in unsubscribed + cleaned if m["id"] in customers)
     return SyncResult(len(unsubscribed), len(cleaned), matched, added, suppressed)
@@ -98,12 +98,14 @@ def _customers_by_hash(lake: Lake, hashes: set[str]) -> dict[str, tuple[str, str
 def _unsubscribed_event(destination: str, event: str, member: dict, customer_id: str) -> str:
     """A Segment-spec track event; the messageId is fixed per (member, change) so a re-sync adds nothing."""
     changed = member.get("last_changed") or datetime(1970, 1, 1).isoformat() + "Z"
-    return json.dumps({
-        "type": "track",
-        "event": event,
-        "messageId": f"{destination}-unsubscribed-{member['id']}-{changed}",
-        "userId": customer_id,
-        "timestamp": changed,
-        "properties": {},
-        "context": {"source": destination},
-    })
+    return json.dumps(
+        {
+            "type": "track",
+            "event": event,
+            "messageId": f"{destination}-unsubscribed-{member['id']}-{changed}",
+            "userId": customer_id,
+            "timestamp": changed,
+            "properties": {},
+            "context": {"source": destination},
+        }
+    )

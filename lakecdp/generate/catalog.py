@@ -26,22 +26,32 @@ CATEGORY_PRICING = {
     "sportswear": (50.0, 0.40),
 }
 CATEGORY_NAMING = {
-    "shoes": (("Classic", "Trail", "Urban", "Leather", "Canvas", "Cloud"),
-              ("Sneaker", "Boot", "Loafer", "Sandal", "Runner", "Mule")),
-    "outerwear": (("Alpine", "City", "Quilted", "Wool", "Storm", "Harbor"),
-                  ("Parka", "Trench", "Puffer", "Blazer", "Rain Jacket", "Overcoat")),
-    "dresses": (("Linen", "Silk", "Wrap", "Floral", "Satin", "Knit"),
-                ("Midi Dress", "Maxi Dress", "Shirt Dress", "Slip Dress", "Sundress", "Gown")),
-    "accessories": (("Woven", "Leather", "Gold-Tone", "Suede", "Canvas", "Minimal"),
-                    ("Belt", "Tote", "Scarf", "Wallet", "Watch", "Sunglasses")),
-    "beauty": (("Hydrating", "Matte", "Glow", "Velvet", "Daily", "Repair"),
-               ("Serum", "Lipstick", "Cleanser", "Moisturizer", "Palette", "Mask")),
-    "home": (("Ceramic", "Oak", "Linen", "Marble", "Rattan", "Brass"),
-             ("Vase", "Lamp", "Throw", "Candle", "Tray", "Cushion")),
-    "kids": (("Tiny", "Rainbow", "Cozy", "Explorer", "Jersey", "Dino"),
-             ("Hoodie", "Pajama Set", "Sneaker", "Raincoat", "Backpack", "Romper")),
-    "sportswear": (("Pro", "Flex", "Aero", "Core", "Trail", "Studio"),
-                   ("Leggings", "Running Tee", "Track Jacket", "Sports Bra", "Shorts", "Hoodie")),
+    "shoes": (("Classic", "Trail", "Urban", "Leather", "Canvas", "Cloud"), ("Sneaker", "Boot", "Loafer", "Sandal", "Runner", "Mule")),
+    "outerwear": (
+        ("Alpine", "City", "Quilted", "Wool", "Storm", "Harbor"),
+        ("Parka", "Trench", "Puffer", "Blazer", "Rain Jacket", "Overcoat"),
+    ),
+    "dresses": (
+        ("Linen", "Silk", "Wrap", "Floral", "Satin", "Knit"),
+        ("Midi Dress", "Maxi Dress", "Shirt Dress", "Slip Dress", "Sundress", "Gown"),
+    ),
+    "accessories": (
+        ("Woven", "Leather", "Gold-Tone", "Suede", "Canvas", "Minimal"),
+        ("Belt", "Tote", "Scarf", "Wallet", "Watch", "Sunglasses"),
+    ),
+    "beauty": (
+        ("Hydrating", "Matte", "Glow", "Velvet", "Daily", "Repair"),
+        ("Serum", "Lipstick", "Cleanser", "Moisturizer", "Palette", "Mask"),
+    ),
+    "home": (("Ceramic", "Oak", "Linen", "Marble", "Rattan", "Brass"), ("Vase", "Lamp", "Throw", "Candle", "Tray", "Cushion")),
+    "kids": (
+        ("Tiny", "Rainbow", "Cozy", "Explorer", "Jersey", "Dino"),
+        ("Hoodie", "Pajama Set", "Sneaker", "Raincoat", "Backpack", "Romper"),
+    ),
+    "sportswear": (
+        ("Pro", "Flex", "Aero", "Core", "Trail", "Studio"),
+        ("Leggings", "Running Tee", "Track Jacket", "Sports Bra", "Shorts", "Hoodie"),
+    ),
 }
 SEARCH_TERMS = {
     "shoes": ("sneakers", "white sneakers", "chelsea boots", "running shoes", "sandals"),
@@ -92,9 +102,7 @@ class Catalog:
 
     def __init__(self, products: list[Product]) -> None:
         self.products = tuple(products)
-        self.by_category = {
-            category: tuple(p for p in products if p.category == category) for category in CATEGORIES
-        }
+        self.by_category = {category: tuple(p for p in products if p.category == category) for category in CATEGORIES}
         self._cumulative_weights: dict[tuple[str, float], list[float]] = {}
 
     def pick(self, rng: np.random.Generator, category: str, price_taste: float) -> Product:

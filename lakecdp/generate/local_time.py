@@ -13,8 +13,30 @@ from lakecdp.generate.draws import between
 # Relative weight of a visit starting in each local hour 00..23: quiet at night, a lunch
 # bump and an evening peak (the usual shape of e-commerce traffic).
 LOCAL_HOUR_WEIGHTS = (
-    1.2, 0.5, 0.25, 0.15, 0.15, 0.3, 1.0, 2.5, 3.5, 4.0, 4.2, 4.5,
-    5.5, 5.2, 4.3, 4.2, 4.5, 5.0, 6.0, 7.0, 7.5, 7.0, 5.0, 2.8,
+    1.2,
+    0.5,
+    0.25,
+    0.15,
+    0.15,
+    0.3,
+    1.0,
+    2.5,
+    3.5,
+    4.0,
+    4.2,
+    4.5,
+    5.5,
+    5.2,
+    4.3,
+    4.2,
+    4.5,
+    5.0,
+    6.0,
+    7.0,
+    7.5,
+    7.0,
+    5.0,
+    2.8,
 )
 _HOUR_CUMULATIVE = tuple(accumulate(LOCAL_HOUR_WEIGHTS))
 

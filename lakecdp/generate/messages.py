@@ -75,9 +75,7 @@ class CustomerJournal:
     def identify(self, ts_ms: int, traits: dict, **envelope) -> None:
         self._record(ts_ms, {"type": "identify", "traits": traits}, **envelope)
 
-    def _record(
-        self, ts_ms: int, body: dict, *, user_id: str | None, anonymous_id: str, context: dict
-    ) -> None:
+    def _record(self, ts_ms: int, body: dict, *, user_id: str | None, anonymous_id: str, context: dict) -> None:
         # Sessions are simulated whole and clipped here, so a session running past the
         # end simply stops at the dataset's "now".
         if not self.window_start_ms <= ts_ms < self.window_end_ms:

@@ -45,38 +45,88 @@ class BehaviourProfile:
 
 BEHAVIOUR_PROFILES = {
     "bargain_hunter": BehaviourProfile(
-        share=0.25, sessions_per_day=0.19, views_per_session=5.0, favourite_count=(2, 3),
-        favourite_focus=0.60, add_to_cart_rate=0.14, propensity_beta=(3.0, 12.0),
-        price_taste=-2.0, coupon_rate=0.75, second_unit_rate=0.15, search_rate=0.45,
-        email_open_rate=0.38, email_click_rate=0.35, unsubscribe_rate=0.005,
+        share=0.25,
+        sessions_per_day=0.19,
+        views_per_session=5.0,
+        favourite_count=(2, 3),
+        favourite_focus=0.60,
+        add_to_cart_rate=0.14,
+        propensity_beta=(3.0, 12.0),
+        price_taste=-2.0,
+        coupon_rate=0.75,
+        second_unit_rate=0.15,
+        search_rate=0.45,
+        email_open_rate=0.38,
+        email_click_rate=0.35,
+        unsubscribe_rate=0.005,
         device_mix=(("mobile", 0.65), ("desktop", 0.25), ("tablet", 0.10)),
     ),
     "loyal_high_spender": BehaviourProfile(
-        share=0.15, sessions_per_day=0.21, views_per_session=4.0, favourite_count=(1, 2),
-        favourite_focus=0.85, add_to_cart_rate=0.22, propensity_beta=(6.0, 10.0),
-        price_taste=1.2, coupon_rate=0.08, second_unit_rate=0.30, search_rate=0.20,
-        email_open_rate=0.50, email_click_rate=0.30, unsubscribe_rate=0.002,
+        share=0.15,
+        sessions_per_day=0.21,
+        views_per_session=4.0,
+        favourite_count=(1, 2),
+        favourite_focus=0.85,
+        add_to_cart_rate=0.22,
+        propensity_beta=(6.0, 10.0),
+        price_taste=1.2,
+        coupon_rate=0.08,
+        second_unit_rate=0.30,
+        search_rate=0.20,
+        email_open_rate=0.50,
+        email_click_rate=0.30,
+        unsubscribe_rate=0.002,
         device_mix=(("desktop", 0.50), ("mobile", 0.40), ("tablet", 0.10)),
     ),
     "window_shopper": BehaviourProfile(
-        share=0.25, sessions_per_day=0.24, views_per_session=6.5, favourite_count=(3, 4),
-        favourite_focus=0.45, add_to_cart_rate=0.035, propensity_beta=(1.2, 28.0),
-        price_taste=0.3, coupon_rate=0.20, second_unit_rate=0.05, search_rate=0.30,
-        email_open_rate=0.20, email_click_rate=0.12, unsubscribe_rate=0.012,
+        share=0.25,
+        sessions_per_day=0.24,
+        views_per_session=6.5,
+        favourite_count=(3, 4),
+        favourite_focus=0.45,
+        add_to_cart_rate=0.035,
+        propensity_beta=(1.2, 28.0),
+        price_taste=0.3,
+        coupon_rate=0.20,
+        second_unit_rate=0.05,
+        search_rate=0.30,
+        email_open_rate=0.20,
+        email_click_rate=0.12,
+        unsubscribe_rate=0.012,
         device_mix=(("mobile", 0.75), ("desktop", 0.15), ("tablet", 0.10)),
     ),
     "lapsed": BehaviourProfile(
-        share=0.20, sessions_per_day=0.16, views_per_session=3.5, favourite_count=(1, 3),
-        favourite_focus=0.70, add_to_cart_rate=0.09, propensity_beta=(2.0, 14.0),
-        price_taste=0.0, coupon_rate=0.25, second_unit_rate=0.10, search_rate=0.25,
-        email_open_rate=0.15, email_click_rate=0.15, unsubscribe_rate=0.020,
+        share=0.20,
+        sessions_per_day=0.16,
+        views_per_session=3.5,
+        favourite_count=(1, 3),
+        favourite_focus=0.70,
+        add_to_cart_rate=0.09,
+        propensity_beta=(2.0, 14.0),
+        price_taste=0.0,
+        coupon_rate=0.25,
+        second_unit_rate=0.10,
+        search_rate=0.25,
+        email_open_rate=0.15,
+        email_click_rate=0.15,
+        unsubscribe_rate=0.020,
         device_mix=(("desktop", 0.45), ("mobile", 0.45), ("tablet", 0.10)),
     ),
     "new_explorer": BehaviourProfile(
-        share=0.15, sessions_per_day=0.22, views_per_session=5.5, favourite_count=(2, 4),
-        favourite_focus=0.35, add_to_cart_rate=0.09, propensity_beta=(2.0, 12.0),
-        price_taste=0.0, coupon_rate=0.35, second_unit_rate=0.10, search_rate=0.40,
-        email_open_rate=0.32, email_click_rate=0.25, unsubscribe_rate=0.008,
+        share=0.15,
+        sessions_per_day=0.22,
+        views_per_session=5.5,
+        favourite_count=(2, 4),
+        favourite_focus=0.35,
+        add_to_cart_rate=0.09,
+        propensity_beta=(2.0, 12.0),
+        price_taste=0.0,
+        coupon_rate=0.35,
+        second_unit_rate=0.10,
+        search_rate=0.40,
+        email_open_rate=0.32,
+        email_click_rate=0.25,
+        unsubscribe_rate=0.008,
         device_mix=(("mobile", 0.60), ("desktop", 0.30), ("tablet", 0.10)),
     ),
 }
@@ -104,15 +154,68 @@ REGIONS = (
     Region("IN", "Asia/Kolkata", ("Mumbai", "Bengaluru", "Delhi"), 0.09),
 )
 FIRST_NAMES = (
-    "Emma", "Liam", "Olivia", "Noah", "Ava", "Lucas", "Mia", "Leon", "Sofia", "Hugo",
-    "Chloe", "Louis", "Hannah", "Felix", "Yuki", "Haruto", "Ana", "Pedro", "Priya", "Arjun",
-    "Grace", "Jack", "Isla", "Oscar", "Lea", "Jonas", "Camille", "Mateo", "Aiko", "Ravi",
+    "Emma",
+    "Liam",
+    "Olivia",
+    "Noah",
+    "Ava",
+    "Lucas",
+    "Mia",
+    "Leon",
+    "Sofia",
+    "Hugo",
+    "Chloe",
+    "Louis",
+    "Hannah",
+    "Felix",
+    "Yuki",
+    "Haruto",
+    "Ana",
+    "Pedro",
+    "Priya",
+    "Arjun",
+    "Grace",
+    "Jack",
+    "Isla",
+    "Oscar",
+    "Lea",
+    "Jonas",
+    "Camille",
+    "Mateo",
+    "Aiko",
+    "Ravi",
 )
 LAST_NAMES = (
-    "Smith", "Johnson", "Brown", "Garcia", "Miller", "Wilson", "Taylor", "Evans", "Walker",
-    "Mueller", "Schmidt", "Fischer", "Martin", "Bernard", "Dubois", "Tanaka", "Sato", "Suzuki",
-    "Silva", "Santos", "Oliveira", "Sharma", "Patel", "Iyer", "Nguyen", "Kelly", "Wright",
-    "Moreau", "Weber", "Costa",
+    "Smith",
+    "Johnson",
+    "Brown",
+    "Garcia",
+    "Miller",
+    "Wilson",
+    "Taylor",
+    "Evans",
+    "Walker",
+    "Mueller",
+    "Schmidt",
+    "Fischer",
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Tanaka",
+    "Sato",
+    "Suzuki",
+    "Silva",
+    "Santos",
+    "Oliveira",
+    "Sharma",
+    "Patel",
+    "Iyer",
+    "Nguyen",
+    "Kelly",
+    "Wright",
+    "Moreau",
+    "Weber",
+    "Costa",
 )
 OPERATING_SYSTEMS = {
     "mobile": (("iOS", 0.55), ("Android", 0.45)),
@@ -130,8 +233,7 @@ USER_AGENTS = {
     "(KHTML, like Gecko) Version/18.1 Safari/605.1.15",
     ("tablet", "iPadOS"): "Mozilla/5.0 (iPad; CPU OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
-    ("tablet", "Android"): "Mozilla/5.0 (Linux; Android 14; SM-X710) AppleWebKit/537.36 "
-    "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    ("tablet", "Android"): "Mozilla/5.0 (Linux; Android 14; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
 }
 # RFC 5737 documentation ranges: never a real visitor's address.
 DOCUMENTATION_NETWORKS = ("203.0.113", "198.51.100")
@@ -226,9 +328,7 @@ def _favourite_categories(rng: np.random.Generator, profile: BehaviourProfile) -
     return tuple(CATEGORIES[i] for i in sorted(chosen))
 
 
-def _active_span(
-    rng: np.random.Generator, behaviour_type: str, timezone: str, settings: GeneratorSettings
-) -> tuple[int, int]:
+def _active_span(rng: np.random.Generator, behaviour_type: str, timezone: str, settings: GeneratorSettings) -> tuple[int, int]:
     start_ms, end_ms = settings.start_ms, settings.end_ms
     if behaviour_type == "new_explorer":
         # They sign up in a first visit at an ordinary local shopping hour.
@@ -243,9 +343,7 @@ def _active_span(
     return start_ms, end_ms
 
 
-def _signup_date(
-    rng: np.random.Generator, behaviour_type: str, settings: GeneratorSettings, active_from_ms: int
-) -> date:
+def _signup_date(rng: np.random.Generator, behaviour_type: str, settings: GeneratorSettings, active_from_ms: int) -> date:
     if behaviour_type == "new_explorer":
         return (settings.start + timedelta(milliseconds=active_from_ms - settings.start_ms)).date()
     days_before = int(rng.integers(60 if behaviour_type == "lapsed" else 20, 900))

@@ -47,9 +47,7 @@ class SessionStart:
     device: Device | None = None
 
 
-def plan_session_starts(
-    rng: np.random.Generator, customer: Customer, settings: GeneratorSettings
-) -> list[SessionStart]:
+def plan_session_starts(rng: np.random.Generator, customer: Customer, settings: GeneratorSettings) -> list[SessionStart]:
     """Session start times: Poisson per local day, hours from the local daytime curve."""
     zone = ZoneInfo(customer.timezone)
     days = local_days(settings.start, settings.end, zone)
@@ -161,8 +159,7 @@ class ShoppingSession:
     def _track(self, at_ms: int, event: str, properties: dict) -> None:
         self.journal.track(at_ms, event, properties, **self._envelope())
 
-    def _open_page(self, name: str, path: str, title: str, category: str | None = None,
-                   dwell_median_s: float = 30.0) -> int:
+    def _open_page(self, name: str, path: str, title: str, category: str | None = None, dwell_median_s: float = 30.0) -> int:
         """Emits a page view at the session clock and moves the clock past the visitor's dwell."""
         page_ms = self.clock_ms
         dwell_s = max(3.0, float(self.rng.lognormal(np.log(dwell_median_s), 0.6)))
@@ -276,10 +273,7 @@ class ShoppingSession:
         self._track(self._soon_after(page_ms), "Product Removed", properties)
 
     def _basket(self) -> list[dict]:
-        return [
-            {"product_id": p.product_id, "category": p.category, "price": p.price, "quantity": q}
-            for p, q in self.state.cart.values()
-        ]
+        return [{"product_id": p.product_id, "category": p.category, "price": p.price, "quantity": q} for p, q in self.state.cart.values()]
 
     def _basket_value(self) -> float:
         return round(sum(p.price * q for p, q in self.state.cart.values()), 2)

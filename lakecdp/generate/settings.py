@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class GeneratorSettings:
     customers: int = 2000
     days: int = 30
     seed: int = 7
-    end: datetime = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    end: datetime = datetime(2026, 11, 1, tzinfo=UTC)
     anonymous_share: float = 0.15
 
     def __post_init__(self) -> None:
@@ -56,14 +56,9 @@ class GeneratorSettings:
         if self.seed < 0:
             raise ValueError(f"GeneratorSettings.seed must be >= 0 (numpy SeedSequence), got {self.seed}")
         if self.end.tzinfo is None or self.end.utcoffset() is None:
-            raise ValueError(
-                "GeneratorSettings.end must be timezone-aware, "
-                "e.g. datetime(2026, 11, 1, tzinfo=timezone.utc)"
-            )
+            raise ValueError("GeneratorSettings.end must be timezone-aware, e.g. datetime(2026, 11, 1, tzinfo=timezone.utc)")
         if not 0.0 <= self.anonymous_share <= 1.0:
-            raise ValueError(
-                f"GeneratorSettings.anonymous_share must be in [0, 1], got {self.anonymous_share}"
-            )
+            raise ValueError(f"GeneratorSettings.anonymous_share must be in [0, 1], got {self.anonymous_share}")
 
     @property
     def start(self) -> datetime:

@@ -1,4 +1,5 @@
 """`lakecdp identity show|unmerge`: inspect and undo identity merges."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     from pyspark.sql import functions as F
-
 
     lake = open_lake_for(args, settings)
     links = lake.read("identity_links")

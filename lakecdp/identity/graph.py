@@ -5,6 +5,7 @@ says "this anonymousId is customer X" (from an identify carrying both ids, or an
 from previousId to userId); profiles and segments resolve ids through the active links
 at read time, so a wrong merge is undone by deactivating its link and recomputing.
 """
+
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, Window, functions as F
@@ -14,11 +15,15 @@ def links_from_events(events: DataFrame) -> DataFrame:
     """identify (anonymousId + userId) and alias (previousId -> userId) events -> identity_links rows."""
     identified = events.filter((F.col("type") == "identify") & F.col("user_id").isNotNull() & F.col("anonymous_id").isNotNull())
     aliased = events.filter((F.col("type") == "alias") & F.col("user_id").isNotNull() & F.col("previous_id").isNotNull())
-    candidates = identified.select(
-        F.col("anonymous_id"), F.col("user_id").alias("customer_id"), F.col("timestamp"), F.col("message_id")
-    ).unionByName(
-        aliased.select(F.col("previous_id").alias("anonymous_id"), F.col("user_id").alias("customer_id"), F.col("timestamp"), F.col("message_id"))
-    ).filter(F.col("anonymous_id") != F.col("customer_id"))
+    candidates = (
+        identified.select(F.col("anonymous_id"), F.col("user_id").alias("customer_id"), F.col("timestamp"), F.col("message_id"))
+        .unionByName(
+            aliased.select(
+                F.col("previous_id").alias("anonymous_id"), F.col("user_id").alias("customer_id"), F.col("timestamp"), F.col("message_id")
+            )
+        )
+        .filter(F.col("anonymous_id") != F.col("customer_id"))
+    )
     first_seen = Window.partitionBy("anonymous_id", "customer_id").orderBy("timestamp", "message_id")
     return (
         candidates.withColumn("rank", F.row_number().over(first_seen))
@@ -51,7 +56,10 @@ def resolve_customer_ids(events: DataFrame, links: DataFrame) -> DataFrame:
     return (
         events.alias("ev")
         .join(active_links(links).alias("l"), on=F.col("ev.anonymous_id") == F.col("l.anonymous_id"), how="left")
-        .withColumn("resolved_customer_id", F.when(is_anonymous_only, F.coalesce("l.linked_customer_id", "ev.customer_id")).otherwise(F.col("ev.customer_id")))
+        .withColumn(
+            "resolved_customer_id",
+            F.when(is_anonymous_only, F.coalesce("l.linked_customer_id", "ev.customer_id")).otherwise(F.col("ev.customer_id")),
+        )
         .select(*[F.col(f"ev.{c}") for c in events.columns if c != "customer_id"], F.col("resolved_customer_id").alias("customer_id"))
         .select(*events.columns)
     )

@@ -1,4 +1,5 @@
 """Row checks shared by the imports: every failed check becomes a (column, reason) problem."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,7 +8,7 @@ from pyspark.sql import Column, DataFrame, Window, functions as F
 
 from lakecdp.importer.readers import ROW_COLUMN
 
-Check = tuple[Column, str, "Column | str"]   # (failed?, column, reason)
+Check = tuple[Column, str, "Column | str"]  # (failed?, column, reason)
 
 
 def clean_text(name: str) -> Column:
@@ -36,8 +37,7 @@ def with_problems(rows: DataFrame, checks: Sequence[Check]) -> DataFrame:
     A check whose condition is null (it compared a null) has not failed.
     """
     candidates = [
-        F.when(failed, F.struct(F.lit(column).alias("column"), _text(reason).alias("reason")))
-        for failed, column, reason in checks
+        F.when(failed, F.struct(F.lit(column).alias("column"), _text(reason).alias("reason"))) for failed, column, reason in checks
     ]
     return rows.withColumn("problems", F.filter(F.array(*candidates), lambda problem: problem.isNotNull()))
 

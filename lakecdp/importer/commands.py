@@ -1,4 +1,5 @@
 """`lakecdp import customers FILE` and `lakecdp import orders FILE`."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     orders.add_argument("file", help=".csv with a header row, or .parquet")
     _common(orders)
     orders.add_argument(
-        "--max-age", type=age_limit, default=FROM_CONF,
+        "--max-age",
+        type=age_limit,
+        default=FROM_CONF,
         help="accept orders up to this old, e.g. 3650d, or 'none' for any age (default: events.max_age; older ones are quarantined)",
     )
     orders.set_defaults(handler=_orders)

@@ -1,4 +1,5 @@
 """CRM customers -> the `customers` table: checks and shaping are pure; `import_customers` does the I/O."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,8 +14,8 @@ from lakecdp.importer.readers import ROW_COLUMN, read_rows
 from lakecdp.importer.report import default_report_path, top_reasons, write_reject_report
 from lakecdp.lake import Lake, table
 from lakecdp.privacy.ledger import entries_from_customers, record_consent
-from lakecdp.progress import Progress
 from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
+from lakecdp.progress import Progress
 
 REQUIRED_COLUMNS = ("customer_id", "email")
 OPTIONAL_COLUMNS = ("first_name", "last_name", "country", "city", "signup_date", "marketing_opt_in")
@@ -45,7 +46,7 @@ class CustomerImportResult:
     report_path: Path
     report_rows: int
     ignored_columns: tuple[str, ...] = ()
-    top_reasons: tuple[tuple[str, str, int], ...] = ()   # (column, reason, rows), most rows first
+    top_reasons: tuple[tuple[str, str, int], ...] = ()  # (column, reason, rows), most rows first
 
     @property
     def landed(self) -> int:
@@ -57,29 +58,41 @@ def with_customer_checks(rows: DataFrame, *, today: date) -> DataFrame:
     """Raw text rows -> typed, cleaned customer columns plus `problems` (empty when the row is valid)."""
     opt_in_text = F.lower(clean_text("marketing_opt_in"))
     signup_text = clean_text("signup_date")
-    typed = with_missing_columns(rows, OPTIONAL_COLUMNS).select(
-        ROW_COLUMN,
-        clean_text("customer_id").alias("customer_id"),
-        # Addresses are matched case-insensitively downstream (ESPs lower-case them too).
-        F.lower(clean_text("email")).alias("email"),
-        clean_text("first_name").alias("first_name"),
-        clean_text("last_name").alias("last_name"),
-        F.upper(clean_text("country")).alias("country"),
-        clean_text("city").alias("city"),
-        signup_text.alias("signup_date_text"),
-        F.when(signup_text.rlike(r"^\d{4}-\d{2}-\d{2}$"), signup_text.try_cast("date")).alias("signup_date"),
-        opt_in_text.alias("marketing_opt_in_text"),
-        F.when(opt_in_text.isin(*TRUE_WORDS), True).when(opt_in_text.isin(*FALSE_WORDS), False).alias("marketing_opt_in"),
-    ).withColumn("first_row", first_row_of("customer_id"))
+    typed = (
+        with_missing_columns(rows, OPTIONAL_COLUMNS)
+        .select(
+            ROW_COLUMN,
+            clean_text("customer_id").alias("customer_id"),
+            # Addresses are matched case-insensitively downstream (ESPs lower-case them too).
+            F.lower(clean_text("email")).alias("email"),
+            clean_text("first_name").alias("first_name"),
+            clean_text("last_name").alias("last_name"),
+            F.upper(clean_text("country")).alias("country"),
+            clean_text("city").alias("city"),
+            signup_text.alias("signup_date_text"),
+            F.when(signup_text.rlike(r"^\d{4}-\d{2}-\d{2}$"), signup_text.try_cast("date")).alias("signup_date"),
+            opt_in_text.alias("marketing_opt_in_text"),
+            F.when(opt_in_text.isin(*TRUE_WORDS), True).when(opt_in_text.isin(*FALSE_WORDS), False).alias("marketing_opt_in"),
+        )
+        .withColumn("first_row", first_row_of("customer_id"))
+    )
     is_duplicate = F.col("customer_id").isNotNull() & (F.col(ROW_COLUMN) != F.col("first_row"))
     checks = [
         (F.col("customer_id").isNull(), "customer_id", "missing customer_id"),
         (F.length("customer_id") > MAX_ID_CHARS, "customer_id", f"longer than {MAX_ID_CHARS} characters"),
-        (is_duplicate, "customer_id", F.concat(F.lit("duplicate customer_id (first at row "), F.col("first_row").cast("string"), F.lit(")"))),
+        (
+            is_duplicate,
+            "customer_id",
+            F.concat(F.lit("duplicate customer_id (first at row "), F.col("first_row").cast("string"), F.lit(")")),
+        ),
         (~F.col("email").rlike(EMAIL_PATTERN), "email", "not a valid email address"),
         (F.col("signup_date_text").isNotNull() & F.col("signup_date").isNull(), "signup_date", "not a date: write YYYY-MM-DD"),
         (F.col("signup_date") > F.lit(today), "signup_date", "is in the future"),
-        (F.col("marketing_opt_in_text").isNotNull() & F.col("marketing_opt_in").isNull(), "marketing_opt_in", "not a boolean: write true or false"),
+        (
+            F.col("marketing_opt_in_text").isNotNull() & F.col("marketing_opt_in").isNull(),
+            "marketing_opt_in",
+            "not a boolean: write true or false",
+        ),
         (~F.col("country").rlike(r"^[A-Z]{2}$"), "country", "not an ISO 3166-1 alpha-2 code, e.g. US"),
     ]
     return with_problems(typed, checks)
@@ -109,7 +122,9 @@ def filter_changed_customers(incoming: DataFrame, existing: DataFrame) -> DataFr
     return incoming.alias("new").join(existing.alias("old"), on=condition, how="left_anti")
 
 
-def import_customers(lake: Lake, path: str | Path, *, clock: Clock | None = None, report_path: str | Path | None = None) -> CustomerImportResult:
+def import_customers(
+    lake: Lake, path: str | Path, *, clock: Clock | None = None, report_path: str | Path | None = None
+) -> CustomerImportResult:
     """Check a CRM file, merge its valid rows into `customers`, write the reject report."""
     clock = clock or SystemClock()
     now = clock.now()

@@ -12,6 +12,7 @@ The customers of the orders that land get the retailer's id recorded in `custome
 (a new row has no contact fields), so scores can be mapped back without the pseudonym key even
 when no CRM file was imported.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,17 +27,17 @@ from lakecdp.events.contacts import CONTACT_COLUMNS, fold_contacts
 from lakecdp.events.ingest import IngestResult, commit_batch, prepare_batch
 from lakecdp.importer.checks import clean_text, filter_valid, first_row_of, problem_rows, with_missing_columns, with_problems
 from lakecdp.importer.readers import ROW_COLUMN, ImportFileError, read_rows
-from lakecdp.progress import Progress
 from lakecdp.importer.report import Reject, default_report_path, top_reasons, write_reject_report
 from lakecdp.lake import Lake, table
 from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
+from lakecdp.progress import Progress
 
 REQUIRED_COLUMNS = ("order_id", "customer_id", "ordered_at")
 AMOUNT_COLUMNS = ("total", "revenue")
 OPTIONAL_COLUMNS = (*AMOUNT_COLUMNS, "currency", "category", "product_id")
 MESSAGE_ID_PREFIX = "import-order-"
 SOURCE = "order-import"
-CUSTOMER_SOURCE = "import-orders"   # `customers.source` of a customer first known from an order import
+CUSTOMER_SOURCE = "import-orders"  # `customers.source` of a customer first known from an order import
 LIBRARY = {"name": "lakecdp-import", "version": "0.1.0"}
 MAX_ID_CHARS = 128
 # A quarantine reason of the stream, and the import column it is about.
@@ -59,8 +60,8 @@ class OrderImportResult:
     report_path: Path
     report_rows: int
     ignored_columns: tuple[str, ...] = ()
-    customers_recorded: int = 0   # `customers` rows that got the retailer's id (new or filled in)
-    top_reasons: tuple[tuple[str, str, int], ...] = ()   # (column, reason, rows), most rows first
+    customers_recorded: int = 0  # `customers` rows that got the retailer's id (new or filled in)
+    top_reasons: tuple[tuple[str, str, int], ...] = ()  # (column, reason, rows), most rows first
 
     @property
     def landed(self) -> int:
@@ -70,17 +71,21 @@ class OrderImportResult:
 
 def with_order_checks(rows: DataFrame) -> DataFrame:
     """Raw text rows -> cleaned order columns plus `problems` the event path would not catch."""
-    typed = with_missing_columns(rows, OPTIONAL_COLUMNS).select(
-        ROW_COLUMN,
-        clean_text("order_id").alias("order_id"),
-        clean_text("customer_id").alias("customer_id"),
-        clean_text("ordered_at").alias("ordered_at"),
-        clean_text("total").alias("total"),
-        clean_text("revenue").alias("revenue"),
-        F.upper(clean_text("currency")).alias("currency"),
-        clean_text("category").alias("category"),
-        clean_text("product_id").alias("product_id"),
-    ).withColumn("first_row", first_row_of("order_id"))
+    typed = (
+        with_missing_columns(rows, OPTIONAL_COLUMNS)
+        .select(
+            ROW_COLUMN,
+            clean_text("order_id").alias("order_id"),
+            clean_text("customer_id").alias("customer_id"),
+            clean_text("ordered_at").alias("ordered_at"),
+            clean_text("total").alias("total"),
+            clean_text("revenue").alias("revenue"),
+            F.upper(clean_text("currency")).alias("currency"),
+            clean_text("category").alias("category"),
+            clean_text("product_id").alias("product_id"),
+        )
+        .withColumn("first_row", first_row_of("order_id"))
+    )
     is_duplicate = F.col("order_id").isNotNull() & (F.col(ROW_COLUMN) != F.col("first_row"))
     checks = [
         (F.col("order_id").isNull(), "order_id", "missing order_id"),
@@ -161,9 +166,12 @@ def to_order_contacts(landed: DataFrame, pseudonyms: Pseudonymizer, *, at: datet
         landed.select(F.col("customer_id").alias("external_id"))
         # An id that came in already pseudonymous is not the retailer's: there is nothing to record.
         .filter(~external.rlike(PATTERN.pattern))
-        .distinct()   # one per customer, however many orders
+        .distinct()  # one per customer, however many orders
         .select(
-            pseudonyms.column(external).alias("customer_id"), external, *no_contact, *no_contact_at,
+            pseudonyms.column(external).alias("customer_id"),
+            external,
+            *no_contact,
+            *no_contact_at,
             F.lit(at).cast("timestamp").alias("at"),
         )
     )
@@ -223,7 +231,12 @@ def import_orders(
 
 
 def _send_as_events(
-    lake: Lake, checked: DataFrame, lines: DataFrame, *, received_at: datetime, events: EventSettings,
+    lake: Lake,
+    checked: DataFrame,
+    lines: DataFrame,
+    *,
+    received_at: datetime,
+    events: EventSettings,
 ) -> tuple[IngestResult, list[Reject], int]:
     """Ingest the order lines (bronze, quarantine), then record the landed orders' customers.
 

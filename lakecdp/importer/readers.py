@@ -5,6 +5,7 @@ instead of failing the whole file or turning silently into null. Row N is the N-
 a CSV's header (line N+1 when no field spans lines; blank lines count), or of a Parquet file. Files are read on the driver: CRM and
 order-history exports fit in its memory; the checks then run in Spark.
 """
+
 from __future__ import annotations
 
 import csv
@@ -65,7 +66,8 @@ def read_rows(path: str | Path, *, required: Sequence[str], optional: Sequence[s
     if missing:
         raise ImportFileError(
             f"{path}: missing columns {missing}. Fix: the file needs columns {list(required)}"
-            + (f" (optional: {list(optional)})" if optional else "") + "; names are matched case-insensitively."
+            + (f" (optional: {list(optional)})" if optional else "")
+            + "; names are matched case-insensitively."
         )
     kept = [c for c in (*required, *optional) if c in header]
     arrays = {c: pa.array(columns[c], pa.string()) for c in kept}

@@ -1,4 +1,5 @@
 """Edge: the row-level reject report (CSV: row, column, reason; never a value, so never PII)."""
+
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 REPORT_COLUMNS = ("row", "column", "reason")
-Reject = tuple[int, str, str]   # (row, column, reason)
+Reject = tuple[int, str, str]  # (row, column, reason)
 
 
 def default_report_path(input_path: str | Path) -> Path:

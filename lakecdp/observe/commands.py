@@ -1,4 +1,5 @@
 """`lakecdp status [--json]` and `lakecdp report --out report.html`: read the lake through delta-rs, never start Spark."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="print one JSON object with the same facts")
     status.set_defaults(handler=_status)
 
-    report = commands.add_parser("report", help="an HTML report of the lake: stream, events, segments, models, exports, gates, experiments",
-                                 description=REPORT_HELP)
+    report = commands.add_parser(
+        "report", help="an HTML report of the lake: stream, events, segments, models, exports, gates, experiments", description=REPORT_HELP
+    )
     report.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file to write (default: report.html)")
     report.add_argument("--lake", help="lake root (default: lake.root from conf)")
     report.set_defaults(handler=_report)
@@ -35,8 +37,9 @@ def lake_view(settings: Settings, lake_root: str | None):
     from lakecdp.observe.lakeview import LakeView
     from models.settings import parse_model_settings
 
-    return LakeView(lake_root or settings.lake.root, settings.lake.storage_options,
-                    registry_root=parse_model_settings(settings.models).registry_root)
+    return LakeView(
+        lake_root or settings.lake.root, settings.lake.storage_options, registry_root=parse_model_settings(settings.models).registry_root
+    )
 
 
 def allowed_rates(settings: Settings) -> dict[str, float | None]:

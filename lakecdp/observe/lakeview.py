@@ -5,6 +5,7 @@ alone); artifacts are the JSON files the other commands keep under the lake root
 `_stream/heartbeat.json`, `_quality/<suite>/latest.json` and `history.jsonl`,
 `_export_reports/*.json`, `_experiments/*.json`, and the model registry (`_models` by default).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -48,7 +49,7 @@ def reason_label(reason: str | None) -> str:
 class TableStats:
     name: str
     version: int
-    rows: int | None            # None: a writer kept no numRecords statistics
+    rows: int | None  # None: a writer kept no numRecords statistics
     files: int
     last_write: datetime | None
     last_operation: str | None
@@ -91,7 +92,7 @@ class LakeView:
             version=table.version(),
             rows=rows,
             files=actions.num_rows,
-            last_write=datetime.fromtimestamp(stamp / 1000, tz=timezone.utc) if stamp is not None else None,
+            last_write=datetime.fromtimestamp(stamp / 1000, tz=UTC) if stamp is not None else None,
             last_operation=commit.get("operation"),
         )
 
@@ -171,7 +172,7 @@ def is_pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:   # alive, owned by another user
+    except PermissionError:  # alive, owned by another user
         return True
     return True
 

@@ -6,6 +6,7 @@ page one self-contained, small file that any browser shows and a test can inspec
 element. Altair would need the Vega/Vega-Lite JavaScript bundle (~1 MB) inlined into every page
 and a JS engine to draw; the model cards' PNGs would be larger and opaque to a test.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,7 +20,9 @@ from matplotlib.figure import Figure
 
 # matplotlib names each element figure_1, axes_1, line2d_3, ... in every SVG; nothing refers to
 # these ids, so they get the plot's id as a prefix to stay unique on a page of many plots.
-_ELEMENT_ID = re.compile(r'id="((?:figure|axes|patch|line2d|text|xtick|ytick|legend|matplotlib\.axis|PolyCollection|QuadMesh|LineCollection|PathCollection|image)_\d+)"')
+_ELEMENT_ID = re.compile(
+    r'id="((?:figure|axes|patch|line2d|text|xtick|ytick|legend|matplotlib\.axis|PolyCollection|QuadMesh|LineCollection|PathCollection|image)_\d+)"'
+)
 
 PASS, FAIL, ACCENT, MUTED = "#2a9d8f", "#e76f51", "#457b9d", "#8d99ae"
 
@@ -45,7 +48,7 @@ def time_axis(figure: Figure, axes: Axes, *, min_margin_days: float = 1 / 1440) 
     """Dates on x, concise, fitted to the data (a 5% margin, at least `min_margin_days`): minutes of batches
     fill the axis, and a one-day series of daily values (min_margin_days=1) still reads as days."""
     start, end = axes.dataLim.intervalx
-    margin = max((end - start) * 0.05, min_margin_days)   # matplotlib dates count days
+    margin = max((end - start) * 0.05, min_margin_days)  # matplotlib dates count days
     axes.set_xlim(start - margin, end + margin)
     locator = AutoDateLocator()
     axes.xaxis.set_major_locator(locator)
@@ -60,4 +63,4 @@ def to_svg(figure: Figure, plot_id: str) -> str:
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": plot_id}):
         FigureCanvasSVG(figure).print_svg(buffer, metadata={"Date": None})
     text = buffer.getvalue()
-    return _ELEMENT_ID.sub(rf'id="{plot_id}-\1"', text[text.index("<svg"):])
+    return _ELEMENT_ID.sub(rf'id="{plot_id}-\1"', text[text.index("<svg") :])

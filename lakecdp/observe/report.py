@@ -4,6 +4,7 @@ Each section reads what exists; a section whose data is not there yet says which
 it. The page holds counts, rates and model metrics only: never a customer id, address or name,
 and reasons without the values they quoted (lakeview.reason_label).
 """
+
 from __future__ import annotations
 
 import html
@@ -22,11 +23,22 @@ from lakecdp.observe.status import FAILED, SENT, batch_durations, effective_expo
 
 # Every plot the page can hold, by its data-plot id, in page order.
 PLOTS = (
-    "stream-lag", "stream-latency",
-    "events-by-day", "events-by-name", "quarantine-by-reason",
-    "segment-sizes", "segment-churn", "segment-overlap",
-    "model-roc", "model-calibration", "model-lift", "model-clusters", "model-drift",
-    "export-outcomes", "export-reasons", "export-rate",
+    "stream-lag",
+    "stream-latency",
+    "events-by-day",
+    "events-by-name",
+    "quarantine-by-reason",
+    "segment-sizes",
+    "segment-churn",
+    "segment-overlap",
+    "model-roc",
+    "model-calibration",
+    "model-lift",
+    "model-clusters",
+    "model-drift",
+    "export-outcomes",
+    "export-reasons",
+    "export-rate",
     "quality-history",
     "experiment-lift",
 )
@@ -111,8 +123,17 @@ def tables_section(view: LakeView) -> Section:
     stats = view.all_table_stats()
     if not stats:
         return Section("tables", "Tables", no_data("tables", "lakecdp demo"))
-    rows = [{"table": s.name, "rows": s.rows, "files": s.files, "version": s.version,
-             "last write (UTC)": s.last_write.strftime("%Y-%m-%d %H:%M:%S") if s.last_write else None, "operation": s.last_operation} for s in stats]
+    rows = [
+        {
+            "table": s.name,
+            "rows": s.rows,
+            "files": s.files,
+            "version": s.version,
+            "last write (UTC)": s.last_write.strftime("%Y-%m-%d %H:%M:%S") if s.last_write else None,
+            "operation": s.last_operation,
+        }
+        for s in stats
+    ]
     return Section("tables", "Tables", "<p>Rows and last commit from each table's Delta log.</p>" + table(rows))
 
 
@@ -134,8 +155,17 @@ def stream_section(view: LakeView, now: datetime) -> Section:
     time_axis(figure, axes)
     latency = plot("stream-latency", figure, "Each micro-batch's duration and the p95 of the hour before it.")
     recent = batch_durations(metrics, now - pd.Timedelta(hours=1), now)
-    summary = table([{"batches": len(frame), "events": int(frame["events"].sum()), "quarantined": int(frame["quarantined"].sum()),
-                      "last batch": str(frame["ended_at"].iloc[-1])[:19], "p95 duration last hour (s)": p95(recent)}])
+    summary = table(
+        [
+            {
+                "batches": len(frame),
+                "events": int(frame["events"].sum()),
+                "quarantined": int(frame["quarantined"].sum()),
+                "last batch": str(frame["ended_at"].iloc[-1])[:19],
+                "p95 duration last hour (s)": p95(recent),
+            }
+        ]
+    )
     return Section("stream", "Stream lag and batch latency", summary + lag + latency)
 
 
@@ -147,7 +177,7 @@ def events_section(view: LakeView) -> Section:
         parts.append(no_data("events", "lakecdp demo (or lakecdp stream run)"))
     else:
         frame = events.to_pandas()
-        names = frame["event"].fillna(frame["type"])   # page and identify calls have no event name
+        names = frame["event"].fillna(frame["type"])  # page and identify calls have no event name
         per_day = frame.groupby("event_date").size().sort_index()
         figure, axes = new_figure("Events per day", "event date", "events")
         axes.bar(pd.to_datetime(per_day.index).to_numpy(), per_day.to_numpy(), color=ACCENT)
@@ -176,7 +206,8 @@ def daily_segment_sizes(transitions: pd.DataFrame) -> pd.DataFrame:
     day = pd.to_datetime(transitions["at"], utc=True).dt.tz_convert(None).dt.normalize()
     counts = (
         transitions.assign(day=day, entered=transitions["transition"] == "entered", exited=transitions["transition"] == "exited")
-        .groupby(["segment", "day"], as_index=False)[["entered", "exited"]].sum()
+        .groupby(["segment", "day"], as_index=False)[["entered", "exited"]]
+        .sum()
         .sort_values(["segment", "day"])
     )
     counts["size"] = (counts["entered"] - counts["exited"]).groupby(counts["segment"]).cumsum()
@@ -209,23 +240,39 @@ def segments_section(view: LakeView) -> Section:
             axes.legend(fontsize=7)
             time_axis(figure, axes, min_margin_days=1)
         parts.append(plot("segment-sizes", size_figure, "Members per segment from segment_transitions (entered minus exited, cumulated)."))
-        parts.append(plot("segment-churn", churn_figure, "Movement per day relative to the segment's size (as `lakecdp segments stats` defines churn)."))
+        parts.append(
+            plot(
+                "segment-churn",
+                churn_figure,
+                "Movement per day relative to the segment's size (as `lakecdp segments stats` defines churn).",
+            )
+        )
     if membership is None or membership.num_rows == 0:
         parts.append(no_data("segment_membership", "lakecdp demo (or lakecdp segments evaluate)"))
     else:
         segments, shared = segment_overlaps(membership.to_pandas())
         sizes = np.maximum(np.diag(shared), 1)
         jaccard = shared / (sizes[:, None] + sizes[None, :] - shared)
-        figure, axes = new_figure("Segment overlap (shared members)", "", "", width=1.0 * len(segments) + 3, height=0.8 * len(segments) + 1.6)
+        figure, axes = new_figure(
+            "Segment overlap (shared members)", "", "", width=1.0 * len(segments) + 3, height=0.8 * len(segments) + 1.6
+        )
         axes.grid(False)
         image = axes.imshow(jaccard, cmap="Blues", vmin=0, vmax=1)
         axes.set_xticks(range(len(segments)), segments, rotation=30, ha="right", fontsize=7)
         axes.set_yticks(range(len(segments)), segments, fontsize=7)
         for i in range(len(segments)):
             for j in range(len(segments)):
-                axes.text(j, i, f"{shared[i, j]:,}", ha="center", va="center", fontsize=7, color="white" if jaccard[i, j] > 0.5 else "black")
+                axes.text(
+                    j, i, f"{shared[i, j]:,}", ha="center", va="center", fontsize=7, color="white" if jaccard[i, j] > 0.5 else "black"
+                )
         figure.colorbar(image, ax=axes, label="Jaccard index")
-        parts.append(plot("segment-overlap", figure, "Current members shared by each pair of segments (diagonal: the segment's size); colour: Jaccard index."))
+        parts.append(
+            plot(
+                "segment-overlap",
+                figure,
+                "Current members shared by each pair of segments (diagonal: the segment's size); colour: Jaccard index.",
+            )
+        )
     return Section("segments", "Segments: sizes, churn, overlap", "".join(parts))
 
 
@@ -235,8 +282,17 @@ def models_section(view: LakeView) -> Section:
         return Section("models", "Models", no_data("models", "lakecdp train"))
     intent = next((c for c in champions if "calibration_curve" in c["card"]), None)
     clusters = next((c for c in champions if c["card"].get("clusters")), None)
-    rows = [{"model": c["name"], "version": c["version"], "trained": c["card"].get("created_at"), "as of": c["card"].get("as_of"),
-             "model type": c["card"].get("model"), "needs retraining": (c["drift"] or {}).get("needs_retraining")} for c in champions]
+    rows = [
+        {
+            "model": c["name"],
+            "version": c["version"],
+            "trained": c["card"].get("created_at"),
+            "as of": c["card"].get("as_of"),
+            "model type": c["card"].get("model"),
+            "needs retraining": (c["drift"] or {}).get("needs_retraining"),
+        }
+        for c in champions
+    ]
     parts = [table(rows)]
     if intent is None:
         parts.append(no_data("purchase intent", "lakecdp train"))
@@ -256,7 +312,13 @@ def _intent_plots(champion: Mapping[str, Any]) -> list[str]:
     parts = []
     roc = card.get("roc_curve") or {}
     if roc.get("fpr"):
-        figure, axes = new_figure(f"ROC, validation window (AUC {metrics.get('auc', float('nan')):.3f})", "false positive rate", "true positive rate", width=4.2, height=3.4)
+        figure, axes = new_figure(
+            f"ROC, validation window (AUC {metrics.get('auc', float('nan')):.3f})",
+            "false positive rate",
+            "true positive rate",
+            width=4.2,
+            height=3.4,
+        )
         axes.plot(roc["fpr"], roc["tpr"], color=ACCENT, label=label)
         axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
         axes.legend(fontsize=7)
@@ -265,7 +327,9 @@ def _intent_plots(champion: Mapping[str, Any]) -> list[str]:
         parts.append(no_data("ROC curve", "lakecdp train (cards before the ROC curve was kept have none)"))
     calibration = card.get("calibration_curve") or {}
     if calibration.get("predicted"):
-        figure, axes = new_figure("Calibration, validation window", "mean predicted probability", "observed purchase rate", width=4.2, height=3.4)
+        figure, axes = new_figure(
+            "Calibration, validation window", "mean predicted probability", "observed purchase rate", width=4.2, height=3.4
+        )
         axes.plot(calibration["predicted"], calibration["observed"], marker="o", color=ACCENT, label=label)
         top = max(calibration["predicted"] + calibration["observed"])
         axes.plot([0, top], [0, top], linestyle=":", color="grey", label="perfect")
@@ -275,7 +339,9 @@ def _intent_plots(champion: Mapping[str, Any]) -> list[str]:
         parts.append(no_data("calibration", "lakecdp train (the validation window had one class only)"))
     lift = card.get("lift_by_decile") or []
     if lift:
-        figure, axes = new_figure("Lift by decile, validation window", "decile (1 = highest scores)", "lift over base rate", width=4.2, height=3.4)
+        figure, axes = new_figure(
+            "Lift by decile, validation window", "decile (1 = highest scores)", "lift over base rate", width=4.2, height=3.4
+        )
         axes.bar([r["decile"] for r in lift], [r["lift"] for r in lift], color=ACCENT)
         axes.axhline(1.0, linestyle=":", color="grey")
         axes.set_xticks(range(1, 11))
@@ -293,14 +359,23 @@ def _cluster_plot(champion: Mapping[str, Any]) -> str:
     # Standardized across clusters, per feature: the colour says which cluster stands out on what.
     scaled = (means - means.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
     labels = [f"{c['cluster_id']} {c.get('label', '')} ({c.get('share', 0):.0%})" for c in clusters]
-    figure, axes = new_figure(f"Cluster profiles, {champion['name']} {champion['version']}", "", "",
-                              width=max(6.4, 0.28 * len(features) + 3), height=0.35 * len(clusters) + 2.2)
+    figure, axes = new_figure(
+        f"Cluster profiles, {champion['name']} {champion['version']}",
+        "",
+        "",
+        width=max(6.4, 0.28 * len(features) + 3),
+        height=0.35 * len(clusters) + 2.2,
+    )
     axes.grid(False)
     image = axes.imshow(scaled, cmap="RdBu_r", vmin=-2, vmax=2, aspect="auto")
     axes.set_xticks(range(len(features)), features, rotation=60, ha="right", fontsize=6)
     axes.set_yticks(range(len(clusters)), labels, fontsize=7)
     figure.colorbar(image, ax=axes, label="centroid mean, z across clusters")
-    return plot("model-clusters", figure, "Each cluster's mean feature values, standardized per feature across clusters; share of profiles in brackets.")
+    return plot(
+        "model-clusters",
+        figure,
+        "Each cluster's mean feature values, standardized per feature across clusters; share of profiles in brackets.",
+    )
 
 
 def _drift_plot(champions: list[Mapping[str, Any]]) -> str:
@@ -345,7 +420,8 @@ def exports_section(view: LakeView, allowed_rates: Mapping[str, float | None]) -
             effective.assign(sent=effective["state"] == SENT, failed=effective["state"] == FAILED)
             .groupby(["destination", "run_id"], as_index=False)
             .agg(planned_at=("planned_at", "min"), sent=("sent", "sum"), failed=("failed", "sum"))
-            .sort_values("planned_at").tail(24)
+            .sort_values("planned_at")
+            .tail(24)
         )
         labels = [f"{d}\n{str(p)[:16]}" for d, p in zip(runs["destination"], runs["planned_at"])]
         figure, axes = new_figure("Members per export run", "", "members", width=max(6.4, 0.6 * len(runs) + 2))
@@ -362,9 +438,17 @@ def exports_section(view: LakeView, allowed_rates: Mapping[str, float | None]) -
     reasons = pd.concat([failed.rename(lambda r: f"failed: {r}"), skipped.rename(lambda r: f"skipped: {r}")]).sort_values().tail(20)
     if len(reasons):
         figure, axes = new_figure("Members not delivered, by reason", "members", "", width=7.5, height=0.25 * len(reasons) + 1.2)
-        axes.barh([r[:70] for r in reasons.index], reasons.to_numpy(), color=[FAIL if r.startswith("failed") else MUTED for r in reasons.index])
+        axes.barh(
+            [r[:70] for r in reasons.index], reasons.to_numpy(), color=[FAIL if r.startswith("failed") else MUTED for r in reasons.index]
+        )
         axes.tick_params(axis="y", labelsize=7)
-        parts.append(plot("export-reasons", figure, "Failed members by the ESP's reason (all runs) and skipped members by consent or data reason (latest run report per destination)."))
+        parts.append(
+            plot(
+                "export-reasons",
+                figure,
+                "Failed members by the ESP's reason (all runs) and skipped members by consent or data reason (latest run report per destination).",
+            )
+        )
     else:
         parts.append("<p>No member failed or was skipped.</p>")
     parts.append(_rate_plot(reports, allowed_rates))
@@ -373,7 +457,7 @@ def exports_section(view: LakeView, allowed_rates: Mapping[str, float | None]) -
 
 def _latest_per_destination(reports: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     latest: dict[str, Mapping[str, Any]] = {}
-    for report in reports:   # oldest first: later runs win
+    for report in reports:  # oldest first: later runs win
         for destination in report.get("destinations") or {}:
             latest[destination] = report
     return latest
@@ -406,24 +490,37 @@ def _rate_plot(reports: list[Mapping[str, Any]], allowed_rates: Mapping[str, flo
     if not achieved:
         return no_data("export run reports", "the lakecdp_export DAG, or lakecdp export run --report <lake>/_export_reports/<run>.json")
     destinations = sorted(achieved)
-    figure, axes = new_figure("Request rate, latest run per destination", "", "requests per second", width=max(4.5, 1.2 * len(destinations) + 2))
+    figure, axes = new_figure(
+        "Request rate, latest run per destination", "", "requests per second", width=max(4.5, 1.2 * len(destinations) + 2)
+    )
     axes.bar(destinations, [achieved[d] for d in destinations], color=ACCENT, label="achieved")
     for i, destination in enumerate(destinations):
         allowed = allowed_rates.get(destination)
         if allowed:
             axes.hlines(allowed, i - 0.4, i + 0.4, color=FAIL, linewidth=2, label="allowed" if i == 0 else None)
     axes.legend(fontsize=7)
-    return plot("export-rate", figure, "HTTP requests per second over each destination's latest run, against the strictest rate limit in conf (esp.yaml).")
+    return plot(
+        "export-rate",
+        figure,
+        "HTTP requests per second over each destination's latest run, against the strictest rate limit in conf (esp.yaml).",
+    )
 
 
 def quality_section(view: LakeView) -> Section:
     latest = view.quality_latest()
     if not latest:
         return Section("quality", "Quality gates", no_data("quality results", "lakecdp quality run SUITE"))
-    rows = [{
-        "suite": suite, "result": "passed" if r.get("success") else "FAILED", "run": r.get("run_key"), "as of": r.get("as_of"), "rows": r.get("row_count"),
-        "failed expectations": ", ".join(o.get("expectation", "") for o in r.get("outcomes") or [] if not o.get("success")),
-    } for suite, r in sorted(latest.items())]
+    rows = [
+        {
+            "suite": suite,
+            "result": "passed" if r.get("success") else "FAILED",
+            "run": r.get("run_key"),
+            "as of": r.get("as_of"),
+            "rows": r.get("row_count"),
+            "failed expectations": ", ".join(o.get("expectation", "") for o in r.get("outcomes") or [] if not o.get("success")),
+        }
+        for suite, r in sorted(latest.items())
+    ]
     suites = sorted(latest)
     figure, axes = new_figure("Gate results per run", "as of (UTC)", "", height=0.35 * len(suites) + 1.6)
     for y, suite in enumerate(suites):
@@ -432,7 +529,9 @@ def quality_section(view: LakeView) -> Section:
         axes.scatter(_utc(history["as_of"]), [y] * len(history), c=colors, s=36, marker="s")
     axes.set_yticks(range(len(suites)), suites, fontsize=7)
     time_axis(figure, axes)
-    return Section("quality", "Quality gates", table(rows) + plot("quality-history", figure, "Each suite's runs: green passed, red failed."))
+    return Section(
+        "quality", "Quality gates", table(rows) + plot("quality-history", figure, "Each suite's runs: green passed, red failed.")
+    )
 
 
 def experiments_section(view: LakeView) -> Section:
@@ -461,8 +560,9 @@ def experiments_section(view: LakeView) -> Section:
         axes.axvline(0.0, color="grey", linestyle=":")
         axes.set_yticks(y, labels, fontsize=7)
         axes.xaxis.set_major_formatter(lambda value, _: f"{value:+.0%}")
-        parts.append(plot("experiment-lift", figure, "Each variant against the control per metric; green: significant after Holm's adjustment."))
+        parts.append(
+            plot("experiment-lift", figure, "Each variant against the control per metric; green: significant after Holm's adjustment.")
+        )
     else:
         parts.append(no_data("experiment comparisons", "lakecdp experiments report EXPERIMENT (after deliveries)"))
     return Section("experiments", "Experiment lift", "".join(parts))
-

@@ -1,4 +1,5 @@
 """`lakecdp status`: the pipeline on one screen (stream, tables, models, exports, gates, triggers), or as one JSON object."""
+
 from __future__ import annotations
 
 import json
@@ -15,20 +16,20 @@ from lakecdp.clock import Clock
 from lakecdp.observe.lakeview import LakeView, TableStats, reason_label, stream_is_running
 
 RECENT = timedelta(hours=1)
-PENDING, SENT, FAILED = "pending", "sent", "failed"   # export_log and trigger_outbox states
+PENDING, SENT, FAILED = "pending", "sent", "failed"  # export_log and trigger_outbox states
 
 
 @dataclass
 class StreamStatus:
     running: bool
-    state: str | None                   # the heartbeat's own word; None without a heartbeat file
+    state: str | None  # the heartbeat's own word; None without a heartbeat file
     host: str | None = None
     pid: int | None = None
     heartbeat_at: str | None = None
     heartbeat_age_s: float | None = None
     last_batch_id: int | None = None
     last_batch_at: str | None = None
-    lag_s: float | None = None          # of the last batch
+    lag_s: float | None = None  # of the last batch
     batches_last_hour: int = 0
     p95_duration_s_last_hour: float | None = None
 
@@ -95,8 +96,12 @@ def p95(values: list[float]) -> float | None:
 
 def _table_row(stats: TableStats) -> dict[str, Any]:
     return {
-        "table": stats.name, "rows": stats.rows, "files": stats.files, "version": stats.version,
-        "last_write": stats.last_write.isoformat() if stats.last_write else None, "last_operation": stats.last_operation,
+        "table": stats.name,
+        "rows": stats.rows,
+        "files": stats.files,
+        "version": stats.version,
+        "last_write": stats.last_write.isoformat() if stats.last_write else None,
+        "last_operation": stats.last_operation,
     }
 
 
@@ -107,17 +112,19 @@ def model_status(view: LakeView) -> list[dict[str, Any]]:
         card, drift = champion["card"], champion["drift"]
         validation = card.get("validation") or {}
         latest = drift.get("latest") or {}
-        rows.append({
-            "model": champion["name"],
-            "version": champion["version"],
-            "auc": (validation.get(card.get("family", "")) or {}).get("auc"),
-            "silhouette": validation.get("silhouette"),
-            "trained_at": card.get("created_at"),
-            "drift_checked_at": latest.get("checked_at"),
-            "score_psi": latest.get("score_psi"),
-            "max_feature_psi": latest.get("max_feature_psi"),
-            "needs_retraining": drift.get("needs_retraining"),
-        })
+        rows.append(
+            {
+                "model": champion["name"],
+                "version": champion["version"],
+                "auc": (validation.get(card.get("family", "")) or {}).get("auc"),
+                "silhouette": validation.get("silhouette"),
+                "trained_at": card.get("created_at"),
+                "drift_checked_at": latest.get("checked_at"),
+                "score_psi": latest.get("score_psi"),
+                "max_feature_psi": latest.get("max_feature_psi"),
+                "needs_retraining": drift.get("needs_retraining"),
+            }
+        )
     return rows
 
 
@@ -132,15 +139,17 @@ def export_status(view: LakeView) -> list[dict[str, Any]]:
         last_run = runs.loc[runs["recorded_at"].idxmax(), "run_id"]
         members = runs[runs["run_id"] == last_run]
         failed = members[members["state"] == FAILED]
-        rows.append({
-            "destination": destination,
-            "run_id": last_run,
-            "at": members["recorded_at"].max().isoformat(),
-            "sent": int((members["state"] == SENT).sum()),
-            "failed": len(failed),
-            "pending": int((members["state"] == PENDING).sum()),
-            "failed_by_reason": dict(failed["reason"].map(reason_label).value_counts()),
-        })
+        rows.append(
+            {
+                "destination": destination,
+                "run_id": last_run,
+                "at": members["recorded_at"].max().isoformat(),
+                "sent": int((members["state"] == SENT).sum()),
+                "failed": len(failed),
+                "pending": int((members["state"] == PENDING).sum()),
+                "failed_by_reason": dict(failed["reason"].map(reason_label).value_counts()),
+            }
+        )
     return rows
 
 
@@ -160,10 +169,17 @@ def gate_status(view: LakeView) -> list[dict[str, Any]]:
     rows = []
     for suite, latest in sorted(view.quality_latest().items()):
         failed = [o.get("expectation") for o in latest.get("outcomes") or [] if not o.get("success")]
-        rows.append({
-            "suite": suite, "success": bool(latest.get("success")), "run_key": latest.get("run_key"), "as_of": latest.get("as_of"),
-            "validated_at": latest.get("validated_at"), "row_count": latest.get("row_count"), "failed_expectations": failed,
-        })
+        rows.append(
+            {
+                "suite": suite,
+                "success": bool(latest.get("success")),
+                "run_key": latest.get("run_key"),
+                "as_of": latest.get("as_of"),
+                "validated_at": latest.get("validated_at"),
+                "row_count": latest.get("row_count"),
+                "failed_expectations": failed,
+            }
+        )
     return rows
 
 
@@ -197,22 +213,32 @@ def format_status(status: Status) -> str:
         lines.append("  no micro-batch recorded yet (stream_metrics)")
     else:
         lag = "n/a" if s.lag_s is None else f"{s.lag_s:.1f} s" if s.lag_s < 120 else _age(s.lag_s)
-        p95_text = f"{s.p95_duration_s_last_hour:.2f} s over {s.batches_last_hour} batches" if s.p95_duration_s_last_hour is not None else "no batch"
+        p95_text = (
+            f"{s.p95_duration_s_last_hour:.2f} s over {s.batches_last_hour} batches"
+            if s.p95_duration_s_last_hour is not None
+            else "no batch"
+        )
         lines.append(f"  last batch {s.last_batch_id} at {_short(s.last_batch_at)} ({_ago(now, s.last_batch_at)} ago), lag {lag}")
         lines.append(f"  batch duration p95 last hour: {p95_text}")
     lines += ["", f"tables ({len(status.tables)}): rows, last write"]
     cells = [f"{t['table']:<20} {_count(t['rows']):>11}  {_ago(now, t['last_write']):>9}" for t in status.tables]
-    lines += ["  " + "   ".join(cells[i:i + 2]) for i in range(0, len(cells), 2)]
+    lines += ["  " + "   ".join(cells[i : i + 2]) for i in range(0, len(cells), 2)]
     lines += ["", "models (champions):"] + ([_model_line(m) for m in status.models] or ["  none (run `lakecdp train`)"])
-    lines += ["", "exports (last run per destination):"] + ([
-        f"  {e['destination']:<12} {e['run_id']}  {_ago(now, e['at'])} ago  sent {e['sent']:,}  failed {e['failed']:,}  pending {e['pending']:,}"
-        for e in status.exports
-    ] or ["  none (run `lakecdp export run`)"])
-    lines += ["", "quality gates (latest):"] + ([
-        f"  {g['suite']:<20} {'passed' if g['success'] else 'FAILED'}  {g['run_key']}  {_count(g['row_count'])} rows"
-        + (f"  failed: {', '.join(g['failed_expectations'][:2])}" if g["failed_expectations"] else "")
-        for g in status.gates
-    ] or ["  none (run `lakecdp quality run SUITE`)"])
+    lines += ["", "exports (last run per destination):"] + (
+        [
+            f"  {e['destination']:<12} {e['run_id']}  {_ago(now, e['at'])} ago  sent {e['sent']:,}  failed {e['failed']:,}  pending {e['pending']:,}"
+            for e in status.exports
+        ]
+        or ["  none (run `lakecdp export run`)"]
+    )
+    lines += ["", "quality gates (latest):"] + (
+        [
+            f"  {g['suite']:<20} {'passed' if g['success'] else 'FAILED'}  {g['run_key']}  {_count(g['row_count'])} rows"
+            + (f"  failed: {', '.join(g['failed_expectations'][:2])}" if g["failed_expectations"] else "")
+            for g in status.gates
+        ]
+        or ["  none (run `lakecdp quality run SUITE`)"]
+    )
     t = status.triggers
     if t.get("pending") is None:
         lines += ["", "triggers: no trigger_outbox yet"]

@@ -1,4 +1,5 @@
 """`lakecdp reconcile`: the online state against a batch recompute from bronze."""
+
 from __future__ import annotations
 
 import argparse

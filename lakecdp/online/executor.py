@@ -18,6 +18,7 @@ Windows keep exact instants, not tiles: a tile boundary inside a window would ma
 executors disagree at the boundary, and the longest window (30 d of one customer's events)
 stays small.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,21 @@ import operator
 from bisect import bisect_right, insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lakecdp.profiles.declarations import (
-    CART_ADD, CART_REMOVE, CHECKOUT, COUNT_FEATURES, EMAIL_SEND, ORDER, PRODUCT_VIEW, WINDOWS, Match,
+    CART_ADD,
+    CART_REMOVE,
+    CHECKOUT,
+    COUNT_FEATURES,
+    EMAIL_SEND,
+    ORDER,
+    PRODUCT_VIEW,
+    WINDOWS,
+    Match,
 )
 from lakecdp.segments.rules import Absence, AllOf, AnyOf, AtLeastOf, Attribute, EventCount, InSegment, Not, Rule, Segment
 
@@ -46,13 +55,13 @@ _COMPARE = {"==": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operat
 def to_us(at: datetime) -> int:
     """An aware (or UTC-naive) datetime -> µs since the epoch."""
     if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
-    delta = at - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        at = at.replace(tzinfo=UTC)
+    delta = at - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
 
 
 def from_us(us: int | None) -> datetime | None:
-    return None if us is None else datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)
+    return None if us is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
 
 def _window_us(window: timedelta) -> int:
@@ -68,7 +77,7 @@ class Plan:
     # trigger dispatcher's consent check reads from the state.
     extra: tuple[Match, ...] = ()
     matches: dict[str, Match] = field(default_factory=dict)
-    windows: dict[str, int] = field(default_factory=dict)   # match key -> longest window in µs (0: none)
+    windows: dict[str, int] = field(default_factory=dict)  # match key -> longest window in µs (0: none)
     by_event: dict[str | None, list[str]] = field(default_factory=dict)
     by_type: dict[str, list[str]] = field(default_factory=dict)
 
@@ -87,7 +96,7 @@ class Plan:
             elif match.type is not None:
                 self.by_type.setdefault(match.type, []).append(key)
             else:
-                self.by_event.setdefault(None, []).append(key)   # matches every event
+                self.by_event.setdefault(None, []).append(key)  # matches every event
 
     def _need(self, match: Match, window: timedelta | None) -> None:
         self.matches[match.key] = match
@@ -119,8 +128,23 @@ class Plan:
 
 
 def new_state() -> dict[str, Any]:
-    return {"first": None, "last": None, "n": 0, "m": {}, "avg": [0.0, 0, 0, 0], "rev": 0.0, "at": {}, "dev": {}, "hr": {},
-            "cart": [], "pv": [], "ca": [], "later": [], "seg": {}, "due": None}
+    return {
+        "first": None,
+        "last": None,
+        "n": 0,
+        "m": {},
+        "avg": [0.0, 0, 0, 0],
+        "rev": 0.0,
+        "at": {},
+        "dev": {},
+        "hr": {},
+        "cart": [],
+        "pv": [],
+        "ca": [],
+        "later": [],
+        "seg": {},
+        "due": None,
+    }
 
 
 @lru_cache(maxsize=1024)
@@ -266,8 +290,12 @@ def profile(state: dict[str, Any], customer_id: str, as_of: int) -> dict[str, An
     """The customer's profile_features row as of `as_of` (after `advance`); None without events yet."""
     if not state["n"]:
         return None
-    row: dict[str, Any] = {"customer_id": customer_id, "first_seen_at": from_us(state["first"]),
-                           "last_activity_at": from_us(state["last"]), "events_total": state["n"]}
+    row: dict[str, Any] = {
+        "customer_id": customer_id,
+        "first_seen_at": from_us(state["first"]),
+        "last_activity_at": from_us(state["last"]),
+        "events_total": state["n"],
+    }
     for count in COUNT_FEATURES:
         row[count.name] = _count(state, count.match, count.window, as_of)
     top_sum, top_n, scroll_sum, scroll_n = state["avg"]
@@ -321,7 +349,7 @@ class Verdict:
 @dataclass
 class _Context:
     state: dict[str, Any]
-    values: dict[str, Any]      # profile features and scores
+    values: dict[str, Any]  # profile features and scores
     as_of: int
     segments: dict[str, Segment]
     explain: dict[str, Any] = field(default_factory=dict)
@@ -332,7 +360,9 @@ class _Context:
         self.explain[unique] = from_us(value).isoformat() if isinstance(value, int) and label.startswith("last ") else value
 
 
-def verdicts(state: dict[str, Any], values: dict[str, Any], segments: list[Segment], as_of: int, *, all_segments: list[Segment] | None = None) -> list[Verdict]:
+def verdicts(
+    state: dict[str, Any], values: dict[str, Any], segments: list[Segment], as_of: int, *, all_segments: list[Segment] | None = None
+) -> list[Verdict]:
     """Every segment's verdict for one customer as of `as_of`, with the earliest later instant time alone can flip it."""
     by_name = {s.name: s for s in (all_segments or segments)}
     result = []
@@ -340,7 +370,15 @@ def verdicts(state: dict[str, Any], values: dict[str, Any], segments: list[Segme
         context = _Context(state, values, as_of, by_name)
         holds = _holds(segment.rule, context)
         future = [at for at in context.changes if at > as_of]
-        result.append(Verdict(segment.name, holds, json.dumps(context.explain, default=str, sort_keys=True), segment.version, min(future) if future else None))
+        result.append(
+            Verdict(
+                segment.name,
+                holds,
+                json.dumps(context.explain, default=str, sort_keys=True),
+                segment.version,
+                min(future) if future else None,
+            )
+        )
     return result
 
 
@@ -399,7 +437,7 @@ def _compare(value: Any, op: str, expected: Any) -> bool:
         return value in list(expected)
     if isinstance(value, datetime) and isinstance(expected, str):
         expected = datetime.fromisoformat(expected.replace("Z", "+00:00"))
-        expected = expected if expected.tzinfo else expected.replace(tzinfo=timezone.utc)
+        expected = expected if expected.tzinfo else expected.replace(tzinfo=UTC)
     try:
         return bool(_COMPARE[op](value, expected))
     except TypeError:

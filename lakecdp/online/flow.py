@@ -6,6 +6,7 @@ profile_features, segment_membership, segment_transitions, segment_timers, trigg
 identity_links receive the changed customers' rows at each flush (every state.flush_interval,
 and when a run ends), numbered so a repeated flush is a no-op.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,8 +27,8 @@ from pyspark.sql import DataFrame, functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from lakecdp.config import Settings
-from lakecdp.lake import AppTxn, Lake, table
 from lakecdp.events.ingest import commit_batch, prepare_batch
+from lakecdp.lake import AppTxn, Lake, table
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
 from lakecdp.online.ingest import REJECTED, SUPPORTED_COLUMNS, UNSURE, VALID, LineParser
 from lakecdp.online.store import Commit, StateStore
@@ -52,13 +53,13 @@ class Prepared:
     commit: Commit
     states: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     events: int = 0
-    repeats: int = 0                                        # repeated inside the batch
-    consent_facts: bool = False                             # an event that may state consent (identify, consent events)
-    fresh_lines: list[int] = field(default_factory=list)    # live batches: the lines whose events were new
-    lines: int = 0                                          # live batches: lines read, and those rejected
+    repeats: int = 0  # repeated inside the batch
+    consent_facts: bool = False  # an event that may state consent (identify, consent events)
+    fresh_lines: list[int] = field(default_factory=list)  # live batches: the lines whose events were new
+    lines: int = 0  # live batches: lines read, and those rejected
     rejected: int = 0
-    unsure: int = 0                                         # live batches: lines Spark decided
-    oldest_received: int | None = None                      # live batches: the earliest receivedAt of a kept line (µs)
+    unsure: int = 0  # live batches: lines Spark decided
+    oldest_received: int | None = None  # live batches: the earliest receivedAt of a kept line (µs)
 
     @property
     def customers(self) -> int:
@@ -89,7 +90,7 @@ class OnlineState:
         self.columns = sorted((set(EVENT_COLUMNS) | event_columns(segments) | set(_ID_COLUMNS)) - {"timestamp"})
         self.store_id = store.meta("store_id") or self._new_store_id()
         self._scores: tuple[int, dict[str, dict]] | None = None
-        self.last_flush: dict[str, Any] = {}   # what the last flush wrote and how long each part took
+        self.last_flush: dict[str, Any] = {}  # what the last flush wrote and how long each part took
         # trigger_outbox is written by the flush and the dispatcher, which run on different threads.
         self.outbox_lock = threading.Lock()
         self.uses_scores = any(c in _SCORE_COLUMNS for c in _attribute_columns(segments))
@@ -156,7 +157,9 @@ class OnlineState:
                 event["customer_id"] = key
                 fold(self.plan, self._state(states, key), event, at)
             prepared.events += len(fresh)
-            prepared.consent_facts = prepared.consent_facts or any(e["type"] == "identify" or e["event"] in self.consent_events for e in fresh)
+            prepared.consent_facts = prepared.consent_facts or any(
+                e["type"] == "identify" or e["event"] in self.consent_events for e in fresh
+            )
         self._evaluate(states, commit, now)
         return prepared
 
@@ -186,8 +189,9 @@ class OnlineState:
         rejected = [n for n, (outcome, _) in enumerate(decided) if outcome == REJECTED]
         prepared.lines, prepared.rejected, prepared.unsure = len(raws), len(rejected), len(unsure)
         prepared.oldest_received = min(received, default=None)
-        prepared.commit.landing = [_landing_row(raws[n], files[n], at, by_line.get(n), self._kind(by_line.get(n)))
-                                   for n in sorted(prepared.fresh_lines + rejected)]
+        prepared.commit.landing = [
+            _landing_row(raws[n], files[n], at, by_line.get(n), self._kind(by_line.get(n))) for n in sorted(prepared.fresh_lines + rejected)
+        ]
         return prepared
 
     def _kind(self, event: dict[str, Any] | None) -> str | None:
@@ -201,8 +205,12 @@ class OnlineState:
     def _decide_with_spark(self, raws: list[bytes], now: datetime) -> list[dict[str, Any] | None]:
         """What prepare_batch makes of lines the Python executor left undecided: the event, or None (rejected)."""
         frame = self.lake.spark.createDataFrame([(raw, str(n)) for n, raw in enumerate(raws)], "raw binary, source_file string")
-        batch = prepare_batch(frame.select(F.col("raw").cast("string").alias("raw"), "source_file"), received_at=now,
-                              settings=self.settings.events, pseudonyms=self.lake.pseudonyms)
+        batch = prepare_batch(
+            frame.select(F.col("raw").cast("string").alias("raw"), "source_file"),
+            received_at=now,
+            settings=self.settings.events,
+            pseudonyms=self.lake.pseudonyms,
+        )
         try:
             rows = batch.valid.select("source_file", *self.columns, F.unix_micros("timestamp").alias("timestamp")).toArrow().to_pylist()
         finally:
@@ -225,23 +233,31 @@ class OnlineState:
                 return written
             rows = pending.rows
             at = now or from_us(max(r["received_at"] for r in rows))
-            table = pa.table({
-                "raw": pa.array([base64.b64decode(r["raw_b64"]) if "raw_b64" in r else r["raw"].encode() for r in rows], pa.binary()),
-                "source_file": pa.array([r["source_file"] for r in rows], pa.string()),
-                "received_at": pa.array([r["received_at"] for r in rows], pa.timestamp("us", tz="UTC")),
-            })
+            table = pa.table(
+                {
+                    "raw": pa.array([base64.b64decode(r["raw_b64"]) if "raw_b64" in r else r["raw"].encode() for r in rows], pa.binary()),
+                    "source_file": pa.array([r["source_file"] for r in rows], pa.string()),
+                    "received_at": pa.array([r["received_at"] for r in rows], pa.timestamp("us", tz="UTC")),
+                }
+            )
             lines = self.lake.spark.createDataFrame(table).select(F.col("raw").cast("string").alias("raw"), "source_file", "received_at")
             # Each line is judged against the instant its micro-batch took it, as the live path judged it.
-            batch = prepare_batch(lines, received_at=F.col("received_at"), quarantined_at=at, settings=self.settings.events,
-                                  pseudonyms=self.lake.pseudonyms)
+            batch = prepare_batch(
+                lines, received_at=F.col("received_at"), quarantined_at=at, settings=self.settings.events, pseudonyms=self.lake.pseudonyms
+            )
             kinds = {r.get("kind") for r in rows}
             # What the live path already knows spares the flush its counting jobs: lines, rejects, no
             # repeats (they were dropped), and whether any identify or consent event is among them.
-            counts = {"lines": len(rows), "rejected": sum(r.get("kind") == "rejected" for r in rows), "repeats": False,
-                      "identifies": "identify" in kinds}
+            counts = {
+                "lines": len(rows),
+                "rejected": sum(r.get("kind") == "rejected" for r in rows),
+                "repeats": False,
+                "identifies": "identify" in kinds,
+            }
             try:
-                commit_batch(self.lake, batch, txn=AppTxn(f"lakecdp-online-landing-{self.store_id}", pending.seq), seen_ids=[],
-                             counts=counts)
+                commit_batch(
+                    self.lake, batch, txn=AppTxn(f"lakecdp-online-landing-{self.store_id}", pending.seq), seen_ids=[], counts=counts
+                )
                 if kinds & {"identify", "consent"}:
                     candidates = batch.valid.filter((F.col("type") == "identify") | F.col("event").isin(*sorted(self.consent_events)))
                     record_consent(self.lake, entries_from_events(candidates, self.consent_rules, at))
@@ -249,7 +265,7 @@ class OnlineState:
                 batch.release()
             self.store.landing_flushed(pending)
             written += len(rows)
-            if len(rows) < limit:   # caught up: lines the batches commit meanwhile wait for the next flush
+            if len(rows) < limit:  # caught up: lines the batches commit meanwhile wait for the next flush
                 return written
 
     def consent_rows(self, entries: DataFrame) -> list[tuple[str, dict[str, Any]]]:
@@ -272,12 +288,20 @@ class OnlineState:
             pair, first = (anonymous, e["user_id"]), (e["timestamp"], e["message_id"])
             found[pair] = min(found.get(pair, first), first)
         anonymous_ids = {e["anonymous_id"] for e in events if e["anonymous_id"] is not None} | {a for a, _ in found}
-        links = {**self.store.links(anonymous_ids), **commit.links}   # the batch's earlier pieces linked some already
+        links = {**self.store.links(anonymous_ids), **commit.links}  # the batch's earlier pieces linked some already
         for (anonymous, customer), (linked_at, message_id) in sorted(found.items(), key=lambda item: (item[1][0], item[0][1])):
-            commit.link_rows.append({"anonymous_id": anonymous, "customer_id": customer, "linked_at": linked_at,
-                                     "source_message_id": message_id, "is_active": True, "unmerged_at": None})
+            commit.link_rows.append(
+                {
+                    "anonymous_id": anonymous,
+                    "customer_id": customer,
+                    "linked_at": linked_at,
+                    "source_message_id": message_id,
+                    "is_active": True,
+                    "unmerged_at": None,
+                }
+            )
             if anonymous in links:
-                continue   # the earliest link wins: a shared device is not re-assigned
+                continue  # the earliest link wins: a shared device is not re-assigned
             links[anonymous] = commit.links[anonymous] = customer
             device = self._state(states, anonymous)
             if device["n"] or device["later"] or device["seg"]:
@@ -309,12 +333,16 @@ class OnlineState:
                 if verdict.is_member:
                     members[verdict.segment] = [was[0] if was else at, verdict.rule_version, verdict.reason]
                     if not was:
-                        commit.rows.append(("segment_transitions", _transition(verdict.segment, key, "entered", at, verdict.rule_version, verdict.reason)))
+                        commit.rows.append(
+                            ("segment_transitions", _transition(verdict.segment, key, "entered", at, verdict.rule_version, verdict.reason))
+                        )
                         if verdict.segment in self.triggers:
                             commit.rows.append(("trigger_outbox", self._outbox_row(verdict.segment, key, at)))
                 elif was:
                     del members[verdict.segment]
-                    commit.rows.append(("segment_transitions", _transition(verdict.segment, key, "exited", at, verdict.rule_version, verdict.reason)))
+                    commit.rows.append(
+                        ("segment_transitions", _transition(verdict.segment, key, "exited", at, verdict.rule_version, verdict.reason))
+                    )
                 if verdict.next_check_at is not None:
                     timers[verdict.segment] = [verdict.next_check_at, verdict.rule_version]
             if row is None:
@@ -329,9 +357,18 @@ class OnlineState:
         entered = from_us(at)
         key = "\u0000".join((segment, customer, entered.strftime("%Y-%m-%dT%H:%M:%S.%f")))
         spec = self.triggers[segment]
-        return {"trigger_id": hashlib.sha256(key.encode()).hexdigest()[:32], "segment": segment, "customer_id": customer,
-                "destination": spec.destination, "entered_at": at, "due_at": at + int(spec.delay.total_seconds() * 1_000_000),
-                "state": PENDING, "attempts": 0, "reason": None, "updated_at": at}
+        return {
+            "trigger_id": hashlib.sha256(key.encode()).hexdigest()[:32],
+            "segment": segment,
+            "customer_id": customer,
+            "destination": spec.destination,
+            "entered_at": at,
+            "due_at": at + int(spec.delay.total_seconds() * 1_000_000),
+            "state": PENDING,
+            "attempts": 0,
+            "reason": None,
+            "updated_at": at,
+        }
 
     def fire_timers(self, now: datetime, *, stream: str) -> list[str]:
         """Re-evaluate the customers whose verdict time alone may flip by `now` (no bronze read)."""
@@ -344,6 +381,7 @@ class OnlineState:
 
     def email_consent_events(self, state: dict[str, Any]) -> tuple[int | None, int | None]:
         """A state's latest opt-in and latest opt-out event instants (µs), as consent_block_reason reads bronze."""
+
         def latest(matches: list[Match]) -> int | None:
             return max((state["m"][m.key][1] for m in matches if state["m"].get(m.key, [0, None])[1] is not None), default=None)
 
@@ -383,7 +421,9 @@ class OnlineState:
         states: dict[str, dict[str, Any] | None] = {}
         folded = 0
         if self.lake.exists("events"):
-            events = resolved_events(self.lake).select(*self.columns, F.unix_micros("timestamp").alias("timestamp"), F.unix_micros("received_at").alias("received"))
+            events = resolved_events(self.lake).select(
+                *self.columns, F.unix_micros("timestamp").alias("timestamp"), F.unix_micros("received_at").alias("received")
+            )
             rows = events.count()
             log.info("online state: rebuilding from %s bronze events (declarations or rules changed)", f"{rows:,}")
             since = at - int(self.settings.state.dedupe_window.total_seconds() * 1_000_000)
@@ -407,7 +447,9 @@ class OnlineState:
                 self._exit_all(key, old, commit, at)
         self._evaluate(states, commit, now)
         self.store.replace_all({k: s for k, s in commit.states.items() if s is not None}, {}, self.fingerprint)
-        self.store.commit(Commit(stream=commit.stream, batch_id=commit.batch_id, messages=commit.messages, links=commit.links, rows=commit.rows))
+        self.store.commit(
+            Commit(stream=commit.stream, batch_id=commit.batch_id, messages=commit.messages, links=commit.links, rows=commit.rows)
+        )
         return folded
 
     # -- Delta catches up --------------------------------------------------------------------------
@@ -419,7 +461,7 @@ class OnlineState:
         too (their model features read their bronze history: at the flush, off the batches' path).
         """
         began = time.perf_counter()
-        lines = self.flush_landing(now)   # bronze first: rescoring below reads the flushed customers' history
+        lines = self.flush_landing(now)  # bronze first: rescoring below reads the flushed customers' history
         if lines:
             log.info("flush: %s live lines written to bronze and quarantine", f"{lines:,}")
         self.last_flush = {"lines": lines, "landing_s": round(time.perf_counter() - began, 2)}
@@ -436,23 +478,41 @@ class OnlineState:
             evaluated_at = from_us(state.get("as_of"))
             for name, (entered, version, reason) in state["seg"].items():
                 if name in self.names:
-                    members.append({"segment": name, "customer_id": key, "entered_at": from_us(entered), "rule_version": version,
-                                    "reason": reason, "evaluated_at": evaluated_at})
+                    members.append(
+                        {
+                            "segment": name,
+                            "customer_id": key,
+                            "entered_at": from_us(entered),
+                            "rule_version": version,
+                            "reason": reason,
+                            "evaluated_at": evaluated_at,
+                        }
+                    )
             for name, (due, version) in state.get("timers", {}).items():
                 timers.append({"segment": name, "customer_id": key, "due_at": from_us(due), "rule_version": version})
         scope = {"segment": self.names, "customer_id": pending.customers}
         frame = self._frame
         writes = [
-            lambda: self.lake.merge("profile_features", frame("profile_features", profiles), txn=txn, delete_missing={"customer_id": pending.customers}),
-            lambda: self.lake.merge("segment_membership", frame("segment_membership", members), update_columns=["rule_version", "reason", "evaluated_at"], delete_missing=scope, txn=txn),
+            lambda: self.lake.merge(
+                "profile_features", frame("profile_features", profiles), txn=txn, delete_missing={"customer_id": pending.customers}
+            ),
+            lambda: self.lake.merge(
+                "segment_membership",
+                frame("segment_membership", members),
+                update_columns=["rule_version", "reason", "evaluated_at"],
+                delete_missing=scope,
+                txn=txn,
+            ),
             lambda: self.lake.merge("segment_timers", frame("segment_timers", timers), delete_missing=scope, txn=txn),
         ]
         by_table: dict[str, list[dict]] = {}
         for name, row in pending.rows:
             by_table.setdefault(name, []).append(row)
         if by_table.get("segment_transitions"):
-            writes.append(lambda: self.lake.append("segment_transitions", frame("segment_transitions", by_table["segment_transitions"]), txn=txn))
-        for name in ("trigger_outbox", "identity_links", "consent_ledger"):   # insert-only: a replayed row never resets one already there
+            writes.append(
+                lambda: self.lake.append("segment_transitions", frame("segment_transitions", by_table["segment_transitions"]), txn=txn)
+            )
+        for name in ("trigger_outbox", "identity_links", "consent_ledger"):  # insert-only: a replayed row never resets one already there
             if by_table.get(name):
                 rows = list({tuple(r[k] for k in table(name).keys): r for r in reversed(by_table[name])}.values())
                 writes.append(lambda name=name, rows=rows: self._insert_new(name, frame(name, rows), txn))

@@ -13,13 +13,14 @@ this executor decides, per line, is what `prepare_batch` would decide:
 A differential test (tests/unit/test_online_ingest.py, Hypothesis) holds the two equal on valid and
 rejected lines.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import re
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from lakecdp.config.models import EventSettings
@@ -30,11 +31,33 @@ VALID, REJECTED, UNSURE = "valid", "rejected", "unsure"
 
 # Bronze columns this executor derives exactly; a fold that needs another (a rule on `url`, whose
 # value Spark redacts) keeps the whole live path on Spark.
-SUPPORTED_COLUMNS = frozenset({
-    "message_id", "type", "event", "customer_id", "user_id", "anonymous_id", "previous_id", "timestamp", "page_name",
-    "category", "product_id", "price", "quantity", "cart_id", "order_id", "revenue", "campaign_id", "time_on_page_s",
-    "scroll_depth_pct", "device_type", "country", "city", "timezone",
-})
+SUPPORTED_COLUMNS = frozenset(
+    {
+        "message_id",
+        "type",
+        "event",
+        "customer_id",
+        "user_id",
+        "anonymous_id",
+        "previous_id",
+        "timestamp",
+        "page_name",
+        "category",
+        "product_id",
+        "price",
+        "quantity",
+        "cart_id",
+        "order_id",
+        "revenue",
+        "campaign_id",
+        "time_on_page_s",
+        "scroll_depth_pct",
+        "device_type",
+        "country",
+        "city",
+        "timezone",
+    }
+)
 
 # ISO-8601 with a zone, up to microseconds: what Segment's libraries and the collector write, and a
 # form Spark's timestamp cast reads the same way. Any other spelling is left to Spark.
@@ -42,14 +65,19 @@ _INSTANT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{
 _DECIMAL = re.compile(r"-?\d{1,300}(?:\.\d{1,300})?")
 _INTEGER = re.compile(r"-?\d{1,10}")
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 # to_bronze's typed properties: name -> (kind, bronze column)
 _DOUBLES = ("price", "revenue", "total", "time_on_page_s")
 _INTS = ("quantity", "scroll_depth_pct")
-_TEXT_PROPERTIES = {"category": "category", "product_id": "product_id", "cart_id": "cart_id", "order_id": "order_id",
-                    "campaign_id": "campaign_id"}
+_TEXT_PROPERTIES = {
+    "category": "category",
+    "product_id": "product_id",
+    "cart_id": "cart_id",
+    "order_id": "order_id",
+    "campaign_id": "campaign_id",
+}
 _OBJECT_FIELDS = ("properties", "context")
 
 
@@ -64,7 +92,7 @@ def instant_us(text: str) -> int:
         raise _Unsure
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     if zone != "Z" and (int(zone[1:3]) > 17 or int(zone[4:6]) > 59):
-        raise _Unsure   # Spark takes offsets within ±18:00
+        raise _Unsure  # Spark takes offsets within ±18:00
     try:
         offset = timedelta(0) if zone == "Z" else timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])) * (1 if zone[0] == "+" else -1)
         at = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=timezone(offset))
@@ -95,7 +123,7 @@ def _double(value: Any) -> float | None:
             raise _Unsure
         return value
     if isinstance(value, str) and _DECIMAL.fullmatch(value):
-        return float(value)   # correctly rounded, as Java's Double.parseDouble
+        return float(value)  # correctly rounded, as Java's Double.parseDouble
     raise _Unsure
 
 
@@ -121,7 +149,7 @@ def _object(value: Any) -> dict[str, Any]:
         return {}
     if isinstance(value, dict):
         return value
-    raise _Unsure   # Spark's reader refuses the whole line then (a reason of its own)
+    raise _Unsure  # Spark's reader refuses the whole line then (a reason of its own)
 
 
 class LineParser:
@@ -136,7 +164,7 @@ class LineParser:
         self.skew_us = int(settings.max_future_skew.total_seconds()) * 1_000_000
         self.max_age_us = None if settings.max_age is None else int(settings.max_age.total_seconds()) * 1_000_000
         self.pseudonyms = pseudonyms
-        self.received_us: int | None = None   # receivedAt of the line parse() last accepted (the stream's lag)
+        self.received_us: int | None = None  # receivedAt of the line parse() last accepted (the stream's lag)
         self._pseudonyms: dict[str, str] = {}
 
     def _pseudonym(self, value: str | None) -> str | None:
@@ -165,7 +193,7 @@ class LineParser:
         except UnicodeDecodeError:
             raise _Unsure from None
         if "\\u" in text and _SURROGATE_ESCAPE.search(text):
-            raise _Unsure   # a \uD800-\uDFFF escape: Python keeps the lone surrogate, the JVM does not
+            raise _Unsure  # a \uD800-\uDFFF escape: Python keeps the lone surrogate, the JVM does not
         try:
             e = json.loads(text)
         except (ValueError, RecursionError):
@@ -186,10 +214,13 @@ class LineParser:
         if (
             e.get(REJECTED_FIELD) is not None
             or len(raw) > MAX_EVENT_BYTES
-            or message_id is None or _blank(message_id)
-            or kind is None or kind not in EVENT_TYPES
+            or message_id is None
+            or _blank(message_id)
+            or kind is None
+            or kind not in EVENT_TYPES
             or (kind == "track" and (name is None or _blank(name)))
-            or identity is None or _blank(identity)
+            or identity is None
+            or _blank(identity)
             or event_us is None
             or event_us > received + self.skew_us
             or (self.max_age_us is not None and event_us < received - self.max_age_us)

@@ -1,10 +1,11 @@
 """Reconciliation: the batch executor recomputes every profile and verdict from bronze and compares with the online state."""
+
 from __future__ import annotations
 
 import copy
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from lakecdp.lake import Lake
@@ -15,8 +16,8 @@ from lakecdp.online.flow import OnlineState
 
 @dataclass
 class Difference:
-    customer_id: str      # a pseudonymous id, never contact data
-    what: str             # a profile column, or "segment <name>" / "timer <name>"
+    customer_id: str  # a pseudonymous id, never contact data
+    what: str  # a profile column, or "segment <name>" / "timer <name>"
     online: Any
     batch: Any
 
@@ -37,7 +38,7 @@ class Reconciliation:
 
 def as_utc(value: Any) -> Any:
     """Spark hands back naive datetimes in the session zone (UTC): make them aware to compare."""
-    return value.replace(tzinfo=timezone.utc) if isinstance(value, datetime) and value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if isinstance(value, datetime) and value.tzinfo is None else value
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -62,7 +63,11 @@ def batch_view(lake: Lake, online: OnlineState, as_of: datetime) -> tuple[dict[s
     try:
         profiles = build_profile_features(events, as_of).cache()
         scores = lake.read("profile_scores") if online.uses_scores and lake.exists("profile_scores") else None
-        rows = evaluate_segments(events, profiles, online.segments, as_of, scores).select("segment", "customer_id", "is_member", "next_check_at").collect()
+        rows = (
+            evaluate_segments(events, profiles, online.segments, as_of, scores)
+            .select("segment", "customer_id", "is_member", "next_check_at")
+            .collect()
+        )
         expected = {r.customer_id: r.asDict(recursive=True) for r in profiles.collect()}
         profiles.unpersist()
     finally:
@@ -96,7 +101,9 @@ def reconcile(lake: Lake, online: OnlineState, as_of: datetime, *, fix: bool = F
         if expected is None:
             result.differences.append(Difference(key, "profile", "present", None))
             continue
-        result.differences += [Difference(key, c, row[c], expected[c]) for c in PROFILE_FEATURES.columns if not same_value(row[c], expected[c])]
+        result.differences += [
+            Difference(key, c, row[c], expected[c]) for c in PROFILE_FEATURES.columns if not same_value(row[c], expected[c])
+        ]
         for verdict in verdicts(state, {**row, **scores.get(key, {})}, online.segments, at):
             member, next_check = expected_verdicts.get((verdict.segment, key), (False, None))
             if verdict.is_member != member:
@@ -105,7 +112,7 @@ def reconcile(lake: Lake, online: OnlineState, as_of: datetime, *, fix: bool = F
                 result.differences.append(Difference(key, f"timer {verdict.segment}", from_us(verdict.next_check_at), next_check))
     result.differences += [Difference(key, "profile", None, "present") for key in sorted(set(expected_profiles) - seen)]
     if fix and result.differences:
-        online.store.set_meta("fingerprint", "")   # forces bootstrap to rebuild every state from bronze
+        online.store.set_meta("fingerprint", "")  # forces bootstrap to rebuild every state from bronze
         online.bootstrap(as_of)
         online.flush()
         result.fixed = True

@@ -13,6 +13,7 @@ application transactions numbered by `flush_seq` and `landing_seq`. Until a flus
 exist only here (the landing file may be gone, the Kafka offset committed): SQLite runs with
 synchronous=FULL, so a committed batch survives a power cut, not only a killed process.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-_BATCH = 500   # keys per SQL statement / Redis round trip
+_BATCH = 500  # keys per SQL statement / Redis round trip
 
 
 @dataclass
@@ -33,12 +34,12 @@ class Commit:
 
     stream: str
     batch_id: int
-    states: dict[str, dict[str, Any] | None] = field(default_factory=dict)   # None: delete (merged into another key)
-    messages: dict[str, int] = field(default_factory=dict)                  # message id -> received (µs)
-    links: dict[str, str] = field(default_factory=dict)                     # anonymous id -> customer id
-    link_rows: list[dict[str, Any]] = field(default_factory=list)           # identity_links rows for Delta
-    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)    # (table, row) to append to Delta
-    dues: dict[str, int | None] = field(default_factory=dict)               # customer -> next timer (µs) or None
+    states: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # None: delete (merged into another key)
+    messages: dict[str, int] = field(default_factory=dict)  # message id -> received (µs)
+    links: dict[str, str] = field(default_factory=dict)  # anonymous id -> customer id
+    link_rows: list[dict[str, Any]] = field(default_factory=list)  # identity_links rows for Delta
+    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (table, row) to append to Delta
+    dues: dict[str, int | None] = field(default_factory=dict)  # customer -> next timer (µs) or None
     # The batch's messages an earlier batch brought: kept with the batch id, so that a replay after a
     # crash between this commit and bronze's append leaves the same messages out of bronze.
     seen_ids: list[str] = field(default_factory=list)
@@ -53,7 +54,7 @@ class PendingLanding:
 
     seq: int
     rows: list[dict[str, Any]]
-    upto: int   # the store's position of the last row read (what `landing_flushed` forgets)
+    upto: int  # the store's position of the last row read (what `landing_flushed` forgets)
 
 
 @dataclass
@@ -175,7 +176,7 @@ class SqliteStore:
 
     def seen(self, message_ids: Iterable[str], since: int) -> set[str]:
         found: set[str] = set()
-        for chunk in _chunks(sorted(set(message_ids))):   # a batch may repeat an id: one placeholder per distinct id
+        for chunk in _chunks(sorted(set(message_ids))):  # a batch may repeat an id: one placeholder per distinct id
             marks = ",".join("?" * len(chunk))
             by_hash = {_message_hash(i): i for i in chunk}
             found.update(by_hash[r[0]] for r in self._all(f"SELECT h FROM messages WHERE at >= ? AND h IN ({marks})", [since, *by_hash]))
@@ -203,7 +204,9 @@ class SqliteStore:
                     else:
                         due = commit.dues.get(key, state.get("due"))
                         db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", (key, _dumps(state), due))
-                db.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?)", ((_message_hash(i), at) for i, at in commit.messages.items()))
+                db.executemany(
+                    "INSERT OR REPLACE INTO messages VALUES (?, ?)", ((_message_hash(i), at) for i, at in commit.messages.items())
+                )
                 db.executemany("INSERT OR IGNORE INTO links VALUES (?, ?)", commit.links.items())
                 changed = self._next_change()
                 db.executemany("INSERT OR REPLACE INTO dirty VALUES (?, ?)", [(k, changed) for k in commit.states])
@@ -372,7 +375,7 @@ class RedisStore:
 
     def scan(self) -> Iterator[tuple[str, dict[str, Any]]]:
         prefix = f"{self.p}:s:"
-        keys = sorted(k[len(prefix):] for k in self.client.scan_iter(f"{prefix}*", count=1000))
+        keys = sorted(k[len(prefix) :] for k in self.client.scan_iter(f"{prefix}*", count=1000))
         for chunk in _chunks(keys):
             yield from self.load(chunk).items()
 
@@ -403,7 +406,7 @@ class RedisStore:
                     if current is not None and int(current) >= commit.batch_id:
                         pipe.unwatch()
                         return False
-                    changed = self.client.incr(f"{self.p}:changed")   # before MULTI: the writes need its value
+                    changed = self.client.incr(f"{self.p}:changed")  # before MULTI: the writes need its value
                     first = self.client.incrby(f"{self.p}:landn", len(commit.landing)) - len(commit.landing) + 1
                     pipe.multi()
                     self._write(pipe, commit, changed, first)
@@ -435,7 +438,7 @@ class RedisStore:
         rows = [("identity_links", row) for row in commit.link_rows] + commit.rows
         if rows:
             pipe.rpush(f"{self.p}:out", *[_dumps([t, r]) for t, r in rows])
-        if commit.landing:   # a sorted set by number: a flush and an erasure each remove exactly their rows
+        if commit.landing:  # a sorted set by number: a flush and an erasure each remove exactly their rows
             pipe.zadd(f"{self.p}:land", {_dumps({**r, "_n": landing_first + i}): landing_first + i for i, r in enumerate(commit.landing)})
 
     def due(self, until: int) -> list[str]:
@@ -484,7 +487,7 @@ class RedisStore:
             pipe.execute()
 
     def forget_messages(self, before: int) -> int:
-        return 0   # message ids expire on their own (TTL = the dedupe window)
+        return 0  # message ids expire on their own (TTL = the dedupe window)
 
     def replace_all(self, states: dict[str, dict[str, Any]], dues: dict[str, int | None], fingerprint: str) -> None:
         old = {k for k, _ in self.scan()}

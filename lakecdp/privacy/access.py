@@ -6,6 +6,7 @@
   is configured as `privacy.admin_token_sha256` (conf/local; the token itself is never stored).
 - `log_pii_access`: who read contact PII, what and when, in `pii_access_log` (ids, never the PII).
 """
+
 from __future__ import annotations
 
 import getpass
@@ -16,12 +17,11 @@ import os
 import re
 import secrets
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pyspark.sql import functions as F
 
-from lakecdp.config import ConfigError
 from lakecdp.lake import TABLES, Lake
 from lakecdp.privacy.erasure import ID_COLUMNS, customer_identifiers
 
@@ -64,17 +64,29 @@ def actor() -> str:
 
 
 def log_pii_access(
-    lake_root: str, storage_options: dict[str, str] | None, action: str, customer_id: str | None, tables: list[str], rows: int, now: datetime
+    lake_root: str,
+    storage_options: dict[str, str] | None,
+    action: str,
+    customer_id: str | None,
+    tables: list[str],
+    rows: int,
+    now: datetime,
 ) -> None:
     """Append one access record to pii_access_log (through delta-rs: no Spark needed, so DuckDB reads log too)."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    record = pa.table({
-        "access_id": [uuid.uuid4().hex], "actor": [actor()], "action": [action], "customer_id": pa.array([customer_id], pa.string()),
-        "tables": [",".join(sorted(tables))], "rows": pa.array([rows], pa.int64()),
-        "accessed_at": pa.array([now.astimezone(timezone.utc)], pa.timestamp("us", tz="UTC")),
-    })
+    record = pa.table(
+        {
+            "access_id": [uuid.uuid4().hex],
+            "actor": [actor()],
+            "action": [action],
+            "customer_id": pa.array([customer_id], pa.string()),
+            "tables": [",".join(sorted(tables))],
+            "rows": pa.array([rows], pa.int64()),
+            "accessed_at": pa.array([now.astimezone(UTC)], pa.timestamp("us", tz="UTC")),
+        }
+    )
     write_deltalake(f"{lake_root.rstrip('/')}/pii_access_log", record, mode="append", storage_options=storage_options or None)
 
 

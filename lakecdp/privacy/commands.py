@@ -3,6 +3,7 @@
 erase, process-erasures, access and consent are admin operations: they need the admin token
 (--token or $LAKECDP_ADMIN_TOKEN) whose SHA-256 is privacy.admin_token_sha256 in conf.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def admin_only(handler: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
     """Check the admin token before anything is read or written."""
+
     def checked(args: argparse.Namespace, settings: Settings) -> int:
         from lakecdp.privacy.access import AdminTokenError, require_admin
 
@@ -56,6 +58,7 @@ def admin_only(handler: Callable[[argparse.Namespace, Settings], int]) -> Callab
             print(f"lakecdp: {exc}", file=sys.stderr)
             return 2
         return handler(args, settings)
+
     return checked
 
 
@@ -101,7 +104,9 @@ def _consent(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {purpose:<16} {status['status']:<10} {status['why']}")
     print("history (oldest first):")
     for fact in report["history"]:
-        print(f"  {fact['recorded_at']}  {fact['purpose']:<16} {fact['channel']:<6} {fact['status']:<10} {fact['source']}  ({fact['proof']})")
+        print(
+            f"  {fact['recorded_at']}  {fact['purpose']:<16} {fact['channel']:<6} {fact['status']:<10} {fact['source']}  ({fact['proof']})"
+        )
     if not report["history"]:
         print("  no consent fact recorded")
     return 0
@@ -134,12 +139,15 @@ def _process(args: argparse.Namespace, settings: Settings) -> int:
         from lakecdp.online.store import open_store_if_online
 
         state = open_store_if_online(settings, lake.root)
-        proofs = process_erasures(lake, args.landing or settings.landing.root, clock.now(), forget=forget, state=state,
-                                   retention=settings.landing.retention)
+        proofs = process_erasures(
+            lake, args.landing or settings.landing.root, clock.now(), forget=forget, state=state, retention=settings.landing.retention
+        )
     for proof in proofs:
         esps = ", ".join(f"{name}: {outcome}" for name, outcome in sorted((proof.esp_outcomes or {}).items())) or "none enabled"
-        print(f"{proof.request_id}: {sum(proof.rows_deleted.values())} rows in {len(proof.rows_deleted)} tables, "
-              f"{proof.landing_lines_deleted} landing lines; ESPs {esps}")
+        print(
+            f"{proof.request_id}: {sum(proof.rows_deleted.values())} rows in {len(proof.rows_deleted)} tables, "
+            f"{proof.landing_lines_deleted} landing lines; ESPs {esps}"
+        )
     print(f"{len(proofs)} erasure(s) processed")
     waiting = lake.read("erasure_requests").count()
     if waiting:

@@ -4,6 +4,7 @@ Email marketing is opt-in: contactable only with a CRM opt-in and no opt-out eve
 latest opt-in event. The same facts are recorded, with their proof, in the consent ledger
 (lakecdp.privacy.ledger), which also holds the opt-out purposes (personalization, profiling).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,8 +14,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.lake import Lake
-
-from lakecdp.privacy.email_consent import NO_OPT_IN, NO_RECORD, UNSUBSCRIBED  # noqa: F401 - the one rule's reasons, re-exported
+from lakecdp.privacy.email_consent import NO_OPT_IN, NO_RECORD, UNSUBSCRIBED
 
 OPT_IN_EVENTS = ("Subscribed",)
 OPT_OUT_EVENTS = ("Unsubscribed",)
@@ -53,9 +53,7 @@ def _block_reason() -> Column:
         F.col("last_opt_in_at").isNull() | (F.col("last_opt_out_at") > F.col("last_opt_in_at"))
     )
     return (
-        F.when(~has_record, F.lit(NO_RECORD))
-        .when(~F.col("marketing_opt_in"), F.lit(NO_OPT_IN))
-        .when(has_unsubscribed, F.lit(UNSUBSCRIBED))
+        F.when(~has_record, F.lit(NO_RECORD)).when(~F.col("marketing_opt_in"), F.lit(NO_OPT_IN)).when(has_unsubscribed, F.lit(UNSUBSCRIBED))
     )
 
 
@@ -72,10 +70,12 @@ def consent_report(lake: Lake, settings: Any, customer_id: str, now: datetime) -
     customers = lake.read("customers").filter(F.col("customer_id") == customer_id)
     email = consent_block_reason(customers, events, opt_in_events=rules.opt_in_events, opt_out_events=rules.opt_out_events).first()
     reason = email["block_reason"] if email is not None else NO_RECORD
-    current = {ledger.EMAIL_MARKETING: {
-        "status": ledger.GRANTED if reason is None else ledger.WITHDRAWN,
-        "why": "opted in, no later opt-out" if reason is None else reason,
-    }}
+    current = {
+        ledger.EMAIL_MARKETING: {
+            "status": ledger.GRANTED if reason is None else ledger.WITHDRAWN,
+            "why": "opted in, no later opt-out" if reason is None else reason,
+        }
+    }
     facts = ledger.history(lake, [customer_id, *linked])
     for purpose in (ledger.PERSONALIZATION, ledger.PROFILING):
         latest = [f for f in facts if f["purpose"] == purpose]

@@ -3,6 +3,7 @@ API, the trigger dispatcher and `consent_block_reason`'s Spark column all decide
 
 Contactable = the CRM records an opt-in and no opt-out event is later than the latest opt-in event.
 """
+
 from __future__ import annotations
 
 from typing import Any

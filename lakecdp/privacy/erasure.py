@@ -1,4 +1,5 @@
 """Right to erasure: queue a request, then delete the customer at the ESPs and in the lake, with a PII-free proof."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ from lakecdp.lake import TABLES, Lake
 log = logging.getLogger(__name__)
 
 ID_COLUMNS = ("customer_id", "user_id", "anonymous_id", "previous_id")
-RAW_COLUMNS = {"quarantine": ("raw", "quarantine_id")}   # table -> (free-text column, key column)
+RAW_COLUMNS = {"quarantine": ("raw", "quarantine_id")}  # table -> (free-text column, key column)
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class ErasureProof:
     completed_at: datetime
     rows_deleted: dict[str, int]
     landing_lines_deleted: int
-    esp_outcomes: dict[str, str] | None = None   # destination -> outcome; None when no ESP was asked
+    esp_outcomes: dict[str, str] | None = None  # destination -> outcome; None when no ESP was asked
 
 
 # (the retailer's customer id, normalized email or None) -> {destination: outcome}; raises EspDeletionFailed when one failed.
@@ -48,7 +49,12 @@ def request_erasure(lake: Lake, customer_id: str, now: datetime) -> str:
 
 
 def process_erasures(
-    lake: Lake, landing_root: str | None, now: datetime, *, forget: Forget | None = None, state: Any = None,
+    lake: Lake,
+    landing_root: str | None,
+    now: datetime,
+    *,
+    forget: Forget | None = None,
+    state: Any = None,
     retention: timedelta | None = None,
 ) -> list[ErasureProof]:
     """Erase every queued customer from the ESPs, every table and landing file, purge history, record proofs.
@@ -78,7 +84,9 @@ def process_erasures(
     return proofs
 
 
-def _erase_locally(lake: Lake, landing_root: str | None, request: Row, now: datetime, outcomes: dict[str, str] | None, state: Any = None) -> ErasureProof:
+def _erase_locally(
+    lake: Lake, landing_root: str | None, request: Row, now: datetime, outcomes: dict[str, str] | None, state: Any = None
+) -> ErasureProof:
     identifiers = customer_identifiers(lake, request.customer_id)
     deleted = {name: _erase_from_table(lake, name, identifiers) for name in TABLES if name not in {"erasure_requests", "erasure_log"}}
     if state is not None:
@@ -89,16 +97,30 @@ def _erase_locally(lake: Lake, landing_root: str | None, request: Row, now: date
         if name != "erasure_log" and (deleted.get(name) or name == "erasure_requests"):
             lake.purge_history(name)
     proof = ErasureProof(request.request_id, now, {k: v for k, v in deleted.items() if v}, lines, outcomes)
-    lake.append("erasure_log", lake.spark.createDataFrame([{
-        "request_id": proof.request_id,
-        "requested_at": request.requested_at,
-        "completed_at": now,
-        "rows_deleted_json": json.dumps(proof.rows_deleted, sort_keys=True),
-        "landing_lines_deleted": lines,
-        "esp_outcomes_json": json.dumps(outcomes, sort_keys=True) if outcomes is not None else None,
-    }], lake.spec("erasure_log").schema))
-    log.info("erasure %s done: %s rows in %s tables, %s landing lines, ESPs %s", proof.request_id,
-             sum(proof.rows_deleted.values()), len(proof.rows_deleted), lines, outcomes)
+    lake.append(
+        "erasure_log",
+        lake.spark.createDataFrame(
+            [
+                {
+                    "request_id": proof.request_id,
+                    "requested_at": request.requested_at,
+                    "completed_at": now,
+                    "rows_deleted_json": json.dumps(proof.rows_deleted, sort_keys=True),
+                    "landing_lines_deleted": lines,
+                    "esp_outcomes_json": json.dumps(outcomes, sort_keys=True) if outcomes is not None else None,
+                }
+            ],
+            lake.spec("erasure_log").schema,
+        ),
+    )
+    log.info(
+        "erasure %s done: %s rows in %s tables, %s landing lines, ESPs %s",
+        proof.request_id,
+        sum(proof.rows_deleted.values()),
+        len(proof.rows_deleted),
+        lines,
+        outcomes,
+    )
     return proof
 
 
@@ -117,8 +139,12 @@ def customer_identifiers(lake: Lake, customer_id: str) -> set[str]:
     """The pseudonym, every device pseudonym ever linked to it, the retailer's id and the contact email."""
     links = lake.read("identity_links").filter(F.col("customer_id") == customer_id).select("anonymous_id").collect()
     contacts = lake.read("customers").filter(F.col("customer_id") == customer_id).select("external_id", "email").collect()
-    return ({customer_id} | {r.anonymous_id for r in links}
-            | {r.external_id for r in contacts if r.external_id} | {r.email for r in contacts if r.email})
+    return (
+        {customer_id}
+        | {r.anonymous_id for r in links}
+        | {r.external_id for r in contacts if r.external_id}
+        | {r.email for r in contacts if r.email}
+    )
 
 
 def _erase_from_table(lake: Lake, name: str, identifiers: set[str]) -> int:
@@ -135,7 +161,9 @@ def _erase_from_table(lake: Lake, name: str, identifiers: set[str]) -> int:
         for needle in text_needles(identifiers):
             mentions = mentions | F.col(text).contains(needle)
         for field in RAW_ID_FIELDS:
-            mentions = mentions | F.coalesce(lake.pseudonyms.column(F.get_json_object(text, f"$.{field}")).isin(*sorted(identifiers)), F.lit(False))
+            mentions = mentions | F.coalesce(
+                lake.pseudonyms.column(F.get_json_object(text, f"$.{field}")).isin(*sorted(identifiers)), F.lit(False)
+            )
         keys = [r[key] for r in lake.read(name).filter(mentions).select(key).collect()]
         if keys:
             deleted += lake.delete(name, {key: keys})

@@ -14,6 +14,7 @@ A customer's status for a purpose is the latest fact by `recorded_at` (ties: wit
 no fact: email marketing is opt-in (no send without a recorded grant: see lakecdp.privacy.consent),
 personalization and profiling are opt-out (allowed until withdrawn).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -58,7 +59,9 @@ def consent_rules(privacy: Mapping[str, Any] | None, esp: Mapping[str, Any] | No
     )
 
 
-def _entry(customer: Column, purpose: Column, channel: Column, status: Column, at: Column, source: Column, proof: Column, now: datetime) -> list[Column]:
+def _entry(
+    customer: Column, purpose: Column, channel: Column, status: Column, at: Column, source: Column, proof: Column, now: datetime
+) -> list[Column]:
     return [
         F.sha2(F.concat_ws("|", proof, purpose, status), 256).alias("entry_id"),
         customer.alias("customer_id"),
@@ -78,29 +81,58 @@ def entries_from_events(events: DataFrame, rules: ConsentRules, now: datetime) -
     proof = F.concat(F.lit("message:"), F.col("message_id"))
     email = F.lit("email")
     opt = events.filter(F.col("event").isin(*rules.opt_in_events, *rules.opt_out_events)).select(
-        *_entry(F.col("customer_id"), F.lit(EMAIL_MARKETING), email,
-                F.when(F.col("event").isin(*rules.opt_in_events), F.lit(GRANTED)).otherwise(F.lit(WITHDRAWN)),
-                F.col("timestamp"), source, proof, now)
+        *_entry(
+            F.col("customer_id"),
+            F.lit(EMAIL_MARKETING),
+            email,
+            F.when(F.col("event").isin(*rules.opt_in_events), F.lit(GRANTED)).otherwise(F.lit(WITHDRAWN)),
+            F.col("timestamp"),
+            source,
+            proof,
+            now,
+        )
     )
     stated = F.lower(F.get_json_object("properties_json", "$.status"))
     granted_flag = F.get_json_object("properties_json", "$.granted")
     updated = (
         events.filter(F.col("event") == rules.consent_event)
         .withColumn("c_purpose", F.get_json_object("properties_json", "$.purpose"))
-        .withColumn("c_status", F.when(stated.isin(GRANTED, WITHDRAWN), stated)
-                    .when(F.lower(granted_flag) == "true", F.lit(GRANTED)).when(F.lower(granted_flag) == "false", F.lit(WITHDRAWN)))
+        .withColumn(
+            "c_status",
+            F.when(stated.isin(GRANTED, WITHDRAWN), stated)
+            .when(F.lower(granted_flag) == "true", F.lit(GRANTED))
+            .when(F.lower(granted_flag) == "false", F.lit(WITHDRAWN)),
+        )
         .filter(F.col("c_purpose").isin(*rules.purposes) & F.col("c_status").isNotNull())
-        .select(*_entry(F.col("customer_id"), F.col("c_purpose"),
-                        F.coalesce(F.get_json_object("properties_json", "$.channel"), email),
-                        F.col("c_status"), F.col("timestamp"), F.concat(F.lit("event:"), F.col("event")), proof, now))
+        .select(
+            *_entry(
+                F.col("customer_id"),
+                F.col("c_purpose"),
+                F.coalesce(F.get_json_object("properties_json", "$.channel"), email),
+                F.col("c_status"),
+                F.col("timestamp"),
+                F.concat(F.lit("event:"), F.col("event")),
+                proof,
+                now,
+            )
+        )
     )
     traits = events.filter((F.col("type") == "identify") & F.col("traits_json").isNotNull())
     from_traits = [
         traits.withColumn("flag", F.lower(F.get_json_object(F.get_json_object("traits_json", f"$.{rules.traits_key}"), f"$.{purpose}")))
         .filter(F.col("flag").isin("true", "false"))
-        .select(*_entry(F.col("customer_id"), F.lit(purpose), email,
-                        F.when(F.col("flag") == "true", F.lit(GRANTED)).otherwise(F.lit(WITHDRAWN)),
-                        F.col("timestamp"), F.lit("identify traits"), proof, now))
+        .select(
+            *_entry(
+                F.col("customer_id"),
+                F.lit(purpose),
+                email,
+                F.when(F.col("flag") == "true", F.lit(GRANTED)).otherwise(F.lit(WITHDRAWN)),
+                F.col("timestamp"),
+                F.lit("identify traits"),
+                proof,
+                now,
+            )
+        )
         for purpose in rules.purposes
     ]
     result = opt.unionByName(updated)
@@ -113,9 +145,12 @@ def entries_from_customers(customers: DataFrame, now: datetime) -> DataFrame:
     """Ledger entries for the email-marketing flag of CRM rows (customers-table shaped)."""
     return customers.filter(F.col("marketing_opt_in").isNotNull()).select(
         *_entry(
-            F.col("customer_id"), F.lit(EMAIL_MARKETING), F.lit("email"),
+            F.col("customer_id"),
+            F.lit(EMAIL_MARKETING),
+            F.lit("email"),
             F.when(F.col("marketing_opt_in"), F.lit(GRANTED)).otherwise(F.lit(WITHDRAWN)),
-            F.col("updated_at"), F.concat(F.lit("import:"), F.col("source")),
+            F.col("updated_at"),
+            F.concat(F.lit("import:"), F.col("source")),
             F.concat(F.lit("crm:"), F.col("customer_id"), F.lit("@"), F.date_format("updated_at", "yyyy-MM-dd'T'HH:mm:ss.SSSSSSX")),
             now,
         )
@@ -124,7 +159,7 @@ def entries_from_customers(customers: DataFrame, now: datetime) -> DataFrame:
 
 def record_consent(lake: Lake, entries: DataFrame) -> int:
     """Insert new facts; an entry already recorded is left as it is, so a replay adds nothing. Returns facts seen."""
-    if entries.isEmpty():   # most stream batches carry no consent fact: skip the dedupe shuffle and the merge
+    if entries.isEmpty():  # most stream batches carry no consent fact: skip the dedupe shuffle and the merge
         return 0
     entries = entries.dropDuplicates(["entry_id"]).persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -138,7 +173,7 @@ def record_consent(lake: Lake, entries: DataFrame) -> int:
 
 def current_consent(ledger: DataFrame, purpose: str) -> DataFrame:
     """(customer_id, status, recorded_at, source) of each customer's latest fact for `purpose`."""
-    latest = Window.partitionBy("customer_id").orderBy(F.col("recorded_at").desc(), F.col("status").desc())   # withdrawn > granted
+    latest = Window.partitionBy("customer_id").orderBy(F.col("recorded_at").desc(), F.col("status").desc())  # withdrawn > granted
     return (
         ledger.filter(F.col("purpose") == purpose)
         .withColumn("rank", F.row_number().over(latest))

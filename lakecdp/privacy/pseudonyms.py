@@ -17,6 +17,7 @@ every customer in two.
 An id that already has the pseudonym's shape passes through unchanged, so ids lakecdp itself
 hands out (signed email links, unsubscribe events) can come back through the collector.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,18 +33,18 @@ from typing import TYPE_CHECKING
 from lakecdp.config import ConfigError
 from lakecdp.config.loader import default_conf_dir
 
-if TYPE_CHECKING:   # pyspark is imported where a Column is built: the content API and CLI need no Spark
+if TYPE_CHECKING:  # pyspark is imported where a Column is built: the content API and CLI need no Spark
     from pyspark.sql import Column
 
 log = logging.getLogger(__name__)
 
 PREFIX = "pc_"
-HEX_CHARS = 32   # 128 bits of the HMAC: collisions need ~2^64 customers
+HEX_CHARS = 32  # 128 bits of the HMAC: collisions need ~2^64 customers
 PATTERN = re.compile(rf"^{PREFIX}[0-9a-f]{{{HEX_CHARS}}}$")
 KEY_ENV = "LAKECDP_PSEUDONYM_KEY"
-KEY_FILE = "local/pseudonym.key"   # under the conf folder
+KEY_FILE = "local/pseudonym.key"  # under the conf folder
 MIN_KEY_CHARS = 32
-_BLOCK = 64   # SHA-256 block size (RFC 2104)
+_BLOCK = 64  # SHA-256 block size (RFC 2104)
 _CHECK_MESSAGE = b"lakecdp pseudonym key check"
 
 
@@ -110,8 +111,11 @@ def load_pseudonymizer(*, conf_dir: Path | None = None, env: Mapping[str, str] |
         except FileExistsError:
             pass
         else:
-            log.warning("generated a pseudonym key in %s: back it up, every customer id in the lake depends on it "
-                        "(a deployment sets $%s instead)", path, KEY_ENV)
+            log.warning(
+                "generated a pseudonym key in %s: back it up, every customer id in the lake depends on it (a deployment sets $%s instead)",
+                path,
+                KEY_ENV,
+            )
         finally:
             tmp.unlink()
     key = path.read_text().strip()

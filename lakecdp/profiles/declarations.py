@@ -6,6 +6,7 @@ executor (Spark, `profiles.features` and `segments.compile`) turns a declaration
 the incremental executor (`lakecdp.online`) turns the same declaration into per-customer state.
 A differential test (tests/unit/test_online_differential.py) holds the two equal.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """profile_features: one row per customer, computed from bronze events as of an instant."""
+
 from __future__ import annotations
 
 import functools
@@ -8,17 +9,38 @@ from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.lake.tables import PROFILE_FEATURES
 from lakecdp.profiles.declarations import (
-    CART_ADD, CART_REMOVE, CHECKOUT, COUNT_FEATURES, EMAIL_SEND, ORDER, PRODUCT_VIEW, WINDOWS, Count,
+    CART_ADD,
+    CART_REMOVE,
+    CHECKOUT,
+    COUNT_FEATURES,
+    EMAIL_SEND,
+    ORDER,
+    PRODUCT_VIEW,
+    WINDOWS,
+    Count,
 )
 
 # The bronze columns build_profile_features reads: a caller caching events for it keeps just these.
 EVENT_COLUMNS = (
-    "customer_id", "timestamp", "type", "event", "category", "price", "quantity", "revenue",
-    "time_on_page_s", "scroll_depth_pct", "device_type", "country", "city", "timezone",
+    "customer_id",
+    "timestamp",
+    "type",
+    "event",
+    "category",
+    "price",
+    "quantity",
+    "revenue",
+    "time_on_page_s",
+    "scroll_depth_pct",
+    "device_type",
+    "country",
+    "city",
+    "timezone",
 )
 
 # The instant the features are computed at, as a column (see _profile_columns).
 _AS_OF = "_as_of"
+
 
 def _within(as_of: Column, window: str, at: Column | None = None) -> Column:
     """`at` (the event's timestamp by default) falls in `window` counting back from `as_of`."""
@@ -35,7 +57,9 @@ def _is(event: str) -> Column:
 
 
 def _declared_count(count: Count, as_of: Column) -> Column:
-    in_window = F.lit(True) if count.window is None else F.col("timestamp") > as_of - F.make_dt_interval(secs=F.lit(count.window.total_seconds()))
+    in_window = (
+        F.lit(True) if count.window is None else F.col("timestamp") > as_of - F.make_dt_interval(secs=F.lit(count.window.total_seconds()))
+    )
     return _count(count.match.column() & in_window).alias(count.name)
 
 
@@ -50,7 +74,9 @@ def _activity(as_of: Column) -> list[Column]:
         F.avg("time_on_page_s").alias("avg_time_on_page_s"),
         F.avg("scroll_depth_pct").alias("avg_scroll_depth_pct"),
         # collect_set, not count_distinct: a distinct aggregate costs the whole query a second shuffle.
-        F.size(F.collect_set(F.when(_is(CART_ADD) & _within(as_of, "24h"), F.col("category")))).cast("long").alias("cart_add_categories_24h"),
+        F.size(F.collect_set(F.when(_is(CART_ADD) & _within(as_of, "24h"), F.col("category"))))
+        .cast("long")
+        .alias("cart_add_categories_24h"),
         F.coalesce(F.sum(F.when(is_order, F.col("revenue"))), F.lit(0.0)).alias("monetary"),
         F.max(F.when(is_order, F.col("timestamp"))).alias("last_order_at"),
         F.max(F.when(_is(CART_ADD), F.col("timestamp"))).alias("last_cart_add_at"),
@@ -67,6 +93,7 @@ def _activity(as_of: Column) -> list[Column]:
 # the one aggregation: every feature costs a single shuffle, which is most of a stream
 # micro-batch's profile time (a groupBy or window per feature family cost one Spark job each).
 
+
 def _collected(as_of: Column) -> list[Column]:
     """Per-customer lists the derived features below are computed from."""
     item_value = F.coalesce(F.col("price"), F.lit(0.0)) * F.coalesce(F.col("quantity"), F.lit(1))
@@ -78,10 +105,16 @@ def _collected(as_of: Column) -> list[Column]:
     local_hour = F.hour(F.from_utc_timestamp(F.col("timestamp"), F.col("timezone")))
     return [
         F.collect_list(
-            F.when(_is(CART_ADD) | _is(CART_REMOVE) | _is(CHECKOUT), F.struct(F.col("timestamp").alias("at"), F.col("event"), signed_value.alias("value")))
+            F.when(
+                _is(CART_ADD) | _is(CART_REMOVE) | _is(CHECKOUT),
+                F.struct(F.col("timestamp").alias("at"), F.col("event"), signed_value.alias("value")),
+            )
         ).alias("_cart"),
         F.collect_list(
-            F.when(_is(PRODUCT_VIEW) & F.col("category").isNotNull() & _within(as_of, "30d"), F.struct(F.col("timestamp").alias("at"), F.col("category")))
+            F.when(
+                _is(PRODUCT_VIEW) & F.col("category").isNotNull() & _within(as_of, "30d"),
+                F.struct(F.col("timestamp").alias("at"), F.col("category")),
+            )
         ).alias("_views_30d"),
         F.collect_list(F.when(own, F.col("device_type"))).alias("_devices"),
         # mode(deterministic): the most frequent value, the lowest one on a tie.
@@ -111,7 +144,8 @@ def _category_views(as_of: Column) -> dict[str, Column]:
     has_views = F.size("_views_30d") > 0
     maps = {}
     for w in WINDOWS:
-        in_window = F.transform(F.filter("_views_30d", lambda v: _within(as_of, w, at=v["at"])), lambda v: v["category"])
+        # F.filter calls the lambda at once to build its expression, so `w` is this iteration's.
+        in_window = F.transform(F.filter("_views_30d", lambda v: _within(as_of, w, at=v["at"])), lambda v: v["category"])  # noqa: B023
         counts = F.filter(_counts_by(in_window, categories), lambda c: c["n"] > 0)
         maps[f"category_views_{w}"] = F.when(has_views, F.map_from_entries(counts))
     return {**maps, "distinct_categories_30d": F.size(categories).cast("long")}
@@ -119,7 +153,7 @@ def _category_views(as_of: Column) -> dict[str, Column]:
 
 def _device_mix() -> Column:
     """{device type: share of the customer's own events that carry a device type}."""
-    devices = F.col("_devices")   # collect_list dropped the nulls
+    devices = F.col("_devices")  # collect_list dropped the nulls
     counts = _counts_by(devices, F.array_sort(F.array_distinct(devices)))
     shares = F.transform(counts, lambda c: F.struct(c["key"], c["n"] / F.size(devices)))
     return F.when(F.size(devices) > 0, F.map_from_entries(shares))
@@ -135,7 +169,7 @@ def build_profile_features(events: DataFrame, as_of: datetime) -> DataFrame:
     grouped = (
         events.filter(F.col("timestamp") <= as_of_ts)
         .withColumn(_AS_OF, as_of_ts)
-        .groupBy("customer_id", _AS_OF)   # as_of is one value: grouping by it keeps it for the derived features
+        .groupBy("customer_id", _AS_OF)  # as_of is one value: grouping by it keeps it for the derived features
         .agg(*aggregates)
     )
     for columns in derived:

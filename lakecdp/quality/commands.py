@@ -1,4 +1,5 @@
 """`lakecdp quality run SUITE [SUITE ...] | checkpoint NAME | list`: the DAG gates, by hand."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
         parser.add_argument("--as-of", type=instant, help="the instant bounds are relative to (default: now)")
         parser.add_argument("--results", help="where results go (default: <lake root>/_quality)")
-        parser.add_argument("--destination", "-d", action="append", help="export_batches: only these destinations (default: every enabled one)")
+        parser.add_argument(
+            "--destination", "-d", action="append", help="export_batches: only these destinations (default: every enabled one)"
+        )
         parser.add_argument("--rebaseline", action="store_true", help="accept today's row count: skip the comparison with the previous run")
         parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
@@ -56,12 +59,16 @@ def _report(args: argparse.Namespace, settings: Settings, suites: list[str]) -> 
     from lakecdp.quality.suites import load_suite
     from lakecdp.spark import session_for
 
-    for name in suites:   # a typo fails before Spark starts
+    for name in suites:  # a typo fails before Spark starts
         load_suite(name)
     lake = open_lake(session_for(settings), settings.lake, root=args.lake)
     run = quality_run(
-        lake, settings, as_of=args.as_of or SystemClock().now(), results_root=args.results,
-        destinations=args.destination, rebaseline=args.rebaseline,
+        lake,
+        settings,
+        as_of=args.as_of or SystemClock().now(),
+        results_root=args.results,
+        destinations=args.destination,
+        rebaseline=args.rebaseline,
     )
     results = [run_suite(run, name) for name in suites]
     if args.json:

@@ -5,13 +5,14 @@ Each run writes a JSON summary and a small HTML page (Data Docs style, without G
 against the last passing line of another run. Local folders and s3:// roots both work
 (pyarrow filesystems; delta-rs `storage_options` give the S3 endpoint and keys).
 """
+
 from __future__ import annotations
 
 import html
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pyarrow import fs
@@ -23,7 +24,7 @@ RESULTS_FOLDER = "_quality"
 
 def run_key_for(as_of: datetime, suffix: str | None = None) -> str:
     """A file-name-safe key per as-of instant: reruns of one data interval share it."""
-    key = as_of.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    key = as_of.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{key}-{suffix}" if suffix else key
 
 
@@ -107,10 +108,12 @@ class ResultStore:
         self.write_text("index.json", json.dumps(index, indent=2, sort_keys=True))
         rows = "".join(
             f'<tr class="{"ok" if v["success"] else "bad"}"><td><a href="{html.escape(v["page"])}">{html.escape(name)}</a></td>'
-            f'<td>{html.escape(v["run_key"])}</td><td>{"passed" if v["success"] else "FAILED"}</td></tr>'
+            f"<td>{html.escape(v['run_key'])}</td><td>{'passed' if v['success'] else 'FAILED'}</td></tr>"
             for name, v in sorted(index.items())
         )
-        self.write_text("index.html", _page("lakecdp data quality", f"<table><tr><th>suite</th><th>run</th><th>result</th></tr>{rows}</table>"))
+        self.write_text(
+            "index.html", _page("lakecdp data quality", f"<table><tr><th>suite</th><th>run</th><th>result</th></tr>{rows}</table>")
+        )
 
 
 _STYLE = (
@@ -135,8 +138,8 @@ def render_html(result: dict[str, Any]) -> str:
     )
     rows = "".join(
         f'<tr class="{"ok" if o["success"] else "bad"}"><td>{e(o["expectation"])}</td><td>{e(", ".join(o["columns"]))}</td>'
-        f'<td>{"passed" if o["success"] else "FAILED"}</td><td>{e(o["summary"])}</td>'
-        f'<td><code>{e(json.dumps(json_safe(o.get("sample") or []))[:500])}</code></td></tr>'
+        f"<td>{'passed' if o['success'] else 'FAILED'}</td><td>{e(o['summary'])}</td>"
+        f"<td><code>{e(json.dumps(json_safe(o.get('sample') or []))[:500])}</code></td></tr>"
         for o in result["outcomes"]
     )
     table = f"<table><tr><th>expectation</th><th>columns</th><th>result</th><th>detail</th><th>sample</th></tr>{rows}</table>"

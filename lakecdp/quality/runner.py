@@ -6,13 +6,14 @@
 A failed gate raises QualityGateFailed naming every failed expectation and where the full
 results are; Airflow tasks turn it into a failure without retries (the data will not change).
 """
+
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,12 @@ class ExpectationOutcome:
     columns: tuple[str, ...]
     success: bool
     element_count: int | None = None
-    missing_count: int | None = None     # nulls: column-value expectations other than not-null skip them
+    missing_count: int | None = None  # nulls: column-value expectations other than not-null skip them
     unexpected_count: int | None = None
     observed_value: Any = None
     sample: tuple[Any, ...] = ()
     error: str | None = None
-    expected: str | None = None          # the range a table-level check wanted, e.g. "30..50 rows"
+    expected: str | None = None  # the range a table-level check wanted, e.g. "30..50 rows"
 
     @property
     def label(self) -> str:
@@ -83,9 +84,16 @@ class ExpectationOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "expectation": self.expectation, "columns": list(self.columns), "success": self.success, "summary": self.summary,
-            "element_count": self.element_count, "missing_count": self.missing_count, "unexpected_count": self.unexpected_count,
-            "observed_value": json_safe(self.observed_value), "sample": json_safe(list(self.sample)), "error": self.error,
+            "expectation": self.expectation,
+            "columns": list(self.columns),
+            "success": self.success,
+            "summary": self.summary,
+            "element_count": self.element_count,
+            "missing_count": self.missing_count,
+            "unexpected_count": self.unexpected_count,
+            "observed_value": json_safe(self.observed_value),
+            "sample": json_safe(list(self.sample)),
+            "error": self.error,
             "expected": self.expected,
         }
 
@@ -108,9 +116,15 @@ class SuiteResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "suite": self.suite, "run_key": self.run_key, "as_of": self.as_of.isoformat(), "success": self.success,
-            "row_count": self.row_count, "source": json_safe(self.source), "parameters": json_safe(self.parameters),
-            "validated_at": self.validated_at.isoformat(), "outcomes": [o.to_dict() for o in self.outcomes],
+            "suite": self.suite,
+            "run_key": self.run_key,
+            "as_of": self.as_of.isoformat(),
+            "success": self.success,
+            "row_count": self.row_count,
+            "source": json_safe(self.source),
+            "parameters": json_safe(self.parameters),
+            "validated_at": self.validated_at.isoformat(),
+            "outcomes": [o.to_dict() for o in self.outcomes],
         }
 
     def to_xcom(self) -> dict[str, Any]:
@@ -130,7 +144,7 @@ class QualityRun:
     versions: Mapping[str, int] = field(default_factory=dict)
     destinations: Sequence[str] | None = None
     expectations_dir: Path | None = None
-    rebaseline: bool = False   # ignore the previous run's row count (after an accepted change in volume)
+    rebaseline: bool = False  # ignore the previous run's row count (after an accepted change in volume)
 
 
 def quality_run(
@@ -148,8 +162,15 @@ def quality_run(
     """A QualityRun keeping results under <lake root>/_quality unless told otherwise."""
     root = results_root or f"{lake.root.rstrip('/')}/{RESULTS_FOLDER}"
     return QualityRun(
-        lake, settings, as_of.astimezone(timezone.utc), run_key or run_key_for(as_of), ResultStore(root, settings.lake.storage_options),
-        dict(versions or {}), destinations, expectations_dir, rebaseline,
+        lake,
+        settings,
+        as_of.astimezone(UTC),
+        run_key or run_key_for(as_of),
+        ResultStore(root, settings.lake.storage_options),
+        dict(versions or {}),
+        destinations,
+        expectations_dir,
+        rebaseline,
     )
 
 
@@ -176,9 +197,15 @@ def run_suite(run: QualityRun, name: str) -> SuiteResult:
     parameters = suite_parameters(spec, run.settings, run.as_of, baseline_rows=baseline)
     success, outcomes, row_count = validate_frame(prepare_frame(frame, spec, run.as_of), spec, parameters)
     result = SuiteResult(
-        suite=spec.suite, run_key=run.run_key, as_of=run.as_of, success=success, row_count=row_count,
-        source={**source, "baseline_rows": baseline}, parameters=parameters, outcomes=outcomes,
-        validated_at=SystemClock().now(),   # when it ran, for operators; never used in a bound
+        suite=spec.suite,
+        run_key=run.run_key,
+        as_of=run.as_of,
+        success=success,
+        row_count=row_count,
+        source={**source, "baseline_rows": baseline},
+        parameters=parameters,
+        outcomes=outcomes,
+        validated_at=SystemClock().now(),  # when it ran, for operators; never used in a bound
     )
     if run.store is not None:
         result.paths = run.store.record(result.to_dict())
@@ -191,14 +218,18 @@ def _source(run: QualityRun, spec: SuiteSpec) -> tuple[DataFrame, dict[str, Any]
     if spec.source.table is not None:
         return sources.read_table(run.lake, spec.source.table, run.versions.get(spec.source.table))
     return sources.export_batches(
-        run.lake, run.settings, as_of=run.as_of, run_key=run.run_key, destinations=run.destinations,
+        run.lake,
+        run.settings,
+        as_of=run.as_of,
+        run_key=run.run_key,
+        destinations=run.destinations,
         membership_version=run.versions.get("segment_membership"),
     )
 
 
 def prepare_frame(frame: DataFrame, spec: SuiteSpec, as_of: datetime) -> DataFrame:
     """Scope filter, derived columns, then only the columns the expectations read."""
-    scope = spec.scope_sql(f"TIMESTAMP '{as_of.astimezone(timezone.utc).isoformat()}'")
+    scope = spec.scope_sql(f"TIMESTAMP '{as_of.astimezone(UTC).isoformat()}'")
     if scope:
         frame = frame.filter(F.expr(scope))
     for column, expression in spec.derive.items():
@@ -206,7 +237,9 @@ def prepare_frame(frame: DataFrame, spec: SuiteSpec, as_of: datetime) -> DataFra
     columns = spec.columns()
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ConfigError(f"{spec.path}: expectations use columns {missing} that the source does not have. Fix: use one of {frame.columns}, or derive them.")
+        raise ConfigError(
+            f"{spec.path}: expectations use columns {missing} that the source does not have. Fix: use one of {frame.columns}, or derive them."
+        )
     return frame.select(*(columns or frame.columns[:1]))
 
 
@@ -214,7 +247,7 @@ def suite_parameters(spec: SuiteSpec, settings: Settings, as_of: datetime, *, ba
     """Values for every {$PARAMETER: name}: instants are naive UTC, as Spark compares timestamps here."""
     from lakecdp.events.schema import EVENT_TYPES
 
-    naive = as_of.astimezone(timezone.utc).replace(tzinfo=None)
+    naive = as_of.astimezone(UTC).replace(tzinfo=None)
     min_rows, max_rows = row_count_range(spec.row_count.min, spec.row_count.max, spec.row_count.max_change, baseline_rows)
     return {
         "as_of": naive,
@@ -246,9 +279,7 @@ def validate_frame(frame: DataFrame, spec: SuiteSpec, parameters: Mapping[str, A
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     batch_definition = (
-        context.data_sources.add_spark(name="lakecdp")
-        .add_dataframe_asset(name=spec.suite)
-        .add_batch_definition_whole_dataframe("whole")
+        context.data_sources.add_spark(name="lakecdp").add_dataframe_asset(name=spec.suite).add_batch_definition_whole_dataframe("whole")
     )
     suite = context.suites.add(build_gx_suite(spec))
     # GX runs one Spark job per metric bundle: cache the (small, selected) frame once.
@@ -284,7 +315,13 @@ def _outcome(result: Any, pii_columns: Sequence[str]) -> ExpectationOutcome:
     is_pii = any(c in pii_columns for c in columns)
     sample = () if is_pii else tuple(json_safe(v) for v in (details.get("partial_unexpected_list") or [])[:SAMPLE_SIZE])
     return ExpectationOutcome(
-        expectation=config.type, columns=columns, success=bool(result.success),
-        element_count=details.get("element_count"), missing_count=details.get("missing_count"), unexpected_count=details.get("unexpected_count"),
-        observed_value=details.get("observed_value"), sample=sample, error=error,
+        expectation=config.type,
+        columns=columns,
+        success=bool(result.success),
+        element_count=details.get("element_count"),
+        missing_count=details.get("missing_count"),
+        unexpected_count=details.get("unexpected_count"),
+        observed_value=details.get("observed_value"),
+        sample=sample,
+        error=error,
     )

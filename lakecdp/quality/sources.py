@@ -1,4 +1,5 @@
 """The rows a suite validates: a lake table (through the adapter, at a pinned version) or the planned export batches."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -9,20 +10,22 @@ from pyspark.sql import DataFrame, SparkSession, functions as F, types as T
 
 from lakecdp.lake import Lake
 
-EXPORT_BATCH_SCHEMA = T.StructType([
-    T.StructField("destination", T.StringType(), False),
-    T.StructField("segment", T.StringType(), False),
-    T.StructField("batch_id", T.StringType(), False),
-    T.StructField("batch_seq", T.IntegerType(), False),
-    T.StructField("batch_kind", T.StringType(), False),
-    T.StructField("batch_members", T.IntegerType(), False),
-    T.StructField("batch_limit", T.IntegerType(), False),
-    T.StructField("is_resumed", T.BooleanType(), False),
-    T.StructField("customer_id", T.StringType(), True),
-    T.StructField("action", T.StringType(), True),
-    T.StructField("identifier", T.StringType(), True),
-    T.StructField("email", T.StringType(), True),
-])
+EXPORT_BATCH_SCHEMA = T.StructType(
+    [
+        T.StructField("destination", T.StringType(), False),
+        T.StructField("segment", T.StringType(), False),
+        T.StructField("batch_id", T.StringType(), False),
+        T.StructField("batch_seq", T.IntegerType(), False),
+        T.StructField("batch_kind", T.StringType(), False),
+        T.StructField("batch_members", T.IntegerType(), False),
+        T.StructField("batch_limit", T.IntegerType(), False),
+        T.StructField("is_resumed", T.BooleanType(), False),
+        T.StructField("customer_id", T.StringType(), True),
+        T.StructField("action", T.StringType(), True),
+        T.StructField("identifier", T.StringType(), True),
+        T.StructField("email", T.StringType(), True),
+    ]
+)
 
 
 def read_table(lake: Lake, name: str, version: int | None = None) -> tuple[DataFrame, dict[str, Any]]:
@@ -39,10 +42,22 @@ def export_batch_rows(plans: Iterable[Any], limits: Mapping[str, int]) -> list[t
         for resumed, batches in ((True, plan.resumed), (False, plan.batches)):
             for batch in batches:
                 for member in batch.members:
-                    rows.append((
-                        plan.name, batch.segment, batch.batch_id, batch.seq, batch.kind, len(batch.members),
-                        limits[plan.name], resumed, member.customer_id, member.action, member.identifier, member.email,
-                    ))
+                    rows.append(
+                        (
+                            plan.name,
+                            batch.segment,
+                            batch.batch_id,
+                            batch.seq,
+                            batch.kind,
+                            len(batch.members),
+                            limits[plan.name],
+                            resumed,
+                            member.customer_id,
+                            member.action,
+                            member.identifier,
+                            member.email,
+                        )
+                    )
     return rows
 
 
@@ -63,7 +78,12 @@ def with_consent_withdrawn(members: DataFrame, consent: DataFrame) -> DataFrame:
 
 
 def export_batches(
-    lake: Lake, settings: Any, *, as_of: datetime, run_key: str, destinations: Sequence[str] | None = None,
+    lake: Lake,
+    settings: Any,
+    *,
+    as_of: datetime,
+    run_key: str,
+    destinations: Sequence[str] | None = None,
     membership_version: int | None = None,
 ) -> tuple[DataFrame, dict[str, Any]]:
     """The export a run would send (the dry-run plan: nothing written, no secrets), one row per member.

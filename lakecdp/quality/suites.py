@@ -6,6 +6,7 @@ against the previous run, and a list of Great Expectations 1.x expectations writ
 `- expect_snake_case_name: {kwargs}`. Nothing here imports Great Expectations or Spark:
 `lakecdp quality list` and the unit tests stay fast; `build_gx_suite` does the GX part.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,12 +27,13 @@ CHECKPOINTS_FILE = "checkpoints.yaml"
 BUILDERS = ("export_batches",)
 # Parameters every suite may reference as {$PARAMETER: name}; the runner fills them per run.
 BUILTIN_PARAMETERS = (
-    "as_of",                    # the run's as-of instant (Airflow: data_interval_end)
-    "min_rows", "max_rows",     # the row-count range (row_count: in the suite, vs the previous run)
+    "as_of",  # the run's as-of instant (Airflow: data_interval_end)
+    "min_rows",
+    "max_rows",  # the row-count range (row_count: in the suite, vs the previous run)
     "max_future_skew_seconds",  # events.max_future_skew, in seconds
-    "max_age_seconds",          # events.max_age, in seconds
-    "segment_names",            # the segments conf/base/segments.yaml defines
-    "event_types",              # the Segment spec types bronze accepts (lakecdp/events/schema.py)
+    "max_age_seconds",  # events.max_age, in seconds
+    "segment_names",  # the segments conf/base/segments.yaml defines
+    "event_types",  # the Segment spec types bronze accepts (lakecdp/events/schema.py)
 )
 COLUMN_KWARGS = ("column", "column_A", "column_B")
 COLUMN_LIST_KWARGS = ("column_list",)
@@ -95,11 +97,11 @@ class SuiteSpec(_Strict):
     suite: str
     description: str = ""
     source: SourceSpec
-    scope: str | None = None                       # Spark SQL filter; $as_of is the run's as-of as a TIMESTAMP literal
-    derive: dict[str, str] = Field(default_factory=dict)   # column -> Spark SQL expression, added before validating
+    scope: str | None = None  # Spark SQL filter; $as_of is the run's as-of as a TIMESTAMP literal
+    derive: dict[str, str] = Field(default_factory=dict)  # column -> Spark SQL expression, added before validating
     parameters: dict[str, InstantSpec] = Field(default_factory=dict)
     row_count: RowCountSpec = Field(default_factory=RowCountSpec)
-    pii_columns: tuple[str, ...] = ()             # their unexpected values never reach results or errors
+    pii_columns: tuple[str, ...] = ()  # their unexpected values never reach results or errors
     expectations: list[dict[str, dict[str, Any]]]
     path: Path = Field(default=Path("."), exclude=True)
 
@@ -128,7 +130,7 @@ class SuiteSpec(_Strict):
         for index, entry in enumerate(value):
             if len(entry) != 1:
                 raise ValueError(f"[{index}] must be one mapping `expect_name: {{kwargs}}`, got keys {sorted(entry)}")
-            (kind, kwargs), = entry.items()
+            ((kind, kwargs),) = entry.items()
             if not _EXPECTATION_TYPE.match(kind):
                 raise ValueError(f"[{index}] {kind!r} is not a Great Expectations type (expect_...)")
             if not isinstance(kwargs, dict):
@@ -255,7 +257,9 @@ def load_checkpoints(directory: str | Path | None = None) -> dict[str, Checkpoin
             raise ConfigError(_describe(path, exc).replace(f"{path}: ", f"{path}: checkpoints.{name}.")) from None
         missing = sorted(set(checkpoints[name].suites) - set(suite_names(folder)))
         if missing:
-            raise ConfigError(f"{path}: checkpoints.{name}.suites: {missing} have no <suite>.yaml in {folder}. Fix: add them or remove the names.")
+            raise ConfigError(
+                f"{path}: checkpoints.{name}.suites: {missing} have no <suite>.yaml in {folder}. Fix: add them or remove the names."
+            )
     return checkpoints
 
 
@@ -277,9 +281,11 @@ def _expectation(spec: SuiteSpec, index: int, kind: str, kwargs: dict[str, Any])
     cls = getattr(gx.expectations, class_name, None)
     where = f"{spec.path}: expectations[{index}] {kind}"
     if cls is None:
-        raise ConfigError(f"{where}: Great Expectations has no such expectation. Fix: use a type from https://greatexpectations.io/expectations/.")
+        raise ConfigError(
+            f"{where}: Great Expectations has no such expectation. Fix: use a type from https://greatexpectations.io/expectations/."
+        )
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as exc:   # GX validates with pydantic (v1 API): a ValueError
+    except (TypeError, ValueError) as exc:  # GX validates with pydantic (v1 API): a ValueError
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise ConfigError(f"{where}: {message}. Fix: correct its arguments.") from None

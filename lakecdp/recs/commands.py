@@ -1,8 +1,9 @@
 """`lakecdp recs build|evaluate` (registered by lakecdp.content.commands)."""
+
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
+from datetime import UTC, datetime
 
 from lakecdp.cli_args import instant
 from lakecdp.config import Settings
@@ -40,7 +41,7 @@ def _open(args: argparse.Namespace, settings: Settings):
 
 
 def _as_of(args: argparse.Namespace, lake) -> datetime:
-    from datetime import timedelta, timezone
+    from datetime import timedelta
 
     from pyspark.sql import functions as F
 
@@ -52,7 +53,7 @@ def _as_of(args: argparse.Namespace, lake) -> datetime:
 
         raise LakeError("events is empty: nothing to recommend from. Fix: load events first (lakecdp demo / stream run).")
     # Spark hands back naive UTC (the session runs in UTC); one microsecond later includes the last event.
-    return latest.replace(tzinfo=timezone.utc) + timedelta(microseconds=1)
+    return latest.replace(tzinfo=UTC) + timedelta(microseconds=1)
 
 
 def _build(args: argparse.Namespace, settings: Settings) -> int:

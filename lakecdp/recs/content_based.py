@@ -7,6 +7,7 @@ their per-attribute cosines over the attributes both have. The catalog is small 
 (hundreds to ~100k products): it is collected to the driver, and the cosines are computed in row
 chunks that keep the dense block under CHUNK_CELLS.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,8 +40,10 @@ def product_vectors(products: pd.DataFrame, settings: ContentBasedSettings) -> s
     weights = settings.attributes
     text = (
         products["name"].fillna("")
-        + " " + _optional(products, "tags").str.replace(r"[,;|]", " ", regex=True)
-        + " " + _optional(products, "description")
+        + " "
+        + _optional(products, "tags").str.replace(r"[,;|]", " ", regex=True)
+        + " "
+        + _optional(products, "description")
     )
     blocks = [
         (weights.category, _one_hot(products["category"], "category")),
@@ -65,16 +68,20 @@ def similar_products(products: pd.DataFrame, settings: ContentBasedSettings) -> 
     chunk = max(1, CHUNK_CELLS // count)
     frames = []
     for start in range(0, count, chunk):
-        block = (vectors[start:start + chunk] @ vectors.T).toarray()
+        block = (vectors[start : start + chunk] @ vectors.T).toarray()
         rows = np.arange(block.shape[0])
-        block[rows, start + rows] = -1.0   # never its own neighbour
+        block[rows, start + rows] = -1.0  # never its own neighbour
         order = np.argsort(-block, axis=1, kind="stable")[:, :keep]
         scores = np.take_along_axis(block, order, axis=1)
-        frames.append(pd.DataFrame({
-            "product_id": np.repeat(ids[start:start + block.shape[0]], keep),
-            "neighbour_id": ids[order].ravel(),
-            "similarity": scores.ravel(),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "product_id": np.repeat(ids[start : start + block.shape[0]], keep),
+                    "neighbour_id": ids[order].ravel(),
+                    "similarity": scores.ravel(),
+                }
+            )
+        )
     found = pd.concat(frames, ignore_index=True)
     return found[found["similarity"] > 0].reset_index(drop=True)
 
@@ -106,6 +113,6 @@ def _banded(bands: pd.Series) -> sparse.csr_matrix:
 
 
 def _tfidf(text: pd.Series) -> sparse.csr_matrix:
-    if not text.str.contains(WORD, regex=True).any():   # TfidfVectorizer refuses an empty vocabulary
+    if not text.str.contains(WORD, regex=True).any():  # TfidfVectorizer refuses an empty vocabulary
         return sparse.csr_matrix((len(text), 0))
     return TfidfVectorizer(lowercase=True, sublinear_tf=True, token_pattern=WORD).fit_transform(text).tocsr()

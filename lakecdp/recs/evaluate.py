@@ -6,6 +6,7 @@ recommendations against what each customer went on to view, cart or buy in the t
 The recommenders: co-occurrence (item-to-item CF), content-based (catalog attributes), their
 blend at content_based.weight (what `recs build` writes) and the popularity baseline.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,9 +28,9 @@ COOCCURRENCE, CONTENT, BLEND, POPULARITY = "cooccurrence", "content", "blend", "
 
 @dataclass(frozen=True)
 class Scores:
-    hit_rate: float     # share of customers with at least one relevant product in their list
-    precision: float    # relevant products in the list / k
-    recall: float       # relevant products in the list / relevant products
+    hit_rate: float  # share of customers with at least one relevant product in their list
+    precision: float  # relevant products in the list / k
+    recall: float  # relevant products in the list / relevant products
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class Evaluation:
     cutoff: datetime
     end: datetime
     content_weight: float
-    customers: dict[str, int]                 # target -> customers evaluated
-    scores: dict[str, dict[str, Scores]]      # model -> target -> scores
+    customers: dict[str, int]  # target -> customers evaluated
+    scores: dict[str, dict[str, Scores]]  # model -> target -> scores
 
     def lines(self) -> list[str]:
         out = [
@@ -59,7 +60,9 @@ class Evaluation:
         return out
 
 
-def evaluate_recommendations(events: DataFrame, catalog: DataFrame, settings: RecsSettings, *, end: datetime, k: int | None = None) -> Evaluation:
+def evaluate_recommendations(
+    events: DataFrame, catalog: DataFrame, settings: RecsSettings, *, end: datetime, k: int | None = None
+) -> Evaluation:
     """Co-occurrence, content-based and their blend (rules left out: they are business choices) vs the popularity baseline."""
     k = k or settings.k
     cutoff = end - timedelta(days=settings.test_days)
@@ -69,11 +72,13 @@ def evaluate_recommendations(events: DataFrame, catalog: DataFrame, settings: Re
     train = interactions(events, learned_settings, until=cutoff).persist()
     similar = similar_products_frame(catalog, settings.content_based).persist()
     try:
-        lists = rank_recommendations(
-            popular_candidates(train, item_popularity(train), k + 50), train, catalog, k, max_rule_items=1
-        ).select("customer_id", "product_id", F.lit(POPULARITY).alias("model"))
+        lists = rank_recommendations(popular_candidates(train, item_popularity(train), k + 50), train, catalog, k, max_rule_items=1).select(
+            "customer_id", "product_id", F.lit(POPULARITY).alias("model")
+        )
         for model, content_weight in weights.items():
-            model_settings = learned_settings.model_copy(update={"content_based": settings.content_based.model_copy(update={"weight": content_weight})})
+            model_settings = learned_settings.model_copy(
+                update={"content_based": settings.content_based.model_copy(update={"weight": content_weight})}
+            )
             learned = build_recommendations(train, catalog, model_settings, similar=similar)
             lists = lists.unionByName(learned.select("customer_id", "product_id", F.lit(model).alias("model")))
         models = [*weights, POPULARITY]
@@ -97,8 +102,9 @@ def _truth(events: DataFrame, train: DataFrame, settings: RecsSettings, *, cutof
     bought = train.filter(F.col("is_bought")).select("customer_id", "product_id")
     warm = train.select("customer_id").distinct()
     per_target = [
-        interactions(events.filter(test_window & F.col("event").isin(*names)), settings, until=end)
-        .select(F.lit(target).alias("target"), "customer_id", "product_id")
+        interactions(events.filter(test_window & F.col("event").isin(*names)), settings, until=end).select(
+            F.lit(target).alias("target"), "customer_id", "product_id"
+        )
         for target, names in TARGETS.items()
     ]
     truth = per_target[0]
@@ -109,7 +115,11 @@ def _truth(events: DataFrame, train: DataFrame, settings: RecsSettings, *, cutof
 
 def _scores(lists: DataFrame, truth: DataFrame, models: list[str], k: int) -> DataFrame:
     """(model, target, customers, hit_rate, precision, recall) in one Spark job for every list and target."""
-    hits = lists.join(truth, on=["customer_id", "product_id"], how="inner").groupBy("model", "target", "customer_id").agg(F.count("*").alias("hits"))
+    hits = (
+        lists.join(truth, on=["customer_id", "product_id"], how="inner")
+        .groupBy("model", "target", "customer_id")
+        .agg(F.count("*").alias("hits"))
+    )
     relevant = truth.groupBy("target", "customer_id").agg(F.count("*").alias("relevant"))
     model_names = lists.sparkSession.createDataFrame([(m,) for m in models], "model string")
     hit_count = F.coalesce(F.col("hits"), F.lit(0))

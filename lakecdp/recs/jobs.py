@@ -1,4 +1,5 @@
 """Edge: the nightly `recs build` and `recs evaluate` runs against a lake (Spark computes, the adapter writes)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -30,7 +31,9 @@ def read_catalog(lake: Lake, path: str | None, events: DataFrame) -> DataFrame:
             f"catalog {path}: missing columns {missing}; it needs product_id, name, category, price "
             "and optionally in_stock, brand, tags, description"
         )
-    in_stock = F.lower(F.col("in_stock").cast("string")).isin("true", "1", "yes") if "in_stock" in raw.columns else F.lit(None).cast("boolean")
+    in_stock = (
+        F.lower(F.col("in_stock").cast("string")).isin("true", "1", "yes") if "in_stock" in raw.columns else F.lit(None).cast("boolean")
+    )
     optional = [(F.col(c) if c in raw.columns else F.lit(None)).cast("string").alias(c) for c in ("brand", "tags", "description")]
     return raw.select(
         F.col("product_id").cast("string"),

@@ -6,6 +6,7 @@ similarity (products like the customer's recent ones by catalog attributes, cont
 a fallback by category affinity for cold items and thin histories; overall popularity.
 Already-bought and out-of-stock products are never recommended.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -21,14 +22,23 @@ RULE, CF, CONTENT, CATEGORY, POPULAR = "rule", "cf", "content", "category", "pop
 # a tier: their blended score orders them (blend_candidates).
 SOURCE_TIERS = {RULE: 3, CF: 2, CONTENT: 2, CATEGORY: 1, POPULAR: 0}
 
-ORDER_PRODUCTS = T.StructType([
-    T.StructField("products", T.ArrayType(T.StructType([
-        T.StructField("product_id", T.StringType()),
-        T.StructField("category", T.StringType()),
-        T.StructField("price", T.DoubleType()),
-        T.StructField("quantity", T.IntegerType()),
-    ]))),
-])
+ORDER_PRODUCTS = T.StructType(
+    [
+        T.StructField(
+            "products",
+            T.ArrayType(
+                T.StructType(
+                    [
+                        T.StructField("product_id", T.StringType()),
+                        T.StructField("category", T.StringType()),
+                        T.StructField("price", T.DoubleType()),
+                        T.StructField("quantity", T.IntegerType()),
+                    ]
+                )
+            ),
+        ),
+    ]
+)
 # brand, tags and description are optional (null when the catalog has none); content-based similarity reads them.
 CATALOG_COLUMNS = ("product_id", "name", "category", "price", "in_stock", "brand", "tags", "description")
 # The bronze columns recommendations read (interactions and the catalog fallback).
@@ -77,8 +87,10 @@ def interactions(events: DataFrame, settings: RecsSettings, *, until: datetime) 
 
 def item_similarity(interacted: DataFrame, settings: RecsSettings) -> DataFrame:
     """(product_id, neighbour_id, similarity): shrunk cosine on who interacted, top neighbours per item."""
-    by_strength = Window.partitionBy("customer_id").orderBy(F.col("strength").desc(), "product_id").rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
+    by_strength = (
+        Window.partitionBy("customer_id")
+        .orderBy(F.col("strength").desc(), "product_id")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     capped = (
         interacted.withColumn("item_rank", F.row_number().over(by_strength))
@@ -96,14 +108,20 @@ def item_similarity(interacted: DataFrame, settings: RecsSettings) -> DataFrame:
     )
     cosine = F.col("together") / F.sqrt(F.col("ni.customers") * F.col("nj.customers"))
     shrink = F.col("together") / (F.col("together") + F.lit(settings.shrinkage))
-    best_first = Window.partitionBy("product_id").orderBy(F.col("similarity").desc(), "neighbour_id").rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
+    best_first = (
+        Window.partitionBy("product_id")
+        .orderBy(F.col("similarity").desc(), "neighbour_id")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     return (
         co_occurrence.alias("co")
         .join(item_customers.alias("ni"), on=F.col("co.product_id") == F.col("ni.product_id"), how="inner")
         .join(item_customers.alias("nj"), on=F.col("co.neighbour_id") == F.col("nj.product_id"), how="inner")
-        .select(F.col("co.product_id").alias("product_id"), F.col("co.neighbour_id").alias("neighbour_id"), (cosine * shrink).alias("similarity"))
+        .select(
+            F.col("co.product_id").alias("product_id"),
+            F.col("co.neighbour_id").alias("neighbour_id"),
+            (cosine * shrink).alias("similarity"),
+        )
         .withColumn("neighbour_rank", F.row_number().over(best_first))
         .filter(F.col("neighbour_rank") <= settings.neighbours)
         .select("product_id", "neighbour_id", "similarity")
@@ -127,8 +145,10 @@ def content_candidates(interacted: DataFrame, similar: DataFrame, popularity: Da
     Each seed counts by log-strength (a purchase more than a glance) times its attribute similarity;
     the sum is weighed by (1 + customers of the product) ** popularity_prior.
     """
-    most_recent = Window.partitionBy("customer_id").orderBy(F.col("last_at").desc(), F.col("strength").desc(), "product_id").rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
+    most_recent = (
+        Window.partitionBy("customer_id")
+        .orderBy(F.col("last_at").desc(), F.col("strength").desc(), "product_id")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     seeded = interacted.withColumn("seed_rank", F.row_number().over(most_recent)).filter(F.col("seed_rank") <= settings.seeds)
     prior = F.pow(F.lit(1.0) + F.coalesce(F.col("p.customers"), F.lit(0)), F.lit(settings.popularity_prior))
@@ -150,10 +170,14 @@ def blend_candidates(cf: DataFrame | None, content: DataFrame | None, content_we
     """
     parts = [(c, w) for c, w in ((cf, 1.0 - content_weight), (content, content_weight)) if c is not None and w > 0]
     if not parts:
-        raise ValueError("blend_candidates: neither co-occurrence nor content-based candidates (content_based.weight must be within [0, 1])")
+        raise ValueError(
+            "blend_candidates: neither co-occurrence nor content-based candidates (content_based.weight must be within [0, 1])"
+        )
     per_customer = Window.partitionBy("customer_id").rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     weighted = [
-        frame.select("customer_id", "product_id", "source", (F.lit(weight) * F.col("score") / F.max("score").over(per_customer)).alias("share"))
+        frame.select(
+            "customer_id", "product_id", "source", (F.lit(weight) * F.col("score") / F.max("score").over(per_customer)).alias("share")
+        )
         for frame, weight in parts
     ]
     stacked = weighted[0] if len(weighted) == 1 else weighted[0].unionByName(weighted[1])
@@ -162,7 +186,12 @@ def blend_candidates(cf: DataFrame | None, content: DataFrame | None, content_we
     return (
         stacked.groupBy("customer_id", "product_id")
         .agg(F.sum("share").alias("score"), cf_share.alias("cf_share"), content_share.alias("content_share"))
-        .select("customer_id", "product_id", "score", F.when(F.col("cf_share") >= F.col("content_share"), F.lit(CF)).otherwise(F.lit(CONTENT)).alias("source"))
+        .select(
+            "customer_id",
+            "product_id",
+            "score",
+            F.when(F.col("cf_share") >= F.col("content_share"), F.lit(CF)).otherwise(F.lit(CONTENT)).alias("source"),
+        )
     )
 
 
@@ -180,15 +209,24 @@ def category_candidates(interacted: DataFrame, popularity: DataFrame, per_catego
     """
     affinity = interacted.groupBy("customer_id", "category").agg(F.sum("strength").alias("affinity"))
     customer_total = Window.partitionBy("customer_id").rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    in_category = Window.partitionBy("category").orderBy(F.col("customers").desc(), "product_id").rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
+    in_category = (
+        Window.partitionBy("category")
+        .orderBy(F.col("customers").desc(), "product_id")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    top_in_category = popularity.withColumn("category_rank", F.row_number().over(in_category)).filter(F.col("category_rank") <= per_category)
+    top_in_category = popularity.withColumn("category_rank", F.row_number().over(in_category)).filter(
+        F.col("category_rank") <= per_category
+    )
     return (
         affinity.withColumn("affinity_share", F.col("affinity") / F.sum("affinity").over(customer_total))
         .alias("a")
         .join(top_in_category.alias("p"), on="category", how="inner")
-        .select("customer_id", "p.product_id", (F.col("affinity_share") * F.col("category_share")).alias("score"), F.lit(CATEGORY).alias("source"))
+        .select(
+            "customer_id",
+            "p.product_id",
+            (F.col("affinity_share") * F.col("category_share")).alias("score"),
+            F.lit(CATEGORY).alias("source"),
+        )
     )
 
 
@@ -219,17 +257,27 @@ def rule_candidates(interacted: DataFrame, popularity: DataFrame, rules: Sequenc
     matched_by_product = F.col("b.product_id") == F.col("r.if_bought")
     matched_by_category = F.col("b.category") == F.col("r.if_bought_category")
     fired = bought.alias("b").join(F.broadcast(rule_rows).alias("r"), on=matched_by_product | matched_by_category, how="inner")
-    in_category = Window.partitionBy("category").orderBy(F.col("customers").desc(), "product_id").rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
+    in_category = (
+        Window.partitionBy("category")
+        .orderBy(F.col("customers").desc(), "product_id")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     top_by_category = popularity.withColumn("category_rank", F.row_number().over(in_category)).filter(F.col("category_rank") <= k)
     by_product = fired.filter(F.col("r.recommend").isNotNull()).select(
-        F.col("b.customer_id").alias("customer_id"), F.col("r.recommend").alias("product_id"), F.col("r.rule_order").alias("rule_order"), F.lit(0).alias("category_rank")
+        F.col("b.customer_id").alias("customer_id"),
+        F.col("r.recommend").alias("product_id"),
+        F.col("r.rule_order").alias("rule_order"),
+        F.lit(0).alias("category_rank"),
     )
     by_category = (
         fired.filter(F.col("r.recommend_category").isNotNull())
         .join(top_by_category.alias("t"), on=F.col("r.recommend_category") == F.col("t.category"), how="inner")
-        .select(F.col("b.customer_id").alias("customer_id"), F.col("t.product_id").alias("product_id"), F.col("r.rule_order").alias("rule_order"), F.col("t.category_rank").alias("category_rank"))
+        .select(
+            F.col("b.customer_id").alias("customer_id"),
+            F.col("t.product_id").alias("product_id"),
+            F.col("r.rule_order").alias("rule_order"),
+            F.col("t.category_rank").alias("category_rank"),
+        )
     )
     return (
         by_product.unionByName(by_category)
@@ -243,14 +291,20 @@ def rank_recommendations(candidates: DataFrame, interacted: DataFrame, catalog: 
     """Top-k per customer: tiers by source, scores within a tier; bought and out-of-stock items dropped."""
     bought = interacted.filter(F.col("is_bought")).select("customer_id", "product_id")
     available = catalog.filter(F.coalesce(F.col("in_stock"), F.lit(True))).select("product_id")
-    best_source = Window.partitionBy("customer_id", "product_id").orderBy(F.col("tier").desc(), F.col("score").desc()).rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
+    best_source = (
+        Window.partitionBy("customer_id", "product_id")
+        .orderBy(F.col("tier").desc(), F.col("score").desc())
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    in_tier = Window.partitionBy("customer_id", "source").orderBy(F.col("score").desc(), "product_id").rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
+    in_tier = (
+        Window.partitionBy("customer_id", "source")
+        .orderBy(F.col("score").desc(), "product_id")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    best_first = Window.partitionBy("customer_id").orderBy(F.col("tier").desc(), F.col("score").desc(), "product_id").rowsBetween(
-        Window.unboundedPreceding, Window.currentRow
+    best_first = (
+        Window.partitionBy("customer_id")
+        .orderBy(F.col("tier").desc(), F.col("score").desc(), "product_id")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     is_crowding_rule = (F.col("source") == RULE) & (F.col("tier_rank") > max_rule_items)
     return (
@@ -263,11 +317,15 @@ def rank_recommendations(candidates: DataFrame, interacted: DataFrame, catalog: 
         .filter(~is_crowding_rule)
         .withColumn("rank", F.row_number().over(best_first))
         .filter(F.col("rank") <= k)
-        .select("customer_id", F.col("rank").cast("int").alias("rank"), "product_id", F.col("score").cast("double").alias("score"), "source")
+        .select(
+            "customer_id", F.col("rank").cast("int").alias("rank"), "product_id", F.col("score").cast("double").alias("score"), "source"
+        )
     )
 
 
-def build_recommendations(interacted: DataFrame, catalog: DataFrame, settings: RecsSettings, *, similar: DataFrame | None = None) -> DataFrame:
+def build_recommendations(
+    interacted: DataFrame, catalog: DataFrame, settings: RecsSettings, *, similar: DataFrame | None = None
+) -> DataFrame:
     """Rows of the `recommendations` table (but generated_at) from `interactions(...)` (cache it: five branches read it).
 
     similar: content-based product neighbours (content_based.similar_products_frame), computed

@@ -1,4 +1,5 @@
 """The machinery every contract server shares: a threaded HTTP/1.1 server on 127.0.0.1."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ class Request:
     method: str
     path: str
     query: dict[str, list[str]]
-    headers: Message          # case-insensitive
+    headers: Message  # case-insensitive
     body: bytes
     arrived_at: float
 
@@ -34,7 +35,7 @@ class Request:
 @dataclass
 class Response:
     status: int
-    body: Any = None                  # dict/list -> JSON, bytes as is, None -> empty
+    body: Any = None  # dict/list -> JSON, bytes as is, None -> empty
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
 
@@ -84,12 +85,12 @@ class ContractServer:
 
     def __init__(self, *, latency: float = 0.0) -> None:
         self.latency = latency
-        self.clock: Clock = SystemClock()   # the server's own time (signature freshness, rate-limit resets); tests may freeze it
+        self.clock: Clock = SystemClock()  # the server's own time (signature freshness, rate-limit resets); tests may freeze it
         self.lock = threading.RLock()
         self.requests: list[Request] = []
         self.violations: list[str] = []
         self.faults: list[Fault] = []
-        self.deliveries: Counter = Counter()   # member key -> times the ESP applied a change for it
+        self.deliveries: Counter = Counter()  # member key -> times the ESP applied a change for it
         self.in_flight = 0
         self.peak_in_flight = 0
         self._httpd: ThreadingHTTPServer | None = None
@@ -114,7 +115,9 @@ class ContractServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
-                request = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), self.headers, body, time.monotonic())
+                request = Request(
+                    self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), self.headers, body, time.monotonic()
+                )
                 response = server._dispatch(request)
                 payload = response.encoded()
                 self.send_response(response.status)
@@ -173,7 +176,7 @@ class ContractServer:
                 return fault
             try:
                 return self.handle(request)
-            except Exception as exc:  # a server bug must fail the test, not hang the client
+            except Exception as exc:  # noqa: BLE001 - a server bug must fail the test (a violation), not hang the client
                 self.violation(f"server error on {request.method} {request.path}: {exc!r}")
                 return Response(500, {"message": "contract server error"})
         finally:
@@ -229,4 +232,3 @@ def rate_limited(windows: list[SlidingWindow], now: float) -> SlidingWindow | No
     for window in windows:
         window.admit(now)
     return None
-

@@ -23,6 +23,7 @@ Braze has no idempotency key here: `sends` keeps every accepted recipient, and `
 them by the `trigger_id` in their properties (else their user), so a duplicate shows as a count of 2.
 A recipient with send_to_existing_only and no Braze user is accepted and skipped, as Braze does.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,14 +42,24 @@ IDENTIFIERS = ("external_id", "user_alias", "braze_id", "email")
 MAX_RECIPIENTS = 50
 RECIPIENT_IDENTIFIERS = ("external_user_id", "user_alias", "braze_id", "email")
 MAX_ENTRY_PROPERTIES_BYTES = 50_000
-TRIGGER_ROUTES = {"/campaigns/trigger/send": ("campaign_id", "trigger_properties"), "/canvas/trigger/send": ("canvas_id", "canvas_entry_properties")}
+TRIGGER_ROUTES = {
+    "/campaigns/trigger/send": ("campaign_id", "trigger_properties"),
+    "/canvas/trigger/send": ("canvas_id", "canvas_entry_properties"),
+}
 
 
 class BrazeServer(ContractServer):
     name = "braze"
 
-    def __init__(self, *, api_key: str, invalid_emails: Iterable[str] = (), flaky_emails: Iterable[str] = (),
-                 rate_limit: tuple[int, float] = (3000, 3.0), latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        invalid_emails: Iterable[str] = (),
+        flaky_emails: Iterable[str] = (),
+        rate_limit: tuple[int, float] = (3000, 3.0),
+        latency: float = 0.0,
+    ) -> None:
         super().__init__(latency=latency)
         self.api_key = api_key
         self.invalid = {e.lower() for e in invalid_emails}
@@ -56,13 +67,16 @@ class BrazeServer(ContractServer):
         self.window = SlidingWindow(*rate_limit)
         self.delete_window = SlidingWindow(20_000, 60.0)
         self.messaging_window = SlidingWindow(250_000, 3600.0)
-        self.sends: list[dict[str, Any]] = []   # accepted recipients: route, id, external_user_id, properties
+        self.sends: list[dict[str, Any]] = []  # accepted recipients: route, id, external_user_id, properties
         self.users: dict[str, dict[str, Any]] = {}
         self.batch_sizes: list[int] = []
 
     def handle(self, request: Request) -> Response:
-        windows = {"/users/track": self.window, "/users/delete": self.delete_window,
-                   **{route: self.messaging_window for route in TRIGGER_ROUTES}}
+        windows = {
+            "/users/track": self.window,
+            "/users/delete": self.delete_window,
+            **{route: self.messaging_window for route in TRIGGER_ROUTES},
+        }
         if request.method != "POST" or request.path not in windows:
             self.violation(f"unknown route {request.method} {request.path}")
             return Response(404, {"message": "Not found"})
@@ -74,8 +88,11 @@ class BrazeServer(ContractServer):
         if rate_limited([window], request.arrived_at) is not None:
             self.violation(f"{request.path}: more than {window.limit} requests in {window.seconds:g}s")
             reset = math.ceil(self.clock.now().timestamp() + window.retry_after(request.arrived_at))
-            return Response(429, {"message": "Too Many Requests"}, headers={
-                "X-RateLimit-Limit": str(window.limit), "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)})
+            return Response(
+                429,
+                {"message": "Too Many Requests"},
+                headers={"X-RateLimit-Limit": str(window.limit), "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)},
+            )
         if not (request.headers.get("Content-Type") or "").startswith("application/json"):
             self.violation("Content-Type must be application/json")
             return Response(400, {"message": "Content-Type must be application/json"})
@@ -129,9 +146,9 @@ class BrazeServer(ContractServer):
             for recipient in body.get("recipients") or []:
                 external_id = recipient.get("external_user_id")
                 if recipient.get("send_to_existing_only", True) and external_id not in self.users:
-                    continue   # Braze skips recipients it does not know
+                    continue  # Braze skips recipients it does not know
                 if "attributes" in recipient and external_id:
-                    self.users.setdefault(external_id, {}).update(recipient["attributes"])   # created before the send
+                    self.users.setdefault(external_id, {}).update(recipient["attributes"])  # created before the send
                 properties = {**(body.get(properties_key) or {}), **(recipient.get(properties_key) or {})}
                 self.sends.append({"route": route, id_key: body[id_key], "external_user_id": external_id, "properties": properties})
                 self.deliveries[str(properties.get("trigger_id") or external_id)] += 1
@@ -152,7 +169,11 @@ class BrazeServer(ContractServer):
             if "email_subscribe" in item and item["email_subscribe"] not in SUBSCRIBE_STATES:
                 return f"attributes[{index}].email_subscribe must be one of {sorted(SUBSCRIBE_STATES)}"
             for key, value in item.items():
-                if isinstance(value, dict) and key != "user_alias" and not set(value) <= {"add", "remove", "update", "remove_by", "$add", "$remove"}:
+                if (
+                    isinstance(value, dict)
+                    and key != "user_alias"
+                    and not set(value) <= {"add", "remove", "update", "remove_by", "$add", "$remove"}
+                ):
                     return f"attributes[{index}].{key}: object values must be array operations (add/remove)"
         return ""
 
@@ -216,6 +237,9 @@ def _trigger_problem(route: str, body: Any) -> str:
                 return f"recipients[{index}].{key} must be an object"
         if other_key in recipient:
             return f"recipients[{index}].{other_key} belongs to the other route; this one takes {properties_key}"
-        if properties_key == "canvas_entry_properties" and len(json.dumps(recipient.get(properties_key) or {})) > MAX_ENTRY_PROPERTIES_BYTES:
+        if (
+            properties_key == "canvas_entry_properties"
+            and len(json.dumps(recipient.get(properties_key) or {})) > MAX_ENTRY_PROPERTIES_BYTES
+        ):
             return f"recipients[{index}].{properties_key} is over 50 KB"
     return ""

@@ -18,6 +18,7 @@ recorded once, as the operation documents; the event's size limits (5 MB, 400 pr
 up to 100 KB, metric name under 128 characters, time after 1990 and within a year) are checked.
 Events start the flows listening to their metric: `flow_starts` counts them (backfill events do not).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ class KlaviyoServer(ContractServer):
         clock: Clock | None = None,
     ) -> None:
         """Args:
-            clock: Klaviyo's "now" for create_event's "at most a year ahead" check (unchecked without one).
+        clock: Klaviyo's "now" for create_event's "at most a year ahead" check (unchecked without one).
         """
         super().__init__(latency=latency)
         self.clock = clock
@@ -74,14 +75,14 @@ class KlaviyoServer(ContractServer):
         self.invalid = {e.lower() for e in invalid_emails}
         self.flaky = {e.lower() for e in flaky_emails}
         self.polls_until_complete = polls_until_complete
-        self.profiles: dict[str, dict[str, Any]] = {}   # external_id -> profile (id, email, lists, ...)
+        self.profiles: dict[str, dict[str, Any]] = {}  # external_id -> profile (id, email, lists, ...)
         self.jobs: dict[str, dict[str, Any]] = {}
-        self.deletion_jobs: list[str] = []              # which identifier each deletion job named
+        self.deletion_jobs: list[str] = []  # which identifier each deletion job named
         self.job_sizes: list[int] = []
-        self.events: list[dict[str, Any]] = []          # recorded events: metric, profile key, unique_id, properties
+        self.events: list[dict[str, Any]] = []  # recorded events: metric, profile key, unique_id, properties
         self._event_keys: set[tuple[str, str, str]] = set()
-        self.duplicate_events = 0                       # events dropped for a repeated unique_id
-        self.flow_starts: Counter = Counter()           # metric name -> flows started
+        self.duplicate_events = 0  # events dropped for a repeated unique_id
+        self.flow_starts: Counter = Counter()  # metric name -> flows started
         self.rate_limited = 0
         self._ids = threading.Lock()
 
@@ -126,7 +127,9 @@ class KlaviyoServer(ContractServer):
             self.violation(f"{name}: more than {window.limit} requests in {window.seconds:g}s")
             wait = max(1, math.ceil(window.retry_after(request.arrived_at)))
             response = error(429, "throttled", f"Request was throttled. Expected available in {wait} seconds.")
-            response.headers.update({"Retry-After": str(wait), "RateLimit-Limit": str(window.limit), "RateLimit-Remaining": "0", "RateLimit-Reset": str(wait)})
+            response.headers.update(
+                {"Retry-After": str(wait), "RateLimit-Limit": str(window.limit), "RateLimit-Remaining": "0", "RateLimit-Reset": str(wait)}
+            )
             return response
         return None
 
@@ -203,9 +206,19 @@ class KlaviyoServer(ContractServer):
                 email = (attributes.get("email") or "").lower()
                 if email in self.invalid or (email in self.flaky and len(profiles) > 1):
                     self.flaky.discard(email)
-                    errors.append({"type": "import-error", "id": secrets.token_hex(8), "attributes": {
-                        "code": "invalid", "title": "Invalid input.", "detail": f"Invalid email address {email}",
-                        "source": {"pointer": "/data/attributes/email"}, "original_payload": profile}})
+                    errors.append(
+                        {
+                            "type": "import-error",
+                            "id": secrets.token_hex(8),
+                            "attributes": {
+                                "code": "invalid",
+                                "title": "Invalid input.",
+                                "detail": f"Invalid email address {email}",
+                                "source": {"pointer": "/data/attributes/email"},
+                                "original_payload": profile,
+                            },
+                        }
+                    )
                     continue
                 self._upsert(attributes, lists)
             self.jobs[job_id] = {"total": len(profiles), "errors": errors, "polls": 0, "lists": lists}
@@ -221,9 +234,13 @@ class KlaviyoServer(ContractServer):
     def _job_document(self, job_id: str, status: str) -> dict[str, Any]:
         job = self.jobs[job_id]
         failed = len(job["errors"])
-        attributes: dict[str, Any] = {"status": status, "created_at": "2026-11-01T00:00:00+00:00", "total_count": job["total"],
-                                      "completed_count": job["total"] - failed if status == "complete" else 0,
-                                      "failed_count": failed if status == "complete" else 0}
+        attributes: dict[str, Any] = {
+            "status": status,
+            "created_at": "2026-11-01T00:00:00+00:00",
+            "total_count": job["total"],
+            "completed_count": job["total"] - failed if status == "complete" else 0,
+            "failed_count": failed if status == "complete" else 0,
+        }
         links = {"self": f"https://a.klaviyo.com/api/profile-bulk-import-jobs/{job_id}/"}
         return {"data": {"type": "profile-bulk-import-job", "id": job_id, "attributes": attributes, "links": links}, "links": links}
 
@@ -244,7 +261,7 @@ class KlaviyoServer(ContractServer):
         if size > 100:
             self.violation("import-errors: page[size] above 100")
         start = int(request.param("page[cursor]") or 0)
-        page = job["errors"][start:start + size]
+        page = job["errors"][start : start + size]
         base = f"{self.url}/api/profile-bulk-import-jobs/{params['id']}/import-errors"
         links = {"self": base}
         if start + size < len(job["errors"]):
@@ -252,7 +269,9 @@ class KlaviyoServer(ContractServer):
         return Response(200, {"data": page, "links": links}, content_type=MEDIA)
 
     def _get_profiles(self, request: Request) -> Response:
-        unknown = sorted(set(request.query) - {"filter", "fields[profile]", "page[size]", "page[cursor]", "sort", "additional-fields[profile]"})
+        unknown = sorted(
+            set(request.query) - {"filter", "fields[profile]", "page[size]", "page[cursor]", "sort", "additional-fields[profile]"}
+        )
         if unknown:
             self.violation(f"get_profiles: unknown query parameters {unknown}")
         match = re.fullmatch(r'any\(external_id,(\[.*\])\)|equals\(external_id,(".*")\)', request.param("filter") or "")
@@ -263,7 +282,9 @@ class KlaviyoServer(ContractServer):
         if int(request.param("page[size]") or 20) > 100 or len(wanted) > 100:
             self.violation("get_profiles: more than 100 per page")
         with self.lock:
-            data = [{"type": "profile", "id": self.profiles[x]["id"], "attributes": {"external_id": x}} for x in wanted if x in self.profiles]
+            data = [
+                {"type": "profile", "id": self.profiles[x]["id"], "attributes": {"external_id": x}} for x in wanted if x in self.profiles
+            ]
         return Response(200, {"data": data, "links": {"self": f"{self.url}/api/profiles"}}, content_type=MEDIA)
 
     def _remove_profiles_from_list(self, request: Request, params: dict[str, str]) -> Response:
@@ -316,7 +337,7 @@ class KlaviyoServer(ContractServer):
             self.violation("create_event: the profile names no identifier (id, email, phone_number, external_id)")
             return error(400, "invalid", "A profile identifier is required.", "/data/attributes/profile/data")
         metric = attributes["metric"]["data"]["attributes"]["name"]
-        unique_id = attributes.get("unique_id") or str(attributes.get("time"))   # Klaviyo's default: the time to the second
+        unique_id = attributes.get("unique_id") or str(attributes.get("time"))  # Klaviyo's default: the time to the second
         with self.lock:
             if (key, metric, unique_id) in self._event_keys:
                 self.duplicate_events += 1
@@ -325,8 +346,16 @@ class KlaviyoServer(ContractServer):
             # create_event creates or updates the profile it names
             stored = self.profiles.setdefault(key, {"id": "01" + secrets.token_hex(12).upper(), "lists": set()})
             stored.update({k: v for k, v in fields.items() if v is not None})
-            self.events.append({"metric": metric, "profile": key, "unique_id": unique_id, "time": attributes.get("time"),
-                                "value": attributes.get("value"), "properties": attributes["properties"]})
+            self.events.append(
+                {
+                    "metric": metric,
+                    "profile": key,
+                    "unique_id": unique_id,
+                    "time": attributes.get("time"),
+                    "value": attributes.get("value"),
+                    "properties": attributes["properties"],
+                }
+            )
             self.deliveries[unique_id] += 1
             if not attributes.get("backfill"):
                 self.flow_starts[metric] += 1
@@ -341,7 +370,6 @@ class KlaviyoServer(ContractServer):
     def members_of(self, list_id: str) -> set[str]:
         with self.lock:
             return {key for key, p in self.profiles.items() if list_id in p["lists"]}
-
 
 
 def _event_problem(body: bytes, attributes: dict[str, Any], now: datetime | None) -> str | None:
@@ -361,7 +389,7 @@ def _event_problem(body: bytes, attributes: dict[str, Any], now: datetime | None
             when = datetime.fromisoformat(at.replace("Z", "+00:00"))
         except ValueError:
             return f"time {at!r} is not an ISO 8601 date-time"
-        when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
         if when.year < 1991 or (now is not None and when > now + timedelta(days=365)):
             return f"time {at!r} must be after 1990 and at most a year ahead"
     return None

@@ -9,6 +9,7 @@ POST .../members/{hash}/actions/delete-permanent (no body) removes the member fo
 when absent, and the address can never be re-imported
 (https://mailchimp.com/developer/marketing/api/list-members/delete-list-member/).
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,8 +21,21 @@ from typing import Any
 from lakecdp.sandbox.base import ContractServer, Request, Response
 
 STATUSES = {"subscribed", "unsubscribed", "cleaned", "pending", "transactional"}
-MEMBER_KEYS = {"email_address", "email_type", "status", "merge_fields", "interests", "language", "vip", "location",
-               "ip_signup", "timestamp_signup", "ip_opt", "timestamp_opt", "tags"}
+MEMBER_KEYS = {
+    "email_address",
+    "email_type",
+    "status",
+    "merge_fields",
+    "interests",
+    "language",
+    "vip",
+    "location",
+    "ip_signup",
+    "timestamp_signup",
+    "ip_opt",
+    "timestamp_opt",
+    "tags",
+}
 MAX_BATCH, MAX_CONNECTIONS, MAX_COUNT = 500, 10, 1000
 
 
@@ -30,20 +44,31 @@ def subscriber_hash(email: str) -> str:
 
 
 def problem(status: int, title: str, detail: str) -> Response:
-    return Response(status, {"type": "https://mailchimp.com/developer/marketing/docs/errors/", "title": title,
-                             "status": status, "detail": detail, "instance": ""}, content_type="application/problem+json")
+    return Response(
+        status,
+        {
+            "type": "https://mailchimp.com/developer/marketing/docs/errors/",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "instance": "",
+        },
+        content_type="application/problem+json",
+    )
 
 
 class MailchimpServer(ContractServer):
     name = "mailchimp"
 
-    def __init__(self, *, api_key: str, list_id: str, invalid_emails: Iterable[str] = (), flaky_emails: Iterable[str] = (), latency: float = 0.0) -> None:
+    def __init__(
+        self, *, api_key: str, list_id: str, invalid_emails: Iterable[str] = (), flaky_emails: Iterable[str] = (), latency: float = 0.0
+    ) -> None:
         super().__init__(latency=latency)
         self.api_key, self.list_id = api_key, list_id
-        self.invalid = {e.lower() for e in invalid_emails}   # always rejected: "looks fake or invalid"
-        self.flaky = {e.lower() for e in flaky_emails}       # rejected once inside a multi-member batch
-        self.members: dict[str, dict[str, Any]] = {}         # subscriber hash -> member
-        self.forgotten: set[str] = set()                     # subscriber hashes deleted permanently
+        self.invalid = {e.lower() for e in invalid_emails}  # always rejected: "looks fake or invalid"
+        self.flaky = {e.lower() for e in flaky_emails}  # rejected once inside a multi-member batch
+        self.members: dict[str, dict[str, Any]] = {}  # subscriber hash -> member
+        self.forgotten: set[str] = set()  # subscriber hashes deleted permanently
         self.batch_sizes: list[int] = []
 
     def check_concurrency(self, request: Request, concurrent: int) -> Response | None:
@@ -61,7 +86,7 @@ class MailchimpServer(ContractServer):
             return problem(404, "Resource Not Found", "The requested resource could not be found.")
         if not request.path.startswith(base):
             return problem(404, "Resource Not Found", "The requested resource could not be found.")
-        rest = request.path[len(base):]
+        rest = request.path[len(base) :]
         if request.method == "POST" and rest == "":
             return self._batch(request)
         match = re.fullmatch(r"/members/([0-9a-f]{32})/tags", rest)
@@ -101,20 +126,44 @@ class MailchimpServer(ContractServer):
             key = subscriber_hash(email)
             existing = self.members.get(key)
             if email in self.invalid:
-                failed.append({"email_address": item["email_address"], "error": f"{item['email_address']} looks fake or invalid, please enter a real email address.", "error_code": "ERROR_GENERIC"})
+                failed.append(
+                    {
+                        "email_address": item["email_address"],
+                        "error": f"{item['email_address']} looks fake or invalid, please enter a real email address.",
+                        "error_code": "ERROR_GENERIC",
+                    }
+                )
                 continue
             if email in self.flaky and len(members) > 1:
                 self.flaky.discard(email)
                 failed.append({"email_address": item["email_address"], "error": "Please try again later.", "error_code": "ERROR_GENERIC"})
                 continue
             if key in self.forgotten:
-                failed.append({"email_address": item["email_address"], "error": f"{item['email_address']} was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list.", "error_code": "ERROR_GENERIC"})
+                failed.append(
+                    {
+                        "email_address": item["email_address"],
+                        "error": f"{item['email_address']} was permanently deleted and cannot be re-imported. The contact must re-subscribe to get back on the list.",
+                        "error_code": "ERROR_GENERIC",
+                    }
+                )
                 continue
             if existing and existing["status"] in ("unsubscribed", "cleaned") and item["status"] == "subscribed":
-                failed.append({"email_address": item["email_address"], "error": f"{item['email_address']} is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.", "error_code": "ERROR_CONTACT_EXISTS"})
+                failed.append(
+                    {
+                        "email_address": item["email_address"],
+                        "error": f"{item['email_address']} is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.",
+                        "error_code": "ERROR_CONTACT_EXISTS",
+                    }
+                )
                 continue
             if existing and not body.get("update_existing"):
-                failed.append({"email_address": item["email_address"], "error": f"{item['email_address']} is already a list member.", "error_code": "ERROR_CONTACT_EXISTS"})
+                failed.append(
+                    {
+                        "email_address": item["email_address"],
+                        "error": f"{item['email_address']} is already a list member.",
+                        "error_code": "ERROR_CONTACT_EXISTS",
+                    }
+                )
                 continue
             member = existing or {"id": key, "email_address": email, "tags": set(), "last_changed": "2026-11-01T00:00:00+00:00"}
             member.update(status=item["status"], merge_fields=dict(item.get("merge_fields") or {}))
@@ -122,8 +171,18 @@ class MailchimpServer(ContractServer):
             self.members[key] = member
             self.deliveries[key] += 1
             (updated if existing else created).append({"id": key, "email_address": email, "status": member["status"]})
-        return Response(200, {"new_members": created, "updated_members": updated, "errors": failed,
-                              "total_created": len(created), "total_updated": len(updated), "error_count": len(failed), "_links": []})
+        return Response(
+            200,
+            {
+                "new_members": created,
+                "updated_members": updated,
+                "errors": failed,
+                "total_created": len(created),
+                "total_updated": len(updated),
+                "error_count": len(failed),
+                "_links": [],
+            },
+        )
 
     def _check_batch(self, body: Any) -> str:
         if not isinstance(body, dict) or not isinstance(body.get("members"), list):
@@ -145,7 +204,9 @@ class MailchimpServer(ContractServer):
     def _tags(self, request: Request, key: str) -> Response:
         body = request.json()
         tags = body.get("tags") if isinstance(body, dict) else None
-        if not isinstance(tags, list) or not all(isinstance(t, dict) and t.get("name") and t.get("status") in ("active", "inactive") for t in tags):
+        if not isinstance(tags, list) or not all(
+            isinstance(t, dict) and t.get("name") and t.get("status") in ("active", "inactive") for t in tags
+        ):
             self.violation("member tags: body must be {tags: [{name, status: active|inactive}]}")
             return problem(400, "Invalid Resource", "tags must be a list of {name, status}")
         member = self.members.get(key)
@@ -175,7 +236,7 @@ class MailchimpServer(ContractServer):
         selected = [m for m in self.members.values() if status is None or m["status"] == status]
         fields = request.param("fields")
         wanted = {f.split(".", 1)[1] for f in fields.split(",") if f.startswith("members.")} if fields else None
-        page = [{k: v for k, v in m.items() if k != "tags" and (wanted is None or k in wanted)} for m in selected[offset:offset + count]]
+        page = [{k: v for k, v in m.items() if k != "tags" and (wanted is None or k in wanted)} for m in selected[offset : offset + count]]
         return Response(200, {"members": page, "total_items": len(selected)})
 
     # ---- test helpers ---------------------------------------------------------------------------

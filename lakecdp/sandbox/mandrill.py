@@ -14,6 +14,7 @@ per recipient {email, status: sent|queued|rejected|invalid, reject_reason, _id}.
 idempotency key: `messages` keeps every accepted message and `deliveries` counts them by
 metadata.trigger_id (else recipient), so a duplicate shows as 2.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -25,10 +26,37 @@ from lakecdp.sandbox.base import ContractServer, Request, Response
 ROUTES = ("/messages/send-template", "/messages/send-template.json")
 RECIPIENT_TYPES = {"to", "cc", "bcc"}
 MESSAGE_KEYS = {
-    "html", "text", "subject", "from_email", "from_name", "to", "headers", "important", "track_opens", "track_clicks",
-    "auto_text", "auto_html", "inline_css", "url_strip_qs", "preserve_recipients", "view_content_link", "bcc_address",
-    "tracking_domain", "signing_domain", "return_path_domain", "merge", "merge_language", "global_merge_vars", "merge_vars",
-    "tags", "subaccount", "google_analytics_domains", "google_analytics_campaign", "metadata", "recipient_metadata", "attachments",
+    "html",
+    "text",
+    "subject",
+    "from_email",
+    "from_name",
+    "to",
+    "headers",
+    "important",
+    "track_opens",
+    "track_clicks",
+    "auto_text",
+    "auto_html",
+    "inline_css",
+    "url_strip_qs",
+    "preserve_recipients",
+    "view_content_link",
+    "bcc_address",
+    "tracking_domain",
+    "signing_domain",
+    "return_path_domain",
+    "merge",
+    "merge_language",
+    "global_merge_vars",
+    "merge_vars",
+    "tags",
+    "subaccount",
+    "google_analytics_domains",
+    "google_analytics_campaign",
+    "metadata",
+    "recipient_metadata",
+    "attachments",
     "images",
 }
 BODY_KEYS = {"key", "template_name", "template_content", "message", "async", "ip_pool", "send_at"}
@@ -46,7 +74,7 @@ class MandrillServer(ContractServer):
         self.api_key = api_key
         self.templates = set(templates)
         self.rejected = {e.lower() for e in rejected_emails}
-        self.messages: list[dict[str, Any]] = []   # accepted send-template bodies, without the key
+        self.messages: list[dict[str, Any]] = []  # accepted send-template bodies, without the key
 
     def handle(self, request: Request) -> Response:
         if request.method != "POST" or request.path not in ROUTES:
@@ -74,9 +102,19 @@ class MandrillServer(ContractServer):
             for recipient in message["to"]:
                 email = recipient["email"].lower()
                 if email in self.rejected:
-                    results.append({"email": email, "status": "rejected", "reject_reason": "hard-bounce", "queued_reason": None, "_id": secrets.token_hex(16)})
+                    results.append(
+                        {
+                            "email": email,
+                            "status": "rejected",
+                            "reject_reason": "hard-bounce",
+                            "queued_reason": None,
+                            "_id": secrets.token_hex(16),
+                        }
+                    )
                     continue
-                results.append({"email": email, "status": "sent", "reject_reason": None, "queued_reason": None, "_id": secrets.token_hex(16)})
+                results.append(
+                    {"email": email, "status": "sent", "reject_reason": None, "queued_reason": None, "_id": secrets.token_hex(16)}
+                )
                 key = str((message.get("metadata") or {}).get("trigger_id") or email)
                 self.deliveries[key] += 1
             self.messages.append({k: v for k, v in body.items() if k != "key"})

@@ -5,6 +5,7 @@ rewritten to allow null (type lists, or anyOf with {"type": "null"} around a $re
 each operation's request body, header, path and query parameters get a Draft4Validator whose
 $refs resolve inside the operation's own document through a `referencing` registry.
 """
+
 from __future__ import annotations
 
 import copy
@@ -74,7 +75,10 @@ class Operation:
     def body_errors(self, document: Any) -> list[str]:
         if self.body is None:
             return []
-        return [f"{'/' + '/'.join(map(str, e.absolute_path))}: {e.message}" for e in sorted(self.body.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
+        return [
+            f"{'/' + '/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in sorted(self.body.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+        ]
 
     def response_errors(self, status: int, document: Any) -> list[str]:
         validator = self.responses.get(str(status)) or self.responses.get(f"{str(status)[0]}XX")
@@ -114,8 +118,15 @@ def _operation(document: dict, template: str, method: str, op: dict, base: str, 
     params = []
     for index, param in enumerate(op.get("parameters", [])):
         schema = param.get("schema", {})
-        params.append(Parameter(param["name"], param["in"], bool(param.get("required")),
-                                validator(f"{base}/parameters/{index}/schema"), schema.get("type") == "array"))
+        params.append(
+            Parameter(
+                param["name"],
+                param["in"],
+                bool(param.get("required")),
+                validator(f"{base}/parameters/{index}/schema"),
+                schema.get("type") == "array",
+            )
+        )
     body, media_type, required = None, None, False
     if "requestBody" in op:
         media_type = next(iter(op["requestBody"]["content"]))
@@ -136,8 +147,18 @@ def _operation(document: dict, template: str, method: str, op: dict, base: str, 
     pattern = re.compile("^" + re.sub(r"{([^}]+)}", lambda m: f"(?P<{m.group(1)}>[^/]+)", template) + "$")
     limits = op.get("x-klaviyo-ratelimit") or {}
     return Operation(
-        op["operationId"], method.upper(), template, pattern, params, body, required, media_type, responses,
-        [_rate(v) for v in limits.values()], header, document,
+        op["operationId"],
+        method.upper(),
+        template,
+        pattern,
+        params,
+        body,
+        required,
+        media_type,
+        responses,
+        [_rate(v) for v in limits.values()],
+        header,
+        document,
     )
 
 

@@ -5,13 +5,14 @@ adapter (appends for a new lake; later changes by merge, new events through `ing
 Customers are named by the retailer's ids ("c001"); the lake holds their pseudonyms (`pid`),
 `customers.external_id` the ids, and ESPs are told the ids.
 """
+
 from __future__ import annotations
 
 import json
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from lakecdp.export.identifiers import email_sha256
 from tests.pseudonyms import pid
 
 REPO = Path(__file__).resolve().parents[2]
-AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
-SEGMENTS = ("cart_abandoned_48h", "high_purchase_intent")   # real segment names from conf/base/segments.yaml
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
+SEGMENTS = ("cart_abandoned_48h", "high_purchase_intent")  # real segment names from conf/base/segments.yaml
 
 SECRETS = {
     "LAKECDP_TEST_MAILCHIMP_KEY": "0123456789abcdef0123456789abcdef-us1",
@@ -50,7 +51,19 @@ class Customer:
 
     def row(self, updated_at: datetime) -> tuple:
         email = email_of(self.customer_id) if self.email == "default" else self.email
-        return (pid(self.customer_id), self.customer_id, email, self.first_name, "Lovelace", "GB", "London", date(2025, 1, 1), self.opt_in, "test", updated_at)
+        return (
+            pid(self.customer_id),
+            self.customer_id,
+            email,
+            self.first_name,
+            "Lovelace",
+            "GB",
+            "London",
+            date(2025, 1, 1),
+            self.opt_in,
+            "test",
+            updated_at,
+        )
 
 
 @dataclass
@@ -58,10 +71,10 @@ class Population:
     """Who is who in the scenario (customer ids only)."""
 
     contactable: list[str] = field(default_factory=list)
-    opted_out: list[str] = field(default_factory=list)       # marketing_opt_in false
-    unsubscribed: list[str] = field(default_factory=list)    # Unsubscribed after their latest opt-in
-    resubscribed: list[str] = field(default_factory=list)    # Subscribed again after an Unsubscribed: contactable
-    suppressed: list[str] = field(default_factory=list)      # address bounced
+    opted_out: list[str] = field(default_factory=list)  # marketing_opt_in false
+    unsubscribed: list[str] = field(default_factory=list)  # Unsubscribed after their latest opt-in
+    resubscribed: list[str] = field(default_factory=list)  # Subscribed again after an Unsubscribed: contactable
+    suppressed: list[str] = field(default_factory=list)  # address bounced
     no_email: list[str] = field(default_factory=list)
 
     @property
@@ -82,10 +95,16 @@ def population(n: int = 24) -> tuple[list[Customer], Population]:
 
 
 def consent_event(customer_id: str, event: str, at: datetime, message_id: str | None = None) -> str:
-    return json.dumps({
-        "type": "track", "event": event, "messageId": message_id or f"{customer_id}-{event}-{at:%Y%m%d%H%M}",
-        "userId": customer_id, "timestamp": at.isoformat().replace("+00:00", "Z"), "properties": {},
-    })
+    return json.dumps(
+        {
+            "type": "track",
+            "event": event,
+            "messageId": message_id or f"{customer_id}-{event}-{at:%Y%m%d%H%M}",
+            "userId": customer_id,
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "properties": {},
+        }
+    )
 
 
 def write_lake(spark, lake, customers: Sequence[Customer], members: Mapping[str, Iterable[str]], pop: Population) -> None:
@@ -110,8 +129,17 @@ def bronze_row(customer_id: str, event: str, at: datetime) -> tuple:
     from lakecdp.lake.tables import table
 
     values = {name: None for name in table("events").columns}
-    values.update(message_id=f"{customer_id}-{event}-{at:%Y%m%d%H%M}", type="track", event=event, customer_id=pid(customer_id),
-                  user_id=pid(customer_id), timestamp=at, received_at=AS_OF, properties_json="{}", event_date=at.date())
+    values.update(
+        message_id=f"{customer_id}-{event}-{at:%Y%m%d%H%M}",
+        type="track",
+        event=event,
+        customer_id=pid(customer_id),
+        user_id=pid(customer_id),
+        timestamp=at,
+        received_at=AS_OF,
+        properties_json="{}",
+        event_date=at.date(),
+    )
     return tuple(values.values())
 
 
@@ -139,15 +167,36 @@ def destinations(urls: Mapping[str, str], *, segments: Sequence[str] = SEGMENTS,
     quick = {"retry": {"base_delay": "10ms", "max_delay": "200ms", "max_attempts": 4}, "poll_interval": "20ms"} if fast else {}
     segs = list(segments)
     all_destinations = {
-        "mailchimp": {"type": "mailchimp", "list_id": "aud1", "api_key_env": "LAKECDP_TEST_MAILCHIMP_KEY", "batch_size": 5,
-                      "segments": {s: {"tag": f"lakecdp_{s}"} for s in segs}},
-        "klaviyo": {"type": "klaviyo", "api_key_env": "LAKECDP_TEST_KLAVIYO_KEY", "batch_size": 8,
-                    "segments": {s: {"list_id": f"L{i}"} for i, s in enumerate(segs)}},
+        "mailchimp": {
+            "type": "mailchimp",
+            "list_id": "aud1",
+            "api_key_env": "LAKECDP_TEST_MAILCHIMP_KEY",
+            "batch_size": 5,
+            "segments": {s: {"tag": f"lakecdp_{s}"} for s in segs},
+        },
+        "klaviyo": {
+            "type": "klaviyo",
+            "api_key_env": "LAKECDP_TEST_KLAVIYO_KEY",
+            "batch_size": 8,
+            "segments": {s: {"list_id": f"L{i}"} for i, s in enumerate(segs)},
+        },
         "braze": {"type": "braze", "api_key_env": "LAKECDP_TEST_BRAZE_KEY", "batch_size": 6, "segments": segs},
-        "sfmc": {"type": "sfmc", "client_id_env": "LAKECDP_TEST_SFMC_ID", "client_secret_env": "LAKECDP_TEST_SFMC_SECRET",
-                 "data_extension_key": "lakecdp_members", "batch_size": 6, "segments": segs},
-        "s3_drop": {"type": "s3", "bucket": "lakecdp-drop", "access_key_id_env": "LAKECDP_TEST_AWS_KEY",
-                    "secret_access_key_env": "LAKECDP_TEST_AWS_SECRET", "batch_size": 6, "segments": segs},
+        "sfmc": {
+            "type": "sfmc",
+            "client_id_env": "LAKECDP_TEST_SFMC_ID",
+            "client_secret_env": "LAKECDP_TEST_SFMC_SECRET",
+            "data_extension_key": "lakecdp_members",
+            "batch_size": 6,
+            "segments": segs,
+        },
+        "s3_drop": {
+            "type": "s3",
+            "bucket": "lakecdp-drop",
+            "access_key_id_env": "LAKECDP_TEST_AWS_KEY",
+            "secret_access_key_env": "LAKECDP_TEST_AWS_SECRET",
+            "batch_size": 6,
+            "segments": segs,
+        },
         "webhook": {"type": "webhook", "secret_env": "LAKECDP_TEST_WEBHOOK_SECRET", "batch_size": 4, "segments": segs},
     }
     chosen = {}
@@ -180,8 +229,12 @@ def write_conf(folder: Path, esp: Mapping[str, Any], *, lake_root: Path) -> Path
         if path.name != "esp.yaml":
             shutil.copy(path, base / path.name)
     (base / "esp.yaml").write_text(yaml.safe_dump({"esp": dict(esp)}, sort_keys=False))
-    (local / "test.yaml").write_text(yaml.safe_dump({
-        "lake": {"root": str(lake_root)},
-        "spark": {"shuffle_partitions": 2, "driver_memory": "1g"},
-    }))
+    (local / "test.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "lake": {"root": str(lake_root)},
+                "spark": {"shuffle_partitions": 2, "driver_memory": "1g"},
+            }
+        )
+    )
     return folder

@@ -18,6 +18,7 @@ ContactKey and EventDefinitionKey required (the key must be one of `event_defini
 {eventInstanceId}. Journey Builder has no idempotency key: `entries` keeps every entry and
 `deliveries` counts them by Data.TriggerId (else the contact key), so a duplicate shows as 2.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -35,12 +36,21 @@ PRIMARY_KEY = ("SubscriberKey", "Segment")
 class SfmcServer(ContractServer):
     name = "sfmc"
 
-    def __init__(self, *, client_id: str, client_secret: str, data_extension_key: str, invalid_emails: Iterable[str] = (),
-                 token_ttl: float = 1080.0, polls_until_complete: int = 1, latency: float = 0.0,
-                 event_definition_keys: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        data_extension_key: str,
+        invalid_emails: Iterable[str] = (),
+        token_ttl: float = 1080.0,
+        polls_until_complete: int = 1,
+        latency: float = 0.0,
+        event_definition_keys: Iterable[str] = (),
+    ) -> None:
         super().__init__(latency=latency)
         self.event_definition_keys = set(event_definition_keys)
-        self.entries: list[dict[str, Any]] = []   # accepted journey entry events
+        self.entries: list[dict[str, Any]] = []  # accepted journey entry events
         self.client_id, self.client_secret, self.key = client_id, client_secret, data_extension_key
         self.invalid = {e.lower() for e in invalid_emails}
         self.token_ttl, self.polls_until_complete = token_ttl, polls_until_complete
@@ -87,8 +97,16 @@ class SfmcServer(ContractServer):
         with self.lock:
             self.tokens[token] = time.monotonic() + self.token_ttl
             self.tokens_issued += 1
-        return Response(200, {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl),
-                              "scope": "data_extensions_write", "rest_instance_url": self.url + "/"})
+        return Response(
+            200,
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": int(self.token_ttl),
+                "scope": "data_extensions_write",
+                "rest_instance_url": self.url + "/",
+            },
+        )
 
     def _upsert(self, request: Request) -> Response:
         body = request.json()
@@ -141,7 +159,9 @@ class SfmcServer(ContractServer):
         is_valid = (
             request.param("type") == "keys"
             and fields.get("deleteoperationtype") == "ContactAndAttributes"
-            and isinstance(values, list) and bool(values) and all(isinstance(v, str) and v for v in values)
+            and isinstance(values, list)
+            and bool(values)
+            and all(isinstance(v, str) and v for v in values)
         )
         if not is_valid:
             self.violation("contacts delete: ?type=keys with {values: [contact keys], DeleteOperationType: ContactAndAttributes}")
@@ -151,17 +171,31 @@ class SfmcServer(ContractServer):
             for key in [k for k in self.rows if k[0] in values]:
                 del self.rows[key]
             operation = len(self.contact_deletes)
-        return Response(200, {"operationInitiated": True, "operationID": operation, "hasErrors": False, "resultMessages": [],
-                              "requestServiceMessageID": secrets.token_hex(16), "serviceMessageID": secrets.token_hex(16),
-                              "responseDateTime": "2026-11-01T00:00:00"})
+        return Response(
+            200,
+            {
+                "operationInitiated": True,
+                "operationID": operation,
+                "hasErrors": False,
+                "resultMessages": [],
+                "requestServiceMessageID": secrets.token_hex(16),
+                "serviceMessageID": secrets.token_hex(16),
+                "responseDateTime": "2026-11-01T00:00:00",
+            },
+        )
 
     def _status(self, request_id: str, entry: dict[str, Any]) -> Response:
         with self.lock:
             entry["polls"] += 1
             done = entry["polls"] >= self.polls_until_complete
         has_errors = any(r["status"] != "OK" for r in entry["results"])
-        status = {"requestStatus": "Complete" if done else "Pending", "hasErrors": done and has_errors,
-                  "resultStatus": "OK", "requestId": request_id, "callDateTime": "2026-11-01T00:00:00"}
+        status = {
+            "requestStatus": "Complete" if done else "Pending",
+            "hasErrors": done and has_errors,
+            "resultStatus": "OK",
+            "requestId": request_id,
+            "callDateTime": "2026-11-01T00:00:00",
+        }
         return Response(200, {"status": status, "requestId": secrets.token_hex(8)})
 
     def _results(self, entry: dict[str, Any]) -> Response:

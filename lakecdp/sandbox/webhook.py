@@ -7,6 +7,7 @@ configurable; rejected members are answered in `rejected`. An erasure notice
 ({destination, event: customer.erased, customer_id, email_sha256}) removes the customer from
 every segment and records them in `erased`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,28 +16,40 @@ from collections.abc import Iterable
 from typing import Any
 
 from lakecdp.export.adapters.webhook import ERASED_EVENT
-from lakecdp.webhooks import verify
 from lakecdp.sandbox.base import ContractServer, Request, Response, SlidingWindow, rate_limited
+from lakecdp.webhooks import verify
 
 
 class WebhookServer(ContractServer):
     name = "webhook"
 
-    def __init__(self, *, secret: str, invalid_customers: Iterable[str] = (), flaky_customers: Iterable[str] = (),
-                 rate_limit: tuple[int, float] | None = (20, 1.0), tolerance_s: float = 300, latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        secret: str,
+        invalid_customers: Iterable[str] = (),
+        flaky_customers: Iterable[str] = (),
+        rate_limit: tuple[int, float] | None = (20, 1.0),
+        tolerance_s: float = 300,
+        latency: float = 0.0,
+    ) -> None:
         super().__init__(latency=latency)
         self.secret = secret
         self.invalid, self.flaky = set(invalid_customers), set(flaky_customers)
         self.window = SlidingWindow(*rate_limit) if rate_limit else None
         self.tolerance_s = tolerance_s
-        self.responses: dict[str, tuple[str, Response]] = {}   # idempotency key -> (body digest, response)
+        self.responses: dict[str, tuple[str, Response]] = {}  # idempotency key -> (body digest, response)
         self.raw_deliveries: Counter = Counter()
-        self.members: dict[str, set[str]] = {}                 # segment -> customer ids currently in it
+        self.members: dict[str, set[str]] = {}  # segment -> customer ids currently in it
         self.replays = 0
-        self.erased: set[str] = set()                          # customer ids the receiver deleted
+        self.erased: set[str] = set()  # customer ids the receiver deleted
 
     def handle(self, request: Request) -> Response:
-        refused = _refused(self, request, verify(self.secret, request.headers, request.body, now=self.clock.now().timestamp(), tolerance_s=self.tolerance_s))
+        refused = _refused(
+            self,
+            request,
+            verify(self.secret, request.headers, request.body, now=self.clock.now().timestamp(), tolerance_s=self.tolerance_s),
+        )
         if refused is not None:
             return refused
         key = request.headers["Idempotency-Key"]
@@ -101,10 +114,14 @@ class TriggerReceiver(ContractServer):
     def __init__(self, *, secret: str, tolerance_s: float = 300) -> None:
         super().__init__()
         self.secret, self.tolerance_s = secret, tolerance_s
-        self.received: dict[str, dict[str, Any]] = {}   # idempotency key -> payload
+        self.received: dict[str, dict[str, Any]] = {}  # idempotency key -> payload
 
     def handle(self, request: Request) -> Response:
-        refused = _refused(self, request, verify(self.secret, request.headers, request.body, now=self.clock.now().timestamp(), tolerance_s=self.tolerance_s))
+        refused = _refused(
+            self,
+            request,
+            verify(self.secret, request.headers, request.body, now=self.clock.now().timestamp(), tolerance_s=self.tolerance_s),
+        )
         if refused is not None:
             return refused
         key = request.headers["Idempotency-Key"]

@@ -1,4 +1,5 @@
 """Segments: the rule language, its compiler to Spark Columns, and membership tracking."""
+
 from lakecdp.segments.compile import evaluate_segments
 from lakecdp.segments.membership import compare_membership, plan_membership
 from lakecdp.segments.rules import RuleError, Segment, parse_segments

@@ -1,4 +1,5 @@
 """`lakecdp segments validate|preview`."""
+
 from __future__ import annotations
 
 import argparse
@@ -100,12 +101,16 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
         print(f"recorded: {args.customer} never entered {args.segment} (as of {when})")
     else:
         state = "IN" if recorded["transition"] == "entered" else "OUT"
-        print(f"recorded: {state} since {recorded['at']:%Y-%m-%d %H:%M:%S} UTC ({recorded['transition']}, rule version {recorded['rule_version']})")
+        print(
+            f"recorded: {state} since {recorded['at']:%Y-%m-%d %H:%M:%S} UTC ({recorded['transition']}, rule version {recorded['rule_version']})"
+        )
         print(f"  because: {json.dumps(json.loads(recorded['reason'] or '{}'), indent=None)}")
     as_of = args.as_of or SystemClock().now()
     events = resolved_events(lake, [args.customer])
     profile = build_profile_features(events, as_of)
-    evaluated = evaluate_segments(events, profile, [segment], as_of, lake.read("profile_scores").filter(F.col("customer_id") == args.customer), all_segments=segments)
+    evaluated = evaluate_segments(
+        events, profile, [segment], as_of, lake.read("profile_scores").filter(F.col("customer_id") == args.customer), all_segments=segments
+    )
     row = evaluated.filter(F.col("customer_id") == args.customer).first()
     if row is None:
         print(f"recomputed as of {as_of.isoformat()}: no events for {args.customer}")

@@ -1,4 +1,5 @@
 """Rules -> Spark Column expressions (never SQL strings), evaluated in one pass over events."""
+
 from __future__ import annotations
 
 import operator

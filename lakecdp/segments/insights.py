@@ -1,4 +1,5 @@
 """Why is a customer in a segment, how segments evolve, how they overlap (pure over DataFrames)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -34,7 +35,11 @@ def overlaps(membership: DataFrame) -> DataFrame:
     sizes = membership.groupBy("segment").agg(F.count("*").alias("members"))
     pairs = (
         membership.alias("a")
-        .join(membership.alias("b"), on=(F.col("a.customer_id") == F.col("b.customer_id")) & (F.col("a.segment") < F.col("b.segment")), how="inner")
+        .join(
+            membership.alias("b"),
+            on=(F.col("a.customer_id") == F.col("b.customer_id")) & (F.col("a.segment") < F.col("b.segment")),
+            how="inner",
+        )
         .groupBy(F.col("a.segment").alias("segment_a"), F.col("b.segment").alias("segment_b"))
         .agg(F.count("*").alias("shared"))
     )

@@ -1,4 +1,5 @@
 """Membership changes: evaluated segments vs the current members -> new members + transitions."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -15,13 +16,17 @@ def compare_membership(evaluated: DataFrame, current: DataFrame) -> DataFrame:
     (plan_membership), so a caller that caches it pays for the join once.
     """
     passed_through = [c for c in evaluated.columns if c not in (*KEYS, "is_member", "reason", "rule_version")]
-    return evaluated.alias("n").join(current.alias("c"), on=KEYS, how="full").select(
-        *KEYS,
-        F.coalesce(F.col("n.is_member"), F.lit(False)).alias("is_member"),
-        F.col("n.reason").alias("reason"),
-        F.coalesce(F.col("n.rule_version"), F.col("c.rule_version")).alias("rule_version"),
-        *[F.col(f"n.{c}").alias(c) for c in passed_through],
-        F.col("c.entered_at").alias("entered_at"),
+    return (
+        evaluated.alias("n")
+        .join(current.alias("c"), on=KEYS, how="full")
+        .select(
+            *KEYS,
+            F.coalesce(F.col("n.is_member"), F.lit(False)).alias("is_member"),
+            F.col("n.reason").alias("reason"),
+            F.coalesce(F.col("n.rule_version"), F.col("c.rule_version")).alias("rule_version"),
+            *[F.col(f"n.{c}").alias(c) for c in passed_through],
+            F.col("c.entered_at").alias("entered_at"),
+        )
     )
 
 

@@ -10,6 +10,7 @@ A rule is one of
   not           {not: rule}
   N of M        {at_least: N, of: [rule, ...]}
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import time, timedelta
-from typing import Any, Union
+from typing import Any
 
 from lakecdp.config.durations import parse_duration
 from lakecdp.lake.tables import EVENTS, PROFILE_FEATURES, PROFILE_SCORES
@@ -74,26 +75,26 @@ class InSegment:
 
 @dataclass(frozen=True)
 class AllOf:
-    rules: tuple["Rule", ...]
+    rules: tuple[Rule, ...]
 
 
 @dataclass(frozen=True)
 class AnyOf:
-    rules: tuple["Rule", ...]
+    rules: tuple[Rule, ...]
 
 
 @dataclass(frozen=True)
 class Not:
-    rule: "Rule"
+    rule: Rule
 
 
 @dataclass(frozen=True)
 class AtLeastOf:
     n: int
-    rules: tuple["Rule", ...]
+    rules: tuple[Rule, ...]
 
 
-Rule = Union[EventCount, Absence, Attribute, InSegment, AllOf, AnyOf, Not, AtLeastOf]
+Rule = EventCount | Absence | Attribute | InSegment | AllOf | AnyOf | Not | AtLeastOf
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,9 @@ class TriggerSpec:
 
     destination: str
     delay: timedelta = timedelta(0)
-    cap_max: int | None = None            # at most cap_max sends per customer ...
-    cap_per: timedelta | None = None      # ... within this window
-    quiet_start: time | None = None       # local time in the customer's zone
+    cap_max: int | None = None  # at most cap_max sends per customer ...
+    cap_per: timedelta | None = None  # ... within this window
+    quiet_start: time | None = None  # local time in the customer's zone
     quiet_end: time | None = None
 
 
@@ -199,11 +200,13 @@ def _check_references(segments: list[Segment], source: str) -> None:
     for segment in segments:
         for name in sorted(references(segment.rule)):
             if name not in by_name:
-                raise RuleError(f"{source}: segment '{segment.name}': in_segment: unknown segment {name!r}. Fix: define it or correct the name.")
+                raise RuleError(
+                    f"{source}: segment '{segment.name}': in_segment: unknown segment {name!r}. Fix: define it or correct the name."
+                )
 
     def visit(name: str, path: tuple[str, ...]) -> None:
         if name in path:
-            cycle = " -> ".join((*path[path.index(name):], name))
+            cycle = " -> ".join((*path[path.index(name) :], name))
             raise RuleError(f"{source}: segment '{name}': in_segment cycle {cycle}. Fix: remove one of these references.")
         for child in sorted(references(by_name[name].rule)):
             visit(child, (*path, name))
@@ -228,7 +231,9 @@ def _parse_rule(node: Any, where: str, key: str) -> Rule:
         children = _parse_list(node["of"], where, f"{key}.of")
         n = _positive_int(node.get("at_least"), where, f"{key}.at_least")
         if n > len(children):
-            raise RuleError(f"{where}: {key}.at_least: {n} of {len(children)} criteria can never hold. Fix: lower at_least or add criteria.")
+            raise RuleError(
+                f"{where}: {key}.at_least: {n} of {len(children)} criteria can never hold. Fix: lower at_least or add criteria."
+            )
         return AtLeastOf(n, children)
     if "did" in node:
         _no_unknown(node, {"did", "then_not", "within"}, where, key)
@@ -281,7 +286,9 @@ def _parse_match(node: Any, where: str, key: str) -> EventMatch:
         raise RuleError(f"{where}: {key}.where: must be a mapping of property: value.")
     for column in filters:
         if column not in WHERE_COLUMNS:
-            raise RuleError(f"{where}: {key}.where.{column}: not an event property lakecdp keeps. Fix: use one of {', '.join(WHERE_COLUMNS)}.")
+            raise RuleError(
+                f"{where}: {key}.where.{column}: not an event property lakecdp keeps. Fix: use one of {', '.join(WHERE_COLUMNS)}."
+            )
     return EventMatch(node["event"], tuple(sorted(filters.items())))
 
 

@@ -4,6 +4,7 @@
 session start finds them in the cache (~/.ivy2.5.2 unless spark.jars.ivy says otherwise) and
 needs no network.
 """
+
 from __future__ import annotations
 
 from importlib.metadata import version
@@ -135,7 +136,8 @@ def main() -> int:
     spark.stop()
     print(f"Spark packages resolved into the Ivy cache: {conf.get('spark.jars.packages', 'none')} ({len(jars)} jars)")
     if conf:
-        print(f"named in {write_spark_defaults(conf)} for spark-submit; elsewhere pass: "
-              + " ".join(f"--conf {k}={v}" for k, v in conf.items()))
+        print(
+            f"named in {write_spark_defaults(conf)} for spark-submit; elsewhere pass: "
+            + " ".join(f"--conf {k}={v}" for k, v in conf.items())
+        )
     return 0
-

@@ -1,4 +1,5 @@
 """Build the SparkSession every job, test and DAG uses."""
+
 from __future__ import annotations
 
 import contextlib
@@ -40,8 +41,12 @@ def session_for(settings: Settings, *, s3: bool = False, kafka: bool = False) ->
     """The process's SparkSession for these settings: Delta's jars and extension when lake.engine is
     delta-spark, S3A when lake.root is s3:// (or `s3`), Spark's Kafka source when stream.source is
     kafka (or `kafka`)."""
-    return build_session(settings.spark, delta_spark=settings.lake.engine == "delta-spark",
-                         s3=s3 or is_s3(settings.lake.root), kafka=kafka or settings.stream.source == "kafka")
+    return build_session(
+        settings.spark,
+        delta_spark=settings.lake.engine == "delta-spark",
+        s3=s3 or is_s3(settings.lake.root),
+        kafka=kafka or settings.stream.source == "kafka",
+    )
 
 
 def is_s3(root: str) -> bool:
@@ -49,7 +54,11 @@ def is_s3(root: str) -> bool:
 
 
 def build_session(
-    settings: SparkSettings | None = None, *, delta_spark: bool = False, s3: bool = False, kafka: bool = False,
+    settings: SparkSettings | None = None,
+    *,
+    delta_spark: bool = False,
+    s3: bool = False,
+    kafka: bool = False,
 ) -> SparkSession:
     """Create (or reuse) the process's SparkSession: loopback-bound, no UI, UTC, few partitions.
 

@@ -1,4 +1,5 @@
 """Run independent Spark steps at once, from one driver."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

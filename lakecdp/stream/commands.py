@@ -1,4 +1,5 @@
 """`lakecdp stream run`."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = stream.add_subparsers(dest="stream_command", required=True)
     run = actions.add_parser("run", help="landing zone (or Kafka topic) -> bronze -> identities -> profiles -> segments")
     run.add_argument("--lake", help="lake root (default: lake.root from conf)")
-    run.add_argument("--source", help="folder of *.jsonl files (default: <landing.root>/events); with stream.source kafka, "
-                     "the topic in kafka: is read instead")
+    run.add_argument(
+        "--source",
+        help="folder of *.jsonl files (default: <landing.root>/events); with stream.source kafka, the topic in kafka: is read instead",
+    )
     run.add_argument("--checkpoint", help="checkpoint folder (default: <lake>/_checkpoints/events)")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--until-idle", "--once", dest="until_idle", action="store_true", help="process what is there, then stop")
@@ -35,9 +38,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.stream.job import BatchFailed, default_checkpoint, run_stream
 
     if args.source and settings.stream.source == "kafka":
-        print(f"lakecdp: --source {args.source} names a folder, but stream.source is kafka (topic "
-              f"{settings.kafka.topic} at {settings.kafka.bootstrap_servers}). Fix: drop --source, or set "
-              "stream.source: files (LAKECDP__STREAM__SOURCE=files).", file=sys.stderr)
+        print(
+            f"lakecdp: --source {args.source} names a folder, but stream.source is kafka (topic "
+            f"{settings.kafka.topic} at {settings.kafka.bootstrap_servers}). Fix: drop --source, or set "
+            "stream.source: files (LAKECDP__STREAM__SOURCE=files).",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lake_root = args.lake or settings.lake.root

@@ -4,6 +4,7 @@ Exactly-once rests on two things: Spark's checkpoint replays a micro-batch with 
 files and batch id after a crash, and every table write in the batch carries the Delta
 application transaction (query id, batch id), so a replayed write is a no-op.
 """
+
 from __future__ import annotations
 
 import functools
@@ -17,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, functions as F
 from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession, functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from lakecdp.clock import Clock, SystemClock
@@ -71,7 +72,7 @@ class StreamRun:
         quarantined, duplicates = (sum(b.get(key, 0) for b in self.batches) for key in ("quarantined", "duplicates"))
         line = f"{len(self.batches)} batches, {self.events:,} new events, {quarantined:,} quarantined, {duplicates:,} duplicates"
         if quarantined:
-            line += " (reasons: lakecdp sql \"SELECT reason, count(*) FROM quarantine GROUP BY reason\")"
+            line += ' (reasons: lakecdp sql "SELECT reason, count(*) FROM quarantine GROUP BY reason")'
         return line
 
 
@@ -89,8 +90,10 @@ class BatchFailed(RuntimeError):
         text = str(cause).strip().splitlines()
         detail = f"{type(cause).__name__}: {text[0] if text else ''}"
         if isinstance(cause, MemoryError) or "OutOfMemoryError" in str(cause):
-            fix = ("Fix: give the driver more memory (spark.driver_memory in conf/base/pipeline.yaml), or make batches smaller "
-                   "(stream.max_files_per_trigger, state.chunk_rows).")
+            fix = (
+                "Fix: give the driver more memory (spark.driver_memory in conf/base/pipeline.yaml), or make batches smaller "
+                "(stream.max_files_per_trigger, state.chunk_rows)."
+            )
         else:
             fix = "Fix the cause above and start the stream again."
         super().__init__(f"micro-batch {batch_id} failed: {detail}. {fix} Nothing is lost: the batch is replayed on the next start.")
@@ -114,7 +117,7 @@ class BatchProcessor:
 
     def __init__(self, lake: Lake, settings: Settings, checkpoint: str, clock: Clock, run: StreamRun, *, source: str | None = None) -> None:
         self.lake, self.settings, self.checkpoint, self.clock, self.run = lake, settings, checkpoint, clock, run
-        self.source = source   # the landing folder: its processed files are recorded and expire (landing.retention)
+        self.source = source  # the landing folder: its processed files are recorded and expire (landing.retention)
         self.segments = parse_segments(settings.segments)
         # The touched customers' events are cached for profiles and segments: only the columns they
         # read, not bronze's JSON texts (at 1.8k customers, 2.4 s to cache all columns vs 1.3 s).
@@ -127,11 +130,11 @@ class BatchProcessor:
             self.models = parse_model_settings(settings.models)
         self.triggers = any(s.trigger is not None for s in self.segments)
         self.failure: BatchFailed | None = None
-        self.ticks: list[dict] = []   # per timer tick: customers re-evaluated, seconds (timers, then sends)
-        self.flushes: list[dict] = []   # per flush: lines and customers written, seconds by part
+        self.ticks: list[dict] = []  # per timer tick: customers re-evaluated, seconds (timers, then sends)
+        self.flushes: list[dict] = []  # per flush: lines and customers written, seconds by part
         self.online = None
-        self._content = None   # opened on the first dispatch (ESP sends need it)
-        self.dispatched: set[str] = set()   # trigger ids a dispatch decided that the store still holds unflushed
+        self._content = None  # opened on the first dispatch (ESP sends need it)
+        self.dispatched: set[str] = set()  # trigger ids a dispatch decided that the store still holds unflushed
         if settings.state.mode == "online":
             from lakecdp.online.flow import OnlineState
             from lakecdp.online.store import open_store
@@ -139,7 +142,7 @@ class BatchProcessor:
             self.online = OnlineState(lake, settings, open_store(settings.state, lake.root), self.segments)
             self.flushed_at = clock.now()
         self.metrics = StreamMetrics(lake)
-        self.progress: Progress | None = None   # until-idle runs (backfills): lines done and rate on a terminal
+        self.progress: Progress | None = None  # until-idle runs (backfills): lines done and rate on a terminal
         self.heartbeat = Heartbeat(lake.root, checkpoint, settings.lake.storage_options)
         # Batches and timer ticks both write membership: one at a time.
         self.lock = threading.Lock()
@@ -154,7 +157,7 @@ class BatchProcessor:
 
         began = time.perf_counter()
         if self.online is not None:
-            with self.lock:   # state only: Python over the due customers' states
+            with self.lock:  # state only: Python over the due customers' states
                 now = self.clock.now()
                 fired = self.online.fire_timers(now, stream=self.stream_name)
             # The dispatcher reads the live states and the unflushed outbox from the store, so a send
@@ -228,8 +231,13 @@ class BatchProcessor:
             with self.lock:
                 result = self._process(lines, batch_id)
             stats = self.run.batches[-1]
-            self.metrics.record(self.stream_name, stats, path=stats.pop("path"), started_at=started_at,
-                                oldest_received_us=stats.pop("oldest_received", None))
+            self.metrics.record(
+                self.stream_name,
+                stats,
+                path=stats.pop("path"),
+                started_at=started_at,
+                oldest_received_us=stats.pop("oldest_received", None),
+            )
             if self.online is None:
                 self.metrics.write()
             self.heartbeat.beat(stream=self.stream_name, batch_id=batch_id)
@@ -298,19 +306,35 @@ class BatchProcessor:
             timer("commit", self.online.store.commit, prepared.commit)
         distinct_files = sorted(set(files))
         self.on_state_committed(batch_id, distinct_files)
-        if prepared is None:   # committed before a crash: its lines are in the store already
+        if prepared is None:  # committed before a crash: its lines are in the store already
             result = IngestResult(lines=len(raws), events=0, quarantined=0, duplicates=0, files=tuple(distinct_files))
         else:
-            result = IngestResult(lines=prepared.lines, events=prepared.events, quarantined=prepared.rejected,
-                                  duplicates=prepared.lines - prepared.rejected - prepared.events, files=tuple(distinct_files))
+            result = IngestResult(
+                lines=prepared.lines,
+                events=prepared.events,
+                quarantined=prepared.rejected,
+                duplicates=prepared.lines - prepared.rejected - prepared.events,
+                files=tuple(distinct_files),
+            )
         timer.seconds["batch"] = round(time.perf_counter() - began, 3)
-        stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
-                 "duplicates": result.duplicates, "customers": 0 if prepared is None else prepared.customers,
-                 "unsure": 0 if prepared is None else prepared.unsure, "seconds": timer.seconds,
-                 "path": "live", "oldest_received": None if prepared is None else prepared.oldest_received}
+        stats = {
+            "batch_id": batch_id,
+            "lines": result.lines,
+            "events": result.events,
+            "quarantined": result.quarantined,
+            "duplicates": result.duplicates,
+            "customers": 0 if prepared is None else prepared.customers,
+            "unsure": 0 if prepared is None else prepared.unsure,
+            "seconds": timer.seconds,
+            "path": "live",
+            "oldest_received": None if prepared is None else prepared.oldest_received,
+        }
         self.run.batches.append(stats)
-        log.info("stream batch %(batch_id)s (live): %(lines)s lines, %(events)s new events, %(quarantined)s to quarantine, "
-                 "%(duplicates)s duplicates, %(customers)s customers updated, %(unsure)s lines decided by Spark", stats)
+        log.info(
+            "stream batch %(batch_id)s (live): %(lines)s lines, %(events)s new events, %(quarantined)s to quarantine, "
+            "%(duplicates)s duplicates, %(customers)s customers updated, %(unsure)s lines decided by Spark",
+            stats,
+        )
         return result
 
     def _process_spark(self, lines: DataFrame, batch_id: int) -> IngestResult:
@@ -329,25 +353,49 @@ class BatchProcessor:
             if prepared is None:
                 seen = self.online.store.seen_by_last_batch(self.stream_name)
             else:
-                if prepared.consent_facts:   # to Delta with the next flush, like the outbox rows that need them
-                    prepared.commit.rows += timer("consent", self.online.consent_rows, entries_from_events(batch.valid, self.consent_rules, now))
+                if prepared.consent_facts:  # to Delta with the next flush, like the outbox rows that need them
+                    prepared.commit.rows += timer(
+                        "consent", self.online.consent_rows, entries_from_events(batch.valid, self.consent_rules, now)
+                    )
                 timer("commit", self.online.store.commit, prepared.commit)
                 seen = prepared.commit.seen_ids
             self.on_state_committed(batch_id, counts["files"])
             repeats = prepared is not None and prepared.repeats > 0
-            result = timer("bronze", commit_batch, self.lake, batch, txn=txn, seen_ids=seen,
-                           counts={"lines": counts["lines"], "rejected": counts["lines"] - counts["valid"], "repeats": repeats,
-                                   "files": counts["files"]})
+            result = timer(
+                "bronze",
+                commit_batch,
+                self.lake,
+                batch,
+                txn=txn,
+                seen_ids=seen,
+                counts={
+                    "lines": counts["lines"],
+                    "rejected": counts["lines"] - counts["valid"],
+                    "repeats": repeats,
+                    "files": counts["files"],
+                },
+            )
         finally:
             batch.release()
         customers = 0 if prepared is None else prepared.customers
         timer.seconds["batch"] = round(time.perf_counter() - began, 3)
-        stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
-                 "duplicates": result.duplicates, "customers": customers, "seconds": timer.seconds,
-                 "path": "spark", "oldest_received": counts["oldest_received"]}
+        stats = {
+            "batch_id": batch_id,
+            "lines": result.lines,
+            "events": result.events,
+            "quarantined": result.quarantined,
+            "duplicates": result.duplicates,
+            "customers": customers,
+            "seconds": timer.seconds,
+            "path": "spark",
+            "oldest_received": counts["oldest_received"],
+        }
         self.run.batches.append(stats)
-        log.info("stream batch %(batch_id)s: %(lines)s lines, %(events)s new events, %(quarantined)s quarantined, "
-                 "%(duplicates)s duplicates, %(customers)s customers updated", stats)
+        log.info(
+            "stream batch %(batch_id)s: %(lines)s lines, %(events)s new events, %(quarantined)s quarantined, "
+            "%(duplicates)s duplicates, %(customers)s customers updated",
+            stats,
+        )
         return result
 
     @staticmethod
@@ -365,6 +413,7 @@ class BatchProcessor:
         timer = _StepTimer()
         batch = prepare_batch(lines, received_at=now, settings=self.settings.events, pseudonyms=self.lake.pseudonyms)
         try:
+
             def touched() -> list[str]:
                 linked = timer("identity", update_identity_links, self.lake, batch.valid, txn=txn)
                 return timer("touched", touched_customers, self.lake, batch.valid, linked)
@@ -383,18 +432,29 @@ class BatchProcessor:
                 events = resolved_events(self.lake, scope).select(*self.event_columns).persist(StorageLevel.MEMORY_AND_DISK)
                 try:
                     timer("profiles", refresh_profiles, self.lake, now, customers=scope, txn=txn, events=events)
-                    if self.models is not None:   # before segments: rules on intent and clusters see the new scores
+                    if self.models is not None:  # before segments: rules on intent and clusters see the new scores
                         timer("scores", rescore_profiles, self.lake, self.models, now, customers=scope)
                     timer("segments", refresh_membership, self.lake, self.segments, now, customers=scope, txn=txn, events=events)
                 finally:
                     events.unpersist()
         finally:
             batch.release()
-        stats = {"batch_id": batch_id, "lines": result.lines, "events": result.events, "quarantined": result.quarantined,
-                 "duplicates": result.duplicates, "customers": len(customers), "seconds": timer.seconds, "path": "batch"}
+        stats = {
+            "batch_id": batch_id,
+            "lines": result.lines,
+            "events": result.events,
+            "quarantined": result.quarantined,
+            "duplicates": result.duplicates,
+            "customers": len(customers),
+            "seconds": timer.seconds,
+            "path": "batch",
+        }
         self.run.batches.append(stats)
-        log.info("stream batch %(batch_id)s: %(lines)s lines, %(events)s new events, %(quarantined)s quarantined, "
-                 "%(duplicates)s duplicates, %(customers)s customers refreshed", stats)
+        log.info(
+            "stream batch %(batch_id)s: %(lines)s lines, %(events)s new events, %(quarantined)s quarantined, "
+            "%(duplicates)s duplicates, %(customers)s customers refreshed",
+            stats,
+        )
         return result
 
 
@@ -442,7 +502,7 @@ def run_stream(
         folded = processor.online.bootstrap(processor.clock.now())
         if folded:
             log.info("online state rebuilt from %s bronze events", f"{folded:,}")
-        processor.flush(processor.clock.now())   # a flush cut short by a crash completes before new batches
+        processor.flush(processor.clock.now())  # a flush cut short by a crash completes before new batches
     writer = lines.writeStream.option("checkpointLocation", checkpoint).foreachBatch(processor)
     if mode == "until-idle":
         writer = writer.trigger(availableNow=True)
@@ -582,7 +642,7 @@ def _tick_timers(processor: BatchProcessor, settings: Settings, stop: threading.
                 due_at = processor.fire_timers()
                 if stop.wait(shortest):
                     return
-        except Exception:  # noqa: BLE001 - a failed tick is retried at the next one; the stream goes on
+        except Exception:
             log.exception("timer tick failed; retrying at the next tick")
             due_at = None
         wait = tick_wait(due_at, processor.clock.now(), longest=longest)
@@ -600,7 +660,7 @@ def _flush_online(processor: BatchProcessor, settings: Settings, stop: threading
             continue
         try:
             processor.flush(processor.clock.now())
-        except Exception:  # noqa: BLE001 - the next flush writes the same rows (numbered transactions); the stream goes on
+        except Exception:
             log.exception("flush to Delta failed; retrying after state.flush_interval")
             processor.flushed_at = processor.clock.now()
 

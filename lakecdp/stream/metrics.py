@@ -5,6 +5,7 @@ Metrics are buffered and appended with each flush of the online state (or after 
 batch mode), so a live micro-batch writes no Delta table of its own. `lakecdp status` and
 `lakecdp report` read them instead of logs.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pyarrow import fs
@@ -32,7 +33,7 @@ class StreamMetrics:
     def __init__(self, lake: Lake, *, clock: Clock | None = None) -> None:
         self.lake, self.clock = lake, clock or SystemClock()
         self.pending: list[dict[str, Any]] = []
-        self.rates: dict[int, tuple[float | None, float | None]] = {}   # batch id -> (input, processed) rows/s
+        self.rates: dict[int, tuple[float | None, float | None]] = {}  # batch id -> (input, processed) rows/s
         self.lock = threading.Lock()
 
     def record(self, stream: str, stats: dict[str, Any], *, path: str, started_at: datetime, oldest_received_us: int | None) -> None:
@@ -42,10 +43,17 @@ class StreamMetrics:
         if oldest_received_us is not None:
             lag = max(0.0, ended_at.timestamp() - oldest_received_us / 1_000_000)
         row = {
-            "stream": stream, "batch_id": stats["batch_id"], "path": path, "started_at": started_at, "ended_at": ended_at,
-            "duration_s": round((ended_at - started_at).total_seconds(), 3), "lag_s": None if lag is None else round(lag, 3),
+            "stream": stream,
+            "batch_id": stats["batch_id"],
+            "path": path,
+            "started_at": started_at,
+            "ended_at": ended_at,
+            "duration_s": round((ended_at - started_at).total_seconds(), 3),
+            "lag_s": None if lag is None else round(lag, 3),
             **{key: int(stats.get(key, 0)) for key in ("lines", "events", "quarantined", "duplicates", "customers")},
-            "input_rows_per_s": None, "processed_rows_per_s": None, "steps": json.dumps(stats.get("seconds", {}), sort_keys=True),
+            "input_rows_per_s": None,
+            "processed_rows_per_s": None,
+            "steps": json.dumps(stats.get("seconds", {}), sort_keys=True),
         }
         with self.lock:
             self.pending.append(row)
@@ -96,14 +104,21 @@ class ProgressListener(StreamingQueryListener):
 class Heartbeat:
     """`<lake root>/_stream/heartbeat.json`: whether a stream runs, where, and its last batch (rewritten at most once a second)."""
 
-    def __init__(self, lake_root: str, checkpoint: str, storage_options: dict[str, str] | None = None, *,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, lake_root: str, checkpoint: str, storage_options: dict[str, str] | None = None, *, clock: Clock | None = None
+    ) -> None:
         self.files, base = filesystem(lake_root, storage_options)
         self.path = f"{base}/{HEARTBEAT}"
         self.clock = clock or SystemClock()
         self.record: dict[str, Any] = {
-            "stream": None, "pid": os.getpid(), "host": socket.gethostname(), "started_at": _iso(self.clock.now()),
-            "heartbeat_at": None, "state": "running", "checkpoint": checkpoint, "last_batch_id": None,
+            "stream": None,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": _iso(self.clock.now()),
+            "heartbeat_at": None,
+            "state": "running",
+            "checkpoint": checkpoint,
+            "last_batch_id": None,
         }
         self.written = 0.0
 
@@ -123,11 +138,11 @@ class Heartbeat:
             partial = f"{self.path}.{os.getpid()}.tmp"
             with open(partial, "wb") as out:
                 out.write(data)
-            os.replace(partial, self.path)   # a reader never sees half a file
+            os.replace(partial, self.path)  # a reader never sees half a file
         else:
             with self.files.open_output_stream(self.path) as out:
                 out.write(data)
 
 
 def _iso(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return at.astimezone(UTC).isoformat(timespec="seconds")

@@ -11,6 +11,7 @@ waits for a task slot behind a flush (`DataFrame.inputFiles()` returns [] on a m
 Only local checkpoints and `file:` landing files are read this way; anything else returns None
 and the caller reads the batch through Spark, as before.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,21 +20,24 @@ import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-_TAIL_CHUNK = 64 * 1024   # bytes read at a time from the end of a compact file
+_TAIL_CHUNK = 64 * 1024  # bytes read at a time from the end of a compact file
 
 log = logging.getLogger(__name__)
-_warned: list[bool] = []   # the fallback is logged once per process
+_warned: list[bool] = []  # the fallback is logged once per process
 
 
 def batch_files(checkpoint: str, batch_id: int) -> list[str] | None:
     """The files (as Spark names them: file:/...) micro-batch `batch_id` reads; None when the log is not readable here."""
     try:
         return _batch_files(checkpoint, batch_id)
-    except (OSError, ValueError, KeyError, AttributeError) as error:   # a log this reader does not understand
+    except (OSError, ValueError, KeyError, AttributeError) as error:  # a log this reader does not understand
         if not _warned:
             _warned.append(True)
-            log.warning("reading micro-batch files from the checkpoint failed (%s: %s); such batches are read through Spark",
-                        type(error).__name__, error)
+            log.warning(
+                "reading micro-batch files from the checkpoint failed (%s: %s); such batches are read through Spark",
+                type(error).__name__,
+                error,
+            )
         return None
 
 
@@ -68,13 +72,13 @@ def read_lines(files: list[str], max_lines: int, max_bytes: int) -> tuple[list[b
         raws: list[bytes] = []
         names: list[str] = []
         for name, path in zip(files, paths):
-            lines = path.read_bytes().splitlines()   # bytes: only \n, \r and \r\n end a line
+            lines = path.read_bytes().splitlines()  # bytes: only \n, \r and \r\n end a line
             raws += lines
             names += [name] * len(lines)
             if len(raws) > max_lines:
                 return None
     except FileNotFoundError:
-        return None   # expired or moved: Spark's read says what happened
+        return None  # expired or moved: Spark's read says what happened
     return raws, names
 
 
@@ -110,7 +114,7 @@ def _entry_files(log: Path, entry: int) -> list[str] | None:
 
 
 def _paths(lines: list[str], entry: int) -> list[str]:
-    found = (json.loads(line) for line in lines if line.lstrip().startswith("{"))   # not the "v1" header
+    found = (json.loads(line) for line in lines if line.lstrip().startswith("{"))  # not the "v1" header
     return [_as_spark_names(item["path"]) for item in found if item.get("batchId") == entry]
 
 
@@ -131,7 +135,7 @@ def _tail_until(path: Path, entry: int) -> list[str]:
             handle.seek(position)
             data = handle.read(step) + data
             lines = data.split(b"\n")
-            complete = lines[1:] if position > 0 else lines   # the first piece may be cut
+            complete = lines[1:] if position > 0 else lines  # the first piece may be cut
             entries = [json.loads(line) for line in complete if line.strip().startswith(b"{")]
             if entries and entries[0].get("batchId", entry) < entry:
                 break

@@ -1,4 +1,5 @@
 """`lakecdp triggers dispatch|status`."""
+
 from __future__ import annotations
 
 import argparse

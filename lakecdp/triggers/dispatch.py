@@ -1,4 +1,5 @@
 """Edge: send due triggers, re-checking membership, consent, caps and quiet hours at send time."""
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,8 @@ from lakecdp.config import Settings
 from lakecdp.experiments.assign import load_assigner
 from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON
 from lakecdp.lake import Lake
-from lakecdp.pipeline import refresh_membership, refresh_profiles, rows_among
 from lakecdp.online.executor import from_us, to_us
+from lakecdp.pipeline import refresh_membership, refresh_profiles, rows_among
 from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, consent_block_reason
 from lakecdp.privacy.email_consent import block_reason
 from lakecdp.segments.rules import Segment
@@ -38,13 +39,19 @@ CAPPED = "frequency cap reached"
 
 @dataclass
 class DispatchReport:
-    outcomes: Counter = field(default_factory=Counter)   # state or reason -> count (no customer data)
-    decided: set[str] = field(default_factory=set)       # trigger ids of the due rows this dispatch decided
+    outcomes: Counter = field(default_factory=Counter)  # state or reason -> count (no customer data)
+    decided: set[str] = field(default_factory=set)  # trigger ids of the due rows this dispatch decided
 
 
 def dispatch_due(
-    lake: Lake, settings: Settings, segments: list[Segment], now: datetime,
-    runtime: Runtime | None = None, *, online: OnlineState | None = None, content: Callable[[], ContentService] | None = None,
+    lake: Lake,
+    settings: Settings,
+    segments: list[Segment],
+    now: datetime,
+    runtime: Runtime | None = None,
+    *,
+    online: OnlineState | None = None,
+    content: Callable[[], ContentService] | None = None,
 ) -> DispatchReport:
     """Send every pending trigger due by `now`; record sent / cancelled (why) / failed (ESP reason).
 
@@ -98,19 +105,23 @@ def dispatch_due(
 class Recheck:
     """What a send is re-checked against: the due customers' memberships, consent and time zones."""
 
-    members: set[tuple[str, str]]     # (segment, customer_id) now
-    blocked: dict[str, str]           # customer_id -> why they may not be emailed
-    zones: dict[str, str | None]      # customer_id -> time zone (quiet hours)
+    members: set[tuple[str, str]]  # (segment, customer_id) now
+    blocked: dict[str, str]  # customer_id -> why they may not be emailed
+    zones: dict[str, str | None]  # customer_id -> time zone (quiet hours)
 
 
-def _recheck_from_bronze(lake: Lake, settings: Settings, segments: list[Segment], customers: list[str],
-                         contacts: DataFrame, now: datetime) -> Recheck:
+def _recheck_from_bronze(
+    lake: Lake, settings: Settings, segments: list[Segment], customers: list[str], contacts: DataFrame, now: datetime
+) -> Recheck:
     """The batch path: profiles and membership refreshed from the customers' bronze history as of `now`."""
     # Re-check against the latest events: a purchase after the entry cancels the send.
     refresh_profiles(lake, now, customers=customers)
     refresh_membership(lake, segments, now, customers=customers)
     members = {(r.segment, r.customer_id) for r in rows_among(lake.read("segment_membership"), "customer_id", customers).collect()}
-    zones = {r.customer_id: r.timezone for r in rows_among(lake.read("profile_features"), "customer_id", customers).select("customer_id", "timezone").collect()}
+    zones = {
+        r.customer_id: r.timezone
+        for r in rows_among(lake.read("profile_features"), "customer_id", customers).select("customer_id", "timezone").collect()
+    }
     return Recheck(members, _consent_blocks(lake, settings, customers, contacts), zones)
 
 
@@ -138,7 +149,9 @@ def _unflushed_due(online: OnlineState, outbox: DataFrame, now: datetime) -> lis
     known = {r.trigger_id for r in rows_among(outbox, "trigger_id", [row["trigger_id"] for row in waiting]).select("trigger_id").collect()}
     stamps = ("entered_at", "due_at", "updated_at")
     fresh = {row["trigger_id"]: row for row in waiting if row["trigger_id"] not in known}
-    return [{k: (from_us(v).replace(tzinfo=None) if k in stamps and v is not None else v) for k, v in row.items()} for row in fresh.values()]
+    return [
+        {k: (from_us(v).replace(tzinfo=None) if k in stamps and v is not None else v) for k, v in row.items()} for row in fresh.values()
+    ]
 
 
 def _decide_and_send(due, by_name, recheck: Recheck, assigner, sent_before, external, config, senders, now) -> list[dict]:
@@ -166,19 +179,18 @@ def _decide_and_send(due, by_name, recheck: Recheck, assigner, sent_before, exte
     return updates
 
 
-def _send(row: dict, config: TriggerSettings, senders: Senders, now: datetime,
-          variants: dict[str, str], external_id: str | None) -> dict:
+def _send(row: dict, config: TriggerSettings, senders: Senders, now: datetime, variants: dict[str, str], external_id: str | None) -> dict:
     destination = config.destinations.get(row["destination"])
     if destination is None:
         return _finish(row, "failed", f"unknown destination {row['destination']!r} (conf/base/triggers.yaml)", now)
-    customer_id = external_id or row["customer_id"]   # the retailer's id; the pseudonym only if none is known
+    customer_id = external_id or row["customer_id"]  # the retailer's id; the pseudonym only if none is known
     if isinstance(destination, WebhookDestination):
         payload = {
             "trigger_id": row["trigger_id"],
             "segment": row["segment"],
             "customer_id": customer_id,
             "entered_at": row["entered_at"].isoformat() + "Z",
-            "experiments": variants,   # experiment -> variant (or "holdout"), as lakecdp.experiments assigns it everywhere
+            "experiments": variants,  # experiment -> variant (or "holdout"), as lakecdp.experiments assigns it everywhere
         }
         result = senders.webhook(row["destination"], destination, payload, row["trigger_id"])
     else:
@@ -215,8 +227,15 @@ class Senders:
     """One sender per destination (its HTTP client), and what ESP sends need beyond the webhook, loaded on
     the first ESP send of a dispatch only: the content service (decision, cart, recommendations), contact emails."""
 
-    def __init__(self, lake: Lake, settings: Settings, now: datetime, runtime: Runtime | None, contacts: DataFrame,
-                 content: Callable[[], ContentService] | None = None) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        settings: Settings,
+        now: datetime,
+        runtime: Runtime | None,
+        contacts: DataFrame,
+        content: Callable[[], ContentService] | None = None,
+    ) -> None:
         self.lake, self.settings, self.now = lake, settings, now
         self._runtime = runtime
         self._contacts = contacts
@@ -235,8 +254,14 @@ class Senders:
         context = service.context(service.store.snapshot, row["customer_id"])
         decision = service.engine.decide(context, row["customer_id"], now=self.now)
         message = build_message(
-            row, customer_id=customer_id, email=self._email(row["customer_id"]), decision=decision,
-            merge_fields=service.engine.merge_fields(decision), context=context, experiments=variants, now=self.now,
+            row,
+            customer_id=customer_id,
+            email=self._email(row["customer_id"]),
+            decision=decision,
+            merge_fields=service.engine.merge_fields(decision),
+            context=context,
+            experiments=variants,
+            now=self.now,
         )
         return self._sender(row["destination"], destination).send(message)
 

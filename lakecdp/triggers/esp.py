@@ -23,6 +23,7 @@ key, in the shape each ESP documents:
 
 Email addresses live in memory only while a request is built; every reason kept is scrubbed.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,7 +53,9 @@ from lakecdp.webhooks import json_post_headers
 
 KLAVIYO_MEDIA = "application/vnd.api+json"
 # Mandrill error names that say the request itself is wrong: resending cannot help.
-MANDRILL_PERMANENT = frozenset({"Invalid_Key", "ValidationError", "Unknown_Template", "Unknown_Subaccount", "PaymentRequired", "GeneralError"})
+MANDRILL_PERMANENT = frozenset(
+    {"Invalid_Key", "ValidationError", "Unknown_Template", "Unknown_Subaccount", "PaymentRequired", "GeneralError"}
+)
 MANDRILL_ACCEPTED = frozenset({"sent", "queued", "scheduled"})
 
 
@@ -62,34 +65,36 @@ class TriggerMessage:
 
     trigger_id: str
     segment: str
-    customer_id: str                 # the retailer's id (customers.external_id); the pseudonym only if none is known
+    customer_id: str  # the retailer's id (customers.external_id); the pseudonym only if none is known
     email: str | None
-    entered_at: datetime             # UTC, naive (as trigger_outbox stores it)
+    entered_at: datetime  # UTC, naive (as trigger_outbox stores it)
     sent_at: datetime
     personalized: bool
-    content_reason: str | None       # why the content is generic, when it is
-    blocks: Mapping[str, str]        # slot -> block id
+    content_reason: str | None  # why the content is generic, when it is
+    blocks: Mapping[str, str]  # slot -> block id
     tokens: Mapping[str, Any]
     merge_fields: Mapping[str, str]  # the same flat fields exports send (content.yaml merge tags)
-    experiments: Mapping[str, str]   # experiment -> variant
+    experiments: Mapping[str, str]  # experiment -> variant
     cart_items: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     recommendations: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
 
     def properties(self) -> dict[str, Any]:
         """Nested JSON for ESPs that take objects (Klaviyo event properties, Braze trigger properties)."""
-        return _jsonable({
-            "trigger_id": self.trigger_id,
-            "segment": self.segment,
-            "entered_at": _iso(self.entered_at),
-            "personalized": self.personalized,
-            "content_reason": self.content_reason,
-            "blocks": dict(self.blocks),
-            "tokens": dict(self.tokens),
-            "merge_fields": dict(self.merge_fields),
-            "experiments": dict(self.experiments),
-            "cart_items": [dict(i) for i in self.cart_items],
-            "recommended_products": [dict(r) for r in self.recommendations],
-        })
+        return _jsonable(
+            {
+                "trigger_id": self.trigger_id,
+                "segment": self.segment,
+                "entered_at": _iso(self.entered_at),
+                "personalized": self.personalized,
+                "content_reason": self.content_reason,
+                "blocks": dict(self.blocks),
+                "tokens": dict(self.tokens),
+                "merge_fields": dict(self.merge_fields),
+                "experiments": dict(self.experiments),
+                "cart_items": [dict(i) for i in self.cart_items],
+                "recommended_products": [dict(r) for r in self.recommendations],
+            }
+        )
 
     def flat_fields(self) -> dict[str, Any]:
         """Scalars only (SFMC data extension columns): merge fields as they are, lists and maps as JSON text."""
@@ -153,7 +158,7 @@ class SendResult:
     ok: bool
     retryable: bool
     reason: str | None = None
-    wait_s: float | None = None   # how long the destination asked us to wait before the next attempt
+    wait_s: float | None = None  # how long the destination asked us to wait before the next attempt
 
 
 class TriggerSender:
@@ -224,10 +229,15 @@ class KlaviyoEventSender(EspSender):
         d = self.destination
         headers = {
             "Authorization": f"Klaviyo-API-Key {self.secret('api_key_env')}",
-            "revision": d.revision, "Accept": KLAVIYO_MEDIA, "Content-Type": KLAVIYO_MEDIA,
+            "revision": d.revision,
+            "Accept": KLAVIYO_MEDIA,
+            "Content-Type": KLAVIYO_MEDIA,
         }
         response = self.client.request(
-            "POST", f"{d.base_url.rstrip('/')}/api/events", endpoint="create_event", headers=headers,
+            "POST",
+            f"{d.base_url.rstrip('/')}/api/events",
+            endpoint="create_event",
+            headers=headers,
             body=json_bytes(klaviyo_event(message, d.metric)),
         )
         if response.status_code == 202:
@@ -257,8 +267,11 @@ class BrazeTriggerSender(EspSender):
         route = "campaigns" if d.campaign_id else "canvas"
         headers = {"Authorization": f"Bearer {self.secret('api_key_env')}", "Content-Type": "application/json"}
         response = self.client.request(
-            "POST", f"{d.base_url.rstrip('/')}/{route}/trigger/send", endpoint="messaging",
-            headers=headers, body=json_bytes(braze_trigger(message, d)),
+            "POST",
+            f"{d.base_url.rstrip('/')}/{route}/trigger/send",
+            endpoint="messaging",
+            headers=headers,
+            body=json_bytes(braze_trigger(message, d)),
         )
         if response.status_code in (200, 201):
             return SendResult(True, False)
@@ -269,7 +282,7 @@ def braze_trigger(message: TriggerMessage, destination: BrazeCampaignDestination
     """A /campaigns/trigger/send or /canvas/trigger/send body with one recipient (the recipients object)."""
     recipient: dict[str, Any] = {"external_user_id": message.customer_id, "send_to_existing_only": destination.send_to_existing_only}
     if not destination.send_to_existing_only:
-        recipient["attributes"] = {"email": message.email}   # Braze creates the user before sending
+        recipient["attributes"] = {"email": message.email}  # Braze creates the user before sending
     if destination.campaign_id:
         recipient["trigger_properties"] = message.properties()
         return {"campaign_id": destination.campaign_id, "broadcast": False, "recipients": [recipient]}
@@ -287,8 +300,13 @@ class SfmcJourneySender(EspSender):
         d = self.destination
         self._auth: SfmcAuth | None = None
         self._make_auth = lambda: SfmcAuth(
-            self.name, self.client, auth_url=d.auth_url, client_id=self.secret("client_id_env"),
-            client_secret=self.secret("client_secret_env"), account_id=d.account_id, monotonic=self.runtime.monotonic,
+            self.name,
+            self.client,
+            auth_url=d.auth_url,
+            client_id=self.secret("client_id_env"),
+            client_secret=self.secret("client_secret_env"),
+            account_id=d.account_id,
+            monotonic=self.runtime.monotonic,
         )
 
     def _send(self, message: TriggerMessage) -> SendResult:
@@ -315,8 +333,12 @@ class MandrillTemplateSender(EspSender):
         d = self.destination
         body = mandrill_send_template(message, d, self.secret("api_key_env"))
         response = self.client.request(
-            "POST", f"{d.base_url.rstrip('/')}/messages/send-template", endpoint="messages.send-template",
-            headers={"Content-Type": "application/json"}, body=json_bytes(body), is_retryable=_mandrill_retryable,
+            "POST",
+            f"{d.base_url.rstrip('/')}/messages/send-template",
+            endpoint="messages.send-template",
+            headers={"Content-Type": "application/json"},
+            body=json_bytes(body),
+            is_retryable=_mandrill_retryable,
         )
         if response.status_code != 200:
             return SendResult(False, False, http_reason(response, _mandrill_error(response)))

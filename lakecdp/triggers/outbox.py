@@ -1,4 +1,5 @@
 """Pure outbox logic: which entries become sends, and when a send may go out."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -8,7 +9,7 @@ from pyspark.sql import DataFrame, functions as F
 
 from lakecdp.segments.rules import Segment, TriggerSpec
 
-PENDING = "pending"   # queued, not yet sent, cancelled or failed
+PENDING = "pending"  # queued, not yet sent, cancelled or failed
 
 
 def pending(outbox: DataFrame) -> DataFrame:
@@ -73,5 +74,3 @@ def is_capped(sent_at: list[datetime], now: datetime, spec: TriggerSpec) -> bool
     if spec.cap_max is None or spec.cap_per is None:
         return False
     return sum(1 for at in sent_at if at > now - spec.cap_per) >= spec.cap_max
-
-

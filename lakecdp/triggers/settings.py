@@ -6,10 +6,11 @@ own trigger API: `klaviyo_event` (an event that starts a metric-triggered flow),
 `mandrill_template` (a Mailchimp Transactional template send). Credentials come from the
 environment variables the `*_env` keys name; limits default to each ESP's documented ones.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -30,8 +31,9 @@ class EspTriggerDestination(BaseModel):
     max_in_flight: int = Field(default=1, ge=1, le=8)
     # Retries inside one dispatch are short; a send still failing goes back to the outbox
     # (triggers.retry_after, doubling) until triggers.max_attempts.
-    retry: RetrySettings = Field(default_factory=lambda: RetrySettings(max_attempts=3, max_delay=timedelta(seconds=10),
-                                                                          max_retry_after=timedelta(seconds=30)))
+    retry: RetrySettings = Field(
+        default_factory=lambda: RetrySettings(max_attempts=3, max_delay=timedelta(seconds=10), max_retry_after=timedelta(seconds=30))
+    )
     timeout: timedelta = timedelta(seconds=10)
 
     @field_validator("timeout", mode="before")
@@ -64,9 +66,13 @@ class KlaviyoEventDestination(EspTriggerDestination):
     base_url: str = "https://a.klaviyo.com"
     api_key_env: EnvName
     revision: str = "2026-07-15"
-    metric: str = Field(min_length=1, max_length=127)   # the flow's trigger metric, e.g. "Cart Abandoned"
-    rate_limits: list[RateLimitSpec] = Field(default_factory=lambda: [
-        RateLimitSpec(requests=350, per=timedelta(seconds=1)), RateLimitSpec(requests=3500, per=timedelta(minutes=1))])
+    metric: str = Field(min_length=1, max_length=127)  # the flow's trigger metric, e.g. "Cart Abandoned"
+    rate_limits: list[RateLimitSpec] = Field(
+        default_factory=lambda: [
+            RateLimitSpec(requests=350, per=timedelta(seconds=1)),
+            RateLimitSpec(requests=3500, per=timedelta(minutes=1)),
+        ]
+    )
 
     @model_validator(mode="after")
     def _limits(self) -> KlaviyoEventDestination:
@@ -84,7 +90,7 @@ class BrazeCampaignDestination(EspTriggerDestination):
     """
 
     kind: Literal["braze_campaign"]
-    base_url: str   # the instance's REST endpoint, e.g. https://rest.iad-01.braze.com
+    base_url: str  # the instance's REST endpoint, e.g. https://rest.iad-01.braze.com
     api_key_env: EnvName
     campaign_id: str | None = None
     canvas_id: str | None = None
@@ -110,12 +116,12 @@ class SfmcJourneyDestination(EspTriggerDestination):
     """
 
     kind: Literal["sfmc_journey"]
-    auth_url: str   # https://<subdomain>.auth.marketingcloudapis.com
-    rest_url: str   # https://<subdomain>.rest.marketingcloudapis.com
+    auth_url: str  # https://<subdomain>.auth.marketingcloudapis.com
+    rest_url: str  # https://<subdomain>.rest.marketingcloudapis.com
     client_id_env: EnvName
     client_secret_env: EnvName
     account_id: str | None = None
-    event_definition_key: str = Field(min_length=1)   # the journey's API entry source (APIEvent-...)
+    event_definition_key: str = Field(min_length=1)  # the journey's API entry source (APIEvent-...)
     rate_limits: list[RateLimitSpec] = Field(default_factory=lambda: [RateLimitSpec(requests=50, per=timedelta(seconds=1))])
 
 
@@ -130,8 +136,8 @@ class MandrillTemplateDestination(EspTriggerDestination):
     kind: Literal["mandrill_template"]
     base_url: str = "https://mandrillapp.com/api/1.0"
     api_key_env: EnvName
-    template_name: str = Field(min_length=1)   # the template's immutable slug
-    merge_language: Literal["handlebars", "mailchimp"] = "handlebars"   # handlebars: cart and recs loop as arrays
+    template_name: str = Field(min_length=1)  # the template's immutable slug
+    merge_language: Literal["handlebars", "mailchimp"] = "handlebars"  # handlebars: cart and recs loop as arrays
     tags: list[str] = Field(default_factory=lambda: ["lakecdp-trigger"])
     subaccount: str | None = None
     rate_limits: list[RateLimitSpec] = Field(default_factory=lambda: [RateLimitSpec(requests=20, per=timedelta(seconds=1))])
@@ -146,8 +152,8 @@ class MandrillTemplateDestination(EspTriggerDestination):
         return value
 
 
-EspDestination = Union[KlaviyoEventDestination, BrazeCampaignDestination, SfmcJourneyDestination, MandrillTemplateDestination]
-TriggerDestination = Annotated[Union[WebhookDestination, EspDestination], Field(discriminator="kind")]
+EspDestination = KlaviyoEventDestination | BrazeCampaignDestination | SfmcJourneyDestination | MandrillTemplateDestination
+TriggerDestination = Annotated[WebhookDestination | EspDestination, Field(discriminator="kind")]
 
 
 class TriggerSettings(BaseModel):
@@ -186,8 +192,11 @@ def trigger_settings(raw: dict[str, Any]) -> TriggerSettings:
 SANDBOX_DEFAULTS: dict[str, dict[str, Any]] = {
     "klaviyo_event": {"api_key_env": "LAKECDP_KLAVIYO_API_KEY", "metric": "Cart Abandoned"},
     "braze_campaign": {"api_key_env": "LAKECDP_BRAZE_API_KEY", "campaign_id": "cart-abandoned"},
-    "sfmc_journey": {"client_id_env": "LAKECDP_SFMC_CLIENT_ID", "client_secret_env": "LAKECDP_SFMC_CLIENT_SECRET",
-                     "event_definition_key": "APIEvent-cart-abandoned"},
+    "sfmc_journey": {
+        "client_id_env": "LAKECDP_SFMC_CLIENT_ID",
+        "client_secret_env": "LAKECDP_SFMC_CLIENT_SECRET",
+        "event_definition_key": "APIEvent-cart-abandoned",
+    },
     "mandrill_template": {"api_key_env": "LAKECDP_MANDRILL_API_KEY", "template_name": "cart-abandoned"},
 }
 

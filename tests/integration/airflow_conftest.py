@@ -6,6 +6,7 @@ Import the fixtures into a test module:
 Airflow reads its configuration when it is first imported, so nothing may import airflow
 before `airflow_home` has set the environment (test modules import it inside tests only).
 """
+
 from __future__ import annotations
 
 import os

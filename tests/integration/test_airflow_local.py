@@ -5,6 +5,7 @@ temporary AIRFLOW_HOME on a free port, then checks what a user would: healthy, t
 listed by the REST API behind the login, nothing listening beyond 127.0.0.1, and nothing left running
 after stop.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,7 +83,7 @@ def test_start_brings_up_every_component_on_loopback_with_the_dags(airflow):
     token = httpx.post(f"http://127.0.0.1:{port}/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
     assert httpx.get(f"http://127.0.0.1:{port}/api/v2/dags").status_code == 401
     dag_ids: set[str] = set()
-    for _ in range(60):   # the DAG processor parses ./dags a few seconds after it first heartbeats
+    for _ in range(60):  # the DAG processor parses ./dags a few seconds after it first heartbeats
         listed = httpx.get(f"http://127.0.0.1:{port}/api/v2/dags", headers={"Authorization": f"Bearer {token}"}).json()
         dag_ids = {d["dag_id"] for d in listed["dags"]}
         if dag_ids >= DAG_IDS:

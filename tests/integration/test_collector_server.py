@@ -1,4 +1,5 @@
 """The real collector (uvicorn on 127.0.0.1) fed by Segment's own Python SDK, then bronze; and SIGKILL."""
+
 from __future__ import annotations
 
 import base64
@@ -12,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,7 @@ def test_segment_sdk_events_reach_bronze_exactly_once(spark, tmp_path, sdk_defau
     lake = open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
     lines = read_landing_lines(spark, [str(p) for p in sorted(events_dir.glob("part-*.jsonl"))])
     # Each line carries the collector's receivedAt, which wins over this batch instant.
-    result = ingest_lines(lake, lines, received_at=datetime(2026, 11, 1, tzinfo=timezone.utc), settings=EventSettings())
+    result = ingest_lines(lake, lines, received_at=datetime(2026, 11, 1, tzinfo=UTC), settings=EventSettings())
     assert (result.events, result.quarantined, result.duplicates) == (253, 0, 40)
 
     bronze = {row["message_id"]: row for row in lake.read("events").collect()}
@@ -93,7 +94,12 @@ def test_segment_sdk_events_reach_bronze_exactly_once(spark, tmp_path, sdk_defau
     # Contact PII lives in `customers` only: bronze keeps the other traits.
     assert "ada@example.com" not in json.dumps([r.asDict() for r in bronze.values()], default=str)
     [contact] = lake.read("customers").collect()
-    assert (contact["customer_id"], contact["external_id"], contact["email"], contact["source"]) == (pid("cust_1"), "cust_1", "ada@example.com", "identify")
+    assert (contact["customer_id"], contact["external_id"], contact["email"], contact["source"]) == (
+        pid("cust_1"),
+        "cust_1",
+        "ada@example.com",
+        "identify",
+    )
     assert next(r for r in bronze.values() if r["type"] == "page")["page_name"] == "Home"
     assert sum(r["event"] == "Product Added" for r in bronze.values()) == 250
 
@@ -113,10 +119,13 @@ def test_one_invalid_message_loses_nothing_else_of_an_sdk_batch(spark, tmp_path,
     lake = open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
     lines = read_landing_lines(spark, [str(p) for p in sorted(events_dir.glob("part-*.jsonl"))])
     # Each line carries the collector's receivedAt, which wins over this batch instant.
-    result = ingest_lines(lake, lines, received_at=datetime(2026, 11, 1, tzinfo=timezone.utc), settings=EventSettings())
+    result = ingest_lines(lake, lines, received_at=datetime(2026, 11, 1, tzinfo=UTC), settings=EventSettings())
     assert (result.events, result.quarantined) == (60, 1)
     [quarantined] = lake.read("quarantine").collect()
-    assert quarantined["reason"] == "refused by the collector: batch[30]: track event without an event name: set 'event', e.g. 'Order Completed'"
+    assert (
+        quarantined["reason"]
+        == "refused by the collector: batch[30]: track event without an event name: set 'event', e.g. 'Order Completed'"
+    )
     assert json.loads(quarantined["raw"])["message"]["userId"] == "cust_30"
 
 
@@ -144,9 +153,22 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path):
         "LAKECDP__COLLECTOR__ROLL_SECONDS": "3600",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "lakecdp.cli", "--conf", str(REPO / "conf"), "collect", "serve",
-         "--port", str(port), "--events-dir", str(events_dir)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "lakecdp.cli",
+            "--conf",
+            str(REPO / "conf"),
+            "collect",
+            "serve",
+            "--port",
+            str(port),
+            "--events-dir",
+            str(events_dir),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -157,8 +179,16 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path):
         def sender() -> None:
             with requests.Session() as session:
                 while not stop.is_set():
-                    batch = [{"type": "track", "event": "Product Viewed", "userId": "cust_1",
-                              "messageId": str(uuid.uuid4()), "properties": {"pad": "x" * 200}} for _ in range(25)]
+                    batch = [
+                        {
+                            "type": "track",
+                            "event": "Product Viewed",
+                            "userId": "cust_1",
+                            "messageId": str(uuid.uuid4()),
+                            "properties": {"pad": "x" * 200},
+                        }
+                        for _ in range(25)
+                    ]
                     try:
                         response = session.post(f"{url}/v1/batch", json={"batch": batch}, auth=(KEY, ""), timeout=5)
                     except requests.RequestException:
@@ -212,8 +242,13 @@ def test_every_timestamp_shape_the_collector_accepts_is_one_spark_reads(spark):
     from lakecdp.collector.messages import is_iso_8601
 
     shapes = [
-        "2026-11-01T10:00:00Z", "2026-11-01T10:00:00.123Z", "2026-11-01T10:00:00.123456789Z",
-        "2026-11-01T10:00:00+02:00", "2026-11-01T10:00:00-0530", "2026-11-01 10:00:00", "2026-11-01",
+        "2026-11-01T10:00:00Z",
+        "2026-11-01T10:00:00.123Z",
+        "2026-11-01T10:00:00.123456789Z",
+        "2026-11-01T10:00:00+02:00",
+        "2026-11-01T10:00:00-0530",
+        "2026-11-01 10:00:00",
+        "2026-11-01",
         "2026-11-23T12:11:08.814000+00:00",  # what Segment's Python SDK sends (datetime.isoformat)
     ]
     refused = ["20261101T100000Z", "2026-11-01T10:00Z", "2026-11-01T10Z", "2026", "2026-02-30T00:00:00Z", "yesterday"]
@@ -242,15 +277,19 @@ def test_a_revoked_source_is_refused_without_a_restart(tmp_path, monkeypatch, ca
         return main(["--conf", str(REPO / "conf"), "collect", *argv])
 
     def track() -> int:
-        return requests.post(f"{server.url}/v1/track", auth=(KEY, ""), timeout=5,
-                             json={"userId": "u1", "event": "Product Viewed", "messageId": str(uuid.uuid4())}).status_code
+        return requests.post(
+            f"{server.url}/v1/track",
+            auth=(KEY, ""),
+            timeout=5,
+            json={"userId": "u1", "event": "Product Viewed", "messageId": str(uuid.uuid4())},
+        ).status_code
 
     with CollectorThread(app) as server:
         assert track() == 200
-        assert cli("revoke", "default") == 2   # an admin operation: no token, no revocation
+        assert cli("revoke", "default") == 2  # an admin operation: no token, no revocation
         assert track() == 200
         assert cli("revoke", "default", "--token", token, "--reason", "key leaked in a screenshot") == 0
-        give_up = time.monotonic() + 60   # only keeps a broken collector from hanging the suite
+        give_up = time.monotonic() + 60  # only keeps a broken collector from hanging the suite
         while track() != 401:
             assert time.monotonic() < give_up, "the running collector still accepts the revoked key"
             time.sleep(0.05)
@@ -261,37 +300,53 @@ def test_a_revoked_source_is_refused_without_a_restart(tmp_path, monkeypatch, ca
             assert time.monotonic() < give_up, "the running collector still refuses the restored key"
             time.sleep(0.05)
     stored = (tmp_path / "landing" / "_collector" / "revoked_sources.json").read_text()
-    assert KEY not in stored   # source names only, never a key
+    assert KEY not in stored  # source names only, never a key
 
 
 def test_identify_contacts_go_to_customers_newest_first_and_keep_the_crm_columns(spark, tmp_path):
     from datetime import date
 
     lake = open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
-    crm_at = datetime(2026, 10, 1, tzinfo=timezone.utc)
+    crm_at = datetime(2026, 10, 1, tzinfo=UTC)
     schema = lake.spec("customers").schema
-    lake.append("customers", spark.createDataFrame(
-        [(pid("c1"), "c1", "old@example.com", "Ann", "Old", "DE", "Berlin", date(2025, 1, 1), True, "crm", crm_at)], schema=schema))
+    lake.append(
+        "customers",
+        spark.createDataFrame(
+            [(pid("c1"), "c1", "old@example.com", "Ann", "Old", "DE", "Berlin", date(2025, 1, 1), True, "crm", crm_at)], schema=schema
+        ),
+    )
 
     def identify(message_id: str, user_id: str, at: str, **traits) -> str:
-        return json.dumps({"type": "identify", "messageId": message_id, "userId": user_id, "timestamp": at,
-                           "traits": {**traits, "plan": "pro"}, "context": {"ip": "203.0.113.9", "traits": {"email": "x@example.com"}}})
+        return json.dumps(
+            {
+                "type": "identify",
+                "messageId": message_id,
+                "userId": user_id,
+                "timestamp": at,
+                "traits": {**traits, "plan": "pro"},
+                "context": {"ip": "203.0.113.9", "traits": {"email": "x@example.com"}},
+            }
+        )
 
     lines = [
         identify("m1", "c1", "2026-10-20T10:00:00Z", email=" New@Example.com ", firstName="Anna"),
-        identify("m2", "c1", "2026-09-01T10:00:00Z", email="stale@example.com", last_name="Stale"),   # older than the CRM row
+        identify("m2", "c1", "2026-09-01T10:00:00Z", email="stale@example.com", last_name="Stale"),  # older than the CRM row
         identify("m3", "c2", "2026-10-21T10:00:00Z", email="web@example.com", name="Web Only"),
-        identify("m4", "c3", "2026-10-21T10:00:00Z"),                                                  # no contact traits
+        identify("m4", "c3", "2026-10-21T10:00:00Z"),  # no contact traits
     ]
     raw = spark.createDataFrame([(line, "test://identify") for line in lines], "raw string, source_file string")
-    ingest_lines(lake, raw, received_at=datetime(2026, 10, 22, tzinfo=timezone.utc), settings=EventSettings())
+    ingest_lines(lake, raw, received_at=datetime(2026, 10, 22, tzinfo=UTC), settings=EventSettings())
 
     customers = {r["external_id"]: r.asDict() for r in lake.read("customers").collect()}
     assert set(customers) == {"c1", "c2"} and all(c["customer_id"] == pid(e) for e, c in customers.items())
     c1 = customers["c1"]
-    assert (c1["email"], c1["first_name"], c1["last_name"]) == ("new@example.com", "Anna", "Old")   # newest value per field
+    assert (c1["email"], c1["first_name"], c1["last_name"]) == ("new@example.com", "Anna", "Old")  # newest value per field
     assert (c1["marketing_opt_in"], c1["source"], c1["country"], c1["signup_date"]) == (True, "crm", "DE", date(2025, 1, 1))
-    assert (customers["c2"]["email"], customers["c2"]["marketing_opt_in"], customers["c2"]["source"]) == ("web@example.com", None, "identify")
+    assert (customers["c2"]["email"], customers["c2"]["marketing_opt_in"], customers["c2"]["source"]) == (
+        "web@example.com",
+        None,
+        "identify",
+    )
     bronze = [r.asDict() for r in lake.read("events").collect()]
     text = json.dumps(bronze, default=str)
     assert not any(pii in text.lower() for pii in ("example.com", "anna", "stale", "web only", "203.0.113.9"))
@@ -304,8 +359,10 @@ def test_a_client_gone_mid_body_is_one_warning_and_stores_nothing(tmp_path, capl
     with caplog.at_level(logging.INFO), CollectorThread(app) as server:
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             auth = base64.b64encode(f"{KEY}:".encode()).decode()
-            sock.sendall(f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\n"
-                         "Content-Length: 5000\r\n\r\n{\"batch\": [".encode())
+            sock.sendall(
+                f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\n"
+                'Content-Length: 5000\r\n\r\n{"batch": ['.encode()
+            )
         # The next request is answered, so the one above has been handled.
         assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
         for _ in range(100):

@@ -1,8 +1,9 @@
 """The content snapshot (delta-rs, no Spark), the HTTP API on 127.0.0.1, merge fields and `content preview`."""
+
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pyarrow as pa
@@ -23,7 +24,7 @@ from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 AGO = NOW - timedelta(days=2)
 
 
@@ -46,51 +47,138 @@ def write_table(root, name, rows: list[dict], mode="overwrite"):
 
 
 def event(message_id, customer_id, name, at, **fields):
-    return {"message_id": message_id, "type": "track", "event": name, "customer_id": customer_id, "user_id": fields.pop("user_id", customer_id),
-            "timestamp": at, "received_at": at, "event_date": at.date(), **fields}
+    return {
+        "message_id": message_id,
+        "type": "track",
+        "event": name,
+        "customer_id": customer_id,
+        "user_id": fields.pop("user_id", customer_id),
+        "timestamp": at,
+        "received_at": at,
+        "event_date": at.date(),
+        **fields,
+    }
 
 
 @pytest.fixture(scope="module")
 def lake_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("content") / "lake")
     people = [
-        ("cust_loyal", "Ann", True), ("cust_cart", "Ben", True), ("cust_optout", "Cid", False),
-        ("cust_unsub", "Dee", True), ("cust_resub", "Eve", True), ("cust_held", "Fay", True),
+        ("cust_loyal", "Ann", True),
+        ("cust_cart", "Ben", True),
+        ("cust_optout", "Cid", False),
+        ("cust_unsub", "Dee", True),
+        ("cust_resub", "Eve", True),
+        ("cust_held", "Fay", True),
     ]
-    write_table(root, "customers", [
-        {"customer_id": c, "email": f"{c}@example.com", "first_name": n, "country": "DE", "marketing_opt_in": o, "source": "test",
-         "updated_at": AGO, "signup_date": date(2025, 1, 1)} for c, n, o in people
-    ])
-    write_table(root, "profile_features", [
-        {"customer_id": "cust_loyal", "frequency": 4, "last_category_viewed": "shoes", "as_of": NOW},
-        {"customer_id": "cust_cart", "frequency": 0, "has_open_cart": True, "last_category_viewed": "home", "as_of": NOW},
-        {"customer_id": "cust_optout", "frequency": 9, "last_category_viewed": "shoes", "as_of": NOW},
-        {"customer_id": "cust_unsub", "frequency": 9, "as_of": NOW},
-        {"customer_id": "cust_resub", "frequency": 9, "as_of": NOW},
-    ])
-    write_table(root, "segment_membership", [
-        {"segment": "cart_abandoned_48h", "customer_id": "cust_cart", "entered_at": AGO, "rule_version": "v1", "evaluated_at": NOW},
-    ])
-    write_table(root, "recommendations", [
-        {"customer_id": "cust_loyal", "rank": r, "product_id": f"prod_{r}", "product_name": f"Thing {r}", "category": "shoes",
-         "price": 10.0 * r, "score": 1.0 / r, "source": "cf", "generated_at": NOW} for r in range(1, 6)
-    ])
+    write_table(
+        root,
+        "customers",
+        [
+            {
+                "customer_id": c,
+                "email": f"{c}@example.com",
+                "first_name": n,
+                "country": "DE",
+                "marketing_opt_in": o,
+                "source": "test",
+                "updated_at": AGO,
+                "signup_date": date(2025, 1, 1),
+            }
+            for c, n, o in people
+        ],
+    )
+    write_table(
+        root,
+        "profile_features",
+        [
+            {"customer_id": "cust_loyal", "frequency": 4, "last_category_viewed": "shoes", "as_of": NOW},
+            {"customer_id": "cust_cart", "frequency": 0, "has_open_cart": True, "last_category_viewed": "home", "as_of": NOW},
+            {"customer_id": "cust_optout", "frequency": 9, "last_category_viewed": "shoes", "as_of": NOW},
+            {"customer_id": "cust_unsub", "frequency": 9, "as_of": NOW},
+            {"customer_id": "cust_resub", "frequency": 9, "as_of": NOW},
+        ],
+    )
+    write_table(
+        root,
+        "segment_membership",
+        [
+            {"segment": "cart_abandoned_48h", "customer_id": "cust_cart", "entered_at": AGO, "rule_version": "v1", "evaluated_at": NOW},
+        ],
+    )
+    write_table(
+        root,
+        "recommendations",
+        [
+            {
+                "customer_id": "cust_loyal",
+                "rank": r,
+                "product_id": f"prod_{r}",
+                "product_name": f"Thing {r}",
+                "category": "shoes",
+                "price": 10.0 * r,
+                "score": 1.0 / r,
+                "source": "cf",
+                "generated_at": NOW,
+            }
+            for r in range(1, 6)
+        ],
+    )
     add_props = json.dumps({"name": "Oak Lamp", "price": 45.0})
-    write_table(root, "events", [
-        # the cart was filled anonymously, then the device was linked to cust_cart
-        event("e1", "anon-1", "Product Added", AGO, user_id=None, anonymous_id="anon-1", product_id="prod_7", price=45.0, quantity=1, cart_id="cart1", properties_json=add_props),
-        event("e2", "anon-1", "Product Added", AGO + timedelta(minutes=1), user_id=None, anonymous_id="anon-1", product_id="prod_8", price=5.0, quantity=1, cart_id="cart1"),
-        event("e3", "anon-1", "Product Removed", AGO + timedelta(minutes=2), user_id=None, anonymous_id="anon-1", product_id="prod_8", cart_id="cart1"),
-        event("e4", "cust_unsub", "Unsubscribed", AGO),
-        event("e5", "cust_resub", "Unsubscribed", AGO - timedelta(days=5)),
-        event("e6", "cust_resub", "Subscribed", AGO),
-    ])
+    write_table(
+        root,
+        "events",
+        [
+            # the cart was filled anonymously, then the device was linked to cust_cart
+            event(
+                "e1",
+                "anon-1",
+                "Product Added",
+                AGO,
+                user_id=None,
+                anonymous_id="anon-1",
+                product_id="prod_7",
+                price=45.0,
+                quantity=1,
+                cart_id="cart1",
+                properties_json=add_props,
+            ),
+            event(
+                "e2",
+                "anon-1",
+                "Product Added",
+                AGO + timedelta(minutes=1),
+                user_id=None,
+                anonymous_id="anon-1",
+                product_id="prod_8",
+                price=5.0,
+                quantity=1,
+                cart_id="cart1",
+            ),
+            event(
+                "e3",
+                "anon-1",
+                "Product Removed",
+                AGO + timedelta(minutes=2),
+                user_id=None,
+                anonymous_id="anon-1",
+                product_id="prod_8",
+                cart_id="cart1",
+            ),
+            event("e4", "cust_unsub", "Unsubscribed", AGO),
+            event("e5", "cust_resub", "Unsubscribed", AGO - timedelta(days=5)),
+            event("e6", "cust_resub", "Subscribed", AGO),
+        ],
+    )
     write_table(root, "identity_links", [{"anonymous_id": "anon-1", "customer_id": "cust_cart", "linked_at": AGO, "is_active": True}])
     # The persisted global-holdout draw of the current epoch decides, not the hash fallback.
     epoch = holdout_epoch(parse_experiment_settings(load_settings(env={}).experiments), NOW)
-    write_table(root, "global_holdout", [
-        {"epoch": epoch, "customer_id": c, "stratum": "s", "is_holdout": c == "cust_held", "drawn_at": AGO} for c, _, _ in people
-    ] + [{"epoch": epoch, "customer_id": "cust_held", "stratum": "s", "is_holdout": True, "drawn_at": AGO}])
+    write_table(
+        root,
+        "global_holdout",
+        [{"epoch": epoch, "customer_id": c, "stratum": "s", "is_holdout": c == "cust_held", "drawn_at": AGO} for c, _, _ in people]
+        + [{"epoch": epoch, "customer_id": "cust_held", "stratum": "s", "is_holdout": True, "drawn_at": AGO}],
+    )
     return root
 
 
@@ -103,8 +191,12 @@ def test_consent_decides_who_is_personalized(service):
     customers = ("cust_loyal", "cust_cart", "cust_optout", "cust_unsub", "cust_resub", "cust_held", "cust_nobody")
     reasons = {c: service.decide(pid(c)).reason for c in customers}
     assert reasons == {
-        "cust_loyal": None, "cust_cart": None, "cust_resub": None,        # re-subscribed after the unsubscribe
-        "cust_optout": "no marketing opt-in", "cust_unsub": "unsubscribed after latest opt-in", "cust_nobody": "unknown customer",
+        "cust_loyal": None,
+        "cust_cart": None,
+        "cust_resub": None,  # re-subscribed after the unsubscribe
+        "cust_optout": "no marketing opt-in",
+        "cust_unsub": "unsubscribed after latest opt-in",
+        "cust_nobody": "unknown customer",
         "cust_held": "global holdout",
     }
 
@@ -122,9 +214,13 @@ def test_snapshot_holds_no_email_addresses(service):
 
 def test_api_answers_from_the_snapshot_and_refreshes(lake_root, service):
     with CollectorThread(create_app(service, refresh_in_background=False)) as server, httpx.Client(base_url=server.url) as client:
-        body = client.get("/v1/content/cust_loyal").json()   # the retailer's id: pseudonymized for the lookup
+        body = client.get("/v1/content/cust_loyal").json()  # the retailer's id: pseudonymized for the lookup
         assert body["personalized"] and body["tokens"]["first_name"] == "Ann" and body["customer_id"] == "cust_loyal"
-        assert {b["slot"]: b["block_id"] for b in body["blocks"]} == {"hero": "hero_category", "offer": "loyalty_offer", "products": "product_grid_recs"}
+        assert {b["slot"]: b["block_id"] for b in body["blocks"]} == {
+            "hero": "hero_category",
+            "offer": "loyalty_offer",
+            "products": "product_grid_recs",
+        }
         assert [p["product_id"] for p in body["tokens"]["recommended_products"]] == ["prod_1", "prod_2", "prod_3", "prod_4"]
         generic = client.get("/v1/content/cust_optout").json()
         assert not generic["personalized"] and generic["tokens"]["first_name"] == "there" and "Cid" not in json.dumps(generic)
@@ -133,7 +229,7 @@ def test_api_answers_from_the_snapshot_and_refreshes(lake_root, service):
         write_table(lake_root, "events", [event("e7", "cust_loyal", "Unsubscribed", NOW - timedelta(minutes=1))], mode="append")
         assert service.store.refresh()
         assert client.get("/v1/content/cust_loyal").json()["reason"] == "unsubscribed after latest opt-in"
-        assert not service.store.refresh()   # nothing moved since
+        assert not service.store.refresh()  # nothing moved since
 
 
 def test_merge_fields_and_preview_cli(lake_root, service, tmp_path):
@@ -153,12 +249,12 @@ def test_content_reads_of_first_names_are_logged(lake_root, service, tmp_path):
             return []
         return [r for r in DeltaTable(path).to_pyarrow_table().to_pylist() if r["action"].startswith("content")]
 
-    earlier = {r["access_id"] for r in logged()}   # other tests in this module serve and preview too
+    earlier = {r["access_id"] for r in logged()}  # other tests in this module serve and preview too
     with CollectorThread(create_app(service, refresh_in_background=False)) as server, httpx.Client(base_url=server.url) as client:
         for customer_id in ("cust_loyal", "cust_cart", "cust_optout"):
             assert client.get(f"/v1/content/{customer_id}").status_code == 200
     api = [(r["action"], r["rows"], r["tables"], r["customer_id"]) for r in logged() if r["access_id"] not in earlier]
-    assert api == [("content api", 3, "customers", None)]   # one record at shutdown for the three answers
+    assert api == [("content api", 3, "customers", None)]  # one record at shutdown for the three answers
     earlier = {r["access_id"] for r in logged()}
     assert main(["content", "preview", "cust_cart", "--lake", lake_root, "--out", str(tmp_path / "p.html"), "--at", NOW.isoformat()]) == 0
     [preview] = [r for r in logged() if r["access_id"] not in earlier]
@@ -169,7 +265,7 @@ def test_emails_rendered_for_the_lakes_customers_pass_the_client_support_audit(l
     out = tmp_path / "emails"
     assert main(["content", "render", "--lake", lake_root, "--out", str(out), "--at", NOW.isoformat()]) == 0
     emails = sorted(out.glob("*.html"))
-    assert len(emails) == 6   # every customer with a CRM record: personalized, generic and held out
+    assert len(emails) == 6  # every customer with a CRM record: personalized, generic and held out
     capsys.readouterr()
     assert main(["content", "audit", *map(str, emails)]) == 0
     report = capsys.readouterr().out

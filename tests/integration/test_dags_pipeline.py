@@ -6,13 +6,14 @@ One lake is built per module (generated events -> bronze -> identities -> profil
 CRM customers imported) and a signed-webhook contract server on 127.0.0.1 is the ESP. Tasks run
 in-process and reuse the session's SparkSession through lakecdp.spark.build_session.
 """
+
 from __future__ import annotations
 
 import csv
 import json
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -25,14 +26,17 @@ from tests.integration.airflow_conftest import DAGS, REPO, airflow_db, airflow_h
 
 pytestmark = pytest.mark.integration
 
-AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 RUN_KEY = "20261101T000000Z"
 SECRET = "dag-test-webhook-secret"
 PREDICTIVE = "likely_buyers"
 STALE_CUSTOMER = "planted_stale_recommendation"
 # Small enough to train in seconds: 2-day horizon and snapshot step, one candidate per model family.
 MODEL_SETTINGS = {
-    "horizon": "2d", "snapshot_step": "2d", "min_history": "3d", "train_snapshots": 2,
+    "horizon": "2d",
+    "snapshot_step": "2d",
+    "min_history": "3d",
+    "train_snapshots": 2,
     "clustering": {"k_max": 4, "n_init": 1},
     "intent": {"cv_folds": 2, "logistic_c": [1.0], "gbm_learning_rate": [0.1], "gbm_max_leaf_nodes": [15], "gbm_max_iter": 30},
 }
@@ -43,7 +47,9 @@ def write_conf(root: Path, webhook_url: str) -> Path:
     conf = root / "conf"
     shutil.copytree(REPO / "conf" / "base", conf / "base")
     segments = yaml.safe_load((REPO / "conf" / "base" / "segments.yaml").read_text())["segments"]
-    segments.append({"name": PREDICTIVE, "description": "top three intent deciles", "rule": {"profile": "intent_decile", "op": "<=", "value": 3}})
+    segments.append(
+        {"name": PREDICTIVE, "description": "top three intent deciles", "rule": {"profile": "intent_decile", "op": "<=", "value": 3}}
+    )
     local = {
         "lake": {"root": str(root / "lake")},
         "landing": {"root": str(root / "landing")},
@@ -51,9 +57,15 @@ def write_conf(root: Path, webhook_url: str) -> Path:
         "segments": segments,
         "models": MODEL_SETTINGS,
         "content": {"recommendations": {"catalog": str(root / "generated" / "catalog" / "products.csv")}},
-        "esp": {"destinations": {"webhook": {
-            "enabled": True, "url": f"{webhook_url}/lakecdp", "segments": [PREDICTIVE, "viewed_shoes_24h"],
-        }}},
+        "esp": {
+            "destinations": {
+                "webhook": {
+                    "enabled": True,
+                    "url": f"{webhook_url}/lakecdp",
+                    "segments": [PREDICTIVE, "viewed_shoes_24h"],
+                }
+            }
+        },
     }
     (conf / "local").mkdir()
     (conf / "local" / "test.yaml").write_text(yaml.safe_dump(local))
@@ -80,8 +92,17 @@ def build_lake(spark, settings, root: Path) -> None:
     refresh_profiles(lake, AS_OF)
     import_customers(lake, root / "generated" / "crm" / "customers.csv", clock=FrozenClock(AS_OF), report_path=root / "crm-rejects.csv")
     # Yesterday's build, which the score DAG must replace: one planted row no rebuild can produce.
-    stale = [{**dict.fromkeys(lake.spec("recommendations").columns), "customer_id": STALE_CUSTOMER, "rank": 1, "product_id": "prod_9999",
-              "score": 1.0, "source": "popular", "generated_at": AS_OF - timedelta(days=1)}]
+    stale = [
+        {
+            **dict.fromkeys(lake.spec("recommendations").columns),
+            "customer_id": STALE_CUSTOMER,
+            "rank": 1,
+            "product_id": "prod_9999",
+            "score": 1.0,
+            "source": "popular",
+            "generated_at": AS_OF - timedelta(days=1),
+        }
+    ]
     lake.append("recommendations", spark.createDataFrame(stale, lake.spec("recommendations").schema))
 
 
@@ -171,7 +192,7 @@ def test_score_writes_every_profile_and_refreshes_the_predictive_segment(pipelin
     scores = rows(lake, "profile_scores")
     assert {r["customer_id"] for r in scores} == {r["customer_id"] for r in rows(lake, "profile_features")}
     assert all(0.0 <= r["intent_probability"] <= 1.0 for r in scores)
-    assert {r["scored_at"].replace(tzinfo=timezone.utc) for r in scores} == {AS_OF}   # the interval's as-of, not now()
+    assert {r["scored_at"].replace(tzinfo=UTC) for r in scores} == {AS_OF}  # the interval's as-of, not now()
     top = {r["customer_id"] for r in scores if r["intent_decile"] <= 3}
     members = {r["customer_id"] for r in rows(lake, "segment_membership") if r["segment"] == PREDICTIVE}
     assert top and members == top
@@ -185,8 +206,8 @@ def test_score_rebuilds_recommendations_with_no_bought_or_out_of_stock_product(p
     assert states(run)["build_recommendations"] == "success"
     assert version(lake, "recommendations") > pipeline["recommendations_version"]
     recs = rows(lake, "recommendations")
-    assert STALE_CUSTOMER not in {r["customer_id"] for r in recs}   # replaced, not appended to
-    assert {r["generated_at"].replace(tzinfo=timezone.utc) for r in recs} == {AS_OF}
+    assert STALE_CUSTOMER not in {r["customer_id"] for r in recs}  # replaced, not appended to
+    assert {r["generated_at"].replace(tzinfo=UTC) for r in recs} == {AS_OF}
     profiles = {r["customer_id"] for r in rows(lake, "profile_features")}
     by_customer: dict[str, list[int]] = {}
     for r in recs:
@@ -196,7 +217,7 @@ def test_score_rebuilds_recommendations_with_no_bought_or_out_of_stock_product(p
     catalog = list(csv.DictReader((env / "generated" / "catalog" / "products.csv").open()))
     out_of_stock = {p["product_id"] for p in catalog if p["in_stock"] == "false"}
     assert out_of_stock and not out_of_stock & {r["product_id"] for r in recs}
-    orders = [r for r in rows(lake, "events") if r["event"] == "Order Completed" and r["timestamp"].replace(tzinfo=timezone.utc) < AS_OF]
+    orders = [r for r in rows(lake, "events") if r["event"] == "Order Completed" and r["timestamp"].replace(tzinfo=UTC) < AS_OF]
     bought = {(o["customer_id"], line["product_id"]) for o in orders for line in json.loads(o["properties_json"])["products"]}
     assert bought and not bought & {(r["customer_id"], r["product_id"]) for r in recs}
     sources = {r["source"] for r in recs}
@@ -300,7 +321,7 @@ def test_maintenance_erases_queued_customers_compacts_and_checkpoints(pipeline, 
 
 
 # ---- the real scheduler on a lake whose data does not reach the run's as-of (#23 item 6) --------------
-LATE = datetime(2026, 12, 1, tzinfo=timezone.utc)   # 30 days after the generated data ends
+LATE = datetime(2026, 12, 1, tzinfo=UTC)  # 30 days after the generated data ends
 
 
 def test_retrain_as_of_past_the_data_skips_with_the_reason(pipeline, env, dags, monkeypatch):
@@ -353,17 +374,20 @@ def test_score_as_of_long_after_the_newest_event_is_refused_before_profile_score
 
     assert run.state == "failed"
     assert states(run) == {
-        "check_inputs": "failed", "score_profiles": "upstream_failed", "quality_gate": "upstream_failed", "flag_drift": "upstream_failed",
-        "build_recommendations": "skipped",   # the events do not reach the as-of: the last build stays
-        "refresh_predictive_segments": "skipped",   # Airflow weighs a skipped upstream before a failed one
+        "check_inputs": "failed",
+        "score_profiles": "upstream_failed",
+        "quality_gate": "upstream_failed",
+        "flag_drift": "upstream_failed",
+        "build_recommendations": "skipped",  # the events do not reach the as-of: the last build stays
+        "refresh_predictive_segments": "skipped",  # Airflow weighs a skipped upstream before a failed one
     }
     assert version(lake_root, "profile_scores") == scores_version
     assert version(lake_root, "recommendations") == recommendations_version
-    assert {r["scored_at"].replace(tzinfo=timezone.utc) for r in rows(lake_root, "profile_scores")} == {AS_OF}
+    assert {r["scored_at"].replace(tzinfo=UTC) for r in rows(lake_root, "profile_scores")} == {AS_OF}
     assert len(asset_events("lakecdp_model_drift")) == drift_flags
     with pytest.raises(AirflowFailException) as refused:
         dags["lakecdp_score"].get_task("check_inputs").python_callable(data_interval_end=LATE)
-    newest = max(r["timestamp"] for r in rows(lake_root, "events")).replace(tzinfo=timezone.utc)
+    newest = max(r["timestamp"] for r in rows(lake_root, "events")).replace(tzinfo=UTC)
     message = str(refused.value)
     assert f"as-of {LATE.isoformat()}" in message and f"is at {newest.isoformat()}" in message
     assert "Fix: run with an as-of inside the data" in message and "profile_scores was not changed" in message
@@ -385,7 +409,7 @@ def s3_server(monkeypatch) -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
-    httpx.post(f"{url}/moto-api/reset")   # moto keeps one backend per process: start empty
+    httpx.post(f"{url}/moto-api/reset")  # moto keeps one backend per process: start empty
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(key, value)
     yield url
@@ -396,10 +420,15 @@ def test_s3_export_reports_every_request_it_made_and_an_empty_diff_skips(pipelin
     import boto3
 
     lake_root = copy_lake(env, "lake-s3", monkeypatch)
-    scenario_conf(env, "s3", {
-        "webhook": {"enabled": False},
-        "s3_drop": {"enabled": True, "bucket": "drop", "endpoint_url": s3_server, "format": "jsonl", "segments": [PREDICTIVE]},
-    }, monkeypatch)
+    scenario_conf(
+        env,
+        "s3",
+        {
+            "webhook": {"enabled": False},
+            "s3_drop": {"enabled": True, "bucket": "drop", "endpoint_url": s3_server, "format": "jsonl", "segments": [PREDICTIVE]},
+        },
+        monkeypatch,
+    )
     s3 = boto3.client("s3", endpoint_url=s3_server)
     s3.create_bucket(Bucket="drop")
     before = set((lake_root / "_export_reports").glob("*.json"))
@@ -411,7 +440,7 @@ def test_s3_export_reports_every_request_it_made_and_an_empty_diff_skips(pipelin
     report = json.loads(path.read_text())
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="drop")["Contents"]]
     parts = [k for k in keys if "/part-" in k]
-    assert parts and len(keys) == len(parts) + 1   # and the manifest
+    assert parts and len(keys) == len(parts) + 1  # and the manifest
     # A put per part, then the manifest: one list, a head per part, one put (no retry against a local server).
     assert report["requests"] == {"s3_drop": 2 * len(parts) + 2}
     assert sum(sum(c["sent"].values()) for c in report["destinations"]["s3_drop"].values()) > 0

@@ -3,6 +3,7 @@
 One run serves every test: each step's result line, the lake it leaves, what reached the local
 ESP stand-ins, the report in headless Chromium, and a planted-PII scan of everything it printed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,7 +17,6 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from lakecdp.demo import SUMMARY_TABLES
 from lakecdp.demo.run import NIGHTLY, SPARK_LOG
 from lakecdp.observe.report import PLOTS
 from tests.browser import missing_browser, render_report
@@ -24,19 +24,44 @@ from tests.browser import missing_browser, render_report
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-END = "2026-11-01T00:00:00Z"   # the demo's frozen now: no wall clock in what the tests compare
-STEPS = ("generate", "local services", "history drop", "CRM import", "stream", "live", "airflow", *NIGHTLY,
-         "triggers", "content", "experiment", "report")
+END = "2026-11-01T00:00:00Z"  # the demo's frozen now: no wall clock in what the tests compare
+STEPS = (
+    "generate",
+    "local services",
+    "history drop",
+    "CRM import",
+    "stream",
+    "live",
+    "airflow",
+    *NIGHTLY,
+    "triggers",
+    "content",
+    "experiment",
+    "report",
+)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "LAKECDP__LAKE__ROOT": str(root / "lake"), "LAKECDP__LANDING__ROOT": str(root / "landing"),
-           "LAKECDP__DEMO__CUSTOMERS": "300", "LAKECDP__DEMO__DAYS": "24", "LAKECDP__DEMO__END": END, "LAKECDP_LOG_LEVEL": "INFO",
-           "LAKECDP_PROGRESS": "0"}
-    done = subprocess.run([sys.executable, "-m", "lakecdp.cli", "demo", "--out", str(root / "out")], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=1200)
+    env = {
+        **os.environ,
+        "LAKECDP__LAKE__ROOT": str(root / "lake"),
+        "LAKECDP__LANDING__ROOT": str(root / "landing"),
+        "LAKECDP__DEMO__CUSTOMERS": "300",
+        "LAKECDP__DEMO__DAYS": "24",
+        "LAKECDP__DEMO__END": END,
+        "LAKECDP_LOG_LEVEL": "INFO",
+        "LAKECDP_PROGRESS": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "lakecdp.cli", "demo", "--out", str(root / "out")],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return {"root": root, "lake": root / "lake", "out": root / "out", "stdout": done.stdout, "stderr": done.stderr}
 
@@ -72,8 +97,12 @@ def test_spark_console_output_goes_to_its_log_not_between_the_step_lines(demo):
 
 
 def test_every_landed_line_is_in_events_or_quarantine_once(demo):
-    landed = [line for path in sorted((demo["root"] / "landing" / "demo" / "events").glob("*.jsonl"))
-              for line in path.read_text().splitlines() if line.strip()]
+    landed = [
+        line
+        for path in sorted((demo["root"] / "landing" / "demo" / "events").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
     events = rows(demo["lake"], "events", ["message_id", "source_file"])
     quarantined = rows(demo["lake"], "quarantine", ["reason"])
     assert len(events) + len(quarantined) == len(landed)
@@ -124,7 +153,7 @@ def test_the_report_renders_every_plot_in_chromium(demo):
 
 def test_nothing_the_demo_prints_names_a_customer(demo):
     """stdout and stderr at INFO (Airflow's included) and Spark's log scanned for every email and name of the CRM file."""
-    assert "INFO lakecdp" in demo["stderr"]   # the scan reads lakecdp's own log lines, not an empty stream
+    assert "INFO lakecdp" in demo["stderr"]  # the scan reads lakecdp's own log lines, not an empty stream
     with open(demo["root"] / "landing" / "demo" / "generated" / "crm" / "customers.csv", newline="") as crm:
         people = list(csv.DictReader(crm))
     needles = {p["email"] for p in people if p["email"]} | {f"{p['first_name']} {p['last_name']}" for p in people}

@@ -1,6 +1,7 @@
 """Erasure reaches the ESPs: export to every contract server on 127.0.0.1 (S3 on moto's real server),
 erase a customer, and find them at no server; an ESP that fails keeps the request queued until it recovers.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
-KEPT = "c000"   # contactable, exported everywhere, never erased
+KEPT = "c000"  # contactable, exported everywhere, never erased
 S3_OUTCOME = "not supported: a file drop cannot recall files already delivered; ask the importer to delete the customer"
 
 
@@ -46,16 +47,20 @@ def world(spark, tmp_path_factory):
         "mailchimp": MailchimpServer(api_key=SECRETS["LAKECDP_TEST_MAILCHIMP_KEY"], list_id="aud1"),
         "klaviyo": KlaviyoServer(api_key=SECRETS["LAKECDP_TEST_KLAVIYO_KEY"]),
         "braze": BrazeServer(api_key=SECRETS["LAKECDP_TEST_BRAZE_KEY"]),
-        "sfmc": SfmcServer(client_id=SECRETS["LAKECDP_TEST_SFMC_ID"], client_secret=SECRETS["LAKECDP_TEST_SFMC_SECRET"],
-                           data_extension_key="lakecdp_members"),
+        "sfmc": SfmcServer(
+            client_id=SECRETS["LAKECDP_TEST_SFMC_ID"],
+            client_secret=SECRETS["LAKECDP_TEST_SFMC_SECRET"],
+            data_extension_key="lakecdp_members",
+        ),
         "webhook": WebhookServer(secret=SECRETS["LAKECDP_TEST_WEBHOOK_SECRET"]),
     }
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
-    httpx.post(f"http://{host}:{port}/moto-api/reset")   # moto keeps one backend per process: start empty
-    s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    httpx.post(f"http://{host}:{port}/moto-api/reset")  # moto keeps one backend per process: start empty
+    s3 = boto3.client(
+        "s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     s3.create_bucket(Bucket="lakecdp-drop")
     for server in servers.values():
         server.start()
@@ -85,8 +90,10 @@ def held_by(world: World, customer_id: str) -> dict[str, bool]:
 
 
 def local_rows(world: World, customer_id: str) -> dict[str, int]:
-    return {name: world.lake.read(name).filter(F.col("customer_id") == pid(customer_id)).count()
-            for name in ("customers", "segment_membership", "export_log")}
+    return {
+        name: world.lake.read(name).filter(F.col("customer_id") == pid(customer_id)).count()
+        for name in ("customers", "segment_membership", "export_log")
+    }
 
 
 def pii_of(customer_id: str) -> list[str]:
@@ -107,13 +114,17 @@ def test_an_erased_customer_is_deleted_at_every_esp_with_a_pii_free_proof(world)
     [proof] = erase(world, "c006", AS_OF)
 
     assert proof.esp_outcomes == {
-        "mailchimp": "deleted", "klaviyo": "deletion requested", "braze": "deletion requested",
-        "sfmc": "deletion requested", "webhook": "notified", "s3_drop": S3_OUTCOME,
+        "mailchimp": "deleted",
+        "klaviyo": "deletion requested",
+        "braze": "deletion requested",
+        "sfmc": "deletion requested",
+        "webhook": "notified",
+        "s3_drop": S3_OUTCOME,
     }
     assert held_by(world, "c006") == dict.fromkeys(world.servers, False)
     assert all(held_by(world, KEPT).values()), "other customers stay at every ESP"
     assert world.servers["webhook"].erased == {"c006"}
-    assert world.servers["klaviyo"].deletion_jobs[klaviyo_jobs:] == ["id", "email"]   # our profile, then any with the address
+    assert world.servers["klaviyo"].deletion_jobs[klaviyo_jobs:] == ["id", "email"]  # our profile, then any with the address
     assert world.servers["sfmc"].contact_deletes[sfmc_deletes:] == [["c006"]]
     [record] = [r.asDict() for r in world.lake.read("erasure_log").collect() if r.request_id == proof.request_id]
     assert json.loads(record["esp_outcomes_json"]) == proof.esp_outcomes
@@ -158,11 +169,15 @@ def test_a_failing_esp_keeps_the_request_queued_and_the_lake_untouched_until_a_r
 
 
 def test_a_customer_without_an_address_is_still_erased_where_an_esp_knows_them_by_id(world):
-    [proof] = erase(world, "c005", AS_OF + timedelta(hours=3))   # no email: never exported
+    [proof] = erase(world, "c005", AS_OF + timedelta(hours=3))  # no email: never exported
 
     assert proof.esp_outcomes == {
-        "mailchimp": "not found", "klaviyo": "not found", "braze": "not found",
-        "sfmc": "deletion requested", "webhook": "notified", "s3_drop": S3_OUTCOME,
+        "mailchimp": "not found",
+        "klaviyo": "not found",
+        "braze": "not found",
+        "sfmc": "deletion requested",
+        "webhook": "notified",
+        "s3_drop": S3_OUTCOME,
     }
     [notice] = [json.loads(r.body) for r in world.servers["webhook"].requests if b'"c005"' in r.body]
     assert notice == {"destination": "webhook", "event": "customer.erased", "customer_id": "c005", "email_sha256": None}

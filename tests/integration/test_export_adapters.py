@@ -1,10 +1,11 @@
 """Each ESP adapter against its contract server on 127.0.0.1 (and S3 against moto's real server)."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import httpx
@@ -23,7 +24,7 @@ from lakecdp.sandbox.scenario import SECRETS, destinations, email_of
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 ATTRIBUTES = {"first_name": "Ada", "last_name": None, "country": "GB", "city": "London"}
 INVALID, FLAKY = "c003", "c005"
 
@@ -50,18 +51,23 @@ def outcomes(result) -> dict[str, tuple[bool, str | None]]:
 
 
 def test_mailchimp_partial_failures_are_retried_row_by_row_and_never_exceed_10_connections():
-    with MailchimpServer(api_key=SECRETS["LAKECDP_TEST_MAILCHIMP_KEY"], list_id="aud1", invalid_emails=[email_of(INVALID)],
-                         flaky_emails=[email_of(FLAKY)], latency=0.03) as server:
+    with MailchimpServer(
+        api_key=SECRETS["LAKECDP_TEST_MAILCHIMP_KEY"],
+        list_id="aud1",
+        invalid_emails=[email_of(INVALID)],
+        flaky_emails=[email_of(FLAKY)],
+        latency=0.03,
+    ) as server:
         adapter = adapter_for("mailchimp", server.url)
         ms = members(8, lambda c: mailchimp_subscriber_hash(email_of(c)))
         result = send_with_row_retry(adapter, batch(ms))
         assert outcomes(result)[INVALID] == (False, "ERROR_GENERIC: <email> looks fake or invalid, please enter a real email address.")
-        assert all(ok for cid, (ok, _) in outcomes(result).items() if cid != INVALID)   # the flaky one succeeded alone
-        assert server.batch_sizes == [8, 1, 1]                                           # two row-by-row retries
+        assert all(ok for cid, (ok, _) in outcomes(result).items() if cid != INVALID)  # the flaky one succeeded alone
+        assert server.batch_sizes == [8, 1, 1]  # two row-by-row retries
         assert server.tagged("lakecdp_cart_abandoned_48h") == {email_of(m.customer_id) for m in ms if m.customer_id != INVALID}
 
         untagged = send_with_row_retry(adapter, batch(removes(ms[:4]), REMOVE, seq=1))
-        assert all(ok for ok, _ in outcomes(untagged).values())                          # c003 was never added: a 404, fine
+        assert all(ok for ok, _ in outcomes(untagged).values())  # c003 was never added: a 404, fine
         assert email_of("c000") not in server.tagged("lakecdp_cart_abandoned_48h")
 
         # 24 callers at once: the adapter still keeps at most 10 requests open.
@@ -73,8 +79,12 @@ def test_mailchimp_partial_failures_are_retried_row_by_row_and_never_exceed_10_c
 
 
 def test_klaviyo_job_errors_name_the_profile_and_429_retry_after_is_honoured():
-    with KlaviyoServer(api_key=SECRETS["LAKECDP_TEST_KLAVIYO_KEY"], invalid_emails=[email_of(INVALID)],
-                       flaky_emails=[email_of(FLAKY)], polls_until_complete=2) as server:
+    with KlaviyoServer(
+        api_key=SECRETS["LAKECDP_TEST_KLAVIYO_KEY"],
+        invalid_emails=[email_of(INVALID)],
+        flaky_emails=[email_of(FLAKY)],
+        polls_until_complete=2,
+    ) as server:
         server.inject("POST", "/api/profile-bulk-import-jobs", Response(429, {"errors": []}, headers={"Retry-After": "1"}))
         adapter = adapter_for("klaviyo", server.url)
         ms = members(8, lambda c: c)
@@ -82,7 +92,7 @@ def test_klaviyo_job_errors_name_the_profile_and_429_retry_after_is_honoured():
         assert outcomes(result)[INVALID] == (False, "invalid: Invalid input. - Invalid email address <email>")
         assert sum(ok for ok, _ in outcomes(result).values()) == 7
         posts = [r.arrived_at for r in server.requests if r.method == "POST"]
-        assert posts[1] - posts[0] >= 0.95                                  # waited what Retry-After said
+        assert posts[1] - posts[0] >= 0.95  # waited what Retry-After said
         assert server.members_of("L0") == {m.customer_id for m in ms} - {INVALID}
 
         left = send_with_row_retry(adapter, batch(removes(ms[:2] + (Member("c999", REMOVE, "c999", "h"),)), REMOVE, seq=1))
@@ -95,26 +105,35 @@ def test_klaviyo_server_fails_requests_that_break_the_openapi_contract():
     with KlaviyoServer(api_key="k") as server:
         url = f"{server.url}/api/profile-bulk-import-jobs"
         auth = {"Authorization": "Klaviyo-API-Key k", "Content-Type": "application/vnd.api+json"}
-        good = {"data": {"type": "profile-bulk-import-job", "attributes": {"profiles": {"data": [{"type": "profile", "attributes": {"email": "a@b.co"}}]}}}}
+        good = {
+            "data": {
+                "type": "profile-bulk-import-job",
+                "attributes": {"profiles": {"data": [{"type": "profile", "attributes": {"email": "a@b.co"}}]}},
+            }
+        }
         no_revision = httpx.post(url, headers=auth, content=json.dumps(good))
         bad_body = httpx.post(url, headers={**auth, "revision": "2026-07-15"}, content=json.dumps({"data": {"type": "profile"}}))
-        wrong_media = httpx.post(url, headers={**auth, "revision": "2026-07-15", "Content-Type": "application/json"}, content=json.dumps(good))
+        wrong_media = httpx.post(
+            url, headers={**auth, "revision": "2026-07-15", "Content-Type": "application/json"}, content=json.dumps(good)
+        )
         ok = httpx.post(url, headers={**auth, "revision": "2026-07-15"}, content=json.dumps(good))
     assert [no_revision.status_code, bad_body.status_code, wrong_media.status_code, ok.status_code] == [400, 400, 415, 202]
     assert len(server.violations) == 3 and "revision" in server.violations[0] and "schema" in server.violations[1]
 
 
 def test_braze_reads_x_ratelimit_reset_and_reports_non_fatal_errors_by_index():
-    with BrazeServer(api_key=SECRETS["LAKECDP_TEST_BRAZE_KEY"], invalid_emails=[email_of(INVALID)], flaky_emails=[email_of(FLAKY)]) as server:
+    with BrazeServer(
+        api_key=SECRETS["LAKECDP_TEST_BRAZE_KEY"], invalid_emails=[email_of(INVALID)], flaky_emails=[email_of(FLAKY)]
+    ) as server:
         clock, slept = FrozenClock(NOW), []
-        server.clock = clock   # the server's epoch seconds and the client's agree, both frozen
+        server.clock = clock  # the server's epoch seconds and the client's agree, both frozen
         reset = str(int(clock.now().timestamp()) + 2)
         server.inject("POST", "/users/track", Response(429, {"message": "Too Many Requests"}, headers={"X-RateLimit-Reset": reset}))
         adapter = adapter_for("braze", server.url, Runtime(env=SECRETS, clock=clock, sleep=slept.append))
         ms = members(6, lambda c: c)
         result = send_with_row_retry(adapter, batch(ms))
         assert outcomes(result)[INVALID] == (False, "'email' is not a valid email address")
-        assert 2.0 in slept   # waited until X-RateLimit-Reset, 2 s after the 429 by the shared clock
+        assert 2.0 in slept  # waited until X-RateLimit-Reset, 2 s after the 429 by the shared clock
         assert server.in_segment("lakecdp_segments", "cart_abandoned_48h") == {m.customer_id for m in ms} - {INVALID}
         assert server.users["c000"]["email_subscribe"] == "opted_in" and server.users["c000"]["home_city"] == "London"
         send_with_row_retry(adapter, batch(removes(ms[:2]), REMOVE, seq=1))
@@ -123,8 +142,13 @@ def test_braze_reads_x_ratelimit_reset_and_reports_non_fatal_errors_by_index():
 
 
 def test_sfmc_renews_a_revoked_token_and_attributes_row_errors_row_by_row():
-    with SfmcServer(client_id=SECRETS["LAKECDP_TEST_SFMC_ID"], client_secret=SECRETS["LAKECDP_TEST_SFMC_SECRET"],
-                    data_extension_key="lakecdp_members", invalid_emails=[email_of(INVALID)], polls_until_complete=2) as server:
+    with SfmcServer(
+        client_id=SECRETS["LAKECDP_TEST_SFMC_ID"],
+        client_secret=SECRETS["LAKECDP_TEST_SFMC_SECRET"],
+        data_extension_key="lakecdp_members",
+        invalid_emails=[email_of(INVALID)],
+        polls_until_complete=2,
+    ) as server:
         adapter = adapter_for("sfmc", server.url)
         ms = members(6, lambda c: c)
         result = send_with_row_retry(adapter, batch(ms))
@@ -133,7 +157,7 @@ def test_sfmc_renews_a_revoked_token_and_attributes_row_errors_row_by_row():
         server.revoke_tokens()
         send_with_row_retry(adapter, batch(removes(ms[:2]), REMOVE, seq=1))
         assert server.members("cart_abandoned_48h") == {m.customer_id for m in ms[2:]} - {INVALID}
-        assert server.rows[("c000", "cart_abandoned_48h")].get("EmailAddress") == email_of("c000")   # a remove sends no address
+        assert server.rows[("c000", "cart_abandoned_48h")].get("EmailAddress") == email_of("c000")  # a remove sends no address
         assert server.tokens_issued == 2 and server.violations == []
 
 
@@ -145,7 +169,7 @@ def test_webhook_is_signed_and_a_resent_batch_is_delivered_once():
         assert outcomes(first) == outcomes(again) and outcomes(first)[INVALID] == (False, "unknown recipient")
         assert set(server.deliveries.values()) == {1} and server.replays >= 2
         body = server.requests[0].body.decode()
-        assert "@" not in body and email_sha256(email_of("c000")) in body    # identifier: normalized SHA-256 only
+        assert "@" not in body and email_sha256(email_of("c000")) in body  # identifier: normalized SHA-256 only
         assert server.violations == []
 
 
@@ -176,7 +200,7 @@ def s3_server():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    httpx.post(f"http://{host}:{port}/moto-api/reset")   # moto keeps one backend per process: start empty
+    httpx.post(f"http://{host}:{port}/moto-api/reset")  # moto keeps one backend per process: start empty
     yield f"http://{host}:{port}"
     server.stop()
 
@@ -187,7 +211,7 @@ def test_s3_drop_writes_encrypted_parts_and_a_manifest_with_checksums(s3_server)
     adapter = adapter_for("s3_drop", s3_server, format="jsonl")
     ms = members(5, lambda c: email_sha256(email_of(c)))
     parts = [adapter.send(batch(ms[:3])), adapter.send(batch(ms[3:], seq=1)), adapter.send(batch(removes(ms[:1]), REMOVE, seq=2))]
-    adapter.send(batch(ms[:3]))                                  # a resend overwrites its own part
+    adapter.send(batch(ms[:3]))  # a resend overwrites its own part
     adapter.finish(parts)
     prefix = "lakecdp/exports/s3_drop/cart_abandoned_48h/run1"
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="lakecdp-drop", Prefix=prefix)["Contents"])
@@ -200,5 +224,5 @@ def test_s3_drop_writes_encrypted_parts_and_a_manifest_with_checksums(s3_server)
         assert hashlib.sha256(body).hexdigest() == entry["sha256"] and len(body) == entry["bytes"]
         assert data["ServerSideEncryption"] == "AES256"
         rows = [json.loads(line) for line in body.decode().splitlines()]
-        assert all("@" not in json.dumps(row) for row in rows)   # identifier email_sha256: no address in the file
+        assert all("@" not in json.dumps(row) for row in rows)  # identifier email_sha256: no address in the file
     adapter.close()

@@ -1,7 +1,8 @@
 """Consent and the diff as pure transforms on tiny inline DataFrames (real Spark)."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pyspark.sql import functions as F
@@ -22,7 +23,7 @@ from lakecdp.lake.tables import table
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
 
 def customers(spark, rows):
@@ -35,84 +36,153 @@ def consent_events(spark, rows):
 
 
 def test_consent_blocks_each_reason_and_a_later_opt_in_restores(spark):
-    people = customers(spark, [
-        ("ok", " Ada@Example.com ", True),
-        ("no_opt_in", "b@example.com", False),
-        ("opt_in_unknown", "c@example.com", None),
-        ("no_email", None, True),
-        ("bad_email", "not-an-address", True),
-        ("unsubscribed", "d@example.com", True),
-        ("resubscribed", "e@example.com", True),
-        ("bounced", "F@example.com", True),
-    ])
-    events = consent_events(spark, [
-        ("unsubscribed", "Subscribed", T0), ("unsubscribed", "Unsubscribed", T0 + timedelta(days=1)),
-        ("resubscribed", "Unsubscribed", T0), ("resubscribed", "Subscribed", T0 + timedelta(days=1)),
-        ("ok", "Product Viewed", T0 + timedelta(days=2)),
-    ])
-    suppressions = spark.createDataFrame([(email_sha256("f@example.com"), None, "bounced", "mailchimp", T0)], schema=table("export_suppressions").schema)
+    people = customers(
+        spark,
+        [
+            ("ok", " Ada@Example.com ", True),
+            ("no_opt_in", "b@example.com", False),
+            ("opt_in_unknown", "c@example.com", None),
+            ("no_email", None, True),
+            ("bad_email", "not-an-address", True),
+            ("unsubscribed", "d@example.com", True),
+            ("resubscribed", "e@example.com", True),
+            ("bounced", "F@example.com", True),
+        ],
+    )
+    events = consent_events(
+        spark,
+        [
+            ("unsubscribed", "Subscribed", T0),
+            ("unsubscribed", "Unsubscribed", T0 + timedelta(days=1)),
+            ("resubscribed", "Unsubscribed", T0),
+            ("resubscribed", "Subscribed", T0 + timedelta(days=1)),
+            ("ok", "Product Viewed", T0 + timedelta(days=2)),
+        ],
+    )
+    suppressions = spark.createDataFrame(
+        [(email_sha256("f@example.com"), None, "bounced", "mailchimp", T0)], schema=table("export_suppressions").schema
+    )
     result = consent_status(people, events, suppressions, opt_in_events=["Subscribed"], opt_out_events=["Unsubscribed"])
-    expected = spark.createDataFrame([
-        ("ok", "ada@example.com", None), ("no_opt_in", "b@example.com", "no marketing opt-in"),
-        ("opt_in_unknown", "c@example.com", "no marketing opt-in"), ("no_email", None, "no valid email"),
-        ("bad_email", None, "no valid email"), ("unsubscribed", "d@example.com", "unsubscribed after latest opt-in"),
-        ("resubscribed", "e@example.com", None), ("bounced", "f@example.com", "suppressed: bounced"),
-    ], "customer_id string, email_norm string, block_reason string")
+    expected = spark.createDataFrame(
+        [
+            ("ok", "ada@example.com", None),
+            ("no_opt_in", "b@example.com", "no marketing opt-in"),
+            ("opt_in_unknown", "c@example.com", "no marketing opt-in"),
+            ("no_email", None, "no valid email"),
+            ("bad_email", None, "no valid email"),
+            ("unsubscribed", "d@example.com", "unsubscribed after latest opt-in"),
+            ("resubscribed", "e@example.com", None),
+            ("bounced", "f@example.com", "suppressed: bounced"),
+        ],
+        "customer_id string, email_norm string, block_reason string",
+    )
     assertDataFrameEqual(result.select("customer_id", "email_norm", "block_reason"), expected, checkRowOrder=False)
 
 
 def log_rows(spark, rows):
     """(batch, customer, action, state, payload_hash, retryable, planned_day) -> export_log rows for destination d, segment s."""
     full = [
-        ("run", "d", "s", batch, 0, "upsert", batch, cid, action, f"id-{cid}", payload, state, None if state != "failed" else "why",
-         retryable, None, T0 + timedelta(days=day), T0 + timedelta(days=day))
+        (
+            "run",
+            "d",
+            "s",
+            batch,
+            0,
+            "upsert",
+            batch,
+            cid,
+            action,
+            f"id-{cid}",
+            payload,
+            state,
+            None if state != "failed" else "why",
+            retryable,
+            None,
+            T0 + timedelta(days=day),
+            T0 + timedelta(days=day),
+        )
         for batch, cid, action, state, payload, retryable, day in rows
     ]
     return spark.createDataFrame(full, schema=table("export_log").schema)
 
 
 def test_the_diff_creates_updates_removes_and_holds_permanent_failures(spark):
-    log = log_rows(spark, [
-        ("b1", "same", "create", "pending", "h1", None, 0), ("b1", "same", "create", "sent", "h1", None, 0),
-        ("b1", "changed", "create", "pending", "h1", None, 0), ("b1", "changed", "create", "sent", "h1", None, 0),
-        ("b1", "left", "create", "pending", "h1", None, 0), ("b1", "left", "create", "sent", "h1", None, 0),
-        ("b1", "gone_before", "create", "sent", "h1", None, 0), ("b2", "gone_before", "remove", "sent", "h1", None, 1),
-        ("b1", "bad", "create", "pending", "h1", None, 0), ("b1", "bad", "create", "failed", "h1", False, 0),
-        ("b1", "flaky", "create", "pending", "h1", None, 0), ("b1", "flaky", "create", "failed", "h1", True, 0),
-        ("b3", "in_flight", "create", "pending", "h1", None, 2),   # an unfinished batch counts as held there
-    ])
-    desired = spark.createDataFrame([
-        ("d", "s", "same", "id-same", "h1", "same@x.co"), ("d", "s", "changed", "id-changed", "h2", "changed@x.co"),
-        ("d", "s", "new", "id-new", "h1", "new@x.co"), ("d", "s", "bad", "id-bad", "h1", "bad@x.co"),
-        ("d", "s", "flaky", "id-flaky", "h1", "flaky@x.co"), ("d", "s", "gone_before", "id-gone_before", "h1", "g@x.co"),
-        ("d", "s", "in_flight", "id-in_flight", "h1", "i@x.co"),
-    ], "destination string, segment string, customer_id string, identifier string, payload_hash string, email_norm string")
+    log = log_rows(
+        spark,
+        [
+            ("b1", "same", "create", "pending", "h1", None, 0),
+            ("b1", "same", "create", "sent", "h1", None, 0),
+            ("b1", "changed", "create", "pending", "h1", None, 0),
+            ("b1", "changed", "create", "sent", "h1", None, 0),
+            ("b1", "left", "create", "pending", "h1", None, 0),
+            ("b1", "left", "create", "sent", "h1", None, 0),
+            ("b1", "gone_before", "create", "sent", "h1", None, 0),
+            ("b2", "gone_before", "remove", "sent", "h1", None, 1),
+            ("b1", "bad", "create", "pending", "h1", None, 0),
+            ("b1", "bad", "create", "failed", "h1", False, 0),
+            ("b1", "flaky", "create", "pending", "h1", None, 0),
+            ("b1", "flaky", "create", "failed", "h1", True, 0),
+            ("b3", "in_flight", "create", "pending", "h1", None, 2),  # an unfinished batch counts as held there
+        ],
+    )
+    desired = spark.createDataFrame(
+        [
+            ("d", "s", "same", "id-same", "h1", "same@x.co"),
+            ("d", "s", "changed", "id-changed", "h2", "changed@x.co"),
+            ("d", "s", "new", "id-new", "h1", "new@x.co"),
+            ("d", "s", "bad", "id-bad", "h1", "bad@x.co"),
+            ("d", "s", "flaky", "id-flaky", "h1", "flaky@x.co"),
+            ("d", "s", "gone_before", "id-gone_before", "h1", "g@x.co"),
+            ("d", "s", "in_flight", "id-in_flight", "h1", "i@x.co"),
+        ],
+        "destination string, segment string, customer_id string, identifier string, payload_hash string, email_norm string",
+    )
     for column in ("first_name", "last_name", "country", "city"):
         desired = desired.withColumn(column, F.lit(None).cast("string"))
     effective = effective_log(log)
     changes = plan_changes(desired, export_baseline(effective), permanent_failures(effective))
     got = changes.select("customer_id", "action", "identifier", "email_norm", "is_held")
-    expected = spark.createDataFrame([
-        ("changed", "update", "id-changed", "changed@x.co", False), ("new", "create", "id-new", "new@x.co", False),
-        ("left", "remove", "id-left", None, False), ("bad", "create", "id-bad", "bad@x.co", True),
-        ("flaky", "create", "id-flaky", "flaky@x.co", False), ("gone_before", "create", "id-gone_before", "g@x.co", False),
-    ], "customer_id string, action string, identifier string, email_norm string, is_held boolean")
+    expected = spark.createDataFrame(
+        [
+            ("changed", "update", "id-changed", "changed@x.co", False),
+            ("new", "create", "id-new", "new@x.co", False),
+            ("left", "remove", "id-left", None, False),
+            ("bad", "create", "id-bad", "bad@x.co", True),
+            ("flaky", "create", "id-flaky", "flaky@x.co", False),
+            ("gone_before", "create", "id-gone_before", "g@x.co", False),
+        ],
+        "customer_id string, action string, identifier string, email_norm string, is_held boolean",
+    )
     assertDataFrameEqual(got, expected, checkRowOrder=False)
 
     full = plan_changes(desired, export_baseline(effective), permanent_failures(effective), full=True)
     assert {r["customer_id"]: r["action"] for r in full.filter(~F.col("is_held")).collect()} == {
-        "same": "update", "changed": "update", "new": "create", "left": "remove", "bad": "create",
-        "flaky": "create", "gone_before": "create", "in_flight": "update",
+        "same": "update",
+        "changed": "update",
+        "new": "create",
+        "left": "remove",
+        "bad": "create",
+        "flaky": "create",
+        "gone_before": "create",
+        "in_flight": "update",
     }
 
 
 def test_routing_gives_each_destination_its_own_identifier(spark):
-    membership = spark.createDataFrame([("s", "c1", T0, "v1", None, T0), ("s", "ghost", T0, "v1", None, T0)], schema=table("segment_membership").schema)
-    consent = consent_status(customers(spark, [("c1", "A@x.co", True)]), consent_events(spark, []),
-                             spark.createDataFrame([], schema=table("export_suppressions").schema),
-                             opt_in_events=["Subscribed"], opt_out_events=["Unsubscribed"])
-    targets = spark.createDataFrame([("mc", "s", "subscriber_hash"), ("hook", "s", "email_sha256"), ("braze", "s", "customer_id")],
-                                    "destination string, segment string, identifier_kind string")
+    membership = spark.createDataFrame(
+        [("s", "c1", T0, "v1", None, T0), ("s", "ghost", T0, "v1", None, T0)], schema=table("segment_membership").schema
+    )
+    consent = consent_status(
+        customers(spark, [("c1", "A@x.co", True)]),
+        consent_events(spark, []),
+        spark.createDataFrame([], schema=table("export_suppressions").schema),
+        opt_in_events=["Subscribed"],
+        opt_out_events=["Unsubscribed"],
+    )
+    targets = spark.createDataFrame(
+        [("mc", "s", "subscriber_hash"), ("hook", "s", "email_sha256"), ("braze", "s", "customer_id")],
+        "destination string, segment string, identifier_kind string",
+    )
     routed = with_identifier(route_to_destinations(segment_audience(membership, consent, ["s"]), targets))
     got = {(r["destination"], r["customer_id"]): (r["identifier"], r["block_reason"]) for r in routed.collect()}
     assert got[("mc", "c1")] == (mailchimp_subscriber_hash("a@x.co"), None)

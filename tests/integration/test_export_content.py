@@ -2,6 +2,7 @@
 per slot, token values and the experiment variant, from the real content engine over the lake.
 Mailchimp's and the webhook's contract servers receive them; a change in the decision re-sends
 exactly the customers it changed."""
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,11 @@ from lakecdp.clock import FrozenClock
 from lakecdp.config import load_settings
 from lakecdp.config.models import LakeSettings
 from lakecdp.content import open_content_service
+from lakecdp.experiments.settings import GLOBAL_HOLDOUT, GLOBAL_HOLDOUT_REASON
 from lakecdp.export.adapters import Runtime
 from lakecdp.export.identifiers import mailchimp_subscriber_hash
 from lakecdp.export.runner import ExportRunner, export_runner
 from lakecdp.export.settings import load_esp_settings
-from lakecdp.experiments.settings import GLOBAL_HOLDOUT, GLOBAL_HOLDOUT_REASON
 from lakecdp.lake import open_lake
 from lakecdp.lake.tables import table
 from lakecdp.sandbox import MailchimpServer, WebhookServer
@@ -26,8 +27,8 @@ from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
-LOYAL = "c008"   # gets 3 orders between the runs: loyalty_offer becomes their offer block
-CLOCK = FrozenClock(AS_OF)   # fixes the holdout epoch: the same customers are held out whenever this runs
+LOYAL = "c008"  # gets 3 orders between the runs: loyalty_offer becomes their offer block
+CLOCK = FrozenClock(AS_OF)  # fixes the holdout epoch: the same customers are held out whenever this runs
 
 
 def profile_rows(frequencies: dict[str, int]) -> list[tuple]:
@@ -51,12 +52,13 @@ def setup(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("export_content")
     servers = {
         "mailchimp": MailchimpServer(api_key=SECRETS["LAKECDP_TEST_MAILCHIMP_KEY"], list_id="aud1"),
-        "webhook": WebhookServer(secret=SECRETS["LAKECDP_TEST_WEBHOOK_SECRET"], tolerance_s=10**9),   # signed at AS_OF
+        "webhook": WebhookServer(secret=SECRETS["LAKECDP_TEST_WEBHOOK_SECRET"], tolerance_s=10**9),  # signed at AS_OF
     }
     for server in servers.values():
         server.start()
-    section = esp_section({name: s.url for name, s in servers.items()},
-                          mailchimp={"content_fields": True}, webhook={"content_fields": True})
+    section = esp_section(
+        {name: s.url for name, s in servers.items()}, mailchimp={"content_fields": True}, webhook={"content_fields": True}
+    )
     conf = write_conf(root / "conf", section, lake_root=root / "lake")
     settings = load_settings(conf)
     lake = open_lake(spark, LakeSettings(), root=str(root / "lake"))
@@ -77,10 +79,10 @@ def test_members_arrive_with_the_content_engines_merge_fields_and_the_global_hol
     by_pseudonym = open_content_service(settings, lake_root=lake.root, clock=CLOCK).merge_fields_for([pid(c) for c in pop.contactable])
     expected = {c: by_pseudonym[pid(c)] for c in pop.contactable}
     assert {"BLK_HERO", "BLK_OFFER", "BLK_GRID", "EXPCONTENT", "DISCOUNT"} <= set(expected[pop.contactable[0]])
-    assert expected[LOYAL]["BLK_OFFER"] != "loyalty_offer"   # one order: not a frequent buyer yet
+    assert expected[LOYAL]["BLK_OFFER"] != "loyalty_offer"  # one order: not a frequent buyer yet
     held_out = {c for c in pop.contactable if expected[c]["EXPCONTENT"] == GLOBAL_HOLDOUT}
     sent = set(pop.contactable) - held_out
-    assert held_out == {"c020"}   # the hash test of the epoch at AS_OF on the pseudonyms (no persisted draw)
+    assert held_out == {"c020"}  # the hash test of the epoch at AS_OF on the pseudonyms (no persisted draw)
     assert report.counts("mailchimp", SEGMENTS[0]).skipped[GLOBAL_HOLDOUT_REASON] == len(held_out)
 
     held = {m["email_address"]: m["merge_fields"] for m in servers["mailchimp"].members.values()}
@@ -107,12 +109,13 @@ def test_the_spark_holdout_test_matches_the_python_assigner(spark):
 def test_a_changed_decision_resends_only_the_customers_it_changed(setup, spark):
     settings, lake, runner, servers, pop = setup
     before = len(webhook_members(servers["webhook"]))
-    assert not [c for plan in runner.plan() for c in plan.changes()]   # nothing changed yet: nothing to send
+    assert not [c for plan in runner.plan() for c in plan.changes()]  # nothing changed yet: nothing to send
 
     lake.merge("profile_features", spark.createDataFrame(profile_rows({LOYAL: 3}), schema=lake.spec("profile_features").schema))
     changes = [c for plan in runner.plan() for c in plan.changes()]
     assert {(c["destination"], c["customer_id"], c["action"]) for c in changes} == {
-        ("mailchimp", pid(LOYAL), "update"), ("webhook", pid(LOYAL), "update")
+        ("mailchimp", pid(LOYAL), "update"),
+        ("webhook", pid(LOYAL), "update"),
     }
     report = runner.run()
     assert report.ok, report.errors

@@ -7,6 +7,7 @@ honours Idempotency-Key, so it must apply each member once however often a batch
 Mailchimp has no idempotency keys, so resends are upserts: its audience must hold each member
 once and export_log must record each member once.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,9 +60,16 @@ def crashed_and_resumed(spark, tmp_path_factory):
     members = {SEG0: [c.customer_id for c in customers], SEG1: [c.customer_id for c in customers[:24]]}
     lake = open_lake(spark, LakeSettings(), root=str(root / "lake"))
     write_lake(spark, lake, customers, members, pop)
-    mailchimp = MailchimpServer(api_key=SECRETS["LAKECDP_TEST_MAILCHIMP_KEY"], list_id="aud1", invalid_emails=[email_of(INVALID)],
-                                flaky_emails=[email_of(FLAKY)], latency=0.05).start()
-    webhook = WebhookServer(secret=SECRETS["LAKECDP_TEST_WEBHOOK_SECRET"], invalid_customers=[INVALID], flaky_customers=[FLAKY], latency=0.01).start()
+    mailchimp = MailchimpServer(
+        api_key=SECRETS["LAKECDP_TEST_MAILCHIMP_KEY"],
+        list_id="aud1",
+        invalid_emails=[email_of(INVALID)],
+        flaky_emails=[email_of(FLAKY)],
+        latency=0.05,
+    ).start()
+    webhook = WebhookServer(
+        secret=SECRETS["LAKECDP_TEST_WEBHOOK_SECRET"], invalid_customers=[INVALID], flaky_customers=[FLAKY], latency=0.01
+    ).start()
     # Mailchimp is exported first, then the webhook: one kill lands in each.
     section = esp_section(
         {"mailchimp": mailchimp.url, "webhook": webhook.url},
@@ -129,8 +137,8 @@ def test_every_member_is_recorded_once_as_sent_or_failed_with_a_reason(crashed_a
     per_member = Counter((r["destination"], r["segment"], r["customer_id"]) for r in terminal)
     planned = Counter((r["destination"], r["segment"], r["customer_id"]) for r in rows if r["state"] == "pending")
     want = {(d, seg, cid) for d in ("webhook", "mailchimp") for seg, ids in expected.items() for cid in ids}
-    assert set(per_member) == want and set(per_member.values()) == {1}          # none lost, none recorded twice
-    assert set(planned.values()) == {1}                                         # nobody planned twice across runs
+    assert set(per_member) == want and set(per_member.values()) == {1}  # none lost, none recorded twice
+    assert set(planned.values()) == {1}  # nobody planned twice across runs
     failed = {(r["destination"], r["customer_id"]) for r in terminal if r["state"] == "failed"}
     assert {cid for _, cid in failed} == {INVALID} and all(r["reason"] for r in terminal if r["state"] == "failed")
     unfinished = lake.read("export_log").groupBy("batch_id").agg(F.count(F.when(F.col("state") != "pending", 1)).alias("done"))
@@ -142,7 +150,7 @@ def test_the_idempotent_webhook_applied_each_member_exactly_once(crashed_and_res
     sent = {seg: ids - {INVALID} for seg, ids in expected.items()}
     assert webhook.members == sent
     per_customer = Counter(cid for ids in sent.values() for cid in ids)
-    assert dict(webhook.deliveries) == dict(per_customer)                       # resends were replays, not deliveries
+    assert dict(webhook.deliveries) == dict(per_customer)  # resends were replays, not deliveries
     assert sum(webhook.raw_deliveries.values()) >= sum(per_customer.values())
 
 
@@ -151,9 +159,9 @@ def test_mailchimp_resends_were_harmless_upserts(crashed_and_resumed):
     sent = {seg: ids - {INVALID} for seg, ids in expected.items()}
     for segment, ids in sent.items():
         assert mailchimp.tagged(f"lakecdp_{segment}") == {email_of(c) for c in ids}
-    assert set(mailchimp.members) == {mailchimp_subscriber_hash(email_of(c)) for c in sent[SEG0]}   # each address once
+    assert set(mailchimp.members) == {mailchimp_subscriber_hash(email_of(c)) for c in sent[SEG0]}  # each address once
     resends = sum(mailchimp.deliveries.values()) - sum(len(ids) for ids in sent.values())
-    assert resends >= 0   # > 0 when the kill fell between a send and its log commit (seed-dependent)
+    assert resends >= 0  # > 0 when the kill fell between a send and its log commit (seed-dependent)
     print(f"mailchimp: {resends} member upserts resent after the kill; webhook: {webhook_replays(crashed_and_resumed)} replays")
 
 

@@ -4,6 +4,7 @@ contract server, and S3 on moto's real server.
 One lake goes through a story: plan (dry run), first run, a second run after changes (the diff),
 a full refresh, and unsubscribes synced back from Mailchimp.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,7 @@ from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
-INVALID, FLAKY = "c006", "c007"       # rejected by every ESP for good / once inside a batch
+INVALID, FLAKY = "c006", "c007"  # rejected by every ESP for good / once inside a batch
 SEG0, SEG1 = SEGMENTS
 HTTP_DESTINATIONS = ("mailchimp", "klaviyo", "braze", "sfmc", "webhook")
 DESTINATIONS = (*HTTP_DESTINATIONS, "s3_drop")
@@ -66,20 +67,28 @@ def story(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("export_run")
     invalid, flaky = [email_of(INVALID)], [email_of(FLAKY)]
     servers = {
-        "mailchimp": MailchimpServer(api_key=SECRETS["LAKECDP_TEST_MAILCHIMP_KEY"], list_id="aud1", invalid_emails=invalid, flaky_emails=flaky),
+        "mailchimp": MailchimpServer(
+            api_key=SECRETS["LAKECDP_TEST_MAILCHIMP_KEY"], list_id="aud1", invalid_emails=invalid, flaky_emails=flaky
+        ),
         "klaviyo": KlaviyoServer(api_key=SECRETS["LAKECDP_TEST_KLAVIYO_KEY"], invalid_emails=invalid, flaky_emails=flaky),
         "braze": BrazeServer(api_key=SECRETS["LAKECDP_TEST_BRAZE_KEY"], invalid_emails=invalid, flaky_emails=flaky),
-        "sfmc": SfmcServer(client_id=SECRETS["LAKECDP_TEST_SFMC_ID"], client_secret=SECRETS["LAKECDP_TEST_SFMC_SECRET"],
-                           data_extension_key="lakecdp_members", invalid_emails=invalid),
+        "sfmc": SfmcServer(
+            client_id=SECRETS["LAKECDP_TEST_SFMC_ID"],
+            client_secret=SECRETS["LAKECDP_TEST_SFMC_SECRET"],
+            data_extension_key="lakecdp_members",
+            invalid_emails=invalid,
+        ),
         "webhook": WebhookServer(secret=SECRETS["LAKECDP_TEST_WEBHOOK_SECRET"], invalid_customers=[INVALID], flaky_customers=[FLAKY]),
     }
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
-    httpx.post(f"http://{host}:{port}/moto-api/reset")   # moto keeps one backend per process: start empty
+    httpx.post(f"http://{host}:{port}/moto-api/reset")  # moto keeps one backend per process: start empty
     for server in servers.values():
         server.start()
-    s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = boto3.client(
+        "s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
     s3.create_bucket(Bucket="lakecdp-drop")
     urls = {name: server.url for name, server in servers.items()} | {"s3_drop": f"http://{host}:{port}"}
     section = esp_section(urls, klaviyo={"batch_size": 10_000})
@@ -88,8 +97,16 @@ def story(spark, tmp_path_factory):
     customers, pop = population(24)
     members = {SEG0: [c.customer_id for c in customers], SEG1: [c.customer_id for c in customers[:12]]}
     write_lake(spark, lake, customers, members, pop)
-    yield Story(lake, ExportRunner(lake, esp, Runtime(env=SECRETS)), servers, s3, set(pop.contactable), set(pop.blocked),
-                members, write_conf(root / "conf", section, lake_root=root / "lake"))
+    yield Story(
+        lake,
+        ExportRunner(lake, esp, Runtime(env=SECRETS)),
+        servers,
+        s3,
+        set(pop.contactable),
+        set(pop.blocked),
+        members,
+        write_conf(root / "conf", section, lake_root=root / "lake"),
+    )
     for server in servers.values():
         server.stop()
     moto.stop()
@@ -128,8 +145,14 @@ def test_plan_sends_nothing_and_lists_exactly_what_run_sends(story, first_run):
     plans, requests_during_plan, objects_during_plan, report = first_run
     assert requests_during_plan == {name: 0 for name in HTTP_DESTINATIONS} and objects_during_plan == 0
     planned = {(c["destination"], c["segment"], c["action"], c["customer_id"]) for c in changes(plans)}
-    sent = {(r["destination"], r["segment"], r["action"], r["customer_id"]) for r in log_rows(story.lake, report.run_id) if r["state"] != "pending"}
-    assert planned == sent and len(planned) == len(DESTINATIONS) * (len(story.contactable) + len(story.contactable & set(story.members[SEG1])))
+    sent = {
+        (r["destination"], r["segment"], r["action"], r["customer_id"])
+        for r in log_rows(story.lake, report.run_id)
+        if r["state"] != "pending"
+    }
+    assert planned == sent and len(planned) == len(DESTINATIONS) * (
+        len(story.contactable) + len(story.contactable & set(story.members[SEG1]))
+    )
 
 
 def test_every_member_ends_sent_or_failed_with_the_esps_reason_exactly_once(story, first_run):
@@ -137,16 +160,17 @@ def test_every_member_ends_sent_or_failed_with_the_esps_reason_exactly_once(stor
     rows = log_rows(story.lake, report.run_id)
     terminal = Counter((r["destination"], r["segment"], r["customer_id"]) for r in rows if r["state"] != "pending")
     pending = Counter((r["destination"], r["segment"], r["customer_id"]) for r in rows if r["state"] == "pending")
-    assert set(terminal.values()) == {1} and terminal.keys() == pending.keys()   # each planned member: one outcome
+    assert set(terminal.values()) == {1} and terminal.keys() == pending.keys()  # each planned member: one outcome
     failed = {(r["destination"], r["customer_id"]): r["reason"] for r in rows if r["state"] == "failed"}
-    assert {cid for _, cid in failed} == {INVALID}                                # the flaky one made it alone
+    assert {cid for _, cid in failed} == {INVALID}  # the flaky one made it alone
     assert failed[("mailchimp", INVALID)].startswith("ERROR_GENERIC: <email> looks fake or invalid")
     assert failed[("braze", INVALID)] == "'email' is not a valid email address"
     assert failed[("webhook", INVALID)] == "unknown recipient"
     assert not any("@" in reason for reason in failed.values())
     assert report.ok and report.counts("mailchimp", SEG0).failed == Counter({failed[("mailchimp", INVALID)]: 1})
-    assert report.counts("mailchimp", SEG0).skipped == Counter({
-        "no marketing opt-in": 1, "unsubscribed after latest opt-in": 1, "suppressed: bounced": 1, "no valid email": 1})
+    assert report.counts("mailchimp", SEG0).skipped == Counter(
+        {"no marketing opt-in": 1, "unsubscribed after latest opt-in": 1, "suppressed: bounced": 1, "no valid email": 1}
+    )
     # Mailchimp reports created vs updated (matched) members; those in both segments match on their second upsert.
     assert 0.0 <= report.counts("mailchimp", SEG0).match_rate() < 0.5
     for name in HTTP_DESTINATIONS:
@@ -191,7 +215,7 @@ def test_servers_hold_exactly_the_contactable_members(story, first_run):
     manifests = {k: json.loads(v) for k, v in s3_objects(story).items() if k.endswith("manifest.json")}
     assert {m["segment"]: m["counts"]["create"] for m in manifests.values()} == {s: len(expected[s]) + 1 for s in SEGMENTS}
     upserts = {mailchimp_subscriber_hash(email_of(c)): sum(c in expected[s] for s in SEGMENTS) for c in expected[SEG0]}
-    assert dict(servers["mailchimp"].deliveries) == upserts                     # one upsert per member and segment
+    assert dict(servers["mailchimp"].deliveries) == upserts  # one upsert per member and segment
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +223,7 @@ def second_run(story, first_run):
     spark = story.lake.spark
     validated = story.lake.version("segment_membership")
     seg0 = [c for c in story.members[SEG0] if c != "c008"] + ["c030"]
-    set_members(spark, story.lake, {SEG0: seg0})                                 # c008 leaves, c030 joins
+    set_members(spark, story.lake, {SEG0: seg0})  # c008 leaves, c030 joins
     set_customers(spark, story.lake, [Customer("c009", first_name="Grace"), Customer("c030")])
     add_event(spark, story.lake, "c010", "Unsubscribed", AS_OF - timedelta(hours=1))
     pinned = ExportRunner(story.lake, story.runner.esp, story.runner.runtime, membership_version=validated).plan()
@@ -217,13 +241,21 @@ def test_a_plan_pinned_to_a_membership_version_ignores_later_membership_changes(
 
 def test_second_run_sends_only_the_diff(story, second_run):
     report, before, _ = second_run
-    changes = {(r["destination"], r["segment"], r["action"], r["customer_id"]) for r in log_rows(story.lake, report.run_id) if r["state"] == "sent"}
+    changes = {
+        (r["destination"], r["segment"], r["action"], r["customer_id"]) for r in log_rows(story.lake, report.run_id) if r["state"] == "sent"
+    }
     expected = set()
     for name in DESTINATIONS:
-        expected |= {(name, SEG0, "remove", "c008"), (name, SEG0, "update", "c009"), (name, SEG0, "remove", "c010"),
-                     (name, SEG0, "create", "c030"), (name, SEG1, "update", "c009"), (name, SEG1, "remove", "c010")}
+        expected |= {
+            (name, SEG0, "remove", "c008"),
+            (name, SEG0, "update", "c009"),
+            (name, SEG0, "remove", "c010"),
+            (name, SEG0, "create", "c030"),
+            (name, SEG1, "update", "c009"),
+            (name, SEG1, "remove", "c010"),
+        }
     assert changes == expected
-    assert all(report.counts(name, SEG0).held == 1 for name in HTTP_DESTINATIONS)   # the permanent failure is not resent
+    assert all(report.counts(name, SEG0).held == 1 for name in HTTP_DESTINATIONS)  # the permanent failure is not resent
     webhook = story.servers["webhook"]
     assert webhook.members[SEG0] >= {"c009", "c030"} and not webhook.members[SEG0] & {"c008", "c010"}
     assert "c010" not in story.servers["braze"].in_segment("lakecdp_segments", SEG1)
@@ -304,13 +336,13 @@ def test_a_resumed_batch_rechecks_consent_before_sending(story, second_run):
     # A run that died right after its write-ahead commit: its batches are pending, nothing was sent.
     crashed = runner.plan_all(["webhook"], run_id="crashed-run")
     runner.log.record_pending(crashed["webhook"].batches)
-    add_event(spark, story.lake, "c041", "Unsubscribed", AS_OF)                   # withdrawn before the rerun
+    add_event(spark, story.lake, "c041", "Unsubscribed", AS_OF)  # withdrawn before the rerun
 
     report = runner.run(["webhook"])
     rows = {r["customer_id"]: r for r in log_rows(story.lake, "crashed-run") if r["state"] != "pending"}
-    assert rows["c040"]["state"] == "sent" and report.counts("webhook", SEG1).resumed >= 1   # resent under its old batch id
+    assert rows["c040"]["state"] == "sent" and report.counts("webhook", SEG1).resumed >= 1  # resent under its old batch id
     assert rows["c041"]["state"] == "failed" and rows["c041"]["reason"] == "consent withdrawn before send: unsubscribed after latest opt-in"
-    assert rows["c041"]["is_retryable"]                                         # a later opt-in lets it go out again
+    assert rows["c041"]["is_retryable"]  # a later opt-in lets it go out again
     assert "c040" in webhook.members[SEG1] and "c041" not in webhook.members[SEG1]
     # The crashed batch may have reached the ESP before the kill, so c041 gets a remove, which carries
     # no address or attributes; nothing that would let the ESP market to them ever leaves.

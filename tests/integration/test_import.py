@@ -1,9 +1,10 @@
 """History import on the generator's CRM output: customers -> `customers`, orders -> bronze, twice."""
+
 from __future__ import annotations
 
 import csv
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.csv as pa_csv
@@ -23,18 +24,21 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
-NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 CUSTOMERS = 80
 BAD_CUSTOMERS = [
     # row offset after the generated rows -> (line, expected problems)
     ("cust_000001,second@example.com,Ada,Lovelace,GB,London,2026-01-02,true", {("customer_id", "duplicate customer_id (first at row 1)")}),
     (",nobody@example.com,No,Id,US,Boston,2026-01-02,true", {("customer_id", "missing customer_id")}),
-    ("cust_bad_1,not-an-email,A,B,USA,Boston,2026-02-30,maybe", {
-        ("email", "not a valid email address"),
-        ("country", "not an ISO 3166-1 alpha-2 code, e.g. US"),
-        ("signup_date", "not a date: write YYYY-MM-DD"),
-        ("marketing_opt_in", "not a boolean: write true or false"),
-    }),
+    (
+        "cust_bad_1,not-an-email,A,B,USA,Boston,2026-02-30,maybe",
+        {
+            ("email", "not a valid email address"),
+            ("country", "not an ISO 3166-1 alpha-2 code, e.g. US"),
+            ("signup_date", "not a date: write YYYY-MM-DD"),
+            ("marketing_opt_in", "not a boolean: write true or false"),
+        },
+    ),
     ("cust_bad_2,future@example.com,A,B,US,Boston,2027-01-01,false", {("signup_date", "is in the future")}),
     ("cust_bad_3,short@example.com,A", {("*", "has 3 fields, the header has 8")}),
 ]
@@ -75,7 +79,7 @@ def test_customers_import_rejects_bad_rows_and_a_reimport_changes_nothing(crm, l
     with source.open() as handle:
         crm_rows = list(csv.DictReader(handle))
     assert set(table) == {row["customer_id"] for row in crm_rows}
-    assert all(row["customer_id"] == pid(external) for external, row in table.items())   # keyed by the pseudonym
+    assert all(row["customer_id"] == pid(external) for external, row in table.items())  # keyed by the pseudonym
     sample, crm_sample = table["cust_000001"], crm_rows[0]
     assert sample["email"] == crm_sample["email"].lower()
     assert sample["signup_date"] == date.fromisoformat(crm_sample["signup_date"])
@@ -121,12 +125,12 @@ def test_orders_import_through_the_event_path_is_idempotent(crm, lake, tmp_path)
     first_id = next(iter(order_ids))
     with path.open("a") as handle:
         handle.write(
-            "ord_bad_ts,cust_000001,last tuesday,10,10,USD\n"            # quarantined by the event checks
+            "ord_bad_ts,cust_000001,last tuesday,10,10,USD\n"  # quarantined by the event checks
             "ord_bad_total,cust_000001,2026-10-20T10:00:00Z,12;50,,USD\n"  # quarantined: not a number
-            "ord_no_customer,,2026-10-20T10:00:00Z,10,10,USD\n"          # quarantined: no userId
-            ",cust_000001,2026-10-20T10:00:00Z,10,10,USD\n"              # rejected: no order_id
-            f"{first_id},cust_000002,2026-10-20T10:00:00Z,10,10,USD\n"   # rejected: repeated order_id
-            "ord_negative,cust_000002,2026-10-20T10:00:00Z,-5,,USD\n"    # rejected: negative
+            "ord_no_customer,,2026-10-20T10:00:00Z,10,10,USD\n"  # quarantined: no userId
+            ",cust_000001,2026-10-20T10:00:00Z,10,10,USD\n"  # rejected: no order_id
+            f"{first_id},cust_000002,2026-10-20T10:00:00Z,10,10,USD\n"  # rejected: repeated order_id
+            "ord_negative,cust_000002,2026-10-20T10:00:00Z,-5,,USD\n"  # rejected: negative
             "ord_currency,cust_000002,2026-10-20T10:00:00Z,5,5,dollars\n"  # rejected: currency
         )
     clock = FrozenClock(NOW)
@@ -210,13 +214,31 @@ def test_empty_files_and_fully_rejected_customers_exit_1(spark, tmp_path, capsys
 
 def test_an_orders_only_import_records_the_retailers_ids_in_customers(spark, lake, tmp_path):
     before = NOW - timedelta(days=30)
-    lake.merge("customers", spark.createDataFrame([
-        # Known from identify calls before the retailer's id was recorded; and from the CRM.
-        {"customer_id": pid("cust_web"), "external_id": None, "email": "web@example.com", "first_name": "Ada",
-         "source": "identify", "updated_at": before},
-        {"customer_id": pid("cust_crm"), "external_id": "cust_crm", "email": "crm@example.com", "marketing_opt_in": True,
-         "source": "crm-import", "updated_at": before},
-    ], lake.spec("customers").schema))
+    lake.merge(
+        "customers",
+        spark.createDataFrame(
+            [
+                # Known from identify calls before the retailer's id was recorded; and from the CRM.
+                {
+                    "customer_id": pid("cust_web"),
+                    "external_id": None,
+                    "email": "web@example.com",
+                    "first_name": "Ada",
+                    "source": "identify",
+                    "updated_at": before,
+                },
+                {
+                    "customer_id": pid("cust_crm"),
+                    "external_id": "cust_crm",
+                    "email": "crm@example.com",
+                    "marketing_opt_in": True,
+                    "source": "crm-import",
+                    "updated_at": before,
+                },
+            ],
+            lake.spec("customers").schema,
+        ),
+    )
     path = tmp_path / "orders.csv"
     path.write_text(
         "order_id,customer_id,ordered_at,total,currency\n"
@@ -224,7 +246,7 @@ def test_an_orders_only_import_records_the_retailers_ids_in_customers(spark, lak
         "o2,cust_new,2026-10-02T10:00:00Z,12,\n"
         "o3,cust_web,2026-10-03T10:00:00Z,20,USD\n"
         "o4,cust_crm,2026-10-04T10:00:00Z,30,USD\n"
-        "o5,cust_old,1997-01-01T10:00:00Z,5,USD\n"           # quarantined: older than events.max_age
+        "o5,cust_old,1997-01-01T10:00:00Z,5,USD\n"  # quarantined: older than events.max_age
         f"o6,{pid('cust_pseudo')},2026-10-05T10:00:00Z,7,USD\n"  # already a pseudonym: no retailer id to record
     )
     clock = FrozenClock(NOW)
@@ -234,15 +256,26 @@ def test_an_orders_only_import_records_the_retailers_ids_in_customers(spark, lak
     stored = {r["customer_id"]: r.asDict() for r in lake.read("customers").collect()}
     assert set(stored) == {pid("cust_new"), pid("cust_web"), pid("cust_crm")}
     assert stored[pid("cust_new")] == {
-        "customer_id": pid("cust_new"), "external_id": "cust_new", "email": None, "first_name": None, "last_name": None,
-        "country": None, "city": None, "signup_date": None, "marketing_opt_in": None,
-        "source": "import-orders", "updated_at": NOW.replace(tzinfo=None),
+        "customer_id": pid("cust_new"),
+        "external_id": "cust_new",
+        "email": None,
+        "first_name": None,
+        "last_name": None,
+        "country": None,
+        "city": None,
+        "signup_date": None,
+        "marketing_opt_in": None,
+        "source": "import-orders",
+        "updated_at": NOW.replace(tzinfo=None),
     }
     web = stored[pid("cust_web")]
     assert (web["external_id"], web["email"], web["first_name"], web["source"]) == ("cust_web", "web@example.com", "Ada", "identify")
     crm = stored[pid("cust_crm")]
     assert (crm["email"], crm["marketing_opt_in"], crm["source"], crm["updated_at"]) == (
-        "crm@example.com", True, "crm-import", before.replace(tzinfo=None),
+        "crm@example.com",
+        True,
+        "crm-import",
+        before.replace(tzinfo=None),
     ), "a row that has the retailer's id is left alone"
 
     version = lake.version("customers")

@@ -4,12 +4,13 @@ dropped in the landing zone), then the real stream: each case ends where it shou
 Every case names its HTTP status and its final place: bronze, quarantine with a reason, or nowhere
 because the client got a 4xx. Nothing a client was told was accepted may end up nowhere.
 """
+
 from __future__ import annotations
 
 import gzip
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -28,7 +29,7 @@ from tests.pseudonyms import pid
 pytestmark = pytest.mark.integration
 
 KEY = "wk_corpus"
-NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 AN_HOUR_AGO = NOW - timedelta(hours=1)
 # Contact data the corpus sends in places other than the identify traits that feed `customers`.
 CONTACT_VALUES = ("ada@example.com", "ada.l@example.org", "ada%40example.net", "5551234567", "+44 20 7946 0958", "Lovelace")
@@ -40,7 +41,7 @@ class Case:
 
     status: int
     place: str | None
-    reason: str = ""   # part of the quarantine reason, or of the 4xx error
+    reason: str = ""  # part of the quarantine reason, or of the 4xx error
 
 
 def iso(at: datetime) -> str:
@@ -48,43 +49,109 @@ def iso(at: datetime) -> str:
 
 
 def track(message_id: str, **overrides) -> dict:
-    message = {"type": "track", "event": "Product Viewed", "messageId": message_id, "userId": "cust_1",
-               "timestamp": iso(AN_HOUR_AGO), "properties": {"product_id": "p1", "price": 10.0}}
+    message = {
+        "type": "track",
+        "event": "Product Viewed",
+        "messageId": message_id,
+        "userId": "cust_1",
+        "timestamp": iso(AN_HOUR_AGO),
+        "properties": {"product_id": "p1", "price": 10.0},
+    }
     return {**message, **overrides}
 
 
 # Raw HTTP: (endpoint, body as sent, headers) per case.
 RAW: dict[str, tuple[str, bytes, dict, Case]] = {
     "valid": ("track", json.dumps(track("valid")).encode(), {}, Case(200, "bronze")),
-    "unicode": ("track", json.dumps(track("unicode", userId="ユーザー😀", properties={"category": "naïve ☃"})).encode(), {}, Case(200, "bronze")),
-    "no-event-name": ("track", json.dumps(track("no-event-name", event="")).encode(), {}, Case(400, None, "track event without an event name")),
+    "unicode": (
+        "track",
+        json.dumps(track("unicode", userId="ユーザー😀", properties={"category": "naïve ☃"})).encode(),
+        {},
+        Case(200, "bronze"),
+    ),
+    "no-event-name": (
+        "track",
+        json.dumps(track("no-event-name", event="")).encode(),
+        {},
+        Case(400, None, "track event without an event name"),
+    ),
     "no-ids": ("track", json.dumps(track("no-ids", userId=None)).encode(), {}, Case(400, None, "missing both userId and anonymousId")),
-    "infinity": ("track", json.dumps(track("infinity")).replace("10.0", "1e999").encode(), {}, Case(400, None, "properties.price: number out of range")),
+    "infinity": (
+        "track",
+        json.dumps(track("infinity")).replace("10.0", "1e999").encode(),
+        {},
+        Case(400, None, "properties.price: number out of range"),
+    ),
     "not-json": ("track", b'{"type": "track", "messageId": "not-json"', {}, Case(400, None, "not valid JSON")),
     "too-big": ("track", json.dumps(track("too-big", properties={"note": "x" * 40_000})).encode(), {}, Case(400, None, "limit is 32 KB")),
     "bad-gzip": ("track", b"not gzip at all", {"Content-Encoding": "gzip"}, Case(400, None, "not valid gzip")),
-    "device-text": ("track", json.dumps(track("device-text", context={"device": "mobile"})).encode(), {},
-                    Case(200, "quarantine", "context.device must be a JSON object, got: mobile")),
-    "future": ("track", json.dumps(track("future", timestamp=iso(NOW + timedelta(days=1)))).encode(), {}, Case(200, "quarantine", "in the future")),
-    "ancient": ("track", json.dumps(track("ancient", timestamp="1997-05-01T10:00:00Z")).encode(), {}, Case(200, "quarantine", "older than 400 days")),
-    "price-text": ("track", json.dumps(track("price-text", properties={"price": "cheap"})).encode(), {},
-                   Case(200, "quarantine", "properties.price is not a number")),
+    "device-text": (
+        "track",
+        json.dumps(track("device-text", context={"device": "mobile"})).encode(),
+        {},
+        Case(200, "quarantine", "context.device must be a JSON object, got: mobile"),
+    ),
+    "future": (
+        "track",
+        json.dumps(track("future", timestamp=iso(NOW + timedelta(days=1)))).encode(),
+        {},
+        Case(200, "quarantine", "in the future"),
+    ),
+    "ancient": (
+        "track",
+        json.dumps(track("ancient", timestamp="1997-05-01T10:00:00Z")).encode(),
+        {},
+        Case(200, "quarantine", "older than 400 days"),
+    ),
+    "price-text": (
+        "track",
+        json.dumps(track("price-text", properties={"price": "cheap"})).encode(),
+        {},
+        Case(200, "quarantine", "properties.price is not a number"),
+    ),
     "gzip": ("batch", gzip.compress(json.dumps({"batch": [track("gzip")]}).encode()), {"Content-Encoding": "gzip"}, Case(200, "bronze")),
     # A retry of "valid" with its timestamp on another date: a duplicate, kept once.
     "resent": ("track", json.dumps(track("valid", timestamp=iso(AN_HOUR_AGO - timedelta(days=1)))).encode(), {}, Case(200, "bronze")),
-    "pii-identify": ("identify", json.dumps({
-        "messageId": "pii-identify", "userId": "cust_2", "timestamp": iso(AN_HOUR_AGO),
-        "traits": {"emailAddress": "ada@example.com", "EMAIL_ADDRESS": "ada@example.com", "phone_number": "5551234567",
-                   " email": "ada@example.com", "contact": {"email": "ada.l@example.org", "lastName": "Lovelace"}, "plan": "pro"}}).encode(), {},
-        Case(200, "bronze")),
-    "pii-track": ("track", json.dumps(track("pii-track", properties={"email": "ada@example.com", "phone": "+44 20 7946 0958"},
-                                            context={"page": {"url": "https://shop.example/?email=ada%40example.net"}})).encode(), {},
-                  Case(200, "bronze")),
+    "pii-identify": (
+        "identify",
+        json.dumps(
+            {
+                "messageId": "pii-identify",
+                "userId": "cust_2",
+                "timestamp": iso(AN_HOUR_AGO),
+                "traits": {
+                    "emailAddress": "ada@example.com",
+                    "EMAIL_ADDRESS": "ada@example.com",
+                    "phone_number": "5551234567",
+                    " email": "ada@example.com",
+                    "contact": {"email": "ada.l@example.org", "lastName": "Lovelace"},
+                    "plan": "pro",
+                },
+            }
+        ).encode(),
+        {},
+        Case(200, "bronze"),
+    ),
+    "pii-track": (
+        "track",
+        json.dumps(
+            track(
+                "pii-track",
+                properties={"email": "ada@example.com", "phone": "+44 20 7946 0958"},
+                context={"page": {"url": "https://shop.example/?email=ada%40example.net"}},
+            )
+        ).encode(),
+        {},
+        Case(200, "bronze"),
+    ),
 }
 # One /v1/batch with a bad message among good ones: 200, and the bad one is listed and quarantined.
 BATCH = [track("batch-ok-1"), {"type": "purchase", "messageId": "batch-unknown-type", "userId": "cust_1"}, track("batch-ok-2")]
-BATCH_CASES = {"batch-ok-1": Case(200, "bronze"), "batch-unknown-type": Case(200, "quarantine", "batch[1]: unknown type 'purchase'"),
-               "batch-ok-2": Case(200, "bronze")}
+BATCH_CASES = {
+    "batch-ok-1": Case(200, "bronze"),
+    "batch-unknown-type": Case(200, "quarantine", "batch[1]: unknown type 'purchase'"),
+    "batch-ok-2": Case(200, "bronze"),
+}
 SDK_CASES = {
     "segment-identify": Case(200, "bronze"),
     "segment-no-event-name": Case(200, "quarantine", "track event without an event name"),
@@ -110,12 +177,16 @@ def _send_with_sdks(url: str) -> list[Exception]:
     seg = segment.Client(KEY, host=url, on_error=on_error, upload_size=10)
     seg.identify("cust_3", {"email": "grace@example.com", "plan": "team"}, timestamp=AN_HOUR_AGO, message_id="segment-identify")
     seg.track("cust_3", "", {"product_id": "p9"}, timestamp=AN_HOUR_AGO, message_id="segment-no-event-name")
-    seg.track("cust_3", "Product Viewed", {"email": "ada@example.com", "product_id": "p9"}, timestamp=AN_HOUR_AGO, message_id="segment-pii-track")
+    seg.track(
+        "cust_3", "Product Viewed", {"email": "ada@example.com", "product_id": "p9"}, timestamp=AN_HOUR_AGO, message_id="segment-pii-track"
+    )
     seg.flush()
     seg.join()
     # RudderStack's SDK sends identify traits only in context.traits, gzipped.
     rudder = RudderClient(KEY, host=url, on_error=on_error, upload_size=10)
-    rudder.identify("cust_4", {"email": "Hedy@Example.com", "firstName": "Hedy", "plan": "pro"}, timestamp=AN_HOUR_AGO, message_id="rudder-identify")
+    rudder.identify(
+        "cust_4", {"email": "Hedy@Example.com", "firstName": "Hedy", "plan": "pro"}, timestamp=AN_HOUR_AGO, message_id="rudder-identify"
+    )
     rudder.track("cust_4", "Product Added", {"product_id": "p7", "quantity": 1}, timestamp=AN_HOUR_AGO, message_id="rudder-track")
     rudder.track("cust_4", "", {"product_id": "p7"}, timestamp=AN_HOUR_AGO, message_id="rudder-no-event-name")
     rudder.flush()
@@ -129,8 +200,13 @@ def test_a_hostile_corpus_ends_in_bronze_or_quarantine_or_the_client_was_told(sp
     statuses: dict[str, tuple[int, str]] = {}
     with CollectorThread(create_app(CollectorConfig(write_keys={KEY: "web"}), writer, clock=FrozenClock(NOW))) as server:
         for name, (endpoint, body, headers, _) in RAW.items():
-            answer = requests.post(f"{server.url}/v1/{endpoint}", data=body, auth=(KEY, ""), timeout=10,
-                                   headers={"Content-Type": "application/json", **headers})
+            answer = requests.post(
+                f"{server.url}/v1/{endpoint}",
+                data=body,
+                auth=(KEY, ""),
+                timeout=10,
+                headers={"Content-Type": "application/json", **headers},
+            )
             statuses[name] = (answer.status_code, answer.text)
         answer = requests.post(f"{server.url}/v1/batch", json={"batch": BATCH}, auth=(KEY, ""), timeout=10)
         batch_status, batch_body = answer.status_code, answer.json()
@@ -169,4 +245,4 @@ def test_a_hostile_corpus_ends_in_bronze_or_quarantine_or_the_client_was_told(sp
     customers = {r.customer_id: r for r in lake.read("customers").collect()}
     assert (customers[pid("cust_4")].email, customers[pid("cust_4")].first_name) == ("hedy@example.com", "Hedy")
     assert (customers[pid("cust_3")].email, customers[pid("cust_2")].email) == ("grace@example.com", "ada@example.com")
-    assert customers[pid("cust_2")].last_name is None   # a nested contact.lastName is redacted, not a customer field
+    assert customers[pid("cust_2")].last_name is None  # a nested contact.lastName is redacted, not a customer field

@@ -1,4 +1,5 @@
 """Kafka as the stream's source: the real collector publishes to a real broker (infra/kafka.sh), the stream reads the topic."""
+
 from __future__ import annotations
 
 import json
@@ -23,18 +24,22 @@ KEY = "wk_kafka_test_key"
 
 
 def kafka_settings(tmp_path, bootstrap: str, topic: str, **collector):
-    return load_settings(env={}, overrides={
-        "lake": {"root": str(tmp_path / "lake")},
-        "landing": {"root": str(tmp_path / "landing")},
-        "stream": {"source": "kafka"},
-        "kafka": {"bootstrap_servers": bootstrap, "topic": topic},
-        "collector": {"publish": "kafka", **collector},
-    })
+    return load_settings(
+        env={},
+        overrides={
+            "lake": {"root": str(tmp_path / "lake")},
+            "landing": {"root": str(tmp_path / "landing")},
+            "stream": {"source": "kafka"},
+            "kafka": {"bootstrap_servers": bootstrap, "topic": topic},
+            "collector": {"publish": "kafka", **collector},
+        },
+    )
 
 
 def topic_values(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000,
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000, enable_auto_commit=False
+    )
     try:
         return [record.value for record in consumer]
     finally:
@@ -48,14 +53,33 @@ def test_collector_publishes_each_landed_event_and_the_stream_reads_the_topic(sp
     received = DATASET_END - timedelta(hours=1)
     app, _ = build_app(settings, env={"LAKECDP_WRITE_KEY": KEY}, clock=FrozenClock(received))
     at = (received - timedelta(minutes=10)).isoformat()
-    batch = [{"type": "track", "event": "Product Viewed", "messageId": f"m-{n}", "userId": f"u-{n % 5}", "timestamp": at,
-              "properties": {"product_id": f"p-{n}", "category": "shoes", "price": 10 + n}} for n in range(60)]
-    batch.append({"type": "identify", "messageId": "id-1", "userId": "u-1", "anonymousId": "a-1", "timestamp": at,
-                  "traits": {"email": "ada@example.com", "plan": "pro"}})
+    batch = [
+        {
+            "type": "track",
+            "event": "Product Viewed",
+            "messageId": f"m-{n}",
+            "userId": f"u-{n % 5}",
+            "timestamp": at,
+            "properties": {"product_id": f"p-{n}", "category": "shoes", "price": 10 + n},
+        }
+        for n in range(60)
+    ]
+    batch.append(
+        {
+            "type": "identify",
+            "messageId": "id-1",
+            "userId": "u-1",
+            "anonymousId": "a-1",
+            "timestamp": at,
+            "traits": {"email": "ada@example.com", "plan": "pro"},
+        }
+    )
     with CollectorThread(app) as server:
-        answers = [httpx.post(f"{server.url}/v1/batch", json={"batch": batch}, auth=(KEY, ""), timeout=30),
-                   # A retry after a lost response sends the same messageIds again.
-                   httpx.post(f"{server.url}/v1/batch", json={"batch": batch[:10]}, auth=(KEY, ""), timeout=30)]
+        answers = [
+            httpx.post(f"{server.url}/v1/batch", json={"batch": batch}, auth=(KEY, ""), timeout=30),
+            # A retry after a lost response sends the same messageIds again.
+            httpx.post(f"{server.url}/v1/batch", json={"batch": batch[:10]}, auth=(KEY, ""), timeout=30),
+        ]
     assert [a.status_code for a in answers] == [200, 200]
 
     landed = [line for path in sorted((tmp_path / "landing" / "events").glob("part-*.jsonl")) for line in path.read_bytes().splitlines()]

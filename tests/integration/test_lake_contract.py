@@ -1,7 +1,8 @@
 """One contract, run against every lake engine."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from lakecdp.lake import AppTxn, LakeError
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def quarantine_rows(spark, lake, rows):
@@ -34,8 +35,7 @@ def quarantine_rows(spark, lake, rows):
 def member_rows(spark, lake, rows):
     """rows: (segment, customer_id, rule_version)."""
     records = [
-        {"segment": s, "customer_id": c, "entered_at": T0, "rule_version": v, "reason": None, "evaluated_at": T0}
-        for s, c, v in rows
+        {"segment": s, "customer_id": c, "entered_at": T0, "rule_version": v, "reason": None, "evaluated_at": T0} for s, c, v in rows
     ]
     return spark.createDataFrame(records, lake.spec("segment_membership").schema)
 
@@ -57,7 +57,7 @@ def test_append_round_trips_values_partitions_and_nulls(spark, lake):
     assert rows["q1"].quarantine_date == date(2026, 11, 1)
     assert rows["q2"].quarantine_date == date(2026, 10, 31)
     assert rows["q2"].message_id is None and rows["q2"].raw is None
-    assert rows["q1"].quarantined_at.replace(tzinfo=timezone.utc) == T0
+    assert rows["q1"].quarantined_at.replace(tzinfo=UTC) == T0
     # the same table is readable by delta-rs directly (engine-neutral Delta)
     assert DeltaTable(lake.path("quarantine")).to_pyarrow_table().num_rows == 2
 
@@ -98,7 +98,14 @@ def test_merge_with_app_transaction_is_idempotent(spark, lake):
 
 
 def test_delete_quotes_values(spark, lake):
-    lake.append("quarantine", quarantine_rows(spark, lake, [("q1", "o'brien", None, date(2026, 11, 1)), ("q2", "m2", None, date(2026, 11, 1)), ("q3", "m3", None, date(2026, 11, 1))]))
+    lake.append(
+        "quarantine",
+        quarantine_rows(
+            spark,
+            lake,
+            [("q1", "o'brien", None, date(2026, 11, 1)), ("q2", "m2", None, date(2026, 11, 1)), ("q3", "m3", None, date(2026, 11, 1))],
+        ),
+    )
     assert lake.delete("quarantine", {"message_id": ["o'brien", "m3"]}) == 2
     assert ids(lake.read("quarantine"), "quarantine_id") == ["q2"]
     with pytest.raises(LakeError, match="no columns"):
@@ -122,7 +129,7 @@ def test_history_and_time_travel(spark, lake):
     assert ids(lake.read("quarantine", version=first_version), "quarantine_id") == ["q1"]
     # As of the last commit's own instant (delta-rs keeps epoch ms, delta-spark a UTC datetime).
     last = max(entry["timestamp"] for entry in lake.history("quarantine"))
-    last = datetime.fromtimestamp(last / 1000, timezone.utc) if isinstance(last, int) else last.replace(tzinfo=timezone.utc)
+    last = datetime.fromtimestamp(last / 1000, UTC) if isinstance(last, int) else last.replace(tzinfo=UTC)
     assert ids(lake.read("quarantine", as_of=last), "quarantine_id") == ["q1", "q2"]
 
 
@@ -167,12 +174,24 @@ def test_append_adds_a_nullable_column_declared_after_the_table_was_created(spar
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    old = pa.table({"request_id": ["r1"], "requested_at": pa.array([T0], pa.timestamp("us", tz="UTC")),
-                    "completed_at": pa.array([T0], pa.timestamp("us", tz="UTC")), "rows_deleted_json": ["{}"],
-                    "landing_lines_deleted": pa.array([0], pa.int64())})
+    old = pa.table(
+        {
+            "request_id": ["r1"],
+            "requested_at": pa.array([T0], pa.timestamp("us", tz="UTC")),
+            "completed_at": pa.array([T0], pa.timestamp("us", tz="UTC")),
+            "rows_deleted_json": ["{}"],
+            "landing_lines_deleted": pa.array([0], pa.int64()),
+        }
+    )
     write_deltalake(lake.path("erasure_log"), old, mode="append")
-    row = {"request_id": "r2", "requested_at": T0, "completed_at": T0, "rows_deleted_json": "{}", "landing_lines_deleted": 1,
-           "esp_outcomes_json": '{"braze": "deletion requested"}'}
+    row = {
+        "request_id": "r2",
+        "requested_at": T0,
+        "completed_at": T0,
+        "rows_deleted_json": "{}",
+        "landing_lines_deleted": 1,
+        "esp_outcomes_json": '{"braze": "deletion requested"}',
+    }
     lake.append("erasure_log", spark.createDataFrame([row], lake.spec("erasure_log").schema))
     rows = {r.request_id: r.esp_outcomes_json for r in lake.read("erasure_log").collect()}
     assert rows == {"r1": None, "r2": '{"braze": "deletion requested"}'}

@@ -1,8 +1,9 @@
 """Point-in-time features on inline bronze events: no leakage, order-history-only data, late identity links."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -15,7 +16,7 @@ from models.snapshots import snapshot_frame
 
 pytestmark = pytest.mark.integration
 
-SNAPSHOT = datetime(2026, 10, 20, 12, tzinfo=timezone.utc)
+SNAPSHOT = datetime(2026, 10, 20, 12, tzinfo=UTC)
 SETTINGS = parse_model_settings({"resolve_identities": True})
 EVENTS = table("events")
 
@@ -27,15 +28,28 @@ def at(days: float) -> datetime:
 def event(n: int, customer: str | None, name: str | None, when: datetime, **fields) -> dict:
     row = dict.fromkeys(EVENTS.columns)
     row.update(
-        message_id=f"m{n}", type=fields.pop("type", "track"), event=name, customer_id=customer or fields.get("anonymous_id"),
-        user_id=customer, timestamp=when, received_at=when, event_date=when.date(), timezone="Europe/Berlin", device_type="mobile",
+        message_id=f"m{n}",
+        type=fields.pop("type", "track"),
+        event=name,
+        customer_id=customer or fields.get("anonymous_id"),
+        user_id=customer,
+        timestamp=when,
+        received_at=when,
+        event_date=when.date(),
+        timezone="Europe/Berlin",
+        device_type="mobile",
     )
     row.update(fields)
     return row
 
 
 def order(n: int, customer: str, when: datetime, revenue: float, items: list[tuple[str, float, int]], coupon: str | None = None) -> dict:
-    properties = {"revenue": revenue, "coupon": coupon, "discount": 5.0 if coupon else 0.0, "products": [{"category": c, "price": p, "quantity": q} for c, p, q in items]}
+    properties = {
+        "revenue": revenue,
+        "coupon": coupon,
+        "discount": 5.0 if coupon else 0.0,
+        "products": [{"category": c, "price": p, "quantity": q} for c, p, q in items],
+    }
     return event(n, customer, "Order Completed", when, revenue=revenue, properties_json=json.dumps(properties))
 
 
@@ -65,8 +79,13 @@ def features_of(spark, rows: list[dict], snapshots=(SNAPSHOT,), links=None) -> p
 
 def tagged(variant: str, rows: list[dict]) -> list[dict]:
     """A variant's rows under its own customer ids, so several variants share one Spark job."""
-    rename = lambda value: None if value is None else f"{variant}|{value}"
-    return [{**r, "customer_id": rename(r["customer_id"]), "user_id": rename(r["user_id"]), "message_id": rename(r["message_id"])} for r in rows]
+
+    def rename(value):
+        return None if value is None else f"{variant}|{value}"
+
+    return [
+        {**r, "customer_id": rename(r["customer_id"]), "user_id": rename(r["user_id"]), "message_id": rename(r["message_id"])} for r in rows
+    ]
 
 
 def split(frame: pd.DataFrame, column: str = "customer_id") -> dict[str, pd.DataFrame]:
@@ -140,7 +159,14 @@ def test_order_history_alone_gives_complete_feature_rows(variants):
     assert a.affinity_shoes == pytest.approx(2 / 3) and a.avg_item_price == pytest.approx(55.0)
     assert a.days_since_last_order == pytest.approx(5.0) and a.tenure_days == pytest.approx(20.0)
     assert a.active_days_window == 2 and a.mobile_share == 1.0
-    browsing = ["product_views_window", "page_views_window", "cart_adds_window", "email_open_rate", "add_to_cart_rate", "checkout_conversion"]
+    browsing = [
+        "product_views_window",
+        "page_views_window",
+        "cart_adds_window",
+        "email_open_rate",
+        "add_to_cart_rate",
+        "checkout_conversion",
+    ]
     assert (rows[browsing] == 0).all().all()
 
 
@@ -150,10 +176,19 @@ def test_an_identity_link_counts_only_from_the_moment_it_was_made(spark):
         event(1, None, "Product Viewed", at(-2), anonymous_id=device, category="shoes", price=50.0, product_id="p1"),
         event(2, "cust_a", None, at(1), type="identify", anonymous_id=device),  # logs in after the snapshot
     ]
-    links = [{"anonymous_id": device, "customer_id": "cust_a", "linked_at": at(1), "source_message_id": "m2", "is_active": True, "unmerged_at": None}]
+    links = [
+        {
+            "anonymous_id": device,
+            "customer_id": "cust_a",
+            "linked_at": at(1),
+            "source_message_id": "m2",
+            "is_active": True,
+            "unmerged_at": None,
+        }
+    ]
     later = SNAPSHOT + timedelta(days=3)
     frame = features_of(spark, rows, snapshots=(SNAPSHOT, later), links=links)
-    owners = {(r.snapshot_at.to_pydatetime().replace(tzinfo=timezone.utc), r.customer_id): r.product_views_window for r in frame.itertuples()}
+    owners = {(r.snapshot_at.to_pydatetime().replace(tzinfo=UTC), r.customer_id): r.product_views_window for r in frame.itertuples()}
     assert owners[(SNAPSHOT, device)] == 1  # at the snapshot the device was still anonymous
     assert (SNAPSHOT, "cust_a") not in owners
     assert owners[(later, "cust_a")] == 1 and (later, device) not in owners

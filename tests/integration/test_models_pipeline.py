@@ -1,11 +1,12 @@
 """Train, register, promote and score on a small generated lake loaded the way the demo loads bronze."""
+
 from __future__ import annotations
 
 import io
 import json
 import re
 from contextlib import redirect_stdout
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 CUSTOMERS, DAYS = 300, 42
 SETTINGS = parse_model_settings({})
 
@@ -57,8 +58,17 @@ def trained(spark, tmp_path_factory):
     outcome = train_models(lake, SETTINGS, registry, clock=clock, truth=truth)
     scored = score_lake(lake, SETTINGS, registry, clock=clock)
     scores = lake.read("profile_scores").toPandas()
-    truth = truth.assign(customer_id=truth.customer_id.map(pid))   # the lake's names for the generated customers
-    return {"lake": lake, "registry": registry, "outcome": outcome, "scored": scored, "scores": scores, "truth": truth, "clock": clock, "root": root}
+    truth = truth.assign(customer_id=truth.customer_id.map(pid))  # the lake's names for the generated customers
+    return {
+        "lake": lake,
+        "registry": registry,
+        "outcome": outcome,
+        "scored": scored,
+        "scores": scores,
+        "truth": truth,
+        "clock": clock,
+        "root": root,
+    }
 
 
 def test_clusters_recover_the_planted_behaviour_types(trained):
@@ -161,7 +171,10 @@ def test_order_history_alone_is_enough_to_train(trained):
     names = list(feature_columns(SETTINGS.categories))
     assert not rows[names].isna().any().any()
     assert (rows[["product_views_window", "email_open_rate", "cart_adds_window"]] == 0).all().all()
-    micros = lambda instant: round(instant.timestamp() * 1e6)
+
+    def micros(instant):
+        return round(instant.timestamp() * 1e6)
+
     train = rows[rows.snapshot_us.isin([micros(s) for s in data.plan.train])]
     validation = rows[rows.snapshot_us == micros(data.plan.validation)]
     models, _ = fit_intent_models(train, tuple(names), SETTINGS.intent, seed=7)
@@ -199,15 +212,28 @@ def test_the_stream_rescores_the_profiles_a_batch_touches(trained, spark, tmp_pa
     source.mkdir()
     # This lake was built without the stream: its first run builds the online state from bronze once
     # (every customer changes, so every one is flushed and re-scored). The test starts after that.
-    run_stream(spark, lake, load_settings(), source=str(source), checkpoint=str(tmp_path / "checkpoint"), clock=FrozenClock(later.now() - timedelta(hours=1)))
-    event = {"type": "track", "event": "Product Added", "messageId": "rescore-1", "userId": customer,
-             "timestamp": (later.now() - timedelta(minutes=5)).isoformat(), "properties": {"product_id": "p1", "price": 30.0}}
+    run_stream(
+        spark,
+        lake,
+        load_settings(),
+        source=str(source),
+        checkpoint=str(tmp_path / "checkpoint"),
+        clock=FrozenClock(later.now() - timedelta(hours=1)),
+    )
+    event = {
+        "type": "track",
+        "event": "Product Added",
+        "messageId": "rescore-1",
+        "userId": customer,
+        "timestamp": (later.now() - timedelta(minutes=5)).isoformat(),
+        "properties": {"product_id": "p1", "price": 30.0},
+    }
     (source / "part-0.jsonl").write_text(json.dumps(event) + "\n")
     before = lake.read("profile_scores").toPandas().set_index("customer_id")
 
     run = run_stream(spark, lake, load_settings(), source=str(source), checkpoint=str(tmp_path / "checkpoint"), clock=later)
 
-    assert run.events == 1   # the online state re-scores the changed customers when it flushes them to Delta
+    assert run.events == 1  # the online state re-scores the changed customers when it flushes them to Delta
     after = lake.read("profile_scores").toPandas().set_index("customer_id")
     moved = after.index[after.scored_at != before.scored_at.reindex(after.index)]
     assert list(moved) == [customer]
@@ -221,12 +247,22 @@ def test_a_customer_who_withdrew_profiling_consent_is_neither_scored_nor_trained
     lake, registry, clock = trained["lake"], trained["registry"], trained["clock"]
     customer = sorted(trained["scores"].customer_id)[7]
     assert lake.read("profile_scores").filter(F.col("customer_id") == customer).count() == 1
-    withdrawal = spark.createDataFrame([{
-        "message_id": "withdraw-profiling", "type": "track", "event": "Consent Updated", "customer_id": customer,
-        "timestamp": clock.now(), "source_file": "test", "traits_json": None,
-        "properties_json": json.dumps({"purpose": "profiling", "status": "withdrawn"}),
-    }], "message_id string, type string, event string, customer_id string, timestamp timestamp, source_file string, "
-        "traits_json string, properties_json string")
+    withdrawal = spark.createDataFrame(
+        [
+            {
+                "message_id": "withdraw-profiling",
+                "type": "track",
+                "event": "Consent Updated",
+                "customer_id": customer,
+                "timestamp": clock.now(),
+                "source_file": "test",
+                "traits_json": None,
+                "properties_json": json.dumps({"purpose": "profiling", "status": "withdrawn"}),
+            }
+        ],
+        "message_id string, type string, event string, customer_id string, timestamp timestamp, source_file string, "
+        "traits_json string, properties_json string",
+    )
     record_consent(lake, entries_from_events(withdrawal, ConsentRules(), clock.now()))
 
     outcome = score_lake(lake, SETTINGS, registry, clock=clock)

@@ -1,4 +1,5 @@
 """`lakecdp status` and `lakecdp report` on a small lake written with delta-rs and the real artifact writers; no Spark."""
+
 from __future__ import annotations
 
 import json
@@ -93,8 +94,13 @@ def test_report_holds_every_plot_and_no_customer_data(observed, tmp_path):
 def test_report_of_an_empty_lake_says_what_to_run(tmp_path):
     page = render_report(LakeView(str(tmp_path)), FrozenClock(NOW), {})
     assert "<svg" not in page
-    for command in ("lakecdp stream run", "lakecdp train", "lakecdp export run", "lakecdp quality run SUITE",
-                    "lakecdp experiments report EXPERIMENT"):
+    for command in (
+        "lakecdp stream run",
+        "lakecdp train",
+        "lakecdp export run",
+        "lakecdp quality run SUITE",
+        "lakecdp experiments report EXPERIMENT",
+    ):
         assert f"no data yet: run <code>{command}" in page
 
 
@@ -114,8 +120,10 @@ def test_processes_that_read_the_lake_exit_cleanly(observed, tmp_path):
     without an active exception"): eight short readers, then the commands as a user runs them."""
     root, _ = observed
     reader = f"from lakecdp.observe.lakeview import LakeView; LakeView({str(root)!r}).read('stream_metrics', ['batch_id'])"
-    runs = [["-c", reader]] * 8 + [["-m", "lakecdp.cli", *command, "--lake", str(root)]
-                                   for command in (["status", "--json"], ["report", "--out", str(tmp_path / "report.html")])]
+    runs = [["-c", reader]] * 8 + [
+        ["-m", "lakecdp.cli", *command, "--lake", str(root)]
+        for command in (["status", "--json"], ["report", "--out", str(tmp_path / "report.html")])
+    ]
     for run in runs:
         done = subprocess.run([sys.executable, *run], capture_output=True, text=True, timeout=120)
         assert (done.returncode, done.stderr[-300:]) == (0, ""), run

@@ -1,7 +1,8 @@
 """The report's pandas readers agree with the Spark transforms they stand in for (segment sizes and churn, the effective export log)."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def _transitions(seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
     rows = []
     for segment in ("a", "b", "c"):
         inside: set[int] = set()
@@ -36,8 +37,9 @@ def test_daily_sizes_equal_sparks(spark, seed):
     transitions = _transitions(seed)
     # Spark's to_date cuts days in the session time zone, which lakecdp's session factory sets to UTC, as the report does.
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
-    frame = spark.createDataFrame(transitions.assign(at=transitions["at"].dt.tz_convert(None)),
-                                  "segment string, customer_id string, transition string, at timestamp")
+    frame = spark.createDataFrame(
+        transitions.assign(at=transitions["at"].dt.tz_convert(None)), "segment string, customer_id string, transition string, at timestamp"
+    )
     expected = daily_sizes(frame).toPandas().sort_values(["segment", "day"]).reset_index(drop=True)
     ours = daily_segment_sizes(transitions)
     assert ours["segment"].tolist() == expected["segment"].tolist()
@@ -50,8 +52,16 @@ def test_daily_sizes_equal_sparks(spark, seed):
 def test_effective_export_log_equals_sparks(spark):
     from lakecdp.export.audience import effective_log
 
-    rows = [("b1", "c1", "pending"), ("b1", "c1", "sent"), ("b1", "c2", "pending"), ("b1", "c2", "failed"),
-            ("b1", "c3", "pending"), ("b2", "c1", "pending"), ("b2", "c1", "failed"), ("b3", "c4", "pending")]
+    rows = [
+        ("b1", "c1", "pending"),
+        ("b1", "c1", "sent"),
+        ("b1", "c2", "pending"),
+        ("b1", "c2", "failed"),
+        ("b1", "c3", "pending"),
+        ("b2", "c1", "pending"),
+        ("b2", "c1", "failed"),
+        ("b3", "c4", "pending"),
+    ]
     log = pd.DataFrame(rows, columns=["batch_id", "customer_id", "state"])
     expected = effective_log(spark.createDataFrame(log)).toPandas()
     ours = effective_export_log(log)

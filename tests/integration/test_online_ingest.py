@@ -7,10 +7,11 @@ broken JSON, two objects on a line, bytes that are not UTF-8). For each line the
 valid, rejected or unsure; Spark must agree on every valid line (and give the same columns) and
 on every rejected one.
 """
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -23,20 +24,25 @@ from lakecdp.privacy.pseudonyms import Pseudonymizer
 
 pytestmark = pytest.mark.integration
 
-RECEIVED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+RECEIVED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 EVENTS = EventSettings(max_future_skew=timedelta(minutes=5), max_age=timedelta(days=400))
 PSEUDONYMS = Pseudonymizer(b"differential-test-key-0123456789abcdef")
 COLUMNS = sorted(SUPPORTED_COLUMNS)
+
 
 def usually(good, odd):
     """`good` most of the time, now and then one of the `odd` values senders get wrong."""
     return st.integers(0, 19).flatmap(lambda roll: good if roll < 19 else odd)
 
 
-ids = usually(st.sampled_from(["u-1", "cust_000001", "pc_" + "a" * 32, "é-ü", "anon-7"]),
-              st.sampled_from([None, "", " ", " padded ", "\t"]) | st.integers(0, 99))
-names = usually(st.sampled_from(["Product Viewed", "Order Completed", "Page Viewed", "Subscribed", "Product Added"]),
-                st.sampled_from([None, "", " "]) | st.booleans())
+ids = usually(
+    st.sampled_from(["u-1", "cust_000001", "pc_" + "a" * 32, "é-ü", "anon-7"]),
+    st.sampled_from([None, "", " ", " padded ", "\t"]) | st.integers(0, 99),
+)
+names = usually(
+    st.sampled_from(["Product Viewed", "Order Completed", "Page Viewed", "Subscribed", "Product Added"]),
+    st.sampled_from([None, "", " "]) | st.booleans(),
+)
 
 
 def _instant(offset_s: int, fraction: str, zone: str) -> str:
@@ -54,12 +60,27 @@ instants = usually(
         st.sampled_from(["", ".5", ".517", ".123456"]),
         st.sampled_from(["Z", "+00:00", "+05:30", "-08:00", "+17:00"]),
     ),
-    st.sampled_from(["2026-11-01", "2026-11-01 11:00:00", "2026-11-01T11:00:00", "soon", "", "2026-13-01T00:00:00Z",
-                     "2026-11-01T11:00:00.1234567Z", "2026-11-01T11:00:00+23:00", "2026-11-01T11:00:60Z",
-                     "2026-11-01T24:00:00Z", "1604224800"]) | st.integers(0, 2**33),
+    st.sampled_from(
+        [
+            "2026-11-01",
+            "2026-11-01 11:00:00",
+            "2026-11-01T11:00:00",
+            "soon",
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-11-01T11:00:00.1234567Z",
+            "2026-11-01T11:00:00+23:00",
+            "2026-11-01T11:00:60Z",
+            "2026-11-01T24:00:00Z",
+            "1604224800",
+        ]
+    )
+    | st.integers(0, 2**33),
 )
-numbers = usually(st.sampled_from([0, 12, 12.5, -3, 2**20, 59.99]),
-                  st.sampled_from([None, "12.5", "7", " 12", "1e3", "abc", "", True, 2**31, 2**53 + 1, 1e300, "0012", 2.0]))
+numbers = usually(
+    st.sampled_from([0, 12, 12.5, -3, 2**20, 59.99]),
+    st.sampled_from([None, "12.5", "7", " 12", "1e3", "abc", "", True, 2**31, 2**53 + 1, 1e300, "0012", 2.0]),
+)
 texts = usually(st.sampled_from(["shoes", "Beauty", "p_0113", "", "x" * 50]), st.sampled_from([None, 0, 5]) | st.just({"nested": 1}))
 objects = st.sampled_from([None, "text", 5, [1]])
 
@@ -77,8 +98,12 @@ def events(draw) -> dict:
         if draw(st.integers(0, 9)) < present:
             event[key] = draw(strategy)
 
-    kind = draw(usually(st.sampled_from(["track", "track", "page", "identify", "screen", "alias", "group"]),
-                        st.sampled_from(["Track", "click", ""]) | st.integers(0, 3)))
+    kind = draw(
+        usually(
+            st.sampled_from(["track", "track", "page", "identify", "screen", "alias", "group"]),
+            st.sampled_from(["Track", "click", ""]) | st.integers(0, 3),
+        )
+    )
     maybe(draw(usually(st.just("messageId"), st.just("MessageId"))), ids)
     event["type"] = kind
     maybe("event", names, present=8 if kind in ("track", "page") else 2)
@@ -88,14 +113,21 @@ def events(draw) -> dict:
     maybe("previousId", ids, present=2)
     maybe("timestamp", instants)
     maybe("receivedAt", instants, present=3)
-    properties = {key: draw(numbers) for key in draw(st.sets(st.sampled_from(["price", "quantity", "revenue", "total",
-                                                                              "time_on_page_s", "scroll_depth_pct"])))}
-    properties |= {key: draw(texts) for key in draw(st.sets(st.sampled_from(["category", "product_id", "cart_id", "order_id",
-                                                                             "campaign_id"])))}
+    properties = {
+        key: draw(numbers)
+        for key in draw(st.sets(st.sampled_from(["price", "quantity", "revenue", "total", "time_on_page_s", "scroll_depth_pct"])))
+    }
+    properties |= {
+        key: draw(texts) for key in draw(st.sets(st.sampled_from(["category", "product_id", "cart_id", "order_id", "campaign_id"])))
+    }
     maybe("properties", maybe_odd(st.just(properties)), present=7)
-    context = {"device": draw(maybe_odd(st.just({"type": draw(usually(st.sampled_from(["mobile", "desktop"]), st.sampled_from([None, 3])))}))),
-               "location": draw(maybe_odd(st.just({"country": "DE", "city": draw(usually(st.sampled_from(["Köln", "Osaka"]), st.sampled_from([None, 7])))}))),
-               "timezone": draw(usually(st.just("Europe/Berlin"), st.sampled_from([None, 1])))}
+    context = {
+        "device": draw(maybe_odd(st.just({"type": draw(usually(st.sampled_from(["mobile", "desktop"]), st.sampled_from([None, 3])))}))),
+        "location": draw(
+            maybe_odd(st.just({"country": "DE", "city": draw(usually(st.sampled_from(["Köln", "Osaka"]), st.sampled_from([None, 7])))}))
+        ),
+        "timezone": draw(usually(st.just("Europe/Berlin"), st.sampled_from([None, 1]))),
+    }
     maybe("context", maybe_odd(st.just(context)), present=7)
     maybe("_lakecdp_rejected", st.sampled_from(["messageId is not a string", None]), present=1)
     return event
@@ -125,8 +157,9 @@ def lines(draw) -> bytes:
 def spark_outcomes(spark, raws: list[bytes]) -> dict[int, dict | None]:
     """Per line index: its bronze columns when Spark finds it valid, None when Spark rejects it."""
     frame = spark.createDataFrame([(raw, f"line-{n}") for n, raw in enumerate(raws)], "raw binary, source_file string")
-    batch = prepare_batch(frame.select(F.col("raw").cast("string").alias("raw"), "source_file"), received_at=RECEIVED,
-                          settings=EVENTS, pseudonyms=PSEUDONYMS)
+    batch = prepare_batch(
+        frame.select(F.col("raw").cast("string").alias("raw"), "source_file"), received_at=RECEIVED, settings=EVENTS, pseudonyms=PSEUDONYMS
+    )
     try:
         rejected = {int(r.source_file[5:]) for r in batch.checked.filter(F.col("reason").isNotNull()).select("source_file").collect()}
         columns = [c for c in COLUMNS if c != "timestamp"]

@@ -1,4 +1,5 @@
 """The online state store: SqliteStore and RedisStore pass the same contract (Redis is a real server)."""
+
 from __future__ import annotations
 
 import uuid
@@ -9,6 +10,7 @@ import pytest
 from lakecdp.online.store import Commit, RedisStore, SqliteStore, open_store
 
 pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=["sqlite", "redis"])
 def store(request, tmp_path):
@@ -33,12 +35,15 @@ def test_commit_load_delete_and_replay(store):
     assert [k for k, _ in store.scan()] == ["a", "b"]
 
     before = store.pending()
-    for replayed in (2, 1):   # the same batch id, then a lower one
+    for replayed in (2, 1):  # the same batch id, then a lower one
         replay = Commit(
-            "events", replayed,
+            "events",
+            replayed,
             states={"a": {"n": 99}, "b": None, "d": {"n": 4}},
-            messages={"m-replay": 5}, links={"anon-replay": "a"},
-            link_rows=[{"anonymous_id": "anon-replay"}], rows=[("transitions", {"id": "r"})],
+            messages={"m-replay": 5},
+            links={"anon-replay": "a"},
+            link_rows=[{"anonymous_id": "anon-replay"}],
+            rows=[("transitions", {"id": "r"})],
         )
         assert store.commit(replay) is False
         assert store.applied("events") == 2
@@ -58,12 +63,12 @@ def test_seen_and_links(store):
     assert store.commit(Commit("events", 2, messages={"m3": 3_000}, links={"anon1": "c2", "anon2": "c3"}))
 
     assert store.seen(["m1", "m2", "m3", "never"], since=0) == {"m1", "m2", "m3"}
-    assert store.seen(["m1", "m2", "m3", "never"], since=2_000) == {"m2", "m3"}   # at == since counts
+    assert store.seen(["m1", "m2", "m3", "never"], since=2_000) == {"m2", "m3"}  # at == since counts
     assert store.seen(["m1", "m2", "m3"], since=3_001) == set()
     assert store.seen([], since=0) == set()
-    assert store.seen(["m1", "m1", "never", "never"], since=0) == {"m1"}   # a batch may carry an id twice
+    assert store.seen(["m1", "m1", "never", "never"], since=0) == {"m1"}  # a batch may carry an id twice
 
-    assert store.links(["anon1", "anon2", "anon-unknown"]) == {"anon1": "c1", "anon2": "c3"}   # first link wins
+    assert store.links(["anon1", "anon2", "anon-unknown"]) == {"anon1": "c1", "anon2": "c3"}  # first link wins
     assert store.links([]) == {}
 
 
@@ -73,7 +78,7 @@ def test_due_and_next_due(store):
     assert store.commit(Commit("events", 1, states={"a": {"due": 300}, "b": {"due": 100}, "c": {"due": None}, "d": {}}))
     assert store.next_due() == 100
     assert store.due(99) == []
-    assert store.due(100) == ["b"]              # due <= until
+    assert store.due(100) == ["b"]  # due <= until
     assert store.due(300) == ["a", "b"]
 
     # a's timer moves, b's is cleared, c gets one.
@@ -94,30 +99,39 @@ def test_due_and_next_due(store):
 def test_pending_and_flushed(store):
     assert store.pending().seq == 0
     assert store.pending().customers == [] and store.pending().rows == []
-    assert store.commit(Commit(
-        "events", 1, states={"zed": {"n": 1}, "amy": {"n": 2}},
-        link_rows=[{"anonymous_id": "anon1", "customer_id": "amy"}],
-        rows=[("transitions", {"id": "t1"}), ("outbox", {"id": "o1"})],
-    ))
+    assert store.commit(
+        Commit(
+            "events",
+            1,
+            states={"zed": {"n": 1}, "amy": {"n": 2}},
+            link_rows=[{"anonymous_id": "anon1", "customer_id": "amy"}],
+            rows=[("transitions", {"id": "t1"}), ("outbox", {"id": "o1"})],
+        )
+    )
     assert store.commit(Commit("events", 2, states={"bob": {"n": 3}, "amy": None}, rows=[("transitions", {"id": "t2"})]))
 
     pending = store.pending()
     assert pending.seq == 0
-    assert pending.customers == ["amy", "bob", "zed"]   # sorted; a deleted customer is changed too
+    assert pending.customers == ["amy", "bob", "zed"]  # sorted; a deleted customer is changed too
     assert pending.rows == [
         ("identity_links", {"anonymous_id": "anon1", "customer_id": "amy"}),
         ("transitions", {"id": "t1"}),
         ("outbox", {"id": "o1"}),
         ("transitions", {"id": "t2"}),
     ]
-    assert store.unflushed("transitions") == [{"id": "t1"}, {"id": "t2"}]   # one table's rows, in order, left in place
+    assert store.unflushed("transitions") == [{"id": "t1"}, {"id": "t2"}]  # one table's rows, in order, left in place
     assert store.pending().rows == pending.rows
 
     # Committed after pending() but before flushed(): not in `pending`, so the flush must keep it.
-    assert store.commit(Commit(
-        "events", 3, states={"cy": {"n": 4}},
-        link_rows=[{"anonymous_id": "anon2", "customer_id": "cy"}], rows=[("outbox", {"id": "o2"})],
-    ))
+    assert store.commit(
+        Commit(
+            "events",
+            3,
+            states={"cy": {"n": 4}},
+            link_rows=[{"anonymous_id": "anon2", "customer_id": "cy"}],
+            rows=[("outbox", {"id": "o2"})],
+        )
+    )
     store.flushed(pending)
     assert store.unflushed("outbox") == [{"id": "o2"}] and store.unflushed("transitions") == []
 
@@ -141,11 +155,11 @@ def test_replace_all(store):
 
     assert dict(store.scan()) == {"b": {"n": 20}, "c": {"n": 30}}
     assert store.load(["a", "b", "c"]) == {"b": {"n": 20}, "c": {"n": 30}}
-    assert store.pending().customers == ["a", "b", "c"]   # removed, replaced and new keys
+    assert store.pending().customers == ["a", "b", "c"]  # removed, replaced and new keys
     assert store.meta("fingerprint") == "fp-1"
-    assert store.due(10**18) == ["c"]                    # the old timers went with the old states
+    assert store.due(10**18) == ["c"]  # the old timers went with the old states
     assert store.next_due() == 50
-    assert store.applied("events") == 1                  # a rebuild does not touch batch ids
+    assert store.applied("events") == 1  # a rebuild does not touch batch ids
 
     store.replace_all({}, dues={}, fingerprint="fp-2")
     assert dict(store.scan()) == {}
@@ -167,11 +181,18 @@ def test_open_store_needs_a_local_path_for_a_remote_lake(tmp_path):
 
 
 def test_erase_removes_state_links_and_unflushed_rows_of_those_ids_only(store):
-    store.commit(Commit(stream="s", batch_id=1,
-                        states={"gone": {"n": 1, "due": 5}, "kept": {"n": 2, "due": 6}},
-                        links={"gone-device": "gone", "other-device": "kept"},
-                        rows=[("segment_transitions", {"customer_id": "gone", "segment": "a"}),
-                              ("segment_transitions", {"customer_id": "kept", "segment": "a"})]))
+    store.commit(
+        Commit(
+            stream="s",
+            batch_id=1,
+            states={"gone": {"n": 1, "due": 5}, "kept": {"n": 2, "due": 6}},
+            links={"gone-device": "gone", "other-device": "kept"},
+            rows=[
+                ("segment_transitions", {"customer_id": "gone", "segment": "a"}),
+                ("segment_transitions", {"customer_id": "kept", "segment": "a"}),
+            ],
+        )
+    )
 
     assert store.erase({"gone", "gone-device"}) == 1
 
@@ -203,8 +224,10 @@ def test_landing_lines_are_read_in_order_and_a_cut_short_flush_reads_the_same_on
 
 
 def test_erase_removes_the_customers_unflushed_landing_lines(store):
-    rows = [{"raw": "{}", "source_file": "f", "received_at": 1, "customer_id": c, "anonymous_id": a}
-            for c, a in (("gone", None), ("kept", "gone-device"), ("kept", None), ("kept", "other"))]
+    rows = [
+        {"raw": "{}", "source_file": "f", "received_at": 1, "customer_id": c, "anonymous_id": a}
+        for c, a in (("gone", None), ("kept", "gone-device"), ("kept", None), ("kept", "other"))
+    ]
     store.commit(Commit("s", 1, landing=rows))
     store.erase({"gone", "gone-device"})
     assert store.landing_pending(10).rows == [rows[2], rows[3]]

@@ -1,4 +1,5 @@
 """The stream on its online state (SQLite and a real Redis): equal to a batch recompute, deduped within the window, reconciled."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,14 @@ GENERATED = GeneratorSettings(customers=60, days=5, seed=21)
 def _stream(spark, tmp_path, state: dict, source=None):
     settings = load_settings(overrides={"state": state})
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
-    run = run_stream(spark, lake, settings, source=str(source or tmp_path / "landing" / "events"),
-                     checkpoint=str(tmp_path / "ckpt"), clock=FrozenClock(GENERATED.end))
+    run = run_stream(
+        spark,
+        lake,
+        settings,
+        source=str(source or tmp_path / "landing" / "events"),
+        checkpoint=str(tmp_path / "ckpt"),
+        clock=FrozenClock(GENERATED.end),
+    )
     return settings, lake, run
 
 
@@ -107,7 +114,7 @@ def test_a_failing_batch_stops_the_stream_naming_the_batch_and_the_fix(spark, tm
     write_dataset(GENERATED, tmp_path / "landing", events_per_file=2500)
 
     def out_of_memory(self, *args, **kwargs):
-        raise MemoryError("the batch did not fit")   # what Python raises when the driver runs out
+        raise MemoryError("the batch did not fit")  # what Python raises when the driver runs out
 
     monkeypatch.setattr(OnlineState, "prepare", out_of_memory)
     with pytest.raises(BatchFailed) as failed:
@@ -125,17 +132,27 @@ def test_every_batch_lands_in_stream_metrics_and_the_heartbeat_says_stopped(spar
     write_dataset(GENERATED, tmp_path / "landing", events_per_file=400)
     settings = load_settings(overrides={"stream": {"max_files_per_trigger": 1}})
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
-    run = run_stream(spark, lake, settings, source=str(tmp_path / "landing" / "events"), checkpoint=str(tmp_path / "ckpt"),
-                     clock=FrozenClock(GENERATED.end))
+    run = run_stream(
+        spark,
+        lake,
+        settings,
+        source=str(tmp_path / "landing" / "events"),
+        checkpoint=str(tmp_path / "ckpt"),
+        clock=FrozenClock(GENERATED.end),
+    )
 
     metrics = sorted(lake.read("stream_metrics").collect(), key=lambda r: r.batch_id)
     assert len(run.batches) > 1
     assert [r.batch_id for r in metrics] == [b["batch_id"] for b in run.batches]
     for row, batch in zip(metrics, run.batches):
         assert (row.lines, row.events, row.quarantined, row.duplicates) == (
-            batch["lines"], batch["events"], batch["quarantined"], batch["duplicates"])
+            batch["lines"],
+            batch["events"],
+            batch["quarantined"],
+            batch["duplicates"],
+        )
         assert row.path in {"live", "spark"} and row.ended_at >= row.started_at and row.duration_s >= 0
-        assert row.lag_s is not None and row.lag_s >= 0   # every batch kept events, each with a receivedAt
+        assert row.lag_s is not None and row.lag_s >= 0  # every batch kept events, each with a receivedAt
         assert set(json.loads(row.steps)) >= {"state", "batch"}
     assert len({r.stream for r in metrics}) == 1
     heartbeat = json.loads((tmp_path / "lake" / "_stream" / "heartbeat.json").read_text())
@@ -161,7 +178,7 @@ def test_processed_landing_files_are_deleted_once_committed_and_past_retention(s
 
     landing_file("part-a.jsonl", "m-a")
     stream("7d")
-    assert (source / "part-a.jsonl").exists()   # processed, within its retention
+    assert (source / "part-a.jsonl").exists()  # processed, within its retention
 
     landing_file("part-b.jsonl", "m-b")
     stream("0s")

@@ -1,13 +1,14 @@
 """Consent ledger, the admin-only privacy commands, the access bundle and PII access logging.
 
 (The planted-PII scan of everything the demo prints is in test_demo.py.)"""
+
 from __future__ import annotations
 
 import hashlib
 import io
 import json
 from contextlib import redirect_stdout
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,20 +27,35 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "test-admin-token-5d1e"
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def consent_lines(end, customers: list[str]) -> str:
     a, b, c = customers[:3]
-    at = lambda hours: (end - timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+
+    def at(hours):
+        return (end - timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
+
     events = [
         {"type": "identify", "messageId": "consent-1", "userId": a, "timestamp": at(5), "traits": {"consent": {"profiling": False}}},
-        {"type": "track", "event": "Consent Updated", "messageId": "consent-2", "userId": b, "timestamp": at(4),
-         "properties": {"purpose": "personalization", "status": "withdrawn", "channel": "web"}},
+        {
+            "type": "track",
+            "event": "Consent Updated",
+            "messageId": "consent-2",
+            "userId": b,
+            "timestamp": at(4),
+            "properties": {"purpose": "personalization", "status": "withdrawn", "channel": "web"},
+        },
         {"type": "track", "event": "Subscribed", "messageId": "consent-3", "userId": c, "timestamp": at(3)},
         {"type": "track", "event": "Unsubscribed", "messageId": "consent-4", "userId": c, "timestamp": at(2)},
-        {"type": "track", "event": "Consent Updated", "messageId": "consent-5", "userId": c, "timestamp": at(1),
-         "properties": {"purpose": "teleportation", "status": "granted"}},   # not a purpose: no fact
+        {
+            "type": "track",
+            "event": "Consent Updated",
+            "messageId": "consent-5",
+            "userId": c,
+            "timestamp": at(1),
+            "properties": {"purpose": "teleportation", "status": "granted"},
+        },  # not a purpose: no fact
     ]
     return "".join(json.dumps(e) + "\n" for e in events)
 
@@ -50,8 +66,17 @@ def world(spark, tmp_path_factory):
     settings = load_settings(env={})
     lake_root, landing = root / "lake", root / "landing"
     end = END
-    run_demo(settings, lake_root=str(lake_root), landing_root=str(landing), out_dir=root / "out", customers=30, days=4,
-             clock=FrozenClock(end), out=io.StringIO(), stop_after="stream")
+    run_demo(
+        settings,
+        lake_root=str(lake_root),
+        landing_root=str(landing),
+        out_dir=root / "out",
+        customers=30,
+        days=4,
+        clock=FrozenClock(end),
+        out=io.StringIO(),
+        stop_after="stream",
+    )
     lake = open_lake(spark, settings.lake, root=str(lake_root))
     customers = sorted(r.customer_id for r in lake.read("customers").collect())
     (landing / "demo" / "events" / "consent.jsonl").write_text(consent_lines(end, customers))

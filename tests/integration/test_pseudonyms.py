@@ -1,8 +1,9 @@
 """Analytics tables know customers by HMAC pseudonyms; the retailer's ids live in `customers` only."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,18 +19,36 @@ from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 WEB_USER, DEVICE, CRM_ONLY = "shop-user-4711", "device-cookie-0815", "crm-customer-9001"
 
 
 def raw_lines(spark):
     events = [
-        {"type": "track", "event": "Product Viewed", "messageId": "p1", "anonymousId": DEVICE,
-         "timestamp": "2026-11-01T09:00:00Z", "properties": {"category": "shoes"}},
-        {"type": "identify", "messageId": "p2", "userId": WEB_USER, "anonymousId": DEVICE,
-         "timestamp": "2026-11-01T09:05:00Z", "traits": {"email": "web.user@example.com", "first_name": "Ada", "plan": "gold"}},
-        {"type": "track", "event": "Order Completed", "messageId": "p3", "userId": WEB_USER,
-         "timestamp": "2026-11-01T09:10:00Z", "properties": {"order_id": "o1", "revenue": 80}},
+        {
+            "type": "track",
+            "event": "Product Viewed",
+            "messageId": "p1",
+            "anonymousId": DEVICE,
+            "timestamp": "2026-11-01T09:00:00Z",
+            "properties": {"category": "shoes"},
+        },
+        {
+            "type": "identify",
+            "messageId": "p2",
+            "userId": WEB_USER,
+            "anonymousId": DEVICE,
+            "timestamp": "2026-11-01T09:05:00Z",
+            "traits": {"email": "web.user@example.com", "first_name": "Ada", "plan": "gold"},
+        },
+        {
+            "type": "track",
+            "event": "Order Completed",
+            "messageId": "p3",
+            "userId": WEB_USER,
+            "timestamp": "2026-11-01T09:10:00Z",
+            "properties": {"order_id": "o1", "revenue": 80},
+        },
     ]
     return spark.createDataFrame([(json.dumps(e), "test") for e in events], "raw string, source_file string")
 
@@ -82,7 +101,7 @@ def test_an_erasure_under_another_key_is_refused_not_queued_for_nobody(lake, mon
     from lakecdp.cli import main
     from lakecdp.privacy.access import new_admin_token
 
-    monkeypatch.setenv("LAKECDP__LAKE__ENGINE", lake.engine.name)   # the CLI opens this fixture's engine
+    monkeypatch.setenv("LAKECDP__LAKE__ENGINE", lake.engine.name)  # the CLI opens this fixture's engine
     ingest_lines(lake, raw_lines(lake.spark), received_at=NOW, settings=EventSettings())
     token, digest = new_admin_token()
     monkeypatch.setenv("LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256", digest)

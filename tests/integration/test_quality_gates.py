@@ -1,9 +1,10 @@
 """Suites on real Spark + delta-rs: `lakecdp quality run` names what failed, keeps results, compares row counts
 with the previous run, and never lets an address out of the results of the export-batch suite."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,13 +14,21 @@ from lakecdp.lake import open_lake
 
 pytestmark = pytest.mark.integration
 
-AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def score_rows(n: int, *, planted: bool = False) -> list[dict]:
     rows = [
-        {"customer_id": f"c{i:03d}", "intent_probability": i / n, "intent_decile": 1 + i % 10, "cluster_id": i % 3,
-         "cluster_label": "x", "intent_model_version": "v0001", "cluster_model_version": "v0001", "scored_at": AS_OF}
+        {
+            "customer_id": f"c{i:03d}",
+            "intent_probability": i / n,
+            "intent_decile": 1 + i % 10,
+            "cluster_id": i % 3,
+            "cluster_label": "x",
+            "intent_model_version": "v0001",
+            "cluster_model_version": "v0001",
+            "scored_at": AS_OF,
+        }
         for i in range(n)
     ]
     if planted:
@@ -35,8 +44,17 @@ def test_cli_names_failed_expectations_and_compares_row_counts_with_the_previous
     lake = open_lake(spark, load_settings(env={}).lake, root=str(tmp_path / "lake"))
     lake.overwrite("profile_scores", spark.createDataFrame(score_rows(20, planted=True), lake.spec("profile_scores").schema))
     # The previous day's run passed on 40 rows (its line in the history is what the row-count check reads).
-    previous = {"suite": "profile_scores", "run_key": "20261101T000000Z", "as_of": AS_OF.isoformat(), "success": True,
-                "row_count": 40, "source": {}, "parameters": {}, "validated_at": AS_OF.isoformat(), "outcomes": []}
+    previous = {
+        "suite": "profile_scores",
+        "run_key": "20261101T000000Z",
+        "as_of": AS_OF.isoformat(),
+        "success": True,
+        "row_count": 40,
+        "source": {},
+        "parameters": {},
+        "validated_at": AS_OF.isoformat(),
+        "outcomes": [],
+    }
     ResultStore(str(tmp_path / "lake" / "_quality")).record(previous)
 
     next_day = AS_OF + timedelta(days=1)
@@ -50,7 +68,7 @@ def test_cli_names_failed_expectations_and_compares_row_counts_with_the_previous
         ("expect_column_values_to_be_between", ("intent_probability",)),
         ("expect_column_values_to_be_unique", ("customer_id",)),
         ("expect_column_values_to_not_be_null", ("intent_probability",)),
-        ("expect_table_row_count_to_be_between", ()),   # 20 rows after 40: beyond ±25%
+        ("expect_table_row_count_to_be_between", ()),  # 20 rows after 40: beyond ±25%
     }
     assert failed[("expect_column_values_to_be_between", ("intent_probability",))]["sample"] == [1.5]
     assert result["source"] == {"table": "profile_scores", "version": 1, "baseline_rows": 40}
@@ -66,11 +84,14 @@ def test_export_batch_failures_never_carry_an_address(spark, tmp_path):
 
     settings = load_settings(env={})
     spec = load_suite("export_batches")
-    members = spark.createDataFrame([
-        ("hook", "s", "b0", 0, "upsert", 2, 500, False, "c1", "create", "h1", "ok@example.com"),
-        ("hook", "s", "b0", 0, "upsert", 2, 500, False, "c2", "create", "h2", "secret.person-at-example.com"),
-        ("hook", "s", "b1", 1, "remove", 1, 500, False, "c3", "remove", "h3", None),
-    ], EXPORT_BATCH_SCHEMA)
+    members = spark.createDataFrame(
+        [
+            ("hook", "s", "b0", 0, "upsert", 2, 500, False, "c1", "create", "h1", "ok@example.com"),
+            ("hook", "s", "b0", 0, "upsert", 2, 500, False, "c2", "create", "h2", "secret.person-at-example.com"),
+            ("hook", "s", "b1", 1, "remove", 1, 500, False, "c3", "remove", "h3", None),
+        ],
+        EXPORT_BATCH_SCHEMA,
+    )
     consent = spark.createDataFrame([("c1", "unsubscribed after latest opt-in"), ("c2", None)], "customer_id string, block_reason string")
     frame = prepare_frame(with_consent_withdrawn(members, consent), spec, AS_OF)
 
@@ -79,7 +100,7 @@ def test_export_batch_failures_never_carry_an_address(spark, tmp_path):
     failed = {o.label: o for o in outcomes if not o.success}
     assert not success and rows == 3
     assert set(failed) == {"expect_column_values_to_match_regex(upsert_email)", "expect_column_values_to_be_in_set(is_consent_withdrawn)"}
-    assert failed["expect_column_values_to_match_regex(upsert_email)"].sample == ()   # PII column: no values kept
+    assert failed["expect_column_values_to_match_regex(upsert_email)"].sample == ()  # PII column: no values kept
     assert failed["expect_column_values_to_be_in_set(is_consent_withdrawn)"].unexpected_count == 1
     error = str(QualityGateFailed([SuiteResult("export_batches", "k", AS_OF, False, rows, {}, {}, outcomes, AS_OF)]))
     assert "expect_column_values_to_match_regex(upsert_email): 1 of 2 rows unexpected (1 null, not checked)" in error

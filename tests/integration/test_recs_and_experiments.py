@@ -1,8 +1,9 @@
 """Recommendations and experiments on a real lake: generated shop data through bronze, Spark, delta-rs."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def shop(spark, tmp_path_factory):
     crm["signup_date"] = pd.to_datetime(crm["signup_date"]).dt.date
     crm["marketing_opt_in"] = crm["marketing_opt_in"] == "true"
     crm["source"], crm["updated_at"] = "test", pd.Timestamp(END).tz_localize(None)
-    crm["external_id"], crm["customer_id"] = crm["customer_id"], crm["customer_id"].map(pid)   # as `lakecdp import` keys them
+    crm["external_id"], crm["customer_id"] = crm["customer_id"], crm["customer_id"].map(pid)  # as `lakecdp import` keys them
     lake.merge("customers", spark.createDataFrame(crm[list(CUSTOMERS.columns)], CUSTOMERS.schema))
     recs = parse_content_settings(settings.content).recommendations
     return lake, recs, str(data / "catalog" / "products.csv")
@@ -76,7 +77,7 @@ def test_cooccurrence_and_blend_beat_popularity_on_generated_data(evaluation):
             assert evaluation.customers[target] > 50
             assert evaluation.scores[model][target].hit_rate > popularity[target].hit_rate, evaluation.lines()
             assert evaluation.scores[model][target].recall > popularity[target].recall, evaluation.lines()
-    assert evaluation.customers["bought"] > 20   # held-out purchases
+    assert evaluation.customers["bought"] > 20  # held-out purchases
     assert evaluation.scores["blend"]["bought"].recall > popularity["bought"].recall, evaluation.lines()
 
 
@@ -94,7 +95,7 @@ def test_content_based_beats_popularity_where_the_generator_plants_category_affi
 
 def test_content_based_lists_follow_the_planted_favourite_categories(shop, spark):
     lake, recs, catalog = shop
-    truth = pd.read_json(Path(catalog).parents[1] / "truth" / "customers.jsonl", lines=True)   # the generator's planted facts
+    truth = pd.read_json(Path(catalog).parents[1] / "truth" / "customers.jsonl", lines=True)  # the generator's planted facts
     favourites = {pid(row.customer_id): set(row.favourite_categories) for row in truth.itertuples()}
     events = resolved_events(lake).select(*EVENT_COLUMNS)
     interacted = interactions(events, recs, until=END).persist()
@@ -131,20 +132,23 @@ def test_recs_build_writes_available_unbought_products(shop):
     assert table.product_name.notna().all()
 
 
-EXPERIMENTS = parse_experiment_settings({
-    "global_holdout": {"share": 0.05},
-    "definitions": {
-        "sim_lift": {"variants": {"control": 0.5, "treatment": 0.5}, "campaign_ids": ["sim_lift_1"], "conversion_window": "7d"},
-        "sim_aa": {"variants": {"control": 0.5, "treatment": 0.5}, "campaign_ids": ["sim_aa_1"], "conversion_window": "7d"},
-    },
-})
+EXPERIMENTS = parse_experiment_settings(
+    {
+        "global_holdout": {"share": 0.05},
+        "definitions": {
+            "sim_lift": {"variants": {"control": 0.5, "treatment": 0.5}, "campaign_ids": ["sim_lift_1"], "conversion_window": "7d"},
+            "sim_aa": {"variants": {"control": 0.5, "treatment": 0.5}, "campaign_ids": ["sim_aa_1"], "conversion_window": "7d"},
+        },
+    }
+)
 
 
 def append_simulated_campaign(lake, spark, experiment, model, sent_at, seed):
     assigner = Assigner(EXPERIMENTS, epoch="2026-07-02")
     ids = [f"sim_{i:05d}" for i in range(6000)]
-    rows = campaign_events(np.random.default_rng(seed), {c: assigner.assign(experiment, c) for c in ids}, model,
-                           campaign_id=f"{experiment}_1", sent_at=sent_at)
+    rows = campaign_events(
+        np.random.default_rng(seed), {c: assigner.assign(experiment, c) for c in ids}, model, campaign_id=f"{experiment}_1", sent_at=sent_at
+    )
     for row in rows:
         row.update(type="track", received_at=row["timestamp"], event_date=row["timestamp"].date())
     lake.append("events", spark.createDataFrame([{c: row.get(c) for c in EVENTS.columns} for row in rows], EVENTS.schema))
@@ -160,7 +164,7 @@ def test_report_finds_a_planted_lift_and_no_lift_in_an_aa_test(shop, spark, tmp_
     lift = analyse(lake, assigner, "sim_lift")
     assert lift.has_lift and "treatment +" in lift.verdict
     arms = {a.variant: a for a in lift.arms}
-    assert set(arms) == {"control", "treatment"}   # the global holdout got no email, so it is not among recipients
+    assert set(arms) == {"control", "treatment"}  # the global holdout got no email, so it is not among recipients
     assert arms["control"].delivered == arms["control"].n and 0.03 < arms["control"].conversions / arms["control"].n < 0.07
     (tmp_path / "lift.html").write_text(render_html(lift))
 
@@ -173,7 +177,7 @@ def test_holdout_draw_and_materialized_assignments_persist(shop):
     epoch, mode, balance = draw_global_holdout(lake, EXPERIMENTS, at=END)
     assert (epoch, mode) == ("2026-07-02", "country x RFM band")
     assert balance.customers == 300 and 6 <= balance.held_out <= 25
-    assert draw_global_holdout(lake, EXPERIMENTS, at=END)[2] == balance          # re-running changes nothing
+    assert draw_global_holdout(lake, EXPERIMENTS, at=END)[2] == balance  # re-running changes nothing
     assigner = Assigner(EXPERIMENTS, epoch=epoch)
     counts = materialize_assignments(lake, assigner, "sim_aa", at=END)
     assert sum(counts.values()) == 300 and set(counts) <= {"control", "treatment", "global_holdout"}

@@ -1,4 +1,5 @@
 """The report in headless Chromium: every plot drawn at a real size, nothing in the console."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,7 +27,7 @@ def test_every_plot_renders_in_chromium_without_console_errors(tmp_path):
     assert sorted(seen["plots"]) == sorted(PLOTS)
     for plot_id, plot in seen["plots"].items():
         assert plot["width"] > 100 and plot["height"] > 100, plot_id
-        assert plot["svg_elements"] > 10, plot_id   # axes, ticks and marks, not an empty frame
+        assert plot["svg_elements"] > 10, plot_id  # axes, ticks and marks, not an empty frame
     assert seen["missing_notes"] == []
     assert seen["console_errors"] == []
 
@@ -45,8 +46,11 @@ def test_an_empty_lake_renders_its_notes_without_console_errors(tmp_path):
 def test_the_browser_check_sees_console_errors_and_empty_plots(tmp_path):
     assert missing_browser() is None, missing_browser()
     page = tmp_path / "broken.html"
-    page.write_text("<!doctype html><title>broken</title><figure data-plot='empty'><svg width='0' height='0'></svg></figure>"
-                    "<script>console.error('plot failed')</script>", encoding="utf-8")
+    page.write_text(
+        "<!doctype html><title>broken</title><figure data-plot='empty'><svg width='0' height='0'></svg></figure>"
+        "<script>console.error('plot failed')</script>",
+        encoding="utf-8",
+    )
 
     seen = render_report(page)
 

@@ -3,13 +3,14 @@
 Spark reaches s3:// through Hadoop's S3A (lake tables with delta-spark, the stream's checkpoint);
 delta-rs and Arrow through their own S3 clients, with the same `lake.storage_options`.
 """
+
 from __future__ import annotations
 
 import socket
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import httpx
@@ -24,7 +25,7 @@ from tests.lakes import assert_same_pipeline_tables
 
 pytestmark = pytest.mark.integration
 
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 AS_OF = END + timedelta(hours=1)
 BUCKET = "lakecdp-lake"
 GENERATED = GeneratorSettings(customers=150, days=35, seed=11, end=END)
@@ -35,16 +36,23 @@ def s3_options():
     # moto's server in a process of its own: delta-rs holds the GIL while it waits on S3, so a
     # server thread in this process could never answer it.
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, server)
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-                     aws_secret_access_key="testing").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        ).create_bucket(Bucket=BUCKET)
         # delta-rs style storage options; S3A gets the same endpoint and keys (lakecdp.lake.files.s3a_conf).
-        yield {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+        yield {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true",
+        }
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -102,16 +110,23 @@ def local_lake(spark, landing, tmp_path_factory):
 @pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
 def test_stream_train_and_score_on_an_s3_lake_equal_a_local_run(spark, s3_options, landing, local_lake, tmp_path, engine):
     root = f"s3://{BUCKET}/{engine}/lake"
-    settings = load_settings(overrides={
-        "lake": {"engine": engine, "storage_options": s3_options},
-        "state": {"path": str(tmp_path / "state.sqlite")},         # the embedded state store is a local file
-        "models": {"registry_root": str(tmp_path / "models")},      # the model registry is a local folder
-    })
+    settings = load_settings(
+        overrides={
+            "lake": {"engine": engine, "storage_options": s3_options},
+            "state": {"path": str(tmp_path / "state.sqlite")},  # the embedded state store is a local file
+            "models": {"registry_root": str(tmp_path / "models")},  # the model registry is a local folder
+        }
+    )
 
     remote = _run(spark, settings, root, landing, f"{root}/_checkpoints/events")
 
-    objects = boto3.client("s3", endpoint_url=s3_options["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing").list_objects_v2(Bucket=BUCKET, Prefix=f"{engine}/")
+    objects = boto3.client(
+        "s3",
+        endpoint_url=s3_options["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).list_objects_v2(Bucket=BUCKET, Prefix=f"{engine}/")
     keys = [o["Key"] for o in objects.get("Contents", [])]
     assert any("/events/_delta_log/" in k for k in keys) and any("/_checkpoints/events/commits/" in k for k in keys)
     assert remote.read("events").count() > 5_000

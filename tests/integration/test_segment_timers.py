@@ -1,8 +1,9 @@
 """Time-exact segments: a rule that becomes true by the passage of time alone flips on its timer."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pyspark.sql import functions as F
@@ -16,7 +17,7 @@ from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
-T = datetime(2026, 11, 2, 9, 30, tzinfo=timezone.utc)
+T = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 H = timedelta(hours=1)
 RULES = [
     {"name": "cart_abandoned_48h", "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"}},
@@ -30,8 +31,16 @@ NAME = {pid(n): n for n in ("abandoner", "buyer", "browser", "both", "only_cart"
 
 
 def line(message_id, customer, event, at, **properties):
-    return json.dumps({"type": "track", "event": event, "messageId": message_id, "userId": customer,
-                       "timestamp": at.isoformat().replace("+00:00", "Z"), "properties": properties})
+    return json.dumps(
+        {
+            "type": "track",
+            "event": event,
+            "messageId": message_id,
+            "userId": customer,
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "properties": properties,
+        }
+    )
 
 
 @pytest.fixture
@@ -56,11 +65,14 @@ def pipeline(spark, tmp_path):
 
 def test_cart_abandonment_flips_at_hour_48_without_a_new_event(pipeline):
     lake, segments, send, members = pipeline
-    send(T + H, line("m1", "abandoner", "Product Added", T, category="shoes", price="80"),
-         line("m2", "buyer", "Product Added", T, category="shoes", price="80"))
+    send(
+        T + H,
+        line("m1", "abandoner", "Product Added", T, category="shoes", price="80"),
+        line("m2", "buyer", "Product Added", T, category="shoes", price="80"),
+    )
     send(T + 20 * H, line("m3", "buyer", "Order Completed", T + 20 * H, revenue="80"))
     assert members("cart_abandoned_48h") == []
-    timers = {NAME[r.customer_id]: r.due_at.replace(tzinfo=timezone.utc) for r in lake.read("segment_timers").collect()}
+    timers = {NAME[r.customer_id]: r.due_at.replace(tzinfo=UTC) for r in lake.read("segment_timers").collect()}
     assert timers == {"abandoner": T + 48 * H}  # the buyer can no longer flip by time alone
 
     assert fire_due_timers(lake, segments, T + 48 * H - timedelta(seconds=1)) == []
@@ -69,7 +81,7 @@ def test_cart_abandonment_flips_at_hour_48_without_a_new_event(pipeline):
     assert fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=30)) == [pid("abandoner")]
     assert members("cart_abandoned_48h") == ["abandoner"]
     entered = lake.read("segment_transitions").filter("transition = 'entered'").collect()
-    assert [(NAME[r.customer_id], r.at.replace(tzinfo=timezone.utc)) for r in entered] == [("abandoner", T + 48 * H + timedelta(seconds=30))]
+    assert [(NAME[r.customer_id], r.at.replace(tzinfo=UTC)) for r in entered] == [("abandoner", T + 48 * H + timedelta(seconds=30))]
     assert lake.read("segment_timers").count() == 0
 
 
@@ -88,9 +100,12 @@ def test_a_window_sliding_past_exits_the_customer_and_a_late_event_corrects_memb
 
 def test_segment_references_combine_memberships(pipeline):
     lake, segments, send, members = pipeline
-    send(T + 49 * H, line("a1", "both", "Product Added", T, category="home", price="20"),
-         line("a2", "both", "Product Viewed", T + 48 * H, category="shoes"),
-         line("a3", "only_cart", "Product Added", T, category="home", price="20"))
+    send(
+        T + 49 * H,
+        line("a1", "both", "Product Added", T, category="home", price="20"),
+        line("a2", "both", "Product Viewed", T + 48 * H, category="shoes"),
+        line("a3", "only_cart", "Product Added", T, category="home", price="20"),
+    )
     assert members("abandoners_who_browse_shoes") == ["both"]
 
 
@@ -98,10 +113,26 @@ def test_a_wrong_identity_merge_is_split_back_out(pipeline):
     from lakecdp.pipeline import unmerge_identity
 
     lake, segments, send, members = pipeline
-    identify = json.dumps({"type": "identify", "messageId": "i1", "userId": "cust_a", "anonymousId": "shared_tablet",
-                           "timestamp": (T - 2 * H).isoformat().replace("+00:00", "Z"), "traits": {"first_name": "A"}})
-    view = json.dumps({"type": "track", "event": "Product Viewed", "messageId": "v1", "anonymousId": "shared_tablet",
-                       "timestamp": (T - H).isoformat().replace("+00:00", "Z"), "properties": {"category": "shoes"}})
+    identify = json.dumps(
+        {
+            "type": "identify",
+            "messageId": "i1",
+            "userId": "cust_a",
+            "anonymousId": "shared_tablet",
+            "timestamp": (T - 2 * H).isoformat().replace("+00:00", "Z"),
+            "traits": {"first_name": "A"},
+        }
+    )
+    view = json.dumps(
+        {
+            "type": "track",
+            "event": "Product Viewed",
+            "messageId": "v1",
+            "anonymousId": "shared_tablet",
+            "timestamp": (T - H).isoformat().replace("+00:00", "Z"),
+            "properties": {"category": "shoes"},
+        }
+    )
     send(T, identify, view)
     profiles = {NAME[r.customer_id]: r for r in lake.read("profile_features").collect()}
     assert "shared_tablet" not in profiles and profiles["cust_a"].product_views == 1

@@ -1,4 +1,5 @@
 """A micro-batch's lines read from the checkpoint's source log by Python equal the lines Spark reads."""
+
 from __future__ import annotations
 
 import pytest
@@ -37,8 +38,13 @@ def test_python_reads_each_batch_as_spark_does_across_compacted_source_logs(spar
         read = None if files is None else read_lines(files, max_lines=100, max_bytes=10_000)
         seen[batch_id] = (by_spark, None if read is None else sorted(zip(read[1], read[0])), files)
 
-    query = (file_lines(spark, str(landing), max_files_per_trigger=1).writeStream.option("checkpointLocation", checkpoint)
-             .foreachBatch(body).trigger(availableNow=True).start())
+    query = (
+        file_lines(spark, str(landing), max_files_per_trigger=1)
+        .writeStream.option("checkpointLocation", checkpoint)
+        .foreachBatch(body)
+        .trigger(availableNow=True)
+        .start()
+    )
     query.awaitTermination()
 
     assert sorted(seen) == list(range(14))
@@ -51,7 +57,7 @@ def test_python_reads_each_batch_as_spark_does_across_compacted_source_logs(spar
     for entry in range(9):
         (tmp_path / "ckpt" / "sources" / "0" / str(entry)).unlink(missing_ok=True)
     assert all(batch_files(checkpoint, batch_id) == seen[batch_id][2] for batch_id in range(9))
-    assert batch_files(checkpoint, 99) is None   # no such batch: the caller reads through Spark
+    assert batch_files(checkpoint, 99) is None  # no such batch: the caller reads through Spark
 
 
 def test_a_batch_over_the_bounds_or_not_local_is_left_to_spark(tmp_path):

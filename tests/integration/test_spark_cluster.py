@@ -1,10 +1,11 @@
 """`spark-submit jobs/*.py` on a real Spark standalone cluster (infra/spark-cluster.sh) gives the tables and the export a local run gives."""
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from tests.lakes import assert_same_pipeline_tables
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-END = datetime(2026, 11, 1, tzinfo=timezone.utc)
+END = datetime(2026, 11, 1, tzinfo=UTC)
 AS_OF = END + timedelta(hours=1)
 # Ports of their own, so a cluster a developer left running on the defaults is not used by mistake.
 PORT, UI_PORT = 7177, 8191
@@ -27,10 +28,14 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def cluster(command: str, state: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "LAKECDP_SPARK_PORT": str(PORT), "LAKECDP_SPARK_UI_PORT": str(UI_PORT),
-           "LAKECDP_SPARK_CLUSTER_DIR": str(state), "VENV": str(VENV_BIN.parent)}
-    return subprocess.run(["bash", str(REPO / "infra" / "spark-cluster.sh"), command], env=env,
-                          capture_output=True, text=True, timeout=180)
+    env = {
+        **os.environ,
+        "LAKECDP_SPARK_PORT": str(PORT),
+        "LAKECDP_SPARK_UI_PORT": str(UI_PORT),
+        "LAKECDP_SPARK_CLUSTER_DIR": str(state),
+        "VENV": str(VENV_BIN.parent),
+    }
+    return subprocess.run(["bash", str(REPO / "infra" / "spark-cluster.sh"), command], env=env, capture_output=True, text=True, timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +51,26 @@ def spark_cluster(tmp_path_factory):
 
 
 def submit(job: str, *args: str, master: str, env: dict[str, str] | None = None) -> str:
-    env = {**os.environ, "LAKECDP__SPARK__MASTER": master, "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-           "LAKECDP_CONF_DIR": str(REPO / "conf"), **(env or {})}
-    done = subprocess.run(["spark-submit", str(REPO / "jobs" / job), *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+    env = {
+        **os.environ,
+        "LAKECDP__SPARK__MASTER": master,
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        "LAKECDP_CONF_DIR": str(REPO / "conf"),
+        **(env or {}),
+    }
+    done = subprocess.run(["spark-submit", str(REPO / "jobs" / job), *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{job}: {done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     return done.stdout
 
 
 def webhook_env(url: str) -> dict[str, str]:
     """The webhook destination of conf/base/esp.yaml, enabled and pointed at a test receiver."""
-    return {"LAKECDP__ESP__DESTINATIONS__WEBHOOK__ENABLED": "true", "LAKECDP__ESP__DESTINATIONS__WEBHOOK__URL": url,
-            "LAKECDP__ESP__DESTINATIONS__WEBHOOK__SECRET_ENV": "LAKECDP_TEST_WEBHOOK_SECRET",
-            "LAKECDP_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    return {
+        "LAKECDP__ESP__DESTINATIONS__WEBHOOK__ENABLED": "true",
+        "LAKECDP__ESP__DESTINATIONS__WEBHOOK__URL": url,
+        "LAKECDP__ESP__DESTINATIONS__WEBHOOK__SECRET_ENV": "LAKECDP_TEST_WEBHOOK_SECRET",
+        "LAKECDP_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
 
 
 WEBHOOK_SECRET = "cluster-test-webhook-secret"
@@ -77,7 +89,7 @@ def test_stream_train_score_and_export_on_the_cluster_equal_a_local_run(spark, s
     dataset = write_dataset(GeneratorSettings(customers=300, days=42, seed=7, end=END), tmp_path / "landing")
     source = str(dataset.files[0].parent)
 
-    crm = tmp_path / "landing" / "crm" / "customers.csv"   # contacts and marketing opt-in: what the export needs
+    crm = tmp_path / "landing" / "crm" / "customers.csv"  # contacts and marketing opt-in: what the export needs
     local = open_lake(spark, settings.lake, root=str(tmp_path / "local"))
     import_customers(local, crm, clock=FrozenClock(AS_OF))
     run_stream(spark, local, settings, source=source, checkpoint=str(tmp_path / "local_ckpt"), clock=FrozenClock(AS_OF))
@@ -87,7 +99,9 @@ def test_stream_train_score_and_export_on_the_cluster_equal_a_local_run(spark, s
 
     remote_root = str(tmp_path / "cluster")
     import_customers(open_lake(spark, settings.lake, root=remote_root), crm, clock=FrozenClock(AS_OF))
-    submit("stream_events.py", "--until-idle", "--lake", remote_root, "--source", source, "--as-of", AS_OF.isoformat(), master=spark_cluster)
+    submit(
+        "stream_events.py", "--until-idle", "--lake", remote_root, "--source", source, "--as-of", AS_OF.isoformat(), master=spark_cluster
+    )
     submit("train.py", "--lake", remote_root, "--as-of", AS_OF.isoformat(), master=spark_cluster)
     scored = submit("score.py", "--lake", remote_root, "--as-of", AS_OF.isoformat(), master=spark_cluster)
     assert "scored" in scored
@@ -102,8 +116,9 @@ def test_stream_train_score_and_export_on_the_cluster_equal_a_local_run(spark, s
         for name, value in webhook_env(receivers["local"].url).items():
             monkeypatch.setenv(name, value)
         assert cli_main(["export", "run", "--lake", local.root, "--destination", "webhook"]) == 0
-        sent = submit("export.py", "--lake", remote_root, "--destination", "webhook", master=spark_cluster,
-                      env=webhook_env(receivers["cluster"].url))
+        sent = submit(
+            "export.py", "--lake", remote_root, "--destination", "webhook", master=spark_cluster, env=webhook_env(receivers["cluster"].url)
+        )
         assert "webhook" in sent
     finally:
         for receiver in receivers.values():

@@ -1,4 +1,5 @@
 """Delta's jars come from Ivy's cache; where they can be neither found nor fetched, Spark's start says so."""
+
 from __future__ import annotations
 
 import subprocess
@@ -74,10 +75,11 @@ def test_spark_defaults_name_the_packages_once_and_keep_other_settings(tmp_path)
     path.write_text("spark.executor.memory 3g\nspark.jars.packages com.example:old:1\n")
     conf = {"spark.jars.packages": delta_package(), "spark.jars.excludes": "org.slf4j:*"}
     write_spark_defaults(conf, path)
-    write_spark_defaults(conf, path)   # make setup runs on every stale venv: the lines are replaced, not added
+    write_spark_defaults(conf, path)  # make setup runs on every stale venv: the lines are replaced, not added
     lines = path.read_text().splitlines()
     assert "spark.executor.memory 3g" in lines
     assert [line for line in lines if line.startswith("spark.jars.")] == [
-        f"spark.jars.packages {delta_package()}", "spark.jars.excludes org.slf4j:*",
+        f"spark.jars.packages {delta_package()}",
+        "spark.jars.excludes org.slf4j:*",
     ]
     assert sum(line.startswith("#") for line in lines) == 1

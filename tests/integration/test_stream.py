@@ -1,4 +1,5 @@
 """The events stream: exactly once through kill -9 at random moments."""
+
 from __future__ import annotations
 
 import os
@@ -6,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,15 +24,27 @@ from tests.topics import create_topic, produce_lines
 pytestmark = pytest.mark.integration
 
 GENERATED = GeneratorSettings(customers=40, days=5, seed=11)
-BAD_LINES = '{"type": "track", "messageId": "bad-1"\n{"type": "track", "event": "X", "messageId": "bad-2", "timestamp": "soon", "userId": "u"}\n'
+BAD_LINES = (
+    '{"type": "track", "messageId": "bad-1"\n{"type": "track", "event": "X", "messageId": "bad-2", "timestamp": "soon", "userId": "u"}\n'
+)
 
 
 def stream_command(lake: Path, source: Path | None) -> list[str]:
     """The stream CLI on `source` (None: the Kafka topic its settings name)."""
     return [
-        sys.executable, "-m", "lakecdp.cli", "stream", "run", "--until-idle",
-        "--lake", str(lake), *(["--source", str(source)] if source is not None else []),
-        "--checkpoint", str(lake / "_checkpoints" / "events"), "--as-of", GENERATED.end.isoformat(),
+        sys.executable,
+        "-m",
+        "lakecdp.cli",
+        "stream",
+        "run",
+        "--until-idle",
+        "--lake",
+        str(lake),
+        *(["--source", str(source)] if source is not None else []),
+        "--checkpoint",
+        str(lake / "_checkpoints" / "events"),
+        "--as-of",
+        GENERATED.end.isoformat(),
     ]
 
 
@@ -61,8 +73,12 @@ def crashed_and_restarted(request, tmp_path_factory):
         bootstrap, topic = request.getfixturevalue("kafka_bootstrap"), "events-kill-test"
         create_topic(bootstrap, topic)
         produce_lines(bootstrap, topic, [line for path in sorted(source.glob("*.jsonl")) for line in path.read_bytes().splitlines()])
-        env |= {"LAKECDP__STREAM__SOURCE": "kafka", "LAKECDP__KAFKA__BOOTSTRAP_SERVERS": bootstrap,
-                "LAKECDP__KAFKA__TOPIC": topic, "LAKECDP__KAFKA__MAX_OFFSETS_PER_TRIGGER": "500"}
+        env |= {
+            "LAKECDP__STREAM__SOURCE": "kafka",
+            "LAKECDP__KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+            "LAKECDP__KAFKA__TOPIC": topic,
+            "LAKECDP__KAFKA__MAX_OFFSETS_PER_TRIGGER": "500",
+        }
         source = None
     command = stream_command(root / "lake", source)
     rng = random.Random(20261123)
@@ -104,9 +120,7 @@ def test_profiles_and_membership_equal_a_batch_recompute(crashed_and_restarted, 
     assertDataFrameEqual(lake.read("profile_features"), expected_profiles, checkRowOrder=False)
     segments = parse_segments(settings.segments)
     expected_members = (
-        evaluate_segments(events, expected_profiles, segments, GENERATED.end)
-        .filter("is_member")
-        .select("segment", "customer_id")
+        evaluate_segments(events, expected_profiles, segments, GENERATED.end).filter("is_member").select("segment", "customer_id")
     )
     assertDataFrameEqual(lake.read("segment_membership").select("segment", "customer_id"), expected_members, checkRowOrder=False)
 
@@ -146,7 +160,7 @@ def test_a_landing_file_older_than_a_week_is_still_read(spark, tmp_path):
     run_stream(spark, lake, settings, source=str(landing), checkpoint=checkpoint, clock=clock)
 
     backlog = landing / "backlog.jsonl"
-    backlog.write_text("".join(lines[len(lines) // 2:]))
+    backlog.write_text("".join(lines[len(lines) // 2 :]))
     month_ago = (landing / "recent.jsonl").stat().st_mtime - 30 * 86400
     os.utime(backlog, (month_ago, month_ago))
     run_stream(spark, lake, settings, source=str(landing), checkpoint=checkpoint, clock=clock)

@@ -1,9 +1,10 @@
 """Cart-abandonment triggers end to end: entry by timer, durable outbox, re-check, consent, exactly once."""
+
 from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,13 +22,20 @@ from tests.pseudonyms import pid
 pytestmark = pytest.mark.integration
 
 SECRET = "test-webhook-secret"
-T = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)  # 11:00 in Berlin: outside quiet hours 48 h later too
+T = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)  # 11:00 in Berlin: outside quiet hours 48 h later too
 H = timedelta(hours=1)
-RULES = [{
-    "name": "cart_abandoned_48h",
-    "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"},
-    "trigger": {"destination": "cart_webhook", "delay": "1h", "frequency_cap": {"max": 1, "per": "7d"}, "quiet_hours": {"start": "21:00", "end": "08:00"}},
-}]
+RULES = [
+    {
+        "name": "cart_abandoned_48h",
+        "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"},
+        "trigger": {
+            "destination": "cart_webhook",
+            "delay": "1h",
+            "frequency_cap": {"max": 1, "per": "7d"},
+            "quiet_hours": {"start": "21:00", "end": "08:00"},
+        },
+    }
+]
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -60,9 +68,17 @@ def receiver():
 
 
 def line(message_id, customer, event, at, **properties):
-    return json.dumps({"type": "track", "event": event, "messageId": message_id, "userId": customer,
-                       "timestamp": at.isoformat().replace("+00:00", "Z"), "properties": properties,
-                       "context": {"timezone": "Europe/Berlin"}})
+    return json.dumps(
+        {
+            "type": "track",
+            "event": event,
+            "messageId": message_id,
+            "userId": customer,
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "properties": properties,
+            "context": {"timezone": "Europe/Berlin"},
+        }
+    )
 
 
 def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, tmp_path, receiver, monkeypatch):
@@ -73,10 +89,24 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     # held_out_3 falls in the 5% global holdout (sha256 of salt, epoch and its pseudonym under the tests' key;
     # see lakecdp.experiments.assign)
     crm = [("abandoner", True), ("late_buyer", True), ("early_buyer", True), ("no_consent", False), ("held_out_3", True)]
-    name = {pid(c): c for c, _ in crm}   # the lake names customers by pseudonym
-    lake.merge("customers", spark.createDataFrame(
-        [{"customer_id": pid(c), "external_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test", "updated_at": T} for c, ok in crm],
-        lake.spec("customers").schema))
+    name = {pid(c): c for c, _ in crm}  # the lake names customers by pseudonym
+    lake.merge(
+        "customers",
+        spark.createDataFrame(
+            [
+                {
+                    "customer_id": pid(c),
+                    "external_id": c,
+                    "email": f"{c}@example.com",
+                    "marketing_opt_in": ok,
+                    "source": "test",
+                    "updated_at": T,
+                }
+                for c, ok in crm
+            ],
+            lake.spec("customers").schema,
+        ),
+    )
 
     def send(now, *lines):
         ingest_and_refresh(lake, settings, segments, now, lines)
@@ -86,7 +116,7 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=20))  # hour 48: entries by time alone
     outbox = {name[r.customer_id]: r for r in lake.read("trigger_outbox").collect()}
     assert set(outbox) == {"abandoner", "late_buyer", "no_consent", "held_out_3"}
-    assert all(r.state == "pending" and r.due_at.replace(tzinfo=timezone.utc) == T + 49 * H + timedelta(seconds=20) for r in outbox.values())
+    assert all(r.state == "pending" and r.due_at.replace(tzinfo=UTC) == T + 49 * H + timedelta(seconds=20) for r in outbox.values())
 
     send(T + 48.5 * H, line("buy-late", "late_buyer", "Order Completed", T + 48.5 * H, revenue="80"))  # after it was queued
     assert dispatch_due(lake, settings, segments, T + 49 * H).outcomes == {}  # not due yet
@@ -112,6 +142,7 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
 def test_an_entry_reaches_transitions_and_the_outbox_whichever_write_commits_first(spark, tmp_path, monkeypatch, order):
     """refresh_membership's writes run in threads, so their commits come in any order; each must still
     record the entry (a membership commit first once left transitions and outbox empty in CI)."""
+
     def one_after_another(_spark, *steps):
         return [step() for step in (steps if order == "as_listed" else steps[::-1])]
 
@@ -140,9 +171,23 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
     online = OnlineState(lake, settings, open_store(settings.state, lake.root), segments)
     crm = [("abandoner", True), ("late_buyer", True), ("unsubscriber", True), ("no_consent", False), ("held_out_3", True)]
     name = {pid(c): c for c, _ in crm}
-    lake.merge("customers", spark.createDataFrame(
-        [{"customer_id": pid(c), "external_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test", "updated_at": T} for c, ok in crm],
-        lake.spec("customers").schema))
+    lake.merge(
+        "customers",
+        spark.createDataFrame(
+            [
+                {
+                    "customer_id": pid(c),
+                    "external_id": c,
+                    "email": f"{c}@example.com",
+                    "marketing_opt_in": ok,
+                    "source": "test",
+                    "updated_at": T,
+                }
+                for c, ok in crm
+            ],
+            lake.spec("customers").schema,
+        ),
+    )
     batches = iter(range(100))
 
     def send(now, *lines):
@@ -153,16 +198,19 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
         return dispatch_due(lake, settings, segments, now, online=online)
 
     send(T + H, *[line(f"add-{c}", c, "Product Added", T, category="shoes", price=80) for c, _ in crm])
-    online.fire_timers(T + 48 * H + timedelta(seconds=20), stream="s")   # hour 48: entries by time alone
+    online.fire_timers(T + 48 * H + timedelta(seconds=20), stream="s")  # hour 48: entries by time alone
     queued = {name[r["customer_id"]]: r for r in online.store.unflushed("trigger_outbox")}
     assert set(queued) == {"abandoner", "late_buyer", "unsubscriber", "no_consent", "held_out_3"}
-    send(T + 48.5 * H, line("buy-late", "late_buyer", "Order Completed", T + 48.5 * H, revenue=80),
-         line("unsub", "unsubscriber", "Unsubscribed", T + 48.5 * H))
+    send(
+        T + 48.5 * H,
+        line("buy-late", "late_buyer", "Order Completed", T + 48.5 * H, revenue=80),
+        line("unsub", "unsubscriber", "Unsubscribed", T + 48.5 * H),
+    )
 
-    assert dispatch(T + 49 * H).outcomes == {}   # due at 49 h 20 s
+    assert dispatch(T + 49 * H).outcomes == {}  # due at 49 h 20 s
     report = dispatch(T + 49.5 * H)
 
-    assert not lake.exists("profile_features") and not lake.exists("events")   # nothing came from Delta's copies
+    assert not lake.exists("profile_features") and not lake.exists("events")  # nothing came from Delta's copies
     states = {name[r.customer_id]: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
     assert states["abandoner"] == ("sent", None)
     assert states["late_buyer"][0] == "cancelled" and "left the segment" in states["late_buyer"][1]
@@ -172,7 +220,7 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
     assert report.outcomes == {"sent": 1, "cancelled": 4}
     assert [(d["customer_id"], d["key"]) for d in Receiver.deliveries] == [("abandoner", queued["abandoner"]["trigger_id"])]
 
-    online.flush(T + 49.6 * H)   # the flush's insert-only outbox write keeps what the dispatcher recorded
+    online.flush(T + 49.6 * H)  # the flush's insert-only outbox write keeps what the dispatcher recorded
     assert {name[r.customer_id]: r.state for r in lake.read("trigger_outbox").collect()} == {c: s for c, (s, _) in states.items()}
     assert online.store.unflushed("trigger_outbox") == []
     assert dispatch(T + 60 * H).outcomes == {}
@@ -183,7 +231,7 @@ def test_a_long_id_list_filters_as_a_short_one_does(spark):
     from lakecdp import pipeline
 
     rows = spark.createDataFrame([(f"c{n}", n) for n in range(500)], "customer_id string, n int")
-    wanted = [f"c{n}" for n in range(0, 500, 2)] + ["c1", "unknown"]   # more ids than an IN list takes
+    wanted = [f"c{n}" for n in range(0, 500, 2)] + ["c1", "unknown"]  # more ids than an IN list takes
     long = {r.customer_id for r in pipeline.rows_among(rows, "customer_id", wanted).collect()}
     short = {r.customer_id for r in pipeline.rows_among(rows, "customer_id", wanted[:150]).collect()}
     assert len(wanted) > pipeline.IN_LIST_MAX >= 150

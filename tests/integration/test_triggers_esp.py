@@ -2,11 +2,12 @@
 Canvases, Marketing Cloud journey entry events, Mandrill template sends. Real Spark and Delta, each
 ESP's contract server on 127.0.0.1; the content decision, the cart and the recommendations travel
 with each send, keyed by the trigger_id, re-checked at send time as the webhook is."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 
-T = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)   # 11:00 in Berlin, outside quiet hours at hour 49 too
+T = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)  # 11:00 in Berlin, outside quiet hours at hour 49 too
 H = timedelta(hours=1)
 SENT_AT = T + 49.5 * H
 SECRETS = {
@@ -45,20 +46,35 @@ SEGMENT_TO_DESTINATION = {
     "cart_abandoned_sfmc": "sfmc_cart",
     "cart_abandoned_mandrill": "mandrill_cart",
 }
-RULES = [{
-    "name": segment,
-    "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"},
-    "trigger": {"destination": destination, "delay": "1h", "frequency_cap": {"max": 1, "per": "7d"},
-                "quiet_hours": {"start": "21:00", "end": "08:00"}},
-} for segment, destination in SEGMENT_TO_DESTINATION.items()]
+RULES = [
+    {
+        "name": segment,
+        "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"},
+        "trigger": {
+            "destination": destination,
+            "delay": "1h",
+            "frequency_cap": {"max": 1, "per": "7d"},
+            "quiet_hours": {"start": "21:00", "end": "08:00"},
+        },
+    }
+    for segment, destination in SEGMENT_TO_DESTINATION.items()
+]
 CART = [("p-boot", "Trail boot", 120.0, 1), ("p-sock", "Wool socks", 15.5, 2)]
 RECS = [("p-jacket", "Rain jacket", "outerwear", 89.0), ("p-cap", "Running cap", "accessories", 19.0)]
 
 
 def line(message_id, customer, event, at, **properties):
-    return json.dumps({"type": "track", "event": event, "messageId": message_id, "userId": customer,
-                       "timestamp": at.isoformat().replace("+00:00", "Z"), "properties": properties,
-                       "context": {"timezone": "Europe/Berlin"}})
+    return json.dumps(
+        {
+            "type": "track",
+            "event": event,
+            "messageId": message_id,
+            "userId": customer,
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "properties": properties,
+            "context": {"timezone": "Europe/Berlin"},
+        }
+    )
 
 
 def email_of(customer: str) -> str:
@@ -68,14 +84,27 @@ def email_of(customer: str) -> str:
 def destinations(servers) -> dict:
     return {
         "klaviyo_cart": sandbox_trigger_destination("klaviyo_event", servers["klaviyo"].url, api_key_env="LAKECDP_TEST_KLAVIYO_KEY"),
-        "braze_cart": sandbox_trigger_destination("braze_campaign", servers["braze"].url, api_key_env="LAKECDP_TEST_BRAZE_KEY",
-                                                  send_to_existing_only=False),
-        "braze_canvas": sandbox_trigger_destination("braze_campaign", servers["braze"].url, api_key_env="LAKECDP_TEST_BRAZE_KEY",
-                                                    campaign_id=None, canvas_id="canvas-cart", send_to_existing_only=False),
-        "sfmc_cart": sandbox_trigger_destination("sfmc_journey", servers["sfmc"].url, client_id_env="LAKECDP_TEST_SFMC_ID",
-                                                 client_secret_env="LAKECDP_TEST_SFMC_SECRET", event_definition_key="APIEvent-cart"),
-        "mandrill_cart": sandbox_trigger_destination("mandrill_template", servers["mandrill"].url, api_key_env="LAKECDP_TEST_MANDRILL_KEY",
-                                                     template_name="cart-reminder"),
+        "braze_cart": sandbox_trigger_destination(
+            "braze_campaign", servers["braze"].url, api_key_env="LAKECDP_TEST_BRAZE_KEY", send_to_existing_only=False
+        ),
+        "braze_canvas": sandbox_trigger_destination(
+            "braze_campaign",
+            servers["braze"].url,
+            api_key_env="LAKECDP_TEST_BRAZE_KEY",
+            campaign_id=None,
+            canvas_id="canvas-cart",
+            send_to_existing_only=False,
+        ),
+        "sfmc_cart": sandbox_trigger_destination(
+            "sfmc_journey",
+            servers["sfmc"].url,
+            client_id_env="LAKECDP_TEST_SFMC_ID",
+            client_secret_env="LAKECDP_TEST_SFMC_SECRET",
+            event_definition_key="APIEvent-cart",
+        ),
+        "mandrill_cart": sandbox_trigger_destination(
+            "mandrill_template", servers["mandrill"].url, api_key_env="LAKECDP_TEST_MANDRILL_KEY", template_name="cart-reminder"
+        ),
     }
 
 
@@ -83,22 +112,69 @@ def build_lake(spark, tmp_path, settings, segments):
     """abandoner keeps a 2-item cart; buyer orders after the entry was queued; no_consent never opted in."""
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
     crm = [("abandoner", True), ("buyer", True), ("no_consent", False)]
-    lake.merge("customers", spark.createDataFrame(
-        [{"customer_id": pid(c), "external_id": c, "email": f"  {email_of(c).upper()} ", "first_name": "Ada", "marketing_opt_in": ok,
-          "source": "test", "updated_at": T} for c, ok in crm],
-        lake.spec("customers").schema))
-    lake.merge("recommendations", spark.createDataFrame(
-        [{"customer_id": pid(c), "rank": rank, "product_id": product, "product_name": name, "category": category, "price": price,
-          "score": 1.0 / rank, "source": "test", "generated_at": T} for c, _ in crm
-         for rank, (product, name, category, price) in enumerate(RECS, start=1)],
-        lake.spec("recommendations").schema))
+    lake.merge(
+        "customers",
+        spark.createDataFrame(
+            [
+                {
+                    "customer_id": pid(c),
+                    "external_id": c,
+                    "email": f"  {email_of(c).upper()} ",
+                    "first_name": "Ada",
+                    "marketing_opt_in": ok,
+                    "source": "test",
+                    "updated_at": T,
+                }
+                for c, ok in crm
+            ],
+            lake.spec("customers").schema,
+        ),
+    )
+    lake.merge(
+        "recommendations",
+        spark.createDataFrame(
+            [
+                {
+                    "customer_id": pid(c),
+                    "rank": rank,
+                    "product_id": product,
+                    "product_name": name,
+                    "category": category,
+                    "price": price,
+                    "score": 1.0 / rank,
+                    "source": "test",
+                    "generated_at": T,
+                }
+                for c, _ in crm
+                for rank, (product, name, category, price) in enumerate(RECS, start=1)
+            ],
+            lake.spec("recommendations").schema,
+        ),
+    )
 
     def send(now, *lines):
         ingest_and_refresh(lake, settings, segments, now, lines)
 
-    send(T + H, *[line(f"add-{c}-{product}", c, "Product Added", T, cart_id=f"cart-{c}", product_id=product, name=name, price=price,
-                       quantity=quantity, category="shoes") for c, _ in crm for product, name, price, quantity in CART])
-    fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=20))   # hour 48: entries by time alone
+    send(
+        T + H,
+        *[
+            line(
+                f"add-{c}-{product}",
+                c,
+                "Product Added",
+                T,
+                cart_id=f"cart-{c}",
+                product_id=product,
+                name=name,
+                price=price,
+                quantity=quantity,
+                category="shoes",
+            )
+            for c, _ in crm
+            for product, name, price, quantity in CART
+        ],
+    )
+    fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=20))  # hour 48: entries by time alone
     send(T + 48.5 * H, line("buy-late", "buyer", "Order Completed", T + 48.5 * H, cart_id="cart-buyer", revenue=151.0))
     return lake
 
@@ -110,9 +186,9 @@ class Scenario:
     lake: Any
     servers: dict
     runtime: Runtime
-    trigger_ids: dict[str, str]          # segment -> the abandoner's trigger_id
-    queued: list                         # the abandoner's outbox rows before any dispatch
-    reports: list                        # the three dispatches' outcomes
+    trigger_ids: dict[str, str]  # segment -> the abandoner's trigger_id
+    queued: list  # the abandoner's outbox rows before any dispatch
+    reports: list  # the three dispatches' outcomes
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +197,12 @@ def scenario(spark, tmp_path_factory):
     servers = {
         "klaviyo": KlaviyoServer(api_key=SECRETS["LAKECDP_TEST_KLAVIYO_KEY"], clock=FrozenClock(SENT_AT)),
         "braze": BrazeServer(api_key=SECRETS["LAKECDP_TEST_BRAZE_KEY"]),
-        "sfmc": SfmcServer(client_id=SECRETS["LAKECDP_TEST_SFMC_ID"], client_secret=SECRETS["LAKECDP_TEST_SFMC_SECRET"],
-                           data_extension_key="unused", event_definition_keys=["APIEvent-cart"]),
+        "sfmc": SfmcServer(
+            client_id=SECRETS["LAKECDP_TEST_SFMC_ID"],
+            client_secret=SECRETS["LAKECDP_TEST_SFMC_SECRET"],
+            data_extension_key="unused",
+            event_definition_keys=["APIEvent-cart"],
+        ),
         "mandrill": MandrillServer(api_key=SECRETS["LAKECDP_TEST_MANDRILL_KEY"], templates=["cart-reminder"]),
     }
     for server in servers.values():
@@ -134,17 +214,24 @@ def scenario(spark, tmp_path_factory):
 
     # A transient failure before each ESP processed the request: retried within the send, delivered once.
     servers["klaviyo"].inject("POST", "/api/events", Response(503, {"errors": []}))
-    servers["braze"].inject("POST", "/campaigns/trigger/send", Response(429, {"message": "Too Many Requests"}, headers={"Retry-After": "1"}))
+    servers["braze"].inject(
+        "POST", "/campaigns/trigger/send", Response(429, {"message": "Too Many Requests"}, headers={"Retry-After": "1"})
+    )
     servers["sfmc"].inject("POST", "/interaction/v1/events", Response(500, {"message": "busy"}))
     # Mandrill fails longer than the in-send retries (3): the outbox keeps it pending for the next dispatch.
-    servers["mandrill"].inject("POST", "/messages/send-template", Response(503, b"<html>unavailable</html>", content_type="text/html"), times=3)
+    servers["mandrill"].inject(
+        "POST", "/messages/send-template", Response(503, b"<html>unavailable</html>", content_type="text/html"), times=3
+    )
     runtime = Runtime(env=SECRETS, sleep=lambda seconds: None)
     reports = [dispatch_due(lake, settings, segments, SENT_AT, runtime=runtime).outcomes]
     states_after_first = {(r.segment, r.customer_id): (r.state, r.reason, r.attempts) for r in lake.read("trigger_outbox").collect()}
-    reports.append(dispatch_due(lake, settings, segments, SENT_AT + timedelta(minutes=2), runtime=runtime).outcomes)  # retry_after 1m passed
+    reports.append(
+        dispatch_due(lake, settings, segments, SENT_AT + timedelta(minutes=2), runtime=runtime).outcomes
+    )  # retry_after 1m passed
     reports.append(dispatch_due(lake, settings, segments, SENT_AT + 10 * H, runtime=runtime).outcomes)
-    yield Scenario(settings, segments, lake, servers, runtime, {r.segment: r.trigger_id for r in queued}, queued,
-                   [reports, states_after_first])
+    yield Scenario(
+        settings, segments, lake, servers, runtime, {r.segment: r.trigger_id for r in queued}, queued, [reports, states_after_first]
+    )
     for server in servers.values():
         server.stop()
 
@@ -160,15 +247,19 @@ def test_each_esp_gets_one_send_and_a_purchase_or_no_consent_cancels(scenario):
     (first, second, third), states = scenario.reports
     assert set(scenario.trigger_ids) == set(SEGMENT_TO_DESTINATION)
     for segment in SEGMENT_TO_DESTINATION:
-        assert states[(segment, pid("buyer"))][:2] == ("cancelled", "left the segment before sending")   # purchase in between
+        assert states[(segment, pid("buyer"))][:2] == ("cancelled", "left the segment before sending")  # purchase in between
         assert states[(segment, pid("no_consent"))][0] == "cancelled" and states[(segment, pid("no_consent"))][1].startswith("no consent")
     assert states[("cart_abandoned_mandrill", pid("abandoner"))][::2] == ("pending", 1)
-    assert first == {"sent": 4, "cancelled": 10, "pending (HTTP 503 from messages.send-template: <html>unavailable</html> after 3 attempts)": 1}
+    assert first == {
+        "sent": 4,
+        "cancelled": 10,
+        "pending (HTTP 503 from messages.send-template: <html>unavailable</html> after 3 attempts)": 1,
+    }
     assert second == {"sent": 1} and third == {}
     for server in scenario.servers.values():
         assert server.violations == []
         everything = b"".join(r.body for r in server.requests).decode()
-        assert "no_consent" not in everything and "buyer" not in everything   # nothing left for them
+        assert "no_consent" not in everything and "buyer" not in everything  # nothing left for them
     # One delivery per trigger everywhere, though every ESP answered a first attempt with a 5xx or 429.
     for server, count in (("klaviyo", 1), ("braze", 2), ("sfmc", 1), ("mandrill", 1)):
         assert sorted(scenario.servers[server].deliveries.values()) == [1] * count, server
@@ -177,12 +268,16 @@ def test_each_esp_gets_one_send_and_a_purchase_or_no_consent_cancels(scenario):
 
 def test_klaviyo_gets_a_create_event_with_the_content_cart_recs_and_the_trigger_id_as_unique_id(scenario, decision):
     chosen, fields = decision
-    assert chosen.blocks["offer"] == "urgency_cart"   # the cart block content.yaml targets at cart_abandoned_48h
+    assert chosen.blocks["offer"] == "urgency_cart"  # the cart block content.yaml targets at cart_abandoned_48h
     klaviyo = scenario.servers["klaviyo"]
     [event] = klaviyo.events
-    assert (event["metric"], event["profile"], event["unique_id"]) == ("Cart Abandoned", "abandoner", scenario.trigger_ids["cart_abandoned_48h"])
+    assert (event["metric"], event["profile"], event["unique_id"]) == (
+        "Cart Abandoned",
+        "abandoner",
+        scenario.trigger_ids["cart_abandoned_48h"],
+    )
     assert_carries_everything(event["properties"], scenario.trigger_ids["cart_abandoned_48h"], chosen, fields)
-    assert klaviyo.profiles["abandoner"]["email"] == email_of("abandoner")   # normalized as exports send it
+    assert klaviyo.profiles["abandoner"]["email"] == email_of("abandoner")  # normalized as exports send it
     assert event["value"] == 151.0 and klaviyo.flow_starts["Cart Abandoned"] == 1
 
 
@@ -192,7 +287,9 @@ def test_braze_gets_an_api_triggered_campaign_and_canvas_send(scenario, decision
     by_route = {s["route"]: s for s in braze.sends}
     assert set(by_route) == {"/campaigns/trigger/send", "/canvas/trigger/send"} and len(braze.sends) == 2
     assert by_route["/campaigns/trigger/send"]["external_user_id"] == "abandoner"
-    assert_carries_everything(by_route["/campaigns/trigger/send"]["properties"], scenario.trigger_ids["cart_abandoned_braze"], chosen, fields)
+    assert_carries_everything(
+        by_route["/campaigns/trigger/send"]["properties"], scenario.trigger_ids["cart_abandoned_braze"], chosen, fields
+    )
     assert_carries_everything(by_route["/canvas/trigger/send"]["properties"], scenario.trigger_ids["cart_abandoned_canvas"], chosen, fields)
     assert braze.users["abandoner"]["email"] == email_of("abandoner")
 
@@ -234,7 +331,7 @@ def test_a_klaviyo_event_resent_after_a_crash_is_recorded_once_by_its_unique_id(
     """The outbox row was not updated after the send (a crash): the next dispatch sends again, Klaviyo keeps one."""
     lake = scenario.lake
     queued = [r for r in scenario.queued if r.segment == "cart_abandoned_48h"]
-    lake.merge("trigger_outbox", spark.createDataFrame(queued, lake.spec("trigger_outbox").schema))   # the write never happened
+    lake.merge("trigger_outbox", spark.createDataFrame(queued, lake.spec("trigger_outbox").schema))  # the write never happened
     klaviyo = scenario.servers["klaviyo"]
     sent_before = klaviyo.count("POST", "/api/events")
     assert dispatch_due(lake, scenario.settings, scenario.segments, SENT_AT + H, runtime=scenario.runtime).outcomes == {"sent": 1}
@@ -250,7 +347,9 @@ def test_a_wrong_mandrill_key_fails_at_once_and_a_missing_secret_names_its_varia
     from tests.unit.test_trigger_esp import message
 
     with MandrillServer(api_key=SECRETS["LAKECDP_TEST_MANDRILL_KEY"], templates=["cart-reminder"]) as server:
-        entry = sandbox_trigger_destination("mandrill_template", server.url, api_key_env="LAKECDP_TEST_MANDRILL_KEY", template_name="cart-reminder")
+        entry = sandbox_trigger_destination(
+            "mandrill_template", server.url, api_key_env="LAKECDP_TEST_MANDRILL_KEY", template_name="cart-reminder"
+        )
         destination = trigger_settings({"destinations": {"mandrill_cart": entry}}).destinations["mandrill_cart"]
         sender = build_sender("mandrill_cart", destination, Runtime(env={"LAKECDP_TEST_MANDRILL_KEY": "wrong"}, sleep=lambda s: None))
         result = sender.send(message())
@@ -261,7 +360,10 @@ def test_a_wrong_mandrill_key_fails_at_once_and_a_missing_secret_names_its_varia
         unset = build_sender("mandrill_cart", destination, Runtime(env={}, sleep=lambda s: None))
         result = unset.send(message())
         assert (result.ok, result.retryable) == (False, False)
-        assert "$LAKECDP_TEST_MANDRILL_KEY is not set (named by conf/base/triggers.yaml: triggers.destinations.mandrill_cart.api_key_env)" in result.reason
+        assert (
+            "$LAKECDP_TEST_MANDRILL_KEY is not set (named by conf/base/triggers.yaml: triggers.destinations.mandrill_cart.api_key_env)"
+            in result.reason
+        )
         assert server.count("POST") == 1
         unset.close()
         configured = build_sender("mandrill_cart", destination, Runtime(env=SECRETS, sleep=lambda s: None))

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -6,9 +6,9 @@ from lakecdp.clock import FrozenClock, SystemClock
 
 
 def test_frozen_clock_moves_only_when_told():
-    clock = FrozenClock(datetime(2026, 11, 1, tzinfo=timezone.utc))
+    clock = FrozenClock(datetime(2026, 11, 1, tzinfo=UTC))
     assert clock.now() == clock.now()
-    assert clock.advance(timedelta(hours=48)) == datetime(2026, 11, 3, tzinfo=timezone.utc)
+    assert clock.advance(timedelta(hours=48)) == datetime(2026, 11, 3, tzinfo=UTC)
 
 
 def test_clocks_refuse_naive_times_and_return_utc():
@@ -17,7 +17,7 @@ def test_clocks_refuse_naive_times_and_return_utc():
     assert SystemClock().now().tzinfo is not None
 
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def waiter(target, *args):
@@ -35,7 +35,7 @@ def test_a_wait_on_a_frozen_clock_ends_when_another_thread_moves_it_past_the_ins
     thread, results = waiter(clock.wait_until, T0 + timedelta(minutes=10))
     clock.advance(timedelta(minutes=9))
     thread.join(0.3)
-    assert thread.is_alive() and results == []          # 9 of 10 minutes: still waiting
+    assert thread.is_alive() and results == []  # 9 of 10 minutes: still waiting
     clock.set(T0 + timedelta(minutes=10))
     thread.join(10)
     assert not thread.is_alive() and results == [False]  # reached, not interrupted
@@ -60,5 +60,5 @@ def test_sleeping_on_a_frozen_clock_moves_it_and_a_pickled_copy_keeps_its_instan
     assert clock.now() == T0 + timedelta(seconds=90)
     copy = pickle.loads(pickle.dumps(clock))
     assert copy.now() == clock.now()
-    copy.advance(timedelta(seconds=1))   # the copy's own condition works
+    copy.advance(timedelta(seconds=1))  # the copy's own condition works
     assert clock.now() == T0 + timedelta(seconds=90)

@@ -1,13 +1,13 @@
 """The collector app in-process: Segment API auth, limits, gzip, validation, stamping, email links."""
+
 from __future__ import annotations
 
 import base64
 import gzip
 import json
-from datetime import datetime, timezone
-from pathlib import Path
-
 import warnings
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +22,7 @@ from lakecdp.collector.landing import LandingWriter
 from lakecdp.collector.links import PIXEL_GIF, open_pixel_url, sign_click_url
 from lakecdp.collector.settings import load_collector_settings, resolve_write_keys
 
-NOW = datetime(2026, 11, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, 0, 0, 123000, tzinfo=UTC)
 KEY = "wk_web_0123456789"
 SECRET = b"s3cret-link-key-for-tests-only!!"
 
@@ -55,6 +55,7 @@ def landed(landing: Path) -> list[dict]:
 
 
 # -- auth ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "headers, body_key, reason",
@@ -95,6 +96,7 @@ def test_write_key_in_the_body_authenticates_and_never_lands(client, landing):
 
 # -- size limits -------------------------------------------------------------------------------
 
+
 def test_a_batch_over_500_kb_is_413(client):
     events = [track(properties={"blob": "x" * 20_000}) for _ in range(30)]  # ~600 KB
     response = client.post("/v1/batch", json={"batch": events}, headers=basic(KEY))
@@ -119,6 +121,7 @@ def test_an_event_over_32_kb_is_refused_by_index_and_the_rest_of_its_batch_lands
 
 # -- gzip ----------------------------------------------------------------------------------------
 
+
 def test_gzip_bodies_are_accepted(client, landing):
     body = gzip.compress(json.dumps({"batch": [track(), track(event="Order Completed")]}).encode())
     response = client.post("/v1/batch", content=body, headers={**basic(KEY), "Content-Encoding": "gzip"})
@@ -137,6 +140,7 @@ def test_broken_gzip_is_400_and_a_gzip_bomb_is_413(client):
 
 
 # -- validation and stamping --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "event, reason",
@@ -200,6 +204,7 @@ def test_events_are_stamped_and_batch_context_applies(client, landing):
 
 # -- email links ---------------------------------------------------------------------------------
 
+
 def path_of(url: str) -> str:
     return url.removeprefix("http://collector.test")
 
@@ -221,7 +226,9 @@ def test_open_pixel_returns_a_gif_and_records_email_opened(client, landing):
 
 def test_signed_click_redirects_and_records_email_link_clicked(client, landing):
     target = "https://shop.example.com/c/shoes?utm_campaign=cmp_1"
-    url = sign_click_url("http://collector.test", secret=SECRET, customer_id="cust_9", campaign_id="cmp_1", email_id="eml_1", target_url=target)
+    url = sign_click_url(
+        "http://collector.test", secret=SECRET, customer_id="cust_9", campaign_id="cmp_1", email_id="eml_1", target_url=target
+    )
     response = client.get(path_of(url), follow_redirects=False)
     assert response.status_code == 302 and response.headers["location"] == target
     assert client.head(path_of(url), follow_redirects=False).status_code == 302
@@ -235,18 +242,22 @@ def test_tampered_unsigned_or_wrong_purpose_links_never_redirect(client, landing
     good = path_of(sign_click_url("http://collector.test", target_url="https://shop.example.com/", **kwargs))
     token = good.rsplit("/", 1)[1]
     payload, signature = token.split(".")
-    evil_payload = base64.urlsafe_b64encode(
-        json.dumps({"p": "click", "c": "c", "k": "k", "e": "e", "u": "https://evil.example.net/"}).encode()
-    ).rstrip(b"=").decode()
-    other_secret = sign_click_url("http://collector.test", **{**kwargs, "secret": b"another-secret-of-32-bytes-long!"}, target_url="https://evil.example.net/")
+    evil_payload = (
+        base64.urlsafe_b64encode(json.dumps({"p": "click", "c": "c", "k": "k", "e": "e", "u": "https://evil.example.net/"}).encode())
+        .rstrip(b"=")
+        .decode()
+    )
+    other_secret = sign_click_url(
+        "http://collector.test", **{**kwargs, "secret": b"another-secret-of-32-bytes-long!"}, target_url="https://evil.example.net/"
+    )
     pixel_token = path_of(open_pixel_url("http://collector.test", **kwargs)).rsplit("/", 1)[1].removesuffix(".gif")
     for bad in (
-        f"/v1/c/{evil_payload}.{signature}",       # target swapped, signature kept
-        f"/v1/c/{payload}",                        # signature stripped
-        f"/v1/c/{payload}.{signature[:-2]}AA",     # signature altered
-        path_of(other_secret),                     # signed with someone else's secret
-        f"/v1/c/{pixel_token}",                    # an open token replayed as a click
-        "/v1/c/evil.example.net",                  # not a token at all
+        f"/v1/c/{evil_payload}.{signature}",  # target swapped, signature kept
+        f"/v1/c/{payload}",  # signature stripped
+        f"/v1/c/{payload}.{signature[:-2]}AA",  # signature altered
+        path_of(other_secret),  # signed with someone else's secret
+        f"/v1/c/{pixel_token}",  # an open token replayed as a click
+        "/v1/c/evil.example.net",  # not a token at all
     ):
         response = client.get(bad, follow_redirects=False)
         assert response.status_code == 400, bad
@@ -272,15 +283,15 @@ def test_a_sender_cannot_set_the_refusal_field(client, landing):
 
 
 def test_a_running_collector_sees_a_revocation_within_one_check_interval(tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from lakecdp.collector.revocations import CHECK_EVERY_S, Revocations
 
     now = [100.0]
     collector = Revocations(tmp_path / "revoked_sources.json", monotonic=lambda: now[0])
-    assert not collector.is_revoked("web")                     # read once: nothing revoked
-    Revocations(tmp_path / "revoked_sources.json").revoke("web", reason="leaked", at=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    assert not collector.is_revoked("web")  # read once: nothing revoked
+    Revocations(tmp_path / "revoked_sources.json").revoke("web", reason="leaked", at=datetime(2026, 11, 1, tzinfo=UTC))
     now[0] += CHECK_EVERY_S / 2
-    assert not collector.is_revoked("web")                     # within the interval: the view it read
+    assert not collector.is_revoked("web")  # within the interval: the view it read
     now[0] += CHECK_EVERY_S / 2
-    assert collector.is_revoked("web")                         # one interval on: re-read, refused
+    assert collector.is_revoked("web")  # one interval on: re-read, refused

@@ -1,4 +1,5 @@
 """The landing writer: durable before the ack, group commit, atomic publish, crash recovery."""
+
 from __future__ import annotations
 
 import fcntl

@@ -1,12 +1,13 @@
 """conf/base/collector.yaml: validated, with errors naming the file, the key and the fix."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from lakecdp.config import ConfigError, load_settings
 from lakecdp.collector.settings import load_collector_settings, resolve_link_secret, resolve_write_keys
+from lakecdp.config import ConfigError, load_settings
 
 REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
 

@@ -62,7 +62,10 @@ def test_bad_yaml_names_the_file(tmp_path):
         load_settings(conf, env={})
 
 
-@pytest.mark.parametrize(("text", "expected"), [("48h", timedelta(hours=48)), ("7d", timedelta(days=7)), ("90s", timedelta(seconds=90)), ("1.5h", timedelta(minutes=90))])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("48h", timedelta(hours=48)), ("7d", timedelta(days=7)), ("90s", timedelta(seconds=90)), ("1.5h", timedelta(minutes=90))],
+)
 def test_parse_duration(text, expected):
     assert parse_duration(text) == expected
 

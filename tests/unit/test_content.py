@@ -1,8 +1,9 @@
 """Content blocks: decision matrix, tokens and fallbacks, consent, sandboxed rendering, merge fields."""
+
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,7 +12,7 @@ from lakecdp.content.engine import HELD_OUT, NO_CONSENT, NO_CUSTOMER, ContentEng
 from lakecdp.content.settings import parse_content_settings
 from lakecdp.content.targeting import parse_condition
 
-NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def test_frequent_buyers_get_the_loyalty_offer_everyone_else_the_generic_message
     unknown = engine.decide(customer(profile={"frequency": None}), "cust_1", now=NOW)
     assert frequent.blocks["offer"] == "loyalty_offer"
     assert occasional.blocks["offer"] == "generic_message"
-    assert unknown.blocks["offer"] == "generic_message"   # a missing value never satisfies a comparison
+    assert unknown.blocks["offer"] == "generic_message"  # a missing value never satisfies a comparison
 
 
 def test_highest_priority_block_whose_target_holds_wins(engine):
@@ -98,20 +99,30 @@ def test_global_holdout_gets_generic_content(raw_content):
 
 
 def test_validity_window_and_channel(raw_content):
-    raw = with_block(raw_content, "winter_sale", kind="urgency_discount", slot="offer", priority=99,
-                     valid_from="2026-12-01T00:00:00Z", valid_until="2027-01-01T00:00:00Z", template="<p>Sale {{ discount_code }}</p>")
+    raw = with_block(
+        raw_content,
+        "winter_sale",
+        kind="urgency_discount",
+        slot="offer",
+        priority=99,
+        valid_from="2026-12-01T00:00:00Z",
+        valid_until="2027-01-01T00:00:00Z",
+        template="<p>Sale {{ discount_code }}</p>",
+    )
     raw = with_block(raw, "sms_only", kind="generic_message", slot="hero", priority=99, channels=["sms"], template="<p>sms</p>")
     engine = ContentEngine(parse_content_settings(raw))
     before = engine.decide(customer(), "cust_1", now=NOW)
-    during = engine.decide(customer(), "cust_1", now=datetime(2026, 12, 24, tzinfo=timezone.utc))
-    after = engine.decide(customer(), "cust_1", now=datetime(2027, 1, 1, tzinfo=timezone.utc))
+    during = engine.decide(customer(), "cust_1", now=datetime(2026, 12, 24, tzinfo=UTC))
+    after = engine.decide(customer(), "cust_1", now=datetime(2027, 1, 1, tzinfo=UTC))
     assert (before.blocks["offer"], during.blocks["offer"], after.blocks["offer"]) == ("generic_message", "winter_sale", "generic_message")
-    assert during.blocks["hero"] == "hero_generic"   # an sms block never lands in an email
+    assert during.blocks["hero"] == "hero_generic"  # an sms block never lands in an email
 
 
 def test_rendered_email_is_escaped_table_layout_with_inline_css(engine):
     recs = ({"product_id": "prod_0001", "name": "<script>alert(1)</script>", "category": "shoes", "price": 84.99},)
-    person = customer(attributes={"first_name": "<img src=x onerror=alert(1)>"}, profile={"last_category_viewed": "shoes"}, recommendations=recs)
+    person = customer(
+        attributes={"first_name": "<img src=x onerror=alert(1)>"}, profile={"last_category_viewed": "shoes"}, recommendations=recs
+    )
     html = engine.render(engine.decide(person, "cust_1", now=NOW))
     assert "<script>" not in html and "<img src=x" not in html
     assert "&lt;script&gt;" in html and "&lt;img src=x" in html
@@ -137,7 +148,7 @@ def test_merge_fields_carry_block_ids_tokens_and_variants(raw_content):
     recs = tuple({"product_id": f"p{i}", "name": f"Item {i}", "category": "home", "price": 10.0} for i in range(6))
     fields = engine.merge_fields(engine.decide(customer(profile={"frequency": 2}, recommendations=recs), "cust_1", now=NOW))
     assert fields["BLK_OFFER"] == "loyalty_offer" and fields["BLK_GRID"] == "product_grid_recs"
-    assert fields["FNAME"] == "Ann" and fields["RECS"] == "Item 0, Item 1, Item 2, Item 3"   # limit 4
+    assert fields["FNAME"] == "Ann" and fields["RECS"] == "Item 0, Item 1, Item 2, Item 3"  # limit 4
     assert fields["EXPCONTENT"] == "personalized"
     assert all(isinstance(v, str) for v in fields.values())
 
@@ -191,7 +202,17 @@ def test_config_errors_name_the_file_key_and_fix(raw_content, change, message):
 
 def test_targeting_combinations():
     condition = parse_condition(
-        {"any": [{"segment": "vip"}, {"all": [{"score": "intent_decile", "op": ">=", "value": 8}, {"not": {"customer": "country", "op": "in", "value": ["FR"]}}]}]}
+        {
+            "any": [
+                {"segment": "vip"},
+                {
+                    "all": [
+                        {"score": "intent_decile", "op": ">=", "value": 8},
+                        {"not": {"customer": "country", "op": "in", "value": ["FR"]}},
+                    ]
+                },
+            ]
+        }
     )
 
     class Facts:

@@ -3,6 +3,7 @@
 The first tests run on a few inline features; the rest on the pinned caniemail 2.0.2 data in the cache
 (`make caniemail` fetches it; CI's `make test` does), where the expected clients are that version's figures.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,8 +28,15 @@ APPLE = {"apple-mail.macos", "apple-mail.ios"}
 
 
 def feature(slug, title, category, stats, notes=None):
-    return {"slug": slug, "title": title, "category": category, "stats": stats, "notes": None,
-            "notes_by_num": notes or {}, "url": f"https://www.caniemail.com/features/{slug}/"}
+    return {
+        "slug": slug,
+        "title": title,
+        "category": category,
+        "stats": stats,
+        "notes": None,
+        "notes_by_num": notes or {},
+        "url": f"https://www.caniemail.com/features/{slug}/",
+    }
 
 
 def tiny_data(*features) -> SupportData:
@@ -66,9 +74,20 @@ def test_features_are_found_from_the_titles_of_the_data():
     <input type="text"><p>plain</p></body></html>"""
     used = features_used(html, build_index(TINY)).where
     assert set(used) == {
-        "html-h1-h6", "html-align", "html-video", "css-display-flex", "css-position", "css-variables", "image-webp",
-        "css-pseudo-class-hover", "css-selector-chaining", "css-important", "css-at-media",
-        "css-at-media-prefers-color-scheme", "css-padding", "css-unit-rem",
+        "html-h1-h6",
+        "html-align",
+        "html-video",
+        "css-display-flex",
+        "css-position",
+        "css-variables",
+        "image-webp",
+        "css-pseudo-class-hover",
+        "css-selector-chaining",
+        "css-important",
+        "css-at-media",
+        "css-at-media-prefers-color-scheme",
+        "css-padding",
+        "css-unit-rem",
     }
     # font-family is not the font shorthand; an <input type="text"> is not a checkbox
     assert "css-font" not in used and "html-input-checkbox" not in used
@@ -76,13 +95,18 @@ def test_features_are_found_from_the_titles_of_the_data():
 
 
 def test_support_is_the_newest_test_or_the_worst_of_all_versions():
-    item = feature("css-margin", "margin", "css", {"outlook": {"windows": {"2019": "a #2", "2007": "n #1", "2010": "y"}}},
-                   notes={"1": "Negative values are not supported.", "2": "auto is not supported."})
+    item = feature(
+        "css-margin",
+        "margin",
+        "css",
+        {"outlook": {"windows": {"2019": "a #2", "2007": "n #1", "2010": "y"}}},
+        notes={"1": "Negative values are not supported.", "2": "auto is not supported."},
+    )
     latest = client_support(item, "outlook.windows", "latest")
     worst = client_support(item, "outlook.windows", "all")
     assert (latest.level, latest.versions, latest.notes) == ("partial", ("2019",), ("auto is not supported.",))
     assert (worst.level, worst.versions, worst.notes) == ("unsupported", ("2007",), ("Negative values are not supported.",))
-    assert client_support(item, "gmail.ios", "latest") is None   # not tested there: nothing to say
+    assert client_support(item, "gmail.ios", "latest") is None  # not tested there: nothing to say
 
 
 def test_unsupported_is_an_error_unless_a_fallback_is_declared_and_partial_a_warning():
@@ -95,7 +119,11 @@ def test_unsupported_is_an_error_unless_a_fallback_is_declared_and_partial_a_war
     html = '<table width="600" style="max-width:600px"><tr><td style="padding:4px;margin:0;position:relative">x</td></tr></table>'
     settings = AuditSettings(clients={"outlook.windows": "latest"}, fallbacks={"css-max-width": "width attribute"})
     findings = {f.slug: f for f in judge(features_used(html, build_index(data)), data, settings)}
-    assert {slug: f.severity for slug, f in findings.items()} == {"css-position": "error", "css-max-width": "warning", "css-padding": "warning"}
+    assert {slug: f.severity for slug, f in findings.items()} == {
+        "css-position": "error",
+        "css-max-width": "warning",
+        "css-padding": "warning",
+    }
     assert findings["css-padding"].clients[0].notes == ("Only on table cells.",)
     assert findings["css-max-width"].fallback == "width attribute"
     stricter = AuditSettings(clients={"outlook.windows": "latest"}, severity={"partial": "error", "unknown": "warning"})
@@ -145,17 +173,18 @@ def content(raw_content):
 def test_shipped_templates_have_no_errors_in_any_targeted_client(data, content):
     engine = ContentEngine(content)
     documents = content_documents(engine)
-    assert len(documents) == 2 * len(content.blocks)   # every block, with sample and with fallback tokens
+    assert len(documents) == 2 * len(content.blocks)  # every block, with sample and with fallback tokens
     assert set(content.audit.clients) >= GMAIL | YAHOO | APPLE | {"outlook.windows", "outlook.outlook-com"}
     findings = audit_documents(documents, data, content.audit)
     assert [f.slug for f in findings if f.severity == "error"] == []
-    assert {"css-at-media-prefers-color-scheme", "css-padding"} <= {f.slug for f in findings}   # warnings are still listed
+    assert {"css-at-media-prefers-color-scheme", "css-padding"} <= {f.slug for f in findings}  # warnings are still listed
 
 
 def test_planted_unsupported_features_are_errors_for_the_clients_that_lack_them(data, raw_content):
     raw = copy.deepcopy(raw_content)
     raw["blocks"]["planted"] = {
-        "kind": "generic_message", "slot": "offer",
+        "kind": "generic_message",
+        "slot": "offer",
         "template": '<div style="display:flex;position:absolute;top:0"><video src="https://cdn.example.com/a.mp4"></video>Hi</div>',
     }
     content = parse_content_settings(raw)
@@ -164,16 +193,22 @@ def test_planted_unsupported_features_are_errors_for_the_clients_that_lack_them(
     def clients(slug, level):
         return {s.client for s in findings[slug].clients if s.level == level}
 
-    assert {slug for slug, f in findings.items() if f.severity == "error"} == {"css-display-flex", "html-video", "css-position", "css-left-right-top-bottom"}
+    assert {slug for slug, f in findings.items() if f.severity == "error"} == {
+        "css-display-flex",
+        "html-video",
+        "css-position",
+        "css-left-right-top-bottom",
+    }
     assert findings["css-display-flex"].emails == ("planted (sample tokens)", "planted (fallback tokens)")
     assert clients("css-display-flex", "unsupported") == {"outlook.windows"}
-    assert clients("css-display-flex", "partial") == {"gmail.ios", "gmail.android"}     # caniemail: not with non-Google accounts
+    assert clients("css-display-flex", "partial") == {"gmail.ios", "gmail.android"}  # caniemail: not with non-Google accounts
     assert clients("html-video", "unsupported") == GMAIL | YAHOO | {"outlook.windows", "outlook.outlook-com"}
-    assert clients("html-video", "partial") == {"apple-mail.ios"}                         # apple-mail.macos plays it
+    assert clients("html-video", "partial") == {"apple-mail.ios"}  # apple-mail.macos plays it
     assert clients("css-position", "unsupported") == GMAIL | {"outlook.windows"}
     assert clients("css-position", "partial") == YAHOO | APPLE | {"outlook.outlook-com"}
     assert next(s for s in findings["css-position"].clients if s.client == "yahoo.ios").notes == (
-        "Partial. Supports `relative` but not  `absolute`, `sticky` and `fixed`.",)
+        "Partial. Supports `relative` but not  `absolute`, `sticky` and `fixed`.",
+    )
 
 
 def test_audit_command_passes_on_the_shipped_content_and_fails_on_a_planted_file(tmp_path, capsys):
@@ -239,7 +274,9 @@ def test_every_text_has_explicit_colours_and_a_dark_mode(content):
         assert unset == [], f"{name}: text without an explicit colour or background (forced inversion needs both)"
 
 
-@pytest.mark.parametrize("stylesheet, message", [(".a { color: red; } </style><script>", "CSS only"), (".a { color: red; } }", "stylesheet")])
+@pytest.mark.parametrize(
+    "stylesheet, message", [(".a { color: red; } </style><script>", "CSS only"), (".a { color: red; } }", "stylesheet")]
+)
 def test_a_stylesheet_that_is_not_css_is_a_config_error(raw_content, stylesheet, message):
     raw = copy.deepcopy(raw_content)
     raw["stylesheet"] = stylesheet

@@ -1,10 +1,11 @@
 """DAG files: import cleanly and fast with no work at import, follow the policies, are wired as designed."""
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -47,7 +48,7 @@ def test_policies(dag_bag, dag_id):  # noqa: F811
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.doc_md and dag_id in dag.doc_md
-    assert dag.start_date == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert dag.start_date == datetime(2026, 11, 1, tzinfo=UTC)
     for task in dag.tasks:
         assert task.retries >= 2, task.task_id
         assert task.retry_exponential_backoff >= 2, task.task_id
@@ -71,7 +72,7 @@ def test_recommendations_are_rebuilt_before_the_export_is_announced_without_wait
     dag = dag_bag.dags["lakecdp_score"]
     assert [t.task_id for t in dag.tasks if "recommendations" in t.task_id] == ["build_recommendations"]
     assert "build_recommendations" in upstream(dag, "refresh_predictive_segments")
-    assert upstream(dag, "build_recommendations") == set()   # a lake with no champion yet still gets recommendations
+    assert upstream(dag, "build_recommendations") == set()  # a lake with no champion yet still gets recommendations
     assert "build_recommendations" not in upstream(dag, "flag_drift")
     assert "build_recommendations" in dag.doc_md and "jobs/recs.py" in dag.doc_md
 
@@ -90,13 +91,13 @@ def test_assets_chain_retrain_score_export(dag_bag):  # noqa: F811
 
 def test_time_schedules(dag_bag):  # noqa: F811
     expressions = {
-        "lakecdp_retrain": "0 2 * * 0",     # weekly (and on drift)
-        "lakecdp_score": "0 4 * * *",       # daily (and after retrain)
+        "lakecdp_retrain": "0 2 * * 0",  # weekly (and on drift)
+        "lakecdp_score": "0 4 * * *",  # daily (and after retrain)
         "lakecdp_maintenance": "30 1 * * *",
     }
     for dag_id, expression in expressions.items():
         timetable = dag_bag.dags[dag_id].timetable
-        cron = getattr(timetable, "timetable", timetable)   # AssetOrTimeSchedule wraps the cron timetable
+        cron = getattr(timetable, "timetable", timetable)  # AssetOrTimeSchedule wraps the cron timetable
         assert (cron.expression, str(cron.timezone)) == (expression, "UTC")
 
 
@@ -116,7 +117,7 @@ def context(*, interval_end=None, run_after=None, events=None) -> dict:
 def test_as_of_comes_from_the_producer_then_the_interval_then_run_after(dag_bag):  # noqa: F811
     from lakecdp_airflow.common import MODELS, as_of_instant
 
-    end, stated, created = (datetime(2026, 11, d, 4, tzinfo=timezone.utc) for d in (1, 2, 3))
+    end, stated, created = (datetime(2026, 11, d, 4, tzinfo=UTC) for d in (1, 2, 3))
     event = SimpleNamespace(extra={"as_of": stated.isoformat()})
     assert as_of_instant(context(interval_end=end, run_after=created, events={MODELS: [event]}), MODELS) == stated
     assert as_of_instant(context(interval_end=end, run_after=created, events={MODELS: [SimpleNamespace(extra=None)]}), MODELS) == end
@@ -143,16 +144,19 @@ def test_job_entry_points_are_the_cli(job):
 
 
 def test_predictive_segments_follow_scores_and_their_dependencies(dag_bag):  # noqa: F811
-    from lakecdp.segments import parse_segments
     from lakecdp_airflow.steps import predictive_segments
 
-    segments = parse_segments([
-        {"name": "cart", "rule": {"event": "Product Added", "within": "24h"}},
-        {"name": "likely", "rule": {"profile": "intent_probability", "op": ">=", "value": 0.5}},
-        {"name": "likely_carts", "rule": {"all": [{"in_segment": "likely"}, {"in_segment": "cart"}]}},
-        {"name": "not_likely", "rule": {"not": {"profile": "intent_decile", "op": "<=", "value": 2}}},
-        {"name": "big_spenders", "rule": {"profile": "monetary", "op": ">=", "value": 500}},
-    ])
+    from lakecdp.segments import parse_segments
+
+    segments = parse_segments(
+        [
+            {"name": "cart", "rule": {"event": "Product Added", "within": "24h"}},
+            {"name": "likely", "rule": {"profile": "intent_probability", "op": ">=", "value": 0.5}},
+            {"name": "likely_carts", "rule": {"all": [{"in_segment": "likely"}, {"in_segment": "cart"}]}},
+            {"name": "not_likely", "rule": {"not": {"profile": "intent_decile", "op": "<=", "value": 2}}},
+            {"name": "big_spenders", "rule": {"profile": "monetary", "op": ">=", "value": 500}},
+        ]
+    )
     chosen = [s.name for s in predictive_segments(segments)]
-    assert chosen == ["cart", "likely", "likely_carts", "not_likely"]   # cart: likely_carts needs it to compile
+    assert chosen == ["cart", "likely", "likely_carts", "not_likely"]  # cart: likely_carts needs it to compile
     assert predictive_segments(segments[:1] + segments[-1:]) == []

@@ -1,7 +1,8 @@
 """Experiments: deterministic assignment, stratified holdout, tests, and the report on simulated campaigns."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -22,13 +23,15 @@ from lakecdp.experiments.stats import (
     welch_ttest,
 )
 
-SETTINGS = parse_experiment_settings({
-    "global_holdout": {"share": 0.05, "redraw_every": "182d", "anchor": "2026-01-01T00:00:00Z"},
-    "definitions": {
-        "hero_test": {"variants": {"control": 0.5, "treatment": 0.5}, "holdout": 0.1, "campaign_prefix": "cmp_"},
-        "three_way": {"variants": {"a": 1, "b": 1, "c": 2}, "campaign_ids": ["cmp_1"]},
-    },
-})
+SETTINGS = parse_experiment_settings(
+    {
+        "global_holdout": {"share": 0.05, "redraw_every": "182d", "anchor": "2026-01-01T00:00:00Z"},
+        "definitions": {
+            "hero_test": {"variants": {"control": 0.5, "treatment": 0.5}, "holdout": 0.1, "campaign_prefix": "cmp_"},
+            "three_way": {"variants": {"a": 1, "b": 1, "c": 2}, "campaign_ids": ["cmp_1"]},
+        },
+    }
+)
 IDS = [f"cust_{i:06d}" for i in range(20_000)]
 
 
@@ -59,9 +62,9 @@ def test_unknown_experiment_names_the_file():
 
 
 def test_holdout_epochs_follow_the_redraw_schedule():
-    assert holdout_epoch(SETTINGS, datetime(2026, 3, 1, tzinfo=timezone.utc)) == "2026-01-01"
-    assert holdout_epoch(SETTINGS, datetime(2026, 7, 2, tzinfo=timezone.utc)) == "2026-07-02"
-    assert holdout_epoch(SETTINGS, datetime(2025, 7, 2, tzinfo=timezone.utc)) == "2026-01-01"
+    assert holdout_epoch(SETTINGS, datetime(2026, 3, 1, tzinfo=UTC)) == "2026-01-01"
+    assert holdout_epoch(SETTINGS, datetime(2026, 7, 2, tzinfo=UTC)) == "2026-07-02"
+    assert holdout_epoch(SETTINGS, datetime(2025, 7, 2, tzinfo=UTC)) == "2026-01-01"
 
 
 def test_persisted_draw_wins_over_the_hash_and_new_customers_fall_back():
@@ -76,12 +79,14 @@ def synthetic_base(n=6000, seed=3):
     rng = np.random.default_rng(seed)
     ids = [f"c{i}" for i in range(n)]
     customers = pd.DataFrame({"customer_id": ids, "country": rng.choice(["US", "DE", "FR", "JP", None], n, p=[0.5, 0.2, 0.15, 0.1, 0.05])})
-    profiles = pd.DataFrame({
-        "customer_id": ids,
-        "frequency": rng.poisson(0.8, n),
-        "recency_days": np.where(rng.random(n) < 0.1, np.nan, rng.exponential(20, n)),
-        "monetary": rng.exponential(80, n),
-    })
+    profiles = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "frequency": rng.poisson(0.8, n),
+            "recency_days": np.where(rng.random(n) < 0.1, np.nan, rng.exponential(20, n)),
+            "monetary": rng.exponential(80, n),
+        }
+    )
     scores = pd.DataFrame({"customer_id": ids, "cluster_id": rng.integers(0, 5, n), "intent_decile": rng.integers(1, 11, n)})
     return customers, profiles, scores
 
@@ -94,11 +99,11 @@ def test_stratified_holdout_is_representative_and_stable(with_scores, mode):
     drawn = holdout.draw(frame, 0.05, salt="s", epoch="2026-01-01")
     assert abs(drawn.is_holdout.mean() - 0.05) < 0.005
     check = holdout.balance(drawn)
-    assert check.p_value > 0.5 and check.max_share_gap < 0.02   # far tighter than a simple random draw
+    assert check.p_value > 0.5 and check.max_share_gap < 0.02  # far tighter than a simple random draw
     assert drawn.equals(holdout.draw(frame.sample(frac=1, random_state=1), 0.05, salt="s", epoch="2026-01-01"))
     next_epoch = holdout.draw(frame, 0.05, salt="s", epoch="2026-07-02")
     overlap = (drawn.is_holdout & next_epoch.is_holdout).sum() / drawn.is_holdout.sum()
-    assert overlap < 0.2   # a re-draw really is a new draw
+    assert overlap < 0.2  # a re-draw really is a new draw
 
 
 def test_rfm_band_handles_missing_values():
@@ -150,16 +155,17 @@ def test_aa_simulations_claim_a_lift_about_five_percent_of_the_time():
 def test_planted_lift_is_found_with_the_planned_power():
     n = sample_size_proportions(0.05, 0.30, alpha=0.05, power=0.8)
     rates = detection_rates(CampaignModel(lifts={"treatment": {"conversion_rate": 0.30}}), n)
-    assert 0.70 <= rates["conversion_rate"] <= 0.90, rates   # 80% power, +-2 binomial sd over 200 runs
-    assert rates["open_rate"] <= 0.09   # no lift planted there: none claimed beyond alpha
+    assert 0.70 <= rates["conversion_rate"] <= 0.90, rates  # 80% power, +-2 binomial sd over 200 runs
+    assert rates["open_rate"] <= 0.09  # no lift planted there: none claimed beyond alpha
 
 
 SPEC = ExperimentSpec(variants={"control": 0.5, "treatment": 0.5}, campaign_prefix="cmp_", mde=0.2)
 
 
 def test_report_claims_a_planted_lift_and_plots_it():
-    arms = simulate_campaign(np.random.default_rng(2), {"control": 8000, "treatment": 8000},
-                             CampaignModel(lifts={"treatment": {"conversion_rate": 0.4}}))
+    arms = simulate_campaign(
+        np.random.default_rng(2), {"control": 8000, "treatment": 8000}, CampaignModel(lifts={"treatment": {"conversion_rate": 0.4}})
+    )
     report = build_report("hero_test", SPEC, [a.summary() for a in arms.values()])
     assert report.has_lift and report.verdict.startswith("LIFT DETECTED in conversion rate: treatment +")
     primary = report.comparisons["conversion_rate"][0]

@@ -1,4 +1,5 @@
 """Batching, batch ids, identifiers and PII scrubbing (pure Python)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,12 +22,15 @@ def test_normalized_hashes_trim_and_lowercase():
     assert mailchimp_subscriber_hash("Urist.McVankab@freddiesjokes.com") == hashlib.md5(b"urist.mcvankab@freddiesjokes.com").hexdigest()
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("ada@example.com looks fake or invalid", "<email> looks fake or invalid"),
-    ('Invalid email "bob.smith+x@mail.co.uk".', 'Invalid email "<email>".'),
-    ("no address here", "no address here"),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ada@example.com looks fake or invalid", "<email> looks fake or invalid"),
+        ('Invalid email "bob.smith+x@mail.co.uk".', 'Invalid email "<email>".'),
+        ("no address here", "no address here"),
+        (None, None),
+    ],
+)
 def test_scrub_pii_removes_addresses(text, expected):
     assert scrub_pii(text) == expected
 
@@ -36,7 +40,7 @@ def test_chunks_respect_count_and_bytes():
     assert [len(c) for c in chunk_members(members, max_members=3)] == [3, 3, 1]
     sized = list(chunk_members(members, max_members=100, max_bytes=25, size_of=lambda m: 10))
     assert [len(c) for c in sized] == [2, 2, 2, 1]
-    assert [m.customer_id for c in sized for m in c] == [m.customer_id for m in members]   # nothing lost or repeated
+    assert [m.customer_id for c in sized for m in c] == [m.customer_id for m in members]  # nothing lost or repeated
     # A single member larger than the limit still goes (alone): the ESP answers for it.
     assert [len(c) for c in chunk_members(members[:2], max_members=5, max_bytes=5, size_of=lambda m: 10)] == [1, 1]
 
@@ -45,7 +49,10 @@ def test_plan_batches_splits_by_segment_and_kind_in_a_stable_order():
     members = {"s2": [member("c3"), member("c1", "remove"), member("c2", "update")], "s1": [member("c9")]}
     batches = plan_batches("run1", "mc", members, max_members=1)
     assert [(b.segment, b.kind, b.members[0].customer_id, b.seq) for b in batches] == [
-        ("s1", UPSERT, "c9", 0), ("s2", UPSERT, "c2", 1), ("s2", UPSERT, "c3", 2), ("s2", REMOVE, "c1", 3),
+        ("s1", UPSERT, "c9", 0),
+        ("s2", UPSERT, "c2", 1),
+        ("s2", UPSERT, "c3", 2),
+        ("s2", REMOVE, "c1", 3),
     ]
     again = plan_batches("run1", "mc", {k: list(reversed(v)) for k, v in members.items()}, max_members=1)
     assert [b.batch_id for b in again] == [b.batch_id for b in batches]

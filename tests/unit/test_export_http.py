@@ -1,8 +1,9 @@
 """The shared HTTP policy: token buckets on a fake clock, server-directed waits, retries, exhaustion."""
+
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
@@ -12,7 +13,7 @@ from lakecdp.clock import FrozenClock
 from lakecdp.export.http import ApiClient, Limiter, RetriesExhausted, RetryPolicy, TokenBucket
 from lakecdp.export.settings import RateLimitSpec, RetrySettings
 
-NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 class FakeTime:
@@ -46,10 +47,13 @@ def test_token_bucket_reserves_in_order():
     assert [bucket.reserve() for _ in range(4)] == [0.0, 0.0, 1.0, 2.0]
 
 
-@pytest.mark.parametrize("limits", [
-    [RateLimitSpec(requests=10, per=timedelta(seconds=1)), RateLimitSpec(requests=150, per=timedelta(minutes=1))],
-    [RateLimitSpec(requests=3000, per=timedelta(seconds=3))],
-])
+@pytest.mark.parametrize(
+    "limits",
+    [
+        [RateLimitSpec(requests=10, per=timedelta(seconds=1)), RateLimitSpec(requests=150, per=timedelta(minutes=1))],
+        [RateLimitSpec(requests=3000, per=timedelta(seconds=3))],
+    ],
+)
 def test_limiter_keeps_every_window_within_the_documented_limit(limits):
     clock = FakeTime()
     limiter = Limiter(limits, monotonic=clock.monotonic, sleep=clock.sleep)
@@ -68,10 +72,12 @@ def test_limiter_keeps_every_window_within_the_documented_limit(limits):
 
 def test_limits_are_per_endpoint_when_asked():
     clock = FakeTime()
-    limiter = Limiter([RateLimitSpec(requests=2, per=timedelta(seconds=1))], per_endpoint=True, monotonic=clock.monotonic, sleep=clock.sleep)
+    limiter = Limiter(
+        [RateLimitSpec(requests=2, per=timedelta(seconds=1))], per_endpoint=True, monotonic=clock.monotonic, sleep=clock.sleep
+    )
     for endpoint in ("a", "b", "a", "b"):
         limiter.acquire(endpoint)
-    assert clock.now == pytest.approx(1.02)   # two buckets of one token each; one shared bucket would need 3.06 s
+    assert clock.now == pytest.approx(1.02)  # two buckets of one token each; one shared bucket would need 3.06 s
 
 
 def test_pause_holds_every_caller():
@@ -82,14 +88,17 @@ def test_pause_holds_every_caller():
     assert clock.now == pytest.approx(7.0)
 
 
-@pytest.mark.parametrize(("headers", "expected"), [
-    ({"retry-after": "3"}, 3.0),
-    ({"retry-after": format_datetime(NOW + timedelta(seconds=30), usegmt=True)}, 30.0),
-    ({"ratelimit-reset": "12"}, 12.0),                                            # Klaviyo: seconds to wait
-    ({"x-ratelimit-reset": str(int(NOW.timestamp()) + 2)}, 2.0),                  # Braze: an epoch second
-    ({"retry-after": "soon"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": format_datetime(NOW + timedelta(seconds=30), usegmt=True)}, 30.0),
+        ({"ratelimit-reset": "12"}, 12.0),  # Klaviyo: seconds to wait
+        ({"x-ratelimit-reset": str(int(NOW.timestamp()) + 2)}, 2.0),  # Braze: an epoch second
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
 def test_server_delay_reads_the_documented_headers(headers, expected):
     policy = RetryPolicy(clock=FrozenClock(NOW))
     assert policy.server_delay(httpx.Headers(headers)) == (None if expected is None else pytest.approx(expected))
@@ -105,7 +114,9 @@ def test_backoff_is_exponential_with_jitter_and_capped():
 
 def client_for(handler, *, attempts=4) -> tuple[ApiClient, FakeTime]:
     clock = FakeTime()
-    policy = RetryPolicy(RetrySettings(max_attempts=attempts, base_delay="100ms", max_delay="1s"), clock=FrozenClock(NOW), rng=random.Random(3))
+    policy = RetryPolicy(
+        RetrySettings(max_attempts=attempts, base_delay="100ms", max_delay="1s"), clock=FrozenClock(NOW), rng=random.Random(3)
+    )
     limiter = Limiter([], monotonic=clock.monotonic, sleep=clock.sleep)
     return ApiClient(limiter=limiter, policy=policy, sleep=clock.sleep, transport=httpx.MockTransport(handler)), clock
 
@@ -115,8 +126,8 @@ def test_retries_a_429_after_the_servers_retry_after_then_succeeds():
     client, clock = client_for(lambda request: next(answers))
     response = client.request("POST", "https://esp.example/api", body=b"{}")
     assert response.status_code == 200 and client.requests_sent == 3
-    assert clock.slept[0] == pytest.approx(2.0)          # exactly what the server asked for
-    assert 0.05 <= clock.slept[-1] <= 0.2                 # then our own backoff for the bare 503
+    assert clock.slept[0] == pytest.approx(2.0)  # exactly what the server asked for
+    assert 0.05 <= clock.slept[-1] <= 0.2  # then our own backoff for the bare 503
 
 
 def test_gives_up_after_max_attempts_with_a_reason_that_has_no_address():

@@ -1,4 +1,5 @@
 """conf/base/esp.yaml validation: documented limits, env-var names for secrets, errors that say file, key, fix."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -19,7 +20,8 @@ def test_committed_esp_yaml_loads_with_every_destination_disabled():
     assert {d.type for d in esp.destinations.values()} == {"mailchimp", "klaviyo", "braze", "sfmc", "s3", "webhook"}
     assert esp.enabled() == {}
     assert esp.destinations["klaviyo"].rate_limits == [
-        RateLimitSpec(requests=10, per=timedelta(seconds=1)), RateLimitSpec(requests=150, per=timedelta(minutes=1))
+        RateLimitSpec(requests=10, per=timedelta(seconds=1)),
+        RateLimitSpec(requests=150, per=timedelta(minutes=1)),
     ]
     assert esp.destinations["braze"].batch_size == 75 and esp.destinations["mailchimp"].max_in_flight == 10
 
@@ -32,11 +34,16 @@ def test_committed_esp_yaml_loads_with_every_destination_disabled():
         (mailchimp(api_key="abc"), "esp.destinations.mc.api_key: Extra inputs are not permitted. Fix: never commit a secret"),
         (mailchimp(api_key_env="mc_key"), "esp.destinations.mc.api_key_env: Value error, must be an environment variable NAME"),
         ({"destinations": {"k": {"type": "klaviyo", "api_key_env": "K", "segments": ["s"]}}}, "segments ['s'] need a list_id"),
-        ({"destinations": {"k": {"type": "klaviyo", "api_key_env": "K", "rate_limits": [{"requests": 20, "per": "1s"}]}}},
-         "rate_limits must include one at or below the documented 10 requests per 1s"),
+        (
+            {"destinations": {"k": {"type": "klaviyo", "api_key_env": "K", "rate_limits": [{"requests": 20, "per": "1s"}]}}},
+            "rate_limits must include one at or below the documented 10 requests per 1s",
+        ),
         ({"destinations": {"b": {"type": "braze", "base_url": "u", "api_key_env": "B", "batch_size": 76}}}, "documented maximum 75"),
         ({"destinations": {"x": {"type": "sendgrid"}}}, "Fix: set type to one of mailchimp, klaviyo, braze, sfmc, s3, webhook"),
-        ({"destinations": {"s": {"type": "s3", "bucket": "b", "kms_key_id": "k"}}}, "kms_key_id is set but server_side_encryption is not 'aws:kms'"),
+        (
+            {"destinations": {"s": {"type": "s3", "bucket": "b", "kms_key_id": "k"}}},
+            "kms_key_id is set but server_side_encryption is not 'aws:kms'",
+        ),
     ],
 )
 def test_invalid_destinations_fail_naming_file_key_and_fix(section, expected):

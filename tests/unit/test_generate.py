@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -276,11 +276,7 @@ def test_lapsed_customers_are_quiet_in_the_last_14_days(dataset, truth_by_custom
 
 
 def test_sessions_happen_in_local_daytime(dataset):
-    local_hours = [
-        moment(e).astimezone(ZoneInfo(e["context"]["timezone"])).hour
-        for e in dataset.events
-        if e["type"] == "page"
-    ]
+    local_hours = [moment(e).astimezone(ZoneInfo(e["context"]["timezone"])).hour for e in dataset.events if e["type"] == "page"]
     night_share = np.mean([1 <= hour < 6 for hour in local_hours])
     evening_share = np.mean([18 <= hour < 23 for hour in local_hours])
 
@@ -337,9 +333,9 @@ def test_recent_category_visitors_and_cart_abandoners_exist(dataset):
         if customer_id is not None and name == "Order Completed":
             last_ordered[customer_id] = moment(event)
     abandoners = [
-        c for c, added in last_added.items()
-        if end - timedelta(days=7) <= added <= end - timedelta(hours=48)
-        and last_ordered.get(c, datetime.min.replace(tzinfo=timezone.utc)) < added
+        c
+        for c, added in last_added.items()
+        if end - timedelta(days=7) <= added <= end - timedelta(hours=48) and last_ordered.get(c, datetime.min.replace(tzinfo=UTC)) < added
     ]
     bought_after_adding = [c for c, added in last_added.items() if last_ordered.get(c, added) > added]
 
@@ -391,9 +387,7 @@ def test_prices_are_log_normal_per_category(dataset):
 
 
 def test_cli_prints_counts_and_no_personal_data(tmp_path, capsys):
-    exit_code = generate_cli(
-        ["--customers", "30", "--days", "4", "--seed", "5", "--out", str(tmp_path), "--events-per-file", "1000"]
-    )
+    exit_code = generate_cli(["--customers", "30", "--days", "4", "--seed", "5", "--out", str(tmp_path), "--events-per-file", "1000"])
     output = capsys.readouterr().out
 
     assert exit_code == 0

@@ -1,8 +1,9 @@
 """Import file reading and the reject report (no Spark: the checks are in tests/integration)."""
+
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -53,13 +54,15 @@ def test_missing_columns_and_unknown_formats_fail_the_file_with_a_fix(tmp_path):
 def test_typed_parquet_columns_become_text_the_checks_read(tmp_path):
     path = tmp_path / "orders.parquet"
     pq.write_table(
-        pa.table({
-            "order_id": ["o1", None],
-            "ordered_at": pa.array([datetime(2026, 10, 1, 10, 0, tzinfo=timezone.utc), None], pa.timestamp("us", "UTC")),
-            "signup": pa.array([date(2026, 1, 2), None]),
-            "total": [12.5, None],
-            "opt_in": [True, None],
-        }),
+        pa.table(
+            {
+                "order_id": ["o1", None],
+                "ordered_at": pa.array([datetime(2026, 10, 1, 10, 0, tzinfo=UTC), None], pa.timestamp("us", "UTC")),
+                "signup": pa.array([date(2026, 1, 2), None]),
+                "total": [12.5, None],
+                "opt_in": [True, None],
+            }
+        ),
         path,
     )
     rows = read_rows(path, required=("order_id", "ordered_at"), optional=("signup", "total", "opt_in"))
@@ -73,19 +76,27 @@ def test_reject_report_is_sorted_and_rewritten_even_when_empty(tmp_path):
     report = default_report_path(tmp_path / "crm" / "customers.csv")
     assert report == tmp_path / "crm" / "customers.rejects.csv"
     assert write_reject_report(report, [(7, "email", "not a valid email address"), (2, "*", "has 1 fields")]) == 2
-    assert list(csv.reader(report.open())) == [["row", "column", "reason"], ["2", "*", "has 1 fields"], ["7", "email", "not a valid email address"]]
+    assert list(csv.reader(report.open())) == [
+        ["row", "column", "reason"],
+        ["2", "*", "has 1 fields"],
+        ["7", "email", "not a valid email address"],
+    ]
     assert write_reject_report(report, []) == 0
     assert report.read_text() == "row,column,reason\n"
 
 
 def test_top_reasons_count_rows_per_column_and_reason_most_first():
     rejects = [
-        (1, "ordered_at", "timestamp is older than 400 days"), (2, "ordered_at", "timestamp is older than 400 days"),
-        (2, "currency", "not an ISO 4217 code, e.g. USD"), (3, "*", "has 1 fields, the header has 4"),
-        (4, "currency", "not an ISO 4217 code, e.g. USD"), (4, "total", "is negative"),
+        (1, "ordered_at", "timestamp is older than 400 days"),
+        (2, "ordered_at", "timestamp is older than 400 days"),
+        (2, "currency", "not an ISO 4217 code, e.g. USD"),
+        (3, "*", "has 1 fields, the header has 4"),
+        (4, "currency", "not an ISO 4217 code, e.g. USD"),
+        (4, "total", "is negative"),
     ]
     assert top_reasons(rejects, limit=2) == (
-        ("currency", "not an ISO 4217 code, e.g. USD", 2), ("ordered_at", "timestamp is older than 400 days", 2),
+        ("currency", "not an ISO 4217 code, e.g. USD", 2),
+        ("ordered_at", "timestamp is older than 400 days", 2),
     )
     assert top_reasons([]) == ()
 

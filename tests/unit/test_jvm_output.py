@@ -1,5 +1,6 @@
 """lakecdp.spark.session.jvm_output: a child started inside the block writes to the file for its whole
 life, the parent's own output goes where it went before."""
+
 from __future__ import annotations
 
 import subprocess

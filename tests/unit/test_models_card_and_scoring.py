@@ -1,9 +1,10 @@
 """Model cards render plots inline; a scoring batch yields well-formed profile_scores rows."""
+
 from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,12 @@ def test_card_html_embeds_every_plot_as_png_and_escapes_text():
         "calibration": cards.calibration_plot(y, scores),
         "silhouette": cards.silhouette_plot({3: 0.2, 4: 0.31, 5: 0.25}, 4),
     }
-    card = {"name": "purchase_intent", "model": "<script>", "validation": {"logistic_regression": {"auc": 0.8, "pr_auc": 0.4}}, "features": ["orders_window"]}
+    card = {
+        "name": "purchase_intent",
+        "model": "<script>",
+        "validation": {"logistic_regression": {"auc": 0.8, "pr_auc": 0.4}},
+        "features": ["orders_window"],
+    }
     page = cards.render_card_html(card, plots)
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 4
@@ -50,7 +56,12 @@ def _bundle() -> tuple[ScoringBundle, pd.DataFrame]:
     )
     frame["purchased"] = (rng.random(n) < 1 / (1 + np.exp(4 - 1.3 * frame.orders_window))).astype(int)
     intent_features = ("orders_window", "product_views_recent")
-    models, _ = fit_intent_models(frame, intent_features, IntentSettings(logistic_c=(1.0,), gbm_learning_rate=(0.1,), gbm_max_leaf_nodes=(7,), gbm_max_iter=30), seed=1)
+    models, _ = fit_intent_models(
+        frame,
+        intent_features,
+        IntentSettings(logistic_c=(1.0,), gbm_learning_rate=(0.1,), gbm_max_leaf_nodes=(7,), gbm_max_iter=30),
+        seed=1,
+    )
     intent = models[LOGISTIC]
     set_decile_edges(intent, intent.probability(frame))
     clusters = fit_clusters(frame, ClusteringSettings(features=("orders_window", "avg_order_value"), k_min=2, k_max=4), seed=1)
@@ -59,7 +70,7 @@ def _bundle() -> tuple[ScoringBundle, pd.DataFrame]:
 
 def test_a_scored_batch_matches_the_profile_scores_table():
     bundle, frame = _bundle()
-    scored_at = datetime(2026, 11, 2, 6, tzinfo=timezone.utc)
+    scored_at = datetime(2026, 11, 2, 6, tzinfo=UTC)
     scored = bundle.score_frame(frame.drop(columns=["purchased"]), scored_at)
     assert list(scored.columns) == list(table("profile_scores").columns)
     assert scored["customer_id"].tolist() == frame["customer_id"].tolist()

@@ -1,4 +1,5 @@
 """Clusters: k by silhouette, ids stable across retrains, readable labels."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """PSI: zero when nothing moved, over the threshold when the population shifted."""
+
 from __future__ import annotations
 
 import numpy as np

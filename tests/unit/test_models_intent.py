@@ -1,4 +1,5 @@
 """Purchase intent on planted data: both families learn it, probabilities are calibrated, deciles mean the same."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,7 +52,10 @@ def test_both_families_recover_the_planted_probability_and_are_calibrated():
         assert metrics["auc"] > ideal_auc - 0.03
         assert np.corrcoef(probability, truth)[0, 1] > 0.9
         assert abs(probability.mean() - holdout.purchased.mean()) < 0.02  # calibrated on average
-        assert metrics["brier"] < classification_metrics(holdout.purchased.to_numpy(), np.full(len(holdout), holdout.purchased.mean()))["brier"]
+        assert (
+            metrics["brier"]
+            < classification_metrics(holdout.purchased.to_numpy(), np.full(len(holdout), holdout.purchased.mean()))["brier"]
+        )
 
 
 def test_deciles_are_fixed_on_the_reference_population():
@@ -84,12 +88,16 @@ def test_the_grid_runs_cheapest_first_and_a_costlier_candidate_must_win_by_the_t
 
     grid = IntentSettings(gbm_learning_rate=(0.1, 0.2), gbm_max_leaf_nodes=(31, 15))
     shapes = [dict(c.params) for c in candidate_grid(grid) if c.family == BOOSTING]
-    assert shapes == [{"learning_rate": 0.2, "max_leaf_nodes": 15}, {"learning_rate": 0.2, "max_leaf_nodes": 31},
-                      {"learning_rate": 0.1, "max_leaf_nodes": 15}, {"learning_rate": 0.1, "max_leaf_nodes": 31}]
+    assert shapes == [
+        {"learning_rate": 0.2, "max_leaf_nodes": 15},
+        {"learning_rate": 0.2, "max_leaf_nodes": 31},
+        {"learning_rate": 0.1, "max_leaf_nodes": 15},
+        {"learning_rate": 0.1, "max_leaf_nodes": 31},
+    ]
     frame, _ = planted_buyers(1200, seed=5)
     X, y, groups = frame[list(FEATURES)].to_numpy(float), frame.purchased.to_numpy(), frame.customer_id.to_numpy()
     strict = search_candidates(X, y, groups, SETTINGS.model_copy(update={"selection_tolerance": 0.0}), seed=1)
     lenient = search_candidates(X, y, groups, SETTINGS.model_copy(update={"selection_tolerance": 1.0}), seed=1)
     boosting = {name: m["auc"] for name, m in strict.cv_metrics.items() if m["family"] == BOOSTING}
     assert strict.best[BOOSTING].name == max(boosting, key=boosting.get)
-    assert dict(lenient.best[BOOSTING].params) == {"learning_rate": 0.1, "max_leaf_nodes": 7}   # the first (cheapest) in the grid
+    assert dict(lenient.best[BOOSTING].params) == {"learning_rate": 0.1, "max_leaf_nodes": 7}  # the first (cheapest) in the grid

@@ -1,9 +1,10 @@
 """The folder registry: versions, cards, an atomic champion pointer, drift flags, promotion policy."""
+
 from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,7 +12,7 @@ from models.provenance import code_version, library_versions
 from models.registry import ModelRef, ModelRegistry, RegistryError
 from models.training import decide_promotion
 
-AT = datetime(2026, 11, 2, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 2, tzinfo=UTC)
 
 
 def test_versions_cards_and_models_round_trip(tmp_path):
@@ -52,7 +53,17 @@ def test_promotion_moves_the_pointer_and_logs_who_replaced_whom(tmp_path):
 def test_drift_is_recorded_beside_the_version(tmp_path):
     registry = ModelRegistry(tmp_path)
     ref = ModelRef("purchase_intent", registry.register("purchase_intent", 1, {}, ""))
-    registry.record_drift(ref, {"checked_at": AT.isoformat(), "rows": 10, "score_psi": 0.4, "max_feature_psi": 0.1, "needs_retraining": True, "reasons": ["score PSI 0.400 > 0.25"]})
+    registry.record_drift(
+        ref,
+        {
+            "checked_at": AT.isoformat(),
+            "rows": 10,
+            "score_psi": 0.4,
+            "max_feature_psi": 0.1,
+            "needs_retraining": True,
+            "reasons": ["score PSI 0.400 > 0.25"],
+        },
+    )
     document = json.loads((tmp_path / "purchase_intent" / "v0001" / "drift.json").read_text())
     assert document["needs_retraining"] and document["history"][0]["score_psi"] == 0.4
 
@@ -65,7 +76,9 @@ def test_a_bare_version_resolves_only_when_unambiguous(tmp_path):
     assert registry.resolve("v0002") == ModelRef("behaviour_clusters", "v0002")
     assert registry.resolve("v0001", "purchase_intent") == ModelRef("purchase_intent", "v0001")
     assert registry.resolve("purchase_intent/v0001") == ModelRef("purchase_intent", "v0001")
-    with pytest.raises(RegistryError, match="purchase_intent/v0001 or behaviour_clusters/v0001|behaviour_clusters/v0001 or purchase_intent/v0001"):
+    with pytest.raises(
+        RegistryError, match="purchase_intent/v0001 or behaviour_clusters/v0001|behaviour_clusters/v0001 or purchase_intent/v0001"
+    ):
         registry.resolve("v0001")
 
 

@@ -1,4 +1,5 @@
 """Model settings: conf/base/models.yaml loads; mistakes name the file, the key and the fix."""
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,14 +1,15 @@
 """Snapshot planning: label windows never overlap validation, never run past the data."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from models.settings import parse_model_settings
 from models.snapshots import SnapshotError, plan_snapshots
 
-AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def test_training_labels_close_before_validation_and_validation_before_as_of():

@@ -1,17 +1,18 @@
 """Validation and flattening on inline lines (real Spark, tiny data)."""
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from lakecdp.events.normalize import filter_new_messages, parse_lines, to_bronze, to_quarantine, with_rejection_reason
 from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
 
-RECEIVED = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+RECEIVED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 KEY = b"unit-test pseudonym key of 32+ bytes"
 PSEUDONYMS = Pseudonymizer(KEY)
 
@@ -73,7 +74,19 @@ def test_rejection_reasons(spark, line, reason):
 
 
 def test_bronze_flattens_the_segment_shape(spark):
-    checked = check(spark, [event(), event(messageId="m2", type="page", event=None, name="Product", properties={"url": "https://shop.example/p1", "time_on_page_s": 12.5, "scroll_depth_pct": 80})])
+    checked = check(
+        spark,
+        [
+            event(),
+            event(
+                messageId="m2",
+                type="page",
+                event=None,
+                name="Product",
+                properties={"url": "https://shop.example/p1", "time_on_page_s": 12.5, "scroll_depth_pct": 80},
+            ),
+        ],
+    )
     rows = {r.message_id: r for r in to_bronze(checked, PSEUDONYMS).collect()}
     assert rows["m1"].customer_id == PSEUDONYMS.of("cust_1")
     assert rows["m1"].price == pytest.approx(59.9)
@@ -110,9 +123,13 @@ def test_a_line_of_invalid_utf8_is_quarantined_readably_with_its_bytes(spark):
     from pyspark.sql import functions as F
 
     line = b'{"type": "track", "event": "Product Viewed", "messageId": "m\xff1", "userId": "u", "timestamp": "2026-11-01T11:00:00Z"}'
-    df = spark.createDataFrame([(bytearray(line), "f.jsonl")], "raw binary, source_file string").withColumn("raw", F.col("raw").cast("string"))
-    checked = with_rejection_reason(parse_lines(df, received_at=RECEIVED), max_future_skew=timedelta(minutes=5), max_age=timedelta(days=400))
-    [row] = to_quarantine(checked, quarantined_at=RECEIVED).toArrow().to_pylist()   # Arrow reads it: no invalid UTF-8 left
+    df = spark.createDataFrame([(bytearray(line), "f.jsonl")], "raw binary, source_file string").withColumn(
+        "raw", F.col("raw").cast("string")
+    )
+    checked = with_rejection_reason(
+        parse_lines(df, received_at=RECEIVED), max_future_skew=timedelta(minutes=5), max_age=timedelta(days=400)
+    )
+    [row] = to_quarantine(checked, quarantined_at=RECEIVED).toArrow().to_pylist()  # Arrow reads it: no invalid UTF-8 left
 
     assert "not valid UTF-8" in row["reason"]
     assert base64.b64decode(row["raw"].removeprefix("base64:")) == line
@@ -151,10 +168,14 @@ def test_bronze_keeps_json_texts_without_contact_keys(spark):
     # The texts bronze keeps: properties as sent; traits and context without contact PII (keys compared
     # case-insensitively, escapes decoded); a value that is not an object passes through as its text.
     lines = [
-        event(messageId="m1", type="identify", event=None,
-              properties={"category": "shoes", "tags": ["a", "b"]},
-              traits={"EMAIL": "ada@example.com", "plan": "pro", "prefs": {"email": {"marketing": True}}},
-              context={"ip": "203.0.113.9", "Traits": {"email": "x@example.com"}, "device": {"type": "mobile"}}),
+        event(
+            messageId="m1",
+            type="identify",
+            event=None,
+            properties={"category": "shoes", "tags": ["a", "b"]},
+            traits={"EMAIL": "ada@example.com", "plan": "pro", "prefs": {"email": {"marketing": True}}},
+            context={"ip": "203.0.113.9", "Traits": {"email": "x@example.com"}, "device": {"type": "mobile"}},
+        ),
         '{"type": "track", "event": "E", "messageId": "m2", "userId": "u", "timestamp": "2026-11-01T11:00:00Z",'
         ' "traits": ["not", "an object"], "context": {"\\u0069p": "198.51.100.1", "page": {"url": "https://shop.example/"}}}',
         event(messageId="m3", properties=None, context=None),
@@ -171,25 +192,64 @@ def test_bronze_keeps_json_texts_without_contact_keys(spark):
     assert m4.context_json == "just text" and json.loads(m4.properties_json)["category"] == "shoes"
 
 
-CONTACTS = ("ada@example.com", "ada.l@example.org", "ada%40example.net", "+44 20 7946 0958", "(555) 123-4567",
-            "5551234567", "15 Analytical Row", "Lovelace", "07700900123")
+CONTACTS = (
+    "ada@example.com",
+    "ada.l@example.org",
+    "ada%40example.net",
+    "+44 20 7946 0958",
+    "(555) 123-4567",
+    "5551234567",
+    "15 Analytical Row",
+    "Lovelace",
+    "07700900123",
+)
 
 
 def test_contact_data_is_redacted_by_key_and_by_value_at_any_depth(spark):
     # #22 item 5: spellings of contact keys, nested contact objects, contact data in properties and in URLs.
     lines = [
-        event(messageId="m1", type="identify", event=None, traits={
-            "emailAddress": "ada@example.com", "EMAIL_ADDRESS": "ada@example.com", "phone_number": "5551234567",
-            "mobile": "07700900123", " email": "ada@example.com", "plan": "pro",
-            "contact": {"email": "ada.l@example.org", "phone": 5551234567, "lastName": "Lovelace"},
-            "shipping": {"street_address": "15 Analytical Row", "city": "London"},
-            "prefs": {"email": {"marketing": True}}, "company": {"name": "Analytical Engines"}}),
-        event(messageId="m2", properties={"email": "ada@example.com", "phone": "+44 20 7946 0958", "category": "shoes",
-                                          "billingPhone": "(555) 123-4567", "note": "call (555) 123-4567",
-                                          "headphone": "Sony", "smartphone": "Pixel", "hotel": "Ritz"}),
-        event(messageId="m3", type="page", event=None, properties={"url": "https://shop.example/p?email=ada%40example.net&utm=x"},
-              context={"page": {"url": "https://shop.example/p?email=ada@example.com&phone=5551234567&ref=mail",
-                                "search": "?Email=ada%40example.net"}}),
+        event(
+            messageId="m1",
+            type="identify",
+            event=None,
+            traits={
+                "emailAddress": "ada@example.com",
+                "EMAIL_ADDRESS": "ada@example.com",
+                "phone_number": "5551234567",
+                "mobile": "07700900123",
+                " email": "ada@example.com",
+                "plan": "pro",
+                "contact": {"email": "ada.l@example.org", "phone": 5551234567, "lastName": "Lovelace"},
+                "shipping": {"street_address": "15 Analytical Row", "city": "London"},
+                "prefs": {"email": {"marketing": True}},
+                "company": {"name": "Analytical Engines"},
+            },
+        ),
+        event(
+            messageId="m2",
+            properties={
+                "email": "ada@example.com",
+                "phone": "+44 20 7946 0958",
+                "category": "shoes",
+                "billingPhone": "(555) 123-4567",
+                "note": "call (555) 123-4567",
+                "headphone": "Sony",
+                "smartphone": "Pixel",
+                "hotel": "Ritz",
+            },
+        ),
+        event(
+            messageId="m3",
+            type="page",
+            event=None,
+            properties={"url": "https://shop.example/p?email=ada%40example.net&utm=x"},
+            context={
+                "page": {
+                    "url": "https://shop.example/p?email=ada@example.com&phone=5551234567&ref=mail",
+                    "search": "?Email=ada%40example.net",
+                }
+            },
+        ),
         event(messageId="m4", properties={"query": "gift for ada@example.com", "url": "https://shop.example/?mobile=07700900123"}),
     ]
     rows = {r.message_id: r for r in to_bronze(check(spark, lines), PSEUDONYMS).collect()}
@@ -198,13 +258,18 @@ def test_contact_data_is_redacted_by_key_and_by_value_at_any_depth(spark):
         leaked = [value for value in CONTACTS if value in stored]
         assert not leaked, (row.message_id, leaked)
     traits = json.loads(rows["m1"].traits_json)
-    assert set(traits) == {"plan", "contact", "shipping", "prefs", "company"}   # top-level contact keys are dropped
-    assert json.loads(traits["prefs"]) == {"email": {"marketing": True}}         # consent under an "email" key is kept
+    assert set(traits) == {"plan", "contact", "shipping", "prefs", "company"}  # top-level contact keys are dropped
+    assert json.loads(traits["prefs"]) == {"email": {"marketing": True}}  # consent under an "email" key is kept
     assert json.loads(traits["shipping"])["city"] == "London"
     assert json.loads(traits["company"]) == {"name": "Analytical Engines"}
     properties = json.loads(rows["m2"].properties_json)
     assert properties["email"] == properties["phone"] == properties["billingPhone"] == "[redacted]"
-    assert (properties["headphone"], properties["smartphone"], properties["hotel"], properties["category"]) == ("Sony", "Pixel", "Ritz", "shoes")
+    assert (properties["headphone"], properties["smartphone"], properties["hotel"], properties["category"]) == (
+        "Sony",
+        "Pixel",
+        "Ritz",
+        "shoes",
+    )
     assert rows["m3"].url == "https://shop.example/p?email=[redacted]&utm=x"
     assert "ref=mail" in rows["m3"].context_json
     assert rows["m4"].search_query == "gift for [redacted]"
@@ -215,10 +280,21 @@ def test_traits_sent_only_in_context_traits_are_the_message_traits(spark):
     from lakecdp.events.contacts import contacts_from_identifies
 
     lines = [
-        event(messageId="r1", type="identify", event=None, userId="cust_9",
-              context={"traits": {"email": "Ada@Example.com ", "firstName": "Ada", "plan": "pro"}, "library": {"name": "analytics-python"}}),
-        event(messageId="r2", type="identify", event=None, userId="cust_9", traits={"plan": "team"},
-              context={"traits": {"plan": "ignored: top-level traits win"}}),
+        event(
+            messageId="r1",
+            type="identify",
+            event=None,
+            userId="cust_9",
+            context={"traits": {"email": "Ada@Example.com ", "firstName": "Ada", "plan": "pro"}, "library": {"name": "analytics-python"}},
+        ),
+        event(
+            messageId="r2",
+            type="identify",
+            event=None,
+            userId="cust_9",
+            traits={"plan": "team"},
+            context={"traits": {"plan": "ignored: top-level traits win"}},
+        ),
     ]
     checked = check(spark, lines)
     rows = {r.message_id: r for r in to_bronze(checked, PSEUDONYMS).collect()}

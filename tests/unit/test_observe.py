@@ -1,10 +1,11 @@
 """`lakecdp status` / `lakecdp report` building blocks on inline data: reasons, p95, segment sizes, export log, heartbeat."""
+
 from __future__ import annotations
 
 import json
 import os
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -17,13 +18,16 @@ from lakecdp.observe.status import effective_export_log, p95
 from models.metrics import lift_by_decile, roc_points
 
 
-@pytest.mark.parametrize(("reason", "label"), [
-    ("context.device must be a JSON object, got: jane@example.com", "context.device must be a JSON object"),
-    ("422 invalid address jane.doe+x@example.co.uk", "422 invalid address [email]"),
-    ("phone +44 20 7946 0958 rejected", "phone [number] rejected"),
-    ("not valid JSON", "not valid JSON"),
-    (None, "(no reason)"),
-])
+@pytest.mark.parametrize(
+    ("reason", "label"),
+    [
+        ("context.device must be a JSON object, got: jane@example.com", "context.device must be a JSON object"),
+        ("422 invalid address jane.doe+x@example.co.uk", "422 invalid address [email]"),
+        ("phone +44 20 7946 0958 rejected", "phone [number] rejected"),
+        ("not valid JSON", "not valid JSON"),
+        (None, "(no reason)"),
+    ],
+)
 def test_reasons_keep_their_kind_and_lose_quoted_values(reason, label):
     assert reason_label(reason) == label
 
@@ -35,15 +39,22 @@ def test_p95_is_numpys_linear_percentile_and_none_without_batches():
 
 
 def test_daily_sizes_cumulate_entries_minus_exits_per_segment():
-    at = lambda day, hour=10: datetime(2026, 11, day, hour, tzinfo=timezone.utc)  # noqa: E731
-    transitions = pd.DataFrame([
-        ("a", "entered", at(1)), ("a", "entered", at(1)), ("a", "entered", at(2)), ("a", "exited", at(2, 23)),
-        ("b", "entered", at(2)), ("b", "exited", at(3)),
-    ], columns=["segment", "transition", "at"])
+    at = lambda day, hour=10: datetime(2026, 11, day, hour, tzinfo=UTC)  # noqa: E731
+    transitions = pd.DataFrame(
+        [
+            ("a", "entered", at(1)),
+            ("a", "entered", at(1)),
+            ("a", "entered", at(2)),
+            ("a", "exited", at(2, 23)),
+            ("b", "entered", at(2)),
+            ("b", "exited", at(3)),
+        ],
+        columns=["segment", "transition", "at"],
+    )
     daily = daily_segment_sizes(transitions)
     rows = [(r.segment, str(r.day.date()), r.entered, r.exited, r.size) for r in daily.itertuples()]
     assert rows == [("a", "2026-11-01", 2, 0, 2), ("a", "2026-11-02", 1, 1, 2), ("b", "2026-11-02", 1, 0, 1), ("b", "2026-11-03", 0, 1, 0)]
-    assert daily["churn"].tolist()[:3] == [1.0, 1.0, 1.0] and np.isnan(daily["churn"].iloc[3])   # empty segment: no churn
+    assert daily["churn"].tolist()[:3] == [1.0, 1.0, 1.0] and np.isnan(daily["churn"].iloc[3])  # empty segment: no churn
 
 
 def test_overlaps_count_shared_members_only():
@@ -54,13 +65,26 @@ def test_overlaps_count_shared_members_only():
 
 
 def test_effective_export_log_keeps_a_members_terminal_row_else_its_pending_one():
-    log = pd.DataFrame([
-        ("b1", "c1", "pending"), ("b1", "c1", "sent"), ("b1", "c2", "pending"), ("b1", "c2", "failed"),
-        ("b1", "c3", "pending"), ("b2", "c1", "pending"), ("b2", None, "pending"),
-    ], columns=["batch_id", "customer_id", "state"])
+    log = pd.DataFrame(
+        [
+            ("b1", "c1", "pending"),
+            ("b1", "c1", "sent"),
+            ("b1", "c2", "pending"),
+            ("b1", "c2", "failed"),
+            ("b1", "c3", "pending"),
+            ("b2", "c1", "pending"),
+            ("b2", None, "pending"),
+        ],
+        columns=["batch_id", "customer_id", "state"],
+    )
     effective = effective_export_log(log)
     assert sorted(map(tuple, effective[["batch_id", "customer_id", "state"]].fillna("-").to_numpy())) == [
-        ("b1", "c1", "sent"), ("b1", "c2", "failed"), ("b1", "c3", "pending"), ("b2", "-", "pending"), ("b2", "c1", "pending")]
+        ("b1", "c1", "sent"),
+        ("b1", "c2", "failed"),
+        ("b1", "c3", "pending"),
+        ("b2", "-", "pending"),
+        ("b2", "c1", "pending"),
+    ]
 
 
 def test_a_stream_runs_while_its_heartbeat_says_so_and_its_process_lives():
@@ -79,7 +103,7 @@ def test_svg_plots_are_inline_elements_with_ids_unique_to_the_plot():
     axes.plot([1, 2], [3, 4])
     svg = to_svg(figure, "stream-lag")
     assert svg.startswith("<svg") and "<?xml" not in svg and 'id="stream-lag-figure_1"' in svg
-    assert to_svg(figure, "stream-lag") == svg   # no timestamp or random ids: same data, same bytes
+    assert to_svg(figure, "stream-lag") == svg  # no timestamp or random ids: same data, same bytes
 
 
 def test_cards_keep_roc_points_and_lift_by_decile():
@@ -92,4 +116,4 @@ def test_cards_keep_roc_points_and_lift_by_decile():
     assert [r["decile"] for r in lift] == list(range(1, 11)) and sum(r["customers"] for r in lift) == 500
     assert sum(r["buyers"] for r in lift) == y.sum() and lift[0]["lift"] > 1.5 > 0.5 > lift[-1]["lift"]
     assert roc_points(np.zeros(5), np.ones(5)) == {"fpr": [], "tpr": []} and lift_by_decile(np.zeros(20), np.ones(20)) == []
-    json.dumps({"roc": roc, "lift": lift})   # stored in card.json
+    json.dumps({"roc": roc, "lift": lift})  # stored in card.json

@@ -4,10 +4,11 @@ Hypothesis draws event histories (late and out-of-order arrivals, events ahead o
 evaluation instant, anonymous devices linked part way), rules from the DSL and evaluation
 instants. Features, verdicts and the next instant time alone flips a verdict must be identical.
 """
+
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
@@ -18,9 +19,18 @@ from lakecdp.online.reconcile import as_utc, same_value
 from lakecdp.profiles import build_profile_features
 from lakecdp.segments import evaluate_segments, parse_segments
 
-BASE = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
-NAMES = ["Product Viewed", "Product Added", "Product Removed", "Checkout Started", "Order Completed",
-         "Products Searched", "Email Delivered", "Email Opened", "Email Link Clicked"]
+BASE = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+NAMES = [
+    "Product Viewed",
+    "Product Added",
+    "Product Removed",
+    "Checkout Started",
+    "Order Completed",
+    "Products Searched",
+    "Email Delivered",
+    "Email Opened",
+    "Email Link Clicked",
+]
 CATEGORIES = ["shoes", "bags", None]
 WINDOW_TEXT = ["30m", "1h", "24h", "48h", "7d", "40d"]
 pytestmark = pytest.mark.integration
@@ -29,24 +39,37 @@ pytestmark = pytest.mark.integration
 def _match():
     return st.builds(
         lambda event, category: {"event": event, **({"where": {"category": category}} if category else {})},
-        st.sampled_from(NAMES), st.sampled_from(["shoes", None, None]),
+        st.sampled_from(NAMES),
+        st.sampled_from(["shoes", None, None]),
     )
 
 
 def _leaf():
     count = st.builds(
-        lambda m, within, at_least, at_most: {**m, **({"within": within} if within else {}),
-                                               **({"at_least": at_least} if at_least is not None else {}),
-                                               **({"at_most": max(at_most, at_least or 0)} if at_most is not None else {})},
-        _match(), st.sampled_from([None, *WINDOW_TEXT]), st.sampled_from([None, 0, 1, 2]), st.sampled_from([None, 0, 1, 3]),
+        lambda m, within, at_least, at_most: {
+            **m,
+            **({"within": within} if within else {}),
+            **({"at_least": at_least} if at_least is not None else {}),
+            **({"at_most": max(at_most, at_least or 0)} if at_most is not None else {}),
+        },
+        _match(),
+        st.sampled_from([None, *WINDOW_TEXT]),
+        st.sampled_from([None, 0, 1, 2]),
+        st.sampled_from([None, 0, 1, 3]),
     )
-    absence = st.builds(lambda did, then, within: {"did": did, "then_not": then, "within": within},
-                        _match(), _match(), st.sampled_from(WINDOW_TEXT))
-    attribute = st.sampled_from([
-        {"profile": "open_cart_value", "op": ">", "value": 20}, {"profile": "top_device_type", "op": "==", "value": "mobile"},
-        {"profile": "distinct_categories_30d", "op": ">=", "value": 2}, {"profile": "country", "op": "in", "value": ["DE", "FR"]},
-        {"profile": "preferred_local_hour", "op": "<", "value": 12}, {"profile": "avg_order_value", "op": ">=", "value": 30},
-    ])
+    absence = st.builds(
+        lambda did, then, within: {"did": did, "then_not": then, "within": within}, _match(), _match(), st.sampled_from(WINDOW_TEXT)
+    )
+    attribute = st.sampled_from(
+        [
+            {"profile": "open_cart_value", "op": ">", "value": 20},
+            {"profile": "top_device_type", "op": "==", "value": "mobile"},
+            {"profile": "distinct_categories_30d", "op": ">=", "value": 2},
+            {"profile": "country", "op": "in", "value": ["DE", "FR"]},
+            {"profile": "preferred_local_hour", "op": "<", "value": 12},
+            {"profile": "avg_order_value", "op": ">=", "value": 30},
+        ]
+    )
     return st.one_of(count, absence, attribute)
 
 
@@ -57,7 +80,9 @@ def _rule():
             st.builds(lambda rules: {"all": rules}, st.lists(inner, min_size=1, max_size=3)),
             st.builds(lambda rules: {"any": rules}, st.lists(inner, min_size=1, max_size=3)),
             st.builds(lambda rule: {"not": rule}, inner),
-            st.builds(lambda rules, n: {"at_least": min(n, len(rules)), "of": rules}, st.lists(inner, min_size=1, max_size=3), st.integers(1, 3)),
+            st.builds(
+                lambda rules, n: {"at_least": min(n, len(rules)), "of": rules}, st.lists(inner, min_size=1, max_size=3), st.integers(1, 3)
+            ),
         ),
         max_leaves=5,
     )
@@ -83,26 +108,55 @@ def _histories(draw):
         for offset in offsets:
             name = draw(st.sampled_from([*NAMES, "page"]))
             anonymous = linked_at_step is not None and draw(st.booleans())
-            events.append({
-                "customer": customer, "device": device if anonymous else None, "linked_at_step": linked_at_step,
-                "arrives": draw(st.integers(0, 2)),
-                "type": "page" if name == "page" else "track", "event": None if name == "page" else name,
-                "timestamp": BASE + timedelta(seconds=offset, microseconds=draw(st.integers(0, 999_999))),
-                "category": draw(st.sampled_from(CATEGORIES)),
-                "price": draw(st.sampled_from([None, 10.0, 35.5])), "quantity": draw(st.sampled_from([None, 1, 3])),
-                "revenue": draw(st.sampled_from([None, 20.0, 99.99])) if name == "Order Completed" else None,
-                "time_on_page_s": draw(st.sampled_from([None, 3.5, 40.0])), "scroll_depth_pct": draw(st.sampled_from([None, 25, 90])),
-                "device_type": draw(st.sampled_from(["mobile", "desktop", None])),
-                "country": draw(st.sampled_from(["DE", "FR", "US", None])), "city": draw(st.sampled_from(["Berlin", None])),
-                "timezone": draw(st.sampled_from(["Europe/Berlin", "America/New_York", None])),
-            })
+            events.append(
+                {
+                    "customer": customer,
+                    "device": device if anonymous else None,
+                    "linked_at_step": linked_at_step,
+                    "arrives": draw(st.integers(0, 2)),
+                    "type": "page" if name == "page" else "track",
+                    "event": None if name == "page" else name,
+                    "timestamp": BASE + timedelta(seconds=offset, microseconds=draw(st.integers(0, 999_999))),
+                    "category": draw(st.sampled_from(CATEGORIES)),
+                    "price": draw(st.sampled_from([None, 10.0, 35.5])),
+                    "quantity": draw(st.sampled_from([None, 1, 3])),
+                    "revenue": draw(st.sampled_from([None, 20.0, 99.99])) if name == "Order Completed" else None,
+                    "time_on_page_s": draw(st.sampled_from([None, 3.5, 40.0])),
+                    "scroll_depth_pct": draw(st.sampled_from([None, 25, 90])),
+                    "device_type": draw(st.sampled_from(["mobile", "desktop", None])),
+                    "country": draw(st.sampled_from(["DE", "FR", "US", None])),
+                    "city": draw(st.sampled_from(["Berlin", None])),
+                    "timezone": draw(st.sampled_from(["Europe/Berlin", "America/New_York", None])),
+                }
+            )
     return events
 
 
 def _event(customer, name, offset, *, arrives):
-    return {"customer": customer, "device": None, "linked_at_step": None, "arrives": arrives, "type": "track", "event": name,
-            "timestamp": BASE + offset, **{c: None for c in ("category", "price", "quantity", "revenue", "time_on_page_s",
-                                                             "scroll_depth_pct", "device_type", "country", "city", "timezone")}}
+    return {
+        "customer": customer,
+        "device": None,
+        "linked_at_step": None,
+        "arrives": arrives,
+        "type": "track",
+        "event": name,
+        "timestamp": BASE + offset,
+        **{
+            c: None
+            for c in (
+                "category",
+                "price",
+                "quantity",
+                "revenue",
+                "time_on_page_s",
+                "scroll_depth_pct",
+                "device_type",
+                "country",
+                "city",
+                "timezone",
+            )
+        },
+    }
 
 
 def _bronze(spark, events):
@@ -111,8 +165,14 @@ def _bronze(spark, events):
         record = {c: None for c in EVENTS.columns}
         customer = e["device"] or e["customer"]
         record.update({k: v for k, v in e.items() if k in EVENTS.columns})
-        record.update(message_id=f"m{i}", customer_id=customer, user_id=None if e["device"] else customer,
-                      anonymous_id=e["device"], received_at=e["timestamp"], event_date=e["timestamp"].date())
+        record.update(
+            message_id=f"m{i}",
+            customer_id=customer,
+            user_id=None if e["device"] else customer,
+            anonymous_id=e["device"],
+            received_at=e["timestamp"],
+            event_date=e["timestamp"].date(),
+        )
         records.append(record)
     return spark.createDataFrame(records, EVENTS.schema)
 
@@ -123,8 +183,10 @@ def _batch(spark, events, segments, as_of, linked):
     bronze = _bronze(spark, resolved)
     profiles = build_profile_features(bronze, as_of)
     rows = evaluate_segments(bronze, profiles, segments, as_of).collect()
-    return ({r.customer_id: r.asDict() for r in profiles.collect()},
-            {(r.segment, r.customer_id): (r.is_member, as_utc(r.next_check_at)) for r in rows})
+    return (
+        {r.customer_id: r.asDict() for r in profiles.collect()},
+        {(r.segment, r.customer_id): (r.is_member, as_utc(r.next_check_at)) for r in rows},
+    )
 
 
 def _instants(events, segments, steps, snaps) -> list[datetime]:
@@ -150,16 +212,33 @@ def _windows(rules) -> set[timedelta]:
 
 
 # No shrinking: each example runs Spark jobs, and shrinking a failure took over five minutes.
-@settings(max_examples=30, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(events=_histories(), segments=_segments(), steps=st.lists(st.integers(60, 3 * 86_400), min_size=3, max_size=3),
-       snaps=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 5), st.sampled_from([None, -1, 0, 1])), min_size=3, max_size=3),
-       seed=st.integers(0, 10**6))
+@settings(
+    max_examples=30,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    events=_histories(),
+    segments=_segments(),
+    steps=st.lists(st.integers(60, 3 * 86_400), min_size=3, max_size=3),
+    snaps=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 5), st.sampled_from([None, -1, 0, 1])), min_size=3, max_size=3),
+    seed=st.integers(0, 10**6),
+)
 @example(  # at exactly 48 h after the cart add the absence holds; 1 µs after the 24 h window its view no longer counts
-    events=[_event("c0", "Product Added", timedelta(days=-2), arrives=0), _event("c0", "Product Viewed", timedelta(days=-1, seconds=60), arrives=1)],
-    segments=parse_segments([{"name": "s0", "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"}},
-                             {"name": "s1", "rule": {"event": "Product Viewed", "within": "24h"}}]),
-    steps=[86_400, 86_400, 60], snaps=[(0, 0, None), (0, 1, 0), (1, 0, -1)], seed=0,
+    events=[
+        _event("c0", "Product Added", timedelta(days=-2), arrives=0),
+        _event("c0", "Product Viewed", timedelta(days=-1, seconds=60), arrives=1),
+    ],
+    segments=parse_segments(
+        [
+            {"name": "s0", "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"}},
+            {"name": "s1", "rule": {"event": "Product Viewed", "within": "24h"}},
+        ]
+    ),
+    steps=[86_400, 86_400, 60],
+    snaps=[(0, 0, None), (0, 1, 0), (1, 0, -1)],
+    seed=0,
 )
 def test_incremental_equals_batch(spark, events, segments, steps, snaps, seed):
     plan = Plan(segments)
@@ -170,7 +249,7 @@ def test_incremental_equals_batch(spark, events, segments, steps, snaps, seed):
     shuffle = random.Random(seed)
     for step, as_of in enumerate(instants):
         batch = [e for e in events if e["arrives"] == step]
-        shuffle.shuffle(batch)   # arrival order is not event-time order
+        shuffle.shuffle(batch)  # arrival order is not event-time order
         for e in events:
             if e["linked_at_step"] == step and e["customer"] not in linked:
                 linked.add(e["customer"])
@@ -182,7 +261,7 @@ def test_incremental_equals_batch(spark, events, segments, steps, snaps, seed):
             fold(plan, states.setdefault(key, new_state()), {**e, "timestamp": to_us(e["timestamp"])}, to_us(as_of))
         arrived += batch
         if step == 0:
-            continue   # the first instant only folds: evaluations at the second and third compare
+            continue  # the first instant only folds: evaluations at the second and third compare
         expected_profiles, expected_verdicts = _batch(spark, arrived, segments, as_of, linked)
         at = to_us(as_of)
         for key, state in states.items():

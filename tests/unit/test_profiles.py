@@ -1,14 +1,15 @@
 """profile_features on inline events: windows by event time, cart state, context."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from lakecdp.lake.tables import EVENTS, PROFILE_FEATURES
 from lakecdp.profiles import build_profile_features
 
-NOW = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 
 
@@ -18,9 +19,18 @@ def events_df(spark, rows):
     for i, (customer, name, at, category, price, extra) in enumerate(rows):
         record = {c: None for c in EVENTS.columns}
         record.update(
-            message_id=f"m{i}", type="page" if name == "Page Viewed" else "track", event=name, customer_id=customer,
-            user_id=customer, timestamp=at, received_at=at, category=category, price=price,
-            quantity=1 if price else None, revenue=price if name == "Order Completed" else None, event_date=at.date(),
+            message_id=f"m{i}",
+            type="page" if name == "Page Viewed" else "track",
+            event=name,
+            customer_id=customer,
+            user_id=customer,
+            timestamp=at,
+            received_at=at,
+            category=category,
+            price=price,
+            quantity=1 if price else None,
+            revenue=price if name == "Order Completed" else None,
+            event_date=at.date(),
         )
         record.update(extra)
         records.append(record)
@@ -95,10 +105,10 @@ def test_output_matches_the_declared_table(spark, profiles):
 def test_ties_pick_the_first_device_alphabetically_and_the_earliest_local_hour(spark):
     utc = {"timezone": "UTC"}
     rows = [
-        ("t", "Page Viewed", NOW - 2 * H, None, None, {**utc, "device_type": "tablet"}),    # local hour 10
-        ("t", "Page Viewed", NOW - 3 * H, None, None, {**utc, "device_type": "desktop"}),   # local hour 9
+        ("t", "Page Viewed", NOW - 2 * H, None, None, {**utc, "device_type": "tablet"}),  # local hour 10
+        ("t", "Page Viewed", NOW - 3 * H, None, None, {**utc, "device_type": "desktop"}),  # local hour 9
         ("t", "Email Delivered", NOW - 3 * H, None, None, {**utc, "device_type": "desktop"}),  # the ESP's, not the customer's
-        ("t", "Product Viewed", NOW - 30 * 24 * H - H, "toys", 5.0, {}),   # outside 30 days: no category map
+        ("t", "Product Viewed", NOW - 30 * 24 * H - H, "toys", 5.0, {}),  # outside 30 days: no category map
     ]
     t = build_profile_features(events_df(spark, rows), NOW).first()
     assert t.top_device_type == "desktop" and t.device_mix == {"desktop": 0.5, "tablet": 0.5}

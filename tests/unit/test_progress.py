@@ -114,7 +114,7 @@ def test_following_reads_the_count_once_more_when_the_work_ends():
     clock, out, done = FakeClock(), FakeTerminal(), [0]
     with Progress("score", 30, out=out, clock=clock, every=3600) as progress:
         with progress.following(lambda: done[0]):
-            done[0] = 30   # counted elsewhere (executors): no poll falls due in the test
+            done[0] = 30  # counted elsewhere (executors): no poll falls due in the test
             clock.at += 3
         assert progress.done == 30
     assert out.getvalue().rstrip().endswith("score: 30 / 30 rows  10 rows/s  in 3 s")

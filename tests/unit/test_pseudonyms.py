@@ -1,4 +1,5 @@
 """Where the pseudonym key comes from, and what a bad one does."""
+
 from __future__ import annotations
 
 import stat
@@ -6,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lakecdp.privacy.pseudonyms import KEY_ENV, KEY_FILE, PATTERN, PseudonymKeyError, Pseudonymizer, load_pseudonymizer
+from lakecdp.privacy.pseudonyms import KEY_ENV, KEY_FILE, PATTERN, Pseudonymizer, PseudonymKeyError, load_pseudonymizer
 
 
 def test_the_environment_key_wins_over_the_key_file(tmp_path):
@@ -31,7 +32,7 @@ def test_processes_starting_together_agree_on_one_generated_key(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         pseudonyms = set(pool.map(lambda _: load_pseudonymizer(conf_dir=tmp_path, env={}).of("c1"), range(16)))
     assert len(pseudonyms) == 1
-    assert [p.name for p in (tmp_path / "local").iterdir()] == ["pseudonym.key"]   # no temp file left behind
+    assert [p.name for p in (tmp_path / "local").iterdir()] == ["pseudonym.key"]  # no temp file left behind
 
 
 @pytest.mark.parametrize("key", ["short", ""])
@@ -60,10 +61,10 @@ def test_erasure_finds_raw_landing_lines_by_pseudonym_and_whole_ids_only(tmp_pat
     erased = {pseudonyms.of("c1"), pseudonyms.of("device-9"), "c1", "c1@example.com"}
     lines = {
         "own": {"type": "track", "userId": "c1", "event": "A"},
-        "device": {"type": "page", "anonymousId": "device-9"},               # only its pseudonym is known
+        "device": {"type": "page", "anonymousId": "device-9"},  # only its pseudonym is known
         "alias": {"type": "alias", "userId": "x", "previousId": "device-9"},
         "email": {"type": "identify", "userId": "x2", "traits": {"email": "c1@example.com"}},
-        "neighbour": {"type": "track", "userId": "c10", "event": "A"},      # c1 is a prefix: not theirs
+        "neighbour": {"type": "track", "userId": "c10", "event": "A"},  # c1 is a prefix: not theirs
         "other_device": {"type": "page", "anonymousId": "device-99"},
     }
     landing = tmp_path / "landing"

@@ -1,4 +1,5 @@
 """Content-based product similarity (scikit-learn on a tiny inline catalog, no Spark)."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -15,13 +16,15 @@ def catalog(rows) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-SHOP = catalog([
-    ("p1", "Trail Runner", "shoes", 120.0, "Acme", "running, trail"),
-    ("p2", "Road Runner", "shoes", 110.0, "Acme", "running"),
-    ("p3", "Canvas Sneaker", "shoes", 40.0, "Other", None),
-    ("p4", "Oak Lamp", "home", 60.0, None, "lighting"),
-    ("p5", None, None, None, None, None),              # nothing known: no neighbours, no one's neighbour
-])
+SHOP = catalog(
+    [
+        ("p1", "Trail Runner", "shoes", 120.0, "Acme", "running, trail"),
+        ("p2", "Road Runner", "shoes", 110.0, "Acme", "running"),
+        ("p3", "Canvas Sneaker", "shoes", 40.0, "Other", None),
+        ("p4", "Oak Lamp", "home", 60.0, None, "lighting"),
+        ("p5", None, None, None, None, None),  # nothing known: no neighbours, no one's neighbour
+    ]
+)
 
 
 def neighbours(found: pd.DataFrame) -> dict[str, list[str]]:
@@ -34,7 +37,7 @@ def test_products_alike_in_category_brand_price_and_words_come_first():
     # p2: same category, brand, price band and words; p3: same category; p4: only a price band in common
     assert near["p1"] == ["p2", "p3", "p4"]
     assert "p5" not in near and "p5" not in set(found.neighbour_id)
-    assert all(p not in n for p, n in near.items())     # never its own neighbour
+    assert all(p not in n for p, n in near.items())  # never its own neighbour
     assert (found.similarity > 0).all() and (found.similarity <= 1 + 1e-9).all()
     assert found.groupby("product_id").size().max() <= SETTINGS.neighbours
 
@@ -47,7 +50,7 @@ def test_similarity_is_the_weighted_mean_of_per_attribute_cosines():
     category_and_brand = ContentBasedSettings(attributes=AttributeWeights(category=1.0, brand=1.0, price_band=0.0, text=0.0))
     both = similar_products(SHOP, category_and_brand).set_index(["product_id", "neighbour_id"]).similarity
     assert both[("p1", "p2")] == pytest.approx(1.0)
-    assert both[("p1", "p3")] == pytest.approx(1 / 2)   # same category, other brand: cos = 1 / (sqrt 2 * sqrt 2)
+    assert both[("p1", "p3")] == pytest.approx(1 / 2)  # same category, other brand: cos = 1 / (sqrt 2 * sqrt 2)
 
 
 def test_price_bands_are_quantiles_within_the_category():

@@ -1,8 +1,9 @@
 """Rule semantics on inline events with a controlled evaluation instant."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pyspark.sql import functions as F
@@ -11,7 +12,7 @@ from lakecdp.lake.tables import EVENTS
 from lakecdp.profiles import build_profile_features
 from lakecdp.segments import RuleError, compare_membership, evaluate_segments, parse_segments, plan_membership
 
-NOW = datetime(2026, 11, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 
 
@@ -21,9 +22,18 @@ def events_df(spark, rows):
     for i, (customer, name, at, category, price) in enumerate(rows):
         record = {c: None for c in EVENTS.columns}
         record.update(
-            message_id=f"m{i}", type="track", event=name, customer_id=customer, user_id=customer,
-            timestamp=at, received_at=at, category=category, price=price, quantity=1 if price else None,
-            revenue=price if name == "Order Completed" else None, event_date=at.date(),
+            message_id=f"m{i}",
+            type="track",
+            event=name,
+            customer_id=customer,
+            user_id=customer,
+            timestamp=at,
+            received_at=at,
+            category=category,
+            price=price,
+            quantity=1 if price else None,
+            revenue=price if name == "Order Completed" else None,
+            event_date=at.date(),
         )
         records.append(record)
     return spark.createDataFrame(records, EVENTS.schema)
@@ -36,22 +46,27 @@ def members(spark, events, rules, as_of=NOW):
     return {(r.segment, r.customer_id): r for r in rows}
 
 
-CART_RULE = [{"name": "cart_abandoned_48h", "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"}}]
+CART_RULE = [
+    {"name": "cart_abandoned_48h", "rule": {"did": {"event": "Product Added"}, "then_not": {"event": "Order Completed"}, "within": "48h"}}
+]
 
 
 def test_cart_abandonment_boundaries(spark):
-    events = events_df(spark, [
-        ("exactly_48h", "Product Added", NOW - 48 * H, "shoes", 80.0),
-        ("just_under", "Product Added", NOW - 48 * H + timedelta(seconds=1), "shoes", 80.0),
-        ("bought_after", "Product Added", NOW - 60 * H, "shoes", 80.0),
-        ("bought_after", "Order Completed", NOW - 59 * H, None, 80.0),
-        ("bought_before_new_add", "Order Completed", NOW - 80 * H, None, 20.0),
-        ("bought_before_new_add", "Product Added", NOW - 50 * H, "home", 30.0),
-        ("future_purchase", "Product Added", NOW - 50 * H, "home", 30.0),
-        ("future_purchase", "Order Completed", NOW + H, None, 30.0),  # after as_of: not yet known
-        ("no_cart", "Product Viewed", NOW - 50 * H, "home", 30.0),
-        ("no_category", "Product Viewed", NOW - H, None, None),
-    ])
+    events = events_df(
+        spark,
+        [
+            ("exactly_48h", "Product Added", NOW - 48 * H, "shoes", 80.0),
+            ("just_under", "Product Added", NOW - 48 * H + timedelta(seconds=1), "shoes", 80.0),
+            ("bought_after", "Product Added", NOW - 60 * H, "shoes", 80.0),
+            ("bought_after", "Order Completed", NOW - 59 * H, None, 80.0),
+            ("bought_before_new_add", "Order Completed", NOW - 80 * H, None, 20.0),
+            ("bought_before_new_add", "Product Added", NOW - 50 * H, "home", 30.0),
+            ("future_purchase", "Product Added", NOW - 50 * H, "home", 30.0),
+            ("future_purchase", "Order Completed", NOW + H, None, 30.0),  # after as_of: not yet known
+            ("no_cart", "Product Viewed", NOW - 50 * H, "home", 30.0),
+            ("no_category", "Product Viewed", NOW - H, None, None),
+        ],
+    )
     result = members(spark, events, CART_RULE)
     is_in = {c: r.is_member for (s, c), r in result.items() if c is not None}
     assert is_in == {
@@ -73,17 +88,20 @@ def test_windowed_counts_use_event_time(spark):
         {"name": "viewed_shoes_24h", "rule": {"event": "Product Viewed", "where": {"category": "shoes"}, "within": "24h"}},
         {"name": "clicked_3_in_7d", "rule": {"event": "Email Link Clicked", "within": "7d", "at_least": 3}},
     ]
-    events = events_df(spark, [
-        ("a", "Product Viewed", NOW - 23 * H, "shoes", 50.0),
-        ("b", "Product Viewed", NOW - 25 * H, "shoes", 50.0),
-        ("c", "Product Viewed", NOW - H, "home", 50.0),
-        ("d", "Email Link Clicked", NOW - 1 * H, None, None),
-        ("d", "Email Link Clicked", NOW - 50 * H, None, None),
-        ("d", "Email Link Clicked", NOW - 6 * 24 * H, None, None),
-        ("e", "Email Link Clicked", NOW - 1 * H, None, None),
-        ("e", "Email Link Clicked", NOW - 2 * H, None, None),
-        ("e", "Email Link Clicked", NOW - 8 * 24 * H, None, None),
-    ])
+    events = events_df(
+        spark,
+        [
+            ("a", "Product Viewed", NOW - 23 * H, "shoes", 50.0),
+            ("b", "Product Viewed", NOW - 25 * H, "shoes", 50.0),
+            ("c", "Product Viewed", NOW - H, "home", 50.0),
+            ("d", "Email Link Clicked", NOW - 1 * H, None, None),
+            ("d", "Email Link Clicked", NOW - 50 * H, None, None),
+            ("d", "Email Link Clicked", NOW - 6 * 24 * H, None, None),
+            ("e", "Email Link Clicked", NOW - 1 * H, None, None),
+            ("e", "Email Link Clicked", NOW - 2 * H, None, None),
+            ("e", "Email Link Clicked", NOW - 8 * 24 * H, None, None),
+        ],
+    )
     result = members(spark, events, rules)
     shoes = sorted(c for (s, c), r in result.items() if s == "viewed_shoes_24h" and r.is_member)
     clickers = sorted(c for (s, c), r in result.items() if s == "clicked_3_in_7d" and r.is_member)
@@ -92,23 +110,32 @@ def test_windowed_counts_use_event_time(spark):
 
 
 def test_n_of_m_and_boolean_combinators(spark):
-    rules = [{
-        "name": "intent",
-        "rule": {"at_least": 2, "of": [
-            {"event": "Product Viewed", "within": "1h"},
-            {"event": "Product Added", "within": "24h", "at_least": 2},
-            {"profile": "open_cart_value", "op": ">=", "value": 150},
-        ]},
-    }, {
-        "name": "browsers_not_buyers",
-        "rule": {"all": [{"event": "Product Viewed"}, {"not": {"event": "Order Completed"}}]},
-    }]
-    events = events_df(spark, [
-        ("two_signals", "Product Viewed", NOW - 0.5 * H, "shoes", 200.0),
-        ("two_signals", "Product Added", NOW - 0.5 * H, "shoes", 200.0),
-        ("one_signal", "Product Viewed", NOW - 0.5 * H, "shoes", 20.0),
-        ("one_signal", "Order Completed", NOW - 0.2 * H, None, 20.0),
-    ])
+    rules = [
+        {
+            "name": "intent",
+            "rule": {
+                "at_least": 2,
+                "of": [
+                    {"event": "Product Viewed", "within": "1h"},
+                    {"event": "Product Added", "within": "24h", "at_least": 2},
+                    {"profile": "open_cart_value", "op": ">=", "value": 150},
+                ],
+            },
+        },
+        {
+            "name": "browsers_not_buyers",
+            "rule": {"all": [{"event": "Product Viewed"}, {"not": {"event": "Order Completed"}}]},
+        },
+    ]
+    events = events_df(
+        spark,
+        [
+            ("two_signals", "Product Viewed", NOW - 0.5 * H, "shoes", 200.0),
+            ("two_signals", "Product Added", NOW - 0.5 * H, "shoes", 200.0),
+            ("one_signal", "Product Viewed", NOW - 0.5 * H, "shoes", 20.0),
+            ("one_signal", "Order Completed", NOW - 0.2 * H, None, 20.0),
+        ],
+    )
     result = members(spark, events, rules)
     assert result[("intent", "two_signals")].is_member is True
     assert result[("intent", "one_signal")].is_member is False
@@ -127,7 +154,7 @@ def test_plan_membership_keeps_entry_time_and_records_transitions(spark):
         "segment string, customer_id string, entered_at timestamp, rule_version string, reason string, evaluated_at timestamp",
     )
     membership, transitions = plan_membership(compare_membership(evaluated, current), NOW)
-    entered_at = {r.customer_id: r.entered_at.replace(tzinfo=timezone.utc) for r in membership.collect()}
+    entered_at = {r.customer_id: r.entered_at.replace(tzinfo=UTC) for r in membership.collect()}
     assert entered_at == {"stays": earlier, "enters": NOW}
     moves = sorted((r.customer_id, r.transition, r.reason) for r in transitions.collect())
     assert moves == [("enters", "entered", "{}"), ("leaves", "exited", '{"0": 0}')]
@@ -168,24 +195,37 @@ def test_event_columns_name_every_column_the_rules_read(spark):
     from lakecdp.profiles.features import EVENT_COLUMNS
     from lakecdp.segments.compile import event_columns
 
-    rules = [{
-        "name": "deep",
-        "rule": {"at_least": 1, "of": [
-            {"not": {"event": "Product Viewed", "where": {"category": "shoes"}, "within": "24h"}},
-            {"did": {"event": "Product Added", "where": {"product_id": "p1"}}, "then_not": {"event": "Order Completed", "where": {"order_id": "o1"}}, "within": "48h"},
-            {"in_segment": "referenced"},
-        ]},
-    }, {
-        "name": "referenced",
-        "rule": {"event": "Email Link Clicked", "where": {"campaign_id": "c7"}},
-    }]
+    rules = [
+        {
+            "name": "deep",
+            "rule": {
+                "at_least": 1,
+                "of": [
+                    {"not": {"event": "Product Viewed", "where": {"category": "shoes"}, "within": "24h"}},
+                    {
+                        "did": {"event": "Product Added", "where": {"product_id": "p1"}},
+                        "then_not": {"event": "Order Completed", "where": {"order_id": "o1"}},
+                        "within": "48h",
+                    },
+                    {"in_segment": "referenced"},
+                ],
+            },
+        },
+        {
+            "name": "referenced",
+            "rule": {"event": "Email Link Clicked", "where": {"campaign_id": "c7"}},
+        },
+    ]
     segments = parse_segments(rules)
     assert event_columns(segments) == {"customer_id", "event", "timestamp", "category", "product_id", "order_id", "campaign_id"}
 
-    events = events_df(spark, [
-        ("viewer", "Product Viewed", NOW - 0.5 * H, "shoes", 20.0),
-        ("adder", "Product Added", NOW - 50 * H, None, 30.0),
-    ]).withColumn("product_id", F.lit("p1"))
+    events = events_df(
+        spark,
+        [
+            ("viewer", "Product Viewed", NOW - 0.5 * H, "shoes", 20.0),
+            ("adder", "Product Added", NOW - 50 * H, None, 30.0),
+        ],
+    ).withColumn("product_id", F.lit("p1"))
     narrow = events.select(*sorted(event_columns(segments) | set(EVENT_COLUMNS)))
     profiles = build_profile_features(narrow, NOW)
     full = {(r.segment, r.customer_id): r for r in evaluate_segments(events, profiles, segments, NOW).collect()}

@@ -1,4 +1,5 @@
 """run_together: independent Spark steps in threads, results in order, errors after all finish."""
+
 import threading
 import time
 
@@ -12,7 +13,7 @@ def test_results_come_back_in_the_order_of_the_steps(spark):
     assert results == [5, "b", 7]
 
 
-@pytest.mark.filterwarnings("error")   # PySpark warns when threads cannot inherit the session's tags
+@pytest.mark.filterwarnings("error")  # PySpark warns when threads cannot inherit the session's tags
 def test_steps_inherit_the_callers_job_group(spark):
     sc = spark.sparkContext
     sc.setJobGroup("lakecdp-test-group", "run_together inherits local properties")

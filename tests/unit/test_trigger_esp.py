@@ -1,8 +1,9 @@
 """ESP trigger destinations: conf validation, and the request bodies each ESP gets (pure, inline data)."""
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import httpx
@@ -25,23 +26,37 @@ from lakecdp.triggers.settings import (
     trigger_settings,
 )
 
-NOW = datetime(2026, 11, 4, 11, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 4, 11, 30, tzinfo=UTC)
 ROW = {"trigger_id": "t" * 32, "segment": "cart_abandoned_48h", "entered_at": datetime(2026, 11, 4, 10, 0, 20)}
-CART = ({"product_id": "p1", "name": "Boot", "price": 120.0, "quantity": 1}, {"product_id": "p2", "name": "Sock", "price": None, "quantity": 2})
+CART = (
+    {"product_id": "p1", "name": "Boot", "price": 120.0, "quantity": 1},
+    {"product_id": "p2", "name": "Sock", "price": None, "quantity": 2},
+)
 RECS = ({"product_id": "p9", "name": "Jacket", "category": "outerwear", "price": 89.0},)
 
 
 def decision(personalized: bool = True) -> SimpleNamespace:
-    return SimpleNamespace(personalized=personalized, reason=None if personalized else "experiment control",
-                           blocks={"hero": "hero_generic", "offer": "urgency_cart"},
-                           tokens={"first_name": "Ada", "cart_items": list(CART), "discount_code": None}, variants={"x": "personalized"})
+    return SimpleNamespace(
+        personalized=personalized,
+        reason=None if personalized else "experiment control",
+        blocks={"hero": "hero_generic", "offer": "urgency_cart"},
+        tokens={"first_name": "Ada", "cart_items": list(CART), "discount_code": None},
+        variants={"x": "personalized"},
+    )
 
 
 def message(personalized: bool = True, email: str | None = "ada@example.com"):
     context = SimpleNamespace(cart_items=CART, recommendations=RECS)
-    return build_message(ROW, customer_id="c-1", email=email, decision=decision(personalized),
-                         merge_fields={"BLK_OFFER": "urgency_cart", "FNAME": "Ada", "DISCOUNT": ""}, context=context,
-                         experiments={"x": "personalized"}, now=NOW)
+    return build_message(
+        ROW,
+        customer_id="c-1",
+        email=email,
+        decision=decision(personalized),
+        merge_fields={"BLK_OFFER": "urgency_cart", "FNAME": "Ada", "DISCOUNT": ""},
+        context=context,
+        experiments={"x": "personalized"},
+        now=NOW,
+    )
 
 
 def test_a_destination_without_kind_is_the_webhook_and_esp_kinds_are_validated():
@@ -52,8 +67,13 @@ def test_a_destination_without_kind_is_the_webhook_and_esp_kinds_are_validated()
     with pytest.raises(ConfigError, match=r"triggers.destinations.k.api_key_env: .*UPPER_SNAKE_CASE"):
         trigger_settings({"destinations": {"k": {"kind": "klaviyo_event", "api_key_env": "pk_live_secret", "metric": "M"}}})
     with pytest.raises(ConfigError, match=r"rate_limits must include one at or below the documented 350 requests per 1s"):
-        trigger_settings({"destinations": {"k": {"kind": "klaviyo_event", "api_key_env": "K", "metric": "M",
-                                                 "rate_limits": [{"requests": 1000, "per": "1s"}]}}})
+        trigger_settings(
+            {
+                "destinations": {
+                    "k": {"kind": "klaviyo_event", "api_key_env": "K", "metric": "M", "rate_limits": [{"requests": 1000, "per": "1s"}]}
+                }
+            }
+        )
     with pytest.raises(ConfigError, match=r"kind is one of webhook, klaviyo_event"):
         trigger_settings({"destinations": {"x": {"kind": "iterable", "url": "http://x"}}})
 
@@ -72,7 +92,7 @@ def test_cart_and_recommendations_travel_only_with_a_personalized_decision():
     assert personal.properties()["recommended_products"][0]["product_id"] == "p9"
     assert generic.properties()["cart_items"] == [] and generic.properties()["recommended_products"] == []
     assert generic.properties()["content_reason"] == "experiment control"
-    assert personal.cart_value is None   # a line without a price: no monetary value is claimed
+    assert personal.cart_value is None  # a line without a price: no monetary value is claimed
 
 
 def test_klaviyo_event_names_the_profile_and_uses_the_trigger_id_as_unique_id():
@@ -92,7 +112,9 @@ def test_braze_campaign_and_canvas_bodies_put_the_properties_where_each_route_re
     [recipient] = body["recipients"]
     assert recipient["external_user_id"] == "c-1" and recipient["send_to_existing_only"] is True and "attributes" not in recipient
     assert recipient["trigger_properties"]["trigger_id"] == ROW["trigger_id"]
-    canvas = BrazeCampaignDestination(kind="braze_campaign", base_url="http://b", api_key_env="K", canvas_id="cv", send_to_existing_only=False)
+    canvas = BrazeCampaignDestination(
+        kind="braze_campaign", base_url="http://b", api_key_env="K", canvas_id="cv", send_to_existing_only=False
+    )
     [recipient] = braze_trigger(message(), canvas)["recipients"]
     assert set(recipient) == {"external_user_id", "send_to_existing_only", "attributes", "canvas_entry_properties"}
     assert recipient["attributes"] == {"email": "ada@example.com"}
@@ -115,12 +137,15 @@ def test_sfmc_data_is_flat_and_mandrill_merge_vars_carry_fields_cart_and_recs():
     assert body["message"]["metadata"] == {"trigger_id": ROW["trigger_id"], "segment": "cart_abandoned_48h", "customer_id": "c-1"}
 
 
-@pytest.mark.parametrize(("body", "retry"), [
-    ({"status": "error", "code": -1, "name": "Invalid_Key", "message": "Invalid API key"}, False),
-    ({"status": "error", "code": 5, "name": "Unknown_Template", "message": "No such template"}, False),
-    ({"status": "error", "code": -99, "name": "ServiceUnavailable", "message": "down"}, True),
-    (None, True),   # not JSON: a proxy's 5xx
-])
+@pytest.mark.parametrize(
+    ("body", "retry"),
+    [
+        ({"status": "error", "code": -1, "name": "Invalid_Key", "message": "Invalid API key"}, False),
+        ({"status": "error", "code": 5, "name": "Unknown_Template", "message": "No such template"}, False),
+        ({"status": "error", "code": -99, "name": "ServiceUnavailable", "message": "down"}, True),
+        (None, True),  # not JSON: a proxy's 5xx
+    ],
+)
 def test_mandrill_500s_are_retried_only_when_they_are_not_its_permanent_errors(body, retry):
     response = httpx.Response(500, content=b"<html>" if body is None else json.dumps(body).encode())
     assert _mandrill_retryable(response) is retry

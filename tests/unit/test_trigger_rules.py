@@ -1,7 +1,8 @@
 """Trigger settings in segments.yaml, quiet hours across DST, frequency caps."""
+
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -13,10 +14,25 @@ QUIET = TriggerSpec("hook", quiet_start=time(21, 0), quiet_end=time(8, 0))
 
 
 def test_trigger_block_is_parsed_and_validated():
-    [segment] = parse_segments([{"name": "s", "rule": {"event": "A"}, "trigger": {"destination": "hook", "delay": "1h", "frequency_cap": {"max": 1, "per": "7d"}, "quiet_hours": {"start": "21:00", "end": "08:00"}}}])
+    [segment] = parse_segments(
+        [
+            {
+                "name": "s",
+                "rule": {"event": "A"},
+                "trigger": {
+                    "destination": "hook",
+                    "delay": "1h",
+                    "frequency_cap": {"max": 1, "per": "7d"},
+                    "quiet_hours": {"start": "21:00", "end": "08:00"},
+                },
+            }
+        ]
+    )
     assert segment.trigger == TriggerSpec("hook", timedelta(hours=1), 1, timedelta(days=7), time(21), time(8))
     with pytest.raises(RuleError, match="trigger.quiet_hours.start: '9pm' is not a time of day"):
-        parse_segments([{"name": "s", "rule": {"event": "A"}, "trigger": {"destination": "h", "quiet_hours": {"start": "9pm", "end": "08:00"}}}])
+        parse_segments(
+            [{"name": "s", "rule": {"event": "A"}, "trigger": {"destination": "h", "quiet_hours": {"start": "9pm", "end": "08:00"}}}]
+        )
     with pytest.raises(RuleError, match="trigger.destination: missing"):
         parse_segments([{"name": "s", "rule": {"event": "A"}, "trigger": {"delay": "1h"}}])
 
@@ -24,13 +40,13 @@ def test_trigger_block_is_parsed_and_validated():
 @pytest.mark.parametrize(
     ("now_utc", "zone", "expected_utc"),
     [
-        (datetime(2026, 11, 2, 12, 0, tzinfo=timezone.utc), "Europe/Berlin", None),  # 13:00 local: send
-        (datetime(2026, 11, 2, 22, 0, tzinfo=timezone.utc), "Europe/Berlin", datetime(2026, 11, 3, 7, 0, tzinfo=timezone.utc)),  # 23:00 -> 08:00 CET
-        (datetime(2026, 11, 3, 5, 0, tzinfo=timezone.utc), "Europe/Berlin", datetime(2026, 11, 3, 7, 0, tzinfo=timezone.utc)),  # 06:00 local
+        (datetime(2026, 11, 2, 12, 0, tzinfo=UTC), "Europe/Berlin", None),  # 13:00 local: send
+        (datetime(2026, 11, 2, 22, 0, tzinfo=UTC), "Europe/Berlin", datetime(2026, 11, 3, 7, 0, tzinfo=UTC)),  # 23:00 -> 08:00 CET
+        (datetime(2026, 11, 3, 5, 0, tzinfo=UTC), "Europe/Berlin", datetime(2026, 11, 3, 7, 0, tzinfo=UTC)),  # 06:00 local
         # the night clocks go back (25 Oct 2026 in Berlin): 08:00 local is 07:00 UTC, not 06:00
-        (datetime(2026, 10, 24, 21, 30, tzinfo=timezone.utc), "Europe/Berlin", datetime(2026, 10, 25, 7, 0, tzinfo=timezone.utc)),
-        (datetime(2026, 11, 2, 3, 0, tzinfo=timezone.utc), "America/New_York", datetime(2026, 11, 2, 13, 0, tzinfo=timezone.utc)),
-        (datetime(2026, 11, 2, 22, 0, tzinfo=timezone.utc), None, datetime(2026, 11, 3, 8, 0, tzinfo=timezone.utc)),  # unknown zone: UTC
+        (datetime(2026, 10, 24, 21, 30, tzinfo=UTC), "Europe/Berlin", datetime(2026, 10, 25, 7, 0, tzinfo=UTC)),
+        (datetime(2026, 11, 2, 3, 0, tzinfo=UTC), "America/New_York", datetime(2026, 11, 2, 13, 0, tzinfo=UTC)),
+        (datetime(2026, 11, 2, 22, 0, tzinfo=UTC), None, datetime(2026, 11, 3, 8, 0, tzinfo=UTC)),  # unknown zone: UTC
     ],
 )
 def test_quiet_hours_follow_the_customers_clock(now_utc, zone, expected_utc):
@@ -39,7 +55,7 @@ def test_quiet_hours_follow_the_customers_clock(now_utc, zone, expected_utc):
 
 def test_frequency_cap_counts_sends_inside_the_window():
     spec = TriggerSpec("hook", cap_max=1, cap_per=timedelta(days=7))
-    now = datetime(2026, 11, 10, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 10, tzinfo=UTC)
     assert is_capped([now - timedelta(days=6)], now, spec)
     assert not is_capped([now - timedelta(days=8)], now, spec)
     assert not is_capped([], now, TriggerSpec("hook"))

@@ -3,11 +3,12 @@
 A real HTTP server on 127.0.0.1 answers from a script; the sender's sleeps are recorded, not slept, and
 its signatures carry the frozen clock's time.
 """
+
 from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -19,7 +20,7 @@ from lakecdp.triggers.esp import SendResult, WebhookSender
 from lakecdp.triggers.settings import trigger_settings
 from lakecdp.webhooks import verify
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SECRET = "test-webhook-secret"
 PAYLOAD = {"trigger_id": "t1", "segment": "cart_abandoned_48h", "customer_id": "C-1"}
 
@@ -55,8 +56,12 @@ def server():
 
 def sender(url: str, env: dict[str, str] | None = None, slept: list[float] | None = None) -> WebhookSender:
     config = trigger_settings({"destinations": {"cart": {"kind": "webhook", "url": url, "secret_env": "HOOK_SECRET"}}})
-    runtime = Runtime(env={"HOOK_SECRET": SECRET} if env is None else env, clock=FrozenClock(NOW),
-                      sleep=(slept if slept is not None else []).append, monotonic=lambda: 0.0)
+    runtime = Runtime(
+        env={"HOOK_SECRET": SECRET} if env is None else env,
+        clock=FrozenClock(NOW),
+        sleep=(slept if slept is not None else []).append,
+        monotonic=lambda: 0.0,
+    )
     return WebhookSender("cart", config.destinations["cart"], runtime)
 
 
@@ -77,12 +82,19 @@ def test_a_503_is_retried_as_asked_with_the_same_id_and_a_valid_signature(server
 def test_a_long_retry_after_ends_the_send_and_the_outbox_waits_as_long():
     config = trigger_settings({"destinations": {"cart": {"url": "http://127.0.0.1:9/", "secret_env": "HOOK_SECRET"}}})
 
-    class Asked:   # the destination asked for an hour (what WebhookSender returns for a 429 with Retry-After: 3600)
+    class Asked:  # the destination asked for an hour (what WebhookSender returns for a 429 with Retry-After: 3600)
         def webhook(self, *args):
             return SendResult(False, True, "HTTP 429 from webhook (server asked to wait 3600s)", 3600.0)
 
-    row = {"trigger_id": "t1", "segment": "s", "customer_id": "c", "destination": "cart", "attempts": 0,
-           "entered_at": NOW.replace(tzinfo=None), "due_at": NOW.replace(tzinfo=None)}
+    row = {
+        "trigger_id": "t1",
+        "segment": "s",
+        "customer_id": "c",
+        "destination": "cart",
+        "attempts": 0,
+        "entered_at": NOW.replace(tzinfo=None),
+        "due_at": NOW.replace(tzinfo=None),
+    }
     update = _send(row, config, Asked(), NOW, {}, None)
     assert update["due_at"] == (NOW + timedelta(hours=1)).replace(tzinfo=None) and update["attempts"] == 1
     plain = type("Plain", (), {"webhook": lambda self, *a: SendResult(False, True, "HTTP 503")})()

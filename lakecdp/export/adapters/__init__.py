@@ -1,4 +1,5 @@
 """ESP adapters, one per destination type; `build_adapter` picks by the destination's `type`."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

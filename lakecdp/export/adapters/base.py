@@ -1,4 +1,5 @@
 """What every ESP adapter shares: credentials from the environment, the HTTP policy, outcome helpers."""
+
 from __future__ import annotations
 
 import random
@@ -19,9 +20,9 @@ from lakecdp.export.settings import CONF_FILE, RateLimitSpec
 
 # What `Adapter.forget` reports: short, PII-free words that go into the erasure proof.
 DELETED = "deleted"
-DELETION_REQUESTED = "deletion requested"   # accepted; the ESP deletes asynchronously
+DELETION_REQUESTED = "deletion requested"  # accepted; the ESP deletes asynchronously
 NOT_FOUND = "not found"
-NOTIFIED = "notified"                       # the receiver acknowledged the erasure notice
+NOTIFIED = "notified"  # the receiver acknowledged the erasure notice
 
 
 def not_supported(why: str) -> str:
@@ -84,7 +85,7 @@ class Adapter(ABC):
             RetriesExhausted, DestinationError: the deletion did not happen; the erasure must wait and retry.
         """
 
-    def finish(self, results: Sequence[BatchResult]) -> None:
+    def finish(self, results: Sequence[BatchResult]) -> None:  # noqa: B027 - optional: most adapters have nothing to finish
         """After a destination's batches are done (S3 writes manifests here)."""
 
     @property
@@ -119,8 +120,7 @@ def read_secret(env: Mapping[str, str], variable: str, named_by: str) -> str:
     value = env.get(variable, "")
     if not value:
         raise ConfigError(
-            f"${variable} is not set (named by {named_by}). "
-            f"Fix: export {variable}=<secret> where lakecdp runs, or disable the destination."
+            f"${variable} is not set (named by {named_by}). Fix: export {variable}=<secret> where lakecdp runs, or disable the destination."
         )
     return value
 
@@ -131,13 +131,21 @@ def build_api_client(
     """The one HTTP client for a destination's settings (rate_limits, fill_fraction, max_in_flight, retry, timeout)."""
     s = settings
     limiter = Limiter(
-        s.rate_limits if rate_limits is None else rate_limits, fill_fraction=s.fill_fraction,
-        max_in_flight=s.max_in_flight, per_endpoint=per_endpoint, monotonic=runtime.monotonic, sleep=runtime.sleep,
+        s.rate_limits if rate_limits is None else rate_limits,
+        fill_fraction=s.fill_fraction,
+        max_in_flight=s.max_in_flight,
+        per_endpoint=per_endpoint,
+        monotonic=runtime.monotonic,
+        sleep=runtime.sleep,
     )
     policy = RetryPolicy(s.retry, clock=runtime.clock, rng=runtime.rng)
     return ApiClient(
-        limiter=limiter, policy=policy, timeout=s.timeout.total_seconds(), max_connections=s.max_in_flight,
-        sleep=runtime.sleep, transport=runtime.transport,
+        limiter=limiter,
+        policy=policy,
+        timeout=s.timeout.total_seconds(),
+        max_connections=s.max_in_flight,
+        sleep=runtime.sleep,
+        transport=runtime.transport,
     )
 
 

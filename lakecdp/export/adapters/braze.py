@@ -14,6 +14,7 @@
   /users/alias/new, /users/identify and /users/merge
   (https://www.braze.com/docs/api/endpoints/user_data/post_user_delete/).
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -39,7 +40,7 @@ class BrazeAdapter(Adapter):
         self._headers = {"Authorization": f"Bearer {self.secret('api_key_env')}", "Content-Type": "application/json"}
         self.client = self.api_client()
         self._url = f"{self.settings.base_url.rstrip('/')}/users/track"
-        self._deletions: ApiClient | None = None   # built on the first erasure: exports never need it
+        self._deletions: ApiClient | None = None  # built on the first erasure: exports never need it
 
     def _attributes(self, member: Member, segment: str, kind: str) -> dict[str, Any]:
         array = self.settings.segments_attribute
@@ -48,7 +49,7 @@ class BrazeAdapter(Adapter):
         values = self.attribute_values(member)
         body: dict[str, Any] = {"external_id": member.esp_id, "email": member.email, "email_subscribe": "opted_in"}
         body.update({BRAZE_ATTRIBUTES[k]: v for k, v in values.items() if v is not None})
-        body.update(member.merge_fields)   # custom attributes
+        body.update(member.merge_fields)  # custom attributes
         body[array] = {"add": [segment]}
         return body
 

@@ -17,6 +17,7 @@
   or profile id); every profile matching it is deleted asynchronously; 202; burst 3/s, steady 60/m
   (https://developers.klaviyo.com/en/reference/request_profile_deletion).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,9 @@ from lakecdp.export.identifiers import scrub_pii
 from lakecdp.export.settings import RateLimitSpec
 
 MEDIA_TYPE = "application/vnd.api+json"
-ENVELOPE_BYTES = 400          # the job document around the profiles
-LOOKUP_PAGE = 100             # get_profiles page[size] maximum
-REMOVE_CHUNK = 1000           # remove_profiles_from_list maximum
+ENVELOPE_BYTES = 400  # the job document around the profiles
+LOOKUP_PAGE = 100  # get_profiles page[size] maximum
+REMOVE_CHUNK = 1000  # remove_profiles_from_list maximum
 # request_profile_deletion's own x-klaviyo-ratelimit (burst 3/s, steady 60/m), below the bulk routes' limits.
 DELETION_LIMITS = (RateLimitSpec(requests=3, per=timedelta(seconds=1)), RateLimitSpec(requests=60, per=timedelta(minutes=1)))
 
@@ -52,7 +53,7 @@ class KlaviyoAdapter(Adapter):
         }
         self.client = self.api_client(per_endpoint=True)
         self._base = self.settings.base_url.rstrip("/")
-        self._deletions: ApiClient | None = None   # built on the first erasure: exports never need it
+        self._deletions: ApiClient | None = None  # built on the first erasure: exports never need it
 
     @classmethod
     def batch_limits(cls, settings: Any, attributes: Sequence[str]) -> BatchLimits:
@@ -78,8 +79,11 @@ class KlaviyoAdapter(Adapter):
         }
         try:
             response = self.client.request(
-                "POST", f"{self._base}/api/profile-bulk-import-jobs", endpoint="bulk_import_profiles",
-                headers=self._headers, body=json_bytes(document),
+                "POST",
+                f"{self._base}/api/profile-bulk-import-jobs",
+                endpoint="bulk_import_profiles",
+                headers=self._headers,
+                body=json_bytes(document),
             )
             self._raise_if_refused(response)
             if response.status_code != 202:
@@ -150,10 +154,13 @@ class KlaviyoAdapter(Adapter):
             profile_ids = self._profile_ids([m.esp_id for m in batch.members])
             ids = sorted(profile_ids.values())
             for start in range(0, len(ids), REMOVE_CHUNK):
-                document = {"data": [{"type": "profile", "id": pid} for pid in ids[start:start + REMOVE_CHUNK]]}
+                document = {"data": [{"type": "profile", "id": pid} for pid in ids[start : start + REMOVE_CHUNK]]}
                 response = self.client.request(
-                    "DELETE", f"{self._base}/api/lists/{list_id}/relationships/profiles",
-                    endpoint="remove_profiles_from_list", headers=self._headers, body=json_bytes(document),
+                    "DELETE",
+                    f"{self._base}/api/lists/{list_id}/relationships/profiles",
+                    endpoint="remove_profiles_from_list",
+                    headers=self._headers,
+                    body=json_bytes(document),
                 )
                 self._raise_if_refused(response)
                 if response.status_code != 204:
@@ -178,13 +185,16 @@ class KlaviyoAdapter(Adapter):
         for profile in profiles:
             document = {"data": {"type": "data-privacy-deletion-job", "attributes": {"profile": {"data": profile}}}}
             response = self._deletions.request(
-                "POST", f"{self._base}/api/data-privacy-deletion-jobs", endpoint="request_profile_deletion",
-                headers=self._headers, body=json_bytes(document),
+                "POST",
+                f"{self._base}/api/data-privacy-deletion-jobs",
+                endpoint="request_profile_deletion",
+                headers=self._headers,
+                body=json_bytes(document),
             )
             self._raise_if_refused(response)
             if response.status_code == 202:
                 accepted += 1
-            elif response.status_code != 404:   # 404: no profile matches this identifier
+            elif response.status_code != 404:  # 404: no profile matches this identifier
                 raise DestinationError(f"{self.name}: profile deletion refused: {http_reason(response, _errors(response))}")
         return DELETION_REQUESTED if accepted else NOT_FOUND
 
@@ -196,7 +206,7 @@ class KlaviyoAdapter(Adapter):
     def _profile_ids(self, customer_ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         for start in range(0, len(customer_ids), LOOKUP_PAGE):
-            chunk = customer_ids[start:start + LOOKUP_PAGE]
+            chunk = customer_ids[start : start + LOOKUP_PAGE]
             params = {
                 "filter": f"any(external_id,{json.dumps(chunk, separators=(',', ':'))})",
                 "fields[profile]": "external_id",
@@ -230,7 +240,7 @@ def profile_document(member: Member, attribute_names: Sequence[str]) -> dict[str
     if location:
         attributes["location"] = location
     if member.merge_fields:
-        attributes["properties"] = dict(member.merge_fields)   # custom profile properties
+        attributes["properties"] = dict(member.merge_fields)  # custom profile properties
     return {"type": "profile", "attributes": attributes}
 
 

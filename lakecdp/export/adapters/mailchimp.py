@@ -15,6 +15,7 @@
   deletes the member's personal data and the address can never be re-imported; 404 when the
   address is not in the audience (https://mailchimp.com/developer/marketing/api/list-members/delete-list-member/).
 """
+
 from __future__ import annotations
 
 import base64
@@ -28,7 +29,7 @@ from lakecdp.export.identifiers import mailchimp_subscriber_hash, normalize_emai
 
 # `count` maximum for list members (https://mailchimp.com/developer/marketing/docs/methods-parameters/#pagination)
 PAGE_SIZE = 1000
-MEMBER_FIELDS = "members.id,members.status,members.last_changed,total_items"   # never the address
+MEMBER_FIELDS = "members.id,members.status,members.last_changed,total_items"  # never the address
 
 
 class MailchimpAdapter(Adapter):
@@ -47,8 +48,7 @@ class MailchimpAdapter(Adapter):
     def _upsert(self, batch: Batch) -> BatchResult:
         tag = self.settings.tag(batch.segment)
         members = [
-            {"email_address": m.email, "status": "subscribed", "merge_fields": self._merge_fields(m), "tags": [tag]}
-            for m in batch.members
+            {"email_address": m.email, "status": "subscribed", "merge_fields": self._merge_fields(m), "tags": [tag]} for m in batch.members
         ]
         body = json_bytes({"members": members, "update_existing": True})
         try:
@@ -66,7 +66,8 @@ class MailchimpAdapter(Adapter):
             if customer_id is not None:
                 failed[customer_id] = scrub_pii(f"{error.get('error_code') or 'ERROR'}: {error.get('error')}")
         outcomes = [
-            MemberOutcome.failed(m.customer_id, failed[m.customer_id], retry_alone=True) if m.customer_id in failed
+            MemberOutcome.failed(m.customer_id, failed[m.customer_id], retry_alone=True)
+            if m.customer_id in failed
             else MemberOutcome.sent(m.customer_id)
             for m in batch.members
         ]

@@ -14,6 +14,7 @@ must be asked to delete the customer. Part files still in the bucket keep the cu
 until they are removed, e.g. by a lifecycle expiration rule on the prefix
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lifecycle-mgmt.html).
 """
+
 from __future__ import annotations
 
 import base64
@@ -38,7 +39,7 @@ REFUSED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", 
 
 class S3Adapter(Adapter):
     identifier_kind = "email_sha256"
-    honours_idempotency_keys = True   # the object key is the batch's: a resend overwrites, never adds
+    honours_idempotency_keys = True  # the object key is the batch's: a resend overwrites, never adds
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -58,11 +59,14 @@ class S3Adapter(Adapter):
         self.s3 = boto3.client("s3", endpoint_url=s.endpoint_url, region_name=s.region, config=config, **credentials)
         self._policy = RetryPolicy(s.retry, clock=self.runtime.clock, rng=self.runtime.rng)
         self._limiter = Limiter(
-            s.rate_limits, fill_fraction=s.fill_fraction, max_in_flight=s.max_in_flight,
-            monotonic=self.runtime.monotonic, sleep=self.runtime.sleep,
+            s.rate_limits,
+            fill_fraction=s.fill_fraction,
+            max_in_flight=s.max_in_flight,
+            monotonic=self.runtime.monotonic,
+            sleep=self.runtime.sleep,
         )
         self._requests = 0
-        self._requests_lock = threading.Lock()   # batches are sent on max_in_flight threads
+        self._requests_lock = threading.Lock()  # batches are sent on max_in_flight threads
         self._attribute_columns = [a for a in ATTRIBUTES if a in self.attributes]
         plain = ["email"] if s.identifier == "email" else []
         self._columns = ["action", "customer_id", "email_sha256", *plain, *self._attribute_columns]
@@ -87,7 +91,7 @@ class S3Adapter(Adapter):
         content_columns = list(dict.fromkeys(k for m in batch.members for k in m.merge_fields))
         rows = []
         for m in batch.members:
-            row: dict[str, Any] = {"action": m.action, "customer_id": m.esp_id}   # the retailer's id
+            row: dict[str, Any] = {"action": m.action, "customer_id": m.esp_id}  # the retailer's id
             # Removes carry no address: only the hash logged when the member was added.
             row["email_sha256"] = m.identifier if m.action == REMOVE else email_sha256(m.email)
             if self.settings.identifier == "email":
@@ -110,9 +114,13 @@ class S3Adapter(Adapter):
         metadata = {"sha256": digest.hexdigest(), "rows": str(len(batch.members))}
         metadata.update({f"{a}s": str(counts.get(a, 0)) for a in ACTIONS})
         request = {
-            "Bucket": self.settings.bucket, "Key": self.part_key(batch), "Body": body, "Metadata": metadata,
+            "Bucket": self.settings.bucket,
+            "Key": self.part_key(batch),
+            "Body": body,
+            "Metadata": metadata,
             "ContentType": "text/csv" if self.settings.format == "csv" else "application/x-ndjson",
-            "ChecksumSHA256": base64.b64encode(digest.digest()).decode(), **self._encryption(),
+            "ChecksumSHA256": base64.b64encode(digest.digest()).decode(),
+            **self._encryption(),
         }
         try:
             self._call(lambda: self.s3.put_object(**request))
@@ -134,8 +142,13 @@ class S3Adapter(Adapter):
             files.append({"key": key, "rows": int(meta["rows"]), "bytes": head["ContentLength"], "sha256": meta["sha256"]})
             counts.update({a: int(meta.get(f"{a}s", 0)) for a in ACTIONS})
         manifest = {
-            "destination": self.name, "segment": segment, "run_id": run_id, "format": self.settings.format,
-            "columns": self._columns, "files": files, "counts": {a: counts.get(a, 0) for a in ACTIONS},
+            "destination": self.name,
+            "segment": segment,
+            "run_id": run_id,
+            "format": self.settings.format,
+            "columns": self._columns,
+            "files": files,
+            "counts": {a: counts.get(a, 0) for a in ACTIONS},
             "total_rows": sum(f["rows"] for f in files),
         }
         body = json.dumps(manifest, indent=2).encode()
@@ -150,9 +163,7 @@ class S3Adapter(Adapter):
         keys, token = [], None
         while True:
             extra = {"ContinuationToken": token} if token else {}
-            page = self._call(
-                lambda extra=extra: self.s3.list_objects_v2(Bucket=self.settings.bucket, Prefix=f"{prefix}/part-", **extra)
-            )
+            page = self._call(lambda extra=extra: self.s3.list_objects_v2(Bucket=self.settings.bucket, Prefix=f"{prefix}/part-", **extra))
             keys += [item["Key"] for item in page.get("Contents", [])]
             if not page.get("IsTruncated"):
                 return sorted(keys)

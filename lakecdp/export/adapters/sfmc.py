@@ -18,6 +18,7 @@
   period (https://developer.salesforce.com/docs/marketing/marketing-cloud/guide/ContactsDeleteStatus.html
   reports progress). Contact Delete must be enabled in the account.
 """
+
 from __future__ import annotations
 
 import threading
@@ -30,7 +31,7 @@ from lakecdp.export.http import ApiClient, DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import scrub_pii
 
 COLUMNS = {"first_name": "FirstName", "last_name": "LastName", "country": "Country", "city": "City"}
-TOKEN_MARGIN_S = 60   # renew this long before the token expires
+TOKEN_MARGIN_S = 60  # renew this long before the token expires
 
 
 class SfmcAuth:
@@ -39,8 +40,17 @@ class SfmcAuth:
     Shared by the data extension exporter and the Journey Builder trigger sender (lakecdp.triggers.esp).
     """
 
-    def __init__(self, name: str, client: ApiClient, *, auth_url: str, client_id: str, client_secret: str,
-                 account_id: str | None, monotonic: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        client: ApiClient,
+        *,
+        auth_url: str,
+        client_id: str,
+        client_secret: str,
+        account_id: str | None,
+        monotonic: Callable[[], float],
+    ) -> None:
         self.name, self.client, self._auth_url = name, client, auth_url.rstrip("/")
         self._client_id, self._client_secret, self._account_id = client_id, client_secret, account_id
         self._monotonic = monotonic
@@ -55,8 +65,11 @@ class SfmcAuth:
                 if self._account_id:
                     body["account_id"] = self._account_id
                 response = self.client.request(
-                    "POST", f"{self._auth_url}/v2/token", endpoint="auth.token",
-                    headers={"Content-Type": "application/json"}, body=json_bytes(body),
+                    "POST",
+                    f"{self._auth_url}/v2/token",
+                    endpoint="auth.token",
+                    headers={"Content-Type": "application/json"},
+                    body=json_bytes(body),
                 )
                 if response.status_code != 200:
                     reason = http_reason(response)
@@ -85,8 +98,13 @@ class SfmcAdapter(Adapter):
         self.client = self.api_client()
         self._rest = self.settings.rest_url.rstrip("/")
         self._auth = SfmcAuth(
-            self.name, self.client, auth_url=self.settings.auth_url, client_id=self.secret("client_id_env"),
-            client_secret=self.secret("client_secret_env"), account_id=self.settings.account_id, monotonic=self.runtime.monotonic,
+            self.name,
+            self.client,
+            auth_url=self.settings.auth_url,
+            client_id=self.secret("client_id_env"),
+            client_secret=self.secret("client_secret_env"),
+            account_id=self.settings.account_id,
+            monotonic=self.runtime.monotonic,
         )
 
     @classmethod
@@ -162,7 +180,7 @@ def data_extension_row(member: Member, segment: str, kind: str, attribute_names:
     if kind == UPSERT:
         row["EmailAddress"] = member.email
         row.update({COLUMNS[k]: member.attributes.get(k) for k in attribute_names})
-        row.update(member.merge_fields)   # the data extension needs a column per content merge tag
+        row.update(member.merge_fields)  # the data extension needs a column per content merge tag
     return row
 
 

@@ -11,6 +11,7 @@ Erasure: one signed delivery {destination, event: "customer.erased", customer_id
 headers, an Idempotency-Key derived from its content; the receiver deletes the customer on its
 side and answers 2xx.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,8 +49,12 @@ class WebhookAdapter(Adapter):
 
     def send(self, batch: Batch) -> BatchResult:
         document = {
-            "destination": self.name, "segment": batch.segment, "run_id": batch.run_id, "batch_id": batch.batch_id,
-            "kind": batch.kind, "members": [self._member(m, batch.kind) for m in batch.members],
+            "destination": self.name,
+            "segment": batch.segment,
+            "run_id": batch.run_id,
+            "batch_id": batch.batch_id,
+            "kind": batch.kind,
+            "members": [self._member(m, batch.kind) for m in batch.members],
         }
         try:
             body = json_bytes(document)
@@ -66,7 +71,8 @@ class WebhookAdapter(Adapter):
             for item in (response.json() or {}).get("rejected") or []:
                 rejected[str(item.get("customer_id"))] = scrub_pii(str(item.get("reason")))
         outcomes = [
-            MemberOutcome.failed(m.customer_id, rejected[m.esp_id], retry_alone=True) if m.esp_id in rejected
+            MemberOutcome.failed(m.customer_id, rejected[m.esp_id], retry_alone=True)
+            if m.esp_id in rejected
             else MemberOutcome.sent(m.customer_id)
             for m in batch.members
         ]
@@ -74,7 +80,9 @@ class WebhookAdapter(Adapter):
 
     def forget(self, customer_id: str, email: str | None) -> str:
         document = {
-            "destination": self.name, "event": ERASED_EVENT, "customer_id": customer_id,
+            "destination": self.name,
+            "event": ERASED_EVENT,
+            "customer_id": customer_id,
             "email_sha256": email_sha256(email) if email is not None else None,
         }
         body = json_bytes(document)
