@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from lakecdp.clock import Clock, SystemClock
 from lakecdp.collector.landing import LandingUnavailable, LandingWriter
-from lakecdp.collector.links import PIXEL_GIF, EmailLink, LinkError, verify_token
+from lakecdp.collector.links import PIXEL_GIF, EmailLink, LinkError, Purpose, verify_token
 from lakecdp.collector.messages import (
     BATCH_ENDPOINTS,
     MAX_BATCH_BYTES,
@@ -144,7 +144,7 @@ class _Handlers:
             body = RejectedRequest(503, "links_disabled", "email links are disabled: the collector has no link secret").body()
             return JSONResponse(body, status_code=503, headers=_NO_STORE)
         link = self._verified_link(request, "click")
-        if link is None:
+        if link is None or link.url is None:  # a click link verifies only with its target (links._check_link)
             # Never redirect on a link we did not sign: that would be an open redirect.
             body = RejectedRequest(400, "invalid_link", "this link is not valid (its signature does not verify)").body()
             return JSONResponse(body, status_code=400, headers=_NO_STORE)
@@ -196,11 +196,11 @@ class _Handlers:
                 self.writer.stats.published,
             )
 
-    def _verified_link(self, request: Request, purpose: str) -> EmailLink | None:
+    def _verified_link(self, request: Request, purpose: Purpose) -> EmailLink | None:
         if self.config.link_secret is None:
             return None
         try:
-            return verify_token(request.path_params["token"], self.config.link_secret, purpose=purpose)  # type: ignore[arg-type]
+            return verify_token(request.path_params["token"], self.config.link_secret, purpose=purpose)
         except LinkError as exc:
             self.stats.bad_links += 1
             log.info("refused an email %s link: %s", purpose, exc)

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -175,6 +175,12 @@ def _refused_line(message: Any, reason: str, *, received: str, new_id: Callable[
     line = _serialize({**record, "message": _as_landed(message)})
     if line is None or len(line) > MAX_EVENT_BYTES:
         line = _serialize(record)
+    if line is None:
+        # A lone surrogate in the sent messageId, or in the reason (it quotes the message's type), has no
+        # UTF-8: the line still lands, under a new id and with "?" for the surrogate.
+        line = _serialize({**record, "messageId": new_id(), REJECTED_FIELD: reason.encode("utf-8", "replace").decode("utf-8")})
+        if line is None:
+            raise ValueError(f"refused line for reason {reason!r} is not writable as JSON")
     return line
 
 
@@ -264,6 +270,7 @@ def _non_finite(value: Any, path: str) -> str | None:
     """The path of the first number Python parsed as inf or nan (`1e999`), if any."""
     if isinstance(value, float) and not math.isfinite(value):
         return path or "value"
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal, TypedDict
 
 import uvicorn
 from starlette.applications import Starlette
@@ -19,8 +20,16 @@ from lakecdp.collector.revocations import Revocations
 from lakecdp.collector.settings import CollectorSettings, load_collector_settings, resolve_link_secret, resolve_write_keys
 from lakecdp.config import Settings
 
+
+class _UvicornOptions(TypedDict):
+    access_log: bool
+    server_header: bool
+    lifespan: Literal["auto", "on", "off"]
+    timeout_graceful_shutdown: int | None
+
+
 # Uvicorn's access log would write client IPs and pixel/click tokens (customer ids): off.
-_UVICORN_DEFAULTS = {"access_log": False, "server_header": False, "lifespan": "on", "timeout_graceful_shutdown": 15}
+_UVICORN_DEFAULTS: _UvicornOptions = {"access_log": False, "server_header": False, "lifespan": "on", "timeout_graceful_shutdown": 15}
 
 
 def events_dir(settings: Settings, collector: CollectorSettings) -> Path:

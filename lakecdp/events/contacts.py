@@ -157,7 +157,7 @@ def without_keys(json_text: Column, keys: Collection[str]) -> Column:
     Values come back as JSON strings of their text (a nested object stays readable with a
     second get_json_object); a value that is not an object passes through unchanged.
     """
-    as_map = F.from_json(json_text, MapType(StringType(), StringType()))
+    as_map = F.from_json(json_text, MapType(StringType(), StringType()))  # type: ignore[arg-type]  # pyspark's hint omits MapType, which from_json takes
     kept = F.to_json(F.map_filter(as_map, lambda key, _: ~normalized_key(key).isin(*keys)))
     return F.when(as_map.isNull(), json_text).otherwise(kept)
 
@@ -170,7 +170,7 @@ def contacts_from_identifies(valid: DataFrame, pseudonyms: Pseudonymizer) -> Dat
 
     traits = F.from_json(
         message_traits(F.get_json_object("raw", "$.traits"), F.get_json_object("raw", "$.context")),
-        MapType(StringType(), StringType()),
+        MapType(StringType(), StringType()),  # type: ignore[arg-type]  # pyspark's hint omits MapType, which from_json takes
     )
 
     def trait(column: str) -> Column:

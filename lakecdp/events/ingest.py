@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -96,7 +97,7 @@ def commit_batch(
     if counts is not None:
         return _commit_known(lake, batch, txn, seen_ids or [], counts)
     is_valid = F.col("reason").isNull()
-    counts = batch.checked.agg(
+    totals = batch.checked.agg(
         F.count("*").alias("lines"),
         F.count("reason").alias("rejected"),
         F.count_distinct(F.when(is_valid, F.col("e.messageId"))).alias("distinct_ids"),
@@ -104,11 +105,13 @@ def commit_batch(
         F.collect_set(F.when(is_valid, event_date(F.col("event_ts")))).alias("dates"),
         F.collect_set("source_file").alias("files"),
     ).first()
+    if totals is None:  # an aggregate without grouping has exactly one row
+        raise RuntimeError("commit_batch: counting the batch returned no row")
     # A resent message keeps its timestamp, so only bronze partitions of the batch's event dates can hold it.
     # Counting distinct ids is a shuffle of ids alone; it spares the common batch without repeats a shuffle of whole rows.
-    repeats = counts["distinct_ids"] < counts["lines"] - counts["rejected"]
+    repeats = totals["distinct_ids"] < totals["lines"] - totals["rejected"]
     if seen_ids is None:
-        existing = lake.read("events").filter(F.col("event_date").isin(counts["dates"]))
+        existing = lake.read("events").filter(F.col("event_date").isin(totals["dates"]))
         new_rows = filter_new_messages(batch.valid, existing, repeats_in_batch=repeats)
     elif seen_ids:
         new_rows = filter_new_messages(
@@ -116,19 +119,19 @@ def commit_batch(
         )
     else:
         new_rows = batch.valid.dropDuplicates(["message_id"]) if repeats else batch.valid
-    writes = [lambda: lake.append("events", new_rows, txn=txn)]
-    if counts["rejected"]:
+    writes: list[Callable[[], int | None]] = [lambda: lake.append("events", new_rows, txn=txn)]
+    if totals["rejected"]:
         rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
         writes.append(lambda: lake.append("quarantine", rejected, txn=txn))
-    if counts["identifies"]:
+    if totals["identifies"]:
         writes.append(lambda: upsert_contacts(lake, batch.contacts, txn=txn))
     events = run_together(lake.spark, *writes)[0]  # three tables from the one cached batch
     return IngestResult(
-        lines=counts["lines"],
+        lines=totals["lines"],
         events=events,
-        quarantined=counts["rejected"],
-        duplicates=counts["lines"] - counts["rejected"] - events,
-        files=tuple(counts["files"]),
+        quarantined=totals["rejected"],
+        duplicates=totals["lines"] - totals["rejected"] - events,
+        files=tuple(totals["files"]),
     )
 
 
@@ -141,7 +144,7 @@ def _commit_known(lake: Lake, batch: PreparedBatch, txn: AppTxn | None, seen_ids
         )
     elif counts["repeats"]:
         rows = rows.dropDuplicates(["message_id"])
-    writes = [lambda: lake.append("events", rows, txn=txn)]
+    writes: list[Callable[[], int | None]] = [lambda: lake.append("events", rows, txn=txn)]
     if counts["rejected"]:
         rejected = batch.rejected.join(lake.read("quarantine").select("quarantine_id"), on="quarantine_id", how="left_anti")
         writes.append(lambda: lake.append("quarantine", rejected, txn=txn))

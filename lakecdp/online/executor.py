@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lakecdp.profiles.declarations import (
@@ -60,6 +60,12 @@ def to_us(at: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
 
 
+@overload
+def from_us(us: int) -> datetime: ...
+@overload
+def from_us(us: None) -> None: ...
+@overload
+def from_us(us: int | None) -> datetime | None: ...
 def from_us(us: int | None) -> datetime | None:
     return None if us is None else datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
 
@@ -79,7 +85,7 @@ class Plan:
     matches: dict[str, Match] = field(default_factory=dict)
     windows: dict[str, int] = field(default_factory=dict)  # match key -> longest window in µs (0: none)
     by_event: dict[str | None, list[str]] = field(default_factory=dict)
-    by_type: dict[str, list[str]] = field(default_factory=dict)
+    by_type: dict[str | None, list[str]] = field(default_factory=dict)  # None: looked up for an event without a type
 
     def __post_init__(self) -> None:
         for count in COUNT_FEATURES:

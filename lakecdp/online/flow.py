@@ -16,7 +16,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -171,21 +171,27 @@ class OnlineState:
         """
         if self.store.applied(stream) >= batch_id:
             return None
+        parser = self.parser
+        if parser is None:
+            raise RuntimeError("prepare_live: the state folds columns the Python executor does not derive (read the batch with Spark)")
         at = to_us(now)
-        decided, received = [], []
+        decided: list[tuple[str, dict[str, Any] | None]] = []
+        received: list[int] = []
         for raw in raws:
-            decided.append(self.parser.parse(raw, at))
-            if decided[-1][0] == VALID:
-                received.append(self.parser.received_us)
+            decided.append(parser.parse(raw, at))
+            if decided[-1][0] == VALID and parser.received_us is not None:
+                received.append(parser.received_us)
         unsure = [n for n, (outcome, _) in enumerate(decided) if outcome == UNSURE]
         if unsure:
             spark_says = self._decide_with_spark([raws[n] for n in unsure], now)
             for n, event in zip(unsure, spark_says):
                 decided[n] = (REJECTED, None) if event is None else (VALID, event)
-        by_line = {n: event for n, (outcome, event) in enumerate(decided) if outcome == VALID}
+        by_line = {n: event for n, (outcome, event) in enumerate(decided) if outcome == VALID and event is not None}
         for n, event in by_line.items():
             event["_line"] = n
         prepared = self.prepare(iter(by_line.values()), stream=stream, batch_id=batch_id, now=now)
+        if prepared is None:  # another committer stored the batch since the check above
+            return None
         rejected = [n for n, (outcome, _) in enumerate(decided) if outcome == REJECTED]
         prepared.lines, prepared.rejected, prepared.unsure = len(raws), len(rejected), len(unsure)
         prepared.oldest_received = min(received, default=None)
@@ -273,12 +279,17 @@ class OnlineState:
         rows = entries.dropDuplicates(["entry_id"]).toArrow().to_pylist()
         return [("consent_ledger", {k: to_us(v) if isinstance(v, datetime) else v for k, v in row.items()}) for row in rows]
 
-    def _state(self, states: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
+    def _state(self, states: dict[str, dict[str, Any] | None], key: str) -> dict[str, Any]:
         if key not in states:
             states[key] = self.store.load([key]).get(key) or new_state()
-        return states[key]
+        state = states[key]
+        if state is None:
+            # Merged into its customer earlier in the batch and a key again (one device's anonymousId is
+            # someone's userId): it starts afresh, as in a later batch, whose store no longer has it.
+            state = states[key] = new_state()
+        return state
 
-    def _link(self, events: list[dict[str, Any]], states: dict, commit: Commit, at: int) -> dict[str, str]:
+    def _link(self, events: list[dict[str, Any]], states: dict[str, dict[str, Any] | None], commit: Commit, at: int) -> dict[str, str]:
         """Record the batch's identify/alias links; a newly linked device's state moves into its customer's."""
         found: dict[tuple[str, str], tuple[int, str]] = {}
         for e in events:
@@ -315,7 +326,7 @@ class OnlineState:
             if name in self.names:
                 commit.rows.append(("segment_transitions", _transition(name, key, "exited", at, version, reason)))
 
-    def _evaluate(self, states: dict[str, dict[str, Any] | None], commit: Commit, now: datetime) -> None:
+    def _evaluate(self, states: Mapping[str, dict[str, Any] | None], commit: Commit, now: datetime) -> None:
         """Profiles, verdicts, transitions and timers of every changed customer, as of `now`."""
         at = to_us(now)
         scores = self.scores() if self.uses_scores else {}
@@ -418,7 +429,7 @@ class OnlineState:
         if self.store.meta("fingerprint") == self.fingerprint:
             return 0
         at = to_us(now)
-        states: dict[str, dict[str, Any] | None] = {}
+        states: dict[str, dict[str, Any]] = {}
         folded = 0
         if self.lake.exists("events"):
             events = resolved_events(self.lake).select(
@@ -492,7 +503,7 @@ class OnlineState:
                 timers.append({"segment": name, "customer_id": key, "due_at": from_us(due), "rule_version": version})
         scope = {"segment": self.names, "customer_id": pending.customers}
         frame = self._frame
-        writes = [
+        writes: list[Callable[[], Any]] = [
             lambda: self.lake.merge(
                 "profile_features", frame("profile_features", profiles), txn=txn, delete_missing={"customer_id": pending.customers}
             ),
@@ -515,7 +526,11 @@ class OnlineState:
         for name in ("trigger_outbox", "identity_links", "consent_ledger"):  # insert-only: a replayed row never resets one already there
             if by_table.get(name):
                 rows = list({tuple(r[k] for k in table(name).keys): r for r in reversed(by_table[name])}.values())
-                writes.append(lambda name=name, rows=rows: self._insert_new(name, frame(name, rows), txn))
+
+                def insert(name: str = name, rows: list[dict[str, Any]] = rows) -> None:
+                    self._insert_new(name, frame(name, rows), txn)
+
+                writes.append(insert)
         began = time.perf_counter()
         run_together(self.lake.spark, *writes)
         self.last_flush |= {"customers": len(pending.customers), "tables_s": round(time.perf_counter() - began, 2)}

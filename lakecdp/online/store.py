@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 _BATCH = 500  # keys per SQL statement / Redis round trip
 
@@ -342,6 +342,7 @@ class RedisStore:
     ids (expiring after the dedupe window), <p>:l (hash of links), <p>:dirty (sorted set: customer ->
     change number), <p>:changed (counter), <p>:out (list), <p>:land (sorted set of live landing lines by
     number, numbered by the counter <p>:landn), <p>:applied (hash stream -> batch id), <p>:meta (hash).
+    The client decodes every reply to str; redis-py types replies bytes | str whatever the client, hence the casts.
     """
 
     def __init__(self, url: str, prefix: str = "lakecdp", message_ttl_s: int = 7 * 86_400) -> None:
@@ -356,7 +357,7 @@ class RedisStore:
         return -1 if value is None else int(value)
 
     def meta(self, key: str) -> str | None:
-        return self.client.hget(f"{self.p}:meta", key)
+        return cast("str | None", self.client.hget(f"{self.p}:meta", key))
 
     def seen_by_last_batch(self, stream: str) -> list[str]:
         """The ids the last committed batch of `stream` found already seen (for its bronze append on a replay)."""
@@ -391,7 +392,8 @@ class RedisStore:
         ids = list(anonymous_ids)
         if not ids:
             return {}
-        return {k: v for k, v in zip(ids, self.client.hmget(f"{self.p}:l", ids)) if v is not None}
+        values = cast("list[str | None]", self.client.hmget(f"{self.p}:l", ids))
+        return {k: v for k, v in zip(ids, values) if v is not None}
 
     def commit(self, commit: Commit) -> bool:
         import redis
@@ -442,7 +444,7 @@ class RedisStore:
             pipe.zadd(f"{self.p}:land", {_dumps({**r, "_n": landing_first + i}): landing_first + i for i, r in enumerate(commit.landing)})
 
     def due(self, until: int) -> list[str]:
-        return sorted(self.client.zrangebyscore(f"{self.p}:due", "-inf", until))
+        return sorted(cast("list[str]", self.client.zrangebyscore(f"{self.p}:due", "-inf", until)))
 
     def next_due(self) -> int | None:
         first = self.client.zrange(f"{self.p}:due", 0, 0, withscores=True)
@@ -450,7 +452,7 @@ class RedisStore:
 
     def pending(self) -> Pending:
         seq = int(self.meta("flush_seq") or 0)
-        dirty = self.client.zrange(f"{self.p}:dirty", 0, -1, withscores=True)
+        dirty = cast("list[tuple[str, float]]", self.client.zrange(f"{self.p}:dirty", 0, -1, withscores=True))
         rows = [tuple(json.loads(item)) for item in self.client.lrange(f"{self.p}:out", 0, -1)]
         return Pending(seq, sorted(key for key, _ in dirty), rows, int(max((score for _, score in dirty), default=0)))
 
@@ -476,7 +478,8 @@ class RedisStore:
                 return PendingLanding(seq, [], 0)
             upto = str(int(first[-1][1]))
             self.set_meta("landing_upto", upto)
-        rows = [json.loads(item) for item in self.client.zrangebyscore(f"{self.p}:land", "-inf", int(upto))]
+        lines = cast("list[str]", self.client.zrangebyscore(f"{self.p}:land", "-inf", int(upto)))
+        rows = [json.loads(item) for item in lines]
         return PendingLanding(seq, [{k: v for k, v in r.items() if k != "_n"} for r in rows], int(upto))
 
     def landing_flushed(self, pending: PendingLanding) -> None:
@@ -505,8 +508,8 @@ class RedisStore:
     def erase(self, ids: set[str]) -> int:
         links = self.client.hgetall(f"{self.p}:l")
         gone_links = [a for a, c in links.items() if a in ids or c in ids]
-        outbound = self.client.lrange(f"{self.p}:out", 0, -1)
-        landing = self.client.zrange(f"{self.p}:land", 0, -1)
+        outbound = cast("list[str]", self.client.lrange(f"{self.p}:out", 0, -1))
+        landing = cast("list[str]", self.client.zrange(f"{self.p}:land", 0, -1))
         with self.client.pipeline(transaction=True) as pipe:
             for key in sorted(ids):
                 pipe.delete(f"{self.p}:s:{key}")

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
@@ -48,6 +48,9 @@ from lakecdp.segments.compile import event_columns
 from lakecdp.spark.together import run_together
 from lakecdp.stream.metrics import Heartbeat, ProgressListener, StreamMetrics
 from lakecdp.stream.source_log import batch_files, read_lines
+
+if TYPE_CHECKING:
+    from lakecdp.online.flow import OnlineState
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +135,7 @@ class BatchProcessor:
         self.failure: BatchFailed | None = None
         self.ticks: list[dict] = []  # per timer tick: customers re-evaluated, seconds (timers, then sends)
         self.flushes: list[dict] = []  # per flush: lines and customers written, seconds by part
-        self.online = None
+        self.online: OnlineState | None = None
         self._content = None  # opened on the first dispatch (ESP sends need it)
         self.dispatched: set[str] = set()  # trigger ids a dispatch decided that the store still holds unflushed
         if settings.state.mode == "online":
@@ -211,16 +214,17 @@ class BatchProcessor:
 
     def flush(self, now: datetime) -> None:
         """Delta's profile and segment tables catch up with the online state (in the "flush" scheduler pool)."""
+        online = self._online_state()
         context = self.lake.spark.sparkContext
         with self.flush_lock:
             context.setLocalProperty("spark.scheduler.pool", FLUSH_POOL)
             try:
-                written = self.online.flush(now)
+                written = online.flush(now)
             finally:
-                context.setLocalProperty("spark.scheduler.pool", None)
+                context.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]  # pyspark hints str; None unsets (its docstring)
             self.flushed_at = now
-            if self.online.last_flush:
-                self.flushes.append(self.online.last_flush)
+            if online.last_flush:
+                self.flushes.append(online.last_flush)
             self.metrics.write()
         if written:
             log.info("flush: %s customers' profiles and memberships written to Delta", f"{written:,}")
@@ -266,6 +270,12 @@ class BatchProcessor:
     def on_state_committed(self, batch_id: int, files: list[str]) -> None:
         """Called once a batch's profiles and memberships are live in the state store (benchmarks time this)."""
 
+    def _online_state(self) -> OnlineState:
+        """The online state, for the steps only state.mode online runs."""
+        if self.online is None:
+            raise RuntimeError("this stream has no online state (state.mode is not online)")
+        return self.online
+
     def _process_online(self, lines: DataFrame, batch_id: int) -> IngestResult:
         """The batch folded into the online state: nothing reads bronze history.
 
@@ -273,7 +283,7 @@ class BatchProcessor:
         with the next flush; a bigger one is parsed by Spark and appends bronze before it ends.
         """
         limit = self.settings.state.live_batch_rows
-        if self.online.parser is not None and limit > 0:
+        if self._online_state().parser is not None and limit > 0:
             began = time.perf_counter()
             picked = self._live_lines(lines, batch_id, limit)
             if picked is not None:
@@ -301,9 +311,10 @@ class BatchProcessor:
         now = self.clock.now()
         timer = _StepTimer()
         timer.seconds["read"] = round(time.perf_counter() - began, 3)
-        prepared = timer("state", self.online.prepare_live, raws, files, stream=self.stream_name, batch_id=batch_id, now=now)
+        online = self._online_state()
+        prepared = timer("state", online.prepare_live, raws, files, stream=self.stream_name, batch_id=batch_id, now=now)
         if prepared is not None:
-            timer("commit", self.online.store.commit, prepared.commit)
+            timer("commit", online.store.commit, prepared.commit)
         distinct_files = sorted(set(files))
         self.on_state_committed(batch_id, distinct_files)
         if prepared is None:  # committed before a crash: its lines are in the store already
@@ -340,24 +351,23 @@ class BatchProcessor:
     def _process_spark(self, lines: DataFrame, batch_id: int) -> IngestResult:
         """The batch parsed by Spark and folded into the online state, then bronze appended."""
         began = time.perf_counter()
+        online = self._online_state()
         txn = self.txn(batch_id)
         now = self.clock.now()
         timer = _StepTimer()
         batch = prepare_batch(lines, received_at=now, settings=self.settings.events, pseudonyms=self.lake.pseudonyms)
         try:
             counts = timer("parse", self._counts, batch)
-            events = self.online.events_of(batch.valid, counts["valid"])
-            prepared = timer("state", self.online.prepare, events, stream=self.stream_name, batch_id=batch_id, now=now)
+            events = online.events_of(batch.valid, counts["valid"])
+            prepared = timer("state", online.prepare, events, stream=self.stream_name, batch_id=batch_id, now=now)
             # State first: profiles and memberships are live before bronze's append. A crash in between
             # replays the batch; the store then skips it and hands back the ids it left out of bronze.
             if prepared is None:
-                seen = self.online.store.seen_by_last_batch(self.stream_name)
+                seen = online.store.seen_by_last_batch(self.stream_name)
             else:
                 if prepared.consent_facts:  # to Delta with the next flush, like the outbox rows that need them
-                    prepared.commit.rows += timer(
-                        "consent", self.online.consent_rows, entries_from_events(batch.valid, self.consent_rules, now)
-                    )
-                timer("commit", self.online.store.commit, prepared.commit)
+                    prepared.commit.rows += timer("consent", online.consent_rows, entries_from_events(batch.valid, self.consent_rules, now))
+                timer("commit", online.store.commit, prepared.commit)
                 seen = prepared.commit.seen_ids
             self.on_state_committed(batch_id, counts["files"])
             repeats = prepared is not None and prepared.repeats > 0

@@ -63,9 +63,12 @@ def _batch_files(checkpoint: str, batch_id: int) -> list[str] | None:
 def read_lines(files: list[str], max_lines: int, max_bytes: int) -> tuple[list[bytes], list[str]] | None:
     """Every line of `files` with its file, split as Spark's text source splits (\\n, \\r\\n or \\r);
     None when a file is not local, or the batch is bigger than `max_lines` lines or `max_bytes`."""
-    paths = [_local(name) for name in files]
-    if any(path is None for path in paths):
-        return None
+    paths: list[Path] = []
+    for name in files:
+        path = _local(name)
+        if path is None:
+            return None
+        paths.append(path)
     try:
         if sum(os.path.getsize(path) for path in paths) > max_bytes:
             return None
