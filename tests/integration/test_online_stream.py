@@ -190,3 +190,23 @@ def test_processed_landing_files_are_deleted_once_committed_and_past_retention(s
     assert not (source / "part-b.jsonl").exists()
     assert sorted(r.message_id for r in lake.read("events").collect()) == ["m-a", "m-b"]
     assert (source / "_processed.log").read_text() == ""
+
+
+def test_an_id_merged_as_a_device_and_then_used_as_a_user_id_in_the_same_batch_folds(spark, tmp_path):
+    """Once its state was None after the merge, the fold raised TypeError, on every replay of the batch."""
+    settings = load_settings(overrides={"state": {"path": str(tmp_path / "state.db")}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    online = _online(settings, lake)
+    at = GENERATED.end - timedelta(hours=1)
+    stamp = at.isoformat().replace("+00:00", "Z")
+    lines = [
+        {"type": "track", "messageId": "view", "anonymousId": "shared-1", "event": "Product Viewed", "timestamp": stamp},
+        {"type": "identify", "messageId": "link", "anonymousId": "shared-1", "userId": "cust-1", "timestamp": stamp},
+        {"type": "track", "messageId": "again", "userId": "shared-1", "event": "Product Viewed", "timestamp": stamp},
+    ]
+    prepared = online.prepare_live([json.dumps(x).encode() for x in lines], ["t.jsonl"] * 3, stream="s", batch_id=0, now=GENERATED.end)
+    online.store.commit(prepared.commit)
+
+    pseudonym = lake.pseudonyms.of
+    states = online.store.load([pseudonym("cust-1"), pseudonym("shared-1")])
+    assert set(states) == {pseudonym("cust-1"), pseudonym("shared-1")}

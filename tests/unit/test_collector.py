@@ -295,3 +295,22 @@ def test_a_running_collector_sees_a_revocation_within_one_check_interval(tmp_pat
     assert not collector.is_revoked("web")  # within the interval: the view it read
     now[0] += CHECK_EVERY_S / 2
     assert collector.is_revoked("web")  # one interval on: re-read, refused
+
+
+def test_a_batch_message_with_lone_surrogates_in_its_id_and_type_lands_as_a_refused_line():
+    """Such a message once landed None instead of a line, and the whole batch request failed."""
+    from lakecdp.collector.messages import Envelope, landing_lines
+    from lakecdp.events.schema import REJECTED_FIELD
+
+    bad = {"type": "track\ud800", "messageId": "m-\udfff", "event": "Product Viewed", "userId": "u1"}
+    good = {"type": "track", "messageId": "m-ok", "event": "Product Viewed", "userId": "u1"}
+    landed = landing_lines(
+        Envelope(messages=[bad, good], defaults={}, is_batch=True),
+        source="web",
+        received_at=datetime(2026, 11, 2, tzinfo=UTC),
+        new_id=lambda: "fresh-id",
+    )
+
+    refused, kept = (json.loads(line) for line in landed.lines)
+    assert refused["messageId"] == "fresh-id" and "unknown type 'track?'" in refused[REJECTED_FIELD]
+    assert kept["messageId"] == "m-ok" and [r["index"] for r in landed.refused] == [0]
