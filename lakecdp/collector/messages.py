@@ -198,7 +198,8 @@ def message_problem(message: Any) -> str | None:
     if kind is None or kind == "":
         return f"missing type: set type to one of {', '.join(EVENT_TYPES)}"
     if kind not in EVENT_TYPES:
-        shown = str(kind)[:40]
+        # Escaped: a lone surrogate (valid in JSON text, not in UTF-8) would fail the JSON response and the refused line.
+        shown = str(kind)[:40].encode("utf-8", "backslashreplace").decode("utf-8")
         return f"unknown type '{shown}': use one of {', '.join(EVENT_TYPES)}"
     for field in _ID_FIELDS:
         value = message.get(field)

@@ -174,6 +174,22 @@ def test_an_invalid_event_is_refused_by_index_and_reason_and_the_rest_of_its_bat
     assert reason in bad["_lakecdp_rejected"] and bad["messageId"]
 
 
+def test_a_batch_message_whose_type_has_a_lone_surrogate_is_refused_with_a_readable_reason(client, landing):
+    body = json.dumps({"batch": [track(), track(type="track\ud800")]})  # "\ud800" in the JSON text: valid JSON, no UTF-8
+    response = client.post("/v1/batch", content=body, headers={**basic(KEY), "Content-Type": "application/json"})
+    assert response.status_code == 200
+    assert response.json()["refused"] == [
+        {
+            "index": 1,
+            "code": "invalid_event",
+            "error": "batch[1]: unknown type 'track\\ud800': use one of track, identify, page, screen, alias, group",
+        }
+    ]
+    client.__exit__(None, None, None)
+    kept, refused = landed(landing)
+    assert kept["event"] == "Product Viewed" and "unknown type 'track\\ud800'" in refused["_lakecdp_rejected"]
+
+
 def test_invalid_json_is_400(client):
     response = client.post("/v1/track", content=b'{"type": "track",', headers=basic(KEY))
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
@@ -312,5 +328,5 @@ def test_a_batch_message_with_lone_surrogates_in_its_id_and_type_lands_as_a_refu
     )
 
     refused, kept = (json.loads(line) for line in landed.lines)
-    assert refused["messageId"] == "fresh-id" and "unknown type 'track?'" in refused[REJECTED_FIELD]
+    assert refused["messageId"] == "fresh-id" and "unknown type 'track\\ud800'" in refused[REJECTED_FIELD]
     assert kept["messageId"] == "m-ok" and [r["index"] for r in landed.refused] == [0]
