@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import reduce
-from typing import Any
+from typing import Any, cast
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame, Row, functions as F
 
 from lakecdp.clock import FrozenClock
 from lakecdp.identity import links_from_events, resolve_customer_ids
@@ -156,7 +156,7 @@ def refresh_membership(
     compared = compare_membership(evaluated, current).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # The first action fills the cache; the writes below then only project it.
-        sizes = dict(compared.filter("is_member").groupBy("segment").count().collect())
+        sizes: dict[str, int] = dict(compared.filter("is_member").groupBy("segment").count().collect())
         membership, transitions = plan_membership(compared, as_of)
         due = compared.filter(F.col("next_check_at").isNotNull()).select(
             "segment", "customer_id", F.col("next_check_at").alias("due_at"), "rule_version"
@@ -201,5 +201,6 @@ def next_due(lake: Lake, *, sends: bool, timers: bool = True) -> datetime | None
     dues = [lake.read("segment_timers").select("due_at")] if timers else []
     if sends:
         dues.append(pending(lake.read("trigger_outbox")).select("due_at"))
-    due = reduce(DataFrame.unionByName, dues).agg(F.min("due_at")).first()[0]
+    # A global aggregate always has its one row; first() is typed for any frame.
+    due = cast(Row, reduce(DataFrame.unionByName, dues).agg(F.min("due_at")).first())[0]
     return None if due is None else due.replace(tzinfo=UTC)

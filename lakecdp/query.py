@@ -41,4 +41,5 @@ def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: 
     for name in TABLES:
         if lake.exists(name):
             lake.read(name).createOrReplaceTempView(name)
-    return lake.spark.sql(query)._show_string(n=limit, truncate=40)
+    frame = lake.spark.sql(query)
+    return frame._show_string(n=limit, truncate=40)  # type: ignore[operator]  # untyped in pyspark; classic and Connect define it

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from email.message import Message
+
     from lakecdp.clock import Clock
 
 ID_HEADER = "webhook-id"
@@ -62,9 +64,9 @@ def json_post_headers(secret: str | bytes, idempotency_key: str, clock: Clock) -
     return headers
 
 
-def verify(secret: str | bytes, headers: Mapping[str, str], body: bytes, *, now: float, tolerance_s: float = TOLERANCE_S) -> bool:
+def verify(secret: str | bytes, headers: Mapping[str, str] | Message, body: bytes, *, now: float, tolerance_s: float = TOLERANCE_S) -> bool:
     """A receiver's check: all three headers present, a fresh timestamp, and one matching v1 signature
-    (constant-time). `headers` must look names up case-insensitively, as HTTP header maps do."""
+    (constant-time). `headers` must look names up case-insensitively, as HTTP header maps (and http.server's Message) do."""
     message_id, stamp, given = (headers.get(name) for name in (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER))
     if not message_id or not stamp or not given:
         return False

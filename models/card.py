@@ -6,7 +6,7 @@ import base64
 import html
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -72,7 +72,7 @@ def silhouette_plot(curve: Mapping[int, float], chosen_k: int) -> str:
     return _png(figure)
 
 
-def _table(rows: list[Mapping[str, Any]]) -> str:
+def _table(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return "<p>none</p>"
     columns = list(rows[0])

@@ -56,9 +56,13 @@ MODEL_EVENT_COLUMNS = (
 @lru_cache(maxsize=1)
 def _jvm_zone_ids(spark: SparkSession) -> frozenset[str]:
     try:
-        return frozenset(spark.sparkContext._jvm.java.time.ZoneId.getAvailableZoneIds())
-    except AttributeError:  # Spark Connect: no JVM gateway; region ids are the safe subset
-        return frozenset(z for z in available_timezones() if "/" in z)
+        jvm = spark.sparkContext._jvm
+        if jvm is not None:
+            return frozenset(jvm.java.time.ZoneId.getAvailableZoneIds())
+    except AttributeError:
+        pass
+    # Spark Connect (or a stopped context): no JVM gateway; region ids are the safe subset
+    return frozenset(z for z in available_timezones() if "/" in z)
 
 
 def known_timezones(spark: SparkSession) -> list[str]:

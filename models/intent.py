@@ -149,7 +149,9 @@ def search_candidates(
         on_candidate: called after each candidate's cross-validation (progress).
     """
     folds = list(StratifiedGroupKFold(n_splits=settings.cv_folds, shuffle=True, random_state=seed).split(X, y, groups))
-    cv_metrics, best, out_of_fold = {}, {}, {}
+    cv_metrics: dict[str, dict[str, Any]] = {}
+    best: dict[str, Candidate] = {}
+    out_of_fold: dict[str, np.ndarray] = {}
     for candidate in candidate_grid(settings):
         oof = np.zeros(len(y))
         for train_rows, test_rows in folds:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -102,6 +102,6 @@ def propensity_recovery(score: np.ndarray, planted: np.ndarray) -> dict[str, flo
     }
 
 
-def cluster_recovery(cluster_ids: Sequence[int], planted_types: Sequence[str]) -> float:
+def cluster_recovery(cluster_ids: Iterable[int], planted_types: Iterable[str]) -> float:
     """Adjusted Rand index between clusters and the generator's planted behaviour types."""
     return float(adjusted_rand_score(list(planted_types), list(cluster_ids)))

@@ -66,8 +66,8 @@ class ModelRegistry:
         folder = self.root / name
         if not folder.is_dir():
             return []
-        found = [p.name for p in folder.iterdir() if _VERSION.match(p.name) and (p / "card.json").is_file()]
-        return sorted(found, key=lambda v: int(_VERSION.match(v).group(1)))
+        found = {p.name: int(m.group(1)) for p in folder.iterdir() if (m := _VERSION.match(p.name)) and (p / "card.json").is_file()}
+        return sorted(found, key=found.__getitem__)
 
     def register(self, name: str, model: Any, card: dict[str, Any], card_html: str) -> str:
         """Store a new version; returns its id (v0001, v0002, ...)."""

@@ -75,17 +75,17 @@ class ScoringBundle:
 
 
 def load_champions(registry: ModelRegistry) -> ScoringBundle:
-    refs = {name: registry.champion(name) for name in (INTENT_MODEL, CLUSTER_MODEL)}
-    missing = [name for name, ref in refs.items() if ref is None]
-    if missing:
+    intent_ref, cluster_ref = registry.champion(INTENT_MODEL), registry.champion(CLUSTER_MODEL)
+    if intent_ref is None or cluster_ref is None:
+        missing = [name for name, ref in ((INTENT_MODEL, intent_ref), (CLUSTER_MODEL, cluster_ref)) if ref is None]
         raise RegistryError(
             f"no champion for {', '.join(missing)} in {registry.root}. Fix: run `lakecdp train` first (or `lakecdp models promote`)"
         )
     return ScoringBundle(
-        intent=registry.load(refs[INTENT_MODEL]),
-        intent_version=refs[INTENT_MODEL].version,
-        clusters=registry.load(refs[CLUSTER_MODEL]),
-        cluster_version=refs[CLUSTER_MODEL].version,
+        intent=registry.load(intent_ref),
+        intent_version=intent_ref.version,
+        clusters=registry.load(cluster_ref),
+        cluster_version=cluster_ref.version,
     )
 
 

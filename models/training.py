@@ -165,12 +165,16 @@ def _load_champion(registry: ModelRegistry, name: str) -> tuple[ModelRef | None,
     return (ref, registry.load(ref)) if ref else (None, None)
 
 
-def _champion_score(score: Callable[[Any], float | None], champion: Any) -> tuple[float | None, str | None]:
+def _champion_score(score: Callable[[Any], float], champion: Any) -> tuple[float | None, str | None]:
     """The champion's metric on today's data, or why it cannot be measured (e.g. features it needs are gone)."""
     try:
         return score(champion), None
     except KeyError as missing:
-        return None, f"champion cannot score this data (missing {missing}); promote manually with `lakecdp models promote`"
+        return None, _cannot_score(missing)
+
+
+def _cannot_score(missing: KeyError) -> str:
+    return f"champion cannot score this data (missing {missing}); promote manually with `lakecdp models promote`"
 
 
 def train_clusters(
@@ -286,18 +290,20 @@ def train_intent(
     y_val = data.validation["purchased"].to_numpy(dtype=int)
     scores = {family: m.probability(data.validation) for family, m in models.items()}
     validation = {family: classification_metrics(y_val, p) for family, p in scores.items()}
-    best = max(validation, key=lambda f: validation[f][metric] if validation[f][metric] is not None else -1.0)
+    best = max(validation, key=lambda f: value if (value := validation[f][metric]) is not None else -1.0)
     model = models[best]
     current_scores = model.probability(data.current)
     set_decile_edges(model, current_scores)
     model.reference = build_reference(data.current, model.features, current_scores, settings.drift.bins)
 
     champion_ref, champion = _load_champion(registry, INTENT_MODEL)
-    promote, reason, comparison = True, "no champion yet", {"metric": metric, "challenger": validation[best][metric]}
-    if champion is not None:
-        champion_scores, problem = _champion_score(lambda m: m.probability(data.validation), champion)
-        if problem:
-            promote, reason = False, problem
+    comparison: dict[str, Any] = {"metric": metric, "challenger": validation[best][metric]}
+    promote, reason = True, "no champion yet"
+    if champion_ref is not None:
+        try:
+            champion_scores = champion.probability(data.validation)
+        except KeyError as missing:
+            promote, reason = False, _cannot_score(missing)
         else:
             label = f"champion {champion_ref.version}"
             scores[label], validation[label] = champion_scores, classification_metrics(y_val, champion_scores)

@@ -33,12 +33,16 @@ FORBIDDEN_CUSTOMER_FIELDS = ("email", "last_name")
 
 
 class Facts(Protocol):
-    """What a targeting rule may look at for one customer."""
+    """What a targeting rule may look at for one customer (read-only: CustomerContext is frozen)."""
 
-    segments: frozenset[str]
-    profile: Mapping[str, Any]
-    scores: Mapping[str, Any]
-    attributes: Mapping[str, Any]
+    @property
+    def segments(self) -> frozenset[str]: ...
+    @property
+    def profile(self) -> Mapping[str, Any]: ...
+    @property
+    def scores(self) -> Mapping[str, Any]: ...
+    @property
+    def attributes(self) -> Mapping[str, Any]: ...
 
 
 class Condition(Protocol):

@@ -26,12 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from lakecdp.clock import Clock, FrozenClock, SystemClock
 from lakecdp.config import Settings, load_settings
 from lakecdp.config.loader import default_conf_dir
 from lakecdp.demo.world import BUCKET, SECRETS
+
+if TYPE_CHECKING:
+    from lakecdp.generate import DatasetSummary
 
 SUMMARY_TABLES = (
     "events",
@@ -158,7 +161,7 @@ def run_demo(
                 customers=customers or settings.demo.customers,
                 days=days or settings.demo.days,
             )
-            plan = [
+            plan: list[tuple[str, Callable[[], str]]] = [
                 ("generate", demo.generate),
                 ("local services", demo.services),
                 ("history drop", demo.history),
@@ -214,10 +217,10 @@ class _Demo:
         self.landing, self.out_dir, self.result = landing, out_dir, result
         self.customers, self.days = customers, days
         self.events_dir = landing / "events"
-        self.generated = None
+        self.generated: DatasetSummary | None = None
         self.recent: list[dict] = []
         self._lake = None
-        self.dags: dict | None = None
+        self.dags: dict[str, Any] | None = None
 
     @property
     def lake(self):
@@ -246,6 +249,8 @@ class _Demo:
     def history(self) -> str:
         from lakecdp.demo.traffic import live_window, split_history
 
+        if self.generated is None:
+            raise DemoFailed("the history drop needs the generated dataset: run the generate step first")
         lines, self.recent = split_history(list(self.generated.files), live_window(self.end), self.events_dir)
         (self.events_dir / "malformed-sample.jsonl").write_text(MALFORMED_SAMPLE)
         files = len(list(self.events_dir.glob("history-*.jsonl")))
@@ -357,6 +362,8 @@ class _Demo:
     def nightly(self, dag_id: str) -> str:
         from lakecdp.demo.nightly import run_dag
 
+        if self.dags is None:
+            raise DemoFailed(f"{dag_id} needs the DAGs parsed: run the airflow step first")
         run = run_dag(self.dags, dag_id, self.end)
         states = collections.Counter(run.tasks.values())
         tasks = f"{len(run.tasks)} tasks: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))

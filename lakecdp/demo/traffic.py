@@ -37,8 +37,8 @@ def split_history(files: list[Path], since: datetime, folder: Path) -> tuple[int
     days: dict[str, list[str]] = {}
     recent = []
     for path in files:
-        with open(path, encoding="utf-8") as lines:
-            for line in lines:
+        with open(path, encoding="utf-8") as source:
+            for line in source:
                 event = json.loads(line)
                 if event["timestamp"][:19] < cutoff:
                     days.setdefault(event["timestamp"][:10], []).append(line)

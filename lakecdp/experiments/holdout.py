@@ -38,8 +38,9 @@ def strata(customers: pd.DataFrame, profiles: pd.DataFrame, scores: pd.DataFrame
     country x RFM band from profile_features.
     """
     base = customers[["customer_id"]].drop_duplicates()
-    use_scores = mode == "scores" or (mode == "auto" and scores is not None and len(scores) > 0)
-    if use_scores:
+    if mode == "scores" and scores is None:
+        raise ValueError("stratify_by scores needs the profile_scores frame; got none")
+    if scores is not None and (mode == "scores" or (mode == "auto" and len(scores) > 0)):
         joined = base.merge(scores[["customer_id", "cluster_id", "intent_decile"]], on="customer_id", how="left")
         stratum = (
             "c" + joined["cluster_id"].astype("string").fillna(UNKNOWN) + "|i" + joined["intent_decile"].astype("string").fillna(UNKNOWN)

@@ -76,7 +76,7 @@ def campaign_events(
     for customer_id, variant in sorted(assignments.items()):
         is_sent = variant not in held_out
         arm = simulate_arm(rng, variant if is_sent else "__none__", 1, model)
-        happened = []
+        happened: list[tuple[str, timedelta, dict[str, str | float]]] = []
         if is_sent:
             happened.append(("Email Delivered", timedelta(0), {"campaign_id": campaign_id}))
             if arm.opened[0]:

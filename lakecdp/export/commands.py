@@ -63,7 +63,7 @@ def _context(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any, An
     from lakecdp.lake import open_lake
     from lakecdp.spark import session_for
 
-    esp = load_esp_settings(settings.esp, segment_names=[s.get("name") for s in settings.segments])
+    esp = load_esp_settings(settings.esp, segment_names=[s["name"] for s in settings.segments if "name" in s])
     esp.enabled(args.destination)  # unknown names fail before Spark starts
     lake = open_lake(session_for(settings), settings.lake, root=args.lake)
     return esp, lake, Runtime(env=os.environ, clock=SystemClock())

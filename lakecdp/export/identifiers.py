@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import overload
 
 from pyspark.sql import Column, functions as F
 
@@ -21,9 +22,9 @@ def normalize_email(email: str | None) -> str | None:
     return text or None
 
 
-def email_sha256(email: str) -> str:
+def email_sha256(email: str | None) -> str:
     """Normalized SHA-256 (trim + lowercase), the form audience-matching destinations expect."""
-    return hashlib.sha256(normalize_email(email).encode()).hexdigest()
+    return hashlib.sha256(_address(email).encode()).hexdigest()
 
 
 def mailchimp_subscriber_hash(email: str) -> str:
@@ -31,7 +32,16 @@ def mailchimp_subscriber_hash(email: str) -> str:
 
     https://mailchimp.com/developer/marketing/docs/methods-parameters/#path-parameters
     """
-    return hashlib.md5(normalize_email(email).encode()).hexdigest()  # noqa: S324 - Mailchimp's id, not security
+    return hashlib.md5(_address(email).encode()).hexdigest()  # noqa: S324 - Mailchimp's id, not security
+
+
+def _address(email: str | None) -> str:
+    # Upserts always carry an address (the audience blocks customers without one), so a hash of
+    # nothing is a caller's bug, not a value to send.
+    normalized = normalize_email(email)
+    if normalized is None:
+        raise ValueError("no email address to hash (missing or blank)")
+    return normalized
 
 
 def normalized_email_col(column: str = "email") -> Column:
@@ -47,6 +57,10 @@ def subscriber_hash_col(normalized: Column) -> Column:
     return F.md5(normalized)
 
 
+@overload
+def scrub_pii(text: str, limit: int = 300) -> str: ...
+@overload
+def scrub_pii(text: None, limit: int = 300) -> None: ...
 def scrub_pii(text: str | None, limit: int = 300) -> str | None:
     """An ESP's error text with any email address replaced, cut to `limit` characters (safe to store and log)."""
     if text is None:

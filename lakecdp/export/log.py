@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame, Row, functions as F
 
 from lakecdp.clock import Clock
 from lakecdp.export.audience import FAILED, PENDING, SENT, effective_log
@@ -35,7 +36,8 @@ class ExportLog:
     def next_planned_at(self) -> datetime:
         """Now, but strictly after every logged plan: the baseline orders changes by planned_at."""
         now = self.clock.now()
-        last = self.read().agg(F.max("planned_at").alias("last")).first()["last"] if self.lake.exists(TABLE) else None
+        # A global aggregate always has its one row; first() is typed for any frame.
+        last = cast(Row, self.read().agg(F.max("planned_at").alias("last")).first())["last"] if self.lake.exists(TABLE) else None
         if last is not None:
             # collect() gives naive local-time datetimes; astimezone reads them as local time.
             last = last.astimezone(now.tzinfo)

@@ -212,7 +212,7 @@ class ExportRunner:
         return joined.withColumn("content_json", content_json).withColumn("payload_hash", F.coalesce(payload, F.col("payload_hash")))
 
     def _member(self, row: Any) -> Member:
-        attributes = {a: row[a] for a in ATTRIBUTES if a in self.esp.attributes}
+        attributes: dict[str, Any] = {a: row[a] for a in ATTRIBUTES if a in self.esp.attributes}
         merge_fields = json.loads(row["content_json"]) if row["content_json"] else {}
         return Member(
             row["customer_id"],
@@ -248,7 +248,7 @@ class ExportRunner:
                 if row is None or row["block_reason"] is not None:
                     drop.append((member, row["block_reason"] if row is not None else "no customer record"))
                 else:
-                    attributes = {a: row[a] for a in ATTRIBUTES if a in self.esp.attributes}
+                    attributes: dict[str, Any] = {a: row[a] for a in ATTRIBUTES if a in self.esp.attributes}
                     merge_fields = content.get(member.customer_id, {}) if batch.destination in carrying else {}
                     keep.append(replace(member, email=row["email_norm"], attributes=attributes, merge_fields=merge_fields))
             if keep and drop:

@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -280,11 +280,12 @@ class ConsentSettings(_Strict):
     opt_out_events: list[str] = Field(default_factory=lambda: ["Unsubscribed"])
 
 
+ExportAttribute = Literal["first_name", "last_name", "country", "city"]
+
+
 class EspSettings(_Strict):
     consent: ConsentSettings = Field(default_factory=ConsentSettings)
-    attributes: list[Literal["first_name", "last_name", "country", "city"]] = Field(
-        default_factory=lambda: ["first_name", "last_name", "country", "city"]
-    )
+    attributes: list[ExportAttribute] = Field(default_factory=lambda: list(get_args(ExportAttribute)))
     destinations: dict[str, Destination] = Field(default_factory=dict)
 
     @field_validator("destinations")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import cast
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame, Row, functions as F
 
 from lakecdp.clock import Clock, SystemClock
-from lakecdp.importer.checks import clean_text, filter_valid, first_row_of, problem_rows, with_missing_columns, with_problems
+from lakecdp.importer.checks import Check, clean_text, filter_valid, first_row_of, problem_rows, with_missing_columns, with_problems
 from lakecdp.importer.readers import ROW_COLUMN, read_rows
 from lakecdp.importer.report import default_report_path, top_reasons, write_reject_report
 from lakecdp.lake import Lake, table
@@ -77,7 +78,7 @@ def with_customer_checks(rows: DataFrame, *, today: date) -> DataFrame:
         .withColumn("first_row", first_row_of("customer_id"))
     )
     is_duplicate = F.col("customer_id").isNotNull() & (F.col(ROW_COLUMN) != F.col("first_row"))
-    checks = [
+    checks: list[Check] = [
         (F.col("customer_id").isNull(), "customer_id", "missing customer_id"),
         (F.length("customer_id") > MAX_ID_CHARS, "customer_id", f"longer than {MAX_ID_CHARS} characters"),
         (
@@ -140,7 +141,8 @@ def import_customers(
             .cache()
         )
         try:
-            counts = changed.agg(F.count("*").alias("changed"), F.count("is_update").alias("updated")).first()
+            # A global aggregate always has its one row; first() is typed for any frame.
+            counts = cast(Row, changed.agg(F.count("*").alias("changed"), F.count("is_update").alias("updated")).first())
             if counts["changed"]:
                 lake.merge("customers", changed.drop("is_update"))
                 # The opt-in flag of every new or changed row is a consent fact with its proof.

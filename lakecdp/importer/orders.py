@@ -25,7 +25,7 @@ from lakecdp.clock import Clock, SystemClock
 from lakecdp.config.models import EventSettings
 from lakecdp.events.contacts import CONTACT_COLUMNS, fold_contacts
 from lakecdp.events.ingest import IngestResult, commit_batch, prepare_batch
-from lakecdp.importer.checks import clean_text, filter_valid, first_row_of, problem_rows, with_missing_columns, with_problems
+from lakecdp.importer.checks import Check, clean_text, filter_valid, first_row_of, problem_rows, with_missing_columns, with_problems
 from lakecdp.importer.readers import ROW_COLUMN, ImportFileError, read_rows
 from lakecdp.importer.report import Reject, default_report_path, top_reasons, write_reject_report
 from lakecdp.lake import Lake, table
@@ -87,7 +87,7 @@ def with_order_checks(rows: DataFrame) -> DataFrame:
         .withColumn("first_row", first_row_of("order_id"))
     )
     is_duplicate = F.col("order_id").isNotNull() & (F.col(ROW_COLUMN) != F.col("first_row"))
-    checks = [
+    checks: list[Check] = [
         (F.col("order_id").isNull(), "order_id", "missing order_id"),
         (F.length("order_id") > MAX_ID_CHARS, "order_id", f"longer than {MAX_ID_CHARS} characters"),
         (is_duplicate, "order_id", F.concat(F.lit("duplicate order_id (first at row "), F.col("first_row").cast("string"), F.lit(")"))),

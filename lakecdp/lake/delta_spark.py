@@ -3,6 +3,7 @@
 Writes run on the executors; the driver only commits the log entry. The jars come from Maven
 Central into Ivy's cache (lakecdp.spark.jars) and are added by `session_for`.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from deltalake import DeltaTable as DeltaLog
-from pyspark.sql import DataFrame, SparkSession, functions as F, types as T
+from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
 
 from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, render_where
 from lakecdp.lake.tables import TableSpec
@@ -59,17 +60,11 @@ class DeltaSparkEngine(LakeEngine):
 
     def create(self, spec: TableSpec, path: str) -> None:
         def create_if_missing() -> None:
-            (
-                self._delta.createIfNotExists(self.spark)
-                .location(path)
-                .addColumns(spec.schema)
-                .partitionedBy(*spec.partition_by)
-                .execute()
-            )
+            (self._delta.createIfNotExists(self.spark).location(path).addColumns(spec.schema).partitionedBy(*spec.partition_by).execute())
 
         try:
             create_if_missing()
-        except Exception as error:  # noqa: BLE001 - Py4J's converted exceptions share no narrower base
+        except Exception as error:  # Py4J's converted exceptions share no narrower base
             if "DELTA_TABLE_NOT_FOUND" not in str(error) or not self._clear_unborn_log(path):
                 raise
             create_if_missing()
@@ -82,9 +77,11 @@ class DeltaSparkEngine(LakeEngine):
         create it there (DELTA_TABLE_NOT_FOUND), so every restart fails the same way. Without a
         commit file there is no table and no data to lose.
         """
-        jvm = self.spark._jvm  # type: ignore[union-attr]
+        jvm = self.spark._jvm
+        if jvm is None:
+            raise LakeError(f"{path}: cannot inspect _delta_log, the Spark session has no JVM gateway (stopped or Spark Connect)")
         log = jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
-        fs = log.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+        fs = log.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
         if not fs.exists(log):
             return False
         names = [status.getPath().getName() for status in fs.listStatus(log)]
@@ -104,7 +101,7 @@ class DeltaSparkEngine(LakeEngine):
 
     def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
         if self.already_committed(path, txn):
-            return 0   # Delta would skip the replayed write anyway; this keeps the count honest
+            return 0  # Delta would skip the replayed write anyway; this keeps the count honest
         # mergeSchema: a nullable column declared after the table was created joins it on this
         # append; conform() writes declared columns only.
         writer = conform(spec, df).write.format("delta").mode("append").option("mergeSchema", "true").partitionBy(*spec.partition_by)
@@ -135,7 +132,8 @@ class DeltaSparkEngine(LakeEngine):
             # the scope's rows the source lacks, flagged, matched and deleted.
             source, keep = self._with_tombstones(spec, path, source, delete_missing), f"s.`{_KEEP}`"
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
-        columns = {c: f"s.`{c}`" for c in spec.columns}
+        # Delta's set= and values= are typed dict[str, str | Column], and dict is invariant.
+        columns: dict[str, str | Column] = {c: f"s.`{c}`" for c in spec.columns}
         builder = self._delta.forPath(self.spark, path).alias("t").merge(source.alias("s"), on)
         if delete_missing is not None:
             builder = builder.whenMatchedDelete(f"NOT {keep}")
@@ -167,11 +165,14 @@ class DeltaSparkEngine(LakeEngine):
         return source.withColumn(_KEEP, F.lit(True)).unionByName(tombstones)
 
     def overwrite(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None:
-        self.create(spec, path)   # as on delta-rs: the table's creation is a commit of its own
+        self.create(spec, path)  # as on delta-rs: the table's creation is a commit of its own
         # static: the session's dynamic partition overwrite (session.py) would keep partitions the data lacks.
         writer = (
-            conform(spec, df).write.format("delta").mode("overwrite")
-            .option("partitionOverwriteMode", "static").partitionBy(*spec.partition_by)
+            conform(spec, df)
+            .write.format("delta")
+            .mode("overwrite")
+            .option("partitionOverwriteMode", "static")
+            .partitionBy(*spec.partition_by)
         )
         if txn is not None:
             writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)

@@ -8,7 +8,7 @@ and reasons without the values they quoted (lakeview.reason_label).
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -94,7 +94,7 @@ def no_data(what: str, command: str) -> str:
     return f'<p class="no-data" data-missing="{html.escape(what)}">no data yet: run <code>{html.escape(command)}</code></p>'
 
 
-def table(rows: list[Mapping[str, Any]]) -> str:
+def table(rows: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         return ""
     columns = list(rows[0])
@@ -378,7 +378,7 @@ def _cluster_plot(champion: Mapping[str, Any]) -> str:
     )
 
 
-def _drift_plot(champions: list[Mapping[str, Any]]) -> str:
+def _drift_plot(champions: Sequence[Mapping[str, Any]]) -> str:
     checked = [c for c in champions if (c["drift"] or {}).get("history")]
     if not checked:
         return no_data("drift", "lakecdp score (each scoring run checks drift)")
@@ -455,7 +455,7 @@ def exports_section(view: LakeView, allowed_rates: Mapping[str, float | None]) -
     return Section("exports", "Export runs", "".join(parts))
 
 
-def _latest_per_destination(reports: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+def _latest_per_destination(reports: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     latest: dict[str, Mapping[str, Any]] = {}
     for report in reports:  # oldest first: later runs win
         for destination in report.get("destinations") or {}:
@@ -463,7 +463,7 @@ def _latest_per_destination(reports: list[Mapping[str, Any]]) -> dict[str, Mappi
     return latest
 
 
-def _skipped_by_reason(reports: list[Mapping[str, Any]]) -> pd.Series:
+def _skipped_by_reason(reports: Sequence[Mapping[str, Any]]) -> pd.Series:
     counts: dict[str, int] = {}
     for destination, report in _latest_per_destination(reports).items():
         for segment in report["destinations"][destination].values():
@@ -472,7 +472,7 @@ def _skipped_by_reason(reports: list[Mapping[str, Any]]) -> pd.Series:
     return pd.Series(counts, dtype=int)
 
 
-def achieved_rates(reports: list[Mapping[str, Any]]) -> dict[str, float]:
+def achieved_rates(reports: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Requests per second each destination's latest run achieved: its HTTP requests (retries included) over the run's wall time."""
     rates = {}
     for destination, report in _latest_per_destination(reports).items():
@@ -485,7 +485,7 @@ def achieved_rates(reports: list[Mapping[str, Any]]) -> dict[str, float]:
     return rates
 
 
-def _rate_plot(reports: list[Mapping[str, Any]], allowed_rates: Mapping[str, float | None]) -> str:
+def _rate_plot(reports: Sequence[Mapping[str, Any]], allowed_rates: Mapping[str, float | None]) -> str:
     achieved = achieved_rates(reports)
     if not achieved:
         return no_data("export run reports", "the lakecdp_export DAG, or lakecdp export run --report <lake>/_export_reports/<run>.json")
@@ -497,7 +497,7 @@ def _rate_plot(reports: list[Mapping[str, Any]], allowed_rates: Mapping[str, flo
     for i, destination in enumerate(destinations):
         allowed = allowed_rates.get(destination)
         if allowed:
-            axes.hlines(allowed, i - 0.4, i + 0.4, color=FAIL, linewidth=2, label="allowed" if i == 0 else None)
+            axes.hlines(allowed, i - 0.4, i + 0.4, color=FAIL, linewidth=2, label="allowed" if i == 0 else "_nolegend_")
     axes.legend(fontsize=7)
     return plot(
         "export-rate",

@@ -132,7 +132,7 @@ def _process(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.privacy.erasure import process_erasures
 
     clock = SystemClock()
-    esp = load_esp_settings(settings.esp, segment_names=[s.get("name") for s in settings.segments])
+    esp = load_esp_settings(settings.esp, segment_names=[s["name"] for s in settings.segments if "name" in s])
     # Built before Spark starts: a destination whose secret is missing fails here, before anything is deleted.
     with EspEraser(esp, Runtime(env=os.environ, clock=clock)) as forget:
         lake = open_lake_for(args, settings)

@@ -248,13 +248,19 @@ def suite_parameters(spec: SuiteSpec, settings: Settings, as_of: datetime, *, ba
     from lakecdp.events.schema import EVENT_TYPES
 
     naive = as_of.astimezone(UTC).replace(tzinfo=None)
+    max_age = settings.events.max_age
+    if max_age is None:  # only history imports lift the limit; a gate has nothing to compare ages with
+        raise ConfigError(
+            "events.max_age is None (no age limit), but the quality suites compare event ages with it ({$PARAMETER: max_age_seconds}). "
+            "Fix: run the gates with the events settings of conf/base/pipeline.yaml, whose max_age is a duration (e.g. 400d)."
+        )
     min_rows, max_rows = row_count_range(spec.row_count.min, spec.row_count.max, spec.row_count.max_change, baseline_rows)
     return {
         "as_of": naive,
         "min_rows": min_rows,
         "max_rows": max_rows,
         "max_future_skew_seconds": settings.events.max_future_skew.total_seconds(),
-        "max_age_seconds": settings.events.max_age.total_seconds(),
+        "max_age_seconds": max_age.total_seconds(),
         "segment_names": sorted(str(s.get("name")) for s in settings.segments),
         "event_types": list(EVENT_TYPES),
         **{name: naive + instant.offset for name, instant in spec.parameters.items()},

@@ -102,7 +102,7 @@ def export_batches(
     from lakecdp.identity import resolve_customer_ids
     from lakecdp.privacy.consent import consent_block_reason
 
-    esp = load_esp_settings(settings.esp, segment_names=[s.get("name") for s in settings.segments])
+    esp = load_esp_settings(settings.esp, segment_names=[s["name"] for s in settings.segments if "name" in s])
     enabled = esp.enabled(destinations)
     limits = {name: adapter_class(d.type).batch_limits(d, esp.attributes).max_members for name, d in enabled.items()}
     if membership_version is None:

@@ -178,7 +178,8 @@ class BrazeServer(ContractServer):
         return ""
 
     def _apply(self, item: dict[str, Any]) -> None:
-        key = item.get("external_id") or item.get("email")
+        # lakecdp names users by external_id; a user given only by alias or braze_id is kept under "".
+        key = item.get("external_id") or item.get("email") or ""
         user = self.users.setdefault(key, {})
         for name, value in item.items():
             if isinstance(value, dict) and ("add" in value or "remove" in value):

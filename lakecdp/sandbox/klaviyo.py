@@ -43,7 +43,7 @@ MAX_EVENT_BYTES, MAX_EVENT_PROPERTIES, MAX_EVENT_STRING, MAX_METRIC_NAME = 5_000
 
 
 def error(status: int, code: str, detail: str, pointer: str | None = None) -> Response:
-    item = {"id": secrets.token_hex(8), "code": code, "title": code.replace("_", " ").capitalize(), "detail": detail}
+    item: dict[str, Any] = {"id": secrets.token_hex(8), "code": code, "title": code.replace("_", " ").capitalize(), "detail": detail}
     if pointer:
         item["source"] = {"pointer": pointer}
     return Response(status, {"errors": [item]}, content_type=MEDIA)
@@ -67,7 +67,10 @@ class KlaviyoServer(ContractServer):
         clock: Klaviyo's "now" for create_event's "at most a year ahead" check (unchecked without one).
         """
         super().__init__(latency=latency)
-        self.clock = clock
+        # Only a given clock checks event times; without one the base's server clock stays.
+        self.checks_event_time = clock is not None
+        if clock is not None:
+            self.clock = clock
         self.api_key = api_key
         self.operations = load_operations(contracts or CONTRACTS_DIR / "klaviyo")
         self.windows = {op.operation_id: [SlidingWindow(n, s) for n, s in op.rate_limits] for op in self.operations}
@@ -225,7 +228,8 @@ class KlaviyoServer(ContractServer):
         return Response(202, self._job_document(job_id, "queued"), content_type=MEDIA)
 
     def _upsert(self, attributes: dict[str, Any], lists: list[str]) -> None:
-        key = attributes.get("external_id") or attributes.get("email")
+        # lakecdp names profiles by external_id; one given only by phone number is kept under "".
+        key = attributes.get("external_id") or attributes.get("email") or ""
         profile = self.profiles.setdefault(key, {"id": "01" + secrets.token_hex(12).upper(), "lists": set()})
         profile.update({k: v for k, v in attributes.items()})
         profile["lists"] |= set(lists)
@@ -326,7 +330,7 @@ class KlaviyoServer(ContractServer):
 
     def _create_event(self, request: Request, params: dict[str, str]) -> Response:
         attributes = json.loads(request.body)["data"]["attributes"]
-        problem = _event_problem(request.body, attributes, None if self.clock is None else self.clock.now())
+        problem = _event_problem(request.body, attributes, self.clock.now() if self.checks_event_time else None)
         if problem is not None:
             self.violation(f"create_event: {problem}")
             return error(400, "invalid", problem, "/data/attributes")

@@ -120,7 +120,9 @@ class MailchimpServer(ContractServer):
             return problem(400, "Invalid Resource", errors)
         members = body["members"]
         self.batch_sizes.append(len(members))
-        created, updated, failed = [], [], []
+        created: list[dict[str, Any]] = []
+        updated: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
         for item in members:
             email = item["email_address"].strip().lower()
             key = subscriber_hash(email)

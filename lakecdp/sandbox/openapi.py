@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft4Validator
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,7 +98,8 @@ def load_operations(folder: Path) -> list[Operation]:
     for path in sorted(folder.glob("*.json")):
         document = allow_nulls(json.loads(path.read_text()))
         uri = f"urn:lakecdp:contract:{path.name}"
-        registry = Registry().with_resource(uri, Resource(contents=document, specification=DRAFT4))
+        # create_resource, not Resource(...): referencing's stubs hide the attrs __init__ from mypy.
+        registry = Registry().with_resource(uri, DRAFT4.create_resource(document))
 
         def validator(pointer: str, uri: str = uri, registry: Registry = registry) -> Draft4Validator:
             return Draft4Validator({"$ref": f"{uri}#{pointer}"}, registry=registry)

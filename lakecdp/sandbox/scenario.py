@@ -120,15 +120,15 @@ def write_lake(spark, lake, customers: Sequence[Customer], members: Mapping[str,
     if events:
         lake.append("events", spark.createDataFrame([bronze_row(*e) for e in events], schema=lake.spec("events").schema))
     if pop.suppressed:
-        rows = [(email_sha256(email_of(cid)), pid(cid), "bounced", "test", AS_OF) for cid in pop.suppressed]
-        lake.append("export_suppressions", spark.createDataFrame(rows, schema=lake.spec("export_suppressions").schema))
+        suppressions = [(email_sha256(email_of(cid)), pid(cid), "bounced", "test", AS_OF) for cid in pop.suppressed]
+        lake.append("export_suppressions", spark.createDataFrame(suppressions, schema=lake.spec("export_suppressions").schema))
 
 
 def bronze_row(customer_id: str, event: str, at: datetime) -> tuple:
     """A bronze `events` row for a consent event (what ingest would have written for `consent_event`)."""
     from lakecdp.lake.tables import table
 
-    values = {name: None for name in table("events").columns}
+    values: dict[str, Any] = {name: None for name in table("events").columns}
     values.update(
         message_id=f"{customer_id}-{event}-{at:%Y%m%d%H%M}",
         type="track",

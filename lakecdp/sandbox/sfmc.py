@@ -156,10 +156,11 @@ class SfmcServer(ContractServer):
         body = request.json() if request.body else None
         fields = {k.lower(): v for k, v in body.items()} if isinstance(body, dict) else {}
         values = fields.get("values")
+        if not isinstance(values, list):
+            values = []  # as invalid as an empty list
         is_valid = (
             request.param("type") == "keys"
             and fields.get("deleteoperationtype") == "ContactAndAttributes"
-            and isinstance(values, list)
             and bool(values)
             and all(isinstance(v, str) and v for v in values)
         )

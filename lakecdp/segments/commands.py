@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from lakecdp.cli_args import customer_key, instant, open_lake_for
 from lakecdp.config import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -126,8 +130,9 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.segments.insights import daily_sizes, overlaps
 
     lake = open_lake_for(args, settings)
-    sizes = daily_sizes(lake.read("segment_transitions")).orderBy("segment", "day").toPandas()
-    pairs = overlaps(lake.read("segment_membership")).orderBy("segment_a", "segment_b").toPandas()
+    # pyspark types toPandas() through an alias that does not resolve without pandas stubs.
+    sizes: pd.DataFrame = daily_sizes(lake.read("segment_transitions")).orderBy("segment", "day").toPandas()
+    pairs: pd.DataFrame = overlaps(lake.read("segment_membership")).orderBy("segment_a", "segment_b").toPandas()
     print("sizes over time (entries, exits, size at end of day, churn):")
     print(sizes.to_string(index=False) if len(sizes) else "  no transitions recorded yet")
     print("\noverlaps between segments (the brief warns about over-segmentation: high Jaccard = near-duplicates):")

@@ -132,7 +132,7 @@ def main() -> int:
     spark = session_for(settings, s3=True, kafka=True)
     used = spark.sparkContext.getConf()
     jars = [j for j in used.get("spark.jars", "").split(",") if j]
-    conf = {key: used.get(key) for key in ("spark.jars.packages", "spark.jars.excludes") if used.contains(key)}
+    conf = {key: used.get(key, "") for key in ("spark.jars.packages", "spark.jars.excludes") if used.contains(key)}
     spark.stop()
     print(f"Spark packages resolved into the Ivy cache: {conf.get('spark.jars.packages', 'none')} ({len(jars)} jars)")
     if conf:

@@ -113,9 +113,10 @@ class TriggerMessage:
     @property
     def cart_value(self) -> float | None:
         prices = [(i.get("price"), i.get("quantity") or 1) for i in self.cart_items]
-        if not prices or any(p is None for p, _ in prices):
+        known = [(p, q) for p, q in prices if p is not None]
+        if not prices or len(known) < len(prices):
             return None
-        return round(sum(float(p) * int(q) for p, q in prices), 2)
+        return round(sum(float(p) * int(q) for p, q in known), 2)
 
 
 def build_message(
@@ -352,7 +353,7 @@ class MandrillTemplateSender(EspSender):
 
 def mandrill_send_template(message: TriggerMessage, destination: MandrillTemplateDestination, key: str) -> dict[str, Any]:
     """A /messages/send-template body: per-recipient merge vars (content fields, cart, recs), trigger ids in metadata."""
-    merge_vars = [{"name": name, "content": value} for name, value in message.merge_fields.items()]
+    merge_vars: list[dict[str, Any]] = [{"name": name, "content": value} for name, value in message.merge_fields.items()]
     merge_vars += [
         {"name": "TRIGGER_ID", "content": message.trigger_id},
         {"name": "SEGMENT", "content": message.segment},

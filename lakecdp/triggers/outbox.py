@@ -23,12 +23,12 @@ def entries_to_enqueue(transitions: DataFrame, segments: list[Segment], now: dat
     trigger_id is a hash of (segment, customer, entry instant): a replayed entry maps to the
     same row, and the id doubles as the receiver's idempotency key.
     """
-    triggered = [s for s in segments if s.trigger is not None]
+    triggered = [(s.name, s.trigger) for s in segments if s.trigger is not None]
     if not triggered:
         return transitions.sparkSession.createDataFrame([], _OUTBOX_COLUMNS)
-    destination = F.create_map(*[x for s in triggered for x in (F.lit(s.name), F.lit(s.trigger.destination))])
-    delay_seconds = F.create_map(*[x for s in triggered for x in (F.lit(s.name), F.lit(int(s.trigger.delay.total_seconds())))])
-    entered = transitions.filter((F.col("transition") == "entered") & F.col("segment").isin([s.name for s in triggered]))
+    destination = F.create_map(*[x for name, trigger in triggered for x in (F.lit(name), F.lit(trigger.destination))])
+    delay_seconds = F.create_map(*[x for name, trigger in triggered for x in (F.lit(name), F.lit(int(trigger.delay.total_seconds())))])
+    entered = transitions.filter((F.col("transition") == "entered") & F.col("segment").isin([name for name, _ in triggered]))
     key = F.concat_ws("\u0000", "segment", "customer_id", F.date_format("at", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"))
     return entered.select(
         F.substring(F.sha2(key, 256), 1, 32).alias("trigger_id"),

@@ -10,6 +10,7 @@ from lakecdp.export.adapters.base import Adapter, Runtime
 
 def adapter_class(destination_type: str) -> type[Adapter]:
     """The adapter class for a destination type (imported on demand: boto3 only when S3 is used)."""
+    cls: type[Adapter]
     if destination_type == "mailchimp":
         from lakecdp.export.adapters.mailchimp import MailchimpAdapter as cls
     elif destination_type == "klaviyo":

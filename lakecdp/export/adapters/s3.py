@@ -135,7 +135,8 @@ class S3Adapter(Adapter):
     def write_manifest(self, segment: str, run_id: str) -> dict[str, Any]:
         """manifest.json from the parts present under the run's prefix (their metadata, not memory)."""
         prefix = self.run_prefix(segment, run_id)
-        files, counts = [], Counter()
+        files: list[dict[str, Any]] = []
+        counts: Counter[str] = Counter()
         for key in self._part_keys(prefix):
             head = self._call(lambda key=key: self.s3.head_object(Bucket=self.settings.bucket, Key=key))
             meta = head["Metadata"]
@@ -162,7 +163,7 @@ class S3Adapter(Adapter):
     def _part_keys(self, prefix: str) -> list[str]:
         keys, token = [], None
         while True:
-            extra = {"ContinuationToken": token} if token else {}
+            extra: dict[str, str] = {"ContinuationToken": token} if token else {}
             page = self._call(lambda extra=extra: self.s3.list_objects_v2(Bucket=self.settings.bucket, Prefix=f"{prefix}/part-", **extra))
             keys += [item["Key"] for item in page.get("Contents", [])]
             if not page.get("IsTruncated"):
