@@ -144,9 +144,11 @@ def import_customers(
             # A global aggregate always has its one row; first() is typed for any frame.
             counts = cast(Row, changed.agg(F.count("*").alias("changed"), F.count("is_update").alias("updated")).first())
             if counts["changed"]:
-                lake.merge("customers", changed.drop("is_update"))
-                # The opt-in flag of every new or changed row is a consent fact with its proof.
+                # The opt-in flag of every new or changed row is a consent fact with its proof. Recorded
+                # first: the MERGE into customers re-caches `changed` (it reads customers), after which it
+                # holds nothing. A crash in between leaves facts the re-run states again, never a row without one.
                 record_consent(lake, entries_from_customers(changed, now))
+                lake.merge("customers", changed.drop("is_update"))
         finally:
             changed.unpersist()
         valid_count = filter_valid(checked).count()
