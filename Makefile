@@ -8,7 +8,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(abspath $(PY))
 export GX_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup jars caniemail demo test test-fast report-screenshot clean
+.PHONY: setup jars caniemail demo test test-fast lint report-screenshot clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,12 @@ test: setup caniemail
 
 test-fast: setup caniemail
 	$(PY) -m pytest -m "not integration"
+
+# ruff (lint and format, whole repo) and mypy (lakecdp/ and models/), as configured in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # docs/report.png: a full-page screenshot of `lakecdp report` on LAKE (default ./lake, e.g. after `make demo`),
 # taken by headless Chromium (apt-get install -y chromium chromium-driver).

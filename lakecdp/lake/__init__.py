@@ -1,4 +1,5 @@
 """The lake adapter: every table declared once, one interface over two Delta engines."""
+
 from lakecdp.lake.adapter import Lake, open_lake
 from lakecdp.lake.engine import AppTxn, LakeError
 from lakecdp.lake.tables import TABLES, TableSpec, table

@@ -1,4 +1,5 @@
 """`Lake`: the only way lakecdp reads and writes tables."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Spark reads a table's active Parquet files straight from the Delta log; writes leave Spark
 as Arrow and are committed by delta-rs, so no Delta jars are needed on the classpath.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -65,7 +66,7 @@ class DeltaRsEngine(LakeEngine):
             return 0
         data = to_arrow(spec, df)
         if data.num_rows == 0:
-            return 0   # nothing to replay either: an empty commit would only lengthen the log
+            return 0  # nothing to replay either: an empty commit would only lengthen the log
         write_deltalake(
             path,
             data,
@@ -93,11 +94,9 @@ class DeltaRsEngine(LakeEngine):
         self.create(spec, path)
         source = to_arrow(spec, df)
         if source.num_rows == 0 and delete_missing is None:
-            return   # an empty source neither updates nor inserts
+            return  # an empty source neither updates nor inserts
         on = " AND ".join(f't."{k}" = s."{k}"' for k in spec.keys)
-        merger = self._table(path).merge(
-            source=source, predicate=on, source_alias="s", target_alias="t", commit_properties=_commit(txn)
-        )
+        merger = self._table(path).merge(source=source, predicate=on, source_alias="s", target_alias="t", commit_properties=_commit(txn))
         if update_columns is None:
             merger = merger.when_matched_update_all()
         elif update_columns:

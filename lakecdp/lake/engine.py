@@ -1,4 +1,5 @@
 """The storage engine interface behind the lake adapter, and what both engines share."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

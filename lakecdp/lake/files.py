@@ -1,4 +1,5 @@
 """Files under a lake root, local or s3://, through pyarrow's filesystems: artifacts, and Delta snapshots read to Arrow."""
+
 from __future__ import annotations
 
 import os
@@ -78,8 +79,11 @@ def s3a_conf(storage_options: Mapping[str, str] | None) -> dict[str, str]:
     endpoint = options.get("AWS_ENDPOINT_URL") or options.get("AWS_ENDPOINT")
     if endpoint:
         # A custom endpoint (MinIO, moto, Ceph) serves buckets as paths, not as host names.
-        conf |= {"fs.s3a.endpoint": endpoint, "fs.s3a.path.style.access": "true",
-                 "fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https://")).lower()}
+        conf |= {
+            "fs.s3a.endpoint": endpoint,
+            "fs.s3a.path.style.access": "true",
+            "fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https://")).lower(),
+        }
     if options.get("AWS_ACCESS_KEY_ID"):
         conf |= {"fs.s3a.access.key": options["AWS_ACCESS_KEY_ID"], "fs.s3a.secret.key": options.get("AWS_SECRET_ACCESS_KEY", "")}
     region = options.get("AWS_REGION") or options.get("AWS_DEFAULT_REGION")

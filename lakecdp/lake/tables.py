@@ -1,4 +1,5 @@
 """Every lakecdp table, declared once: name, schema, partitioning, keys."""
+
 from __future__ import annotations
 
 import re
@@ -33,7 +34,7 @@ def _fields(*specs: tuple[str, T.DataType, bool]) -> T.StructType:
     return T.StructType([T.StructField(name, dtype, nullable) for name, dtype, nullable in specs])
 
 
-S, TS, D, L, DBL, I, B = T.StringType(), T.TimestampType(), T.DateType(), T.LongType(), T.DoubleType(), T.IntegerType(), T.BooleanType()
+S, TS, D, L, DBL, I, B = T.StringType(), T.TimestampType(), T.DateType(), T.LongType(), T.DoubleType(), T.IntegerType(), T.BooleanType()  # noqa: E741 - one-letter type shorthands keep each schema on a line
 
 EVENTS = TableSpec(
     name="events",
@@ -228,7 +229,7 @@ ERASURE_LOG = TableSpec(
         ("completed_at", TS, False),
         ("rows_deleted_json", S, False),
         ("landing_lines_deleted", L, False),
-        ("esp_outcomes_json", S, True),   # {destination: "deleted" | "not found" | ...}; null when no ESP was asked
+        ("esp_outcomes_json", S, True),  # {destination: "deleted" | "not found" | ...}; null when no ESP was asked
     ),
 )
 
@@ -416,21 +417,21 @@ STREAM_METRICS = TableSpec(
     "Written with each flush of the online state and when the stream stops; `lakecdp status` and `lakecdp report` read it.",
     keys=("stream", "batch_id"),
     schema=_fields(
-        ("stream", S, False),          # the checkpoint's query: batch ids restart with a new checkpoint
+        ("stream", S, False),  # the checkpoint's query: batch ids restart with a new checkpoint
         ("batch_id", L, False),
-        ("path", S, False),            # live (decided in Python), spark (a big batch), batch (state.mode batch)
-        ("started_at", TS, False),     # wall-clock instants: operational time, not the pipeline's clock
+        ("path", S, False),  # live (decided in Python), spark (a big batch), batch (state.mode batch)
+        ("started_at", TS, False),  # wall-clock instants: operational time, not the pipeline's clock
         ("ended_at", TS, False),
         ("duration_s", DBL, False),
-        ("lag_s", DBL, True),          # ended_at minus the oldest receivedAt among the batch's valid events
+        ("lag_s", DBL, True),  # ended_at minus the oldest receivedAt among the batch's valid events
         ("lines", L, False),
         ("events", L, False),
         ("quarantined", L, False),
         ("duplicates", L, False),
         ("customers", L, False),
-        ("input_rows_per_s", DBL, True),      # Spark's StreamingQueryProgress for the batch, when it arrived
+        ("input_rows_per_s", DBL, True),  # Spark's StreamingQueryProgress for the batch, when it arrived
         ("processed_rows_per_s", DBL, True),
-        ("steps", S, False),           # JSON object: step -> seconds
+        ("steps", S, False),  # JSON object: step -> seconds
     ),
 )
 
