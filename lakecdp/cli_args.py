@@ -33,14 +33,13 @@ def customer_key(value: str, lake=None) -> str:
     return pseudonyms.of(value.strip())
 
 
-def add_lake_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
+def add_lake_argument(parser: argparse.ArgumentParser, *, also: str = "") -> None:
+    """`--lake`, the one declaration every subcommand that reads or writes the lake shares."""
+    parser.add_argument("--lake", help="lake root (default: lake.root from conf)" + (f"; {also}" if also else ""))
 
 
 def open_lake_for(args: argparse.Namespace, settings: Settings):
-    """The configured lake (root overridden by --lake) on the shared SparkSession."""
-    from lakecdp.lake import open_lake
-    from lakecdp.spark import session_for
+    """The configured lake (root overridden by --lake) on the process's one SparkSession."""
+    from lakecdp.lake import lake_for
 
-    spark = session_for(settings)
-    return open_lake(spark, settings.lake, root=getattr(args, "lake", None))
+    return lake_for(settings, root=getattr(args, "lake", None))

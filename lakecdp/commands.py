@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from lakecdp.cli_args import add_lake_argument
 from lakecdp.config import Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run every part of the product end to end on generated data")
-    demo.add_argument("--lake", help="lake root (default: lake.root from conf, ./lake)")
+    add_lake_argument(demo)
     demo.add_argument("--landing", help="landing root (default: landing.root from conf, ./landing)")
     demo.add_argument("--customers", type=int, help="customers to generate (default: demo.customers)")
     demo.add_argument("--days", type=int, help="days of history (default: demo.days)")
@@ -29,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     sql = commands.add_parser("sql", help="query the lake's tables with Spark SQL or DuckDB")
     sql.add_argument("query")
-    sql.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(sql)
     sql.add_argument("--engine", choices=["spark", "duckdb"], default="spark")
     sql.add_argument("--limit", type=int, default=50)
     sql.set_defaults(handler=_sql)

@@ -34,10 +34,9 @@ def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: 
                 connection.register(name, dataset)
         return str(connection.sql(query).limit(limit))
 
-    from lakecdp.lake import open_lake
-    from lakecdp.spark import session_for
+    from lakecdp.lake import lake_for
 
-    lake = open_lake(session_for(settings), settings.lake, root=root)
+    lake = lake_for(settings, root=root)
     for name in TABLES:
         if lake.exists(name):
             lake.read(name).createOrReplaceTempView(name)

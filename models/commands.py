@@ -6,19 +6,19 @@ import argparse
 import json
 import sys
 
-from lakecdp.cli_args import instant
+from lakecdp.cli_args import add_lake_argument, instant
 from lakecdp.config import Settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train behaviour clusters and the purchase-intent model; promote if better")
     train.add_argument("--as-of", type=instant, help="training instant (default: the last event time in bronze)")
-    train.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(train)
     train.add_argument("--truth", help="generator truth file (truth/customers.jsonl): adds ARI and planted-propensity metrics to the cards")
     train.set_defaults(handler=_train)
 
     score = commands.add_parser("score", help="score every profile with the champion models into profile_scores")
-    score.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(score)
     score.add_argument("--as-of", type=instant, help="feature instant (default: the last event time in bronze)")
     score.add_argument("--customers", help="comma-separated customer ids: re-score only these")
     score.set_defaults(handler=_score)
@@ -31,7 +31,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     promote = actions.add_parser("promote", help="make a version the champion (manual override, logged)")
     promote.add_argument("version", help="MODEL/VERSION, e.g. purchase_intent/v0002 (or VERSION with --model)")
     for action, handler in ((listing, _list), (show, _show), (promote, _promote)):
-        action.add_argument("--lake", help="lake root (default: lake.root from conf); the registry defaults to <lake>/_models")
+        add_lake_argument(action, also="the registry defaults to <lake>/_models")
         action.add_argument("--model", help="model name when VERSION alone is ambiguous")
         action.set_defaults(handler=handler)
 
@@ -46,11 +46,9 @@ def _context(args: argparse.Namespace, settings: Settings):
 
 
 def _open_lake(settings: Settings, lake_root: str):
-    from lakecdp.lake import open_lake
-    from lakecdp.spark import session_for
+    from lakecdp.lake import lake_for
 
-    spark = session_for(settings)
-    return open_lake(spark, settings.lake, root=lake_root)
+    return lake_for(settings, root=lake_root)
 
 
 def _fail(exc: Exception) -> int:

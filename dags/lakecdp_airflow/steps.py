@@ -75,12 +75,10 @@ class Pipeline:
 def open_pipeline() -> Pipeline:
     """load_settings() + the one SparkSession (reused when one is active, e.g. under dag.test()) + the lake."""
     from lakecdp.config import load_settings
-    from lakecdp.lake import open_lake
-    from lakecdp.spark import session_for
+    from lakecdp.lake import lake_for
 
     settings = load_settings()
-    spark = session_for(settings)
-    return Pipeline(settings, open_lake(spark, settings.lake))
+    return Pipeline(settings, lake_for(settings))
 
 
 # ---- spark-submit ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lakecdp.cli_args import customer_key, instant
+from lakecdp.cli_args import add_lake_argument, customer_key, instant
 from lakecdp.config import Settings
 
 
@@ -36,7 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     audit.set_defaults(handler=_audit)
 
     serve = commands.add_parser("serve", help="content API: GET /v1/content/{customer_id} from an in-memory snapshot")
-    serve.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(serve)
     serve.add_argument("--host", help="bind address (default: content.api.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: content.api.port)")
     serve.set_defaults(handler=_serve)
@@ -47,7 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(parser)
     parser.add_argument("--at", type=instant, help="decide as of this instant (validity windows; default: now)")
 
 

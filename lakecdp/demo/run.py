@@ -225,13 +225,12 @@ class _Demo:
     @property
     def lake(self):
         if self._lake is None:
-            from lakecdp.lake import open_lake
-            from lakecdp.spark import session_for
+            from lakecdp.lake import lake_for
             from lakecdp.spark.session import jvm_output
 
             # Spark's console output (Ivy's report, WARN lines) goes to a file: the demo prints a line per step.
             with jvm_output(self.out_dir / SPARK_LOG):
-                self._lake = open_lake(session_for(self.settings), self.settings.lake)
+                self._lake = lake_for(self.settings)
         return self._lake
 
     def generate(self) -> str:

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from lakecdp.cli_args import customer_key, instant, open_lake_for
+from lakecdp.cli_args import add_lake_argument, customer_key, instant, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -51,7 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _lake_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(parser)
     parser.add_argument("--at", type=instant, help="the instant (holdout epoch, assigned_at; default: now)")
 
 

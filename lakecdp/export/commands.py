@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from lakecdp.cli_args import add_lake_argument, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -23,7 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             action="append",
             help="destination name from conf/base/esp.yaml (repeatable; default: every enabled one)",
         )
-        parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
+        add_lake_argument(parser)
         parser.add_argument(
             "--membership-version",
             type=int,
@@ -60,12 +61,10 @@ def _context(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any, An
     from lakecdp.clock import SystemClock
     from lakecdp.export.adapters import Runtime
     from lakecdp.export.settings import load_esp_settings
-    from lakecdp.lake import open_lake
-    from lakecdp.spark import session_for
 
     esp = load_esp_settings(settings.esp, segment_names=[s["name"] for s in settings.segments if "name" in s])
     esp.enabled(args.destination)  # unknown names fail before Spark starts
-    lake = open_lake(session_for(settings), settings.lake, root=args.lake)
+    lake = open_lake_for(args, settings)
     return esp, lake, Runtime(env=os.environ, clock=SystemClock())
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lakecdp.cli_args import customer_key, open_lake_for
+from lakecdp.cli_args import add_lake_argument, customer_key, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -13,12 +13,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = identity.add_subparsers(dest="identity_command", required=True)
     show = actions.add_parser("show", help="the merge log of a customer or anonymous id")
     show.add_argument("id")
-    show.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(show)
     show.set_defaults(handler=_show)
     unmerge = actions.add_parser("unmerge", help="split an anonymous id back out of a customer and recompute both")
     unmerge.add_argument("anonymous_id")
     unmerge.add_argument("customer_id")
-    unmerge.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(unmerge)
     unmerge.set_defaults(handler=_unmerge)
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from datetime import timedelta
 
-from lakecdp.cli_args import instant, open_lake_for
+from lakecdp.cli_args import add_lake_argument, instant, open_lake_for
 from lakecdp.config import Settings, parse_duration
 
 # --max-age not given: events.max_age from conf applies (None is `--max-age none`: no limit).
@@ -52,7 +52,7 @@ def _clock(args: argparse.Namespace):
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as-of", type=instant, help="import as of this instant (ages and stamps count from it; default: now)")
-    parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(parser)
     parser.add_argument("--report", help="reject report CSV (default: <file stem>.rejects.csv next to the file)")
 
 

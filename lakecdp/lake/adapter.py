@@ -9,7 +9,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from lakecdp.config.models import LakeSettings
+from lakecdp.config.models import LakeSettings, Settings
 from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where
 from lakecdp.lake.tables import TableSpec, table
 
@@ -121,6 +121,14 @@ class Lake:
     def purge_history(self, name: str) -> None:
         """Forget every old version: vacuum all unreferenced files and expire the log (erasure)."""
         self.engine.purge_history(self.path(name))
+
+
+def lake_for(settings: Settings, *, root: str | None = None) -> Lake:
+    """The configured lake (`root` overrides lake.root) on the process's one SparkSession: how every
+    command, task and job opens it, so each gets the same session config and engine."""
+    from lakecdp.spark import session_for
+
+    return open_lake(session_for(settings), settings.lake, root=root)
 
 
 def open_lake(spark: SparkSession, settings: LakeSettings, *, root: str | None = None) -> Lake:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lakecdp.cli_args import add_lake_argument
 from lakecdp.config import Settings
 
 STATUS_HELP = (
@@ -21,7 +22,7 @@ REPORT_HELP = (
 
 def register(commands: argparse._SubParsersAction) -> None:
     status = commands.add_parser("status", help="the pipeline's health on one screen (or --json)", description=STATUS_HELP)
-    status.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(status)
     status.add_argument("--json", action="store_true", help="print one JSON object with the same facts")
     status.set_defaults(handler=_status)
 
@@ -29,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "report", help="an HTML report of the lake: stream, events, segments, models, exports, gates, experiments", description=REPORT_HELP
     )
     report.add_argument("--out", type=Path, default=Path("report.html"), help="the HTML file to write (default: report.html)")
-    report.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(report)
     report.set_defaults(handler=_report)
 
 

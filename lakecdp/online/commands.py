@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lakecdp.cli_args import instant
+from lakecdp.cli_args import add_lake_argument, instant, open_lake_for
 from lakecdp.config import Settings
 
 _SHOWN = 50
@@ -12,7 +12,7 @@ _SHOWN = 50
 
 def register(commands: argparse._SubParsersAction) -> None:
     reconcile = commands.add_parser("reconcile", help="compare the online state with a batch recompute from bronze; --fix repairs it")
-    reconcile.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(reconcile)
     reconcile.add_argument("--as-of", type=instant, help="the instant to compare at (default: now); not before the state's last evaluation")
     reconcile.add_argument("--fix", action="store_true", help="rebuild the state from bronze and flush it to Delta when anything differs")
     reconcile.set_defaults(handler=_reconcile)
@@ -20,15 +20,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
-    from lakecdp.lake import open_lake
     from lakecdp.online.flow import OnlineState
     from lakecdp.online.reconcile import reconcile
     from lakecdp.online.store import open_store
     from lakecdp.segments import parse_segments
-    from lakecdp.spark import session_for
 
-    spark = session_for(settings)
-    lake = open_lake(spark, settings.lake, root=args.lake or settings.lake.root)
+    lake = open_lake_for(args, settings)
     store = open_store(settings.state, lake.root)
     try:
         online = OnlineState(lake, settings, store, parse_segments(settings.segments))

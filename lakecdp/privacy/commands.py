@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from lakecdp.cli_args import customer_key, open_lake_for
+from lakecdp.cli_args import add_lake_argument, customer_key, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -22,7 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     def admin(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--token", help="admin token (default: $LAKECDP_ADMIN_TOKEN)")
-        parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
+        add_lake_argument(parser)
 
     erase = actions.add_parser("erase", help="queue the erasure of a customer (processed by process-erasures)")
     erase.add_argument("customer")

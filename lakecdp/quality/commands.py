@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from lakecdp.cli_args import instant
+from lakecdp.cli_args import add_lake_argument, instant, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -15,7 +15,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = quality.add_subparsers(dest="quality_command", required=True)
 
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
+        add_lake_argument(parser)
         parser.add_argument("--as-of", type=instant, help="the instant bounds are relative to (default: now)")
         parser.add_argument("--results", help="where results go (default: <lake root>/_quality)")
         parser.add_argument(
@@ -54,14 +54,12 @@ def _checkpoint(args: argparse.Namespace, settings: Settings) -> int:
 
 def _report(args: argparse.Namespace, settings: Settings, suites: list[str]) -> int:
     from lakecdp.clock import SystemClock
-    from lakecdp.lake import open_lake
     from lakecdp.quality.runner import quality_run, run_suite
     from lakecdp.quality.suites import load_suite
-    from lakecdp.spark import session_for
 
     for name in suites:  # a typo fails before Spark starts
         load_suite(name)
-    lake = open_lake(session_for(settings), settings.lake, root=args.lake)
+    lake = open_lake_for(args, settings)
     run = quality_run(
         lake,
         settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 
-from lakecdp.cli_args import instant
+from lakecdp.cli_args import add_lake_argument, instant, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -25,18 +25,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(parser)
     parser.add_argument("--catalog", help="catalog CSV/Parquet (default: content.recommendations.catalog, else from events)")
     parser.add_argument("--as-of", type=instant, help="instant to compute as of (default: the latest event time in bronze)")
 
 
 def _open(args: argparse.Namespace, settings: Settings):
     from lakecdp.content.settings import parse_content_settings
-    from lakecdp.lake import open_lake
-    from lakecdp.spark import session_for
 
     recs = parse_content_settings(settings.content).recommendations
-    lake = open_lake(session_for(settings), settings.lake, root=args.lake)
+    lake = open_lake_for(args, settings)
     return lake, recs
 
 

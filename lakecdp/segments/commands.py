@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from lakecdp.cli_args import customer_key, instant, open_lake_for
+from lakecdp.cli_args import add_lake_argument, customer_key, instant, open_lake_for
 from lakecdp.config import Settings
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     validate = actions.add_parser("validate", help="check the segments in conf")
     validate.set_defaults(handler=_validate)
     preview = actions.add_parser("preview", help="sizes the rules would have, without saving")
-    preview.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(preview)
     preview.add_argument("--as-of", type=instant, help="evaluation instant (default: demo.end, else now)")
     preview.add_argument("--days", type=int, default=0, help="also show the size at the end of each of the last N days")
     preview.set_defaults(handler=_preview)
@@ -27,16 +27,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     explain.add_argument("customer")
     explain.add_argument("segment")
     explain.add_argument("--as-of", type=instant, help="answer as of this instant (default: now, from the tables)")
-    explain.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(explain)
     explain.set_defaults(handler=_explain)
 
     audit = actions.add_parser("audit", help="sizes over time, overlaps and churn of the segments")
-    audit.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(audit)
     audit.add_argument("--plot", default="segment_audit.png", help="where to write the sizes-over-time plot")
     audit.set_defaults(handler=_audit)
 
     tick = actions.add_parser("tick", help="fire due segment timers (time-driven entries and exits)")
-    tick.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(tick)
     tick.add_argument("--as-of", type=instant, help="the instant to fire timers for (default: now)")
     tick.set_defaults(handler=_tick)
 

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from lakecdp.cli_args import instant
+from lakecdp.cli_args import add_lake_argument, instant, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -14,7 +14,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     stream = commands.add_parser("stream", help="run the events stream")
     actions = stream.add_subparsers(dest="stream_command", required=True)
     run = actions.add_parser("run", help="landing zone (or Kafka topic) -> bronze -> identities -> profiles -> segments")
-    run.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(run)
     run.add_argument(
         "--source",
         help="folder of *.jsonl files (default: <landing.root>/events); with stream.source kafka, the topic in kafka: is read instead",
@@ -33,8 +33,6 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import FrozenClock, SystemClock
-    from lakecdp.lake import open_lake
-    from lakecdp.spark import session_for
     from lakecdp.stream.job import BatchFailed, default_checkpoint, run_stream
 
     if args.source and settings.stream.source == "kafka":
@@ -46,9 +44,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    lake_root = args.lake or settings.lake.root
-    spark = session_for(settings)
-    lake = open_lake(spark, settings.lake, root=lake_root)
+    lake = open_lake_for(args, settings)
+    spark = lake.spark
     try:
         result = run_stream(
             spark,

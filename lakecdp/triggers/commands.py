@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lakecdp.cli_args import instant, open_lake_for
+from lakecdp.cli_args import add_lake_argument, instant, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -12,11 +12,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     triggers = commands.add_parser("triggers", help="send due trigger messages, show the outbox")
     actions = triggers.add_subparsers(dest="triggers_command", required=True)
     dispatch = actions.add_parser("dispatch", help="re-check and send every trigger due now")
-    dispatch.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(dispatch)
     dispatch.add_argument("--as-of", type=instant, help="the dispatch instant (default: now)")
     dispatch.set_defaults(handler=_dispatch)
     status = actions.add_parser("status", help="outbox counts by segment and state")
-    status.add_argument("--lake", help="lake root (default: lake.root from conf)")
+    add_lake_argument(status)
     status.set_defaults(handler=_status)
 
 
