@@ -12,6 +12,7 @@ from pathlib import Path
 from lakecdp.config import ConfigError, load_settings
 from lakecdp.lake.engine import LakeError
 from lakecdp.segments.rules import RuleError
+from lakecdp.settings_check import check_sections
 from lakecdp.spark.jars import JarResolutionError
 
 # Each module has `register(commands)` adding subparsers whose defaults carry
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.conf:  # the pseudonym key file lives under the chosen conf folder too
             os.environ["LAKECDP_CONF_DIR"] = str(args.conf)
         settings = load_settings(args.conf)
+        check_sections(settings)  # every section, before any work: a typo never waits for its first use
         return int(args.handler(args, settings) or 0)
     except (ConfigError, RuleError, LakeError, JarResolutionError) as exc:
         # These already name the file, key, table or jars, and the fix: no traceback needed.

@@ -76,8 +76,10 @@ def open_pipeline() -> Pipeline:
     """load_settings() + the one SparkSession (reused when one is active, e.g. under dag.test()) + the lake."""
     from lakecdp.config import load_settings
     from lakecdp.lake import lake_for
+    from lakecdp.settings_check import check_sections
 
     settings = load_settings()
+    check_sections(settings)
     return Pipeline(settings, lake_for(settings))
 
 

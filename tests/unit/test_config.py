@@ -74,3 +74,36 @@ def test_parse_duration(text, expected):
 def test_parse_duration_rejects_nonsense(text):
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_the_committed_conf_passes_every_capabilitys_check():
+    from lakecdp.settings_check import check_sections
+
+    sections = check_sections(load_settings(REPO_CONF, env={}))
+    assert sections.segments and "cart_webhook" in sections.triggers.destinations
+
+
+@pytest.mark.parametrize(
+    "file, find, replace, named",
+    [
+        ("triggers.yaml", "      timeout: 10s", "      timeout: 10s\n      tiemout: 10s", "triggers.destinations.cart_webhook.tiemout"),
+        ("privacy.yaml", "  admin_token_sha256: null", "  admin_token_sha256: null\n  admin_tokn: x", "privacy.admin_tokn"),
+    ],
+)
+def test_a_typo_in_any_section_stops_every_command_before_it_runs(tmp_path, capsys, monkeypatch, file, find, replace, named):
+    """Once, a triggers.yaml typo surfaced only when a trigger fell due, inside the stream's timer thread."""
+    import shutil
+
+    from lakecdp import cli
+
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO_CONF / "base", conf / "base")
+    text = (conf / "base" / file).read_text()
+    assert find in text
+    (conf / "base" / file).write_text(text.replace(find, replace, 1))
+    monkeypatch.setattr("lakecdp.content.commands._validate", lambda *a: pytest.fail("the command ran"))
+    monkeypatch.setenv("LAKECDP_CONF_DIR", str(conf))  # main() points it at --conf: restored after the test
+
+    assert cli.main(["--conf", str(conf), "content", "validate"]) == 2
+    error = capsys.readouterr().err
+    assert file in error and named in error
