@@ -18,6 +18,10 @@ class Clock(Protocol):
         """The current instant, timezone-aware UTC."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps (for intervals: a file's age, a roll deadline)."""
+        ...
+
     def wait(self, seconds: float, event: threading.Event | None = None) -> bool:
         """Block until `seconds` of this clock's time have passed or `event` is set; True when it was set."""
         ...
@@ -34,6 +38,9 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     def wait(self, seconds: float, event: threading.Event | None = None) -> bool:
         if event is None:
@@ -68,6 +75,9 @@ class FrozenClock:
 
     def now(self) -> datetime:
         return self._at
+
+    def monotonic(self) -> float:
+        return self._at.timestamp()  # moves only with set/advance, like now()
 
     def set(self, at: datetime) -> None:
         with self._moved:

@@ -23,7 +23,6 @@ import fcntl
 import logging
 import os
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -41,6 +40,8 @@ PART_PREFIX = "part-"
 PART_SUFFIX = ".jsonl"
 # Landing files hold customer data (identify traits): owner and group only.
 FILE_MODE = 0o640
+# With no open file nothing is due: the writer thread still looks again this often.
+IDLE_CHECK_SECONDS = 3600.0
 
 
 class Publisher(Protocol):
@@ -82,17 +83,18 @@ class LandingWriter:
         roll_seconds: float,
         clock: Clock | None = None,
         fsync: Callable[[int], None] = os.fsync,
-        monotonic: Callable[[], float] = time.monotonic,
         publisher: Publisher | None = None,
     ) -> None:
         """`publisher.publish(lines)` runs once a commit group is fsynced, before its requests are
-        acknowledged (Kafka: lakecdp.collector.publish); if it raises, those requests are told to retry."""
+        acknowledged (Kafka: lakecdp.collector.publish); if it raises, those requests are told to retry.
+        `clock` names the files and times the roll (a FrozenClock moved past roll_seconds rolls the file)."""
         self.directory = Path(directory)
         self._publisher = publisher
         self.roll_bytes, self.roll_seconds = roll_bytes, roll_seconds
         self.clock = clock or SystemClock()
-        self._fsync, self._monotonic = fsync, monotonic
+        self._fsync = fsync
         self._cond = threading.Condition()
+        self._wake = threading.Event()  # set by submit and close: the writer thread waits on it and on the clock
         self._pending: list[tuple[Sequence[bytes], Future]] = []
         self._state = "new"
         self._orphaned = False
@@ -127,7 +129,7 @@ class LandingWriter:
             if self._state != "running":
                 raise LandingUnavailable(f"the landing writer is {self._state}")
             self._pending.append((lines, future))
-            self._cond.notify()
+            self._wake.set()
         return future
 
     async def write(self, lines: Sequence[bytes]) -> None:
@@ -139,7 +141,7 @@ class LandingWriter:
         with self._cond:
             if self._state == "running":
                 self._state = "closing"
-                self._cond.notify()
+                self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -159,10 +161,17 @@ class LandingWriter:
         try:
             while True:
                 with self._cond:
-                    while not (self._pending or self._state != "running" or self._roll_due()):
-                        self._cond.wait(self._seconds_to_roll())
-                    group, self._pending = self._pending, []
-                    stopping = self._state == "closing"
+                    ready = self._pending or self._state != "running" or self._roll_due()
+                    if not ready:
+                        self._wake.clear()  # under the lock: a submit after this sets it again
+                        wait = self._seconds_to_roll()
+                    else:
+                        group, self._pending = self._pending, []
+                        stopping = self._state == "closing"
+                if not ready:
+                    # Until a submit or close, or the clock reaches the open file's roll (re-checked hourly without one).
+                    self.clock.wait(IDLE_CHECK_SECONDS if wait is None else wait, self._wake)
+                    continue
                 if group:
                     self._commit(group)
                 if self._file is not None and (stopping or self._roll_due()):
@@ -184,12 +193,12 @@ class LandingWriter:
     def _roll_due(self) -> bool:
         if self._file is None:
             return False
-        return self._file.size >= self.roll_bytes or self._monotonic() - self._file.opened_at >= self.roll_seconds
+        return self._file.size >= self.roll_bytes or self.clock.monotonic() - self._file.opened_at >= self.roll_seconds
 
     def _seconds_to_roll(self) -> float | None:
         if self._file is None:
             return None
-        return max(0.0, self._file.opened_at + self.roll_seconds - self._monotonic())
+        return max(0.0, self._file.opened_at + self.roll_seconds - self.clock.monotonic())
 
     def _commit(self, group: list[tuple[Sequence[bytes], Future]]) -> None:
         data = b"".join(line for lines, _ in group for line in lines)
@@ -232,7 +241,7 @@ class LandingWriter:
             # away; only a file still at its name, under our lock, is ours.
             if _same_file(path, fd):
                 _fsync_dir(self.directory)
-                return _OpenFile(fd, path, self._monotonic())
+                return _OpenFile(fd, path, self.clock.monotonic())
             os.close(fd)
         raise OSError(f"could not open an in-progress file in {self.directory}")
 

@@ -62,3 +62,13 @@ def test_sleeping_on_a_frozen_clock_moves_it_and_a_pickled_copy_keeps_its_instan
     assert copy.now() == clock.now()
     copy.advance(timedelta(seconds=1))  # the copy's own condition works
     assert clock.now() == T0 + timedelta(seconds=90)
+
+
+def test_monotonic_seconds_move_with_the_frozen_clock_only():
+    clock = FrozenClock(datetime(2026, 11, 2, tzinfo=UTC))
+    start = clock.monotonic()
+    assert clock.monotonic() == start
+    clock.advance(timedelta(seconds=90))
+    assert clock.monotonic() - start == 90
+    system = SystemClock()
+    assert system.monotonic() <= system.monotonic()

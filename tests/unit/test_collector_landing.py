@@ -7,10 +7,12 @@ import json
 import os
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from lakecdp.clock import FrozenClock
 from lakecdp.collector.landing import LandingUnavailable, LandingWriter, published_name, recover_in_progress
 
 
@@ -48,14 +50,20 @@ def test_files_roll_by_size(tmp_path):
     assert ids_in(tmp_path) == [f"m-{n}" for n in range(10)]
 
 
-def test_an_idle_file_is_published_after_roll_seconds(tmp_path):
-    writer = LandingWriter(tmp_path, roll_bytes=1 << 20, roll_seconds=0.2)
+def test_an_idle_file_is_published_once_the_clock_passes_roll_seconds(tmp_path):
+    clock = FrozenClock(datetime(2026, 11, 2, 10, 0, tzinfo=UTC))
+    writer = LandingWriter(tmp_path, roll_bytes=1 << 20, roll_seconds=60, clock=clock)
     writer.start()
     writer.submit([line(1)]).result(timeout=5)
-    deadline = time.monotonic() + 5
-    while not parts(tmp_path) and time.monotonic() < deadline:
+    clock.advance(timedelta(seconds=59))
+    writer.submit([line(2)]).result(timeout=5)  # the writer has looked at the clock at 59 s
+    assert parts(tmp_path) == [], "not before roll_seconds of the writer's clock"
+    clock.advance(timedelta(seconds=1))
+    give_up = time.monotonic() + 30  # only keeps a broken writer from hanging the suite
+    while not parts(tmp_path):
+        assert time.monotonic() < give_up, "the writer did not wake up when its clock reached the roll"
         time.sleep(0.01)
-    assert ids_in(tmp_path) == ["m-1"], "no new request needed: the writer wakes up to roll"
+    assert ids_in(tmp_path) == ["m-1", "m-2"], "no new request needed: the writer wakes up to roll"
     assert not list(tmp_path.glob(".inprogress-*"))
     writer.close()
 
