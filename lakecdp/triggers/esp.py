@@ -307,7 +307,7 @@ class SfmcJourneySender(EspSender):
             client_id=self.secret("client_id_env"),
             client_secret=self.secret("client_secret_env"),
             account_id=d.account_id,
-            monotonic=self.runtime.monotonic,
+            monotonic=self.runtime.clock.monotonic,
         )
 
     def _send(self, message: TriggerMessage) -> SendResult:

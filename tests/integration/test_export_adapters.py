@@ -12,7 +12,6 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from lakecdp.clock import FrozenClock
 from lakecdp.export.adapters import Runtime, build_adapter
 from lakecdp.export.batches import REMOVE, UPSERT, Batch, Member
 from lakecdp.export.http import DestinationError
@@ -21,6 +20,7 @@ from lakecdp.export.runner import send_with_row_retry
 from lakecdp.export.settings import load_esp_settings
 from lakecdp.sandbox import BrazeServer, KlaviyoServer, MailchimpServer, Response, SfmcServer, WebhookServer
 from lakecdp.sandbox.scenario import SECRETS, destinations, email_of
+from tests.clocks import RecordingClock
 
 pytestmark = pytest.mark.integration
 
@@ -125,15 +125,15 @@ def test_braze_reads_x_ratelimit_reset_and_reports_non_fatal_errors_by_index():
     with BrazeServer(
         api_key=SECRETS["LAKECDP_TEST_BRAZE_KEY"], invalid_emails=[email_of(INVALID)], flaky_emails=[email_of(FLAKY)]
     ) as server:
-        clock, slept = FrozenClock(NOW), []
+        clock = RecordingClock(NOW)
         server.clock = clock  # the server's epoch seconds and the client's agree, both frozen
         reset = str(int(clock.now().timestamp()) + 2)
         server.inject("POST", "/users/track", Response(429, {"message": "Too Many Requests"}, headers={"X-RateLimit-Reset": reset}))
-        adapter = adapter_for("braze", server.url, Runtime(env=SECRETS, clock=clock, sleep=slept.append))
+        adapter = adapter_for("braze", server.url, Runtime(env=SECRETS, clock=clock))
         ms = members(6, lambda c: c)
         result = send_with_row_retry(adapter, batch(ms))
         assert outcomes(result)[INVALID] == (False, "'email' is not a valid email address")
-        assert 2.0 in slept  # waited until X-RateLimit-Reset, 2 s after the 429 by the shared clock
+        assert 2.0 in clock.slept  # waited until X-RateLimit-Reset, 2 s after the 429 by the shared clock
         assert server.in_segment("lakecdp_segments", "cart_abandoned_48h") == {m.customer_id for m in ms} - {INVALID}
         assert server.users["c000"]["email_subscribe"] == "opted_in" and server.users["c000"]["home_city"] == "London"
         send_with_row_retry(adapter, batch(removes(ms[:2]), REMOVE, seq=1))

@@ -222,7 +222,7 @@ def scenario(spark, tmp_path_factory):
     servers["mandrill"].inject(
         "POST", "/messages/send-template", Response(503, b"<html>unavailable</html>", content_type="text/html"), times=3
     )
-    runtime = Runtime(env=SECRETS, sleep=lambda seconds: None)
+    runtime = Runtime(env=SECRETS, clock=FrozenClock(SENT_AT))
     reports = [dispatch_due(lake, settings, segments, SENT_AT, runtime=runtime).outcomes]
     states_after_first = {(r.segment, r.customer_id): (r.state, r.reason, r.attempts) for r in lake.read("trigger_outbox").collect()}
     reports.append(
@@ -351,13 +351,13 @@ def test_a_wrong_mandrill_key_fails_at_once_and_a_missing_secret_names_its_varia
             "mandrill_template", server.url, api_key_env="LAKECDP_TEST_MANDRILL_KEY", template_name="cart-reminder"
         )
         destination = trigger_settings({"destinations": {"mandrill_cart": entry}}).destinations["mandrill_cart"]
-        sender = build_sender("mandrill_cart", destination, Runtime(env={"LAKECDP_TEST_MANDRILL_KEY": "wrong"}, sleep=lambda s: None))
+        sender = build_sender("mandrill_cart", destination, Runtime(env={"LAKECDP_TEST_MANDRILL_KEY": "wrong"}, clock=FrozenClock(SENT_AT)))
         result = sender.send(message())
         assert (result.ok, result.retryable) == (False, False) and "Invalid_Key" in result.reason
         assert server.count("POST") == 1 and server.violations == []
         sender.close()
 
-        unset = build_sender("mandrill_cart", destination, Runtime(env={}, sleep=lambda s: None))
+        unset = build_sender("mandrill_cart", destination, Runtime(env={}, clock=FrozenClock(SENT_AT)))
         result = unset.send(message())
         assert (result.ok, result.retryable) == (False, False)
         assert (
@@ -366,7 +366,7 @@ def test_a_wrong_mandrill_key_fails_at_once_and_a_missing_secret_names_its_varia
         )
         assert server.count("POST") == 1
         unset.close()
-        configured = build_sender("mandrill_cart", destination, Runtime(env=SECRETS, sleep=lambda s: None))
+        configured = build_sender("mandrill_cart", destination, Runtime(env=SECRETS, clock=FrozenClock(SENT_AT)))
         no_email = configured.send(message(email=None))
         assert (no_email.ok, no_email.reason) == (False, "no valid email") and server.count("POST") == 1
         configured.close()

@@ -13,12 +13,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from lakecdp.clock import FrozenClock
 from lakecdp.export.adapters.base import Runtime
 from lakecdp.triggers.dispatch import _send
 from lakecdp.triggers.esp import SendResult, WebhookSender
 from lakecdp.triggers.settings import trigger_settings
 from lakecdp.webhooks import verify
+from tests.clocks import RecordingClock
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SECRET = "test-webhook-secret"
@@ -54,28 +54,23 @@ def server():
     httpd.server_close()
 
 
-def sender(url: str, env: dict[str, str] | None = None, slept: list[float] | None = None) -> WebhookSender:
+def sender(url: str, env: dict[str, str] | None = None, clock: RecordingClock | None = None) -> WebhookSender:
     config = trigger_settings({"destinations": {"cart": {"kind": "webhook", "url": url, "secret_env": "HOOK_SECRET"}}})
-    runtime = Runtime(
-        env={"HOOK_SECRET": SECRET} if env is None else env,
-        clock=FrozenClock(NOW),
-        sleep=(slept if slept is not None else []).append,
-        monotonic=lambda: 0.0,
-    )
+    runtime = Runtime(env={"HOOK_SECRET": SECRET} if env is None else env, clock=clock or RecordingClock(NOW))
     return WebhookSender("cart", config.destinations["cart"], runtime)
 
 
 def test_a_503_is_retried_as_asked_with_the_same_id_and_a_valid_signature(server):
     Scripted.answers = [(503, {"Retry-After": "2"})]
-    slept: list[float] = []
-    hook = sender(server, slept=slept)
+    clock = RecordingClock(NOW)
+    hook = sender(server, clock=clock)
     assert hook.post(PAYLOAD, "t1") == SendResult(True, False)
-    assert slept == [2.0] and hook.requests_sent == 2
-    for request in Scripted.received:
+    assert clock.slept == [2.0] and hook.requests_sent == 2
+    for request, sent_at in zip(Scripted.received, (NOW, NOW + timedelta(seconds=2))):  # each attempt signed afresh
         headers = {k.lower(): v for k, v in request["headers"].items()}
         assert headers["webhook-id"] == "t1" and headers["idempotency-key"] == "t1"
-        assert headers["webhook-timestamp"] == str(int(NOW.timestamp()))
-        assert verify(SECRET, headers, request["body"], now=NOW.timestamp())
+        assert headers["webhook-timestamp"] == str(int(sent_at.timestamp()))
+        assert verify(SECRET, headers, request["body"], now=sent_at.timestamp())
         assert json.loads(request["body"]) == PAYLOAD
 
 
@@ -103,9 +98,9 @@ def test_a_long_retry_after_ends_the_send_and_the_outbox_waits_as_long():
 
 def test_the_server_s_long_wait_is_reported_not_slept(server):
     Scripted.answers = [(429, {"Retry-After": "3600"})]
-    slept: list[float] = []
-    result = sender(server, slept=slept).post(PAYLOAD, "t1")
-    assert (result.ok, result.retryable, result.wait_s, slept) == (False, True, 3600.0, [])
+    clock = RecordingClock(NOW)
+    result = sender(server, clock=clock).post(PAYLOAD, "t1")
+    assert (result.ok, result.retryable, result.wait_s, clock.slept) == (False, True, 3600.0, [])
     assert "429" in result.reason and len(Scripted.received) == 1
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,12 +37,14 @@ class BatchLimits:
 
 @dataclass
 class Runtime:
-    """What an adapter needs from outside: secrets, time, and (for tests and benchmarks) a transport."""
+    """What an adapter needs from outside: secrets, time, and (for tests and benchmarks) a transport.
+
+    `clock` is the one source of time: signatures and Retry-After dates read `now`, rate limits
+    `monotonic`, backoffs `sleep` (a FrozenClock's sleep moves it, so a test never waits).
+    """
 
     env: Mapping[str, str]
     clock: Clock = field(default_factory=SystemClock)
-    sleep: Callable[[float], None] = time.sleep
-    monotonic: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
     transport: httpx.BaseTransport | None = None
 
@@ -135,8 +136,8 @@ def build_api_client(
         fill_fraction=s.fill_fraction,
         max_in_flight=s.max_in_flight,
         per_endpoint=per_endpoint,
-        monotonic=runtime.monotonic,
-        sleep=runtime.sleep,
+        monotonic=runtime.clock.monotonic,
+        sleep=runtime.clock.sleep,
     )
     policy = RetryPolicy(s.retry, clock=runtime.clock, rng=runtime.rng)
     return ApiClient(
@@ -144,7 +145,7 @@ def build_api_client(
         policy=policy,
         timeout=s.timeout.total_seconds(),
         max_connections=s.max_in_flight,
-        sleep=runtime.sleep,
+        sleep=runtime.clock.sleep,
         transport=runtime.transport,
     )
 

@@ -122,7 +122,7 @@ class KlaviyoAdapter(Adapter):
             job = response.json()["data"]
             if job["attributes"]["status"] in ("complete", "cancelled"):
                 return job
-            self.runtime.sleep(interval)
+            self.runtime.clock.sleep(interval)
             waited += interval
         return None
 

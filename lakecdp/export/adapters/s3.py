@@ -62,8 +62,8 @@ class S3Adapter(Adapter):
             s.rate_limits,
             fill_fraction=s.fill_fraction,
             max_in_flight=s.max_in_flight,
-            monotonic=self.runtime.monotonic,
-            sleep=self.runtime.sleep,
+            monotonic=self.runtime.clock.monotonic,
+            sleep=self.runtime.clock.sleep,
         )
         self._requests = 0
         self._requests_lock = threading.Lock()  # batches are sent on max_in_flight threads
@@ -201,5 +201,5 @@ class S3Adapter(Adapter):
             return call()
 
         return call_with_retries(
-            counted, policy=self._policy, limiter=self._limiter, is_retryable=is_retryable, describe=describe, sleep=self.runtime.sleep
+            counted, policy=self._policy, limiter=self._limiter, is_retryable=is_retryable, describe=describe, sleep=self.runtime.clock.sleep
         )

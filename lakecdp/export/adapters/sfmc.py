@@ -104,7 +104,7 @@ class SfmcAdapter(Adapter):
             client_id=self.secret("client_id_env"),
             client_secret=self.secret("client_secret_env"),
             account_id=self.settings.account_id,
-            monotonic=self.runtime.monotonic,
+            monotonic=self.runtime.clock.monotonic,
         )
 
     @classmethod
@@ -160,7 +160,7 @@ class SfmcAdapter(Adapter):
             status = response.json()["status"]
             if status.get("requestStatus") != "Pending":
                 return status
-            self.runtime.sleep(interval)
+            self.runtime.clock.sleep(interval)
             waited += interval
         return None
 
