@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-import requests
+import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "bench-write-key"
@@ -83,7 +83,7 @@ def run(endpoint: str, *, seconds: float, threads: int, batch: int, max_events: 
 
         def client(worker: int) -> None:
             n = worker * 10_000_000
-            with requests.Session() as session:
+            with httpx.Client() as session:
                 session.auth = (KEY, "")
                 while time.monotonic() < deadline:
                     with lock:
@@ -93,7 +93,7 @@ def run(endpoint: str, *, seconds: float, threads: int, batch: int, max_events: 
                     data = body(batch, n, endpoint)
                     n += per_request
                     started = time.perf_counter()
-                    response = session.post(f"{url}/v1/{endpoint}", data=data, headers={"Content-Type": "application/json"}, timeout=30)
+                    response = session.post(f"{url}/v1/{endpoint}", content=data, headers={"Content-Type": "application/json"}, timeout=30)
                     elapsed = time.perf_counter() - started
                     with lock:
                         if response.status_code == 200:
@@ -108,7 +108,7 @@ def run(endpoint: str, *, seconds: float, threads: int, batch: int, max_events: 
         for worker in workers:
             worker.join()
         wall = time.perf_counter() - began
-        health = requests.get(f"{url}/health", timeout=5).json()
+        health = httpx.get(f"{url}/health", timeout=5).json()
     finally:
         server.terminate()
         server.wait(30)
@@ -132,9 +132,9 @@ def _wait_healthy(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                 return
-        except requests.RequestException:
+        except httpx.HTTPError:
             time.sleep(0.1)
     raise SystemExit("collector did not start")
 

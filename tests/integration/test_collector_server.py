@@ -16,8 +16,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
-import requests
 import segment.analytics as analytics
 from segment.analytics.client import Client
 from segment.analytics.request import APIError
@@ -69,7 +69,7 @@ def test_segment_sdk_events_reach_bronze_exactly_once(spark, tmp_path, sdk_defau
         batching.join()
         # An SDK retry after a lost response resends the same messageIds.
         retried = [e for e in landed_events_in_progress(events_dir) if e["type"] == "track"][:40]
-        resend = requests.post(f"{server.url}/v1/batch", json={"batch": retried}, auth=(KEY, ""), timeout=10)
+        resend = httpx.post(f"{server.url}/v1/batch", json={"batch": retried}, auth=(KEY, ""), timeout=10)
         assert resend.status_code == 200
     assert errors == []
     assert not list(events_dir.glob(".inprogress-*")), "shutdown publishes the open file"
@@ -177,7 +177,7 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path):
         stop = threading.Event()
 
         def sender() -> None:
-            with requests.Session() as session:
+            with httpx.Client() as session:
                 while not stop.is_set():
                     batch = [
                         {
@@ -191,7 +191,7 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path):
                     ]
                     try:
                         response = session.post(f"{url}/v1/batch", json={"batch": batch}, auth=(KEY, ""), timeout=5)
-                    except requests.RequestException:
+                    except httpx.HTTPError:
                         return
                     if response.status_code == 200:
                         acknowledged.extend(m["messageId"] for m in batch)
@@ -199,8 +199,9 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path):
         senders = [threading.Thread(target=sender) for _ in range(4)]
         for thread in senders:
             thread.start()
-        deadline = time.monotonic() + 20
-        while len(acknowledged) < 5_000 and time.monotonic() < deadline:
+        give_up = time.monotonic() + 300  # only keeps a broken collector from hanging the suite: no speed is asserted
+        while len(acknowledged) < 5_000:
+            assert time.monotonic() < give_up, f"only {len(acknowledged):,} messages acknowledged"
             time.sleep(0.02)
         server.send_signal(signal.SIGKILL)  # while requests are still in flight
         server.wait(10)
@@ -210,7 +211,6 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path):
     finally:
         if server.poll() is None:
             server.kill()
-    assert len(acknowledged) >= 5_000
     assert list(events_dir.glob(".inprogress-*.tmp")) and not list(events_dir.glob("part-*")), "the kill left the file in progress"
 
     writer = LandingWriter(events_dir, roll_bytes=64 * 1024 * 1024, roll_seconds=3600)
@@ -228,9 +228,9 @@ def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 30)
         if process.poll() is not None:
             raise AssertionError(f"collector exited: {process.stderr.read().decode()[-2000:]}")
         try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                 return
-        except requests.RequestException:
+        except httpx.HTTPError:
             time.sleep(0.1)
     raise AssertionError("collector did not become healthy")
 
@@ -277,7 +277,7 @@ def test_a_revoked_source_is_refused_without_a_restart(tmp_path, monkeypatch, ca
         return main(["--conf", str(REPO / "conf"), "collect", *argv])
 
     def track() -> int:
-        return requests.post(
+        return httpx.post(
             f"{server.url}/v1/track",
             auth=(KEY, ""),
             timeout=5,
@@ -364,7 +364,7 @@ def test_a_client_gone_mid_body_is_one_warning_and_stores_nothing(tmp_path, capl
                 'Content-Length: 5000\r\n\r\n{"batch": ['.encode()
             )
         # The next request is answered, so the one above has been handled.
-        assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
+        assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
         for _ in range(100):
             if app.state.stats.rejected["client_disconnected"]:
                 break

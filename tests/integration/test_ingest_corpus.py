@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
-import requests
 import segment.analytics.client as segment
 from rudderstack.analytics.client import Client as RudderClient
 
@@ -200,15 +200,15 @@ def test_a_hostile_corpus_ends_in_bronze_or_quarantine_or_the_client_was_told(sp
     statuses: dict[str, tuple[int, str]] = {}
     with CollectorThread(create_app(CollectorConfig(write_keys={KEY: "web"}), writer, clock=FrozenClock(NOW))) as server:
         for name, (endpoint, body, headers, _) in RAW.items():
-            answer = requests.post(
+            answer = httpx.post(
                 f"{server.url}/v1/{endpoint}",
-                data=body,
+                content=body,
                 auth=(KEY, ""),
                 timeout=10,
                 headers={"Content-Type": "application/json", **headers},
             )
             statuses[name] = (answer.status_code, answer.text)
-        answer = requests.post(f"{server.url}/v1/batch", json={"batch": BATCH}, auth=(KEY, ""), timeout=10)
+        answer = httpx.post(f"{server.url}/v1/batch", json={"batch": BATCH}, auth=(KEY, ""), timeout=10)
         batch_status, batch_body = answer.status_code, answer.json()
         sdk_errors = _send_with_sdks(server.url)
     (events_dir / "part-dropped.jsonl").write_bytes(b"\n".join(DROPPED.values()) + b"\n")
