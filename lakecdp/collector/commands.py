@@ -47,7 +47,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app, collector = build_app(settings, events_dir_override=args.events_dir)
-    serve(app, host=args.host or collector.host, port=args.port or collector.port)
+    serve(app, host=args.host or collector.host, port=args.port or collector.port, tls=collector.tls)
     return 0
 
 

@@ -19,6 +19,7 @@ from lakecdp.collector.landing import LandingWriter
 from lakecdp.collector.revocations import Revocations
 from lakecdp.collector.settings import CollectorSettings, load_collector_settings, resolve_link_secret, resolve_write_keys
 from lakecdp.config import Settings
+from lakecdp.tls import HttpsPolicy, TlsSettings
 
 
 class _UvicornOptions(TypedDict):
@@ -70,25 +71,29 @@ def build_app(
         link_secret=resolve_link_secret(collector, env),
         revocations=Revocations(revocations_path(settings, collector)),
     )
-    return create_app(config, writer, clock=clock), collector
+    app = create_app(config, writer, clock=clock)
+    app.add_middleware(HttpsPolicy, tls=collector.tls)
+    return app, collector
 
 
-def serve(app: Starlette, *, host: str, port: int, log_level: str = "info") -> None:
-    """Serve until SIGINT/SIGTERM; shutdown publishes the open landing file."""
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, **_UVICORN_DEFAULTS)).run()
+def serve(app: Starlette, *, host: str, port: int, tls: TlsSettings | None = None, log_level: str = "info") -> None:
+    """Serve until SIGINT/SIGTERM (HTTPS with `tls`); shutdown publishes the open landing file."""
+    ssl = (tls or TlsSettings()).uvicorn_options("collector")
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, **_UVICORN_DEFAULTS, **ssl)).run()
 
 
 class CollectorThread:
-    """The real collector (uvicorn) on 127.0.0.1 in a background thread: for tests and benchmarks."""
+    """A real uvicorn server (the collector, or any lakecdp app) on 127.0.0.1 in a background thread: for
+    tests, benchmarks and the demo. With `tls`, it speaks HTTPS."""
 
-    def __init__(self, app: Starlette, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.app, self.host, self.port = app, host, port
+    def __init__(self, app: Starlette, *, host: str = "127.0.0.1", port: int = 0, tls: TlsSettings | None = None) -> None:
+        self.app, self.host, self.port, self.tls = app, host, port, tls or TlsSettings()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.tls.scheme()}://{self.host}:{self.port}"
 
     def __enter__(self) -> CollectorThread:
         # Bind first and hand uvicorn the socket: the port is known and nobody can take it meanwhile.
@@ -96,7 +101,7 @@ class CollectorThread:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", **_UVICORN_DEFAULTS)
+        config = uvicorn.Config(self.app, log_level="warning", **_UVICORN_DEFAULTS, **self.tls.uvicorn_options("server"))
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="lakecdp-collector", daemon=True)
         self._thread.start()

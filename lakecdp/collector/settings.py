@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lakecdp.config import ConfigError
+from lakecdp.tls import TlsSettings
 
 CONF_FILE = "conf/base/collector.yaml"
 _SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -44,6 +45,7 @@ class CollectorSettings(_Strict):
     roll_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     roll_seconds: float = Field(default=5.0, gt=0)
     publish: Literal["none", "kafka"] = "none"  # kafka: each accepted event also goes to the topic in `kafka:`, after its landing write
+    tls: TlsSettings = Field(default_factory=TlsSettings)  # HTTPS: certfile + keyfile (lakecdp.tls)
 
     @field_validator("sources")
     @classmethod
@@ -76,7 +78,7 @@ class CollectorSettings(_Strict):
 
     def base_url(self) -> str:
         """Where email links point: public_url, else this collector's own address."""
-        return self.public_url or f"http://{self.host}:{self.port}"
+        return self.public_url or f"{self.tls.scheme()}://{self.host}:{self.port}"
 
 
 def load_collector_settings(section: Mapping[str, Any] | None) -> CollectorSettings:

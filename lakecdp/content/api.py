@@ -16,12 +16,14 @@ import json
 import logging
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from lakecdp.content.service import ContentService
 from lakecdp.privacy.pseudonyms import load_pseudonymizer
+from lakecdp.tls import HttpsPolicy, TlsSettings
 
 MAX_ID_CHARS = 128
 PII_LOG_EVERY_S = 60.0
@@ -29,8 +31,9 @@ PII_LOG_EVERY_S = 60.0
 log = logging.getLogger(__name__)
 
 
-def create_app(service: ContentService, *, refresh_in_background: bool = True) -> Starlette:
-    """The ASGI app over a ContentService; the snapshot refresher runs for the app's lifetime."""
+def create_app(service: ContentService, *, refresh_in_background: bool = True, tls: TlsSettings | None = None) -> Starlette:
+    """The ASGI app over a ContentService; the snapshot refresher runs for the app's lifetime.
+    `tls` (content.api.tls): HSTS on HTTPS answers, and plain HTTP refused when it requires HTTPS."""
     reads = {"unlogged": 0}
     pseudonyms = load_pseudonymizer()
 
@@ -81,6 +84,7 @@ def create_app(service: ContentService, *, refresh_in_background: bool = True) -
 
     return Starlette(
         routes=[Route("/v1/content/{customer_id}", content, methods=["GET"]), Route("/healthz", health, methods=["GET"])],
+        middleware=[Middleware(HttpsPolicy, tls=tls or TlsSettings())],
         lifespan=lifespan,
     )
 

@@ -156,12 +156,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.content.settings import parse_content_settings
 
     api = parse_content_settings(settings.content).api
+    ssl = api.tls.uvicorn_options("content.api")  # a missing certificate fails before the snapshot loads
     service = open_content_service(settings, lake_root=args.lake)
     host, port = args.host or api.host, args.port or api.port
+    app = create_app(service, tls=api.tls)
     print(
-        f"content API on http://{host}:{port}/v1/content/{{customer_id}} ({len(service.store.snapshot.contexts):,} customers)",
+        f"content API on {api.tls.scheme()}://{host}:{port}/v1/content/{{customer_id}} ({len(service.store.snapshot.contexts):,} customers)",
         file=sys.stderr,
     )
     # Access log off: request lines carry customer ids, and nothing per request is worth a log line.
-    uvicorn.run(create_app(service), host=host, port=port, log_level="warning", access_log=False, server_header=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, server_header=False, **ssl)
     return 0

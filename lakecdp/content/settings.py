@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lakecdp.config import ConfigError, parse_duration
 from lakecdp.content.targeting import parse_condition
+from lakecdp.tls import TlsSettings
 
 CONF_FILE = "conf/base/content.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,60}$")
@@ -121,6 +122,7 @@ class SlotSpec(_Strict):
 class ApiSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=1, le=65535)
+    tls: TlsSettings = Field(default_factory=TlsSettings)  # HTTPS: certfile + keyfile (lakecdp.tls)
     refresh_interval: timedelta = timedelta(seconds=30)
 
     @field_validator("refresh_interval", mode="before")

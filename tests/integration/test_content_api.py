@@ -20,6 +20,8 @@ from lakecdp.experiments.assign import holdout_epoch
 from lakecdp.experiments.settings import parse_experiment_settings
 from lakecdp.lake.delta_rs import arrow_schema
 from lakecdp.lake.tables import table
+from lakecdp.tls import TlsSettings
+from tests.certs import self_signed
 from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
@@ -230,6 +232,17 @@ def test_api_answers_from_the_snapshot_and_refreshes(lake_root, service):
         assert service.store.refresh()
         assert client.get("/v1/content/cust_loyal").json()["reason"] == "unsubscribed after latest opt-in"
         assert not service.store.refresh()  # nothing moved since
+
+
+def test_the_content_api_answers_over_https_with_hsts(service, tmp_path):
+    certfile, keyfile = self_signed(tmp_path / "tls")
+    tls = TlsSettings(certfile=str(certfile), keyfile=str(keyfile))
+    app = create_app(service, refresh_in_background=False, tls=tls)
+    with CollectorThread(app, tls=tls) as server, httpx.Client(base_url=server.url, verify=str(certfile)) as client:
+        assert server.url.startswith("https://")
+        answer = client.get("/v1/content/cust_loyal")
+        assert answer.status_code == 200 and answer.json()["customer_id"] == "cust_loyal"
+        assert answer.headers["strict-transport-security"] == "max-age=31536000"
 
 
 def test_merge_fields_and_preview_cli(lake_root, service, tmp_path):
