@@ -201,5 +201,10 @@ class S3Adapter(Adapter):
             return call()
 
         return call_with_retries(
-            counted, policy=self._policy, limiter=self._limiter, is_retryable=is_retryable, describe=describe, sleep=self.runtime.clock.sleep
+            counted,
+            policy=self._policy,
+            limiter=self._limiter,
+            is_retryable=is_retryable,
+            describe=describe,
+            sleep=self.runtime.clock.sleep,
         )
