@@ -137,18 +137,24 @@ def import_customers(
         existing = lake.read("customers").select("customer_id", *COMPARED_COLUMNS)
         changed = (
             filter_changed_customers(valid, existing)
-            .join(existing.select("customer_id", F.lit(True).alias("is_update")), on="customer_id", how="left")
+            .join(
+                existing.select("customer_id", F.lit(True).alias("is_update"), F.col("marketing_opt_in").alias("previous_opt_in")),
+                on="customer_id",
+                how="left",
+            )
             .cache()
         )
         try:
             # A global aggregate always has its one row; first() is typed for any frame.
             counts = cast(Row, changed.agg(F.count("*").alias("changed"), F.count("is_update").alias("updated")).first())
             if counts["changed"]:
-                # The opt-in flag of every new or changed row is a consent fact with its proof. Recorded
+                # A new row's opt-in flag, or a changed flag, is a consent fact with its proof; a row changed
+                # in other columns restates nothing (it must not re-grant over a later unsubscribe). Recorded
                 # first: the MERGE into customers re-caches `changed` (it reads customers), after which it
                 # holds nothing. A crash in between leaves facts the re-run states again, never a row without one.
-                record_consent(lake, entries_from_customers(changed, now))
-                lake.merge("customers", changed.drop("is_update"))
+                flag_changed = ~F.col("marketing_opt_in").eqNullSafe(F.col("previous_opt_in"))
+                record_consent(lake, entries_from_customers(changed.filter(flag_changed), now))
+                lake.merge("customers", changed.drop("is_update", "previous_opt_in"))
         finally:
             changed.unpersist()
         valid_count = filter_valid(checked).count()

@@ -291,18 +291,19 @@ def test_an_orders_only_import_records_the_retailers_ids_in_customers(spark, lak
 
 
 def test_a_reimport_records_each_changed_opt_in_as_a_consent_fact(lake, tmp_path):
-    """The second import's changed flags reach the ledger too (its table exists by then: a merge into
-    it once re-cached the changed rows against the merged table, and no fact was recorded)."""
+    """The second import's changed flag reaches the ledger too (its table exists by then: a merge into
+    it once re-cached the changed rows against the merged table, and no fact was recorded); a row
+    changed in another column records none."""
     path = tmp_path / "customers.csv"
     path.write_text("customer_id,email,marketing_opt_in\nc1,c1@example.com,true\nc2,c2@example.com,true\n")
     import_customers(lake, path, clock=FrozenClock(NOW))
-    path.write_text("customer_id,email,marketing_opt_in\nc1,c1@example.com,false\nc2,c2@example.com,true\n")
+    path.write_text("customer_id,email,marketing_opt_in\nc1,c1@example.com,false\nc2,c2-new@example.com,true\n")
     second = import_customers(lake, path, clock=FrozenClock(NOW + timedelta(days=1)))
 
-    assert (second.new, second.updated) == (0, 1)
+    assert (second.new, second.updated) == (0, 2)
     facts = lake.read("consent_ledger").orderBy("recorded_at").collect()
     assert [(f.customer_id, f.status, f.recorded_at.replace(tzinfo=UTC)) for f in facts if f.customer_id == pid("c1")] == [
         (pid("c1"), "granted", NOW),
         (pid("c1"), "withdrawn", NOW + timedelta(days=1)),
     ]
-    assert [f.status for f in facts if f.customer_id == pid("c2")] == ["granted"]
+    assert [f.status for f in facts if f.customer_id == pid("c2")] == ["granted"], "a new address restates no consent"
