@@ -39,11 +39,13 @@ test: setup caniemail
 test-fast: setup caniemail
 	$(PY) -m pytest -m "not integration"
 
-# ruff (lint and format, whole repo) and mypy (lakecdp/ and models/), as configured in pyproject.toml.
+# ruff (lint and format, whole repo), mypy (lakecdp/ and models/) and bandit (the shipped code's security
+# scan), as configured in pyproject.toml.
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/bandit -q -c pyproject.toml -r lakecdp models dags jobs
 
 # docs/report.png: a full-page screenshot of `lakecdp report` on LAKE (default ./lake, e.g. after `make demo`),
 # taken by headless Chromium (apt-get install -y chromium chromium-driver).

@@ -247,7 +247,8 @@ class LandingWriter:
 
     def _publish(self) -> None:
         handle, self._file = self._file, None
-        assert handle is not None
+        if handle is None:
+            raise RuntimeError("_publish with no open landing file")
         try:
             if handle.size == 0:
                 handle.path.unlink()

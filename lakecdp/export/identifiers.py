@@ -32,7 +32,7 @@ def mailchimp_subscriber_hash(email: str) -> str:
 
     https://mailchimp.com/developer/marketing/docs/methods-parameters/#path-parameters
     """
-    return hashlib.md5(_address(email).encode()).hexdigest()  # noqa: S324 - Mailchimp's id, not security
+    return hashlib.md5(_address(email).encode(), usedforsecurity=False).hexdigest()  # Mailchimp's id, not a secret
 
 
 def _address(email: str | None) -> str:

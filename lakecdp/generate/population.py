@@ -130,7 +130,8 @@ BEHAVIOUR_PROFILES = {
         device_mix=(("mobile", 0.60), ("desktop", 0.30), ("tablet", 0.10)),
     ),
 }
-assert tuple(BEHAVIOUR_PROFILES) == BEHAVIOUR_TYPES
+if tuple(BEHAVIOUR_PROFILES) != BEHAVIOUR_TYPES:
+    raise RuntimeError("BEHAVIOUR_PROFILES must list BEHAVIOUR_TYPES, in that order")
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ class ContractServer:
     # ---- lifecycle ------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        assert self._httpd is not None, "server not started"
+        if self._httpd is None:
+            raise RuntimeError("server not started")
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     def start(self) -> ContractServer:

@@ -40,7 +40,7 @@ MAX_BATCH, MAX_CONNECTIONS, MAX_COUNT = 500, 10, 1000
 
 
 def subscriber_hash(email: str) -> str:
-    return hashlib.md5(email.strip().lower().encode()).hexdigest()
+    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()  # Mailchimp's member id
 
 
 def problem(status: int, title: str, detail: str) -> Response:
