@@ -114,7 +114,9 @@ def test_erased_customer_leaves_no_trace(spark, tmp_path):
         ),
     )
     # The lake knows them by pseudonyms; the raw ids stay in `customers`, landing and quarantine.
-    needles = [USER, DEVICE, EMAIL, pid(USER), pid(DEVICE)]
+    # Pseudonyms by their first 32 characters: Delta keeps string column statistics (min/max in each
+    # add action of _delta_log) truncated to 32 characters, and that prefix still names the person.
+    needles = [USER, DEVICE, EMAIL, pid(USER)[:32], pid(DEVICE)[:32]]
     assert len(traces(tmp_path, needles)) >= 5, "the planted customer must be everywhere before erasure"
     others_before = lake.read("events").count() - 3
 
