@@ -10,11 +10,14 @@ feature pipeline. Targets: train <= 2 min, score >= 200k profiles/s on 2 cores.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,9 +27,10 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 from models.clustering import fit_clusters
+from models.customer_base import fit_customer_base
 from models.drift import build_reference
 from models.feature_names import feature_columns
-from models.intent import fit_intent_models, set_decile_edges
+from models.intent import candidate_grid, fit_intent_models, set_decile_edges
 from models.metrics import classification_metrics, cluster_recovery, propensity_recovery
 from models.scoring import ScoringBundle, arrow_batch_rows, score_profiles
 from models.settings import parse_model_settings
@@ -68,6 +72,13 @@ def synthetic_profiles(rows: int, categories: tuple[str, ...], seed: int) -> tup
     frame["orders_total"] = frame.orders_window + rng.poisson(spec[:, 0] * 2)
     frame["days_since_last_order"] = np.where(frame.orders_window > 0, rng.uniform(0, 30, rows), 90.0)
     frame["email_click_rate"] = frame.email_open_rate * rng.beta(2, 6, rows)
+    # The order summary BG/NBD reads: a first order some time before the last, repeat orders between them.
+    has_ordered = frame.orders_total > 0
+    first = np.where(has_ordered, frame.tenure_days + frame.days_since_last_order, 0.0)
+    frame["repeat_orders"] = np.maximum(frame.orders_total - 1, 0)
+    frame["days_since_first_order"] = first
+    frame["order_span_days"] = np.where(frame.repeat_orders > 0, np.maximum(first - frame.days_since_last_order, 0.0), 0.0)
+    frame["avg_repeat_order_value"] = np.where(frame.repeat_orders > 0, frame.avg_order_value * jitter(0.2), 0.0)
     affinities = rng.dirichlet(np.ones(len(categories)) * 0.6, rows)
     for i, category in enumerate(categories):
         frame[f"affinity_{category}"] = affinities[:, i]
@@ -85,13 +96,14 @@ def synthetic_profiles(rows: int, categories: tuple[str, ...], seed: int) -> tup
 
 
 def train(frame: pd.DataFrame, settings, threads: int):
-    """Both cluster and intent fits, timed; returns the clusters, both intent families and the seconds."""
+    """Cluster, customer-base and intent fits, timed; returns the clusters, every intent family and the seconds."""
     features = tuple(feature_columns(settings.categories))
     started = time.perf_counter()
     clusters = fit_clusters(frame, settings.clustering, seed=settings.seed, threads=threads)
     clusters.reference = build_reference(frame, clusters.features, None, settings.drift.bins)
     cluster_seconds = time.perf_counter() - started
-    models, _ = fit_intent_models(frame, features, settings.intent, settings.seed, threads)
+    customer_base = fit_customer_base(frame, settings)
+    models, _ = fit_intent_models(frame, features, settings.intent, settings.seed, threads, customer_base=customer_base)
     for intent in models.values():
         probability = intent.probability(frame)
         set_decile_edges(intent, probability)
@@ -147,12 +159,117 @@ def score_in_spark(frame: pd.DataFrame, bundle: ScoringBundle, settings, cores: 
     return seconds, cpu_seconds, rows
 
 
+# The baseline runs: 78 weeks of orders, "buys within 28 days"; three training snapshots 28 days apart.
+BASELINE_MODELS = {"label_window": "28d", "snapshot_step": "28d", "train_snapshots": 3, "min_history": "26w", "freshness": "14d"}
+
+
+def baseline_on_order_histories(customers: int, regularity: float | None, seed: int) -> dict[str, Any]:
+    """Generate planted order histories, import them, train through the pipeline, score at the end.
+
+    Returns the intent card's side-by-side with BG/NBD on the validation window, and both rankings
+    against the planted future (orders in the 28 days after the history ends).
+    """
+    from lakecdp.clock import FrozenClock
+    from lakecdp.config import load_settings
+    from lakecdp.generate.order_history import OrderHistorySettings, write_order_history
+    from lakecdp.importer.orders import import_orders
+    from lakecdp.lake import lake_for
+    from models.registry import ModelRegistry
+    from models.scoring import score_lake
+    from models.training import train_models
+
+    generated = OrderHistorySettings(customers=customers, seed=seed, regularity=regularity)
+    clock = FrozenClock(generated.end)
+    with tempfile.TemporaryDirectory(prefix="bench-models-") as tmp:
+        summary = write_order_history(generated, Path(tmp) / "orders")
+        settings = load_settings()
+        lake = lake_for(settings, root=f"{tmp}/lake")
+        started = time.perf_counter()
+        events = settings.events.model_copy(update={"max_age": None})  # 78 weeks is older than the default limit
+        imported = import_orders(lake, Path(tmp) / "orders" / "orders.csv", events=events, clock=clock, report_path=f"{tmp}/rejects.csv")
+        import_seconds = time.perf_counter() - started
+        model_settings = parse_model_settings({**(settings.models or {}), **BASELINE_MODELS})
+        registry = ModelRegistry(f"{tmp}/models")
+        outcome = train_models(lake, model_settings, registry, clock=clock, as_of=generated.end)
+        score_lake(lake, model_settings, registry, clock=clock, as_of=generated.end)
+        scores = lake.read("profile_scores").select("customer_id", "intent_probability", "expected_orders").toPandas()
+        truth = pd.read_csv(Path(tmp) / "orders" / "truth.csv")
+    truth = truth.assign(customer_id=truth["customer_id"].map(lake.pseudonyms.of))
+    future = scores.merge(truth[["customer_id", "orders_after_end_28d"]], on="customer_id", how="inner")
+    bought = (future["orders_after_end_28d"] > 0).to_numpy(dtype=int)
+    card = outcome.intent.card
+    return {
+        "customers": customers,
+        "regularity": "per customer, mean 2" if regularity is None else regularity,
+        "orders": summary.orders,
+        "orders_in_bronze": imported.new_events,
+        "import_s": round(import_seconds, 1),
+        "train_s": round(outcome.seconds, 1),
+        "model": card["model"],
+        "validation": card["baseline"],
+        "future_28d": {
+            "rows": len(future),
+            "intent": _auc_pair(bought, future["intent_probability"].to_numpy()),
+            "bgnbd_expected_orders": _auc_pair(bought, future["expected_orders"].to_numpy()),
+        },
+        "calibration": card["calibration"],
+        "dropped_features": len(card["dropped_features"]),
+    }
+
+
+def _auc_pair(y: np.ndarray, score: np.ndarray) -> dict[str, float | None]:
+    metrics = classification_metrics(y, score)
+    return {"auc": _round(metrics["auc"]), "pr_auc": _round(metrics["pr_auc"])}
+
+
+def _round(value: float | int | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def print_baseline(result: dict[str, Any]) -> None:
+    validation, future = result["validation"], result["future_28d"]
+    print(
+        f"baseline on generated order histories ({result['customers']:,} customers x 78 weeks, regularity {result['regularity']}): "
+        f"import {result['import_s']}s, train {result['train_s']}s, {result['model']}, {result['dropped_features']} behaviour features dropped"
+    )
+    if "intent" in validation:
+        print(
+            f"  validation window ({validation['rows']:,} customers with an order): intent AUC {validation['intent']['auc']:.4f} "
+            f"PR-AUC {validation['intent']['pr_auc']:.4f} | BG/NBD AUC {validation['bgnbd']['auc']:.4f} PR-AUC {validation['bgnbd']['pr_auc']:.4f} "
+            f"| gain AUC {validation['auc_gain']:+.4f} PR-AUC {validation['pr_auc_gain']:+.4f} (target >= +0.015 / +0.01)"
+        )
+    else:
+        print(f"  validation window: {validation.get('note')}")
+    print(
+        f"  planted future, 28 days after the end ({future['rows']:,} customers): intent AUC {future['intent']['auc']} PR-AUC {future['intent']['pr_auc']} "
+        f"| BG/NBD expected orders AUC {future['bgnbd_expected_orders']['auc']} PR-AUC {future['bgnbd_expected_orders']['pr_auc']}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--threads", type=int, default=1, help="sklearn threads when fitting (conf default: models.threads = 1)")
     parser.add_argument("--cores", type=int, default=2, help="Spark local cores when scoring")
+    parser.add_argument("--part", choices=("all", "speed", "baseline"), default="all")
+    parser.add_argument("--order-customers", type=int, default=20_000, help="customers of each generated order history (baseline part)")
     args = parser.parse_args()
+    results: dict[str, Any] = {}
+    if args.part in ("all", "speed"):
+        results["speed"] = speed(args)
+    if args.part in ("all", "baseline"):
+        results["baseline"] = []
+        for regularity in (1.0, None):  # exactly BG/NBD's Poisson timing, then the generator's default regularity
+            result = baseline_on_order_histories(args.order_customers, regularity, seed=7)
+            print_baseline(result)
+            results["baseline"].append({k: v for k, v in result.items() if k != "calibration"})
+    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(json.dumps(results, default=str))
+    return 0
+
+
+def speed(args: argparse.Namespace) -> dict[str, Any]:
+    """Train and score on 1M synthetic feature rows (the speed targets)."""
     settings = parse_model_settings({})
     started = time.perf_counter()
     frame, _, _ = synthetic_profiles(args.rows, settings.categories, seed=7)
@@ -165,10 +282,11 @@ def main() -> int:
     clusters, models, cluster_seconds, train_seconds = train(frame, settings, args.threads)
     print(
         f"train: {train_seconds:.1f}s wall, {time.process_time() - cpu_before:.1f} CPU-s (target <= 120s): clusters {cluster_seconds:.1f}s "
-        f"({type(clusters.kmeans).__name__}, k={clusters.k}), intent {train_seconds - cluster_seconds:.1f}s "
-        f"(grid of {len(settings.intent.logistic_c) + len(settings.intent.gbm_learning_rate) * len(settings.intent.gbm_max_leaf_nodes)} on "
-        f"{min(args.rows, settings.intent.search_rows):,} rows x {settings.intent.cv_folds} folds, both families refitted on {args.rows:,})"
+        f"({clusters.family}, k={clusters.k}), customer base + intent {train_seconds - cluster_seconds:.1f}s "
+        f"(grid of {len(candidate_grid(settings.intent))} on {min(args.rows, settings.intent.search_rows):,} rows x "
+        f"{settings.intent.cv_folds} folds, the best of each family refitted on {args.rows:,})"
     )
+    figures: dict[str, Any] = {"rows": args.rows, "train_s": round(train_seconds, 1), "score_profiles_per_s": {}}
 
     window, window_kinds, window_propensity = synthetic_profiles(200_000, settings.categories, seed=8)
     print(f"cluster ARI vs planted types on 200k fresh profiles: {cluster_recovery(clusters.assign(window), window_kinds):.3f}")
@@ -198,8 +316,9 @@ def main() -> int:
             f"{rows:,} in {spark_seconds:.1f}s wall = {rows / spark_seconds:,.0f} profiles/s (target >= 200,000); "
             f"{cpu_seconds:.1f} CPU-s {cpu_by_process} = {rows / (cpu_seconds / args.cores):,.0f} profiles/s on {args.cores} idle cores"
         )
-    print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    return 0
+        figures["score_profiles_per_s"][family] = round(rows / spark_seconds)
+    figures["champion"] = champion
+    return figures
 
 
 if __name__ == "__main__":

@@ -90,6 +90,11 @@ def _days_since(moment: Column, cap_days: float) -> Column:
     return F.least(F.coalesce(days, F.lit(cap_days)), F.lit(cap_days))
 
 
+def _days_between(start: Column, end: Column) -> Column:
+    """Days from `start` to `end`; null when either never happened (a feature then reads 0)."""
+    return (F.unix_micros(end) - F.unix_micros(start)) / (SECONDS_PER_DAY * 1e6)
+
+
 def _interval(span: timedelta) -> Column:
     return F.expr(f"INTERVAL {int(span.total_seconds())} SECONDS")
 
@@ -110,6 +115,7 @@ def with_event_flags(visible: DataFrame, settings: ModelSettings) -> DataFrame:
     return with_zone.select(
         *visible.columns,
         is_order.alias("is_order"),
+        F.when(is_order, order_value(settings)).alias("order_value"),
         (is_order & ((F.coalesce(discount, F.lit(0.0)) > 0) | coupon.isNotNull())).alias("is_discounted_order"),
         (F.col("type").isin("page", "screen", "track") & ~is_email).alias("is_shop_activity"),
         _within(settings.feature_window).alias("in_window"),
@@ -118,6 +124,17 @@ def with_event_flags(visible: DataFrame, settings: ModelSettings) -> DataFrame:
         F.to_date(local_time).alias("local_date"),
         F.dayofweek(local_time).isin(1, 7).alias("is_weekend"),
     )
+
+
+def order_value(settings: ModelSettings) -> Column:
+    """An order's revenue in `models.currency`: converted at `currency_rates`, null in a currency without a rate.
+
+    An order without a currency is taken to be in `models.currency` (Segment's spec makes currency optional).
+    """
+    currency = F.upper(F.get_json_object("properties_json", "$.currency"))
+    rates = [F.lit(settings.currency), F.lit(1.0)]
+    rates += [part for code, rate in sorted(settings.currency_rates.items()) for part in (F.lit(code), F.lit(float(rate)))]
+    return F.col("revenue") * F.create_map(*rates)[F.coalesce(currency, F.lit(settings.currency))]
 
 
 def _count_where(condition: Column) -> Column:
@@ -135,12 +152,15 @@ def _activity_aggregates() -> list[Column]:
         F.max(F.col("user_id").isNotNull().cast("int")).alias("is_identified"),
         F.min("timestamp").alias("first_seen_at"),
         F.max(F.when(shop | is_event(EMAIL_OPEN) | is_event(EMAIL_CLICK), F.col("timestamp"))).alias("last_activity_at"),
+        F.min(F.when(F.col("is_order"), F.col("timestamp"))).alias("first_order_at"),
         F.max(F.when(F.col("is_order"), F.col("timestamp"))).alias("last_order_at"),
         F.max(F.when(is_event(CART_ADD), F.col("timestamp"))).alias("last_cart_add_at"),
         _count_where(F.col("is_order") & win).alias("orders_window"),
         _count_where(F.col("is_order")).alias("orders_total"),
-        F.coalesce(F.sum(F.when(F.col("is_order") & win, F.col("revenue"))), F.lit(0.0)).alias("revenue_window"),
-        F.coalesce(F.sum(F.when(F.col("is_order"), F.col("revenue"))), F.lit(0.0)).alias("revenue_total"),
+        F.coalesce(F.sum(F.when(win, F.col("order_value"))), F.lit(0.0)).alias("revenue_window"),
+        F.coalesce(F.sum("order_value"), F.lit(0.0)).alias("revenue_total"),
+        F.count("order_value").alias("valued_orders"),
+        F.min_by("order_value", F.when(F.col("is_order"), F.col("timestamp"))).alias("first_order_value"),
         _count_where(F.col("is_discounted_order")).alias("discounted_orders"),
         _count_where(is_event(EMAIL_DELIVERED) & win).alias("emails_delivered_window"),
         _count_where(is_event(EMAIL_OPEN) & win).alias("email_opens_window"),
@@ -226,10 +246,19 @@ def _feature_expressions(settings: ModelSettings) -> list[Column]:
     affinities = {affinity_column(c): _ratio(F.coalesce(F.col(affinity_column(c)), F.lit(0.0)), weight) for c in settings.categories}
     expressions = {
         "days_since_last_order": _days_since(F.col("last_order_at"), cap),
+        # The customer-base summary BG/NBD reads, uncapped: repeat orders, age since the first order, first to last.
+        "repeat_orders": F.greatest(F.col("orders_total") - 1, F.lit(0)),
+        "days_since_first_order": _days_between(F.col("first_order_at"), F.col("snapshot_at")),
+        "order_span_days": _days_between(F.col("first_order_at"), F.col("last_order_at")),
+        # Gamma-Gamma's spend: the mean of repeat orders (the first order is left out, as in Fader, Hardie & Lee 2005).
+        "avg_repeat_order_value": _ratio(
+            F.col("revenue_total") - F.coalesce(F.col("first_order_value"), F.lit(0.0)),
+            F.col("valued_orders") - F.col("first_order_value").isNotNull().cast("int"),
+        ),
         "orders_window": F.col("orders_window"),
         "orders_total": F.col("orders_total"),
         "revenue_window": F.col("revenue_window"),
-        "avg_order_value": _ratio(F.col("revenue_total"), F.col("orders_total")),
+        "avg_order_value": _ratio(F.col("revenue_total"), F.col("valued_orders")),
         "discount_order_share": _ratio(F.col("discounted_orders"), F.col("orders_total")),
         "emails_delivered_window": F.col("emails_delivered_window"),
         "email_open_rate": F.least(_ratio(F.col("email_opens_window"), F.col("emails_delivered_window")), F.lit(1.0)),
@@ -275,20 +304,21 @@ def _feature_expressions(settings: ModelSettings) -> list[Column]:
     return [F.coalesce(expressions[name].cast("double"), F.lit(0.0)).alias(name) for name in feature_columns(settings.categories)]
 
 
-def purchase_labels(events: DataFrame, snapshots: DataFrame, horizon: timedelta) -> DataFrame:
-    """(snapshot_at, customer_id, purchased=1) for customers with an order in (snapshot, snapshot + horizon]."""
-    in_horizon = (F.col("o.timestamp") > F.col("s.snapshot_at")) & (F.col("o.timestamp") <= F.col("s.snapshot_at") + _interval(horizon))
+def purchase_labels(events: DataFrame, snapshots: DataFrame, label_window: timedelta) -> DataFrame:
+    """(snapshot_at, customer_id, purchased=1) for customers with an order in (snapshot, snapshot + label_window]."""
+    in_window = F.col("o.timestamp") > F.col("s.snapshot_at")
+    in_window = in_window & (F.col("o.timestamp") <= F.col("s.snapshot_at") + _interval(label_window))
     return (
         events.filter(F.col("event") == ORDER)
         .alias("o")
-        .join(F.broadcast(snapshots.alias("s")), on=in_horizon, how="inner")
+        .join(F.broadcast(snapshots.alias("s")), on=in_window, how="inner")
         .groupBy("s.snapshot_at", "o.customer_id")
         .agg(F.lit(1).alias("purchased"))
     )
 
 
 def with_purchase_label(features: DataFrame, labels: DataFrame) -> DataFrame:
-    """Features plus `purchased` (0 when no order in the horizon)."""
+    """Features plus `purchased` (0 when no order in the label window)."""
     return features.join(labels, on=["snapshot_at", "customer_id"], how="left").withColumn(
         "purchased", F.coalesce(F.col("purchased"), F.lit(0))
     )

@@ -20,6 +20,7 @@ from lakecdp.lake import Lake, table
 from lakecdp.privacy.ledger import PROFILING, refused_ids
 from lakecdp.progress import Progress
 from models.clustering import MODEL_NAME as CLUSTER_MODEL, ClusterModel
+from models.customer_base import CUSTOMER_BASE_FEATURES
 from models.drift import drift_report
 from models.features import features_at
 from models.intent import MODEL_NAME as INTENT_MODEL, IntentModel
@@ -41,32 +42,45 @@ class ScoringBundle:
     cluster_version: str
 
     @property
+    def clv_currency(self) -> str | None:
+        base = self.intent._customer_base()
+        return None if base is None else base.currency
+
+    @property
     def features(self) -> list[str]:
         """Every feature either model reads, in the order scoring ships them."""
         return sorted(set(self.intent.features) | set(self.clusters.features))
 
     def predict(self, customer_ids: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-        """customer_id, intent_probability, intent_decile, cluster_id for feature values whose columns follow `features`."""
-        probability, decile, cluster_ids = self.predict_matrix(values)
-        return pd.DataFrame(
-            {"customer_id": customer_ids, "intent_probability": probability, "intent_decile": decile, "cluster_id": cluster_ids}
-        )
+        """customer_id and every PREDICTED column, for feature values whose columns follow `features`."""
+        return pd.DataFrame({"customer_id": customer_ids, **self.predict_matrix(values)})
 
-    def predict_matrix(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(intent probability, decile, cluster id) per row of a matrix whose columns follow `features`."""
+    def predict_matrix(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        """Each PREDICTED column but customer_id, per row of a matrix whose columns follow `features`."""
         position = {name: i for i, name in enumerate(self.features)}
-        intent_columns = [position[f] for f in self.intent.features]
+        intent_values = values[:, [position[f] for f in self.intent.features]]
         cluster_columns = [position[f] for f in self.clusters.features]
         # One thread per Spark task: Spark already runs a task per core.
         with threadpool_limits(limits=1):
-            probability = self.intent.probability_matrix(values[:, intent_columns])
+            probability = self.intent.probability_matrix(intent_values)
             cluster_ids = self.clusters.assign_matrix(values[:, cluster_columns])
-        return probability, self.intent.decile(probability), cluster_ids.astype(np.int32)
+        predicted = {
+            "intent_probability": probability,
+            "intent_decile": self.intent.decile(probability),
+            "cluster_id": cluster_ids.astype(np.int32),
+        }
+        base = self.intent._customer_base()
+        derived = None if base is None else self.intent.design_matrix(intent_values)[:, len(self.intent.features) :]
+        for name in CUSTOMER_BASE_SCORES:
+            column = CUSTOMER_BASE_FEATURES.index(name)
+            predicted[name] = np.full(len(values), np.nan) if derived is None else derived[:, column]
+        return predicted
 
     def score_frame(self, frame: pd.DataFrame, scored_at: datetime) -> pd.DataFrame:
         """Rows of profile_scores for a batch of feature rows (pure: no I/O)."""
         predicted = self.predict(frame["customer_id"].to_numpy(), frame[self.features].to_numpy(dtype=float))
         return predicted.assign(
+            clv_currency=self.clv_currency,
             cluster_label=self.clusters.label_of(predicted["cluster_id"].to_numpy()),
             intent_model_version=self.intent_version,
             cluster_model_version=self.cluster_version,
@@ -89,7 +103,12 @@ def load_champions(registry: ModelRegistry) -> ScoringBundle:
     )
 
 
-PREDICTED = "customer_id string, intent_probability double, intent_decile int, cluster_id int"
+# The customer-base scores a profile carries (p_order, the BG/NBD baseline, stays a model input and a card figure).
+CUSTOMER_BASE_SCORES = ("p_alive", "expected_orders", "clv_12m")
+PREDICTED = "customer_id string, intent_probability double, intent_decile int, cluster_id int, " + ", ".join(
+    f"{name} double" for name in CUSTOMER_BASE_SCORES
+)
+_PREDICTED_COLUMNS = ("intent_probability", "intent_decile", "cluster_id", *CUSTOMER_BASE_SCORES)
 
 
 def unpack_features(packed: pa.ListArray | pa.ChunkedArray, width: int) -> np.ndarray:
@@ -112,13 +131,13 @@ def score_profiles(features: DataFrame, bundle: ScoringBundle, scored_at: dateti
     def predict_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         models = shipped.value
         for batch in batches:
-            probability, decile, cluster_ids = models.predict_matrix(unpack_features(batch.column("feature_values"), len(models.features)))
+            predicted = models.predict_matrix(unpack_features(batch.column("feature_values"), len(models.features)))
             if scored_rows is not None:
                 scored_rows.add(batch.num_rows)
             # customer_id goes back as the same Arrow array: no string is ever made a Python object.
             yield pa.RecordBatch.from_arrays(
-                [batch.column("customer_id"), pa.array(probability), pa.array(decile), pa.array(cluster_ids)],
-                names=["customer_id", "intent_probability", "intent_decile", "cluster_id"],
+                [batch.column("customer_id"), *[pa.array(predicted[name], from_pandas=True) for name in _PREDICTED_COLUMNS]],
+                names=["customer_id", *_PREDICTED_COLUMNS],
             )
 
     # Through Python and back only what needs Python: one array column in (Spark's Arrow writer
@@ -136,6 +155,8 @@ def score_profiles(features: DataFrame, bundle: ScoringBundle, scored_at: dateti
             "intent_probability",
             "intent_decile",
             "cluster_id",
+            *CUSTOMER_BASE_SCORES,
+            F.lit(bundle.clv_currency).cast("string").alias("clv_currency"),
             label_of[F.col("cluster_id")].alias("cluster_label"),
             F.lit(bundle.intent_version).alias("intent_model_version"),
             F.lit(bundle.cluster_version).alias("cluster_model_version"),

@@ -59,6 +59,28 @@ class ClusteringSettings(_Strict):
     max_match_distance: float = Field(default=2.0, gt=0)
     # A retrain may lose this much silhouette against the champion and still be promoted.
     promotion_tolerance: float = Field(default=0.02, ge=0)
+    # Each family's best configuration is scored on one sample; `selection` picks the family (and k within one).
+    # How each family assigns new profiles, and the rules, are in models/clustering.py's docstring.
+    families: tuple[Literal["kmeans", "agglomerative", "dbscan"], ...] = ("kmeans",)
+    selection: Literal["silhouette", "davies_bouldin"] = "silhouette"
+    # Agglomerative and DBSCAN hold pairwise distances (memory grows with the square: ~1 GB at 10,000 rows),
+    # so they are fitted on at most this many rows of the search_rows sample, never on every profile.
+    pairwise_rows: int = Field(default=10_000, ge=100)
+    linkage: Literal["ward", "average", "complete"] = "ward"  # agglomerative's merge rule
+    # In standard deviations of the scaled space; None: candidates read off the k-distance curve.
+    dbscan_eps: float | None = Field(default=None, gt=0)
+    dbscan_min_samples: int = Field(default=10, ge=2)
+    # A DBSCAN result leaving more of the sample unclustered (cluster id -1) than this is never chosen.
+    dbscan_max_noise_share: float = Field(default=0.1, ge=0, lt=1)
+    # Core samples kept to assign new profiles (nearest core): assignment cost grows with this.
+    dbscan_max_core_samples: int = Field(default=500, ge=10)
+
+    @field_validator("families")
+    @classmethod
+    def _each_family_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("list each clustering family once, at least one (kmeans, agglomerative, dbscan)")
+        return value
 
     @model_validator(mode="after")
     def _k_range(self) -> ClusteringSettings:
@@ -75,14 +97,42 @@ class IntentSettings(_Strict):
     selection_tolerance: float = Field(default=0.002, ge=0)  # a costlier candidate must win by more than this
     # A challenger replaces the champion only if it beats it by this much on the same window.
     promotion_margin: float = Field(default=0.005, ge=0)
+    # auto: the calibrator with the lower log loss on held-out out-of-fold scores (Brier reported beside it).
+    # Both keep the model's ranking: isotonic is interpolated between its steps, not a step function.
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
-    # `auto` uses isotonic only with enough positives to fit a step function without overfitting.
+    # Fewer positives than this and `auto` does not consider isotonic (its steps would follow noise).
     isotonic_min_positives: int = Field(default=500, ge=1)
     logistic_c: tuple[float, ...] = (0.1, 1.0, 10.0)
     # Scoring cost grows with the number of trees: 0.05 needs ~2x the trees of 0.1 for the same AUC.
     gbm_learning_rate: tuple[float, ...] = (0.1, 0.2)
     gbm_max_leaf_nodes: tuple[int, ...] = (15, 31)
     gbm_max_iter: int = Field(default=150, ge=10)
+    families: tuple[Literal["logistic_regression", "hist_gradient_boosting", "random_forest"], ...] = (
+        "logistic_regression",
+        "hist_gradient_boosting",
+        "random_forest",
+    )
+    # Random Forest: each tree sees a bootstrap of at most rf_max_samples rows, so a 1M-row fit stays in seconds per tree.
+    rf_n_estimators: int = Field(default=100, ge=10)
+    rf_max_depth: tuple[int, ...] = (12,)
+    rf_min_samples_leaf: tuple[int, ...] = (20,)
+    rf_max_samples: int = Field(default=50_000, ge=100)
+
+    @field_validator("families")
+    @classmethod
+    def _each_family_once(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("list each model family once, at least one")
+        return value
+
+
+class CustomerBaseSettings(_Strict):
+    """BG/NBD + Gamma-Gamma: features for the intent model, scores (p_alive, clv_12m) and the card's baseline."""
+
+    enabled: bool = True
+    min_buyers: int = Field(default=100, ge=10)  # profiles with an order needed to fit BG/NBD
+    min_repeat_buyers: int = Field(default=30, ge=5)  # repeat buyers with a known spend needed to fit Gamma-Gamma
+    monthly_discount: float = Field(default=0.0, ge=0, lt=1)  # clv_12m's discount rate per 30 days
 
 
 class DriftSettings(_Strict):
@@ -93,8 +143,14 @@ class DriftSettings(_Strict):
 
 class ModelSettings(_Strict):
     registry_root: str | None = None  # default <lake root>/_models
-    horizon: timedelta = timedelta(days=7)
-    snapshot_step: timedelta = timedelta(days=7)
+    # The label: an order within this long after a snapshot; also what a score predicts after as_of.
+    label_window: timedelta = timedelta(days=7)
+    # From the latest training snapshot to the validation snapshot. None: the label window, so no
+    # training label reaches into the validation window. Shorter: training labels overlap it in time,
+    # so validation customers are held out of training (validation_share of them).
+    validation_gap: timedelta | None = None
+    validation_share: float = Field(default=0.3, gt=0, lt=1)
+    snapshot_step: timedelta = timedelta(days=7)  # spacing of stacked training snapshots
     train_snapshots: int = Field(default=2, ge=1)
     min_history: timedelta = timedelta(days=14)
     # A train or score run as of T needs an event within this long before T; else the lake's data
@@ -104,6 +160,10 @@ class ModelSettings(_Strict):
     recent_window: timedelta = timedelta(days=7)
     recency_cap_days: float = Field(default=90.0, gt=0)
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    # Order values (revenue features, spend and CLV) are in this currency. An order in another one is
+    # converted at currency_rates (units of `currency` per unit of it), or adds no value without a rate.
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    currency_rates: dict[str, float] = Field(default_factory=dict)
     resolve_identities: bool = True
     # Also cut by arrival time: only for live-collected events (a backfill arrives after its event times).
     arrival_cutoff: bool = False
@@ -114,11 +174,44 @@ class ModelSettings(_Strict):
     clustering: ClusteringSettings = Field(default_factory=ClusteringSettings)
     intent: IntentSettings = Field(default_factory=IntentSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    customer_base: CustomerBaseSettings = Field(default_factory=CustomerBaseSettings)
 
-    @field_validator("horizon", "snapshot_step", "min_history", "freshness", "feature_window", "recent_window", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _horizon_is_the_label_window(cls, values: Any) -> Any:
+        """`horizon` was the label window's name before it was told apart from the snapshot spacing."""
+        if isinstance(values, dict) and "horizon" in values:
+            if "label_window" in values:
+                raise ValueError("horizon and label_window are the same setting: keep label_window only")
+            values = {("label_window" if key == "horizon" else key): value for key, value in values.items()}
+        return values
+
+    @field_validator("label_window", "snapshot_step", "min_history", "freshness", "feature_window", "recent_window", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         return _as_duration(value)
+
+    @field_validator("validation_gap", mode="before")
+    @classmethod
+    def _optional_duration(cls, value: Any) -> timedelta | None:
+        return None if value is None else _as_duration(value)
+
+    @property
+    def gap_to_validation(self) -> timedelta:
+        return self.label_window if self.validation_gap is None else self.validation_gap
+
+    @property
+    def holds_out_customers(self) -> bool:
+        """Training labels overlap the validation window in time, so validation needs customers training never saw."""
+        return self.gap_to_validation < self.label_window
+
+    @field_validator("currency_rates")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        wrong = [code for code, rate in value.items() if len(code) != 3 or not code.isupper() or not rate > 0]
+        if wrong:
+            raise ValueError(f"{wrong}: write ISO 4217 codes (e.g. EUR) with a positive rate")
+        return value
 
     @field_validator("categories")
     @classmethod

@@ -20,15 +20,18 @@ class SnapshotError(TrainingDataError):
 class SnapshotPlan:
     """Training snapshots (oldest first), the validation snapshot and the data's `as_of`.
 
-    Every training label window (t, t + horizon] closes by the validation snapshot, and the
-    validation label window closes by `as_of`: no label of the validation window is seen in
-    training, and no label window is cut short by the end of the data.
+    The validation label window (validation, validation + label_window] closes at `as_of`, so no
+    label window is cut short by the end of the data. With the default gap every training label
+    window also closes by the validation snapshot (out of time); with a shorter gap they overlap
+    the validation window in time and `holds_out_customers` says validation must use customers
+    training never saw.
     """
 
     as_of: datetime
     validation: datetime
     train: tuple[datetime, ...]
-    horizon: timedelta
+    label_window: timedelta
+    holds_out_customers: bool = False
 
     @property
     def all_snapshots(self) -> tuple[datetime, ...]:
@@ -36,20 +39,34 @@ class SnapshotPlan:
 
 
 def plan_snapshots(as_of: datetime, first_event_at: datetime, settings: ModelSettings) -> SnapshotPlan:
-    """Weekly-style snapshots counting back from `as_of`, each with at least `min_history` before it."""
-    validation = as_of - settings.horizon
-    latest_train = validation - settings.horizon
+    """Snapshots counting back from `as_of`: validation a label window before it, training a gap before that.
+
+    Training needs history >= min_history + label_window + validation gap (the gap defaults to the label window).
+    """
+    validation = as_of - settings.label_window
+    latest_train = validation - settings.gap_to_validation
     earliest_allowed = first_event_at + settings.min_history
     train = [latest_train - i * settings.snapshot_step for i in range(settings.train_snapshots)]
     train = sorted(t for t in train if t >= earliest_allowed)
     if not train:
-        needed = settings.min_history + 2 * settings.horizon
+        needed = settings.min_history + settings.label_window + settings.gap_to_validation
         raise SnapshotError(
             f"events span {first_event_at.isoformat()} .. {as_of.isoformat()} ({(as_of - first_event_at).days} days), "
-            f"but one training snapshot needs min_history + 2 x horizon = {needed.days} days. "
-            "Fix: load more history, or lower models.min_history / models.horizon in conf/base/models.yaml."
+            f"but one training snapshot needs min_history + label_window + validation gap = {_days(needed)} days. "
+            "Fix: load more history, or lower models.min_history, models.label_window or models.validation_gap "
+            "in conf/base/models.yaml."
         )
-    return SnapshotPlan(as_of=as_of, validation=validation, train=tuple(train), horizon=settings.horizon)
+    return SnapshotPlan(
+        as_of=as_of,
+        validation=validation,
+        train=tuple(train),
+        label_window=settings.label_window,
+        holds_out_customers=settings.holds_out_customers,
+    )
+
+
+def _days(span: timedelta) -> str:
+    return f"{span.total_seconds() / 86400:g}"
 
 
 def snapshot_frame(spark: SparkSession, snapshots: Sequence[datetime]) -> DataFrame:

@@ -19,10 +19,17 @@ from lakecdp.lake import Lake
 from lakecdp.privacy.ledger import PROFILING, refused_ids
 from lakecdp.progress import Progress
 from models import card as cards
-from models.clustering import MODEL_NAME as CLUSTER_MODEL, ClusterModel, clustering_quality, fit_clusters
+from models.clustering import (
+    MODEL_NAME as CLUSTER_MODEL,
+    ClusterModel,
+    candidate_count as cluster_candidate_count,
+    clustering_quality,
+    fit_clusters,
+)
+from models.customer_base import CustomerBaseModel, fit_customer_base
 from models.drift import build_reference
 from models.errors import TrainingDataError
-from models.feature_names import feature_columns
+from models.feature_names import ORDER_HISTORY, feature_columns
 from models.features import (
     features_at,
     model_events,
@@ -91,7 +98,7 @@ def default_as_of(events: DataFrame, clock: Clock) -> datetime:
 def labelled_rows(events: DataFrame, links: DataFrame | None, snapshots: list[datetime], settings: ModelSettings) -> pd.DataFrame:
     """Features at every snapshot plus the purchase label, collected to pandas (snapshot as epoch micros)."""
     frame = snapshot_frame(events.sparkSession, snapshots)
-    rows = with_purchase_label(features_at(events, links, frame, settings), purchase_labels(events, frame, settings.horizon))
+    rows = with_purchase_label(features_at(events, links, frame, settings), purchase_labels(events, frame, settings.label_window))
     names = feature_columns(settings.categories)
     # In key order: the seeded fits (CV folds, K-Means starts) then see the same rows in the same order
     # whatever the partitioning (shuffle partitions, executors), so a rerun elsewhere trains the same model.
@@ -107,6 +114,13 @@ def _at(rows: pd.DataFrame, instant: datetime) -> pd.DataFrame:
     return rows[rows["snapshot_us"] == micros].reset_index(drop=True)
 
 
+def held_out_customers(customer_ids: pd.Series, share: float, seed: int) -> set[str]:
+    """A seeded `share` of the customers, chosen by a hash of each id: the same customers on every run and machine."""
+    hashed = pd.util.hash_pandas_object(customer_ids.drop_duplicates(), index=False, hash_key=f"{seed:016d}")
+    chosen = (hashed.to_numpy() % 10_000) < round(share * 10_000)
+    return set(customer_ids.drop_duplicates()[chosen])
+
+
 def prepare_training_data(lake: Lake, settings: ModelSettings, as_of: datetime | None, clock: Clock) -> TrainingData:
     """Feature rows at every snapshot of the plan, read from one pinned version of `events`."""
     # Pin the version: the stream may append while we train, and the card must name what we read.
@@ -117,16 +131,22 @@ def prepare_training_data(lake: Lake, settings: ModelSettings, as_of: datetime |
     plan = plan_snapshots(as_of, first, settings)
     events = events.persist(StorageLevel.MEMORY_AND_DISK)  # read by the features and by the labels
     try:
-        rows = labelled_rows(events, links, [*plan.all_snapshots, plan.as_of], settings)
+        # With no validation gap a training snapshot is the validation instant: read each instant once.
+        rows = labelled_rows(events, links, sorted({*plan.all_snapshots, plan.as_of}), settings)
     finally:
         events.unpersist()
     # Customers who withdrew consent to profiling are neither learned from nor clustered.
     rows = rows[~rows["customer_id"].isin(refused_ids(lake, PROFILING))].reset_index(drop=True)
     train = pd.concat([_at(rows, s) for s in plan.train], ignore_index=True)
+    validation = _at(rows, plan.validation)
+    if plan.holds_out_customers:
+        held_out = held_out_customers(validation["customer_id"], settings.validation_share, settings.seed)
+        train = train[~train["customer_id"].isin(held_out)].reset_index(drop=True)
+        validation = validation[validation["customer_id"].isin(held_out)].reset_index(drop=True)
     return TrainingData(
         plan=plan,
         train=train,
-        validation=_at(rows, plan.validation),
+        validation=validation,
         current=_at(rows, plan.as_of),
         events_version=events_version,
         features=feature_columns(settings.categories),
@@ -141,7 +161,8 @@ def _provenance(data: TrainingData, clock: Clock) -> dict[str, Any]:
         "snapshots": {
             "train": [s.isoformat() for s in plan.train],
             "validation": plan.validation.isoformat(),
-            "horizon_days": plan.horizon.total_seconds() / 86400,
+            "label_window_days": plan.label_window.total_seconds() / 86400,
+            "validation_customers_held_out": plan.holds_out_customers,
         },
         "training_data": {"table": "events", "delta_version": data.events_version},
         "code_version": code_version(),
@@ -208,11 +229,12 @@ def train_clusters(
             promote, reason = decide_promotion(quality, champion_quality, -settings.clustering.promotion_tolerance, "silhouette")
             comparison["assignment_agreement_with_champion"] = float(np.mean(champion.assign(population) == model.assign(population)))
     card = {
-        "model": f"{type(model.kmeans).__name__}(k={model.k})",
+        "model": model.algorithm,
         **_provenance(data, clock),
         "features": list(model.features),
         "silhouette_curve": {str(k): round(v, 4) for k, v in model.silhouette_curve.items()},
         "chosen_k": model.k,
+        "family_selection": model.family_selection,
         "ids_aligned_to": str(champion_ref) if champion is not None and champion.features == model.features else None,
         "clusters": _cluster_rows(model),
         "validation": {
@@ -284,9 +306,13 @@ def train_intent(
     truth: pd.DataFrame | None,
     on_candidate: Callable[[], None] = lambda: None,
 ) -> Registered:
-    """Fit both families, keep the better on the validation window, then challenge the champion on that same window."""
+    """Fit every family, keep the best on the validation window, then challenge the champion on that same window."""
     metric = settings.intent.selection_metric
-    models, search = fit_intent_models(data.train, data.features, settings.intent, settings.seed, settings.threads, on_candidate)
+    customer_base, base_notes = _customer_base(data, settings)
+    features, dropped = informative_features(data.train, data.features, keep=ORDER_HISTORY if customer_base else ())
+    models, search = fit_intent_models(
+        data.train, features, settings.intent, settings.seed, settings.threads, on_candidate, customer_base=customer_base
+    )
     y_val = data.validation["purchased"].to_numpy(dtype=int)
     scores = {family: m.probability(data.validation) for family, m in models.items()}
     validation = {family: classification_metrics(y_val, p) for family, p in scores.items()}
@@ -328,7 +354,10 @@ def train_intent(
             "validation_positives": int(y_val.sum()),
             "scored_at_as_of": len(data.current),
         },
-        "calibration": model.calibrator.method,
+        "dropped_features": dropped,
+        "customer_base": customer_base.describe() if customer_base else {"notes": base_notes},
+        "baseline": baseline_comparison(data, settings, model),
+        "calibration": _calibration_card(model, data.validation, y_val),
         "cross_validation": search.cv_metrics,
         "validation": validation,
         "validation_auc_by_cluster": auc_by_group(y_val, scores[best], clusters.assign(data.validation)),
@@ -342,6 +371,76 @@ def train_intent(
     plots = _intent_plots(y_val, scores)
     html = cards.render_card_html({**card, "name": INTENT_MODEL}, plots)
     return _register(registry, INTENT_MODEL, model, card, html, promote, reason, clock)
+
+
+def informative_features(
+    rows: pd.DataFrame, features: tuple[str, ...], keep: tuple[str, ...] = ()
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The features that vary across the training rows, and why each other one was left out.
+
+    A lake of imported orders alone has no page views, carts or email events: those features read 0
+    for everyone, teach nothing, and are left out rather than failing the run. `keep` stays regardless.
+    """
+    dropped = {}
+    for name in features:
+        values = rows[name].to_numpy(dtype=float)
+        if name not in keep and len(values) and np.all(values == values[0]):
+            dropped[name] = f"the same value ({values[0]:g}) in every training row: the lake holds none of the events it is computed from"
+    return tuple(f for f in features if f not in dropped), dropped
+
+
+def _customer_base(data: TrainingData, settings: ModelSettings) -> tuple[CustomerBaseModel | None, list[str]]:
+    """BG/NBD + Gamma-Gamma fitted on the training rows' order histories, or None and why."""
+    if not settings.customer_base.enabled:
+        return None, ["models.customer_base.enabled is false"]
+    try:
+        return fit_customer_base(data.train, settings), []
+    except TrainingDataError as problem:
+        return None, [f"customer-base features left out: {problem}"]
+
+
+def baseline_comparison(data: TrainingData, settings: ModelSettings, model: IntentModel) -> dict[str, Any]:
+    """The intent model against the textbook BG/NBD baseline on the validation window's customers with an order.
+
+    The baseline is fitted afresh on the order histories as they stood at the validation snapshot (no
+    label is seen) and ranks by P(an order in the label window); both are judged on the same rows.
+    """
+    buyers = data.validation[data.validation["days_since_first_order"] > 0]
+    about = {"population": "validation customers with an order before the snapshot", "rows": len(buyers)}
+    if buyers.empty or buyers["purchased"].nunique() < 2:
+        return {**about, "note": "needs buyers and non-buyers among them"}
+    try:
+        baseline = fit_customer_base(buyers, settings)
+    except TrainingDataError as problem:
+        return {**about, "note": str(problem)}
+    y = buyers["purchased"].to_numpy(dtype=int)
+    keys = ("auc", "pr_auc", "brier", "log_loss")
+    intent = classification_metrics(y, model.probability(buyers))
+    bgnbd = classification_metrics(y, baseline.features(buyers)["p_order"].to_numpy())
+    return {
+        **about,
+        "intent": {k: intent[k] for k in keys},
+        "bgnbd": {k: bgnbd[k] for k in keys},
+        "auc_gain": _difference(intent["auc"], bgnbd["auc"]),
+        "pr_auc_gain": _difference(intent["pr_auc"], bgnbd["pr_auc"]),
+    }
+
+
+def _difference(a: float | int | None, b: float | int | None) -> float | None:
+    return None if a is None or b is None else round(float(a) - float(b), 4)
+
+
+def _calibration_card(model: IntentModel, validation: pd.DataFrame, y: np.ndarray) -> dict[str, Any]:
+    """The chosen calibrator, every candidate's held-out log loss and Brier, and validation metrics before and after."""
+    before = classification_metrics(y, model.raw_probability(validation))
+    after = classification_metrics(y, model.probability(validation))
+    keys = ("auc", "pr_auc", "brier", "log_loss")
+    return {
+        "method": model.calibrator.method,
+        "held_out": model.calibration_held_out,
+        "validation_before": {k: before[k] for k in keys},
+        "validation_after": {k: after[k] for k in keys},
+    }
 
 
 def _intent_plots(y: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, str]:
@@ -375,8 +474,8 @@ def _intent_truth(model: IntentModel, data: TrainingData, current_scores: np.nda
 
 
 def candidate_count(settings: ModelSettings) -> int:
-    """Models a training run fits and compares: each K-Means k, then each intent candidate (for progress)."""
-    return settings.clustering.k_max - settings.clustering.k_min + 1 + len(candidate_grid(settings.intent))
+    """Models a training run fits and compares: each clustering configuration, then each intent candidate (for progress)."""
+    return cluster_candidate_count(settings.clustering) + len(candidate_grid(settings.intent))
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ PREDICTIVE = {
 }
 # Small enough to train in seconds on two cores; a 30-day lake still gives two training snapshots.
 MODELS = {
-    "horizon": "5d",
+    "label_window": "5d",
     "snapshot_step": "5d",
     "min_history": "7d",
     "train_snapshots": 2,

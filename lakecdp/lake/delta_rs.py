@@ -96,7 +96,10 @@ class DeltaRsEngine(LakeEngine):
         if source.num_rows == 0 and delete_missing is None:
             return  # an empty source neither updates nor inserts
         on = " AND ".join(f't."{k}" = s."{k}"' for k in spec.keys)
-        merger = self._table(path).merge(source=source, predicate=on, source_alias="s", target_alias="t", commit_properties=_commit(txn))
+        # merge_schema: a nullable column declared after the table was created joins it, as on append.
+        merger = self._table(path).merge(
+            source=source, predicate=on, source_alias="s", target_alias="t", merge_schema=True, commit_properties=_commit(txn)
+        )
         if update_columns is None:
             merger = merger.when_matched_update_all()
         elif update_columns:

@@ -97,7 +97,11 @@ class DeltaSparkEngine(LakeEngine):
             reader = reader.option("versionAsOf", version)
         if as_of is not None:
             reader = reader.option("versionAsOf", self._version_at(path, as_of))
-        return reader.load(path).select(*spec.columns)
+        loaded = reader.load(path)
+        # A nullable column declared after the table was written reads null until a write adds it
+        # (appends merge the schema, MERGEs run with schema autoMerge).
+        present = set(loaded.columns)
+        return loaded.select(*[F.col(c) if c in present else F.lit(None).cast(spec.schema[c].dataType).alias(c) for c in spec.columns])
 
     def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
         if self.already_committed(path, txn):

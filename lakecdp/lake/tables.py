@@ -302,13 +302,18 @@ IDENTITY_LINKS = TableSpec(
 
 PROFILE_SCORES = TableSpec(
     name="profile_scores",
-    description="Model outputs per customer: purchase-intent probability and decile, behaviour cluster.",
+    description="Model outputs per customer: purchase-intent probability and decile, behaviour cluster, and from "
+    "BG/NBD + Gamma-Gamma P(alive), orders expected in the label window and the next 12 months' value (in clv_currency).",
     keys=("customer_id",),
     schema=_fields(
         ("customer_id", S, False),
         ("intent_probability", DBL, True),
         ("intent_decile", I, True),
         ("cluster_id", I, True),
+        ("p_alive", DBL, True),
+        ("expected_orders", DBL, True),
+        ("clv_12m", DBL, True),
+        ("clv_currency", S, True),
         ("cluster_label", S, True),
         ("intent_model_version", S, True),
         ("cluster_model_version", S, True),

@@ -43,7 +43,10 @@ from lakecdp.triggers.outbox import PENDING
 log = logging.getLogger(__name__)
 
 _ID_COLUMNS = ("message_id", "type", "user_id", "anonymous_id", "previous_id")
-_SCORE_COLUMNS = ("intent_probability", "intent_decile", "cluster_id", "cluster_label")
+# What a rule may read of profile_scores: every model output, not who wrote it or when.
+_SCORE_COLUMNS = tuple(
+    c for c in table("profile_scores").columns if c not in {"customer_id", "intent_model_version", "cluster_model_version", "scored_at"}
+)
 
 
 @dataclass

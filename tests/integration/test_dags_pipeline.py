@@ -31,9 +31,9 @@ RUN_KEY = "20261101T000000Z"
 SECRET = "dag-test-webhook-secret"
 PREDICTIVE = "likely_buyers"
 STALE_CUSTOMER = "planted_stale_recommendation"
-# Small enough to train in seconds: 2-day horizon and snapshot step, one candidate per model family.
+# Small enough to train in seconds: 2-day label window and snapshot step, one candidate per model family.
 MODEL_SETTINGS = {
-    "horizon": "2d",
+    "label_window": "2d",
     "snapshot_step": "2d",
     "min_history": "3d",
     "train_snapshots": 2,

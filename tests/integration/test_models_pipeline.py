@@ -89,9 +89,24 @@ def test_intent_recovers_the_planted_propensity_and_predicts_the_window(trained)
     assert chosen["auc"] > 0.72, chosen
     assert chosen["pr_auc"] > 1.5 * chosen["base_rate"]
     assert chosen["brier"] < chosen["base_rate"] * (1 - chosen["base_rate"])  # beats predicting the base rate
-    assert set(card["validation"]) == {"logistic_regression", "hist_gradient_boosting"}
-    assert len(card["cross_validation"]) == 7 and card["calibration_curve"]["predicted"]
+    assert set(card["validation"]) == {"logistic_regression", "hist_gradient_boosting", "random_forest"}
+    assert len(card["cross_validation"]) == 8 and card["calibration_curve"]["predicted"]
     assert card["validation_auc_by_cluster"]
+
+
+def test_the_card_compares_intent_with_bgnbd_and_reports_calibration(trained):
+    card = trained["outcome"].intent.card
+    assert card["customer_base"]["bgnbd"]["customers"] > 50 and card["customer_base"]["currency"] == "USD"
+    baseline = card["baseline"]
+    assert baseline["rows"] > 0 and 0.5 < baseline["bgnbd"]["auc"] < 1 and 0.5 < baseline["intent"]["auc"] < 1
+    assert baseline["auc_gain"] == pytest.approx(baseline["intent"]["auc"] - baseline["bgnbd"]["auc"], abs=1e-4)
+    calibration = card["calibration"]
+    assert calibration["method"] in calibration["held_out"]
+    assert calibration["held_out"]["sigmoid"]["log_loss"] > 0
+    # Both calibrators keep the ranking, so AUC before and after are the same.
+    assert calibration["validation_after"]["auc"] == pytest.approx(calibration["validation_before"]["auc"], abs=1e-3)
+    # Generated behaviour data feeds every feature: none is dropped as constant.
+    assert card["dropped_features"] == {}
 
 
 def test_every_version_is_recorded_with_data_code_and_library_versions(trained):
@@ -114,6 +129,9 @@ def test_every_profile_is_scored_into_profile_scores(trained):
     outcome = trained["outcome"]
     assert len(scores) == scored.rows == len(outcome.data.current) == scores.customer_id.nunique()
     assert scores.intent_probability.between(0, 1).all()
+    buyers = scores.expected_orders > 0
+    assert buyers.any() and scores.p_alive.between(0, 1).all() and (scores.clv_12m >= 0).all()
+    assert set(scores.clv_currency) == {"USD"}
     assert set(scores.intent_decile) == set(range(1, 11))
     assert set(scores.intent_model_version) == {outcome.intent.ref.version}
     assert set(scores.cluster_model_version) == {outcome.clusters.ref.version}

@@ -15,13 +15,16 @@ REPO_CONF = Path(__file__).resolve().parents[2] / "conf"
 
 def test_committed_models_yaml_is_valid():
     settings = parse_model_settings(load_settings(REPO_CONF, env={}).models)
-    assert settings.horizon == timedelta(days=7)
+    assert settings.label_window == timedelta(days=7)
+    assert settings.gap_to_validation == settings.label_window
     assert settings.clustering.k_min <= settings.clustering.k_max
     assert "orders_window" in settings.clustering.features
 
 
-def test_horizon_is_configurable_as_a_duration():
-    assert parse_model_settings({"horizon": "14d"}).horizon == timedelta(days=14)
+def test_the_label_window_is_a_duration_and_horizon_its_former_name():
+    assert parse_model_settings({"label_window": "14d"}).label_window == timedelta(days=14)
+    assert parse_model_settings({"horizon": "2w"}).label_window == timedelta(days=14)
+    assert parse_model_settings({"validation_gap": "3d"}).gap_to_validation == timedelta(days=3)
 
 
 @pytest.mark.parametrize(
@@ -31,7 +34,10 @@ def test_horizon_is_configurable_as_a_duration():
         ({"intent": {"cv_folds": 1}}, ["models.intent.cv_folds", "greater than or equal to 2", "Fix: set models.intent.cv_folds"]),
         ({"clustering": {"k_min": 6, "k_max": 4}}, ["models.clustering", "k_max (4) must be >= k_min (6)"]),
         ({"clustering": {"features": ["orders_window", "shoe_size"]}}, ["['shoe_size'] are not model features"]),
-        ({"horizon": "a week"}, ["models.horizon", "is not a duration"]),
+        ({"label_window": "a week"}, ["models.label_window", "is not a duration"]),
+        ({"horizon": "7d", "label_window": "7d"}, ["horizon and label_window are the same setting"]),
+        ({"intent": {"families": ["random_forest", "random_forest"]}}, ["models.intent.families", "each model family once"]),
+        ({"intent": {"families": ["xgboost"]}}, ["models.intent.families.0", "random_forest"]),
     ],
 )
 def test_errors_name_file_key_and_fix(section, expected):
