@@ -111,6 +111,29 @@ def render_card_html(card: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     for title, key in (("Validation metrics", "validation"), ("Cross-validation", "cross_validation"), ("Planted truth", "truth")):
         if card.get(key):
             parts.append(_section(title, _table(_rows_of(card[key]))))
+    baseline = card.get("baseline") or {}
+    if "intent" in baseline:
+        compared = {
+            "intent model": baseline["intent"],
+            "BG/NBD expected orders": baseline["bgnbd"],
+            "BG/NBD P(order)": baseline["bgnbd_p_order"],
+        }
+        title = f"Against the BG/NBD baseline ({baseline['rows']:,} {baseline['population']})"
+        parts.append(_section(title, _table(_rows_of(compared))))
+    calibration = card.get("calibration")
+    if isinstance(calibration, Mapping):
+        rows = _rows_of({"validation before": calibration["validation_before"], "validation after": calibration["validation_after"]})
+        rows += _rows_of({f"held out: {m}": v for m, v in calibration["held_out"].items()})
+        parts.append(_section(f"Calibration: {html.escape(calibration['method'])}", _table(rows)))
+    base = card.get("customer_base") or {}
+    if base.get("bgnbd"):
+        fits = {"BG/NBD": base["bgnbd"], **({"Gamma-Gamma": base["gamma_gamma"]} if base.get("gamma_gamma") else {})}
+        parts.append(_section(f"Customer base (clv_12m in {html.escape(str(base['currency']))})", _table(_rows_of(fits))))
+    notes = [*base.get("notes", []), *(f"{name} left out: {why}" for name, why in (card.get("dropped_features") or {}).items())]
+    if notes:
+        parts.append(_section("Notes", "".join(f"<p>{html.escape(note)}</p>" for note in notes)))
+    if card.get("family_selection"):
+        parts.append(_section("Cluster family selection", _table(_rows_of(card["family_selection"]["families"]))))
     if card.get("promotion"):
         parts.append(_section("Promotion decision", _table([card["promotion"]])))
     if card.get("clusters"):

@@ -61,8 +61,10 @@ class CustomerBaseModel:
         return pd.DataFrame(values, columns=list(CUSTOMER_BASE_FEATURES), index=frame.index)
 
     def _clv(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, m_x: np.ndarray) -> np.ndarray:
-        if self.spend is not None:
+        if self.spend is not None and self.monthly_discount > 0:
             return btyd.clv(self.purchases, self.spend, x, t_x, T, m_x, CLV_DAYS, self.monthly_discount)
+        if self.spend is not None:  # undiscounted, btyd.clv's monthly steps sum to one expectation over the year: 1 call, not 12
+            return btyd.expected_purchases(self.purchases, x, t_x, T, CLV_DAYS) * btyd.expected_spend(self.spend, x, m_x)
         # Without a spend model: each customer's own repeat mean, or the population's for one-time buyers.
         spend = np.where(m_x > 0, m_x, self.fallback_spend)
         orders = btyd.expected_purchases(self.purchases, x, t_x, T, CLV_DAYS)

@@ -14,6 +14,8 @@ RFM = (
 )
 # The customer-base summary of the order history: BG/NBD's x, T and t_x (days, uncapped), Gamma-Gamma's spend.
 ORDER_HISTORY = ("repeat_orders", "days_since_first_order", "order_span_days", "avg_repeat_order_value")
+# Timing BG/NBD does not model: the mean gap between orders, and the silence since the last one in gaps.
+ORDER_RHYTHM = ("mean_days_between_orders", "order_gap_ratio")
 ENGAGEMENT = ("emails_delivered_window", "email_open_rate", "email_click_rate", "has_unsubscribed")
 BROWSING = (
     "active_days_window",
@@ -59,7 +61,19 @@ def affinity_column(category: str) -> str:
 def feature_columns(categories: Sequence[str]) -> tuple[str, ...]:
     """Every model feature, in a fixed order (the order models are trained on)."""
     affinities = tuple(affinity_column(c) for c in categories)
-    return (*RFM, *ORDER_HISTORY, *ENGAGEMENT, *BROWSING, *RECENT, *CART, *DEVICE_AND_TIME, *TENURE, *CATEGORY_SUMMARY, *affinities)
+    return (
+        *RFM,
+        *ORDER_HISTORY,
+        *ORDER_RHYTHM,
+        *ENGAGEMENT,
+        *BROWSING,
+        *RECENT,
+        *CART,
+        *DEVICE_AND_TIME,
+        *TENURE,
+        *CATEGORY_SUMMARY,
+        *affinities,
+    )
 
 
 # How a cluster reads when its centroid sits well above / below the population on a feature.

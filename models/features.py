@@ -250,6 +250,13 @@ def _feature_expressions(settings: ModelSettings) -> list[Column]:
         "repeat_orders": F.greatest(F.col("orders_total") - 1, F.lit(0)),
         "days_since_first_order": _days_between(F.col("first_order_at"), F.col("snapshot_at")),
         "order_span_days": _days_between(F.col("first_order_at"), F.col("last_order_at")),
+        # The customer's own rhythm, which BG/NBD's Poisson timing ignores: shoppers who buy at a
+        # steady interval are "due" when the silence since their last order nears their usual gap.
+        "mean_days_between_orders": _ratio(_days_between(F.col("first_order_at"), F.col("last_order_at")), F.col("orders_total") - 1),
+        "order_gap_ratio": _ratio(
+            _days_between(F.col("last_order_at"), F.col("snapshot_at")),
+            _ratio(_days_between(F.col("first_order_at"), F.col("last_order_at")), F.col("orders_total") - 1),
+        ),
         # Gamma-Gamma's spend: the mean of repeat orders (the first order is left out, as in Fader, Hardie & Lee 2005).
         "avg_repeat_order_value": _ratio(
             F.col("revenue_total") - F.coalesce(F.col("first_order_value"), F.lit(0.0)),

@@ -37,6 +37,15 @@ def classification_metrics(y: np.ndarray, probability: np.ndarray) -> dict[str, 
     }
 
 
+def ranking_metrics(y: np.ndarray, score: np.ndarray) -> dict[str, float | None]:
+    """AUC-ROC and PR-AUC of any score (not clipped to a probability: expected counts rank above 1 too)."""
+    y = np.asarray(y).astype(int)
+    if not _both_classes(y):
+        return {"auc": None, "pr_auc": None}
+    score = np.asarray(score, dtype=float)
+    return {"auc": float(roc_auc_score(y, score)), "pr_auc": float(average_precision_score(y, score))}
+
+
 def calibration_table(y: np.ndarray, probability: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
     """Mean predicted vs observed purchase rate per quantile bin of the predictions."""
     if len(y) < bins or not _both_classes(np.asarray(y)):

@@ -62,15 +62,15 @@ class ScoringBundle:
         cluster_columns = [position[f] for f in self.clusters.features]
         # One thread per Spark task: Spark already runs a task per core.
         with threadpool_limits(limits=1):
-            probability = self.intent.probability_matrix(intent_values)
+            design = self.intent.design_matrix(intent_values)
+            probability = self.intent.probability_of_design(design)
             cluster_ids = self.clusters.assign_matrix(values[:, cluster_columns])
         predicted = {
             "intent_probability": probability,
             "intent_decile": self.intent.decile(probability),
             "cluster_id": cluster_ids.astype(np.int32),
         }
-        base = self.intent._customer_base()
-        derived = None if base is None else self.intent.design_matrix(intent_values)[:, len(self.intent.features) :]
+        derived = design[:, len(self.intent.features) :] if self.intent._customer_base() else None
         for name in CUSTOMER_BASE_SCORES:
             column = CUSTOMER_BASE_FEATURES.index(name)
             predicted[name] = np.full(len(values), np.nan) if derived is None else derived[:, column]

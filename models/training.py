@@ -44,6 +44,7 @@ from models.metrics import (
     cluster_recovery,
     lift_by_decile,
     propensity_recovery,
+    ranking_metrics,
     roc_points,
 )
 from models.provenance import code_version, library_versions
@@ -403,7 +404,9 @@ def baseline_comparison(data: TrainingData, settings: ModelSettings, model: Inte
     """The intent model against the textbook BG/NBD baseline on the validation window's customers with an order.
 
     The baseline is fitted afresh on the order histories as they stood at the validation snapshot (no
-    label is seen) and ranks by P(an order in the label window); both are judged on the same rows.
+    label is seen) and ranks by its conditional expected orders in the label window, as the BG/NBD
+    literature does; P(an order in the window), its own binary answer, is reported beside it (on real
+    histories the expectation has ranked better: CDNOW, 0.756 against 0.740 AUC). Both are judged on the same rows.
     """
     buyers = data.validation[data.validation["days_since_first_order"] > 0]
     about = {"population": "validation customers with an order before the snapshot", "rows": len(buyers)}
@@ -416,11 +419,14 @@ def baseline_comparison(data: TrainingData, settings: ModelSettings, model: Inte
     y = buyers["purchased"].to_numpy(dtype=int)
     keys = ("auc", "pr_auc", "brier", "log_loss")
     intent = classification_metrics(y, model.probability(buyers))
-    bgnbd = classification_metrics(y, baseline.features(buyers)["p_order"].to_numpy())
+    textbook = baseline.features(buyers)
+    bgnbd = ranking_metrics(y, textbook["expected_orders"].to_numpy())
+    bgnbd_p_order = classification_metrics(y, textbook["p_order"].to_numpy())
     return {
         **about,
         "intent": {k: intent[k] for k in keys},
-        "bgnbd": {k: bgnbd[k] for k in keys},
+        "bgnbd": bgnbd,
+        "bgnbd_p_order": {k: bgnbd_p_order[k] for k in keys},
         "auc_gain": _difference(intent["auc"], bgnbd["auc"]),
         "pr_auc_gain": _difference(intent["pr_auc"], bgnbd["pr_auc"]),
     }

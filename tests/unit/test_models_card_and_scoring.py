@@ -43,6 +43,38 @@ def test_card_html_embeds_every_plot_as_png_and_escapes_text():
     assert "{{version}}" in page  # filled in by the registry
 
 
+def test_card_html_shows_the_baseline_calibration_customer_base_and_notes():
+    metrics = {"auc": 0.77, "pr_auc": 0.65, "brier": 0.18, "log_loss": 0.52}
+    card = {
+        "name": "purchase_intent",
+        "baseline": {
+            "population": "validation customers with an order before the snapshot",
+            "rows": 7128,
+            "intent": metrics,
+            "bgnbd": {"auc": 0.7557, "pr_auc": 0.6435},
+            "bgnbd_p_order": metrics,
+        },
+        "calibration": {
+            "method": "isotonic",
+            "held_out": {"sigmoid": {"log_loss": 0.53, "brier": 0.19}, "isotonic": {"log_loss": 0.52, "brier": 0.18}},
+            "validation_before": metrics,
+            "validation_after": metrics,
+        },
+        "customer_base": {
+            "bgnbd": {"r": 0.25, "alpha_days": 29.6, "a": 0.74, "b": 2.0, "customers": 7128.0},
+            "gamma_gamma": None,
+            "currency": "EUR",
+            "notes": ["Gamma-Gamma not fitted: 3 repeat buyers with a known spend, it needs 30"],
+        },
+        "dropped_features": {"page_views_window": "the same value (0) in every training row"},
+    }
+    page = cards.render_card_html(card, {})
+    assert "Against the BG/NBD baseline (7,128 validation customers" in page and "0.7557" in page and "0.6435" in page
+    assert "Calibration: isotonic" in page and "held out: sigmoid" in page and "validation after" in page
+    assert "clv_12m in EUR" in page and "0.7400" in page
+    assert "Gamma-Gamma not fitted" in page and "page_views_window left out" in page
+
+
 def _bundle() -> tuple[ScoringBundle, pd.DataFrame]:
     rng = np.random.default_rng(2)
     n = 600
