@@ -11,7 +11,6 @@ A profile without an order reads 0 for each: BG/NBD describes customers from the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,8 +133,3 @@ def _fit_spend(x: np.ndarray, m_x: np.ndarray, min_repeat_buyers: int) -> tuple[
         return btyd.fit_gamma_gamma(x[repeat], m_x[repeat]), []
     except (ValueError, TrainingDataError) as problem:
         return None, [f"Gamma-Gamma not fitted: {problem}"]
-
-
-def with_customer_base(frames: Sequence[pd.DataFrame], model: CustomerBaseModel) -> list[pd.DataFrame]:
-    """Each frame with the CUSTOMER_BASE_FEATURES columns added."""
-    return [frame.assign(**model.features(frame)) for frame in frames]

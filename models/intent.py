@@ -197,13 +197,13 @@ class IntentModel:
     @property
     def model_columns(self) -> tuple[str, ...]:
         """The estimator's columns: `features`, then the customer-base features it derives."""
-        return (*self.features, *(CUSTOMER_BASE_FEATURES if self._customer_base() else ()))
+        return (*self.features, *(CUSTOMER_BASE_FEATURES if self.fitted_customer_base() else ()))
 
     def design_matrix(self, values: np.ndarray) -> np.ndarray:
         """`values` (columns follow `features`) with the derived customer-base columns appended."""
-        return design_matrix(values, self.features, self._customer_base())
+        return design_matrix(values, self.features, self.fitted_customer_base())
 
-    def _customer_base(self) -> CustomerBaseModel | None:
+    def fitted_customer_base(self) -> CustomerBaseModel | None:
         return getattr(self, "customer_base", None)  # a champion pickled before customer bases has none
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:

@@ -43,7 +43,7 @@ class ScoringBundle:
 
     @property
     def clv_currency(self) -> str | None:
-        base = self.intent._customer_base()
+        base = self.intent.fitted_customer_base()
         return None if base is None else base.currency
 
     @property
@@ -70,7 +70,7 @@ class ScoringBundle:
             "intent_decile": self.intent.decile(probability),
             "cluster_id": cluster_ids.astype(np.int32),
         }
-        derived = design[:, len(self.intent.features) :] if self.intent._customer_base() else None
+        derived = design[:, len(self.intent.features) :] if self.intent.fitted_customer_base() else None
         for name in CUSTOMER_BASE_SCORES:
             column = CUSTOMER_BASE_FEATURES.index(name)
             predicted[name] = np.full(len(values), np.nan) if derived is None else derived[:, column]

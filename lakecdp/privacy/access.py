@@ -39,7 +39,8 @@ class AdminTokenError(PermissionError):
 
 def new_admin_token() -> tuple[str, str]:
     """(token, its sha256): the token goes to the operator, the digest into conf/local/privacy.yaml."""
-    token = secrets.token_urlsafe(32)
+    # A prefix, because one urlsafe token in 64 starts with "-", which `--token TOKEN` then reads as an option.
+    token = "lakecdp_" + secrets.token_urlsafe(32)
     return token, hashlib.sha256(token.encode()).hexdigest()
 
 

@@ -120,7 +120,9 @@ def variants(spark):
     }
     everything = [row for name, part in rows.items() for row in tagged(name, part)]
     features = split(features_of(spark, everything))
-    labels_frame = purchase_labels(spark.createDataFrame(everything, EVENTS.schema), snapshot_frame(spark, [SNAPSHOT]), SETTINGS.label_window)
+    labels_frame = purchase_labels(
+        spark.createDataFrame(everything, EVENTS.schema), snapshot_frame(spark, [SNAPSHOT]), SETTINGS.label_window
+    )
     labels = split(labels_frame.select("customer_id", "purchased").toPandas())
     return features, {name: dict(zip(labels[name].customer_id, labels[name].purchased)) if name in labels else {} for name in rows}
 

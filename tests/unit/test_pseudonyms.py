@@ -74,3 +74,11 @@ def test_erasure_finds_raw_landing_lines_by_pseudonym_and_whole_ids_only(tmp_pat
     assert _erase_from_landing(landing, erased, pseudonyms.of) == 5
     kept = (landing / "part.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["messageId"] for line in kept) == ["neighbour", "other_device"]
+
+
+def test_a_new_admin_token_never_reads_as_a_command_line_option():
+    from lakecdp.privacy.access import new_admin_token
+
+    tokens = [new_admin_token()[0] for _ in range(500)]  # unprefixed, about 8 of 500 would start with "-"
+    assert not any(token.startswith("-") for token in tokens)
+    assert len(set(tokens)) == 500
