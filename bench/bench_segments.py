@@ -66,13 +66,14 @@ def main() -> None:
     from pyspark.sql import functions as F
 
     from lakecdp.config import load_settings
+    from lakecdp.lake.tables import CUSTOMERS
     from lakecdp.profiles import build_profile_features
-    from lakecdp.segments import evaluate_segments, parse_segments
+    from lakecdp.segments import evaluate_segments, segments_of
     from lakecdp.spark import session_for
 
     settings = load_settings()
     spark = session_for(settings)
-    segments = parse_segments(settings.segments)
+    segments = segments_of(settings)
     events = synthetic_events(spark, args.customers, args.events_per_customer).persist(StorageLevel.MEMORY_AND_DISK)
     events.count()
     profiles = build_profile_features(events, AS_OF).persist(StorageLevel.MEMORY_AND_DISK)
@@ -83,7 +84,10 @@ def main() -> None:
 
     started = time.perf_counter()
     sizes = dict(
-        evaluate_segments(events, profiles, segments, AS_OF).groupBy("segment").agg(F.count(F.when(F.col("is_member"), True))).collect()
+        evaluate_segments(events, profiles, segments, AS_OF, customers=spark.createDataFrame([], CUSTOMERS.schema))
+        .groupBy("segment")
+        .agg(F.count(F.when(F.col("is_member"), True)))
+        .collect()
     )
     seconds = time.perf_counter() - started
     print(

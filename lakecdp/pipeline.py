@@ -151,7 +151,8 @@ def refresh_membership(
     current = only_customers(lake, lake.read("segment_membership"), customers).filter(F.col("segment").isin(names))
     if events is None:
         events = resolved_events(lake, customers)
-    evaluated = evaluate_segments(events, profiles, segments, as_of, scores)
+    crm = only_customers(lake, lake.read("customers"), customers)
+    evaluated = evaluate_segments(events, profiles, segments, as_of, scores, customers=crm)
     # Cached once: membership, transitions, timers and sizes are all cheap projections of it.
     compared = compare_membership(evaluated, current).persist(StorageLevel.MEMORY_AND_DISK)
     try:

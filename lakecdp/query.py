@@ -7,9 +7,12 @@ from lakecdp.config import Settings
 from lakecdp.lake import TABLES
 from lakecdp.privacy.access import log_pii_access, mentions_contact_pii
 
+# Profiles, scores and the CRM columns that are not personal data, under one name (Spark engine).
+PROFILE_VIEW = "profile_view"
+
 
 def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: str, limit: int) -> str:
-    """Run `query` with each existing table registered under its own name; return a text table.
+    """Run `query` with each existing table registered under its own name (and, on Spark, `profile_view`); return a text table.
 
     A query naming a table that holds contact PII is recorded in pii_access_log (who, which tables, when).
     """
@@ -40,5 +43,12 @@ def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: 
     for name in TABLES:
         if lake.exists(name):
             lake.read(name).createOrReplaceTempView(name)
+    if lake.exists("profile_features"):
+        from lakecdp.segments.compile import profile_view
+
+        view = profile_view(
+            lake.read("profile_features"), lake.read("profile_scores"), lake.read("customers"), settings.customers.rule_columns
+        )
+        view.createOrReplaceTempView(PROFILE_VIEW)
     frame = lake.spark.sql(query)
     return frame._show_string(n=limit, truncate=40)  # type: ignore[operator]  # untyped in pyspark; classic and Connect define it

@@ -47,7 +47,7 @@ def check_sections(settings: Settings) -> CheckedSections:
     from lakecdp.experiments.settings import parse_experiment_settings
     from lakecdp.export.settings import load_esp_settings
     from lakecdp.privacy.ledger import consent_rules
-    from lakecdp.segments.rules import parse_segments
+    from lakecdp.segments.rules import segments_of
     from lakecdp.triggers.settings import trigger_settings
     from models.settings import parse_model_settings
 
@@ -57,7 +57,7 @@ def check_sections(settings: Settings) -> CheckedSections:
             f"conf/base/privacy.yaml: unknown key(s) {', '.join('privacy.' + k for k in unknown)}. "
             f"Fix: remove them or check the spelling (the keys are {', '.join(PRIVACY_KEYS)})."
         )
-    segments = parse_segments(settings.segments)
+    segments = segments_of(settings)
     return CheckedSections(
         segments=segments,
         esp=load_esp_settings(settings.esp, segment_names=[s.name for s in segments]),

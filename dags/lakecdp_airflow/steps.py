@@ -400,11 +400,18 @@ def predictive_segments(segments: Sequence[Any]) -> list[Any]:
     """Segments whose rules read model scores (directly or via in_segment), plus the segments they need to compile."""
     from lakecdp.lake.tables import PROFILE_SCORES
     from lakecdp.segments.rules import Attribute, InSegment
+    from lakecdp.segments.sql import SqlRule
 
     score_columns = set(PROFILE_SCORES.columns) - {"customer_id"}
+
+    def reads_scores(rule: Any) -> bool:
+        if isinstance(rule, SqlRule):
+            return bool(score_columns & set(rule.profile_columns))
+        return isinstance(rule, Attribute) and rule.table == "profile" and rule.column in score_columns
+
     by_name = {s.name: s for s in segments}
     uses = {s.name: {r.segment for r in _walk(s.rule) if isinstance(r, InSegment)} for s in segments}
-    predictive = {s.name for s in segments if any(isinstance(r, Attribute) and r.column in score_columns for r in _walk(s.rule))}
+    predictive = {s.name for s in segments if any(reads_scores(r) for r in _walk(s.rule))}
     while True:  # a segment built on a predictive one is predictive too
         grown = predictive | {name for name, refs in uses.items() if refs & predictive}
         if grown == predictive:
@@ -422,9 +429,9 @@ def predictive_segments(segments: Sequence[Any]) -> list[Any]:
 def refresh_predictive_segments(p: Pipeline, as_of: datetime) -> dict[str, Any]:
     """Re-evaluate membership of the segments that read scores, as of `as_of` (lakecdp.pipeline.refresh_membership)."""
     from lakecdp.pipeline import refresh_membership
-    from lakecdp.segments import parse_segments
+    from lakecdp.segments import segments_of
 
-    chosen = predictive_segments(parse_segments(p.settings.segments))
+    chosen = predictive_segments(segments_of(p.settings))
     if not chosen:
         log.info("no segment rule reads profile_scores (conf/base/segments.yaml): no membership to refresh")
         sizes: dict[str, int] = {}
@@ -574,14 +581,14 @@ def reconcile_online_state(p: Pipeline, as_of: datetime) -> dict[str, Any]:
     from lakecdp.online.flow import OnlineState
     from lakecdp.online.reconcile import reconcile
     from lakecdp.online.store import open_store_if_online
-    from lakecdp.segments import parse_segments
+    from lakecdp.segments import segments_of
 
     store = open_store_if_online(p.settings, p.lake.root)
     if store is None:
         log.info("reconcile: state.mode is batch (no online state); skipped")
         return {"skipped": "state.mode batch"}
     try:
-        online = OnlineState(p.lake, p.settings, store, parse_segments(p.settings.segments))
+        online = OnlineState(p.lake, p.settings, store, segments_of(p.settings))
         # State cannot go back in time: compare at the later of the run's instant and the state's last evaluation.
         result = reconcile(p.lake, online, max(as_of, online.last_evaluated() or as_of), fix=True)
     finally:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lakecdp.config.durations import parse_duration
 
@@ -114,6 +115,66 @@ class DemoSettings(_Strict):
         return value.astimezone(UTC)
 
 
+# The built-in columns of `customers` (lakecdp.lake.tables.CUSTOMERS, which a test holds equal; config
+# loads without pyspark): a declared attribute takes another name.
+BUILT_IN_CUSTOMER_COLUMNS = (
+    "customer_id",
+    "external_id",
+    "email",
+    "first_name",
+    "last_name",
+    "country",
+    "city",
+    "signup_date",
+    "marketing_opt_in",
+    "source",
+    "updated_at",
+)
+ATTRIBUTE_TYPES = {"string": "string", "int": "int", "double": "double", "boolean": "boolean", "date": "date"}
+
+
+class CustomerAttribute(_Strict):
+    """One CRM column beyond the contact ones: its type, the values it may take and whether it is personal data."""
+
+    type: Literal["string", "int", "double", "boolean", "date"] = "string"
+    values: list[str] | None = None  # allowed values (string attributes), compared after trimming
+    min: float | None = None  # numeric attributes: inclusive bounds
+    max: float | None = None
+    pii: bool = False  # contact or identifying data: kept in `customers`, never in rules, views or exports
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CustomerAttribute:
+        if self.values is not None and (self.type != "string" or not self.values):
+            raise ValueError("values: a non-empty list, for a string attribute only")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "double"):
+            raise ValueError("min/max: for an int or double attribute only")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
+        return self
+
+
+class CustomerSettings(_Strict):
+    attributes: dict[str, CustomerAttribute] = Field(default_factory=dict)
+
+    @field_validator("attributes")
+    @classmethod
+    def _names(cls, value: dict[str, CustomerAttribute]) -> dict[str, CustomerAttribute]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
+                raise ValueError(f"{name!r}: an attribute name is lower_snake_case, e.g. loyalty_tier")
+            if name in BUILT_IN_CUSTOMER_COLUMNS:
+                raise ValueError(f"{name!r} is a built-in column of customers; declare it under another name")
+        return value
+
+    @property
+    def rule_columns(self) -> dict[str, str]:
+        """Columns of `customers` a rule, a SQL segment or the profile view may read -> Spark type:
+        the CRM's non-contact columns and every declared attribute that is not personal data."""
+        built_in = {"country": "string", "city": "string", "signup_date": "date", "marketing_opt_in": "boolean"}
+        return built_in | {name: ATTRIBUTE_TYPES[a.type] for name, a in self.attributes.items() if not a.pii}
+
+
 class Settings(_Strict):
     lake: LakeSettings = Field(default_factory=LakeSettings)
     landing: LandingSettings = Field(default_factory=LandingSettings)
@@ -123,6 +184,7 @@ class Settings(_Strict):
     state: StateSettings = Field(default_factory=StateSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    customers: CustomerSettings = Field(default_factory=CustomerSettings)
     # Validated by their own capability (segments.rules, models.settings, collector.settings),
     # whose errors name conf/base/<section>.yaml and the key.
     segments: list[dict[str, Any]] = Field(default_factory=list)

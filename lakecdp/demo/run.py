@@ -259,7 +259,13 @@ class _Demo:
         from lakecdp.importer.customers import import_customers
 
         crm = self.landing / "generated" / "crm"
-        imported = import_customers(self.lake, crm / "customers.csv", clock=self.clock, report_path=crm / "customers.rejects.csv")
+        imported = import_customers(
+            self.lake,
+            crm / "customers.csv",
+            clock=self.clock,
+            report_path=crm / "customers.rejects.csv",
+            attributes=self.settings.customers.attributes,
+        )
         return f"{imported.new:,} customers (marketing opt-in as consent facts), {imported.rejected_rows:,} rejected rows"
 
     def stream(self) -> str:
@@ -411,10 +417,10 @@ class _Demo:
         return s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0)
 
     def triggers(self) -> str:
-        from lakecdp.segments import parse_segments
+        from lakecdp.segments import segments_of
         from lakecdp.triggers.dispatch import dispatch_due
 
-        report = dispatch_due(self.lake, self.settings, parse_segments(self.settings.segments), self.end)
+        report = dispatch_due(self.lake, self.settings, segments_of(self.settings), self.end)
         receivers = [("the signed webhook", self.world.servers["triggers"], "received")]
         if "klaviyo" in self.world.servers:
             receivers.append(("Klaviyo's Events API", self.world.servers["klaviyo"], "events"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from lakecdp.generate.campaigns import plan_campaigns, receive_campaigns
 from lakecdp.generate.catalog import Catalog, build_catalog
 from lakecdp.generate.messages import CustomerJournal, iso_utc
-from lakecdp.generate.population import Customer, draw_customer
+from lakecdp.generate.population import Customer, crm_attributes, draw_customer
 from lakecdp.generate.sessions import plan_session_starts, run_sessions
 from lakecdp.generate.settings import CUSTOMER_STREAM, GeneratorSettings, random_stream
 
@@ -62,6 +62,7 @@ def _truth_row(customer: Customer, journal: CustomerJournal) -> dict:
         "country": customer.country,
         "timezone": customer.timezone,
         "preferred_device": customer.preferred_device.device_type,
+        **crm_attributes(customer),
         "orders_in_dataset": journal.orders_completed,
         "last_event_at": iso_utc(last_activity_ms) if last_activity_ms is not None else None,
     }
@@ -77,6 +78,7 @@ def _crm_row(customer: Customer) -> dict:
         "city": customer.city,
         "signup_date": customer.signup_date.isoformat(),
         "marketing_opt_in": customer.marketing_opt_in,
+        **crm_attributes(customer),
     }
 
 

@@ -313,6 +313,30 @@ def draw_customer(rng: np.random.Generator, index: int, settings: GeneratorSetti
     )
 
 
+# CRM attributes beyond contacts (conf/base/customers.yaml), planted per behaviour type: the tier a
+# loyalty programme gives, an income band and an age. (tier shares, income shares) by behaviour.
+LOYALTY_TIERS = ("none", "bronze", "silver", "gold", "platinum")
+INCOME_BANDS = ("low", "middle", "high", "very_high")
+_CRM_MIX = {
+    "loyal_high_spender": ((0.02, 0.08, 0.25, 0.45, 0.20), (0.05, 0.30, 0.45, 0.20)),
+    "bargain_hunter": ((0.30, 0.40, 0.25, 0.05, 0.00), (0.35, 0.45, 0.15, 0.05)),
+    "lapsed": ((0.40, 0.35, 0.20, 0.05, 0.00), (0.25, 0.45, 0.22, 0.08)),
+}
+_CRM_MIX_DEFAULT = ((0.45, 0.30, 0.18, 0.06, 0.01), (0.20, 0.45, 0.25, 0.10))
+
+
+def crm_attributes(customer: Customer) -> dict[str, object]:
+    """A customer's loyalty tier, income band and age: drawn from a stream of their own id, so adding
+    them left every other generated value as it was."""
+    rng = np.random.default_rng(int(customer.customer_id.rsplit("_", 1)[-1]) + 7_919)
+    tiers, incomes = _CRM_MIX.get(customer.behaviour_type, _CRM_MIX_DEFAULT)
+    return {
+        "loyalty_tier": LOYALTY_TIERS[int(rng.choice(len(LOYALTY_TIERS), p=tiers))],
+        "income_band": INCOME_BANDS[int(rng.choice(len(INCOME_BANDS), p=incomes))],
+        "age": int(np.clip(rng.normal(41, 13), 18, 90)),
+    }
+
+
 def _jitter(rng: np.random.Generator, log_sd: float) -> float:
     """Multiplicative noise around 1 so types overlap a little, as real segments do."""
     return float(rng.lognormal(0.0, log_sd))

@@ -13,7 +13,19 @@ from pathlib import Path
 from lakecdp.generate.dataset import Dataset, generate_dataset
 from lakecdp.generate.settings import GeneratorSettings
 
-CRM_COLUMNS = ("customer_id", "email", "first_name", "last_name", "country", "city", "signup_date", "marketing_opt_in")
+CRM_COLUMNS = (
+    "customer_id",
+    "email",
+    "first_name",
+    "last_name",
+    "country",
+    "city",
+    "signup_date",
+    "marketing_opt_in",
+    "loyalty_tier",  # attributes conf/base/customers.yaml declares
+    "income_band",
+    "age",
+)
 CATALOG_COLUMNS = ("product_id", "sku", "name", "category", "price", "in_stock")
 EVENT_PART_GLOB = "part-*.jsonl"
 

@@ -40,11 +40,11 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 def _unmerge(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.pipeline import unmerge_identity
-    from lakecdp.segments import parse_segments
+    from lakecdp.segments import segments_of
 
     lake = open_lake_for(args, settings)
     args.anonymous_id, args.customer_id = customer_key(args.anonymous_id, lake), customer_key(args.customer_id, lake)
-    if not unmerge_identity(lake, args.anonymous_id, args.customer_id, parse_segments(settings.segments), SystemClock().now()):
+    if not unmerge_identity(lake, args.anonymous_id, args.customer_id, segments_of(settings), SystemClock().now()):
         print(f"no active link {args.anonymous_id} -> {args.customer_id}")
         return 1
     print(f"unmerged {args.anonymous_id} from {args.customer_id}; both profiles and their segments recomputed")

@@ -61,7 +61,9 @@ def _customers(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.importer.readers import ImportFileError
 
     try:
-        result = import_customers(open_lake_for(args, settings), args.file, report_path=args.report, clock=_clock(args))
+        result = import_customers(
+            open_lake_for(args, settings), args.file, report_path=args.report, clock=_clock(args), attributes=settings.customers.attributes
+        )
     except ImportFileError as exc:
         print(f"lakecdp: {exc}", file=sys.stderr)
         return 2
@@ -69,7 +71,12 @@ def _customers(args: argparse.Namespace, settings: Settings) -> int:
         f"customers: {result.rows:,} rows, {result.rejected_rows:,} rejected; "
         f"{result.new:,} new, {result.updated:,} updated, {result.unchanged:,} unchanged"
     )
-    _print_tail(result.ignored_columns, result.report_rows, result.report_path)
+    _print_tail(
+        result.ignored_columns,
+        result.report_rows,
+        result.report_path,
+        keep_hint=" (not kept: declare a column under customers.attributes in conf/base/customers.yaml to keep it)",
+    )
     if not result.landed:
         print(_nothing_landed(args.file, result.rows, "customers", result.top_reasons, result.report_path), file=sys.stderr)
         return 1
@@ -118,7 +125,7 @@ def _rows(count: int) -> str:
     return f"{count:,} row{'' if count == 1 else 's'}"
 
 
-def _print_tail(ignored: tuple[str, ...], report_rows: int, report_path) -> None:
+def _print_tail(ignored: tuple[str, ...], report_rows: int, report_path, *, keep_hint: str = "") -> None:
     if ignored:
-        print(f"ignored columns: {', '.join(ignored)}")
+        print(f"ignored columns: {', '.join(ignored)}{keep_hint}")
     print(f"reject report: {report_path} ({report_rows:,} problems)")

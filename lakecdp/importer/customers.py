@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import cast
 
-from pyspark.sql import DataFrame, Row, functions as F
+from pyspark.sql import Column, DataFrame, Row, functions as F
 
 from lakecdp.clock import Clock, SystemClock
+from lakecdp.config.models import ATTRIBUTE_TYPES, CustomerAttribute
 from lakecdp.importer.checks import Check, clean_text, filter_valid, first_row_of, problem_rows, with_missing_columns, with_problems
 from lakecdp.importer.readers import ROW_COLUMN, read_rows
 from lakecdp.importer.report import default_report_path, top_reasons, write_reject_report
@@ -55,8 +57,13 @@ class CustomerImportResult:
         return self.new + self.updated + self.unchanged
 
 
-def with_customer_checks(rows: DataFrame, *, today: date) -> DataFrame:
-    """Raw text rows -> typed, cleaned customer columns plus `problems` (empty when the row is valid)."""
+def with_customer_checks(rows: DataFrame, *, today: date, attributes: Mapping[str, CustomerAttribute] | None = None) -> DataFrame:
+    """Raw text rows -> typed, cleaned customer columns plus `problems` (empty when the row is valid).
+
+    Args:
+        attributes: declared CRM attributes (conf/base/customers.yaml): typed and checked too.
+    """
+    attributes = attributes or {}
     opt_in_text = F.lower(clean_text("marketing_opt_in"))
     signup_text = clean_text("signup_date")
     typed = (
@@ -74,8 +81,10 @@ def with_customer_checks(rows: DataFrame, *, today: date) -> DataFrame:
             F.when(signup_text.rlike(r"^\d{4}-\d{2}-\d{2}$"), signup_text.try_cast("date")).alias("signup_date"),
             opt_in_text.alias("marketing_opt_in_text"),
             F.when(opt_in_text.isin(*TRUE_WORDS), True).when(opt_in_text.isin(*FALSE_WORDS), False).alias("marketing_opt_in"),
+            *[clean_text(name).alias(f"{name}_text") for name in attributes],
         )
         .withColumn("first_row", first_row_of("customer_id"))
+        .withColumns({name: typed_attribute(F.col(f"{name}_text"), declared) for name, declared in attributes.items()})
     )
     is_duplicate = F.col("customer_id").isNotNull() & (F.col(ROW_COLUMN) != F.col("first_row"))
     checks: list[Check] = [
@@ -96,12 +105,60 @@ def with_customer_checks(rows: DataFrame, *, today: date) -> DataFrame:
         ),
         (~F.col("country").rlike(r"^[A-Z]{2}$"), "country", "not an ISO 3166-1 alpha-2 code, e.g. US"),
     ]
+    for name, declared in attributes.items():
+        checks += attribute_checks(name, declared)
     return with_problems(typed, checks)
 
 
-def to_customer_rows(checked: DataFrame, pseudonyms: Pseudonymizer, *, updated_at: datetime, source: str = SOURCE) -> DataFrame:
-    """Valid checked rows -> rows of the `customers` table, in its declared column order: the file's
-    customer_id is kept as `external_id`, the table is keyed by its pseudonym."""
+def typed_attribute(text: Column, declared: CustomerAttribute) -> Column:
+    """A declared attribute's cleaned text -> its typed value (null when blank or not of its type;
+    a string with allowed values takes the declared spelling, matched case-insensitively)."""
+    if declared.type == "string":
+        if declared.values is None:
+            return text
+        typed: Column = F.lit(None).cast("string")
+        for value in reversed(declared.values):
+            typed = F.when(F.lower(text) == value.lower(), F.lit(value)).otherwise(typed)
+        return typed
+    if declared.type == "int":
+        return F.when(text.rlike(r"^[+-]?[0-9]{1,9}$"), text.cast("int"))
+    if declared.type == "double":
+        number = text.try_cast("double")
+        return F.when(~F.isnan(number) & (F.abs(number) != float("inf")), number)
+    if declared.type == "boolean":
+        lowered = F.lower(text)
+        return F.when(lowered.isin(*TRUE_WORDS), True).when(lowered.isin(*FALSE_WORDS), False)
+    return F.when(text.rlike(r"^\d{4}-\d{2}-\d{2}$"), text.try_cast("date"))
+
+
+def attribute_checks(name: str, declared: CustomerAttribute) -> list[Check]:
+    """A declared attribute's problems: present but not of its type or not allowed, or out of bounds."""
+    text, value = F.col(f"{name}_text"), F.col(name)
+    expected = {
+        "string": f"not one of {', '.join(declared.values or [])}",
+        "int": "not a whole number",
+        "double": "not a number",
+        "boolean": "not a boolean: write true or false",
+        "date": "not a date: write YYYY-MM-DD",
+    }[declared.type]
+    checks: list[Check] = [(text.isNotNull() & value.isNull(), name, expected)]
+    if declared.min is not None:
+        checks.append((value < declared.min, name, f"below the declared minimum {declared.min:g}"))
+    if declared.max is not None:
+        checks.append((value > declared.max, name, f"above the declared maximum {declared.max:g}"))
+    return checks
+
+
+def to_customer_rows(
+    checked: DataFrame,
+    pseudonyms: Pseudonymizer,
+    *,
+    updated_at: datetime,
+    source: str = SOURCE,
+    attributes: Mapping[str, CustomerAttribute] | None = None,
+) -> DataFrame:
+    """Valid checked rows -> rows of the `customers` table, in its declared column order (then the
+    declared attributes): the file's customer_id is kept as `external_id`, the table is keyed by its pseudonym."""
     external = F.col("customer_id")
     return (
         filter_valid(checked)
@@ -109,14 +166,20 @@ def to_customer_rows(checked: DataFrame, pseudonyms: Pseudonymizer, *, updated_a
         .withColumn("customer_id", pseudonyms.column(external))
         .withColumn("source", F.lit(source))
         .withColumn("updated_at", F.lit(updated_at).cast("timestamp"))
-        .select(*table("customers").columns)
+        .select(*table("customers").columns, *(attributes or {}))
     )
 
 
-def filter_changed_customers(incoming: DataFrame, existing: DataFrame) -> DataFrame:
+def with_declared_attributes(customers: DataFrame, attributes: Mapping[str, CustomerAttribute]) -> DataFrame:
+    """`customers` rows with every declared attribute, null where the table has no such column yet."""
+    missing = {name: F.lit(None).cast(ATTRIBUTE_TYPES[a.type]) for name, a in attributes.items() if name not in customers.columns}
+    return customers.withColumns(missing)
+
+
+def filter_changed_customers(incoming: DataFrame, existing: DataFrame, attributes: Sequence[str] = ()) -> DataFrame:
     """Drop rows identical (null-safe, attribute by attribute) to what the table holds: re-imports are no-ops."""
     same_customer = F.col("new.customer_id") == F.col("old.customer_id")
-    same_attributes = [F.col(f"new.{c}").eqNullSafe(F.col(f"old.{c}")) for c in COMPARED_COLUMNS]
+    same_attributes = [F.col(f"new.{c}").eqNullSafe(F.col(f"old.{c}")) for c in (*COMPARED_COLUMNS, *attributes)]
     condition = same_customer
     for same in same_attributes:
         condition = condition & same
@@ -124,19 +187,32 @@ def filter_changed_customers(incoming: DataFrame, existing: DataFrame) -> DataFr
 
 
 def import_customers(
-    lake: Lake, path: str | Path, *, clock: Clock | None = None, report_path: str | Path | None = None
+    lake: Lake,
+    path: str | Path,
+    *,
+    clock: Clock | None = None,
+    report_path: str | Path | None = None,
+    attributes: Mapping[str, CustomerAttribute] | None = None,
 ) -> CustomerImportResult:
-    """Check a CRM file, merge its valid rows into `customers`, write the reject report."""
+    """Check a CRM file, merge its valid rows into `customers`, write the reject report.
+
+    Args:
+        attributes: the CRM attributes conf declares (customers.attributes): kept, typed and checked;
+            the file's other columns are reported as ignored.
+    """
     clock = clock or SystemClock()
     now = clock.now()
+    attributes = dict(attributes or {})
     with Progress("import customers: read") as progress:
-        rows = read_rows(path, required=REQUIRED_COLUMNS, optional=OPTIONAL_COLUMNS, progress=progress)
-    checked = with_customer_checks(lake.spark.createDataFrame(rows.table), today=now.date()).cache()
+        rows = read_rows(path, required=REQUIRED_COLUMNS, optional=(*OPTIONAL_COLUMNS, *attributes), progress=progress)
+    # A declared attribute the file lacks is left as the table holds it (a CRM export of other columns).
+    present = {name: a for name, a in attributes.items() if name in rows.table.column_names}
+    checked = with_customer_checks(lake.spark.createDataFrame(rows.table), today=now.date(), attributes=present).cache()
     try:
-        valid = to_customer_rows(checked, lake.pseudonyms, updated_at=now)
-        existing = lake.read("customers").select("customer_id", *COMPARED_COLUMNS)
+        valid = to_customer_rows(checked, lake.pseudonyms, updated_at=now, attributes=present)
+        existing = with_declared_attributes(lake.read("customers"), present).select("customer_id", *COMPARED_COLUMNS, *present)
         changed = (
-            filter_changed_customers(valid, existing)
+            filter_changed_customers(valid, existing, list(present))
             .join(
                 existing.select("customer_id", F.lit(True).alias("is_update"), F.col("marketing_opt_in").alias("previous_opt_in")),
                 on="customer_id",

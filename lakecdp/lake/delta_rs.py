@@ -15,10 +15,10 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 from pyarrow import fs
-from pyspark.sql import DataFrame
-from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql import DataFrame, types as T
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, render_where
+from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, extra_columns, render_where
 from lakecdp.lake.files import filesystem, read_delta
 from lakecdp.lake.tables import TableSpec
 
@@ -52,14 +52,18 @@ class DeltaRsEngine(LakeEngine):
         uris = dt.file_uris()
         if not uris:
             return self.spark.createDataFrame([], spec.schema)
+        schema = spec.schema
+        if spec.extensible:
+            stored = from_arrow_schema(pa.schema(dt.schema().to_arrow()))
+            schema = T.StructType([*spec.schema.fields, *[stored[c] for c in extra_columns(spec, stored.names)]])
         if not _is_local(path):
             # Spark has no S3A classes here (hadoop-aws is a Maven jar): go through Arrow.
-            return self.spark.createDataFrame(read_delta(dt, storage_options=self.storage_options), schema=spec.schema)
-        reader = self.spark.read.schema(spec.schema)
+            return self.spark.createDataFrame(read_delta(dt, columns=schema.names, storage_options=self.storage_options), schema=schema)
+        reader = self.spark.read.schema(schema)
         if spec.partition_by:
             # delta-rs keeps partition values in hive-style folders, not in the files.
             reader = reader.option("basePath", _local(path))
-        return reader.parquet(*[_local(uri) for uri in uris]).select(*spec.columns)
+        return reader.parquet(*[_local(uri) for uri in uris]).select(*schema.names)
 
     def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
         if self.already_committed(path, txn):
@@ -100,6 +104,9 @@ class DeltaRsEngine(LakeEngine):
         merger = self._table(path).merge(
             source=source, predicate=on, source_alias="s", target_alias="t", merge_schema=True, commit_properties=_commit(txn)
         )
+        if update_columns is None and spec.extensible:
+            # Only the source's columns: an extra column the source lacks keeps its value.
+            update_columns = source.column_names
         if update_columns is None:
             merger = merger.when_matched_update_all()
         elif update_columns:
@@ -200,7 +207,8 @@ def to_arrow(spec: TableSpec, df: DataFrame) -> pa.Table:
     for field in spec.schema.fields:
         if not field.nullable and pc.sum(pc.is_null(data.column(field.name))).as_py():
             raise LakeError(f"table {spec.name}: column {field.name} is declared non-null but the data has nulls")
-    target = arrow_schema(spec)
+    declared = arrow_schema(spec)
+    target = pa.schema([*declared, *[data.schema.field(c) for c in data.column_names[len(declared) :]]])
     try:
         return data.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

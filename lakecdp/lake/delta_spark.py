@@ -16,7 +16,7 @@ from typing import Any
 from deltalake import DeltaTable as DeltaLog
 from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
 
-from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, render_where
+from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, extra_columns, render_where
 from lakecdp.lake.tables import TableSpec
 
 # Idempotent writes: https://docs.delta.io/latest/delta-streaming.html#idempotent-table-writes-in-foreachbatch
@@ -101,7 +101,8 @@ class DeltaSparkEngine(LakeEngine):
         # A nullable column declared after the table was written reads null until a write adds it
         # (appends merge the schema, MERGEs run with schema autoMerge).
         present = set(loaded.columns)
-        return loaded.select(*[F.col(c) if c in present else F.lit(None).cast(spec.schema[c].dataType).alias(c) for c in spec.columns])
+        declared = [F.col(c) if c in present else F.lit(None).cast(spec.schema[c].dataType).alias(c) for c in spec.columns]
+        return loaded.select(*declared, *extra_columns(spec, loaded.columns))
 
     def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
         if self.already_committed(path, txn):
@@ -129,6 +130,7 @@ class DeltaSparkEngine(LakeEngine):
             return
         self.create(spec, path)
         source, keep = conform(spec, df), "true"
+        extra = extra_columns(spec, source.columns)
         if delete_missing is not None:
             # Delta records a MERGE's clauses in the commit (operationParameters), so a "not matched by
             # source" clause would write the scope's customer ids into the log of every table the stream
@@ -137,7 +139,8 @@ class DeltaSparkEngine(LakeEngine):
             source, keep = self._with_tombstones(spec, path, source, delete_missing), f"s.`{_KEEP}`"
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
         # Delta's set= and values= are typed dict[str, str | Column], and dict is invariant.
-        columns: dict[str, str | Column] = {c: f"s.`{c}`" for c in spec.columns}
+        # An extensible table's extra columns the source lacks keep their values on update (null on insert).
+        columns: dict[str, str | Column] = {c: f"s.`{c}`" for c in (*spec.columns, *extra)}
         builder = self._delta.forPath(self.spark, path).alias("t").merge(source.alias("s"), on)
         if delete_missing is not None:
             builder = builder.whenMatchedDelete(f"NOT {keep}")

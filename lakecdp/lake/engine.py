@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -132,8 +133,19 @@ def render_where(where: Where, quote: str, alias: str | None = None) -> str:
 
 
 def conform(spec: TableSpec, df: DataFrame) -> DataFrame:
-    """Select the table's columns in declared order, failing loudly on missing ones."""
+    """Select the table's columns in declared order (then an extensible table's extra ones), failing loudly on missing ones."""
     missing = [c for c in spec.columns if c not in df.columns]
     if missing:
         raise LakeError(f"table {spec.name}: the data to write lacks columns {missing}")
-    return df.select(*spec.columns)
+    return df.select(*spec.columns, *extra_columns(spec, df.columns))
+
+
+def extra_columns(spec: TableSpec, columns: Sequence[str]) -> list[str]:
+    """An extensible table's columns beyond its declared ones, in their order (none for other tables)."""
+    if not spec.extensible:
+        return []
+    extra = [c for c in columns if c not in spec.columns]
+    bad = [c for c in extra if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", c)]
+    if bad:
+        raise LakeError(f"table {spec.name}: extra columns {bad} are not lower_snake_case identifiers")
+    return extra

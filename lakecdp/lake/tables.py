@@ -17,6 +17,9 @@ class TableSpec:
     keys: tuple[str, ...]
     partition_by: tuple[str, ...] = ()
     description: str = ""
+    # Extensible: columns beyond the declared ones (declared in conf, e.g. customers.attributes) are
+    # kept by reads and writes; a write that lacks one leaves it as it was.
+    extensible: bool = False
     columns: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -127,6 +130,7 @@ PROFILE_FEATURES = TableSpec(
         ("checkouts_without_order", L, False),
         ("orders", L, False),
         ("orders_30d", L, False),
+        ("orders_7d", L, True),  # nullable: declared later, so lakes written before read it as null
         ("email_sends_7d", L, False),
         ("email_sends_30d", L, False),
         ("email_opens", L, False),
@@ -269,8 +273,10 @@ PII_ACCESS_LOG = TableSpec(
 CUSTOMERS = TableSpec(
     name="customers",
     description="CRM attributes per customer (imported or from identify traits); holds contact PII and the "
-    "retailer's own id (`external_id`; every other table knows the customer by its pseudonym only).",
+    "retailer's own id (`external_id`; every other table knows the customer by its pseudonym only). "
+    "Columns after `updated_at` are the attributes conf/base/customers.yaml declares.",
     keys=("customer_id",),
+    extensible=True,
     schema=_fields(
         ("customer_id", S, False),
         ("external_id", S, True),

@@ -23,12 +23,12 @@ def _reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.online.flow import OnlineState
     from lakecdp.online.reconcile import reconcile
     from lakecdp.online.store import open_store
-    from lakecdp.segments import parse_segments
+    from lakecdp.segments import segments_of
 
     lake = open_lake_for(args, settings)
     store = open_store(settings.state, lake.root)
     try:
-        online = OnlineState(lake, settings, store, parse_segments(settings.segments))
+        online = OnlineState(lake, settings, store, segments_of(settings))
         result = reconcile(lake, online, args.as_of or SystemClock().now(), fix=args.fix)
     except ValueError as exc:
         print(f"lakecdp: {exc}")

@@ -26,7 +26,7 @@ import operator
 from bisect import bisect_right, insort
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,6 +43,7 @@ from lakecdp.profiles.declarations import (
     Match,
 )
 from lakecdp.segments.rules import Absence, AllOf, AnyOf, AtLeastOf, Attribute, EventCount, InSegment, Not, Rule, Segment
+from lakecdp.segments.sql import SqlRule, evaluate as sql_evaluate
 
 US = 1_000_000
 _DAY_US = 86_400 * US
@@ -355,7 +356,7 @@ class Verdict:
 @dataclass
 class _Context:
     state: dict[str, Any]
-    values: dict[str, Any]  # profile features and scores
+    values: dict[str, Any]  # profile features and scores; "customer": the CRM columns rules read
     as_of: int
     segments: dict[str, Segment]
     explain: dict[str, Any] = field(default_factory=dict)
@@ -412,9 +413,16 @@ def _holds(rule: Rule, context: _Context) -> bool:
             context.changes.append(last_did + _window_us(rule.within))
         return last_did <= as_of - _window_us(rule.within) and no_follow_up
     if isinstance(rule, Attribute):
-        value = context.values.get(rule.column)
-        context.explain_as(rule.column, value)
+        value = context.values.get(rule.column) if rule.table == "profile" else (context.values.get("customer") or {}).get(rule.column)
+        context.explain_as(rule.label, value)
         return _compare(value, rule.op, rule.value)
+    if isinstance(rule, SqlRule):
+        customer = context.values.get("customer") or {}
+        for name in rule.profile_columns:
+            context.explain_as(name, context.values.get(name))
+        for name, _ in rule.customer_columns:
+            context.explain_as(f"customer.{name}", customer.get(name))
+        return sql_evaluate(rule.tree, context.values, customer) is True
     if isinstance(rule, InSegment):
         inner = _Context(state, context.values, as_of, context.segments)
         holds = _holds(context.segments[rule.segment].rule, inner)
@@ -444,6 +452,8 @@ def _compare(value: Any, op: str, expected: Any) -> bool:
     if isinstance(value, datetime) and isinstance(expected, str):
         expected = datetime.fromisoformat(expected.replace("Z", "+00:00"))
         expected = expected if expected.tzinfo else expected.replace(tzinfo=UTC)
+    elif isinstance(value, date) and not isinstance(value, datetime) and isinstance(expected, str):
+        expected = date.fromisoformat(expected)  # a CRM date column beside a quoted YAML date
     try:
         return bool(_COMPARE[op](value, expected))
     except TypeError:

@@ -35,8 +35,8 @@ from lakecdp.online.store import Commit, StateStore
 from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
 from lakecdp.profiles.declarations import Match
 from lakecdp.profiles.features import EVENT_COLUMNS
-from lakecdp.segments.compile import event_columns
-from lakecdp.segments.rules import Segment
+from lakecdp.segments.compile import CUSTOMER, customer_struct, event_columns
+from lakecdp.segments.rules import Segment, customer_columns
 from lakecdp.spark.together import run_together
 from lakecdp.triggers.outbox import PENDING
 
@@ -97,6 +97,8 @@ class OnlineState:
         # trigger_outbox is written by the flush and the dispatcher, which run on different threads.
         self.outbox_lock = threading.Lock()
         self.uses_scores = any(c in _SCORE_COLUMNS for c in _attribute_columns(segments))
+        self.customer_columns = customer_columns(segments)  # CRM columns rules read (`customer:` leaves)
+        self._customers: tuple[int, dict[str, dict]] | None = None
         self.models = None
         if settings.stream.rescore:
             from models.settings import parse_model_settings
@@ -333,6 +335,7 @@ class OnlineState:
         """Profiles, verdicts, transitions and timers of every changed customer, as of `now`."""
         at = to_us(now)
         scores = self.scores() if self.uses_scores else {}
+        crm = self.customer_attributes() if self.customer_columns else {}
         for key, state in states.items():
             commit.states[key] = state
             if state is None:
@@ -342,7 +345,8 @@ class OnlineState:
             state["as_of"] = at
             timers: dict[str, list] = {}
             members = state["seg"]
-            for verdict in verdicts(state, {**(row or {}), **scores.get(key, {})}, self.segments, at) if row else []:
+            values = {**(row or {}), **scores.get(key, {}), CUSTOMER: crm.get(key, {})}
+            for verdict in verdicts(state, values, self.segments, at) if row else []:
                 was = members.get(verdict.segment)
                 if verdict.is_member:
                     members[verdict.segment] = [was[0] if was else at, verdict.rule_version, verdict.reason]
@@ -417,6 +421,16 @@ class OnlineState:
             rows = self.lake.read("profile_scores").select("customer_id", *_SCORE_COLUMNS).toArrow().to_pylist()
             self._scores = (version, {r.pop("customer_id"): r for r in rows})
         return self._scores[1]
+
+    def customer_attributes(self) -> dict[str, dict[str, Any]]:
+        """The CRM columns rules read, by customer; reloaded when `customers` moves (an import, an identify)."""
+        if not self.lake.exists("customers"):
+            return {}
+        version = self.lake.version("customers")
+        if self._customers is None or self._customers[0] != version:
+            rows = customer_struct(self.lake.read("customers"), self.customer_columns).toArrow().to_pylist()
+            self._customers = (version, {r["customer_id"]: r[CUSTOMER] for r in rows})
+        return self._customers[1]
 
     # -- bootstrap from bronze ---------------------------------------------------------------------
 
@@ -595,12 +609,15 @@ def _batched(items: Iterator[dict], size: int) -> Iterator[list[dict]]:
 
 def _attribute_columns(segments: list[Segment]) -> set[str]:
     from lakecdp.segments.rules import Attribute
+    from lakecdp.segments.sql import SqlRule
 
     found: set[str] = set()
 
     def visit(rule: Any) -> None:
-        if isinstance(rule, Attribute):
+        if isinstance(rule, Attribute) and rule.table == "profile":
             found.add(rule.column)
+        elif isinstance(rule, SqlRule):
+            found.update(rule.profile_columns)
         for child in (*getattr(rule, "rules", ()), *([rule.rule] if hasattr(rule, "rule") else [])):
             visit(child)
 

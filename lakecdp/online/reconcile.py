@@ -64,7 +64,7 @@ def batch_view(lake: Lake, online: OnlineState, as_of: datetime) -> tuple[dict[s
         profiles = build_profile_features(events, as_of).cache()
         scores = lake.read("profile_scores") if online.uses_scores and lake.exists("profile_scores") else None
         rows = (
-            evaluate_segments(events, profiles, online.segments, as_of, scores)
+            evaluate_segments(events, profiles, online.segments, as_of, scores, customers=lake.read("customers"))
             .select("segment", "customer_id", "is_member", "next_check_at")
             .collect()
         )

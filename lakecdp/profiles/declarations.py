@@ -84,7 +84,7 @@ def _counts() -> tuple[Count, ...]:
         Count("cart_adds_24h", adds, WINDOWS["24h"]),
         Count("checkouts_started", Match(CHECKOUT)),
         Count("orders", orders),
-        Count("orders_30d", orders, WINDOWS["30d"]),
+        *[Count(f"orders_{w}", orders, WINDOWS[w]) for w in ("30d", "7d")],
         *[Count(f"email_sends_{w}", sends, WINDOWS[w]) for w in ("7d", "30d")],
         Count("email_opens", opens),
         *[Count(f"email_opens_{w}", opens, WINDOWS[w]) for w in ("7d", "30d")],

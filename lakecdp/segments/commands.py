@@ -42,9 +42,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.segments import parse_segments
+    from lakecdp.segments import segments_of
 
-    for segment in parse_segments(settings.segments):
+    for segment in segments_of(settings):
         print(f"ok  {segment.name:<28} version {segment.version}  {segment.description}")
     return 0
 
@@ -58,7 +58,9 @@ def _sizes_as_of(lake, segments, as_of) -> dict[str, int]:
 
     events = resolved_events(lake)
     # Profiles are rebuilt as of the instant so attribute rules see that moment, not today.
-    evaluated = evaluate_segments(events, build_profile_features(events, as_of), segments, as_of, lake.read("profile_scores"))
+    evaluated = evaluate_segments(
+        events, build_profile_features(events, as_of), segments, as_of, lake.read("profile_scores"), customers=lake.read("customers")
+    )
     counted = evaluated.groupBy("segment").agg(F.count(F.when(F.col("is_member"), True)).alias("members")).collect()
     return {row["segment"]: row["members"] for row in counted}
 
@@ -67,9 +69,9 @@ def _preview(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import timedelta
 
     from lakecdp.clock import SystemClock
-    from lakecdp.segments import parse_segments
+    from lakecdp.segments import segments_of
 
-    segments = parse_segments(settings.segments)
+    segments = segments_of(settings)
     as_of = args.as_of or settings.demo.end or SystemClock().now()
     lake = open_lake_for(args, settings)
     instants = [as_of - timedelta(days=d) for d in range(args.days, 0, -1)] + [as_of]
@@ -89,10 +91,10 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.pipeline import resolved_events
     from lakecdp.profiles import build_profile_features
-    from lakecdp.segments import evaluate_segments, parse_segments
+    from lakecdp.segments import evaluate_segments, segments_of
     from lakecdp.segments.insights import membership_as_of
 
-    segments = parse_segments(settings.segments)
+    segments = segments_of(settings)
     segment = next((s for s in segments if s.name == args.segment), None)
     if segment is None:
         print(f"lakecdp: no segment {args.segment!r}; known: {', '.join(s.name for s in segments)}")
@@ -113,7 +115,13 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
     events = resolved_events(lake, [args.customer])
     profile = build_profile_features(events, as_of)
     evaluated = evaluate_segments(
-        events, profile, [segment], as_of, lake.read("profile_scores").filter(F.col("customer_id") == args.customer), all_segments=segments
+        events,
+        profile,
+        [segment],
+        as_of,
+        lake.read("profile_scores").filter(F.col("customer_id") == args.customer),
+        customers=lake.read("customers").filter(F.col("customer_id") == args.customer),
+        all_segments=segments,
     )
     row = evaluated.filter(F.col("customer_id") == args.customer).first()
     if row is None:
@@ -158,9 +166,9 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 def _tick(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
     from lakecdp.pipeline import fire_due_timers
-    from lakecdp.segments import parse_segments
+    from lakecdp.segments import segments_of
 
     now = args.as_of or SystemClock().now()
-    fired = fire_due_timers(open_lake_for(args, settings), parse_segments(settings.segments), now)
+    fired = fire_due_timers(open_lake_for(args, settings), segments_of(settings), now)
     print(f"{len(fired)} customers re-evaluated by timers due at or before {now.isoformat()}")
     return 0

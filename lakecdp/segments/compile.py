@@ -9,7 +9,24 @@ from functools import reduce
 
 from pyspark.sql import Column, DataFrame, functions as F
 
-from lakecdp.segments.rules import Absence, AllOf, AnyOf, AtLeastOf, Attribute, EventCount, EventMatch, InSegment, Not, Rule, Segment
+from lakecdp.segments.rules import (
+    Absence,
+    AllOf,
+    AnyOf,
+    AtLeastOf,
+    Attribute,
+    EventCount,
+    EventMatch,
+    InSegment,
+    Not,
+    Rule,
+    Segment,
+    customer_columns,
+)
+from lakecdp.segments.sql import SqlRule, column as sql_column
+
+# The per-customer struct of CRM columns a `customer:` rule reads (`customer.loyalty_tier`).
+CUSTOMER = "customer"
 
 _COMPARE = {
     "==": operator.eq,
@@ -94,12 +111,19 @@ def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
         leaves.changes_at.append(F.when(has_no_follow_up, F.col(last_did) + _interval(rule.within)))
         return F.coalesce(F.col(last_did).isNotNull() & has_waited & has_no_follow_up, F.lit(False))
     if isinstance(rule, Attribute):
-        leaves.explain_as(rule.column, F.col(rule.column))
+        value = F.col(rule.column) if rule.table == "profile" else F.col(CUSTOMER)[rule.column]
+        leaves.explain_as(rule.label, value)
         if rule.op == "in":
-            holds = F.col(rule.column).isin(list(rule.value))
+            holds = value.isin(list(rule.value))
         else:
-            holds = _COMPARE[rule.op](F.col(rule.column), F.lit(rule.value))
+            holds = _COMPARE[rule.op](value, F.lit(rule.value))
         return F.coalesce(holds, F.lit(False))
+    if isinstance(rule, SqlRule):
+        for name in rule.profile_columns:
+            leaves.explain_as(name, F.col(name))
+        for name, _ in rule.customer_columns:
+            leaves.explain_as(f"customer.{name}", F.col(CUSTOMER)[name])
+        return F.coalesce(sql_column(rule.tree, CUSTOMER), F.lit(False))
     if isinstance(rule, InSegment):
         # Inlined: the referenced rule is evaluated on the same per-customer row, so order
         # never matters (cycles are rejected when rules are parsed).
@@ -146,6 +170,20 @@ def event_columns(segments: list[Segment]) -> set[str]:
     return columns
 
 
+def customer_struct(customers: DataFrame, columns: dict[str, str]) -> DataFrame:
+    """`customers` -> (customer_id, customer: struct of `columns`), a column the table lacks yet read as null."""
+    fields = [(F.col(name) if name in customers.columns else F.lit(None)).cast(dtype).alias(name) for name, dtype in columns.items()]
+    return customers.select("customer_id", F.struct(*fields).alias(CUSTOMER))
+
+
+def profile_view(profiles: DataFrame, scores: DataFrame, customers: DataFrame, columns: dict[str, str]) -> DataFrame:
+    """The analyst-facing row per profiled customer: profile features, model scores, and `customer`,
+    the struct of CRM columns that are not personal data (`columns`: CustomerSettings.rule_columns).
+    Its names are the ones SQL segments use (`orders`, `intent_probability`, `customer.loyalty_tier`)."""
+    scored = scores.drop("scored_at")
+    return profiles.join(scored, on="customer_id", how="left").join(customer_struct(customers, columns), on="customer_id", how="left")
+
+
 def evaluate_segments(
     events: DataFrame,
     profiles: DataFrame,
@@ -153,6 +191,7 @@ def evaluate_segments(
     as_of: datetime,
     scores: DataFrame | None = None,
     *,
+    customers: DataFrame | None = None,
     all_segments: list[Segment] | None = None,
 ) -> DataFrame:
     """Every customer x segment as of `as_of`: (segment, customer_id, is_member, reason, rule_version, next_check_at).
@@ -178,9 +217,14 @@ def evaluate_segments(
         per_customer = seen.filter(F.col("event").isin(*sorted(read))).groupBy("customer_id").agg(*all_leaves)
     else:
         per_customer = seen.select("customer_id").distinct()
-    customers = per_customer.join(profiles, on="customer_id", how="full")
+    rows = per_customer.join(profiles, on="customer_id", how="full")
     if scores is not None:
-        customers = customers.join(scores.drop("scored_at"), on="customer_id", how="left")
+        rows = rows.join(scores.drop("scored_at"), on="customer_id", how="left")
+    crm = customer_columns(all_segments or segments)
+    if crm:
+        if customers is None:
+            raise ValueError(f"evaluate_segments: rules read customer attributes {sorted(crm)}: pass customers")
+        rows = rows.join(customer_struct(customers, crm), on="customer_id", how="left")
     # One pass: every customer row carries one struct per segment, exploded into rows. (A union of
     # one projection per segment recomputed the aggregation join once per segment: ~2x slower.)
     verdicts = [
@@ -193,6 +237,6 @@ def evaluate_segments(
         )
         for segment, predicate, leaves in compiled
     ]
-    return customers.select(F.col("customer_id"), F.explode(F.array(*verdicts)).alias("v")).select(
+    return rows.select(F.col("customer_id"), F.explode(F.array(*verdicts)).alias("v")).select(
         F.col("v.segment").alias("segment"), "customer_id", "v.is_member", "v.reason", "v.rule_version", "v.next_check_at"
     )

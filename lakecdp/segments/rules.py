@@ -5,7 +5,12 @@ A rule is one of
   absence       {did: {event: A, where: ...}, then_not: {event: B}, within: 48h}
   attribute     {profile: COLUMN, op: ">=", value: 200}   (a column of profile_features or
                 profile_scores, e.g. intent_probability, intent_decile, cluster_id)
+  customer      {customer: ATTRIBUTE, op: "==", value: gold} (a CRM column of `customers` that is
+                not personal data: country, city, signup_date, marketing_opt_in and the attributes
+                conf/base/customers.yaml declares)
   membership    {in_segment: OTHER_SEGMENT}               (no cycles)
+  sql           {sql: "customer.city = 'New York' AND orders >= 2"} (a boolean SQL expression over
+                the profile view: lakecdp/segments/sql.py); a segment may also say `sql:` instead of `rule:`
   all / any     {all: [rule, ...]}, {any: [rule, ...]}
   not           {not: rule}
   N of M        {at_least: N, of: [rule, ...]}
@@ -21,14 +26,22 @@ from datetime import time, timedelta
 from typing import Any
 
 from lakecdp.config.durations import parse_duration
+from lakecdp.config.models import CustomerSettings, Settings
 from lakecdp.lake.tables import EVENTS, PROFILE_FEATURES, PROFILE_SCORES
 from lakecdp.profiles.declarations import Match
+from lakecdp.segments.sql import SqlError, SqlRule, parse_sql
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 OPERATORS = ("==", "!=", ">", ">=", "<", "<=", "in")
 # Event properties a `where` may filter on: the flattened bronze columns.
 ATTRIBUTE_COLUMNS = tuple(c for c in (*PROFILE_FEATURES.columns, *PROFILE_SCORES.columns) if c not in {"customer_id", "as_of"})
 WHERE_COLUMNS = tuple(c for c in EVENTS.columns if c not in {"message_id", "timestamp", "received_at", "sent_at", "event_date"})
+# Profile columns a SQL segment may read -> Spark type: the scalar ones (not device_mix's map).
+SQL_PROFILE_COLUMNS = {
+    f.name: f.dataType.simpleString()
+    for f in (*PROFILE_FEATURES.schema.fields, *PROFILE_SCORES.schema.fields)
+    if f.name in ATTRIBUTE_COLUMNS and f.dataType.simpleString() in ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
+}
 
 
 class RuleError(ValueError):
@@ -66,6 +79,13 @@ class Attribute:
     column: str
     op: str
     value: Any
+    table: str = "profile"  # profile (profile_features, profile_scores) | customer (customers)
+    dtype: str | None = None  # a customer attribute's Spark type (customers.yaml), read null where absent
+
+    @property
+    def label(self) -> str:
+        """How explain and reasons name the value the leaf read."""
+        return self.column if self.table == "profile" else f"customer.{self.column}"
 
 
 @dataclass(frozen=True)
@@ -94,7 +114,7 @@ class AtLeastOf:
     rules: tuple[Rule, ...]
 
 
-Rule = EventCount | Absence | Attribute | InSegment | AllOf | AnyOf | Not | AtLeastOf
+Rule = EventCount | Absence | Attribute | InSegment | AllOf | AnyOf | Not | AtLeastOf | SqlRule
 
 
 @dataclass(frozen=True)
@@ -118,8 +138,20 @@ class Segment:
     trigger: TriggerSpec | None = None
 
 
-def parse_segments(raw: list[dict[str, Any]], source: str = "conf/base/segments.yaml") -> list[Segment]:
-    """Validate the `segments:` list; every error names the file, the segment, the key and the fix."""
+def segments_of(settings: Settings) -> list[Segment]:
+    """The segments conf declares, their customer rules checked against the attributes conf declares."""
+    return parse_segments(settings.segments, customers=settings.customers)
+
+
+def parse_segments(
+    raw: list[dict[str, Any]], source: str = "conf/base/segments.yaml", *, customers: CustomerSettings | None = None
+) -> list[Segment]:
+    """Validate the `segments:` list; every error names the file, the segment, the key and the fix.
+
+    Args:
+        customers: the declared CRM attributes a `customer:` rule may read (default: none declared).
+    """
+    customers = customers or CustomerSettings()
     if not isinstance(raw, list):
         raise RuleError(f"{source}: segments: must be a list of segments. Fix: start each segment with '- name: ...'.")
     parsed, seen = [], set()
@@ -134,11 +166,14 @@ def parse_segments(raw: list[dict[str, Any]], source: str = "conf/base/segments.
         if name in seen:
             raise RuleError(f"{where}: defined twice. Fix: rename one of them.")
         seen.add(name)
-        _no_unknown(entry, {"name", "description", "rule", "trigger"}, where, "")
-        if "rule" not in entry:
-            raise RuleError(f"{where}: has no rule. Fix: add a 'rule:' key.")
-        rule = _parse_rule(entry["rule"], where, "rule")
-        canonical = json.dumps(entry["rule"], sort_keys=True, default=str)
+        _no_unknown(entry, {"name", "description", "rule", "sql", "trigger"}, where, "")
+        if "rule" in entry and "sql" in entry:
+            raise RuleError(f"{where}: has both 'rule:' and 'sql:'. Fix: keep one of them.")
+        if "rule" not in entry and "sql" not in entry:
+            raise RuleError(f"{where}: has no rule. Fix: add a 'rule:' key (the rule language) or 'sql:' (a SQL expression).")
+        written = entry["rule"] if "rule" in entry else {"sql": entry["sql"]}
+        rule = _parse_rule(written, where, "rule" if "rule" in entry else "", customers)
+        canonical = json.dumps(written, sort_keys=True, default=str)
         parsed.append(
             Segment(
                 name=name,
@@ -215,20 +250,20 @@ def _check_references(segments: list[Segment], source: str) -> None:
         visit(segment.name, ())
 
 
-def _parse_rule(node: Any, where: str, key: str) -> Rule:
+def _parse_rule(node: Any, where: str, key: str, customers: CustomerSettings) -> Rule:
     if not isinstance(node, dict):
         raise RuleError(f"{where}: {key}: must be a mapping, got {node!r}. Fix: see the rule forms in conf/base/segments.yaml.")
     if "all" in node or "any" in node:
         op = "all" if "all" in node else "any"
         _no_unknown(node, {op}, where, key)
-        children = _parse_list(node[op], where, f"{key}.{op}")
+        children = _parse_list(node[op], where, f"{key}.{op}", customers)
         return AllOf(children) if op == "all" else AnyOf(children)
     if "not" in node:
         _no_unknown(node, {"not"}, where, key)
-        return Not(_parse_rule(node["not"], where, f"{key}.not"))
+        return Not(_parse_rule(node["not"], where, f"{key}.not", customers))
     if "of" in node:
         _no_unknown(node, {"at_least", "of"}, where, key)
-        children = _parse_list(node["of"], where, f"{key}.of")
+        children = _parse_list(node["of"], where, f"{key}.of", customers)
         n = _positive_int(node.get("at_least"), where, f"{key}.at_least")
         if n > len(children):
             raise RuleError(
@@ -259,22 +294,82 @@ def _parse_rule(node: Any, where: str, key: str) -> Rule:
         column = node["profile"]
         if column not in ATTRIBUTE_COLUMNS:
             raise RuleError(f"{where}: {key}.profile: unknown profile column {column!r}. Fix: use one of {', '.join(ATTRIBUTE_COLUMNS)}.")
-        op = node.get("op", "==")
-        if op not in OPERATORS:
-            raise RuleError(f"{where}: {key}.op: {op!r} is not an operator. Fix: use one of {', '.join(OPERATORS)}.")
-        if "value" not in node:
-            raise RuleError(f"{where}: {key}.value: missing. Fix: add the value to compare with.")
-        if op == "in" and not isinstance(node["value"], list):
-            raise RuleError(f"{where}: {key}.value: 'in' needs a list.")
-        return Attribute(column, op, node["value"])
+        op, value = _comparison(node, where, key)
+        return Attribute(column, op, value)
+    if "customer" in node:
+        _no_unknown(node, {"customer", "op", "value"}, where, key)
+        return customer_attribute(node["customer"], *_comparison(node, where, key), customers, where, f"{key}.customer")
+    if "sql" in node:
+        _no_unknown(node, {"sql"}, where, key)
+        label = f"{key}.sql" if key else "sql"
+        if not isinstance(node["sql"], str) or not node["sql"].strip():
+            raise RuleError(f'{where}: {label}: must be a SQL boolean expression in quotes, e.g. sql: "orders >= 2".')
+        try:
+            return parse_sql(node["sql"], SQL_PROFILE_COLUMNS, customers.rule_columns)
+        except SqlError as exc:
+            raise RuleError(f"{where}: {label}: {exc}.") from None
     if "in_segment" in node:
         _no_unknown(node, {"in_segment"}, where, key)
         if not isinstance(node["in_segment"], str):
             raise RuleError(f"{where}: {key}.in_segment: must be a segment name.")
         return InSegment(node["in_segment"])
     raise RuleError(
-        f"{where}: {key}: {sorted(node)} is not a rule. Fix: use one of event / did+then_not / profile / in_segment / all / any / not / at_least+of."
+        f"{where}: {key}: {sorted(node)} is not a rule. "
+        "Fix: use one of event / did+then_not / profile / customer / sql / in_segment / all / any / not / at_least+of."
     )
+
+
+def _comparison(node: dict, where: str, key: str) -> tuple[str, Any]:
+    op = node.get("op", "==")
+    if op not in OPERATORS:
+        raise RuleError(f"{where}: {key}.op: {op!r} is not an operator. Fix: use one of {', '.join(OPERATORS)}.")
+    if "value" not in node:
+        raise RuleError(f"{where}: {key}.value: missing. Fix: add the value to compare with.")
+    if op == "in" and not isinstance(node["value"], list):
+        raise RuleError(f"{where}: {key}.value: 'in' needs a list.")
+    return op, node["value"]
+
+
+def customer_attribute(name: Any, op: str, value: Any, customers: CustomerSettings, where: str, key: str) -> Attribute:
+    """A leaf on a CRM column; personal data and undeclared names are refused with the fix."""
+    columns = customers.rule_columns
+    if name not in columns:
+        declared = customers.attributes.get(name) if isinstance(name, str) else None
+        if declared is not None and declared.pii:
+            raise RuleError(
+                f"{where}: {key}: {name!r} is declared pii: true in conf/base/customers.yaml; rules never read personal data. "
+                "Fix: use another attribute, or declare it pii: false if it is not personal data."
+            )
+        raise RuleError(
+            f"{where}: {key}: unknown customer attribute {name!r}. "
+            f"Fix: declare it under customers.attributes in conf/base/customers.yaml, or use one of {', '.join(columns)}."
+        )
+    allowed = customers.attributes[name].values if name in customers.attributes else None
+    if allowed is not None:
+        unknown = [v for v in (value if isinstance(value, list) else [value]) if v not in allowed]
+        if unknown:
+            raise RuleError(f"{where}: {key}: {name} never takes {unknown[0]!r}. Fix: use one of {', '.join(allowed)}.")
+    return Attribute(name, op, value, table="customer", dtype=columns[name])
+
+
+def customer_columns(segments: list[Segment]) -> dict[str, str]:
+    """The CRM columns the segments' rules read -> their Spark types."""
+    found: dict[str, str] = {}
+
+    def visit(rule: Rule) -> None:
+        if isinstance(rule, Attribute) and rule.table == "customer" and rule.dtype is not None:
+            found[rule.column] = rule.dtype
+        elif isinstance(rule, SqlRule):
+            found.update(rule.customer_columns)
+        elif isinstance(rule, Not):
+            visit(rule.rule)
+        elif isinstance(rule, (AllOf, AnyOf, AtLeastOf)):
+            for child in rule.rules:
+                visit(child)
+
+    for segment in segments:
+        visit(segment.rule)
+    return found
 
 
 def _parse_match(node: Any, where: str, key: str) -> EventMatch:
@@ -292,10 +387,10 @@ def _parse_match(node: Any, where: str, key: str) -> EventMatch:
     return EventMatch(node["event"], tuple(sorted(filters.items())))
 
 
-def _parse_list(node: Any, where: str, key: str) -> tuple[Rule, ...]:
+def _parse_list(node: Any, where: str, key: str, customers: CustomerSettings) -> tuple[Rule, ...]:
     if not isinstance(node, list) or not node:
         raise RuleError(f"{where}: {key}: must be a non-empty list of rules.")
-    return tuple(_parse_rule(child, where, f"{key}[{i}]") for i, child in enumerate(node))
+    return tuple(_parse_rule(child, where, f"{key}[{i}]", customers) for i, child in enumerate(node))
 
 
 def _window(value: Any, where: str, key: str) -> timedelta:

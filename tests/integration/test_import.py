@@ -48,12 +48,23 @@ BAD_CUSTOMERS = [
 def crm(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("generated")
     write_dataset(GeneratorSettings(customers=CUSTOMERS, days=14, seed=11), out)
+    # The built-in columns only: declared CRM attributes have their own test (test_customer_attributes.py).
+    path = out / "crm" / "customers.csv"
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=BUILT_IN_CRM_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
     return out
 
 
 @pytest.fixture
 def lake(spark, tmp_path):
     return open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
+
+
+BUILT_IN_CRM_COLUMNS = ("customer_id", "email", "first_name", "last_name", "country", "city", "signup_date", "marketing_opt_in")
 
 
 def report_rows(path: Path) -> set[tuple[int, str, str]]:

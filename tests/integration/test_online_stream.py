@@ -15,7 +15,7 @@ from lakecdp.lake import open_lake
 from lakecdp.online.flow import OnlineState
 from lakecdp.online.reconcile import reconcile
 from lakecdp.online.store import Commit, open_store
-from lakecdp.segments import parse_segments
+from lakecdp.segments import segments_of
 from lakecdp.stream import run_stream
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def _stream(spark, tmp_path, state: dict, source=None):
 
 
 def _online(settings, lake):
-    return OnlineState(lake, settings, open_store(settings.state, lake.root), parse_segments(settings.segments))
+    return OnlineState(lake, settings, open_store(settings.state, lake.root), segments_of(settings))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])

@@ -18,7 +18,7 @@ from lakecdp.generate import GeneratorSettings, write_dataset
 from lakecdp.lake import open_lake
 from lakecdp.pipeline import resolved_events
 from lakecdp.profiles import build_profile_features
-from lakecdp.segments import evaluate_segments, parse_segments
+from lakecdp.segments import evaluate_segments, segments_of
 from tests.topics import create_topic, produce_lines
 
 pytestmark = pytest.mark.integration
@@ -118,9 +118,11 @@ def test_profiles_and_membership_equal_a_batch_recompute(crashed_and_restarted, 
     events = resolved_events(lake)
     expected_profiles = build_profile_features(events, GENERATED.end)
     assertDataFrameEqual(lake.read("profile_features"), expected_profiles, checkRowOrder=False)
-    segments = parse_segments(settings.segments)
+    segments = segments_of(settings)
     expected_members = (
-        evaluate_segments(events, expected_profiles, segments, GENERATED.end).filter("is_member").select("segment", "customer_id")
+        evaluate_segments(events, expected_profiles, segments, GENERATED.end, customers=lake.read("customers"))
+        .filter("is_member")
+        .select("segment", "customer_id")
     )
     assertDataFrameEqual(lake.read("segment_membership").select("segment", "customer_id"), expected_members, checkRowOrder=False)
 
@@ -133,7 +135,7 @@ def test_online_state_equals_a_batch_recompute_after_kills(crashed_and_restarted
     root, *_ = crashed_and_restarted
     settings = load_settings(env={})
     lake = open_lake(spark, settings.lake, root=str(root / "lake"))
-    online = OnlineState(lake, settings, open_store(settings.state, lake.root), parse_segments(settings.segments))
+    online = OnlineState(lake, settings, open_store(settings.state, lake.root), segments_of(settings))
     result = reconcile(lake, online, GENERATED.end)
     assert result.customers > 0 and [str(d) for d in result.differences] == []
 

@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lakecdp.config import ConfigError, load_settings, parse_duration
 
@@ -107,3 +108,29 @@ def test_a_typo_in_any_section_stops_every_command_before_it_runs(tmp_path, caps
     assert cli.main(["--conf", str(conf), "content", "validate"]) == 2
     error = capsys.readouterr().err
     assert file in error and named in error
+
+
+def test_built_in_customer_columns_are_the_customers_table():
+    from lakecdp.config.models import BUILT_IN_CUSTOMER_COLUMNS
+    from lakecdp.lake.tables import CUSTOMERS
+
+    assert BUILT_IN_CUSTOMER_COLUMNS == CUSTOMERS.columns
+
+
+@pytest.mark.parametrize(
+    ("attribute", "says"),
+    [
+        ({"email": {}}, "'email' is a built-in column of customers"),
+        ({"Tier": {}}, "an attribute name is lower_snake_case"),
+        ({"tier": {"type": "int", "values": ["a"]}}, "values: a non-empty list, for a string attribute only"),
+        ({"tier": {"min": 1}}, "min/max: for an int or double attribute only"),
+        ({"age": {"type": "int", "min": 9, "max": 1}}, "min 9.0 > max 1.0"),
+        ({"age": {"type": "integer"}}, "customers.attributes.age.type"),
+    ],
+)
+def test_customer_attribute_declarations_are_checked(tmp_path, attribute, says):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "customers.yaml").write_text(yaml.safe_dump({"customers": {"attributes": attribute}}))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path, env={})
+    assert says in str(caught.value) and "customers.yaml" in str(caught.value)

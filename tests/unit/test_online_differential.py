@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings, strategies as st
 
+from lakecdp.config.models import CustomerSettings
 from lakecdp.lake.tables import EVENTS, PROFILE_FEATURES
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
 from lakecdp.online.reconcile import as_utc, same_value
@@ -33,6 +34,26 @@ NAMES = [
 ]
 CATEGORIES = ["shoes", "bags", None]
 WINDOW_TEXT = ["30m", "1h", "24h", "48h", "7d", "40d"]
+# CRM attributes both executors read for `customer:` and SQL leaves (a device has none).
+CUSTOMERS = CustomerSettings.model_validate(
+    {"attributes": {"loyalty_tier": {"values": ["none", "gold", "platinum"]}, "age": {"type": "int"}, "phone": {"pii": True}}}
+)
+CRM = {
+    "c0": {"loyalty_tier": "gold", "age": 40, "city": "New York", "signup_date": datetime(2025, 3, 1).date()},
+    "c1": {"loyalty_tier": None, "age": None, "city": "Newark", "signup_date": None},
+    "c2": {"loyalty_tier": "platinum", "age": 19, "city": None, "signup_date": datetime(2026, 2, 1).date()},
+}
+SQL_LEAVES = [
+    "orders >= 1 AND customer.loyalty_tier IN ('gold', 'platinum')",
+    "coalesce(avg_order_value, 0) > 25 OR customer.city LIKE 'New %'",
+    "NOT (product_views_7d BETWEEN 1 AND 3) AND customer.age IS NOT NULL",
+    "monetary / orders > 30",
+    "greatest(product_views_24h, cart_adds_24h * 2) >= 2 OR customer.age < 30",
+    "last_order_at >= '2026-11-08T00:00:00Z' OR upper(top_device_type) = 'MOBILE'",
+    "customer.signup_date < DATE '2026-01-01' AND length(customer.city) > 3",
+    "-recency_days > -5 OR country <> 'DE'",
+    "NOT (customer.loyalty_tier = 'gold' OR open_cart_value > 20)",
+]
 pytestmark = pytest.mark.integration
 
 
@@ -68,6 +89,10 @@ def _leaf():
             {"profile": "country", "op": "in", "value": ["DE", "FR"]},
             {"profile": "preferred_local_hour", "op": "<", "value": 12},
             {"profile": "avg_order_value", "op": ">=", "value": 30},
+            {"customer": "loyalty_tier", "op": "in", "value": ["gold", "platinum"]},
+            {"customer": "age", "op": ">=", "value": 30},
+            {"customer": "city", "op": "==", "value": "New York"},
+            *[{"sql": text} for text in SQL_LEAVES],
         ]
     )
     return st.one_of(count, absence, attribute)
@@ -94,7 +119,12 @@ def _segments(draw):
     raw = [{"name": f"s{i}", "rule": rule} for i, rule in enumerate(rules)]
     if draw(st.booleans()) and len(raw) > 1:
         raw[-1]["rule"] = {"any": [raw[-1]["rule"], {"in_segment": "s0"}]}
-    return parse_segments(raw)
+    return parse_segments(raw, customers=CUSTOMERS)
+
+
+def _crm(spark):
+    rows = [{"customer_id": key, **values} for key, values in CRM.items()]
+    return spark.createDataFrame(rows, "customer_id string, loyalty_tier string, age int, city string, signup_date date")
 
 
 @st.composite
@@ -182,7 +212,7 @@ def _batch(spark, events, segments, as_of, linked):
     resolved = [{**e, "device": None if e["customer"] in linked else e["device"]} for e in events]
     bronze = _bronze(spark, resolved)
     profiles = build_profile_features(bronze, as_of)
-    rows = evaluate_segments(bronze, profiles, segments, as_of).collect()
+    rows = evaluate_segments(bronze, profiles, segments, as_of, customers=_crm(spark)).collect()
     return (
         {r.customer_id: r.asDict() for r in profiles.collect()},
         {(r.segment, r.customer_id): (r.is_member, as_utc(r.next_check_at)) for r in rows},
@@ -273,7 +303,7 @@ def test_incremental_equals_batch(spark, events, segments, steps, snaps, seed):
             expected = expected_profiles[key]
             wrong = {c: (row[c], expected[c]) for c in PROFILE_FEATURES.columns if not same_value(row[c], expected[c])}
             assert not wrong, f"{key} at {as_of}: online vs batch {wrong}"
-            for verdict in verdicts(state, row, segments, at):
+            for verdict in verdicts(state, {**row, "customer": CRM.get(key, {})}, segments, at):
                 member, next_check = expected_verdicts[(verdict.segment, key)]
                 assert (verdict.is_member, from_us(verdict.next_check_at)) == (member, next_check), (verdict.segment, key, verdict.reason)
         assert {k for k, s in states.items() if s["n"]} == set(expected_profiles)

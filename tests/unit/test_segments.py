@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from lakecdp.lake.tables import EVENTS
 from lakecdp.profiles import build_profile_features
-from lakecdp.segments import RuleError, compare_membership, evaluate_segments, parse_segments, plan_membership
+from lakecdp.segments import RuleError, compare_membership, evaluate_segments, parse_segments, plan_membership, segments_of
 
 NOW = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -185,7 +185,7 @@ def test_validation_names_segment_key_and_fix(rules, message):
 def test_shipped_segments_are_valid_and_versioned():
     from lakecdp.config import load_settings
 
-    segments = parse_segments(load_settings(env={}).segments)
+    segments = segments_of(load_settings(env={}))
     assert {s.name for s in segments} >= {"viewed_shoes_24h", "cart_abandoned_48h", "high_purchase_intent"}
     assert all(len(s.version) == 12 for s in segments)
 

@@ -1,0 +1,149 @@
+"""CRM attributes end to end: the import keeps declared columns typed and checked, `customers` grows
+them, identify upserts leave them alone, rules and SQL read them, and the brief's NYC micro-segment
+gives the same members written in the rule language and in SQL."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakecdp.clock import FrozenClock
+from lakecdp.config import load_settings
+from lakecdp.config.models import CustomerSettings
+from lakecdp.events.ingest import ingest_lines
+from lakecdp.importer.customers import import_customers
+from lakecdp.profiles import build_profile_features
+from lakecdp.query import run_query
+from lakecdp.segments import evaluate_segments, segments_of
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+ATTRIBUTES = CustomerSettings.model_validate(
+    {
+        "attributes": {
+            "loyalty_tier": {"values": ["none", "bronze", "gold"]},
+            "age": {"type": "int", "min": 16, "max": 120},
+            "lifetime_points": {"type": "double"},
+            "vip": {"type": "boolean"},
+            "phone": {"pii": True},
+        }
+    }
+).attributes
+
+
+def _write(path, rows):
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _crm_row(n, **overrides):
+    row = {
+        "customer_id": f"crm_{n}",
+        "email": f"p{n}@example.com",
+        "country": "US",
+        "city": "New York",
+        "marketing_opt_in": "true",
+        "loyalty_tier": "gold",
+        "age": "40",
+        "lifetime_points": "120.5",
+        "vip": "no",
+        "phone": "+1 555 0100",
+        "shoe_size": "42",
+    }
+    return row | overrides
+
+
+def test_declared_attributes_are_kept_typed_and_checked(lake, tmp_path):
+    clock = FrozenClock(NOW)
+    rows = [
+        _crm_row(1),
+        _crm_row(2, loyalty_tier=" GOLD ", age="", vip="yes"),  # case and blanks: declared spelling, null
+        _crm_row(3, loyalty_tier="diamond"),
+        _crm_row(4, age="12"),
+        _crm_row(5, age="forty", lifetime_points="lots"),
+        _crm_row(6, vip="maybe"),
+    ]
+    result = import_customers(lake, _write(tmp_path / "crm.csv", rows), clock=clock, attributes=ATTRIBUTES)
+    assert (result.new, result.rejected_rows) == (2, 4)
+    assert result.ignored_columns == ("shoe_size",)  # undeclared: reported, not kept
+    report = list(csv.DictReader((tmp_path / "crm.rejects.csv").open()))
+    assert {(r["row"], r["column"], r["reason"]) for r in report} == {
+        ("3", "loyalty_tier", "not one of none, bronze, gold"),
+        ("4", "age", "below the declared minimum 16"),
+        ("5", "age", "not a whole number"),
+        ("5", "lifetime_points", "not a number"),
+        ("6", "vip", "not a boolean: write true or false"),
+    }
+    table = lake.read("customers")
+    assert set(table.columns[-5:]) == {"loyalty_tier", "age", "lifetime_points", "vip", "phone"}  # after the built-in ones
+    assert dict(table.dtypes)["age"] == "int" and dict(table.dtypes)["vip"] == "boolean"
+    got = {r.external_id: r for r in table.collect()}
+    assert (got["crm_1"].loyalty_tier, got["crm_1"].age, got["crm_1"].lifetime_points, got["crm_1"].vip) == ("gold", 40, 120.5, False)
+    assert (got["crm_2"].loyalty_tier, got["crm_2"].age, got["crm_2"].vip) == ("gold", None, True)
+
+    # The same file again changes nothing; a changed attribute is an update.
+    again = import_customers(lake, _write(tmp_path / "crm.csv", rows[:2]), clock=clock, attributes=ATTRIBUTES)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
+    moved = import_customers(lake, _write(tmp_path / "crm.csv", [_crm_row(1, loyalty_tier="bronze")]), clock=clock, attributes=ATTRIBUTES)
+    assert moved.updated == 1
+    # An identify that changes the contact columns leaves the attributes as the CRM set them.
+    identify = {
+        "messageId": "i1",
+        "type": "identify",
+        "userId": "crm_1",
+        "timestamp": "2026-11-20T12:00:30Z",  # after the import: newer than the row
+        "traits": {"email": "new@example.com"},
+    }
+    lines = lake.spark.createDataFrame([(json.dumps(identify), "t.jsonl")], "raw string, source_file string")
+    ingest_lines(lake, lines, received_at=NOW, settings=load_settings().events)
+    row = lake.read("customers").filter(F.col("external_id") == "crm_1").first()
+    assert (row.email, row.loyalty_tier, row.age) == ("new@example.com", "bronze", 40)
+
+
+def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path):
+    """Generated shop history + the generated CRM file with its planted attributes, through the real import and ingest."""
+    from lakecdp.config.models import LakeSettings
+    from lakecdp.generate import GeneratorSettings, generate_dataset
+    from lakecdp.generate.writer import CRM_COLUMNS
+    from lakecdp.lake import open_lake
+
+    settings = load_settings()
+    lake = open_lake(spark, LakeSettings(), root=str(tmp_path / "lake"))
+    dataset = generate_dataset(GeneratorSettings(customers=1500, days=30, seed=11, end=NOW))
+    crm = tmp_path / "customers.csv"
+    with crm.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=CRM_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(dataset.customers)
+    imported = import_customers(lake, crm, clock=FrozenClock(NOW), attributes=settings.customers.attributes)
+    assert imported.rejected_rows == 0 and imported.ignored_columns == ()
+    lines = spark.createDataFrame([(json.dumps(e), "h.jsonl") for e in dataset.events], "raw string, source_file string")
+    ingest_lines(lake, lines, received_at=NOW, settings=settings.events)
+    events = lake.read("events")
+    segments = segments_of(settings)
+    profiles = build_profile_features(events, NOW)
+    evaluated = evaluate_segments(events, profiles, segments, NOW, customers=lake.read("customers"))
+    members = {
+        name: {r.customer_id for r in evaluated.filter(F.col("is_member") & (F.col("segment") == name)).collect()}
+        for name in ("nyc_high_value_browsers", "nyc_high_value_browsers_sql", "gold_members_cooling")
+    }
+    assert members["nyc_high_value_browsers"] == members["nyc_high_value_browsers_sql"]
+    assert len(members["nyc_high_value_browsers"]) >= 3, members
+    # The planted tiers reach the rules: every gold_members_cooling member is gold or platinum in the CRM file.
+    tiers = {r.customer_id: r.loyalty_tier for r in lake.read("customers").collect()}
+    assert members["gold_members_cooling"] and {tiers[c] for c in members["gold_members_cooling"]} <= {"gold", "platinum"}
+
+    # An analyst runs the segment's SQL over `profile_view` (profiles, scores, non-PII CRM columns) and counts the same.
+    lake.overwrite("profile_features", profiles)
+    sql = next(s.rule.text for s in segments if s.name == "nyc_high_value_browsers_sql")
+    shown = run_query(settings, f"SELECT count(*) AS members FROM profile_view WHERE {sql}", lake_root=lake.root, engine="spark", limit=5)
+    assert shown.splitlines()[3].strip("| ") == str(len(members["nyc_high_value_browsers_sql"]))
+    header = run_query(settings, "SELECT customer.* FROM profile_view", lake_root=lake.root, engine="spark", limit=1).splitlines()[1]
+    assert {name.strip() for name in header.strip("|").split("|")} == set(settings.customers.rule_columns)  # no email, no phone
