@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "lakecdp.privacy.commands",
     "lakecdp.collector.commands",
     "lakecdp.importer.commands",
+    "lakecdp.enrich.commands",
+    "lakecdp.profiles.commands",
     "lakecdp.export.commands",
     "lakecdp.quality.commands",
     "models.commands",

@@ -154,8 +154,31 @@ class CustomerAttribute(_Strict):
         return self
 
 
+class EnrichmentSource(_Strict):
+    """A third-party data source (Clearbit / FullContact style): the legal basis its attributes rest on, and their declarations."""
+
+    # consent: applies only to customers whose latest `enrichment` consent fact is a grant;
+    # legitimate_interest: to everyone except those who withdrew `enrichment` or `profiling`.
+    legal_basis: Literal["consent", "legitimate_interest"]
+    description: str = ""
+    attributes: dict[str, CustomerAttribute]
+
+    @field_validator("attributes")
+    @classmethod
+    def _names(cls, value: dict[str, CustomerAttribute]) -> dict[str, CustomerAttribute]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
+                raise ValueError(f"{name!r}: an attribute name is lower_snake_case, e.g. company_size")
+        return value
+
+
+class EnrichmentSettings(_Strict):
+    sources: dict[str, EnrichmentSource] = Field(default_factory=dict)
+
+
 class CustomerSettings(_Strict):
     attributes: dict[str, CustomerAttribute] = Field(default_factory=dict)
+    enrichment: EnrichmentSettings = Field(default_factory=EnrichmentSettings)
 
     @field_validator("attributes")
     @classmethod

@@ -9,7 +9,8 @@ from lakecdp.generate.catalog import Catalog, build_catalog
 from lakecdp.generate.messages import CustomerJournal, iso_utc
 from lakecdp.generate.population import Customer, crm_attributes, draw_customer
 from lakecdp.generate.sessions import plan_session_starts, run_sessions
-from lakecdp.generate.settings import CUSTOMER_STREAM, GeneratorSettings, random_stream
+from lakecdp.generate.settings import CUSTOMER_STREAM, SIGNALS_STREAM, GeneratorSettings, random_stream
+from lakecdp.generate.signals import plant_signals
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,9 @@ def generate_dataset(settings: GeneratorSettings | None = None) -> Dataset:
         email_visits = receive_campaigns(rng, journal, customer, campaigns)
         starts = plan_session_starts(rng, customer, settings) + email_visits
         run_sessions(rng, journal, customer, catalog, starts, settings)
+        signals = plant_signals(random_stream(settings.seed, SIGNALS_STREAM, index), journal, customer, catalog)
         timeline.extend(journal.entries)
-        truth.append(_truth_row(customer, journal))
+        truth.append(_truth_row(customer, journal) | signals)
         crm.append(_crm_row(customer))
     timeline.sort(key=lambda entry: (entry[0], entry[1]))
     return Dataset(

@@ -36,6 +36,7 @@ LAPSED_QUIET_DAYS = 14
 CATALOG_STREAM = 1
 CAMPAIGN_STREAM = 2
 CUSTOMER_STREAM = 3
+SIGNALS_STREAM = 4  # wishlist, loyalty and support events (lakecdp.generate.signals)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`lakecdp import customers FILE` and `lakecdp import orders FILE`."""
+"""`lakecdp import customers|orders|loyalty|support FILE`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ FROM_CONF = object()
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    importer = commands.add_parser("import", help="import CRM customers or historical orders (CSV or Parquet)")
+    importer = commands.add_parser("import", help="import CRM customers, historical orders, loyalty or support history (CSV or Parquet)")
     kinds = importer.add_subparsers(dest="import_command", required=True)
 
     customers = kinds.add_parser("customers", help="CRM customers -> the customers table (upsert on customer_id)")
@@ -32,6 +32,21 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="accept orders up to this old, e.g. 3650d, or 'none' for any age (default: events.max_age; older ones are quarantined)",
     )
     orders.set_defaults(handler=_orders)
+
+    for name, what in (
+        ("loyalty", "loyalty transactions (earned, redeemed, tier_changed)"),
+        ("support", "support tickets (opened, resolved)"),
+    ):
+        activity = kinds.add_parser(name, help=f"{what} -> bronze events (idempotent; README 'Signals')")
+        activity.add_argument("file", help=".csv with a header row, or .parquet")
+        _common(activity)
+        activity.add_argument(
+            "--max-age",
+            type=age_limit,
+            default=FROM_CONF,
+            help="accept rows up to this old, e.g. 3650d, or 'none' (default: events.max_age)",
+        )
+        activity.set_defaults(handler=_activity, activity_kind=name)
 
 
 def age_limit(text: str) -> timedelta | None:
@@ -106,6 +121,28 @@ def _orders(args: argparse.Namespace, settings: Settings) -> int:
         if any(column == "ordered_at" and "older than" in reason for column, reason, _ in result.top_reasons):
             message += " Fix: for older orders give a longer --max-age (e.g. 3650d), or --max-age none for any age."
         print(message, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _activity(args: argparse.Namespace, settings: Settings) -> int:
+    from lakecdp.importer.activity import KINDS, import_activity
+    from lakecdp.importer.readers import ImportFileError
+
+    kind = KINDS[args.activity_kind]
+    events = settings.events if args.max_age is FROM_CONF else settings.events.model_copy(update={"max_age": args.max_age})
+    try:
+        result = import_activity(open_lake_for(args, settings), args.file, kind, events=events, report_path=args.report, clock=_clock(args))
+    except ImportFileError as exc:
+        print(f"lakecdp: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{kind.name}: {result.rows:,} rows, {result.rejected_rows:,} rejected by the import, {result.sent:,} validated as events: "
+        f"{result.new_events:,} new in bronze, {result.already_imported:,} already there, {result.quarantined:,} quarantined"
+    )
+    _print_tail(result.ignored_columns, result.report_rows, result.report_path)
+    if not result.landed:
+        print(_nothing_landed(args.file, result.rows, "bronze", result.top_reasons, result.report_path), file=sys.stderr)
         return 1
     return 0
 

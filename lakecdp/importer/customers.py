@@ -131,6 +131,11 @@ def typed_attribute(text: Column, declared: CustomerAttribute) -> Column:
     return F.when(text.rlike(r"^\d{4}-\d{2}-\d{2}$"), text.try_cast("date"))
 
 
+def bound_text(value: float) -> str:
+    """A declared bound as written: 5000000, not 5e+06."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def attribute_checks(name: str, declared: CustomerAttribute) -> list[Check]:
     """A declared attribute's problems: present but not of its type or not allowed, or out of bounds."""
     text, value = F.col(f"{name}_text"), F.col(name)
@@ -143,9 +148,9 @@ def attribute_checks(name: str, declared: CustomerAttribute) -> list[Check]:
     }[declared.type]
     checks: list[Check] = [(text.isNotNull() & value.isNull(), name, expected)]
     if declared.min is not None:
-        checks.append((value < declared.min, name, f"below the declared minimum {declared.min:g}"))
+        checks.append((value < declared.min, name, f"below the declared minimum {bound_text(declared.min)}"))
     if declared.max is not None:
-        checks.append((value > declared.max, name, f"above the declared maximum {declared.max:g}"))
+        checks.append((value > declared.max, name, f"above the declared maximum {bound_text(declared.max)}"))
     return checks
 
 

@@ -9,6 +9,7 @@ order-history exports fit in its memory; the checks then run in Spark.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +61,13 @@ def read_rows(path: str | Path, *, required: Sequence[str], optional: Sequence[s
     elif suffix in (".parquet", ".pq"):
         header, columns, unreadable = _read_parquet(path)
         progress.update(len(columns[ROW_COLUMN]))
+    elif suffix in (".json", ".jsonl", ".ndjson"):
+        header, columns, unreadable = _read_json(path)
+        progress.update(len(columns[ROW_COLUMN]))
     else:
-        raise ImportFileError(f"{path}: unknown file type {suffix!r}. Fix: give a .csv (with a header row) or .parquet file.")
+        raise ImportFileError(
+            f"{path}: unknown file type {suffix!r}. Fix: give a .csv (with a header row), .parquet or .json / .jsonl file."
+        )
     missing = [c for c in required if c not in header]
     if missing:
         raise ImportFileError(
@@ -120,6 +126,47 @@ def _read_parquet(path: Path) -> tuple[list[str], dict[str, list], list[FileReje
         columns[name] = _as_text(column).to_pylist()
     columns[ROW_COLUMN] = list(range(1, table.num_rows + 1))
     return header, columns, []
+
+
+def _read_json(path: Path) -> tuple[list[str], dict[str, list], list[FileReject]]:
+    """A JSON array of objects (.json) or one object per line (.jsonl): row N is the N-th object."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"{path}: not UTF-8 text (byte {exc.start}).") from None
+    unreadable: list[FileReject] = []
+    records: list[tuple[int, dict]] = []
+    if path.suffix.lower() == ".json":
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise ImportFileError(f"{path}: not valid JSON ({exc}). Fix: give an array of objects, or use .jsonl.") from None
+        if not isinstance(document, list):
+            raise ImportFileError(f"{path}: the top level must be an array of objects, found {type(document).__name__}.")
+        items = list(enumerate(document, start=1))
+    else:
+        items = []
+        for number, line in enumerate((line for line in text.splitlines() if line.strip()), start=1):
+            try:
+                items.append((number, json.loads(line)))
+            except ValueError:
+                unreadable.append(FileReject(number, "*", "not valid JSON"))
+    for number, item in items:
+        if isinstance(item, dict):
+            records.append((number, {_column_name(str(k)): v for k, v in item.items()}))
+        else:
+            unreadable.append(FileReject(number, "*", f"not a JSON object (a {type(item).__name__})"))
+    header = list(dict.fromkeys(name for _, record in records for name in record))
+    columns: dict[str, list] = {name: [_json_text(record.get(name)) for _, record in records] for name in header}
+    columns[ROW_COLUMN] = [number for number, _ in records]
+    return header, columns, unreadable
+
+
+def _json_text(value: object) -> str | None:
+    """A JSON value as the text the checks read: strings as they are, numbers and booleans as JSON writes them."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:

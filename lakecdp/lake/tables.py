@@ -139,6 +139,22 @@ PROFILE_FEATURES = TableSpec(
         ("email_clicks", L, False),
         ("email_clicks_7d", L, False),
         ("email_clicks_30d", L, False),
+        # Declared later than the rest, so nullable: lakes written before read them as null.
+        ("email_open_rate_30d", DBL, True),  # opens / sends in 30 d; null without a send
+        ("email_click_rate_30d", DBL, True),  # clicks / sends in 30 d
+        ("email_conversion_rate_30d", DBL, True),  # orders / email clicks in 30 d (not attributed); null without a click
+        ("wishlist_adds", L, True),
+        ("wishlist_adds_30d", L, True),
+        ("wishlist_removes", L, True),
+        ("wishlist_to_cart", L, True),
+        ("wishlist_items", L, True),
+        ("loyalty_earnings_30d", L, True),
+        ("loyalty_redemptions_30d", L, True),
+        ("loyalty_tier_changes_30d", L, True),
+        ("support_tickets_opened", L, True),
+        ("support_tickets_opened_30d", L, True),
+        ("support_tickets_resolved", L, True),
+        ("open_support_tickets", L, True),
         ("recency_days", DBL, True),
         ("frequency", L, False),
         ("monetary", DBL, False),
@@ -289,6 +305,24 @@ CUSTOMERS = TableSpec(
         ("marketing_opt_in", B, True),
         ("source", S, False),
         ("updated_at", TS, False),
+    ),
+)
+
+CUSTOMER_ENRICHMENT = TableSpec(
+    name="customer_enrichment",
+    description="Third-party attributes per customer, one row per source and attribute, with provenance: when the "
+    "source fetched it, the legal basis and the consent status that let it in (lakecdp enrich import).",
+    keys=("customer_id", "source", "attribute"),
+    schema=_fields(
+        ("customer_id", S, False),
+        ("source", S, False),
+        ("attribute", S, False),
+        ("value", S, True),  # as text; value_type says how to read it
+        ("value_type", S, False),
+        ("fetched_at", TS, False),
+        ("legal_basis", S, False),
+        ("consent_status", S, False),  # granted (a recorded grant) | not_withdrawn (legitimate interest)
+        ("imported_at", TS, False),
     ),
 )
 
@@ -452,6 +486,7 @@ TABLES: dict[str, TableSpec] = {
         EVENTS,
         QUARANTINE,
         CUSTOMERS,
+        CUSTOMER_ENRICHMENT,
         CONSENT_LEDGER,
         PII_ACCESS_LOG,
         IDENTITY_LINKS,

@@ -41,6 +41,9 @@ from lakecdp.profiles.declarations import (
     PRODUCT_VIEW,
     WINDOWS,
     Match,
+    open_tickets,
+    response_rate,
+    wishlist_items,
 )
 from lakecdp.segments.rules import Absence, AllOf, AnyOf, AtLeastOf, Attribute, EventCount, InSegment, Not, Rule, Segment
 from lakecdp.segments.sql import SqlRule, evaluate as sql_evaluate
@@ -329,6 +332,11 @@ def profile(state: dict[str, Any], customer_id: str, as_of: int) -> dict[str, An
     row["recency_days"] = None if last_order is None else (as_of // US - last_order // US) / 86400.0
     row["frequency"] = row["orders"]
     row["avg_order_value"] = row["monetary"] / row["orders"] if row["orders"] > 0 else None
+    row["email_open_rate_30d"] = response_rate(row["email_opens_30d"], row["email_sends_30d"])
+    row["email_click_rate_30d"] = response_rate(row["email_clicks_30d"], row["email_sends_30d"])
+    row["email_conversion_rate_30d"] = response_rate(row["orders_30d"], row["email_clicks_30d"])
+    row["wishlist_items"] = wishlist_items(row["wishlist_adds"], row["wishlist_removes"], row["wishlist_to_cart"])
+    row["open_support_tickets"] = open_tickets(row["support_tickets_opened"], row["support_tickets_resolved"])
     row["as_of"] = from_us(as_of)
     return row
 

@@ -12,7 +12,8 @@ deterministic entry id, so a replayed batch or a re-import adds nothing):
 
 A customer's status for a purpose is the latest fact by `recorded_at` (ties: withdrawn wins). With
 no fact: email marketing is opt-in (no send without a recorded grant: see lakecdp.privacy.consent),
-personalization and profiling are opt-out (allowed until withdrawn).
+personalization and profiling are opt-out (allowed until withdrawn); enrichment depends on the
+source's legal basis (lakecdp.enrich: consent needs a grant, legitimate interest only no withdrawal).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lakecdp.config import ConfigError
 from lakecdp.lake import Lake
 
 EMAIL_MARKETING, PERSONALIZATION, PROFILING = "email_marketing", "personalization", "profiling"
+ENRICHMENT = "enrichment"  # third-party data (lakecdp.enrich): opt-in or opt-out by each source's legal basis
 GRANTED, WITHDRAWN = "granted", "withdrawn"
 CONF_FILE = "conf/base/privacy.yaml"
 
@@ -41,7 +43,7 @@ class ConsentRules:
     opt_out_events: tuple[str, ...] = ("Unsubscribed",)
     consent_event: str = "Consent Updated"
     traits_key: str = "consent"
-    purposes: tuple[str, ...] = (EMAIL_MARKETING, PERSONALIZATION, PROFILING)
+    purposes: tuple[str, ...] = (EMAIL_MARKETING, PERSONALIZATION, PROFILING, ENRICHMENT)
 
 
 def consent_rules(privacy: Mapping[str, Any] | None, esp: Mapping[str, Any] | None) -> ConsentRules:

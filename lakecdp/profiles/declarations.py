@@ -27,6 +27,16 @@ CHECKOUT = "Checkout Started"
 EMAIL_SEND = "Email Delivered"
 EMAIL_OPEN = "Email Opened"
 EMAIL_CLICK = "Email Link Clicked"
+# Segment's e-commerce spec (https://segment.com/docs/connections/spec/ecommerce/v2/#wishlisting)
+WISHLIST_ADD = "Product Added to Wishlist"
+WISHLIST_REMOVE = "Product Removed from Wishlist"
+WISHLIST_TO_CART = "Wishlist Product Added to Cart"
+# Loyalty and customer support have no Segment spec: lakecdp's names (README "Signals").
+POINTS_EARNED = "Loyalty Points Earned"
+POINTS_REDEEMED = "Loyalty Points Redeemed"
+TIER_CHANGED = "Loyalty Tier Changed"
+TICKET_OPENED = "Support Ticket Opened"
+TICKET_RESOLVED = "Support Ticket Resolved"
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
@@ -90,7 +100,35 @@ def _counts() -> tuple[Count, ...]:
         *[Count(f"email_opens_{w}", opens, WINDOWS[w]) for w in ("7d", "30d")],
         Count("email_clicks", clicks),
         *[Count(f"email_clicks_{w}", clicks, WINDOWS[w]) for w in ("7d", "30d")],
+        Count("wishlist_adds", Match(WISHLIST_ADD)),
+        Count("wishlist_adds_30d", Match(WISHLIST_ADD), WINDOWS["30d"]),
+        Count("wishlist_removes", Match(WISHLIST_REMOVE)),
+        Count("wishlist_to_cart", Match(WISHLIST_TO_CART)),
+        Count("loyalty_earnings_30d", Match(POINTS_EARNED), WINDOWS["30d"]),
+        Count("loyalty_redemptions_30d", Match(POINTS_REDEEMED), WINDOWS["30d"]),
+        Count("loyalty_tier_changes_30d", Match(TIER_CHANGED), WINDOWS["30d"]),
+        Count("support_tickets_opened", Match(TICKET_OPENED)),
+        Count("support_tickets_opened_30d", Match(TICKET_OPENED), WINDOWS["30d"]),
+        Count("support_tickets_resolved", Match(TICKET_RESOLVED)),
     )
+
+
+def response_rate(responses: int | None, sends: int | None) -> float | None:
+    """A campaign response rate: responses per email delivered (opens, clicks) or orders per click,
+    None (not 0) when there was nothing to respond to; capped at 1 (a re-opened email, or two orders
+    after one click, count once)."""
+    if not sends or responses is None:
+        return None
+    return min(responses / sends, 1.0)
+
+
+def wishlist_items(adds: int, removes: int, to_cart: int) -> int:
+    """Products still on the wishlist, as the events tell: added, less removed or moved to the cart."""
+    return max(adds - removes - to_cart, 0)
+
+
+def open_tickets(opened: int, resolved: int) -> int:
+    return max(opened - resolved, 0)
 
 
 # The profile's event counts: one declaration each, whichever executor computes them.

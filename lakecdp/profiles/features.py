@@ -177,6 +177,10 @@ def build_profile_features(events: DataFrame, as_of: datetime) -> DataFrame:
     return grouped.select(*PROFILE_FEATURES.columns)
 
 
+def _rate(responses: str, sends: str) -> Column:
+    return F.when(F.col(sends) > 0, F.least(F.col(responses) / F.col(sends), F.lit(1.0)))
+
+
 @functools.cache
 def _profile_columns() -> tuple[list[Column], list[dict[str, Column]]]:
     """The aggregates and the derived features, built once per process.
@@ -194,6 +198,12 @@ def _profile_columns() -> tuple[list[Column], list[dict[str, Column]]]:
             "recency_days": (F.unix_timestamp(as_of) - F.unix_timestamp("last_order_at")) / 86400.0,
             "frequency": F.col("orders"),
             "avg_order_value": F.when(F.col("orders") > 0, F.col("monetary") / F.col("orders")),
+            # The executor-neutral definitions: declarations.response_rate, wishlist_items, open_tickets.
+            "email_open_rate_30d": _rate("email_opens_30d", "email_sends_30d"),
+            "email_click_rate_30d": _rate("email_clicks_30d", "email_sends_30d"),
+            "email_conversion_rate_30d": _rate("orders_30d", "email_clicks_30d"),
+            "wishlist_items": F.greatest(F.col("wishlist_adds") - F.col("wishlist_removes") - F.col("wishlist_to_cart"), F.lit(0)),
+            "open_support_tickets": F.greatest(F.col("support_tickets_opened") - F.col("support_tickets_resolved"), F.lit(0)),
             "as_of": as_of,
         },
     ]

@@ -108,7 +108,8 @@ def test_declared_attributes_are_kept_typed_and_checked(lake, tmp_path):
 
 
 def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path):
-    """Generated shop history + the generated CRM file with its planted attributes, through the real import and ingest."""
+    """Generated shop history + the generated CRM file with its planted attributes, through the real import and ingest;
+    the planted wishlist, support and email signals reach the profiles and their segments."""
     from lakecdp.config.models import LakeSettings
     from lakecdp.generate import GeneratorSettings, generate_dataset
     from lakecdp.generate.writer import CRM_COLUMNS
@@ -132,13 +133,43 @@ def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path):
     evaluated = evaluate_segments(events, profiles, segments, NOW, customers=lake.read("customers"))
     members = {
         name: {r.customer_id for r in evaluated.filter(F.col("is_member") & (F.col("segment") == name)).collect()}
-        for name in ("nyc_high_value_browsers", "nyc_high_value_browsers_sql", "gold_members_cooling")
+        for name in (
+            "nyc_high_value_browsers",
+            "nyc_high_value_browsers_sql",
+            "gold_members_cooling",
+            "wishlist_waiting",
+            "open_support_ticket",
+        )
     }
     assert members["nyc_high_value_browsers"] == members["nyc_high_value_browsers_sql"]
     assert len(members["nyc_high_value_browsers"]) >= 3, members
     # The planted tiers reach the rules: every gold_members_cooling member is gold or platinum in the CRM file.
     tiers = {r.customer_id: r.loyalty_tier for r in lake.read("customers").collect()}
     assert members["gold_members_cooling"] and {tiers[c] for c in members["gold_members_cooling"]} <= {"gold", "platinum"}
+
+    truth = {lake.pseudonyms.of(t["customer_id"]): t for t in dataset.truth}
+    signals = (
+        "wishlist_adds, wishlist_items, support_tickets_opened, open_support_tickets, email_open_rate_30d, email_opens_30d, email_sends_30d"
+    )
+    rows = {r.customer_id: r for r in profiles.select("customer_id", *signals.split(", ")).collect()}
+    for customer, planted in truth.items():
+        row = rows.get(customer)
+        if row is None:  # no event of theirs fell inside the window
+            assert planted["wishlist_adds"] == planted["tickets_opened"] == 0, customer
+            continue
+        assert row.wishlist_adds == planted["wishlist_adds"], customer
+        assert row.wishlist_items == max(planted["wishlist_adds"] - planted["wishlist_removes"] - planted["wishlist_to_cart"], 0), customer
+        assert (row.support_tickets_opened, row.open_support_tickets) == (
+            planted["tickets_opened"],
+            planted["tickets_opened"] - planted["tickets_resolved"],
+        ), customer
+        if row.email_sends_30d == 0:
+            assert row.email_open_rate_30d is None, customer  # no send: no rate, not 0
+        else:
+            assert row.email_open_rate_30d == pytest.approx(min(row.email_opens_30d / row.email_sends_30d, 1.0)), customer
+    assert sum(t["wishlist_adds"] for t in truth.values()) > 100 and sum(t["tickets_opened"] for t in truth.values()) > 10
+    assert members["wishlist_waiting"] and members["open_support_ticket"]
+    assert members["open_support_ticket"] == {c for c, t in truth.items() if t["tickets_opened"] > t["tickets_resolved"]}
 
     # An analyst runs the segment's SQL over `profile_view` (profiles, scores, non-PII CRM columns) and counts the same.
     lake.overwrite("profile_features", profiles)

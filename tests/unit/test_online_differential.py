@@ -31,6 +31,10 @@ NAMES = [
     "Email Delivered",
     "Email Opened",
     "Email Link Clicked",
+    "Product Added to Wishlist",
+    "Product Removed from Wishlist",
+    "Support Ticket Opened",
+    "Support Ticket Resolved",
 ]
 CATEGORIES = ["shoes", "bags", None]
 WINDOW_TEXT = ["30m", "1h", "24h", "48h", "7d", "40d"]

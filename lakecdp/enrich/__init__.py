@@ -1,0 +1,1 @@
+"""Third-party enrichment: attributes from outside sources, with provenance, only where consent allows."""

@@ -1,0 +1,61 @@
+"""`lakecdp profile show CUSTOMER --history`: the current profile, then what changed in each
+profile_features version, under which commit, after which of the customer's events."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lakecdp.cli import main
+from lakecdp.config import load_settings
+from lakecdp.lake import open_lake
+from lakecdp.profiles.history import profile_history
+from lakecdp.segments import segments_of
+from tests.lakes import ingest_and_refresh
+from tests.pseudonyms import pid
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _line(n: int, event: str, at: datetime, **properties) -> str:
+    return json.dumps(
+        {"messageId": f"m{n}", "type": "track", "event": event, "userId": "cust_1", "timestamp": at.isoformat(), "properties": properties}
+    )
+
+
+def test_profile_show_lists_each_change_with_its_commit_and_events(spark, tmp_path, capsys):
+    settings = load_settings(REPO / "conf", env={})
+    root = tmp_path / "lake"
+    lake = open_lake(spark, settings.lake, root=str(root))
+    segments = segments_of(settings)
+    first = NOW - timedelta(hours=2)
+    ingest_and_refresh(lake, settings, segments, first, [_line(1, "Product Viewed", first - timedelta(minutes=5), category="shoes")])
+    second = NOW - timedelta(hours=1)
+    lines = [
+        _line(2, "Product Added to Wishlist", second - timedelta(minutes=3), product_id="p1"),
+        _line(3, "Product Viewed", second - timedelta(minutes=2), category="shoes"),
+    ]
+    ingest_and_refresh(lake, settings, segments, second, lines)
+
+    changes = profile_history(lake, pid("cust_1"))
+    assert len(changes) == 2
+    assert changes[0].changes["product_views"] == (None, 1)
+    assert changes[1].changes["product_views"] == (1, 2) and changes[1].changes["wishlist_adds"] == (0, 1)
+    assert "events_total" in changes[1].changes and "as_of" not in changes[1].changes
+    assert [name for _, name in changes[0].events] == ["Product Viewed"]
+    assert [name for _, name in changes[1].events] == ["Product Added to Wishlist", "Product Viewed"]
+    assert changes[0].commit.version < changes[1].commit.version
+
+    assert main(["--conf", str(REPO / "conf"), "profile", "show", "cust_1", "--history", "--lake", str(root)]) == 0
+    printed = capsys.readouterr().out
+    assert f"profile of {pid('cust_1')} as of" in printed
+    assert "wishlist_adds                         1" in printed
+    assert "      product_views: 1 -> 2" in printed
+    assert "      after events: Product Added to Wishlist at" in printed
+    assert "history (the last 20 versions of profile_features): 2 changes" in printed
+    assert main(["--conf", str(REPO / "conf"), "profile", "show", "nobody", "--lake", str(root)]) == 1
