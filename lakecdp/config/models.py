@@ -154,6 +154,13 @@ class CustomerAttribute(_Strict):
         return self
 
 
+def _snake_case_names(attributes: dict[str, CustomerAttribute], example: str) -> dict[str, CustomerAttribute]:
+    for name in attributes:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
+            raise ValueError(f"{name!r}: an attribute name is lower_snake_case, e.g. {example}")
+    return attributes
+
+
 class EnrichmentSource(_Strict):
     """A third-party data source (Clearbit / FullContact style): the legal basis its attributes rest on, and their declarations."""
 
@@ -166,10 +173,7 @@ class EnrichmentSource(_Strict):
     @field_validator("attributes")
     @classmethod
     def _names(cls, value: dict[str, CustomerAttribute]) -> dict[str, CustomerAttribute]:
-        for name in value:
-            if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
-                raise ValueError(f"{name!r}: an attribute name is lower_snake_case, e.g. company_size")
-        return value
+        return _snake_case_names(value, "company_size")
 
 
 class EnrichmentSettings(_Strict):
@@ -183,9 +187,7 @@ class CustomerSettings(_Strict):
     @field_validator("attributes")
     @classmethod
     def _names(cls, value: dict[str, CustomerAttribute]) -> dict[str, CustomerAttribute]:
-        for name in value:
-            if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
-                raise ValueError(f"{name!r}: an attribute name is lower_snake_case, e.g. loyalty_tier")
+        for name in _snake_case_names(value, "loyalty_tier"):
             if name in BUILT_IN_CUSTOMER_COLUMNS:
                 raise ValueError(f"{name!r} is a built-in column of customers; declare it under another name")
         return value

@@ -7,10 +7,12 @@ from __future__ import annotations
 import csv
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
+from lakecdp.cli import main
 from lakecdp.clock import FrozenClock
 from lakecdp.config import load_settings
 from lakecdp.config.models import CustomerSettings
@@ -22,6 +24,7 @@ from lakecdp.segments import evaluate_segments, segments_of
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
 ATTRIBUTES = CustomerSettings.model_validate(
     {
         "attributes": {
@@ -107,7 +110,7 @@ def test_declared_attributes_are_kept_typed_and_checked(lake, tmp_path):
     assert (row.email, row.loyalty_tier, row.age) == ("new@example.com", "bronze", 40)
 
 
-def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path):
+def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path, capsys):
     """Generated shop history + the generated CRM file with its planted attributes, through the real import and ingest;
     the planted wishlist, support and email signals reach the profiles and their segments."""
     from lakecdp.config.models import LakeSettings
@@ -178,3 +181,14 @@ def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path):
     assert shown.splitlines()[3].strip("| ") == str(len(members["nyc_high_value_browsers_sql"]))
     header = run_query(settings, "SELECT customer.* FROM profile_view", lake_root=lake.root, engine="spark", limit=1).splitlines()[1]
     assert {name.strip() for name in header.strip("|").split("|")} == set(settings.customers.rule_columns)  # no email, no phone
+
+    # segments preview and explain take the SQL segment like any rule.
+    conf = ["--conf", str(REPO / "conf")]
+    capsys.readouterr()
+    assert main([*conf, "segments", "preview", "--lake", lake.root, "--as-of", NOW.isoformat()]) == 0
+    sizes = {line.split()[0]: line.split()[-1] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert sizes["nyc_high_value_browsers_sql"] == sizes["nyc_high_value_browsers"] == f"{len(members['nyc_high_value_browsers']):,}"
+    member = sorted(members["nyc_high_value_browsers_sql"])[0]
+    assert main([*conf, "segments", "explain", member, "nyc_high_value_browsers_sql", "--lake", lake.root, "--as-of", NOW.isoformat()]) == 0
+    explained = capsys.readouterr().out
+    assert ": IN (rule version" in explained and '"customer.city":"New York"' in explained and '"orders_7d":0' in explained

@@ -147,3 +147,50 @@ def test_an_undeclared_source_is_refused_with_the_fix(tmp_path, capsys):
     vendor.write_text("customer_id,industry\nc1,retail\n")
     assert main(["--conf", str(REPO / "conf"), "enrich", "import", str(vendor), "--source", "nope", "--lake", str(tmp_path / "lake")]) == 2
     assert "unknown enrichment source 'nope' (firmographics)" in capsys.readouterr().err
+
+
+def test_enrichment_of_generated_customers_by_email(spark, tmp_path):
+    """Generated CRM customers, consent facts sent as `Consent Updated` events through the event path,
+    a vendor file matched on email with addresses the shop does not know: match rate and consent hold."""
+    from lakecdp.events.ingest import ingest_lines
+    from lakecdp.generate import GeneratorSettings, generate_dataset
+    from lakecdp.generate.writer import CRM_COLUMNS
+    from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
+
+    settings = load_settings(REPO / "conf", env={})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    dataset = generate_dataset(GeneratorSettings(customers=200, days=7, seed=3, end=NOW))
+    crm = tmp_path / "crm.csv"
+    with crm.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=CRM_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(dataset.customers)
+    import_customers(lake, crm, clock=FrozenClock(NOW), attributes=settings.customers.attributes)
+    granting = dataset.customers[::3]  # every third customer grants enrichment
+    consent = [
+        {
+            "messageId": f"consent-{c['customer_id']}",
+            "type": "track",
+            "event": "Consent Updated",
+            "userId": c["customer_id"],
+            "timestamp": (NOW - timedelta(hours=1)).isoformat(),
+            "properties": {"purpose": "enrichment", "status": "granted"},
+        }
+        for c in granting
+    ]
+    lines = spark.createDataFrame([(json.dumps(e), "c.jsonl") for e in consent], "raw string, source_file string")
+    ingest_lines(lake, lines, received_at=NOW, settings=settings.events)
+    record_consent(lake, entries_from_events(lake.read("events"), consent_rules(settings.privacy, settings.esp), NOW))
+
+    vendor = tmp_path / "vendor.json"
+    records = [{"email": c["email"].upper(), "company_size": 10 + n, "industry": "retail"} for n, c in enumerate(dataset.customers)]
+    records += [{"email": f"stranger{n}@example.org", "company_size": 5} for n in range(50)]
+    vendor.write_text(json.dumps(records))
+    result = import_enrichment(
+        lake, vendor, "firmographics", settings.customers.enrichment.sources["firmographics"], clock=FrozenClock(NOW)
+    )
+    assert (result.rows, result.valid_rows, result.matched) == (250, 250, 200)
+    assert result.match_rate == pytest.approx(0.8)
+    assert (result.allowed, result.values_written) == (len(granting), 2 * len(granting))
+    enriched = {r.customer_id for r in lake.read("customer_enrichment").collect()}
+    assert enriched == {pid(c["customer_id"]) for c in granting}

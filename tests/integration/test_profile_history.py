@@ -59,3 +59,32 @@ def test_profile_show_lists_each_change_with_its_commit_and_events(spark, tmp_pa
     assert "      after events: Product Added to Wishlist at" in printed
     assert "history (the last 20 versions of profile_features): 2 changes" in printed
     assert main(["--conf", str(REPO / "conf"), "profile", "show", "nobody", "--lake", str(root)]) == 1
+
+
+def test_history_of_a_generated_customer_names_the_events_of_each_batch(spark, tmp_path):
+    from lakecdp.generate import GeneratorSettings, generate_dataset
+
+    settings = load_settings(REPO / "conf", env={})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    segments = segments_of(settings)
+    dataset = generate_dataset(GeneratorSettings(customers=40, days=4, seed=5, end=NOW))
+    middle = NOW - timedelta(days=2)
+    halves = [[e for e in dataset.events if (datetime.fromisoformat(e["timestamp"]) < middle) == early] for early in (True, False)]
+    for instant, events in zip((middle, NOW), halves):
+        ingest_and_refresh(lake, settings, segments, instant, [json.dumps(e) for e in events])
+    own = {half: [e for e in events if e.get("userId")] for half, events in enumerate(halves)}
+    busiest = max({e["userId"] for e in own[1]}, key=lambda c: sum(e.get("userId") == c for e in own[0] + own[1]))
+    changes = profile_history(lake, pid(busiest))
+    assert len(changes) == 2
+    for change, events in zip(changes, (own[0], own[1])):
+        theirs = sorted((datetime.fromisoformat(e["timestamp"]), _bronze_name(e)) for e in events if e["userId"] == busiest)
+        assert change.more_events + len(change.events) == len(theirs)
+        assert sorted(change.events) == theirs[len(theirs) - len(change.events) :]
+    assert changes[1].changes["events_total"][1] > changes[1].changes["events_total"][0]
+
+
+def _bronze_name(message: dict) -> str:
+    """How bronze names a message: a page view without an event name is "Page Viewed"; an identify has its type."""
+    if message.get("event"):
+        return message["event"]
+    return "Page Viewed" if message["type"] == "page" else message["type"]
