@@ -7,7 +7,7 @@ from lakecdp.config import Settings
 from lakecdp.lake import TABLES
 from lakecdp.privacy.access import log_pii_access, mentions_contact_pii
 
-# Profiles, scores and the CRM columns that are not personal data, under one name (Spark engine).
+# Profiles, scores and the CRM columns that are not personal data, under one name (both engines).
 PROFILE_VIEW = "profile_view"
 
 
@@ -35,6 +35,9 @@ def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: 
                     DeltaTable(path, storage_options=settings.lake.storage_options or None), settings.lake.storage_options
                 )
                 connection.register(name, dataset)
+        registered = {name for (name,) in connection.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        if "profile_features" in registered:
+            connection.execute(_duckdb_profile_view(connection, registered, settings.customers.rule_columns))
         return str(connection.sql(query).limit(limit))
 
     from lakecdp.lake import lake_for
@@ -52,3 +55,22 @@ def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: 
         view.createOrReplaceTempView(PROFILE_VIEW)
     frame = lake.spark.sql(query)
     return frame._show_string(n=limit, truncate=40)  # type: ignore[operator]  # untyped in pyspark; classic and Connect define it
+
+
+_DUCKDB_TYPES = {"string": "VARCHAR", "int": "INTEGER", "double": "DOUBLE", "boolean": "BOOLEAN", "date": "DATE"}
+
+
+def _duckdb_profile_view(connection, registered: set[str], columns: dict[str, str]) -> str:
+    """`profile_view` for DuckDB: the statement that makes the Spark engine's view (segments.compile.profile_view)."""
+    select, joins = ["p.*"], []
+    if "profile_scores" in registered:
+        select.append("s.* EXCLUDE (customer_id, scored_at)")
+        joins.append("LEFT JOIN profile_scores s USING (customer_id)")
+    present: set[str] = set()
+    if "customers" in registered:
+        present = set(connection.sql("SELECT * FROM customers LIMIT 0").columns)
+        joins.append("LEFT JOIN customers c USING (customer_id)")
+    fields = ", ".join(f"{name} := CAST({'c.' + name if name in present else 'NULL'} AS {_DUCKDB_TYPES[t]})" for name, t in columns.items())
+    select.append(f"struct_pack({fields}) AS customer" if fields else "NULL AS customer")
+    # Every name here is a declared table or a lower_snake_case attribute conf validated, and no value is spliced in.
+    return f"CREATE VIEW {PROFILE_VIEW} AS SELECT {', '.join(select)} FROM profile_features p {' '.join(joins)}"  # nosec B608

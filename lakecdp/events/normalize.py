@@ -131,6 +131,9 @@ def to_bronze(valid: DataFrame, pseudonyms: Pseudonymizer) -> DataFrame:
         props.campaign_id.alias("campaign_id"),
         props.time_on_page_s.try_cast("double").alias("time_on_page_s"),
         props.scroll_depth_pct.try_cast("int").alias("scroll_depth_pct"),
+        # Not checked as numbers (no quarantine reason): a loyalty or support event stays valid without them.
+        props.points.try_cast("int").alias("points"),
+        props.satisfaction_score.try_cast("int").alias("satisfaction_score"),
         e.context.device.type.alias("device_type"),
         e.context.location.country.alias("country"),
         e.context.location.city.alias("city"),

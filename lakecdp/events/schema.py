@@ -29,6 +29,8 @@ _PROPERTIES = T.StructType(
             "campaign_id",
             "time_on_page_s",
             "scroll_depth_pct",
+            "points",  # loyalty events
+            "satisfaction_score",  # support ticket resolutions
         )
     ]
 )

@@ -45,6 +45,8 @@ def plant_signals(rng: np.random.Generator, journal: CustomerJournal, customer: 
         "tickets_opened": 0,
         "tickets_resolved": 0,
         "tier_changes": 0,
+        "points_earned": 0,
+        "points_redeemed": 0,
     }
     if end <= start:
         return truth
@@ -69,8 +71,12 @@ def plant_signals(rng: np.random.Generator, journal: CustomerJournal, customer: 
         for _ in range(journal.orders_completed):
             points = int(rng.integers(20, 400))
             earned = _track(journal, between(rng, start, end), "Loyalty Points Earned", {"points": points, "tier": tier}, envelope)
+            truth["points_earned"] += earned * points
             if earned and chance(rng, 0.3):
-                _track(journal, between(rng, start, end), "Loyalty Points Redeemed", {"points": points // 2, "tier": tier}, envelope)
+                spent = points // 2
+                truth["points_redeemed"] += spent * _track(
+                    journal, between(rng, start, end), "Loyalty Points Redeemed", {"points": spent, "tier": tier}, envelope
+                )
         if chance(rng, TIER_CHANGE_RATE_PER_30D * months):
             up = LOYALTY_TIERS[min(LOYALTY_TIERS.index(tier) + 1, len(LOYALTY_TIERS) - 1)]
             truth["tier_changes"] += _track(

@@ -68,6 +68,8 @@ EVENTS = TableSpec(
         ("campaign_id", S, True),
         ("time_on_page_s", DBL, True),
         ("scroll_depth_pct", I, True),
+        ("points", I, True),  # properties.points of loyalty events (README "Signals")
+        ("satisfaction_score", I, True),  # properties.satisfaction_score of a resolved support ticket
         ("device_type", S, True),
         ("country", S, True),
         ("city", S, True),
@@ -155,6 +157,10 @@ PROFILE_FEATURES = TableSpec(
         ("support_tickets_opened_30d", L, True),
         ("support_tickets_resolved", L, True),
         ("open_support_tickets", L, True),
+        ("loyalty_points_earned", L, True),  # lifetime sums of properties.points
+        ("loyalty_points_redeemed", L, True),
+        ("loyalty_points_balance", L, True),  # earned - redeemed, as the events tell
+        ("avg_satisfaction_score", DBL, True),  # over resolved tickets that carried a score
         ("recency_days", DBL, True),
         ("frequency", L, False),
         ("monetary", DBL, False),

@@ -38,7 +38,10 @@ from lakecdp.profiles.declarations import (
     COUNT_FEATURES,
     EMAIL_SEND,
     ORDER,
+    POINTS_EARNED,
+    POINTS_REDEEMED,
     PRODUCT_VIEW,
+    TICKET_RESOLVED,
     WINDOWS,
     Match,
     open_tickets,
@@ -145,6 +148,8 @@ def new_state() -> dict[str, Any]:
         "m": {},
         "avg": [0.0, 0, 0, 0],
         "rev": 0.0,
+        "lp": [0, 0],  # loyalty points earned, redeemed
+        "sat": [0, 0],  # satisfaction scores' sum and count
         "at": {},
         "dev": {},
         "hr": {},
@@ -203,6 +208,12 @@ def _fold_profile(state: dict[str, Any], event: dict[str, Any], at: int, as_of: 
         _latest(state["at"], "category", at, category)
         if at > as_of - _PV_WINDOW:
             insort(state["pv"], [at, category])
+    if name in (POINTS_EARNED, POINTS_REDEEMED) and event.get("points") is not None:
+        state.setdefault("lp", [0, 0])[0 if name == POINTS_EARNED else 1] += event["points"]
+    if name == TICKET_RESOLVED and event.get("satisfaction_score") is not None:
+        scores = state.setdefault("sat", [0, 0])
+        scores[0] += event["satisfaction_score"]
+        scores[1] += 1
     if name == ORDER:
         if event.get("revenue") is not None:
             state["rev"] += event["revenue"]
@@ -244,6 +255,8 @@ def merge(plan: Plan, into: dict[str, Any], other: dict[str, Any], as_of: int) -
         tracked[2] = sorted(tracked[2] + instants)
     into["avg"] = [a + b for a, b in zip(into["avg"], other["avg"])]
     into["rev"] += other["rev"]
+    for name in ("lp", "sat"):
+        into[name] = [a + b for a, b in zip(into.get(name, [0, 0]), other.get(name, [0, 0]))]
     for column, (at, value) in other["at"].items():
         _latest(into["at"], column, at, value)
     for name in ("dev", "hr"):
@@ -337,6 +350,10 @@ def profile(state: dict[str, Any], customer_id: str, as_of: int) -> dict[str, An
     row["email_conversion_rate_30d"] = response_rate(row["orders_30d"], row["email_clicks_30d"])
     row["wishlist_items"] = wishlist_items(row["wishlist_adds"], row["wishlist_removes"], row["wishlist_to_cart"])
     row["open_support_tickets"] = open_tickets(row["support_tickets_opened"], row["support_tickets_resolved"])
+    earned, redeemed = state.get("lp", [0, 0])
+    row["loyalty_points_earned"], row["loyalty_points_redeemed"], row["loyalty_points_balance"] = earned, redeemed, earned - redeemed
+    score_sum, scored = state.get("sat", [0, 0])
+    row["avg_satisfaction_score"] = score_sum / scored if scored else None
     row["as_of"] = from_us(as_of)
     return row
 

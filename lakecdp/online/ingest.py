@@ -52,6 +52,8 @@ SUPPORTED_COLUMNS = frozenset(
         "campaign_id",
         "time_on_page_s",
         "scroll_depth_pct",
+        "points",
+        "satisfaction_score",
         "device_type",
         "country",
         "city",
@@ -70,7 +72,7 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 # to_bronze's typed properties: name -> (kind, bronze column)
 _DOUBLES = ("price", "revenue", "total", "time_on_page_s")
-_INTS = ("quantity", "scroll_depth_pct")
+_INTS = ("quantity", "scroll_depth_pct", "points", "satisfaction_score")
 _TEXT_PROPERTIES = {
     "category": "category",
     "product_id": "product_id",

@@ -152,7 +152,8 @@ def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path, ca
 
     truth = {lake.pseudonyms.of(t["customer_id"]): t for t in dataset.truth}
     signals = (
-        "wishlist_adds, wishlist_items, support_tickets_opened, open_support_tickets, email_open_rate_30d, email_opens_30d, email_sends_30d"
+        "wishlist_adds, wishlist_items, support_tickets_opened, open_support_tickets, email_open_rate_30d, email_opens_30d, "
+        "email_sends_30d, loyalty_points_earned, loyalty_points_balance"
     )
     rows = {r.customer_id: r for r in profiles.select("customer_id", *signals.split(", ")).collect()}
     for customer, planted in truth.items():
@@ -161,6 +162,10 @@ def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path, ca
             assert planted["wishlist_adds"] == planted["tickets_opened"] == 0, customer
             continue
         assert row.wishlist_adds == planted["wishlist_adds"], customer
+        assert (row.loyalty_points_earned, row.loyalty_points_balance) == (
+            planted["points_earned"],
+            planted["points_earned"] - planted["points_redeemed"],
+        ), customer
         assert row.wishlist_items == max(planted["wishlist_adds"] - planted["wishlist_removes"] - planted["wishlist_to_cart"], 0), customer
         assert (row.support_tickets_opened, row.open_support_tickets) == (
             planted["tickets_opened"],
@@ -170,6 +175,7 @@ def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path, ca
             assert row.email_open_rate_30d is None, customer  # no send: no rate, not 0
         else:
             assert row.email_open_rate_30d == pytest.approx(min(row.email_opens_30d / row.email_sends_30d, 1.0)), customer
+    assert sum(t["points_earned"] for t in truth.values()) > 0
     assert sum(t["wishlist_adds"] for t in truth.values()) > 100 and sum(t["tickets_opened"] for t in truth.values()) > 10
     assert members["wishlist_waiting"] and members["open_support_ticket"]
     assert members["open_support_ticket"] == {c for c, t in truth.items() if t["tickets_opened"] > t["tickets_resolved"]}
@@ -179,6 +185,8 @@ def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path, ca
     sql = next(s.rule.text for s in segments if s.name == "nyc_high_value_browsers_sql")
     shown = run_query(settings, f"SELECT count(*) AS members FROM profile_view WHERE {sql}", lake_root=lake.root, engine="spark", limit=5)
     assert shown.splitlines()[3].strip("| ") == str(len(members["nyc_high_value_browsers_sql"]))
+    duck = run_query(settings, f"SELECT count(*) AS members FROM profile_view WHERE {sql}", lake_root=lake.root, engine="duckdb", limit=5)
+    assert duck.splitlines()[4].strip("│ ") == str(len(members["nyc_high_value_browsers_sql"])), duck
     header = run_query(settings, "SELECT customer.* FROM profile_view", lake_root=lake.root, engine="spark", limit=1).splitlines()[1]
     assert {name.strip() for name in header.strip("|").split("|")} == set(settings.customers.rule_columns)  # no email, no phone
 

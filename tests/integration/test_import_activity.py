@@ -78,6 +78,7 @@ def test_loyalty_history_lands_as_events_and_bad_rows_say_why(spark, tmp_path):
     assert (again.new_events, again.already_imported) == (0, 3)
     profile = build_profile_features(lake.read("events"), NOW).filter(F.col("customer_id") == pid("cust_1")).first()
     assert (profile.loyalty_earnings_30d, profile.loyalty_redemptions_30d, profile.loyalty_tier_changes_30d) == (1, 1, 1)
+    assert (profile.loyalty_points_earned, profile.loyalty_points_redeemed, profile.loyalty_points_balance) == (120, 60, 60)
 
 
 def test_support_history_through_the_cli_feeds_open_tickets(tmp_path, capsys):
@@ -103,6 +104,8 @@ def test_support_history_through_the_cli_feeds_open_tickets(tmp_path, capsys):
     lake = open_lake(session_for(settings), settings.lake, root=str(lake_root))
     profiles = {r.customer_id: r for r in build_profile_features(lake.read("events"), NOW).collect()}
     assert (profiles[pid("cust_1")].support_tickets_opened, profiles[pid("cust_1")].open_support_tickets) == (2, 1)
+    assert profiles[pid("cust_1")].avg_satisfaction_score == 4.0
+    assert profiles[pid("cust_2")].avg_satisfaction_score is None  # its only resolution (score 6) was rejected
     assert profiles[pid("cust_2")].open_support_tickets == 1  # its resolution was rejected
     assert main([*argv[:3], "loyalty", str(path), "--lake", str(lake_root)]) == 2  # a support file is not a loyalty file
     assert "missing columns" in capsys.readouterr().err

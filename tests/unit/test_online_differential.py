@@ -35,6 +35,8 @@ NAMES = [
     "Product Removed from Wishlist",
     "Support Ticket Opened",
     "Support Ticket Resolved",
+    "Loyalty Points Earned",
+    "Loyalty Points Redeemed",
 ]
 CATEGORIES = ["shoes", "bags", None]
 WINDOW_TEXT = ["30m", "1h", "24h", "48h", "7d", "40d"]
@@ -157,6 +159,8 @@ def _histories(draw):
                     "revenue": draw(st.sampled_from([None, 20.0, 99.99])) if name == "Order Completed" else None,
                     "time_on_page_s": draw(st.sampled_from([None, 3.5, 40.0])),
                     "scroll_depth_pct": draw(st.sampled_from([None, 25, 90])),
+                    "points": draw(st.sampled_from([None, 40, 125])),
+                    "satisfaction_score": draw(st.sampled_from([None, 1, 5])),
                     "device_type": draw(st.sampled_from(["mobile", "desktop", None])),
                     "country": draw(st.sampled_from(["DE", "FR", "US", None])),
                     "city": draw(st.sampled_from(["Berlin", None])),
@@ -184,6 +188,8 @@ def _event(customer, name, offset, *, arrives):
                 "revenue",
                 "time_on_page_s",
                 "scroll_depth_pct",
+                "points",
+                "satisfaction_score",
                 "device_type",
                 "country",
                 "city",
