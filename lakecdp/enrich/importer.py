@@ -109,6 +109,24 @@ def consent_allowing(ledger: DataFrame) -> tuple[DataFrame, DataFrame]:
     return granted, withdrawn
 
 
+def with_consent_verdict(matched: DataFrame, granted: DataFrame, withdrawn: DataFrame, legal_basis: str) -> tuple[DataFrame, str, str]:
+    """Add `is_allowed` (the row's customer's consent allows the legal basis); also the status stored
+    with an allowed value and the reason a refused row gets in the report."""
+    if legal_basis == "consent":
+        is_allowed, status = F.col("g.customer_id").isNotNull(), CONSENT_GRANTED
+        refusal = "consent does not allow enrichment: no recorded grant (legal basis: consent)"
+    else:
+        is_allowed, status = F.col("w.customer_id").isNull(), NOT_WITHDRAWN
+        refusal = "consent does not allow enrichment: enrichment or profiling withdrawn"
+    judged = (
+        matched.alias("m")
+        .join(granted.alias("g"), F.col("m.match_id") == F.col("g.customer_id"), how="left")
+        .join(withdrawn.alias("w"), F.col("m.match_id") == F.col("w.customer_id"), how="left")
+        .select("m.*", is_allowed.alias("is_allowed"))
+    )
+    return judged, status, refusal
+
+
 def to_enrichment_rows(allowed: DataFrame, source_name: str, source: EnrichmentSource, *, imported_at: Column, status: str) -> DataFrame:
     """Kept rows -> one `customer_enrichment` row per present attribute value."""
     values = [
@@ -151,18 +169,7 @@ def import_enrichment(
     matched = with_customer_match(checked, lake.read("customers"), lake.pseudonyms).cache()
     try:
         granted, withdrawn = consent_allowing(lake.read("consent_ledger"))
-        if source.legal_basis == "consent":
-            is_allowed, status = F.col("g.customer_id").isNotNull(), CONSENT_GRANTED
-            refusal = "consent does not allow enrichment: no recorded grant (legal basis: consent)"
-        else:
-            is_allowed, status = F.col("w.customer_id").isNull(), NOT_WITHDRAWN
-            refusal = "consent does not allow enrichment: enrichment or profiling withdrawn"
-        judged = (
-            matched.alias("m")
-            .join(granted.alias("g"), F.col("m.match_id") == F.col("g.customer_id"), how="left")
-            .join(withdrawn.alias("w"), F.col("m.match_id") == F.col("w.customer_id"), how="left")
-            .select("m.*", is_allowed.alias("is_allowed"))
-        )
+        judged, status, refusal = with_consent_verdict(matched, granted, withdrawn, source.legal_basis)
         valid = filter_valid(judged)
         allowed = valid.filter(F.col("match_id").isNotNull() & F.col("is_allowed"))
         written = to_enrichment_rows(allowed, source_name, source, imported_at=now_column, status=status).cache()
