@@ -47,7 +47,7 @@ def run_query(settings: Settings, query: str, *, lake_root: str | None, engine: 
         if lake.exists(name):
             lake.read(name).createOrReplaceTempView(name)
     if lake.exists("profile_features"):
-        from lakecdp.segments.compile import profile_view
+        from lakecdp.profiles.view import profile_view
 
         view = profile_view(
             lake.read("profile_features"), lake.read("profile_scores"), lake.read("customers"), settings.customers.rule_columns
@@ -61,7 +61,7 @@ _DUCKDB_TYPES = {"string": "VARCHAR", "int": "INTEGER", "double": "DOUBLE", "boo
 
 
 def _duckdb_profile_view(connection, registered: set[str], columns: dict[str, str]) -> str:
-    """`profile_view` for DuckDB: the statement that makes the Spark engine's view (segments.compile.profile_view)."""
+    """`profile_view` for DuckDB: the statement that makes the Spark engine's view (profiles.view.profile_view)."""
     select, joins = ["p.*"], []
     if "profile_scores" in registered:
         select.append("s.* EXCLUDE (customer_id, scored_at)")

@@ -35,7 +35,8 @@ from lakecdp.online.store import Commit, StateStore
 from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
 from lakecdp.profiles.declarations import Match
 from lakecdp.profiles.features import EVENT_COLUMNS
-from lakecdp.segments.compile import CUSTOMER, customer_struct, event_columns
+from lakecdp.profiles.view import CUSTOMER, customer_struct
+from lakecdp.segments.compile import event_columns
 from lakecdp.segments.rules import Segment, customer_columns
 from lakecdp.spark.together import run_together
 from lakecdp.triggers.outbox import PENDING

@@ -25,7 +25,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
     from pyspark.sql import functions as F
 
     from lakecdp.profiles.history import profile_history
-    from lakecdp.segments.compile import profile_view
+    from lakecdp.profiles.view import profile_view
 
     lake = open_lake_for(args, settings)
     customer = customer_key(args.customer, lake)
