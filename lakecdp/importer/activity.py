@@ -24,8 +24,9 @@ from lakecdp.clock import Clock, SystemClock
 from lakecdp.config.models import EventSettings
 from lakecdp.events.ingest import commit_batch, prepare_batch
 from lakecdp.importer.checks import Check, clean_text, filter_valid, problem_rows, with_missing_columns, with_problems
+from lakecdp.importer.orders import quarantine_problems
 from lakecdp.importer.readers import ROW_COLUMN, read_rows
-from lakecdp.importer.report import Reject, default_report_path, top_reasons, write_reject_report
+from lakecdp.importer.report import default_report_path, top_reasons, write_reject_report
 from lakecdp.lake import Lake
 from lakecdp.profiles.declarations import POINTS_EARNED, POINTS_REDEEMED, TICKET_OPENED, TICKET_RESOLVED, TIER_CHANGED
 from lakecdp.progress import Progress
@@ -174,7 +175,7 @@ def import_activity(
             try:
                 result = commit_batch(lake, batch)
                 verdicts = lines.join(batch.checked.select("raw", "reason"), on="raw", how="inner").select(ROW_COLUMN, "reason")
-                quarantined = _quarantine_problems(verdicts)
+                quarantined = [(r[ROW_COLUMN], r["column"], r["reason"]) for r in quarantine_problems(verdicts, _REASON_COLUMNS).collect()]
             finally:
                 batch.release()
             report = [(r[ROW_COLUMN], r["column"], r["reason"]) for r in problem_rows(checked).collect()] + quarantined
@@ -198,12 +199,3 @@ def import_activity(
         ignored_columns=tuple(rows.ignored_columns),
         top_reasons=top_reasons(report),
     )
-
-
-def _quarantine_problems(verdicts: DataFrame) -> list[Reject]:
-    """This run's quarantined lines as report rows, the column named where the reason says which."""
-    column = F.lit("*")
-    for needle, name in reversed(_REASON_COLUMNS):
-        column = F.when(F.col("reason").contains(needle), F.lit(name)).otherwise(column)
-    rows = verdicts.filter(F.col("reason").isNotNull()).select(ROW_COLUMN, column.alias("column"), F.col("reason")).collect()
-    return [(r[ROW_COLUMN], r["column"], r["reason"]) for r in rows]

@@ -148,10 +148,10 @@ def _order_completed(message_id: Column, total: Column, revenue: Column) -> Colu
     )
 
 
-def quarantine_problems(verdicts: DataFrame) -> DataFrame:
+def quarantine_problems(verdicts: DataFrame, reason_columns: tuple[tuple[str, str], ...] = _REASON_COLUMNS) -> DataFrame:
     """(row, reason) of this run's event checks -> (row, column, reason) of the lines they quarantined."""
     column = F.lit("*")
-    for needle, name in reversed(_REASON_COLUMNS):
+    for needle, name in reversed(reason_columns):
         column = F.when(F.col("reason").contains(needle), F.lit(name)).otherwise(column)
     return verdicts.filter(F.col("reason").isNotNull()).select(ROW_COLUMN, column.alias("column"), F.col("reason"))
 
