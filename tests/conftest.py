@@ -16,6 +16,8 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
 # One pseudonym key for the whole run (and the CLI, stream and Airflow processes tests start).
 os.environ.setdefault("LAKECDP_PSEUDONYM_KEY", "lakecdp-tests-pseudonym-key-not-a-secret")
+# The contact-encryption master key (64 hex characters) tests run with: no key file in the home folder.
+os.environ.setdefault("LAKECDP_MASTER_KEY", "6c616b656364702d74657374732d6d61737465722d6b65792d6e6f742d736563")
 
 DATASET_END = datetime(2026, 11, 1, tzinfo=UTC)
 

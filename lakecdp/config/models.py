@@ -15,10 +15,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class EncryptionSettings(_Strict):
+    """Contact columns of `customers` encrypted at rest under a data key per customer (lakecdp.lake.crypto)."""
+
+    enabled: bool = True
+    # Where the master key is read from, never the key itself: auto | env:NAME | file:PATH | aws-secretsmanager:SECRET_ID
+    master_key: str = "auto"
+    # Besides these, every string attribute customers.yaml declares `pii: true` is encrypted.
+    columns: list[str] = Field(default_factory=lambda: ["email", "first_name", "last_name"])
+
+    @field_validator("master_key")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        kind, _, name = value.partition(":")
+        if value != "auto" and (kind not in ("env", "file", "aws-secretsmanager") or not name):
+            raise ValueError(f"{value!r}: auto, env:NAME, file:PATH or aws-secretsmanager:SECRET_ID (a key never goes in conf)")
+        return value
+
+
 class LakeSettings(_Strict):
     root: str = "./lake"
     engine: Literal["delta-rs", "delta-spark"] = "delta-spark"
     storage_options: dict[str, str] = Field(default_factory=dict)
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
 
 
 class LandingSettings(_Strict):
@@ -151,6 +170,8 @@ class CustomerAttribute(_Strict):
             raise ValueError("min/max: for an int or double attribute only")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} > max {self.max}")
+        if self.pii and self.type != "string":
+            raise ValueError("pii: true is for a string attribute (personal data is encrypted at rest as text)")
         return self
 
 
@@ -198,6 +219,11 @@ class CustomerSettings(_Strict):
         the CRM's non-contact columns and every declared attribute that is not personal data."""
         built_in = {"country": "string", "city": "string", "signup_date": "date", "marketing_opt_in": "boolean"}
         return built_in | {name: ATTRIBUTE_TYPES[a.type] for name, a in self.attributes.items() if not a.pii}
+
+    @property
+    def pii_columns(self) -> tuple[str, ...]:
+        """The declared attributes that are personal data (encrypted at rest with the contact columns)."""
+        return tuple(name for name, a in self.attributes.items() if a.pii)
 
 
 class Settings(_Strict):

@@ -11,6 +11,7 @@ from lakecdp.config import Settings
 from lakecdp.content.engine import ContentEngine, CustomerContext, Decision
 from lakecdp.content.live import LiveProfiles
 from lakecdp.content.store import Snapshot, SnapshotLoader, SnapshotStore
+from lakecdp.lake.crypto import cipher_for
 from lakecdp.online.store import StateStore, open_store_if_online
 
 
@@ -72,7 +73,9 @@ def open_content_service(
     root = lake_root or settings.lake.root
     content = parse_content_settings(settings.content)
     engine = ContentEngine(content, load_assigner(settings, at=clock.now(), lake_root=root))
-    loader = SnapshotLoader(root, content, clock, settings.lake.storage_options)
+    loader = SnapshotLoader(
+        root, content, clock, settings.lake.storage_options, cipher=cipher_for(settings.lake.encryption, settings.customers.pii_columns)
+    )
     state = state or open_store_if_online(settings, root)
     live = None if state is None else LiveProfiles(state, loader.profile_columns())
     return ContentService(engine, SnapshotStore(loader, content.api.refresh_interval), clock, live)

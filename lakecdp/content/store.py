@@ -25,6 +25,7 @@ from deltalake import DeltaTable
 from lakecdp.clock import Clock
 from lakecdp.content.engine import CustomerContext
 from lakecdp.content.settings import CUSTOMER_TOKEN_FIELDS, ContentSettings
+from lakecdp.lake.crypto import ContactCipher, plain_rows
 from lakecdp.lake.files import delta_dataset
 from lakecdp.privacy.email_consent import block_reason
 
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_TABLES = (
     "customers",
+    "customer_keys",
     "consent_ledger",
     "profile_features",
     "profile_scores",
@@ -61,11 +63,21 @@ class Snapshot:
 class SnapshotLoader:
     """Reads the snapshot tables under a lake root into CustomerContexts."""
 
-    def __init__(self, lake_root: str, settings: ContentSettings, clock: Clock, storage_options: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        lake_root: str,
+        settings: ContentSettings,
+        clock: Clock,
+        storage_options: Mapping[str, str] | None = None,
+        *,
+        cipher: ContactCipher | None = None,
+    ) -> None:
+        """cipher: decrypts the contact columns tokens read (first_name); None when encryption is off."""
         self.root = lake_root.rstrip("/")
         self.settings = settings
         self.clock = clock
         self.options = dict(storage_options or {}) or None
+        self.cipher = cipher
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -85,7 +97,7 @@ class SnapshotLoader:
         opened = {name: self._table(name) for name in SNAPSHOT_TABLES}
         versions = {name: -1 if t is None else t.version() for name, t in opened.items()}
         tables = {name: None if t is None else delta_dataset(t, self.options) for name, t in opened.items()}
-        attributes, opted_in = self._customers(tables["customers"])
+        attributes, opted_in = self._customers(tables["customers"], tables["customer_keys"])
         profiles = self._rows_by_customer(tables["profile_features"], self.profile_columns())
         scores = self._rows_by_customer(tables["profile_scores"], SCORE_COLUMNS)
         segments = self._segments(tables["segment_membership"])
@@ -125,14 +137,15 @@ class SnapshotLoader:
 
     # --- readers ------------------------------------------------------------------------
 
-    def _customers(self, table: ds.Dataset | None) -> tuple[dict[str, dict[str, Any]], dict[str, bool]]:
+    def _customers(self, table: ds.Dataset | None, keys: ds.Dataset | None) -> tuple[dict[str, dict[str, Any]], dict[str, bool]]:
         if table is None:
             return {}, {}
-        data = table.to_table(columns=["customer_id", *CUSTOMER_TOKEN_FIELDS, "marketing_opt_in"])
-        ids = data.column("customer_id").to_pylist()
-        values = {c: data.column(c).to_pylist() for c in CUSTOMER_TOKEN_FIELDS}
-        attributes = {cid: {c: values[c][i] for c in CUSTOMER_TOKEN_FIELDS} for i, cid in enumerate(ids)}
-        return attributes, dict(zip(ids, (bool(v) for v in data.column("marketing_opt_in").to_pylist())))
+        rows = table.to_table(columns=["customer_id", *CUSTOMER_TOKEN_FIELDS, "marketing_opt_in"]).to_pylist()
+        if self.cipher is not None:
+            wrapped = {} if keys is None else dict(zip(*keys.to_table(columns=["customer_id", "wrapped_key"]).to_pydict().values()))
+            rows = plain_rows(self.cipher, rows, wrapped)
+        attributes = {row["customer_id"]: {c: row[c] for c in CUSTOMER_TOKEN_FIELDS} for row in rows}
+        return attributes, {row["customer_id"]: bool(row["marketing_opt_in"]) for row in rows}
 
     @staticmethod
     def _rows_by_customer(table: ds.Dataset | None, columns: tuple[str, ...]) -> dict[str, dict[str, Any]]:

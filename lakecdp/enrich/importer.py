@@ -166,7 +166,7 @@ def import_enrichment(
     if not set(KEY_COLUMNS) & set(rows.table.column_names):
         raise ImportFileError(f"{path}: no customer_id or email column. Fix: name each customer by the retailer's customer_id or by email.")
     checked = with_enrichment_checks(lake.spark.createDataFrame(rows.table), source, now_column=now_column)
-    matched = with_customer_match(checked, lake.read("customers"), lake.pseudonyms).cache()
+    matched = with_customer_match(checked, lake.with_plain_contacts(lake.read("customers")), lake.pseudonyms).cache()
     try:
         granted, withdrawn = consent_allowing(lake.read("consent_ledger"))
         judged, status, refusal = with_consent_verdict(matched, granted, withdrawn, source.legal_basis)

@@ -121,7 +121,7 @@ class ExportRunner:
         events = self.lake.read("events").filter(F.col("event").isin(*names))
         events = resolve_customer_ids(events, self.lake.read("identity_links"))
         consent = consent_status(
-            self.lake.read("customers"),
+            self.lake.with_plain_contacts(self.lake.read("customers")),
             events,
             self.lake.read("export_suppressions"),
             opt_in_events=self.esp.consent.opt_in_events,

@@ -87,7 +87,7 @@ def _customers_by_hash(lake: Lake, hashes: set[str]) -> dict[str, tuple[str, str
         return {}
     email = normalized_email_col("email")
     rows = (
-        lake.read("customers")
+        lake.with_plain_contacts(lake.read("customers").select("customer_id", "email"))
         .select("customer_id", subscriber_hash_col(email).alias("hash"), email_sha256_col(email).alias("email_sha256"))
         .filter(F.col("hash").isin(sorted(hashes)))
         .collect()

@@ -215,7 +215,9 @@ def import_customers(
     checked = with_customer_checks(lake.spark.createDataFrame(rows.table), today=now.date(), attributes=present).cache()
     try:
         valid = to_customer_rows(checked, lake.pseudonyms, updated_at=now, attributes=present)
-        existing = with_declared_attributes(lake.read("customers"), present).select("customer_id", *COMPARED_COLUMNS, *present)
+        existing = with_declared_attributes(lake.with_plain_contacts(lake.read("customers")), present).select(
+            "customer_id", *COMPARED_COLUMNS, *present
+        )
         changed = (
             filter_changed_customers(valid, existing, list(present))
             .join(

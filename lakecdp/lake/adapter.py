@@ -7,9 +7,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, functions as F
 
-from lakecdp.config.models import LakeSettings, Settings
+from lakecdp.clock import SystemClock
+from lakecdp.config.models import EncryptionSettings, LakeSettings, Settings
+from lakecdp.lake.crypto import (
+    FINGERPRINT_PURPOSE,
+    KEY_ENV,
+    ContactCipher,
+    EncryptionKeyError,
+    cipher_for,
+    sealed_columns,
+    transform_contacts,
+)
 from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where
 from lakecdp.lake.tables import TableSpec, table
 
@@ -17,23 +27,84 @@ from lakecdp.lake.tables import TableSpec, table
 class Lake:
     """Tables under one root, each a folder named after the table."""
 
-    def __init__(self, root: str, engine: LakeEngine) -> None:
+    def __init__(
+        self, root: str, engine: LakeEngine, *, encryption: EncryptionSettings | None = None, pii_columns: Sequence[str] = ()
+    ) -> None:
         self.root = root if "://" in root else os.path.abspath(root)
         self.engine = engine
+        self.encryption = encryption if encryption is not None else EncryptionSettings()
+        self._pii_columns = tuple(pii_columns)
         self._pseudonyms = None
+        self._cipher: ContactCipher | None = None
 
     @property
     def pseudonyms(self):
         """The Pseudonymizer every outside id goes through before it is stored (lakecdp.privacy.pseudonyms);
         loaded on first use and checked against the key fingerprint the lake records."""
         if self._pseudonyms is None:
-            from lakecdp.clock import SystemClock
             from lakecdp.privacy.pseudonyms import check_lake_key, load_pseudonymizer
 
             pseudonyms = load_pseudonymizer()
             check_lake_key(self, pseudonyms, SystemClock().now())
             self._pseudonyms = pseudonyms
         return self._pseudonyms
+
+    @property
+    def cipher(self) -> ContactCipher | None:
+        """The contact columns' cipher (None: encryption is off); the master key is loaded on first use and
+        checked against the fingerprint the lake records."""
+        if self._cipher is None and self.encryption.enabled:
+            cipher = cipher_for(self.encryption, self._pii_columns)
+            if cipher is not None:
+                self._check_master_key(cipher)
+            self._cipher = cipher
+        return self._cipher
+
+    def with_plain_contacts(self, customers: DataFrame) -> DataFrame:
+        """Rows of `customers` (any selection keeping customer_id) with their contact columns decrypted;
+        a customer whose data key was erased reads as null contacts."""
+        cipher = self.cipher
+        if cipher is None or not sealed_columns(cipher, customers):
+            return customers
+        keys = (
+            self.read("customer_keys")
+            if self.exists("customer_keys")
+            else self.spark.createDataFrame([], self.spec("customer_keys").schema)
+        )
+        return transform_contacts(cipher, customers, keys, seal=False)
+
+    def _sealed(self, name: str, df: DataFrame) -> DataFrame:
+        """`df` as stored: a write to customers gets its contact values encrypted (new customers get a data key first)."""
+        cipher = self.cipher if name == "customers" else None
+        columns = sealed_columns(cipher, df) if cipher is not None else []
+        if cipher is None or not columns:
+            return df
+        has_contact = F.coalesce(*[F.col(c) for c in columns]).isNotNull()
+        wanted = df.filter(has_contact).select("customer_id").distinct()
+        keys = self.read("customer_keys") if self.exists("customer_keys") else None
+        missing = wanted if keys is None else wanted.join(keys.select("customer_id"), on="customer_id", how="left_anti")
+        new = sorted(r.customer_id for r in missing.collect())
+        if new:
+            now = SystemClock().now()
+            rows = [(customer_id, cipher.new_wrapped_key(customer_id), now) for customer_id in new]
+            # Insert-only: a key, once stored, never changes (a racing writer's key loses, before it sealed anything).
+            self.merge("customer_keys", self.spark.createDataFrame(rows, self.spec("customer_keys").schema), update_columns=[])
+        return transform_contacts(cipher, df, self.read("customer_keys").join(wanted, on="customer_id", how="left_semi"), seal=True)
+
+    def _check_master_key(self, cipher: ContactCipher) -> None:
+        """Record the master key's fingerprint in a new lake; refuse a key that is not the lake's."""
+        if self.exists("lake_keys"):
+            stored = {r.fingerprint for r in self.read("lake_keys").filter(F.col("purpose") == FINGERPRINT_PURPOSE).collect()}
+            if stored and cipher.fingerprint not in stored:
+                raise EncryptionKeyError(
+                    f"the master key is not the one the lake at {self.root} was built with (fingerprint {cipher.fingerprint}, "
+                    f"lake has {', '.join(sorted(stored))}): its data keys would not unwrap. Fix: set lake.encryption.master_key "
+                    f"(or ${KEY_ENV}) to the lake's key"
+                )
+            if stored:
+                return
+        row = {"purpose": FINGERPRINT_PURPOSE, "fingerprint": cipher.fingerprint, "recorded_at": SystemClock().now()}
+        self.append("lake_keys", self.spark.createDataFrame([row], self.spec("lake_keys").schema))
 
     @property
     def spark(self) -> SparkSession:
@@ -68,7 +139,7 @@ class Lake:
         spec = table(name)
         if not self.exists(name):
             self.engine.create(spec, self.path(name))
-        return self.engine.append(spec, self.path(name), df, txn)
+        return self.engine.append(spec, self.path(name), self._sealed(name, df), txn)
 
     def merge(
         self,
@@ -86,11 +157,11 @@ class Lake:
             delete_missing: also delete target rows matching this filter that the source lacks,
                 in the same commit (e.g. {"segment": [...]} to replace those segments' members).
         """
-        self.engine.merge(table(name), self.path(name), df, txn, update_columns, delete_missing)
+        self.engine.merge(table(name), self.path(name), self._sealed(name, df), txn, update_columns, delete_missing)
 
     def overwrite(self, name: str, df: DataFrame, *, txn: AppTxn | None = None) -> None:
         """Replace the whole table's contents in one commit (older versions stay readable)."""
-        self.engine.overwrite(table(name), self.path(name), df, txn)
+        self.engine.overwrite(table(name), self.path(name), self._sealed(name, df), txn)
 
     def delete(self, name: str, where: Where) -> int:
         """Delete rows matching {column: value | [values]}; returns the number deleted."""
@@ -99,7 +170,7 @@ class Lake:
 
     def overwrite_partition(self, name: str, df: DataFrame, partition: Where, *, txn: AppTxn | None = None) -> None:
         """Replace exactly the given partition(s) with `df` (an idempotent rewrite for reruns)."""
-        self.engine.overwrite_partition(table(name), self.path(name), df, partition, txn)
+        self.engine.overwrite_partition(table(name), self.path(name), self._sealed(name, df), partition, txn)
 
     def history(self, name: str) -> list[dict[str, Any]]:
         return self.engine.history(self.path(name))
@@ -128,10 +199,10 @@ def lake_for(settings: Settings, *, root: str | None = None) -> Lake:
     command, task and job opens it, so each gets the same session config and engine."""
     from lakecdp.spark import session_for
 
-    return open_lake(session_for(settings), settings.lake, root=root)
+    return open_lake(session_for(settings), settings.lake, root=root, pii_columns=settings.customers.pii_columns)
 
 
-def open_lake(spark: SparkSession, settings: LakeSettings, *, root: str | None = None) -> Lake:
+def open_lake(spark: SparkSession, settings: LakeSettings, *, root: str | None = None, pii_columns: Sequence[str] = ()) -> Lake:
     """The Lake for the configured engine (delta-rs by default)."""
     if settings.engine == "delta-spark":
         from lakecdp.lake.delta_spark import DeltaSparkEngine
@@ -146,7 +217,7 @@ def open_lake(spark: SparkSession, settings: LakeSettings, *, root: str | None =
         from lakecdp.lake.files import configure_s3a
 
         configure_s3a(spark, settings.storage_options)
-    return Lake(root, engine)
+    return Lake(root, engine, encryption=settings.encryption, pii_columns=pii_columns)
 
 
 def _check_columns(name: str, where: Where) -> None:

@@ -451,6 +451,19 @@ GLOBAL_HOLDOUT = TableSpec(
     ),
 )
 
+CUSTOMER_KEYS = TableSpec(
+    name="customer_keys",
+    description="Each customer's data key for the contact columns of `customers`, wrapped (AES-GCM) by the master "
+    "key, which is never in the lake (lakecdp.lake.crypto). Erasure deletes the key: older versions and backups of "
+    "`customers` then hold ciphertext nobody can read.",
+    keys=("customer_id",),
+    schema=_fields(
+        ("customer_id", S, False),
+        ("wrapped_key", S, False),  # base64(nonce || AES-GCM(master key, data key))
+        ("created_at", TS, False),
+    ),
+)
+
 LAKE_KEYS = TableSpec(
     name="lake_keys",
     description="Fingerprints of the keys the lake was built with (lakecdp.privacy.pseudonyms); never a key.",
@@ -492,6 +505,7 @@ TABLES: dict[str, TableSpec] = {
         EVENTS,
         QUARANTINE,
         CUSTOMERS,
+        CUSTOMER_KEYS,
         CUSTOMER_ENRICHMENT,
         CONSENT_LEDGER,
         PII_ACCESS_LOG,

@@ -29,7 +29,8 @@ TOKEN_ENV = "LAKECDP_ADMIN_TOKEN"
 CONF_KEY = "privacy.admin_token_sha256"
 ACTOR_ENV = "LAKECDP_ACTOR"
 # Tables that are about lakecdp's own bookkeeping of the request, not data held about the customer.
-NOT_CUSTOMER_DATA = {"erasure_requests", "erasure_log", "pii_access_log"}
+# customer_keys: a wrapped key is not data about the person (the bundle carries the decrypted contacts instead).
+NOT_CUSTOMER_DATA = {"erasure_requests", "erasure_log", "pii_access_log", "customer_keys"}
 PII_TABLES = ("customers", "events", "quarantine")
 
 
@@ -107,7 +108,10 @@ def access_bundle(lake: Lake, customer_id: str, now: datetime) -> dict[str, Any]
         matches = F.lit(False)
         for column in columns:
             matches = matches | F.col(column).isin(identifiers)
-        rows = [_json_ready(r.asDict(recursive=True)) for r in lake.read(name).filter(matches).collect()]
+        held = lake.read(name).filter(matches)
+        if name == "customers":
+            held = lake.with_plain_contacts(held)
+        rows = [_json_ready(r.asDict(recursive=True)) for r in held.collect()]
         if rows:
             tables[name] = rows
     log_pii_access(lake.root, lake.storage_options, "privacy access", customer_id, list(tables), sum(len(r) for r in tables.values()), now)

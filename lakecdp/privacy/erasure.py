@@ -127,8 +127,9 @@ def _erase_locally(
 def _contact(lake: Lake, customer_id: str) -> tuple[str | None, str | None]:
     """The retailer's id and the address as the exporters send it (trimmed, lowercased; None when it is not an address)."""
     rows = (
-        lake.read("customers")
-        .filter(F.col("customer_id") == customer_id)
+        lake.with_plain_contacts(
+            lake.read("customers").filter(F.col("customer_id") == customer_id).select("customer_id", "external_id", "email")
+        )
         .select("external_id", normalized_email_col("email").alias("email"))
         .collect()
     )
@@ -138,7 +139,9 @@ def _contact(lake: Lake, customer_id: str) -> tuple[str | None, str | None]:
 def customer_identifiers(lake: Lake, customer_id: str) -> set[str]:
     """The pseudonym, every device pseudonym ever linked to it, the retailer's id and the contact email."""
     links = lake.read("identity_links").filter(F.col("customer_id") == customer_id).select("anonymous_id").collect()
-    contacts = lake.read("customers").filter(F.col("customer_id") == customer_id).select("external_id", "email").collect()
+    contacts = lake.with_plain_contacts(
+        lake.read("customers").filter(F.col("customer_id") == customer_id).select("customer_id", "external_id", "email")
+    ).collect()
     return (
         {customer_id}
         | {r.anonymous_id for r in links}

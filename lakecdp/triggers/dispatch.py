@@ -74,7 +74,7 @@ def dispatch_due(
     by_name = {s.name: s for s in segments}
     config = trigger_settings(settings.triggers)
     customers = sorted({row["customer_id"] for row in due})
-    contacts = rows_among(lake.read("customers"), "customer_id", customers)
+    contacts = lake.with_plain_contacts(rows_among(lake.read("customers"), "customer_id", customers))
     if online is None:
         recheck = _recheck_from_bronze(lake, settings, segments, customers, contacts, now)
     else:

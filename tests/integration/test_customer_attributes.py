@@ -84,7 +84,7 @@ def test_declared_attributes_are_kept_typed_and_checked(lake, tmp_path):
         ("5", "lifetime_points", "not a number"),
         ("6", "vip", "not a boolean: write true or false"),
     }
-    table = lake.read("customers")
+    table = lake.with_plain_contacts(lake.read("customers"))
     assert set(table.columns[-5:]) == {"loyalty_tier", "age", "lifetime_points", "vip", "phone"}  # after the built-in ones
     assert dict(table.dtypes)["age"] == "int" and dict(table.dtypes)["vip"] == "boolean"
     got = {r.external_id: r for r in table.collect()}
@@ -106,7 +106,7 @@ def test_declared_attributes_are_kept_typed_and_checked(lake, tmp_path):
     }
     lines = lake.spark.createDataFrame([(json.dumps(identify), "t.jsonl")], "raw string, source_file string")
     ingest_lines(lake, lines, received_at=NOW, settings=load_settings().events)
-    row = lake.read("customers").filter(F.col("external_id") == "crm_1").first()
+    row = lake.with_plain_contacts(lake.read("customers")).filter(F.col("external_id") == "crm_1").first()
     assert (row.email, row.loyalty_tier, row.age) == ("new@example.com", "bronze", 40)
 
 
@@ -133,7 +133,7 @@ def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path, ca
     events = lake.read("events")
     segments = segments_of(settings)
     profiles = build_profile_features(events, NOW)
-    evaluated = evaluate_segments(events, profiles, segments, NOW, customers=lake.read("customers"))
+    evaluated = evaluate_segments(events, profiles, segments, NOW, customers=lake.with_plain_contacts(lake.read("customers")))
     members = {
         name: {r.customer_id for r in evaluated.filter(F.col("is_member") & (F.col("segment") == name)).collect()}
         for name in (
@@ -147,7 +147,7 @@ def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path, ca
     assert members["nyc_high_value_browsers"] == members["nyc_high_value_browsers_sql"]
     assert len(members["nyc_high_value_browsers"]) >= 3, members
     # The planted tiers reach the rules: every gold_members_cooling member is gold or platinum in the CRM file.
-    tiers = {r.customer_id: r.loyalty_tier for r in lake.read("customers").collect()}
+    tiers = {r.customer_id: r.loyalty_tier for r in lake.with_plain_contacts(lake.read("customers")).collect()}
     assert members["gold_members_cooling"] and {tiers[c] for c in members["gold_members_cooling"]} <= {"gold", "platinum"}
 
     truth = {lake.pseudonyms.of(t["customer_id"]): t for t in dataset.truth}

@@ -78,7 +78,7 @@ def world(spark, tmp_path_factory):
         stop_after="stream",
     )
     lake = open_lake(spark, settings.lake, root=str(lake_root))
-    customers = sorted(r.customer_id for r in lake.read("customers").collect())
+    customers = sorted(r.customer_id for r in lake.with_plain_contacts(lake.read("customers")).collect())
     (landing / "demo" / "events" / "consent.jsonl").write_text(consent_lines(end, customers))
     checkpoint = default_checkpoint(settings, lake.root, "demo")
     run_stream(spark, lake, settings, source=str(landing / "demo" / "events"), checkpoint=checkpoint, clock=FrozenClock(end))
@@ -93,7 +93,7 @@ def ledger(lake, customer: str) -> list[dict]:
 
 def test_every_source_of_consent_lands_in_the_ledger_with_its_proof(world):
     lake, (a, b, c) = world["lake"], world["customers"][:3]
-    crm = lake.read("customers").filter(F.col("customer_id") == a).first()
+    crm = lake.with_plain_contacts(lake.read("customers")).filter(F.col("customer_id") == a).first()
     facts = ledger(lake, a)
     assert [(f["purpose"], f["status"], f["source"]) for f in facts] == [
         (PROFILING, "withdrawn", "identify traits"),
@@ -155,7 +155,7 @@ def test_access_bundle_holds_the_customer_everywhere_and_the_read_is_logged(worl
     code, text = run_cli("privacy", "access", customer, "--lake", lake.root, "--token", TOKEN, "--out", str(out))
     assert code == 0 and "access bundle written" in text
     bundle = json.loads(out.read_text())
-    email = lake.read("customers").filter(F.col("customer_id") == customer).first().email
+    email = lake.with_plain_contacts(lake.read("customers")).filter(F.col("customer_id") == customer).first().email
     assert bundle["tables"]["customers"][0]["email"] == email
     assert {"events", "profile_features", "consent_ledger", "customers"} <= set(bundle["tables"])
     assert len(bundle["tables"]["events"]) == lake.read("events").filter(F.col("customer_id") == customer).count()
