@@ -52,9 +52,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     sync = actions.add_parser(
         "sync-unsubscribes",
         help="record unsubscribes (as Unsubscribed events) and bounces (as suppressions) from Mailchimp, Klaviyo, Braze or SFMC",
-        description="Reads each destination's marketing-email unsubscribes and hard bounces (default: every enabled "
-        "mailchimp, klaviyo, braze and sfmc destination). People are matched by the id the export sent, or by a hash "
-        "of the address computed locally; no address is logged.",
+        description="Reads the marketing-email unsubscribes and hard bounces of Mailchimp, Klaviyo, Braze and SFMC "
+        "destinations (default: every enabled one of those types). People are matched by the id the export sent, or by "
+        "a hash of the address computed locally; no address is logged.",
     )
     common(sync)
     sync.add_argument(

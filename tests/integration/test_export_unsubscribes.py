@@ -25,7 +25,8 @@ from lakecdp.export.settings import load_esp_settings
 from lakecdp.export.unsubscribes import sync_unsubscribes
 from lakecdp.lake import open_lake
 from lakecdp.sandbox import BrazeServer, KlaviyoServer, SfmcServer
-from lakecdp.sandbox.scenario import AS_OF, SECRETS, SEGMENTS, email_of, esp_section, population, write_lake
+from lakecdp.sandbox.scenario import AS_OF, SECRETS, SEGMENTS, email_of, esp_section, population, write_conf, write_lake
+from tests.integration.test_export_run import run_export_command
 from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
@@ -45,6 +46,7 @@ class World:
     esp: Any
     runner: ExportRunner
     servers: dict[str, Any]
+    conf: Any
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +63,17 @@ def world(spark, tmp_path_factory):
     servers["sfmc"].soap_page_size = 2
     for server in servers.values():
         server.start()
-    esp = load_esp_settings(esp_section({name: s.url for name, s in servers.items()}), segment_names=SEGMENTS)
-    lake = open_lake(spark, LakeSettings(), root=str(tmp_path_factory.mktemp("unsubscribes") / "lake"))
+    section = esp_section({name: s.url for name, s in servers.items()})
+    esp = load_esp_settings(section, segment_names=SEGMENTS)
+    root = tmp_path_factory.mktemp("unsubscribes")
+    lake = open_lake(spark, LakeSettings(), root=str(root / "lake"))
     customers, pop = population(12)
     write_lake(spark, lake, customers, {SEGMENTS[0]: [c.customer_id for c in customers]}, pop)
     runner = ExportRunner(lake, esp, Runtime(env=SECRETS, clock=FrozenClock(AS_OF)))
     report = runner.run(list(ESPS))
     assert all(server.violations == [] for server in servers.values()), report
     _record_opt_outs_at_the_esps(servers)
-    yield World(lake, esp, runner, servers)
+    yield World(lake, esp, runner, servers, write_conf(root / "conf", section, lake_root=root / "lake"))
     for server in servers.values():
         server.stop()
 
@@ -184,3 +188,20 @@ def test_an_expired_sfmc_token_is_renewed_once(world):
 def test_a_destination_without_an_opt_out_api_is_refused_by_name(world):
     with pytest.raises(ConfigError, match="esp.destinations.nowhere is not configured"):
         sync(world, "nowhere")
+
+
+def test_the_command_reads_any_of_the_four_esp_types(world, monkeypatch, capsys):
+    for key, value in SECRETS.items():
+        monkeypatch.setenv(key, value)
+    assert run_export_command(world.conf, "sync-unsubscribes", "-d", "braze", "-d", "sfmc", "--since", "2026-10-01") == 0
+    out = capsys.readouterr().out
+    assert f"braze: {1 + STRANGERS['braze']} unsubscribed and 1 bounced at the ESP, 2 matched to customers" in out
+    assert f"sfmc: {1 + STRANGERS['sfmc']} unsubscribed and 1 bounced at the ESP, 2 matched to customers" in out
+    assert "@" not in out  # no address in what the command prints
+
+
+def test_the_help_names_every_esp_it_reads(world, capsys):
+    with pytest.raises(SystemExit):
+        run_export_command(world.conf, "sync-unsubscribes", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in ("Mailchimp, Klaviyo, Braze and SFMC", "--since"))
