@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from lakecdp.cli_args import add_lake_argument, open_lake_for
+from lakecdp.cli_args import add_lake_argument, instant, open_lake_for
 from lakecdp.config import Settings
 
 
@@ -50,10 +50,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     status.set_defaults(handler=_status)
 
     sync = actions.add_parser(
-        "sync-unsubscribes", help="record Mailchimp unsubscribes (as Unsubscribed events) and bounces (as suppressions)"
+        "sync-unsubscribes",
+        help="record unsubscribes (as Unsubscribed events) and bounces (as suppressions) from Mailchimp, Klaviyo, Braze or SFMC",
+        description="Reads the marketing-email unsubscribes and hard bounces of Mailchimp, Klaviyo, Braze and SFMC "
+        "destinations (default: every enabled one of those types). People are matched by the id the export sent, or by "
+        "a hash of the address computed locally; no address is logged.",
     )
     common(sync)
-    sync.add_argument("--since", help="only changes since this ISO-8601 instant (Mailchimp since_last_changed)")
+    sync.add_argument(
+        "--since",
+        type=instant,
+        help="only changes since this ISO-8601 date or instant (Braze reads whole UTC days; SFMC held addresses are always read)",
+    )
     sync.set_defaults(handler=_sync)
 
 
@@ -134,14 +142,14 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sync(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.export.unsubscribes import sync_unsubscribes
+    from lakecdp.export.unsubscribes import OPT_OUT_TYPES, sync_unsubscribes
 
     esp, lake, runtime = _context(args, settings)
-    names = args.destination or [n for n, d in esp.destinations.items() if d.type == "mailchimp" and d.enabled]
+    names = args.destination or [n for n, d in esp.destinations.items() if d.type in OPT_OUT_TYPES and d.enabled]
     for name in names:
         result = sync_unsubscribes(lake, esp, name, runtime, events=settings.events, since=args.since)
         print(
-            f"  {name}: {result.unsubscribed} unsubscribed and {result.cleaned} cleaned at the ESP, "
+            f"  {name}: {result.unsubscribed} unsubscribed and {result.bounced} bounced at the ESP, "
             f"{result.matched} matched to customers; {result.events_added} new Unsubscribed events, "
             f"{result.suppressions_added} new suppressions"
         )

@@ -22,6 +22,13 @@ requests an hour is shared by both routes (and /messages/send). Answers 201 {dis
 Braze has no idempotency key here: `sends` keeps every accepted recipient, and `deliveries` counts
 them by the `trigger_id` in their properties (else their user), so a duplicate shows as a count of 2.
 A recipient with send_to_existing_only and no Braze user is accepted and skipped, as Braze does.
+GET /email/unsubscribes and /email/hard_bounces
+(https://www.braze.com/docs/api/endpoints/email/get_query_unsubscribed_email_addresses/,
+https://www.braze.com/docs/api/endpoints/email/get_list_hard_bounces/): the same auth; end_date
+required with start_date or email, dates YYYY-MM-DD (midnight UTC, start before end), limit 1..500
+(default 100), offset >= 0, sort_direction asc|desc (unsubscribes only; default newest first);
+unknown parameters are a violation. Answers {emails: [{email, unsubscribed_at | hard_bounced_at}],
+message}; each route has its own window of 250,000 requests an hour.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import math
 import secrets
 from collections.abc import Iterable
+from datetime import UTC, date, datetime
 from typing import Any
 
 from lakecdp.sandbox.base import ContractServer, Request, Response, SlidingWindow, rate_limited
@@ -42,6 +50,12 @@ IDENTIFIERS = ("external_id", "user_alias", "braze_id", "email")
 MAX_RECIPIENTS = 50
 RECIPIENT_IDENTIFIERS = ("external_user_id", "user_alias", "braze_id", "email")
 MAX_ENTRY_PROPERTIES_BYTES = 50_000
+MAX_EMAIL_LIMIT = 500
+# route -> (its time field, its query parameters)
+EMAIL_ROUTES = {
+    "/email/unsubscribes": ("unsubscribed_at", {"start_date", "end_date", "limit", "offset", "sort_direction", "email"}),
+    "/email/hard_bounces": ("hard_bounced_at", {"start_date", "end_date", "limit", "offset", "email"}),
+}
 TRIGGER_ROUTES = {
     "/campaigns/trigger/send": ("campaign_id", "trigger_properties"),
     "/canvas/trigger/send": ("canvas_id", "canvas_entry_properties"),
@@ -70,6 +84,8 @@ class BrazeServer(ContractServer):
         self.sends: list[dict[str, Any]] = []  # accepted recipients: route, id, external_user_id, properties
         self.users: dict[str, dict[str, Any]] = {}
         self.batch_sizes: list[int] = []
+        self.email_windows = {route: SlidingWindow(250_000, 3600.0) for route in EMAIL_ROUTES}
+        self.email_states: dict[str, list[tuple[str, datetime]]] = {route: [] for route in EMAIL_ROUTES}
 
     def handle(self, request: Request) -> Response:
         windows = {
@@ -77,7 +93,9 @@ class BrazeServer(ContractServer):
             "/users/delete": self.delete_window,
             **{route: self.messaging_window for route in TRIGGER_ROUTES},
         }
-        if request.method != "POST" or request.path not in windows:
+        if request.method == "GET" and request.path in EMAIL_ROUTES:
+            windows = self.email_windows
+        elif request.method != "POST" or request.path not in windows:
             self.violation(f"unknown route {request.method} {request.path}")
             return Response(404, {"message": "Not found"})
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
@@ -93,6 +111,8 @@ class BrazeServer(ContractServer):
                 {"message": "Too Many Requests"},
                 headers={"X-RateLimit-Limit": str(window.limit), "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)},
             )
+        if request.method == "GET":
+            return self._email_list(request)
         if not (request.headers.get("Content-Type") or "").startswith("application/json"):
             self.violation("Content-Type must be application/json")
             return Response(400, {"message": "Content-Type must be application/json"})
@@ -191,6 +211,36 @@ class BrazeServer(ContractServer):
                 user[name] = value
         self.deliveries[key] += 1
 
+    def _email_list(self, request: Request) -> Response:
+        time_field, known = EMAIL_ROUTES[request.path]
+        problem = _email_query_problem(request, known)
+        if problem:
+            self.violation(f"{request.path}: {problem}")
+            return Response(400, {"message": problem})
+        start, end = _day(request.param("start_date") or ""), _day(request.param("end_date") or "") or date.max
+        limit, offset = int(request.param("limit") or 100), int(request.param("offset") or 0)
+        email = request.param("email")
+        with self.lock:
+            entries = list(self.email_states[request.path])
+        if email:  # the address wins over the date range, as documented
+            selected = [e for e in entries if e[0] == email.lower()]
+        else:
+            since = datetime.combine(start or date.min, datetime.min.time(), UTC)
+            until = datetime.combine(end, datetime.min.time(), UTC)
+            selected = [e for e in entries if since <= e[1] < until]
+        selected.sort(key=lambda e: e[1], reverse=request.param("sort_direction") != "asc")
+        page = [{"email": address, time_field: _braze_format(at, time_field)} for address, at in selected[offset : offset + limit]]
+        return Response(200, {"emails": page, "message": "success"})
+
+    def unsubscribe(self, email: str, at: datetime) -> None:
+        """An email unsubscribe recorded at Braze (what /email/unsubscribes reports)."""
+        with self.lock:
+            self.email_states["/email/unsubscribes"].append((email.lower(), at))
+
+    def hard_bounce(self, email: str, at: datetime) -> None:
+        with self.lock:
+            self.email_states["/email/hard_bounces"].append((email.lower(), at))
+
     def holds(self, external_id: str) -> bool:
         with self.lock:
             return external_id in self.users
@@ -244,3 +294,39 @@ def _trigger_problem(route: str, body: Any) -> str:
         ):
             return f"recipients[{index}].{properties_key} is over 50 KB"
     return ""
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        return None
+
+
+def _email_query_problem(request: Request, known: set[str]) -> str:
+    """The first breach of the email list query contract, or ''."""
+    unknown = sorted(set(request.query) - known)
+    if unknown:
+        return f"unknown query parameters {unknown}"
+    start, end = request.param("start_date"), request.param("end_date")
+    if not end or _day(end) is None:
+        return "end_date (YYYY-MM-DD) is required"
+    if not request.param("email") and (not start or _day(start) is None):
+        return "start_date (YYYY-MM-DD) or email is required with end_date"
+    start_day, end_day = _day(start or ""), _day(end)
+    if start_day is not None and end_day is not None and not start_day < end_day:
+        return "start_date must be earlier than end_date"
+    limit, offset = request.param("limit") or "100", request.param("offset") or "0"
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_EMAIL_LIMIT:
+        return f"limit must be an integer 1..{MAX_EMAIL_LIMIT}"
+    if not offset.isdigit():
+        return "offset must be a non-negative integer"
+    if request.param("sort_direction") not in (None, "asc", "desc"):
+        return "sort_direction must be asc or desc"
+    return ""
+
+
+def _braze_format(at: datetime, time_field: str) -> str:
+    # The hard-bounce example shows '2016-08-25 15:24:32 +0000'; unsubscribes are ISO 8601.
+    utc = at.astimezone(UTC)
+    return utc.strftime("%Y-%m-%d %H:%M:%S +0000") if time_field == "hard_bounced_at" else utc.isoformat()

@@ -7,8 +7,14 @@ the documented status codes and shapes (and are validated too: a server bug is a
 Rate limits come from each operation's `x-klaviyo-ratelimit` (burst and steady, enforced as
 sliding windows); an excess gets 429 with Retry-After. Documented size limits: 10,000 profiles
 and 5 MB per import job, 100 KB per profile, 1,000 profiles per list relationship call.
-GET /api/profiles (used to find profile ids for removal) is not among the vendored files; it is
-served with the same header checks and Klaviyo's documented filter syntax.
+GET /api/profiles (profile ids for removal; suppressed profiles for the unsubscribe sync) is not
+among the vendored files; it is served with the same header checks and the parameters its reference
+documents (https://developers.klaviyo.com/en/v2026-07-15/reference/get_profiles): filter any()/
+equals() on external_id, or greater-or-equal/greater-than on
+subscriptions.email.marketing.suppression.timestamp (which needs additional-fields[profile]=
+subscriptions to return the suppressions); fields[profile] and sort from the documented enums;
+page[size] 1..100; page[cursor] from links.next. Sparse fieldsets are honoured, so an address is
+only returned when asked for.
 POST /api/data-privacy-deletion-jobs (request_profile_deletion, data_privacy.json) takes exactly
 one identifier (email, phone_number or id), as its description demands; the real job is
 asynchronous, here every matching profile is gone when the 202 is sent.
@@ -31,6 +37,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from lakecdp.clock import Clock
 from lakecdp.sandbox.base import ContractServer, Request, Response, SlidingWindow, rate_limited
@@ -39,6 +46,14 @@ from lakecdp.sandbox.openapi import CONTRACTS_DIR, Operation, load_operations
 MEDIA = "application/vnd.api+json"
 REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z0-9]+)?$")
 MAX_PROFILES, MAX_JOB_BYTES, MAX_PROFILE_BYTES, MAX_RELATIONSHIPS = 10_000, 5_000_000, 100_000, 1000
+SUPPRESSION_TIMESTAMP = "subscriptions.email.marketing.suppression.timestamp"
+SUPPRESSION_FILTER = re.compile(rf"(greater-or-equal|greater-than)\({re.escape(SUPPRESSION_TIMESTAMP)},([0-9T:.+\-Z]+)\)")
+# get_profiles' documented enums (a subset of fields[profile]: the ones a sync could name).
+PROFILE_FIELDS = {"email", "external_id", "phone_number", "first_name", "last_name", "created", "updated", "properties", "subscriptions"}
+PROFILE_FIELDS |= {"subscriptions.email", "subscriptions.email.marketing", "subscriptions.email.marketing.suppression"}
+PROFILE_FIELDS |= {"subscriptions.email.marketing.list_suppressions", "subscriptions.email.marketing.consent"}
+PROFILE_SORTS = {f"{sign}{key}" for sign in ("", "-") for key in ("created", "email", "id", "updated", SUPPRESSION_TIMESTAMP)}
+PROFILE_QUERY = {"filter", "fields[profile]", "page[size]", "page[cursor]", "sort", "additional-fields[profile]"}
 MAX_EVENT_BYTES, MAX_EVENT_PROPERTIES, MAX_EVENT_STRING, MAX_METRIC_NAME = 5_000_000, 400, 100_000, 128
 
 
@@ -273,23 +288,51 @@ class KlaviyoServer(ContractServer):
         return Response(200, {"data": page, "links": links}, content_type=MEDIA)
 
     def _get_profiles(self, request: Request) -> Response:
-        unknown = sorted(
-            set(request.query) - {"filter", "fields[profile]", "page[size]", "page[cursor]", "sort", "additional-fields[profile]"}
-        )
-        if unknown:
-            self.violation(f"get_profiles: unknown query parameters {unknown}")
+        problem = _profiles_query_problem(request)
+        if problem:
+            self.violation(f"get_profiles: {problem}")
+            return error(400, "invalid", problem)
+        suppressed = SUPPRESSION_FILTER.fullmatch(request.param("filter") or "")
+        if suppressed:
+            return self._suppressed_profiles(request, suppressed.group(1), suppressed.group(2))
         match = re.fullmatch(r'any\(external_id,(\[.*\])\)|equals\(external_id,(".*")\)', request.param("filter") or "")
         if not match:
-            self.violation(f"get_profiles: filter {request.param('filter')!r} is not Klaviyo's any()/equals() on external_id")
+            self.violation(f"get_profiles: filter {request.param('filter')!r} is not one the contract server serves")
             return error(400, "invalid", "Invalid filter.")
         wanted = json.loads(match.group(1)) if match.group(1) else [json.loads(match.group(2))]
-        if int(request.param("page[size]") or 20) > 100 or len(wanted) > 100:
+        if len(wanted) > 100:
             self.violation("get_profiles: more than 100 per page")
         with self.lock:
             data = [
                 {"type": "profile", "id": self.profiles[x]["id"], "attributes": {"external_id": x}} for x in wanted if x in self.profiles
             ]
         return Response(200, {"data": data, "links": {"self": f"{self.url}/api/profiles"}}, content_type=MEDIA)
+
+    def _suppressed_profiles(self, request: Request, operator: str, value: str) -> Response:
+        try:
+            since = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            self.violation(f"get_profiles: {value!r} is not an ISO 8601 datetime")
+            return error(400, "invalid", f"Invalid datetime {value!r}.")
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        if (request.param("additional-fields[profile]") or "") != "subscriptions":
+            self.violation("get_profiles: suppressions are only returned with additional-fields[profile]=subscriptions")
+        with self.lock:
+            selected = []
+            for key, profile in self.profiles.items():
+                times = [datetime.fromisoformat(s["timestamp"]) for s in profile.get("suppression") or []]
+                if any(t > since or (operator == "greater-or-equal" and t == since) for t in times):
+                    selected.append((max(times), key, profile))
+        selected.sort(key=lambda item: item[0], reverse=(request.param("sort") or "").startswith("-"))
+        size, start = int(request.param("page[size]") or 20), int(request.param("page[cursor]") or 0)
+        fields = set((request.param("fields[profile]") or "").split(",")) - {""}
+        data = [_profile_resource(key, profile, fields, self.url) for _, key, profile in selected[start : start + size]]
+        links = {"self": f"{self.url}/api/profiles"}
+        if start + size < len(selected):
+            links["next"] = (
+                f"{self.url}/api/profiles?{urlencode({**{k: v[0] for k, v in request.query.items()}, 'page[cursor]': start + size})}"
+            )
+        return Response(200, {"data": data, "links": links}, content_type=MEDIA)
 
     def _remove_profiles_from_list(self, request: Request, params: dict[str, str]) -> Response:
         ids = {item["id"] for item in json.loads(request.body)["data"]}
@@ -371,9 +414,57 @@ class KlaviyoServer(ContractServer):
         with self.lock:
             return any(k == external_id or str(p.get("email") or "").lower() == email.lower() for k, p in self.profiles.items())
 
+    def suppress(self, external_id: str, email: str, reason: str, at: datetime) -> None:
+        """A global email suppression recorded at Klaviyo (an unsubscribe, a hard bounce, ...)."""
+        with self.lock:
+            profile = self.profiles.setdefault(external_id, {"id": "01" + secrets.token_hex(12).upper(), "lists": set()})
+            profile.setdefault("email", email)
+            profile["external_id"] = external_id
+            profile.setdefault("suppression", []).append({"reason": reason, "timestamp": at.astimezone(UTC).isoformat()})
+
     def members_of(self, list_id: str) -> set[str]:
         with self.lock:
             return {key for key, p in self.profiles.items() if list_id in p["lists"]}
+
+
+def _profiles_query_problem(request: Request) -> str:
+    """The first breach of get_profiles' documented parameters, or ''."""
+    unknown = sorted(set(request.query) - PROFILE_QUERY)
+    if unknown:
+        return f"query parameters {unknown} are not documented"
+    fields = set((request.param("fields[profile]") or "").split(",")) - {""}
+    if fields - PROFILE_FIELDS:
+        return f"fields[profile] {sorted(fields - PROFILE_FIELDS)} are not in the documented enum"
+    if request.param("sort") is not None and request.param("sort") not in PROFILE_SORTS:
+        return f"sort {request.param('sort')!r} is not in the documented enum"
+    if request.param("additional-fields[profile]") not in (None, "subscriptions", "predictive_analytics"):
+        return "additional-fields[profile] must be subscriptions or predictive_analytics"
+    size = request.param("page[size]") or "20"
+    if not size.isdigit() or not 1 <= int(size) <= 100:
+        return "page[size] must be 1..100"
+    return ""
+
+
+def _profile_resource(key: str, profile: dict[str, Any], fields: set[str], base: str) -> dict[str, Any]:
+    """A profile as get_profiles returns it, with only the requested (sparse) fields."""
+    suppression = [dict(s) for s in profile.get("suppression") or []]
+    marketing: dict[str, Any] = {
+        "can_receive_email_marketing": not suppression,
+        "consent": "UNSUBSCRIBED" if suppression else "SUBSCRIBED",
+        "suppression": suppression,
+    }
+    attributes: dict[str, Any] = {
+        "email": profile.get("email"),
+        "external_id": profile.get("external_id", key),
+        "subscriptions": {"email": {"marketing": marketing}},
+    }
+    wanted = {f.split(".")[0] for f in fields} if fields else set(attributes)
+    if fields and "subscriptions" in wanted and "subscriptions" not in fields:
+        named = {f.rsplit(".", 1)[-1] for f in fields if f.startswith("subscriptions.email.marketing.")}
+        marketing_keys = named | {"can_receive_email_marketing", "consent"} if named else set(marketing)
+        attributes["subscriptions"] = {"email": {"marketing": {k: v for k, v in marketing.items() if k in marketing_keys}}}
+    kept = {k: v for k, v in attributes.items() if k in wanted}
+    return {"type": "profile", "id": profile["id"], "attributes": kept, "links": {"self": f"{base}/api/profiles/{profile['id']}/"}}
 
 
 def _event_problem(body: bytes, attributes: dict[str, Any], now: datetime | None) -> str | None:

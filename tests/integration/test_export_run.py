@@ -292,7 +292,7 @@ def test_sync_unsubscribes_records_events_and_bounces_then_the_next_plan_removes
     esp = story.runner.esp
     first = sync_unsubscribes(story.lake, esp, "mailchimp", Runtime(env=SECRETS), events=EventSettings())
     again = sync_unsubscribes(story.lake, esp, "mailchimp", Runtime(env=SECRETS), events=EventSettings())
-    assert (first.unsubscribed, first.cleaned, first.matched, first.events_added, first.suppressions_added) == (1, 1, 2, 1, 1)
+    assert (first.unsubscribed, first.bounced, first.matched, first.events_added, first.suppressions_added) == (1, 1, 2, 1, 1)
     assert (again.events_added, again.suppressions_added) == (0, 0)
     events = story.lake.read("events").filter((F.col("customer_id") == pid("c011")) & (F.col("event") == "Unsubscribed")).collect()
     assert len(events) == 1 and events[0]["source_file"] == "esp://mailchimp/unsubscribed"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
@@ -22,6 +23,42 @@ DELETED = "deleted"
 DELETION_REQUESTED = "deletion requested"  # accepted; the ESP deletes asynchronously
 NOT_FOUND = "not found"
 NOTIFIED = "notified"  # the receiver acknowledged the erasure notice
+
+
+# What `ReportsOptOuts.opt_outs` yields: the kind of opt-out and how the ESP names the person.
+UNSUBSCRIBED, BOUNCED = "unsubscribed", "bounced"
+OPT_OUT_KINDS = (UNSUBSCRIBED, BOUNCED)
+MATCH_KEY_KINDS = ("external_id", "subscriber_hash", "email_sha256")
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """One ESP-side opt-out, named only by what the ESP returned (never by an address).
+
+    Args:
+        key_kind: "external_id" (the id the export sent), "subscriber_hash" (Mailchimp's MD5) or
+            "email_sha256" (computed by the adapter from an address the ESP returned, which is then dropped).
+        kind: UNSUBSCRIBED (a consent withdrawal) or BOUNCED (the address cannot receive mail).
+        changed_at: when the ESP recorded it, None when the ESP does not say.
+        reason: the ESP's own word for it, PII-free (it goes into export_suppressions.reason).
+    """
+
+    key_kind: str
+    key: str
+    kind: str
+    changed_at: datetime | None
+    reason: str
+
+
+@runtime_checkable
+class ReportsOptOuts(Protocol):
+    """An adapter that can list its ESP's marketing-email opt-outs (`lakecdp export sync-unsubscribes`)."""
+
+    def opt_outs(self, since: datetime | None) -> Iterator[OptOut]:
+        """Unsubscribes and bounces recorded at the ESP since `since` (all when None), every page followed."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def not_supported(why: str) -> str:

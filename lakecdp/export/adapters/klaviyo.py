@@ -16,16 +16,34 @@
 - Erasure: POST /api/data-privacy-deletion-jobs with exactly one identifier (email, phone_number
   or profile id); every profile matching it is deleted asynchronously; 202; burst 3/s, steady 60/m
   (https://developers.klaviyo.com/en/reference/request_profile_deletion).
+- Opt-outs: GET /api/profiles with filter
+  greater-or-equal(subscriptions.email.marketing.suppression.timestamp,<since>),
+  additional-fields[profile]=subscriptions, sparse fields external_id and the suppression only (no
+  address), sort by that timestamp, page[size] <= 100, then links.next; each global suppression has
+  a reason (UNSUBSCRIBE, SPAM_COMPLAINT, HARD_BOUNCE, INVALID_EMAIL, USER_SUPPRESSED) and a timestamp
+  (https://developers.klaviyo.com/en/v2026-07-15/reference/get_profiles; burst 75/s, steady 750/m).
+  Profiles without an external_id (made by a Klaviyo form, never by lakecdp) cannot be matched
+  without their address, so they are skipped.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lakecdp.export.adapters.base import DELETION_REQUESTED, NOT_FOUND, Adapter, BatchLimits, all_failed, http_reason
+from lakecdp.export.adapters.base import (
+    BOUNCED,
+    DELETION_REQUESTED,
+    NOT_FOUND,
+    UNSUBSCRIBED,
+    Adapter,
+    BatchLimits,
+    OptOut,
+    all_failed,
+    http_reason,
+)
 from lakecdp.export.batches import UPSERT, Batch, BatchResult, Member, MemberOutcome, json_bytes
 from lakecdp.export.http import ApiClient, DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import scrub_pii
@@ -36,6 +54,16 @@ ENVELOPE_BYTES = 400  # the job document around the profiles
 LOOKUP_PAGE = 100  # get_profiles page[size] maximum
 REMOVE_CHUNK = 1000  # remove_profiles_from_list maximum
 # request_profile_deletion's own x-klaviyo-ratelimit (burst 3/s, steady 60/m), below the bulk routes' limits.
+SUPPRESSION_TIMESTAMP = "subscriptions.email.marketing.suppression.timestamp"
+# Klaviyo's global suppression reasons: a withdrawal of consent, or an address that must not be mailed.
+SUPPRESSION_KINDS = {
+    "UNSUBSCRIBE": UNSUBSCRIBED,
+    "SPAM_COMPLAINT": UNSUBSCRIBED,
+    "HARD_BOUNCE": BOUNCED,
+    "INVALID_EMAIL": BOUNCED,
+    "USER_SUPPRESSED": BOUNCED,
+}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DELETION_LIMITS = (RateLimitSpec(requests=3, per=timedelta(seconds=1)), RateLimitSpec(requests=60, per=timedelta(minutes=1)))
 
 
@@ -222,6 +250,29 @@ class KlaviyoAdapter(Adapter):
                 found[profile["attributes"]["external_id"]] = profile["id"]
         return found
 
+    def opt_outs(self, since: datetime | None) -> Iterator[OptOut]:
+        start = (since or EPOCH).astimezone(UTC)
+        url: str | None = f"{self._base}/api/profiles"
+        params: dict[str, Any] | None = {
+            "filter": f"greater-or-equal({SUPPRESSION_TIMESTAMP},{start.isoformat().replace('+00:00', 'Z')})",
+            "additional-fields[profile]": "subscriptions",
+            "fields[profile]": "external_id,subscriptions.email.marketing.suppression",
+            "sort": SUPPRESSION_TIMESTAMP,
+            "page[size]": LOOKUP_PAGE,
+        }
+        while url:
+            try:
+                response = self.client.request("GET", url, endpoint="get_profiles", headers=self._read_headers, params=params)
+            except RetriesExhausted as exc:
+                raise DestinationError(f"{self.name}: reading suppressed profiles failed: {exc.reason}") from None
+            self._raise_if_refused(response)
+            if response.status_code != 200:
+                raise DestinationError(f"{self.name}: reading suppressed profiles: {http_reason(response, _errors(response))}")
+            document = response.json()
+            for profile in document.get("data") or []:
+                yield from _profile_opt_outs(profile.get("attributes") or {}, start)
+            url, params = (document.get("links") or {}).get("next"), None
+
     @property
     def _read_headers(self) -> dict[str, str]:
         return {k: v for k, v in self._headers.items() if k != "Content-Type"}
@@ -242,6 +293,20 @@ def profile_document(member: Member, attribute_names: Sequence[str]) -> dict[str
     if member.merge_fields:
         attributes["properties"] = dict(member.merge_fields)  # custom profile properties
     return {"type": "profile", "attributes": attributes}
+
+
+def _profile_opt_outs(attributes: dict[str, Any], start: datetime) -> Iterator[OptOut]:
+    """A profile's global suppressions recorded at or after `start`, named by its external_id."""
+    external_id = attributes.get("external_id")
+    marketing = ((attributes.get("subscriptions") or {}).get("email") or {}).get("marketing") or {}
+    if not external_id:
+        return
+    for suppression in marketing.get("suppression") or []:
+        kind = SUPPRESSION_KINDS.get(suppression.get("reason"))
+        at = datetime.fromisoformat(suppression["timestamp"].replace("Z", "+00:00")) if suppression.get("timestamp") else None
+        at = at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+        if kind is not None and (at is None or at >= start):
+            yield OptOut("external_id", external_id, kind, at, f"Klaviyo {suppression['reason']}")
 
 
 def _errors(response: Any) -> str:

@@ -14,15 +14,20 @@
 - Erasure: POST /3.0/lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent, 204; it
   deletes the member's personal data and the address can never be re-imported; 404 when the
   address is not in the audience (https://mailchimp.com/developer/marketing/api/list-members/delete-list-member/).
+- Opt-outs: GET /3.0/lists/{list_id}/members?status=unsubscribed|cleaned&since_last_changed=...,
+  paged by count/offset against total_items; `cleaned` members are hard bounces
+  (https://mailchimp.com/developer/marketing/api/list-members/list-members-info/,
+  https://mailchimp.com/help/about-your-contacts/#Cleaned).
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
-from lakecdp.export.adapters.base import DELETED, NOT_FOUND, Adapter, all_failed, http_reason
+from lakecdp.export.adapters.base import BOUNCED, DELETED, NOT_FOUND, UNSUBSCRIBED, Adapter, OptOut, all_failed, http_reason
 from lakecdp.export.batches import UPSERT, Batch, BatchResult, Member, MemberOutcome, json_bytes
 from lakecdp.export.http import DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import mailchimp_subscriber_hash, normalize_email, scrub_pii
@@ -105,16 +110,24 @@ class MailchimpAdapter(Adapter):
             return NOT_FOUND
         raise DestinationError(f"{self.name}: permanent delete refused: {http_reason(response, _problem(response))}")
 
-    def members_with_status(self, status: str, since: str | None = None) -> Iterator[dict[str, Any]]:
-        """Audience members with a status (unsubscribed, cleaned): id (subscriber hash), status, last_changed.
+    def opt_outs(self, since: datetime | None) -> Iterator[OptOut]:
+        """Unsubscribed members, then cleaned (hard-bounced) ones, named by subscriber hash."""
+        for status, kind in (("unsubscribed", UNSUBSCRIBED), ("cleaned", BOUNCED)):
+            for member in self._members_with_status(status, since):
+                changed = member.get("last_changed")
+                changed_at = datetime.fromisoformat(changed) if changed else None
+                yield OptOut("subscriber_hash", member["id"], kind, changed_at, f"Mailchimp {status}")
+
+    def _members_with_status(self, status: str, since: datetime | None) -> Iterator[dict[str, Any]]:
+        """Audience members with a status: id (subscriber hash), status, last_changed.
 
         Only those fields are requested, so no address crosses the wire.
         """
         offset = 0
         while True:
-            params = {"status": status, "count": PAGE_SIZE, "offset": offset, "fields": MEMBER_FIELDS}
-            if since:
-                params["since_last_changed"] = since
+            params: dict[str, Any] = {"status": status, "count": PAGE_SIZE, "offset": offset, "fields": MEMBER_FIELDS}
+            if since is not None:
+                params["since_last_changed"] = since.isoformat()
             try:
                 response = self.client.request(
                     "GET", f"{self._list_url}/members", endpoint="lists.members", headers=self._headers, params=params

@@ -17,15 +17,38 @@
   asynchronously: sends are suppressed at once, the data goes after the account's suppression
   period (https://developer.salesforce.com/docs/marketing/marketing-cloud/guide/ContactsDeleteStatus.html
   reports progress). Contact Delete must be enabled in the account.
+- Opt-outs: the SOAP API's Retrieve of Subscriber objects with Status Unsubscribed (UnsubscribedDate
+  at or after `since`) and Status Held (hard-bounced for good; no date, so always read); matched by
+  SubscriberKey, the id the export sent. See lakecdp.export.adapters.sfmc_soap for the contract.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from lakecdp.export.adapters.base import DELETION_REQUESTED, Adapter, BatchLimits, all_failed, all_sent, http_reason
+from lakecdp.export.adapters.base import (
+    BOUNCED,
+    DELETION_REQUESTED,
+    UNSUBSCRIBED,
+    Adapter,
+    BatchLimits,
+    OptOut,
+    all_failed,
+    all_sent,
+    http_reason,
+)
+from lakecdp.export.adapters.sfmc_soap import (
+    MORE_DATA,
+    SoapFault,
+    is_transient,
+    parse_retrieve,
+    retrieve_envelope,
+    status_filter,
+    system_time,
+)
 from lakecdp.export.batches import UPSERT, Batch, BatchResult, Member, MemberOutcome, json_bytes
 from lakecdp.export.http import ApiClient, DestinationError, RetriesExhausted
 from lakecdp.export.identifiers import scrub_pii
@@ -55,6 +78,7 @@ class SfmcAuth:
         self._client_id, self._client_secret, self._account_id = client_id, client_secret, account_id
         self._monotonic = monotonic
         self._token: str | None = None
+        self.soap_url: str | None = None  # the token response's soap_instance_url
         self._expires_at = 0.0
         self._lock = threading.Lock()
 
@@ -76,6 +100,7 @@ class SfmcAuth:
                     raise DestinationError(f"{self.name}: Marketing Cloud refused the client credentials: {reason}")
                 document = response.json()
                 self._token = document["access_token"]
+                self.soap_url = document.get("soap_instance_url") or self.soap_url
                 self._expires_at = self._monotonic() + float(document.get("expires_in", 1080)) - TOKEN_MARGIN_S
             return self._token
 
@@ -150,6 +175,45 @@ class SfmcAdapter(Adapter):
         if not document.get("operationInitiated") or document.get("hasErrors"):
             raise DestinationError(f"{self.name}: contact delete not initiated: {http_reason(response, _messages(response))}")
         return DELETION_REQUESTED
+
+    def opt_outs(self, since: datetime | None) -> Iterator[OptOut]:
+        for result in self._subscribers(status_filter("Unsubscribed", since)):
+            at = system_time(result.get("UnsubscribedDate"))
+            yield OptOut("external_id", result["SubscriberKey"], UNSUBSCRIBED, at, "SFMC unsubscribed")
+        for result in self._subscribers(status_filter("Held")):
+            yield OptOut("external_id", result["SubscriberKey"], BOUNCED, None, "SFMC held")
+
+    def _subscribers(self, filter_xml: str) -> Iterator[dict[str, str]]:
+        """Every Subscriber the filter selects, continuation batches followed; only those with a SubscriberKey."""
+        continue_id: str | None = None
+        while True:
+            page = self._retrieve(filter_xml, continue_id)
+            if page.status not in ("OK", MORE_DATA):
+                raise DestinationError(f"{self.name}: Subscriber retrieve failed: {scrub_pii(page.status)}")
+            yield from (r for r in page.results if r.get("SubscriberKey"))
+            if page.status != MORE_DATA:
+                return
+            continue_id = page.request_id
+
+    def _retrieve(self, filter_xml: str, continue_id: str | None) -> Any:
+        for renew in (False, True):
+            token = self._auth.access_token(renew=renew)
+            if not self._auth.soap_url:
+                raise DestinationError(f"{self.name}: the token response named no soap_instance_url; the SOAP API is needed for opt-outs")
+            headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": "Retrieve"}
+            body = retrieve_envelope(token, filter_xml, continue_id)
+            url = f"{self._auth.soap_url.rstrip('/')}/Service.asmx"
+            try:
+                response = self.client.request("POST", url, endpoint="soap.retrieve", headers=headers, body=body, is_retryable=is_transient)
+                return parse_retrieve(response.content)
+            except RetriesExhausted as exc:
+                raise DestinationError(f"{self.name}: Subscriber retrieve failed: {exc.reason}") from None
+            except SoapFault as fault:
+                if not fault.is_auth:
+                    raise DestinationError(f"{self.name}: Subscriber retrieve refused: {scrub_pii(str(fault))}") from None
+            except ValueError as exc:
+                raise DestinationError(f"{self.name}: unreadable SOAP answer (HTTP {response.status_code}): {exc}") from None
+        raise DestinationError(f"{self.name}: Marketing Cloud's SOAP API rejects a fresh token")
 
     def _wait(self, request_id: str) -> dict[str, Any] | None:
         waited, interval = 0.0, self.settings.poll_interval.total_seconds()
