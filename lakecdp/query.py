@@ -56,6 +56,7 @@ def _duckdb_query(settings: Settings, root: str, query: str, limit: int, *, mask
     registered = {name for (name,) in connection.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
     if "profile_features" in registered:
         connection.execute(_duckdb_profile_view(connection, registered, settings.customers.rule_columns))
+    connection.execute("SET lock_configuration = true")  # the query's own `SET ...;` cannot undo the two above
     return str(connection.sql(query).limit(limit))
 
 

@@ -50,10 +50,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _new_token(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from lakecdp.config import ConfigError
     from lakecdp.config.models import AccessToken
 
     token, digest = new_token()
-    entry = AccessToken(name=args.name, role=args.role, sha256=digest)  # the name's shape fails here, not at the next load
+    try:  # the name's shape fails here, not at the next load
+        entry = AccessToken(name=args.name, role=args.role, sha256=digest)
+    except ValidationError:
+        raise ConfigError(f"--name {args.name!r}: 1-64 letters, digits, '.', '_', '@' or '-', e.g. ann.lee") from None
     print(f"token for {entry.name} ({entry.role}); shown once, not stored anywhere: {token}")
     print("add this entry under access.tokens in conf/local/access.yaml:")
     print(f"  - {{name: {entry.name}, role: {entry.role}, sha256: {entry.sha256}}}")

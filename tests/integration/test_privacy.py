@@ -249,6 +249,8 @@ def test_an_analyst_cannot_read_the_lakes_files_around_the_masking(world, role_t
     analyst = resolve_principal(settings.access, settings.privacy, role_tokens["analyst"])
     with pytest.raises(AnalysisException):
         run_query(settings, f"SELECT email FROM delta.`{root}/customers`", lake_root=root, engine="spark", limit=5, principal=analyst)
+    with pytest.raises(duckdb.InvalidInputException, match="configuration has been locked"):
+        run_query(settings, "SET enable_external_access = true; SELECT 1", lake_root=root, engine="duckdb", limit=5, principal=analyst)
     with pytest.raises(duckdb.PermissionException):
         run_query(
             settings,

@@ -266,3 +266,22 @@ def test_the_cli_refuses_before_the_handler_and_nested_commands_run_as_their_cal
         assert capsys.readouterr().out == "ann: role analyst; scopes lake:read\n"
         assert main(["--conf", conf, "stream", "run", "--lake", "/nonexistent"]) == 2
         assert "`lakecdp stream run` needs scope pipeline:run, which role analyst lacks" in capsys.readouterr().err
+
+
+def test_new_token_prints_the_token_once_and_a_conf_line_that_accepts_it(capsys):
+    from pathlib import Path
+
+    import yaml
+
+    from lakecdp.cli import main
+
+    conf = str(Path(__file__).resolve().parents[2] / "conf")
+    assert main(["--conf", conf, "access", "new-token", "--role", "marketer", "--name", "mia"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    token = lines[0].rsplit(" ", 1)[1]
+    entry = yaml.safe_load(lines[2].strip().removeprefix("- "))
+    assert entry["name"] == "mia" and entry["role"] == "marketer" and token not in "\n".join(lines[1:])
+    principal = resolve_principal(AccessSettings.model_validate({"tokens": [entry]}), {}, token)
+    assert (principal.name, principal.role) == ("mia", "marketer")
+    assert main(["--conf", conf, "access", "new-token", "--role", "analyst", "--name", "ann lee"]) == 2
+    assert "--name 'ann lee'" in capsys.readouterr().err
