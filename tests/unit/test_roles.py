@@ -285,3 +285,19 @@ def test_new_token_prints_the_token_once_and_a_conf_line_that_accepts_it(capsys)
     assert (principal.name, principal.role) == ("mia", "marketer")
     assert main(["--conf", conf, "access", "new-token", "--role", "analyst", "--name", "ann lee"]) == 2
     assert "--name 'ann lee'" in capsys.readouterr().err
+
+
+def test_the_legacy_admin_token_still_works_from_the_cli_with_a_deprecation_warning(monkeypatch, capsys, caplog):
+    from pathlib import Path
+
+    from lakecdp.cli import main
+
+    conf = str(Path(__file__).resolve().parents[2] / "conf")
+    monkeypatch.delenv("LAKECDP_TOKEN", raising=False)
+    monkeypatch.delenv("LAKECDP__ACCESS__TOKENS", raising=False)
+    monkeypatch.setenv("LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256", digest_of(LEGACY_TOKEN))
+    monkeypatch.setenv("LAKECDP_ADMIN_TOKEN", LEGACY_TOKEN)
+    with caplog.at_level("WARNING"):
+        assert main(["--conf", conf, "access", "whoami"]) == 0
+    assert capsys.readouterr().out.startswith("(unnamed): role admin; scopes collector:admin, content:read")
+    assert "privacy.admin_token_sha256 and $LAKECDP_ADMIN_TOKEN are deprecated" in caplog.text
