@@ -58,19 +58,16 @@ def create_app(
 ) -> Starlette:
     """The ASGI app over a ContentService; the snapshot refresher runs for the app's lifetime.
     `tls` (content.api.tls): HSTS on HTTPS answers, and plain HTTP refused when it requires HTTPS.
-    `principal_of`: bearer token (or None) -> caller, raising AccessDenied (roles.resolve_principal
-    over the conf); default: every caller is the local operator, as with no access.tokens."""
+    `principal_of`: bearer token (or None) -> caller or AccessDenied (roles.resolve_principal); default: the local operator."""
     unlogged: Counter[Principal] = Counter()
     pseudonyms = load_pseudonymizer()
     identify = principal_of or (lambda token: LOCAL_OPERATOR)
 
     async def content(request: Request) -> Response:
         try:
-            principal = identify(bearer_token(request.headers.get("authorization")))
-            authorize(principal, ROUTE_ACCESS[CONTENT_ROUTE], f"GET {CONTENT_ROUTE}")
+            principal = _caller(request, identify, CONTENT_ROUTE)
         except AccessDenied as exc:
-            challenge = {"WWW-Authenticate": 'Bearer realm="lakecdp content"'} if exc.status == 401 else None
-            return _json({"error": str(exc)}, exc.status, headers=challenge)
+            return _refused(exc)
         customer_id = request.path_params["customer_id"]
         if not customer_id or len(customer_id) > MAX_ID_CHARS:
             return _json({"error": f"customer_id must be 1-{MAX_ID_CHARS} characters"}, 400)
@@ -79,9 +76,8 @@ def create_app(
 
     async def flush_reads() -> None:
         # Taken on the event loop, where requests count: no increment can slip between read and reset.
-        counts = dict(unlogged)
-        unlogged.clear()
-        for principal, count in counts.items():
+        for principal in list(unlogged):
+            count = unlogged.pop(principal)
             try:
                 await asyncio.to_thread(service.log_reads, "content api", None, count, principal)
             except Exception:
@@ -123,6 +119,18 @@ def create_app(
         middleware=[Middleware(HttpsPolicy, tls=tls or TlsSettings())],
         lifespan=lifespan,
     )
+
+
+def _caller(request: Request, identify: Callable[[str | None], Principal], route: str) -> Principal:
+    """The caller behind the request's bearer token, if it holds what `route` declares; else AccessDenied."""
+    principal = identify(bearer_token(request.headers.get("authorization")))
+    authorize(principal, ROUTE_ACCESS[route], f"{request.method} {route}")
+    return principal
+
+
+def _refused(exc: AccessDenied) -> Response:
+    challenge = {"WWW-Authenticate": 'Bearer realm="lakecdp content"'} if exc.status == 401 else None
+    return _json({"error": str(exc)}, exc.status, headers=challenge)
 
 
 def _json(body: dict, status: int = 200, headers: dict[str, str] | None = None) -> Response:
