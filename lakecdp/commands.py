@@ -56,7 +56,12 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sql(args: argparse.Namespace, settings: Settings) -> int:
+    from lakecdp.privacy.access import mentions_contact_pii
+    from lakecdp.privacy.roles import Scope, current_principal
     from lakecdp.query import run_query
 
     print(run_query(settings, args.query, lake_root=args.lake, engine=args.engine, limit=args.limit))
+    principal = current_principal()
+    if not principal.has(Scope.PII_READ) and mentions_contact_pii(args.query):
+        print(f"note: contact columns read null: role {principal.role} lacks scope pii:read", file=sys.stderr)
     return 0

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from lakecdp.triggers.settings import TriggerSettings
     from models.settings import ModelSettings
 
-PRIVACY_KEYS = ("consent", "admin_token_sha256")
+PRIVACY_KEYS = ("consent", "admin_token_sha256")  # admin_token_sha256: deprecated, see lakecdp.privacy.roles
 
 
 @dataclass(frozen=True)

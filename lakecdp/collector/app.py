@@ -49,6 +49,7 @@ from lakecdp.collector.messages import (
     parse_json_body,
 )
 from lakecdp.collector.revocations import Revocations
+from lakecdp.privacy.roles import Access, Credential, require_declared
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,15 @@ class CollectorConfig:
     revocations: Revocations | None = None  # sources revoked while running (`lakecdp collect revoke`)
 
 
+# What each route needs (lakecdp.privacy.roles): tracking takes the source's write key, never a role token.
+ROUTE_ACCESS: dict[str, Access] = {
+    **{f"/v1/{name}": Credential.SOURCE_WRITE_KEY for name in (*SINGLE_ENDPOINTS, *BATCH_ENDPOINTS)},
+    "/v1/o/{token}.gif": Credential.SIGNED_LINK,
+    "/v1/c/{token}": Credential.SIGNED_LINK,
+    "/health": Credential.PUBLIC,
+}
+
+
 def create_app(config: CollectorConfig, writer: LandingWriter, *, clock: Clock | None = None) -> Starlette:
     """The collector app; the writer starts and stops with the app's lifespan."""
     handlers = _Handlers(config, writer, clock or SystemClock())
@@ -84,6 +94,7 @@ def create_app(config: CollectorConfig, writer: LandingWriter, *, clock: Clock |
         Route("/v1/c/{token}", handlers.click, methods=["GET", "HEAD"]),
         Route("/health", handlers.health, methods=["GET"]),
     ]
+    require_declared(routes, ROUTE_ACCESS)
     app = Starlette(routes=routes, lifespan=handlers.lifespan)
     app.state.stats = handlers.stats
     return app

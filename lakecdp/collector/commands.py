@@ -7,7 +7,6 @@ import logging
 import os
 
 from lakecdp.config import ConfigError, Settings
-from lakecdp.privacy.commands import admin_only
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -26,7 +25,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     ):
         action = actions.add_parser(name, help=helps)
         action.add_argument("source", help="source name from collector.sources")
-        action.add_argument("--token", help="admin token (default: $LAKECDP_ADMIN_TOKEN)")
         if name == "revoke":
             action.add_argument("--reason", default="revoked by an operator", help="kept with the revocation (no secrets)")
         action.set_defaults(handler=_revocation)
@@ -60,7 +58,6 @@ def _revocations(settings: Settings):
     return collector, Revocations(revocations_path(settings, collector))
 
 
-@admin_only
 def _revocation(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
 

@@ -226,6 +226,41 @@ class CustomerSettings(_Strict):
         return tuple(name for name, a in self.attributes.items() if a.pii)
 
 
+# The five roles; what each may do is lakecdp.privacy.roles.ROLES (a test holds the two equal).
+RoleName = Literal["admin", "privacy_officer", "marketer", "analyst", "engineer"]
+
+
+class AccessToken(_Strict):
+    """One scoped token: who holds it, their role, and the token's SHA-256 (never the token)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")  # recorded as the actor in pii_access_log
+    role: RoleName
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError(
+                "not a SHA-256 hex digest (64 hex characters): put the digest `lakecdp access new-token` prints here, never the token"
+            )
+        return value.lower()
+
+
+class AccessSettings(_Strict):
+    tokens: list[AccessToken] = Field(default_factory=list)  # empty: the local operator (see lakecdp.privacy.roles)
+
+    @model_validator(mode="after")
+    def _unique(self) -> AccessSettings:
+        for what in ("name", "sha256"):
+            values = [getattr(token, what) for token in self.tokens]
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                shown = ", ".join(repeated) if what == "name" else f"{len(repeated)} digest(s)"
+                raise ValueError(f"two tokens share a {what} ({shown}); give each holder their own token")
+        return self
+
+
 class Settings(_Strict):
     lake: LakeSettings = Field(default_factory=LakeSettings)
     landing: LandingSettings = Field(default_factory=LandingSettings)
@@ -236,6 +271,7 @@ class Settings(_Strict):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
     customers: CustomerSettings = Field(default_factory=CustomerSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
     # Validated by their own capability (segments.rules, models.settings, collector.settings),
     # whose errors name conf/base/<section>.yaml and the key.
     segments: list[dict[str, Any]] = Field(default_factory=list)

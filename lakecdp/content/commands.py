@@ -149,6 +149,8 @@ def _safe_name(customer_id: str) -> str:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from functools import partial
+
     import uvicorn
 
     from lakecdp.content.api import create_app
@@ -159,7 +161,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     ssl = api.tls.uvicorn_options("content.api")  # a missing certificate fails before the snapshot loads
     service = open_content_service(settings, lake_root=args.lake)
     host, port = args.host or api.host, args.port or api.port
-    app = create_app(service, tls=api.tls)
+    from lakecdp.privacy.roles import resolve_principal
+
+    app = create_app(service, tls=api.tls, principal_of=partial(resolve_principal, settings.access, settings.privacy))
     print(
         f"content API on {api.tls.scheme()}://{host}:{port}/v1/content/{{customer_id}} ({len(service.store.snapshot.contexts):,} customers)",
         file=sys.stderr,

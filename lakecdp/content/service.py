@@ -13,6 +13,7 @@ from lakecdp.content.live import LiveProfiles
 from lakecdp.content.store import Snapshot, SnapshotLoader, SnapshotStore
 from lakecdp.lake.crypto import cipher_for
 from lakecdp.online.store import StateStore, open_store_if_online
+from lakecdp.privacy.roles import Principal
 
 
 class ContentService:
@@ -43,12 +44,12 @@ class ContentService:
     def render(self, customer_id: str, *, now: datetime | None = None) -> str:
         return self.engine.render(self.decide(customer_id, now=now))
 
-    def log_reads(self, action: str, customer_id: str | None, rows: int) -> None:
-        """Record in pii_access_log that contact data (first names) left through `action`."""
+    def log_reads(self, action: str, customer_id: str | None, rows: int, principal: Principal | None = None) -> None:
+        """Record in pii_access_log that contact data (first names) left through `action`, to `principal` (default: the CLI's caller)."""
         from lakecdp.privacy.access import log_pii_access
 
         loader = self.store.loader
-        log_pii_access(loader.root, loader.options, action, customer_id, ["customers"], rows, self.clock.now())
+        log_pii_access(loader.root, loader.options, action, customer_id, ["customers"], rows, self.clock.now(), principal)
 
     def answer(self, customer_id: str) -> dict[str, Any]:
         """The content API's JSON body for one customer."""

@@ -20,6 +20,8 @@ class TableSpec:
     # Extensible: columns beyond the declared ones (declared in conf, e.g. customers.attributes) are
     # kept by reads and writes; a write that lacks one leaves it as it was.
     extensible: bool = False
+    # Contact data (emails, names, raw lines): read as null by a caller without scope pii:read.
+    contact_columns: tuple[str, ...] = ()
     columns: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -28,9 +30,9 @@ class TableSpec:
         for name in (self.name, *names):
             if not _IDENTIFIER.match(name):
                 raise ValueError(f"table {self.name}: {name!r} is not a lower_snake_case identifier")
-        missing = [c for c in (*self.keys, *self.partition_by) if c not in names]
+        missing = [c for c in (*self.keys, *self.partition_by, *self.contact_columns) if c not in names]
         if missing:
-            raise ValueError(f"table {self.name}: keys/partition columns {missing} are not in the schema")
+            raise ValueError(f"table {self.name}: keys/partition/contact columns {missing} are not in the schema")
 
 
 def _fields(*specs: tuple[str, T.DataType, bool]) -> T.StructType:
@@ -87,6 +89,7 @@ QUARANTINE = TableSpec(
     description="Events that failed validation, raw, with the reason; nothing is dropped silently.",
     keys=("quarantine_id",),
     partition_by=("quarantine_date",),
+    contact_columns=("raw",),  # the line as sent, before contact redaction
     schema=_fields(
         ("quarantine_id", S, False),
         ("message_id", S, True),
@@ -279,7 +282,7 @@ CONSENT_LEDGER = TableSpec(
 
 PII_ACCESS_LOG = TableSpec(
     name="pii_access_log",
-    description="Who read contact PII through lakecdp, what and when (customer ids only, never the PII itself).",
+    description="Who read contact PII through lakecdp, in which role, what and when (customer ids only, never the PII itself).",
     keys=("access_id",),
     schema=_fields(
         ("access_id", S, False),
@@ -289,6 +292,7 @@ PII_ACCESS_LOG = TableSpec(
         ("tables", S, False),
         ("rows", L, False),
         ("accessed_at", TS, False),
+        ("role", S, True),  # lakecdp.privacy.roles: a role, `local` (no tokens configured); null in records from before roles
     ),
 )
 
@@ -299,6 +303,8 @@ CUSTOMERS = TableSpec(
     "Columns after `updated_at` are the attributes conf/base/customers.yaml declares.",
     keys=("customer_id",),
     extensible=True,
+    # external_id too: it turns every pseudonym back into the retailer's id.
+    contact_columns=("external_id", "email", "first_name", "last_name"),
     schema=_fields(
         ("customer_id", S, False),
         ("external_id", S, True),

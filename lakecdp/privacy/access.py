@@ -2,20 +2,17 @@
 
 - `access_bundle`: everything lakecdp holds about a customer (every table, by customer id, linked
   device ids and email), as one JSON-ready document.
-- `require_admin`: admin operations (erasure, access, consent history) need a token whose SHA-256
-  is configured as `privacy.admin_token_sha256` (conf/local; the token itself is never stored).
-- `log_pii_access`: who read contact PII, what and when, in `pii_access_log` (ids, never the PII).
+- `log_pii_access`: who read contact PII, in which role, what and when, in `pii_access_log` (ids, never the PII).
+
+Who may do what (tokens, roles, scopes) is lakecdp.privacy.roles.
 """
 
 from __future__ import annotations
 
 import getpass
-import hashlib
-import hmac
 import json
 import os
 import re
-import secrets
 import uuid
 from datetime import UTC, date, datetime
 from typing import Any
@@ -24,40 +21,13 @@ from pyspark.sql import functions as F
 
 from lakecdp.lake import TABLES, Lake
 from lakecdp.privacy.erasure import ID_COLUMNS, customer_identifiers
+from lakecdp.privacy.roles import Principal, actor_of, current_principal
 
-TOKEN_ENV = "LAKECDP_ADMIN_TOKEN"
-CONF_KEY = "privacy.admin_token_sha256"
 ACTOR_ENV = "LAKECDP_ACTOR"
 # Tables that are about lakecdp's own bookkeeping of the request, not data held about the customer.
 # customer_keys: a wrapped key is not data about the person (the bundle carries the decrypted contacts instead).
 NOT_CUSTOMER_DATA = {"erasure_requests", "erasure_log", "pii_access_log", "customer_keys"}
 PII_TABLES = ("customers", "events", "quarantine")
-
-
-class AdminTokenError(PermissionError):
-    pass
-
-
-def new_admin_token() -> tuple[str, str]:
-    """(token, its sha256): the token goes to the operator, the digest into conf/local/privacy.yaml."""
-    # A prefix, because one urlsafe token in 64 starts with "-", which `--token TOKEN` then reads as an option.
-    token = "lakecdp_" + secrets.token_urlsafe(32)
-    return token, hashlib.sha256(token.encode()).hexdigest()
-
-
-def require_admin(privacy: dict[str, Any], token: str | None) -> None:
-    """Raise AdminTokenError unless `token` (or $LAKECDP_ADMIN_TOKEN) matches the configured digest."""
-    expected = (privacy or {}).get("admin_token_sha256")
-    if not expected:
-        raise AdminTokenError(
-            f"admin operations are disabled: {CONF_KEY} is not set. Fix: run `lakecdp privacy admin-token`, "
-            f"put the printed digest in conf/local/privacy.yaml and give the token to the operators"
-        )
-    presented = token or os.environ.get(TOKEN_ENV)
-    if not presented:
-        raise AdminTokenError(f"this is an admin operation. Fix: pass --token or set {TOKEN_ENV}")
-    if not hmac.compare_digest(hashlib.sha256(presented.encode()).hexdigest(), str(expected).lower()):
-        raise AdminTokenError(f"the admin token does not match {CONF_KEY}")
 
 
 def actor() -> str:
@@ -73,23 +43,32 @@ def log_pii_access(
     tables: list[str],
     rows: int,
     now: datetime,
+    principal: Principal | None = None,
 ) -> None:
-    """Append one access record to pii_access_log (through delta-rs: no Spark needed, so DuckDB reads log too)."""
+    """Append one access record to pii_access_log (through delta-rs: no Spark needed, so DuckDB reads log too).
+
+    `principal`: who read, by default the caller the CLI verified (lakecdp.privacy.roles.current_principal).
+    """
     import pyarrow as pa
     from deltalake import write_deltalake
 
+    principal = principal or current_principal()
     record = pa.table(
         {
             "access_id": [uuid.uuid4().hex],
-            "actor": [actor()],
+            "actor": [actor_of(principal, actor())],
             "action": [action],
             "customer_id": pa.array([customer_id], pa.string()),
             "tables": [",".join(sorted(tables))],
             "rows": pa.array([rows], pa.int64()),
             "accessed_at": pa.array([now.astimezone(UTC)], pa.timestamp("us", tz="UTC")),
+            "role": [principal.role],
         }
     )
-    write_deltalake(f"{lake_root.rstrip('/')}/pii_access_log", record, mode="append", storage_options=storage_options or None)
+    # merge: a log written before the role column existed gains it (older records read null).
+    write_deltalake(
+        f"{lake_root.rstrip('/')}/pii_access_log", record, mode="append", schema_mode="merge", storage_options=storage_options or None
+    )
 
 
 def mentions_contact_pii(query: str) -> list[str]:

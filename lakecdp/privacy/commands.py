@@ -1,75 +1,92 @@
-"""`lakecdp privacy erase|process-erasures|access|consent|admin-token`.
+"""`lakecdp privacy erase|process-erasures|access|consent|admin-token` and `lakecdp access new-token|roles|whoami`.
 
-erase, process-erasures, access and consent are admin operations: they need the admin token
-(--token or $LAKECDP_ADMIN_TOKEN) whose SHA-256 is privacy.admin_token_sha256 in conf.
+erase, process-erasures, access and consent need scope privacy:admin (lakecdp/cli_scopes.py),
+which the CLI checks before the handler runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from lakecdp.cli_args import add_lake_argument, customer_key, open_lake_for
 from lakecdp.config import Settings
+from lakecdp.privacy.roles import LOCAL_ROLE, LOCAL_SCOPES, ROLES, TOKEN_ENV, current_principal, new_token
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    privacy = commands.add_parser("privacy", help="erasure, access requests, consent history (admin token needed)")
+    privacy = commands.add_parser("privacy", help="erasure, access requests, consent history (scope privacy:admin)")
     actions = privacy.add_subparsers(dest="privacy_command", required=True)
-
-    def admin(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--token", help="admin token (default: $LAKECDP_ADMIN_TOKEN)")
-        add_lake_argument(parser)
-
     erase = actions.add_parser("erase", help="queue the erasure of a customer (processed by process-erasures)")
     erase.add_argument("customer")
-    admin(erase)
-    erase.set_defaults(handler=admin_only(_erase))
+    add_lake_argument(erase)
+    erase.set_defaults(handler=_erase)
     process = actions.add_parser("process-erasures", help="erase every queued customer everywhere and record proofs")
-    admin(process)
+    add_lake_argument(process)
     process.add_argument("--landing", help="landing root (default: landing.root from conf)")
-    process.set_defaults(handler=admin_only(_process))
+    process.set_defaults(handler=_process)
     access = actions.add_parser("access", help="write everything held about a customer as one JSON bundle")
     access.add_argument("customer")
     access.add_argument("--out", type=Path, help="bundle file (default: print to stdout)")
-    admin(access)
-    access.set_defaults(handler=admin_only(_access))
+    add_lake_argument(access)
+    access.set_defaults(handler=_access)
     consent = actions.add_parser("consent", help="a customer's consent history and current status per purpose")
     consent.add_argument("customer")
     consent.add_argument("--json", action="store_true")
-    admin(consent)
-    consent.set_defaults(handler=admin_only(_consent))
-    token = actions.add_parser("admin-token", help="generate an admin token and the digest to configure")
+    add_lake_argument(consent)
+    consent.set_defaults(handler=_consent)
+    token = actions.add_parser("admin-token", help="deprecated: use `lakecdp access new-token --role admin`")
     token.set_defaults(handler=_admin_token)
 
+    access_tokens = commands.add_parser("access", help="roles and scoped tokens: create a token, list roles, check a token")
+    tokens = access_tokens.add_subparsers(dest="access_command", required=True)
+    new = tokens.add_parser("new-token", help="create a token for a role: prints it once, and the conf line holding its digest")
+    new.add_argument("--role", required=True, choices=list(ROLES))
+    new.add_argument("--name", required=True, help="who holds it (recorded as the actor in pii_access_log)")
+    new.set_defaults(handler=_new_token)
+    tokens.add_parser("roles", help="each role and the scopes it holds").set_defaults(handler=_roles)
+    tokens.add_parser("whoami", help="the name, role and scopes of --token / $LAKECDP_TOKEN").set_defaults(handler=_whoami)
 
-def admin_only(handler: Callable[[argparse.Namespace, Settings], int]) -> Callable[[argparse.Namespace, Settings], int]:
-    """Check the admin token before anything is read or written."""
 
-    def checked(args: argparse.Namespace, settings: Settings) -> int:
-        from lakecdp.privacy.access import AdminTokenError, require_admin
+def _new_token(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
 
-        try:
-            require_admin(settings.privacy, args.token)
-        except AdminTokenError as exc:
-            print(f"lakecdp: {exc}", file=sys.stderr)
-            return 2
-        return handler(args, settings)
+    from lakecdp.config import ConfigError
+    from lakecdp.config.models import AccessToken
 
-    return checked
+    token, digest = new_token()
+    try:  # the name's shape fails here, not at the next load
+        entry = AccessToken(name=args.name, role=args.role, sha256=digest)
+    except ValidationError:
+        raise ConfigError(f"--name {args.name!r}: 1-64 letters, digits, '.', '_', '@' or '-', e.g. ann.lee") from None
+    print(f"token for {entry.name} ({entry.role}); shown once, not stored anywhere: {token}")
+    print("add this entry under access.tokens in conf/local/access.yaml:")
+    print(f"  - {{name: {entry.name}, role: {entry.role}, sha256: {entry.sha256}}}")
+    print(f"the holder passes --token or sets ${TOKEN_ENV}")
+    return 0
 
 
 def _admin_token(args: argparse.Namespace, settings: Settings) -> int:
-    from lakecdp.privacy.access import TOKEN_ENV, new_admin_token
-
-    token, digest = new_admin_token()
+    token, digest = new_token()
+    print("deprecated: prefer `lakecdp access new-token --role admin --name NAME` (a named token the access log can tell apart)")
     print(f"admin token (give it to the operators; it is not stored anywhere): {token}")
     print("put this in conf/local/privacy.yaml (or LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256):")
     print(f"privacy:\n  admin_token_sha256: {digest}")
-    print(f"operators then pass --token or set {TOKEN_ENV}")
+    print(f"operators then pass --token or set ${TOKEN_ENV}")
+    return 0
+
+
+def _roles(args: argparse.Namespace, settings: Settings) -> int:
+    for role, scopes in ROLES.items():
+        print(f"  {role:<16} {', '.join(sorted(scopes))}")
+    print(f"  {LOCAL_ROLE:<16} {', '.join(sorted(LOCAL_SCOPES))}  (no token while access.tokens is empty)")
+    return 0
+
+
+def _whoami(args: argparse.Namespace, settings: Settings) -> int:
+    principal = current_principal()
+    print(f"{principal.name or '(unnamed)'}: role {principal.role}; scopes {', '.join(sorted(principal.scopes)) or 'none'}")
     return 0
 
 

@@ -274,6 +274,34 @@ def test_content_reads_of_first_names_are_logged(lake_root, service, tmp_path):
     assert (preview["action"], preview["customer_id"], preview["rows"]) == ("content preview", pid("cust_cart"), 1) and preview["actor"]
 
 
+def test_with_tokens_configured_the_content_api_wants_a_bearer_token_with_content_read(lake_root, service):
+    from functools import partial
+
+    from lakecdp.config.models import AccessSettings
+    from lakecdp.privacy.roles import digest_of, resolve_principal
+
+    tokens = {"analyst": "lakecdp_api-analyst", "marketer": "lakecdp_api-marketer"}
+    access = AccessSettings.model_validate({"tokens": [{"name": f"api-{r}", "role": r, "sha256": digest_of(t)} for r, t in tokens.items()]})
+    app = create_app(service, refresh_in_background=False, principal_of=partial(resolve_principal, access, {}))
+
+    def logged() -> list[tuple]:
+        rows = DeltaTable(f"{lake_root}/pii_access_log").to_pyarrow_table().to_pylist()
+        return sorted((r["actor"], r["role"], r["rows"]) for r in rows if r["action"] == "content api" and r["actor"].startswith("api-"))
+
+    with CollectorThread(app) as server, httpx.Client(base_url=server.url) as client:
+        anonymous = client.get("/v1/content/cust_loyal")
+        assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Bearer")
+        assert "needs scope content:read" in anonymous.json()["error"] and "Ann" not in anonymous.text
+        assert client.get("/v1/content/cust_loyal", headers={"Authorization": "Bearer lakecdp_guessed"}).status_code == 401
+        refused = client.get("/v1/content/cust_loyal", headers={"Authorization": f"Bearer {tokens['analyst']}"})
+        assert refused.status_code == 403 and "which role analyst lacks" in refused.json()["error"] and "Ann" not in refused.text
+        for customer_id in ("cust_loyal", "cust_cart"):
+            answer = client.get(f"/v1/content/{customer_id}", headers={"Authorization": f"Bearer {tokens['marketer']}"})
+            assert answer.status_code == 200 and answer.json()["customer_id"] == customer_id
+        assert client.get("/healthz").status_code == 200  # declared public
+    assert logged() == [("api-marketer", "marketer", 2)]  # refused calls read nothing
+
+
 def test_emails_rendered_for_the_lakes_customers_pass_the_client_support_audit(lake_root, service, tmp_path, capsys):
     out = tmp_path / "emails"
     assert main(["content", "render", "--lake", lake_root, "--out", str(out), "--at", NOW.isoformat()]) == 0

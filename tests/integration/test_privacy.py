@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -126,11 +127,14 @@ def run_cli(*argv: str) -> tuple[int, str]:
 def test_privacy_commands_need_the_admin_token(world, monkeypatch, capsys):
     lake_root = str(world["root"] / "lake")
     monkeypatch.delenv("LAKECDP_ADMIN_TOKEN", raising=False)
+    monkeypatch.delenv("LAKECDP_TOKEN", raising=False)
     assert run_cli("privacy", "consent", world["customers"][0], "--lake", lake_root)[0] == 2
-    assert "admin operations are disabled: privacy.admin_token_sha256 is not set" in capsys.readouterr().err
+    refusal = capsys.readouterr().err
+    assert "`lakecdp privacy consent` needs scope privacy:admin, which the local operator" in refusal
+    assert "roles holding it: admin, privacy_officer" in refusal and "lakecdp access new-token --role privacy_officer" in refusal
     monkeypatch.setenv("LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256", hashlib.sha256(TOKEN.encode()).hexdigest())
     assert run_cli("privacy", "access", world["customers"][0], "--lake", lake_root, "--token", "wrong")[0] == 2
-    assert "does not match" in capsys.readouterr().err
+    assert "the token matches no entry of access.tokens (nor privacy.admin_token_sha256)" in capsys.readouterr().err
 
 
 def test_consent_command_shows_the_history_and_what_is_enforced(world, monkeypatch):
@@ -171,6 +175,130 @@ def test_sql_on_contact_tables_is_logged(world, monkeypatch):
     assert code == 0
     logged = lake.read("pii_access_log").filter(F.col("action") == "sql (duckdb)").collect()
     assert [(r.actor, r.tables) for r in logged] == [("analyst", "customers")]
+
+
+ROLE_TOKENS = {"analyst": "lakecdp_test-analyst", "privacy_officer": "lakecdp_test-dpo", "engineer": "lakecdp_test-engineer"}
+
+
+@pytest.fixture
+def role_tokens(monkeypatch):
+    """access.tokens configured (through the environment, as conf/local would): enforcement is on."""
+    entries = [{"name": f"test-{role}", "role": role, "sha256": hashlib.sha256(t.encode()).hexdigest()} for role, t in ROLE_TOKENS.items()]
+    monkeypatch.setenv("LAKECDP__ACCESS__TOKENS", json.dumps(entries))  # JSON is YAML
+    for name in ("LAKECDP_TOKEN", "LAKECDP_ADMIN_TOKEN", "LAKECDP_ACTOR"):
+        monkeypatch.delenv(name, raising=False)
+    return ROLE_TOKENS
+
+
+def test_a_command_outside_the_callers_role_is_refused_before_it_runs(world, role_tokens, capsys):
+    lake, customer = world["lake"], world["customers"][4]
+    code, out = run_cli("privacy", "erase", customer, "--lake", lake.root, "--token", role_tokens["analyst"])
+    refusal = capsys.readouterr().err
+    assert (code, out) == (2, "")
+    assert "`lakecdp privacy erase` needs scope privacy:admin, which role analyst lacks" in refusal
+    assert "--role privacy_officer" in refusal
+    assert not lake.exists("erasure_requests") or lake.read("erasure_requests").count() == 0
+    assert run_cli("status", "--lake", lake.root)[0] == 2  # tokens configured: no token, no command
+    assert "`lakecdp status` needs scope lake:read, which a caller without a token lacks" in capsys.readouterr().err
+
+
+def test_a_command_inside_the_callers_role_runs(world, role_tokens, monkeypatch):
+    code, text = run_cli(
+        "privacy", "consent", world["customers"][2], "--lake", world["lake"].root, "--json", "--token", role_tokens["privacy_officer"]
+    )
+    assert code == 0 and json.loads(text)["current"][PROFILING]["status"] == "granted"
+    monkeypatch.setenv("LAKECDP_TOKEN", role_tokens["engineer"])
+    code, text = run_cli("access", "whoami")
+    assert code == 0 and text.startswith("test-engineer: role engineer; scopes collector:admin, experiments:run")
+
+
+@pytest.mark.parametrize("engine", ["spark", "duckdb"])
+def test_analysts_never_see_contact_columns(world, role_tokens, engine):
+    lake = world["lake"]
+    crm = lake.read("customers").collect()
+    contacts = [value for row in crm for value in (row.email, row.first_name, row.last_name, row.external_id) if value]
+    rows = "SELECT customer_id, external_id, email, first_name, last_name, country FROM customers ORDER BY customer_id"
+    shown = "SELECT count(email) + count(first_name) + count(last_name) + count(external_id) AS shown FROM customers"
+
+    def sql(role: str, query: str) -> str:
+        code, text = run_cli("sql", query, "--engine", engine, "--lake", lake.root, "--limit", "100", "--token", role_tokens[role])
+        assert code == 0
+        return text
+
+    assert re.findall(r"\b\d+\b", sql("privacy_officer", shown)) == [str(len(contacts))]  # masking follows the role
+    assert re.findall(r"\b\d+\b", sql("analyst", shown)) == ["0"]
+    analyst = sql("analyst", rows)
+    assert [c for c in contacts if c in analyst] == []
+    assert sum(row.customer_id in analyst for row in crm) >= 10  # the rows are there, their contacts null
+    logged = lake.read("pii_access_log").filter(F.col("action") == f"sql ({engine})").filter(F.col("actor").startswith("test-"))
+    assert sorted((r.actor, r.role) for r in logged.collect()) == [
+        ("test-analyst", "analyst"),
+        ("test-analyst", "analyst"),
+        ("test-privacy_officer", "privacy_officer"),
+    ]
+
+
+def test_an_analyst_cannot_read_the_lakes_files_around_the_masking(world, role_tokens):
+    import duckdb
+    from pyspark.errors import AnalysisException
+
+    from lakecdp.privacy.roles import resolve_principal
+    from lakecdp.query import run_query
+
+    settings, root = load_settings(REPO / "conf"), world["lake"].root
+    analyst = resolve_principal(settings.access, settings.privacy, role_tokens["analyst"])
+    with pytest.raises(AnalysisException):
+        run_query(settings, f"SELECT email FROM delta.`{root}/customers`", lake_root=root, engine="spark", limit=5, principal=analyst)
+    with pytest.raises(duckdb.InvalidInputException, match="configuration has been locked"):
+        run_query(settings, "SET enable_external_access = true; SELECT 1", lake_root=root, engine="duckdb", limit=5, principal=analyst)
+    with pytest.raises(duckdb.PermissionException):
+        run_query(
+            settings,
+            f"SELECT email FROM read_parquet('{root}/customers/*.parquet')",
+            lake_root=root,
+            engine="duckdb",
+            limit=5,
+            principal=analyst,
+        )
+    officer = resolve_principal(settings.access, settings.privacy, role_tokens["privacy_officer"])
+    direct = run_query(
+        settings, f"SELECT count(email) AS n FROM delta.`{root}/customers`", lake_root=root, engine="spark", limit=5, principal=officer
+    )
+    assert f"|{len(world['customers'])}|" in direct.replace(" ", "")
+
+
+def test_profile_show_holds_no_contact_data_for_an_analyst(world, role_tokens):
+    lake, customer = world["lake"], world["customers"][1]
+    row = lake.read("customers").filter(F.col("customer_id") == customer).first()
+    code, text = run_cli("profile", "show", customer, "--lake", lake.root, "--token", role_tokens["analyst"])
+    assert code == 0 and f"profile of {customer}" in text and "customer.country" in text
+    assert [v for v in (row.email, row.first_name, row.last_name, row.external_id) if v and v in text] == []
+
+
+def test_the_access_log_gains_the_role_column_on_a_lake_written_before_roles(spark, tmp_path):
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    from lakecdp.privacy.access import log_pii_access
+    from lakecdp.privacy.roles import ROLES, Principal
+
+    before_roles = pa.table(
+        {
+            "access_id": ["old"],
+            "actor": ["ops"],
+            "action": ["privacy access"],
+            "customer_id": pa.array([None], pa.string()),
+            "tables": ["customers"],
+            "rows": pa.array([1], pa.int64()),
+            "accessed_at": pa.array([END], pa.timestamp("us", tz="UTC")),
+        }
+    )
+    write_deltalake(str(tmp_path / "pii_access_log"), before_roles)
+    log_pii_access(str(tmp_path), None, "sql (duckdb)", None, ["customers"], 0, END, Principal("ann", "analyst", ROLES["analyst"]))
+    rows = sorted(DeltaTable(str(tmp_path / "pii_access_log")).to_pyarrow_table().to_pylist(), key=lambda r: r["access_id"] == "old")
+    assert [(r["actor"], r["role"]) for r in rows] == [("ann", "analyst"), ("ops", None)]
+    lake = open_lake(spark, load_settings(env={}).lake, root=str(tmp_path))
+    assert sorted(lake.read("pii_access_log").select("role").collect(), key=str) == sorted([(None,), ("analyst",)], key=str)
 
 
 def test_content_falls_back_for_a_customer_who_withdrew_personalization(world):

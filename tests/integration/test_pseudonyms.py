@@ -99,11 +99,11 @@ def test_a_process_with_another_key_refuses_to_touch_the_lake(lake, monkeypatch)
 
 def test_an_erasure_under_another_key_is_refused_not_queued_for_nobody(lake, monkeypatch, capsys):
     from lakecdp.cli import main
-    from lakecdp.privacy.access import new_admin_token
+    from lakecdp.privacy.roles import new_token
 
     monkeypatch.setenv("LAKECDP__LAKE__ENGINE", lake.engine.name)  # the CLI opens this fixture's engine
     ingest_lines(lake, raw_lines(lake.spark), received_at=NOW, settings=EventSettings())
-    token, digest = new_admin_token()
+    token, digest = new_token()
     monkeypatch.setenv("LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256", digest)
     monkeypatch.setenv(KEY_ENV, "a different key, also long enough to be accepted")
     assert main(["privacy", "erase", WEB_USER, "--lake", lake.root, "--token", token]) == 2

@@ -77,8 +77,8 @@ def test_erasure_finds_raw_landing_lines_by_pseudonym_and_whole_ids_only(tmp_pat
 
 
 def test_a_new_admin_token_never_reads_as_a_command_line_option():
-    from lakecdp.privacy.access import new_admin_token
+    from lakecdp.privacy.roles import new_token
 
-    tokens = [new_admin_token()[0] for _ in range(500)]  # unprefixed, about 8 of 500 would start with "-"
+    tokens = [new_token()[0] for _ in range(500)]  # unprefixed, about 8 of 500 would start with "-"
     assert not any(token.startswith("-") for token in tokens)
     assert len(set(tokens)) == 500
