@@ -4,6 +4,8 @@ the person while other consenting customers stay exported. Plus HTTPS with HSTS 
 
 from __future__ import annotations
 
+import json
+import warnings
 from datetime import timedelta
 
 import httpx
@@ -13,6 +15,7 @@ from pyspark.sql import functions as F
 from lakecdp.clock import FrozenClock
 from lakecdp.collector.server import CollectorThread, build_app
 from lakecdp.config import load_settings
+from lakecdp.events.ingest import ingest_lines
 from lakecdp.export.adapters import Runtime
 from lakecdp.export.audience import UNSUBSCRIBED
 from lakecdp.export.batches import REMOVE
@@ -20,12 +23,18 @@ from lakecdp.export.runner import ExportRunner
 from lakecdp.export.settings import load_esp_settings
 from lakecdp.lake import open_lake
 from lakecdp.preferences.tokens import new_link, preference_url, sign_link
+from lakecdp.privacy.access import access_bundle, access_requests
+from lakecdp.privacy.erasure import process_erasures, request_erasure
 from lakecdp.sandbox import WebhookServer
 from lakecdp.sandbox.scenario import AS_OF, SECRETS, SEGMENTS, esp_section, population, set_members, write_lake
 from lakecdp.stream import run_stream
-from tests.browser import chromium, missing_browser
+from tests.browser import PAGE_LOAD_TIMEOUT_S, chromium, missing_browser
 from tests.certs import self_signed
 from tests.pseudonyms import pid
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette nudges towards httpx2 for its TestClient; httpx is what is installed
+    from starlette.testclient import TestClient
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +58,14 @@ def untick_email_marketing_by_keyboard(url: str) -> dict:
     """Open the page, untick email marketing with Space, Tab to Save and press Enter; what the browser saw."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     with chromium() as driver:
         driver.get(url)
         box = driver.find_element(By.ID, "c-email_marketing-email")
         label = box.accessible_name  # what a screen reader announces: the <label for> text
         before = box.is_selected()
-        box.send_keys(Keys.SPACE)
+        box.send_keys(Keys.SPACE)  # the Space key toggles a focused checkbox
         focused = []
         for _ in range(6):  # the other purposes' boxes, then the Save button
             driver.switch_to.active_element.send_keys(Keys.TAB)
@@ -63,7 +73,8 @@ def untick_email_marketing_by_keyboard(url: str) -> dict:
             if focused[-1] == "Save my choices":
                 break
         driver.switch_to.active_element.send_keys(Keys.ENTER)
-        status = driver.find_element(By.CSS_SELECTOR, "[role=status]").text
+        # Enter submits; the answer is a new page, which the driver may not have loaded yet.
+        status = WebDriverWait(driver, PAGE_LOAD_TIMEOUT_S).until(lambda d: d.find_element(By.CSS_SELECTOR, "[role=status]")).text
         after = driver.find_element(By.ID, "c-email_marketing-email").is_selected()
         errors = [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         return {"label": label, "before": before, "after": after, "focused": focused, "status": status, "console_errors": errors}
@@ -138,3 +149,39 @@ def test_the_page_is_served_over_https_with_hsts_and_expired_links_are_refused(t
     assert page.status_code == 200 and page.headers["strict-transport-security"] == "max-age=31536000"
     assert "Content-Security-Policy" in page.headers and "<script" not in page.text
     assert expired.status_code == 403 and expired.headers["strict-transport-security"] == "max-age=31536000"
+
+
+def test_copy_and_erasure_requests_reach_the_privacy_officer(spark, tmp_path):
+    settings = settings_for(tmp_path)
+    lake = open_lake(spark, settings.lake, root=settings.lake.root)
+    customers, pop = population(6)
+    write_lake(spark, lake, customers, {SEGMENT: ["c000", "c001"]}, pop)
+    support = request_erasure(lake, pid("c001"), NOW - timedelta(hours=1))  # Spark makes the queue; the centre appends through delta-rs
+    app, _ = build_app(settings, env={"LAKECDP_LINK_SECRET": LINK_SECRET}, clock=FrozenClock(NOW))
+    url = f"/v1/preferences/{mint(LEAVER)}"
+    with TestClient(app) as client:
+        copy = client.post(url, data={"form_id": "f1", "action": "access"})
+        erase = client.post(url, data={"form_id": "f1", "action": "erase", "confirm_erase": "yes"})
+        again = client.post(url, data={"form_id": "f1", "action": "erase", "confirm_erase": "yes"})
+    assert copy.status_code == erase.status_code == again.status_code == 200
+
+    [queued] = lake.read("erasure_requests").filter(F.col("request_id") != support).collect()
+    assert (queued.customer_id, queued.requested_at) == (pid(LEAVER), NOW.replace(tzinfo=None)) and queued.request_id in erase.text
+
+    landed = [line for path in sorted((tmp_path / "landing" / "events").glob("part-*.jsonl")) for line in path.read_text().splitlines()]
+    assert [json.loads(line)["event"] for line in landed] == ["Data Access Requested"]
+    ingest_lines(
+        lake,
+        spark.createDataFrame([(line, "prefs.jsonl") for line in landed], "raw string, source_file string"),
+        received_at=NOW,
+        settings=settings.events,
+    )
+    [request] = access_requests(lake)
+    assert (request["customer_id"], request["answered_at"]) == (pid(LEAVER), None) and request["request_id"] in copy.text
+    access_bundle(lake, pid(LEAVER), NOW + timedelta(hours=1))
+    assert access_requests(lake)[0]["answered_at"] == (NOW + timedelta(hours=1)).replace(tzinfo=None)
+
+    proofs = process_erasures(lake, None, NOW + timedelta(hours=2))
+    assert sorted(p.request_id for p in proofs) == sorted([support, queued.request_id])
+    assert {r.customer_id for r in lake.read("customers").collect()} == {pid(c.customer_id) for c in customers[2:]}
+    assert lake.read("erasure_requests").count() == 0

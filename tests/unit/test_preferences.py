@@ -349,3 +349,26 @@ def test_a_post_that_is_not_the_form_gets_400(centre, tmp_path, clock):
     with serve(centre, tmp_path, clock) as client:
         answer = client.post(f"/v1/preferences/{minted()}", json={"action": "withdraw_all"})
     assert answer.status_code == 400 and landed(tmp_path) == []
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def test_the_link_command_mints_a_link_for_the_customers_pseudonym(monkeypatch, capsys):
+    from lakecdp.cli import main
+
+    monkeypatch.setenv("LAKECDP_LINK_SECRET", SECRET.decode())
+    assert main(["preferences", "link", "c001", "--valid-for", "2h", "--base-url", "https://t.example.com"]) == 0
+    url = capsys.readouterr().out.strip()
+    base, token = url.rsplit("/v1/preferences/", 1)
+    issued = datetime.fromtimestamp(json.loads(unb64url(token.split(".")[0]))["t"], UTC)  # the command read the wall clock
+    link = verify_link(token, SECRET, now=issued)
+    assert base == "https://t.example.com" and link.customer_id == CUSTOMER and link.expires_at - link.issued_at == timedelta(hours=2)
+
+
+def test_the_link_command_without_a_secret_names_the_variable(monkeypatch, capsys):
+    from lakecdp.cli import main
+
+    monkeypatch.delenv("LAKECDP_LINK_SECRET", raising=False)
+    assert main(["preferences", "link", "c001"]) == 2
+    assert "LAKECDP_LINK_SECRET" in capsys.readouterr().err
