@@ -20,6 +20,7 @@ from lakecdp.collector.links import MAX_TOKEN_CHARS, b64url, unb64url
 from lakecdp.privacy.pseudonyms import PATTERN as PSEUDONYM
 
 _DOMAIN = b"lakecdp-preference-link.v1."
+_ID_DOMAIN = b"lakecdp-preference-link-id.v1."
 PURPOSE = "preferences"
 # Clocks of the minting host and the server disagree a little; a link "issued" further ahead is refused.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -44,6 +45,17 @@ def new_link(customer_id: str, *, now: datetime, valid_for: timedelta, link_id: 
         raise PreferenceLinkError("a preference link must be valid for a positive duration")
     issued = _whole_seconds(now)
     return PreferenceLink(customer_id, link_id or secrets.token_hex(LINK_ID_HEX // 2), issued, _whole_seconds(issued + valid_for))
+
+
+def periodic_link(customer_id: str, *, now: datetime, valid_for: timedelta, secret: bytes) -> PreferenceLink:
+    """The same link for every call within one period of half the validity: issued at the period's start,
+    with an id derived from the customer and that instant. An ESP list that holds it is refreshed once a
+    period (its payload changes then, not on every export) and never holds a link with less than half its life."""
+    period = max(int(valid_for.total_seconds()) // 2, 1)
+    start = int(now.timestamp()) // period * period
+    label = f"{customer_id}|{start}".encode()
+    link_id = hmac.new(secret, _ID_DOMAIN + label, hashlib.sha256).hexdigest()[:LINK_ID_HEX]
+    return new_link(customer_id, now=datetime.fromtimestamp(start, UTC), valid_for=valid_for, link_id=link_id)
 
 
 def sign_link(link: PreferenceLink, secret: bytes) -> str:

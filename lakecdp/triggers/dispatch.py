@@ -293,10 +293,11 @@ class Senders:
 
     def _preference_links(self) -> PreferenceLinks | None:
         if self._links is None:
+            from lakecdp.clock import FrozenClock
             from lakecdp.preferences.merge import preference_links
 
             env = self._runtime.env if self._runtime is not None else os.environ
-            self._links = (preference_links(self.settings, env, self.now),)
+            self._links = (preference_links(self.settings, env, FrozenClock(self.now)),)
         return self._links[0]
 
     def _email(self, customer_id: str) -> str | None:

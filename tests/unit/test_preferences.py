@@ -94,6 +94,21 @@ def test_links_name_customers_by_pseudonym_only():
         sign_link(new_link("c001", now=NOW, valid_for=timedelta(days=1)), SECRET)
 
 
+def test_a_periodic_link_is_the_same_within_half_its_validity_and_always_has_half_of_it_left():
+    from lakecdp.preferences.tokens import periodic_link
+
+    period = timedelta(days=15)
+    start = datetime.fromtimestamp(int(NOW.timestamp()) // int(period.total_seconds()) * int(period.total_seconds()), UTC)
+    first = periodic_link(CUSTOMER, now=start, valid_for=2 * period, secret=SECRET)
+    last = periodic_link(CUSTOMER, now=start + period - timedelta(seconds=1), valid_for=2 * period, secret=SECRET)
+    following = periodic_link(CUSTOMER, now=start + period, valid_for=2 * period, secret=SECRET)
+    assert sign_link(first, SECRET) == sign_link(last, SECRET) and first.issued_at == start
+    assert following.link_id != first.link_id and following.issued_at == start + period
+    assert first.expires_at - (start + period) == period  # held until the next period's export: half its life left
+    other = periodic_link(pid("c002"), now=start, valid_for=2 * period, secret=SECRET)
+    assert other.link_id != first.link_id
+
+
 def test_preference_url_puts_the_token_under_v1_preferences():
     assert preference_url("https://t.example.com/", "abc.def") == "https://t.example.com/v1/preferences/abc.def"
 
