@@ -38,7 +38,7 @@ UNAVAILABLE = ("Please try again in a minute", "Your choices could not be saved 
 
 
 class ChoicesStore(Protocol):
-    def current(self, customer_id: str, purposes, channels) -> dict[forms.Choice, bool]: ...
+    def current(self, customer_id: str, purposes, channels) -> dict[forms.Choice, bool] | None: ...
 
     def queue_erasure(self, customer_id: str, request_id: str, now) -> bool: ...
 
@@ -69,6 +69,9 @@ class _Handlers:
             return _html(render_refused(*NOT_VALID), status)
         settings = self.centre.settings
         current = await asyncio.to_thread(self.centre.store.current, link.customer_id, settings.purposes, settings.channels)
+        if current is None:  # an erased customer's old link: the same answer as a forged one
+            self.centre.stats["unknown_customer"] += 1
+            return _html(render_refused(*NOT_VALID), 403)
         view = PageView(request.url.path, settings.purposes, settings.channels, current, secrets.token_hex(8), link.expires_at)
         if request.method == "GET":
             self.centre.stats["shown"] += 1

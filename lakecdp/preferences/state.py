@@ -29,12 +29,17 @@ class LakeChoices:
         self.options = dict(storage_options or {}) or None
         self.names = names
 
-    def current(self, customer_id: str, purposes: Sequence[str], channels: Sequence[str]) -> dict[Choice, bool]:
-        """(purpose, channel) -> granted now, as the lake knows it (decisions are per purpose: every channel alike)."""
+    def current(self, customer_id: str, purposes: Sequence[str], channels: Sequence[str]) -> dict[Choice, bool] | None:
+        """(purpose, channel) -> granted now, as the lake knows it (decisions are per purpose: every channel alike);
+        None for a customer with no `customers` row: never emailed, or erased (an old link must not bring them back)."""
+        customer = self._rows("customers", ["marketing_opt_in"], ds.field("customer_id") == customer_id)
+        if customer is None or not customer.num_rows:
+            return None
+        opt_in = customer.column("marketing_opt_in").to_pylist()[0]
         granted = {}
         for purpose in purposes:
             if purpose == EMAIL_MARKETING:
-                granted[purpose] = self._email_marketing(customer_id)
+                granted[purpose] = self._email_marketing(customer_id, opt_in)
             else:
                 granted[purpose] = self._latest_fact(customer_id, purpose) != WITHDRAWN
         return {(p, c): granted[p] for p in purposes for c in channels}
@@ -52,9 +57,7 @@ class LakeChoices:
         write_deltalake(f"{self.root}/erasure_requests", data, mode="append", storage_options=self.options)
         return True
 
-    def _email_marketing(self, customer_id: str) -> bool:
-        customer = self._rows("customers", ["marketing_opt_in"], ds.field("customer_id") == customer_id)
-        opt_in = customer.column("marketing_opt_in").to_pylist()[0] if customer is not None and customer.num_rows else None
+    def _email_marketing(self, customer_id: str, opt_in: bool | None) -> bool:
         is_consent_event = ds.field("event").isin([self.names.opt_in, self.names.opt_out])
         events = self._rows("events", ["event", "timestamp"], (ds.field("customer_id") == customer_id) & is_consent_event)
         last: dict[str, Any] = {}

@@ -136,9 +136,11 @@ def test_unticking_email_marketing_in_chromium_reaches_the_ledger_and_the_next_e
     assert 'value="profiling:email" aria-describedby="d-profiling" checked>' in page
 
 
-def test_the_page_is_served_over_https_with_hsts_and_expired_links_are_refused(tmp_path):
+def test_the_page_is_served_over_https_with_hsts_and_expired_links_are_refused(spark, tmp_path):
     certfile, keyfile = self_signed(tmp_path / "tls")
     settings = settings_for(tmp_path, tls={"certfile": str(certfile), "keyfile": str(keyfile)})
+    customers, pop = population(6)
+    write_lake(spark, open_lake(spark, settings.lake, root=settings.lake.root), customers, {SEGMENT: []}, pop)
     app, collector = build_app(settings, env={"LAKECDP_LINK_SECRET": LINK_SECRET}, clock=FrozenClock(NOW))
     with CollectorThread(app, tls=collector.tls) as server:
         assert server.url.startswith("https://")
@@ -185,3 +187,6 @@ def test_copy_and_erasure_requests_reach_the_privacy_officer(spark, tmp_path):
     assert sorted(p.request_id for p in proofs) == sorted([support, queued.request_id])
     assert {r.customer_id for r in lake.read("customers").collect()} == {pid(c.customer_id) for c in customers[2:]}
     assert lake.read("erasure_requests").count() == 0
+    reopened, _ = build_app(settings, env={"LAKECDP_LINK_SECRET": LINK_SECRET}, clock=FrozenClock(NOW))
+    with TestClient(reopened) as client:  # the erased customer's link no longer opens anything
+        assert client.get(url).status_code == 403

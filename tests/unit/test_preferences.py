@@ -246,6 +246,8 @@ class MemoryStore:
         self.erasures: list[tuple[str, str, datetime]] = []
 
     def current(self, customer_id, purposes, channels):
+        if customer_id != CUSTOMER:
+            return None
         return {(p, c): self.granted[p] for p in purposes for c in channels}
 
     def queue_erasure(self, customer_id, request_id, now):
@@ -301,6 +303,15 @@ def test_forged_and_expired_links_get_403_revealing_nothing(centre, tmp_path, cl
         assert CUSTOMER not in answer.text and "form" not in answer.text
     assert landed(tmp_path) == []
     assert centre.stats["bad_links"] == 3
+
+
+def test_a_link_of_a_customer_the_lake_does_not_hold_is_refused_like_a_forged_one(centre, tmp_path, clock):
+    erased = sign_link(new_link(pid("c_erased"), now=NOW, valid_for=timedelta(days=30)), SECRET)
+    with serve(centre, tmp_path, clock) as client:
+        shown = client.get(f"/v1/preferences/{erased}")
+        posted = client.post(f"/v1/preferences/{erased}", data={"form_id": "f1", "action": "withdraw_all"})
+    assert shown.status_code == posted.status_code == 403 and "This link does not work" in posted.text
+    assert landed(tmp_path) == [] and centre.stats["unknown_customer"] == 2
 
 
 def test_without_a_secret_the_page_is_unavailable(tmp_path, clock):
