@@ -4,14 +4,17 @@ the person while other consenting customers stay exported. Plus HTTPS with HSTS 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from pyspark.sql import functions as F
 
+from lakecdp.cli import main
 from lakecdp.clock import FrozenClock
 from lakecdp.collector.server import CollectorThread, build_app
 from lakecdp.config import load_settings
@@ -38,6 +41,7 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.integration
 
+REPO = Path(__file__).resolve().parents[2]
 LINK_SECRET = "preference-link-secret-for-tests-0123"
 SEGMENT = SEGMENTS[1]
 NOW = AS_OF + timedelta(days=1)
@@ -153,7 +157,16 @@ def test_the_page_is_served_over_https_with_hsts_and_expired_links_are_refused(s
     assert expired.status_code == 403 and expired.headers["strict-transport-security"] == "max-age=31536000"
 
 
-def test_copy_and_erasure_requests_reach_the_privacy_officer(spark, tmp_path):
+def access_requests_command(lake_root: str, monkeypatch, capsys) -> str:
+    """`lakecdp privacy access-requests` as the privacy officer runs it (admin token configured and given)."""
+    token = "lakecdp_officer-token-for-tests"
+    monkeypatch.setenv("LAKECDP__PRIVACY__ADMIN_TOKEN_SHA256", hashlib.sha256(token.encode()).hexdigest())
+    monkeypatch.setenv("LAKECDP_CONF_DIR", str(REPO / "conf"))  # main() points it at --conf: restored after the test
+    assert main(["--conf", str(REPO / "conf"), "privacy", "access-requests", "--lake", lake_root, "--token", token]) == 0
+    return capsys.readouterr().out
+
+
+def test_copy_and_erasure_requests_reach_the_privacy_officer(spark, tmp_path, monkeypatch, capsys):
     settings = settings_for(tmp_path)
     lake = open_lake(spark, settings.lake, root=settings.lake.root)
     customers, pop = population(6)
@@ -180,8 +193,11 @@ def test_copy_and_erasure_requests_reach_the_privacy_officer(spark, tmp_path):
     )
     [request] = access_requests(lake)
     assert (request["customer_id"], request["answered_at"]) == (pid(LEAVER), None) and request["request_id"] in copy.text
+    listed = access_requests_command(settings.lake.root, monkeypatch, capsys)
+    assert f"{pid(LEAVER)}  {request['request_id']}  OPEN" in listed and "1 data-copy request(s), 1 open" in listed
     access_bundle(lake, pid(LEAVER), NOW + timedelta(hours=1))
     assert access_requests(lake)[0]["answered_at"] == (NOW + timedelta(hours=1)).replace(tzinfo=None)
+    assert "1 data-copy request(s), 0 open" in access_requests_command(settings.lake.root, monkeypatch, capsys)
 
     proofs = process_erasures(lake, None, NOW + timedelta(hours=2))
     assert sorted(p.request_id for p in proofs) == sorted([support, queued.request_id])
