@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "lakecdp.identity.commands",
     "lakecdp.privacy.commands",
     "lakecdp.collector.commands",
+    "lakecdp.preferences.commands",
     "lakecdp.importer.commands",
     "lakecdp.enrich.commands",
     "lakecdp.profiles.commands",

@@ -30,12 +30,14 @@ COMMAND_SCOPES: dict[str, Access] = {
     "privacy process-erasures": Scope.PRIVACY_ADMIN,
     "privacy access": Scope.PRIVACY_ADMIN,
     "privacy consent": Scope.PRIVACY_ADMIN,
+    "privacy access-requests": Scope.PRIVACY_ADMIN,
     "privacy admin-token": PUBLIC,  # a digest grants nothing until an admin configures it
     "collect serve": RUN,
     "collect revoke": Scope.COLLECTOR_ADMIN,
     "collect restore": Scope.COLLECTOR_ADMIN,
     "collect revoked": READ,
     "collect link": Scope.EXPORT_RUN,  # signed links go into the emails sent
+    "preferences link": Scope.EXPORT_RUN,  # a preference-centre link goes into the emails sent
     "import customers": RUN,
     "import orders": RUN,
     "import loyalty": RUN,

@@ -1,7 +1,7 @@
 """Every conf section checked when a command, a DAG task or the demo starts.
 
 The sections each capability parses itself (segments, esp, triggers, content, experiments,
-models, collector, privacy) are parsed here once, up front: a typo fails at start with its file,
+models, collector, privacy, preferences) are parsed here once, up front: a typo fails at start with its file,
 key and fix, not later inside a running stream's timer thread when the first trigger falls due.
 An entry-point module (it imports every capability's settings, and `models`).
 """
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lakecdp.content.settings import ContentSettings
     from lakecdp.experiments.settings import ExperimentSettings
     from lakecdp.export.settings import EspSettings
+    from lakecdp.preferences.settings import PreferencesSettings
     from lakecdp.privacy.ledger import ConsentRules
     from lakecdp.segments.rules import Segment
     from lakecdp.triggers.settings import TriggerSettings
@@ -38,6 +39,7 @@ class CheckedSections:
     models: ModelSettings
     collector: CollectorSettings
     consent: ConsentRules
+    preferences: PreferencesSettings
 
 
 def check_sections(settings: Settings) -> CheckedSections:
@@ -46,6 +48,7 @@ def check_sections(settings: Settings) -> CheckedSections:
     from lakecdp.content.settings import parse_content_settings
     from lakecdp.experiments.settings import parse_experiment_settings
     from lakecdp.export.settings import load_esp_settings
+    from lakecdp.preferences.settings import load_preferences_settings
     from lakecdp.privacy.ledger import consent_rules
     from lakecdp.segments.rules import segments_of
     from lakecdp.triggers.settings import trigger_settings
@@ -67,4 +70,5 @@ def check_sections(settings: Settings) -> CheckedSections:
         models=parse_model_settings(settings.models),
         collector=load_collector_settings(settings.collector),
         consent=consent_rules(settings.privacy, settings.esp),
+        preferences=load_preferences_settings(settings.preferences),
     )

@@ -46,8 +46,8 @@ def sign_token(link: EmailLink, secret: bytes) -> str:
     fields = {"p": link.purpose, "c": link.customer_id, "k": link.campaign_id, "e": link.email_id}
     if link.url is not None:
         fields["u"] = link.url
-    payload = _b64(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode())
-    return f"{payload}.{_b64(_mac(secret, payload))}"
+    payload = b64url(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode())
+    return f"{payload}.{b64url(_mac(secret, payload))}"
 
 
 def verify_token(token: str, secret: bytes, *, purpose: Purpose) -> EmailLink:
@@ -56,13 +56,13 @@ def verify_token(token: str, secret: bytes, *, purpose: Purpose) -> EmailLink:
         raise LinkError("malformed link token")
     payload, signature = token.split(".")
     try:
-        given = _unb64(signature)
+        given = unb64url(signature)
     except ValueError:
         raise LinkError("malformed link signature") from None
     # Compare before parsing anything: unsigned input is never interpreted.
     if not hmac.compare_digest(given, _mac(secret, payload)):
         raise LinkError("link signature does not verify")
-    fields = json.loads(_unb64(payload))
+    fields = json.loads(unb64url(payload))
     if fields.get("p") != purpose:
         raise LinkError(f"not an email {purpose} link")
     link = EmailLink(purpose=purpose, customer_id=fields["c"], campaign_id=fields["k"], email_id=fields["e"], url=fields.get("u"))
@@ -102,11 +102,11 @@ def _mac(secret: bytes, payload: str) -> bytes:
     return hmac.new(secret, _DOMAIN + payload.encode("ascii"), hashlib.sha256).digest()
 
 
-def _b64(data: bytes) -> str:
+def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _unb64(text: str) -> bytes:
+def unb64url(text: str) -> bytes:
     if not text.isascii():
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -13,12 +13,13 @@ from typing import Literal, TypedDict
 import uvicorn
 from starlette.applications import Starlette
 
-from lakecdp.clock import Clock
+from lakecdp.clock import Clock, SystemClock
 from lakecdp.collector.app import CollectorConfig, create_app
 from lakecdp.collector.landing import LandingWriter
 from lakecdp.collector.revocations import Revocations
 from lakecdp.collector.settings import CollectorSettings, load_collector_settings, resolve_link_secret, resolve_write_keys
 from lakecdp.config import Settings
+from lakecdp.preferences.app import open_preference_centre, preference_routes
 from lakecdp.tls import HttpsPolicy, TlsSettings
 
 
@@ -72,6 +73,9 @@ def build_app(
         revocations=Revocations(revocations_path(settings, collector)),
     )
     app = create_app(config, writer, clock=clock)
+    centre = open_preference_centre(settings, collector, env)
+    if centre is not None:
+        app.router.routes.extend(preference_routes(centre, writer, clock or SystemClock()))
     app.add_middleware(HttpsPolicy, tls=collector.tls)
     return app, collector
 

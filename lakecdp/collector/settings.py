@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lakecdp.config import ConfigError
+from lakecdp.privacy.purposes import PREFERENCE_CENTRE
 from lakecdp.tls import TlsSettings
 
 CONF_FILE = "conf/base/collector.yaml"
@@ -53,13 +54,17 @@ class CollectorSettings(_Strict):
         bad = [name for name in value if not _SOURCE_NAME.match(name)]
         if bad:
             raise ValueError(f"source names {bad} must be lower-case letters, digits, '_' or '-'")
+        if PREFERENCE_CENTRE in value:
+            raise ValueError(
+                f"'{PREFERENCE_CENTRE}' is the preference centre's own source (the ledger trusts its events): rename the source"
+            )
         return value
 
     @field_validator("email_source")
     @classmethod
     def _email_source(cls, value: str) -> str:
-        if not _SOURCE_NAME.match(value):
-            raise ValueError("must be lower-case letters, digits, '_' or '-'")
+        if not _SOURCE_NAME.match(value) or value == PREFERENCE_CENTRE:
+            raise ValueError(f"must be lower-case letters, digits, '_' or '-', and not '{PREFERENCE_CENTRE}'")
         return value
 
     @field_validator("link_secret_env")

@@ -282,3 +282,4 @@ class Settings(_Strict):
     content: dict[str, Any] = Field(default_factory=dict)  # lakecdp.content.settings
     experiments: dict[str, Any] = Field(default_factory=dict)  # lakecdp.experiments.settings
     privacy: dict[str, Any] = Field(default_factory=dict)  # lakecdp.privacy (consent facts, admin token, PII access)
+    preferences: dict[str, Any] = Field(default_factory=dict)  # lakecdp.preferences.settings (the preference centre)

@@ -332,11 +332,14 @@ class ExportRunner:
 
 def export_runner(settings: Any, lake: Lake, esp: EspSettings, runtime: Runtime, *, membership_version: int | None = None) -> ExportRunner:
     """The runner every entry point uses (CLI, DAG, quality gate): content merge fields from
-    content.yaml for destinations that want them, and the global holdout of experiments.yaml skipped."""
+    content.yaml and the preference-centre link (PREFS_URL) for destinations that want them, and the
+    global holdout of experiments.yaml skipped."""
     from lakecdp.content import export_content_fields
     from lakecdp.experiments.settings import parse_experiment_settings
+    from lakecdp.preferences.merge import preference_links, with_preference_links
 
     content = export_content_fields(settings, lake_root=lake.root, clock=runtime.clock)
+    content = with_preference_links(content, preference_links(settings, runtime.env, runtime.clock, periodic=True))
     return ExportRunner(
         lake,
         esp,

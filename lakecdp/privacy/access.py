@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from lakecdp.lake import TABLES, Lake
 from lakecdp.privacy.erasure import ID_COLUMNS, customer_identifiers
+from lakecdp.privacy.purposes import ACCESS_REQUESTED
 from lakecdp.privacy.roles import Principal, actor_of, current_principal
 
 ACTOR_ENV = "LAKECDP_ACTOR"
@@ -28,6 +29,7 @@ ACTOR_ENV = "LAKECDP_ACTOR"
 # customer_keys: a wrapped key is not data about the person (the bundle carries the decrypted contacts instead).
 NOT_CUSTOMER_DATA = {"erasure_requests", "erasure_log", "pii_access_log", "customer_keys"}
 PII_TABLES = ("customers", "events", "quarantine")
+ACCESS_ACTION = "privacy access"  # pii_access_log.action of an access bundle
 
 
 def actor() -> str:
@@ -93,7 +95,7 @@ def access_bundle(lake: Lake, customer_id: str, now: datetime) -> dict[str, Any]
         rows = [_json_ready(r.asDict(recursive=True)) for r in held.collect()]
         if rows:
             tables[name] = rows
-    log_pii_access(lake.root, lake.storage_options, "privacy access", customer_id, list(tables), sum(len(r) for r in tables.values()), now)
+    log_pii_access(lake.root, lake.storage_options, ACCESS_ACTION, customer_id, list(tables), sum(len(r) for r in tables.values()), now)
     return {
         "customer_id": customer_id,
         "generated_at": now.isoformat(),
@@ -113,3 +115,33 @@ def _json_ready(row: dict[str, Any]) -> dict[str, Any]:
                 pass
         out[key] = value
     return out
+
+
+def access_requests(lake: Lake) -> list[dict[str, Any]]:
+    """Data-copy requests (`Data Access Requested` events, oldest first), each with whether an access bundle
+    for that customer was written after it (`lakecdp privacy access`, recorded in pii_access_log)."""
+    if not lake.exists("events"):
+        return []
+    requested = (
+        lake.read("events")
+        .filter(F.col("event") == ACCESS_REQUESTED)
+        .select(
+            "customer_id",
+            F.get_json_object("properties_json", "$.request_id").alias("request_id"),
+            F.col("timestamp").alias("requested_at"),
+        )
+    )
+    bundles = (
+        lake.read("pii_access_log").filter(F.col("action") == ACCESS_ACTION).select("customer_id", F.col("accessed_at").alias("bundled_at"))
+        if lake.exists("pii_access_log")
+        else lake.spark.createDataFrame([], "customer_id string, bundled_at timestamp")
+    )
+    answered = F.max(F.when(F.col("bundled_at") >= F.col("requested_at"), F.col("bundled_at")))
+    rows = (
+        requested.join(bundles, on="customer_id", how="left")
+        .groupBy("customer_id", "request_id", "requested_at")
+        .agg(answered.alias("answered_at"))
+        .orderBy("requested_at", "request_id")
+        .collect()
+    )
+    return [r.asDict() for r in rows]

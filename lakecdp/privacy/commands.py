@@ -36,6 +36,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     consent.add_argument("--json", action="store_true")
     add_lake_argument(consent)
     consent.set_defaults(handler=_consent)
+    requests = actions.add_parser("access-requests", help="data-copy requests from the preference centre, and whether each was answered")
+    add_lake_argument(requests)
+    requests.set_defaults(handler=_access_requests)
     token = actions.add_parser("admin-token", help="deprecated: use `lakecdp access new-token --role admin`")
     token.set_defaults(handler=_admin_token)
 
@@ -103,6 +106,18 @@ def _access(args: argparse.Namespace, settings: Settings) -> int:
         print(f"access bundle written to {args.out}: {tables}")
     else:
         print(text)
+    return 0
+
+
+def _access_requests(args: argparse.Namespace, settings: Settings) -> int:
+    from lakecdp.privacy.access import access_requests
+
+    requests = access_requests(open_lake_for(args, settings))
+    for request in requests:
+        answered = f"answered {request['answered_at']:%Y-%m-%d %H:%M}" if request["answered_at"] else "OPEN: run `lakecdp privacy access`"
+        print(f"  {request['requested_at']:%Y-%m-%d %H:%M}  {request['customer_id']}  {request['request_id']}  {answered}")
+    waiting = sum(1 for r in requests if r["answered_at"] is None)
+    print(f"{len(requests)} data-copy request(s), {waiting} open")
     return 0
 
 

@@ -28,10 +28,16 @@ from pyspark.sql import Column, DataFrame, Window, functions as F
 
 from lakecdp.config import ConfigError
 from lakecdp.lake import Lake
+from lakecdp.privacy.purposes import (
+    EMAIL_MARKETING,
+    ENRICHMENT,
+    GRANTED,
+    PERSONALIZATION,
+    PREFERENCE_CENTRE,
+    PROFILING,
+    WITHDRAWN,
+)
 
-EMAIL_MARKETING, PERSONALIZATION, PROFILING = "email_marketing", "personalization", "profiling"
-ENRICHMENT = "enrichment"  # third-party data (lakecdp.enrich): opt-in or opt-out by each source's legal basis
-GRANTED, WITHDRAWN = "granted", "withdrawn"
 CONF_FILE = "conf/base/privacy.yaml"
 
 
@@ -79,8 +85,16 @@ def _entry(
 
 def entries_from_events(events: DataFrame, rules: ConsentRules, now: datetime) -> DataFrame:
     """Ledger entries for the consent facts among bronze-shaped `events` (any other event yields none)."""
-    source = F.when(F.col("source_file").startswith("esp://"), F.col("source_file")).otherwise(F.concat(F.lit("event:"), F.col("event")))
-    proof = F.concat(F.lit("message:"), F.col("message_id"))
+    # The collector stamps context.source with the authenticated sender, and no write key may be the preference
+    # centre's: only the centre's own events carry a link id the proof can trust.
+    link_id = F.get_json_object("properties_json", "$.link_id")
+    is_from_centre = (F.get_json_object("context_json", "$.source") == F.lit(PREFERENCE_CENTRE)) & link_id.isNotNull()
+    centre_proof = F.concat(
+        F.lit("preference link "), link_id, F.lit(" submitted "), F.date_format("timestamp", "yyyy-MM-dd'T'HH:mm:ss'Z'"), F.lit("; ")
+    )
+    event_source = F.when(is_from_centre, F.lit(PREFERENCE_CENTRE)).otherwise(F.concat(F.lit("event:"), F.col("event")))
+    source = F.when(F.col("source_file").startswith("esp://"), F.col("source_file")).otherwise(event_source)
+    proof = F.concat(F.when(is_from_centre, centre_proof).otherwise(F.lit("")), F.lit("message:"), F.col("message_id"))
     email = F.lit("email")
     opt = events.filter(F.col("event").isin(*rules.opt_in_events, *rules.opt_out_events)).select(
         *_entry(
@@ -113,7 +127,7 @@ def entries_from_events(events: DataFrame, rules: ConsentRules, now: datetime) -
                 F.coalesce(F.get_json_object("properties_json", "$.channel"), email),
                 F.col("c_status"),
                 F.col("timestamp"),
-                F.concat(F.lit("event:"), F.col("event")),
+                event_source,
                 proof,
                 now,
             )

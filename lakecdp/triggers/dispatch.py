@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from lakecdp.content.service import ContentService
     from lakecdp.export.adapters.base import Runtime
     from lakecdp.online.flow import OnlineState
+    from lakecdp.preferences.merge import PreferenceLinks
     from lakecdp.triggers.esp import SendResult
 
 log = logging.getLogger(__name__)
@@ -243,22 +244,27 @@ class Senders:
         self._content: Any = None
         self._open_content = content
         self._senders: dict[str, Any] = {}
+        self._links: tuple[PreferenceLinks | None] | None = None  # looked up on the first ESP send
 
     def webhook(self, name: str, destination: WebhookDestination, payload: dict, idempotency_key: str) -> SendResult:
         return self._sender(name, destination).post(payload, idempotency_key)
 
     def send(self, row: dict, destination: Any, customer_id: str, variants: dict[str, str]) -> SendResult:
+        from lakecdp.preferences.merge import MERGE_FIELD
         from lakecdp.triggers.esp import build_message
 
         service = self._content_service()
         context = service.context(service.store.snapshot, row["customer_id"])
         decision = service.engine.decide(context, row["customer_id"], now=self.now)
+        merge_fields = dict(service.engine.merge_fields(decision))
+        if (links := self._preference_links()) is not None:
+            merge_fields[MERGE_FIELD] = links.url(row["customer_id"])
         message = build_message(
             row,
             customer_id=customer_id,
             email=self._email(row["customer_id"]),
             decision=decision,
-            merge_fields=service.engine.merge_fields(decision),
+            merge_fields=merge_fields,
             context=context,
             experiments=variants,
             now=self.now,
@@ -284,6 +290,15 @@ class Senders:
             # As `lakecdp content preview --at`: the snapshot read now, after this dispatch refreshed profiles.
             self._content = open_content_service(self.settings, lake_root=self.lake.root, clock=FrozenClock(self.now))
         return self._content
+
+    def _preference_links(self) -> PreferenceLinks | None:
+        if self._links is None:
+            from lakecdp.clock import FrozenClock
+            from lakecdp.preferences.merge import preference_links
+
+            env = self._runtime.env if self._runtime is not None else os.environ
+            self._links = (preference_links(self.settings, env, FrozenClock(self.now)),)
+        return self._links[0]
 
     def _email(self, customer_id: str) -> str | None:
         if self._emails is None:

@@ -21,6 +21,8 @@ from lakecdp.export.runner import ExportRunner, export_runner
 from lakecdp.export.settings import load_esp_settings
 from lakecdp.lake import open_lake
 from lakecdp.lake.tables import table
+from lakecdp.preferences.merge import MERGE_FIELD
+from lakecdp.preferences.tokens import verify_link
 from lakecdp.sandbox import MailchimpServer, WebhookServer
 from lakecdp.sandbox.scenario import AS_OF, SECRETS, SEGMENTS, email_of, esp_section, population, write_conf, write_lake
 from tests.pseudonyms import pid
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 LOYAL = "c008"  # gets 3 orders between the runs: loyalty_offer becomes their offer block
 CLOCK = FrozenClock(AS_OF)  # fixes the holdout epoch: the same customers are held out whenever this runs
+LINK_SECRET = "preference-link-secret-0123456789"  # members also carry their preference-centre link (PREFS_URL)
 
 
 def profile_rows(frequencies: dict[str, int]) -> list[tuple]:
@@ -66,7 +69,7 @@ def setup(spark, tmp_path_factory):
     write_lake(spark, lake, customers, {SEGMENTS[0]: [c.customer_id for c in customers]}, pop)
     lake.append("profile_features", spark.createDataFrame(profile_rows({LOYAL: 1}), schema=lake.spec("profile_features").schema))
     esp = load_esp_settings(section, segment_names=[s["name"] for s in settings.segments])
-    runner = export_runner(settings, lake, esp, Runtime(env=SECRETS, clock=CLOCK))
+    runner = export_runner(settings, lake, esp, Runtime(env={**SECRETS, "LAKECDP_LINK_SECRET": LINK_SECRET}, clock=CLOCK))
     yield settings, lake, runner, servers, pop
     for server in servers.values():
         server.stop()
@@ -91,7 +94,11 @@ def test_members_arrive_with_the_content_engines_merge_fields_and_the_global_hol
         fields = held[email_of(customer_id)]
         assert {k: fields[k] for k in expected[customer_id]} == expected[customer_id]
     delivered = {m["customer_id"]: m["merge_fields"] for m in webhook_members(servers["webhook"])}
+    links = {c: fields.pop(MERGE_FIELD) for c, fields in delivered.items()}
     assert delivered == {c: expected[c] for c in sent}
+    for customer_id, url in links.items():
+        assert verify_link(url.rsplit("/", 1)[1], LINK_SECRET.encode(), now=AS_OF).customer_id == pid(customer_id)
+        assert held[email_of(customer_id)][MERGE_FIELD] == url
     assert {f["EXPCONTENT"] for f in delivered.values()} == {"control", "personalized"}
 
 

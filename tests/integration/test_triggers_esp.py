@@ -19,6 +19,8 @@ from lakecdp.content.service import open_content_service
 from lakecdp.export.adapters.base import Runtime
 from lakecdp.lake import open_lake
 from lakecdp.pipeline import fire_due_timers
+from lakecdp.preferences.merge import MERGE_FIELD
+from lakecdp.preferences.tokens import verify_link
 from lakecdp.sandbox import BrazeServer, KlaviyoServer, MandrillServer, Response, SfmcServer
 from lakecdp.segments import parse_segments
 from lakecdp.triggers.dispatch import dispatch_due
@@ -37,6 +39,7 @@ SECRETS = {
     "LAKECDP_TEST_SFMC_ID": "sfmc-client-id",
     "LAKECDP_TEST_SFMC_SECRET": "sfmc-client-secret",
     "LAKECDP_TEST_MANDRILL_KEY": "md-test-key-0123456789",
+    "LAKECDP_LINK_SECRET": "preference-link-secret-0123456789",  # every send carries PREFS_URL
 }
 # One segment per ESP kind, all the same rule; cart_abandoned_48h is the one content.yaml targets.
 SEGMENT_TO_DESTINATION = {
@@ -316,11 +319,21 @@ def test_mandrill_gets_a_template_send_with_merge_vars_and_the_trigger_id_in_met
     assert sorted(i["product_id"] for i in merge_vars["CART"]) == sorted(p for p, *_ in CART)
     assert [r["product_id"] for r in merge_vars["RECOMMENDED"]] == [p for p, *_ in RECS]
     assert merge_vars["BLOCKS"] == chosen.blocks
+    assert_preference_link(merge_vars[MERGE_FIELD], issued_at=SENT_AT + timedelta(minutes=2))  # sent by the second dispatch
+
+
+def assert_preference_link(url: str, issued_at: datetime = SENT_AT) -> None:
+    """The recipient's own preference-centre link, minted at send time on the collector's address."""
+    base, token = url.rsplit("/v1/preferences/", 1)
+    link = verify_link(token, SECRETS["LAKECDP_LINK_SECRET"].encode(), now=issued_at)
+    assert base == "http://127.0.0.1:8088" and link.customer_id == pid("abandoner") and link.issued_at == issued_at
 
 
 def assert_carries_everything(properties: dict, trigger_id: str, decision, fields: dict) -> None:
     assert properties["trigger_id"] == trigger_id
-    assert properties["blocks"] == decision.blocks and properties["merge_fields"] == fields
+    merge_fields = dict(properties["merge_fields"])
+    assert_preference_link(merge_fields.pop(MERGE_FIELD))
+    assert properties["blocks"] == decision.blocks and merge_fields == fields
     assert properties["tokens"]["first_name"] == "Ada"
     assert properties["experiments"]["personalized_content"] == decision.variants["personalized_content"]
     assert sorted((i["product_id"], i["quantity"]) for i in properties["cart_items"]) == sorted((p, q) for p, _, _, q in CART)

@@ -1,0 +1,12 @@
+"""Consent purposes and statuses, importable without Spark (the collector and the preference centre run without it)."""
+
+from __future__ import annotations
+
+EMAIL_MARKETING, PERSONALIZATION, PROFILING = "email_marketing", "personalization", "profiling"
+ENRICHMENT = "enrichment"  # third-party data (lakecdp.enrich): opt-in or opt-out by each source's legal basis
+GRANTED, WITHDRAWN = "granted", "withdrawn"
+# The collector lands the preference centre's events under this source name (context.source), which no
+# write key may carry: the ledger trusts such an event's link id as proof (lakecdp.privacy.ledger).
+PREFERENCE_CENTRE = "preference_centre"
+# The track event a data-copy request becomes (the preference centre sends it; `lakecdp privacy access-requests` lists it).
+ACCESS_REQUESTED = "Data Access Requested"
