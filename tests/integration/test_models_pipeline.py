@@ -276,10 +276,11 @@ def test_a_customer_who_withdrew_profiling_consent_is_neither_scored_nor_trained
                 "source_file": "test",
                 "traits_json": None,
                 "properties_json": json.dumps({"purpose": "profiling", "status": "withdrawn"}),
+                "context_json": None,
             }
         ],
         "message_id string, type string, event string, customer_id string, timestamp timestamp, source_file string, "
-        "traits_json string, properties_json string",
+        "traits_json string, properties_json string, context_json string",  # bronze's columns the ledger reads
     )
     record_consent(lake, entries_from_events(withdrawal, ConsentRules(), clock.now()))
 
