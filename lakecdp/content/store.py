@@ -142,7 +142,9 @@ class SnapshotLoader:
             return {}, {}
         rows = table.to_table(columns=["customer_id", *CUSTOMER_TOKEN_FIELDS, "marketing_opt_in"]).to_pylist()
         if self.cipher is not None:
-            wrapped = {} if keys is None else dict(zip(*keys.to_table(columns=["customer_id", "wrapped_key"]).to_pydict().values()))
+            wrapped: dict[str, list[str]] = defaultdict(list)
+            for key in [] if keys is None else keys.to_table(columns=["customer_id", "wrapped_key"]).to_pylist():
+                wrapped[key["customer_id"]].append(key["wrapped_key"])
             rows = plain_rows(self.cipher, rows, wrapped)
         attributes = {row["customer_id"]: {c: row[c] for c in CUSTOMER_TOKEN_FIELDS} for row in rows}
         return attributes, {row["customer_id"]: bool(row["marketing_opt_in"]) for row in rows}

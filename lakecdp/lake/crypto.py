@@ -29,7 +29,7 @@ import hmac
 import logging
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -188,32 +188,50 @@ class ContactCipher:
                 f"customers.{column} of {customer_id} does not decrypt under its data key (tampered or moved)"
             ) from None
 
-    def transform_frame(self, frame: pd.DataFrame, columns: Iterable[str], *, seal: bool) -> pd.DataFrame:
-        """Encrypt (seal) or decrypt `columns` of a pandas frame with customer_id and wrapped_key columns."""
-        keys: dict[tuple[str, str], bytes] = {}
-
-        def data_key(customer_id: str, wrapped: str | None) -> bytes | None:
-            if wrapped is None:
-                return None
-            if (customer_id, wrapped) not in keys:
-                keys[(customer_id, wrapped)] = self.unwrap(customer_id, wrapped)
-            return keys[(customer_id, wrapped)]
-
-        def step(key: bytes | None, customer_id: str, column: str, value: str) -> str | None:
-            if not seal:
+    def open_any(self, data_keys: Sequence[bytes], customer_id: str, column: str, value: str | None) -> str | None:
+        """`decrypt` under whichever of the customer's keys sealed the value (two writers racing may each
+        have stored a key); None when the customer has no key left (erased)."""
+        for key in data_keys[:-1]:
+            try:
                 return self.decrypt(key, customer_id, column, value)
-            if key is None:
+            except EncryptionKeyError:
+                continue
+        return self.decrypt(data_keys[-1] if data_keys else None, customer_id, column, value)
+
+    def transform_frame(
+        self, frame: pd.DataFrame, columns: Iterable[str], *, seal: bool, keys: Mapping[str, Sequence[str]] | None = None
+    ) -> pd.DataFrame:
+        """Encrypt (seal) or decrypt `columns` of a pandas frame with a customer_id column.
+
+        Args:
+            keys: customer_id -> wrapped keys (sorted; sealing uses the first); default: the frame's
+                `wrapped_keys` column, a list per row.
+        """
+        unwrapped: dict[tuple[str, str], bytes] = {}
+
+        def data_keys(customer_id: str, wrapped: Sequence[str]) -> list[bytes]:
+            for item in wrapped:
+                if (customer_id, item) not in unwrapped:
+                    unwrapped[(customer_id, item)] = self.unwrap(customer_id, item)
+            return [unwrapped[(customer_id, item)] for item in wrapped]
+
+        def step(held: list[bytes], customer_id: str, column: str, value: str) -> str | None:
+            if not seal:
+                return self.open_any(held, customer_id, column, value)
+            if not held:
                 raise EncryptionKeyError(f"customers.{column} of {customer_id}: no data key to encrypt under (customer_keys)")
-            return self.encrypt(key, customer_id, column, value)
+            return self.encrypt(held[0], customer_id, column, value)
 
         out = frame.copy()
         ids = frame["customer_id"].tolist()
-        wrapped = [None if w is None or w != w else w for w in frame["wrapped_key"].tolist()]
+        if keys is None:
+            wrapped = [[] if w is None or isinstance(w, float) else list(w) for w in frame["wrapped_keys"].tolist()]
+        else:
+            wrapped = [list(keys.get(customer_id, ())) for customer_id in ids]
+        held = [data_keys(customer_id, items) for customer_id, items in zip(ids, wrapped)]
         for column in columns:
             values = [None if v is None or v != v else v for v in frame[column].tolist()]
-            out[column] = [
-                step(data_key(cid, key), cid, column, value) if value is not None else None for cid, key, value in zip(ids, wrapped, values)
-            ]
+            out[column] = [step(k, cid, column, value) if value is not None else None for cid, k, value in zip(ids, held, values)]
         return out
 
 
@@ -230,35 +248,47 @@ def sealed_columns(cipher: ContactCipher, frame: DataFrame) -> list[str]:
     return [c for c in cipher.columns if types.get(c) == "string"]
 
 
-def transform_contacts(cipher: ContactCipher, frame: DataFrame, keys: DataFrame, *, seal: bool) -> DataFrame:
-    """`frame` with its contact columns encrypted (seal) or decrypted, each row under its customer's data key.
-
-    Args:
-        keys: customer_keys rows (customer_id, wrapped_key); a row without one keeps null contacts on decrypt.
-    """
+def seal_contacts(cipher: ContactCipher, frame: DataFrame, keys: Mapping[str, Sequence[str]]) -> DataFrame:
+    """`frame` with its contact columns encrypted, each row under its customer's data key (`keys`: a batch's worth)."""
     columns = sealed_columns(cipher, frame)
     if not columns:
         return frame
-    joined = frame.join(keys.select("customer_id", "wrapped_key"), on="customer_id", how="left")
+    held = dict(keys)
 
     def batches(frames):
         for part in frames:
-            yield cipher.transform_frame(part, columns, seal=seal)
+            yield cipher.transform_frame(part, columns, seal=True, keys=held)
+
+    return frame.mapInPandas(batches, frame.schema)
+
+
+def open_contacts(cipher: ContactCipher, frame: DataFrame, keys: DataFrame) -> DataFrame:
+    """`frame` with its contact columns decrypted; a customer without a key in `keys` (customer_keys rows)
+    reads as null contacts."""
+    from pyspark.sql import functions as F
+
+    columns = sealed_columns(cipher, frame)
+    if not columns:
+        return frame
+    grouped = keys.groupBy("customer_id").agg(F.sort_array(F.collect_list("wrapped_key")).alias("wrapped_keys"))
+    joined = frame.join(grouped, on="customer_id", how="left")
+
+    def batches(frames):
+        for part in frames:
+            yield cipher.transform_frame(part, columns, seal=False)
 
     return joined.mapInPandas(batches, joined.schema).select(*frame.columns)
 
 
-def plain_rows(cipher: ContactCipher, rows: list[dict], wrapped: Mapping[str, str]) -> list[dict]:
+def plain_rows(cipher: ContactCipher, rows: list[dict], wrapped: Mapping[str, Sequence[str]]) -> list[dict]:
     """Python rows (with customer_id) with their contact fields decrypted: the content API's path, no Spark."""
-    keys: dict[str, bytes] = {}
     out = []
     for row in rows:
         customer_id = row["customer_id"]
-        if customer_id in wrapped and customer_id not in keys:
-            keys[customer_id] = cipher.unwrap(customer_id, wrapped[customer_id])
+        keys = [cipher.unwrap(customer_id, item) for item in wrapped.get(customer_id, ())]
         plain = dict(row)
         for column in cipher.columns:
             if plain.get(column) is not None:
-                plain[column] = cipher.decrypt(keys.get(customer_id), customer_id, column, plain[column])
+                plain[column] = cipher.open_any(keys, customer_id, column, plain[column])
         out.append(plain)
     return out

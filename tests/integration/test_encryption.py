@@ -16,7 +16,7 @@ from pyspark.sql import types as T
 
 from lakecdp.config.models import EncryptionSettings, LakeSettings
 from lakecdp.lake import open_lake
-from lakecdp.lake.crypto import MARKER, EncryptionKeyError, transform_contacts
+from lakecdp.lake.crypto import MARKER, EncryptionKeyError, open_contacts
 from lakecdp.privacy.erasure import process_erasures, request_erasure
 from tests.pseudonyms import pid
 
@@ -97,7 +97,7 @@ def test_erasure_shreds_the_key_so_an_old_backup_no_longer_names_the_customer(sp
     assert restored.filter(f"customer_id = '{ada}'").first().email.startswith(MARKER), "the backup still holds Ada's ciphertext"
     cipher = lake.cipher
     assert cipher is not None
-    opened = {r.customer_id: r for r in transform_contacts(cipher, restored, keys, seal=False).collect()}
+    opened = {r.customer_id: r for r in open_contacts(cipher, restored, keys).collect()}
     assert (opened[ada].email, opened[ada].phone) == (None, None), "without her key nobody can read Ada's contacts"
     assert (opened[bob].email, opened[bob].first_name) == ("bob.hope@example.com", "Bob")
 
