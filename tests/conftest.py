@@ -131,3 +131,22 @@ def kafka_bootstrap(tmp_path_factory):
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([str(script), "stop"], env=env, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def moto_server(monkeypatch):
+    """A real AWS-compatible server (moto) on 127.0.0.1, started empty, with test credentials in the environment."""
+    import httpx
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    httpx.post(f"{url}/moto-api/reset")  # moto keeps one backend per process: start empty
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield url
+    finally:
+        server.stop()

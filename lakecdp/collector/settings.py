@@ -112,13 +112,18 @@ def resolve_write_keys(settings: CollectorSettings, env: Mapping[str, str]) -> d
 
 def resolve_link_secret(settings: CollectorSettings, env: Mapping[str, str]) -> bytes | None:
     """The email-link HMAC secret, None when its variable is unset (pixel and click links are then off)."""
-    secret = env.get(settings.link_secret_env, "")
+    return signing_secret(env, settings.link_secret_env, f"named by {CONF_FILE}: collector.link_secret_env")
+
+
+def signing_secret(env: Mapping[str, str], variable: str, named_by: str) -> bytes | None:
+    """An HMAC secret from $variable (None when unset), refused when shorter than MIN_LINK_SECRET_BYTES."""
+    secret = env.get(variable, "")
     if not secret:
         return None
     if len(secret.encode()) < MIN_LINK_SECRET_BYTES:
         raise ConfigError(
-            f"${settings.link_secret_env} (named by {CONF_FILE}: collector.link_secret_env) is shorter than "
-            f"{MIN_LINK_SECRET_BYTES} bytes. Fix: set it to a random secret, e.g. `openssl rand -hex 32`."
+            f"${variable} ({named_by}) is shorter than {MIN_LINK_SECRET_BYTES} bytes. "
+            "Fix: set it to a random secret, e.g. `openssl rand -hex 32`."
         )
     return secret.encode()
 

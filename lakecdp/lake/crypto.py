@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakecdp.config import ConfigError
+from lakecdp.config.secret_files import create_secret_file
 
 if TYPE_CHECKING:  # the content API decrypts without Spark
     import pandas as pd
@@ -102,23 +103,10 @@ def _state_file_key(env: Mapping[str, str]) -> bytes:
     """The embedded default's key: a file in the user's state folder, generated once (mode 0600)."""
     folder = Path(env.get(STATE_DIR_ENV) or Path.home() / ".local" / "state" / "lakecdp")
     path = folder / KEY_FILE
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        # Written whole to a private temp file, then linked into place: two processes starting together agree on one key.
-        tmp = folder / f".{KEY_FILE}.{secrets.token_hex(6)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(KEY_BYTES) + "\n")
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        else:
-            log.warning(
-                "generated the contact-encryption master key in %s: back it up apart from the lake (a deployment sets $%s)", path, KEY_ENV
-            )
-        finally:
-            tmp.unlink()
+    if create_secret_file(path, secrets.token_hex(KEY_BYTES) + "\n"):
+        log.warning(
+            "generated the contact-encryption master key in %s: back it up apart from the lake (a deployment sets $%s)", path, KEY_ENV
+        )
     return parse_key(path.read_text(), str(path))
 
 

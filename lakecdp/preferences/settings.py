@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from lakecdp.collector.settings import MIN_LINK_SECRET_BYTES, CollectorSettings
+from lakecdp.collector.settings import CollectorSettings, signing_secret
 from lakecdp.config import ConfigError
 from lakecdp.config.durations import parse_duration
 
@@ -71,13 +71,4 @@ def load_preferences_settings(section: Mapping[str, Any] | None) -> PreferencesS
 
 def resolve_secret(preferences: PreferencesSettings, collector: CollectorSettings, env: Mapping[str, str]) -> bytes | None:
     """The link-signing secret, None when its variable is unset (the preference centre then answers 503)."""
-    variable = preferences.secret_variable(collector)
-    secret = env.get(variable, "")
-    if not secret:
-        return None
-    if len(secret.encode()) < MIN_LINK_SECRET_BYTES:
-        raise ConfigError(
-            f"${variable} (the preference-link secret, {CONF_FILE}: preferences.secret_env) is shorter than "
-            f"{MIN_LINK_SECRET_BYTES} bytes. Fix: set it to a random secret, e.g. `openssl rand -hex 32`."
-        )
-    return secret.encode()
+    return signing_secret(env, preferences.secret_variable(collector), f"the preference-link secret, {CONF_FILE}: preferences.secret_env")

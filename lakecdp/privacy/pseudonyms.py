@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from lakecdp.config import ConfigError
 from lakecdp.config.loader import default_conf_dir
+from lakecdp.config.secret_files import create_secret_file
 
 if TYPE_CHECKING:  # pyspark is imported where a Column is built: the content API and CLI need no Spark
     from pyspark.sql import Column
@@ -96,28 +97,12 @@ def load_pseudonymizer(*, conf_dir: Path | None = None, env: Mapping[str, str] |
     if env.get(KEY_ENV):
         return Pseudonymizer(env[KEY_ENV].encode("utf-8"))
     path = (conf_dir or default_conf_dir()) / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written whole to a private temp file, then linked into place: link fails when the file
-        # exists, so two processes starting together agree on one key and none reads a half-written one.
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        else:
-            log.warning(
-                "generated a pseudonym key in %s: back it up, every customer id in the lake depends on it (a deployment sets $%s instead)",
-                path,
-                KEY_ENV,
-            )
-        finally:
-            tmp.unlink()
+    if create_secret_file(path, secrets.token_hex(32) + "\n"):
+        log.warning(
+            "generated a pseudonym key in %s: back it up, every customer id in the lake depends on it (a deployment sets $%s instead)",
+            path,
+            KEY_ENV,
+        )
     key = path.read_text().strip()
     if not key:
         raise PseudonymKeyError(f"{path} is empty. Fix: delete it to generate a key, or set ${KEY_ENV}")

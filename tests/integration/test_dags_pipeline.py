@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from deltalake import DeltaTable
@@ -402,18 +401,8 @@ def scenario_conf(env: Path, name: str, esp: dict, patch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture
-def s3_server(monkeypatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    httpx.post(f"{url}/moto-api/reset")  # moto keeps one backend per process: start empty
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    yield url
-    server.stop()
+def s3_server(moto_server) -> str:
+    return moto_server
 
 
 def test_s3_export_reports_every_request_it_made_and_an_empty_diff_skips(pipeline, env, dags, monkeypatch, s3_server):

@@ -5,11 +5,9 @@ still decrypt. The master key also comes from a real Secrets Manager-compatible 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import types as T
@@ -112,25 +110,9 @@ def test_a_lake_refuses_a_master_key_that_is_not_its_own(spark, tmp_path, monkey
 
 
 @pytest.fixture
-def secrets_manager(monkeypatch) -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    httpx.post(f"{url}/moto-api/reset")  # moto keeps one backend per process: start empty
-    for name, value in {
-        "AWS_ENDPOINT_URL": url,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    try:
-        yield url
-    finally:
-        server.stop()
+def secrets_manager(moto_server, monkeypatch) -> str:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # boto3's own variable: every client goes to moto
+    return moto_server
 
 
 def test_the_master_key_comes_from_a_secret_store(spark, tmp_path, secrets_manager):
