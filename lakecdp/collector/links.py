@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 # The classic transparent 1x1 GIF89a (43 bytes).
@@ -46,23 +46,12 @@ def sign_token(link: EmailLink, secret: bytes) -> str:
     fields = {"p": link.purpose, "c": link.customer_id, "k": link.campaign_id, "e": link.email_id}
     if link.url is not None:
         fields["u"] = link.url
-    payload = b64url(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode())
-    return f"{payload}.{b64url(_mac(secret, payload))}"
+    return signed_token(fields, secret, _DOMAIN)
 
 
 def verify_token(token: str, secret: bytes, *, purpose: Purpose) -> EmailLink:
     """The link a token stands for, if its signature verifies and it is a `purpose` link."""
-    if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1 or not token.isascii():
-        raise LinkError("malformed link token")
-    payload, signature = token.split(".")
-    try:
-        given = unb64url(signature)
-    except ValueError:
-        raise LinkError("malformed link signature") from None
-    # Compare before parsing anything: unsigned input is never interpreted.
-    if not hmac.compare_digest(given, _mac(secret, payload)):
-        raise LinkError("link signature does not verify")
-    fields = json.loads(unb64url(payload))
+    fields = verified_fields(token, secret, _DOMAIN, what="link token", error=LinkError)
     if fields.get("p") != purpose:
         raise LinkError(f"not an email {purpose} link")
     link = EmailLink(purpose=purpose, customer_id=fields["c"], campaign_id=fields["k"], email_id=fields["e"], url=fields.get("u"))
@@ -98,8 +87,29 @@ def _check_link(link: EmailLink) -> None:
         raise LinkError("an open link has no target URL")
 
 
-def _mac(secret: bytes, payload: str) -> bytes:
-    return hmac.new(secret, _DOMAIN + payload.encode("ascii"), hashlib.sha256).digest()
+def signed_token(fields: dict[str, Any], secret: bytes, domain: bytes) -> str:
+    """base64url(JSON fields) + "." + base64url(HMAC-SHA256(secret, domain + payload)): every signed token's shape."""
+    payload = b64url(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode())
+    return f"{payload}.{b64url(_mac(secret, payload, domain))}"
+
+
+def verified_fields(token: str, secret: bytes, domain: bytes, *, what: str, error: type[ValueError]) -> Any:
+    """The fields of a `signed_token` whose signature verifies under `domain`; else `error` saying why (never the token)."""
+    if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1 or not token.isascii():
+        raise error(f"malformed {what}")
+    payload, signature = token.split(".")
+    try:
+        given = unb64url(signature)
+    except ValueError:
+        raise error(f"malformed {what} signature") from None
+    # Compare before parsing anything: unsigned input is never interpreted.
+    if not hmac.compare_digest(given, _mac(secret, payload, domain)):
+        raise error(f"{what} signature does not verify")
+    return json.loads(unb64url(payload))
+
+
+def _mac(secret: bytes, payload: str, domain: bytes) -> bytes:
+    return hmac.new(secret, domain + payload.encode("ascii"), hashlib.sha256).digest()
 
 
 def b64url(data: bytes) -> str:

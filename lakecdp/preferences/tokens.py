@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from lakecdp.collector.links import MAX_TOKEN_CHARS, b64url, unb64url
+from lakecdp.collector.links import signed_token, verified_fields
 from lakecdp.privacy.pseudonyms import PATTERN as PSEUDONYM
 
 _DOMAIN = b"lakecdp-preference-link.v1."
@@ -68,23 +67,12 @@ def sign_link(link: PreferenceLink, secret: bytes) -> str:
         "t": int(link.issued_at.timestamp()),
         "x": int(link.expires_at.timestamp()),
     }
-    payload = b64url(json.dumps(fields, separators=(",", ":")).encode())
-    return f"{payload}.{b64url(_mac(secret, payload))}"
+    return signed_token(fields, secret, _DOMAIN)
 
 
 def verify_link(token: str, secret: bytes, *, now: datetime) -> PreferenceLink:
     """The link a token stands for, if its signature verifies, it is a preferences link and it has not expired."""
-    if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1 or not token.isascii():
-        raise PreferenceLinkError("malformed preference token")
-    payload, signature = token.split(".")
-    try:
-        given = unb64url(signature)
-    except ValueError:
-        raise PreferenceLinkError("malformed preference token signature") from None
-    # Compare before parsing anything: unsigned input is never interpreted.
-    if not hmac.compare_digest(given, _mac(secret, payload)):
-        raise PreferenceLinkError("preference token signature does not verify")
-    fields = json.loads(unb64url(payload))
+    fields = verified_fields(token, secret, _DOMAIN, what="preference token", error=PreferenceLinkError)
     if not isinstance(fields, dict) or fields.get("p") != PURPOSE:
         raise PreferenceLinkError("not a preference-centre token")
     try:
@@ -121,7 +109,3 @@ def _instant(seconds: object) -> datetime:
 
 def _whole_seconds(at: datetime) -> datetime:
     return datetime.fromtimestamp(int(at.timestamp()), UTC)
-
-
-def _mac(secret: bytes, payload: str) -> bytes:
-    return hmac.new(secret, _DOMAIN + payload.encode("ascii"), hashlib.sha256).digest()
