@@ -11,16 +11,14 @@ from pyspark.sql import Column, DataFrame, Window, functions as F
 
 from lakecdp.export.batches import CREATE, REMOVE, UPDATE
 from lakecdp.export.identifiers import email_sha256_col, normalized_email_col, subscriber_hash_col
+from lakecdp.privacy.consent import block_reason_column, latest_consent_events
+from lakecdp.privacy.email_consent import NO_RECORD
 
 ATTRIBUTES = ("first_name", "last_name", "country", "city")
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
-# Why a segment member is not exported, in the order they are checked.
-NO_CUSTOMER = "no customer record"
-NO_OPT_IN = "no marketing opt-in"
-NO_EMAIL = "no valid email"
-UNSUBSCRIBED = "unsubscribed after latest opt-in"
-SUPPRESSED = "suppressed"
+# Why a segment member is not exported: the email-consent rule's reasons (lakecdp.privacy.email_consent).
+NO_CUSTOMER = NO_RECORD
 
 IDENTIFIER_KINDS = ("subscriber_hash", "customer_id", "email_sha256")
 KEYS = ("destination", "segment", "customer_id")  # one exported member
@@ -36,17 +34,9 @@ def consent_status(
 ) -> DataFrame:
     """One row per customer: the retailer's id, normalized email, attributes, and `block_reason` (null when contactable).
 
-    A customer is contactable when the CRM says marketing_opt_in, the email is an address, no
-    opt-out event is later than their latest opt-in event, and the address is not suppressed.
+    A customer is contactable by the email-consent rule (lakecdp.privacy.email_consent), with an address required.
     """
-    consent_events = (
-        events.filter(F.col("event").isin(*opt_in_events, *opt_out_events))
-        .groupBy("customer_id")
-        .agg(
-            F.max(F.when(F.col("event").isin(*opt_in_events), F.col("timestamp"))).alias("last_opt_in_at"),
-            F.max(F.when(F.col("event").isin(*opt_out_events), F.col("timestamp"))).alias("last_opt_out_at"),
-        )
-    )
+    consent_events = latest_consent_events(events, opt_in_events, opt_out_events)
     suppressed = suppressions.select("email_sha256", F.col("reason").alias("suppression_reason")).dropDuplicates(["email_sha256"])
     email = normalized_email_col("email")
     with_email = customers.select("customer_id", "external_id", "marketing_opt_in", email.alias("email_norm"), *ATTRIBUTES).withColumn(
@@ -57,16 +47,8 @@ def consent_status(
         .join(consent_events.alias("e"), on="customer_id", how="left")
         .join(suppressed.alias("s"), on="email_sha256", how="left")
     )
-    is_opted_in = F.coalesce(F.col("marketing_opt_in"), F.lit(False))
-    has_unsubscribed = F.col("last_opt_out_at").isNotNull() & (
-        F.col("last_opt_in_at").isNull() | (F.col("last_opt_out_at") > F.col("last_opt_in_at"))
-    )
-    block_reason = (
-        F.when(~is_opted_in, F.lit(NO_OPT_IN))
-        .when(F.col("email_norm").isNull(), F.lit(NO_EMAIL))
-        .when(has_unsubscribed, F.lit(UNSUBSCRIBED))
-        .when(F.col("suppression_reason").isNotNull(), F.concat(F.lit(SUPPRESSED + ": "), F.col("suppression_reason")))
-    )
+    # Every row here is a customer record (members without one are NO_CUSTOMER in segment_audience).
+    block_reason = block_reason_column(has_record=F.lit(True), require_email=True, suppression=F.col("suppression_reason"))
     return joined.select("customer_id", "external_id", "email_norm", "email_sha256", *ATTRIBUTES, block_reason.alias("block_reason"))
 
 

@@ -14,10 +14,22 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.lake import Lake
-from lakecdp.privacy.email_consent import NO_OPT_IN, NO_RECORD, UNSUBSCRIBED
+from lakecdp.privacy.email_consent import NO_EMAIL, NO_OPT_IN, NO_RECORD, SUPPRESSED, UNSUBSCRIBED
 
 OPT_IN_EVENTS = ("Subscribed",)
 OPT_OUT_EVENTS = ("Unsubscribed",)
+
+
+def latest_consent_events(events: DataFrame, opt_in_events: Sequence[str], opt_out_events: Sequence[str]) -> DataFrame:
+    """(customer_id, last_opt_in_at, last_opt_out_at): each customer's latest opt-in and opt-out event instants."""
+    return (
+        events.filter(F.col("event").isin(*opt_in_events, *opt_out_events))
+        .groupBy("customer_id")
+        .agg(
+            F.max(F.when(F.col("event").isin(*opt_in_events), F.col("timestamp"))).alias("last_opt_in_at"),
+            F.max(F.when(F.col("event").isin(*opt_out_events), F.col("timestamp"))).alias("last_opt_out_at"),
+        )
+    )
 
 
 def consent_block_reason(
@@ -32,29 +44,28 @@ def consent_block_reason(
     Contactable = the CRM records an opt-in and no opt-out event is later than the latest
     opt-in event. A customer with no CRM record has no recorded consent and is blocked.
     """
-    latest = (
-        events.filter(F.col("event").isin(*opt_in_events, *opt_out_events))
-        .groupBy("customer_id")
-        .agg(
-            F.max(F.when(F.col("event").isin(*opt_in_events), F.col("timestamp"))).alias("last_opt_in_at"),
-            F.max(F.when(F.col("event").isin(*opt_out_events), F.col("timestamp"))).alias("last_opt_out_at"),
-        )
-    )
+    latest = latest_consent_events(events, opt_in_events, opt_out_events)
     return (
         customers.select("customer_id", "marketing_opt_in")
         .join(latest, on="customer_id", how="full")
-        .select("customer_id", _block_reason().alias("block_reason"))
+        .select("customer_id", block_reason_column().alias("block_reason"))
     )
 
 
-def _block_reason() -> Column:
-    has_record = F.col("marketing_opt_in").isNotNull()
-    has_unsubscribed = F.col("last_opt_out_at").isNotNull() & (
+def block_reason_column(*, has_record: Column | None = None, require_email: bool = False, suppression: Column | None = None) -> Column:
+    """`lakecdp.privacy.email_consent.block_reason` as a Spark column, over the columns marketing_opt_in,
+    last_opt_in_at, last_opt_out_at (and email_norm when `require_email`); the same checks in the same order."""
+    record = F.col("marketing_opt_in").isNotNull() if has_record is None else has_record
+    unsubscribed = F.col("last_opt_out_at").isNotNull() & (
         F.col("last_opt_in_at").isNull() | (F.col("last_opt_out_at") > F.col("last_opt_in_at"))
     )
-    return (
-        F.when(~has_record, F.lit(NO_RECORD)).when(~F.col("marketing_opt_in"), F.lit(NO_OPT_IN)).when(has_unsubscribed, F.lit(UNSUBSCRIBED))
-    )
+    reason = F.when(~record, F.lit(NO_RECORD)).when(~F.coalesce(F.col("marketing_opt_in"), F.lit(False)), F.lit(NO_OPT_IN))
+    if require_email:
+        reason = reason.when(F.col("email_norm").isNull(), F.lit(NO_EMAIL))
+    reason = reason.when(unsubscribed, F.lit(UNSUBSCRIBED))
+    if suppression is not None:
+        reason = reason.when(suppression.isNotNull(), F.concat(F.lit(SUPPRESSED + ": "), suppression))
+    return reason
 
 
 def consent_report(lake: Lake, settings: Any, customer_id: str, now: datetime) -> dict[str, Any]:

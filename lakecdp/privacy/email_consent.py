@@ -1,25 +1,50 @@
-"""The email-marketing consent decision for one customer, in plain Python (no Spark): the content
-API, the trigger dispatcher and `consent_block_reason`'s Spark column all decide by this rule.
+"""The email-marketing consent decision, in plain Python (no Spark): the one rule that the content API,
+the trigger dispatcher, the export planner and the export quality gate all decide by.
+`lakecdp.privacy.consent.block_reason_column` is its Spark form; a unit test keeps the two equal.
 
-Contactable = the CRM records an opt-in and no opt-out event is later than the latest opt-in event.
+Contactable = a customer record whose CRM flag is an opt-in, an address where one is needed, no
+opt-out event later than the latest opt-in event, and an address not on the suppression list
+(bounces and complaints the ESPs reported). The first check that fails is the reason.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-NO_OPT_IN = "no marketing opt-in"
-UNSUBSCRIBED = "unsubscribed after latest opt-in"
 NO_RECORD = "no customer record"
+NO_OPT_IN = "no marketing opt-in"
+NO_EMAIL = "no valid email"
+UNSUBSCRIBED = "unsubscribed after latest opt-in"
+SUPPRESSED = "suppressed"
 
 
-def block_reason(marketing_opt_in: bool | None, last_opt_in_at: Any, last_opt_out_at: Any) -> str | None:
-    """Why the customer may not be emailed (None: they may): their CRM flag (None: no record) and
-    their latest opt-in / opt-out event instants."""
-    if marketing_opt_in is None:
+def block_reason(
+    marketing_opt_in: bool | None,
+    last_opt_in_at: Any,
+    last_opt_out_at: Any,
+    *,
+    has_record: bool | None = None,
+    email_norm: str | None = None,
+    require_email: bool = False,
+    suppression: str | None = None,
+) -> str | None:
+    """Why the customer may not be emailed (None: they may).
+
+    Args:
+        marketing_opt_in: the CRM flag (None: not recorded).
+        last_opt_in_at / last_opt_out_at: the customer's latest opt-in and opt-out event instants.
+        has_record: whether a `customers` row exists; None: known from the flag (a null flag is no record).
+        email_norm / require_email: the normalized address, checked only where the send needs one.
+        suppression: the suppression list's reason for the customer's address, if it is on it.
+    """
+    if not (marketing_opt_in is not None if has_record is None else has_record):
         return NO_RECORD
     if not marketing_opt_in:
         return NO_OPT_IN
+    if require_email and email_norm is None:
+        return NO_EMAIL
     if last_opt_out_at is not None and (last_opt_in_at is None or last_opt_out_at > last_opt_in_at):
         return UNSUBSCRIBED
+    if suppression is not None:
+        return f"{SUPPRESSED}: {suppression}"
     return None

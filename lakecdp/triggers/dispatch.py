@@ -16,10 +16,11 @@ from pyspark.sql import DataFrame, functions as F
 from lakecdp.config import Settings
 from lakecdp.experiments.assign import load_assigner
 from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON
+from lakecdp.export.identifiers import email_sha256, normalize_email
 from lakecdp.lake import Lake
 from lakecdp.online.executor import from_us, to_us
 from lakecdp.pipeline import refresh_membership, refresh_profiles, rows_among
-from lakecdp.privacy.consent import NO_RECORD, OPT_IN_EVENTS, OPT_OUT_EVENTS, consent_block_reason
+from lakecdp.privacy.consent import OPT_IN_EVENTS, OPT_OUT_EVENTS, latest_consent_events
 from lakecdp.privacy.email_consent import block_reason
 from lakecdp.segments.rules import Segment
 from lakecdp.triggers.outbox import PENDING, is_capped, pending, quiet_until
@@ -79,7 +80,7 @@ def dispatch_due(
     if online is None:
         recheck = _recheck_from_bronze(lake, settings, segments, customers, contacts, now)
     else:
-        recheck = _recheck_from_store(online, customers, contacts)
+        recheck = _recheck_from_store(lake, online, customers, contacts)
     external = {r.customer_id: r.external_id for r in contacts.select("customer_id", "external_id").collect()}
     senders = Senders(lake, settings, now, runtime, contacts, content)
     sent_before: dict[tuple[str, str], list[datetime]] = {}
@@ -123,22 +124,23 @@ def _recheck_from_bronze(
         r.customer_id: r.timezone
         for r in rows_among(lake.read("profile_features"), "customer_id", customers).select("customer_id", "timezone").collect()
     }
-    return Recheck(members, _consent_blocks(lake, settings, customers, contacts), zones)
+    consent = (settings.esp or {}).get("consent", {})
+    latest = latest_consent_events(
+        rows_among(lake.read("events"), "customer_id", customers),
+        consent.get("opt_in_events", OPT_IN_EVENTS),
+        consent.get("opt_out_events", OPT_OUT_EVENTS),
+    )
+    last = {r.customer_id: (r.last_opt_in_at, r.last_opt_out_at) for r in latest.collect()}
+    return Recheck(members, _consent_blocks(lake, customers, contacts, last), zones)
 
 
-def _recheck_from_store(online: OnlineState, customers: list[str], contacts: DataFrame) -> Recheck:
+def _recheck_from_store(lake: Lake, online: OnlineState, customers: list[str], contacts: DataFrame) -> Recheck:
     """The stream's path: the live states (every batch and timer already evaluated them); no bronze read."""
     states = online.store.load(customers)
     members = {(segment, key) for key, state in states.items() for segment in state["seg"]}
     zones = {key: state["at"].get("timezone", [None, None])[1] for key, state in states.items()}
-    opted_in = {r.customer_id: r.marketing_opt_in for r in contacts.select("customer_id", "marketing_opt_in").collect()}
-    blocked = {}
-    for customer in customers:
-        last_in, last_out = online.email_consent_events(states[customer]) if customer in states else (None, None)
-        reason = block_reason(opted_in.get(customer), last_in, last_out)
-        if reason is not None:
-            blocked[customer] = reason
-    return Recheck(members, blocked, zones)
+    last = {customer: online.email_consent_events(state) for customer, state in states.items()}
+    return Recheck(members, _consent_blocks(lake, customers, contacts, last), zones)
 
 
 def _unflushed_due(online: OnlineState, outbox: DataFrame, now: datetime) -> list[dict]:
@@ -210,18 +212,26 @@ def _finish(row: dict, state: str, reason: str | None, now: datetime) -> dict:
     return {**row, "state": state, "reason": reason, "updated_at": now}
 
 
-def _consent_blocks(lake: Lake, settings: Settings, customers: list[str], contacts: DataFrame) -> dict[str, str]:
-    """customer_id -> why they may not be contacted now (`contacts`: their `customers` rows)."""
-    consent = (settings.esp or {}).get("consent", {})
-    status = consent_block_reason(
-        contacts,
-        rows_among(lake.read("events"), "customer_id", customers),
-        opt_in_events=consent.get("opt_in_events", OPT_IN_EVENTS),
-        opt_out_events=consent.get("opt_out_events", OPT_OUT_EVENTS),
-    )
-    known = {r.customer_id: r.block_reason for r in status.collect()}
-    reasons = {c: known.get(c, NO_RECORD) for c in customers}
-    return {c: reason for c, reason in reasons.items() if reason is not None}
+def _consent_blocks(lake: Lake, customers: list[str], contacts: DataFrame, last: dict[str, tuple[Any, Any]]) -> dict[str, str]:
+    """customer_id -> why they may not be emailed now, by the email-consent rule (lakecdp.privacy.email_consent).
+
+    `contacts`: their `customers` rows, in clear; `last`: their latest (opt-in, opt-out) event instants.
+    """
+    rows = {r.customer_id: r for r in contacts.select("customer_id", "marketing_opt_in", "email").collect()}
+    hashes = {c: email_sha256(r.email) for c, r in rows.items() if normalize_email(r.email) is not None}
+    suppressed = rows_among(lake.read("export_suppressions"), "email_sha256", sorted(set(hashes.values())))
+    reasons = {r.email_sha256: r.reason for r in suppressed.select("email_sha256", "reason").collect()}
+    blocked = {}
+    for customer in customers:
+        row = rows.get(customer)
+        reason = block_reason(
+            row.marketing_opt_in if row is not None else None,
+            *last.get(customer, (None, None)),
+            suppression=reasons.get(hashes.get(customer, "")),
+        )
+        if reason is not None:
+            blocked[customer] = reason
+    return blocked
 
 
 class Senders:

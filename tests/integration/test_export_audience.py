@@ -189,3 +189,34 @@ def test_routing_gives_each_destination_its_own_identifier(spark):
     assert got[("hook", "c1")] == (email_sha256("a@x.co"), None)
     assert got[("braze", "c1")] == ("c1", None)
     assert got[("braze", "ghost")][1] == "no customer record"
+
+
+def test_the_spark_form_of_the_email_consent_rule_decides_as_the_python_one(spark):
+    """Every combination of the rule's facts: block_reason_column (export, quality gate, consent report) and
+    email_consent.block_reason (content API, trigger dispatch, preference centre) give the same reason."""
+    import itertools
+
+    from lakecdp.privacy.consent import block_reason_column
+    from lakecdp.privacy.email_consent import block_reason
+
+    instants = (None, T0, T0 + timedelta(days=1))
+    cases = [
+        (f"c{i}", record, opt_in, email, last_in, last_out, suppression)
+        for i, (record, opt_in, email, last_in, last_out, suppression) in enumerate(
+            itertools.product((True, False), (True, False, None), ("a@example.com", None), instants, instants, (None, "bounced"))
+        )
+    ]
+    frame = spark.createDataFrame(
+        cases,
+        "customer_id string, has_record boolean, marketing_opt_in boolean, email_norm string, last_opt_in_at timestamp, "
+        "last_opt_out_at timestamp, suppression_reason string",
+    )
+    for require_email in (True, False):
+        column = block_reason_column(has_record=F.col("has_record"), require_email=require_email, suppression=F.col("suppression_reason"))
+        spark_reasons = {r.customer_id: r.reason for r in frame.select("customer_id", column.alias("reason")).collect()}
+        python_reasons = {
+            c: block_reason(o, i, u, has_record=h, email_norm=e, require_email=require_email, suppression=s)
+            for c, h, o, e, i, u, s in cases
+        }
+        assert spark_reasons == python_reasons
+        assert len(set(python_reasons.values())) == (6 if require_email else 5)  # every reason, and None, occurs

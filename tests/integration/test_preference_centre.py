@@ -20,13 +20,13 @@ from lakecdp.collector.server import CollectorThread, build_app
 from lakecdp.config import load_settings
 from lakecdp.events.ingest import ingest_lines
 from lakecdp.export.adapters import Runtime
-from lakecdp.export.audience import UNSUBSCRIBED
 from lakecdp.export.batches import REMOVE
 from lakecdp.export.runner import ExportRunner
 from lakecdp.export.settings import load_esp_settings
 from lakecdp.lake import open_lake
 from lakecdp.preferences.tokens import new_link, preference_url, sign_link
 from lakecdp.privacy.access import access_bundle, access_requests
+from lakecdp.privacy.email_consent import UNSUBSCRIBED
 from lakecdp.privacy.erasure import process_erasures, request_erasure
 from lakecdp.sandbox import WebhookServer
 from lakecdp.sandbox.scenario import AS_OF, SECRETS, SEGMENTS, esp_section, population, set_members, write_lake

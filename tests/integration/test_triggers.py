@@ -67,6 +67,14 @@ def receiver():
     server.shutdown()
 
 
+def suppress(lake, customer):
+    """The customer's address on the suppression list, as `export sync-unsubscribes` records a hard bounce."""
+    from lakecdp.export.identifiers import email_sha256
+
+    row = (email_sha256(f"{customer}@example.com"), pid(customer), "bounced", "mailchimp", T)
+    lake.append("export_suppressions", lake.spark.createDataFrame([row], lake.spec("export_suppressions").schema))
+
+
 def line(message_id, customer, event, at, **properties):
     return json.dumps(
         {
@@ -88,7 +96,7 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     segments = parse_segments(RULES)
     # held_out_3 falls in the 5% global holdout (sha256 of salt, epoch and its pseudonym under the tests' key;
     # see lakecdp.experiments.assign)
-    crm = [("abandoner", True), ("late_buyer", True), ("early_buyer", True), ("no_consent", False), ("held_out_3", True)]
+    crm = [("abandoner", True), ("late_buyer", True), ("early_buyer", True), ("no_consent", False), ("held_out_3", True), ("bounced", True)]
     name = {pid(c): c for c, _ in crm}  # the lake names customers by pseudonym
     lake.merge(
         "customers",
@@ -107,6 +115,7 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
             lake.spec("customers").schema,
         ),
     )
+    suppress(lake, "bounced")
 
     def send(now, *lines):
         ingest_and_refresh(lake, settings, segments, now, lines)
@@ -115,7 +124,7 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     send(T + 20 * H, line("buy-early", "early_buyer", "Order Completed", T + 20 * H, revenue="80"))
     fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=20))  # hour 48: entries by time alone
     outbox = {name[r.customer_id]: r for r in lake.read("trigger_outbox").collect()}
-    assert set(outbox) == {"abandoner", "late_buyer", "no_consent", "held_out_3"}
+    assert set(outbox) == {"abandoner", "late_buyer", "no_consent", "held_out_3", "bounced"}
     assert all(r.state == "pending" and r.due_at.replace(tzinfo=UTC) == T + 49 * H + timedelta(seconds=20) for r in outbox.values())
 
     send(T + 48.5 * H, line("buy-late", "late_buyer", "Order Completed", T + 48.5 * H, revenue="80"))  # after it was queued
@@ -126,7 +135,8 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     assert states["late_buyer"][0] == "cancelled" and "left the segment" in states["late_buyer"][1]
     assert states["no_consent"][0] == "cancelled" and states["no_consent"][1].startswith("no consent")
     assert states["held_out_3"] == ("cancelled", GLOBAL_HOLDOUT_REASON)
-    assert report.outcomes["sent"] == 1 and report.outcomes["cancelled"] == 3
+    assert states["bounced"] == ("cancelled", "no consent: suppressed: bounced")  # the export's suppression list
+    assert report.outcomes["sent"] == 1 and report.outcomes["cancelled"] == 4
 
     dispatch_due(lake, settings, segments, T + 60 * H)  # nothing left to send: no second delivery
     # the receiver is told the retailer's id, never the pseudonym
@@ -169,7 +179,14 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
     segments = parse_segments(RULES)
     online = OnlineState(lake, settings, open_store(settings.state, lake.root), segments)
-    crm = [("abandoner", True), ("late_buyer", True), ("unsubscriber", True), ("no_consent", False), ("held_out_3", True)]
+    crm = [
+        ("abandoner", True),
+        ("late_buyer", True),
+        ("unsubscriber", True),
+        ("no_consent", False),
+        ("held_out_3", True),
+        ("bounced", True),
+    ]
     name = {pid(c): c for c, _ in crm}
     lake.merge(
         "customers",
@@ -188,6 +205,7 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
             lake.spec("customers").schema,
         ),
     )
+    suppress(lake, "bounced")
     batches = iter(range(100))
 
     def send(now, *lines):
@@ -200,7 +218,7 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
     send(T + H, *[line(f"add-{c}", c, "Product Added", T, category="shoes", price=80) for c, _ in crm])
     online.fire_timers(T + 48 * H + timedelta(seconds=20), stream="s")  # hour 48: entries by time alone
     queued = {name[r["customer_id"]]: r for r in online.store.unflushed("trigger_outbox")}
-    assert set(queued) == {"abandoner", "late_buyer", "unsubscriber", "no_consent", "held_out_3"}
+    assert set(queued) == {"abandoner", "late_buyer", "unsubscriber", "no_consent", "held_out_3", "bounced"}
     send(
         T + 48.5 * H,
         line("buy-late", "late_buyer", "Order Completed", T + 48.5 * H, revenue=80),
@@ -217,7 +235,8 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
     assert states["unsubscriber"] == ("cancelled", "no consent: unsubscribed after latest opt-in")
     assert states["no_consent"] == ("cancelled", "no consent: no marketing opt-in")
     assert states["held_out_3"] == ("cancelled", GLOBAL_HOLDOUT_REASON)
-    assert report.outcomes == {"sent": 1, "cancelled": 4}
+    assert states["bounced"] == ("cancelled", "no consent: suppressed: bounced")
+    assert report.outcomes == {"sent": 1, "cancelled": 5}
     assert [(d["customer_id"], d["key"]) for d in Receiver.deliveries] == [("abandoner", queued["abandoner"]["trigger_id"])]
 
     online.flush(T + 49.6 * H)  # the flush's insert-only outbox write keeps what the dispatcher recorded
