@@ -13,6 +13,7 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, functions as F
 
+from lakecdp.export.identifiers import email_sha256_col, normalized_email_col
 from lakecdp.lake import Lake
 from lakecdp.privacy.email_consent import NO_EMAIL, NO_OPT_IN, NO_RECORD, SUPPRESSED, UNSUBSCRIBED
 
@@ -36,20 +37,26 @@ def consent_block_reason(
     customers: DataFrame,
     events: DataFrame,
     *,
+    suppressions: DataFrame | None = None,
     opt_in_events: Sequence[str] = OPT_IN_EVENTS,
     opt_out_events: Sequence[str] = OPT_OUT_EVENTS,
 ) -> DataFrame:
-    """(customer_id, block_reason): null when the customer may receive marketing email.
+    """(customer_id, block_reason): null when the customer may receive marketing email, by the email-consent rule.
 
-    Contactable = the CRM records an opt-in and no opt-out event is later than the latest
-    opt-in event. A customer with no CRM record has no recorded consent and is blocked.
+    A customer with no CRM record has no recorded consent and is blocked. With `suppressions`
+    (export_suppressions), `customers` must carry `email` in clear: a suppressed address is blocked too.
     """
     latest = latest_consent_events(events, opt_in_events, opt_out_events)
-    return (
-        customers.select("customer_id", "marketing_opt_in")
-        .join(latest, on="customer_id", how="full")
-        .select("customer_id", block_reason_column().alias("block_reason"))
-    )
+    columns = [F.col("customer_id"), F.col("marketing_opt_in")]
+    if suppressions is not None:
+        columns.append(email_sha256_col(normalized_email_col("email")).alias("email_sha256"))
+    joined = customers.select(*columns).join(latest, on="customer_id", how="full")
+    suppression = None
+    if suppressions is not None:
+        reasons = suppressions.select("email_sha256", F.col("reason").alias("suppression_reason")).dropDuplicates(["email_sha256"])
+        joined = joined.join(reasons, on="email_sha256", how="left")
+        suppression = F.col("suppression_reason")
+    return joined.select("customer_id", block_reason_column(suppression=suppression).alias("block_reason"))
 
 
 def block_reason_column(*, has_record: Column | None = None, require_email: bool = False, suppression: Column | None = None) -> Column:

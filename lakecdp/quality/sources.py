@@ -92,8 +92,9 @@ def export_batches(
     export then runs with that same version (`lakecdp export run --membership-version`), so what is
     sent is what was validated even when the stream changes membership in between.
 
-    Consent is re-derived independently of the export planner, from customers and the opt-in /
-    opt-out events, so a planner bug cannot let a withdrawn customer through unnoticed.
+    Consent is re-derived independently of the export planner (by the same rule, from customers, the
+    opt-in / opt-out events and the suppression list), so a planner bug cannot let a withdrawn customer
+    through unnoticed.
     """
     from lakecdp.clock import FrozenClock
     from lakecdp.export.adapters import Runtime, adapter_class
@@ -113,7 +114,11 @@ def export_batches(
     names = [*esp.consent.opt_in_events, *esp.consent.opt_out_events]
     events = resolve_customer_ids(lake.read("events").filter(F.col("event").isin(*names)), lake.read("identity_links"))
     consent = consent_block_reason(
-        lake.read("customers"), events, opt_in_events=esp.consent.opt_in_events, opt_out_events=esp.consent.opt_out_events
+        lake.with_plain_contacts(lake.read("customers")),
+        events,
+        suppressions=lake.read("export_suppressions"),
+        opt_in_events=esp.consent.opt_in_events,
+        opt_out_events=esp.consent.opt_out_events,
     )
     source = {"builder": "export_batches", "destinations": sorted(enabled), "segment_membership_version": membership_version}
     return with_consent_withdrawn(members, consent), source

@@ -220,3 +220,20 @@ def test_the_spark_form_of_the_email_consent_rule_decides_as_the_python_one(spar
         }
         assert spark_reasons == python_reasons
         assert len(set(python_reasons.values())) == (6 if require_email else 5)  # every reason, and None, occurs
+
+
+def test_the_quality_gates_consent_blocks_a_suppressed_address_as_the_export_does(spark):
+    """consent_block_reason (what the export quality gate re-derives) with the suppression list: the same
+    reasons consent_status gives the planner, for the same people."""
+    from lakecdp.privacy.consent import consent_block_reason
+
+    people = customers(spark, [("ok", "a@example.com", True), ("bounced", " B@Example.com", True), ("no_opt_in", "c@example.com", False)])
+    suppressions = spark.createDataFrame(
+        [(email_sha256("b@example.com"), None, "bounced", "klaviyo", T0)], schema=table("export_suppressions").schema
+    )
+    events = consent_events(spark, [("ok", "Subscribed", T0)])
+    gate = consent_block_reason(people, events, suppressions=suppressions)
+    planner = consent_status(people, events, suppressions, opt_in_events=["Subscribed"], opt_out_events=["Unsubscribed"])
+    expected = {"ok": None, "bounced": "suppressed: bounced", "no_opt_in": "no marketing opt-in"}
+    assert {r.customer_id: r.block_reason for r in gate.collect()} == expected
+    assert {r.customer_id: r.block_reason for r in planner.collect()} == expected
