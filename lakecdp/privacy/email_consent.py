@@ -1,6 +1,7 @@
 """The email-marketing consent decision, in plain Python (no Spark): the one rule that the content API,
 the trigger dispatcher, the export planner and the export quality gate all decide by.
-`lakecdp.privacy.consent.block_reason_column` is its Spark form; a unit test keeps the two equal.
+`lakecdp.privacy.consent.block_reason_column` is its Spark form; tests/integration/test_export_audience.py keeps
+the two equal over every combination of the facts.
 
 Contactable = a customer record whose CRM flag is an opt-in, an address where one is needed, no
 opt-out event later than the latest opt-in event, and an address not on the suppression list
