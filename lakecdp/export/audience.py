@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame, Window, functions as F
 
 from lakecdp.export.batches import CREATE, REMOVE, UPDATE
 from lakecdp.export.identifiers import email_sha256_col, normalized_email_col, subscriber_hash_col
-from lakecdp.privacy.consent import block_reason_column, latest_consent_events
+from lakecdp.privacy.consent import block_reason_column, latest_consent_events, suppression_reasons
 from lakecdp.privacy.email_consent import NO_RECORD
 
 ATTRIBUTES = ("first_name", "last_name", "country", "city")
@@ -37,7 +37,7 @@ def consent_status(
     A customer is contactable by the email-consent rule (lakecdp.privacy.email_consent), with an address required.
     """
     consent_events = latest_consent_events(events, opt_in_events, opt_out_events)
-    suppressed = suppressions.select("email_sha256", F.col("reason").alias("suppression_reason")).dropDuplicates(["email_sha256"])
+    suppressed = suppression_reasons(suppressions)
     email = normalized_email_col("email")
     with_email = customers.select("customer_id", "external_id", "marketing_opt_in", email.alias("email_norm"), *ATTRIBUTES).withColumn(
         "email_sha256", email_sha256_col(F.col("email_norm"))

@@ -47,16 +47,17 @@ def consent_block_reason(
     (export_suppressions), `customers` must carry `email` in clear: a suppressed address is blocked too.
     """
     latest = latest_consent_events(events, opt_in_events, opt_out_events)
-    columns = [F.col("customer_id"), F.col("marketing_opt_in")]
-    if suppressions is not None:
-        columns.append(email_sha256_col(normalized_email_col("email")).alias("email_sha256"))
-    joined = customers.select(*columns).join(latest, on="customer_id", how="full")
-    suppression = None
-    if suppressions is not None:
-        reasons = suppressions.select("email_sha256", F.col("reason").alias("suppression_reason")).dropDuplicates(["email_sha256"])
-        joined = joined.join(reasons, on="email_sha256", how="left")
-        suppression = F.col("suppression_reason")
-    return joined.select("customer_id", block_reason_column(suppression=suppression).alias("block_reason"))
+    if suppressions is None:
+        joined = customers.select("customer_id", "marketing_opt_in").join(latest, on="customer_id", how="full")
+        return joined.select("customer_id", block_reason_column().alias("block_reason"))
+    hashed = customers.select("customer_id", "marketing_opt_in", email_sha256_col(normalized_email_col("email")).alias("email_sha256"))
+    joined = hashed.join(latest, on="customer_id", how="full").join(suppression_reasons(suppressions), on="email_sha256", how="left")
+    return joined.select("customer_id", block_reason_column(suppression=F.col("suppression_reason")).alias("block_reason"))
+
+
+def suppression_reasons(suppressions: DataFrame) -> DataFrame:
+    """(email_sha256, suppression_reason): one row per suppressed address (export_suppressions), the first reason kept."""
+    return suppressions.select("email_sha256", F.col("reason").alias("suppression_reason")).dropDuplicates(["email_sha256"])
 
 
 def block_reason_column(*, has_record: Column | None = None, require_email: bool = False, suppression: Column | None = None) -> Column:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import DataFrame, Row, functions as F
 
 from lakecdp.config import Settings
 from lakecdp.experiments.assign import load_assigner
@@ -20,8 +20,9 @@ from lakecdp.export.identifiers import email_sha256, normalize_email
 from lakecdp.lake import Lake
 from lakecdp.online.executor import from_us, to_us
 from lakecdp.pipeline import refresh_membership, refresh_profiles, rows_among
-from lakecdp.privacy.consent import OPT_IN_EVENTS, OPT_OUT_EVENTS, latest_consent_events
+from lakecdp.privacy.consent import latest_consent_events
 from lakecdp.privacy.email_consent import block_reason
+from lakecdp.privacy.ledger import consent_rules
 from lakecdp.segments.rules import Segment
 from lakecdp.triggers.outbox import PENDING, is_capped, pending, quiet_until
 from lakecdp.triggers.settings import TriggerSettings, WebhookDestination, trigger_settings
@@ -77,11 +78,13 @@ def dispatch_due(
     config = trigger_settings(settings.triggers)
     customers = sorted({row["customer_id"] for row in due})
     contacts = lake.with_plain_contacts(rows_among(lake.read("customers"), "customer_id", customers))
+    # Collected once: contacts are decrypted on every read.
+    known = {r.customer_id: r for r in contacts.select("customer_id", "external_id", "marketing_opt_in", "email").collect()}
     if online is None:
-        recheck = _recheck_from_bronze(lake, settings, segments, customers, contacts, now)
+        recheck = _recheck_from_bronze(lake, settings, segments, customers, known, now)
     else:
-        recheck = _recheck_from_store(lake, online, customers, contacts)
-    external = {r.customer_id: r.external_id for r in contacts.select("customer_id", "external_id").collect()}
+        recheck = _recheck_from_store(lake, online, customers, known)
+    external = {c: r.external_id for c, r in known.items()}
     senders = Senders(lake, settings, now, runtime, contacts, content)
     sent_before: dict[tuple[str, str], list[datetime]] = {}
     for r in rows_among(outbox.filter(F.col("state") == "sent"), "customer_id", customers).collect():
@@ -113,7 +116,7 @@ class Recheck:
 
 
 def _recheck_from_bronze(
-    lake: Lake, settings: Settings, segments: list[Segment], customers: list[str], contacts: DataFrame, now: datetime
+    lake: Lake, settings: Settings, segments: list[Segment], customers: list[str], known: dict[str, Row], now: datetime
 ) -> Recheck:
     """The batch path: profiles and membership refreshed from the customers' bronze history as of `now`."""
     # Re-check against the latest events: a purchase after the entry cancels the send.
@@ -124,23 +127,19 @@ def _recheck_from_bronze(
         r.customer_id: r.timezone
         for r in rows_among(lake.read("profile_features"), "customer_id", customers).select("customer_id", "timezone").collect()
     }
-    consent = (settings.esp or {}).get("consent", {})
-    latest = latest_consent_events(
-        rows_among(lake.read("events"), "customer_id", customers),
-        consent.get("opt_in_events", OPT_IN_EVENTS),
-        consent.get("opt_out_events", OPT_OUT_EVENTS),
-    )
+    rules = consent_rules(settings.privacy, settings.esp)
+    latest = latest_consent_events(rows_among(lake.read("events"), "customer_id", customers), rules.opt_in_events, rules.opt_out_events)
     last = {r.customer_id: (r.last_opt_in_at, r.last_opt_out_at) for r in latest.collect()}
-    return Recheck(members, _consent_blocks(lake, customers, contacts, last), zones)
+    return Recheck(members, _consent_blocks(lake, customers, known, last), zones)
 
 
-def _recheck_from_store(lake: Lake, online: OnlineState, customers: list[str], contacts: DataFrame) -> Recheck:
+def _recheck_from_store(lake: Lake, online: OnlineState, customers: list[str], known: dict[str, Row]) -> Recheck:
     """The stream's path: the live states (every batch and timer already evaluated them); no bronze read."""
     states = online.store.load(customers)
     members = {(segment, key) for key, state in states.items() for segment in state["seg"]}
     zones = {key: state["at"].get("timezone", [None, None])[1] for key, state in states.items()}
     last = {customer: online.email_consent_events(state) for customer, state in states.items()}
-    return Recheck(members, _consent_blocks(lake, customers, contacts, last), zones)
+    return Recheck(members, _consent_blocks(lake, customers, known, last), zones)
 
 
 def _unflushed_due(online: OnlineState, outbox: DataFrame, now: datetime) -> list[dict]:
@@ -212,12 +211,11 @@ def _finish(row: dict, state: str, reason: str | None, now: datetime) -> dict:
     return {**row, "state": state, "reason": reason, "updated_at": now}
 
 
-def _consent_blocks(lake: Lake, customers: list[str], contacts: DataFrame, last: dict[str, tuple[Any, Any]]) -> dict[str, str]:
+def _consent_blocks(lake: Lake, customers: list[str], rows: dict[str, Row], last: dict[str, tuple[Any, Any]]) -> dict[str, str]:
     """customer_id -> why they may not be emailed now, by the email-consent rule (lakecdp.privacy.email_consent).
 
-    `contacts`: their `customers` rows, in clear; `last`: their latest (opt-in, opt-out) event instants.
+    `rows`: their `customers` rows, in clear; `last`: their latest (opt-in, opt-out) event instants.
     """
-    rows = {r.customer_id: r for r in contacts.select("customer_id", "marketing_opt_in", "email").collect()}
     hashes = {c: email_sha256(r.email) for c, r in rows.items() if normalize_email(r.email) is not None}
     suppressed = rows_among(lake.read("export_suppressions"), "email_sha256", sorted(set(hashes.values())))
     reasons = {r.email_sha256: r.reason for r in suppressed.select("email_sha256", "reason").collect()}
