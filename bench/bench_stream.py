@@ -182,7 +182,7 @@ def latency(
     BatchProcessor.__call__ = timed_call  # measure around the real batch body
     BatchProcessor.on_state_committed = committed
     OnlineState.prepare_live = noted_prepare_live
-    dispatch.dispatch_due = timed_dispatch  # the timer thread imports it at each tick
+    dispatch.dispatch_due = timed_dispatch  # the timer flow looks it up at each tick (lakecdp.flows.timers)
     try:
         from lakecdp.stream import run_stream
 

@@ -9,6 +9,8 @@ from typing import Any
 from airflow.sdk import dag, task
 from lakecdp_airflow.common import DEFAULT_ARGS, SCORES, START_DATE, TAGS, as_of_instant, run_gate, skip_when_inputs_missing
 
+from lakecdp.flows import nightly  # light: its lakecdp and models imports sit inside its functions
+
 DOC_MD = """
 ### lakecdp_export
 Runs whenever `lakecdp_score` publishes asset `lakecdp_profile_scores` (scores passed their gate and
@@ -44,18 +46,16 @@ exported segment since the last export).
 def lakecdp_export() -> None:
     @task
     def quality_gate(**context: Any) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
         as_of = as_of_instant(context, SCORES)
         with skip_when_inputs_missing():
-            destinations = steps.export_inputs(steps.open_pipeline())
+            destinations = nightly.export_inputs(nightly.open_nightly())
         # Pinned: the gate validates this version and the export sends from it, whatever the stream
         # writes to segment_membership in between.
-        membership_version = steps.open_pipeline().lake.version("segment_membership")
+        membership_version = nightly.open_nightly().lake.version("segment_membership")
         suites = run_gate("export", as_of, {"segment_membership": membership_version})
         planned = next(s["row_count"] for s in suites if s["suite"] == "export_batches")
         return {
-            "as_of": steps.iso(as_of),
+            "as_of": nightly.iso(as_of),
             "segment_membership_version": membership_version,
             "suites": suites,
             "destinations": destinations,
@@ -65,7 +65,6 @@ def lakecdp_export() -> None:
     @task(execution_timeout=timedelta(hours=3))
     def export_to_destinations(gate: dict[str, Any], **context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
-        from lakecdp_airflow import steps
 
         if gate["planned_members"] == 0:
             raise AirflowSkipException(
@@ -75,13 +74,11 @@ def lakecdp_export() -> None:
 
         attempt = f"{context['dag_run'].run_id}-try{context['ti'].try_number}"
         report_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", attempt)
-        return steps.export(steps.open_pipeline(), report_name, membership_version=gate["segment_membership_version"])
+        return nightly.export(nightly.open_nightly(), report_name, membership_version=gate["segment_membership_version"])
 
     @task
     def export_report(exported: dict[str, Any]) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
-        return steps.export_report(steps.open_pipeline(), exported)
+        return nightly.export_report(nightly.open_nightly(), exported)
 
     export_report(export_to_destinations(quality_gate()))
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
-from lakecdp_airflow.common import DEFAULT_ARGS, START_DATE, TAGS
+from lakecdp_airflow.common import DEFAULT_ARGS, START_DATE, TAGS, as_of_instant
+
+from lakecdp.flows import nightly  # light: its lakecdp and models imports sit inside its functions
 
 DOC_MD = """
 ### lakecdp_maintenance
@@ -41,34 +43,23 @@ Every step is idempotent: a rerun finds nothing more to do.
 def lakecdp_maintenance() -> None:
     @task
     def process_erasure_queue() -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
-        return steps.process_erasure_queue(steps.open_pipeline())
+        return nightly.process_erasure_queue(nightly.open_nightly())
 
     @task
     def reconcile_online_state(**context: Any) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-        from lakecdp_airflow.common import as_of_instant
-
-        return steps.reconcile_online_state(steps.open_pipeline(), as_of_instant(context))
+        return nightly.reconcile_online_state(nightly.open_nightly(), as_of_instant(context))
 
     @task
     def optimize_tables() -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
-        return steps.optimize_tables(steps.open_pipeline())
+        return nightly.optimize_tables(nightly.open_nightly())
 
     @task
     def vacuum_tables(**context: Any) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
-        return steps.vacuum_tables(steps.open_pipeline(), int(context["params"]["vacuum_retention_hours"]))
+        return nightly.vacuum_tables(nightly.open_nightly(), int(context["params"]["vacuum_retention_hours"]))
 
     @task
     def checkpoint_tables() -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
-        return steps.checkpoint_tables(steps.open_pipeline())
+        return nightly.checkpoint_tables(nightly.open_nightly())
 
     process_erasure_queue() >> reconcile_online_state() >> optimize_tables() >> vacuum_tables() >> checkpoint_tables()
 

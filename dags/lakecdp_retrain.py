@@ -17,6 +17,8 @@ from lakecdp_airflow.common import (
     skip_when_inputs_missing,
 )
 
+from lakecdp.flows import nightly  # light: its lakecdp and models imports sit inside its functions
+
 DOC_MD = """
 ### lakecdp_retrain
 Weekly (Sunday 02:00 UTC) and whenever `lakecdp_score` flags score or feature drift
@@ -54,34 +56,24 @@ Set `LAKECDP_SPARK_SUBMIT` (e.g. `spark-submit --master spark://127.0.0.1:7077`)
 def lakecdp_retrain() -> None:
     @task
     def point_in_time_training_set(**context: Any) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
         with skip_when_inputs_missing():
-            return steps.training_set(steps.open_pipeline(), as_of_instant(context, MODEL_DRIFT))
+            return nightly.training_set(nightly.open_nightly(), as_of_instant(context, MODEL_DRIFT))
 
     @task
     def quality_gate(training_set: dict[str, Any]) -> list[dict[str, Any]]:
-        from lakecdp_airflow import steps
-
-        return run_gate("training_inputs", steps.instant(training_set["as_of"]), training_set["versions"])
+        return run_gate("training_inputs", nightly.instant(training_set["as_of"]), training_set["versions"])
 
     @task(execution_timeout=timedelta(hours=3))
     def train_models(training_set: dict[str, Any]) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
-        return steps.train(steps.open_pipeline(), steps.instant(training_set["as_of"]), training_set["versions"]["events"])
+        return nightly.train(nightly.open_nightly(), nightly.instant(training_set["as_of"]), training_set["versions"]["events"])
 
     @task
     def evaluate(trained: dict[str, Any]) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
-        return steps.evaluate(steps.open_pipeline(), trained)
+        return nightly.evaluate(nightly.open_nightly(), trained)
 
     @task
     def publish_model_card(trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
-        return steps.publish_model_cards(steps.open_pipeline(), trained, evaluation)
+        return nightly.publish_model_cards(nightly.open_nightly(), trained, evaluation)
 
     @task(outlets=[MODELS])
     def announce_champions(trained: dict[str, Any], **context: Any) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from lakecdp_airflow.common import (
     skip_when_inputs_missing,
 )
 
+from lakecdp.flows import nightly  # light: its lakecdp and models imports sit inside its functions
+
 DOC_MD = """
 ### lakecdp_score
 Daily at 04:00 UTC, and right after `lakecdp_retrain` promoted new champions (asset `lakecdp_models`,
@@ -64,38 +66,29 @@ def lakecdp_score() -> None:
     @task
     def check_inputs(**context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
-        from lakecdp_airflow import steps
 
         with skip_when_inputs_missing():
             try:
-                return steps.score_inputs(steps.open_pipeline(), as_of_instant(context, MODELS))
-            except steps.StaleInput as exc:  # the data, not the infrastructure: a retry cannot help
+                return nightly.score_inputs(nightly.open_nightly(), as_of_instant(context, MODELS))
+            except nightly.StaleInput as exc:  # the data, not the infrastructure: a retry cannot help
                 raise AirflowFailException(str(exc)) from exc
 
     @task
     def score_profiles(inputs: dict[str, Any]) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
-        return steps.score(steps.open_pipeline(), steps.instant(inputs["as_of"]))
+        return nightly.score(nightly.open_nightly(), nightly.instant(inputs["as_of"]))
 
     @task
     def quality_gate(scored: dict[str, Any]) -> list[dict[str, Any]]:
-        from lakecdp_airflow import steps
-
-        return run_gate("scores", steps.instant(scored["as_of"]), {"profile_scores": scored["profile_scores_version"]})
+        return run_gate("scores", nightly.instant(scored["as_of"]), {"profile_scores": scored["profile_scores_version"]})
 
     @task
     def build_recommendations(**context: Any) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
         with skip_when_inputs_missing():
-            return steps.build_recommendations(steps.open_pipeline(), as_of_instant(context, MODELS))
+            return nightly.build_recommendations(nightly.open_nightly(), as_of_instant(context, MODELS))
 
     @task(outlets=[SCORES])
     def refresh_predictive_segments(scored: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from lakecdp_airflow import steps
-
-        refreshed = steps.refresh_predictive_segments(steps.open_pipeline(), steps.instant(scored["as_of"]))
+        refreshed = nightly.refresh_predictive_segments(nightly.open_nightly(), nightly.instant(scored["as_of"]))
         context["outlet_events"][SCORES].extra = {
             "as_of": scored["as_of"],
             "profile_scores_version": refreshed["profile_scores_version"],

@@ -36,11 +36,10 @@ def ingest_and_refresh(lake, settings, segments, now, lines) -> None:
     from pyspark.sql import functions as F
 
     from lakecdp.events.ingest import ingest_lines
-    from lakecdp.pipeline import refresh_membership, refresh_profiles, touched_customers, update_identity_links
+    from lakecdp.flows.micro_batch import refresh_customers, touched_customers, update_identity_links
 
     df = lake.spark.createDataFrame([(raw, "t.jsonl") for raw in lines], "raw string, source_file string")
     ingest_lines(lake, df, received_at=now, settings=settings.events)
     batch = lake.read("events").filter(F.col("message_id").isin([json.loads(x)["messageId"] for x in lines]))
     customers = touched_customers(lake, batch, update_identity_links(lake, batch))
-    refresh_profiles(lake, now, customers=customers)
-    refresh_membership(lake, segments, now, customers=customers)
+    refresh_customers(lake, segments, now, customers)

@@ -12,6 +12,8 @@ from typing import Any
 
 from airflow.sdk import Asset
 
+from lakecdp.flows import nightly  # light: its lakecdp and models imports sit inside its functions
+
 START_DATE = datetime(2026, 11, 1, tzinfo=UTC)
 TAGS = ["lakecdp"]
 
@@ -57,11 +59,9 @@ def skip_when_inputs_missing() -> Iterator[None]:
     """A step's MissingInput skips the task (and so everything downstream) with its reason, instead of failing."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from lakecdp_airflow.steps import MissingInput
-
     try:
         yield
-    except MissingInput as exc:
+    except nightly.MissingInput as exc:
         raise AirflowSkipException(str(exc)) from exc
 
 
@@ -70,9 +70,8 @@ def run_gate(checkpoint: str, as_of: datetime, versions: dict[str, int] | None =
     from airflow.sdk.exceptions import AirflowFailException
 
     from lakecdp.quality.runner import QualityGateFailed
-    from lakecdp_airflow import steps
 
     try:
-        return steps.quality_gate(steps.open_pipeline(), checkpoint, as_of, versions)
+        return nightly.quality_gate(nightly.open_nightly(), checkpoint, as_of, versions)
     except QualityGateFailed as exc:
         raise AirflowFailException(str(exc)) from exc

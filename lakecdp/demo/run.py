@@ -417,10 +417,10 @@ class _Demo:
         return s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0)
 
     def triggers(self) -> str:
+        from lakecdp.flows.timers import send_due_triggers
         from lakecdp.segments import segments_of
-        from lakecdp.triggers.dispatch import dispatch_due
 
-        report = dispatch_due(self.lake, self.settings, segments_of(self.settings), self.end)
+        report = send_due_triggers(self.lake, self.settings, segments_of(self.settings), self.end)
         receivers = [("the signed webhook", self.world.servers["triggers"], "received")]
         if "klaviyo" in self.world.servers:
             receivers.append(("Klaviyo's Events API", self.world.servers["klaviyo"], "events"))

@@ -12,8 +12,8 @@ from lakecdp.experiments.analysis import arm_summaries, experiment_outcomes, rec
 from lakecdp.experiments.assign import Assigner, holdout_epoch
 from lakecdp.experiments.report import ExperimentReport, build_report
 from lakecdp.experiments.settings import ExperimentSettings
+from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import Lake, LakeError
-from lakecdp.pipeline import resolved_events
 
 
 def population(lake: Lake) -> pd.DataFrame:

@@ -39,7 +39,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _unmerge(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
-    from lakecdp.pipeline import unmerge_identity
+    from lakecdp.flows.micro_batch import unmerge_identity
     from lakecdp.segments import segments_of
 
     lake = open_lake_for(args, settings)

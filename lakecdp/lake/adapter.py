@@ -228,6 +228,11 @@ class Lake:
     def optimize(self, name: str) -> dict[str, Any]:
         return self.engine.optimize(table(name), self.path(name))
 
+    def checkpoint(self, name: str) -> int | None:
+        """A Delta checkpoint at the current version (faster log replay for every reader); returns that
+        version, or None when the engine writes checkpoints itself (delta-spark, every 10 commits)."""
+        return self.engine.checkpoint(self.path(name))
+
     def purge_history(self, name: str) -> None:
         """Forget every old version: vacuum all unreferenced files and expire the log (erasure)."""
         self.engine.purge_history(self.path(name))

@@ -171,6 +171,11 @@ class DeltaRsEngine(LakeEngine):
             return {}
         return self._table(path).optimize.compact()
 
+    def checkpoint(self, path: str) -> int | None:
+        table = self._table(path)
+        table.create_checkpoint()
+        return table.version()
+
     def purge_history(self, path: str) -> None:
         if not self.exists(path):
             return

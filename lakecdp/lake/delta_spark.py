@@ -258,6 +258,9 @@ class DeltaSparkEngine(LakeEngine):
         metrics = self._delta.forPath(self.spark, path).optimize().executeCompaction().collect()
         return metrics[0].asDict(recursive=True) if metrics else {}
 
+    def checkpoint(self, path: str) -> int | None:
+        return None  # delta-spark writes one every 10 commits (delta.checkpointInterval)
+
     def purge_history(self, path: str) -> None:
         # Vacuuming and expiring the log touch files and the log only, no Spark data: the same
         # delta-rs steps serve tables either engine wrote.

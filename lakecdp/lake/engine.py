@@ -97,6 +97,11 @@ class LakeEngine(ABC):
     @abstractmethod
     def purge_history(self, path: str) -> None: ...
 
+    @abstractmethod
+    def checkpoint(self, path: str) -> int | None:
+        """Write a checkpoint of the log at the current version and return it; None when the engine
+        checkpoints by itself as it commits."""
+
 
 def sql_literal(value: Any) -> str:
     """Render a Python value as a SQL literal both Spark SQL and DataFusion accept."""

@@ -28,6 +28,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 
 from lakecdp.config import Settings
 from lakecdp.events.ingest import commit_batch, prepare_batch
+from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import AppTxn, Lake, table
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
 from lakecdp.online.ingest import REJECTED, SUPPORTED_COLUMNS, UNSURE, VALID, LineParser
@@ -82,8 +83,19 @@ def _arrow_pieces(df: DataFrame, rows: int, chunk_rows: int, key: str) -> Iterat
 class OnlineState:
     """The stream's online half: one per running stream, holding the plan and the store."""
 
-    def __init__(self, lake: Lake, settings: Settings, store: StateStore, segments: list[Segment]) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        settings: Settings,
+        store: StateStore,
+        segments: list[Segment],
+        *,
+        rescore: Callable[[datetime, list[str]], object] | None = None,
+    ) -> None:
+        """`rescore(now, customers)`: re-scores the flushed customers' profiles (the stream passes
+        lakecdp.flows.micro_batch.rescore_profiles when stream.rescore is on); None: no re-scoring."""
         self.lake, self.settings, self.store, self.segments = lake, settings, store, segments
+        self.rescore = rescore
         rules = consent_rules(settings.privacy, settings.esp)
         self.consent_rules = rules
         self.consent_events = {*rules.opt_in_events, *rules.opt_out_events, rules.consent_event}
@@ -100,11 +112,6 @@ class OnlineState:
         self.uses_scores = any(c in _SCORE_COLUMNS for c in _attribute_columns(segments))
         self.customer_columns = customer_columns(segments)  # CRM columns rules read (`customer:` leaves)
         self._customers: tuple[int, dict[str, dict]] | None = None
-        self.models = None
-        if settings.stream.rescore:
-            from models.settings import parse_model_settings
-
-            self.models = parse_model_settings(settings.models)
         # Live batches are decided in Python when every column the state folds is one the executor derives.
         self.parser = LineParser(settings.events, lake.pseudonyms, self.columns) if set(self.columns) <= SUPPORTED_COLUMNS else None
 
@@ -442,7 +449,6 @@ class OnlineState:
         change is recorded as transitions. Returns the events folded (0: the store was current).
         """
         from lakecdp.identity.graph import active_links
-        from lakecdp.pipeline import resolved_events
 
         if self.store.meta("fingerprint") == self.fingerprint:
             return 0
@@ -486,7 +492,7 @@ class OnlineState:
     def flush(self, now: datetime | None = None) -> int:
         """Write what changed since the last flush to Delta; returns the customers written.
 
-        With `now` and stream.rescore, the changed customers are re-scored with the champion models
+        With `now` and a `rescore` callable, the changed customers are re-scored with the champion models
         too (their model features read their bronze history: at the flush, off the batches' path).
         """
         began = time.perf_counter()
@@ -552,11 +558,9 @@ class OnlineState:
         began = time.perf_counter()
         run_together(self.lake.spark, *writes)
         self.last_flush |= {"customers": len(pending.customers), "tables_s": round(time.perf_counter() - began, 2)}
-        if now is not None and self.models is not None:
-            from lakecdp.pipeline import rescore_profiles
-
+        if now is not None and self.rescore is not None:
             began = time.perf_counter()
-            rescore_profiles(self.lake, self.models, now, customers=sorted(states))
+            self.rescore(now, sorted(states))
             self.last_flush["rescore_s"] = round(time.perf_counter() - began, 2)
         self.store.flushed(pending)
         # Message ids older than the dedupe window can no longer make a duplicate.

@@ -53,7 +53,7 @@ def same_value(a: Any, b: Any) -> bool:
 
 def batch_view(lake: Lake, online: OnlineState, as_of: datetime) -> tuple[dict[str, dict], dict[tuple[str, str], tuple[bool, Any]]]:
     """Profiles and (is_member, next_check_at) per segment and customer, from bronze, by the Spark executor."""
-    from lakecdp.pipeline import resolved_events
+    from lakecdp.identity.resolved import resolved_events
     from lakecdp.profiles import build_profile_features
     from lakecdp.segments.compile import evaluate_segments
 

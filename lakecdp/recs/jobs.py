@@ -8,8 +8,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame, functions as F
 
 from lakecdp.content.settings import RecsSettings
+from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import Lake, LakeError
-from lakecdp.pipeline import resolved_events
 from lakecdp.recs.evaluate import Evaluation, evaluate_recommendations
 from lakecdp.recs.transforms import CATALOG_COLUMNS, EVENT_COLUMNS, build_recommendations, catalog_from_events, interactions
 

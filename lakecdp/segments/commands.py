@@ -52,7 +52,7 @@ def _validate(args: argparse.Namespace, settings: Settings) -> int:
 def _sizes_as_of(lake, segments, as_of) -> dict[str, int]:
     from pyspark.sql import functions as F
 
-    from lakecdp.pipeline import resolved_events
+    from lakecdp.identity.resolved import resolved_events
     from lakecdp.profiles import build_profile_features
     from lakecdp.segments import evaluate_segments
 
@@ -89,7 +89,7 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
     from pyspark.sql import functions as F
 
     from lakecdp.clock import SystemClock
-    from lakecdp.pipeline import resolved_events
+    from lakecdp.identity.resolved import resolved_events
     from lakecdp.profiles import build_profile_features
     from lakecdp.segments import evaluate_segments, segments_of
     from lakecdp.segments.insights import membership_as_of
@@ -165,7 +165,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 
 def _tick(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
-    from lakecdp.pipeline import fire_due_timers
+    from lakecdp.flows.timers import fire_due_timers
     from lakecdp.segments import segments_of
 
     now = args.as_of or SystemClock().now()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import time, timedelta
 from typing import Any
@@ -219,15 +220,44 @@ def _clock_time(value: Any, where: str, key: str) -> time:
         raise RuleError(f"{where}: {key}: {value!r} is not a time of day. Fix: write it as 'HH:MM', e.g. '21:00'.") from None
 
 
+def nodes(rule: Rule) -> Iterator[Rule]:
+    """The rule and every rule inside it, parents first."""
+    yield rule
+    if isinstance(rule, Not):
+        yield from nodes(rule.rule)
+    elif isinstance(rule, (AllOf, AnyOf, AtLeastOf)):
+        for child in rule.rules:
+            yield from nodes(child)
+
+
 def references(rule: Rule) -> set[str]:
     """Names of the segments a rule refers to with in_segment."""
-    if isinstance(rule, InSegment):
-        return {rule.segment}
-    if isinstance(rule, Not):
-        return references(rule.rule)
-    if isinstance(rule, (AllOf, AnyOf, AtLeastOf)):
-        return set().union(*(references(child) for child in rule.rules))
-    return set()
+    return {node.segment for node in nodes(rule) if isinstance(node, InSegment)}
+
+
+def segments_reading(segments: list[Segment], profile_columns: set[str]) -> list[Segment]:
+    """The segments whose rules read any of `profile_columns` (directly or through in_segment), plus
+    every segment those reference (they must be evaluated together to compile), in `segments`' order."""
+
+    def reads(node: Rule) -> bool:
+        if isinstance(node, SqlRule):
+            return bool(profile_columns & set(node.profile_columns))
+        return isinstance(node, Attribute) and node.table == "profile" and node.column in profile_columns
+
+    uses = {s.name: references(s.rule) for s in segments}
+    reading = {s.name for s in segments if any(reads(node) for node in nodes(s.rule))}
+    while True:  # a segment built on a reading one reads those columns too
+        grown = reading | {name for name, refs in uses.items() if refs & reading}
+        if grown == reading:
+            break
+        reading = grown
+    needed, stack = set(reading), list(reading)
+    while stack:
+        for ref in uses[stack.pop()]:
+            if ref not in needed:
+                needed.add(ref)
+                stack.append(ref)
+    return [s for s in segments if s.name in needed]
 
 
 def _check_references(segments: list[Segment], source: str) -> None:
@@ -355,20 +385,11 @@ def customer_attribute(name: Any, op: str, value: Any, customers: CustomerSettin
 def customer_columns(segments: list[Segment]) -> dict[str, str]:
     """The CRM columns the segments' rules read -> their Spark types."""
     found: dict[str, str] = {}
-
-    def visit(rule: Rule) -> None:
-        if isinstance(rule, Attribute) and rule.table == "customer" and rule.dtype is not None:
-            found[rule.column] = rule.dtype
-        elif isinstance(rule, SqlRule):
-            found.update(rule.customer_columns)
-        elif isinstance(rule, Not):
-            visit(rule.rule)
-        elif isinstance(rule, (AllOf, AnyOf, AtLeastOf)):
-            for child in rule.rules:
-                visit(child)
-
-    for segment in segments:
-        visit(segment.rule)
+    for node in (node for segment in segments for node in nodes(segment.rule)):
+        if isinstance(node, Attribute) and node.table == "customer" and node.dtype is not None:
+            found[node.column] = node.dtype
+        elif isinstance(node, SqlRule):
+            found.update(node.customer_columns)
     return found
 
 

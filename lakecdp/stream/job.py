@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
@@ -27,19 +27,12 @@ from lakecdp.config import Settings
 from lakecdp.config.models import KafkaSettings
 from lakecdp.events.ingest import IngestResult, commit_batch, prepare_batch
 from lakecdp.events.retention import expire_processed, record_processed
+from lakecdp.flows.micro_batch import refresh_membership, refresh_profiles, rescore_profiles, touched_customers, update_identity_links
+from lakecdp.flows.timers import fire_due_timers, next_due, send_due_triggers
+from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.lake.files import read_text
 from lakecdp.online.executor import from_us
-from lakecdp.pipeline import (
-    fire_due_timers,
-    next_due,
-    refresh_membership,
-    refresh_profiles,
-    rescore_profiles,
-    resolved_events,
-    touched_customers,
-    update_identity_links,
-)
 from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
 from lakecdp.profiles.features import EVENT_COLUMNS as PROFILE_EVENT_COLUMNS
 from lakecdp.progress import Progress
@@ -48,6 +41,7 @@ from lakecdp.segments.compile import event_columns
 from lakecdp.spark.together import run_together
 from lakecdp.stream.metrics import Heartbeat, ProgressListener, StreamMetrics
 from lakecdp.stream.source_log import batch_files, read_lines
+from models.settings import ModelSettings, parse_model_settings
 
 if TYPE_CHECKING:
     from lakecdp.online.flow import OnlineState
@@ -126,11 +120,7 @@ class BatchProcessor:
         # read, not bronze's JSON texts (at 1.8k customers, 2.4 s to cache all columns vs 1.3 s).
         self.event_columns = sorted(set(PROFILE_EVENT_COLUMNS) | event_columns(self.segments))
         self.consent_rules = consent_rules(settings.privacy, settings.esp)
-        self.models = None
-        if settings.stream.rescore:
-            from models.settings import parse_model_settings
-
-            self.models = parse_model_settings(settings.models)
+        self.models = parse_model_settings(settings.models) if settings.stream.rescore else None
         self.triggers = any(s.trigger is not None for s in self.segments)
         self.failure: BatchFailed | None = None
         self.ticks: list[dict] = []  # per timer tick: customers re-evaluated, seconds (timers, then sends)
@@ -142,7 +132,8 @@ class BatchProcessor:
             from lakecdp.online.flow import OnlineState
             from lakecdp.online.store import open_store
 
-            self.online = OnlineState(lake, settings, open_store(settings.state, lake.root), self.segments)
+            rescore = None if self.models is None else self.rescore
+            self.online = OnlineState(lake, settings, open_store(settings.state, lake.root), self.segments, rescore=rescore)
             self.flushed_at = clock.now()
         self.metrics = StreamMetrics(lake)
         self.progress: Progress | None = None  # until-idle runs (backfills): lines done and rate on a terminal
@@ -154,10 +145,12 @@ class BatchProcessor:
         # Set after each batch (which may have set timers or enqueued sends) and on stop: wakes the timer thread.
         self.wake = threading.Event()
 
+    def rescore(self, now: datetime, customers: list[str]) -> int:
+        """Re-score `customers` with the champion models as of `now` (stream.rescore: on)."""
+        return rescore_profiles(self.lake, cast(ModelSettings, self.models), now, customers=customers)
+
     def fire_timers(self) -> datetime | None:
         """Time-driven work: due segment timers, then due trigger sends; returns when the next of either falls due."""
-        from lakecdp.triggers.dispatch import dispatch_due
-
         began = time.perf_counter()
         if self.online is not None:
             with self.lock:  # state only: Python over the due customers' states
@@ -166,14 +159,14 @@ class BatchProcessor:
             # The dispatcher reads the live states and the unflushed outbox from the store, so a send
             # waits for no flush: flushes run on their own thread (_flush_online) beside batches and sends.
             if self.triggers:
-                report = dispatch_due(self.lake, self.settings, self.segments, now, online=self.online, content=self.content_service)
+                report = send_due_triggers(self.lake, self.settings, self.segments, now, online=self.online, content=self.content_service)
                 self.dispatched |= report.decided
         else:
             with self.lock:
                 now = self.clock.now()
                 fired = fire_due_timers(self.lake, self.segments, now)
                 if self.triggers:
-                    dispatch_due(self.lake, self.settings, self.segments, now)
+                    send_due_triggers(self.lake, self.settings, self.segments, now)
         if fired:
             log.info("timers: re-evaluated %s customers whose membership time may have changed", len(fired))
         self.ticks.append({"customers": len(fired), "seconds": round(time.perf_counter() - began, 3)})

@@ -22,10 +22,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from lakecdp.clock import SystemClock
+    from lakecdp.flows.timers import send_due_triggers
     from lakecdp.segments import segments_of
-    from lakecdp.triggers.dispatch import dispatch_due
 
-    report = dispatch_due(open_lake_for(args, settings), settings, segments_of(settings), args.as_of or SystemClock().now())
+    report = send_due_triggers(open_lake_for(args, settings), settings, segments_of(settings), args.as_of or SystemClock().now())
     print("nothing due" if not report.outcomes else "\n".join(f"{n:>6}  {outcome}" for outcome, n in sorted(report.outcomes.items())))
     return 0
 

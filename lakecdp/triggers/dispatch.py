@@ -19,11 +19,11 @@ from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON
 from lakecdp.export.identifiers import email_sha256, normalize_email
 from lakecdp.lake import Lake
 from lakecdp.online.executor import from_us, to_us
-from lakecdp.pipeline import refresh_membership, refresh_profiles, rows_among
 from lakecdp.privacy.consent import latest_consent_events
 from lakecdp.privacy.email_consent import block_reason
 from lakecdp.privacy.ledger import consent_rules
 from lakecdp.segments.rules import Segment
+from lakecdp.spark.frames import rows_among
 from lakecdp.triggers.outbox import PENDING, is_capped, pending, quiet_until
 from lakecdp.triggers.settings import TriggerSettings, WebhookDestination, trigger_settings
 
@@ -55,17 +55,23 @@ def dispatch_due(
     *,
     online: OnlineState | None = None,
     content: Callable[[], ContentService] | None = None,
+    refresh: Callable[[list[str]], None] | None = None,
 ) -> DispatchReport:
     """Send every pending trigger due by `now`; record sent / cancelled (why) / failed (ESP reason).
+
+    The timer flow (lakecdp.flows.timers.send_due_triggers) calls this with what re-checks need.
 
     Args:
         runtime: secrets, sleep and clock for the destinations' HTTP clients (default: the process environment).
         online: the stream's online state. Sends are then re-checked against the live states in its
             store (membership, time zone, opt-in/out events) and include the outbox rows no flush has
-            written to Delta yet; without it, membership is refreshed from bronze first (the batch path).
+            written to Delta yet; without it, `refresh` brings the due customers' profiles and membership
+            up to `now` from bronze first (the batch path).
         content: gives the content service ESP sends render with, kept open by the caller (called on
             the first ESP send); default: one opened for this dispatch.
     """
+    if (online is None) == (refresh is None):
+        raise ValueError("dispatch_due needs exactly one of `online` (the stream's state) and `refresh` (membership from bronze)")
     report = DispatchReport()
     outbox = lake.read("trigger_outbox")
     due_now = pending(outbox).filter(F.col("due_at") <= F.lit(now).cast("timestamp"))
@@ -80,10 +86,11 @@ def dispatch_due(
     contacts = lake.with_plain_contacts(rows_among(lake.read("customers"), "customer_id", customers))
     # Collected once: contacts are decrypted on every read.
     known = {r.customer_id: r for r in contacts.select("customer_id", "external_id", "marketing_opt_in", "email").collect()}
-    if online is None:
-        recheck = _recheck_from_bronze(lake, settings, segments, customers, known, now)
-    else:
+    if online is not None:
         recheck = _recheck_from_store(lake, online, customers, known)
+    elif refresh is not None:
+        refresh(customers)  # re-check against the latest events: a purchase after the entry cancels the send
+        recheck = _recheck_from_bronze(lake, settings, customers, known)
     external = {c: r.external_id for c, r in known.items()}
     senders = Senders(lake, settings, now, runtime, contacts, content)
     sent_before: dict[tuple[str, str], list[datetime]] = {}
@@ -115,13 +122,8 @@ class Recheck:
     zones: dict[str, str | None]  # customer_id -> time zone (quiet hours)
 
 
-def _recheck_from_bronze(
-    lake: Lake, settings: Settings, segments: list[Segment], customers: list[str], known: dict[str, Row], now: datetime
-) -> Recheck:
-    """The batch path: profiles and membership refreshed from the customers' bronze history as of `now`."""
-    # Re-check against the latest events: a purchase after the entry cancels the send.
-    refresh_profiles(lake, now, customers=customers)
-    refresh_membership(lake, segments, now, customers=customers)
+def _recheck_from_bronze(lake: Lake, settings: Settings, customers: list[str], known: dict[str, Row]) -> Recheck:
+    """The batch path: the customers' profiles and membership in Delta, just refreshed from bronze."""
     members = {(r.segment, r.customer_id) for r in rows_among(lake.read("segment_membership"), "customer_id", customers).collect()}
     zones = {
         r.customer_id: r.timezone

@@ -79,10 +79,10 @@ def build_lake(spark, settings, root: Path) -> None:
     """
     from lakecdp.clock import FrozenClock
     from lakecdp.events.ingest import ingest_lines, read_landing_lines
+    from lakecdp.flows.micro_batch import refresh_profiles, update_identity_links
     from lakecdp.generate import GeneratorSettings, write_dataset
     from lakecdp.importer.customers import import_customers
     from lakecdp.lake import open_lake
-    from lakecdp.pipeline import refresh_profiles, update_identity_links
 
     dataset = write_dataset(GeneratorSettings(customers=100, days=10, seed=7, end=AS_OF), root / "generated")
     lake = open_lake(spark, settings.lake)

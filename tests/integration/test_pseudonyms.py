@@ -10,9 +10,9 @@ import pytest
 
 from lakecdp.config.models import EventSettings
 from lakecdp.events.ingest import ingest_lines
+from lakecdp.flows.micro_batch import refresh_profiles, update_identity_links
 from lakecdp.importer.customers import import_customers
 from lakecdp.lake import Lake
-from lakecdp.pipeline import refresh_profiles, update_identity_links
 from lakecdp.privacy.pseudonyms import KEY_ENV, PseudonymKeyError
 from tests.integration.test_erasure import traces
 from tests.pseudonyms import pid

@@ -20,10 +20,11 @@ from lakecdp.experiments.jobs import analyse, draw_global_holdout, materialize_a
 from lakecdp.experiments.report import render_html
 from lakecdp.experiments.settings import parse_experiment_settings
 from lakecdp.experiments.simulate import CampaignModel, campaign_events
+from lakecdp.flows.micro_batch import update_identity_links
 from lakecdp.generate import GeneratorSettings, write_dataset
+from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import open_lake
 from lakecdp.lake.tables import CUSTOMERS, EVENTS
-from lakecdp.pipeline import resolved_events, update_identity_links
 from lakecdp.recs.jobs import build_and_write, evaluate, read_catalog
 from lakecdp.recs.transforms import (
     EVENT_COLUMNS,

@@ -10,8 +10,9 @@ from pyspark.sql import functions as F
 
 from lakecdp.config.models import EventSettings, LakeSettings
 from lakecdp.events.ingest import ingest_lines
+from lakecdp.flows.micro_batch import refresh_membership, refresh_profiles, touched_customers, update_identity_links
+from lakecdp.flows.timers import fire_due_timers
 from lakecdp.lake import open_lake
-from lakecdp.pipeline import fire_due_timers, refresh_membership, refresh_profiles, touched_customers, update_identity_links
 from lakecdp.segments import parse_segments
 from tests.pseudonyms import pid
 
@@ -110,7 +111,7 @@ def test_segment_references_combine_memberships(pipeline):
 
 
 def test_a_wrong_identity_merge_is_split_back_out(pipeline):
-    from lakecdp.pipeline import unmerge_identity
+    from lakecdp.flows.micro_batch import unmerge_identity
 
     lake, segments, send, members = pipeline
     identify = json.dumps(

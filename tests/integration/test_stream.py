@@ -15,8 +15,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from lakecdp.config import load_settings
 from lakecdp.generate import GeneratorSettings, write_dataset
+from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import open_lake
-from lakecdp.pipeline import resolved_events
 from lakecdp.profiles import build_profile_features
 from lakecdp.segments import evaluate_segments, segments_of
 from tests.topics import create_topic, produce_lines

@@ -11,10 +11,10 @@ import pytest
 
 from lakecdp.config import load_settings
 from lakecdp.experiments.assign import load_assigner
+from lakecdp.flows.timers import fire_due_timers, send_due_triggers
 from lakecdp.lake import open_lake
-from lakecdp.pipeline import fire_due_timers
 from lakecdp.segments import parse_segments
-from lakecdp.triggers.dispatch import GLOBAL_HOLDOUT_REASON, dispatch_due
+from lakecdp.triggers.dispatch import GLOBAL_HOLDOUT_REASON
 from lakecdp.webhooks import verify
 from tests.lakes import ingest_and_refresh
 from tests.pseudonyms import pid
@@ -128,8 +128,8 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     assert all(r.state == "pending" and r.due_at.replace(tzinfo=UTC) == T + 49 * H + timedelta(seconds=20) for r in outbox.values())
 
     send(T + 48.5 * H, line("buy-late", "late_buyer", "Order Completed", T + 48.5 * H, revenue="80"))  # after it was queued
-    assert dispatch_due(lake, settings, segments, T + 49 * H).outcomes == {}  # not due yet
-    report = dispatch_due(lake, settings, segments, T + 49.5 * H)
+    assert send_due_triggers(lake, settings, segments, T + 49 * H).outcomes == {}  # not due yet
+    report = send_due_triggers(lake, settings, segments, T + 49.5 * H)
     states = {name[r.customer_id]: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
     assert states["abandoner"] == ("sent", None)
     assert states["late_buyer"][0] == "cancelled" and "left the segment" in states["late_buyer"][1]
@@ -138,7 +138,7 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     assert states["bounced"] == ("cancelled", "no consent: suppressed: bounced")  # the export's suppression list
     assert report.outcomes["sent"] == 1 and report.outcomes["cancelled"] == 4
 
-    dispatch_due(lake, settings, segments, T + 60 * H)  # nothing left to send: no second delivery
+    send_due_triggers(lake, settings, segments, T + 60 * H)  # nothing left to send: no second delivery
     # the receiver is told the retailer's id, never the pseudonym
     assert [(d["customer_id"], d["segment"]) for d in Receiver.deliveries] == [("abandoner", "cart_abandoned_48h")]
     assert Receiver.deliveries[0]["key"] == outbox["abandoner"].trigger_id
@@ -156,7 +156,7 @@ def test_an_entry_reaches_transitions_and_the_outbox_whichever_write_commits_fir
     def one_after_another(_spark, *steps):
         return [step() for step in (steps if order == "as_listed" else steps[::-1])]
 
-    monkeypatch.setattr("lakecdp.pipeline.run_together", one_after_another)
+    monkeypatch.setattr("lakecdp.flows.micro_batch.run_together", one_after_another)
     settings = load_settings(env={}, overrides={"triggers": {"destinations": {"cart_webhook": {"url": "http://127.0.0.1:9/unused"}}}})
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
     segments = parse_segments(RULES)
@@ -213,7 +213,7 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
         online.store.commit(prepared.commit)
 
     def dispatch(now):
-        return dispatch_due(lake, settings, segments, now, online=online)
+        return send_due_triggers(lake, settings, segments, now, online=online)
 
     send(T + H, *[line(f"add-{c}", c, "Product Added", T, category="shoes", price=80) for c, _ in crm])
     online.fire_timers(T + 48 * H + timedelta(seconds=20), stream="s")  # hour 48: entries by time alone

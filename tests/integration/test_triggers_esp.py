@@ -17,13 +17,12 @@ from lakecdp.clock import FrozenClock
 from lakecdp.config import load_settings
 from lakecdp.content.service import open_content_service
 from lakecdp.export.adapters.base import Runtime
+from lakecdp.flows.timers import fire_due_timers, send_due_triggers
 from lakecdp.lake import open_lake
-from lakecdp.pipeline import fire_due_timers
 from lakecdp.preferences.merge import MERGE_FIELD
 from lakecdp.preferences.tokens import verify_link
 from lakecdp.sandbox import BrazeServer, KlaviyoServer, MandrillServer, Response, SfmcServer
 from lakecdp.segments import parse_segments
-from lakecdp.triggers.dispatch import dispatch_due
 from lakecdp.triggers.settings import sandbox_trigger_destination
 from tests.lakes import ingest_and_refresh
 from tests.pseudonyms import pid
@@ -226,12 +225,12 @@ def scenario(spark, tmp_path_factory):
         "POST", "/messages/send-template", Response(503, b"<html>unavailable</html>", content_type="text/html"), times=3
     )
     runtime = Runtime(env=SECRETS, clock=FrozenClock(SENT_AT))
-    reports = [dispatch_due(lake, settings, segments, SENT_AT, runtime=runtime).outcomes]
+    reports = [send_due_triggers(lake, settings, segments, SENT_AT, runtime=runtime).outcomes]
     states_after_first = {(r.segment, r.customer_id): (r.state, r.reason, r.attempts) for r in lake.read("trigger_outbox").collect()}
     reports.append(
-        dispatch_due(lake, settings, segments, SENT_AT + timedelta(minutes=2), runtime=runtime).outcomes
+        send_due_triggers(lake, settings, segments, SENT_AT + timedelta(minutes=2), runtime=runtime).outcomes
     )  # retry_after 1m passed
-    reports.append(dispatch_due(lake, settings, segments, SENT_AT + 10 * H, runtime=runtime).outcomes)
+    reports.append(send_due_triggers(lake, settings, segments, SENT_AT + 10 * H, runtime=runtime).outcomes)
     yield Scenario(
         settings, segments, lake, servers, runtime, {r.segment: r.trigger_id for r in queued}, queued, [reports, states_after_first]
     )
@@ -347,7 +346,7 @@ def test_a_klaviyo_event_resent_after_a_crash_is_recorded_once_by_its_unique_id(
     lake.merge("trigger_outbox", spark.createDataFrame(queued, lake.spec("trigger_outbox").schema))  # the write never happened
     klaviyo = scenario.servers["klaviyo"]
     sent_before = klaviyo.count("POST", "/api/events")
-    assert dispatch_due(lake, scenario.settings, scenario.segments, SENT_AT + H, runtime=scenario.runtime).outcomes == {"sent": 1}
+    assert send_due_triggers(lake, scenario.settings, scenario.segments, SENT_AT + H, runtime=scenario.runtime).outcomes == {"sent": 1}
     assert klaviyo.count("POST", "/api/events") == sent_before + 1
     assert len(klaviyo.events) == 1 and klaviyo.duplicate_events == 1 and klaviyo.flow_starts["Cart Abandoned"] == 1
     assert klaviyo.violations == []

@@ -124,8 +124,8 @@ def test_as_of_comes_from_the_producer_then_the_interval_then_run_after(dag_bag)
     assert as_of_instant(context(interval_end=None, run_after=created)) == created
 
 
-def test_spark_submit_path_builds_the_job_command(dag_bag):  # noqa: F811
-    from lakecdp_airflow import steps
+def test_spark_submit_path_builds_the_job_command():
+    from lakecdp.flows import nightly as steps
 
     assert steps.spark_submit_command({}) is None
     submit = steps.spark_submit_command({steps.SPARK_SUBMIT_ENV: "spark-submit --master 'spark://127.0.0.1:7077'"})
@@ -141,22 +141,3 @@ def test_job_entry_points_are_the_cli(job):
     done = subprocess.run([sys.executable, str(DAGS.parent / "jobs" / f"{job}.py"), "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "--lake" in done.stdout
-
-
-def test_predictive_segments_follow_scores_and_their_dependencies(dag_bag):  # noqa: F811
-    from lakecdp_airflow.steps import predictive_segments
-
-    from lakecdp.segments import parse_segments
-
-    segments = parse_segments(
-        [
-            {"name": "cart", "rule": {"event": "Product Added", "within": "24h"}},
-            {"name": "likely", "rule": {"profile": "intent_probability", "op": ">=", "value": 0.5}},
-            {"name": "likely_carts", "rule": {"all": [{"in_segment": "likely"}, {"in_segment": "cart"}]}},
-            {"name": "not_likely", "rule": {"not": {"profile": "intent_decile", "op": "<=", "value": 2}}},
-            {"name": "big_spenders", "rule": {"profile": "monetary", "op": ">=", "value": 500}},
-        ]
-    )
-    chosen = [s.name for s in predictive_segments(segments)]
-    assert chosen == ["cart", "likely", "likely_carts", "not_likely"]  # cart: likely_carts needs it to compile
-    assert predictive_segments(segments[:1] + segments[-1:]) == []

@@ -232,3 +232,22 @@ def test_event_columns_name_every_column_the_rules_read(spark):
     cut = {(r.segment, r.customer_id): r for r in evaluate_segments(narrow, profiles, segments, NOW).collect()}
     assert cut == full
     assert full[("deep", "adder")].is_member is True and full[("deep", "viewer")].is_member is False
+
+
+def test_the_segments_reading_scores_come_with_the_segments_they_reference():
+    from lakecdp.lake.tables import PROFILE_SCORES
+    from lakecdp.segments.rules import segments_reading
+
+    scores = set(PROFILE_SCORES.columns) - {"customer_id"}
+    segments = parse_segments(
+        [
+            {"name": "cart", "rule": {"event": "Product Added", "within": "24h"}},
+            {"name": "likely", "rule": {"profile": "intent_probability", "op": ">=", "value": 0.5}},
+            {"name": "likely_carts", "rule": {"all": [{"in_segment": "likely"}, {"in_segment": "cart"}]}},
+            {"name": "not_likely", "rule": {"not": {"profile": "intent_decile", "op": "<=", "value": 2}}},
+            {"name": "big_spenders", "rule": {"profile": "monetary", "op": ">=", "value": 500}},
+        ]
+    )
+    chosen = [s.name for s in segments_reading(segments, scores)]
+    assert chosen == ["cart", "likely", "likely_carts", "not_likely"]  # cart: likely_carts needs it to compile
+    assert segments_reading(segments[:1] + segments[-1:], scores) == []

@@ -59,3 +59,13 @@ def test_frequency_cap_counts_sends_inside_the_window():
     assert is_capped([now - timedelta(days=6)], now, spec)
     assert not is_capped([now - timedelta(days=8)], now, spec)
     assert not is_capped([], now, TriggerSpec("hook"))
+
+
+def test_dispatch_needs_exactly_one_way_to_recheck_membership():
+    from lakecdp.triggers.dispatch import dispatch_due
+
+    now = datetime(2026, 11, 2, tzinfo=UTC)
+    with pytest.raises(ValueError, match="exactly one of `online`"):
+        dispatch_due(None, None, [], now)  # neither: a send would go out on stale membership
+    with pytest.raises(ValueError, match="exactly one of `online`"):
+        dispatch_due(None, None, [], now, online=object(), refresh=lambda customers: None)

@@ -1,53 +1,32 @@
-"""Edge: the pipeline steps that read and write the lake, shared by the demo, the stream and jobs.
+"""The micro-batch flow: a batch of events -> identity links -> profiles -> segment membership.
 
-Every step takes the evaluation instant explicitly (event time, from the injectable clock)
-and, when given a set of touched customers, recomputes only those.
+Every step takes the evaluation instant explicitly (event time, from the injectable clock) and, when
+given a set of touched customers, recomputes only those. The stream (both state modes), the timer
+flow, `lakecdp identity unmerge` and the nightly predictive-segment refresh run these.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from functools import reduce
-from typing import Any, cast
+from datetime import datetime
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Row, functions as F
+from pyspark.sql import DataFrame, functions as F
 
 from lakecdp.clock import FrozenClock
 from lakecdp.identity import links_from_events, resolve_customer_ids
+from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.profiles import build_profile_features
 from lakecdp.segments.compile import evaluate_segments
 from lakecdp.segments.membership import compare_membership, plan_membership
 from lakecdp.segments.rules import Segment
+from lakecdp.spark.frames import only_customers
 from lakecdp.spark.together import run_together
-from lakecdp.triggers.outbox import entries_to_enqueue, pending
-
-
-def resolved_events(lake: Lake, customers: Sequence[str] | None = None) -> DataFrame:
-    """Bronze events with anonymous ids resolved through active identity links."""
-    events = resolve_customer_ids(lake.read("events"), lake.read("identity_links"))
-    return only_customers(lake, events, customers)
-
-
-def only_customers(lake: Lake, df: DataFrame, customers: Sequence[str] | None) -> DataFrame:
-    """Rows of `df` whose customer_id is in `customers` (all rows when None)."""
-    return df if customers is None else rows_among(df, "customer_id", customers)
-
-
-# Beyond this many ids a filter is a broadcast semi-join, not `isin`: a literal list of thousands of
-# ids makes every optimizer rule walk each one, which cost the stream (and a catch-up dispatch of
-# 11.5k due triggers) more than the join does. A short list stays `isin`, which Delta can skip files by.
-IN_LIST_MAX = 200
-
-
-def rows_among(df: DataFrame, column: str, values: Sequence[str]) -> DataFrame:
-    """Rows of `df` whose string `column` is one of `values`."""
-    if len(values) <= IN_LIST_MAX:
-        return df.filter(F.col(column).isin(list(values)))
-    wanted = df.sparkSession.createDataFrame([(v,) for v in sorted(set(values))], f"`{column}` string")
-    return df.join(F.broadcast(wanted), on=column, how="left_semi")
+from lakecdp.triggers.outbox import entries_to_enqueue
+from models.registry import registry_for
+from models.scoring import CLUSTER_MODEL, INTENT_MODEL, score_lake
+from models.settings import ModelSettings
 
 
 def update_identity_links(lake: Lake, batch_events: DataFrame, *, txn: AppTxn | None = None) -> list[str]:
@@ -60,39 +39,6 @@ def update_identity_links(lake: Lake, batch_events: DataFrame, *, txn: AppTxn | 
         return sorted({r.anonymous_id for r in rows} | {r.customer_id for r in rows})
     finally:
         links.unpersist()
-
-
-def unmerge_identity(lake: Lake, anonymous_id: str, customer_id: str, segments: list[Segment], now: datetime) -> bool:
-    """Deactivate a wrong link (kept in the log as unmerged) and recompute both sides; False if no such link."""
-    links = lake.read("identity_links")
-    active = (
-        links.filter((F.col("anonymous_id") == anonymous_id) & (F.col("customer_id") == customer_id) & F.col("is_active"))
-        .withColumn("is_active", F.lit(False))
-        .withColumn("unmerged_at", F.lit(now).cast("timestamp"))
-    )
-    if active.isEmpty():
-        return False
-    lake.merge("identity_links", active)
-    # The anonymous id may fall back to another (later) link, so recompute every id involved.
-    involved = {anonymous_id, customer_id} | {r.customer_id for r in links.filter(F.col("anonymous_id") == anonymous_id).collect()}
-    refresh_profiles(lake, now, customers=sorted(involved))
-    refresh_membership(lake, segments, now, customers=sorted(involved))
-    return True
-
-
-def rescore_profiles(lake: Lake, models: Any, now: datetime, *, customers: Sequence[str] | None = None) -> int:
-    """Re-score profiles (all, or just `customers`) with the champion models as of `now`.
-
-    `models`: the parsed models settings (models.settings.ModelSettings). Returns rows scored; 0 when
-    no model has been trained and promoted yet (the stream then simply has no scores to refresh).
-    """
-    from models.registry import registry_for
-    from models.scoring import CLUSTER_MODEL, INTENT_MODEL, score_lake
-
-    registry = registry_for(models.registry_root, lake.root)
-    if not registry.has_champions(INTENT_MODEL, CLUSTER_MODEL) or (customers is not None and not customers):
-        return 0
-    return score_lake(lake, models, registry, clock=FrozenClock(now), as_of=now, customers=customers).rows
 
 
 def touched_customers(lake: Lake, batch_events: DataFrame, linked_ids: Sequence[str]) -> list[str]:
@@ -147,11 +93,11 @@ def refresh_membership(
     scope: dict[str, list[str]] = {"segment": names}
     if customers is not None:
         scope["customer_id"] = list(customers)
-    profiles, scores = (only_customers(lake, lake.read(name), customers) for name in ("profile_features", "profile_scores"))
-    current = only_customers(lake, lake.read("segment_membership"), customers).filter(F.col("segment").isin(names))
+    profiles, scores = (only_customers(lake.read(name), customers) for name in ("profile_features", "profile_scores"))
+    current = only_customers(lake.read("segment_membership"), customers).filter(F.col("segment").isin(names))
     if events is None:
         events = resolved_events(lake, customers)
-    crm = only_customers(lake, lake.read("customers"), customers)
+    crm = only_customers(lake.read("customers"), customers)
     evaluated = evaluate_segments(events, profiles, segments, as_of, scores, customers=crm)
     # Cached once: membership, transitions, timers and sizes are all cheap projections of it.
     compared = compare_membership(evaluated, current).persist(StorageLevel.MEMORY_AND_DISK)
@@ -183,25 +129,36 @@ def refresh_membership(
         compared.unpersist()
 
 
-def fire_due_timers(lake: Lake, segments: list[Segment], now: datetime) -> list[str]:
-    """Re-evaluate the customers whose membership time alone may have changed by `now`.
+def refresh_customers(lake: Lake, segments: list[Segment], now: datetime, customers: Sequence[str]) -> None:
+    """Profiles, then membership, of `customers` recomputed from bronze as of `now`."""
+    refresh_profiles(lake, now, customers=customers)
+    refresh_membership(lake, segments, now, customers=customers)
 
-    This is what flips "added to cart, no purchase within 48 h" at hour 48 with no new event.
-    Returns the customers re-evaluated.
+
+def rescore_profiles(lake: Lake, models: ModelSettings, now: datetime, *, customers: Sequence[str] | None = None) -> int:
+    """Re-score profiles (all, or just `customers`) with the champion models as of `now`.
+
+    `models`: the parsed models settings. Returns rows scored; 0 when
+    no model has been trained and promoted yet (the stream then simply has no scores to refresh).
     """
-    due = lake.read("segment_timers").filter(F.col("due_at") <= F.lit(now).cast("timestamp"))
-    customers = sorted({row.customer_id for row in due.select("customer_id").distinct().collect()})
-    if customers:
-        refresh_profiles(lake, now, customers=customers)
-        refresh_membership(lake, segments, now, customers=customers)
-    return customers
+    registry = registry_for(models.registry_root, lake.root)
+    if not registry.has_champions(INTENT_MODEL, CLUSTER_MODEL) or (customers is not None and not customers):
+        return 0
+    return score_lake(lake, models, registry, clock=FrozenClock(now), as_of=now, customers=customers).rows
 
 
-def next_due(lake: Lake, *, sends: bool, timers: bool = True) -> datetime | None:
-    """When the earliest segment timer (and, with `sends`, pending trigger send) falls due, in UTC; None if none."""
-    dues = [lake.read("segment_timers").select("due_at")] if timers else []
-    if sends:
-        dues.append(pending(lake.read("trigger_outbox")).select("due_at"))
-    # A global aggregate always has its one row; first() is typed for any frame.
-    due = cast(Row, reduce(DataFrame.unionByName, dues).agg(F.min("due_at")).first())[0]
-    return None if due is None else due.replace(tzinfo=UTC)
+def unmerge_identity(lake: Lake, anonymous_id: str, customer_id: str, segments: list[Segment], now: datetime) -> bool:
+    """Deactivate a wrong link (kept in the log as unmerged) and recompute both sides; False if no such link."""
+    links = lake.read("identity_links")
+    active = (
+        links.filter((F.col("anonymous_id") == anonymous_id) & (F.col("customer_id") == customer_id) & F.col("is_active"))
+        .withColumn("is_active", F.lit(False))
+        .withColumn("unmerged_at", F.lit(now).cast("timestamp"))
+    )
+    if active.isEmpty():
+        return False
+    lake.merge("identity_links", active)
+    # The anonymous id may fall back to another (later) link, so recompute every id involved.
+    involved = {anonymous_id, customer_id} | {r.customer_id for r in links.filter(F.col("anonymous_id") == anonymous_id).collect()}
+    refresh_customers(lake, segments, now, sorted(involved))
+    return True

@@ -1,9 +1,10 @@
-"""What each lakecdp DAG task does, as plain functions returning small dicts (versions, paths, counts).
+"""The nightly flow: what each lakecdp DAG task does, as plain functions returning small dicts
+(versions, paths, counts) that the DAGs in dags/ pass on as XCom.
 
-No Airflow here and nothing at import: every lakecdp/models import sits inside a function, so
-the DAG processor never loads Spark, Great Expectations or sklearn. Heavy steps run the
-functions behind `lakecdp train|score|export run` in-process, or `spark-submit jobs/<job>.py`
-when $LAKECDP_SPARK_SUBMIT names a spark-submit command (e.g. "spark-submit --master spark://127.0.0.1:7077").
+No Airflow here. DAG files import this module inside their tasks, never at parse time, so the DAG
+processor never loads Spark, Great Expectations or sklearn. Heavy steps run the functions behind
+`lakecdp train|score|export run` in-process, or `spark-submit jobs/<job>.py` when
+$LAKECDP_SPARK_SUBMIT names a spark-submit command (e.g. "spark-submit --master spark://127.0.0.1:7077").
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -23,7 +24,7 @@ from typing import Any
 log = logging.getLogger("lakecdp.airflow")
 
 SPARK_SUBMIT_ENV = "LAKECDP_SPARK_SUBMIT"
-JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"
+JOBS_DIR = Path(__file__).resolve().parents[2] / "jobs"  # the repository's jobs/
 MODEL_CARDS_FOLDER = "_model_cards"
 EXPORT_REPORTS_FOLDER = "_export_reports"
 # Delta's own default: VACUUM never deletes files a reader of the last 7 days may still need.
@@ -48,7 +49,7 @@ def instant(text: str) -> datetime:
 
 
 @dataclass(frozen=True)
-class Pipeline:
+class Nightly:
     """Settings and the lake, opened inside a task (never at import)."""
 
     settings: Any
@@ -72,7 +73,7 @@ class Pipeline:
         return ResultStore(f"{self.lake.root.rstrip('/')}/{folder}", self.settings.lake.storage_options)
 
 
-def open_pipeline() -> Pipeline:
+def open_nightly() -> Nightly:
     """load_settings() + the one SparkSession (reused when one is active, e.g. under dag.test()) + the lake."""
     from lakecdp.config import load_settings
     from lakecdp.lake import lake_for
@@ -80,7 +81,7 @@ def open_pipeline() -> Pipeline:
 
     settings = load_settings()
     check_sections(settings)
-    return Pipeline(settings, lake_for(settings))
+    return Nightly(settings, lake_for(settings))
 
 
 # ---- spark-submit ------------------------------------------------------------------------------
@@ -110,7 +111,7 @@ def run_job(submit: Sequence[str], job: str, args: Sequence[str]) -> None:
 
 
 # ---- quality gates -----------------------------------------------------------------------------
-def quality_gate(p: Pipeline, checkpoint: str, as_of: datetime, versions: dict[str, int] | None = None) -> list[dict[str, Any]]:
+def quality_gate(p: Nightly, checkpoint: str, as_of: datetime, versions: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """Run a checkpoint of expectations/ (raises QualityGateFailed naming the failed expectations)."""
     from lakecdp.quality.runner import quality_run, run_checkpoint
 
@@ -128,7 +129,7 @@ class EventTimes:
     last: datetime
 
 
-def event_times(p: Pipeline, as_of: datetime, events_version: int | None = None) -> EventTimes:
+def event_times(p: Nightly, as_of: datetime, events_version: int | None = None) -> EventTimes:
     """First, newest-up-to-`as_of` and last event time of bronze, in one aggregate; MissingInput when there are none."""
     from pyspark.sql import functions as F
 
@@ -148,10 +149,11 @@ def event_times(p: Pipeline, as_of: datetime, events_version: int | None = None)
             f"the events table in {p.lake.root} is empty. Fix: load events first (the stream, `lakecdp import orders`, or `lakecdp demo`)."
         )
 
-    def at(value: int | None) -> datetime | None:
-        return None if value is None else EPOCH + timedelta(microseconds=value)
+    def at(micros: int) -> datetime:
+        return EPOCH + timedelta(microseconds=micros)
 
-    return EventTimes(first=at(row["first"]), newest_before=at(row["newest_before"]), last=at(row["last"]))
+    newest = row["newest_before"]
+    return EventTimes(first=at(row["first"]), newest_before=None if newest is None else at(newest), last=at(row["last"]))
 
 
 def data_gap(times: EventTimes, as_of: datetime, freshness: timedelta, what: str) -> str | None:
@@ -173,7 +175,7 @@ def data_gap(times: EventTimes, as_of: datetime, freshness: timedelta, what: str
     )
 
 
-def score_inputs(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+def score_inputs(p: Nightly, as_of: datetime) -> dict[str, Any]:
     """Before scoring writes anything: champions to score with (MissingInput) and events up to the as-of (StaleInput)."""
     from models.clustering import MODEL_NAME as CLUSTER_MODEL
     from models.intent import MODEL_NAME as INTENT_MODEL
@@ -186,12 +188,12 @@ def score_inputs(p: Pipeline, as_of: datetime) -> dict[str, Any]:
         )
     times = event_times(p, as_of)
     gap = data_gap(times, as_of, p.model_settings.freshness, "scores refused")
-    if gap:
+    if gap or times.newest_before is None:  # no event before the as-of is a gap too
         raise StaleInput(f"{gap} profile_scores was not changed.")
     return {"as_of": iso(as_of), "newest_event_at": iso(times.newest_before)}
 
 
-def export_inputs(p: Pipeline) -> list[str]:
+def export_inputs(p: Nightly) -> list[str]:
     """The enabled ESP destinations; MissingInput when there is none, or no membership to export."""
     from lakecdp.export.settings import load_esp_settings
 
@@ -210,7 +212,7 @@ def export_inputs(p: Pipeline) -> list[str]:
 
 
 # ---- retrain -----------------------------------------------------------------------------------
-def training_set(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+def training_set(p: Nightly, as_of: datetime) -> dict[str, Any]:
     """Pin the point-in-time training set: its snapshots (event time <= each) and the input table versions.
 
     MissingInput when the events do not reach the as-of or the history is too short for one snapshot.
@@ -255,7 +257,7 @@ def trained_versions(registry: Any, as_of: datetime, events_version: int | None 
     return found
 
 
-def train(p: Pipeline, as_of: datetime, events_version: int) -> dict[str, Any]:
+def train(p: Nightly, as_of: datetime, events_version: int) -> dict[str, Any]:
     """Train K-Means and the intent model, evaluate and promote if better (models.training.train_models).
 
     A rerun of the same data interval on the same bronze version reuses what that run registered.
@@ -298,7 +300,7 @@ def train(p: Pipeline, as_of: datetime, events_version: int) -> dict[str, Any]:
     return {"as_of": iso(as_of), "registry": str(registry.root), "reused": reused, "models": models}
 
 
-def evaluate(p: Pipeline, trained: dict[str, Any]) -> dict[str, Any]:
+def evaluate(p: Nightly, trained: dict[str, Any]) -> dict[str, Any]:
     """Each trained version's validation metric next to the champion's on the same window, from its card."""
     from models.registry import ModelRef
 
@@ -339,7 +341,7 @@ def evaluate(p: Pipeline, trained: dict[str, Any]) -> dict[str, Any]:
     return evaluation
 
 
-def publish_model_cards(p: Pipeline, trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+def publish_model_cards(p: Nightly, trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
     """Copy each trained version's card to <lake root>/_model_cards/ (<model>.html = latest) with an index.json."""
     import json
 
@@ -354,7 +356,7 @@ def publish_model_cards(p: Pipeline, trained: dict[str, Any], evaluation: dict[s
 
 
 # ---- score -------------------------------------------------------------------------------------
-def score(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+def score(p: Nightly, as_of: datetime) -> dict[str, Any]:
     """Score every profile as of `as_of` with the champions into profile_scores (models.scoring.score_lake)."""
     from lakecdp.clock import FrozenClock
     from models.clustering import MODEL_NAME as CLUSTER_MODEL
@@ -382,56 +384,13 @@ def score(p: Pipeline, as_of: datetime) -> dict[str, Any]:
     }
 
 
-def _children(rule: Any) -> Iterator[Any]:
-    from lakecdp.segments.rules import Not
-
-    yield from getattr(rule, "rules", ())
-    if isinstance(rule, Not):
-        yield rule.rule
-
-
-def _walk(rule: Any) -> Iterator[Any]:
-    yield rule
-    for child in _children(rule):
-        yield from _walk(child)
-
-
-def predictive_segments(segments: Sequence[Any]) -> list[Any]:
-    """Segments whose rules read model scores (directly or via in_segment), plus the segments they need to compile."""
+def refresh_predictive_segments(p: Nightly, as_of: datetime) -> dict[str, Any]:
+    """Re-evaluate membership of the segments that read scores, as of `as_of` (lakecdp.flows.micro_batch.refresh_membership)."""
+    from lakecdp.flows.micro_batch import refresh_membership
     from lakecdp.lake.tables import PROFILE_SCORES
-    from lakecdp.segments.rules import Attribute, InSegment
-    from lakecdp.segments.sql import SqlRule
+    from lakecdp.segments.rules import segments_of, segments_reading
 
-    score_columns = set(PROFILE_SCORES.columns) - {"customer_id"}
-
-    def reads_scores(rule: Any) -> bool:
-        if isinstance(rule, SqlRule):
-            return bool(score_columns & set(rule.profile_columns))
-        return isinstance(rule, Attribute) and rule.table == "profile" and rule.column in score_columns
-
-    by_name = {s.name: s for s in segments}
-    uses = {s.name: {r.segment for r in _walk(s.rule) if isinstance(r, InSegment)} for s in segments}
-    predictive = {s.name for s in segments if any(reads_scores(r) for r in _walk(s.rule))}
-    while True:  # a segment built on a predictive one is predictive too
-        grown = predictive | {name for name, refs in uses.items() if refs & predictive}
-        if grown == predictive:
-            break
-        predictive = grown
-    needed, stack = set(predictive), list(predictive)
-    while stack:  # ... and everything they reference must be evaluated with them
-        for ref in uses[stack.pop()]:
-            if ref not in needed:
-                needed.add(ref)
-                stack.append(ref)
-    return [by_name[name] for name in by_name if name in needed]
-
-
-def refresh_predictive_segments(p: Pipeline, as_of: datetime) -> dict[str, Any]:
-    """Re-evaluate membership of the segments that read scores, as of `as_of` (lakecdp.pipeline.refresh_membership)."""
-    from lakecdp.pipeline import refresh_membership
-    from lakecdp.segments import segments_of
-
-    chosen = predictive_segments(segments_of(p.settings))
+    chosen = segments_reading(segments_of(p.settings), set(PROFILE_SCORES.columns) - {"customer_id"})
     if not chosen:
         log.info("no segment rule reads profile_scores (conf/base/segments.yaml): no membership to refresh")
         sizes: dict[str, int] = {}
@@ -447,7 +406,7 @@ def refresh_predictive_segments(p: Pipeline, as_of: datetime) -> dict[str, Any]:
 
 
 # ---- recommendations ---------------------------------------------------------------------------
-def build_recommendations(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+def build_recommendations(p: Nightly, as_of: datetime) -> dict[str, Any]:
     """Rebuild every customer's recommendations as of `as_of` (lakecdp.recs.jobs.build_and_write, as `lakecdp recs build`).
 
     One overwrite commit with generated_at = the as-of, so a rerun of the interval writes the same rows.
@@ -471,7 +430,7 @@ def build_recommendations(p: Pipeline, as_of: datetime) -> dict[str, Any]:
 
 
 # ---- export ------------------------------------------------------------------------------------
-def export(p: Pipeline, report_name: str, *, membership_version: int | None = None) -> dict[str, Any]:
+def export(p: Nightly, report_name: str, *, membership_version: int | None = None) -> dict[str, Any]:
     """Export the diff to every enabled ESP destination (lakecdp.export.runner.ExportRunner.run) and keep its report.
 
     membership_version: the segment_membership version the quality gate validated (None: the latest).
@@ -517,7 +476,7 @@ def export(p: Pipeline, report_name: str, *, membership_version: int | None = No
     }
 
 
-def export_report(p: Pipeline, exported: dict[str, Any]) -> dict[str, Any]:
+def export_report(p: Nightly, exported: dict[str, Any]) -> dict[str, Any]:
     """Counts and requests made per destination, from the run report (no addresses, no customer ids)."""
     import json
 
@@ -537,13 +496,13 @@ def export_report(p: Pipeline, exported: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- maintenance -------------------------------------------------------------------------------
-def existing_tables(p: Pipeline) -> list[str]:
+def existing_tables(p: Nightly) -> list[str]:
     from lakecdp.lake import TABLES
 
     return [name for name in TABLES if p.lake.exists(name)]
 
 
-def process_erasure_queue(p: Pipeline) -> dict[str, Any]:
+def process_erasure_queue(p: Nightly) -> dict[str, Any]:
     """Erase every queued customer (lakecdp.privacy.erasure), each ESP's deletion API first.
 
     Fails the task (so Airflow retries) while a request stays queued because an ESP deletion failed.
@@ -576,7 +535,7 @@ def process_erasure_queue(p: Pipeline) -> dict[str, Any]:
     return {"processed": len(proofs), "request_ids": [proof.request_id for proof in proofs]}
 
 
-def reconcile_online_state(p: Pipeline, as_of: datetime) -> dict[str, Any]:
+def reconcile_online_state(p: Nightly, as_of: datetime) -> dict[str, Any]:
     """Recompute profiles and verdicts from bronze (batch executor), compare with the online state, repair differences."""
     from lakecdp.online.flow import OnlineState
     from lakecdp.online.reconcile import reconcile
@@ -599,7 +558,7 @@ def reconcile_online_state(p: Pipeline, as_of: datetime) -> dict[str, Any]:
     return {"customers": result.customers, "differences": len(result.differences), "fixed": result.fixed}
 
 
-def optimize_tables(p: Pipeline) -> dict[str, Any]:
+def optimize_tables(p: Nightly) -> dict[str, Any]:
     """Compact small files of every existing table (bin-packing; readers are unaffected)."""
     done = {}
     for name in existing_tables(p):
@@ -612,7 +571,7 @@ def optimize_tables(p: Pipeline) -> dict[str, Any]:
     return done
 
 
-def vacuum_tables(p: Pipeline, retention_hours: int) -> dict[str, Any]:
+def vacuum_tables(p: Nightly, retention_hours: int) -> dict[str, Any]:
     """Delete files no version younger than `retention_hours` references (never below Delta's 7 days)."""
     if retention_hours < MIN_VACUUM_RETENTION_HOURS:
         raise ValueError(
@@ -621,18 +580,13 @@ def vacuum_tables(p: Pipeline, retention_hours: int) -> dict[str, Any]:
     return {name: {"files_deleted": len(p.lake.vacuum(name, retention_hours=retention_hours))} for name in existing_tables(p)}
 
 
-def checkpoint_tables(p: Pipeline) -> dict[str, Any]:
+def checkpoint_tables(p: Nightly) -> dict[str, Any]:
     """Write a Delta checkpoint of every table at its current version (faster log replay for every reader)."""
-    if p.settings.lake.engine != "delta-rs":
-        log.info("engine %s writes Delta checkpoints itself (every 10 commits); skipped", p.settings.lake.engine)
-        return {"skipped": f"engine {p.settings.lake.engine}"}
-    from deltalake import DeltaTable
-
     done = {}
-    options = p.settings.lake.storage_options or None
     for name in existing_tables(p):
-        # The lake adapter has no checkpoint operation yet: delta-rs directly, on the adapter's path.
-        table = DeltaTable(p.lake.path(name), storage_options=options)
-        table.create_checkpoint()
-        done[name] = {"checkpoint_version": table.version()}
+        version = p.lake.checkpoint(name)
+        if version is None:
+            log.info("engine %s writes Delta checkpoints itself (every 10 commits); skipped", p.settings.lake.engine)
+            return {"skipped": f"engine {p.settings.lake.engine}"}
+        done[name] = {"checkpoint_version": version}
     return done
