@@ -6,8 +6,9 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import dag, task
-from lakecdp_airflow.common import DEFAULT_ARGS, SCORES, START_DATE, TAGS, as_of_instant, run_gate, skip_when_inputs_missing
+from airflow.sdk import task
+from airflow.sdk.exceptions import AirflowSkipException
+from lakecdp_airflow.common import SCORES, as_of_instant, lakecdp_dag, run_gate, skip_when_inputs_missing
 
 from lakecdp.flows import nightly  # light: its lakecdp and models imports sit inside its functions
 
@@ -33,14 +34,10 @@ exported segment since the last export).
 """
 
 
-@dag(
-    dag_id="lakecdp_export",
+@lakecdp_dag(
+    "lakecdp_export",
     schedule=[SCORES],
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=[*TAGS, "export", "quality"],
+    tags=["export", "quality"],
     doc_md=DOC_MD,
 )
 def lakecdp_export() -> None:
@@ -64,8 +61,6 @@ def lakecdp_export() -> None:
 
     @task(execution_timeout=timedelta(hours=3))
     def export_to_destinations(gate: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowSkipException
-
         if gate["planned_members"] == 0:
             raise AirflowSkipException(
                 f"nothing to export to {', '.join(gate['destinations'])}: the plan the gate validated is empty "

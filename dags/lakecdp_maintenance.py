@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import CronTriggerTimetable, Param, dag, task
-from lakecdp_airflow.common import DEFAULT_ARGS, START_DATE, TAGS, as_of_instant
+from airflow.sdk import CronTriggerTimetable, Param, task
+from lakecdp_airflow.common import as_of_instant, lakecdp_dag
 
 from lakecdp.flows import nightly  # light: its lakecdp and models imports sit inside its functions
 
@@ -29,16 +29,12 @@ Every step is idempotent: a rerun finds nothing more to do.
 """
 
 
-@dag(
-    dag_id="lakecdp_maintenance",
+@lakecdp_dag(
+    "lakecdp_maintenance",
     schedule=CronTriggerTimetable("30 1 * * *", timezone="UTC"),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    params={"vacuum_retention_hours": Param(168, type="integer", minimum=168, description="VACUUM retention (>= 168 h)")},
-    tags=[*TAGS, "maintenance", "privacy"],
+    tags=["maintenance", "privacy"],
     doc_md=DOC_MD,
+    params={"vacuum_retention_hours": Param(168, type="integer", minimum=168, description="VACUUM retention (>= 168 h)")},
 )
 def lakecdp_maintenance() -> None:
     @task

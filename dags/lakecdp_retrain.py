@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, task
+from airflow.sdk.exceptions import AirflowSkipException
 from lakecdp_airflow.common import (
-    DEFAULT_ARGS,
     MODEL_DRIFT,
     MODELS,
-    START_DATE,
-    TAGS,
     as_of_instant,
+    lakecdp_dag,
     run_gate,
     skip_when_inputs_missing,
 )
@@ -43,14 +42,10 @@ Set `LAKECDP_SPARK_SUBMIT` (e.g. `spark-submit --master spark://127.0.0.1:7077`)
 """
 
 
-@dag(
-    dag_id="lakecdp_retrain",
+@lakecdp_dag(
+    "lakecdp_retrain",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 2 * * 0", timezone="UTC"), assets=MODEL_DRIFT),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=[*TAGS, "models", "quality"],
+    tags=["models", "quality"],
     doc_md=DOC_MD,
 )
 def lakecdp_retrain() -> None:
@@ -77,8 +72,6 @@ def lakecdp_retrain() -> None:
 
     @task(outlets=[MODELS])
     def announce_champions(trained: dict[str, Any], **context: Any) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowSkipException
-
         promoted = {name: m["ref"] for name, m in trained["models"].items() if m["promoted"]}
         if not promoted:
             raise AirflowSkipException("no model was promoted: the champions stay, lakecdp_score is not triggered")

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from lakecdp_airflow.common import (
-    DEFAULT_ARGS,
     MODEL_DRIFT,
     MODELS,
     SCORES,
-    START_DATE,
-    TAGS,
     as_of_instant,
+    lakecdp_dag,
     run_gate,
     skip_when_inputs_missing,
 )
@@ -52,21 +51,15 @@ XCom carries versions only.
 """
 
 
-@dag(
-    dag_id="lakecdp_score",
+@lakecdp_dag(
+    "lakecdp_score",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 4 * * *", timezone="UTC"), assets=MODELS),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=[*TAGS, "models", "segments", "quality"],
+    tags=["models", "segments", "quality"],
     doc_md=DOC_MD,
 )
 def lakecdp_score() -> None:
     @task
     def check_inputs(**context: Any) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowFailException
-
         with skip_when_inputs_missing():
             try:
                 return nightly.score_inputs(nightly.open_nightly(), as_of_instant(context, MODELS))
@@ -98,8 +91,6 @@ def lakecdp_score() -> None:
 
     @task(outlets=[MODEL_DRIFT])
     def flag_drift(scored: dict[str, Any], **context: Any) -> list[str]:
-        from airflow.sdk.exceptions import AirflowSkipException
-
         if not scored["needs_retraining"]:
             raise AirflowSkipException("no drift above models.drift.psi_threshold")
         context["outlet_events"][MODEL_DRIFT].extra = {"as_of": scored["as_of"], "reasons": scored["drift_reasons"][:5]}

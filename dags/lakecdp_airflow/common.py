@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, dag
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from lakecdp.flows import nightly  # light: its lakecdp and models imports sit inside its functions
 
@@ -36,6 +37,21 @@ MODEL_DRIFT = Asset(name="lakecdp_model_drift", uri="lakecdp://models/drift", gr
 SCORES = Asset(name="lakecdp_profile_scores", uri="lakecdp://lake/profile_scores", group="lakecdp")
 
 
+def lakecdp_dag(dag_id: str, *, schedule: Any, tags: list[str], doc_md: str, **extra: Any) -> Any:
+    """`@dag` with what every lakecdp DAG shares: the start date, no catch-up, one run at a time, retries, the tag."""
+    return dag(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=[*TAGS, *tags],
+        doc_md=doc_md,
+        **extra,
+    )
+
+
 def as_of_instant(context: Mapping[str, Any], *assets: Asset) -> datetime:
     """The run's as-of: the producer's as-of when an asset event triggered it, else data_interval_end.
 
@@ -57,8 +73,6 @@ def as_of_instant(context: Mapping[str, Any], *assets: Asset) -> datetime:
 @contextmanager
 def skip_when_inputs_missing() -> Iterator[None]:
     """A step's MissingInput skips the task (and so everything downstream) with its reason, instead of failing."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
     try:
         yield
     except nightly.MissingInput as exc:
@@ -67,8 +81,6 @@ def skip_when_inputs_missing() -> Iterator[None]:
 
 def run_gate(checkpoint: str, as_of: datetime, versions: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """Run a quality checkpoint; a failed gate fails the task without retries and stops everything downstream."""
-    from airflow.sdk.exceptions import AirflowFailException
-
     from lakecdp.quality.runner import QualityGateFailed
 
     try:
