@@ -15,6 +15,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _duration_or_none(value: Any) -> timedelta | None:
+    """A duration, or None for `none` (no limit)."""
+    return None if value is None or str(value).strip().lower() == "none" else parse_duration(value)
+
+
 class EncryptionSettings(_Strict):
     """Contact columns of `customers` encrypted at rest under a data key per customer (lakecdp.lake.crypto)."""
 
@@ -48,7 +53,7 @@ class LandingSettings(_Strict):
     @field_validator("retention", mode="before")
     @classmethod
     def _retention(cls, value: Any) -> timedelta | None:
-        return None if value is None or str(value).strip().lower() == "none" else parse_duration(value)
+        return _duration_or_none(value)
 
 
 class SparkSettings(_Strict):
@@ -90,11 +95,19 @@ class StreamSettings(_Strict):
     timer_interval: timedelta = timedelta(seconds=20)
     rescore: bool = True  # re-score touched profiles with the champion models (when trained) each batch
     stop_grace: timedelta = timedelta(seconds=30)  # on stop, wait this long for the running batch to commit
+    # A micro-batch still running after this long stops the stream with an error naming it, instead
+    # of waiting on it forever (a Spark job that never gets its tasks, a stuck write). None: no limit.
+    batch_timeout: timedelta | None = timedelta(minutes=30)
 
     @field_validator("trigger", "timer_interval", "stop_grace", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)
+
+    @field_validator("batch_timeout", mode="before")
+    @classmethod
+    def _optional_duration(cls, value: Any) -> timedelta | None:
+        return _duration_or_none(value)
 
 
 class StateSettings(_Strict):

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -83,9 +83,13 @@ def _query_id(checkpoint: str, storage_options: dict[str, str] | None = None) ->
 class BatchFailed(RuntimeError):
     """A micro-batch failed: the stream stops, and the batch is replayed from the checkpoint on the next start."""
 
-    def __init__(self, batch_id: int, cause: BaseException) -> None:
+    def __init__(self, batch_id: int, what: str, fix: str) -> None:
+        super().__init__(f"micro-batch {batch_id} {what}. {fix} Nothing is lost: the batch is replayed on the next start.")
+        self.batch_id = batch_id
+
+    @classmethod
+    def from_error(cls, batch_id: int, cause: BaseException) -> BatchFailed:
         text = str(cause).strip().splitlines()
-        detail = f"{type(cause).__name__}: {text[0] if text else ''}"
         if isinstance(cause, MemoryError) or "OutOfMemoryError" in str(cause):
             fix = (
                 "Fix: give the driver more memory (spark.driver_memory in conf/base/pipeline.yaml), or make batches smaller "
@@ -93,8 +97,16 @@ class BatchFailed(RuntimeError):
             )
         else:
             fix = "Fix the cause above and start the stream again."
-        super().__init__(f"micro-batch {batch_id} failed: {detail}. {fix} Nothing is lost: the batch is replayed on the next start.")
-        self.batch_id = batch_id
+        return cls(batch_id, f"failed: {type(cause).__name__}: {text[0] if text else ''}", fix)
+
+    @classmethod
+    def stalled(cls, batch_id: int, limit: timedelta) -> BatchFailed:
+        return cls(
+            batch_id,
+            f"was still running after stream.batch_timeout ({limit}): the stream stopped instead of waiting on it",
+            "Fix: if the batch is really that big (a backfill), raise stream.batch_timeout or lower stream.max_files_per_trigger; "
+            "otherwise the driver's log shows the Spark job or write it waited on.",
+        )
 
 
 class _StepTimer:
@@ -123,6 +135,7 @@ class BatchProcessor:
         self.models = parse_model_settings(settings.models) if settings.stream.rescore else None
         self.triggers = any(s.trigger is not None for s in self.segments)
         self.failure: BatchFailed | None = None
+        self.running: tuple[int, float] | None = None  # the micro-batch in progress and when it began (clock.monotonic)
         self.ticks: list[dict] = []  # per timer tick: customers re-evaluated, seconds (timers, then sends)
         self.flushes: list[dict] = []  # per flush: lines and customers written, seconds by part
         self.online: OnlineState | None = None
@@ -223,6 +236,7 @@ class BatchProcessor:
             log.info("flush: %s customers' profiles and memberships written to Delta", f"{written:,}")
 
     def __call__(self, lines: DataFrame, batch_id: int) -> None:
+        self.running = (batch_id, self.clock.monotonic())
         try:
             started_at = SystemClock().now()
             with self.lock:
@@ -247,9 +261,19 @@ class BatchProcessor:
                 record_processed(self.source, result.files, checkpoint=self.checkpoint, batch_id=batch_id, at=now)
                 expire_processed(self.source, self.settings.landing.retention, now, storage_options=self.settings.lake.storage_options)
         except Exception as exc:
-            self.failure = BatchFailed(batch_id, exc)
+            if self.failure is None:  # a stalled batch that ends later keeps its first verdict
+                self.failure = BatchFailed.from_error(batch_id, exc)
             raise self.failure from exc
+        finally:
+            self.running = None
         self.wake.set()
+
+    def stalled(self) -> BatchFailed | None:
+        """The running micro-batch, as a failure, once it has run longer than stream.batch_timeout (on the processor's clock)."""
+        running, limit = self.running, self.settings.stream.batch_timeout
+        if running is None or limit is None or self.clock.monotonic() - running[1] <= limit.total_seconds():
+            return None
+        return BatchFailed.stalled(running[0], limit)
 
     def txn(self, batch_id: int) -> AppTxn:
         """The application transaction every table write of micro-batch `batch_id` carries."""
@@ -527,9 +551,15 @@ def run_stream(
             flusher = threading.Thread(target=_flush_online, args=(processor, settings, stop_timers), daemon=True, name="online-flush")
             flusher.start()
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    stalled = None
     try:
         while not query.awaitTermination(1):
             if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() >= deadline):
+                break
+            stalled = processor.stalled()
+            if stalled is not None:
+                processor.failure = stalled
+                log.error("%s", stalled)
                 break
     except StreamingQueryException:
         if processor.failure is None:
@@ -537,7 +567,9 @@ def run_stream(
     finally:
         stop_timers.set()
         processor.wake.set()
-        if query.isActive:
+        if stalled is not None:
+            _abandon(spark, query, grace_seconds=settings.stream.stop_grace.total_seconds())
+        elif query.isActive:
             _stop_between_batches(query, grace_seconds=settings.stream.stop_grace.total_seconds())
         # A tick or flush in flight finishes before the caller may stop the Spark session under it.
         for thread in (timers, flusher):
@@ -619,6 +651,23 @@ def _stop_between_batches(query: StreamingQuery, *, grace_seconds: float) -> Non
         time.sleep(0.1)
     if query.isActive:
         query.stop()
+
+
+def _abandon(spark: SparkSession, query: StreamingQuery, *, grace_seconds: float) -> None:
+    """Stop a query whose micro-batch is stuck, waiting at most `grace_seconds` for its thread.
+
+    Cancelling every job ends a Spark job that waits on the scheduler (its batch then fails); a batch
+    stuck outside Spark keeps its thread, which the stop stops waiting for after the grace period.
+    """
+    spark.sparkContext.cancelAllJobs()
+    previous = spark.conf.get("spark.sql.streaming.stopTimeout", "0") or "0"
+    spark.conf.set("spark.sql.streaming.stopTimeout", str(max(1, int(grace_seconds * 1000))))
+    try:
+        query.stop()
+    except Exception as exc:  # noqa: BLE001 - the stop timed out: the caller raises the batch's failure either way
+        log.warning("the stuck micro-batch's thread did not stop within %ss (%s); leaving it", grace_seconds, type(exc).__name__)
+    finally:
+        spark.conf.set("spark.sql.streaming.stopTimeout", previous)
 
 
 def _tick_timers(processor: BatchProcessor, settings: Settings, stop: threading.Event) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import datetime, timedelta
 
@@ -124,6 +125,34 @@ def test_a_failing_batch_stops_the_stream_naming_the_batch_and_the_fix(spark, tm
     assert "micro-batch 0 failed: MemoryError" in str(failed.value) and "spark.driver_memory" in str(failed.value)
     heartbeat = json.loads((tmp_path / "lake" / "_stream" / "heartbeat.json").read_text())
     assert heartbeat["state"] == "failed" and heartbeat["last_batch_id"] is None
+
+
+def test_a_stuck_batch_stops_the_stream_naming_the_batch_instead_of_hanging(spark, tmp_path, monkeypatch):
+    from lakecdp.stream.job import BatchFailed
+
+    write_dataset(GENERATED, tmp_path / "landing", events_per_file=2500)
+    settings = load_settings(overrides={"stream": {"batch_timeout": "10m", "stop_grace": "1s"}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    clock = FrozenClock(GENERATED.end)
+    released = threading.Event()
+
+    def stuck(self, *args, **kwargs):
+        clock.advance(timedelta(minutes=11))  # on the stream's clock, the batch has now run past stream.batch_timeout
+        released.wait(120)
+        raise RuntimeError("released by the test")
+
+    monkeypatch.setattr(OnlineState, "prepare", stuck)
+    try:
+        with pytest.raises(BatchFailed) as failed:
+            run_stream(spark, lake, settings, source=str(tmp_path / "landing" / "events"), checkpoint=str(tmp_path / "ckpt"), clock=clock)
+    finally:
+        released.set()
+
+    assert failed.value.batch_id == 0
+    assert "micro-batch 0 was still running after stream.batch_timeout (0:10:00)" in str(failed.value)
+    assert "replayed on the next start" in str(failed.value)
+    heartbeat = json.loads((tmp_path / "lake" / "_stream" / "heartbeat.json").read_text())
+    assert heartbeat["state"] == "failed"
 
 
 def test_every_batch_lands_in_stream_metrics_and_the_heartbeat_says_stopped(spark, tmp_path):

@@ -134,3 +134,10 @@ def test_customer_attribute_declarations_are_checked(tmp_path, attribute, says):
     with pytest.raises(ConfigError) as caught:
         load_settings(tmp_path, env={})
     assert says in str(caught.value) and "customers.yaml" in str(caught.value)
+
+
+def test_a_batch_timeout_is_a_duration_or_none():
+    assert load_settings(env={}).stream.batch_timeout == timedelta(minutes=30)  # conf/base/pipeline.yaml
+    assert load_settings(env={"LAKECDP__STREAM__BATCH_TIMEOUT": "none"}).stream.batch_timeout is None
+    with pytest.raises(ConfigError, match="batch_timeout"):
+        load_settings(env={"LAKECDP__STREAM__BATCH_TIMEOUT": "soon"})
