@@ -244,14 +244,3 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
     assert online.store.unflushed("trigger_outbox") == []
     assert dispatch(T + 60 * H).outcomes == {}
     assert len(Receiver.deliveries) == 1
-
-
-def test_a_long_id_list_filters_as_a_short_one_does(spark):
-    from lakecdp import pipeline
-
-    rows = spark.createDataFrame([(f"c{n}", n) for n in range(500)], "customer_id string, n int")
-    wanted = [f"c{n}" for n in range(0, 500, 2)] + ["c1", "unknown"]  # more ids than an IN list takes
-    long = {r.customer_id for r in pipeline.rows_among(rows, "customer_id", wanted).collect()}
-    short = {r.customer_id for r in pipeline.rows_among(rows, "customer_id", wanted[:150]).collect()}
-    assert len(wanted) > pipeline.IN_LIST_MAX >= 150
-    assert long == set(wanted) - {"unknown"} and short == set(wanted[:150])
