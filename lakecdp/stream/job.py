@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
 from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
@@ -41,7 +41,7 @@ from lakecdp.segments.compile import event_columns
 from lakecdp.spark.together import run_together
 from lakecdp.stream.metrics import Heartbeat, ProgressListener, StreamMetrics
 from lakecdp.stream.source_log import batch_files, read_lines
-from models.settings import ModelSettings, parse_model_settings
+from models.settings import parse_model_settings
 
 if TYPE_CHECKING:
     from lakecdp.online.flow import OnlineState
@@ -124,8 +124,20 @@ class _StepTimer:
 class BatchProcessor:
     """foreachBatch body: validate -> bronze/quarantine -> identities -> profiles -> segments."""
 
-    def __init__(self, lake: Lake, settings: Settings, checkpoint: str, clock: Clock, run: StreamRun, *, source: str | None = None) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        settings: Settings,
+        checkpoint: str,
+        clock: Clock,
+        run: StreamRun,
+        *,
+        source: str | None = None,
+        watch: Clock | None = None,
+    ) -> None:
         self.lake, self.settings, self.checkpoint, self.clock, self.run = lake, settings, checkpoint, clock, run
+        # What stream.batch_timeout is measured on: the machine's time, even when `clock` (event time) is frozen.
+        self.watch = watch or SystemClock()
         self.source = source  # the landing folder: its processed files are recorded and expire (landing.retention)
         self.segments = segments_of(settings)
         # The touched customers' events are cached for profiles and segments: only the columns they
@@ -159,8 +171,8 @@ class BatchProcessor:
         self.wake = threading.Event()
 
     def rescore(self, now: datetime, customers: list[str]) -> int:
-        """Re-score `customers` with the champion models as of `now` (stream.rescore: on)."""
-        return rescore_profiles(self.lake, cast(ModelSettings, self.models), now, customers=customers)
+        """Re-score `customers` with the champion models as of `now`; 0 with stream.rescore off."""
+        return 0 if self.models is None else rescore_profiles(self.lake, self.models, now, customers=customers)
 
     def fire_timers(self) -> datetime | None:
         """Time-driven work: due segment timers, then due trigger sends; returns when the next of either falls due."""
@@ -236,7 +248,7 @@ class BatchProcessor:
             log.info("flush: %s customers' profiles and memberships written to Delta", f"{written:,}")
 
     def __call__(self, lines: DataFrame, batch_id: int) -> None:
-        self.running = (batch_id, self.clock.monotonic())
+        self.running = (batch_id, self.watch.monotonic())
         try:
             started_at = SystemClock().now()
             with self.lock:
@@ -269,9 +281,9 @@ class BatchProcessor:
         self.wake.set()
 
     def stalled(self) -> BatchFailed | None:
-        """The running micro-batch, as a failure, once it has run longer than stream.batch_timeout (on the processor's clock)."""
+        """The running micro-batch, as a failure, once it has run longer than stream.batch_timeout (on `watch`)."""
         running, limit = self.running, self.settings.stream.batch_timeout
-        if running is None or limit is None or self.clock.monotonic() - running[1] <= limit.total_seconds():
+        if running is None or limit is None or self.watch.monotonic() - running[1] <= limit.total_seconds():
             return None
         return BatchFailed.stalled(running[0], limit)
 
@@ -502,6 +514,7 @@ def run_stream(
     timeout_seconds: float | None = None,
     stop: threading.Event | None = None,
     run: StreamRun | None = None,
+    watch: Clock | None = None,
 ) -> StreamRun:
     """Stream `source` (a folder of *.jsonl files), or with stream.source kafka the topic in `kafka:`, through the pipeline.
 
@@ -510,6 +523,7 @@ def run_stream(
         mode: "until-idle" processes every line present at start and stops (backfills, tests);
             "continuous" keeps polling every `stream.trigger` until `stop` is set or `timeout_seconds` pass.
         run: where the batches are recorded (pass one to watch a continuous run from another thread).
+        watch: the clock stream.batch_timeout is measured on (default: the machine's, whatever `clock` is).
     """
     run = run if run is not None else StreamRun()
     if settings.stream.source == "kafka":
@@ -518,7 +532,7 @@ def run_stream(
         if source is None:
             raise ValueError("stream.source is files: run_stream needs the landing folder as `source`")
         lines = file_lines(spark, source, max_files_per_trigger=settings.stream.max_files_per_trigger)
-    processor = BatchProcessor(lake, settings, checkpoint, clock or SystemClock(), run, source=source)
+    processor = BatchProcessor(lake, settings, checkpoint, clock or SystemClock(), run, source=source, watch=watch)
     if mode == "until-idle":
         processor.progress = Progress("stream backfill", unit="lines")
     if source is not None:

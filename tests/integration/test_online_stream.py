@@ -133,18 +133,26 @@ def test_a_stuck_batch_stops_the_stream_naming_the_batch_instead_of_hanging(spar
     write_dataset(GENERATED, tmp_path / "landing", events_per_file=2500)
     settings = load_settings(overrides={"stream": {"batch_timeout": "10m", "stop_grace": "1s"}})
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
-    clock = FrozenClock(GENERATED.end)
+    clock, watch = FrozenClock(GENERATED.end), FrozenClock(GENERATED.end)
     released = threading.Event()
 
     def stuck(self, *args, **kwargs):
-        clock.advance(timedelta(minutes=11))  # on the stream's clock, the batch has now run past stream.batch_timeout
+        watch.advance(timedelta(minutes=11))  # on the watch, the batch has now run past stream.batch_timeout
         released.wait(120)
         raise RuntimeError("released by the test")
 
     monkeypatch.setattr(OnlineState, "prepare", stuck)
     try:
         with pytest.raises(BatchFailed) as failed:
-            run_stream(spark, lake, settings, source=str(tmp_path / "landing" / "events"), checkpoint=str(tmp_path / "ckpt"), clock=clock)
+            run_stream(
+                spark,
+                lake,
+                settings,
+                source=str(tmp_path / "landing" / "events"),
+                checkpoint=str(tmp_path / "ckpt"),
+                clock=clock,
+                watch=watch,
+            )
     finally:
         released.set()
 
