@@ -34,6 +34,7 @@ from lakecdp.config.loader import default_conf_dir
 from lakecdp.demo.world import BUCKET, SECRETS
 
 if TYPE_CHECKING:
+    from lakecdp.demo.nightly import DagResult
     from lakecdp.generate import DatasetSummary
 
 SUMMARY_TABLES = (
@@ -372,10 +373,19 @@ class _Demo:
         run = run_dag(self.dags, dag_id, self.end)
         states = collections.Counter(run.tasks.values())
         tasks = f"{len(run.tasks)} tasks: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-        return f"{tasks}; " + {"lakecdp_retrain": self._trained, "lakecdp_score": self._scored, "lakecdp_export": self._exported}[dag_id]()
+        summaries = {"lakecdp_retrain": lambda: self._trained(run), "lakecdp_score": self._scored, "lakecdp_export": self._exported}
+        return f"{tasks}; " + summaries[dag_id]()
 
-    def _trained(self) -> str:
-        index = json.loads((Path(self.lake.root) / "_model_cards" / "index.json").read_text())
+    def _trained(self, run: DagResult) -> str:
+        cards = Path(self.lake.root) / "_model_cards" / "index.json"
+        if not cards.exists():
+            skipped = sorted(task for task, state in run.tasks.items() if state == "skipped")
+            raise DemoFailed(
+                f"lakecdp_retrain trained no model: {', '.join(skipped) or 'no task'} skipped (the Airflow log above says why). "
+                f"Fix: a longer history, e.g. demo.days 30 (it is {self.days}): training needs "
+                "models.min_history + label_window + validation gap of events before the end"
+            )
+        index = json.loads(cards.read_text())
         parts = []
         for _name, model in sorted(index["models"].items()):
             value = model.get("value")

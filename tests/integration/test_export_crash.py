@@ -30,7 +30,7 @@ from lakecdp.sandbox import MailchimpServer, WebhookServer
 from lakecdp.sandbox.scenario import REPO, SECRETS, SEGMENTS, email_of, esp_section, population, write_conf, write_lake
 from tests.pseudonyms import pid
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.extended]
 
 SEED = 20261123
 INVALID, FLAKY = "c006", "c007"

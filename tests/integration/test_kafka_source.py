@@ -18,7 +18,7 @@ from lakecdp.stream import run_stream
 from tests.conftest import DATASET_END
 from tests.topics import create_topic
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.extended]
 
 KEY = "wk_kafka_test_key"
 

@@ -23,7 +23,7 @@ from lakecdp.lake import open_lake
 from lakecdp.stream import run_stream
 from tests.lakes import assert_same_pipeline_tables
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.extended]
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 AS_OF = END + timedelta(hours=1)

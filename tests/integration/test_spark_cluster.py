@@ -17,7 +17,7 @@ from lakecdp.generate import GeneratorSettings, write_dataset
 from lakecdp.sandbox.webhook import WebhookServer
 from tests.lakes import assert_same_pipeline_tables
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.extended]
 
 REPO = Path(__file__).resolve().parents[2]
 END = datetime(2026, 11, 1, tzinfo=UTC)

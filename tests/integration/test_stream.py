@@ -60,7 +60,7 @@ def run_and_kill(command: list[str], env: dict[str, str], after_seconds: float |
             return -9
 
 
-@pytest.fixture(scope="module", params=["files", "kafka"])
+@pytest.fixture(scope="module", params=["files", pytest.param("kafka", marks=pytest.mark.extended)])
 def crashed_and_restarted(request, tmp_path_factory):
     """The stream killed twice at random instants, then run to the end: from landing files, and from a Kafka topic."""
     root = tmp_path_factory.mktemp(f"stream-{request.param}")
