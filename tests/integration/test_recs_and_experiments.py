@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from lakecdp.generate import GeneratorSettings, write_dataset
 from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import open_lake
 from lakecdp.lake.tables import CUSTOMERS, EVENTS
-from lakecdp.recs.jobs import build_and_write, evaluate, read_catalog
+from lakecdp.recs.jobs import evaluate, read_catalog
 from lakecdp.recs.transforms import (
     EVENT_COLUMNS,
     build_recommendations,
@@ -115,22 +114,6 @@ def test_content_based_lists_follow_the_planted_favourite_categories(shop, spark
         return float(sum(c in favourites[k] for k, c in zip(known.customer_id, known.category)) / len(known))
 
     assert favourite_share(content) > 0.6 > 0.4 > favourite_share(popular), (favourite_share(content), favourite_share(popular))
-
-
-def test_recs_build_writes_available_unbought_products(shop):
-    lake, recs, catalog = shop
-    rows = build_and_write(lake, recs, as_of=END, catalog_path=catalog)
-    table = DeltaTable(lake.path("recommendations")).to_pandas()
-    assert len(table) == rows > 0 and table.groupby("customer_id")["rank"].max().max() <= recs.k
-    products = pd.read_csv(catalog)
-    out_of_stock = set(products.loc[products.in_stock == False, "product_id"])  # noqa: E712
-    assert not set(table.product_id) & out_of_stock
-    events = DeltaTable(lake.path("events")).to_pandas(columns=["user_id", "event", "properties_json"])
-    orders = events[events.event == "Order Completed"].dropna(subset=["user_id"])
-    bought = {(o.user_id, line["product_id"]) for o in orders.itertuples() for line in json.loads(o.properties_json)["products"]}
-    assert not bought & set(zip(table.customer_id, table.product_id))
-    assert set(table.source) <= {"rule", "cf", "content", "category", "popular"} and "cf" in set(table.source)
-    assert table.product_name.notna().all()
 
 
 EXPERIMENTS = parse_experiment_settings(

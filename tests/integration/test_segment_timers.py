@@ -99,17 +99,6 @@ def test_a_window_sliding_past_exits_the_customer_and_a_late_event_corrects_memb
     assert members("viewed_shoes_24h") == ["browser"]
 
 
-def test_segment_references_combine_memberships(pipeline):
-    lake, segments, send, members = pipeline
-    send(
-        T + 49 * H,
-        line("a1", "both", "Product Added", T, category="home", price="20"),
-        line("a2", "both", "Product Viewed", T + 48 * H, category="shoes"),
-        line("a3", "only_cart", "Product Added", T, category="home", price="20"),
-    )
-    assert members("abandoners_who_browse_shoes") == ["both"]
-
-
 def test_a_wrong_identity_merge_is_split_back_out(pipeline):
     from lakecdp.flows.micro_batch import unmerge_identity
 

@@ -143,6 +143,29 @@ def test_n_of_m_and_boolean_combinators(spark):
     assert result[("browsers_not_buyers", "one_signal")].is_member is False
 
 
+def test_a_segment_reference_is_the_other_segments_membership(spark):
+    rules = [
+        *CART_RULE,
+        {"name": "viewed_shoes_24h", "rule": {"event": "Product Viewed", "where": {"category": "shoes"}, "within": "24h"}},
+        {
+            "name": "abandoners_who_browse_shoes",
+            "rule": {"all": [{"in_segment": "cart_abandoned_48h"}, {"in_segment": "viewed_shoes_24h"}]},
+        },
+    ]
+    events = events_df(
+        spark,
+        [
+            ("both", "Product Added", NOW - 49 * H, "home", 20.0),
+            ("both", "Product Viewed", NOW - H, "shoes", None),
+            ("only_cart", "Product Added", NOW - 49 * H, "home", 20.0),
+            ("only_shoes", "Product Viewed", NOW - H, "shoes", None),
+        ],
+    )
+    result = members(spark, events, rules)
+    assert sorted(c for (s, c), r in result.items() if s == "abandoners_who_browse_shoes" and r.is_member) == ["both"]
+    assert sorted(c for (s, c), r in result.items() if s == "cart_abandoned_48h" and r.is_member) == ["both", "only_cart"]
+
+
 def test_plan_membership_keeps_entry_time_and_records_transitions(spark):
     earlier = NOW - 5 * H
     evaluated = spark.createDataFrame(
