@@ -22,11 +22,9 @@ from markupsafe import Markup
 from lakecdp.config import ConfigError
 from lakecdp.content.settings import CONF_FILE, ContentSettings, TokenSpec, block_merge_field
 from lakecdp.content.targeting import Condition, parse_condition
+from lakecdp.privacy.email_consent import HELD_OUT
 
 NO_CUSTOMER = "unknown customer"
-NO_CONSENT = "no marketing opt-in"
-UNSUBSCRIBED = "unsubscribed after latest opt-in"
-HELD_OUT = "global holdout"
 EXPERIMENT_CONTROL = "experiment control"
 
 # Names every template may use besides the declared tokens.
@@ -114,6 +112,8 @@ class ContentEngine:
     def decide(self, context: CustomerContext | None, customer_id: str, *, now: datetime) -> Decision:
         """Chosen block per slot and token values for one customer at `now`."""
         reason = NO_CUSTOMER if context is None else context.block_reason
+        # The consent rule's last check (lakecdp.privacy.email_consent), made here: the holdout depends on `now`'s epoch,
+        # and the snapshot's reason was decided when it was loaded.
         if reason is None and self.assignments is not None and self.assignments.in_global_holdout(customer_id):
             reason = HELD_OUT
         variants = self._variants(customer_id)

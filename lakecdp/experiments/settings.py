@@ -14,7 +14,6 @@ CONF_FILE = "conf/base/experiments.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,60}$")
 HOLDOUT = "holdout"  # the experiment's own holdout: assigned, never sent
 GLOBAL_HOLDOUT = "global_holdout"  # the persistent holdout: no experiment or campaign reaches them
-GLOBAL_HOLDOUT_REASON = "global holdout (no campaign reaches it)"  # why a trigger or export skipped one
 RESERVED_VARIANTS = (HOLDOUT, GLOBAL_HOLDOUT)
 METRICS = ("open_rate", "click_rate", "conversion_rate", "revenue_per_customer")
 

@@ -31,24 +31,32 @@ def consent_status(
     *,
     opt_in_events: Sequence[str],
     opt_out_events: Sequence[str],
+    held_out: Column | None = None,
 ) -> DataFrame:
     """One row per customer: the retailer's id, normalized email, attributes, and `block_reason` (null when contactable).
 
     A customer is contactable by the email-consent rule (lakecdp.privacy.email_consent), with an address required.
+    `held_out`: a boolean column of `customers`, true for the global holdout (None: no holdout).
     """
     consent_events = latest_consent_events(events, opt_in_events, opt_out_events)
     suppressed = suppression_reasons(suppressions)
     email = normalized_email_col("email")
-    with_email = customers.select("customer_id", "external_id", "marketing_opt_in", email.alias("email_norm"), *ATTRIBUTES).withColumn(
-        "email_sha256", email_sha256_col(F.col("email_norm"))
-    )
+    flag = [] if held_out is None else [held_out.alias("held_out")]
+    with_email = customers.select(
+        "customer_id", "external_id", "marketing_opt_in", email.alias("email_norm"), *ATTRIBUTES, *flag
+    ).withColumn("email_sha256", email_sha256_col(F.col("email_norm")))
     joined = (
         with_email.alias("c")
         .join(consent_events.alias("e"), on="customer_id", how="left")
         .join(suppressed.alias("s"), on="email_sha256", how="left")
     )
     # Every row here is a customer record (members without one are NO_CUSTOMER in segment_audience).
-    block_reason = block_reason_column(has_record=F.lit(True), require_email=True, suppression=F.col("suppression_reason"))
+    block_reason = block_reason_column(
+        has_record=F.lit(True),
+        require_email=True,
+        suppression=F.col("suppression_reason"),
+        held_out=None if held_out is None else F.col("held_out"),
+    )
     return joined.select("customer_id", "external_id", "email_norm", "email_sha256", *ATTRIBUTES, block_reason.alias("block_reason"))
 
 

@@ -29,7 +29,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, functions as F
 
 from lakecdp.experiments.columns import with_global_holdout
-from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON, ExperimentSettings
+from lakecdp.experiments.settings import ExperimentSettings
 from lakecdp.export.adapters import Adapter, Runtime, adapter_class, build_adapter
 from lakecdp.export.audience import (
     ATTRIBUTES,
@@ -120,18 +120,17 @@ class ExportRunner:
         names = [*self.esp.consent.opt_in_events, *self.esp.consent.opt_out_events]
         events = self.lake.read("events").filter(F.col("event").isin(*names))
         events = resolve_customer_ids(events, self.lake.read("identity_links"))
-        consent = consent_status(
-            self.lake.with_plain_contacts(self.lake.read("customers")),
+        customers = self.lake.with_plain_contacts(self.lake.read("customers"))
+        if self.experiments is not None:
+            customers = with_global_holdout(customers, self.lake.read("global_holdout"), self.experiments, at=self.runtime.clock.now())
+        return consent_status(
+            customers,
             events,
             self.lake.read("export_suppressions"),
             opt_in_events=self.esp.consent.opt_in_events,
             opt_out_events=self.esp.consent.opt_out_events,
+            held_out=None if self.experiments is None else F.col("in_global_holdout"),
         )
-        if self.experiments is None:
-            return consent
-        flagged = with_global_holdout(consent, self.lake.read("global_holdout"), self.experiments, at=self.runtime.clock.now())
-        held_out = F.when(F.col("in_global_holdout"), F.lit(GLOBAL_HOLDOUT_REASON))
-        return flagged.withColumn("block_reason", F.coalesce(F.col("block_reason"), held_out)).drop("in_global_holdout")
 
     def plan_all(self, names: Sequence[str], *, run_id: str, full: bool = False) -> dict[str, DestinationPlan]:
         """What a run would send now to each destination: unfinished batches and the new diff (writes nothing).

@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.export.identifiers import email_sha256_col, normalized_email_col
 from lakecdp.lake import Lake
-from lakecdp.privacy.email_consent import NO_EMAIL, NO_OPT_IN, NO_RECORD, SUPPRESSED, UNSUBSCRIBED
+from lakecdp.privacy.email_consent import HELD_OUT, NO_EMAIL, NO_OPT_IN, NO_RECORD, SUPPRESSED, UNSUBSCRIBED
 
 OPT_IN_EVENTS = ("Subscribed",)
 OPT_OUT_EVENTS = ("Unsubscribed",)
@@ -60,7 +60,9 @@ def suppression_reasons(suppressions: DataFrame) -> DataFrame:
     return suppressions.select("email_sha256", F.col("reason").alias("suppression_reason")).dropDuplicates(["email_sha256"])
 
 
-def block_reason_column(*, has_record: Column | None = None, require_email: bool = False, suppression: Column | None = None) -> Column:
+def block_reason_column(
+    *, has_record: Column | None = None, require_email: bool = False, suppression: Column | None = None, held_out: Column | None = None
+) -> Column:
     """`lakecdp.privacy.email_consent.block_reason` as a Spark column, over the columns marketing_opt_in,
     last_opt_in_at, last_opt_out_at (and email_norm when `require_email`); the same checks in the same order."""
     record = F.col("marketing_opt_in").isNotNull() if has_record is None else has_record
@@ -73,6 +75,8 @@ def block_reason_column(*, has_record: Column | None = None, require_email: bool
     reason = reason.when(unsubscribed, F.lit(UNSUBSCRIBED))
     if suppression is not None:
         reason = reason.when(suppression.isNotNull(), F.concat(F.lit(SUPPRESSED + ": "), suppression))
+    if held_out is not None:
+        reason = reason.when(F.coalesce(held_out, F.lit(False)), F.lit(HELD_OUT))
     return reason
 
 

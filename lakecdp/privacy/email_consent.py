@@ -4,8 +4,9 @@ the trigger dispatcher, the export planner and the export quality gate all decid
 the two equal over every combination of the facts.
 
 Contactable = a customer record whose CRM flag is an opt-in, an address where one is needed, no
-opt-out event later than the latest opt-in event, and an address not on the suppression list
-(bounces and complaints the ESPs reported). The first check that fails is the reason.
+opt-out event later than the latest opt-in event, an address not on the suppression list
+(bounces and complaints the ESPs reported), and not drawn into the global holdout (lakecdp.experiments:
+no campaign reaches it). The first check that fails is the reason, worded the same in every consumer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ NO_OPT_IN = "no marketing opt-in"
 NO_EMAIL = "no valid email"
 UNSUBSCRIBED = "unsubscribed after latest opt-in"
 SUPPRESSED = "suppressed"
+HELD_OUT = "global holdout (no campaign reaches it)"
 
 
 def block_reason(
@@ -28,6 +30,7 @@ def block_reason(
     email_norm: str | None = None,
     require_email: bool = False,
     suppression: str | None = None,
+    held_out: bool = False,
 ) -> str | None:
     """Why the customer may not be emailed (None: they may).
 
@@ -37,6 +40,7 @@ def block_reason(
         has_record: whether a `customers` row exists; None: known from the flag (a null flag is no record).
         email_norm / require_email: the normalized address, checked only where the send needs one.
         suppression: the suppression list's reason for the customer's address, if it is on it.
+        held_out: whether the customer is in the global holdout at the send's instant (lakecdp.experiments.assign).
     """
     if not (marketing_opt_in is not None if has_record is None else has_record):
         return NO_RECORD
@@ -48,4 +52,6 @@ def block_reason(
         return UNSUBSCRIBED
     if suppression is not None:
         return f"{SUPPRESSED}: {suppression}"
+    if held_out:
+        return HELD_OUT
     return None

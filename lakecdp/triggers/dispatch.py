@@ -15,7 +15,6 @@ from pyspark.sql import DataFrame, Row, functions as F
 
 from lakecdp.config import Settings
 from lakecdp.experiments.assign import load_assigner
-from lakecdp.experiments.settings import GLOBAL_HOLDOUT_REASON
 from lakecdp.export.identifiers import email_sha256, normalize_email
 from lakecdp.lake import Lake
 from lakecdp.online.executor import from_us, to_us
@@ -35,6 +34,8 @@ if TYPE_CHECKING:
     from lakecdp.triggers.esp import SendResult
 
 log = logging.getLogger(__name__)
+
+HeldOut = Callable[[str], bool]  # customer_id -> in the global holdout now
 
 LEFT_SEGMENT = "left the segment before sending"
 CAPPED = "frequency cap reached"
@@ -86,18 +87,18 @@ def dispatch_due(
     contacts = lake.with_plain_contacts(rows_among(lake.read("customers"), "customer_id", customers))
     # Collected once: contacts are decrypted on every read.
     known = {r.customer_id: r for r in contacts.select("customer_id", "external_id", "marketing_opt_in", "email").collect()}
+    # The customer's experiment variants travel with the send; the global holdout gets no trigger at all.
+    assigner = load_assigner(settings, at=now, lake_root=lake.root)
     if online is not None:
-        recheck = _recheck_from_store(lake, online, customers, known)
+        recheck = _recheck_from_store(lake, online, customers, known, assigner.in_global_holdout)
     elif refresh is not None:
         refresh(customers)  # re-check against the latest events: a purchase after the entry cancels the send
-        recheck = _recheck_from_bronze(lake, settings, customers, known)
+        recheck = _recheck_from_bronze(lake, settings, customers, known, assigner.in_global_holdout)
     external = {c: r.external_id for c, r in known.items()}
     senders = Senders(lake, settings, now, runtime, contacts, content)
     sent_before: dict[tuple[str, str], list[datetime]] = {}
     for r in rows_among(outbox.filter(F.col("state") == "sent"), "customer_id", customers).collect():
         sent_before.setdefault((r.segment, r.customer_id), []).append(r.updated_at.replace(tzinfo=now.tzinfo))
-    # The customer's experiment variants travel with the send; the global holdout gets no trigger at all.
-    assigner = load_assigner(settings, at=now, lake_root=lake.root)
     updates = []
     try:
         updates = _decide_and_send(due, by_name, recheck, assigner, sent_before, external, config, senders, now)
@@ -118,11 +119,11 @@ class Recheck:
     """What a send is re-checked against: the due customers' memberships, consent and time zones."""
 
     members: set[tuple[str, str]]  # (segment, customer_id) now
-    blocked: dict[str, str]  # customer_id -> why they may not be emailed
+    blocked: dict[str, str]  # customer_id -> why they may not be emailed (lakecdp.privacy.email_consent, holdout included)
     zones: dict[str, str | None]  # customer_id -> time zone (quiet hours)
 
 
-def _recheck_from_bronze(lake: Lake, settings: Settings, customers: list[str], known: dict[str, Row]) -> Recheck:
+def _recheck_from_bronze(lake: Lake, settings: Settings, customers: list[str], known: dict[str, Row], held_out: HeldOut) -> Recheck:
     """The batch path: the customers' profiles and membership in Delta, just refreshed from bronze."""
     members = {(r.segment, r.customer_id) for r in rows_among(lake.read("segment_membership"), "customer_id", customers).collect()}
     zones = {
@@ -132,16 +133,16 @@ def _recheck_from_bronze(lake: Lake, settings: Settings, customers: list[str], k
     rules = consent_rules(settings.privacy, settings.esp)
     latest = latest_consent_events(rows_among(lake.read("events"), "customer_id", customers), rules.opt_in_events, rules.opt_out_events)
     last = {r.customer_id: (r.last_opt_in_at, r.last_opt_out_at) for r in latest.collect()}
-    return Recheck(members, _consent_blocks(lake, customers, known, last), zones)
+    return Recheck(members, _consent_blocks(lake, customers, known, last, held_out), zones)
 
 
-def _recheck_from_store(lake: Lake, online: OnlineState, customers: list[str], known: dict[str, Row]) -> Recheck:
+def _recheck_from_store(lake: Lake, online: OnlineState, customers: list[str], known: dict[str, Row], held_out: HeldOut) -> Recheck:
     """The stream's path: the live states (every batch and timer already evaluated them); no bronze read."""
     states = online.store.load(customers)
     members = {(segment, key) for key, state in states.items() for segment in state["seg"]}
     zones = {key: state["at"].get("timezone", [None, None])[1] for key, state in states.items()}
     last = {customer: online.email_consent_events(state) for customer, state in states.items()}
-    return Recheck(members, _consent_blocks(lake, customers, known, last), zones)
+    return Recheck(members, _consent_blocks(lake, customers, known, last, held_out), zones)
 
 
 def _unflushed_due(online: OnlineState, outbox: DataFrame, now: datetime) -> list[dict]:
@@ -168,9 +169,7 @@ def _decide_and_send(due, by_name, recheck: Recheck, assigner, sent_before, exte
         if spec is None or key not in members:
             updates.append(_finish(row, "cancelled", LEFT_SEGMENT if spec else "segment no longer triggers", now))
         elif row["customer_id"] in blocked:
-            updates.append(_finish(row, "cancelled", f"no consent: {blocked[row['customer_id']]}", now))
-        elif assigner.in_global_holdout(row["customer_id"]):
-            updates.append(_finish(row, "cancelled", GLOBAL_HOLDOUT_REASON, now))
+            updates.append(_finish(row, "cancelled", blocked[row["customer_id"]], now))
         elif is_capped(sent_before.get(key, []), now, spec):
             updates.append(_finish(row, "cancelled", CAPPED, now))
         elif (resume := quiet_until(now, spec, zones.get(row["customer_id"]))) is not None:
@@ -213,10 +212,13 @@ def _finish(row: dict, state: str, reason: str | None, now: datetime) -> dict:
     return {**row, "state": state, "reason": reason, "updated_at": now}
 
 
-def _consent_blocks(lake: Lake, customers: list[str], rows: dict[str, Row], last: dict[str, tuple[Any, Any]]) -> dict[str, str]:
+def _consent_blocks(
+    lake: Lake, customers: list[str], rows: dict[str, Row], last: dict[str, tuple[Any, Any]], held_out: HeldOut
+) -> dict[str, str]:
     """customer_id -> why they may not be emailed now, by the email-consent rule (lakecdp.privacy.email_consent).
 
-    `rows`: their `customers` rows, in clear; `last`: their latest (opt-in, opt-out) event instants.
+    `rows`: their `customers` rows, in clear; `last`: their latest (opt-in, opt-out) event instants;
+    `held_out`: whether a customer is in the global holdout now.
     """
     hashes = {c: email_sha256(r.email) for c, r in rows.items() if normalize_email(r.email) is not None}
     suppressed = rows_among(lake.read("export_suppressions"), "email_sha256", sorted(set(hashes.values())))
@@ -228,6 +230,7 @@ def _consent_blocks(lake: Lake, customers: list[str], rows: dict[str, Row], last
             row.marketing_opt_in if row is not None else None,
             *last.get(customer, (None, None)),
             suppression=reasons.get(hashes.get(customer, "")),
+            held_out=held_out(customer),
         )
         if reason is not None:
             blocked[customer] = reason

@@ -199,7 +199,7 @@ def test_consent_decides_who_is_personalized(service):
         "cust_optout": "no marketing opt-in",
         "cust_unsub": "unsubscribed after latest opt-in",
         "cust_nobody": "unknown customer",
-        "cust_held": "global holdout",
+        "cust_held": "global holdout (no campaign reaches it)",  # the wording export and triggers record
     }
 
 

@@ -201,25 +201,29 @@ def test_the_spark_form_of_the_email_consent_rule_decides_as_the_python_one(spar
 
     instants = (None, T0, T0 + timedelta(days=1))
     cases = [
-        (f"c{i}", record, opt_in, email, last_in, last_out, suppression)
-        for i, (record, opt_in, email, last_in, last_out, suppression) in enumerate(
-            itertools.product((True, False), (True, False, None), ("a@example.com", None), instants, instants, (None, "bounced"))
+        (f"c{i}", record, opt_in, email, last_in, last_out, suppression, held)
+        for i, (record, opt_in, email, last_in, last_out, suppression, held) in enumerate(
+            itertools.product(
+                (True, False), (True, False, None), ("a@example.com", None), instants, instants, (None, "bounced"), (False, True)
+            )
         )
     ]
     frame = spark.createDataFrame(
         cases,
         "customer_id string, has_record boolean, marketing_opt_in boolean, email_norm string, last_opt_in_at timestamp, "
-        "last_opt_out_at timestamp, suppression_reason string",
+        "last_opt_out_at timestamp, suppression_reason string, held_out boolean",
     )
     for require_email in (True, False):
-        column = block_reason_column(has_record=F.col("has_record"), require_email=require_email, suppression=F.col("suppression_reason"))
+        column = block_reason_column(
+            has_record=F.col("has_record"), require_email=require_email, suppression=F.col("suppression_reason"), held_out=F.col("held_out")
+        )
         spark_reasons = {r.customer_id: r.reason for r in frame.select("customer_id", column.alias("reason")).collect()}
         python_reasons = {
-            c: block_reason(o, i, u, has_record=h, email_norm=e, require_email=require_email, suppression=s)
-            for c, h, o, e, i, u, s in cases
+            c: block_reason(o, i, u, has_record=h, email_norm=e, require_email=require_email, suppression=s, held_out=held)
+            for c, h, o, e, i, u, s, held in cases
         }
         assert spark_reasons == python_reasons
-        assert len(set(python_reasons.values())) == (6 if require_email else 5)  # every reason, and None, occurs
+        assert len(set(python_reasons.values())) == (7 if require_email else 6)  # every reason, and None, occurs
 
 
 def test_the_quality_gates_consent_blocks_a_suppressed_address_as_the_export_does(spark):

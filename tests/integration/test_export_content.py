@@ -14,7 +14,7 @@ from lakecdp.clock import FrozenClock
 from lakecdp.config import load_settings
 from lakecdp.config.models import LakeSettings
 from lakecdp.content import open_content_service
-from lakecdp.experiments.settings import GLOBAL_HOLDOUT, GLOBAL_HOLDOUT_REASON
+from lakecdp.experiments.settings import GLOBAL_HOLDOUT
 from lakecdp.export.adapters import Runtime
 from lakecdp.export.identifiers import mailchimp_subscriber_hash
 from lakecdp.export.runner import ExportRunner, export_runner
@@ -23,6 +23,7 @@ from lakecdp.lake import open_lake
 from lakecdp.lake.tables import table
 from lakecdp.preferences.merge import MERGE_FIELD
 from lakecdp.preferences.tokens import verify_link
+from lakecdp.privacy.email_consent import HELD_OUT
 from lakecdp.sandbox import MailchimpServer, WebhookServer
 from lakecdp.sandbox.scenario import AS_OF, SECRETS, SEGMENTS, email_of, esp_section, population, write_conf, write_lake
 from tests.pseudonyms import pid
@@ -86,7 +87,7 @@ def test_members_arrive_with_the_content_engines_merge_fields_and_the_global_hol
     held_out = {c for c in pop.contactable if expected[c]["EXPCONTENT"] == GLOBAL_HOLDOUT}
     sent = set(pop.contactable) - held_out
     assert held_out == {"c020"}  # the hash test of the epoch at AS_OF on the pseudonyms (no persisted draw)
-    assert report.counts("mailchimp", SEGMENTS[0]).skipped[GLOBAL_HOLDOUT_REASON] == len(held_out)
+    assert report.counts("mailchimp", SEGMENTS[0]).skipped[HELD_OUT] == len(held_out)
 
     held = {m["email_address"]: m["merge_fields"] for m in servers["mailchimp"].members.values()}
     assert set(held) == {email_of(c) for c in sent}

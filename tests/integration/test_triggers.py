@@ -13,8 +13,8 @@ from lakecdp.config import load_settings
 from lakecdp.experiments.assign import load_assigner
 from lakecdp.flows.timers import fire_due_timers, send_due_triggers
 from lakecdp.lake import open_lake
+from lakecdp.privacy.email_consent import HELD_OUT
 from lakecdp.segments import parse_segments
-from lakecdp.triggers.dispatch import GLOBAL_HOLDOUT_REASON
 from lakecdp.webhooks import verify
 from tests.lakes import ingest_and_refresh
 from tests.pseudonyms import pid
@@ -133,9 +133,9 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     states = {name[r.customer_id]: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
     assert states["abandoner"] == ("sent", None)
     assert states["late_buyer"][0] == "cancelled" and "left the segment" in states["late_buyer"][1]
-    assert states["no_consent"][0] == "cancelled" and states["no_consent"][1].startswith("no consent")
-    assert states["held_out_3"] == ("cancelled", GLOBAL_HOLDOUT_REASON)
-    assert states["bounced"] == ("cancelled", "no consent: suppressed: bounced")  # the export's suppression list
+    assert states["no_consent"] == ("cancelled", "no marketing opt-in")
+    assert states["held_out_3"] == ("cancelled", HELD_OUT)
+    assert states["bounced"] == ("cancelled", "suppressed: bounced")  # the export's suppression list
     assert report.outcomes["sent"] == 1 and report.outcomes["cancelled"] == 4
 
     send_due_triggers(lake, settings, segments, T + 60 * H)  # nothing left to send: no second delivery
@@ -232,10 +232,10 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
     states = {name[r.customer_id]: (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
     assert states["abandoner"] == ("sent", None)
     assert states["late_buyer"][0] == "cancelled" and "left the segment" in states["late_buyer"][1]
-    assert states["unsubscriber"] == ("cancelled", "no consent: unsubscribed after latest opt-in")
-    assert states["no_consent"] == ("cancelled", "no consent: no marketing opt-in")
-    assert states["held_out_3"] == ("cancelled", GLOBAL_HOLDOUT_REASON)
-    assert states["bounced"] == ("cancelled", "no consent: suppressed: bounced")
+    assert states["unsubscriber"] == ("cancelled", "unsubscribed after latest opt-in")
+    assert states["no_consent"] == ("cancelled", "no marketing opt-in")
+    assert states["held_out_3"] == ("cancelled", HELD_OUT)
+    assert states["bounced"] == ("cancelled", "suppressed: bounced")
     assert report.outcomes == {"sent": 1, "cancelled": 5}
     assert [(d["customer_id"], d["key"]) for d in Receiver.deliveries] == [("abandoner", queued["abandoner"]["trigger_id"])]
 

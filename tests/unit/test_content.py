@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from lakecdp.config import ConfigError, load_settings
-from lakecdp.content.engine import HELD_OUT, NO_CONSENT, NO_CUSTOMER, ContentEngine, CustomerContext, discount_code
+from lakecdp.content.engine import NO_CUSTOMER, ContentEngine, CustomerContext, discount_code
 from lakecdp.content.settings import parse_content_settings
 from lakecdp.content.targeting import parse_condition
+from lakecdp.privacy.email_consent import HELD_OUT, NO_OPT_IN
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
@@ -72,7 +73,7 @@ def test_tokens_fall_back_when_data_is_missing(engine):
 @pytest.mark.parametrize(
     "context, reason",
     [
-        (customer(block_reason=NO_CONSENT, profile={"frequency": 5, "last_category_viewed": "shoes"}), NO_CONSENT),
+        (customer(block_reason=NO_OPT_IN, profile={"frequency": 5, "last_category_viewed": "shoes"}), NO_OPT_IN),
         (None, NO_CUSTOMER),
     ],
 )
