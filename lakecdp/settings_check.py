@@ -2,7 +2,8 @@
 
 The sections each capability parses itself (segments, esp, triggers, content, experiments,
 models, collector, privacy, preferences) are parsed here once, up front: a typo fails at start with its file,
-key and fix, not later inside a running stream's timer thread when the first trigger falls due.
+key and fix, not later inside a running stream's timer thread when the first trigger falls due. The file is
+the one that set the key (conf/base, conf/local or a LAKECDP__ variable: Settings.sources).
 An entry-point module (it imports every capability's settings, and `models`).
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakecdp.config import ConfigError, Settings
+from lakecdp.config.sections import source_of
 
 if TYPE_CHECKING:
     from lakecdp.collector.settings import CollectorSettings
@@ -54,21 +56,22 @@ def check_sections(settings: Settings) -> CheckedSections:
     from lakecdp.triggers.settings import trigger_settings
     from models.settings import parse_model_settings
 
+    sources = settings.sources
     unknown = sorted(set(settings.privacy) - set(PRIVACY_KEYS))
     if unknown:
         raise ConfigError(
-            f"conf/base/privacy.yaml: unknown key(s) {', '.join('privacy.' + k for k in unknown)}. "
+            f"{source_of(('privacy', unknown[0]), sources)}: unknown key(s) {', '.join('privacy.' + k for k in unknown)}. "
             f"Fix: remove them or check the spelling (the keys are {', '.join(PRIVACY_KEYS)})."
         )
     segments = segments_of(settings)
     return CheckedSections(
         segments=segments,
-        esp=load_esp_settings(settings.esp, segment_names=[s.name for s in segments]),
-        triggers=trigger_settings(settings.triggers),
-        content=parse_content_settings(settings.content),
-        experiments=parse_experiment_settings(settings.experiments),
-        models=parse_model_settings(settings.models),
-        collector=load_collector_settings(settings.collector),
-        consent=consent_rules(settings.privacy, settings.esp),
-        preferences=load_preferences_settings(settings.preferences),
+        esp=load_esp_settings(settings.esp, segment_names=[s.name for s in segments], sources=sources),
+        triggers=trigger_settings(settings.triggers, sources=sources),
+        content=parse_content_settings(settings.content, sources=sources),
+        experiments=parse_experiment_settings(settings.experiments, sources=sources),
+        models=parse_model_settings(settings.models, sources=sources),
+        collector=load_collector_settings(settings.collector, sources=sources),
+        consent=consent_rules(settings.privacy, settings.esp, sources=sources),
+        preferences=load_preferences_settings(settings.preferences, sources=sources),
     )

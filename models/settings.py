@@ -9,15 +9,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from lakecdp.config import ConfigError, parse_duration
+from lakecdp.config import parse_duration
+from lakecdp.config.sections import Sources, validate_section
 from models.feature_names import feature_columns
-
-CONF_FILE = "conf/base/models.yaml"
 
 # The generator's categories; real shops list their own in conf (affinity features follow this list).
 DEFAULT_CATEGORIES = ("shoes", "outerwear", "dresses", "accessories", "beauty", "home", "kids", "sportswear")
@@ -231,23 +229,6 @@ class ModelSettings(_Strict):
         return self
 
 
-def parse_model_settings(section: dict[str, Any] | None) -> ModelSettings:
-    """Validate the `models:` section; errors name conf/base/models.yaml, the key and the fix."""
-    try:
-        return ModelSettings.model_validate(section or {})
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in ("models", *error["loc"]))
-        if error["type"] == "extra_forbidden":
-            fix = f"remove '{error['loc'][-1]}' or check its spelling (see the keys documented in {CONF_FILE})"
-        else:
-            fix = f"set {key} to a valid value"
-        got = error.get("input")
-        got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        lines.append(f"{CONF_FILE}: {key}: {error['msg']}{got_text}. Fix: {fix}.")
-    return "invalid model settings:\n  " + "\n  ".join(lines)
+def parse_model_settings(section: dict[str, Any] | None, *, sources: Sources | None = None) -> ModelSettings:
+    """Validate the `models:` section; errors name the file, the key and the fix (`sources`: Settings.sources)."""
+    return validate_section(ModelSettings, "models", section, sources=sources)

@@ -6,9 +6,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lakecdp.config import ConfigError
+from lakecdp.config.sections import Sources, validate_section
 from lakecdp.privacy.purposes import PREFERENCE_CENTRE
 from lakecdp.tls import TlsSettings
 
@@ -86,12 +87,9 @@ class CollectorSettings(_Strict):
         return self.public_url or f"{self.tls.scheme()}://{self.host}:{self.port}"
 
 
-def load_collector_settings(section: Mapping[str, Any] | None) -> CollectorSettings:
-    """Validate `settings.collector` (a free dict from lakecdp.config) into CollectorSettings."""
-    try:
-        return CollectorSettings.model_validate(dict(section or {}))
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+def load_collector_settings(section: Mapping[str, Any] | None, *, sources: Sources | None = None) -> CollectorSettings:
+    """Validate `settings.collector` (a free dict from lakecdp.config) into CollectorSettings (`sources`: Settings.sources)."""
+    return validate_section(CollectorSettings, "collector", section, sources=sources, fix=_fix)
 
 
 def resolve_write_keys(settings: CollectorSettings, env: Mapping[str, str]) -> dict[str, str]:
@@ -128,21 +126,7 @@ def signing_secret(env: Mapping[str, str], variable: str, named_by: str) -> byte
     return secret.encode()
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = tuple(str(part) for part in error["loc"])
-        key = ".".join(("collector", *loc))
-        if error["type"] == "extra_forbidden" and loc[-1] in {"write_key", "key", "writeKey"}:
-            fix = (
-                "never commit a write key: set write_key_env to the name of an environment variable "
-                "that holds it, and set that variable where the collector runs"
-            )
-        elif error["type"] == "extra_forbidden":
-            fix = f"remove '{loc[-1]}' or check its spelling"
-        else:
-            fix = f"set {key} to a valid value (or override it with LAKECDP__{'__'.join(p.upper() for p in ('collector', *loc))})"
-        got = error.get("input")
-        got_text = "" if isinstance(got, (dict, list)) or error["type"] == "extra_forbidden" else f" (got {got!r})"
-        lines.append(f"{CONF_FILE} (or its conf/local / env override): {key}: {error['msg']}{got_text}. Fix: {fix}.")
-    return "invalid collector configuration:\n  " + "\n  ".join(lines)
+def _fix(path: tuple[str, ...], error: Mapping[str, Any]) -> str | None:
+    if error["type"] == "extra_forbidden" and path[-1] in {"write_key", "key", "writeKey"}:
+        return "never commit a write key: set write_key_env to the name of an environment variable that holds it, and set that variable where the collector runs"
+    return None

@@ -2,5 +2,6 @@
 
 from lakecdp.config.loader import ConfigError, load_settings, parse_duration
 from lakecdp.config.models import Settings
+from lakecdp.config.sections import validate_section
 
-__all__ = ["ConfigError", "Settings", "load_settings", "parse_duration"]
+__all__ = ["ConfigError", "Settings", "load_settings", "parse_duration", "validate_section"]

@@ -12,17 +12,13 @@ from pydantic import ValidationError
 
 from lakecdp.config.durations import parse_duration
 from lakecdp.config.models import Settings
+from lakecdp.config.sections import ENV_PREFIX, ConfigError, describe
 
-ENV_PREFIX = "LAKECDP__"
 CONF_DIR_ENV = "LAKECDP_CONF_DIR"
 
 __all__ = ["ConfigError", "load_settings", "parse_duration", "default_conf_dir"]
 
 Provenance = dict[tuple[str, ...], str]
-
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased as file + key + fix."""
 
 
 def default_conf_dir() -> Path:
@@ -64,9 +60,11 @@ def load_settings(
         _deep_merge(merged, dict(overrides), "overrides", provenance, ())
 
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, provenance)) from None
+        raise ConfigError(describe(exc, sources=provenance)) from None
+    settings._sources = provenance
+    return settings
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -119,19 +117,3 @@ def _record_children(value: Any, origin: str, provenance: Provenance, path: tupl
         for key, child in value.items():
             provenance[(*path, str(key))] = origin
             _record_children(child, origin, provenance, (*path, str(key)))
-
-
-def _describe(exc: ValidationError, provenance: Provenance) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = tuple(str(part) for part in error["loc"])
-        source = next((provenance[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in provenance), "defaults")
-        key = ".".join(loc)
-        if error["type"] == "extra_forbidden":
-            fix = f"remove '{loc[-1]}' or check its spelling"
-        else:
-            fix = f"set {key} to a valid value (or override it with {ENV_PREFIX}{'__'.join(p.upper() for p in loc)})"
-        got = error.get("input")
-        got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        lines.append(f"{source}: {key}: {error['msg']}{got_text}. Fix: {fix}.")
-    return "invalid configuration:\n  " + "\n  ".join(lines)

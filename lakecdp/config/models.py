@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from lakecdp.config.durations import parse_duration
 
@@ -275,6 +275,15 @@ class AccessSettings(_Strict):
 
 
 class Settings(_Strict):
+    # Where each key came from (key path -> conf file or `env LAKECDP__...`), as the loader recorded it; the sections
+    # validated by their capability (lakecdp.settings_check) name these in their errors.
+    _sources: dict[tuple[str, ...], str] | None = PrivateAttr(default=None)
+
+    @property
+    def sources(self) -> dict[tuple[str, ...], str] | None:
+        """None for settings not read by the loader (built in code)."""
+        return self._sources
+
     lake: LakeSettings = Field(default_factory=LakeSettings)
     landing: LandingSettings = Field(default_factory=LandingSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)

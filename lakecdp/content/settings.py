@@ -6,9 +6,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lakecdp.config import ConfigError, parse_duration
+from lakecdp.config import parse_duration
+from lakecdp.config.sections import Sources, validate_section
 from lakecdp.content.targeting import parse_condition
 from lakecdp.tls import TlsSettings
 
@@ -301,30 +302,6 @@ def block_merge_field(slot: str, spec: SlotSpec) -> str:
     return spec.merge_field or f"BLK_{slot.upper()}"[:10]
 
 
-def parse_content_settings(section: dict[str, Any] | None) -> ContentSettings:
-    """Validate the `content:` section; errors name conf/base/content.yaml, the key and the fix."""
-    try:
-        return ContentSettings.model_validate(section or {})
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-
-
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in ("content", *error["loc"]))
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "value_error" and not error["loc"] and ": " in message:
-            # Cross-key checks say which key they are about: "blocks.x.target.op: ..."
-            where, message = message.split(": ", 1)
-            key = f"content.{where}"
-        if error["type"] == "extra_forbidden":
-            fix = f"remove '{error['loc'][-1]}' or check its spelling (the keys are documented in {CONF_FILE})"
-        elif error["type"] == "value_error":
-            fix = f"change {key} as the message says"
-        else:
-            fix = f"set {key} to a valid value"
-        got = error.get("input")
-        got_text = "" if isinstance(got, (dict, list)) or error["type"] == "value_error" else f" (got {got!r})"
-        lines.append(f"{CONF_FILE}: {key}: {message}{got_text}. Fix: {fix}.")
-    return "invalid content settings:\n  " + "\n  ".join(lines)
+def parse_content_settings(section: dict[str, Any] | None, *, sources: Sources | None = None) -> ContentSettings:
+    """Validate the `content:` section; errors name the file, the key and the fix (`sources`: Settings.sources)."""
+    return validate_section(ContentSettings, "content", section, sources=sources)

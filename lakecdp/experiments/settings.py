@@ -6,11 +6,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lakecdp.config import ConfigError, parse_duration
+from lakecdp.config import parse_duration
+from lakecdp.config.sections import Sources, validate_section
 
-CONF_FILE = "conf/base/experiments.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,60}$")
 HOLDOUT = "holdout"  # the experiment's own holdout: assigned, never sent
 GLOBAL_HOLDOUT = "global_holdout"  # the persistent holdout: no experiment or campaign reaches them
@@ -114,18 +114,6 @@ class ExperimentSettings(_Strict):
         return value
 
 
-def parse_experiment_settings(section: dict[str, Any] | None) -> ExperimentSettings:
-    """Validate the `experiments:` section; errors name conf/base/experiments.yaml, the key and the fix."""
-    try:
-        return ExperimentSettings.model_validate(section or {})
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            key = ".".join(str(part) for part in ("experiments", *error["loc"]))
-            if error["type"] == "extra_forbidden":
-                fix = f"remove '{error['loc'][-1]}' or check its spelling (the keys are documented in {CONF_FILE})"
-            else:
-                fix = f"set {key} to a valid value"
-            message = error["msg"].removeprefix("Value error, ")
-            lines.append(f"{CONF_FILE}: {key}: {message}. Fix: {fix}.")
-        raise ConfigError("invalid experiment settings:\n  " + "\n  ".join(lines)) from None
+def parse_experiment_settings(section: dict[str, Any] | None, *, sources: Sources | None = None) -> ExperimentSettings:
+    """Validate the `experiments:` section; errors name the file, the key and the fix (`sources`: Settings.sources)."""
+    return validate_section(ExperimentSettings, "experiments", section, sources=sources)

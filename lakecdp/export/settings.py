@@ -13,15 +13,16 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lakecdp.config import ConfigError, parse_duration
+from lakecdp.config.sections import Sources, source_of, validate_section
 
 CONF_FILE = "conf/base/esp.yaml"
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _DESTINATION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 ARRIVAL_JITTER = 0.02  # share of a rate window kept free for requests that arrive later than sent
-_DESTINATION_TYPES = {"mailchimp", "klaviyo", "braze", "sfmc", "s3", "webhook"}
+_DESTINATION_TYPES = ("mailchimp", "klaviyo", "braze", "sfmc", "s3", "webhook")
 _SECRET_KEYS = {"api_key", "key", "secret", "client_secret", "password", "token", "access_key", "secret_access_key"}
 
 
@@ -306,19 +307,20 @@ class EspSettings(_Strict):
         return {name: d for name, d in self.destinations.items() if d.enabled}
 
 
-def load_esp_settings(section: Mapping[str, Any] | None, *, segment_names: Iterable[str] | None = None) -> EspSettings:
-    """Validate `settings.esp` (a free dict from lakecdp.config); segment names are checked when given."""
-    try:
-        esp = EspSettings.model_validate(dict(section or {}))
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+def load_esp_settings(
+    section: Mapping[str, Any] | None, *, segment_names: Iterable[str] | None = None, sources: Sources | None = None
+) -> EspSettings:
+    """Validate `settings.esp` (a free dict from lakecdp.config); segment names are checked when given.
+    `sources`: where each key came from (Settings.sources), for the errors."""
+    esp = validate_section(EspSettings, "esp", section, sources=sources, fix=_fix, tags=_DESTINATION_TYPES)
     if segment_names is not None:
         known = set(segment_names)
         for name, destination in esp.destinations.items():
             unknown = sorted(set(destination.segments) - known)
             if unknown:
+                key = ("esp", "destinations", name, "segments")
                 raise ConfigError(
-                    f"{CONF_FILE}: esp.destinations.{name}.segments: {unknown} are not segments in conf/base/segments.yaml. "
+                    f"{source_of(key, sources)}: {'.'.join(key)}: {unknown} are not segments in conf/base/segments.yaml. "
                     f"Fix: use one of {sorted(known)} or add the segment rule."
                 )
     return esp
@@ -338,29 +340,12 @@ def token_bucket(limit: RateLimitSpec, fill_fraction: float) -> tuple[float, flo
     return float(capacity), rate
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for error in exc.errors():
-        loc = tuple(str(part) for part in error["loc"])
-        # pydantic puts the union's tag (the destination type) in the path: not a key anyone wrote.
-        if len(loc) >= 3 and loc[0] == "destinations" and loc[2] in _DESTINATION_TYPES:
-            loc = loc[:2] + loc[3:]
-        key = ".".join(("esp", *loc))
-        is_whole_destination = error["type"] == "value_error" and len(loc) == 2 and loc[0] == "destinations"
-        if is_whole_destination:
-            fix = "change the value the message names (the documented limit is the most lakecdp will use)"
-        elif error["type"] == "extra_forbidden" and loc[-1] in _SECRET_KEYS:
-            fix = (
-                "never commit a secret: set the matching *_env key to the NAME of an environment variable "
-                "that holds it, and set that variable where lakecdp runs"
-            )
-        elif error["type"] == "extra_forbidden":
-            fix = f"remove '{loc[-1]}' or check its spelling"
-        elif error["type"] == "union_tag_invalid" or "discriminator" in error["type"]:
-            fix = "set type to one of mailchimp, klaviyo, braze, sfmc, s3, webhook"
-        else:
-            fix = f"set {key} to a valid value (or override it with LAKECDP__{'__'.join(p.upper() for p in ('esp', *loc))})"
-        got = error.get("input")
-        got_text = "" if isinstance(got, (dict, list)) or error["type"] == "extra_forbidden" else f" (got {got!r})"
-        lines.append(f"{CONF_FILE} (or its conf/local / env override): {key}: {error['msg']}{got_text}. Fix: {fix}.")
-    return "invalid esp configuration:\n  " + "\n  ".join(lines)
+def _fix(path: tuple[str, ...], error: Mapping[str, Any]) -> str | None:
+    """The ESP section's own fixes (lakecdp.config.sections gives the usual ones)."""
+    if error["type"] == "value_error" and len(path) == 3 and path[1] == "destinations":
+        return "change the value the message names (the documented limit is the most lakecdp will use)"
+    if error["type"] == "extra_forbidden" and path[-1] in _SECRET_KEYS:
+        return "never commit a secret: set the matching *_env key to the NAME of an environment variable that holds it, and set that variable where lakecdp runs"
+    if error["type"] == "union_tag_invalid" or "discriminator" in error["type"]:
+        return f"set type to one of {', '.join(_DESTINATION_TYPES)}"
+    return None

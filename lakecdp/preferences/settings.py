@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from lakecdp.collector.settings import CollectorSettings, signing_secret
-from lakecdp.config import ConfigError
 from lakecdp.config.durations import parse_duration
+from lakecdp.config.sections import Sources, validate_section
 
 CONF_FILE = "conf/base/preferences.yaml"
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -56,17 +56,9 @@ class PreferencesSettings(BaseModel):
         return self.secret_env or collector.link_secret_env
 
 
-def load_preferences_settings(section: Mapping[str, Any] | None) -> PreferencesSettings:
+def load_preferences_settings(section: Mapping[str, Any] | None, *, sources: Sources | None = None) -> PreferencesSettings:
     """Validate `settings.preferences` into PreferencesSettings (a ConfigError names the file, key and fix)."""
-    try:
-        return PreferencesSettings.model_validate(dict(section or {}))
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            key = ".".join(("preferences", *(str(p) for p in error["loc"])))
-            fix = "remove it or check its spelling" if error["type"] == "extra_forbidden" else f"set {key} to a valid value"
-            lines.append(f"{CONF_FILE} (or its conf/local / env override): {key}: {error['msg']}. Fix: {fix}.")
-        raise ConfigError("invalid preferences configuration:\n  " + "\n  ".join(lines)) from None
+    return validate_section(PreferencesSettings, "preferences", section, sources=sources)
 
 
 def resolve_secret(preferences: PreferencesSettings, collector: CollectorSettings, env: Mapping[str, str]) -> bytes | None:

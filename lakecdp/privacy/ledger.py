@@ -27,6 +27,7 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window, functions as F
 
 from lakecdp.config import ConfigError
+from lakecdp.config.sections import Sources, source_of
 from lakecdp.lake import Lake
 from lakecdp.privacy.purposes import (
     EMAIL_MARKETING,
@@ -37,8 +38,6 @@ from lakecdp.privacy.purposes import (
     PROFILING,
     WITHDRAWN,
 )
-
-CONF_FILE = "conf/base/privacy.yaml"
 
 
 @dataclass(frozen=True)
@@ -52,12 +51,14 @@ class ConsentRules:
     purposes: tuple[str, ...] = (EMAIL_MARKETING, PERSONALIZATION, PROFILING, ENRICHMENT)
 
 
-def consent_rules(privacy: Mapping[str, Any] | None, esp: Mapping[str, Any] | None) -> ConsentRules:
-    """Rules from the `privacy.consent` section; the email opt-in/out event names are esp.yaml's (one place)."""
+def consent_rules(privacy: Mapping[str, Any] | None, esp: Mapping[str, Any] | None, *, sources: Sources | None = None) -> ConsentRules:
+    """Rules from the `privacy.consent` section; the email opt-in/out event names are esp.yaml's (one place).
+    `sources`: where each key came from (Settings.sources), for the errors."""
     section = dict((privacy or {}).get("consent") or {})
-    unknown = set(section) - {"event", "traits_key"}
+    unknown = sorted(set(section) - {"event", "traits_key"})
     if unknown:
-        raise ConfigError(f"{CONF_FILE}: unknown key(s) privacy.consent.{', '.join(sorted(unknown))}. Fix: use event or traits_key.")
+        where = source_of(("privacy", "consent", unknown[0]), sources)
+        raise ConfigError(f"{where}: unknown key(s) privacy.consent.{', '.join(unknown)}. Fix: use event or traits_key.")
     email = dict((esp or {}).get("consent") or {})
     return ConsentRules(
         opt_in_events=tuple(email.get("opt_in_events") or ConsentRules.opt_in_events),

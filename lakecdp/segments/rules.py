@@ -28,6 +28,7 @@ from typing import Any
 
 from lakecdp.config.durations import parse_duration
 from lakecdp.config.models import CustomerSettings, Settings
+from lakecdp.config.sections import source_of
 from lakecdp.lake.tables import EVENTS, PROFILE_FEATURES, PROFILE_SCORES
 from lakecdp.profiles.declarations import Match
 from lakecdp.segments.sql import SqlError, SqlRule, parse_sql
@@ -141,7 +142,7 @@ class Segment:
 
 def segments_of(settings: Settings) -> list[Segment]:
     """The segments conf declares, their customer rules checked against the attributes conf declares."""
-    return parse_segments(settings.segments, customers=settings.customers)
+    return parse_segments(settings.segments, source_of(("segments",), settings.sources), customers=settings.customers)
 
 
 def parse_segments(

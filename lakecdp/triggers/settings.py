@@ -9,12 +9,14 @@ environment variables the `*_env` keys name; limits default to each ESP's docume
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from lakecdp.config import ConfigError, parse_duration
+from lakecdp.config import parse_duration
+from lakecdp.config.sections import Sources, validate_section
 from lakecdp.export.settings import EnvName, RateLimitSpec, RetrySettings
 
 SOURCE = "conf/base/triggers.yaml"
@@ -176,15 +178,15 @@ class TriggerSettings(BaseModel):
         return parse_duration(value)
 
 
-def trigger_settings(raw: dict[str, Any]) -> TriggerSettings:
-    """Validate settings.triggers; errors name the file, the key and the fix."""
-    try:
-        return TriggerSettings.model_validate(raw or {})
-    except ValidationError as exc:
-        problems = "; ".join(f"triggers.{'.'.join(str(p) for p in _key(e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(
-            f"{SOURCE}: {problems}. Fix: see the example destinations in {SOURCE} (kind is one of {', '.join(KINDS)})."
-        ) from None
+def trigger_settings(raw: dict[str, Any] | None, *, sources: Sources | None = None) -> TriggerSettings:
+    """Validate settings.triggers; errors name the file, the key and the fix (`sources`: Settings.sources)."""
+    return validate_section(TriggerSettings, "triggers", raw, sources=sources, fix=_fix, tags=KINDS)
+
+
+def _fix(path: tuple[str, ...], error: Mapping[str, Any]) -> str | None:
+    if error["type"] == "union_tag_invalid" or "discriminator" in error["type"]:
+        return f"set kind to one of {', '.join(KINDS)} (see the example destinations in {SOURCE})"
+    return None
 
 
 # What `sandbox_trigger_destination` fills in: the env vars and ESP-side ids a local contract server is
@@ -214,8 +216,3 @@ def sandbox_trigger_destination(kind: str, url: str, **overrides: Any) -> dict[s
     entry = {k: v for k, v in {"kind": kind, **urls, **SANDBOX_DEFAULTS[kind], **overrides}.items() if v is not None}
     trigger_settings({"destinations": {"sandbox": entry}})
     return entry
-
-
-def _key(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    # pydantic puts the union's tag (the kind) in the path: not a key anyone wrote.
-    return tuple(part for i, part in enumerate(loc) if not (i == 2 and loc[0] == "destinations" and part in KINDS))

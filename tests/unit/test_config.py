@@ -110,6 +110,37 @@ def test_a_typo_in_any_section_stops_every_command_before_it_runs(tmp_path, caps
     assert file in error and named in error
 
 
+@pytest.mark.parametrize(
+    "local, env, source, named",
+    [
+        (
+            {"mine.yaml": "esp:\n  destinations:\n    mc:\n      type: mailchimp\n      api_key: abc\n"},
+            {},
+            "local/mine.yaml",
+            "esp.destinations.mc.api_key",
+        ),
+        ({}, {"LAKECDP__MODELS__INTENT__FAMILES": "[logistic]"}, "env LAKECDP__MODELS__INTENT__FAMILES", "models.intent.familes"),
+        ({"mine.yaml": "triggers:\n  max_attempts: many\n"}, {}, "local/mine.yaml", "triggers.max_attempts"),
+        ({"mine.yaml": "privacy:\n  consent:\n    evnt: X\n"}, {}, "local/mine.yaml", "privacy.consent.evnt"),
+        ({"mine.yaml": "segments: {}\n"}, {}, "local/mine.yaml", "segments"),
+    ],
+)
+def test_a_section_error_names_the_file_or_variable_that_set_the_key(tmp_path, local, env, source, named):
+    """Not conf/base/<section>.yaml when the key came from conf/local or the environment."""
+    import shutil
+
+    from lakecdp.segments.rules import RuleError
+    from lakecdp.settings_check import check_sections
+
+    conf = tmp_path / "conf"
+    shutil.copytree(REPO_CONF / "base", conf / "base")
+    make_conf(conf, {}, local)
+    with pytest.raises((ConfigError, RuleError)) as raised:
+        check_sections(load_settings(conf, env=env))
+    lines = [line for line in str(raised.value).splitlines() if named in line]
+    assert lines and all(source in line.split(": ")[0] for line in lines), str(raised.value)
+
+
 def test_built_in_customer_columns_are_the_customers_table():
     from lakecdp.config.models import BUILT_IN_CUSTOMER_COLUMNS
     from lakecdp.lake.tables import CUSTOMERS

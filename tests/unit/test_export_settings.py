@@ -29,10 +29,10 @@ def test_committed_esp_yaml_loads_with_every_destination_disabled():
 @pytest.mark.parametrize(
     ("section", "expected"),
     [
-        (mailchimp(batch_size=501), "esp.destinations.mc: Value error, batch_size 501 is above the documented maximum 500"),
+        (mailchimp(batch_size=501), "esp.destinations.mc: batch_size 501 is above the documented maximum 500"),
         (mailchimp(max_in_flight=11), "above the documented 10 concurrent connections"),
         (mailchimp(api_key="abc"), "esp.destinations.mc.api_key: Extra inputs are not permitted. Fix: never commit a secret"),
-        (mailchimp(api_key_env="mc_key"), "esp.destinations.mc.api_key_env: Value error, must be an environment variable NAME"),
+        (mailchimp(api_key_env="mc_key"), "esp.destinations.mc.api_key_env: must be an environment variable NAME"),
         ({"destinations": {"k": {"type": "klaviyo", "api_key_env": "K", "segments": ["s"]}}}, "segments ['s'] need a list_id"),
         (
             {"destinations": {"k": {"type": "klaviyo", "api_key_env": "K", "rate_limits": [{"requests": 20, "per": "1s"}]}}},

@@ -121,7 +121,7 @@ def test_settings_errors_name_the_file_key_and_fix():
         load_preferences_settings({"valid_for": "1s"})
     with pytest.raises(ConfigError, match=r"preferences.purposes.0"):
         load_preferences_settings({"purposes": ["marketing"]})
-    with pytest.raises(ConfigError, match=r"preferences.colour.*remove it"):
+    with pytest.raises(ConfigError, match=r"preferences.colour.*remove 'colour'"):
         load_preferences_settings({"colour": "blue"})
     assert load_preferences_settings({"valid_for": "7d"}).valid_for == timedelta(days=7)
 
