@@ -1,4 +1,4 @@
-"""The events stream: exactly once through kill -9 at random moments."""
+"""The events stream: exactly once through kill -9 inside a micro-batch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -48,21 +49,33 @@ def stream_command(lake: Path, source: Path | None) -> list[str]:
     ]
 
 
-def run_and_kill(command: list[str], env: dict[str, str], after_seconds: float | None, log: Path) -> int:
-    """Run the stream in its own process group; SIGKILL the whole group (JVM included) after a delay."""
+def run_and_kill(command: list[str], env: dict[str, str], lake: Path | None, commits: int, log: Path) -> int:
+    """Run the stream in its own process group. With `lake`: SIGKILL the whole group (JVM included) as soon as
+    `commits` Delta commits have landed in it after the first micro-batch: a point of the work, not of the
+    clock, so the kill lands in the same place on any machine. Returns the exit code, -9 when killed."""
+
+    def landed() -> int:
+        return sum(1 for _ in lake.glob("*/_delta_log/*.json")) if lake is not None else 0
+
     with log.open("ab") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            return process.wait(timeout=after_seconds if after_seconds is not None else 600)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            return -9
+        if lake is None:
+            return process.wait(timeout=600)
+        baseline = None
+        while process.poll() is None:
+            if baseline is None and (lake / "_checkpoints" / "events" / "commits" / "0").exists():
+                baseline = landed()
+            if baseline is not None and landed() >= baseline + commits:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                return -9
+            time.sleep(0.01)
+        return process.returncode  # it ended first: the caller's assert says no run was killed
 
 
 @pytest.fixture(scope="module", params=["files", pytest.param("kafka", marks=pytest.mark.extended)])
 def crashed_and_restarted(request, tmp_path_factory):
-    """The stream killed at a random instant, then run to the end: from landing files, and from a Kafka topic."""
+    """The stream killed inside a batch, then run to the end: from landing files, and from a Kafka topic."""
     root = tmp_path_factory.mktemp(f"stream-{request.param}")
     summary = write_dataset(GENERATED, root / "landing", events_per_file=500)
     (root / "landing" / "events" / "zz-bad.jsonl").write_text(BAD_LINES)
@@ -81,11 +94,28 @@ def crashed_and_restarted(request, tmp_path_factory):
         }
         source = None
     command = stream_command(root / "lake", source)
+    # The micro-batches decide in the state store in well under a second; the Delta writes (bronze, customers,
+    # profiles, membership, timers, outbox...) come with the flush, about 20 commits. The kill lands after a
+    # seeded random number of them, in the middle of the flush, where a crash can leave Delta behind the store.
     rng = random.Random(20261123)
-    outcomes = [run_and_kill(command, env, rng.uniform(14, 26), root / "stream.log")]
-    final = run_and_kill(command, env, None, root / "stream.log")
+    outcomes = [run_and_kill(command, env, root / "lake", rng.randint(2, 16), root / "stream.log")]
+    if source is not None:
+        add_old_backlog(source)
+    final = run_and_kill(command, env, None, 0, root / "stream.log")
     assert final == 0, (root / "stream.log").read_text()[-3000:]
     return root, summary, outcomes, request.param
+
+
+def add_old_backlog(events_dir: Path) -> None:
+    """A backlog moved in with its old modification time (cp -p, rsync -a), a month before the files the stream
+    has seen. Spark's file source ignores files older than `maxFileAge` (7 days) before the newest file it has
+    seen; the stream must read it like any other."""
+    generated = write_dataset(GeneratorSettings(customers=8, days=2, seed=5), events_dir.parent / "backlog", events_per_file=10_000)
+    [backlog] = generated.files
+    moved = events_dir / "part-99999.jsonl"
+    moved.write_bytes(backlog.read_bytes())
+    month_ago = (events_dir / "part-00000.jsonl").stat().st_mtime - 30 * 86400
+    os.utime(moved, (month_ago, month_ago))
 
 
 def input_message_ids(events_dir: Path) -> list[str]:
@@ -138,32 +168,3 @@ def test_online_state_equals_a_batch_recompute_after_kills(crashed_and_restarted
     online = OnlineState(lake, settings, open_store(settings.state, lake.root), segments_of(settings))
     result = reconcile(lake, online, GENERATED.end)
     assert result.customers > 0 and [str(d) for d in result.differences] == []
-
-
-def test_a_landing_file_older_than_a_week_is_still_read(spark, tmp_path):
-    """A backlog moved in with its old modification time (cp -p, rsync -a) lands like any other file.
-
-    Spark's file source ignores files older than `maxFileAge` (7 days) before the newest file it has
-    seen; the stream must not.
-    """
-    from lakecdp.clock import FrozenClock
-    from lakecdp.stream import run_stream
-
-    settings = load_settings(env={})
-    landing = tmp_path / "landing"
-    summary = write_dataset(GeneratorSettings(customers=8, days=2, seed=5), tmp_path / "generated", events_per_file=10_000)
-    [recent] = summary.files
-    lines = recent.read_text().splitlines(keepends=True)
-    landing.mkdir()
-    (landing / "recent.jsonl").write_text("".join(lines[: len(lines) // 2]))
-    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
-    checkpoint = str(tmp_path / "checkpoint")
-    clock = FrozenClock(GeneratorSettings().end)
-    run_stream(spark, lake, settings, source=str(landing), checkpoint=checkpoint, clock=clock)
-
-    backlog = landing / "backlog.jsonl"
-    backlog.write_text("".join(lines[len(lines) // 2 :]))
-    month_ago = (landing / "recent.jsonl").stat().st_mtime - 30 * 86400
-    os.utime(backlog, (month_ago, month_ago))
-    run_stream(spark, lake, settings, source=str(landing), checkpoint=checkpoint, clock=clock)
-    assert lake.read("events").count() + lake.read("quarantine").count() == len(lines)
