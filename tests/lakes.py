@@ -37,9 +37,11 @@ def ingest_and_refresh(lake, settings, segments, now, lines) -> None:
 
     from lakecdp.events.ingest import ingest_lines
     from lakecdp.flows.micro_batch import refresh_customers, touched_customers, update_identity_links
+    from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
 
     df = lake.spark.createDataFrame([(raw, "t.jsonl") for raw in lines], "raw string, source_file string")
     ingest_lines(lake, df, received_at=now, settings=settings.events)
     batch = lake.read("events").filter(F.col("message_id").isin([json.loads(x)["messageId"] for x in lines]))
+    record_consent(lake, entries_from_events(batch, consent_rules(settings.privacy, settings.esp), now))  # as the stream's batch does
     customers = touched_customers(lake, batch, update_identity_links(lake, batch))
     refresh_customers(lake, segments, now, customers)

@@ -27,7 +27,8 @@ from lakecdp.content.engine import CustomerContext
 from lakecdp.content.settings import CUSTOMER_TOKEN_FIELDS, ContentSettings
 from lakecdp.lake.crypto import ContactCipher, plain_rows
 from lakecdp.lake.files import delta_dataset
-from lakecdp.privacy.email_consent import block_reason
+from lakecdp.privacy.email_consent import block_reason, latest_email_facts
+from lakecdp.privacy.purposes import EMAIL_MARKETING
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,9 @@ class SnapshotLoader:
         scores = self._rows_by_customer(tables["profile_scores"], SCORE_COLUMNS)
         segments = self._segments(tables["segment_membership"])
         recommendations = self._recommendations(tables["recommendations"])
-        opt_outs, carts = self._from_events(tables["events"], tables["identity_links"])
+        linked = _linked_devices(tables["identity_links"])
+        carts = self._carts(tables["events"], linked)
+        opt_outs = _email_facts(tables["consent_ledger"], linked)
         refusing = _withdrawn(tables["consent_ledger"], "personalization")
         contexts = {}
         for customer_id in set(attributes) | set(profiles):
@@ -185,11 +188,10 @@ class SnapshotLoader:
             )
         return {customer_id: tuple(items) for customer_id, items in grouped.items()}
 
-    def _from_events(self, events: ds.Dataset | None, links: ds.Dataset | None):
-        """(last opt-in/opt-out instants per customer, open-cart items per customer) from bronze."""
+    def _carts(self, events: ds.Dataset | None, linked: dict[str, str]):
+        """Open-cart items per customer, from bronze."""
         if events is None:
-            return {}, {}
-        consent_events = (*self.settings.consent.opt_in_events, *self.settings.consent.opt_out_events)
+            return {}
         columns = [
             "customer_id",
             "user_id",
@@ -203,25 +205,19 @@ class SnapshotLoader:
             "properties_json",
         ]
         cutoff = self.clock.now() - timedelta(days=30)
-        is_consent = ds.field("event").isin(list(consent_events))
-        # Carts: recent cart events only; generated and real carts expire well within 30 days.
+        # Recent cart events only; generated and real carts expire well within 30 days.
         is_cart = ds.field("event").isin(list(CART_EVENTS)) & (ds.field("event_date") >= pa.scalar(cutoff.date()))
-        data = events.to_table(columns=columns, filter=is_consent | is_cart)
-        data = _resolve(data, links)
-        return self._consent_instants(data, consent_events), _open_carts(data)
+        return _open_carts(_resolve(events.to_table(columns=columns, filter=is_cart), linked))
 
-    def _consent_instants(self, data: pa.Table, consent_events) -> dict[str, tuple[Any, Any]]:
-        rows = data.filter(pc.is_in(data.column("event"), pa.array(list(consent_events))))
-        instants: dict[str, list[Any]] = {}
-        opt_in = set(self.settings.consent.opt_in_events)
-        for customer_id, event, at in zip(
-            rows.column("customer_id").to_pylist(), rows.column("event").to_pylist(), rows.column("timestamp").to_pylist()
-        ):
-            pair = instants.setdefault(customer_id, [None, None])
-            slot = 0 if event in opt_in else 1
-            if pair[slot] is None or at > pair[slot]:
-                pair[slot] = at
-        return {customer_id: (pair[0], pair[1]) for customer_id, pair in instants.items()}
+
+def _email_facts(ledger: ds.Dataset | None, linked: dict[str, str]) -> dict[str, tuple[Any, Any]]:
+    """Each customer's latest email-marketing grant and withdrawal in the consent ledger (lakecdp.privacy.email_consent)."""
+    if ledger is None:
+        return {}
+    is_email = ds.field("purpose") == EMAIL_MARKETING
+    return latest_email_facts(
+        ledger.to_table(columns=["customer_id", "purpose", "status", "recorded_at", "source"], filter=is_email).to_pylist(), linked
+    )
 
 
 def _withdrawn(ledger: ds.Dataset | None, purpose: str) -> frozenset[str]:
@@ -245,10 +241,10 @@ def _block_reason(customer_id: str, attributes, opted_in, opt_outs) -> str | Non
     return block_reason(opted_in.get(customer_id, False) if customer_id in attributes else None, last_in, last_out)
 
 
-def _resolve(data: pa.Table, links: ds.Dataset | None) -> pa.Table:
-    """Anonymous-only events take the customer their device was first linked to (as the pipeline does)."""
-    if links is None or data.num_rows == 0:
-        return data
+def _linked_devices(links: ds.Dataset | None) -> dict[str, str]:
+    """anonymous id -> the customer its device was first linked to (active links; as lakecdp.identity.graph.active_links)."""
+    if links is None:
+        return {}
     link_rows = links.to_table(columns=["anonymous_id", "customer_id", "linked_at", "is_active"]).filter(pc.field("is_active"))
     earliest: dict[str, tuple[Any, str]] = {}
     for anonymous_id, customer_id, at in zip(
@@ -256,10 +252,17 @@ def _resolve(data: pa.Table, links: ds.Dataset | None) -> pa.Table:
     ):
         if anonymous_id not in earliest or (at, customer_id) < earliest[anonymous_id]:
             earliest[anonymous_id] = (at, customer_id)
+    return {anonymous_id: customer_id for anonymous_id, (_, customer_id) in earliest.items()}
+
+
+def _resolve(data: pa.Table, linked: dict[str, str]) -> pa.Table:
+    """Anonymous-only events take the customer their device was first linked to (as the pipeline does)."""
+    if not linked or data.num_rows == 0:
+        return data
     user_ids = data.column("user_id").to_pylist()
     anonymous_ids = data.column("anonymous_id").to_pylist()
     resolved = [
-        cid if user is not None or anon not in earliest else earliest[anon][1]
+        cid if user is not None or anon not in linked else linked[anon]
         for cid, user, anon in zip(data.column("customer_id").to_pylist(), user_ids, anonymous_ids)
     ]
     return data.set_column(data.schema.get_field_index("customer_id"), "customer_id", pa.array(resolved, pa.string()))

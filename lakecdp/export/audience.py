@@ -11,7 +11,7 @@ from pyspark.sql import Column, DataFrame, Window, functions as F
 
 from lakecdp.export.batches import CREATE, REMOVE, UPDATE
 from lakecdp.export.identifiers import email_sha256_col, normalized_email_col, subscriber_hash_col
-from lakecdp.privacy.consent import block_reason_column, latest_consent_events, suppression_reasons
+from lakecdp.privacy.consent import block_reason_column, suppression_reasons
 from lakecdp.privacy.email_consent import NO_RECORD
 
 ATTRIBUTES = ("first_name", "last_name", "country", "city")
@@ -24,21 +24,13 @@ IDENTIFIER_KINDS = ("subscriber_hash", "customer_id", "email_sha256")
 KEYS = ("destination", "segment", "customer_id")  # one exported member
 
 
-def consent_status(
-    customers: DataFrame,
-    events: DataFrame,
-    suppressions: DataFrame,
-    *,
-    opt_in_events: Sequence[str],
-    opt_out_events: Sequence[str],
-    held_out: Column | None = None,
-) -> DataFrame:
+def consent_status(customers: DataFrame, facts: DataFrame, suppressions: DataFrame, *, held_out: Column | None = None) -> DataFrame:
     """One row per customer: the retailer's id, normalized email, attributes, and `block_reason` (null when contactable).
 
     A customer is contactable by the email-consent rule (lakecdp.privacy.email_consent), with an address required.
+    `facts`: the customers' latest email-marketing grants and withdrawals (lakecdp.privacy.consent.email_facts_of).
     `held_out`: a boolean column of `customers`, true for the global holdout (None: no holdout).
     """
-    consent_events = latest_consent_events(events, opt_in_events, opt_out_events)
     suppressed = suppression_reasons(suppressions)
     email = normalized_email_col("email")
     flag = [] if held_out is None else [held_out.alias("held_out")]
@@ -47,7 +39,7 @@ def consent_status(
     ).withColumn("email_sha256", email_sha256_col(F.col("email_norm")))
     joined = (
         with_email.alias("c")
-        .join(consent_events.alias("e"), on="customer_id", how="left")
+        .join(facts.alias("e"), on="customer_id", how="left")
         .join(suppressed.alias("s"), on="email_sha256", how="left")
     )
     # Every row here is a customer record (members without one are NO_CUSTOMER in segment_audience).

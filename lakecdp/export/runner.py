@@ -46,9 +46,9 @@ from lakecdp.export.http import DestinationError
 from lakecdp.export.log import ExportLog
 from lakecdp.export.report import RunReport
 from lakecdp.export.settings import EspSettings
-from lakecdp.identity import resolve_customer_ids
 from lakecdp.lake import Lake
 from lakecdp.privacy.access import log_pii_access
+from lakecdp.privacy.consent import email_facts_of
 from lakecdp.progress import Progress
 
 CONSENT_LOST = "consent withdrawn before send"
@@ -117,18 +117,13 @@ class ExportRunner:
     # ---- reading the lake -------------------------------------------------------------------
     def consent(self) -> DataFrame:
         """Contactability per customer, from the tables as they are now."""
-        names = [*self.esp.consent.opt_in_events, *self.esp.consent.opt_out_events]
-        events = self.lake.read("events").filter(F.col("event").isin(*names))
-        events = resolve_customer_ids(events, self.lake.read("identity_links"))
         customers = self.lake.with_plain_contacts(self.lake.read("customers"))
         if self.experiments is not None:
             customers = with_global_holdout(customers, self.lake.read("global_holdout"), self.experiments, at=self.runtime.clock.now())
         return consent_status(
             customers,
-            events,
+            email_facts_of(self.lake),
             self.lake.read("export_suppressions"),
-            opt_in_events=self.esp.consent.opt_in_events,
-            opt_out_events=self.esp.consent.opt_out_events,
             held_out=None if self.experiments is None else F.col("in_global_holdout"),
         )
 

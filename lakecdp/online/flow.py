@@ -406,7 +406,8 @@ class OnlineState:
         return due
 
     def email_consent_events(self, state: dict[str, Any]) -> tuple[int | None, int | None]:
-        """A state's latest opt-in and latest opt-out event instants (µs), as consent_block_reason reads bronze."""
+        """A state's latest opt-in and latest opt-out event instants (µs): live, where the consent ledger has them only
+        from the next flush (the dispatcher's re-check reads both)."""
 
         def latest(matches: list[Match]) -> int | None:
             return max((state["m"][m.key][1] for m in matches if state["m"].get(m.key, [0, None])[1] is not None), default=None)

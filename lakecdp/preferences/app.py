@@ -171,7 +171,7 @@ def open_preference_centre(settings: Settings, collector: CollectorSettings, env
     if not preferences.enabled:
         return None
     names = consent_event_names(settings)
-    store = LakeChoices(settings.lake.root, settings.lake.storage_options, names)
+    store = LakeChoices(settings.lake.root, settings.lake.storage_options)
     return PreferenceCentre(preferences, resolve_secret(preferences, collector, env), store, names)
 
 

@@ -9,25 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable, write_deltalake
 
 from lakecdp.lake.files import read_delta
-from lakecdp.preferences.choices import Choice, ConsentEventNames
-from lakecdp.privacy.email_consent import block_reason
+from lakecdp.preferences.choices import Choice
+from lakecdp.privacy.email_consent import block_reason, latest_email_facts
 from lakecdp.privacy.purposes import EMAIL_MARKETING, WITHDRAWN
 
 
 class LakeChoices:
     """One lake's consent facts for the page, and the erasure queue it adds to."""
 
-    def __init__(self, lake_root: str, storage_options: Mapping[str, str] | None, names: ConsentEventNames) -> None:
+    def __init__(self, lake_root: str, storage_options: Mapping[str, str] | None) -> None:
         self.root = lake_root.rstrip("/")
         self.options = dict(storage_options or {}) or None
-        self.names = names
 
     def current(self, customer_id: str, purposes: Sequence[str], channels: Sequence[str]) -> dict[Choice, bool] | None:
         """(purpose, channel) -> granted now, as the lake knows it (decisions are per purpose: every channel alike);
@@ -58,14 +56,13 @@ class LakeChoices:
         return True
 
     def _email_marketing(self, customer_id: str, opt_in: bool | None) -> bool:
-        is_consent_event = ds.field("event").isin([self.names.opt_in, self.names.opt_out])
-        events = self._rows("events", ["event", "timestamp"], (ds.field("customer_id") == customer_id) & is_consent_event)
-        last: dict[str, Any] = {}
-        rows = zip(events.column("event").to_pylist(), events.column("timestamp").to_pylist()) if events is not None else iter(())
-        for event, at in rows:
-            if event not in last or at > last[event]:
-                last[event] = at
-        return block_reason(opt_in, last.get(self.names.opt_in), last.get(self.names.opt_out)) is None
+        facts = self._rows(
+            "consent_ledger",
+            ["customer_id", "purpose", "status", "recorded_at", "source"],
+            (ds.field("customer_id") == customer_id) & (ds.field("purpose") == EMAIL_MARKETING),
+        )
+        last = latest_email_facts(facts.to_pylist() if facts is not None else []).get(customer_id, (None, None))
+        return block_reason(opt_in, *last) is None
 
     def _latest_fact(self, customer_id: str, purpose: str) -> str | None:
         facts = self._rows(

@@ -1,52 +1,58 @@
 """Email-marketing consent as a pure transform over customers and bronze events, and the consent report.
 
-Email marketing is opt-in: contactable only with a CRM opt-in and no opt-out event later than the
-latest opt-in event. The same facts are recorded, with their proof, in the consent ledger
-(lakecdp.privacy.ledger), which also holds the opt-out purposes (personalization, profiling).
+Email marketing is opt-in: contactable only with a CRM opt-in and no withdrawal later than the latest
+grant among the consent ledger's email-marketing facts from events (lakecdp.privacy.ledger records them,
+with their proof, with the opt-out purposes: personalization, profiling).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.export.identifiers import email_sha256_col, normalized_email_col
+from lakecdp.identity.graph import active_links
 from lakecdp.lake import Lake
-from lakecdp.privacy.email_consent import HELD_OUT, NO_EMAIL, NO_OPT_IN, NO_RECORD, SUPPRESSED, UNSUBSCRIBED
-
-OPT_IN_EVENTS = ("Subscribed",)
-OPT_OUT_EVENTS = ("Unsubscribed",)
+from lakecdp.privacy.email_consent import CRM_SOURCE, HELD_OUT, NO_EMAIL, NO_OPT_IN, NO_RECORD, SUPPRESSED, UNSUBSCRIBED
+from lakecdp.privacy.purposes import EMAIL_MARKETING, GRANTED, WITHDRAWN
 
 
-def latest_consent_events(events: DataFrame, opt_in_events: Sequence[str], opt_out_events: Sequence[str]) -> DataFrame:
-    """(customer_id, last_opt_in_at, last_opt_out_at): each customer's latest opt-in and opt-out event instants."""
-    return (
-        events.filter(F.col("event").isin(*opt_in_events, *opt_out_events))
-        .groupBy("customer_id")
-        .agg(
-            F.max(F.when(F.col("event").isin(*opt_in_events), F.col("timestamp"))).alias("last_opt_in_at"),
-            F.max(F.when(F.col("event").isin(*opt_out_events), F.col("timestamp"))).alias("last_opt_out_at"),
+def latest_email_facts(ledger: DataFrame, links: DataFrame | None = None) -> DataFrame:
+    """`lakecdp.privacy.email_consent.latest_email_facts` in Spark: (customer_id, last_opt_in_at, last_opt_out_at),
+    each customer's latest grant and withdrawal among the ledger's email-marketing facts from events.
+    `links` (identity_links): a fact an anonymous id stated counts for the customer its device is linked to."""
+    facts = ledger.filter(
+        (F.col("purpose") == EMAIL_MARKETING) & ~F.col("source").startswith(CRM_SOURCE) & F.col("status").isin(GRANTED, WITHDRAWN)
+    )
+    if links is not None:
+        facts = (
+            facts.join(active_links(links).withColumnRenamed("anonymous_id", "customer_id"), on="customer_id", how="left")
+            .withColumn("customer_id", F.coalesce("linked_customer_id", "customer_id"))
+            .drop("linked_customer_id")
         )
+    return facts.groupBy("customer_id").agg(
+        F.max(F.when(F.col("status") == GRANTED, F.col("recorded_at"))).alias("last_opt_in_at"),
+        F.max(F.when(F.col("status") == WITHDRAWN, F.col("recorded_at"))).alias("last_opt_out_at"),
     )
 
 
-def consent_block_reason(
-    customers: DataFrame,
-    events: DataFrame,
-    *,
-    suppressions: DataFrame | None = None,
-    opt_in_events: Sequence[str] = OPT_IN_EVENTS,
-    opt_out_events: Sequence[str] = OPT_OUT_EVENTS,
-) -> DataFrame:
+def email_facts_of(lake: Lake) -> DataFrame:
+    """`latest_email_facts` of the lake's consent ledger, identities resolved (empty before any fact is recorded)."""
+    if not lake.exists("consent_ledger"):
+        return lake.spark.createDataFrame([], "customer_id string, last_opt_in_at timestamp, last_opt_out_at timestamp")
+    return latest_email_facts(lake.read("consent_ledger"), lake.read("identity_links") if lake.exists("identity_links") else None)
+
+
+def consent_block_reason(customers: DataFrame, facts: DataFrame, *, suppressions: DataFrame | None = None) -> DataFrame:
     """(customer_id, block_reason): null when the customer may receive marketing email, by the email-consent rule.
 
-    A customer with no CRM record has no recorded consent and is blocked. With `suppressions`
-    (export_suppressions), `customers` must carry `email` in clear: a suppressed address is blocked too.
+    `facts`: `latest_email_facts` (or `email_facts_of(lake)`). A customer with no CRM record has no recorded consent
+    and is blocked. With `suppressions` (export_suppressions), `customers` must carry `email` in clear: a suppressed
+    address is blocked too.
     """
-    latest = latest_consent_events(events, opt_in_events, opt_out_events)
+    latest = facts
     if suppressions is None:
         joined = customers.select("customer_id", "marketing_opt_in").join(latest, on="customer_id", how="full")
         return joined.select("customer_id", block_reason_column().alias("block_reason"))
@@ -67,7 +73,7 @@ def block_reason_column(
     last_opt_in_at, last_opt_out_at (and email_norm when `require_email`); the same checks in the same order."""
     record = F.col("marketing_opt_in").isNotNull() if has_record is None else has_record
     unsubscribed = F.col("last_opt_out_at").isNotNull() & (
-        F.col("last_opt_in_at").isNull() | (F.col("last_opt_out_at") > F.col("last_opt_in_at"))
+        F.col("last_opt_in_at").isNull() | (F.col("last_opt_out_at") >= F.col("last_opt_in_at"))
     )
     reason = F.when(~record, F.lit(NO_RECORD)).when(~F.coalesce(F.col("marketing_opt_in"), F.lit(False)), F.lit(NO_OPT_IN))
     if require_email:
@@ -82,21 +88,16 @@ def block_reason_column(
 
 def consent_report(lake: Lake, settings: Any, customer_id: str, now: datetime) -> dict[str, Any]:
     """A customer's consent: the status each purpose has now (as enforced) and every recorded fact."""
-    from lakecdp.identity import resolve_customer_ids
     from lakecdp.privacy import ledger
 
-    rules = ledger.consent_rules(settings.privacy, settings.esp)
     linked = [r.anonymous_id for r in lake.read("identity_links").filter(F.col("customer_id") == customer_id).collect()]
-    events = resolve_customer_ids(
-        lake.read("events").filter(F.col("event").isin(*rules.opt_in_events, *rules.opt_out_events)), lake.read("identity_links")
-    ).filter(F.col("customer_id") == customer_id)
     customers = lake.read("customers").filter(F.col("customer_id") == customer_id)
-    email = consent_block_reason(customers, events, opt_in_events=rules.opt_in_events, opt_out_events=rules.opt_out_events).first()
+    email = consent_block_reason(customers, email_facts_of(lake).filter(F.col("customer_id") == customer_id)).first()
     reason = email["block_reason"] if email is not None else NO_RECORD
     current = {
         ledger.EMAIL_MARKETING: {
             "status": ledger.GRANTED if reason is None else ledger.WITHDRAWN,
-            "why": "opted in, no later opt-out" if reason is None else reason,
+            "why": "opted in, no later withdrawal" if reason is None else reason,
         }
     }
     facts = ledger.history(lake, [customer_id, *linked])

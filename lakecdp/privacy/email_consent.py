@@ -4,14 +4,18 @@ the trigger dispatcher, the export planner and the export quality gate all decid
 the two equal over every combination of the facts.
 
 Contactable = a customer record whose CRM flag is an opt-in, an address where one is needed, no
-opt-out event later than the latest opt-in event, an address not on the suppression list
+withdrawal later than the latest grant among the consent ledger's email-marketing facts from events
+(opt-in and opt-out events, `Consent Updated`, identify traits, ESP unsubscribes: `latest_email_facts`), an address not on the suppression list
 (bounces and complaints the ESPs reported), and not drawn into the global holdout (lakecdp.experiments:
 no campaign reaches it). The first check that fails is the reason, worded the same in every consumer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from lakecdp.privacy.purposes import EMAIL_MARKETING, GRANTED, WITHDRAWN
 
 NO_RECORD = "no customer record"
 NO_OPT_IN = "no marketing opt-in"
@@ -19,6 +23,28 @@ NO_EMAIL = "no valid email"
 UNSUBSCRIBED = "unsubscribed after latest opt-in"
 SUPPRESSED = "suppressed"
 HELD_OUT = "global holdout (no campaign reaches it)"
+
+
+CRM_SOURCE = "import:"  # ledger facts from CRM imports: the rule reads the CRM's flag itself, from `customers`
+
+
+def latest_email_facts(facts: Iterable[Mapping[str, Any]], linked: Mapping[str, str] | None = None) -> dict[str, tuple[Any, Any]]:
+    """customer_id -> (latest grant, latest withdrawal) instants among email-marketing facts from events.
+
+    Args:
+        facts: consent ledger rows (customer_id, purpose, status, recorded_at, source); others are skipped.
+        linked: anonymous id -> the customer its device is linked to (a fact stated before sign-in counts for them).
+    """
+    latest: dict[str, list[Any]] = {}
+    for fact in facts:
+        if fact["purpose"] != EMAIL_MARKETING or str(fact["source"]).startswith(CRM_SOURCE) or fact["status"] not in (GRANTED, WITHDRAWN):
+            continue
+        customer = (linked or {}).get(fact["customer_id"], fact["customer_id"])
+        pair = latest.setdefault(customer, [None, None])
+        slot = 0 if fact["status"] == GRANTED else 1
+        if pair[slot] is None or fact["recorded_at"] > pair[slot]:
+            pair[slot] = fact["recorded_at"]
+    return {customer: (pair[0], pair[1]) for customer, pair in latest.items()}
 
 
 def block_reason(
@@ -36,7 +62,7 @@ def block_reason(
 
     Args:
         marketing_opt_in: the CRM flag (None: not recorded).
-        last_opt_in_at / last_opt_out_at: the customer's latest opt-in and opt-out event instants.
+        last_opt_in_at / last_opt_out_at: the customer's latest grant and withdrawal (`latest_email_facts`).
         has_record: whether a `customers` row exists; None: known from the flag (a null flag is no record).
         email_norm / require_email: the normalized address, checked only where the send needs one.
         suppression: the suppression list's reason for the customer's address, if it is on it.
@@ -48,7 +74,7 @@ def block_reason(
         return NO_OPT_IN
     if require_email and email_norm is None:
         return NO_EMAIL
-    if last_opt_out_at is not None and (last_opt_in_at is None or last_opt_out_at > last_opt_in_at):
+    if last_opt_out_at is not None and (last_opt_in_at is None or last_opt_out_at >= last_opt_in_at):  # the ledger's tie: withdrawn wins
         return UNSUBSCRIBED
     if suppression is not None:
         return f"{SUPPRESSED}: {suppression}"

@@ -100,8 +100,7 @@ def export_batches(
     from lakecdp.export.adapters import Runtime, adapter_class
     from lakecdp.export.runner import export_runner
     from lakecdp.export.settings import load_esp_settings
-    from lakecdp.identity import resolve_customer_ids
-    from lakecdp.privacy.consent import consent_block_reason
+    from lakecdp.privacy.consent import consent_block_reason, email_facts_of
 
     esp = load_esp_settings(settings.esp, segment_names=[s["name"] for s in settings.segments if "name" in s])
     enabled = esp.enabled(destinations)
@@ -111,14 +110,8 @@ def export_batches(
     runner = export_runner(settings, lake, esp, Runtime(env={}, clock=FrozenClock(as_of)), membership_version=membership_version)
     plans = runner.plan_all(list(enabled), run_id=f"quality-{run_key}")
     members = _frame(lake.spark, export_batch_rows(plans.values(), limits))
-    names = [*esp.consent.opt_in_events, *esp.consent.opt_out_events]
-    events = resolve_customer_ids(lake.read("events").filter(F.col("event").isin(*names)), lake.read("identity_links"))
     consent = consent_block_reason(
-        lake.with_plain_contacts(lake.read("customers")),
-        events,
-        suppressions=lake.read("export_suppressions"),
-        opt_in_events=esp.consent.opt_in_events,
-        opt_out_events=esp.consent.opt_out_events,
+        lake.with_plain_contacts(lake.read("customers")), email_facts_of(lake), suppressions=lake.read("export_suppressions")
     )
     source = {"builder": "export_batches", "destinations": sorted(enabled), "segment_membership_version": membership_version}
     return with_consent_withdrawn(members, consent), source

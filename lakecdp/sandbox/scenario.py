@@ -119,6 +119,7 @@ def write_lake(spark, lake, customers: Sequence[Customer], members: Mapping[str,
         events += [(cid, "Unsubscribed", AS_OF - timedelta(days=20)), (cid, "Subscribed", AS_OF - timedelta(days=2))]
     if events:
         lake.append("events", spark.createDataFrame([bronze_row(*e) for e in events], schema=lake.spec("events").schema))
+        _record_consent(lake)
     if pop.suppressed:
         suppressions = [(email_sha256(email_of(cid)), pid(cid), "bounced", "test", AS_OF) for cid in pop.suppressed]
         lake.append("export_suppressions", spark.createDataFrame(suppressions, schema=lake.spec("export_suppressions").schema))
@@ -160,6 +161,14 @@ def add_event(spark, lake, customer_id: str, event: str, at: datetime) -> None:
 
     raw = spark.createDataFrame([(consent_event(customer_id, event, at), "test://consent")], "raw string, source_file string")
     ingest_lines(lake, raw, received_at=AS_OF, settings=EventSettings())
+    _record_consent(lake)
+
+
+def _record_consent(lake) -> None:
+    """The consent ledger's facts of the lake's events, as the stream records them with each batch (insert-only)."""
+    from lakecdp.privacy.ledger import ConsentRules, entries_from_events, record_consent
+
+    record_consent(lake, entries_from_events(lake.read("events"), ConsentRules(), AS_OF))
 
 
 def destinations(urls: Mapping[str, str], *, segments: Sequence[str] = SEGMENTS, fast: bool = True, **overrides: Any) -> dict[str, Any]:

@@ -16,11 +16,11 @@ from pyspark.sql import DataFrame, Row, functions as F
 from lakecdp.config import Settings
 from lakecdp.experiments.assign import load_assigner
 from lakecdp.export.identifiers import email_sha256, normalize_email
+from lakecdp.identity.graph import active_links
 from lakecdp.lake import Lake
 from lakecdp.online.executor import from_us, to_us
-from lakecdp.privacy.consent import latest_consent_events
-from lakecdp.privacy.email_consent import block_reason
-from lakecdp.privacy.ledger import consent_rules
+from lakecdp.privacy.email_consent import block_reason, latest_email_facts
+from lakecdp.privacy.purposes import EMAIL_MARKETING, GRANTED, WITHDRAWN
 from lakecdp.segments.rules import Segment
 from lakecdp.spark.frames import rows_among
 from lakecdp.triggers.outbox import PENDING, is_capped, pending, quiet_until
@@ -130,10 +130,7 @@ def _recheck_from_bronze(lake: Lake, settings: Settings, customers: list[str], k
         r.customer_id: r.timezone
         for r in rows_among(lake.read("profile_features"), "customer_id", customers).select("customer_id", "timezone").collect()
     }
-    rules = consent_rules(settings.privacy, settings.esp)
-    latest = latest_consent_events(rows_among(lake.read("events"), "customer_id", customers), rules.opt_in_events, rules.opt_out_events)
-    last = {r.customer_id: (r.last_opt_in_at, r.last_opt_out_at) for r in latest.collect()}
-    return Recheck(members, _consent_blocks(lake, customers, known, last, held_out), zones)
+    return Recheck(members, _consent_blocks(lake, customers, known, _email_facts(lake, customers), held_out), zones)
 
 
 def _recheck_from_store(lake: Lake, online: OnlineState, customers: list[str], known: dict[str, Row], held_out: HeldOut) -> Recheck:
@@ -141,8 +138,39 @@ def _recheck_from_store(lake: Lake, online: OnlineState, customers: list[str], k
     states = online.store.load(customers)
     members = {(segment, key) for key, state in states.items() for segment in state["seg"]}
     zones = {key: state["at"].get("timezone", [None, None])[1] for key, state in states.items()}
-    last = {customer: online.email_consent_events(state) for customer, state in states.items()}
-    return Recheck(members, _consent_blocks(lake, customers, known, last, held_out), zones)
+    # The ledger's facts (in Delta, and in the store until the next flush) and the live opt-in and opt-out events
+    # the states hold: a batch decided in Python records its consent facts only when it is flushed.
+    facts = [{**row, "recorded_at": _naive(row["recorded_at"])} for row in online.store.unflushed("consent_ledger")]
+    for customer, state in states.items():
+        for status, at in zip((GRANTED, WITHDRAWN), online.email_consent_events(state), strict=True):
+            if at is not None:
+                facts.append(
+                    {"customer_id": customer, "purpose": EMAIL_MARKETING, "status": status, "recorded_at": _naive(at), "source": "state"}
+                )
+    return Recheck(members, _consent_blocks(lake, customers, known, _email_facts(lake, customers, facts), held_out), zones)
+
+
+def _naive(us: int) -> datetime:
+    return from_us(us).replace(tzinfo=None)
+
+
+def _email_facts(lake: Lake, customers: list[str], unflushed: list[dict] | None = None) -> dict[str, tuple[Any, Any]]:
+    """customer_id -> latest email-marketing (grant, withdrawal) of these customers, from the consent ledger in Delta
+    and, on the stream's path, the facts its store holds until the next flush (lakecdp.privacy.email_consent)."""
+    links = lake.read("identity_links")
+    devices = [r.anonymous_id for r in rows_among(links, "customer_id", customers).select("anonymous_id").distinct().collect()]
+    linked = {
+        r.anonymous_id: r.linked_customer_id
+        for r in active_links(rows_among(links, "anonymous_id", devices)).collect()
+        if r.linked_customer_id in set(customers)
+    }
+    ids = [*customers, *linked]
+    facts = (
+        [r.asDict() for r in rows_among(lake.read("consent_ledger"), "customer_id", ids).collect()] if lake.exists("consent_ledger") else []
+    )
+    wanted = set(ids)
+    facts += [row for row in unflushed or () if row["customer_id"] in wanted]
+    return latest_email_facts(facts, linked)
 
 
 def _unflushed_due(online: OnlineState, outbox: DataFrame, now: datetime) -> list[dict]:
@@ -217,7 +245,7 @@ def _consent_blocks(
 ) -> dict[str, str]:
     """customer_id -> why they may not be emailed now, by the email-consent rule (lakecdp.privacy.email_consent).
 
-    `rows`: their `customers` rows, in clear; `last`: their latest (opt-in, opt-out) event instants;
+    `rows`: their `customers` rows, in clear; `last`: their latest email-marketing (grant, withdrawal) instants;
     `held_out`: whether a customer is in the global holdout now.
     """
     hashes = {c: email_sha256(r.email) for c, r in rows.items() if normalize_email(r.email) is not None}

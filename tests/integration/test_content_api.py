@@ -62,6 +62,17 @@ def event(message_id, customer_id, name, at, **fields):
     }
 
 
+def email_fact(message_id, customer_id, name, at):
+    """The consent ledger's row for an opt-in or opt-out event, as the stream records it."""
+    status = "granted" if name == "Subscribed" else "withdrawn"
+    return {"entry_id": message_id, "customer_id": customer_id, "purpose": "email_marketing", "channel": "email", "status": status} | {
+        "recorded_at": at,
+        "source": f"event:{name}",
+        "proof": f"message:{message_id}",
+        "ingested_at": at,
+    }
+
+
 @pytest.fixture(scope="module")
 def lake_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("content") / "lake")
@@ -172,6 +183,17 @@ def lake_root(tmp_path_factory):
             event("e6", "cust_resub", "Subscribed", AGO),
         ],
     )
+    # The email-marketing facts the stream records in the consent ledger for e4-e6 (the content API reads them there).
+    write_table(
+        root,
+        "consent_ledger",
+        [
+            email_fact("e4", "cust_unsub", "Unsubscribed", AGO),
+            email_fact("e5", "cust_resub", "Unsubscribed", AGO - timedelta(days=5)),
+            email_fact("e6", "cust_resub", "Subscribed", AGO),
+        ],
+        mode="append",
+    )
     write_table(root, "identity_links", [{"anonymous_id": "anon-1", "customer_id": "cust_cart", "linked_at": AGO, "is_active": True}])
     # The persisted global-holdout draw of the current epoch decides, not the hash fallback.
     epoch = holdout_epoch(parse_experiment_settings(load_settings(env={}).experiments), NOW)
@@ -227,8 +249,11 @@ def test_api_answers_from_the_snapshot_and_refreshes(lake_root, service):
         generic = client.get("/v1/content/cust_optout").json()
         assert not generic["personalized"] and generic["tokens"]["first_name"] == "there" and "Cid" not in json.dumps(generic)
         assert client.get("/healthz").json()["customers"] == 6
-        # an opt-out lands in bronze: the next refresh stops personalization
+        # an opt-out lands in bronze and the consent ledger, as the stream writes it: the next refresh stops personalization
         write_table(lake_root, "events", [event("e7", "cust_loyal", "Unsubscribed", NOW - timedelta(minutes=1))], mode="append")
+        write_table(
+            lake_root, "consent_ledger", [email_fact("e7", "cust_loyal", "Unsubscribed", NOW - timedelta(minutes=1))], mode="append"
+        )
         assert service.store.refresh()
         assert client.get("/v1/content/cust_loyal").json()["reason"] == "unsubscribed after latest opt-in"
         assert not service.store.refresh()  # nothing moved since

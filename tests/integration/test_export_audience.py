@@ -31,8 +31,23 @@ def customers(spark, rows):
     return spark.createDataFrame(full, schema=table("customers").schema)
 
 
-def consent_events(spark, rows):
-    return spark.createDataFrame(rows, "customer_id string, event string, timestamp timestamp")
+def email_facts(spark, rows):
+    """(customer_id, event, timestamp[, properties_json, traits_json]) as bronze rows, recorded in a consent ledger as the
+    stream records them, then each customer's latest email-marketing grant and withdrawal, as the planner reads them."""
+    from lakecdp.privacy.consent import latest_email_facts
+    from lakecdp.privacy.ledger import ConsentRules, entries_from_events
+
+    names = table("events").schema.fieldNames()
+    bronze = []
+    for i, (customer_id, event, at, *json_fields) in enumerate(rows):
+        properties, traits = (*json_fields, None, None)[:2]
+        kind = "identify" if event is None else "track"
+        values = {"message_id": f"m{i}", "type": kind, "event": event, "customer_id": customer_id, "user_id": customer_id}
+        values |= {"timestamp": at, "received_at": at, "event_date": at.date(), "properties_json": properties, "traits_json": traits}
+        values |= {"source_file": "file:t.jsonl"}
+        bronze.append(tuple(values.get(name) for name in names))
+    events = spark.createDataFrame(bronze, schema=table("events").schema)
+    return latest_email_facts(entries_from_events(events, ConsentRules(), T0 + timedelta(days=9)))
 
 
 def test_consent_blocks_each_reason_and_a_later_opt_in_restores(spark):
@@ -47,9 +62,12 @@ def test_consent_blocks_each_reason_and_a_later_opt_in_restores(spark):
             ("unsubscribed", "d@example.com", True),
             ("resubscribed", "e@example.com", True),
             ("bounced", "F@example.com", True),
+            ("withdrew", "g@example.com", True),
+            ("traits_withdrew", "h@example.com", True),
+            ("same_instant", "i@example.com", True),
         ],
     )
-    events = consent_events(
+    events = email_facts(
         spark,
         [
             ("unsubscribed", "Subscribed", T0),
@@ -57,12 +75,19 @@ def test_consent_blocks_each_reason_and_a_later_opt_in_restores(spark):
             ("resubscribed", "Unsubscribed", T0),
             ("resubscribed", "Subscribed", T0 + timedelta(days=1)),
             ("ok", "Product Viewed", T0 + timedelta(days=2)),
+            # Withdrawals the consent ledger records besides an opt-out event: a consent update, identify traits.
+            ("withdrew", "Subscribed", T0),
+            ("withdrew", "Consent Updated", T0 + timedelta(days=1), '{"purpose": "email_marketing", "status": "Withdrawn"}'),
+            ("withdrew", "Consent Updated", T0 + timedelta(days=2), '{"purpose": "profiling", "status": "granted"}'),
+            ("traits_withdrew", None, T0 + timedelta(days=1), None, '{"consent": {"email_marketing": false}}'),
+            ("same_instant", "Subscribed", T0),
+            ("same_instant", "Unsubscribed", T0),  # the ledger's tie: withdrawn wins
         ],
     )
     suppressions = spark.createDataFrame(
         [(email_sha256("f@example.com"), None, "bounced", "mailchimp", T0)], schema=table("export_suppressions").schema
     )
-    result = consent_status(people, events, suppressions, opt_in_events=["Subscribed"], opt_out_events=["Unsubscribed"])
+    result = consent_status(people, events, suppressions)
     expected = spark.createDataFrame(
         [
             ("ok", "ada@example.com", None),
@@ -73,6 +98,9 @@ def test_consent_blocks_each_reason_and_a_later_opt_in_restores(spark):
             ("unsubscribed", "d@example.com", "unsubscribed after latest opt-in"),
             ("resubscribed", "e@example.com", None),
             ("bounced", "f@example.com", "suppressed: bounced"),
+            ("withdrew", "g@example.com", "unsubscribed after latest opt-in"),
+            ("traits_withdrew", "h@example.com", "unsubscribed after latest opt-in"),
+            ("same_instant", "i@example.com", "unsubscribed after latest opt-in"),
         ],
         "customer_id string, email_norm string, block_reason string",
     )
@@ -174,10 +202,8 @@ def test_routing_gives_each_destination_its_own_identifier(spark):
     )
     consent = consent_status(
         customers(spark, [("c1", "A@x.co", True)]),
-        consent_events(spark, []),
+        email_facts(spark, []),
         spark.createDataFrame([], schema=table("export_suppressions").schema),
-        opt_in_events=["Subscribed"],
-        opt_out_events=["Unsubscribed"],
     )
     targets = spark.createDataFrame(
         [("mc", "s", "subscriber_hash"), ("hook", "s", "email_sha256"), ("braze", "s", "customer_id")],
@@ -235,9 +261,37 @@ def test_the_quality_gates_consent_blocks_a_suppressed_address_as_the_export_doe
     suppressions = spark.createDataFrame(
         [(email_sha256("b@example.com"), None, "bounced", "klaviyo", T0)], schema=table("export_suppressions").schema
     )
-    events = consent_events(spark, [("ok", "Subscribed", T0)])
+    events = email_facts(spark, [("ok", "Subscribed", T0)])
     gate = consent_block_reason(people, events, suppressions=suppressions)
-    planner = consent_status(people, events, suppressions, opt_in_events=["Subscribed"], opt_out_events=["Unsubscribed"])
+    planner = consent_status(people, events, suppressions)
     expected = {"ok": None, "bounced": "suppressed: bounced", "no_opt_in": "no marketing opt-in"}
     assert {r.customer_id: r.block_reason for r in gate.collect()} == expected
     assert {r.customer_id: r.block_reason for r in planner.collect()} == expected
+
+
+def test_the_spark_form_of_the_latest_email_facts_reads_the_ledger_as_the_python_one(spark):
+    """latest_email_facts over ledger rows: the Spark form (export, gate, report, the dispatcher's bronze path) and the
+    Python one (content API, the dispatcher's store path, preference centre) agree, CRM facts and linked devices included."""
+    from lakecdp.privacy.consent import latest_email_facts as spark_form
+    from lakecdp.privacy.email_consent import latest_email_facts as python_form
+
+    day = timedelta(days=1)
+    facts = [
+        ("c1", "email_marketing", "granted", T0, "event:Subscribed"),
+        ("c1", "email_marketing", "withdrawn", T0 + day, "esp://klaviyo"),
+        ("c2", "email_marketing", "granted", T0, "import:crm.csv"),  # the CRM's fact: the rule reads the flag itself
+        ("c2", "email_marketing", "withdrawn", T0, "event:Unsubscribed"),
+        ("c3", "profiling", "withdrawn", T0, "event:Consent Updated"),
+        ("device-9", "email_marketing", "granted", T0 + 2 * day, "event:Subscribed"),  # before sign-in, on c3's device
+        ("device-8", "email_marketing", "withdrawn", T0, "identify traits"),  # a device nobody is linked to
+    ]
+    rows = [dict(zip(("customer_id", "purpose", "status", "recorded_at", "source"), f)) for f in facts]
+    ledger = spark.createDataFrame(
+        [(f"e{i}", c, p, "email", s, at, src, "proof", T0) for i, (c, p, s, at, src) in enumerate(facts)],
+        schema=table("consent_ledger").schema,
+    )
+    links = spark.createDataFrame([("device-9", "c3", T0, "identify", True, None)], schema=table("identity_links").schema)
+    got = {r.customer_id: (r.last_opt_in_at, r.last_opt_out_at) for r in spark_form(ledger, links).collect()}
+    utc = {c: tuple(None if t is None else t.replace(tzinfo=UTC) for t in pair) for c, pair in got.items()}
+    assert utc == python_form(rows, {"device-9": "c3"})
+    assert utc == {"c1": (T0, T0 + day), "c2": (None, T0), "c3": (T0 + 2 * day, None), "device-8": (None, T0)}
