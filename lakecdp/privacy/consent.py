@@ -23,14 +23,15 @@ def latest_email_facts(ledger: DataFrame, links: DataFrame | None = None) -> Dat
     """`lakecdp.privacy.email_consent.latest_email_facts` in Spark: (customer_id, last_opt_in_at, last_opt_out_at),
     each customer's latest grant and withdrawal among the ledger's email-marketing facts from events.
     `links` (identity_links): a fact an anonymous id stated counts for the customer its device is linked to."""
-    facts = ledger.filter(
+    is_email_fact_from_events = (
         (F.col("purpose") == EMAIL_MARKETING) & ~F.col("source").startswith(CRM_SOURCE) & F.col("status").isin(GRANTED, WITHDRAWN)
     )
+    facts = ledger.filter(is_email_fact_from_events).select("customer_id", "status", "recorded_at")
     if links is not None:
         facts = (
-            facts.join(active_links(links).withColumnRenamed("anonymous_id", "customer_id"), on="customer_id", how="left")
-            .withColumn("customer_id", F.coalesce("linked_customer_id", "customer_id"))
-            .drop("linked_customer_id")
+            facts.alias("f")
+            .join(active_links(links).alias("l"), on=F.col("f.customer_id") == F.col("l.anonymous_id"), how="left")
+            .select(F.coalesce("l.linked_customer_id", "f.customer_id").alias("customer_id"), "f.status", "f.recorded_at")
         )
     return facts.groupBy("customer_id").agg(
         F.max(F.when(F.col("status") == GRANTED, F.col("recorded_at"))).alias("last_opt_in_at"),

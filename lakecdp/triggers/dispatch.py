@@ -157,18 +157,14 @@ def _naive(us: int) -> datetime:
 def _email_facts(lake: Lake, customers: list[str], unflushed: list[dict] | None = None) -> dict[str, tuple[Any, Any]]:
     """customer_id -> latest email-marketing (grant, withdrawal) of these customers, from the consent ledger in Delta
     and, on the stream's path, the facts its store holds until the next flush (lakecdp.privacy.email_consent)."""
-    links = lake.read("identity_links")
+    links, due = lake.read("identity_links"), set(customers)
     devices = [r.anonymous_id for r in rows_among(links, "customer_id", customers).select("anonymous_id").distinct().collect()]
-    linked = {
-        r.anonymous_id: r.linked_customer_id
-        for r in active_links(rows_among(links, "anonymous_id", devices)).collect()
-        if r.linked_customer_id in set(customers)
-    }
-    ids = [*customers, *linked]
-    facts = (
-        [r.asDict() for r in rows_among(lake.read("consent_ledger"), "customer_id", ids).collect()] if lake.exists("consent_ledger") else []
-    )
-    wanted = set(ids)
+    # A device stays its first customer's (active_links): a shared one may belong to someone else.
+    linked = {r.anonymous_id: r.linked_customer_id for r in active_links(rows_among(links, "anonymous_id", devices)).collect()}
+    linked = {device: customer for device, customer in linked.items() if customer in due}
+    wanted = due | set(linked)
+    recorded = rows_among(lake.read("consent_ledger"), "customer_id", sorted(wanted)) if lake.exists("consent_ledger") else None
+    facts = [r.asDict() for r in recorded.collect()] if recorded is not None else []
     facts += [row for row in unflushed or () if row["customer_id"] in wanted]
     return latest_email_facts(facts, linked)
 
