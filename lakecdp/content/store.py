@@ -28,7 +28,8 @@ from lakecdp.content.settings import CUSTOMER_TOKEN_FIELDS, ContentSettings
 from lakecdp.lake.crypto import ContactCipher, plain_rows
 from lakecdp.lake.files import delta_dataset
 from lakecdp.privacy.email_consent import block_reason, latest_email_facts
-from lakecdp.privacy.purposes import EMAIL_MARKETING
+from lakecdp.privacy.facts import latest_facts
+from lakecdp.privacy.purposes import EMAIL_MARKETING, WITHDRAWN
 
 log = logging.getLogger(__name__)
 
@@ -224,16 +225,8 @@ def _withdrawn(ledger: ds.Dataset | None, purpose: str) -> frozenset[str]:
     """Customers whose latest consent fact for `purpose` is a withdrawal (lakecdp.privacy.ledger's rule)."""
     if ledger is None:
         return frozenset()
-    data = ledger.to_table(columns=["customer_id", "purpose", "status", "recorded_at"])
-    latest: dict[str, tuple[Any, bool]] = {}
-    columns = (data.column(c).to_pylist() for c in ("customer_id", "purpose", "status", "recorded_at"))
-    for customer_id, stated_for, status, at in zip(*columns):
-        if stated_for != purpose:
-            continue
-        key = (at, status == "withdrawn")  # same instant: withdrawn wins
-        if customer_id not in latest or key > latest[customer_id]:
-            latest[customer_id] = key
-    return frozenset(c for c, (_, withdrawn) in latest.items() if withdrawn)
+    rows = ledger.to_table(columns=["customer_id", "purpose", "status", "recorded_at"], filter=ds.field("purpose") == purpose).to_pylist()
+    return frozenset(c for c, fact in latest_facts(rows, purpose).items() if fact["status"] == WITHDRAWN)
 
 
 def _block_reason(customer_id: str, attributes, opted_in, opt_outs) -> str | None:

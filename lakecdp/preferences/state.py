@@ -17,6 +17,7 @@ from deltalake import DeltaTable, write_deltalake
 from lakecdp.lake.files import read_delta
 from lakecdp.preferences.choices import Choice
 from lakecdp.privacy.email_consent import block_reason, latest_email_facts
+from lakecdp.privacy.facts import latest_facts
 from lakecdp.privacy.purposes import EMAIL_MARKETING, WITHDRAWN
 
 
@@ -66,16 +67,12 @@ class LakeChoices:
 
     def _latest_fact(self, customer_id: str, purpose: str) -> str | None:
         facts = self._rows(
-            "consent_ledger", ["status", "recorded_at"], (ds.field("customer_id") == customer_id) & (ds.field("purpose") == purpose)
+            "consent_ledger",
+            ["customer_id", "purpose", "status", "recorded_at"],
+            (ds.field("customer_id") == customer_id) & (ds.field("purpose") == purpose),
         )
-        if facts is None or not facts.num_rows:
-            return None
-        # The ledger's rule (lakecdp.privacy.ledger.current_consent): latest recorded_at, and at a tie withdrawn wins.
-        status, _ = max(
-            zip(facts.column("status").to_pylist(), facts.column("recorded_at").to_pylist()),
-            key=lambda fact: (fact[1], fact[0] == WITHDRAWN),
-        )
-        return status
+        latest = latest_facts(facts.to_pylist() if facts is not None else [], purpose).get(customer_id)
+        return None if latest is None else latest["status"]
 
     def _rows(self, name: str, columns: list[str], where: ds.Expression) -> pa.Table | None:
         path = f"{self.root}/{name}"

@@ -16,6 +16,7 @@ from lakecdp.export.identifiers import email_sha256_col, normalized_email_col
 from lakecdp.identity.graph import active_links
 from lakecdp.lake import Lake
 from lakecdp.privacy.email_consent import CRM_SOURCE, HELD_OUT, NO_EMAIL, NO_OPT_IN, NO_RECORD, SUPPRESSED, UNSUBSCRIBED
+from lakecdp.privacy.facts import latest_facts
 from lakecdp.privacy.purposes import EMAIL_MARKETING, GRANTED, WITHDRAWN
 
 
@@ -102,10 +103,10 @@ def consent_report(lake: Lake, settings: Any, customer_id: str, now: datetime) -
         }
     }
     facts = ledger.history(lake, [customer_id, *linked])
+    theirs = [{**f, "customer_id": customer_id} for f in facts]  # their linked devices' facts are theirs
     for purpose in (ledger.PERSONALIZATION, ledger.PROFILING):
-        latest = [f for f in facts if f["purpose"] == purpose]
-        if latest:
-            fact = max(latest, key=lambda f: (f["recorded_at"], f["status"] == ledger.WITHDRAWN))
+        fact = latest_facts(theirs, purpose).get(customer_id)
+        if fact is not None:
             current[purpose] = {"status": fact["status"], "why": f"latest fact {fact['recorded_at']:%Y-%m-%d %H:%M} from {fact['source']}"}
         else:
             current[purpose] = {"status": ledger.GRANTED, "why": "no fact recorded: allowed until withdrawn"}

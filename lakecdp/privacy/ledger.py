@@ -189,7 +189,8 @@ def record_consent(lake: Lake, entries: DataFrame) -> int:
 
 
 def current_consent(ledger: DataFrame, purpose: str) -> DataFrame:
-    """(customer_id, status, recorded_at, source) of each customer's latest fact for `purpose`."""
+    """(customer_id, status, recorded_at, source) of each customer's latest fact for `purpose`
+    (lakecdp.privacy.facts.latest_facts in Spark)."""
     latest = Window.partitionBy("customer_id").orderBy(F.col("recorded_at").desc(), F.col("status").desc())  # withdrawn > granted
     return (
         ledger.filter(F.col("purpose") == purpose)

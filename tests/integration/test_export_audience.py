@@ -295,3 +295,29 @@ def test_the_spark_form_of_the_latest_email_facts_reads_the_ledger_as_the_python
     utc = {c: tuple(None if t is None else t.replace(tzinfo=UTC) for t in pair) for c, pair in got.items()}
     assert utc == python_form(rows, {"device-9": "c3"})
     assert utc == {"c1": (T0, T0 + day), "c2": (None, T0), "c3": (T0 + 2 * day, None), "device-8": (None, T0)}
+
+
+def test_the_ledgers_latest_fact_is_the_same_in_spark_and_in_python(spark):
+    """ledger.current_consent (scoring's refusals, the gate) and privacy.facts.latest_facts (content API, preference
+    centre, consent report): the latest fact per customer and purpose, withdrawn winning a tie."""
+    from lakecdp.privacy.facts import latest_facts
+    from lakecdp.privacy.ledger import current_consent
+
+    day = timedelta(days=1)
+    facts = [
+        ("c1", "profiling", "granted", T0, "event:Consent Updated"),
+        ("c1", "profiling", "withdrawn", T0 + day, "identify traits"),
+        ("c2", "profiling", "withdrawn", T0, "preference_centre"),
+        ("c2", "profiling", "granted", T0, "event:Consent Updated"),  # the same instant: withdrawn wins
+        ("c3", "profiling", "withdrawn", T0, "identify traits"),
+        ("c3", "profiling", "granted", T0 + 2 * day, "preference_centre"),
+        ("c4", "personalization", "withdrawn", T0, "identify traits"),  # another purpose: no profiling fact
+    ]
+    ledger = spark.createDataFrame(
+        [(f"e{i}", c, p, "email", s, at, src, "proof", T0) for i, (c, p, s, at, src) in enumerate(facts)],
+        schema=table("consent_ledger").schema,
+    )
+    rows = [dict(zip(("customer_id", "purpose", "status", "recorded_at", "source"), f)) for f in facts]
+    spark_form = {r.customer_id: (r.status, r.recorded_at.replace(tzinfo=UTC)) for r in current_consent(ledger, "profiling").collect()}
+    python_form = {c: (f["status"], f["recorded_at"]) for c, f in latest_facts(rows, "profiling").items()}
+    assert spark_form == python_form == {"c1": ("withdrawn", T0 + day), "c2": ("withdrawn", T0), "c3": ("granted", T0 + 2 * day)}
