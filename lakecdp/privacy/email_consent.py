@@ -4,10 +4,11 @@ the trigger dispatcher, the export planner and the export quality gate all decid
 the two equal over every combination of the facts.
 
 Contactable = a customer record whose CRM flag is an opt-in, an address where one is needed, no
-withdrawal later than the latest grant among the consent ledger's email-marketing facts from events
-(opt-in and opt-out events, `Consent Updated`, identify traits, ESP unsubscribes: `latest_email_facts`), an address not on the suppression list
-(bounces and complaints the ESPs reported), and not drawn into the global holdout (lakecdp.experiments:
-no campaign reaches it). The first check that fails is the reason, worded the same in every consumer.
+withdrawal at or after the latest grant among the consent ledger's email-marketing facts from events
+(opt-in and opt-out events, `Consent Updated`, identify traits, ESP unsubscribes: `latest_email_facts`),
+an address not on the suppression list (bounces and complaints the ESPs reported), and not drawn into
+the global holdout (lakecdp.experiments: no campaign reaches it). The first check that fails is the
+reason, worded the same in every consumer.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ NO_EMAIL = "no valid email"
 UNSUBSCRIBED = "unsubscribed after latest opt-in"
 SUPPRESSED = "suppressed"
 HELD_OUT = "global holdout (no campaign reaches it)"
-
-
 CRM_SOURCE = "import:"  # ledger facts from CRM imports: the rule reads the CRM's flag itself, from `customers`
 
 

@@ -29,6 +29,7 @@ from pyspark.sql import Column, DataFrame, Window, functions as F
 from lakecdp.config import ConfigError
 from lakecdp.config.sections import Sources, source_of
 from lakecdp.lake import Lake
+from lakecdp.privacy.email_consent import CRM_SOURCE
 from lakecdp.privacy.purposes import (
     EMAIL_MARKETING,
     ENRICHMENT,
@@ -167,7 +168,7 @@ def entries_from_customers(customers: DataFrame, now: datetime) -> DataFrame:
             F.lit("email"),
             F.when(F.col("marketing_opt_in"), F.lit(GRANTED)).otherwise(F.lit(WITHDRAWN)),
             F.col("updated_at"),
-            F.concat(F.lit("import:"), F.col("source")),
+            F.concat(F.lit(CRM_SOURCE), F.col("source")),
             F.concat(F.lit("crm:"), F.col("customer_id"), F.lit("@"), F.date_format("updated_at", "yyyy-MM-dd'T'HH:mm:ss.SSSSSSX")),
             now,
         )
