@@ -209,11 +209,6 @@ class ExperimentGate(_Strict):
     generic_variants: tuple[str, ...] = ("control",)
 
 
-class ConsentEvents(_Strict):
-    opt_in_events: tuple[str, ...] = ("Subscribed",)
-    opt_out_events: tuple[str, ...] = ("Unsubscribed",)
-
-
 Severity = Literal["error", "warning", "ignore"]
 
 
@@ -254,7 +249,6 @@ class ContentSettings(_Strict):
     blocks: dict[str, BlockSpec] = Field(default_factory=dict)
     experiments: dict[str, str] = Field(default_factory=dict)  # experiment -> merge field carrying its variant
     experiment_gate: ExperimentGate | None = None
-    consent: ConsentEvents = Field(default_factory=ConsentEvents)
     api: ApiSettings = Field(default_factory=ApiSettings)
     recommendations: RecsSettings = Field(default_factory=RecsSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)

@@ -29,7 +29,7 @@ from lakecdp.lake.crypto import ContactCipher, plain_rows
 from lakecdp.lake.files import delta_dataset
 from lakecdp.privacy.email_consent import block_reason, latest_email_facts
 from lakecdp.privacy.facts import latest_facts
-from lakecdp.privacy.purposes import EMAIL_MARKETING, WITHDRAWN
+from lakecdp.privacy.purposes import EMAIL_MARKETING, PERSONALIZATION, WITHDRAWN
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,9 @@ class SnapshotLoader:
         recommendations = self._recommendations(tables["recommendations"])
         linked = _linked_devices(tables["identity_links"])
         carts = self._carts(tables["events"], linked)
-        opt_outs = _email_facts(tables["consent_ledger"], linked)
-        refusing = _withdrawn(tables["consent_ledger"], "personalization")
+        facts = _ledger_rows(tables["consent_ledger"])
+        opt_outs = latest_email_facts(facts, linked)
+        refusing = frozenset(c for c, fact in latest_facts(facts, PERSONALIZATION).items() if fact["status"] == WITHDRAWN)
         contexts = {}
         for customer_id in set(attributes) | set(profiles):
             profile = profiles.get(customer_id, {})
@@ -211,22 +212,12 @@ class SnapshotLoader:
         return _open_carts(_resolve(events.to_table(columns=columns, filter=is_cart), linked))
 
 
-def _email_facts(ledger: ds.Dataset | None, linked: dict[str, str]) -> dict[str, tuple[Any, Any]]:
-    """Each customer's latest email-marketing grant and withdrawal in the consent ledger (lakecdp.privacy.email_consent)."""
+def _ledger_rows(ledger: ds.Dataset | None) -> list[dict[str, Any]]:
+    """The consent facts content decides by (email marketing, personalization), read once per snapshot."""
     if ledger is None:
-        return {}
-    is_email = ds.field("purpose") == EMAIL_MARKETING
-    return latest_email_facts(
-        ledger.to_table(columns=["customer_id", "purpose", "status", "recorded_at", "source"], filter=is_email).to_pylist(), linked
-    )
-
-
-def _withdrawn(ledger: ds.Dataset | None, purpose: str) -> frozenset[str]:
-    """Customers whose latest consent fact for `purpose` is a withdrawal (lakecdp.privacy.ledger's rule)."""
-    if ledger is None:
-        return frozenset()
-    rows = ledger.to_table(columns=["customer_id", "purpose", "status", "recorded_at"], filter=ds.field("purpose") == purpose).to_pylist()
-    return frozenset(c for c, fact in latest_facts(rows, purpose).items() if fact["status"] == WITHDRAWN)
+        return []
+    wanted = ds.field("purpose").isin([EMAIL_MARKETING, PERSONALIZATION])
+    return ledger.to_table(columns=["customer_id", "purpose", "status", "recorded_at", "source"], filter=wanted).to_pylist()
 
 
 def _block_reason(customer_id: str, attributes, opted_in, opt_outs) -> str | None:
