@@ -136,6 +136,7 @@ class DemoSettings(_Strict):
     days: int = Field(default=30, ge=1)
     seed: int = 7
     end: datetime | None = None  # None: the moment the demo starts, frozen for the whole run
+    live_seconds: float = Field(default=20.0, gt=0)  # how long the live step spreads the last day's traffic over
 
     @field_validator("end")
     @classmethod

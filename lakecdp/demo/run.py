@@ -55,9 +55,8 @@ EXPERIMENT = "personalized_content"
 DEMO_MARKER = "_lakecdp_demo"  # in a lake the demo made (and may replace on its next run)
 NIGHTLY = ("lakecdp_retrain", "lakecdp_score", "lakecdp_export")
 SPARK_LOG = "spark.log"  # in the output folder: what the JVM prints (Ivy's report, Spark's WARN lines)
-# The live day: sent over this long, in landing files the collector publishes this often; the
-# stream then has this long to take the last of them.
-LIVE_SECONDS = 20.0
+# The live day (sent over demo.live_seconds) lands in files the collector publishes this often;
+# the stream then has this long to take the last of them.
 LIVE_ROLL_SECONDS = 2.0
 LIVE_DRAIN_SECONDS = 120
 
@@ -315,7 +314,7 @@ class _Demo:
         thread.start()
         try:
             with CollectorThread(app) as server:
-                traffic = send(self.recent, server.url, SECRETS["LAKECDP_WRITE_KEY"], seconds=LIVE_SECONDS)
+                traffic = send(self.recent, server.url, SECRETS["LAKECDP_WRITE_KEY"], seconds=self.settings.demo.live_seconds)
             landed = traffic.http_events + traffic.sdk_events - traffic.rejected
             deadline = time.monotonic() + LIVE_DRAIN_SECONDS
             while sum(b["lines"] for b in run.batches) < landed and not failure and time.monotonic() < deadline:
@@ -332,7 +331,7 @@ class _Demo:
             raise RuntimeError(f"the stream took {taken:,} of the {landed:,} landed lines within {LIVE_DRAIN_SECONDS}s")
         lags = self._lags(len(run.batches))
         return (
-            f"{landed:,} events of the last day over HTTP ({traffic.sdk_events:,} by the Segment SDK) in {LIVE_SECONDS:.0f}s "
+            f"{landed:,} events of the last day over HTTP ({traffic.sdk_events:,} by the Segment SDK) in {self.settings.demo.live_seconds:.0f}s "
             f"while the stream ran: {len(run.batches)} micro-batches, lag p50 {lags[0]:.1f}s p95 {lags[1]:.1f}s "
             f"(collector receipt -> profiles and segments live); segments: {self._sizes()}"
         )
