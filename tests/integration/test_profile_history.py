@@ -19,6 +19,7 @@ from tests.pseudonyms import pid
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+MIDDLE = NOW - timedelta(days=2)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,20 +29,30 @@ def _line(n: int, event: str, at: datetime, **properties) -> str:
     )
 
 
-def test_profile_show_lists_each_change_with_its_commit_and_events(spark, tmp_path, capsys):
-    settings = load_settings(REPO / "conf", env={})
-    root = tmp_path / "lake"
-    lake = open_lake(spark, settings.lake, root=str(root))
-    segments = segments_of(settings)
-    first = NOW - timedelta(hours=2)
-    ingest_and_refresh(lake, settings, segments, first, [_line(1, "Product Viewed", first - timedelta(minutes=5), category="shoes")])
-    second = NOW - timedelta(hours=1)
-    lines = [
-        _line(2, "Product Added to Wishlist", second - timedelta(minutes=3), product_id="p1"),
-        _line(3, "Product Viewed", second - timedelta(minutes=2), category="shoes"),
-    ]
-    ingest_and_refresh(lake, settings, segments, second, lines)
+@pytest.fixture(scope="module")
+def lake(spark, tmp_path_factory):
+    """Two batches through the batch path: generated shop traffic (40 customers, 4 days) split at its middle,
+    with a hand-written customer, cust_1, in both."""
+    from lakecdp.generate import GeneratorSettings, generate_dataset
 
+    settings = load_settings(REPO / "conf", env={})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path_factory.mktemp("history") / "lake"))
+    dataset = generate_dataset(GeneratorSettings(customers=40, days=4, seed=5, end=NOW))
+    halves = [[e for e in dataset.events if (datetime.fromisoformat(e["timestamp"]) < MIDDLE) == early] for early in (True, False)]
+    own = [
+        [_line(1, "Product Viewed", MIDDLE - timedelta(minutes=5), category="shoes")],
+        [
+            _line(2, "Product Added to Wishlist", NOW - timedelta(minutes=3), product_id="p1"),
+            _line(3, "Product Viewed", NOW - timedelta(minutes=2), category="shoes"),
+        ],
+    ]
+    for instant, events, lines in zip((MIDDLE, NOW), halves, own):
+        ingest_and_refresh(lake, settings, segments_of(settings), instant, [json.dumps(e) for e in events] + lines)
+    return lake, halves
+
+
+def test_profile_show_lists_each_change_with_its_commit_and_events(lake, capsys):
+    lake, _ = lake
     changes = profile_history(lake, pid("cust_1"))
     assert len(changes) == 2
     assert changes[0].changes["product_views"] == (None, 1)
@@ -51,27 +62,18 @@ def test_profile_show_lists_each_change_with_its_commit_and_events(spark, tmp_pa
     assert [name for _, name in changes[1].events] == ["Product Added to Wishlist", "Product Viewed"]
     assert changes[0].commit.version < changes[1].commit.version
 
-    assert main(["--conf", str(REPO / "conf"), "profile", "show", "cust_1", "--history", "--lake", str(root)]) == 0
+    assert main(["--conf", str(REPO / "conf"), "profile", "show", "cust_1", "--history", "--lake", lake.root]) == 0
     printed = capsys.readouterr().out
     assert f"profile of {pid('cust_1')} as of" in printed
     assert "wishlist_adds                         1" in printed
     assert "      product_views: 1 -> 2" in printed
     assert "      after events: Product Added to Wishlist at" in printed
     assert "history (the last 20 versions of profile_features): 2 changes" in printed
-    assert main(["--conf", str(REPO / "conf"), "profile", "show", "nobody", "--lake", str(root)]) == 1
+    assert main(["--conf", str(REPO / "conf"), "profile", "show", "nobody", "--lake", lake.root]) == 1
 
 
-def test_history_of_a_generated_customer_names_the_events_of_each_batch(spark, tmp_path):
-    from lakecdp.generate import GeneratorSettings, generate_dataset
-
-    settings = load_settings(REPO / "conf", env={})
-    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
-    segments = segments_of(settings)
-    dataset = generate_dataset(GeneratorSettings(customers=40, days=4, seed=5, end=NOW))
-    middle = NOW - timedelta(days=2)
-    halves = [[e for e in dataset.events if (datetime.fromisoformat(e["timestamp"]) < middle) == early] for early in (True, False)]
-    for instant, events in zip((middle, NOW), halves):
-        ingest_and_refresh(lake, settings, segments, instant, [json.dumps(e) for e in events])
+def test_history_of_a_generated_customer_names_the_events_of_each_batch(lake):
+    lake, halves = lake
     own = {half: [e for e in events if e.get("userId")] for half, events in enumerate(halves)}
     busiest = max({e["userId"] for e in own[1]}, key=lambda c: sum(e.get("userId") == c for e in own[0] + own[1]))
     changes = profile_history(lake, pid(busiest))
