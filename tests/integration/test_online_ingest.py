@@ -173,8 +173,10 @@ def spark_outcomes(spark, raws: list[bytes]) -> dict[int, dict | None]:
     return outcomes
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.lists(lines(), min_size=1, max_size=40))
+# Lines are decided one by one, so few long lists check as many lines as many short ones, at a third
+# of the Spark jobs (each example is one Spark batch): 20 lists of 10-120 lines instead of 60 of 1-40.
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(lines(), min_size=10, max_size=120))
 def test_python_executor_agrees_with_spark_on_every_line_it_decides(spark, raws):
     parser = LineParser(EVENTS, PSEUDONYMS, COLUMNS)
     received = instant_us(RECEIVED.isoformat().replace("+00:00", "Z"))
