@@ -14,12 +14,16 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 _EMAIL_IN_TEXT = re.compile(r"[^@\s\"'<>(),;:]+@[^@\s\"'<>(),;:]+\.[A-Za-z]{2,}")
 
 
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
 def normalize_email(email: str | None) -> str | None:
-    """Trim and lowercase: the form every hash below is computed on."""
+    """Trimmed and lowercased, the form every hash below is computed on; None unless it looks like an
+    address (EMAIL_PATTERN). `normalized_email_col` is the same in Spark."""
     if email is None:
         return None
     text = email.strip().lower()
-    return text or None
+    return text if _EMAIL.match(text) else None
 
 
 def email_sha256(email: str | None) -> str:
@@ -40,11 +44,12 @@ def _address(email: str | None) -> str:
     # nothing is a caller's bug, not a value to send.
     normalized = normalize_email(email)
     if normalized is None:
-        raise ValueError("no email address to hash (missing or blank)")
+        raise ValueError("no email address to hash (missing, blank or not an address)")
     return normalized
 
 
 def normalized_email_col(column: str = "email") -> Column:
+    """`normalize_email` in Spark."""
     trimmed = F.lower(F.trim(F.col(column)))
     return F.when(trimmed.rlike(EMAIL_PATTERN), trimmed)
 

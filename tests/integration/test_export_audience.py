@@ -18,7 +18,7 @@ from lakecdp.export.audience import (
     segment_audience,
     with_identifier,
 )
-from lakecdp.export.identifiers import email_sha256, mailchimp_subscriber_hash
+from lakecdp.export.identifiers import email_sha256, mailchimp_subscriber_hash, normalize_email, normalized_email_col
 from lakecdp.lake.tables import table
 
 pytestmark = pytest.mark.integration
@@ -215,6 +215,14 @@ def test_routing_gives_each_destination_its_own_identifier(spark):
     assert got[("hook", "c1")] == (email_sha256("a@x.co"), None)
     assert got[("braze", "c1")] == ("c1", None)
     assert got[("braze", "ghost")][1] == "no customer record"
+
+
+def test_an_address_is_normalized_the_same_in_spark_and_in_python(spark):
+    """The dispatcher hashes addresses in Python; the export, the consent gate and erasure in Spark."""
+    values = ["  Ada@Example.COM ", "ada@example.com", "", "   ", None, "no-at-sign.example.com", "a@b", "a b@c.de", "a@@b.co", "x@y.z"]
+    frame = spark.createDataFrame([(n, v) for n, v in enumerate(values)], "n int, email string")
+    in_spark = {r.n: r.normalized for r in frame.select("n", normalized_email_col("email").alias("normalized")).collect()}
+    assert in_spark == {n: normalize_email(v) for n, v in enumerate(values)}
 
 
 def test_the_spark_form_of_the_email_consent_rule_decides_as_the_python_one(spark):

@@ -17,6 +17,7 @@ def member(customer_id: str, action: str = "create", email: str | None = "a@b.co
 def test_normalized_hashes_trim_and_lowercase():
     assert normalize_email("  Ada@Example.COM ") == "ada@example.com"
     assert normalize_email("   ") is None and normalize_email(None) is None
+    assert normalize_email("no-at-sign.example.com") is None and normalize_email("ada @example.com") is None
     assert email_sha256(" Ada@Example.COM") == hashlib.sha256(b"ada@example.com").hexdigest()
     # Mailchimp's documented example: the MD5 of the lowercase address.
     assert mailchimp_subscriber_hash("Urist.McVankab@freddiesjokes.com") == hashlib.md5(b"urist.mcvankab@freddiesjokes.com").hexdigest()
