@@ -11,10 +11,8 @@ from pyspark.sql import Column, functions as F
 # Deliberately loose: the ESP is the authority on deliverability; this only keeps out values
 # that are certainly not an address (blanks, missing '@', spaces).
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-_EMAIL_IN_TEXT = re.compile(r"[^@\s\"'<>(),;:]+@[^@\s\"'<>(),;:]+\.[A-Za-z]{2,}")
-
-
 _EMAIL = re.compile(EMAIL_PATTERN)
+_EMAIL_IN_TEXT = re.compile(r"[^@\s\"'<>(),;:]+@[^@\s\"'<>(),;:]+\.[A-Za-z]{2,}")
 
 
 def normalize_email(email: str | None) -> str | None:

@@ -125,8 +125,8 @@ def test_the_brief_micro_segment_is_the_same_in_yaml_and_sql(spark, tmp_path, ca
     with crm.open("w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=CRM_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        # Every second customer lives in New York: the micro-segment (about 1 in 500 generated customers
-        # where the generator's cities stand) then has members in a lake small enough to build in seconds.
+        # The generator puts about 1 customer in 500 in the NYC micro-segment. With every second customer moved
+        # to New York, 400 customers give it members, in a lake that builds in seconds.
         writer.writerows({**c, "city": "New York"} if n % 2 == 0 else c for n, c in enumerate(dataset.customers))
     imported = import_customers(lake, crm, clock=FrozenClock(NOW), attributes=settings.customers.attributes)
     assert imported.rejected_rows == 0 and imported.ignored_columns == ()

@@ -51,7 +51,7 @@ def demo(tmp_path_factory):
         "LAKECDP__DEMO__CUSTOMERS": "150",  # the demo's time is mostly fixed costs: 300 customers took 149 s, 150 take 122 s
         "LAKECDP__DEMO__DAYS": "24",
         "LAKECDP__DEMO__END": END,
-        "LAKECDP__DEMO__LIVE_SECONDS": "8",  # enough for several micro-batches; the default's 20 s only shows the lag longer
+        "LAKECDP__DEMO__LIVE_SECONDS": "8",  # still several micro-batches; the default 20 s only makes the step longer
         "LAKECDP_LOG_LEVEL": "INFO",
         "LAKECDP_PROGRESS": "0",
     }

@@ -30,7 +30,7 @@ def _line(n: int, event: str, at: datetime, **properties) -> str:
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory):
+def history(spark, tmp_path_factory):
     """Two batches through the batch path: generated shop traffic (40 customers, 4 days) split at its middle,
     with a hand-written customer, cust_1, in both."""
     from lakecdp.generate import GeneratorSettings, generate_dataset
@@ -51,8 +51,8 @@ def lake(spark, tmp_path_factory):
     return lake, halves
 
 
-def test_profile_show_lists_each_change_with_its_commit_and_events(lake, capsys):
-    lake, _ = lake
+def test_profile_show_lists_each_change_with_its_commit_and_events(history, capsys):
+    lake, _ = history
     changes = profile_history(lake, pid("cust_1"))
     assert len(changes) == 2
     assert changes[0].changes["product_views"] == (None, 1)
@@ -72,8 +72,8 @@ def test_profile_show_lists_each_change_with_its_commit_and_events(lake, capsys)
     assert main(["--conf", str(REPO / "conf"), "profile", "show", "nobody", "--lake", lake.root]) == 1
 
 
-def test_history_of_a_generated_customer_names_the_events_of_each_batch(lake):
-    lake, halves = lake
+def test_history_of_a_generated_customer_names_the_events_of_each_batch(history):
+    lake, halves = history
     own = {half: [e for e in events if e.get("userId")] for half, events in enumerate(halves)}
     busiest = max({e["userId"] for e in own[1]}, key=lambda c: sum(e.get("userId") == c for e in own[0] + own[1]))
     changes = profile_history(lake, pid(busiest))
