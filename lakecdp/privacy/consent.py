@@ -15,9 +15,9 @@ from pyspark.sql import Column, DataFrame, functions as F
 from lakecdp.export.identifiers import email_sha256_col, normalized_email_col
 from lakecdp.identity.graph import active_links
 from lakecdp.lake import Lake
-from lakecdp.privacy.email_consent import CRM_SOURCE, HELD_OUT, NO_EMAIL, NO_OPT_IN, NO_RECORD, SUPPRESSED, UNSUBSCRIBED
+from lakecdp.privacy.email_consent import HELD_OUT, NO_EMAIL, NO_OPT_IN, NO_RECORD, SUPPRESSED, UNSUBSCRIBED
 from lakecdp.privacy.facts import latest_facts
-from lakecdp.privacy.purposes import EMAIL_MARKETING, GRANTED, WITHDRAWN
+from lakecdp.privacy.purposes import CRM_SOURCE, EMAIL_MARKETING, GRANTED, WITHDRAWN
 
 
 def latest_email_facts(ledger: DataFrame, links: DataFrame | None = None) -> DataFrame:

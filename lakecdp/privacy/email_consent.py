@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lakecdp.privacy.purposes import EMAIL_MARKETING, GRANTED, WITHDRAWN
+from lakecdp.privacy.purposes import CRM_SOURCE, EMAIL_MARKETING, GRANTED, WITHDRAWN
 
 NO_RECORD = "no customer record"
 NO_OPT_IN = "no marketing opt-in"
@@ -24,7 +24,6 @@ NO_EMAIL = "no valid email"
 UNSUBSCRIBED = "unsubscribed after latest opt-in"
 SUPPRESSED = "suppressed"
 HELD_OUT = "global holdout (no campaign reaches it)"
-CRM_SOURCE = "import:"  # ledger facts from CRM imports: the rule reads the CRM's flag itself, from `customers`
 
 
 def latest_email_facts(facts: Iterable[Mapping[str, Any]], linked: Mapping[str, str] | None = None) -> dict[str, tuple[Any, Any]]:

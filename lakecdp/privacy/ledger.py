@@ -29,8 +29,8 @@ from pyspark.sql import Column, DataFrame, Window, functions as F
 from lakecdp.config import ConfigError
 from lakecdp.config.sections import Sources, source_of
 from lakecdp.lake import Lake
-from lakecdp.privacy.email_consent import CRM_SOURCE
 from lakecdp.privacy.purposes import (
+    CRM_SOURCE,
     EMAIL_MARKETING,
     ENRICHMENT,
     GRANTED,
