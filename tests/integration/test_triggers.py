@@ -122,7 +122,14 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
 
     send(T + H, *[line(f"add-{c}", c, "Product Added", T, category="shoes", price="80") for c, _ in crm])
     send(T + 20 * H, line("buy-early", "early_buyer", "Order Completed", T + 20 * H, revenue="80"))
-    fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=20))  # hour 48: entries by time alone
+    timers = {name[r.customer_id]: r.due_at.replace(tzinfo=UTC) for r in lake.read("segment_timers").collect()}
+    assert timers == dict.fromkeys(set(name.values()) - {"early_buyer"}, T + 48 * H)  # the buyer can no longer flip by time alone
+    assert fire_due_timers(lake, segments, T + 48 * H - timedelta(seconds=1)) == []
+    fired = fire_due_timers(lake, segments, T + 48 * H + timedelta(seconds=20))  # hour 48: entries by time alone, no new event
+    assert sorted(name[c] for c in fired) == sorted(timers)
+    entered = lake.read("segment_transitions").filter("transition = 'entered'").collect()
+    assert {(name[r.customer_id], r.at.replace(tzinfo=UTC)) for r in entered} == {(c, T + 48 * H + timedelta(seconds=20)) for c in timers}
+    assert lake.read("segment_timers").count() == 0
     outbox = {name[r.customer_id]: r for r in lake.read("trigger_outbox").collect()}
     assert set(outbox) == {"abandoner", "late_buyer", "no_consent", "held_out_3", "bounced"}
     assert all(r.state == "pending" and r.due_at.replace(tzinfo=UTC) == T + 49 * H + timedelta(seconds=20) for r in outbox.values())
