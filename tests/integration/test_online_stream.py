@@ -24,8 +24,8 @@ pytestmark = pytest.mark.integration
 GENERATED = GeneratorSettings(customers=60, days=5, seed=21)
 
 
-def _stream(spark, tmp_path, state: dict, source=None):
-    settings = load_settings(overrides={"state": state})
+def _stream(spark, tmp_path, state: dict, source=None, stream: dict | None = None):
+    settings = load_settings(overrides={"state": state, "stream": stream or {}})
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
     run = run_stream(
         spark,
@@ -40,6 +40,17 @@ def _stream(spark, tmp_path, state: dict, source=None):
 
 def _online(settings, lake):
     return OnlineState(lake, settings, open_store(settings.state, lake.root), segments_of(settings))
+
+
+@pytest.fixture(scope="module")
+def streamed(spark, tmp_path_factory):
+    """GENERATED streamed once on the default store (SQLite), a file per micro-batch: (tmp dir, settings, lake, run).
+
+    The tests below share it in file order: each reads it, or puts back what it changed, except the last.
+    """
+    root = tmp_path_factory.mktemp("streamed")
+    write_dataset(GENERATED, root / "landing", events_per_file=400)
+    return root, *_stream(spark, root, {}, stream={"max_files_per_trigger": 1})
 
 
 def test_online_state_and_delta_equal_a_batch_recompute(spark, tmp_path, redis_url):
@@ -62,17 +73,59 @@ def test_online_state_and_delta_equal_a_batch_recompute(spark, tmp_path, redis_u
     assert members <= entered
 
 
-def test_resent_message_on_another_date_is_a_duplicate_and_tampered_state_is_repaired(spark, tmp_path):
-    write_dataset(GENERATED, tmp_path / "landing", events_per_file=2500)
-    settings, lake, first = _stream(spark, tmp_path, {})
+def test_every_batch_lands_in_stream_metrics_and_the_heartbeat_says_stopped(streamed):
+    import os
+
+    root, _, lake, run = streamed
+    metrics = sorted(lake.read("stream_metrics").collect(), key=lambda r: r.batch_id)
+    assert len(run.batches) > 1
+    assert [r.batch_id for r in metrics] == [b["batch_id"] for b in run.batches]
+    for row, batch in zip(metrics, run.batches):
+        assert (row.lines, row.events, row.quarantined, row.duplicates) == (
+            batch["lines"],
+            batch["events"],
+            batch["quarantined"],
+            batch["duplicates"],
+        )
+        assert row.path in {"live", "spark"} and row.ended_at >= row.started_at and row.duration_s >= 0
+        assert row.lag_s is not None and row.lag_s >= 0  # every batch kept events, each with a receivedAt
+        assert set(json.loads(row.steps)) >= {"state", "batch"}
+    assert len({r.stream for r in metrics}) == 1
+    heartbeat = json.loads((root / "lake" / "_stream" / "heartbeat.json").read_text())
+    assert heartbeat["state"] == "stopped" and heartbeat["pid"] == os.getpid()
+    assert heartbeat["last_batch_id"] == run.batches[-1]["batch_id"] and heartbeat["stream"] == metrics[0].stream
+
+
+def test_content_api_serves_live_profile_and_segments_from_the_state_store(streamed):
+    from lakecdp.content.service import open_content_service
+
+    _, settings, lake, _ = streamed
+    service = open_content_service(settings, lake_root=lake.root, clock=FrozenClock(GENERATED.end))
+    snapshot = service.store.snapshot
+    store = service.live.store
+    key, state = next((k, s) for k, s in store.scan() if snapshot.get(k) is not None and s["seg"])
+    assert service.context(snapshot, key).segments == frozenset(state["seg"]) == snapshot.get(key).segments
+
+    # A micro-batch commits a new membership: the API serves it before any flush or snapshot reload.
+    changed = {**state, "seg": {**state["seg"], "brand_new_segment": [state["as_of"], "v1", "{}"]}}
+    store.commit(Commit(stream="live", batch_id=1, states={key: changed}))
+    try:
+        assert "brand_new_segment" in service.context(snapshot, key).segments
+        assert "brand_new_segment" not in snapshot.get(key).segments
+    finally:
+        store.commit(Commit(stream="live", batch_id=2, states={key: state}))  # the next test reconciles this store
+
+
+def test_resent_message_on_another_date_is_a_duplicate_and_tampered_state_is_repaired(spark, streamed):
+    root, settings, lake, _ = streamed
     bronze = lake.read("events").count()
     # An at-least-once sender retries a message with its timestamp moved to the previous day.
-    line = json.loads(next((tmp_path / "landing" / "events").glob("*.jsonl")).open().readline())
+    line = json.loads((root / "landing" / "events" / "part-00000.jsonl").open().readline())
     moved = datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")) - timedelta(days=1)
     line["timestamp"] = moved.isoformat().replace("+00:00", "Z")
-    (tmp_path / "landing" / "events" / "retry.jsonl").write_text(json.dumps(line) + "\n")
+    (root / "landing" / "events" / "retry.jsonl").write_text(json.dumps(line) + "\n")
 
-    _, _, second = _stream(spark, tmp_path, {})
+    _, _, second = _stream(spark, root, {}, stream={"max_files_per_trigger": 1})
 
     assert lake.read("events").count() == bronze
     assert [b["duplicates"] for b in second.batches] == [1]
@@ -86,25 +139,6 @@ def test_resent_message_on_another_date_is_a_duplicate_and_tampered_state_is_rep
 
     assert [(d.customer_id, d.what) for d in found.differences] == [(key, "events_total")] and found.fixed
     assert after.differences == [] and after.customers == found.customers
-
-
-def test_content_api_serves_live_profile_and_segments_from_the_state_store(spark, tmp_path):
-    from lakecdp.content.service import open_content_service
-
-    write_dataset(GENERATED, tmp_path / "landing", events_per_file=2500)
-    settings, lake, _ = _stream(spark, tmp_path, {})
-    service = open_content_service(settings, lake_root=lake.root, clock=FrozenClock(GENERATED.end))
-    snapshot = service.store.snapshot
-    store = service.live.store
-    key, state = next((k, s) for k, s in store.scan() if snapshot.get(k) is not None and s["seg"])
-    assert service.context(snapshot, key).segments == frozenset(state["seg"]) == snapshot.get(key).segments
-
-    # A micro-batch commits a new membership: the API serves it before any flush or snapshot reload.
-    state["seg"] = {**state["seg"], "brand_new_segment": [state["as_of"], "v1", "{}"]}
-    store.commit(Commit(stream="live", batch_id=1, states={key: state}))
-
-    assert "brand_new_segment" in service.context(snapshot, key).segments
-    assert "brand_new_segment" not in snapshot.get(key).segments
 
 
 def test_a_failing_batch_stops_the_stream_naming_the_batch_and_the_fix(spark, tmp_path, monkeypatch):
@@ -159,40 +193,6 @@ def test_a_stuck_batch_stops_the_stream_naming_the_batch_instead_of_hanging(spar
     assert "replayed on the next start" in str(failed.value)
     heartbeat = json.loads((tmp_path / "lake" / "_stream" / "heartbeat.json").read_text())
     assert heartbeat["state"] == "failed"
-
-
-def test_every_batch_lands_in_stream_metrics_and_the_heartbeat_says_stopped(spark, tmp_path):
-    import os
-
-    write_dataset(GENERATED, tmp_path / "landing", events_per_file=400)
-    settings = load_settings(overrides={"stream": {"max_files_per_trigger": 1}})
-    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
-    run = run_stream(
-        spark,
-        lake,
-        settings,
-        source=str(tmp_path / "landing" / "events"),
-        checkpoint=str(tmp_path / "ckpt"),
-        clock=FrozenClock(GENERATED.end),
-    )
-
-    metrics = sorted(lake.read("stream_metrics").collect(), key=lambda r: r.batch_id)
-    assert len(run.batches) > 1
-    assert [r.batch_id for r in metrics] == [b["batch_id"] for b in run.batches]
-    for row, batch in zip(metrics, run.batches):
-        assert (row.lines, row.events, row.quarantined, row.duplicates) == (
-            batch["lines"],
-            batch["events"],
-            batch["quarantined"],
-            batch["duplicates"],
-        )
-        assert row.path in {"live", "spark"} and row.ended_at >= row.started_at and row.duration_s >= 0
-        assert row.lag_s is not None and row.lag_s >= 0  # every batch kept events, each with a receivedAt
-        assert set(json.loads(row.steps)) >= {"state", "batch"}
-    assert len({r.stream for r in metrics}) == 1
-    heartbeat = json.loads((tmp_path / "lake" / "_stream" / "heartbeat.json").read_text())
-    assert heartbeat["state"] == "stopped" and heartbeat["pid"] == os.getpid()
-    assert heartbeat["last_batch_id"] == run.batches[-1]["batch_id"] and heartbeat["stream"] == metrics[0].stream
 
 
 def test_processed_landing_files_are_deleted_once_committed_and_past_retention(spark, tmp_path):
