@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,14 @@ def spark():
     session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="3g"), delta_spark=True, s3=True, kafka=True)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_world(spark, tmp_path_factory) -> Path:
+    """`lakecdp demo` up to its stream step, built once (tests/worlds.py): copy it before changing it."""
+    from tests.worlds import build_demo_world
+
+    return build_demo_world(tmp_path_factory.mktemp("demo-world"))
 
 
 @pytest.fixture(autouse=True, scope="module")

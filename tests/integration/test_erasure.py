@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from lakecdp.clock import FrozenClock
 from lakecdp.config import load_settings
-from lakecdp.demo import run_demo
 from lakecdp.lake import open_lake
 from lakecdp.online.store import open_store_if_online
 from lakecdp.privacy.erasure import process_erasures, request_erasure
-from lakecdp.stream import run_stream
-from lakecdp.stream.job import default_checkpoint
 from tests.pseudonyms import pid
+from tests.worlds import END, copy_world, stream_planted
 
 pytestmark = pytest.mark.integration
 
@@ -71,31 +67,11 @@ def traces(root: Path, needles: list[str]) -> list[str]:
     return hits
 
 
-def test_erased_customer_leaves_no_trace(spark, tmp_path):
+def test_erased_customer_leaves_no_trace(spark, demo_world, tmp_path):
     settings = load_settings(env={})
-    lake_root, landing_root = tmp_path / "lake", tmp_path / "landing"
-    end = datetime(2026, 11, 1, tzinfo=UTC)
-    run_demo(
-        settings,
-        lake_root=str(lake_root),
-        landing_root=str(landing_root),
-        out_dir=tmp_path / "out",
-        customers=30,
-        days=4,
-        clock=FrozenClock(end),
-        out=io.StringIO(),
-        stop_after="stream",
-    )
-    lake = open_lake(spark, settings.lake, root=str(lake_root))
-    (landing_root / "demo" / "events" / "planted.jsonl").write_text(planted_lines(end))
-    run_stream(
-        spark,
-        lake,
-        settings,
-        source=str(landing_root / "demo" / "events"),
-        checkpoint=default_checkpoint(settings, lake.root, "demo"),
-        clock=FrozenClock(end),
-    )
+    landing_root, end = copy_world(demo_world, tmp_path) / "landing", END
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    stream_planted(spark, lake, settings, tmp_path, "planted.jsonl", planted_lines(end))
     lake.merge(
         "customers",
         spark.createDataFrame(

@@ -9,7 +9,7 @@ import io
 import json
 import re
 from contextlib import redirect_stdout
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,17 +18,15 @@ from pyspark.sql import functions as F
 from lakecdp.cli import main
 from lakecdp.clock import FrozenClock
 from lakecdp.config import load_settings
-from lakecdp.demo import run_demo
 from lakecdp.lake import open_lake
 from lakecdp.privacy.ledger import PERSONALIZATION, PROFILING, refused_ids
 from lakecdp.stream import run_stream
-from lakecdp.stream.job import default_checkpoint
+from tests.worlds import END, copy_world, stream_planted
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "test-admin-token-5d1e"
-END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def consent_lines(end, customers: list[str]) -> str:
@@ -62,28 +60,13 @@ def consent_lines(end, customers: list[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("privacy")
+def world(spark, demo_world, tmp_path_factory):
+    root = copy_world(demo_world, tmp_path_factory.mktemp("privacy"))
     settings = load_settings(env={})
-    lake_root, landing = root / "lake", root / "landing"
-    end = END
-    run_demo(
-        settings,
-        lake_root=str(lake_root),
-        landing_root=str(landing),
-        out_dir=root / "out",
-        customers=30,
-        days=4,
-        clock=FrozenClock(end),
-        out=io.StringIO(),
-        stop_after="stream",
-    )
-    lake = open_lake(spark, settings.lake, root=str(lake_root))
+    lake = open_lake(spark, settings.lake, root=str(root / "lake"))
     customers = sorted(r.customer_id for r in lake.with_plain_contacts(lake.read("customers")).collect())
-    (landing / "demo" / "events" / "consent.jsonl").write_text(consent_lines(end, customers))
-    checkpoint = default_checkpoint(settings, lake.root, "demo")
-    run_stream(spark, lake, settings, source=str(landing / "demo" / "events"), checkpoint=checkpoint, clock=FrozenClock(end))
-    return {"lake": lake, "root": root, "customers": customers, "settings": settings, "end": end}
+    planted = stream_planted(spark, lake, settings, root, "consent.jsonl", consent_lines(END, customers))
+    return {"lake": lake, "root": root, "customers": customers, "settings": settings, "end": END, "planted": planted}
 
 
 def ledger(lake, customer: str) -> list[dict]:
@@ -112,8 +95,7 @@ def test_every_source_of_consent_lands_in_the_ledger_with_its_proof(world):
 def test_replaying_the_events_adds_no_fact(world, spark, tmp_path):
     lake, settings = world["lake"], world["settings"]
     before = lake.read("consent_ledger").count()
-    landing = world["root"] / "landing" / "demo" / "events"
-    run_stream(spark, lake, settings, source=str(landing), checkpoint=str(tmp_path / "fresh"), clock=FrozenClock(world["end"]))
+    run_stream(spark, lake, settings, source=str(world["planted"]), checkpoint=str(tmp_path / "fresh"), clock=FrozenClock(world["end"]))
     assert lake.read("consent_ledger").count() == before
 
 
