@@ -68,8 +68,8 @@ def traces(root: Path, needles: list[str]) -> list[str]:
 
 
 def test_erased_customer_leaves_no_trace(spark, demo_world, tmp_path):
-    settings = load_settings(env={})
-    landing_root, end = copy_world(demo_world, tmp_path) / "landing", END
+    copy_world(demo_world, tmp_path)
+    settings, landing_root, end = load_settings(env={}), tmp_path / "landing", END
     lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
     stream_planted(spark, lake, settings, tmp_path, "planted.jsonl", planted_lines(end))
     lake.merge(
