@@ -33,7 +33,13 @@ def spark():
     # Spark's Kafka source: a test streams from a Kafka topic.
     # 3 GB: in local mode the driver's heap also holds every cached block; at 2 GB, a broadcast
     # late in the suite ran out of memory (test_triggers, after the S3 lake's three full runs).
-    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="3g"), delta_spark=True, s3=True, kafka=True)
+    # No generated Java: on the tests' tiny tables, generating and compiling code per query costs more than
+    # it saves. Three integration modules (timers, export run, profile history) took 177-179 s this way
+    # against 203-205 s with Spark's defaults; either switch alone gave 201-204 s (2026-12-07, back to back).
+    # factoryMode is the switch Spark's own suites use to run expressions interpreted. `lakecdp demo`
+    # (test_demo.py, a subprocess) keeps Spark's defaults.
+    no_codegen = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+    session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="3g", conf=no_codegen), delta_spark=True, s3=True, kafka=True)
     yield session
     session.stop()
 
