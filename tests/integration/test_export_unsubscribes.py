@@ -113,7 +113,7 @@ def opt_out_kinds(world: World, name: str, since=None) -> Counter:
         adapter.close()
 
 
-def assert_the_lake_holds_what(world: World, name: str) -> None:
+def assert_the_lake_holds_the_opt_outs(world: World, name: str) -> None:
     """The ESP's unsubscribe is one event and one withdrawn ledger fact; its hard bounce is one suppression."""
     unsubscribed, bounced = OPTED_OUT[name]
     events = world.lake.read("events").filter(F.col("event") == "Unsubscribed").filter(F.col("source_file") == f"esp://{name}/unsubscribed")
@@ -133,7 +133,7 @@ def test_unsubscribes_become_events_and_ledger_facts_bounces_suppressions_and_a_
     assert (first.unsubscribed, first.bounced, first.matched) == (1 + STRANGERS[name], 1, 2)
     assert (first.events_added, first.suppressions_added) == (1, 1)
     assert (again.matched, again.events_added, again.suppressions_added) == (2, 0, 0)
-    assert_the_lake_holds_what(world, name)
+    assert_the_lake_holds_the_opt_outs(world, name)
 
 
 def test_the_next_export_removes_whoever_opted_out_at_that_esp(world):
@@ -217,7 +217,7 @@ def test_the_command_reads_any_of_the_four_esp_types(world, monkeypatch, capsys)
     assert f"sfmc: {1 + STRANGERS['sfmc']} unsubscribed and 1 bounced at the ESP, 2 matched to customers" in out
     assert "@" not in out  # no address in what the command prints
     for name in ("braze", "sfmc"):  # the first sync of either: it wrote what Klaviyo's did
-        assert_the_lake_holds_what(world, name)
+        assert_the_lake_holds_the_opt_outs(world, name)
 
 
 def test_the_help_names_every_esp_it_reads(world, capsys):
