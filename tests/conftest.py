@@ -36,8 +36,8 @@ def spark():
     # No generated Java: on the tests' tiny tables, generating and compiling code per query costs more than
     # it saves. Three integration modules (timers, export run, profile history) took 177-179 s this way
     # against 203-205 s with Spark's defaults; either switch alone gave 201-204 s (2026-12-07, back to back).
-    # factoryMode is the switch Spark's own suites use to run expressions interpreted. `lakecdp demo`
-    # (test_demo.py, a subprocess) keeps Spark's defaults.
+    # factoryMode is a testing switch of Spark's (its own suites use it): projections built on the driver are
+    # interpreted; tasks still pick their own. `lakecdp demo` (test_demo.py, a subprocess) keeps Spark's defaults.
     no_codegen = {"spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
     session = build_session(SparkSettings(shuffle_partitions=2, driver_memory="3g", conf=no_codegen), delta_spark=True, s3=True, kafka=True)
     yield session
