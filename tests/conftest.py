@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,13 @@ os.environ.setdefault("LAKECDP_PSEUDONYM_KEY", "lakecdp-tests-pseudonym-key-not-
 os.environ.setdefault("LAKECDP_MASTER_KEY", "6c616b656364702d74657374732d6d61737465722d6b65792d6e6f742d736563")
 
 DATASET_END = datetime(2026, 11, 1, tzinfo=UTC)
+
+# pytest-xdist's workers run under execnet, whose __main__ has neither __spec__ nor __file__. Importing
+# pyspark.sql.connect (Great Expectations does) takes that for a doctest run and calls sys.exit(0)
+# (pyspark/sql/connect/utils.py, check_dependencies), so every GX gate failed in a worker.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "pytest-xdist-worker"
 
 
 @pytest.fixture(scope="session")
