@@ -18,7 +18,7 @@ from pyarrow import fs
 from pyspark.sql import DataFrame, types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, extra_columns, render_where
+from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, extra_columns, render_where, version_at
 from lakecdp.lake.files import filesystem, read_delta
 from lakecdp.lake.tables import TableSpec
 
@@ -48,7 +48,7 @@ class DeltaRsEngine(LakeEngine):
             return self.spark.createDataFrame([], spec.schema)
         dt = self._table(path, version)
         if as_of is not None:
-            dt.load_as_version(as_of)
+            dt.load_as_version(version_at(dt.history(), as_of, path))
         uris = dt.file_uris()
         if not uris:
             return self.spark.createDataFrame([], spec.schema)

@@ -16,7 +16,7 @@ from typing import Any
 from deltalake import DeltaTable as DeltaLog
 from pyspark.sql import Column, DataFrame, SparkSession, functions as F, types as T
 
-from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, extra_columns, render_where
+from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, extra_columns, render_where, version_at
 from lakecdp.lake.tables import TableSpec
 
 # Idempotent writes: https://docs.delta.io/latest/delta-streaming.html#idempotent-table-writes-in-foreachbatch
@@ -95,8 +95,8 @@ class DeltaSparkEngine(LakeEngine):
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
-        if as_of is not None:
-            reader = reader.option("versionAsOf", self._version_at(path, as_of))
+        if as_of is not None:  # Spark's timestampAsOf refuses an instant after the last commit: a version does not
+            reader = reader.option("versionAsOf", version_at(self._log(path).history(), as_of, path))
         loaded = reader.load(path)
         # A nullable column declared after the table was written reads null until a write adds it
         # (appends merge the schema, MERGEs run with schema autoMerge).
@@ -227,15 +227,6 @@ class DeltaSparkEngine(LakeEngine):
         if not self.exists(path):
             return None
         return self._log(path).transaction_version(app_id)
-
-    def _version_at(self, path: str, as_of: datetime) -> int:
-        """The version current at `as_of`. Spark's timestampAsOf refuses an instant after the last
-        commit; as the delta-rs engine does, that instant reads the latest version."""
-        cutoff = as_of.timestamp() * 1000
-        versions = [h["version"] for h in self._log(path).history() if h["timestamp"] <= cutoff]
-        if not versions:
-            raise LakeError(f"table at {path} has no version as of {as_of.isoformat()} (it was created later)")
-        return max(versions)
 
     def _metric(self, path: str, before: int, name: str) -> int:
         """`name` from the operation metrics of the commit made after version `before` (0: nothing committed)."""

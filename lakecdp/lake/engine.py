@@ -103,6 +103,21 @@ class LakeEngine(ABC):
         checkpoints by itself as it commits."""
 
 
+def version_at(history: Sequence[Mapping[str, Any]], as_of: datetime, path: str) -> int:
+    """The table version current at `as_of`, by the commit timestamps its log's history lists (epoch ms).
+
+    Both engines resolve time travel this way, so `as_of` a commit's own timestamp from `history`
+    reads that commit. (delta-rs's load_as_version(datetime) goes by the log files' modification
+    times, which a busy machine writes a millisecond or more after the commit's timestamp.) An
+    instant after the last commit reads the latest version.
+    """
+    cutoff = as_of.timestamp() * 1000
+    versions = [entry["version"] for entry in history if entry["timestamp"] <= cutoff]
+    if not versions:
+        raise LakeError(f"table at {path} has no version as of {as_of.isoformat()} (it was created later)")
+    return max(versions)
+
+
 def sql_literal(value: Any) -> str:
     """Render a Python value as a SQL literal both Spark SQL and DataFusion accept."""
     if value is None:
