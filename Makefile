@@ -34,7 +34,7 @@ demo: setup
 	$(VENV)/bin/lakecdp demo
 
 # `make test` runs test files in this many worker processes, each with its own SparkSession (3 GB heap):
-# two keep both cores of the CI machine busy (1,173 s against 1,482 s serial, 2026-12-07).
+# two keep both cores of the CI machine busy (fresh-clone CI: 1,250-1,305 s against 1,530 s serially, 2026-12-07).
 TEST_WORKERS ?= 2
 
 # The default suite (CI): unit tests and one real path per capability. `make test-full` adds the
