@@ -128,17 +128,20 @@ def test_history_and_time_travel(spark, lake):
     assert lake.version("quarantine") == first_version + 1
     assert len(lake.history("quarantine")) >= 2
     assert ids(lake.read("quarantine", version=first_version), "quarantine_id") == ["q1"]
-    # As of the last commit's own instant (delta-rs keeps epoch ms, delta-spark a UTC datetime).
-    last = max(entry["timestamp"] for entry in lake.history("quarantine"))
-    last = datetime.fromtimestamp(last / 1000, UTC) if isinstance(last, int) else last.replace(tzinfo=UTC)
+    # Each commit's own instant (delta-rs keeps epoch ms, delta-spark a UTC datetime).
+    instants = {
+        entry["version"]: datetime.fromtimestamp(entry["timestamp"] / 1000, UTC)
+        if isinstance(entry["timestamp"], int)
+        else entry["timestamp"].replace(tzinfo=UTC)
+        for entry in lake.history("quarantine")
+    }
+    first, last = instants[first_version], instants[first_version + 1]
     # A busy machine writes a commit's log file after the timestamp inside it (here, 2 s after): the
     # commit still counts from its own timestamp. (CI caught delta-rs reading the version before.)
     newest_log = Path(lake.path("quarantine")) / "_delta_log" / f"{first_version + 1:020d}.json"
     late = last.timestamp() + 2
     os.utime(newest_log, (late, late))
     assert ids(lake.read("quarantine", as_of=last), "quarantine_id") == ["q1", "q2"]
-    first = next(entry["timestamp"] for entry in lake.history("quarantine") if entry["version"] == first_version)
-    first = datetime.fromtimestamp(first / 1000, UTC) if isinstance(first, int) else first.replace(tzinfo=UTC)
     assert ids(lake.read("quarantine", as_of=first), "quarantine_id") == ["q1"]
 
 
