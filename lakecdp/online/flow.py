@@ -273,10 +273,13 @@ class OnlineState:
                 "repeats": False,
                 "identifies": "identify" in kinds,
             }
+            txn = AppTxn(f"lakecdp-online-landing-{self.store_id}", pending.seq)
+            loaded = self._customers if "identify" in kinds else None  # the CRM attributes live batches read
+            replayed = loaded is not None and self.lake.committed_version("customers", txn.app_id) == txn.version
             try:
-                commit_batch(
-                    self.lake, batch, txn=AppTxn(f"lakecdp-online-landing-{self.store_id}", pending.seq), seen_ids=[], counts=counts
-                )
+                commit_batch(self.lake, batch, txn=txn, seen_ids=[], counts=counts)
+                if loaded is not None and not replayed:
+                    self._keep_attributes(loaded, txn)
                 if kinds & {"identify", "consent"}:
                     candidates = batch.valid.filter((F.col("type") == "identify") | F.col("event").isin(*sorted(self.consent_events)))
                     record_consent(self.lake, entries_from_events(candidates, self.consent_rules, at))
@@ -286,6 +289,14 @@ class OnlineState:
             written += len(rows)
             if len(rows) < limit:  # caught up: lines the batches commit meanwhile wait for the next flush
                 return written
+
+    def _keep_attributes(self, loaded: tuple[int, dict[str, dict[str, Any]]], txn: AppTxn) -> None:
+        """The CRM attributes `loaded` at a version of `customers` stay current when the one commit since
+        is this flush's contact upsert (`txn`): an identify writes contact columns and keeps every column a
+        rule may read (events.contacts.fold_contacts), so the next live batch need not reload the table."""
+        version, attributes = loaded
+        if self.lake.version("customers") == version + 1 and self.lake.committed_version("customers", txn.app_id) == txn.version:
+            self._customers = (version + 1, attributes)
 
     def consent_rows(self, entries: DataFrame) -> list[tuple[str, dict[str, Any]]]:
         """A batch's consent ledger entries, to reach Delta with the next flush (insert-only there)."""

@@ -13,7 +13,7 @@ import json
 import operator
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import reduce
+from functools import cached_property, reduce
 from typing import Any
 
 from pyspark.sql import Column, functions as F
@@ -49,7 +49,7 @@ class Match:
     type: str | None = None
     where: tuple[tuple[str, Any], ...] = ()
 
-    @property
+    @cached_property  # read for every leaf of every rule at each evaluation: built once per declaration
     def key(self) -> str:
         """A stable name for the state this match keeps (the same in every process and release)."""
         return json.dumps([self.event, self.type, [list(w) for w in self.where]], default=str, separators=(",", ":"))

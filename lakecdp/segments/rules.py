@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import time, timedelta
+from functools import cached_property
 from typing import Any
 
 from lakecdp.config.durations import parse_duration
@@ -55,7 +56,7 @@ class EventMatch:
     event: str
     where: tuple[tuple[str, Any], ...] = ()
 
-    @property
+    @cached_property  # the incremental executor reads it for every leaf at each evaluation
     def declared(self) -> Match:
         """The executor-neutral declaration of the events this leaf reads."""
         return Match(self.event, where=self.where)

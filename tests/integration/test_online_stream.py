@@ -245,3 +245,39 @@ def test_an_id_merged_as_a_device_and_then_used_as_a_user_id_in_the_same_batch_f
     pseudonym = lake.pseudonyms.of
     states = online.store.load([pseudonym("cust-1"), pseudonym("shared-1")])
     assert set(states) == {pseudonym("cust-1"), pseudonym("shared-1")}
+
+
+def test_live_batches_keep_the_crm_attributes_over_the_flushs_own_contact_upsert(spark, tmp_path, monkeypatch):
+    """An identify's contact upsert (the flush's) leaves every column a rule reads: the attributes stay loaded,
+    without reading `customers` again; a CRM import's commit is read again."""
+    from lakecdp.importer.customers import import_customers
+
+    settings = load_settings(overrides={"state": {"path": str(tmp_path / "state.db")}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    at = GENERATED.end - timedelta(hours=1)
+    crm = tmp_path / "customers.csv"
+
+    def crm_import(tier: str) -> None:
+        crm.write_text(f"customer_id,email,city,loyalty_tier\ncust-1,old@example.com,Leeds,{tier}\n")
+        assert import_customers(lake, crm, clock=FrozenClock(at), attributes=settings.customers.attributes).rejected_rows == 0
+
+    crm_import("gold")
+    online = _online(settings, lake)
+    customer = lake.pseudonyms.of("cust-1")
+    loaded = online.customer_attributes()
+    assert loaded[customer]["loyalty_tier"] == "gold"
+
+    identify = {"type": "identify", "messageId": "id-1", "userId": "cust-1", "traits": {"email": "new@example.com"}}
+    raw = json.dumps({**identify, "timestamp": at.isoformat().replace("+00:00", "Z")}).encode()
+    online.store.commit(online.prepare_live([raw], ["t.jsonl"], stream="s", batch_id=0, now=GENERATED.end).commit)
+    before = lake.version("customers")
+    assert online.flush_landing(GENERATED.end) == 1
+    assert lake.version("customers") == before + 1  # the flush's upsert committed
+    assert lake.with_plain_contacts(lake.read("customers")).first().email == "new@example.com"
+    read = lake.read
+    monkeypatch.setattr(lake, "read", lambda name, **kw: pytest.fail(f"read {name}") if name == "customers" else read(name, **kw))
+    assert online.customer_attributes() is loaded
+    monkeypatch.undo()
+
+    crm_import("silver")
+    assert online.customer_attributes()[customer]["loyalty_tier"] == "silver"
