@@ -22,6 +22,8 @@ from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, e
 from lakecdp.lake.files import filesystem, read_delta
 from lakecdp.lake.tables import TableSpec
 
+_KEEP = "_lakecdp_keep"  # the tombstone flag of a merge's source (never a column of the table)
+
 
 class DeltaRsEngine(LakeEngine):
     name = "delta-rs"
@@ -95,26 +97,65 @@ class DeltaRsEngine(LakeEngine):
     ) -> None:
         if self.already_committed(path, txn):
             return
+        self.merge_arrow(spec, path, to_arrow(spec, df), txn, update_columns, delete_missing)
+
+    def merge_arrow(
+        self,
+        spec: TableSpec,
+        path: str,
+        data: pa.Table,
+        txn: AppTxn | None,
+        update_columns: Sequence[str] | None,
+        delete_missing: Where | None,
+    ) -> None:
+        """`merge` of rows already on the driver as Arrow: no Spark job."""
+        if self.already_committed(path, txn):
+            return
         self.create(spec, path)
-        source = to_arrow(spec, df)
+        source = conform_arrow(spec, data)
         if source.num_rows == 0 and delete_missing is None:
             return  # an empty source neither updates nor inserts
+        columns = source.column_names
+        keep = "true"
+        if delete_missing is not None:
+            # As on delta-spark: tombstone rows carry the deletes as data, so the scope's customer ids
+            # stay out of the commit's recorded predicates, where erasure cannot reach them.
+            source, keep = self._with_tombstones(spec, path, source, delete_missing), f's."{_KEEP}"'
         on = " AND ".join(f't."{k}" = s."{k}"' for k in spec.keys)
         # merge_schema: a nullable column declared after the table was created joins it, as on append.
+        # The flag column is never written: every clause names the columns it sets.
         merger = self._table(path).merge(
             source=source, predicate=on, source_alias="s", target_alias="t", merge_schema=True, commit_properties=_commit(txn)
         )
-        if update_columns is None and spec.extensible:
-            # Only the source's columns: an extra column the source lacks keeps its value.
-            update_columns = source.column_names
-        if update_columns is None:
-            merger = merger.when_matched_update_all()
-        elif update_columns:
-            merger = merger.when_matched_update(updates={c: f's."{c}"' for c in update_columns})
-        merger = merger.when_not_matched_insert_all()
         if delete_missing is not None:
-            merger = merger.when_not_matched_by_source_delete(render_where(delete_missing, '"', alias="t"))
+            merger = merger.when_matched_delete(predicate=f"NOT {keep}")
+        # An extensible table's extra columns the source lacks keep their values on update (null on insert).
+        updated = columns if update_columns is None else list(update_columns)
+        if updated:
+            merger = merger.when_matched_update(updates={c: f's."{c}"' for c in updated}, predicate=keep)
+        merger = merger.when_not_matched_insert(updates={c: f's."{c}"' for c in columns}, predicate=keep)
         merger.execute()
+
+    def _with_tombstones(self, spec: TableSpec, path: str, source: pa.Table, scope: Where) -> pa.Table:
+        """`source` flagged to keep, plus a flagged-to-delete key row for each target row in `scope` that `source` lacks."""
+        keys = list(spec.keys)
+        # Read whole, then filtered: pyarrow cannot prune delta-rs's string_view columns by the files'
+        # string statistics (greater_equal(string, string_view) has no kernel in pyarrow 26).
+        target = read_delta(self._table(path), storage_options=self.storage_options)
+        stored = [c for c in source.column_names if c in target.column_names]
+        in_scope = target.select(stored).cast(pa.schema([source.schema.field(c) for c in stored]))
+        for column, value in scope.items():
+            values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+            in_scope = in_scope.filter(pc.is_in(in_scope.column(column), pa.array(values, type=in_scope.schema.field(column).type)))
+        # A tombstone is the target row itself, so the source keeps the table's NOT NULL columns (with
+        # merge_schema, a nullable source column made delta-rs 1.6.6 fail rows it only copies).
+        missing = in_scope.join(source.select(keys), keys=keys, join_type="left anti")
+        tombstones = pa.table(
+            [missing.column(c) if c in stored else pa.nulls(missing.num_rows, source.schema.field(c).type) for c in source.column_names],
+            schema=source.schema,
+        )
+        kept = source.append_column(_KEEP, pa.repeat(True, source.num_rows))
+        return pa.concat_tables([kept, tombstones.append_column(_KEEP, pa.repeat(False, missing.num_rows))])
 
     def overwrite(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> None:
         if self.already_committed(path, txn):
@@ -208,7 +249,16 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
 
 def to_arrow(spec: TableSpec, df: DataFrame) -> pa.Table:
     """Collect a DataFrame as Arrow in the table's schema, refusing nulls in non-null columns."""
-    data = conform(spec, df).toArrow()
+    return conform_arrow(spec, conform(spec, df).toArrow())
+
+
+def conform_arrow(spec: TableSpec, data: pa.Table) -> pa.Table:
+    """Arrow rows in the table's schema (declared columns in order, then an extensible table's extra ones),
+    refusing missing columns and nulls in non-null ones."""
+    missing = [c for c in spec.columns if c not in data.column_names]
+    if missing:
+        raise LakeError(f"table {spec.name}: the data to write lacks columns {missing}")
+    data = data.select([*spec.columns, *extra_columns(spec, data.column_names)])
     for field in spec.schema.fields:
         if not field.nullable and pc.sum(pc.is_null(data.column(field.name))).as_py():
             raise LakeError(f"table {spec.name}: column {field.name} is declared non-null but the data has nulls")

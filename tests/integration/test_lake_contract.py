@@ -83,6 +83,18 @@ def test_merge_upserts_on_keys_and_can_replace_a_scope(spark, lake):
     assert rows == {("a", "c2"): "v2", ("a", "c3"): "v2", ("b", "c1"): "v1"}
 
 
+def test_a_merge_scoped_to_customers_keeps_their_ids_out_of_the_log(spark, lake):
+    """The scope's ids travel as data (tombstone rows), not in the commit's recorded predicates, which erasure cannot rewrite."""
+    lake.merge("segment_membership", member_rows(spark, lake, [("a", "gone-1", "v1"), ("a", "kept-1", "v1")]))
+    lake.merge(
+        "segment_membership", member_rows(spark, lake, [("a", "kept-1", "v2")]), delete_missing={"customer_id": ["gone-1", "kept-1"]}
+    )
+    assert {(r.customer_id, r.rule_version) for r in lake.read("segment_membership").collect()} == {("kept-1", "v2")}
+    last = max(Path(lake.path("segment_membership"), "_delta_log").glob("*.json"))
+    (commit,) = [line for line in last.read_text().splitlines() if '"commitInfo"' in line]  # file stats are data, purged with it
+    assert "MERGE" in commit and "gone-1" not in commit and "kept-1" not in commit
+
+
 def test_merge_insert_only_keeps_existing_rows(spark, lake):
     lake.merge("segment_membership", member_rows(spark, lake, [("a", "c1", "v1")]))
     lake.merge("segment_membership", member_rows(spark, lake, [("a", "c1", "v2"), ("a", "c9", "v2")]), update_columns=[])
