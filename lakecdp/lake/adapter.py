@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession, functions as F
 
 from lakecdp.clock import SystemClock
@@ -21,6 +22,7 @@ from lakecdp.lake.crypto import (
     seal_contacts,
     sealed_columns,
 )
+from lakecdp.lake.delta_rs import DeltaRsEngine
 from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where
 from lakecdp.lake.files import delta_dataset
 from lakecdp.lake.tables import TableSpec, table
@@ -40,6 +42,7 @@ class Lake:
         self._cipher: ContactCipher | None = None
         self._keys: dict[str, list[str]] = {}  # customer_id -> wrapped data keys, at customer_keys version _keys_version
         self._keys_version: int | None = None
+        self._rows_writer: DeltaRsEngine | None = None  # append_rows / insert_rows on a delta-spark lake
 
     @property
     def pseudonyms(self):
@@ -198,6 +201,28 @@ class Lake:
         """
         self.engine.merge(table(name), self.path(name), self._sealed(name, df), txn, update_columns, delete_missing)
 
+    # Rows built on the driver (the stream's flush of its online state) are appended through delta-rs on
+    # either engine: tenths of a second for a few thousand rows, against seconds of Spark jobs (planning,
+    # a task per partition, Delta's MERGE stages) competing with the live batches for the same cores.
+    def append_rows(self, name: str, rows: pa.Table, *, txn: AppTxn | None = None) -> int:
+        """`append` of Arrow rows, through delta-rs (no Spark job); not for `customers` (its contacts are sealed in Spark)."""
+        return self._rows_engine(name).append_arrow(table(name), self.path(name), rows, txn)
+
+    def insert_rows(self, name: str, rows: pa.Table, *, txn: AppTxn | None = None) -> int:
+        """The Arrow rows whose keys `name` lacks, appended through delta-rs (an insert-only merge without
+        a Spark job); returns rows appended. A writer appending the same key meanwhile would add it twice:
+        for tables one writer fills (the stream's flush) or whose keys derive from their content."""
+        return self._rows_engine(name).insert_arrow(table(name), self.path(name), rows, txn)
+
+    def _rows_engine(self, name: str) -> DeltaRsEngine:
+        if name == "customers":
+            raise LakeError("customers is written through Spark (Lake.merge), which seals its contact columns")
+        if isinstance(self.engine, DeltaRsEngine):
+            return self.engine
+        if self._rows_writer is None:
+            self._rows_writer = DeltaRsEngine(self.spark, self.storage_options)
+        return self._rows_writer
+
     def overwrite(self, name: str, df: DataFrame, *, txn: AppTxn | None = None) -> None:
         """Replace the whole table's contents in one commit (older versions stay readable)."""
         self.engine.overwrite(table(name), self.path(name), self._sealed(name, df), txn)
@@ -247,14 +272,12 @@ def lake_for(settings: Settings, *, root: str | None = None) -> Lake:
 
 
 def open_lake(spark: SparkSession, settings: LakeSettings, *, root: str | None = None, pii_columns: Sequence[str] = ()) -> Lake:
-    """The Lake for the configured engine (delta-rs by default)."""
+    """The Lake for the configured engine (lake.engine: delta-spark by default)."""
     if settings.engine == "delta-spark":
         from lakecdp.lake.delta_spark import DeltaSparkEngine
 
         engine: LakeEngine = DeltaSparkEngine(spark, settings.storage_options)
     else:
-        from lakecdp.lake.delta_rs import DeltaRsEngine
-
         engine = DeltaRsEngine(spark, settings.storage_options)
     root = root or settings.root
     if root.startswith(("s3://", "s3a://")):

@@ -70,7 +70,13 @@ class DeltaRsEngine(LakeEngine):
     def append(self, spec: TableSpec, path: str, df: DataFrame, txn: AppTxn | None) -> int:
         if self.already_committed(path, txn):
             return 0
-        data = to_arrow(spec, df)
+        return self.append_arrow(spec, path, to_arrow(spec, df), txn)
+
+    def append_arrow(self, spec: TableSpec, path: str, data: pa.Table, txn: AppTxn | None) -> int:
+        """`append` of rows already on the driver as Arrow: no Spark job."""
+        if self.already_committed(path, txn):
+            return 0
+        data = conform_arrow(spec, data)
         if data.num_rows == 0:
             return 0  # nothing to replay either: an empty commit would only lengthen the log
         write_deltalake(
@@ -85,6 +91,22 @@ class DeltaRsEngine(LakeEngine):
             commit_properties=_commit(txn),
         )
         return data.num_rows
+
+    def insert_arrow(self, spec: TableSpec, path: str, data: pa.Table, txn: AppTxn | None) -> int:
+        """The rows whose keys the table lacks, appended (a MERGE that only inserts, without a rewrite:
+        an append writes plain Parquet strings, where delta-rs's MERGE writes string views that pyarrow
+        readers cannot filter). Keys are compared with the current snapshot. Returns rows appended."""
+        if self.already_committed(path, txn):
+            return 0
+        data = conform_arrow(spec, data)
+        keys = list(spec.keys)
+        if self.exists(path) and data.num_rows:
+            stored = read_delta(self._table(path), columns=keys, storage_options=self.storage_options)
+            stored = stored.cast(pa.schema([data.schema.field(k) for k in keys]))
+            numbered = data.select(keys).append_column("_row", pa.array(range(data.num_rows), pa.int64()))
+            new = sorted(numbered.join(stored, keys=keys, join_type="left anti").column("_row").to_pylist())
+            data = data.take(pa.array(new, pa.int64()))
+        return self.append_arrow(spec, path, data, txn)
 
     def merge(
         self,
@@ -149,7 +171,8 @@ class DeltaRsEngine(LakeEngine):
             in_scope = in_scope.filter(pc.is_in(in_scope.column(column), pa.array(values, type=in_scope.schema.field(column).type)))
         # A tombstone is the target row itself, so the source keeps the table's NOT NULL columns (with
         # merge_schema, a nullable source column made delta-rs 1.6.6 fail rows it only copies).
-        missing = in_scope.join(source.select(keys), keys=keys, join_type="left anti")
+        numbered = in_scope.select(keys).append_column("_row", pa.array(range(in_scope.num_rows), pa.int64()))
+        missing = in_scope.take(numbered.join(source.select(keys), keys=keys, join_type="left anti").column("_row"))
         tombstones = pa.table(
             [missing.column(c) if c in stored else pa.nulls(missing.num_rows, source.schema.field(c).type) for c in source.column_names],
             schema=source.schema,

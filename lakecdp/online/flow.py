@@ -24,16 +24,16 @@ from typing import Any
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, functions as F
-from pyspark.sql.pandas.types import to_arrow_schema
 
 from lakecdp.config import Settings
 from lakecdp.events.ingest import commit_batch, prepare_batch
 from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import AppTxn, Lake, table
+from lakecdp.lake.delta_rs import arrow_schema
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
 from lakecdp.online.ingest import REJECTED, SUPPORTED_COLUMNS, UNSURE, VALID, LineParser
 from lakecdp.online.store import Commit, StateStore
-from lakecdp.privacy.ledger import consent_rules, entries_from_events, record_consent
+from lakecdp.privacy.ledger import consent_rules, entries_from_events
 from lakecdp.profiles.declarations import Match
 from lakecdp.profiles.features import EVENT_COLUMNS
 from lakecdp.profiles.view import CUSTOMER, customer_struct
@@ -282,7 +282,7 @@ class OnlineState:
                     self._keep_attributes(loaded, txn)
                 if kinds & {"identify", "consent"}:
                     candidates = batch.valid.filter((F.col("type") == "identify") | F.col("event").isin(*sorted(self.consent_events)))
-                    record_consent(self.lake, entries_from_events(candidates, self.consent_rules, at))
+                    self._record_facts(entries_from_events(candidates, self.consent_rules, at).toArrow())
             finally:
                 batch.release()
             self.store.landing_flushed(pending)
@@ -297,6 +297,12 @@ class OnlineState:
         version, attributes = loaded
         if self.lake.version("customers") == version + 1 and self.lake.committed_version("customers", txn.app_id) == txn.version:
             self._customers = (version + 1, attributes)
+
+    def _record_facts(self, entries: pa.Table) -> None:
+        """The lines' consent facts into the ledger, insert-only (a replayed flush adds nothing), once per entry id."""
+        first = {entry_id: n for n, entry_id in reversed(list(enumerate(entries.column("entry_id").to_pylist())))}
+        if first:
+            self.lake.insert_rows("consent_ledger", entries.take(sorted(first.values())))
 
     def consent_rows(self, entries: DataFrame) -> list[tuple[str, dict[str, Any]]]:
         """A batch's consent ledger entries, to reach Delta with the next flush (insert-only there)."""
@@ -538,33 +544,33 @@ class OnlineState:
             for name, (due, version) in state.get("timers", {}).items():
                 timers.append({"segment": name, "customer_id": key, "due_at": from_us(due), "rule_version": version})
         scope = {"segment": self.names, "customer_id": pending.customers}
-        frame = self._frame
+        lake, frame, rows_of = self.lake, self._frame, self._rows
         writes: list[Callable[[], Any]] = [
-            lambda: self.lake.merge(
+            lambda: lake.merge(
                 "profile_features", frame("profile_features", profiles), txn=txn, delete_missing={"customer_id": pending.customers}
             ),
-            lambda: self.lake.merge(
+            lambda: lake.merge(
                 "segment_membership",
                 frame("segment_membership", members),
                 update_columns=["rule_version", "reason", "evaluated_at"],
                 delete_missing=scope,
                 txn=txn,
             ),
-            lambda: self.lake.merge("segment_timers", frame("segment_timers", timers), delete_missing=scope, txn=txn),
+            lambda: lake.merge("segment_timers", frame("segment_timers", timers), delete_missing=scope, txn=txn),
         ]
         by_table: dict[str, list[dict]] = {}
         for name, row in pending.rows:
             by_table.setdefault(name, []).append(row)
         if by_table.get("segment_transitions"):
             writes.append(
-                lambda: self.lake.append("segment_transitions", frame("segment_transitions", by_table["segment_transitions"]), txn=txn)
+                lambda: lake.append_rows("segment_transitions", rows_of("segment_transitions", by_table["segment_transitions"]), txn=txn)
             )
         for name in ("trigger_outbox", "identity_links", "consent_ledger"):  # insert-only: a replayed row never resets one already there
             if by_table.get(name):
-                rows = list({tuple(r[k] for k in table(name).keys): r for r in reversed(by_table[name])}.values())
+                unique = list({tuple(r[k] for k in table(name).keys): r for r in reversed(by_table[name])}.values())
 
-                def insert(name: str = name, rows: list[dict[str, Any]] = rows) -> None:
-                    self._insert_new(name, frame(name, rows), txn)
+                def insert(name: str = name, rows: list[dict[str, Any]] = unique) -> None:
+                    self._insert_new(name, rows_of(name, rows), txn)
 
                 writes.append(insert)
         began = time.perf_counter()
@@ -580,19 +586,22 @@ class OnlineState:
         self.store.forget_messages(newest - int(self.settings.state.dedupe_window.total_seconds() * 1_000_000))
         return len(pending.customers)
 
-    def _insert_new(self, name: str, rows: DataFrame, txn: AppTxn) -> None:
+    def _insert_new(self, name: str, rows: pa.Table, txn: AppTxn) -> None:
         """Rows whose keys `name` lacks are inserted; trigger_outbox's under `outbox_lock`, which the
         dispatcher holds while it records its sends (so a row it marked sent stays sent)."""
         with self.outbox_lock if name == "trigger_outbox" else nullcontext():
-            self.lake.merge(name, rows, update_columns=[], txn=txn)
+            self.lake.insert_rows(name, rows, txn=txn)
+
+    @staticmethod
+    def _rows(name: str, rows: list[dict[str, Any]]) -> pa.Table:
+        """`rows` (timestamps as µs or datetimes) as Arrow in `name`'s schema: column by column, not
+        pickled row by row, so the flush holds the GIL briefly beside the live batches."""
+        schema = arrow_schema(table(name))
+        return pa.Table.from_arrays([pa.array([row.get(f.name) for row in rows], type=f.type) for f in schema], schema=schema)
 
     def _frame(self, name: str, rows: list[dict[str, Any]]) -> DataFrame:
-        """`rows` (timestamps as µs or datetimes) as a DataFrame of `name`'s schema, through Arrow: column
-        by column, not pickled row by row, so the flush holds the GIL briefly beside the live batches."""
-        schema = table(name).schema
-        arrow = to_arrow_schema(schema, timezone="UTC")
-        columns = [pa.array([row.get(field.name) for row in rows], type=field.type) for field in arrow]
-        return self.lake.spark.createDataFrame(pa.Table.from_arrays(columns, schema=arrow), schema)
+        """`rows` as a Spark DataFrame of `name`'s schema (for the MERGEs the lake's engine runs)."""
+        return self.lake.spark.createDataFrame(self._rows(name, rows), table(name).schema)
 
 
 def _landing_row(raw: bytes, source_file: str, received_at: int, event: dict[str, Any] | None, kind: str | None) -> dict[str, Any]:
