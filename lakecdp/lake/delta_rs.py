@@ -119,9 +119,9 @@ class DeltaRsEngine(LakeEngine):
     ) -> None:
         if self.already_committed(path, txn):
             return
-        self.merge_arrow(spec, path, to_arrow(spec, df), txn, update_columns, delete_missing)
+        self._merge_arrow(spec, path, to_arrow(spec, df), txn, update_columns, delete_missing)
 
-    def merge_arrow(
+    def _merge_arrow(
         self,
         spec: TableSpec,
         path: str,
@@ -130,9 +130,7 @@ class DeltaRsEngine(LakeEngine):
         update_columns: Sequence[str] | None,
         delete_missing: Where | None,
     ) -> None:
-        """`merge` of rows already on the driver as Arrow: no Spark job."""
-        if self.already_committed(path, txn):
-            return
+        """`merge` of the source collected as Arrow."""
         self.create(spec, path)
         source = conform_arrow(spec, data)
         if source.num_rows == 0 and delete_missing is None:
@@ -159,7 +157,7 @@ class DeltaRsEngine(LakeEngine):
         merger.execute()
 
     def _with_tombstones(self, spec: TableSpec, path: str, source: pa.Table, scope: Where) -> pa.Table:
-        """`source` flagged to keep, plus a flagged-to-delete key row for each target row in `scope` that `source` lacks."""
+        """`source` flagged to keep, plus each target row in `scope` whose keys `source` lacks, flagged to delete."""
         keys = list(spec.keys)
         # Read whole, then filtered: pyarrow cannot prune delta-rs's string_view columns by the files'
         # string statistics (greater_equal(string, string_view) has no kernel in pyarrow 26).
