@@ -164,11 +164,14 @@ class OnlineState:
                         prepared.fresh_lines.append(line)
             links = self._link(fresh, states, commit, at)
             for event in fresh:
-                key = event["customer_id"]
                 if event["user_id"] is None and event["anonymous_id"] is not None:
-                    key = links.get(event["anonymous_id"], key)
-                event["customer_id"] = key
-                fold(self.plan, self._state(states, key), event, at)
+                    event["customer_id"] = links.get(event["anonymous_id"], event["customer_id"])
+            # One store read for the chunk's customers, not one per customer.
+            unloaded = sorted({e["customer_id"] for e in fresh} - states.keys())
+            stored = self.store.load(unloaded)
+            states.update((key, stored.get(key) or new_state()) for key in unloaded)
+            for event in fresh:
+                fold(self.plan, self._state(states, event["customer_id"]), event, at)
             prepared.events += len(fresh)
             prepared.consent_facts = prepared.consent_facts or any(
                 e["type"] == "identify" or e["event"] in self.consent_events for e in fresh
