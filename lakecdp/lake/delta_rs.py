@@ -93,19 +93,20 @@ class DeltaRsEngine(LakeEngine):
         return data.num_rows
 
     def insert_arrow(self, spec: TableSpec, path: str, data: pa.Table, txn: AppTxn | None) -> int:
-        """The rows whose keys the table lacks, appended (a MERGE that only inserts, without a rewrite:
-        an append writes plain Parquet strings, where delta-rs's MERGE writes string views that pyarrow
-        readers cannot filter). Keys are compared with the current snapshot. Returns rows appended."""
+        """The rows whose keys the table lacks, appended, the first row of each key only (a MERGE that only
+        inserts, without a rewrite: an append writes plain Parquet strings, where delta-rs's MERGE writes
+        string views that pyarrow readers cannot filter). Keys are compared with the current snapshot.
+        Returns rows appended."""
         if self.already_committed(path, txn):
             return 0
         data = conform_arrow(spec, data)
         keys = list(spec.keys)
+        numbered = data.select(keys).append_column("_row", pa.array(range(data.num_rows), pa.int64()))
+        firsts = numbered.group_by(keys, use_threads=False).aggregate([("_row", "min")]).rename_columns([*keys, "_row"])
         if self.exists(path) and data.num_rows:
             stored = read_delta(self._table(path), columns=keys, storage_options=self.storage_options)
-            stored = stored.cast(pa.schema([data.schema.field(k) for k in keys]))
-            numbered = data.select(keys).append_column("_row", pa.array(range(data.num_rows), pa.int64()))
-            new = sorted(numbered.join(stored, keys=keys, join_type="left anti").column("_row").to_pylist())
-            data = data.take(pa.array(new, pa.int64()))
+            firsts = firsts.join(stored.cast(pa.schema([data.schema.field(k) for k in keys])), keys=keys, join_type="left anti")
+        data = data.take(pa.array(sorted(firsts.column("_row").to_pylist()), pa.int64()))
         return self.append_arrow(spec, path, data, txn)
 
     def merge(

@@ -285,7 +285,8 @@ class OnlineState:
                     self._keep_attributes(loaded, txn)
                 if kinds & {"identify", "consent"}:
                     candidates = batch.valid.filter((F.col("type") == "identify") | F.col("event").isin(*sorted(self.consent_events)))
-                    self._record_facts(entries_from_events(candidates, self.consent_rules, at).toArrow())
+                    # Insert-only: a replayed flush adds nothing.
+                    self.lake.insert_rows("consent_ledger", entries_from_events(candidates, self.consent_rules, at).toArrow())
             finally:
                 batch.release()
             self.store.landing_flushed(pending)
@@ -300,12 +301,6 @@ class OnlineState:
         version, attributes = loaded
         if self.lake.version("customers") == version + 1 and self.lake.committed_version("customers", txn.app_id) == txn.version:
             self._customers = (version + 1, attributes)
-
-    def _record_facts(self, entries: pa.Table) -> None:
-        """The lines' consent facts into the ledger, insert-only (a replayed flush adds nothing), once per entry id."""
-        first = {entry_id: n for n, entry_id in reversed(list(enumerate(entries.column("entry_id").to_pylist())))}
-        if first:
-            self.lake.insert_rows("consent_ledger", entries.take(sorted(first.values())))
 
     def consent_rows(self, entries: DataFrame) -> list[tuple[str, dict[str, Any]]]:
         """A batch's consent ledger entries, to reach Delta with the next flush (insert-only there)."""
@@ -570,9 +565,8 @@ class OnlineState:
             )
         for name in ("trigger_outbox", "identity_links", "consent_ledger"):  # insert-only: a replayed row never resets one already there
             if by_table.get(name):
-                unique = list({tuple(r[k] for k in table(name).keys): r for r in reversed(by_table[name])}.values())
 
-                def insert(name: str = name, rows: list[dict[str, Any]] = unique) -> None:
+                def insert(name: str = name, rows: list[dict[str, Any]] = by_table[name]) -> None:
                     self._insert_new(name, rows_of(name, rows), txn)
 
                 writes.append(insert)

@@ -87,7 +87,8 @@ def test_merge_upserts_on_keys_and_can_replace_a_scope(spark, lake):
 
 def test_insert_rows_appends_the_keys_the_table_lacks_once_in_plain_strings(spark, lake):
     lake.append("quarantine", quarantine_rows(spark, lake, [("q1", "m1", "a", date(2026, 11, 1))]))
-    rows = quarantine_rows(spark, lake, [("q1", "m1", "changed", date(2026, 11, 1)), ("q2", "m2", "b", date(2026, 11, 2))]).toArrow()
+    new = [("q1", "m1", "changed", date(2026, 11, 1)), ("q2", "m2", "b", date(2026, 11, 2)), ("q2", "m2", "again", date(2026, 11, 2))]
+    rows = quarantine_rows(spark, lake, new).toArrow()  # a key twice: its first row counts
     assert lake.insert_rows("quarantine", rows, txn=AppTxn("flush", 0)) == 1
     assert lake.insert_rows("quarantine", rows, txn=AppTxn("flush", 0)) == 0  # a replayed flush
     assert lake.insert_rows("quarantine", rows) == 0  # every key is there already
