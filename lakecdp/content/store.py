@@ -26,7 +26,7 @@ from lakecdp.clock import Clock
 from lakecdp.content.engine import CustomerContext
 from lakecdp.content.settings import CUSTOMER_TOKEN_FIELDS, ContentSettings
 from lakecdp.lake.crypto import ContactCipher, plain_rows
-from lakecdp.lake.files import delta_dataset
+from lakecdp.lake.files import delta_dataset, scan
 from lakecdp.privacy.email_consent import block_reason, latest_email_facts
 from lakecdp.privacy.facts import latest_facts
 from lakecdp.privacy.purposes import EMAIL_MARKETING, PERSONALIZATION, WITHDRAWN
@@ -209,7 +209,7 @@ class SnapshotLoader:
         cutoff = self.clock.now() - timedelta(days=30)
         # Recent cart events only; generated and real carts expire well within 30 days.
         is_cart = ds.field("event").isin(list(CART_EVENTS)) & (ds.field("event_date") >= pa.scalar(cutoff.date()))
-        return _open_carts(_resolve(events.to_table(columns=columns, filter=is_cart), linked))
+        return _open_carts(_resolve(scan(events, columns, is_cart), linked))
 
 
 def _ledger_rows(ledger: ds.Dataset | None) -> list[dict[str, Any]]:
@@ -217,7 +217,7 @@ def _ledger_rows(ledger: ds.Dataset | None) -> list[dict[str, Any]]:
     if ledger is None:
         return []
     wanted = ds.field("purpose").isin([EMAIL_MARKETING, PERSONALIZATION])
-    return ledger.to_table(columns=["customer_id", "purpose", "status", "recorded_at", "source"], filter=wanted).to_pylist()
+    return scan(ledger, ["customer_id", "purpose", "status", "recorded_at", "source"], wanted).to_pylist()
 
 
 def _block_reason(customer_id: str, attributes, opted_in, opt_outs) -> str | None:

@@ -24,7 +24,7 @@ from lakecdp.lake.crypto import (
 )
 from lakecdp.lake.delta_rs import DeltaRsEngine
 from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where
-from lakecdp.lake.files import delta_dataset
+from lakecdp.lake.files import delta_dataset, scan
 from lakecdp.lake.tables import TableSpec, table
 
 
@@ -121,7 +121,7 @@ class Lake:
 
         table = DeltaTable(self.path("customer_keys"), storage_options=self.storage_options or None)
         wanted = pc.field("customer_id").isin(list(ids))
-        return delta_dataset(table, self.storage_options).to_table(columns=["customer_id", "wrapped_key"], filter=wanted).to_pylist()
+        return scan(delta_dataset(table, self.storage_options), ["customer_id", "wrapped_key"], wanted).to_pylist()
 
     def _append_keys(self, columns: dict[str, list[Any]]) -> None:
         import pyarrow as pa
@@ -201,9 +201,10 @@ class Lake:
         """
         self.engine.merge(table(name), self.path(name), self._sealed(name, df), txn, update_columns, delete_missing)
 
-    # Rows built on the driver (the stream's flush of its online state) are appended through delta-rs on
+    # Rows built on the driver (the stream's flush of its online state) are written through delta-rs on
     # either engine: tenths of a second for a few thousand rows, against seconds of Spark jobs (planning,
     # a task per partition, Delta's MERGE stages) competing with the live batches for the same cores.
+    # delta-rs's MERGE writes string views, which pyarrow readers read through lakecdp.lake.files.scan.
     def append_rows(self, name: str, rows: pa.Table, *, txn: AppTxn | None = None) -> int:
         """`append` of Arrow rows, through delta-rs (no Spark job); not for `customers` (its contacts are sealed in Spark)."""
         return self._rows_engine(name).append_arrow(table(name), self.path(name), rows, txn)
@@ -213,6 +214,18 @@ class Lake:
         a Spark job); returns rows appended. A writer appending the same key meanwhile would add it twice:
         for tables one writer fills (the stream's flush) or whose keys derive from their content."""
         return self._rows_engine(name).insert_arrow(table(name), self.path(name), rows, txn)
+
+    def merge_rows(
+        self,
+        name: str,
+        rows: pa.Table,
+        *,
+        txn: AppTxn | None = None,
+        update_columns: Sequence[str] | None = None,
+        delete_missing: Where | None = None,
+    ) -> None:
+        """`merge` of Arrow rows, through delta-rs (no Spark job); not for `customers`."""
+        self._rows_engine(name).merge_arrow(table(name), self.path(name), rows, txn, update_columns, delete_missing)
 
     def _rows_engine(self, name: str) -> DeltaRsEngine:
         if name == "customers":

@@ -118,11 +118,9 @@ class DeltaRsEngine(LakeEngine):
         update_columns: Sequence[str] | None,
         delete_missing: Where | None,
     ) -> None:
-        if self.already_committed(path, txn):
-            return
-        self._merge_arrow(spec, path, to_arrow(spec, df), txn, update_columns, delete_missing)
+        self.merge_arrow(spec, path, to_arrow(spec, df), txn, update_columns, delete_missing)
 
-    def _merge_arrow(
+    def merge_arrow(
         self,
         spec: TableSpec,
         path: str,
@@ -131,7 +129,9 @@ class DeltaRsEngine(LakeEngine):
         update_columns: Sequence[str] | None,
         delete_missing: Where | None,
     ) -> None:
-        """`merge` of the source collected as Arrow."""
+        """`merge` of rows already on the driver as Arrow: no Spark job."""
+        if self.already_committed(path, txn):
+            return
         self.create(spec, path)
         source = conform_arrow(spec, data)
         if source.num_rows == 0 and delete_missing is None:
@@ -160,14 +160,10 @@ class DeltaRsEngine(LakeEngine):
     def _with_tombstones(self, spec: TableSpec, path: str, source: pa.Table, scope: Where) -> pa.Table:
         """`source` flagged to keep, plus each target row in `scope` whose keys `source` lacks, flagged to delete."""
         keys = list(spec.keys)
-        # Read whole, then filtered: pyarrow cannot prune delta-rs's string_view columns by the files'
-        # string statistics (greater_equal(string, string_view) has no kernel in pyarrow 26).
-        target = read_delta(self._table(path), storage_options=self.storage_options)
+        filters = [(c, "in", list(v) if isinstance(v, (list, tuple, set, frozenset)) else [v]) for c, v in scope.items()]
+        target = read_delta(self._table(path), filters=filters, storage_options=self.storage_options)
         stored = [c for c in source.column_names if c in target.column_names]
         in_scope = target.select(stored).cast(pa.schema([source.schema.field(c) for c in stored]))
-        for column, value in scope.items():
-            values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
-            in_scope = in_scope.filter(pc.is_in(in_scope.column(column), pa.array(values, type=in_scope.schema.field(column).type)))
         # A tombstone is the target row itself, so the source keeps the table's NOT NULL columns (with
         # merge_schema, a nullable source column made delta-rs 1.6.6 fail rows it only copies).
         numbered = in_scope.select(keys).append_column("_row", pa.array(range(in_scope.num_rows), pa.int64()))

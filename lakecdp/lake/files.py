@@ -55,7 +55,37 @@ def read_delta(
 ) -> pa.Table:
     """The table's current rows (only `columns`; `filters` as DNF tuples or an expression), see `delta_dataset`."""
     expression = filters_to_expression(filters) if isinstance(filters, list) else filters
-    return delta_dataset(table, storage_options).to_table(columns=columns, filter=expression)
+    return scan(delta_dataset(table, storage_options), columns, expression)
+
+
+def scan(dataset: ds.Dataset, columns: list[str] | None = None, where: ds.Expression | None = None) -> pa.Table:
+    """`dataset.to_table(columns, filter=where)`, also over files whose columns are string views.
+
+    delta-rs's MERGE and DELETE (deltalake 1.6.6) write Parquet whose Arrow schema says `string_view`
+    (DataFusion's view types, kept on write since delta-io/delta-rs#4302). pyarrow 26 has no kernel that
+    compares them with the table's strings, so a filter pushed into such a file fails with
+    `equal(string, string_view)`. Those files are read whole, cast to the table's schema, and filtered after.
+    """
+    if where is None:
+        return dataset.to_table(columns=columns)
+    if not isinstance(dataset, ds.FileSystemDataset):
+        return dataset.to_table(columns=columns, filter=where)
+    fragments = list(dataset.get_fragments(filter=where))  # pruned by partition values only
+    viewed: list[ds.FileFragment] = [f for f in fragments if any(_is_view(field.type) for field in f.physical_schema)]
+    if not viewed:
+        return dataset.to_table(columns=columns, filter=where)
+    seen = {f.path for f in viewed}
+    plain = [f for f in fragments if f.path not in seen]
+
+    def subset(files: list[ds.FileFragment]) -> ds.FileSystemDataset:
+        return ds.FileSystemDataset(files, dataset.schema, dataset.format, dataset.filesystem)
+
+    after = subset(viewed).to_table().filter(where).select(columns or dataset.schema.names)
+    return pa.concat_tables([subset(plain).to_table(columns=columns, filter=where), after]) if plain else after
+
+
+def _is_view(type_: pa.DataType) -> bool:
+    return pa.types.is_string_view(type_) or pa.types.is_binary_view(type_)
 
 
 def read_text(path: str, storage_options: Mapping[str, str] | None = None) -> str:

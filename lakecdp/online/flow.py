@@ -542,19 +542,19 @@ class OnlineState:
             for name, (due, version) in state.get("timers", {}).items():
                 timers.append({"segment": name, "customer_id": key, "due_at": from_us(due), "rule_version": version})
         scope = {"segment": self.names, "customer_id": pending.customers}
-        lake, frame, rows_of = self.lake, self._frame, self._rows
+        lake, rows_of = self.lake, self._rows
         writes: list[Callable[[], Any]] = [
-            lambda: lake.merge(
-                "profile_features", frame("profile_features", profiles), txn=txn, delete_missing={"customer_id": pending.customers}
+            lambda: lake.merge_rows(
+                "profile_features", rows_of("profile_features", profiles), txn=txn, delete_missing={"customer_id": pending.customers}
             ),
-            lambda: lake.merge(
+            lambda: lake.merge_rows(
                 "segment_membership",
-                frame("segment_membership", members),
+                rows_of("segment_membership", members),
                 update_columns=["rule_version", "reason", "evaluated_at"],
                 delete_missing=scope,
                 txn=txn,
             ),
-            lambda: lake.merge("segment_timers", frame("segment_timers", timers), delete_missing=scope, txn=txn),
+            lambda: lake.merge_rows("segment_timers", rows_of("segment_timers", timers), delete_missing=scope, txn=txn),
         ]
         by_table: dict[str, list[dict]] = {}
         for name, row in pending.rows:
@@ -595,10 +595,6 @@ class OnlineState:
         pickled row by row, so the flush holds the GIL briefly beside the live batches."""
         schema = arrow_schema(table(name))
         return pa.Table.from_arrays([pa.array([row.get(f.name) for row in rows], type=f.type) for f in schema], schema=schema)
-
-    def _frame(self, name: str, rows: list[dict[str, Any]]) -> DataFrame:
-        """`rows` as a Spark DataFrame of `name`'s schema (for the MERGEs the lake's engine runs)."""
-        return self.lake.spark.createDataFrame(self._rows(name, rows), table(name).schema)
 
 
 def _landing_row(raw: bytes, source_file: str, received_at: int, event: dict[str, Any] | None, kind: str | None) -> dict[str, Any]:

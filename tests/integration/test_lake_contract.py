@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
@@ -93,9 +94,25 @@ def test_insert_rows_appends_the_keys_the_table_lacks_once_in_plain_strings(spar
     assert lake.insert_rows("quarantine", rows, txn=AppTxn("flush", 0)) == 0  # a replayed flush
     assert lake.insert_rows("quarantine", rows) == 0  # every key is there already
     assert {(r.quarantine_id, r.raw) for r in lake.read("quarantine").collect()} == {("q1", "a"), ("q2", "b")}
-    # pyarrow readers (content API, preference centre) filter on strings; delta-rs's MERGE would write string views
+    # an append writes plain strings (pyarrow readers filter them pushed down)
     reasons = read_delta(DeltaTable(lake.path("quarantine")), ["quarantine_id"], pc.field("reason") == "bad json")
     assert sorted(reasons.column(0).to_pylist()) == ["q1", "q2"]
+
+
+def test_merge_rows_replaces_a_scope_through_delta_rs_and_pyarrow_readers_still_filter(spark, lake):
+    lake.append("segment_membership", member_rows(spark, lake, [("a", "c1", "v1"), ("a", "c2", "v1")]))
+    lake.append("segment_membership", member_rows(spark, lake, [("b", "c1", "v1")]))  # a file of its own, outside the scope
+    rows = member_rows(spark, lake, [("a", "c2", "v2"), ("a", "c3", "v2")]).toArrow()
+    lake.merge_rows("segment_membership", rows, update_columns=["rule_version"], delete_missing={"segment": ["a"]}, txn=AppTxn("flush", 0))
+    lake.merge_rows("segment_membership", rows.slice(0, 1), delete_missing={"segment": ["a"]}, txn=AppTxn("flush", 0))  # a replay
+    expected = {("a", "c2", "v2"), ("a", "c3", "v2"), ("b", "c1", "v1")}
+    assert {(r.segment, r.customer_id, r.rule_version) for r in lake.read("segment_membership").collect()} == expected
+    table = DeltaTable(lake.path("segment_membership"))
+    kinds = {str(pq.read_schema(uri).field("customer_id").type) for uri in table.file_uris()}
+    assert kinds == {"string", "string_view"}  # delta-rs's MERGE rewrote the scope's files with string views
+    # the content API's and preference centre's reads filter on strings, in both kinds of file
+    found = read_delta(table, ["segment", "customer_id"], pc.field("customer_id").isin(["c1", "c3"]))
+    assert sorted(zip(*found.to_pydict().values(), strict=True)) == [("a", "c3"), ("b", "c1")]
 
 
 def test_a_merge_scoped_to_customers_keeps_their_ids_out_of_the_log(spark, lake):
