@@ -25,6 +25,7 @@ from deltalake import DeltaTable
 from lakecdp.clock import Clock
 from lakecdp.content.engine import CustomerContext
 from lakecdp.content.settings import CUSTOMER_TOKEN_FIELDS, ContentSettings
+from lakecdp.identity.graph import device_owners
 from lakecdp.lake.crypto import ContactCipher, plain_rows
 from lakecdp.lake.files import delta_dataset, scan
 from lakecdp.privacy.email_consent import block_reason, latest_email_facts
@@ -226,17 +227,10 @@ def _block_reason(customer_id: str, attributes, opted_in, opt_outs) -> str | Non
 
 
 def _linked_devices(links: ds.Dataset | None) -> dict[str, str]:
-    """anonymous id -> the customer its device was first linked to (active links; as lakecdp.identity.graph.active_links)."""
+    """anonymous id -> the customer its device was first linked to (lakecdp.identity.graph.device_owners)."""
     if links is None:
         return {}
-    link_rows = links.to_table(columns=["anonymous_id", "customer_id", "linked_at", "is_active"]).filter(pc.field("is_active"))
-    earliest: dict[str, tuple[Any, str]] = {}
-    for anonymous_id, customer_id, at in zip(
-        link_rows.column("anonymous_id").to_pylist(), link_rows.column("customer_id").to_pylist(), link_rows.column("linked_at").to_pylist()
-    ):
-        if anonymous_id not in earliest or (at, customer_id) < earliest[anonymous_id]:
-            earliest[anonymous_id] = (at, customer_id)
-    return {anonymous_id: customer_id for anonymous_id, (_, customer_id) in earliest.items()}
+    return device_owners(links.to_table(columns=["anonymous_id", "customer_id", "linked_at", "is_active"]).to_pylist())
 
 
 def _resolve(data: pa.Table, linked: dict[str, str]) -> pa.Table:

@@ -30,6 +30,7 @@ from pyspark.sql import Column, DataFrame, functions as F
 from pyspark.sql.types import MapType, StringType
 
 from lakecdp.lake import AppTxn, Lake
+from lakecdp.lake.delta_rs import to_arrow
 from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
 
 CONTEXT_PII = ("traits", "ip")
@@ -202,7 +203,9 @@ def contacts_from_identifies(valid: DataFrame, pseudonyms: Pseudonymizer) -> Dat
 def upsert_contacts(lake: Lake, contacts: DataFrame, *, txn: AppTxn | None = None) -> None:
     """Merge a batch's identify contacts into `customers` (see `fold_contacts`)."""
     existing = lake.read("customers").join(contacts.select("customer_id"), on="customer_id", how="left_semi")
-    lake.merge("customers", fold_contacts(contacts, existing), txn=txn)
+    # One Spark job folds the batch's few contacts into their rows; delta-rs then merges them (Lake.merge_rows),
+    # sparing a stream's flush the seconds of a delta-spark MERGE beside its live batches.
+    lake.merge_rows("customers", to_arrow(lake.spec("customers"), fold_contacts(contacts, existing)), txn=txn)
 
 
 def fold_contacts(contacts: DataFrame, existing: DataFrame, *, source: str = "identify") -> DataFrame:

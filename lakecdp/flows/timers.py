@@ -9,17 +9,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import reduce
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame, Row, functions as F
+from pyspark.sql import functions as F
 
 from lakecdp.config import Settings
 from lakecdp.flows.micro_batch import refresh_customers
 from lakecdp.lake import Lake
 from lakecdp.segments.rules import Segment
 from lakecdp.triggers import dispatch
-from lakecdp.triggers.outbox import pending
+from lakecdp.triggers.outbox import PENDING
 
 if TYPE_CHECKING:
     from lakecdp.content.service import ContentService
@@ -42,11 +41,10 @@ def fire_due_timers(lake: Lake, segments: list[Segment], now: datetime) -> list[
 
 def next_due(lake: Lake, *, sends: bool, timers: bool = True) -> datetime | None:
     """When the earliest segment timer (and, with `sends`, pending trigger send) falls due, in UTC; None if none."""
-    dues = [lake.read("segment_timers").select("due_at")] if timers else []
+    dues = [row["due_at"] for row in lake.rows("segment_timers", ["due_at"])] if timers else []
     if sends:
-        dues.append(pending(lake.read("trigger_outbox")).select("due_at"))
-    # A global aggregate always has its one row; first() is typed for any frame.
-    due = cast(Row, reduce(DataFrame.unionByName, dues).agg(F.min("due_at")).first())[0]
+        dues += [row["due_at"] for row in lake.rows("trigger_outbox", ["due_at"], {"state": PENDING})]
+    due = min(dues, default=None)
     return None if due is None else due.replace(tzinfo=UTC)
 
 

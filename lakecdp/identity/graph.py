@@ -8,6 +8,9 @@ at read time, so a wrong merge is undone by deactivating its link and recomputin
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from pyspark.sql import DataFrame, Window, functions as F
 
 
@@ -48,6 +51,17 @@ def active_links(links: DataFrame) -> DataFrame:
         .filter(F.col("rank") == 1)
         .select("anonymous_id", F.col("customer_id").alias("linked_customer_id"))
     )
+
+
+def device_owners(links: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """`active_links` over link rows on the driver: anonymous id -> the customer its device was first linked to."""
+    earliest: dict[str, tuple[Any, str]] = {}
+    for link in links:
+        if link["is_active"]:
+            device, owner = link["anonymous_id"], (link["linked_at"], link["customer_id"])
+            if device not in earliest or owner < earliest[device]:
+                earliest[device] = owner
+    return {device: customer for device, (_, customer) in earliest.items()}
 
 
 def resolve_customer_ids(events: DataFrame, links: DataFrame) -> DataFrame:

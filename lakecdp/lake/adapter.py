@@ -19,12 +19,13 @@ from lakecdp.lake.crypto import (
     EncryptionKeyError,
     cipher_for,
     open_contacts,
+    plain_rows,
     seal_contacts,
     sealed_columns,
 )
 from lakecdp.lake.delta_rs import DeltaRsEngine
-from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where
-from lakecdp.lake.files import delta_dataset, scan
+from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, where_filters
+from lakecdp.lake.files import delta_dataset, read_delta, scan
 from lakecdp.lake.tables import TableSpec, table
 
 
@@ -89,6 +90,21 @@ class Lake:
         has_contact = F.coalesce(*[F.col(c) for c in columns]).isNotNull()
         ids = sorted(r.customer_id for r in df.filter(has_contact).select("customer_id").distinct().collect())
         return seal_contacts(cipher, df, self._data_keys(cipher, ids)) if ids else df
+
+    def _sealed_rows(self, name: str, rows: pa.Table) -> pa.Table:
+        """`_sealed` for Arrow rows on the driver (Lake.merge_rows and the like), without Spark."""
+        cipher = self.cipher if name == "customers" else None
+        columns = [c for c in cipher.columns if c in rows.column_names and pa.types.is_string(rows.schema.field(c).type)] if cipher else []
+        if cipher is None or not columns:
+            return rows
+        contacts = rows.select(["customer_id", *columns]).to_pandas()
+        ids = sorted(set(contacts.dropna(how="all", subset=columns)["customer_id"]))
+        if not ids:
+            return rows
+        sealed = cipher.transform_frame(contacts, columns, seal=True, keys=self._data_keys(cipher, ids))
+        for column in columns:
+            rows = rows.set_column(rows.column_names.index(column), column, pa.array(sealed[column].tolist(), pa.string()))
+        return rows
 
     def _data_keys(self, cipher: ContactCipher, ids: Sequence[str]) -> dict[str, list[str]]:
         """customer_id -> wrapped data keys for `ids`, creating a key for each customer without one.
@@ -175,6 +191,41 @@ class Lake:
             raise LakeError(f"table {name}: pass version or as_of, not both")
         return self.engine.read(table(name), self.path(name), version=version, as_of=as_of)
 
+    def rows(self, name: str, columns: Sequence[str] | None = None, where: Where | None = None) -> list[dict[str, Any]]:
+        """The table's current rows (`columns`, those matching `where`) as Python dicts, timestamps naive in
+        UTC as Spark's rows give them, read through delta-rs on either engine: no Spark job, for the few
+        rows a step on the driver needs (the trigger dispatcher's due customers). A table not created yet
+        has no rows; `customers` is refused (its contacts are sealed: `contact_rows`)."""
+        if name == "customers":
+            raise LakeError("customers rows hold sealed contacts: read them with Lake.contact_rows")
+        return self._plain_rows(name, columns, where)
+
+    def contact_rows(self, ids: Sequence[str], columns: Sequence[str]) -> list[dict[str, Any]]:
+        """`customers` rows of `ids` (customer_id and `columns`) with their contact columns decrypted, through
+        delta-rs (as `rows`); a customer whose data key was erased reads as null contacts."""
+        rows = self._plain_rows("customers", ["customer_id", *[c for c in columns if c != "customer_id"]], {"customer_id": list(ids)})
+        cipher = self.cipher
+        if cipher is None or not rows:
+            return rows
+        wrapped: dict[str, list[str]] = {}
+        for key in self._key_rows(ids) if self.exists("customer_keys") else []:
+            wrapped.setdefault(key["customer_id"], []).append(key["wrapped_key"])
+        return plain_rows(cipher, rows, wrapped)
+
+    def _plain_rows(self, name: str, columns: Sequence[str] | None, where: Where | None) -> list[dict[str, Any]]:
+        if not self.exists(name):
+            return []
+        from deltalake import DeltaTable
+
+        stored = read_delta(
+            DeltaTable(self.path(name), storage_options=self.storage_options or None),
+            list(columns) if columns is not None else None,
+            where_filters(where) if where else None,
+            self.storage_options,
+        )
+        naive = [pa.field(f.name, pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f for f in stored.schema]
+        return stored.cast(pa.schema(naive)).to_pylist()
+
     def append(self, name: str, df: DataFrame, *, txn: AppTxn | None = None) -> int:
         """Append rows and return how many were written; with `txn`, a replay of an already
         committed (app_id, version) is a no-op that writes 0."""
@@ -206,14 +257,14 @@ class Lake:
     # a task per partition, Delta's MERGE stages) competing with the live batches for the same cores.
     # delta-rs's MERGE writes string views, which pyarrow readers read through lakecdp.lake.files.scan.
     def append_rows(self, name: str, rows: pa.Table, *, txn: AppTxn | None = None) -> int:
-        """`append` of Arrow rows, through delta-rs (no Spark job); not for `customers` (its contacts are sealed in Spark)."""
-        return self._rows_engine(name).append_arrow(table(name), self.path(name), rows, txn)
+        """`append` of Arrow rows, through delta-rs (no Spark job)."""
+        return self._rows_engine().append_arrow(table(name), self.path(name), self._sealed_rows(name, rows), txn)
 
     def insert_rows(self, name: str, rows: pa.Table, *, txn: AppTxn | None = None) -> int:
         """The Arrow rows whose keys `name` lacks, appended through delta-rs (an insert-only merge without
         a Spark job); returns rows appended. A writer appending the same key meanwhile would add it twice:
         for tables one writer fills (the stream's flush) or whose keys derive from their content."""
-        return self._rows_engine(name).insert_arrow(table(name), self.path(name), rows, txn)
+        return self._rows_engine().insert_arrow(table(name), self.path(name), self._sealed_rows(name, rows), txn)
 
     def merge_rows(
         self,
@@ -224,12 +275,11 @@ class Lake:
         update_columns: Sequence[str] | None = None,
         delete_missing: Where | None = None,
     ) -> None:
-        """`merge` of Arrow rows, through delta-rs (no Spark job); not for `customers`."""
-        self._rows_engine(name).merge_arrow(table(name), self.path(name), rows, txn, update_columns, delete_missing)
+        """`merge` of Arrow rows, through delta-rs (no Spark job)."""
+        rows = self._sealed_rows(name, rows)
+        self._rows_engine().merge_arrow(table(name), self.path(name), rows, txn, update_columns, delete_missing)
 
-    def _rows_engine(self, name: str) -> DeltaRsEngine:
-        if name == "customers":
-            raise LakeError("customers is written through Spark (Lake.merge), which seals its contact columns")
+    def _rows_engine(self) -> DeltaRsEngine:
         if isinstance(self.engine, DeltaRsEngine):
             return self.engine
         if self._rows_writer is None:

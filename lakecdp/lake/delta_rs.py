@@ -6,7 +6,7 @@ as Arrow and are committed by delta-rs, so no Delta jars are needed on the class
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from pyarrow import fs
 from pyspark.sql import DataFrame, types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, extra_columns, render_where, version_at
+from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, conform, extra_columns, render_where, version_at, where_filters
 from lakecdp.lake.files import filesystem, read_delta
 from lakecdp.lake.tables import TableSpec
 
@@ -160,8 +160,7 @@ class DeltaRsEngine(LakeEngine):
     def _with_tombstones(self, spec: TableSpec, path: str, source: pa.Table, scope: Where) -> pa.Table:
         """`source` flagged to keep, plus each target row in `scope` whose keys `source` lacks, flagged to delete."""
         keys = list(spec.keys)
-        filters = [(c, "in", list(v) if isinstance(v, (list, tuple, set, frozenset)) else [v]) for c, v in scope.items()]
-        target = read_delta(self._table(path), filters=filters, storage_options=self.storage_options)
+        target = read_delta(self._table(path), filters=where_filters(scope), storage_options=self.storage_options)
         stored = [c for c in source.column_names if c in target.column_names]
         in_scope = target.select(stored).cast(pa.schema([source.schema.field(c) for c in stored]))
         # A tombstone is the target row itself, so the source keeps the table's NOT NULL columns (with
@@ -263,6 +262,13 @@ def arrow_schema(spec: TableSpec) -> pa.Schema:
     """The Arrow schema delta-rs writes for a table (UTC microsecond timestamps)."""
     schema = to_arrow_schema(spec.schema, timezone="UTC")
     return pa.schema([f.with_nullable(sf.nullable) for f, sf in zip(schema, spec.schema.fields)])
+
+
+def arrow_rows(spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Python rows (timestamps as UTC µs or datetimes, naive ones in UTC) as Arrow in the table's schema,
+    column by column: no row-by-row pickling, so a driver-side writer holds the GIL briefly."""
+    schema = arrow_schema(spec)
+    return pa.Table.from_arrays([pa.array([row.get(f.name) for row in rows], type=f.type) for f in schema], schema=schema)
 
 
 def to_arrow(spec: TableSpec, df: DataFrame) -> pa.Table:

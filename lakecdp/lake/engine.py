@@ -133,6 +133,11 @@ def sql_literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def where_filters(where: Where) -> list[tuple[str, str, Any]]:
+    """{'col': v} -> [('col', '=', v)]; {'col': [a, b]} -> [('col', 'in', [a, b])]: pyarrow's DNF, AND-ed."""
+    return [(c, "in", list(v)) if isinstance(v, (list, tuple, set, frozenset)) else (c, "=", v) for c, v in where.items()]
+
+
 def render_where(where: Where, quote: str, alias: str | None = None) -> str:
     """{'col': v} -> col = v; {'col': [a, b]} -> col IN (a, b); combined with AND."""
     if not where:

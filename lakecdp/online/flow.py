@@ -29,7 +29,7 @@ from lakecdp.config import Settings
 from lakecdp.events.ingest import commit_batch, prepare_batch
 from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import AppTxn, Lake, table
-from lakecdp.lake.delta_rs import arrow_schema
+from lakecdp.lake.delta_rs import arrow_rows
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
 from lakecdp.online.ingest import REJECTED, SUPPORTED_COLUMNS, UNSURE, VALID, LineParser
 from lakecdp.online.store import Commit, StateStore
@@ -542,7 +542,11 @@ class OnlineState:
             for name, (due, version) in state.get("timers", {}).items():
                 timers.append({"segment": name, "customer_id": key, "due_at": from_us(due), "rule_version": version})
         scope = {"segment": self.names, "customer_id": pending.customers}
-        lake, rows_of = self.lake, self._rows
+        lake = self.lake
+
+        def rows_of(name: str, rows: list[dict[str, Any]]) -> pa.Table:  # timestamps as µs or datetimes
+            return arrow_rows(table(name), rows)
+
         writes: list[Callable[[], Any]] = [
             lambda: lake.merge_rows(
                 "profile_features", rows_of("profile_features", profiles), txn=txn, delete_missing={"customer_id": pending.customers}
@@ -588,13 +592,6 @@ class OnlineState:
         dispatcher holds while it records its sends (so a row it marked sent stays sent)."""
         with self.outbox_lock if name == "trigger_outbox" else nullcontext():
             self.lake.insert_rows(name, rows, txn=txn)
-
-    @staticmethod
-    def _rows(name: str, rows: list[dict[str, Any]]) -> pa.Table:
-        """`rows` (timestamps as µs or datetimes) as Arrow in `name`'s schema: column by column, not
-        pickled row by row, so the flush holds the GIL briefly beside the live batches."""
-        schema = arrow_schema(table(name))
-        return pa.Table.from_arrays([pa.array([row.get(f.name) for row in rows], type=f.type) for f in schema], schema=schema)
 
 
 def _landing_row(raw: bytes, source_file: str, received_at: int, event: dict[str, Any] | None, kind: str | None) -> dict[str, Any]:

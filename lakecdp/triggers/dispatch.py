@@ -8,22 +8,20 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-from pyspark.sql import DataFrame, Row, functions as F
 
 from lakecdp.config import Settings
 from lakecdp.experiments.assign import load_assigner
 from lakecdp.export.identifiers import email_sha256, normalize_email
-from lakecdp.identity.graph import active_links
+from lakecdp.identity.graph import device_owners
 from lakecdp.lake import Lake
+from lakecdp.lake.delta_rs import arrow_rows
 from lakecdp.online.executor import from_us, to_us
 from lakecdp.privacy.email_consent import block_reason, latest_email_facts
 from lakecdp.privacy.purposes import EMAIL_MARKETING, GRANTED, WITHDRAWN
 from lakecdp.segments.rules import Segment
-from lakecdp.spark.frames import rows_among
-from lakecdp.triggers.outbox import PENDING, is_capped, pending, quiet_until
+from lakecdp.triggers.outbox import PENDING, is_capped, quiet_until
 from lakecdp.triggers.settings import TriggerSettings, WebhookDestination, trigger_settings
 
 if TYPE_CHECKING:
@@ -36,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HeldOut = Callable[[str], bool]  # customer_id -> in the global holdout now
+Contact = dict[str, Any]  # a due customer's `customers` row, contacts in clear (Lake.contact_rows)
 
 LEFT_SEGMENT = "left the segment before sending"
 CAPPED = "frequency cap reached"
@@ -74,19 +73,17 @@ def dispatch_due(
     if (online is None) == (refresh is None):
         raise ValueError("dispatch_due needs exactly one of `online` (the stream's state) and `refresh` (membership from bronze)")
     report = DispatchReport()
-    outbox = lake.read("trigger_outbox")
-    due_now = pending(outbox).filter(F.col("due_at") <= F.lit(now).cast("timestamp"))
-    due = [r.asDict() for r in due_now.collect()]
+    at = now.astimezone(UTC).replace(tzinfo=None)  # as Lake.rows gives timestamps
+    # The few rows a dispatch needs are read through delta-rs (Lake.rows): no Spark job beside live batches.
+    due = [row for row in lake.rows("trigger_outbox", where={"state": PENDING}) if row["due_at"] <= at]
     if online is not None:
-        due += _unflushed_due(online, outbox, now)
+        due += _unflushed_due(lake, online, now)
     if not due:
         return report
     by_name = {s.name: s for s in segments}
     config = trigger_settings(settings.triggers)
     customers = sorted({row["customer_id"] for row in due})
-    contacts = lake.with_plain_contacts(rows_among(lake.read("customers"), "customer_id", customers))
-    # Collected once: contacts are decrypted on every read.
-    known = {r.customer_id: r for r in contacts.select("customer_id", "external_id", "marketing_opt_in", "email").collect()}
+    known = {r["customer_id"]: r for r in lake.contact_rows(customers, ["external_id", "marketing_opt_in", "email"])}
     # The customer's experiment variants travel with the send; the global holdout gets no trigger at all.
     assigner = load_assigner(settings, at=now, lake_root=lake.root)
     if online is not None:
@@ -94,11 +91,11 @@ def dispatch_due(
     elif refresh is not None:
         refresh(customers)  # re-check against the latest events: a purchase after the entry cancels the send
         recheck = _recheck_from_bronze(lake, settings, customers, known, assigner.in_global_holdout)
-    external = {c: r.external_id for c, r in known.items()}
-    senders = Senders(lake, settings, now, runtime, contacts, content)
+    external = {c: r["external_id"] for c, r in known.items()}
+    senders = Senders(lake, settings, now, runtime, {c: normalize_email(r["email"]) for c, r in known.items()}, content)
     sent_before: dict[tuple[str, str], list[datetime]] = {}
-    for r in rows_among(outbox.filter(F.col("state") == "sent"), "customer_id", customers).collect():
-        sent_before.setdefault((r.segment, r.customer_id), []).append(r.updated_at.replace(tzinfo=now.tzinfo))
+    for r in lake.rows("trigger_outbox", ["segment", "customer_id", "updated_at"], {"state": "sent", "customer_id": customers}):
+        sent_before.setdefault((r["segment"], r["customer_id"]), []).append(r["updated_at"].replace(tzinfo=now.tzinfo))
     updates = []
     try:
         updates = _decide_and_send(due, by_name, recheck, assigner, sent_before, external, config, senders, now)
@@ -109,7 +106,7 @@ def dispatch_due(
         report.decided.add(update["trigger_id"])
     # A row still only in the store is inserted here; the flush's insert-only MERGE then keeps this state.
     with online.outbox_lock if online is not None else nullcontext():
-        lake.merge("trigger_outbox", lake.spark.createDataFrame(updates, lake.spec("trigger_outbox").schema))
+        lake.merge_rows("trigger_outbox", arrow_rows(lake.spec("trigger_outbox"), updates))
     log.info("triggers dispatched: %s", dict(report.outcomes))
     return report
 
@@ -123,17 +120,15 @@ class Recheck:
     zones: dict[str, str | None]  # customer_id -> time zone (quiet hours)
 
 
-def _recheck_from_bronze(lake: Lake, settings: Settings, customers: list[str], known: dict[str, Row], held_out: HeldOut) -> Recheck:
+def _recheck_from_bronze(lake: Lake, settings: Settings, customers: list[str], known: dict[str, Contact], held_out: HeldOut) -> Recheck:
     """The batch path: the customers' profiles and membership in Delta, just refreshed from bronze."""
-    members = {(r.segment, r.customer_id) for r in rows_among(lake.read("segment_membership"), "customer_id", customers).collect()}
-    zones = {
-        r.customer_id: r.timezone
-        for r in rows_among(lake.read("profile_features"), "customer_id", customers).select("customer_id", "timezone").collect()
-    }
+    wanted = {"customer_id": customers}
+    members = {(r["segment"], r["customer_id"]) for r in lake.rows("segment_membership", ["segment", "customer_id"], wanted)}
+    zones = {r["customer_id"]: r["timezone"] for r in lake.rows("profile_features", ["customer_id", "timezone"], wanted)}
     return Recheck(members, _consent_blocks(lake, customers, known, _email_facts(lake, customers), held_out), zones)
 
 
-def _recheck_from_store(lake: Lake, online: OnlineState, customers: list[str], known: dict[str, Row], held_out: HeldOut) -> Recheck:
+def _recheck_from_store(lake: Lake, online: OnlineState, customers: list[str], known: dict[str, Contact], held_out: HeldOut) -> Recheck:
     """The stream's path: the live states (every batch and timer already evaluated them); no bronze read."""
     states = online.store.load(customers)
     members = {(segment, key) for key, state in states.items() for segment in state["seg"]}
@@ -157,25 +152,25 @@ def _naive(us: int) -> datetime:
 def _email_facts(lake: Lake, customers: list[str], unflushed: list[dict] | None = None) -> dict[str, tuple[Any, Any]]:
     """customer_id -> latest email-marketing (grant, withdrawal) of these customers, from the consent ledger in Delta
     and, on the stream's path, the facts its store holds until the next flush (lakecdp.privacy.email_consent)."""
-    links, due = lake.read("identity_links"), set(customers)
-    devices = [r.anonymous_id for r in rows_among(links, "customer_id", customers).select("anonymous_id").distinct().collect()]
-    # A device stays its first customer's (active_links): a shared one may belong to someone else.
-    linked = {r.anonymous_id: r.linked_customer_id for r in active_links(rows_among(links, "anonymous_id", devices)).collect()}
+    due = set(customers)
+    devices = sorted({r["anonymous_id"] for r in lake.rows("identity_links", ["anonymous_id"], {"customer_id": customers})})
+    # A device stays its first customer's (device_owners): a shared one may belong to someone else.
+    link_columns = ["anonymous_id", "customer_id", "linked_at", "is_active"]
+    linked = device_owners(lake.rows("identity_links", link_columns, {"anonymous_id": devices}))
     linked = {device: customer for device, customer in linked.items() if customer in due}
     wanted = due | set(linked)
-    recorded = rows_among(lake.read("consent_ledger"), "customer_id", sorted(wanted)) if lake.exists("consent_ledger") else None
-    facts = [r.asDict() for r in recorded.collect()] if recorded is not None else []
+    facts = lake.rows("consent_ledger", where={"customer_id": sorted(wanted)})
     facts += [row for row in unflushed or () if row["customer_id"] in wanted]
     return latest_email_facts(facts, linked)
 
 
-def _unflushed_due(online: OnlineState, outbox: DataFrame, now: datetime) -> list[dict]:
+def _unflushed_due(lake: Lake, online: OnlineState, now: datetime) -> list[dict]:
     """Outbox rows due by `now` that are still only in the store (no flush has written them), and not dispatched yet."""
     at = to_us(now)
     waiting = [row for row in online.store.unflushed("trigger_outbox") if row["due_at"] <= at]
     if not waiting:
         return []
-    known = {r.trigger_id for r in rows_among(outbox, "trigger_id", [row["trigger_id"] for row in waiting]).select("trigger_id").collect()}
+    known = {r["trigger_id"] for r in lake.rows("trigger_outbox", ["trigger_id"], {"trigger_id": [row["trigger_id"] for row in waiting]})}
     stamps = ("entered_at", "due_at", "updated_at")
     fresh = {row["trigger_id"]: row for row in waiting if row["trigger_id"] not in known}
     return [
@@ -237,21 +232,21 @@ def _finish(row: dict, state: str, reason: str | None, now: datetime) -> dict:
 
 
 def _consent_blocks(
-    lake: Lake, customers: list[str], rows: dict[str, Row], last: dict[str, tuple[Any, Any]], held_out: HeldOut
+    lake: Lake, customers: list[str], rows: dict[str, Contact], last: dict[str, tuple[Any, Any]], held_out: HeldOut
 ) -> dict[str, str]:
     """customer_id -> why they may not be emailed now, by the email-consent rule (lakecdp.privacy.email_consent).
 
     `rows`: their `customers` rows, in clear; `last`: their latest email-marketing (grant, withdrawal) instants;
     `held_out`: whether a customer is in the global holdout now.
     """
-    hashes = {c: email_sha256(r.email) for c, r in rows.items() if normalize_email(r.email) is not None}
-    suppressed = rows_among(lake.read("export_suppressions"), "email_sha256", sorted(set(hashes.values())))
-    reasons = {r.email_sha256: r.reason for r in suppressed.select("email_sha256", "reason").collect()}
+    hashes = {c: email_sha256(r["email"]) for c, r in rows.items() if normalize_email(r["email"]) is not None}
+    suppressed = lake.rows("export_suppressions", ["email_sha256", "reason"], {"email_sha256": sorted(set(hashes.values()))})
+    reasons = {r["email_sha256"]: r["reason"] for r in suppressed}
     blocked = {}
     for customer in customers:
         row = rows.get(customer)
         reason = block_reason(
-            row.marketing_opt_in if row is not None else None,
+            row["marketing_opt_in"] if row is not None else None,
             *last.get(customer, (None, None)),
             suppression=reasons.get(hashes.get(customer, "")),
             held_out=held_out(customer),
@@ -271,13 +266,12 @@ class Senders:
         settings: Settings,
         now: datetime,
         runtime: Runtime | None,
-        contacts: DataFrame,
+        emails: dict[str, str | None],
         content: Callable[[], ContentService] | None = None,
     ) -> None:
         self.lake, self.settings, self.now = lake, settings, now
         self._runtime = runtime
-        self._contacts = contacts
-        self._emails: dict[str, str | None] | None = None
+        self._emails = emails  # customer_id -> normalized email
         self._content: Any = None
         self._open_content = content
         self._senders: dict[str, Any] = {}
@@ -299,7 +293,7 @@ class Senders:
         message = build_message(
             row,
             customer_id=customer_id,
-            email=self._email(row["customer_id"]),
+            email=self._emails.get(row["customer_id"]),
             decision=decision,
             merge_fields=merge_fields,
             context=context,
@@ -336,14 +330,6 @@ class Senders:
             env = self._runtime.env if self._runtime is not None else os.environ
             self._links = (preference_links(self.settings, env, FrozenClock(self.now)),)
         return self._links[0]
-
-    def _email(self, customer_id: str) -> str | None:
-        if self._emails is None:
-            from lakecdp.export.identifiers import normalized_email_col
-
-            rows = self._contacts.select("customer_id", normalized_email_col("email").alias("email_norm")).collect()
-            self._emails = {r.customer_id: r.email_norm for r in rows}
-        return self._emails.get(customer_id)
 
     def _sender(self, name: str, destination: Any) -> Any:
         if name not in self._senders:

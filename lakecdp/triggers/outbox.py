@@ -12,11 +12,6 @@ from lakecdp.segments.rules import Segment, TriggerSpec
 PENDING = "pending"  # queued, not yet sent, cancelled or failed
 
 
-def pending(outbox: DataFrame) -> DataFrame:
-    """The outbox rows still waiting to be sent."""
-    return outbox.filter(F.col("state") == PENDING)
-
-
 def entries_to_enqueue(transitions: DataFrame, segments: list[Segment], now: datetime) -> DataFrame:
     """`entered` transitions of trigger segments -> trigger_outbox rows (state pending, due after the delay).
 

@@ -72,6 +72,10 @@ def test_contacts_are_stored_encrypted_and_read_back_only_through_the_adapter(sp
     lake.merge("customers", lake.read("customers"))
     plain = {r.external_id: r for r in lake.with_plain_contacts(lake.read("customers")).collect()}
     assert {x: (r.email, r.first_name, r.last_name, r.phone) for x, r in plain.items()} == PEOPLE
+    # The driver-side read (the trigger dispatcher's) opens them the same way, without Spark.
+    ids = [pid(x) for x in PEOPLE]
+    rows = {r["external_id"]: r for r in lake.contact_rows(ids, ["external_id", "email", "first_name", "last_name", "phone"])}
+    assert {x: (r["email"], r["first_name"], r["last_name"], r["phone"]) for x, r in rows.items()} == PEOPLE
 
 
 def test_erasure_shreds_the_key_so_an_old_backup_no_longer_names_the_customer(spark, tmp_path):

@@ -115,6 +115,15 @@ def test_merge_rows_replaces_a_scope_through_delta_rs_and_pyarrow_readers_still_
     assert sorted(zip(*found.to_pydict().values(), strict=True)) == [("a", "c3"), ("b", "c1")]
 
 
+def test_rows_gives_the_matching_rows_as_dicts_with_naive_utc_timestamps(spark, lake):
+    assert lake.rows("segment_membership") == []  # not created yet
+    lake.append("segment_membership", member_rows(spark, lake, [("a", "c1", "v1"), ("a", "c2", "v1"), ("b", "c1", "v1")]))
+    rows = lake.rows("segment_membership", ["segment", "customer_id", "entered_at"], {"customer_id": ["c1", "c9"], "segment": "a"})
+    assert rows == [{"segment": "a", "customer_id": "c1", "entered_at": T0.replace(tzinfo=None)}]  # as Spark's rows give them
+    with pytest.raises(LakeError, match="contact_rows"):
+        lake.rows("customers")
+
+
 def test_a_merge_scoped_to_customers_keeps_their_ids_out_of_the_log(spark, lake):
     """The scope's ids travel as data (tombstone rows), not in the commit's recorded predicates, which erasure cannot rewrite."""
     lake.merge("segment_membership", member_rows(spark, lake, [("a", "gone-1", "v1"), ("a", "kept-1", "v1")]))
