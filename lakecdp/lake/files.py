@@ -54,8 +54,11 @@ def read_delta(
     storage_options: Mapping[str, str] | None = None,
 ) -> pa.Table:
     """The table's current rows (only `columns`; `filters` as DNF tuples or an expression), see `delta_dataset`."""
+    dataset = delta_dataset(table, storage_options)
+    if isinstance(filters, list) and any(isinstance(f, tuple) and f[1] == "in" and not len(f[2]) for f in filters):
+        return dataset.schema.empty_table().select(columns or dataset.schema.names)  # `in` nothing: pyarrow cannot type []
     expression = filters_to_expression(filters) if isinstance(filters, list) else filters
-    return scan(delta_dataset(table, storage_options), columns, expression)
+    return scan(dataset, columns, expression)
 
 
 def scan(dataset: ds.Dataset, columns: list[str] | None = None, where: ds.Expression | None = None) -> pa.Table:

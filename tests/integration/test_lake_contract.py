@@ -120,6 +120,7 @@ def test_rows_gives_the_matching_rows_as_dicts_with_naive_utc_timestamps(spark, 
     lake.append("segment_membership", member_rows(spark, lake, [("a", "c1", "v1"), ("a", "c2", "v1"), ("b", "c1", "v1")]))
     rows = lake.rows("segment_membership", ["segment", "customer_id", "entered_at"], {"customer_id": ["c1", "c9"], "segment": "a"})
     assert rows == [{"segment": "a", "customer_id": "c1", "entered_at": T0.replace(tzinfo=None)}]  # as Spark's rows give them
+    assert lake.rows("segment_membership", ["segment"], {"customer_id": []}) == []
     with pytest.raises(LakeError, match="contact_rows"):
         lake.rows("customers")
 
