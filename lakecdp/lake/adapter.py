@@ -25,7 +25,7 @@ from lakecdp.lake.crypto import (
 )
 from lakecdp.lake.delta_rs import DeltaRsEngine
 from lakecdp.lake.engine import AppTxn, LakeEngine, LakeError, Where, where_filters
-from lakecdp.lake.files import delta_dataset, read_delta, scan
+from lakecdp.lake.files import read_delta
 from lakecdp.lake.tables import TableSpec, table
 
 
@@ -132,12 +132,7 @@ class Lake:
     # customer_keys is read and appended through delta-rs on either engine: a stream batch's lookup of a few
     # ids and its append take tens of milliseconds that way, against about a second as Spark jobs.
     def _key_rows(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        import pyarrow.compute as pc
-        from deltalake import DeltaTable
-
-        table = DeltaTable(self.path("customer_keys"), storage_options=self.storage_options or None)
-        wanted = pc.field("customer_id").isin(list(ids))
-        return scan(delta_dataset(table, self.storage_options), ["customer_id", "wrapped_key"], wanted).to_pylist()
+        return self._plain_rows("customer_keys", ["customer_id", "wrapped_key"], {"customer_id": list(ids)})
 
     def _append_keys(self, columns: dict[str, list[Any]]) -> None:
         import pyarrow as pa
@@ -208,7 +203,7 @@ class Lake:
         if cipher is None or not rows:
             return rows
         wrapped: dict[str, list[str]] = {}
-        for key in self._key_rows(ids) if self.exists("customer_keys") else []:
+        for key in self._key_rows(ids):
             wrapped.setdefault(key["customer_id"], []).append(key["wrapped_key"])
         return plain_rows(cipher, rows, wrapped)
 

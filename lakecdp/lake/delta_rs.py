@@ -94,9 +94,7 @@ class DeltaRsEngine(LakeEngine):
 
     def insert_arrow(self, spec: TableSpec, path: str, data: pa.Table, txn: AppTxn | None) -> int:
         """The rows whose keys the table lacks, appended, the first row of each key only (a MERGE that only
-        inserts, without a rewrite: an append writes plain Parquet strings, where delta-rs's MERGE writes
-        string views that pyarrow readers cannot filter). Keys are compared with the current snapshot.
-        Returns rows appended."""
+        inserts, without rewriting a file). Keys are compared with the current snapshot. Returns rows appended."""
         if self.already_committed(path, txn):
             return 0
         data = conform_arrow(spec, data)
