@@ -95,7 +95,8 @@ def main() -> None:
             rounds.append({**online.last_flush, "seconds": round(seconds, 2), "busy_cores": round(cores, 2)})
             print(
                 f"round {number}: {len(lines):,} lines, {customers:,} customers: flush {seconds:.1f} s "
-                f"(landing {online.last_flush['landing_s']} s, tables {online.last_flush.get('tables_s', 0)} s), {cores:.2f} cores busy",
+                f"(landing {online.last_flush['landing_s']} s: {online.last_flush['landing']}, "
+                f"tables {online.last_flush.get('tables_s', 0)} s), {cores:.2f} cores busy",
                 flush=True,
             )
         print(json.dumps({"lines": args.lines, "flush_s": [r["seconds"] for r in rounds], "rounds": rounds}))

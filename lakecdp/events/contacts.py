@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 from collections.abc import Callable, Collection, Sequence
+from typing import Any, Literal
 
 from pyspark.sql import Column, DataFrame, functions as F
 from pyspark.sql.types import MapType, StringType
 
+from lakecdp.events.json_text import NotExact, loads, map_to_json, spark_json
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.lake.delta_rs import to_arrow
 from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
@@ -145,6 +148,86 @@ def may_have_contact_key(json_text: Column) -> Column:
         | (has('1":', '2":') & has("address"))
         | (has('name":') & has("first", "last", "full", "given", "family", "sur"))
     )
+
+
+# The same redaction of one text on the driver, for the stream's Python bronze rows
+# (lakecdp.online.bronze). These patterns mean the same to Java's regex engine and to Python's
+# under re.ASCII: \s is [ \t\n\x0B\f\r] in both, (?i) folds ASCII letters only, and both search
+# leftmost-first with the same greedy and lazy choices. tests/integration/test_online_bronze.py
+# holds the two equal.
+_KEYED_RE, _URL_RE, _EMAIL_RE, _PHONE_RE, _PHONE_HINT_RE = (
+    re.compile(p, re.ASCII) for p in (_KEYED_VALUE, _URL_PARAMETER, _EMAIL, _PHONE, _PHONE_HINT)
+)
+_KEY_SEPARATORS = re.compile(r"[\s_.-]", re.ASCII)
+
+
+def redacted(text: str | None, kind: Literal["keyed", "text", "written"]) -> str | None:
+    """`with_contact_data_redacted` for one text: `kind` says which of its lists the text is in."""
+    if text is None:
+        return None
+    if kind == "keyed" and _may_have_contact_key(text):
+        text = _KEYED_RE.sub(f'\\g<1>"{REDACTED}"', text)
+    if "=" in text:
+        text = _URL_RE.sub(f"\\g<1>{REDACTED}", text)
+    if "@" in text or "%40" in text:
+        text = _EMAIL_RE.sub(REDACTED, text)
+    if kind != "written" and _PHONE_HINT_RE.search(text):
+        text = _PHONE_RE.sub(REDACTED, text)
+    return text
+
+
+_KEY_ENDINGS = re.compile(
+    "|".join(
+        re.escape(n)
+        for n in ('mail":', 'addr":', 'address":', 'phone":', 'mobile":', 'cell":', 'street":', '"tel":', '_":', '-":', '.":', ' ":', '" :')
+    )
+)
+
+
+def _may_have_contact_key(text: str) -> bool:
+    """`may_have_contact_key` for one text."""
+    lowered = text.lower()
+
+    def has(*needles: str) -> bool:
+        return any(n in lowered for n in needles)
+
+    return (
+        _KEY_ENDINGS.search(lowered) is not None
+        or (has('number":', 'no":', 'num":') and has("phone", "mobile", "cell"))
+        or (has('1":', '2":') and has("address"))
+        or (has('name":') and has("first", "last", "full", "given", "family", "sur"))
+    )
+
+
+def text_without_keys(
+    json_text: str | None, keys: Collection[str], *, parsed: dict[str, Any] | None = None, plain: bool = False
+) -> str | None:
+    """`without_keys` for one text; NotExact where Spark's reading of it is not reproduced here.
+
+    `parsed`, `plain`: the text's value and plainness (json_text.loads) when the caller has them.
+    """
+    if json_text is None:
+        return None
+    if parsed is None:
+        try:
+            found, plain = loads(json_text)
+        except NotExact:
+            if json_text.lstrip().startswith(("{", "[")):
+                raise  # broken or repeated-key JSON: what Spark's map reader makes of it is not redone here
+            return json_text  # not JSON: from_json gives null, and the text stays
+        if not isinstance(found, dict):
+            raise NotExact
+        parsed = found
+    # from_json reads each value as a string (JSON text for any other type); to_json quotes it.
+    return map_to_json(
+        {k: v if v is None or isinstance(v, str) else spark_json(v, plain=plain) for k, v in parsed.items() if _normalized(k) not in keys}
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalized(key: str) -> str:
+    """`normalized_key` for one key."""
+    return _KEY_SEPARATORS.sub("", key.lower())
 
 
 def message_traits(traits_text: Column, context_text: Column) -> Column:

@@ -30,6 +30,7 @@ from lakecdp.events.ingest import commit_batch, prepare_batch
 from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import AppTxn, Lake, table
 from lakecdp.lake.delta_rs import arrow_rows
+from lakecdp.online.bronze import BronzeRows
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
 from lakecdp.online.ingest import REJECTED, SUPPORTED_COLUMNS, UNSURE, VALID, LineParser
 from lakecdp.online.store import Commit, StateStore
@@ -107,6 +108,7 @@ class OnlineState:
         self.store_id = store.meta("store_id") or self._new_store_id()
         self._scores: tuple[int, dict[str, dict]] | None = None
         self.last_flush: dict[str, Any] = {}  # what the last flush wrote and how long each part took
+        self.landing_parts: dict[str, Any] = {}  # the last flush_landing's rows built in Python and left to Spark
         # trigger_outbox is written by the flush and the dispatcher, which run on different threads.
         self.outbox_lock = threading.Lock()
         self.uses_scores = any(c in _SCORE_COLUMNS for c in _attribute_columns(segments))
@@ -114,6 +116,7 @@ class OnlineState:
         self._customers: tuple[int, dict[str, dict]] | None = None
         # Live batches are decided in Python when every column the state folds is one the executor derives.
         self.parser = LineParser(settings.events, lake.pseudonyms, self.columns) if set(self.columns) <= SUPPORTED_COLUMNS else None
+        self.bronze = BronzeRows(settings.events, lake.pseudonyms)  # the flush's bronze rows of plain live lines
 
     def _new_store_id(self) -> str:
         store_id = uuid.uuid4().hex[:12]
@@ -183,7 +186,7 @@ class OnlineState:
         """A live batch's lines decided in Python (LineParser) and folded; None when the store already has the batch.
 
         No Spark job runs unless a line is unsure. The lines bronze and quarantine need are committed
-        with the state, and the flush (`flush_landing`) writes them through Spark's prepare_batch.
+        with the state, and the flush (`flush_landing`) writes them.
         """
         if self.store.applied(stream) >= batch_id:
             return None
@@ -243,56 +246,91 @@ class OnlineState:
         return events
 
     def flush_landing(self, now: datetime | None = None) -> int:
-        """Bronze, quarantine, contacts and consent facts of the live lines the store holds: Spark's
-        prepare_batch over them, written under a numbered transaction (a repeat is a no-op). Returns lines written.
+        """Bronze, quarantine, contacts and consent facts of the live lines the store holds, written under
+        numbered transactions (a repeat is a no-op). Returns lines written.
 
+        Plain valid lines become bronze rows in Python (BronzeRows) appended through delta-rs; the rest
+        (rejects, identify and consent events, lines the builder leaves) go through Spark's prepare_batch.
         Rejects are stamped `now`, by default the instant the newest of the lines was taken.
         """
         written, limit = 0, self.settings.state.chunk_rows
+        parts = self.landing_parts = {"python_rows": 0, "spark_rows": 0, "build_s": 0.0, "append_s": 0.0, "spark_s": 0.0}
+
+        def timed(part: str, began: float) -> float:
+            ended = time.perf_counter()
+            parts[part] = round(parts[part] + ended - began, 2)
+            return ended
+
         while True:
             pending = self.store.landing_pending(limit)
             if not pending.rows:
                 return written
-            rows = pending.rows
-            at = now or from_us(max(r["received_at"] for r in rows))
-            table = pa.table(
-                {
-                    "raw": pa.array([base64.b64decode(r["raw_b64"]) if "raw_b64" in r else r["raw"].encode() for r in rows], pa.binary()),
-                    "source_file": pa.array([r["source_file"] for r in rows], pa.string()),
-                    "received_at": pa.array([r["received_at"] for r in rows], pa.timestamp("us", tz="UTC")),
-                }
-            )
-            lines = self.lake.spark.createDataFrame(table).select(F.col("raw").cast("string").alias("raw"), "source_file", "received_at")
-            # Each line is judged against the instant its micro-batch took it, as the live path judged it.
-            batch = prepare_batch(
-                lines, received_at=F.col("received_at"), quarantined_at=at, settings=self.settings.events, pseudonyms=self.lake.pseudonyms
-            )
-            kinds = {r.get("kind") for r in rows}
-            # What the live path already knows spares the flush its counting jobs: lines, rejects, no
-            # repeats (they were dropped), and whether any identify or consent event is among them.
-            counts = {
-                "lines": len(rows),
-                "rejected": sum(r.get("kind") == "rejected" for r in rows),
-                "repeats": False,
-                "identifies": "identify" in kinds,
-            }
-            txn = AppTxn(f"lakecdp-online-landing-{self.store_id}", pending.seq)
-            loaded = self._customers if "identify" in kinds else None  # the CRM attributes live batches read
-            replayed = loaded is not None and self.lake.committed_version("customers", txn.app_id) == txn.version
-            try:
-                commit_batch(self.lake, batch, txn=txn, seen_ids=[], counts=counts)
-                if loaded is not None and not replayed:
-                    self._keep_attributes(loaded, txn)
-                if kinds & {"identify", "consent"}:
-                    candidates = batch.valid.filter((F.col("type") == "identify") | F.col("event").isin(*sorted(self.consent_events)))
-                    # Insert-only: a replayed flush adds nothing.
-                    self.lake.insert_rows("consent_ledger", entries_from_events(candidates, self.consent_rules, at).toArrow())
-            finally:
-                batch.release()
+            began = time.perf_counter()
+            built, left = self._bronze_rows(pending.rows)
+            parts["python_rows"] += len(built)
+            parts["spark_rows"] += len(left)
+            began = timed("build_s", began)
+            if built:
+                txn = AppTxn(f"lakecdp-online-bronze-{self.store_id}", pending.seq)
+                self.lake.append_rows("events", arrow_rows(table("events"), built), txn=txn)
+            began = timed("append_s", began)
+            if left:
+                self._flush_with_spark(left, pending.seq, now or from_us(max(r["received_at"] for r in pending.rows)))
+            timed("spark_s", began)
             self.store.landing_flushed(pending)
-            written += len(rows)
-            if len(rows) < limit:  # caught up: lines the batches commit meanwhile wait for the next flush
+            written += len(pending.rows)
+            if len(pending.rows) < limit:  # caught up: lines the batches commit meanwhile wait for the next flush
                 return written
+
+    def _bronze_rows(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The bronze rows built in Python for the plain valid lines, and the landing rows left to Spark."""
+        built, left = [], []
+        for r in rows:
+            row = None
+            if "kind" not in r and "raw" in r:
+                row = self.bronze.row(r["raw"].encode(), r["source_file"], r["received_at"])
+            if row is None:
+                left.append(r)
+            else:
+                built.append(row)
+        return built, left
+
+    def _flush_with_spark(self, rows: list[dict[str, Any]], seq: int, at: datetime) -> None:
+        """The landing rows `rows` through Spark's prepare_batch: bronze, quarantine, contacts, consent facts."""
+        table = pa.table(
+            {
+                "raw": pa.array([base64.b64decode(r["raw_b64"]) if "raw_b64" in r else r["raw"].encode() for r in rows], pa.binary()),
+                "source_file": pa.array([r["source_file"] for r in rows], pa.string()),
+                "received_at": pa.array([r["received_at"] for r in rows], pa.timestamp("us", tz="UTC")),
+            }
+        )
+        lines = self.lake.spark.createDataFrame(table).select(F.col("raw").cast("string").alias("raw"), "source_file", "received_at")
+        # Each line is judged against the instant its micro-batch took it, as the live path judged it.
+        batch = prepare_batch(
+            lines, received_at=F.col("received_at"), quarantined_at=at, settings=self.settings.events, pseudonyms=self.lake.pseudonyms
+        )
+        kinds = {r.get("kind") for r in rows}
+        # What the live path already knows spares the flush its counting jobs: lines, rejects, no
+        # repeats (they were dropped), and whether any identify or consent event is among them.
+        counts = {
+            "lines": len(rows),
+            "rejected": sum(r.get("kind") == "rejected" for r in rows),
+            "repeats": False,
+            "identifies": "identify" in kinds,
+        }
+        txn = AppTxn(f"lakecdp-online-landing-{self.store_id}", seq)
+        loaded = self._customers if "identify" in kinds else None  # the CRM attributes live batches read
+        replayed = loaded is not None and self.lake.committed_version("customers", txn.app_id) == txn.version
+        try:
+            commit_batch(self.lake, batch, txn=txn, seen_ids=[], counts=counts)
+            if loaded is not None and not replayed:
+                self._keep_attributes(loaded, txn)
+            if kinds & {"identify", "consent"}:
+                candidates = batch.valid.filter((F.col("type") == "identify") | F.col("event").isin(*sorted(self.consent_events)))
+                # Insert-only: a replayed flush adds nothing.
+                self.lake.insert_rows("consent_ledger", entries_from_events(candidates, self.consent_rules, at).toArrow())
+        finally:
+            batch.release()
 
     def _keep_attributes(self, loaded: tuple[int, dict[str, dict[str, Any]]], txn: AppTxn) -> None:
         """The CRM attributes `loaded` at a version of `customers` stay current when the one commit since
@@ -515,7 +553,7 @@ class OnlineState:
         lines = self.flush_landing(now)  # bronze first: rescoring below reads the flushed customers' history
         if lines:
             log.info("flush: %s live lines written to bronze and quarantine", f"{lines:,}")
-        self.last_flush = {"lines": lines, "landing_s": round(time.perf_counter() - began, 2)}
+        self.last_flush = {"lines": lines, "landing_s": round(time.perf_counter() - began, 2), "landing": self.landing_parts}
         pending = self.store.pending()
         if not pending.customers and not pending.rows:
             return 0

@@ -1,8 +1,8 @@
 """The live path's ingest executor: landing lines -> the events the online state folds, in Python, no Spark job.
 
-Spark's `prepare_batch` (lakecdp/events) stays the one builder of bronze and quarantine rows: the
-stream keeps each live line in the state store and the flush runs `prepare_batch` over them. What
-this executor decides, per line, is what `prepare_batch` would decide:
+The stream keeps each live line in the state store; the flush writes bronze rows of the plain valid
+ones built in Python (lakecdp/online/bronze.py, on this executor) and runs Spark's `prepare_batch`
+(lakecdp/events) over the rest. What this executor decides, per line, is what `prepare_batch` would decide:
   valid     the line passes `with_rejection_reason`; the event carries the columns the online state
             folds (`to_bronze`'s values: pseudonymous ids, typed numbers, the page event's name,
             the timestamp in µs);
@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from lakecdp.config.models import EventSettings
+from lakecdp.events.json_text import NotExact, loads
 from lakecdp.events.schema import EVENT_TYPES, MAX_EVENT_BYTES, REJECTED_FIELD
 from lakecdp.privacy.pseudonyms import Pseudonymizer
 
@@ -83,7 +84,7 @@ _TEXT_PROPERTIES = {
 _OBJECT_FIELDS = ("properties", "context")
 
 
-class _Unsure(Exception):
+class _Unsure(NotExact):
     """The line's outcome depends on how Spark reads it."""
 
 
@@ -157,8 +158,11 @@ def _object(value: Any) -> dict[str, Any]:
 class LineParser:
     """Decides lines as `prepare_batch` would, and derives the online state's columns of the valid ones."""
 
-    def __init__(self, settings: EventSettings, pseudonyms: Pseudonymizer, columns: Iterable[str]) -> None:
+    def __init__(self, settings: EventSettings, pseudonyms: Pseudonymizer, columns: Iterable[str], *, exact_json: bool = False) -> None:
+        """`exact_json`: lines with a repeated key or NaN/Infinity are unsure too (the bronze builder
+        re-writes the line's JSON, lakecdp.online.bronze)."""
         self.columns = frozenset(columns) | {"message_id", "customer_id", "timestamp"}
+        self.exact_json = exact_json
         unsupported = self.columns - SUPPORTED_COLUMNS
         if unsupported:
             raise ValueError(f"the Python ingest executor does not derive {sorted(unsupported)}")
@@ -167,6 +171,8 @@ class LineParser:
         self.max_age_us = None if settings.max_age is None else int(settings.max_age.total_seconds()) * 1_000_000
         self.pseudonyms = pseudonyms
         self.received_us: int | None = None  # receivedAt of the line parse() last accepted (the stream's lag)
+        self.message: dict[str, Any] = {}  # the parsed line parse() last accepted
+        self.plain = False  # exact_json: the line parse() last read is `plain` (lakecdp.events.json_text.loads)
         self._pseudonyms: dict[str, str] = {}
 
     def _pseudonym(self, value: str | None) -> str | None:
@@ -197,8 +203,8 @@ class LineParser:
         if "\\u" in text and _SURROGATE_ESCAPE.search(text):
             raise _Unsure  # a \uD800-\uDFFF escape: Python keeps the lone surrogate, the JVM does not
         try:
-            e = json.loads(text)
-        except (ValueError, RecursionError):
+            e, self.plain = loads(text) if self.exact_json else (json.loads(text), False)
+        except (ValueError, RecursionError, NotExact):
             raise _Unsure from None
         if not isinstance(e, dict):
             raise _Unsure
@@ -228,7 +234,7 @@ class LineParser:
             or (self.max_age_us is not None and event_us < received - self.max_age_us)
         ):
             return REJECTED, None
-        self.received_us = received
+        self.received_us, self.message = received, e
         event: dict[str, Any] = {"message_id": message_id, "customer_id": self._pseudonym(identity), "timestamp": event_us}
         wanted = self.columns
         if "type" in wanted:
