@@ -7,21 +7,37 @@ or fields Spark would write otherwise than this module can (a repeated key, a co
 a number Java writes its own way, a field of another JSON type, a timestamp in another spelling).
 A differential test (tests/integration/test_online_bronze.py, Hypothesis) holds every row built
 here equal to Spark's, column by column.
+
+The flush builds them in a child process (`BronzeWorker`, `python -m lakecdp.online.bronze`): seconds
+of row building in the stream's own process would hold its GIL, and a live batch's store writes
+release the GIL at every statement and wait to get it back.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import struct
+import subprocess  # nosec B404
+import sys
 from collections.abc import Collection
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import IO, Any
+
+import pyarrow as pa
 
 from lakecdp.config.models import EventSettings
 from lakecdp.events.contacts import CONTACT_TRAIT_KEYS, CONTEXT_PII, redacted, text_without_keys
 from lakecdp.events.json_text import NotExact, spark_json
+from lakecdp.lake.delta_rs import arrow_rows
+from lakecdp.lake.tables import EVENTS
 from lakecdp.online.ingest import SUPPORTED_COLUMNS, VALID, LineParser, instant_us
 from lakecdp.privacy.pseudonyms import Pseudonymizer
 
+log = logging.getLogger(__name__)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LENGTH = struct.Struct(">Q")  # each message on the worker's pipes: its length, then its bytes
 
 
 def _string(value: Any) -> str | None:
@@ -88,3 +104,99 @@ class BronzeRows:
             "source_file": source_file,
             "event_date": event_date,
         }
+
+
+Line = tuple[str, str, int]  # a landing line's text, source file and when it was taken (µs)
+
+
+def build_table(builder: BronzeRows, lines: list[Line]) -> tuple[pa.Table, list[int]]:
+    """The bronze rows of `lines` as Arrow, and the indexes of the lines left to Spark."""
+    built: list[dict[str, Any]] = []
+    left: list[int] = []
+    for n, (raw, source_file, received_at) in enumerate(lines):
+        row = builder.row(raw.encode(), source_file, received_at)
+        if row is None:
+            left.append(n)
+        else:
+            built.append(row)
+    return arrow_rows(EVENTS, built), left
+
+
+def _send(pipe: IO[bytes], data: bytes) -> None:
+    pipe.write(_LENGTH.pack(len(data)))
+    pipe.write(data)
+    pipe.flush()
+
+
+def _receive(pipe: IO[bytes]) -> bytes | None:
+    """The next message; None at the end of the pipe."""
+    head = pipe.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    data = pipe.read(size)
+    if len(data) < size:
+        raise EOFError("the bronze worker's pipe ended inside a message")
+    return data
+
+
+def _arrow_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+class BronzeWorker:
+    """`build_table` in a child process of the same interpreter; `close` (or the parent's exit) ends it."""
+
+    def __init__(self, settings: EventSettings, pseudonyms: Pseudonymizer) -> None:
+        # This interpreter, this module, no shell.
+        self._process = subprocess.Popen(  # nosec B603
+            [sys.executable, "-m", "lakecdp.online.bronze"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        # What LineParser reads of the settings, and the key: over the pipe, never on a command line.
+        hello = {
+            "max_future_skew_s": settings.max_future_skew.total_seconds(),
+            "max_age_s": None if settings.max_age is None else settings.max_age.total_seconds(),
+            "key": pseudonyms.key.hex(),
+        }
+        _send(self._stdin, json.dumps(hello).encode())
+
+    @property
+    def _stdin(self) -> IO[bytes]:
+        if self._process.stdin is None:
+            raise RuntimeError("the bronze worker has no input pipe")
+        return self._process.stdin
+
+    def build(self, lines: list[Line]) -> tuple[pa.Table, list[int]]:
+        """`build_table` of `lines` in the child; EOFError or OSError when the child is gone."""
+        _send(self._stdin, json.dumps(lines).encode())
+        stdout = self._process.stdout
+        left, table = (None, None) if stdout is None else (_receive(stdout), _receive(stdout))
+        if left is None or table is None:
+            raise EOFError(f"the bronze worker ended (exit code {self._process.poll()})")
+        return pa.ipc.open_stream(table).read_all(), json.loads(left)
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        self._process.wait(timeout=30)
+
+
+def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    hello_bytes = _receive(stdin)
+    if hello_bytes is None:
+        return
+    hello = json.loads(hello_bytes)
+    max_age = None if hello["max_age_s"] is None else timedelta(seconds=hello["max_age_s"])
+    settings = EventSettings(max_future_skew=timedelta(seconds=hello["max_future_skew_s"]), max_age=max_age)
+    builder = BronzeRows(settings, Pseudonymizer(bytes.fromhex(hello["key"])))
+    while (request := _receive(stdin)) is not None:
+        table, left = build_table(builder, [tuple(line) for line in json.loads(request)])
+        _send(stdout, json.dumps(left).encode())
+        _send(stdout, _arrow_bytes(table))
+
+
+if __name__ == "__main__":
+    _serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -30,7 +30,7 @@ from lakecdp.events.ingest import commit_batch, prepare_batch
 from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import AppTxn, Lake, table
 from lakecdp.lake.delta_rs import arrow_rows
-from lakecdp.online.bronze import BronzeRows
+from lakecdp.online.bronze import BronzeRows, BronzeWorker, build_table
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
 from lakecdp.online.ingest import REJECTED, SUPPORTED_COLUMNS, UNSURE, VALID, LineParser
 from lakecdp.online.store import Commit, StateStore
@@ -116,7 +116,9 @@ class OnlineState:
         self._customers: tuple[int, dict[str, dict]] | None = None
         # Live batches are decided in Python when every column the state folds is one the executor derives.
         self.parser = LineParser(settings.events, lake.pseudonyms, self.columns) if set(self.columns) <= SUPPORTED_COLUMNS else None
-        self.bronze = BronzeRows(settings.events, lake.pseudonyms)  # the flush's bronze rows of plain live lines
+        # The flush's bronze rows of plain live lines: built in a child process, here when it fails.
+        self.bronze = BronzeRows(settings.events, lake.pseudonyms)
+        self._bronze_worker: BronzeWorker | None = None
 
     def _new_store_id(self) -> str:
         store_id = uuid.uuid4().hex[:12]
@@ -267,12 +269,11 @@ class OnlineState:
                 return written
             began = time.perf_counter()
             built, left = self._bronze_rows(pending.rows)
-            parts["python_rows"] += len(built)
+            parts["python_rows"] += built.num_rows
             parts["spark_rows"] += len(left)
             began = timed("build_s", began)
-            if built:
-                txn = AppTxn(f"lakecdp-online-bronze-{self.store_id}", pending.seq)
-                self.lake.append_rows("events", arrow_rows(table("events"), built), txn=txn)
+            if built.num_rows:
+                self.lake.append_rows("events", built, txn=AppTxn(f"lakecdp-online-bronze-{self.store_id}", pending.seq))
             began = timed("append_s", began)
             if left:
                 self._flush_with_spark(left, pending.seq, now or from_us(max(r["received_at"] for r in pending.rows)))
@@ -282,18 +283,27 @@ class OnlineState:
             if len(pending.rows) < limit:  # caught up: lines the batches commit meanwhile wait for the next flush
                 return written
 
-    def _bronze_rows(self, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _bronze_rows(self, rows: list[dict[str, Any]]) -> tuple[pa.Table, list[dict[str, Any]]]:
         """The bronze rows built in Python for the plain valid lines, and the landing rows left to Spark."""
-        built, left = [], []
-        for r in rows:
-            row = None
-            if "kind" not in r and "raw" in r:
-                row = self.bronze.row(r["raw"].encode(), r["source_file"], r["received_at"])
-            if row is None:
-                left.append(r)
-            else:
-                built.append(row)
-        return built, left
+        plain = [n for n, r in enumerate(rows) if "kind" not in r and "raw" in r]
+        lines = [(rows[n]["raw"], rows[n]["source_file"], rows[n]["received_at"]) for n in plain]
+        try:
+            if self._bronze_worker is None:
+                self._bronze_worker = BronzeWorker(self.settings.events, self.lake.pseudonyms)
+            built, unbuilt = self._bronze_worker.build(lines)
+        except (EOFError, OSError) as exc:
+            # Nothing is lost: the lines stay in the store until written; they are built here instead.
+            log.warning("flush: the bronze worker failed (%s); building bronze rows in this process", type(exc).__name__)
+            self._bronze_worker = None
+            built, unbuilt = build_table(self.bronze, lines)
+        left_out = {plain[n] for n in unbuilt}
+        return built, [r for n, r in enumerate(rows) if n in left_out or "kind" in r or "raw" not in r]
+
+    def close(self) -> None:
+        """Ends the flush's bronze worker (a stream's last flush is done)."""
+        if self._bronze_worker is not None:
+            self._bronze_worker.close()
+            self._bronze_worker = None
 
     def _flush_with_spark(self, rows: list[dict[str, Any]], seq: int, at: datetime) -> None:
         """The landing rows `rows` through Spark's prepare_batch: bronze, quarantine, contacts, consent facts."""

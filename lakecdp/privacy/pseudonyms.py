@@ -68,6 +68,11 @@ class Pseudonymizer:
         self._inner_pad = bytes(b ^ 0x36 for b in block_key)
         self._outer_pad = bytes(b ^ 0x5C for b in block_key)
 
+    @property
+    def key(self) -> bytes:
+        """The key, for a child process of this one that pseudonymizes too (lakecdp.online.bronze); never log it."""
+        return self._key
+
     def of(self, external_id: str) -> str:
         """The pseudonym of one id (an id that already is a pseudonym is returned as it is)."""
         if PATTERN.match(external_id):

@@ -217,3 +217,23 @@ def test_contact_data_is_redacted_in_the_rows_built_in_python(spark):
     assert "jane" not in texts and "7946" not in texts and "123-4567" not in texts and "203.0.113" not in texts
     assert json.loads(built[0]["traits_json"]) == {"plan": "gold", "billing_phone": "[redacted]"}
     assert_equal_rows(spark_rows(spark, raws), built, raws)
+
+
+def test_the_bronze_worker_builds_in_a_child_process_the_rows_built_here():
+    """The flush's worker (a real child process) gives the rows and the lines left to Spark that this process gives."""
+    from lakecdp.generate import GeneratorSettings, generate_dataset
+    from lakecdp.online.bronze import BronzeWorker, build_table
+
+    dataset = generate_dataset(GeneratorSettings(customers=10, days=2, seed=7, end=RECEIVED))
+    odd = ['{"type":"track","event":"X","messageId":"m","userId":"u","timestamp":"2026-11-01T11:00:00Z","properties":{"a":1,"a":2}}', "{"]
+    lines = [(text, f"line-{n}", RECEIVED_US) for n, text in enumerate([*(json.dumps(e) for e in dataset.events), *odd])]
+    here, left_here = build_table(BronzeRows(SETTINGS, PSEUDONYMS), lines)
+    worker = BronzeWorker(SETTINGS, PSEUDONYMS)
+    try:
+        for _ in range(2):  # one child serves every flush
+            there, left_there = worker.build(lines)
+            assert there.to_pylist() == here.to_pylist() and there.num_rows == len(dataset.events)
+            assert left_there == left_here == [len(lines) - 2, len(lines) - 1]
+    finally:
+        worker.close()
+    assert worker._process.returncode == 0

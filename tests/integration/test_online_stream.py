@@ -281,3 +281,30 @@ def test_live_batches_keep_the_crm_attributes_over_the_flushs_own_contact_upsert
 
     crm_import("silver")
     assert online.customer_attributes()[customer]["loyalty_tier"] == "silver"
+
+
+def test_a_flush_whose_bronze_worker_died_builds_the_rows_itself(spark, tmp_path):
+    """The flush's child process builds plain lines' bronze rows; if it dies, the flush builds them and loses none."""
+    settings = load_settings(overrides={"state": {"path": str(tmp_path / "state.db")}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    online = _online(settings, lake)
+    stamp = (GENERATED.end - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+
+    def live_batch(batch_id: int, message_ids: list[str]) -> None:
+        raws = [
+            json.dumps({"type": "track", "messageId": m, "userId": "cust-1", "event": "Product Viewed", "timestamp": stamp}).encode()
+            for m in message_ids
+        ]
+        prepared = online.prepare_live(raws, ["t.jsonl"] * len(raws), stream="s", batch_id=batch_id, now=GENERATED.end)
+        online.store.commit(prepared.commit)
+
+    live_batch(0, ["a", "b"])
+    assert online.flush_landing(GENERATED.end) == 2
+    assert online.landing_parts["python_rows"] == 2 and online._bronze_worker is not None
+    online._bronze_worker._process.kill()
+    online._bronze_worker._process.wait()
+    live_batch(1, ["c"])
+    assert online.flush_landing(GENERATED.end) == 1
+    assert online.landing_parts == {**online.landing_parts, "python_rows": 1, "spark_rows": 0}
+    assert sorted(r.message_id for r in lake.read("events").select("message_id").collect()) == ["a", "b", "c"]
+    online.close()
