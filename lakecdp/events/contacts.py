@@ -133,21 +133,25 @@ def with_contact_data_redacted(rows: DataFrame, *, keyed: Sequence[str], texts: 
     )
 
 
+# How a key naming contact data ends, lower-cased; and endings that do only with one of the words in the text.
+_KEY_ENDS = ('mail":', 'addr":', 'address":', 'phone":', 'mobile":', 'cell":', 'street":', '"tel":', '_":', '-":', '.":', ' ":', '" :')
+_KEY_ENDS_WITH_WORDS = (
+    (('number":', 'no":', 'num":'), ("phone", "mobile", "cell")),
+    (('1":', '2":'), ("address",)),
+    (('name":',), ("first", "last", "full", "given", "family", "sur")),
+)
+
+
 def may_have_contact_key(json_text: Column) -> Column:
     """False only when no key of the text can name contact data: byte searches for how such a key
     ends (`mail":`, `phone":`, ...), so that the key regex runs on few texts. Spark's JSON functions
     write keys as `"key":` (no space); `" :` sends a text written otherwise to the regex."""
     lowered = F.lower(json_text)
 
-    def has(*needles: str) -> Column:
+    def has(needles: Sequence[str]) -> Column:
         return functools.reduce(operator.or_, [lowered.contains(n) for n in needles])
 
-    return (
-        has('mail":', 'addr":', 'address":', 'phone":', 'mobile":', 'cell":', 'street":', '"tel":', '_":', '-":', '.":', ' ":', '" :')
-        | (has('number":', 'no":', 'num":') & has("phone", "mobile", "cell"))
-        | (has('1":', '2":') & has("address"))
-        | (has('name":') & has("first", "last", "full", "given", "family", "sur"))
-    )
+    return functools.reduce(operator.or_, [has(_KEY_ENDS), *(has(ends) & has(words) for ends, words in _KEY_ENDS_WITH_WORDS)])
 
 
 # The same redaction of one text on the driver, for the stream's Python bronze rows
@@ -176,26 +180,14 @@ def redacted(text: str | None, kind: Literal["keyed", "text", "written"]) -> str
     return text
 
 
-_KEY_ENDINGS = re.compile(
-    "|".join(
-        re.escape(n)
-        for n in ('mail":', 'addr":', 'address":', 'phone":', 'mobile":', 'cell":', 'street":', '"tel":', '_":', '-":', '.":', ' ":', '" :')
-    )
-)
+_KEY_ENDINGS = re.compile("|".join(re.escape(n) for n in _KEY_ENDS))
 
 
 def _may_have_contact_key(text: str) -> bool:
     """`may_have_contact_key` for one text."""
     lowered = text.lower()
-
-    def has(*needles: str) -> bool:
-        return any(n in lowered for n in needles)
-
-    return (
-        _KEY_ENDINGS.search(lowered) is not None
-        or (has('number":', 'no":', 'num":') and has("phone", "mobile", "cell"))
-        or (has('1":', '2":') and has("address"))
-        or (has('name":') and has("first", "last", "full", "given", "family", "sur"))
+    return _KEY_ENDINGS.search(lowered) is not None or any(
+        any(n in lowered for n in ends) and any(w in lowered for w in words) for ends, words in _KEY_ENDS_WITH_WORDS
     )
 
 
