@@ -31,20 +31,13 @@ from lakecdp.events.contacts import CONTACT_TRAIT_KEYS, CONTEXT_PII, redacted, t
 from lakecdp.events.json_text import NotExact, spark_json
 from lakecdp.lake.delta_rs import arrow_rows
 from lakecdp.lake.tables import EVENTS
-from lakecdp.online.ingest import SUPPORTED_COLUMNS, VALID, LineParser, instant_us
+from lakecdp.online.ingest import SUPPORTED_COLUMNS, VALID, LineParser, instant_us, text_field
 from lakecdp.privacy.pseudonyms import Pseudonymizer
 
 log = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LENGTH = struct.Struct(">Q")  # each message on the worker's pipes: its length, then its bytes
-
-
-def _string(value: Any) -> str | None:
-    """A text field; another JSON type Spark writes as its JSON text, which is left to Spark."""
-    if value is None or isinstance(value, str):
-        return value
-    raise NotExact
 
 
 def _object_text(value: Any, plain: bool) -> str | None:
@@ -88,7 +81,7 @@ class BronzeRows:
             traits = (context or {}).get("traits")
         traits_text, context_text = _object_text(traits, plain), _object_text(context, plain)
         safe_traits, safe_context = redacted(traits_text, "keyed"), redacted(context_text, "written")
-        sent = _string(message.get("sentAt"))
+        sent = text_field(message.get("sentAt"))
         day = event["timestamp"] // 86_400_000_000
         event_date = self._dates.get(day)
         if event_date is None:
@@ -96,8 +89,8 @@ class BronzeRows:
         return event | {
             "received_at": self.parser.received_us,
             "sent_at": None if sent is None else instant_us(sent),
-            "url": redacted(_string(properties.get("url")), "text"),
-            "search_query": redacted(_string(properties.get("query")), "text"),
+            "url": redacted(text_field(properties.get("url")), "text"),
+            "search_query": redacted(text_field(properties.get("query")), "text"),
             "properties_json": redacted(_object_text(message.get("properties"), plain), "keyed"),
             "traits_json": _without_keys(safe_traits, traits_text, traits, CONTACT_TRAIT_KEYS, plain),
             "context_json": _without_keys(safe_context, context_text, context, CONTEXT_PII, plain),

@@ -105,7 +105,7 @@ def instant_us(text: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + int((fraction or "").ljust(6, "0"))
 
 
-def _text(value: Any) -> str | None:
+def text_field(value: Any) -> str | None:
     """A string field: Spark would write any other JSON type as its JSON text, which this executor does not redo."""
     if value is None or isinstance(value, str):
         return value
@@ -210,12 +210,12 @@ class LineParser:
             raise _Unsure
         properties, context = _object(e.get("properties")), _object(e.get("context"))
         device, location = _object(context.get("device")), _object(context.get("location"))
-        received_text = _text(e.get("receivedAt"))
+        received_text = text_field(e.get("receivedAt"))
         received = received_at_us if received_text is None else instant_us(received_text)
-        message_id, kind, name = _text(e.get("messageId")), _text(e.get("type")), _text(e.get("event"))
-        user_id, anonymous_id = _text(e.get("userId")), _text(e.get("anonymousId"))
+        message_id, kind, name = text_field(e.get("messageId")), text_field(e.get("type")), text_field(e.get("event"))
+        user_id, anonymous_id = text_field(e.get("userId")), text_field(e.get("anonymousId"))
         identity = user_id if user_id is not None else anonymous_id
-        stamp = _text(e.get("timestamp"))
+        stamp = text_field(e.get("timestamp"))
         event_us = None if stamp is None else instant_us(stamp)
         doubles = {key: _double(properties.get(key)) for key in _DOUBLES}
         ints = {key: _int(properties.get(key)) for key in _INTS}
@@ -246,12 +246,12 @@ class LineParser:
         if "anonymous_id" in wanted:
             event["anonymous_id"] = self._pseudonym(anonymous_id)
         if "previous_id" in wanted:
-            event["previous_id"] = self._pseudonym(_text(e.get("previousId")))
+            event["previous_id"] = self._pseudonym(text_field(e.get("previousId")))
         if "page_name" in wanted:
-            event["page_name"] = _text(e.get("name")) if kind in ("page", "screen") else None
+            event["page_name"] = text_field(e.get("name")) if kind in ("page", "screen") else None
         for key, column in _TEXT_PROPERTIES.items():
             if column in wanted:
-                event[column] = _text(properties.get(key))
+                event[column] = text_field(properties.get(key))
         for column in ("price", "time_on_page_s"):
             if column in wanted:
                 event[column] = doubles[column]
@@ -261,11 +261,11 @@ class LineParser:
             if column in wanted:
                 event[column] = ints[column]
         if "device_type" in wanted:
-            event["device_type"] = _text(device.get("type"))
+            event["device_type"] = text_field(device.get("type"))
         if "country" in wanted:
-            event["country"] = _text(location.get("country"))
+            event["country"] = text_field(location.get("country"))
         if "city" in wanted:
-            event["city"] = _text(location.get("city"))
+            event["city"] = text_field(location.get("city"))
         if "timezone" in wanted:
-            event["timezone"] = _text(context.get("timezone"))
+            event["timezone"] = text_field(context.get("timezone"))
         return VALID, event
