@@ -250,9 +250,10 @@ def contacts_from_identifies(valid: DataFrame, pseudonyms: Pseudonymizer) -> Dat
     )
 
     def trait(column: str) -> Column:
-        """The first trait whose normalized key is one of the column's sources (a map keeps one per key)."""
+        """The last trait whose normalized key is one of the column's sources. from_json keeps a repeated
+        key's every value, in order; the last is the one JSON readers (JavaScript's, Python's) keep."""
         matching = F.map_filter(traits, lambda key, _: normalized_key(key).isin(*_CONTACT_SOURCES[column]))
-        return F.try_element_at(F.map_values(matching), F.lit(1))
+        return F.try_element_at(F.map_values(matching), F.lit(-1))
 
     rows = valid.filter((e.type == "identify") & e.userId.isNotNull()).select(
         pseudonyms.column(e.userId).alias("customer_id"),

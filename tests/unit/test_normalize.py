@@ -303,3 +303,23 @@ def test_traits_sent_only_in_context_traits_are_the_message_traits(spark):
     assert "traits" not in json.loads(rows["r1"].context_json)
     [contact] = contacts_from_identifies(checked.filter("reason is null"), PSEUDONYMS).collect()
     assert (contact.external_id, contact.email, contact.first_name) == ("cust_9", "ada@example.com", "Ada")
+
+
+def test_a_repeated_key_keeps_no_contact_data_in_bronze_and_the_last_value_is_the_contact(spark):
+    # A JSON object may repeat a key (RFC 8259 only says SHOULD be unique). Spark's map reader keeps
+    # every value of it: each copy of a contact key leaves bronze's texts, and the contact is the
+    # last value, the one JavaScript's and Python's JSON readers keep.
+    from lakecdp.events.contacts import contacts_from_identifies
+
+    line = (
+        '{"type": "identify", "messageId": "d1", "userId": "cust_7", "timestamp": "2026-11-01T11:00:00Z",'
+        ' "traits": {"name": "Ada Lovelace", "birthday": "1815-12-10", "plan": "pro", "plan": "team", "email": "old@example.com",'
+        ' "email": "ada@example.com"},'
+        ' "context": {"ip": "203.0.113.9", "traits": {"firstName": "Ada"}, "locale": "en-GB", "locale": "de-DE"}}'
+    )
+    checked = check(spark, [line])
+    [row] = to_bronze(checked, PSEUDONYMS).collect()
+    assert json.loads(row.traits_json) == {"plan": "team"}
+    assert json.loads(row.context_json) == {"locale": "de-DE"}
+    [contact] = contacts_from_identifies(checked.filter("reason is null"), PSEUDONYMS).collect()
+    assert (contact.external_id, contact.email) == ("cust_7", "ada@example.com")
