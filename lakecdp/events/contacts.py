@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from pyspark.sql import Column, DataFrame, functions as F
@@ -274,6 +274,102 @@ def contacts_from_identifies(valid: DataFrame, pseudonyms: Pseudonymizer) -> Dat
             F.max("at").alias("at"),
         )
     )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def identify_contacts(identifies: Iterable[tuple[Mapping[str, Any], bool, int]], pseudonyms: Pseudonymizer) -> list[dict[str, Any]]:
+    """`contacts_from_identifies` on the driver: `identifies` holds each valid identify message as
+    json_text.loads read it, its plainness and its event time (µs), in landing order; times in µs.
+
+    NotExact for a message or a customer whose contacts Spark reads otherwise than here (an id or
+    email that is not an ASCII string, a traits value that is not an object, two values of one
+    field at one instant): the caller leaves those to Spark.
+    """
+    found: dict[str, list[tuple[str, dict[str, Any], int]]] = {}
+    for message, plain, at in identifies:
+        user_id = message.get("userId")
+        if user_id is None:
+            continue
+        if not isinstance(user_id, str) or not user_id.isprintable():
+            raise NotExact  # Java's `$` in the pseudonym pattern also matches before \r, \u0085, \u2028 ...
+        traits = _identify_traits(message)
+        if traits is None:
+            continue
+        values = {column: _last_trait(traits, column, plain) for column in CONTACT_COLUMNS}
+        email = values["email"]
+        if email is not None:
+            if not email.isascii():  # Java's and Python's lower-casing differ beyond ASCII
+                raise NotExact
+            values["email"] = email.strip(" ").lower()  # Spark's trim strips spaces only
+        if any(v is not None for v in values.values()):
+            found.setdefault(pseudonyms.of(user_id), []).append((user_id, values, at))
+    return [_customer_contacts(customer_id, sent) for customer_id, sent in found.items()]
+
+
+def _identify_traits(message: Mapping[str, Any]) -> dict[str, Any] | None:
+    """`message_traits` of a message read as the map contacts_from_identifies reads."""
+    traits = message.get("traits")
+    if traits is None:
+        context = message.get("context")
+        traits = context.get("traits") if isinstance(context, dict) else None
+    if traits is None or isinstance(traits, dict):
+        return traits
+    raise NotExact  # a string holding JSON, an array: Spark's reading of it is not redone here
+
+
+def _last_trait(traits: Mapping[str, Any], column: str, plain: bool) -> str | None:
+    """`trait(column)` of contacts_from_identifies: the last matching key's value as from_json's map holds it."""
+    value = None
+    for key, candidate in traits.items():
+        if _normalized(key) in _CONTACT_SOURCES[column]:
+            value = candidate
+    if value is None or isinstance(value, str):
+        if value is not None and _SURROGATE.search(value):
+            raise NotExact  # a lone surrogate escape: Java writes it otherwise
+        return value
+    return spark_json(value, plain=plain)
+
+
+def _customer_contacts(customer_id: str, sent: list[tuple[str, dict[str, Any], int]]) -> dict[str, Any]:
+    """One customer's row of contacts_from_identifies from the (id, contact values, time) of its identifies."""
+    external = [user_id for user_id, _, _ in sent if not PATTERN.match(user_id)]
+    row: dict[str, Any] = {"customer_id": customer_id, "external_id": max(external, default=None)}
+    for column in CONTACT_COLUMNS:
+        dated = [(at, values[column]) for _, values, at in sent if values[column] is not None]
+        newest = max((at for at, _ in dated), default=None)
+        at_newest = {value for at, value in dated if at == newest}
+        if len(at_newest) > 1:  # max_by's pick among equal times depends on Spark's row order
+            raise NotExact
+        row[column], row[f"{column}_at"] = (at_newest.pop() if at_newest else None), newest
+    row["at"] = max(at for _, _, at in sent)
+    return row
+
+
+def fold_contact_rows(
+    contacts: Iterable[Mapping[str, Any]], existing: Mapping[str, Mapping[str, Any]], *, source: str = "identify"
+) -> list[dict[str, Any]]:
+    """`fold_contacts` on the driver: `existing` maps customer_id to its `customers` row (contacts in
+    clear, as Lake.contact_rows reads them); times in µs."""
+    folded = []
+    for new in contacts:
+        old = existing.get(new["customer_id"]) or {}
+        updated = old.get("updated_at")
+        row = {"customer_id": new["customer_id"], "external_id": _first_set(old.get("external_id"), new["external_id"])}
+        for column in CONTACT_COLUMNS:
+            is_newer = updated is None or new[f"{column}_at"] is not None and new[f"{column}_at"] >= updated
+            row[column] = new[column] if new[column] is not None and is_newer else _first_set(old.get(column), new[column])
+        row |= {c: old.get(c) for c in ("country", "city", "signup_date", "marketing_opt_in")}
+        row["source"] = _first_set(old.get("source"), source)
+        row["updated_at"] = max(t for t in (updated, new["at"]) if t is not None)
+        folded.append(row)
+    return folded
+
+
+def _first_set(*values: Any) -> Any:
+    """SQL's coalesce."""
+    return next((v for v in values if v is not None), None)
 
 
 def upsert_contacts(lake: Lake, contacts: DataFrame, *, txn: AppTxn | None = None) -> None:

@@ -18,9 +18,10 @@ source's legal basis (lakecdp.enrich: consent needs a grant, legitimate interest
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pyspark import StorageLevel
@@ -28,6 +29,7 @@ from pyspark.sql import Column, DataFrame, Window, functions as F
 
 from lakecdp.config import ConfigError
 from lakecdp.config.sections import Sources, source_of
+from lakecdp.events.json_text import NotExact, loads
 from lakecdp.lake import Lake
 from lakecdp.privacy.purposes import (
     CRM_SOURCE,
@@ -157,6 +159,83 @@ def entries_from_events(events: DataFrame, rules: ConsentRules, now: datetime) -
     for frame in from_traits:
         result = result.unionByName(frame)
     return result
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def entries_of_rows(rows: Iterable[Mapping[str, Any]], rules: ConsentRules, now_us: int) -> list[dict[str, Any]]:
+    """`entries_from_events` on the driver, for bronze rows with times in µs (the stream's flush).
+
+    NotExact for a row with a field the entries read (link id, source, purpose, status, channel,
+    consent traits) that is a number or an object: Spark's text of it is not redone here.
+    """
+    return [entry for row in rows for entry in _row_entries(row, rules, now_us)]
+
+
+def _row_entries(row: Mapping[str, Any], rules: ConsentRules, now_us: int) -> list[dict[str, Any]]:
+    event, properties = row["event"], _Fields(row["properties_json"])
+    link_id = properties.get("link_id")
+    is_from_centre = link_id is not None and _Fields(row["context_json"]).get("source") == PREFERENCE_CENTRE
+    event_source = PREFERENCE_CENTRE if is_from_centre else f"event:{event}"
+    proof = f"message:{row['message_id']}"
+    if is_from_centre:
+        submitted = (_EPOCH + timedelta(microseconds=row["timestamp"])).strftime("%Y-%m-%dT%H:%M:%SZ")
+        proof = f"preference link {link_id} submitted {submitted}; {proof}"
+    fact = {"customer_id": row["customer_id"], "recorded_at": row["timestamp"], "proof": proof, "ingested_at": now_us}
+    stated: list[dict[str, Any]] = []  # purpose, channel, status, source of each fact the row states
+    if event in rules.opt_in_events or event in rules.opt_out_events:
+        source = row["source_file"] if row["source_file"].startswith("esp://") else event_source
+        opted = GRANTED if event in rules.opt_in_events else WITHDRAWN
+        stated.append({"purpose": EMAIL_MARKETING, "channel": "email", "status": opted, "source": source})
+    if event == rules.consent_event:
+        purpose, status, channel = properties.get("purpose"), _stated_status(properties), properties.get("channel")
+        if purpose in rules.purposes and status is not None:
+            stated.append(
+                {"purpose": purpose, "channel": "email" if channel is None else channel, "status": status, "source": event_source}
+            )
+    if row["type"] == "identify" and row["traits_json"] is not None:
+        consent = _Fields(_Fields(row["traits_json"]).get(rules.traits_key))
+        for purpose in rules.purposes:
+            flag = (consent.get(purpose) or "").lower()
+            if flag in ("true", "false"):
+                flagged = GRANTED if flag == "true" else WITHDRAWN
+                stated.append({"purpose": purpose, "channel": "email", "status": flagged, "source": "identify traits"})
+    return [{"entry_id": hashlib.sha256(f"{proof}|{s['purpose']}|{s['status']}".encode()).hexdigest()} | fact | s for s in stated]
+
+
+def _stated_status(properties: _Fields) -> str | None:
+    """A consent event's status: `status` granted/withdrawn, else the `granted` flag."""
+    stated = (properties.get("status") or "").lower()
+    if stated in (GRANTED, WITHDRAWN):
+        return stated
+    flag = (properties.get("granted") or "").lower()
+    return GRANTED if flag == "true" else WITHDRAWN if flag == "false" else None
+
+
+class _Fields:
+    """get_json_object(text, '$.key') of a JSON object's text, for string and boolean fields."""
+
+    def __init__(self, text: str | None) -> None:
+        self._value: Any = None
+        if text is None:
+            return
+        try:
+            self._value = loads(text)[0]
+        except NotExact:
+            if text.lstrip().startswith("{"):
+                raise  # a repeated key: which value Spark's path reader takes is not redone here
+            # Not JSON: get_json_object gives null.
+
+    def get(self, key: str) -> str | None:
+        value = self._value.get(key) if isinstance(self._value, dict) else None
+        if value is None:  # absent, or JSON's null: get_json_object gives null for both
+            return None
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str) and not any("\ud800" <= c <= "\udfff" for c in value):
+            return value
+        raise NotExact  # a number, an object, a lone surrogate: Spark's text of it is not redone here
 
 
 def entries_from_customers(customers: DataFrame, now: datetime) -> DataFrame:
