@@ -26,13 +26,15 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, functions as F
 
 from lakecdp.config import Settings
+from lakecdp.events.contacts import CONTACT_COLUMNS, fold_contact_rows
 from lakecdp.events.ingest import commit_batch, prepare_batch
 from lakecdp.identity.resolved import resolved_events
 from lakecdp.lake import AppTxn, Lake, table
 from lakecdp.lake.delta_rs import arrow_rows
-from lakecdp.online.bronze import BronzeRows, BronzeWorker, build_table
+from lakecdp.online.bronze import BronzeRows, BronzeWorker, Line, build_table
 from lakecdp.online.executor import Plan, advance, fold, from_us, merge, new_state, profile, to_us, verdicts
 from lakecdp.online.ingest import REJECTED, SUPPORTED_COLUMNS, UNSURE, VALID, LineParser
+from lakecdp.online.landing import split_landing
 from lakecdp.online.store import Commit, StateStore
 from lakecdp.privacy.ledger import consent_rules, entries_from_events
 from lakecdp.profiles.declarations import Match
@@ -46,6 +48,8 @@ from lakecdp.triggers.outbox import PENDING
 log = logging.getLogger(__name__)
 
 _ID_COLUMNS = ("message_id", "type", "user_id", "anonymous_id", "previous_id")
+# The `customers` columns fold_contacts reads and writes.
+_FOLDED_COLUMNS = ("external_id", *CONTACT_COLUMNS, "country", "city", "signup_date", "marketing_opt_in", "source", "updated_at")
 # What a rule may read of profile_scores: every model output, not who wrote it or when.
 _SCORE_COLUMNS = tuple(
     c for c in table("profile_scores").columns if c not in {"customer_id", "intent_model_version", "cluster_model_version", "scored_at"}
@@ -251,9 +255,10 @@ class OnlineState:
         """Bronze, quarantine, contacts and consent facts of the live lines the store holds, written under
         numbered transactions (a repeat is a no-op). Returns lines written.
 
-        Plain valid lines become bronze rows in Python (BronzeRows) appended through delta-rs; the rest
-        (rejects, identify and consent events, lines the builder leaves) go through Spark's prepare_batch.
-        Rejects are stamped `now`, by default the instant the newest of the lines was taken.
+        Valid lines become bronze rows, contacts and consent facts in Python (lakecdp.online.landing)
+        written through delta-rs; the rest (rejects, lines a builder refuses) go through Spark's
+        prepare_batch. Rejects and consent facts are stamped `now`, by default the instant the newest
+        of the lines was taken.
         """
         written, limit = 0, self.settings.state.chunk_rows
         parts = self.landing_parts = {"python_rows": 0, "spark_rows": 0, "build_s": 0.0, "append_s": 0.0, "spark_s": 0.0}
@@ -267,37 +272,51 @@ class OnlineState:
             pending = self.store.landing_pending(limit)
             if not pending.rows:
                 return written
+            at = now or from_us(max(r["received_at"] for r in pending.rows))
             began = time.perf_counter()
-            built, left = self._bronze_rows(pending.rows)
-            parts["python_rows"] += built.num_rows
-            parts["spark_rows"] += len(left)
+            landing = split_landing(pending.rows, self._build_bronze, self.consent_rules, self.lake.pseudonyms, to_us(at))
+            parts["python_rows"] += landing.bronze.num_rows
+            parts["spark_rows"] += len(landing.left)
             began = timed("build_s", began)
-            if built.num_rows:
-                self.lake.append_rows("events", built, txn=AppTxn(f"lakecdp-online-bronze-{self.store_id}", pending.seq))
+            if landing.bronze.num_rows:
+                self.lake.append_rows("events", landing.bronze, txn=AppTxn(f"lakecdp-online-bronze-{self.store_id}", pending.seq))
+            if landing.contacts:
+                self._upsert_contacts(landing.contacts, AppTxn(f"lakecdp-online-contacts-{self.store_id}", pending.seq))
+            if landing.entries:  # insert-only: a replayed flush adds nothing
+                self.lake.insert_rows("consent_ledger", arrow_rows(table("consent_ledger"), landing.entries))
             began = timed("append_s", began)
-            if left:
-                self._flush_with_spark(left, pending.seq, now or from_us(max(r["received_at"] for r in pending.rows)))
+            if landing.left:
+                self._flush_with_spark(landing.left, pending.seq, at)
             timed("spark_s", began)
             self.store.landing_flushed(pending)
             written += len(pending.rows)
             if len(pending.rows) < limit:  # caught up: lines the batches commit meanwhile wait for the next flush
                 return written
 
-    def _bronze_rows(self, rows: list[dict[str, Any]]) -> tuple[pa.Table, list[dict[str, Any]]]:
-        """The bronze rows built in Python for the plain valid lines, and the landing rows left to Spark."""
-        plain = [n for n, r in enumerate(rows) if "kind" not in r and "raw" in r]
-        lines = [(rows[n]["raw"], rows[n]["source_file"], rows[n]["received_at"]) for n in plain]
+    def _build_bronze(self, lines: list[Line]) -> tuple[pa.Table, list[int]]:
+        """The bronze rows of `lines` from the bronze worker (built here if it failed), and the lines it left out."""
         try:
             if self._bronze_worker is None:
                 self._bronze_worker = BronzeWorker(self.settings.events, self.lake.pseudonyms)
-            built, unbuilt = self._bronze_worker.build(lines)
+            return self._bronze_worker.build(lines)
         except (EOFError, OSError) as exc:
             # Nothing is lost: the lines stay in the store until written; they are built here instead.
             log.warning("flush: the bronze worker failed (%s); building bronze rows in this process", type(exc).__name__)
             self._bronze_worker = None
-            built, unbuilt = build_table(self.bronze, lines)
-        left_out = {plain[n] for n in unbuilt}
-        return built, [r for n, r in enumerate(rows) if n in left_out or "kind" in r or "raw" not in r]
+            return build_table(self.bronze, lines)
+
+    def _upsert_contacts(self, contacts: list[dict[str, Any]], txn: AppTxn) -> None:
+        """`upsert_contacts` on the driver: the contacts folded into their `customers` rows (read and sealed
+        through Lake's contact rows), merged through delta-rs."""
+        if self.lake.committed_version("customers", txn.app_id) == txn.version:
+            return  # a replayed flush: the fold read rows this commit has since changed
+        loaded = self._customers  # the CRM attributes live batches read
+        stored = self.lake.contact_rows([c["customer_id"] for c in contacts], _FOLDED_COLUMNS)
+        existing = {r["customer_id"]: r | {"updated_at": to_us(r["updated_at"])} for r in stored}
+        folded = fold_contact_rows(contacts, existing)
+        self.lake.merge_rows("customers", arrow_rows(table("customers"), folded), txn=txn)
+        if loaded is not None:
+            self._keep_attributes(loaded, txn)
 
     def close(self) -> None:
         """Ends the flush's bronze worker (a stream's last flush is done)."""

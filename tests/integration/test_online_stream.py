@@ -272,6 +272,7 @@ def test_live_batches_keep_the_crm_attributes_over_the_flushs_own_contact_upsert
     online.store.commit(online.prepare_live([raw], ["t.jsonl"], stream="s", batch_id=0, now=GENERATED.end).commit)
     before = lake.version("customers")
     assert online.flush_landing(GENERATED.end) == 1
+    assert online.landing_parts["spark_rows"] == 0  # the contacts were folded on the driver
     assert lake.version("customers") == before + 1  # the flush's upsert committed
     assert lake.with_plain_contacts(lake.read("customers")).first().email == "new@example.com"
     read = lake.read
@@ -281,6 +282,68 @@ def test_live_batches_keep_the_crm_attributes_over_the_flushs_own_contact_upsert
 
     crm_import("silver")
     assert online.customer_attributes()[customer]["loyalty_tier"] == "silver"
+
+
+def test_a_flush_writes_contacts_and_consent_facts_without_spark_and_leaves_spark_what_it_refuses(spark, tmp_path, monkeypatch):
+    """Identifies and consent events get their bronze rows, contacts and ledger entries from Python; an identify whose
+    contacts Python refuses sends every identify of the flush to Spark, which folds them as one; a replay adds nothing."""
+    settings = load_settings(overrides={"state": {"path": str(tmp_path / "state.db")}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    online = _online(settings, lake)
+    stamp = (GENERATED.end - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    later = (GENERATED.end - timedelta(minutes=30)).isoformat().replace("+00:00", "Z")
+
+    def flush(batch_id: int, *messages: dict, crash: bool = False) -> None:
+        raws = [json.dumps({"timestamp": stamp} | m).encode() for m in messages]
+        online.store.commit(online.prepare_live(raws, ["t.jsonl"] * len(raws), stream="s", batch_id=batch_id, now=GENERATED.end).commit)
+        if crash:  # every table written, the store not told: the next flush writes the same lines again
+            monkeypatch.setattr(online.store, "landing_flushed", lambda pending: pytest.fail("crash"))
+            with pytest.raises(pytest.fail.Exception):
+                online.flush_landing(GENERATED.end)
+            monkeypatch.undo()
+        assert online.flush_landing(GENERATED.end) == len(raws)
+
+    def contacts() -> dict:
+        rows = lake.with_plain_contacts(lake.read("customers")).collect()
+        return {r.external_id: (r.email, r.first_name, r.last_name) for r in rows}
+
+    identify = {"type": "identify", "userId": "cust-1"}
+    flush(
+        0,
+        identify | {"messageId": "i1", "traits": {"email": " Ada@Example.com", "firstName": "Ada", "consent": {"profiling": False}}},
+        identify | {"messageId": "i2", "timestamp": later, "context": {"traits": {"lastName": "Lovelace"}}},
+        {"type": "track", "messageId": "s1", "userId": "cust-1", "event": "Subscribed"},
+        {
+            "type": "track",
+            "messageId": "c1",
+            "userId": "cust-1",
+            "event": "Consent Updated",
+            "properties": {"purpose": "personalization", "granted": True},
+        },
+        crash=True,
+    )
+    assert online.landing_parts["python_rows"] == 4 and online.landing_parts["spark_rows"] == 0
+    assert contacts() == {"cust-1": ("ada@example.com", "Ada", "Lovelace")}
+    assert [h["operation"] for h in lake.history("customers")].count("MERGE") == 1  # the replay merged nothing
+    ledger = {(r.purpose, r.status, r.source) for r in lake.read("consent_ledger").collect()}
+    assert ledger == {
+        ("profiling", "withdrawn", "identify traits"),
+        ("email_marketing", "granted", "event:Subscribed"),
+        ("personalization", "granted", "event:Consent Updated"),
+    }
+
+    # A non-ASCII email is Spark's to lower-case: both identifies of this flush go to Spark, newest wins.
+    flush(
+        1,
+        identify | {"messageId": "i3", "userId": "cust-2", "traits": {"email": "ÉVA@example.com"}},
+        identify | {"messageId": "i4", "timestamp": later, "traits": {"firstName": "Augusta"}},
+        {"type": "track", "messageId": "s2", "userId": "cust-2", "event": "Unsubscribed"},
+    )
+    assert online.landing_parts["python_rows"] == 1 and online.landing_parts["spark_rows"] == 2
+    assert contacts() == {"cust-1": ("ada@example.com", "Augusta", "Lovelace"), "cust-2": ("éva@example.com", None, None)}
+    assert lake.read("consent_ledger").count() == 4
+    assert sorted(r.message_id for r in lake.read("events").collect()) == ["c1", "i1", "i2", "i3", "i4", "s1", "s2"]
+    online.close()
 
 
 def test_a_flush_whose_bronze_worker_died_builds_the_rows_itself(spark, tmp_path):
