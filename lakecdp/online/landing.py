@@ -50,8 +50,8 @@ def split_landing(rows: list[dict[str, Any]], build: Build, rules: ConsentRules,
     entries: dict[int, list[dict[str, Any]]] = {}
     contacts: list[dict[str, Any]] = []
     if facts:
-        times = {k: row for k, row in zip(facts, _rows_in_us(bronze.take(pa.array(facts))), strict=True)}
-        for k, row in times.items():
+        fact_rows = dict(zip(facts, _rows_in_us(bronze.take(pa.array(facts))), strict=True))
+        for k, row in fact_rows.items():
             try:
                 entries[built[k]] = entries_of_rows([row], rules, now_us)
             except NotExact:
@@ -60,7 +60,7 @@ def split_landing(rows: list[dict[str, Any]], build: Build, rules: ConsentRules,
         all_built = not any(rows[n].get("kind") == "identify" for n in left)
         try:
             if all_built:
-                contacts = identify_contacts([(*loads(rows[built[k]]["raw"]), times[k]["timestamp"]) for k in identifies], pseudonyms)
+                contacts = identify_contacts([(*loads(rows[built[k]]["raw"]), fact_rows[k]["timestamp"]) for k in identifies], pseudonyms)
         except NotExact:
             all_built = False
         if not all_built:
