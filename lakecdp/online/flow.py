@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -48,9 +48,6 @@ from lakecdp.triggers.outbox import PENDING
 log = logging.getLogger(__name__)
 
 _ID_COLUMNS = ("message_id", "type", "user_id", "anonymous_id", "previous_id")
-# Customers a timer tick re-evaluates per hold of the stream's lock: ~2 ms each (bench_stream.py's first
-# tick on its history lake: 17,203 customers in 34 s), so a live batch waits at most about half a second.
-TIMER_CHUNK = 250
 # The `customers` columns fold_contacts reads and writes.
 _FOLDED_COLUMNS = ("external_id", *CONTACT_COLUMNS, "country", "city", "signup_date", "marketing_opt_in", "source", "updated_at")
 # What a rule may read of profile_scores: every model output, not who wrote it or when.
@@ -481,26 +478,13 @@ class OnlineState:
             "updated_at": at,
         }
 
-    def fire_timers(
-        self, now: datetime | Callable[[], datetime], *, stream: str, lock: AbstractContextManager[Any] = nullcontext()
-    ) -> list[str]:
-        """Re-evaluate the customers whose verdict time alone may flip by `now` (no bronze read).
-
-        `lock`: held over each chunk of TIMER_CHUNK customers (loaded, evaluated, committed), so live
-        batches taking it run between chunks: the first tick after a backfill or a stop may find 17k
-        customers due (34 s of Python), and live batches waited for all of them. `now` may be a clock,
-        read under the lock for each chunk: a chunk never evaluates a customer at an instant before one
-        a live batch already evaluated it at.
-        """
-        instant = now if callable(now) else lambda: now
-        due = self.store.due(to_us(instant()))
-        for k, start in enumerate(range(0, len(due), TIMER_CHUNK)):
-            with lock:
-                at = instant()
-                # One batch id per chunk, increasing: a tick at the same instant again finds its chunks applied.
-                commit = Commit(stream=f"{stream}:timers", batch_id=to_us(at) + k)
-                self._evaluate(dict(self.store.load(due[start : start + TIMER_CHUNK])), commit, at)
-                self.store.commit(commit)
+    def fire_timers(self, now: datetime, *, stream: str) -> list[str]:
+        """Re-evaluate the customers whose verdict time alone may flip by `now` (no bronze read)."""
+        due = self.store.due(to_us(now))
+        if due:
+            commit = Commit(stream=f"{stream}:timers", batch_id=to_us(now))
+            self._evaluate(dict(self.store.load(due)), commit, now)
+            self.store.commit(commit)
         return due
 
     def email_consent_events(self, state: dict[str, Any]) -> tuple[int | None, int | None]:

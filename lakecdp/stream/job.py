@@ -181,9 +181,9 @@ class BatchProcessor:
         """Time-driven work: due segment timers, then due trigger sends; returns when the next of either falls due."""
         began = time.perf_counter()
         if self.online is not None:
-            # State only (Python over the due customers' states), in chunks under the lock live batches take.
-            fired = self.online.fire_timers(self.clock.now, stream=self.stream_name, lock=self.lock)
-            now = self.clock.now()
+            with self.lock:  # state only: Python over the due customers' states
+                now = self.clock.now()
+                fired = self.online.fire_timers(now, stream=self.stream_name)
             # The dispatcher reads the live states and the unflushed outbox from the store, so a send
             # waits for no flush: flushes run on their own thread (_flush_online) beside batches and sends.
             if self.triggers:

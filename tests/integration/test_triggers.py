@@ -223,23 +223,7 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
         return send_due_triggers(lake, settings, segments, now, online=online)
 
     send(T + H, *[line(f"add-{c}", c, "Product Added", T, category="shoes", price=80) for c, _ in crm])
-    # Hour 48: entries by time alone, two customers per hold of the lock, the clock read for each chunk.
-    monkeypatch.setattr("lakecdp.online.flow.TIMER_CHUNK", 2)
-    holds, reads = [], []
-
-    class Lock:
-        def __enter__(self):
-            holds.append(len(reads))
-
-        def __exit__(self, *exc):
-            return False
-
-    def clock():
-        reads.append(T + 48 * H + timedelta(seconds=20))
-        return reads[-1]
-
-    assert len(online.fire_timers(clock, stream="s", lock=Lock())) == len(crm)
-    assert holds == list(range(1, len(reads), 1)) and len(holds) == -(-len(crm) // 2)
+    online.fire_timers(T + 48 * H + timedelta(seconds=20), stream="s")  # hour 48: entries by time alone
     queued = {name[r["customer_id"]]: r for r in online.store.unflushed("trigger_outbox")}
     assert set(queued) == {"abandoner", "late_buyer", "unsubscriber", "no_consent", "held_out_3", "bounced"}
     send(
