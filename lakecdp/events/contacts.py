@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pyspark.sql import Column, DataFrame, functions as F
 from pyspark.sql.types import MapType, StringType
 
-from lakecdp.events.json_text import NotExact, loads, map_to_json, spark_json
+from lakecdp.events.json_text import LONE_SURROGATE, NotExact, loads, map_to_json, spark_json
 from lakecdp.lake import AppTxn, Lake
 from lakecdp.lake.delta_rs import to_arrow
 from lakecdp.privacy.pseudonyms import PATTERN, Pseudonymizer
@@ -276,9 +276,6 @@ def contacts_from_identifies(valid: DataFrame, pseudonyms: Pseudonymizer) -> Dat
     )
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def identify_contacts(identifies: Iterable[tuple[Mapping[str, Any], bool, int]], pseudonyms: Pseudonymizer) -> list[dict[str, Any]]:
     """`contacts_from_identifies` on the driver: `identifies` holds each valid identify message as
     json_text.loads read it, its plainness and its event time (µs), in landing order; times in µs.
@@ -326,7 +323,7 @@ def _last_trait(traits: Mapping[str, Any], column: str, plain: bool) -> str | No
         if _normalized(key) in _CONTACT_SOURCES[column]:
             value = candidate
     if value is None or isinstance(value, str):
-        if value is not None and _SURROGATE.search(value):
+        if value is not None and LONE_SURROGATE.search(value):
             raise NotExact  # a lone surrogate escape: Java writes it otherwise
         return value
     return spark_json(value, plain=plain)

@@ -28,7 +28,9 @@ class NotExact(Exception):
 _SURE_ABOVE, _SURE_BELOW = 1e-300, 1e15
 _PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # `\ud83d`: half of a pair, or a lone surrogate
+# A lone surrogate in a decoded string (Python keeps `"\ud83d"` as one; Java writes it otherwise in UTF-8).
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def java_double(x: float) -> str:
@@ -135,5 +137,5 @@ def loads(text: str) -> tuple[Any, bool]:
         value = json.loads(text, object_pairs_hook=_pairs, parse_float=number, parse_constant=_constant)
     except (ValueError, RecursionError):
         raise NotExact from None
-    astral = _SURROGATE_ESCAPE.search(text) if text.isascii() else _ASTRAL.search(text) or _SURROGATE_ESCAPE.search(text)
+    astral = SURROGATE_ESCAPE.search(text) if text.isascii() else _ASTRAL.search(text) or SURROGATE_ESCAPE.search(text)
     return value, not odd and not astral

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from lakecdp.config.models import EventSettings
-from lakecdp.events.json_text import NotExact, loads
+from lakecdp.events.json_text import SURROGATE_ESCAPE, NotExact, loads
 from lakecdp.events.schema import EVENT_TYPES, MAX_EVENT_BYTES, REJECTED_FIELD
 from lakecdp.privacy.pseudonyms import Pseudonymizer
 
@@ -69,7 +69,6 @@ _DECIMAL = re.compile(r"-?\d{1,300}(?:\.\d{1,300})?")
 _INTEGER = re.compile(r"-?\d{1,10}")
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 # to_bronze's typed properties: name -> (kind, bronze column)
 _DOUBLES = ("price", "revenue", "total", "time_on_page_s")
@@ -200,7 +199,7 @@ class LineParser:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise _Unsure from None
-        if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        if "\\u" in text and SURROGATE_ESCAPE.search(text):
             raise _Unsure  # a \uD800-\uDFFF escape: Python keeps the lone surrogate, the JVM does not
         try:
             e, self.plain = loads(text) if self.exact_json else (json.loads(text), False)

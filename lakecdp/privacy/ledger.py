@@ -29,7 +29,7 @@ from pyspark.sql import Column, DataFrame, Window, functions as F
 
 from lakecdp.config import ConfigError
 from lakecdp.config.sections import Sources, source_of
-from lakecdp.events.json_text import NotExact, loads
+from lakecdp.events.json_text import LONE_SURROGATE, NotExact, loads
 from lakecdp.lake import Lake
 from lakecdp.privacy.purposes import (
     CRM_SOURCE,
@@ -233,7 +233,7 @@ class _Fields:
             return None
         if isinstance(value, bool):
             return "true" if value else "false"
-        if isinstance(value, str) and not any("\ud800" <= c <= "\udfff" for c in value):
+        if isinstance(value, str) and not LONE_SURROGATE.search(value):
             return value
         raise NotExact  # a number, an object, a lone surrogate: Spark's text of it is not redone here
 
