@@ -56,7 +56,9 @@ class DeltaSparkEngine(LakeEngine):
         self._delta = DeltaTable
 
     def exists(self, path: str) -> bool:
-        return bool(self._delta.isDeltaTable(self.spark, path))
+        # Through delta-rs, as versions are read (below): Spark's isDeltaTable is a py4j round trip and a log
+        # read in the JVM, ~80 ms, and live batches, ticks and dispatches ask several times each (2026-12-07).
+        return DeltaLog.is_deltatable(path, storage_options=self.storage_options or None)
 
     def create(self, spec: TableSpec, path: str) -> None:
         def create_if_missing() -> None:
