@@ -361,9 +361,10 @@ def profile(state: dict[str, Any], customer_id: str, as_of: int) -> dict[str, An
 def _category_views(views: list[list], as_of: int) -> dict[str, Any]:
     maps: dict[str, Any] = {}
     for name, window in WINDOWS.items():
+        since = as_of - _window_us(window)  # once per window: a customer of 30 days has views by the hundred
         counts: dict[str, int] = {}
         for at, category in views:
-            if at > as_of - _window_us(window):
+            if at > since:
                 counts[category] = counts.get(category, 0) + 1
         maps[f"category_views_{name}"] = dict(sorted(counts.items())) if views else None
     return {**maps, "distinct_categories_30d": len({category for _, category in views})}
@@ -373,9 +374,16 @@ def _category_views(views: list[list], as_of: int) -> dict[str, Any]:
 class Verdict:
     segment: str
     is_member: bool
-    reason: str
+    explain: dict[str, Any]  # what the conditions saw, label -> value
     rule_version: str
     next_check_at: int | None
+
+    @property
+    def reason(self) -> str:
+        """`explain` as segment_membership's and segment_transitions' reason text. Written only for a
+        member or a transition: most verdicts of an evaluation are neither (a 2,000-event live batch
+        evaluates the 10 default segments for ~280 customers)."""
+        return json.dumps(self.explain, default=str, sort_keys=True)
 
 
 @dataclass
@@ -406,7 +414,7 @@ def verdicts(
             Verdict(
                 segment.name,
                 holds,
-                json.dumps(context.explain, default=str, sort_keys=True),
+                context.explain,
                 segment.version,
                 min(future) if future else None,
             )
