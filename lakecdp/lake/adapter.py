@@ -211,8 +211,7 @@ class Lake:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
-        # Opened, not asked first: delta-spark's isDeltaTable reads the log through Spark (a py4j round trip
-        # and a Spark log read, ~80 ms, measured 2026-12-07), ten times per trigger dispatch.
+        # Opened, not asked first (`exists`): one listing of the log, not two; a trigger dispatch reads ten tables.
         try:
             stored_table = DeltaTable(self.path(name), storage_options=self.storage_options or None)
         except TableNotFoundError:
