@@ -114,9 +114,7 @@ def refresh_membership(
         ]
         if any(s.trigger is not None for s in segments):
             # Insert-only: a replayed entry never resets a send that already went out.
-            writes.append(
-                lambda: lake.merge("trigger_outbox", entries_to_enqueue(transitions, segments, as_of), update_columns=[], txn=txn)
-            )
+            writes.append(lambda: lake.merge("trigger_outbox", entries_to_enqueue(compared, segments, as_of), update_columns=[], txn=txn))
         run_together(lake.spark, *writes)  # three tables, one cached frame
         # Last, alone: a Delta MERGE re-caches every cached plan that reads its target, so once
         # segment_membership commits, `compared` would be recomputed against the new members and

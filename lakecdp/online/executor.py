@@ -5,7 +5,8 @@ customer's whole history in Spark; tests/unit/test_online_differential.py holds 
 
 State is a plain JSON-able dict per customer, so any key-value store can keep it:
   first/last/n      first and last event instant (µs since the epoch, UTC) and the event count
-  m                 per declared Match: [lifetime count, latest instant, instants within its longest window]
+  m                 per declared Match: [lifetime count, latest instant, instants within its longest window,
+                    the latest instant that has left that window]
   avg               [sum, n] of time_on_page_s and of scroll_depth_pct
   rev               order revenue, summed
   at                latest non-null country, city, timezone and viewed category, each [instant, value]
@@ -52,6 +53,7 @@ from lakecdp.segments.rules import Absence, AllOf, AnyOf, AtLeastOf, Attribute, 
 from lakecdp.segments.sql import SqlRule, evaluate as sql_evaluate
 
 US = 1_000_000
+STATE_FORMAT = 2  # 2: each match keeps the latest instant that left its window (a store of format 1 bootstraps again)
 _DAY_US = 86_400 * US
 _ORDER, _CART_ADD = Match(ORDER), Match(CART_ADD)
 _PV_WINDOW, _CA_WINDOW = int(WINDOWS["30d"].total_seconds()) * US, int(WINDOWS["24h"].total_seconds()) * US
@@ -131,7 +133,7 @@ class Plan:
     @property
     def fingerprint(self) -> str:
         """Changes exactly when the state a customer needs changes (a new match or a longer window)."""
-        return json.dumps(sorted(self.windows.items()), separators=(",", ":"))
+        return json.dumps([STATE_FORMAT, sorted(self.windows.items())], separators=(",", ":"))
 
     def matching(self, event: dict[str, Any]) -> Iterable[str]:
         """Keys of the matches `event` satisfies (dispatched by name and type, then tested)."""
@@ -184,12 +186,14 @@ def fold(plan: Plan, state: dict[str, Any], event: dict[str, Any], as_of: int) -
     state["last"] = at if state["last"] is None else max(state["last"], at)
     state["n"] += 1
     for key in plan.matching(event):
-        tracked = state["m"].setdefault(key, [0, None, []])
+        tracked = state["m"].setdefault(key, [0, None, [], None])
         tracked[0] += 1
         tracked[1] = at if tracked[1] is None else max(tracked[1], at)
         window = plan.windows[key]
         if window and at > as_of - window:
             insort(tracked[2], at)
+        elif window:
+            tracked[3] = _later(tracked[3], at)
     _fold_profile(state, event, at, as_of)
 
 
@@ -248,11 +252,12 @@ def merge(plan: Plan, into: dict[str, Any], other: dict[str, Any], as_of: int) -
         into["first"] = other["first"] if into["first"] is None else min(into["first"], other["first"])
         into["last"] = other["last"] if into["last"] is None else max(into["last"], other["last"])
     into["n"] += other["n"]
-    for key, (n, last, instants) in other["m"].items():
-        tracked = into["m"].setdefault(key, [0, None, []])
+    for key, (n, last, instants, gone) in other["m"].items():
+        tracked = into["m"].setdefault(key, [0, None, [], None])
         tracked[0] += n
-        tracked[1] = last if tracked[1] is None else (tracked[1] if last is None else max(tracked[1], last))
+        tracked[1] = _later(tracked[1], last)
         tracked[2] = sorted(tracked[2] + instants)
+        tracked[3] = _later(tracked[3], gone)
     into["avg"] = [a + b for a, b in zip(into["avg"], other["avg"])]
     into["rev"] += other["rev"]
     for name in ("lp", "sat"):
@@ -279,9 +284,15 @@ def advance(plan: Plan, state: dict[str, Any], as_of: int) -> None:
         window = plan.windows.get(key, 0)
         instants = tracked[2]
         if instants and instants[0] <= as_of - window:
-            del instants[: bisect_right(instants, as_of - window)]
+            left = bisect_right(instants, as_of - window)
+            tracked[3] = _later(tracked[3], instants[left - 1])
+            del instants[:left]
     state["pv"] = [entry for entry in state["pv"] if entry[0] > as_of - _PV_WINDOW]
     state["ca"] = [entry for entry in state["ca"] if entry[0] > as_of - _CA_WINDOW]
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    return a if b is None else b if a is None else max(a, b)
 
 
 def _count(state: dict[str, Any], match: Match, window: timedelta | None, as_of: int) -> int:
@@ -302,6 +313,17 @@ def _oldest(state: dict[str, Any], match: Match, window: timedelta, as_of: int) 
 
 def _latest_of(state: dict[str, Any], match: Match) -> int | None:
     return state["m"].get(match.key, [0, None])[1]
+
+
+def _left_window(state: dict[str, Any], match: Match, window: timedelta, as_of: int) -> int | None:
+    """The instant the latest event that has left `window` by `as_of` did so (its count dropped then)."""
+    tracked = state["m"].get(match.key)
+    if tracked is None:
+        return None
+    instants, window_us = tracked[2], _window_us(window)
+    position = bisect_right(instants, as_of - window_us)  # the plan's window may be longer than the rule's
+    latest = instants[position - 1] if position else tracked[3]
+    return None if latest is None else latest + window_us
 
 
 def _mode(counts: dict[Any, int]) -> Any:
@@ -377,6 +399,10 @@ class Verdict:
     explain: dict[str, Any]  # what the conditions saw, label -> value
     rule_version: str
     next_check_at: int | None
+    # The latest instant, at or before the evaluation, at which the rule's inputs changed by event time:
+    # the verdict has held since then. None when the rule reads a profile, CRM or score value, whose
+    # changes have no event time (lakecdp.triggers.outbox.too_late then never calls an entry late).
+    changed_at: int | None = None
 
     @property
     def reason(self) -> str:
@@ -393,7 +419,12 @@ class _Context:
     as_of: int
     segments: dict[str, Segment]
     explain: dict[str, Any] = field(default_factory=dict)
-    changes: list[int] = field(default_factory=list)
+    changes: list[int] = field(default_factory=list)  # instants time alone can flip a leaf (after as_of: timers)
+    changed: list[int] = field(default_factory=list)  # the leaves' latest changes by as_of, by event time
+    untimed: bool = False  # a leaf read a value whose changes have no event time (profile, CRM, score)
+
+    def changed_at(self, *instants: int | None) -> None:
+        self.changed += [at for at in instants if at is not None]
 
     def explain_as(self, label: str, value: Any) -> None:
         unique = label if label not in self.explain else f"{label} #{len(self.explain)}"
@@ -410,15 +441,8 @@ def verdicts(
         context = _Context(state, values, as_of, by_name)
         holds = _holds(segment.rule, context)
         future = [at for at in context.changes if at > as_of]
-        result.append(
-            Verdict(
-                segment.name,
-                holds,
-                context.explain,
-                segment.version,
-                min(future) if future else None,
-            )
-        )
+        changed = None if context.untimed else max([state["first"], *context.changed])
+        result.append(Verdict(segment.name, holds, context.explain, segment.version, min(future) if future else None, changed))
     return result
 
 
@@ -428,10 +452,12 @@ def _holds(rule: Rule, context: _Context) -> bool:
     if isinstance(rule, EventCount):
         match = rule.match.declared
         count = _count(state, match, rule.within, as_of)
+        context.changed_at(_latest_of(state, match))
         if rule.within is not None:
             oldest = _oldest(state, match, rule.within, as_of)
             if oldest is not None:
                 context.changes.append(oldest + _window_us(rule.within))
+            context.changed_at(_left_window(state, match, rule.within, as_of))
         window = f" within {rule.within}" if rule.within is not None else ""
         context.explain_as(f"count({_describe(rule.match)}){window}", count)
         return (rule.at_least is None or count >= rule.at_least) and (rule.at_most is None or count <= rule.at_most)
@@ -439,15 +465,20 @@ def _holds(rule: Rule, context: _Context) -> bool:
         last_did, last_then = _latest_of(state, rule.did.declared), _latest_of(state, rule.then_not.declared)
         context.explain_as(f"last {_describe(rule.did)}", last_did)
         context.explain_as(f"last {_describe(rule.then_not)}", last_then)
+        context.changed_at(last_did, last_then)
         if last_did is None:
             return False
         no_follow_up = last_then is None or last_then < last_did
+        waited = last_did <= as_of - _window_us(rule.within)
         if no_follow_up:
             context.changes.append(last_did + _window_us(rule.within))
-        return last_did <= as_of - _window_us(rule.within) and no_follow_up
+            if waited:
+                context.changed_at(last_did + _window_us(rule.within))
+        return waited and no_follow_up
     if isinstance(rule, Attribute):
         value = context.values.get(rule.column) if rule.table == "profile" else (context.values.get("customer") or {}).get(rule.column)
         context.explain_as(rule.label, value)
+        context.untimed = True
         return _compare(value, rule.op, rule.value)
     if isinstance(rule, SqlRule):
         customer = context.values.get("customer") or {}
@@ -455,11 +486,14 @@ def _holds(rule: Rule, context: _Context) -> bool:
             context.explain_as(name, context.values.get(name))
         for name, _ in rule.customer_columns:
             context.explain_as(f"customer.{name}", customer.get(name))
+        context.untimed = True
         return sql_evaluate(rule.tree, context.values, customer) is True
     if isinstance(rule, InSegment):
         inner = _Context(state, context.values, as_of, context.segments)
         holds = _holds(context.segments[rule.segment].rule, inner)
         context.changes += inner.changes
+        context.changed += inner.changed
+        context.untimed |= inner.untimed
         context.explain_as(f"in {rule.segment}", holds)
         return holds
     if isinstance(rule, (AllOf, AnyOf, AtLeastOf)):

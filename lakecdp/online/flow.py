@@ -43,7 +43,7 @@ from lakecdp.profiles.view import CUSTOMER, customer_struct
 from lakecdp.segments.compile import event_columns
 from lakecdp.segments.rules import Segment, customer_columns
 from lakecdp.spark.together import run_together
-from lakecdp.triggers.outbox import PENDING
+from lakecdp.triggers.outbox import CANCELLED, PENDING, too_late
 
 log = logging.getLogger(__name__)
 
@@ -445,7 +445,7 @@ class OnlineState:
                             ("segment_transitions", _transition(verdict.segment, key, "entered", at, verdict.rule_version, verdict.reason))
                         )
                         if verdict.segment in self.triggers:
-                            commit.rows.append(("trigger_outbox", self._outbox_row(verdict.segment, key, at)))
+                            commit.rows.append(("trigger_outbox", self._outbox_row(verdict.segment, key, at, verdict.changed_at)))
                 elif was:
                     del members[verdict.segment]
                     commit.rows.append(
@@ -461,10 +461,11 @@ class OnlineState:
             dues = [due for due, _ in timers.values()] + waiting
             state["due"] = min(dues) if dues else None
 
-    def _outbox_row(self, segment: str, customer: str, at: int) -> dict[str, Any]:
+    def _outbox_row(self, segment: str, customer: str, at: int, changed_at: int | None) -> dict[str, Any]:
         entered = from_us(at)
         key = "\u0000".join((segment, customer, entered.strftime("%Y-%m-%dT%H:%M:%S.%f")))
         spec = self.triggers[segment]
+        late = too_late(spec, at, changed_at)
         return {
             "trigger_id": hashlib.sha256(key.encode()).hexdigest()[:32],
             "segment": segment,
@@ -472,9 +473,9 @@ class OnlineState:
             "destination": spec.destination,
             "entered_at": at,
             "due_at": at + int(spec.delay.total_seconds() * 1_000_000),
-            "state": PENDING,
+            "state": PENDING if late is None else CANCELLED,
             "attempts": 0,
-            "reason": None,
+            "reason": late,
             "updated_at": at,
         }
 

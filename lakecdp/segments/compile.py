@@ -48,6 +48,10 @@ class _Leaves:
     changes_at: list[Column] = field(default_factory=list)
     # Event names the aggregations read: no other event can change any leaf.
     events: set[str] = field(default_factory=set)
+    # Each leaf's latest change at or before as_of, by event time (online: Verdict.changed_at), and
+    # whether a leaf read a value whose changes have no event time (profile, CRM, score).
+    changed: list[Column] = field(default_factory=list)
+    untimed: bool = False
 
     def name(self) -> str:
         """A unique column name for the next leaf's aggregate."""
@@ -83,6 +87,15 @@ def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
             oldest = f"{name}_oldest"
             leaves.aggregations.append(F.min(F.when(_matches(rule.match) & in_window, F.col("timestamp"))).alias(oldest))
             leaves.changes_at.append(F.col(oldest) + _interval(rule.within))
+        latest = f"{name}_latest"
+        leaves.aggregations.append(F.max(F.when(_matches(rule.match), F.col("timestamp"))).alias(latest))
+        leaves.changed.append(F.col(latest))
+        if rule.within is not None:
+            # It dropped when the latest event to leave the window left it.
+            left = f"{name}_left"
+            has_left = _matches(rule.match) & (F.col("timestamp") <= as_of - _interval(rule.within))
+            leaves.aggregations.append(F.max(F.when(has_left, F.col("timestamp"))).alias(left))
+            leaves.changed.append(F.col(left) + _interval(rule.within))
         count = F.coalesce(F.col(name), F.lit(0))
         window = f" within {rule.within}" if rule.within is not None else ""
         leaves.explain_as(f"count({_describe(rule.match)}){window}", count)
@@ -107,10 +120,16 @@ def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
         has_no_follow_up = F.col(last_then).isNull() | (F.col(last_then) < F.col(last_did))
         # Turns true `within` after the latest `did` unless `then_not` came first.
         leaves.changes_at.append(F.when(has_no_follow_up, F.col(last_did) + _interval(rule.within)))
+        leaves.changed += [
+            F.col(last_did),
+            F.col(last_then),
+            F.when(has_no_follow_up & has_waited, F.col(last_did) + _interval(rule.within)),
+        ]
         return F.coalesce(F.col(last_did).isNotNull() & has_waited & has_no_follow_up, F.lit(False))
     if isinstance(rule, Attribute):
         value = F.col(rule.column) if rule.table == "profile" else F.col(CUSTOMER)[rule.column]
         leaves.explain_as(rule.label, value)
+        leaves.untimed = True
         if rule.op == "in":
             holds = value.isin(list(rule.value))
         else:
@@ -121,6 +140,7 @@ def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
             leaves.explain_as(name, F.col(name))
         for name, _ in rule.customer_columns:
             leaves.explain_as(f"customer.{name}", F.col(CUSTOMER)[name])
+        leaves.untimed = True
         return F.coalesce(sql_column(rule.tree, CUSTOMER), F.lit(False))
     if isinstance(rule, InSegment):
         # Inlined: the referenced rule is evaluated on the same per-customer row, so order
@@ -129,6 +149,8 @@ def _compile(rule: Rule, as_of: Column, leaves: _Leaves) -> Column:
         holds = _compile(leaves.segments[rule.segment].rule, as_of, inner)
         leaves.aggregations += inner.aggregations
         leaves.changes_at += inner.changes_at
+        leaves.changed += inner.changed
+        leaves.untimed |= inner.untimed
         leaves.events |= inner.events
         leaves.explain_as(f"in {rule.segment}", holds)
         return holds
@@ -148,6 +170,13 @@ def _next_check(changes_at: list[Column], as_of: Column) -> Column:
     if not future:
         return F.lit(None).cast("timestamp")
     return future[0] if len(future) == 1 else F.least(*future)
+
+
+def _changed_at(leaves: _Leaves) -> Column:
+    """Verdict.changed_at of the online executor: the latest leaf change, or the customer's first event."""
+    if leaves.untimed:
+        return F.lit(None).cast("timestamp")
+    return F.greatest(F.col("first_seen_at"), *leaves.changed) if leaves.changed else F.col("first_seen_at")
 
 
 def event_columns(segments: list[Segment]) -> set[str]:
@@ -178,11 +207,13 @@ def evaluate_segments(
     customers: DataFrame | None = None,
     all_segments: list[Segment] | None = None,
 ) -> DataFrame:
-    """Every customer x segment as of `as_of`: (segment, customer_id, is_member, reason, rule_version, next_check_at).
+    """Every customer x segment as of `as_of`: (segment, customer_id, is_member, reason, rule_version, next_check_at, changed_at).
 
     One aggregation pass over events serves all segments; `reason` is JSON of the values
     each condition saw, so a membership can be explained later; `next_check_at` is the
-    earliest later instant at which time alone can change the answer (its timer), else null.
+    earliest later instant at which time alone can change the answer (its timer), else null;
+    `changed_at` is the latest instant by `as_of` at which the rule's inputs changed by event
+    time (the answer has held since), null when the rule reads a profile, CRM or score value.
     """
     as_of_ts = F.lit(as_of).cast("timestamp")
     compiled = []
@@ -218,9 +249,10 @@ def evaluate_segments(
             F.to_json(F.struct(*[value.alias(label) for label, value in leaves.explain.items()])).alias("reason"),
             F.lit(segment.version).cast("string").alias("rule_version"),
             _next_check(leaves.changes_at, as_of_ts).cast("timestamp").alias("next_check_at"),
+            _changed_at(leaves).cast("timestamp").alias("changed_at"),
         )
         for segment, predicate, leaves in compiled
     ]
     return rows.select(F.col("customer_id"), F.explode(F.array(*verdicts)).alias("v")).select(
-        F.col("v.segment").alias("segment"), "customer_id", "v.is_member", "v.reason", "v.rule_version", "v.next_check_at"
+        F.col("v.segment").alias("segment"), "customer_id", "v.is_member", "v.reason", "v.rule_version", "v.next_check_at", "v.changed_at"
     )

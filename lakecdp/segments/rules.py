@@ -120,6 +120,9 @@ class AtLeastOf:
 Rule = EventCount | Absence | Attribute | InSegment | AllOf | AnyOf | Not | AtLeastOf | SqlRule
 
 
+DEFAULT_MAX_LATENESS = timedelta(hours=24)
+
+
 @dataclass(frozen=True)
 class TriggerSpec:
     """Send to `destination` when a customer enters the segment (see lakecdp/triggers)."""
@@ -130,6 +133,10 @@ class TriggerSpec:
     cap_per: timedelta | None = None  # ... within this window
     quiet_start: time | None = None  # local time in the customer's zone
     quiet_end: time | None = None
+    # An entry decided longer than this after its moment (when the rule last changed by event time:
+    # a cart add + 48 h) is recorded as cancelled, not sent: a backfill of history, a stream that was
+    # down, late events. None: never late.
+    max_lateness: timedelta | None = DEFAULT_MAX_LATENESS
 
 
 @dataclass(frozen=True)
@@ -193,7 +200,7 @@ def parse_segments(
 def _parse_trigger(node: Any, where: str) -> TriggerSpec:
     if not isinstance(node, dict):
         raise RuleError(f"{where}: trigger: must be a mapping with at least a destination.")
-    _no_unknown(node, {"destination", "delay", "frequency_cap", "quiet_hours"}, where, "trigger")
+    _no_unknown(node, {"destination", "delay", "frequency_cap", "quiet_hours", "max_lateness"}, where, "trigger")
     if not isinstance(node.get("destination"), str):
         raise RuleError(f"{where}: trigger.destination: missing. Fix: name a destination from conf/base/triggers.yaml.")
     delay = parse_duration(node.get("delay", "0s")) if node.get("delay") not in (None, 0, "0") else timedelta(0)
@@ -212,7 +219,11 @@ def _parse_trigger(node: Any, where: str) -> TriggerSpec:
         _no_unknown(quiet, {"start", "end"}, where, "trigger.quiet_hours")
         quiet_start = _clock_time(quiet.get("start"), where, "trigger.quiet_hours.start")
         quiet_end = _clock_time(quiet.get("end"), where, "trigger.quiet_hours.end")
-    return TriggerSpec(node["destination"], delay, cap_max, cap_per, quiet_start, quiet_end)
+    max_lateness: timedelta | None = DEFAULT_MAX_LATENESS
+    if "max_lateness" in node:
+        lateness = node["max_lateness"]
+        max_lateness = None if lateness is None or lateness == "none" else _window(lateness, where, "trigger.max_lateness")
+    return TriggerSpec(node["destination"], delay, cap_max, cap_per, quiet_start, quiet_end, max_lateness)
 
 
 def _clock_time(value: Any, where: str, key: str) -> time:

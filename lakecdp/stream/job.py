@@ -42,6 +42,7 @@ from lakecdp.segments.compile import event_columns
 from lakecdp.spark.together import run_together
 from lakecdp.stream.metrics import Heartbeat, ProgressListener, StreamMetrics
 from lakecdp.stream.source_log import batch_files, read_lines
+from lakecdp.triggers.outbox import PENDING
 from models.settings import parse_model_settings
 
 if TYPE_CHECKING:
@@ -212,7 +213,7 @@ class BatchProcessor:
             # of the last dispatch (a frozen clock, or an event older than that dispatch).
             unflushed = self.online.store.unflushed("trigger_outbox")
             self.dispatched &= {row["trigger_id"] for row in unflushed}
-            waiting = [row["due_at"] for row in unflushed if row["trigger_id"] not in self.dispatched]
+            waiting = [row["due_at"] for row in unflushed if row["state"] == PENDING and row["trigger_id"] not in self.dispatched]
             dues.append(from_us(min(waiting)) if waiting else None)
         return min((d for d in dues if d is not None), default=None)
 

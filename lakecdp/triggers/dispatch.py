@@ -167,7 +167,7 @@ def _email_facts(lake: Lake, customers: list[str], unflushed: list[dict] | None 
 def _unflushed_due(lake: Lake, online: OnlineState, now: datetime) -> list[dict]:
     """Outbox rows due by `now` that are still only in the store (no flush has written them), and not dispatched yet."""
     at = to_us(now)
-    waiting = [row for row in online.store.unflushed("trigger_outbox") if row["due_at"] <= at]
+    waiting = [row for row in online.store.unflushed("trigger_outbox") if row["state"] == PENDING and row["due_at"] <= at]
     if not waiting:
         return []
     known = {r["trigger_id"] for r in lake.rows("trigger_outbox", ["trigger_id"], {"trigger_id": [row["trigger_id"] for row in waiting]})}

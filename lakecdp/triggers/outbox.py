@@ -2,41 +2,65 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pyspark.sql import DataFrame, functions as F
+from pyspark.sql import Column, DataFrame, functions as F
 
 from lakecdp.segments.rules import Segment, TriggerSpec
 
 PENDING = "pending"  # queued, not yet sent, cancelled or failed
+CANCELLED = "cancelled"
+# An entry past its trigger's max_lateness (whole hours; TriggerSpec.max_lateness).
+LATE = "entered %.1f h after its moment by event time (trigger.max_lateness: %.1f h)"
 
 
-def entries_to_enqueue(transitions: DataFrame, segments: list[Segment], now: datetime) -> DataFrame:
-    """`entered` transitions of trigger segments -> trigger_outbox rows (state pending, due after the delay).
+def entries_to_enqueue(compared: DataFrame, segments: list[Segment], now: datetime) -> DataFrame:
+    """Customers entering trigger segments -> trigger_outbox rows (pending, due after the delay; or cancelled, too late).
 
+    `compared`: segments.membership.compare_membership of verdicts as of `now` (with changed_at).
     trigger_id is a hash of (segment, customer, entry instant): a replayed entry maps to the
     same row, and the id doubles as the receiver's idempotency key.
     """
     triggered = [(s.name, s.trigger) for s in segments if s.trigger is not None]
     if not triggered:
-        return transitions.sparkSession.createDataFrame([], _OUTBOX_COLUMNS)
-    destination = F.create_map(*[x for name, trigger in triggered for x in (F.lit(name), F.lit(trigger.destination))])
-    delay_seconds = F.create_map(*[x for name, trigger in triggered for x in (F.lit(name), F.lit(int(trigger.delay.total_seconds())))])
-    entered = transitions.filter((F.col("transition") == "entered") & F.col("segment").isin([name for name, _ in triggered]))
-    key = F.concat_ws("\u0000", "segment", "customer_id", F.date_format("at", "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"))
+        return compared.sparkSession.createDataFrame([], _OUTBOX_COLUMNS)
+
+    def by_segment(value: Callable[[TriggerSpec], object]) -> Column:
+        return F.create_map(*[x for name, trigger in triggered for x in (F.lit(name), F.lit(value(trigger)))])
+
+    destination = by_segment(lambda trigger: trigger.destination)
+    delay_seconds = by_segment(lambda trigger: int(trigger.delay.total_seconds()))
+    lateness_seconds = by_segment(lambda trigger: None if trigger.max_lateness is None else int(trigger.max_lateness.total_seconds()))
+    at = F.lit(now).cast("timestamp")
+    entered = compared.filter(F.col("is_member") & F.col("entered_at").isNull() & F.col("segment").isin([name for name, _ in triggered]))
+    key = F.concat_ws("\u0000", "segment", "customer_id", F.date_format(at, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"))
+    late_by = F.unix_micros(at) - F.unix_micros(F.col("changed_at"))
+    allowed = lateness_seconds[F.col("segment")]
+    is_late = F.coalesce(late_by > allowed.cast("long") * 1_000_000, F.lit(False))
     return entered.select(
         F.substring(F.sha2(key, 256), 1, 32).alias("trigger_id"),
         "segment",
         "customer_id",
         destination[F.col("segment")].alias("destination"),
-        F.col("at").alias("entered_at"),
-        (F.col("at") + F.make_dt_interval(secs=delay_seconds[F.col("segment")].cast("double"))).alias("due_at"),
-        F.lit(PENDING).alias("state"),
+        at.alias("entered_at"),
+        (at + F.make_dt_interval(secs=delay_seconds[F.col("segment")].cast("double"))).alias("due_at"),
+        F.when(is_late, F.lit(CANCELLED)).otherwise(F.lit(PENDING)).alias("state"),
         F.lit(0).alias("attempts"),
-        F.lit(None).cast("string").alias("reason"),
-        F.lit(now).cast("timestamp").alias("updated_at"),
+        F.when(is_late, F.format_string(LATE, late_by / 3_600_000_000, allowed / 3600)).alias("reason"),
+        at.alias("updated_at"),
     )
+
+
+def too_late(spec: TriggerSpec, entered_at: int, changed_at: int | None) -> str | None:
+    """The cancel reason of an entry decided at `entered_at` for a rule whose inputs last changed at
+    `changed_at` (µs, by event time), when that is more than the trigger's max_lateness; else None."""
+    if spec.max_lateness is None or changed_at is None:
+        return None
+    late_by = entered_at - changed_at
+    allowed = int(spec.max_lateness.total_seconds())
+    return LATE % (late_by / 3_600_000_000, allowed / 3600) if late_by > allowed * 1_000_000 else None
 
 
 _OUTBOX_COLUMNS = (

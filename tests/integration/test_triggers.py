@@ -251,3 +251,67 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
     assert online.store.unflushed("trigger_outbox") == []
     assert dispatch(T + 60 * H).outcomes == {}
     assert len(Receiver.deliveries) == 1
+
+
+@pytest.mark.parametrize("executor", ["online", "batch"])
+def test_an_entry_decided_long_after_its_moment_is_recorded_late_and_never_sent(spark, tmp_path, receiver, monkeypatch, executor):
+    """A history loaded at T + 100 h: a cart added at T was abandoned at T + 48 h, 52 h before the entry
+    (late: cancelled with the reason); one added at T + 40 h was abandoned at T + 88 h, 12 h before
+    (sent). A trigger with `max_lateness: none` sends both. Both executors decide alike."""
+    from lakecdp.online.flow import OnlineState
+    from lakecdp.online.store import open_store
+
+    monkeypatch.setenv("LAKECDP_TRIGGER_WEBHOOK_SECRET", SECRET)
+    settings = load_settings(env={}, overrides={"triggers": {"destinations": {"cart_webhook": {"url": receiver}}}})
+    lake = open_lake(spark, settings.lake, root=str(tmp_path / "lake"))
+    always = {**RULES[0], "name": "cart_abandoned_any_age", "trigger": {"destination": "cart_webhook", "max_lateness": "none"}}
+    segments = parse_segments([RULES[0], always])
+    now = T + 100 * H
+    rows = [(c, True) for c in ("old_cart", "recent_cart")]
+    lake.merge(
+        "customers",
+        spark.createDataFrame(
+            [
+                {
+                    "customer_id": pid(c),
+                    "external_id": c,
+                    "email": f"{c}@example.com",
+                    "marketing_opt_in": ok,
+                    "source": "test",
+                    "updated_at": T,
+                }
+                for c, ok in rows
+            ],
+            lake.spec("customers").schema,
+        ),
+    )
+    lines = [
+        line("add-old", "old_cart", "Product Added", T, price=80),
+        line("add-recent", "recent_cart", "Product Added", T + 40 * H, price=80),
+    ]
+    online = None
+    if executor == "online":
+        online = OnlineState(lake, settings, open_store(settings.state, lake.root), segments)
+        prepared = online.prepare_live([x.encode() for x in lines], ["t.jsonl"] * 2, stream="s", batch_id=0, now=now)
+        online.store.commit(prepared.commit)
+        online.flush(now)
+    else:
+        ingest_and_refresh(lake, settings, segments, now, lines)
+
+    outbox = {(r.segment, r.customer_id): (r.state, r.reason) for r in lake.read("trigger_outbox").collect()}
+    assert outbox == {
+        ("cart_abandoned_48h", pid("old_cart")): (
+            "cancelled",
+            "entered 52.0 h after its moment by event time (trigger.max_lateness: 24.0 h)",
+        ),
+        ("cart_abandoned_48h", pid("recent_cart")): ("pending", None),
+        ("cart_abandoned_any_age", pid("old_cart")): ("pending", None),
+        ("cart_abandoned_any_age", pid("recent_cart")): ("pending", None),
+    }
+    report = send_due_triggers(lake, settings, segments, now + 2 * H, online=online)
+    assert report.outcomes == {"sent": 3}  # a late entry is never due
+    assert sorted((d["customer_id"], d["segment"]) for d in Receiver.deliveries) == [
+        ("old_cart", "cart_abandoned_any_age"),
+        ("recent_cart", "cart_abandoned_48h"),
+        ("recent_cart", "cart_abandoned_any_age"),
+    ]

@@ -225,7 +225,7 @@ def _batch(spark, events, segments, as_of, linked):
     rows = evaluate_segments(bronze, profiles, segments, as_of, customers=_crm(spark)).collect()
     return (
         {r.customer_id: r.asDict() for r in profiles.collect()},
-        {(r.segment, r.customer_id): (r.is_member, as_utc(r.next_check_at)) for r in rows},
+        {(r.segment, r.customer_id): (r.is_member, as_utc(r.next_check_at), as_utc(r.changed_at)) for r in rows},
     )
 
 
@@ -314,6 +314,7 @@ def test_incremental_equals_batch(spark, events, segments, steps, snaps, seed):
             wrong = {c: (row[c], expected[c]) for c in PROFILE_FEATURES.columns if not same_value(row[c], expected[c])}
             assert not wrong, f"{key} at {as_of}: online vs batch {wrong}"
             for verdict in verdicts(state, {**row, "customer": CRM.get(key, {})}, segments, at):
-                member, next_check = expected_verdicts[(verdict.segment, key)]
-                assert (verdict.is_member, from_us(verdict.next_check_at)) == (member, next_check), (verdict.segment, key, verdict.reason)
+                member, next_check, changed = expected_verdicts[(verdict.segment, key)]
+                online = (verdict.is_member, from_us(verdict.next_check_at), from_us(verdict.changed_at))
+                assert online == (member, next_check, changed), (verdict.segment, key, verdict.reason)
         assert {k for k, s in states.items() if s["n"]} == set(expected_profiles)

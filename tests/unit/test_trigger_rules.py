@@ -8,7 +8,7 @@ import pytest
 
 from lakecdp.segments import RuleError, parse_segments
 from lakecdp.segments.rules import TriggerSpec
-from lakecdp.triggers.outbox import is_capped, quiet_until
+from lakecdp.triggers.outbox import is_capped, quiet_until, too_late
 
 QUIET = TriggerSpec("hook", quiet_start=time(21, 0), quiet_end=time(8, 0))
 
@@ -69,3 +69,26 @@ def test_dispatch_needs_exactly_one_way_to_recheck_membership():
         dispatch_due(None, None, [], now)  # neither: a send would go out on stale membership
     with pytest.raises(ValueError, match="exactly one of `online`"):
         dispatch_due(None, None, [], now, online=object(), refresh=lambda customers: None)
+
+
+def test_max_lateness_defaults_to_a_day_and_none_turns_it_off():
+    def trigger(**extra):
+        [segment] = parse_segments([{"name": "s", "rule": {"event": "A"}, "trigger": {"destination": "hook", **extra}}])
+        return segment.trigger
+
+    assert trigger().max_lateness == timedelta(hours=24)
+    assert trigger(max_lateness="6h").max_lateness == timedelta(hours=6)
+    assert trigger(max_lateness="none").max_lateness is None
+    assert trigger(max_lateness=None).max_lateness is None
+    with pytest.raises(RuleError, match="trigger.max_lateness: 'soon'"):
+        trigger(max_lateness="soon")
+
+
+def test_an_entry_is_late_only_past_max_lateness_after_its_moment():
+    hour = 3_600_000_000
+    spec = TriggerSpec("hook", max_lateness=timedelta(hours=24))
+    assert too_late(spec, 100 * hour, 76 * hour) is None  # exactly 24 h: still on time
+    assert too_late(spec, 100 * hour, 76 * hour - 1) == "entered 24.0 h after its moment by event time (trigger.max_lateness: 24.0 h)"
+    assert too_late(spec, 100 * hour, 48 * hour) == "entered 52.0 h after its moment by event time (trigger.max_lateness: 24.0 h)"
+    assert too_late(spec, 100 * hour, None) is None  # a rule reading profile, CRM or score values: no moment by event time
+    assert too_late(TriggerSpec("hook", max_lateness=None), 100 * hour, 0) is None
