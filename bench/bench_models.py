@@ -195,6 +195,7 @@ def baseline_on_order_histories(customers: int, regularity: float | None, seed: 
         model_settings = parse_model_settings({**(settings.models or {}), **BASELINE_MODELS})
         registry = ModelRegistry(f"{tmp}/models")
         outcome = train_models(lake, model_settings, registry, clock=clock, as_of=generated.end)
+        interval = _validation_gain_interval(outcome, registry, model_settings)
         score_lake(lake, model_settings, registry, clock=clock, as_of=generated.end)
         scores = lake.read("profile_scores").select("customer_id", "intent_probability", "expected_orders").toPandas()
         truth = pd.read_csv(Path(tmp) / "orders" / "truth.csv")
@@ -216,6 +217,7 @@ def baseline_on_order_histories(customers: int, regularity: float | None, seed: 
             "intent": _auc_pair(bought, future["intent_probability"].to_numpy()),
             "bgnbd_expected_orders": _auc_pair(bought, future["expected_orders"].to_numpy()),
         },
+        "gain_interval": interval,
         "calibration": card["calibration"],
         "dropped_features": len(card["dropped_features"]),
     }
@@ -288,7 +290,9 @@ def baseline_on_cdnow() -> dict[str, Any]:
         events = settings.events.model_copy(update={"max_age": None})
         imported = import_orders(lake, orders, events=events, clock=clock, report_path=f"{tmp}/rejects.csv")
         model_settings = parse_model_settings({**(settings.models or {}), **CDNOW_MODELS})
-        outcome = train_models(lake, model_settings, ModelRegistry(f"{tmp}/models"), clock=clock, as_of=CDNOW_END)
+        registry = ModelRegistry(f"{tmp}/models")
+        outcome = train_models(lake, model_settings, registry, clock=clock, as_of=CDNOW_END)
+        interval = _validation_gain_interval(outcome, registry, model_settings)
     card = outcome.intent.card
     return {
         "orders": imported.new_events,
@@ -296,8 +300,23 @@ def baseline_on_cdnow() -> dict[str, Any]:
         "train_s": round(outcome.seconds, 1),
         "model": card["model"],
         "validation": card["baseline"],
+        "gain_interval": interval,
         "calibration": {k: card["calibration"][k] for k in ("method", "validation_before", "validation_after")},
     }
+
+
+def _validation_gain_interval(outcome, registry, settings) -> dict[str, dict[str, float]] | None:
+    """gain_interval on the rows of the card's side-by-side (training.baseline_comparison): the validation
+    customers with an order, the promoted model's probability against BG/NBD's expected orders."""
+    from models.customer_base import fit_customer_base
+
+    validation = outcome.data.validation
+    buyers = validation[validation["days_since_first_order"] > 0]
+    if buyers.empty or buyers["purchased"].nunique() < 2:
+        return None
+    model = registry.load(outcome.intent.ref)
+    expected = fit_customer_base(buyers, settings).features(buyers)["expected_orders"].to_numpy()
+    return gain_interval(buyers["purchased"].to_numpy(dtype=int), model.probability(buyers), expected)
 
 
 def print_cdnow(result: dict[str, Any]) -> None:
@@ -313,6 +332,39 @@ def print_cdnow(result: dict[str, Any]) -> None:
         f"(P(order) AUC {binary['auc']:.4f} PR-AUC {binary['pr_auc']:.4f}) | gain AUC {validation['auc_gain']:+.4f} "
         f"PR-AUC {validation['pr_auc_gain']:+.4f} (target >= +0.015 / +0.01)"
     )
+    _print_interval(result)
+
+
+def _print_interval(result: dict[str, Any]) -> None:
+    if result.get("gain_interval"):
+        auc, pr = result["gain_interval"]["auc"], result["gain_interval"]["pr_auc"]
+        print(
+            f"  gain, paired bootstrap of those customers (1,000 resamples): AUC sd {auc['sd']:.4f}, 95% [{auc['ci95'][0]:+.4f}, {auc['ci95'][1]:+.4f}]; "
+            f"PR-AUC sd {pr['sd']:.4f}, 95% [{pr['ci95'][0]:+.4f}, {pr['ci95'][1]:+.4f}]"
+        )
+
+
+def gain_interval(y: np.ndarray, intent: np.ndarray, baseline: np.ndarray, reps: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Paired bootstrap of the intent model's AUC and PR-AUC gain over the baseline on the same rows.
+
+    The customers are resampled with replacement `reps` times and both rankings judged on each
+    resample; the spread says how much of a gain the validation set's size can tell apart from noise.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    gains: dict[str, list[float]] = {"auc": [], "pr_auc": []}
+    for _ in range(reps):
+        rows = rng.integers(0, len(y), len(y))
+        if y[rows].min() == y[rows].max():
+            continue
+        gains["auc"].append(roc_auc_score(y[rows], intent[rows]) - roc_auc_score(y[rows], baseline[rows]))
+        gains["pr_auc"].append(average_precision_score(y[rows], intent[rows]) - average_precision_score(y[rows], baseline[rows]))
+    result = {}
+    for metric, values in gains.items():
+        low, high = np.percentile(values, [2.5, 97.5])
+        result[metric] = {"sd": _round(np.std(values)), "ci95": [_round(low), _round(high)]}
+    return result
 
 
 def _auc_pair(y: np.ndarray, score: np.ndarray) -> dict[str, float | None]:
@@ -336,6 +388,7 @@ def print_baseline(result: dict[str, Any]) -> None:
             f"PR-AUC {validation['intent']['pr_auc']:.4f} | BG/NBD AUC {validation['bgnbd']['auc']:.4f} PR-AUC {validation['bgnbd']['pr_auc']:.4f} "
             f"| gain AUC {validation['auc_gain']:+.4f} PR-AUC {validation['pr_auc_gain']:+.4f} (target >= +0.015 / +0.01)"
         )
+        _print_interval(result)
     else:
         print(f"  validation window: {validation.get('note')}")
     print(
