@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import tempfile
@@ -270,12 +269,9 @@ def _trigger_sends(lake, klaviyo, batch_published: dict[int, float], measure_fro
         else:
             (measured if published >= measure_from else warming).append(accepted_at - published)
     outbox = lake.read("trigger_outbox").filter(F.col("segment") == TRIGGER_SEGMENT)
-    outcomes: dict[str, int] = {}
-    for r in outbox.groupBy("state", "reason").count().collect():
-        # Late entries' reasons name their own hours: counted together.
-        reason = re.sub(r"^entered [0-9.]+ h after", "entered N h after", r.reason) if r.reason else None
-        key = f"{r.state}" + (f" ({reason})" if reason else "")
-        outcomes[key] = outcomes.get(key, 0) + r["count"]
+    outcomes = {
+        f"{r.state}" + (f" ({r.reason})" if r.reason else ""): r["count"] for r in outbox.groupBy("state", "reason").count().collect()
+    }
     return {
         "warming": warming,
         "measured": measured,

@@ -12,8 +12,9 @@ from lakecdp.segments.rules import Segment, TriggerSpec
 
 PENDING = "pending"  # queued, not yet sent, cancelled or failed
 CANCELLED = "cancelled"
-# An entry past its trigger's max_lateness (whole hours; TriggerSpec.max_lateness).
-LATE = "entered %.1f h after its moment by event time (trigger.max_lateness: %.1f h)"
+# An entry past its trigger's max_lateness (TriggerSpec.max_lateness, in hours): one text per trigger, so
+# `lakecdp triggers status` counts them on one line.
+LATE = "late: entered more than trigger.max_lateness (%.1f h) after its moment by event time"
 
 
 def entries_to_enqueue(compared: DataFrame, segments: list[Segment], now: datetime) -> DataFrame:
@@ -48,7 +49,7 @@ def entries_to_enqueue(compared: DataFrame, segments: list[Segment], now: dateti
         (at + F.make_dt_interval(secs=delay_seconds[F.col("segment")].cast("double"))).alias("due_at"),
         F.when(is_late, F.lit(CANCELLED)).otherwise(F.lit(PENDING)).alias("state"),
         F.lit(0).alias("attempts"),
-        F.when(is_late, F.format_string(LATE, late_by / 3_600_000_000, allowed / 3600)).alias("reason"),
+        F.when(is_late, F.format_string(LATE, allowed / 3600)).alias("reason"),
         at.alias("updated_at"),
     )
 
@@ -60,7 +61,7 @@ def too_late(spec: TriggerSpec, entered_at: int, changed_at: int | None) -> str 
         return None
     late_by = entered_at - changed_at
     allowed = int(spec.max_lateness.total_seconds())
-    return LATE % (late_by / 3_600_000_000, allowed / 3600) if late_by > allowed * 1_000_000 else None
+    return LATE % (allowed / 3600) if late_by > allowed * 1_000_000 else None
 
 
 _OUTBOX_COLUMNS = (

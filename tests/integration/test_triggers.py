@@ -302,7 +302,7 @@ def test_an_entry_decided_long_after_its_moment_is_recorded_late_and_never_sent(
     assert outbox == {
         ("cart_abandoned_48h", pid("old_cart")): (
             "cancelled",
-            "entered 52.0 h after its moment by event time (trigger.max_lateness: 24.0 h)",
+            "late: entered more than trigger.max_lateness (24.0 h) after its moment by event time",
         ),
         ("cart_abandoned_48h", pid("recent_cart")): ("pending", None),
         ("cart_abandoned_any_age", pid("old_cart")): ("pending", None),
