@@ -67,6 +67,15 @@ def receiver():
     server.shutdown()
 
 
+def import_crm(lake, crm):
+    """The CRM rows of (customer, marketing opt-in) pairs, each with the address <customer>@example.com."""
+    rows = [
+        {"customer_id": pid(c), "external_id": c, "email": f"{c}@example.com", "marketing_opt_in": ok, "source": "test", "updated_at": T}
+        for c, ok in crm
+    ]
+    lake.merge("customers", lake.spark.createDataFrame(rows, lake.spec("customers").schema))
+
+
 def suppress(lake, customer):
     """The customer's address on the suppression list, as `export sync-unsubscribes` records a hard bounce."""
     from lakecdp.export.identifiers import email_sha256
@@ -98,23 +107,7 @@ def test_abandoned_cart_triggers_once_and_a_purchase_in_between_cancels(spark, t
     # see lakecdp.experiments.assign)
     crm = [("abandoner", True), ("late_buyer", True), ("early_buyer", True), ("no_consent", False), ("held_out_3", True), ("bounced", True)]
     name = {pid(c): c for c, _ in crm}  # the lake names customers by pseudonym
-    lake.merge(
-        "customers",
-        spark.createDataFrame(
-            [
-                {
-                    "customer_id": pid(c),
-                    "external_id": c,
-                    "email": f"{c}@example.com",
-                    "marketing_opt_in": ok,
-                    "source": "test",
-                    "updated_at": T,
-                }
-                for c, ok in crm
-            ],
-            lake.spec("customers").schema,
-        ),
-    )
+    import_crm(lake, crm)
     suppress(lake, "bounced")
 
     def send(now, *lines):
@@ -195,23 +188,7 @@ def test_the_stream_dispatches_from_the_state_store_before_any_flush(spark, tmp_
         ("bounced", True),
     ]
     name = {pid(c): c for c, _ in crm}
-    lake.merge(
-        "customers",
-        spark.createDataFrame(
-            [
-                {
-                    "customer_id": pid(c),
-                    "external_id": c,
-                    "email": f"{c}@example.com",
-                    "marketing_opt_in": ok,
-                    "source": "test",
-                    "updated_at": T,
-                }
-                for c, ok in crm
-            ],
-            lake.spec("customers").schema,
-        ),
-    )
+    import_crm(lake, crm)
     suppress(lake, "bounced")
     batches = iter(range(100))
 
@@ -268,23 +245,7 @@ def test_an_entry_decided_long_after_its_moment_is_recorded_late_and_never_sent(
     segments = parse_segments([RULES[0], always])
     now = T + 100 * H
     rows = [(c, True) for c in ("old_cart", "recent_cart")]
-    lake.merge(
-        "customers",
-        spark.createDataFrame(
-            [
-                {
-                    "customer_id": pid(c),
-                    "external_id": c,
-                    "email": f"{c}@example.com",
-                    "marketing_opt_in": ok,
-                    "source": "test",
-                    "updated_at": T,
-                }
-                for c, ok in rows
-            ],
-            lake.spec("customers").schema,
-        ),
-    )
+    import_crm(lake, rows)
     lines = [
         line("add-old", "old_cart", "Product Added", T, price=80),
         line("add-recent", "recent_cart", "Product Added", T + 40 * H, price=80),
