@@ -30,6 +30,11 @@ def compare_membership(evaluated: DataFrame, current: DataFrame) -> DataFrame:
     )
 
 
+def entering(compared: DataFrame) -> DataFrame:
+    """The rows of `compared` whose customer enters the segment now (their `entered` transitions)."""
+    return compared.filter(F.col("is_member") & F.col("entered_at").isNull())
+
+
 def plan_membership(compared: DataFrame, at: datetime) -> tuple[DataFrame, DataFrame]:
     """Return (segment_membership rows for the evaluated segments, segment_transitions rows).
 

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pyspark.sql import Column, DataFrame, functions as F
 
+from lakecdp.segments.membership import entering
 from lakecdp.segments.rules import Segment, TriggerSpec
 
 PENDING = "pending"  # queued, not yet sent, cancelled or failed
@@ -35,7 +36,7 @@ def entries_to_enqueue(compared: DataFrame, segments: list[Segment], now: dateti
     delay_seconds = by_segment(lambda trigger: int(trigger.delay.total_seconds()))
     lateness_seconds = by_segment(lambda trigger: None if trigger.max_lateness is None else int(trigger.max_lateness.total_seconds()))
     at = F.lit(now).cast("timestamp")
-    entered = compared.filter(F.col("is_member") & F.col("entered_at").isNull() & F.col("segment").isin([name for name, _ in triggered]))
+    entered = entering(compared).filter(F.col("segment").isin([name for name, _ in triggered]))
     key = F.concat_ws("\u0000", "segment", "customer_id", F.date_format(at, "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"))
     late_by = F.unix_micros(at) - F.unix_micros(F.col("changed_at"))
     allowed = lateness_seconds[F.col("segment")]
